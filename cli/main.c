@@ -1,0 +1,77 @@
+/* main.c - the `moa` command: dispatch to subcommands. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int cli_log_level = MOA_LOG_INFO;
+
+int cli_fail(const char *what, moa_status st) {
+    const char *msg = moa_last_error();
+    fprintf(stderr, "moa: %s: %s\n", what, msg && *msg ? msg : moa_status_str(st));
+    return 1;
+}
+
+typedef struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);  /* NULL: not built yet */
+    const char *usage;
+    const char *what;
+} cli_command;
+
+/* Every subcommand of the architecture; entries with fn == NULL are not built yet. */
+static const cli_command commands[] = {
+    {"generate", moa_cmd_generate, "-m MODEL [--plan PLAN] -p TEXT [-n N] [--chat]",
+     "generate text with the dense or a compressed model"},
+    {"info",     moa_cmd_info,     "MODEL", "show a GGUF model's metadata, tensors and sizes"},
+    {"calib",    NULL, "-m MODEL --task lines|needle|jsonl:PATH --lengths L,... --samples K -o calib.h5",
+     "build a calibration set answered by the dense model"},
+    {"profile",  NULL, "-m MODEL -c calib.h5 -o profile.h5 [--shard I/N] [--resume]",
+     "measure attention influence per head and distance"},
+    {"merge",    NULL, "-o profile.h5 SHARD.h5...", "merge shard profiles"},
+    {"optimize", NULL, "-p profile.h5 --density D [--density-at N:D,...] -o plan.json",
+     "choose per-head spans under a density budget (GLPK)"},
+    {"plan",     NULL, "show|check PLAN [-m MODEL]", "inspect or validate a plan"},
+    {"eval",     NULL, "longeval -m MODEL [--plan PLAN | --uniform D | --dense] --lengths L,...",
+     "validate on LongEval"},
+    {"bench",    moa_cmd_bench, "decode|prefill -m MODEL [--plan PLAN] --context N",
+     "benchmark prefill or decode"},
+    {"compress", NULL, "-m MODEL --density D -o plan.json",
+     "calibrate, profile, optimise and validate in one run"},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *fp) {
+    fprintf(fp,
+            "moa %s - Mixture of Sparse Attention toolkit\n\n"
+            "usage: moa [-v|-q] COMMAND [ARGS]   (moa COMMAND --help for its flags)\n\n"
+            "commands:\n", MOA_VERSION);
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(fp, "  %-9s %s%s\n      moa %s %s\n", commands[i].name, commands[i].what,
+                commands[i].fn ? "" : " [not built yet]", commands[i].name, commands[i].usage);
+    fprintf(fp, "\nexit codes: 0 ok, 1 failure, 2 usage error\n");
+}
+
+int main(int argc, char **argv) {
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (!strcmp(argv[i], "-v")) cli_log_level = MOA_LOG_DEBUG;
+        else if (!strcmp(argv[i], "-q")) cli_log_level = MOA_LOG_WARN;
+        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 0; }
+        else if (!strcmp(argv[i], "--version")) { printf("moa %s\n", MOA_VERSION); return 0; }
+        else { fprintf(stderr, "moa: unknown option '%s'\n", argv[i]); usage(stderr); return 2; }
+    }
+    if (i >= argc) { usage(stderr); return 2; }
+    moa_log_set(moa_log_stderr, &cli_log_level);
+    for (size_t c = 0; c < N_COMMANDS; c++) {
+        if (strcmp(argv[i], commands[c].name) != 0) continue;
+        if (!commands[c].fn) {
+            fprintf(stderr, "moa: '%s' is not built yet in this version\n", commands[c].name);
+            return 2;
+        }
+        return commands[c].fn(argc - i, argv + i);
+    }
+    fprintf(stderr, "moa: unknown command '%s'\n", argv[i]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,205 @@
+/* util.c - checked allocation, atomic file output, whole-file reads, time, list parsing. */
+#include "moa-common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int moa_mul_overflow(size_t a, size_t b, size_t *out) {
+    if (a != 0 && b > SIZE_MAX / a) return -1;
+    *out = a * b;
+    return 0;
+}
+
+void *moa_alloc_array(size_t n, size_t size) {
+    size_t bytes;
+    if (moa_mul_overflow(n, size, &bytes)) return NULL;
+    return malloc(bytes ? bytes : 1);
+}
+
+void *moa_calloc_array(size_t n, size_t size) {
+    if (n == 0 || size == 0) return calloc(1, 1);
+    size_t bytes;
+    if (moa_mul_overflow(n, size, &bytes)) return NULL;
+    return calloc(n, size);
+}
+
+void *moa_alloc_aligned(size_t n, size_t size) {
+    size_t bytes;
+    if (moa_mul_overflow(n, size, &bytes)) return NULL;
+    bytes = (bytes + 63) & ~(size_t)63;
+    if (bytes == 0) bytes = 64;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes) != 0) return NULL;
+    return p;
+}
+
+void moa_free_aligned(void *p) { free(p); }
+
+char *moa_strdup(const char *s) {
+    if (!s) return NULL;
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+/* ---- atomic files ---------------------------------------------------------------------- */
+char *moa_tmp_path_for(const char *path) {
+    size_t n = strlen(path) + 32;
+    char *t = malloc(n);
+    if (t) snprintf(t, n, "%s.tmp.%ld", path, (long)getpid());
+    return t;
+}
+
+static void fsync_dir_of(const char *path) {
+    char *dir = moa_strdup(path);
+    if (!dir) return;
+    char *slash = strrchr(dir, '/');
+    if (slash == dir) slash[1] = '\0';
+    else if (slash) *slash = '\0';
+    else strcpy(dir, ".");
+    int fd = open(dir, O_RDONLY);
+    if (fd >= 0) { fsync(fd); close(fd); }
+    free(dir);
+}
+
+moa_status moa_rename_into_place(const char *tmp_path, const char *path) {
+    int fd = open(tmp_path, O_RDONLY);
+    if (fd >= 0) { fsync(fd); close(fd); }
+    if (rename(tmp_path, path) != 0) {
+        int e = errno;
+        unlink(tmp_path);
+        return moa_err(MOA_ERR_IO, "cannot rename '%s' to '%s': %s", tmp_path, path, strerror(e));
+    }
+    fsync_dir_of(path);
+    return MOA_OK;
+}
+
+moa_status moa_atomic_open(moa_atomic_file *af, const char *path, const char *mode) {
+    memset(af, 0, sizeof *af);
+    af->path = moa_strdup(path);
+    af->tmp_path = moa_tmp_path_for(path);
+    if (!af->path || !af->tmp_path) {
+        free(af->path); free(af->tmp_path);
+        return moa_err(MOA_ERR_NOMEM, "out of memory opening '%s'", path);
+    }
+    af->fp = fopen(af->tmp_path, mode ? mode : "wb");
+    if (!af->fp) {
+        int e = errno;
+        moa_status st = moa_err(MOA_ERR_IO, "cannot create '%s': %s", af->tmp_path, strerror(e));
+        free(af->path); free(af->tmp_path);
+        memset(af, 0, sizeof *af);
+        return st;
+    }
+    return MOA_OK;
+}
+
+moa_status moa_atomic_commit(moa_atomic_file *af) {
+    moa_status st = MOA_OK;
+    if (!af->fp) return moa_err(MOA_ERR_INVALID_ARG, "atomic file is not open");
+    int bad = ferror(af->fp);
+    if (fflush(af->fp) != 0) bad = 1;
+    if (!bad && fsync(fileno(af->fp)) != 0) bad = 1;
+    if (fclose(af->fp) != 0) bad = 1;
+    af->fp = NULL;
+    if (bad) {
+        st = moa_err(MOA_ERR_IO, "error writing '%s': %s", af->tmp_path, strerror(errno));
+        unlink(af->tmp_path);
+    } else {
+        st = moa_rename_into_place(af->tmp_path, af->path);
+    }
+    free(af->path); free(af->tmp_path);
+    af->path = af->tmp_path = NULL;
+    return st;
+}
+
+void moa_atomic_abort(moa_atomic_file *af) {
+    if (af->fp) fclose(af->fp);
+    if (af->tmp_path) unlink(af->tmp_path);
+    free(af->path); free(af->tmp_path);
+    memset(af, 0, sizeof *af);
+}
+
+moa_status moa_read_file(const char *path, char **data, size_t *len) {
+    *data = NULL;
+    if (len) *len = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return moa_err(MOA_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) { fclose(fp); return moa_err(MOA_ERR_NOMEM, "out of memory reading '%s'", path); }
+    for (;;) {
+        if (n + 1 >= cap) {
+            if (cap > SIZE_MAX / 2) { free(buf); fclose(fp); return moa_err(MOA_ERR_NOMEM, "'%s' too large", path); }
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) { free(buf); fclose(fp); return moa_err(MOA_ERR_NOMEM, "out of memory reading '%s'", path); }
+            buf = nb; cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - 1 - n, fp);
+        n += got;
+        if (got == 0) break;
+    }
+    int bad = ferror(fp);
+    fclose(fp);
+    if (bad) { free(buf); return moa_err(MOA_ERR_IO, "error reading '%s'", path); }
+    buf[n] = '\0';
+    *data = buf;
+    if (len) *len = n;
+    return MOA_OK;
+}
+
+int moa_file_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+double moa_time_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int moa_parse_int_list(const char *s, long *out, int max) {
+    int n = 0;
+    const char *p = s;
+    if (!s || !*s) return -1;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno) return -1;
+        if (*end == 'k' || *end == 'K') { v *= 1024; end++; }
+        if (n >= max) return -1;
+        out[n++] = v;
+        if (*end == ',') p = end + 1;
+        else if (*end == '\0') break;
+        else return -1;
+        if (!*p) return -1;
+    }
+    return n;
+}
+
+int moa_parse_double_list(const char *s, double *out, int max) {
+    int n = 0;
+    const char *p = s;
+    if (!s || !*s) return -1;
+    while (*p) {
+        char *end;
+        errno = 0;
+        double v = strtod(p, &end);
+        if (end == p || errno) return -1;
+        if (n >= max) return -1;
+        out[n++] = v;
+        if (*end == ',') p = end + 1;
+        else if (*end == '\0') break;
+        else return -1;
+        if (!*p) return -1;
+    }
+    return n;
+}
