@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "moa/base.h"
+#include "quant.h"   /* moa_ggml_type and block sizes */
 
 typedef enum {
     MOA_GGUF_U8 = 0, MOA_GGUF_I8 = 1, MOA_GGUF_U16 = 2, MOA_GGUF_I16 = 3,
@@ -19,17 +20,7 @@ typedef enum {
     MOA_GGUF_F64 = 12,
 } moa_gguf_vtype;
 
-/* ggml tensor types we read (ids as in ggml). */
-typedef enum {
-    MOA_GGML_F32 = 0, MOA_GGML_F16 = 1, MOA_GGML_Q4_0 = 2, MOA_GGML_Q4_1 = 3,
-    MOA_GGML_Q5_0 = 6, MOA_GGML_Q5_1 = 7, MOA_GGML_Q8_0 = 8,
-    MOA_GGML_Q4_K = 12, MOA_GGML_Q5_K = 13, MOA_GGML_Q6_K = 14, MOA_GGML_BF16 = 30,
-} moa_ggml_type;
 
-typedef struct {
-    const char *str;   /* not NUL-terminated inside the file: use len. (We copy: NUL-terminated.) */
-    uint64_t len;
-} moa_gguf_str;
 
 typedef struct moa_gguf moa_gguf;
 
@@ -87,9 +78,5 @@ const moa_gguf_tensor *moa_gguf_tensor_at(const moa_gguf *g, int64_t i);
 const moa_gguf_tensor *moa_gguf_find_tensor(const moa_gguf *g, const char *name); /* NULL */
 const void *moa_gguf_tensor_data(const moa_gguf *g, const moa_gguf_tensor *t);
 
-/* ---- types ---- */
-const char *moa_ggml_type_name(moa_ggml_type t);       /* "Q4_1"; "?" if unknown */
-/* Block size in elements and bytes per block; 0 for unknown types. */
-int moa_ggml_type_info(moa_ggml_type t, uint32_t *block_elems, uint32_t *block_bytes);
 
 #endif /* MOA_GGUF_H */

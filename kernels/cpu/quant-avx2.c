@@ -1,0 +1,141 @@
+/* quant-avx2.c - AVX2+FMA matrix-vector products for Q4_0, Q4_1, Q8_0, F16 and F32 weights
+ * with f32 activations. Each 32-value block is widened to 4 x 8 floats once and multiplied
+ * into up to VG activation vectors; the block scale is applied with one FMA per vector:
+ *   Q4_1: sum_j (d q_j + m) x_j = d * sum_j q_j x_j + m * sum_j x_j   (sum_j x_j precomputed)
+ * Compiled with -mavx2 -mfma -mf16c; selected at run time. */
+#include "quant-impl.h"
+#include "moa-common.h"
+
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define VG 4  /* activation vectors per pass */
+
+static inline float hsum8(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+static inline float f16(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+/* Widen 16 packed nibble bytes into the 32 values of a Q4 block (low nibbles first). */
+static inline void q4_widen(const uint8_t *qs, __m256 q[4]) {
+    __m128i raw = _mm_loadu_si128((const __m128i *)qs);
+    __m128i m4 = _mm_set1_epi8(15);
+    __m128i lo = _mm_and_si128(raw, m4);
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
+    q[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
+    q[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
+    q[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+    q[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+}
+
+static inline void q8_widen(const uint8_t *qs, __m256 q[4]) {
+    for (int k = 0; k < 4; k++)
+        q[k] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qs + 8 * k))));
+}
+
+/* Rows [o0, o1) of a 32-block type; xs: per-vector block sums (Q4_1 only). */
+static void rows_q32(moa_ggml_type t, const uint8_t *W, size_t rb, int64_t o0, int64_t o1,
+                     int64_t n_in, const float *x, const float *xsum, int nv, int64_t x_stride,
+                     float *y, int64_t n_out) {
+    int64_t nb = n_in / 32;
+    for (int64_t o = o0; o < o1; o++) {
+        const uint8_t *p = W + (size_t)o * rb;
+        __m256 acc[VG];
+        float macc[VG];
+        for (int v = 0; v < nv; v++) { acc[v] = _mm256_setzero_ps(); macc[v] = 0; }
+        for (int64_t b = 0; b < nb; b++) {
+            __m256 q[4];
+            float d, m = 0;
+            if (t == MOA_GGML_Q4_1) { d = f16(p); m = f16(p + 2); q4_widen(p + 4, q); p += 20; }
+            else if (t == MOA_GGML_Q4_0) {
+                d = f16(p); q4_widen(p + 2, q); p += 18;
+                __m256 eight = _mm256_set1_ps(8.0f);
+                for (int k = 0; k < 4; k++) q[k] = _mm256_sub_ps(q[k], eight);
+            } else { d = f16(p); q8_widen(p + 2, q); p += 34; }
+            __m256 vd = _mm256_set1_ps(d);
+            for (int v = 0; v < nv; v++) {
+                const float *xb = x + v * x_stride + b * 32;
+                __m256 s = _mm256_mul_ps(q[0], _mm256_loadu_ps(xb));
+                s = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(xb + 8), s);
+                s = _mm256_fmadd_ps(q[2], _mm256_loadu_ps(xb + 16), s);
+                s = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xb + 24), s);
+                acc[v] = _mm256_fmadd_ps(vd, s, acc[v]);
+                if (t == MOA_GGML_Q4_1) macc[v] += m * xsum[v * nb + b];
+            }
+        }
+        for (int v = 0; v < nv; v++) y[v * n_out + o] = hsum8(acc[v]) + macc[v];
+    }
+}
+
+static void rows_f(moa_ggml_type t, const uint8_t *W, size_t rb, int64_t o0, int64_t o1,
+                   int64_t n_in, const float *x, int nv, int64_t x_stride, float *y, int64_t n_out) {
+    for (int64_t o = o0; o < o1; o++) {
+        const uint8_t *p = W + (size_t)o * rb;
+        __m256 acc[VG];
+        float tail[VG];
+        for (int v = 0; v < nv; v++) { acc[v] = _mm256_setzero_ps(); tail[v] = 0; }
+        int64_t i = 0;
+        for (; i + 8 <= n_in; i += 8) {
+            __m256 w = t == MOA_GGML_F32 ? _mm256_loadu_ps((const float *)p + i)
+                                         : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i)));
+            for (int v = 0; v < nv; v++)
+                acc[v] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + v * x_stride + i), acc[v]);
+        }
+        for (; i < n_in; i++) {
+            float w;
+            if (t == MOA_GGML_F32) memcpy(&w, p + 4 * i, 4);
+            else w = f16(p + 2 * i);
+            for (int v = 0; v < nv; v++) tail[v] += w * x[v * x_stride + i];
+        }
+        for (int v = 0; v < nv; v++) y[v * n_out + o] = hsum8(acc[v]) + tail[v];
+    }
+}
+
+int moa_matmul_q_avx2(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
+                      const float *x, int64_t n_vec, float *y) {
+    int q32 = t == MOA_GGML_Q4_0 || t == MOA_GGML_Q4_1 || t == MOA_GGML_Q8_0;
+    if (!q32 && t != MOA_GGML_F32 && t != MOA_GGML_F16) return 0;
+    if (q32 && n_in % 32) return 0;
+    size_t rb = moa_ggml_row_bytes(t, n_in);
+    int64_t nb = n_in / 32;
+    float *xsum = NULL;
+    if (t == MOA_GGML_Q4_1) {
+        xsum = moa_alloc_array((size_t)(n_vec * nb), sizeof(float));
+        if (!xsum) return 0;
+        for (int64_t v = 0; v < n_vec; v++)
+            for (int64_t b = 0; b < nb; b++) {
+                float s = 0;
+                for (int j = 0; j < 32; j++) s += x[v * n_in + b * 32 + j];
+                xsum[v * nb + b] = s;
+            }
+    }
+    /* Work unit: a chunk of rows for a group of up to VG vectors. */
+    const int64_t chunk = 16;
+    int64_t n_chunks = (n_out + chunk - 1) / chunk;
+    int64_t n_groups = (n_vec + VG - 1) / VG;
+    #pragma omp parallel for schedule(static) collapse(2) if (n_out * n_in * n_vec > 32768)
+    for (int64_t g = 0; g < n_groups; g++) {
+        for (int64_t c = 0; c < n_chunks; c++) {
+            int64_t v0 = g * VG;
+            int nv = (int)(n_vec - v0 < VG ? n_vec - v0 : VG);
+            int64_t o0 = c * chunk, o1 = o0 + chunk < n_out ? o0 + chunk : n_out;
+            if (q32)
+                rows_q32(t, W, rb, o0, o1, n_in, x + v0 * n_in, xsum ? xsum + v0 * nb : NULL, nv,
+                         n_in, y + v0 * n_out, n_out);
+            else
+                rows_f(t, W, rb, o0, o1, n_in, x + v0 * n_in, nv, n_in, y + v0 * n_out, n_out);
+        }
+    }
+    free(xsum);
+    return 1;
+}

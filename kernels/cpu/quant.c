@@ -1,0 +1,269 @@
+/* quant.c - ggml block formats: type table, f16/bf16, reference dequantisation and the
+ * reference + dispatching quantised matrix-vector product. Layouts: gguf-llama.md. */
+#include "quant.h"
+#include "quant-impl.h"
+#include "moa-common.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *moa_ggml_type_name(moa_ggml_type t) {
+    switch (t) {
+    case MOA_GGML_F32: return "F32";   case MOA_GGML_F16: return "F16";
+    case MOA_GGML_Q4_0: return "Q4_0"; case MOA_GGML_Q4_1: return "Q4_1";
+    case MOA_GGML_Q5_0: return "Q5_0"; case MOA_GGML_Q5_1: return "Q5_1";
+    case MOA_GGML_Q8_0: return "Q8_0"; case MOA_GGML_Q4_K: return "Q4_K";
+    case MOA_GGML_Q5_K: return "Q5_K"; case MOA_GGML_Q6_K: return "Q6_K";
+    case MOA_GGML_BF16: return "BF16";
+    }
+    return "?";
+}
+
+int moa_ggml_type_info(moa_ggml_type t, uint32_t *block_elems, uint32_t *block_bytes) {
+    uint32_t be = 0, bb = 0;
+    switch (t) {
+    case MOA_GGML_F32: be = 1; bb = 4; break;
+    case MOA_GGML_F16: case MOA_GGML_BF16: be = 1; bb = 2; break;
+    case MOA_GGML_Q4_0: be = 32; bb = 18; break;
+    case MOA_GGML_Q4_1: be = 32; bb = 20; break;
+    case MOA_GGML_Q5_0: be = 32; bb = 22; break;
+    case MOA_GGML_Q5_1: be = 32; bb = 24; break;
+    case MOA_GGML_Q8_0: be = 32; bb = 34; break;
+    case MOA_GGML_Q4_K: be = 256; bb = 144; break;
+    case MOA_GGML_Q5_K: be = 256; bb = 176; break;
+    case MOA_GGML_Q6_K: be = 256; bb = 210; break;
+    }
+    if (block_elems) *block_elems = be;
+    if (block_bytes) *block_bytes = bb;
+    return be != 0;
+}
+
+size_t moa_ggml_row_bytes(moa_ggml_type t, int64_t n) {
+    uint32_t be, bb;
+    if (!moa_ggml_type_info(t, &be, &bb)) return 0;
+    return (size_t)(n / be) * bb;
+}
+
+/* ---- half precision -------------------------------------------------------------------- */
+float moa_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31;
+    uint32_t exp = (h >> 10) & 31, man = h & 1023;
+    uint32_t bits;
+    if (exp == 0) {
+        if (man == 0) bits = sign;
+        else { /* subnormal: man * 2^-24 */
+            float f = ldexpf((float)man, -24);
+            memcpy(&bits, &f, 4);
+            bits |= sign;
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 112) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t moa_f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000;
+    uint32_t absx = x & 0x7fffffff;
+    if (absx > 0x7f800000) return (uint16_t)(sign | 0x7e00);         /* NaN */
+    if (absx >= 0x477ff000) return (uint16_t)(sign | 0x7c00);        /* overflow -> inf */
+    if (absx < 0x38800000) {                                          /* subnormal or zero */
+        float a;
+        memcpy(&a, &absx, 4);
+        float m = a * 16777216.0f;   /* 2^24: value in units of 2^-24 */
+        uint32_t r = (uint32_t)lrintf(m);  /* round to nearest even */
+        return (uint16_t)(sign | r);
+    }
+    uint32_t e = (absx >> 23) - 112, man = absx & 0x7fffff;
+    uint32_t h = (e << 10) | (man >> 13);
+    uint32_t rest = man & 0x1fff;
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+}
+
+float moa_bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t moa_f32_to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffff) > 0x7f800000) return (uint16_t)((x >> 16) | 0x40);
+    x += 0x7fff + ((x >> 16) & 1);
+    return (uint16_t)(x >> 16);
+}
+
+/* ---- reference dequantisation ---------------------------------------------------------- */
+static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint32_t rd32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* 6-bit scale and min j (0..7) of a Q4_K/Q5_K super-block. */
+static void k_scale_min(const uint8_t *s, int j, int *sc, int *mn) {
+    if (j < 4) { *sc = s[j] & 63; *mn = s[j + 4] & 63; }
+    else {
+        *sc = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
+        *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+void moa_dequant_row(moa_ggml_type t, const void *src, float *y, int64_t n) {
+    const uint8_t *p = src;
+    switch (t) {
+    case MOA_GGML_F32: memcpy(y, p, (size_t)n * 4); return;
+    case MOA_GGML_F16: for (int64_t i = 0; i < n; i++) y[i] = moa_f16_to_f32(rd16(p + 2 * i)); return;
+    case MOA_GGML_BF16: for (int64_t i = 0; i < n; i++) y[i] = moa_bf16_to_f32(rd16(p + 2 * i)); return;
+    case MOA_GGML_Q4_0:
+        for (int64_t b = 0; b < n / 32; b++, p += 18, y += 32) {
+            float d = moa_f16_to_f32(rd16(p));
+            for (int j = 0; j < 16; j++) {
+                y[j] = (float)((p[2 + j] & 15) - 8) * d;
+                y[j + 16] = (float)((p[2 + j] >> 4) - 8) * d;
+            }
+        }
+        return;
+    case MOA_GGML_Q4_1:
+        for (int64_t b = 0; b < n / 32; b++, p += 20, y += 32) {
+            float d = moa_f16_to_f32(rd16(p)), m = moa_f16_to_f32(rd16(p + 2));
+            for (int j = 0; j < 16; j++) {
+                y[j] = (float)(p[4 + j] & 15) * d + m;
+                y[j + 16] = (float)(p[4 + j] >> 4) * d + m;
+            }
+        }
+        return;
+    case MOA_GGML_Q5_0:
+        for (int64_t b = 0; b < n / 32; b++, p += 22, y += 32) {
+            float d = moa_f16_to_f32(rd16(p));
+            uint32_t qh = rd32(p + 2);
+            const uint8_t *qs = p + 6;
+            for (int j = 0; j < 16; j++) {
+                int b0 = (int)(((qh >> j) << 4) & 16), b1 = (int)((qh >> (j + 12)) & 16);
+                y[j] = (float)(((qs[j] & 15) | b0) - 16) * d;
+                y[j + 16] = (float)(((qs[j] >> 4) | b1) - 16) * d;
+            }
+        }
+        return;
+    case MOA_GGML_Q5_1:
+        for (int64_t b = 0; b < n / 32; b++, p += 24, y += 32) {
+            float d = moa_f16_to_f32(rd16(p)), m = moa_f16_to_f32(rd16(p + 2));
+            uint32_t qh = rd32(p + 4);
+            const uint8_t *qs = p + 8;
+            for (int j = 0; j < 16; j++) {
+                int b0 = (int)(((qh >> j) << 4) & 16), b1 = (int)((qh >> (j + 12)) & 16);
+                y[j] = (float)((qs[j] & 15) | b0) * d + m;
+                y[j + 16] = (float)((qs[j] >> 4) | b1) * d + m;
+            }
+        }
+        return;
+    case MOA_GGML_Q8_0:
+        for (int64_t b = 0; b < n / 32; b++, p += 34, y += 32) {
+            float d = moa_f16_to_f32(rd16(p));
+            for (int j = 0; j < 32; j++) y[j] = (float)(int8_t)p[2 + j] * d;
+        }
+        return;
+    case MOA_GGML_Q4_K:
+    case MOA_GGML_Q5_K: {
+        int five = t == MOA_GGML_Q5_K;
+        size_t bs = five ? 176 : 144;
+        for (int64_t b = 0; b < n / 256; b++, p += bs, y += 256) {
+            float d = moa_f16_to_f32(rd16(p)), dmin = moa_f16_to_f32(rd16(p + 2));
+            const uint8_t *s = p + 4;
+            const uint8_t *qh = five ? p + 16 : NULL;
+            const uint8_t *qs = five ? p + 48 : p + 16;
+            for (int c = 0; c < 4; c++) {
+                int sc1, m1, sc2, m2;
+                k_scale_min(s, 2 * c, &sc1, &m1);
+                k_scale_min(s, 2 * c + 1, &sc2, &m2);
+                const uint8_t *q = qs + 32 * c;
+                for (int l = 0; l < 32; l++) {
+                    int lo = q[l] & 15, hi = q[l] >> 4;
+                    if (five) {
+                        if (qh[l] & (1u << (2 * c))) lo += 16;
+                        if (qh[l] & (1u << (2 * c + 1))) hi += 16;
+                    }
+                    y[64 * c + l] = d * (float)sc1 * (float)lo - dmin * (float)m1;
+                    y[64 * c + 32 + l] = d * (float)sc2 * (float)hi - dmin * (float)m2;
+                }
+            }
+        }
+        return;
+    }
+    case MOA_GGML_Q6_K:
+        for (int64_t b = 0; b < n / 256; b++, p += 210, y += 256) {
+            const uint8_t *ql = p, *qh = p + 128;
+            const int8_t *sc = (const int8_t *)(p + 192);
+            float d = moa_f16_to_f32(rd16(p + 208));
+            for (int h = 0; h < 2; h++) {
+                const uint8_t *L = ql + 64 * h, *H = qh + 32 * h;
+                const int8_t *S = sc + 8 * h;
+                float *Y = y + 128 * h;
+                for (int l = 0; l < 32; l++) {
+                    int is = l / 16;
+                    Y[l] = d * S[is] * (float)(((L[l] & 15) | ((H[l] & 3) << 4)) - 32);
+                    Y[l + 32] = d * S[is + 2] * (float)(((L[l + 32] & 15) | (((H[l] >> 2) & 3) << 4)) - 32);
+                    Y[l + 64] = d * S[is + 4] * (float)(((L[l] >> 4) | (((H[l] >> 4) & 3) << 4)) - 32);
+                    Y[l + 96] = d * S[is + 6] * (float)(((L[l + 32] >> 4) | (((H[l] >> 6) & 3) << 4)) - 32);
+                }
+            }
+        }
+        return;
+    }
+    MOA_ASSERT(!"moa_dequant_row: unknown type");
+}
+
+/* ---- matrix-vector products ------------------------------------------------------------ */
+void moa_matmul_q_ref(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
+                      const float *x, int64_t n_vec, float *y) {
+    size_t rb = moa_ggml_row_bytes(t, n_in);
+    #pragma omp parallel
+    {
+        float *row = malloc((size_t)n_in * sizeof(float));
+        #pragma omp for schedule(static)
+        for (int64_t o = 0; o < n_out; o++) {
+            if (!row) continue;
+            moa_dequant_row(t, (const uint8_t *)W + (size_t)o * rb, row, n_in);
+            for (int64_t v = 0; v < n_vec; v++) {
+                const float *xv = x + v * n_in;
+                double s = 0;
+                for (int64_t i = 0; i < n_in; i++) s += (double)row[i] * xv[i];
+                y[v * n_out + o] = (float)s;
+            }
+        }
+        free(row);
+    }
+}
+
+static int g_force_ref;
+void moa_cpu_force_reference(int on) { g_force_ref = on; }
+
+int moa_cpu_has_avx2(void) {
+    static int v = -1;
+    if (v < 0) { __builtin_cpu_init(); v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+    return v && !g_force_ref;
+}
+int moa_cpu_has_avx512(void) {
+    static int v = -1;
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl");
+    }
+    return v && !g_force_ref;
+}
+
+void moa_matmul_q(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
+                  const float *x, int64_t n_vec, float *y) {
+    if (moa_cpu_has_avx2() && moa_matmul_q_avx2(t, W, n_out, n_in, x, n_vec, y)) return;
+    moa_matmul_q_ref(t, W, n_out, n_in, x, n_vec, y);
+}
