@@ -1,0 +1,580 @@
+/* plan.c - moa-plan v1: strict JSON reader, validator, atomic writer, accessors, uniform
+ * plans. The format is documented field by field in docs/formats.md. */
+#include "plan-internal.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "moa-common.h"
+#include "span.h"
+
+/* ---- allocation -------------------------------------------------------------------------- */
+
+moa_plan *moa_plan_alloc(int n_layer, int n_head, int n_head_kv, int head_dim,
+                         moa_granularity gran) {
+    if (n_layer <= 0 || n_head <= 0 || n_head_kv <= 0) return NULL;
+    moa_plan *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->n_layer = n_layer;
+    p->n_head = n_head;
+    p->n_head_kv = n_head_kv;
+    p->head_dim = head_dim;
+    p->granularity = gran;
+    p->n_units = gran == MOA_GRAN_Q_HEAD ? n_head : n_head_kv;
+    p->sink = 64;
+    p->block = 64;
+    snprintf(p->tool_version, sizeof p->tool_version, "%s", MOA_VERSION);
+    snprintf(p->solver_status, sizeof p->solver_status, "none");
+    p->units = moa_calloc_array((size_t)n_layer * (size_t)p->n_units, sizeof *p->units);
+    if (!p->units) { free(p); return NULL; }
+    return p;
+}
+
+void moa_plan_free(moa_plan *plan) {
+    if (!plan) return;
+    free(plan->units);
+    free(plan);
+}
+
+/* ---- accessors --------------------------------------------------------------------------- */
+
+int moa_plan_n_layer(const moa_plan *p) { return p->n_layer; }
+int moa_plan_n_head(const moa_plan *p) { return p->n_head; }
+int moa_plan_n_head_kv(const moa_plan *p) { return p->n_head_kv; }
+int moa_plan_head_dim(const moa_plan *p) { return p->head_dim; }
+int moa_plan_n_units(const moa_plan *p) { return p->n_units; }
+moa_granularity moa_plan_granularity(const moa_plan *p) { return p->granularity; }
+int moa_plan_sink(const moa_plan *p) { return p->sink; }
+int moa_plan_block(const moa_plan *p) { return p->block; }
+const char *moa_plan_arch(const moa_plan *p) { return p->arch; }
+const char *moa_plan_model_sha256(const moa_plan *p) { return p->model_sha256; }
+
+static const moa_plan_unit *unit_checked(const moa_plan *p, int layer, int unit) {
+    MOA_ASSERT(layer >= 0 && layer < p->n_layer && unit >= 0 && unit < p->n_units);
+    return moa_plan_unit_at(p, layer, unit);
+}
+moa_unit_kind moa_plan_unit_kind(const moa_plan *p, int l, int u) { return unit_checked(p, l, u)->kind; }
+double moa_plan_unit_alpha(const moa_plan *p, int l, int u) { return unit_checked(p, l, u)->alpha; }
+double moa_plan_unit_beta(const moa_plan *p, int l, int u) { return unit_checked(p, l, u)->beta; }
+
+static int64_t unit_window(const moa_plan *p, const moa_plan_unit *u, int64_t n) {
+    switch (u->kind) {
+    case MOA_UNIT_DENSE: return n;
+    case MOA_UNIT_LINEAR: return 0;
+    default: return moa_span_window(u->alpha, u->beta, n, p->block);
+    }
+}
+
+int64_t moa_plan_unit_window(const moa_plan *p, int layer, int unit, int64_t n) {
+    return unit_window(p, unit_checked(p, layer, unit), n);
+}
+
+static double unit_density(const moa_plan *p, const moa_plan_unit *u, int64_t n) {
+    if (u->kind == MOA_UNIT_LINEAR) return 0;
+    return moa_span_density_of_window(unit_window(p, u, n), p->sink, n);
+}
+
+double moa_plan_density(const moa_plan *p, int64_t n) {
+    if (n <= 0) return 0;
+    double sum = 0;
+    int64_t cnt = 0;
+    int group = p->n_head / p->n_head_kv;
+    for (int l = 0; l < p->n_layer; l++) {
+        if (p->granularity == MOA_GRAN_KV_HEAD) {
+            for (int u = 0; u < p->n_units; u++) sum += unit_density(p, moa_plan_unit_at(p, l, u), n);
+            cnt += p->n_units;
+        } else {
+            for (int g = 0; g < p->n_head_kv; g++) {
+                double m = 0;
+                for (int h = g * group; h < (g + 1) * group; h++) {
+                    double d = unit_density(p, moa_plan_unit_at(p, l, h), n);
+                    if (d > m) m = d;
+                }
+                sum += m;
+            }
+            cnt += p->n_head_kv;
+        }
+    }
+    return cnt ? sum / (double)cnt : 0;
+}
+
+/* ---- validation -------------------------------------------------------------------------- */
+
+static int is_hex64(const char *s) {
+    if (!*s) return 1;   /* unknown is allowed */
+    if (strlen(s) != 64) return 0;
+    for (const char *c = s; *c; c++)
+        if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f'))) return 0;
+    return 1;
+}
+
+static int64_t min_length(const moa_plan *p) {
+    int64_t m = 0;
+    for (int i = 0; i < p->n_profiled; i++) if (!m || p->profiled[i] < m) m = p->profiled[i];
+    for (int i = 0; i < p->n_constrained; i++) if (!m || p->constrained[i] < m) m = p->constrained[i];
+    if (p->validation > 0 && (!m || p->validation < m)) m = p->validation;
+    return m;
+}
+
+moa_status moa_plan_validate(const moa_plan *p, const char *name) {
+    if (!name) name = "plan";
+#define BAD(...) return moa_err_prefix(moa_err(MOA_ERR_FORMAT, __VA_ARGS__), "%s", name)
+    if (p->n_layer <= 0) BAD("model.n_layer must be > 0 (got %d)", p->n_layer);
+    if (p->n_head <= 0) BAD("model.n_head must be > 0 (got %d)", p->n_head);
+    if (p->n_head_kv <= 0 || p->n_head % p->n_head_kv)
+        BAD("model.n_head_kv must be > 0 and divide n_head=%d (got %d)", p->n_head, p->n_head_kv);
+    if (p->head_dim <= 0) BAD("model.head_dim must be > 0 (got %d)", p->head_dim);
+    if (!is_hex64(p->model_sha256)) BAD("model.sha256 must be 64 lowercase hex digits or \"\"");
+    if (p->sink < 0) BAD("sink must be >= 0 (got %d)", p->sink);
+    if (p->block <= 0) BAD("block must be > 0 (got %d)", p->block);
+    int want = p->granularity == MOA_GRAN_Q_HEAD ? p->n_head : p->n_head_kv;
+    if (p->n_units != want)
+        BAD("layers: %d units per layer, expected %d for granularity %s", p->n_units, want,
+            p->granularity == MOA_GRAN_Q_HEAD ? "q-head (n_head)" : "kv-head (n_head_kv)");
+    int64_t lens[3 * MOA_PLAN_MAX_LENGTHS];
+    if (p->n_profiled < 0 || p->n_profiled > MOA_PLAN_MAX_LENGTHS) BAD("lengths.profiled: too many");
+    if (p->n_constrained < 0 || p->n_constrained > MOA_PLAN_MAX_LENGTHS) BAD("lengths.constrained: too many");
+    if (p->n_pred < 0 || p->n_pred > MOA_PLAN_MAX_LENGTHS) BAD("predicted: too many");
+    for (int i = 0; i < p->n_profiled; i++)
+        if (p->profiled[i] <= 0) BAD("lengths.profiled[%d] must be > 0", i);
+    for (int i = 0; i < p->n_constrained; i++) {
+        if (p->constrained[i] <= 0) BAD("lengths.constrained[%d] must be > 0", i);
+        if (!isfinite(p->budget[i]) || p->budget[i] <= 0 || p->budget[i] > 1)
+            BAD("lengths.budgets[%d] must be a density in (0, 1] (got %g)", i, p->budget[i]);
+    }
+    if (p->validation < 0) BAD("lengths.validation must be > 0 or null");
+    (void)lens;
+    int64_t nmin = min_length(p);
+    for (int l = 0; l < p->n_layer; l++) {
+        for (int u = 0; u < p->n_units; u++) {
+            const moa_plan_unit *x = moa_plan_unit_at(p, l, u);
+            if (x->kind != MOA_UNIT_WINDOW && x->kind != MOA_UNIT_DENSE && x->kind != MOA_UNIT_LINEAR)
+                BAD("layers[%d].units[%d].kind: unknown kind %d", l, u, (int)x->kind);
+            if (x->kind != MOA_UNIT_WINDOW) continue;
+            if (!isfinite(x->alpha)) BAD("layers[%d].units[%d].alpha must be finite", l, u);
+            if (!isfinite(x->beta) || x->beta < 0 || x->beta > 1)
+                BAD("layers[%d].units[%d].beta must be in [0, 1] (got %g)", l, u, x->beta);
+            if (nmin > 0) {
+                if (!(x->alpha + x->beta * (double)nmin > 0))
+                    BAD("layers[%d].units[%d]: span alpha + beta*N = %g is not positive at N=%lld",
+                        l, u, x->alpha + x->beta * (double)nmin, (long long)nmin);
+            } else if (!(x->alpha > 0) && !(x->beta > 0)) {
+                BAD("layers[%d].units[%d]: span is never positive (alpha=%g, beta=%g)", l, u,
+                    x->alpha, x->beta);
+            }
+        }
+    }
+    for (int i = 0; i < p->n_pred; i++) {
+        const moa_plan_prediction *q = &p->pred[i];
+        if (q->length <= 0) BAD("predicted[%d].length must be > 0", i);
+        if (!isfinite(q->density) || q->density < 0 || q->density > 1)
+            BAD("predicted[%d].density must be in [0, 1] (got %g)", i, q->density);
+        if (q->has_loss && (!isfinite(q->loss) || q->loss < 0))
+            BAD("predicted[%d].loss must be finite and >= 0 (got %g)", i, q->loss);
+    }
+    if (!is_hex64(p->profile_sha256)) BAD("provenance.profile_sha256 must be 64 lowercase hex digits or \"\"");
+    if (!is_hex64(p->calib_sha256)) BAD("provenance.calib_sha256 must be 64 lowercase hex digits or \"\"");
+    if (!isfinite(p->solver_gap) || p->solver_gap < 0) BAD("provenance.gap must be finite and >= 0");
+#undef BAD
+    return MOA_OK;
+}
+
+moa_status moa_plan_check(const moa_plan *p, int n_layer, int n_head, int n_head_kv, int head_dim) {
+    char msg[512];
+    size_t o = 0;
+    int bad = 0;
+#define DIM(field, val)                                                                          \
+    if (p->field != (val)) {                                                                     \
+        o += (size_t)snprintf(msg + o, sizeof msg - o, "%s" #field ": plan has %d, model has %d", \
+                              bad ? "; " : "", p->field, (val));                                 \
+        bad = 1;                                                                                 \
+        if (o >= sizeof msg) o = sizeof msg - 1;                                                 \
+    }
+    DIM(n_layer, n_layer)
+    DIM(n_head, n_head)
+    DIM(n_head_kv, n_head_kv)
+    DIM(head_dim, head_dim)
+#undef DIM
+    if (bad) return moa_err(MOA_ERR_MISMATCH, "plan does not fit the model: %s", msg);
+    return MOA_OK;
+}
+
+/* ---- JSON reading ------------------------------------------------------------------------ */
+
+/* Reject keys outside `allowed` (NULL-terminated list). */
+static moa_status check_keys(json_t *obj, const char *where, const char *const *allowed) {
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v) {
+        int ok = 0;
+        for (const char *const *a = allowed; *a; a++) if (!strcmp(*a, key)) { ok = 1; break; }
+        if (!ok) return moa_err(MOA_ERR_FORMAT, "%s: unknown field \"%s\"", where, key);
+    }
+    return MOA_OK;
+}
+
+static moa_status get_obj(json_t *o, const char *key, const char *where, json_t **out) {
+    json_t *v = json_object_get(o, key);
+    if (!v || !json_is_object(v)) return moa_err(MOA_ERR_FORMAT, "%s%s: missing or not an object", where, key);
+    *out = v;
+    return MOA_OK;
+}
+
+static moa_status get_int(json_t *o, const char *key, const char *where, int64_t lo, int64_t hi,
+                          int64_t *out) {
+    json_t *v = json_object_get(o, key);
+    if (!v) return moa_err(MOA_ERR_FORMAT, "%s%s: missing", where, key);
+    if (!json_is_integer(v)) return moa_err(MOA_ERR_FORMAT, "%s%s: must be an integer", where, key);
+    json_int_t x = json_integer_value(v);
+    if (x < lo || x > hi)
+        return moa_err(MOA_ERR_FORMAT, "%s%s: %lld out of range [%lld, %lld]", where, key,
+                       (long long)x, (long long)lo, (long long)hi);
+    *out = x;
+    return MOA_OK;
+}
+
+static moa_status get_num(json_t *o, const char *key, const char *where, double *out) {
+    json_t *v = json_object_get(o, key);
+    if (!v) return moa_err(MOA_ERR_FORMAT, "%s%s: missing", where, key);
+    if (!json_is_number(v)) return moa_err(MOA_ERR_FORMAT, "%s%s: must be a number", where, key);
+    *out = json_number_value(v);
+    if (!isfinite(*out)) return moa_err(MOA_ERR_FORMAT, "%s%s: must be finite", where, key);
+    return MOA_OK;
+}
+
+static moa_status get_str(json_t *o, const char *key, const char *where, char *buf, size_t cap) {
+    json_t *v = json_object_get(o, key);
+    if (!v) return moa_err(MOA_ERR_FORMAT, "%s%s: missing", where, key);
+    if (!json_is_string(v)) return moa_err(MOA_ERR_FORMAT, "%s%s: must be a string", where, key);
+    const char *s = json_string_value(v);
+    if (strlen(s) >= cap)
+        return moa_err(MOA_ERR_FORMAT, "%s%s: longer than %zu characters", where, key, cap - 1);
+    memcpy(buf, s, strlen(s) + 1);
+    return MOA_OK;
+}
+
+static moa_status get_len_list(json_t *o, const char *key, int64_t *out, int *n) {
+    json_t *a = json_object_get(o, key);
+    if (!a || !json_is_array(a)) return moa_err(MOA_ERR_FORMAT, "lengths.%s: missing or not an array", key);
+    if (json_array_size(a) > MOA_PLAN_MAX_LENGTHS)
+        return moa_err(MOA_ERR_FORMAT, "lengths.%s: more than %d entries", key, MOA_PLAN_MAX_LENGTHS);
+    *n = (int)json_array_size(a);
+    for (int i = 0; i < *n; i++) {
+        json_t *v = json_array_get(a, (size_t)i);
+        if (!json_is_integer(v) || json_integer_value(v) <= 0)
+            return moa_err(MOA_ERR_FORMAT, "lengths.%s[%d]: must be a positive integer", key, i);
+        out[i] = json_integer_value(v);
+    }
+    return MOA_OK;
+}
+
+static moa_status parse_plan(json_t *root, moa_plan **out) {
+    static const char *const top_keys[] = {"format", "version", "model", "sink", "block",
+        "granularity", "layers", "lengths", "predicted", "provenance", NULL};
+    static const char *const model_keys[] = {"arch", "n_layer", "n_head", "n_head_kv", "head_dim",
+        "sha256", NULL};
+    static const char *const len_keys[] = {"profiled", "constrained", "budgets", "validation", NULL};
+    static const char *const unit_keys[] = {"kind", "alpha", "beta", NULL};
+    static const char *const layer_keys[] = {"units", NULL};
+    static const char *const pred_keys[] = {"length", "loss", "density", NULL};
+    static const char *const prov_keys[] = {"profile_sha256", "calib_sha256", "tool_version",
+        "solver", "solver_status", "gap", "time_s", NULL};
+    if (!json_is_object(root)) return moa_err(MOA_ERR_FORMAT, "top level must be an object");
+    char fmt[32];
+    MOA_TRY(get_str(root, "format", "", fmt, sizeof fmt));
+    if (strcmp(fmt, MOA_PLAN_FORMAT))
+        return moa_err(MOA_ERR_FORMAT, "format: \"%s\" is not \"%s\"", fmt, MOA_PLAN_FORMAT);
+    int64_t ver;
+    MOA_TRY(get_int(root, "version", "", 0, INT32_MAX, &ver));
+    if (ver != MOA_PLAN_VERSION)
+        return moa_err(MOA_ERR_FORMAT, "version: %lld is not supported (this reader knows version %d)",
+                       (long long)ver, MOA_PLAN_VERSION);
+    MOA_TRY(check_keys(root, "plan", top_keys));
+    json_t *model = NULL, *lengths = NULL, *prov = NULL;
+    MOA_TRY(get_obj(root, "model", "", &model));
+    MOA_TRY(check_keys(model, "model", model_keys));
+    int64_t nl, nh, nkv, hd, sink, block;
+    MOA_TRY(get_int(model, "n_layer", "model.", 1, 100000, &nl));
+    MOA_TRY(get_int(model, "n_head", "model.", 1, 100000, &nh));
+    MOA_TRY(get_int(model, "n_head_kv", "model.", 1, 100000, &nkv));
+    MOA_TRY(get_int(model, "head_dim", "model.", 1, 1 << 20, &hd));
+    if (nh % nkv) return moa_err(MOA_ERR_FORMAT, "model.n_head_kv: %lld does not divide n_head=%lld",
+                                 (long long)nkv, (long long)nh);
+    MOA_TRY(get_int(root, "sink", "", 0, INT32_MAX, &sink));
+    MOA_TRY(get_int(root, "block", "", 1, INT32_MAX, &block));
+    char gran[16];
+    MOA_TRY(get_str(root, "granularity", "", gran, sizeof gran));
+    moa_granularity g;
+    if (!strcmp(gran, "kv-head")) g = MOA_GRAN_KV_HEAD;
+    else if (!strcmp(gran, "q-head")) g = MOA_GRAN_Q_HEAD;
+    else return moa_err(MOA_ERR_FORMAT, "granularity: \"%s\" is not \"kv-head\" or \"q-head\"", gran);
+    moa_plan *p = moa_plan_alloc((int)nl, (int)nh, (int)nkv, (int)hd, g);
+    if (!p) return moa_err(MOA_ERR_NOMEM, "out of memory");
+    moa_status st;
+#define T(x) do { st = (x); if (st < 0) goto fail; } while (0)
+    T(get_str(model, "arch", "model.", p->arch, sizeof p->arch));
+    T(get_str(model, "sha256", "model.", p->model_sha256, sizeof p->model_sha256));
+    p->sink = (int)sink;
+    p->block = (int)block;
+    json_t *layers = json_object_get(root, "layers");
+    if (!layers || !json_is_array(layers)) { st = moa_err(MOA_ERR_FORMAT, "layers: missing or not an array"); goto fail; }
+    if ((int64_t)json_array_size(layers) != nl) {
+        st = moa_err(MOA_ERR_FORMAT, "layers: %zu entries, expected model.n_layer=%lld",
+                     json_array_size(layers), (long long)nl);
+        goto fail;
+    }
+    for (int l = 0; l < p->n_layer; l++) {
+        char where[64];
+        json_t *lo = json_array_get(layers, (size_t)l);
+        snprintf(where, sizeof where, "layers[%d]", l);
+        if (!json_is_object(lo)) { st = moa_err(MOA_ERR_FORMAT, "%s: not an object", where); goto fail; }
+        T(check_keys(lo, where, layer_keys));
+        json_t *units = json_object_get(lo, "units");
+        if (!units || !json_is_array(units)) { st = moa_err(MOA_ERR_FORMAT, "%s.units: missing or not an array", where); goto fail; }
+        if ((int)json_array_size(units) != p->n_units) {
+            st = moa_err(MOA_ERR_FORMAT, "%s.units: %zu entries, expected %d (%s granularity)", where,
+                         json_array_size(units), p->n_units, gran);
+            goto fail;
+        }
+        for (int u = 0; u < p->n_units; u++) {
+            moa_plan_unit *x = &p->units[(int64_t)l * p->n_units + u];
+            json_t *uo = json_array_get(units, (size_t)u);
+            snprintf(where, sizeof where, "layers[%d].units[%d].", l, u);
+            if (!json_is_object(uo)) { st = moa_err(MOA_ERR_FORMAT, "%s: not an object", where); goto fail; }
+            T(check_keys(uo, where, unit_keys));
+            char kind[16];
+            T(get_str(uo, "kind", where, kind, sizeof kind));
+            if (!strcmp(kind, "window")) x->kind = MOA_UNIT_WINDOW;
+            else if (!strcmp(kind, "dense")) x->kind = MOA_UNIT_DENSE;
+            else if (!strcmp(kind, "linear")) x->kind = MOA_UNIT_LINEAR;
+            else { st = moa_err(MOA_ERR_FORMAT, "%skind: \"%s\" is not window|dense|linear", where, kind); goto fail; }
+            if (x->kind == MOA_UNIT_WINDOW) {
+                T(get_num(uo, "alpha", where, &x->alpha));
+                T(get_num(uo, "beta", where, &x->beta));
+            }
+        }
+    }
+    T(get_obj(root, "lengths", "", &lengths));
+    T(check_keys(lengths, "lengths", len_keys));
+    T(get_len_list(lengths, "profiled", p->profiled, &p->n_profiled));
+    T(get_len_list(lengths, "constrained", p->constrained, &p->n_constrained));
+    {
+        json_t *b = json_object_get(lengths, "budgets");
+        if (!b || !json_is_array(b) || (int)json_array_size(b) != p->n_constrained) {
+            st = moa_err(MOA_ERR_FORMAT, "lengths.budgets: must be an array with one density per constrained length (%d)",
+                         p->n_constrained);
+            goto fail;
+        }
+        for (int i = 0; i < p->n_constrained; i++) {
+            json_t *v = json_array_get(b, (size_t)i);
+            if (!json_is_number(v)) { st = moa_err(MOA_ERR_FORMAT, "lengths.budgets[%d]: must be a number", i); goto fail; }
+            p->budget[i] = json_number_value(v);
+        }
+        json_t *v = json_object_get(lengths, "validation");
+        if (!v) { st = moa_err(MOA_ERR_FORMAT, "lengths.validation: missing (use null for none)"); goto fail; }
+        if (json_is_null(v)) p->validation = 0;
+        else if (json_is_integer(v) && json_integer_value(v) > 0) p->validation = json_integer_value(v);
+        else { st = moa_err(MOA_ERR_FORMAT, "lengths.validation: must be a positive integer or null"); goto fail; }
+    }
+    {
+        json_t *pr = json_object_get(root, "predicted");
+        if (!pr || !json_is_array(pr)) { st = moa_err(MOA_ERR_FORMAT, "predicted: missing or not an array"); goto fail; }
+        if (json_array_size(pr) > MOA_PLAN_MAX_LENGTHS) { st = moa_err(MOA_ERR_FORMAT, "predicted: too many entries"); goto fail; }
+        p->n_pred = (int)json_array_size(pr);
+        for (int i = 0; i < p->n_pred; i++) {
+            char where[32];
+            snprintf(where, sizeof where, "predicted[%d].", i);
+            json_t *q = json_array_get(pr, (size_t)i);
+            if (!json_is_object(q)) { st = moa_err(MOA_ERR_FORMAT, "predicted[%d]: not an object", i); goto fail; }
+            T(check_keys(q, where, pred_keys));
+            T(get_int(q, "length", where, 1, INT64_MAX, &p->pred[i].length));
+            T(get_num(q, "density", where, &p->pred[i].density));
+            json_t *lv = json_object_get(q, "loss");
+            if (!lv) { st = moa_err(MOA_ERR_FORMAT, "%sloss: missing (use null if unknown)", where); goto fail; }
+            if (json_is_null(lv)) p->pred[i].has_loss = 0;
+            else { p->pred[i].has_loss = 1; T(get_num(q, "loss", where, &p->pred[i].loss)); }
+        }
+    }
+    T(get_obj(root, "provenance", "", &prov));
+    T(check_keys(prov, "provenance", prov_keys));
+    T(get_str(prov, "profile_sha256", "provenance.", p->profile_sha256, sizeof p->profile_sha256));
+    T(get_str(prov, "calib_sha256", "provenance.", p->calib_sha256, sizeof p->calib_sha256));
+    T(get_str(prov, "tool_version", "provenance.", p->tool_version, sizeof p->tool_version));
+    T(get_str(prov, "solver", "provenance.", p->solver, sizeof p->solver));
+    T(get_str(prov, "solver_status", "provenance.", p->solver_status, sizeof p->solver_status));
+    T(get_num(prov, "gap", "provenance.", &p->solver_gap));
+    if (json_object_get(prov, "time_s")) T(get_num(prov, "time_s", "provenance.", &p->solver_time));
+    T(moa_plan_validate(p, NULL));
+#undef T
+    *out = p;
+    return MOA_OK;
+fail:
+    moa_plan_free(p);
+    return st;
+}
+
+moa_status moa_plan_load_string(const char *json, const char *name, moa_plan **out) {
+    *out = NULL;
+    if (!name) name = "plan";
+    json_error_t je;
+    json_t *root = json_loads(json, JSON_REJECT_DUPLICATES, &je);
+    if (!root)
+        return moa_err(MOA_ERR_FORMAT, "%s: invalid JSON at line %d column %d: %s", name, je.line,
+                       je.column, je.text);
+    moa_status st = parse_plan(root, out);
+    json_decref(root);
+    if (st < 0) return moa_err_prefix(st, "%s", name);
+    return MOA_OK;
+}
+
+moa_status moa_plan_load(const char *path, moa_plan **out) {
+    *out = NULL;
+    char *data = NULL;
+    size_t len = 0;
+    MOA_TRY(moa_read_file(path, &data, &len));
+    if (strlen(data) != len) {
+        free(data);
+        return moa_err(MOA_ERR_FORMAT, "%s: contains NUL bytes (not a JSON plan)", path);
+    }
+    moa_status st = moa_plan_load_string(data, path, out);
+    free(data);
+    return st;
+}
+
+/* ---- JSON writing ------------------------------------------------------------------------ */
+
+static json_t *plan_to_json(const moa_plan *p) {
+    json_t *root = json_object();
+    json_object_set_new(root, "format", json_string(MOA_PLAN_FORMAT));
+    json_object_set_new(root, "version", json_integer(MOA_PLAN_VERSION));
+    json_t *m = json_object();
+    json_object_set_new(m, "arch", json_string(p->arch));
+    json_object_set_new(m, "n_layer", json_integer(p->n_layer));
+    json_object_set_new(m, "n_head", json_integer(p->n_head));
+    json_object_set_new(m, "n_head_kv", json_integer(p->n_head_kv));
+    json_object_set_new(m, "head_dim", json_integer(p->head_dim));
+    json_object_set_new(m, "sha256", json_string(p->model_sha256));
+    json_object_set_new(root, "model", m);
+    json_object_set_new(root, "sink", json_integer(p->sink));
+    json_object_set_new(root, "block", json_integer(p->block));
+    json_object_set_new(root, "granularity",
+                        json_string(p->granularity == MOA_GRAN_Q_HEAD ? "q-head" : "kv-head"));
+    json_t *layers = json_array();
+    for (int l = 0; l < p->n_layer; l++) {
+        json_t *units = json_array();
+        for (int u = 0; u < p->n_units; u++) {
+            const moa_plan_unit *x = moa_plan_unit_at(p, l, u);
+            json_t *uo = json_object();
+            static const char *const kinds[] = {"window", "dense", "linear"};
+            json_object_set_new(uo, "kind", json_string(kinds[x->kind]));
+            if (x->kind == MOA_UNIT_WINDOW) {
+                json_object_set_new(uo, "alpha", json_real(x->alpha));
+                json_object_set_new(uo, "beta", json_real(x->beta));
+            }
+            json_array_append_new(units, uo);
+        }
+        json_t *lo = json_object();
+        json_object_set_new(lo, "units", units);
+        json_array_append_new(layers, lo);
+    }
+    json_object_set_new(root, "layers", layers);
+    json_t *len = json_object(), *a;
+    a = json_array();
+    for (int i = 0; i < p->n_profiled; i++) json_array_append_new(a, json_integer(p->profiled[i]));
+    json_object_set_new(len, "profiled", a);
+    a = json_array();
+    for (int i = 0; i < p->n_constrained; i++) json_array_append_new(a, json_integer(p->constrained[i]));
+    json_object_set_new(len, "constrained", a);
+    a = json_array();
+    for (int i = 0; i < p->n_constrained; i++) json_array_append_new(a, json_real(p->budget[i]));
+    json_object_set_new(len, "budgets", a);
+    json_object_set_new(len, "validation", p->validation > 0 ? json_integer(p->validation) : json_null());
+    json_object_set_new(root, "lengths", len);
+    a = json_array();
+    for (int i = 0; i < p->n_pred; i++) {
+        json_t *q = json_object();
+        json_object_set_new(q, "length", json_integer(p->pred[i].length));
+        json_object_set_new(q, "loss", p->pred[i].has_loss ? json_real(p->pred[i].loss) : json_null());
+        json_object_set_new(q, "density", json_real(p->pred[i].density));
+        json_array_append_new(a, q);
+    }
+    json_object_set_new(root, "predicted", a);
+    json_t *pv = json_object();
+    json_object_set_new(pv, "profile_sha256", json_string(p->profile_sha256));
+    json_object_set_new(pv, "calib_sha256", json_string(p->calib_sha256));
+    json_object_set_new(pv, "tool_version", json_string(p->tool_version));
+    json_object_set_new(pv, "solver", json_string(p->solver));
+    json_object_set_new(pv, "solver_status", json_string(p->solver_status));
+    json_object_set_new(pv, "gap", json_real(p->solver_gap));
+    json_object_set_new(pv, "time_s", json_real(p->solver_time));
+    json_object_set_new(root, "provenance", pv);
+    return root;
+}
+
+moa_status moa_plan_to_string(const moa_plan *p, char **json_out) {
+    *json_out = NULL;
+    MOA_TRY(moa_plan_validate(p, "plan"));
+    json_t *root = plan_to_json(p);
+    if (!root) return moa_err(MOA_ERR_NOMEM, "out of memory");
+    /* compact units: one layer per line would need a custom printer; indent the structure */
+    char *s = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+    json_decref(root);
+    if (!s) return moa_err(MOA_ERR_NOMEM, "out of memory");
+    *json_out = s;
+    return MOA_OK;
+}
+
+moa_status moa_plan_save(const moa_plan *p, const char *path) {
+    char *s = NULL;
+    MOA_TRY(moa_plan_to_string(p, &s));
+    moa_atomic_file af;
+    moa_status st = moa_atomic_open(&af, path, "wb");
+    if (st < 0) { free(s); return st; }
+    size_t n = strlen(s);
+    if (fwrite(s, 1, n, af.fp) != n || fputc('\n', af.fp) == EOF) {
+        free(s);
+        moa_atomic_abort(&af);
+        return moa_err(MOA_ERR_IO, "%s: write failed", path);
+    }
+    free(s);
+    return moa_atomic_commit(&af);
+}
+
+/* ---- uniform plans ----------------------------------------------------------------------- */
+
+moa_status moa_plan_uniform(int n_layer, int n_head, int n_head_kv, int head_dim, int sink,
+                            int block, double density, int64_t n, moa_plan **out) {
+    *out = NULL;
+    if (n_layer <= 0 || n_head <= 0 || n_head_kv <= 0 || n_head % n_head_kv || head_dim <= 0)
+        return moa_err(MOA_ERR_INVALID_ARG, "uniform plan: bad model dimensions");
+    if (sink < 0 || block <= 0 || n <= 0 || !(density > 0 && density <= 1))
+        return moa_err(MOA_ERR_INVALID_ARG, "uniform plan: need sink >= 0, block > 0, N > 0, density in (0, 1]");
+    double avail = density * (double)n - (double)sink;
+    int64_t w = avail > 0 ? ((int64_t)floor(avail + 1e-9) / block) * block : 0;
+    if (w <= 0)
+        return moa_err(MOA_ERR_INFEASIBLE,
+                       "uniform plan: density %g at N=%lld leaves no room for a %d-token window after "
+                       "%d sink tokens (smallest feasible density %.6g)", density, (long long)n,
+                       block, sink, (double)(sink + block) / (double)n);
+    moa_plan *p = moa_plan_alloc(n_layer, n_head, n_head_kv, head_dim, MOA_GRAN_KV_HEAD);
+    if (!p) return moa_err(MOA_ERR_NOMEM, "out of memory");
+    p->sink = sink;
+    p->block = block;
+    for (int64_t i = 0; i < (int64_t)n_layer * p->n_units; i++) {
+        p->units[i].kind = MOA_UNIT_WINDOW;
+        p->units[i].alpha = (double)w;
+        p->units[i].beta = 0;
+    }
+    p->n_constrained = 1;
+    p->constrained[0] = n;
+    p->budget[0] = density;
+    p->n_pred = 1;
+    p->pred[0].length = n;
+    p->pred[0].density = moa_plan_density(p, n);
+    snprintf(p->solver, sizeof p->solver, "uniform");
+    moa_status st = moa_plan_validate(p, "uniform plan");
+    if (st < 0) { moa_plan_free(p); return st; }
+    *out = p;
+    return MOA_OK;
+}
