@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Regenerates the golden fixtures in tests/fixtures/ from an independent Python oracle.
+# Usage: scripts/golden/run.sh [tokenizer|dequant|logits ...]   (default: all three, in that order)
+# Creates/updates a venv OUTSIDE the repo at ${MOA_CACHE_DIR:-$XDG_CACHE_HOME/moa}/golden-venv,
+# installs the exact pins from requirements.txt, fetches the model with scripts/fetch-model.sh.
+# Idempotent: the venv is reused while requirements.txt is unchanged.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+CACHE="${MOA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/moa}"
+VENV="$CACHE/golden-venv"
+PY_SYS="${PYTHON:-python3}"
+
+mkdir -p "$CACHE"
+req_hash=$(sha256sum "$HERE/requirements.txt" | cut -d' ' -f1)
+stamp="$VENV/.moa-requirements.sha256"
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "golden: creating venv $VENV" >&2
+  "$PY_SYS" -m venv "$VENV"
+fi
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$req_hash" ]; then
+  echo "golden: installing pinned requirements" >&2
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$HERE/requirements.txt"
+  echo "$req_hash" > "$stamp"
+fi
+
+MOA_MODEL="$(bash "$REPO/scripts/fetch-model.sh")"
+export MOA_MODEL
+echo "golden: model $MOA_MODEL" >&2
+
+# Keep CPU use modest on shared machines (numpy/BLAS threads).
+export PYTHONDONTWRITEBYTECODE=1
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
+
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(tokenizer dequant logits)
+for t in "${targets[@]}"; do
+  case "$t" in
+    tokenizer|dequant|logits) ;;
+    *) echo "golden: unknown target '$t' (tokenizer|dequant|logits)" >&2; exit 2 ;;
+  esac
+  echo "golden: make_${t}_golden.py" >&2
+  "$VENV/bin/python" "$HERE/make_${t}_golden.py"
+done
