@@ -1,0 +1,63 @@
+/* args.c - flag parsing helpers for the CLI. */
+#include "args.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int matches(const char *a, const char *s, const char *l) {
+    return (s && !strcmp(a, s)) || (l && !strcmp(a, l));
+}
+
+int arg_flag(char **argv, int i, const char *s, const char *l) { return matches(argv[i], s, l); }
+
+int arg_str(int argc, char **argv, int *i, const char *s, const char *l, const char **val) {
+    if (!matches(argv[*i], s, l)) return 0;
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "moa: option %s needs a value\n", argv[*i]);
+        return -1;
+    }
+    *val = argv[++*i];
+    return 1;
+}
+
+int arg_long(int argc, char **argv, int *i, const char *s, const char *l, long *val, long min, long max) {
+    const char *v;
+    int r = arg_str(argc, argv, i, s, l, &v);
+    if (r <= 0) return r;
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (*end == 'k' || *end == 'K') { x *= 1024; end++; }
+    if (errno || end == v || *end || x < min || x > max) {
+        fprintf(stderr, "moa: option %s: '%s' is not an integer in [%ld, %ld]\n", argv[*i - 1], v, min, max);
+        return -1;
+    }
+    *val = x;
+    return 1;
+}
+
+int arg_double(int argc, char **argv, int *i, const char *s, const char *l, double *val, double min, double max) {
+    const char *v;
+    int r = arg_str(argc, argv, i, s, l, &v);
+    if (r <= 0) return r;
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end || !(x >= min && x <= max)) {
+        fprintf(stderr, "moa: option %s: '%s' is not a number in [%g, %g]\n", argv[*i - 1], v, min, max);
+        return -1;
+    }
+    *val = x;
+    return 1;
+}
+
+const char *cli_model_path(const char *given) {
+    if (given) return given;
+    const char *env = getenv("MOA_MODEL");
+    if (env && *env) return env;
+    fprintf(stderr, "moa: no model: pass -m MODEL.gguf or set MOA_MODEL "
+                    "(scripts/fetch-model.sh prints the default model's path)\n");
+    return NULL;
+}

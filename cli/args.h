@@ -1,0 +1,21 @@
+/* args.h - tiny flag parsing shared by the subcommands. */
+#ifndef MOA_CLI_ARGS_H
+#define MOA_CLI_ARGS_H
+
+#include <stdint.h>
+
+/* If argv[*i] equals one of the names (e.g. "-m", "--model"), stores the next argument in
+ * *val, advances *i and returns 1; returns -1 if the value is missing (message printed). */
+int arg_str(int argc, char **argv, int *i, const char *short_name, const char *long_name,
+            const char **val);
+/* Same with integer/float conversion and range checks; -1 on a bad value (message printed). */
+int arg_long(int argc, char **argv, int *i, const char *short_name, const char *long_name,
+             long *val, long min, long max);
+int arg_double(int argc, char **argv, int *i, const char *short_name, const char *long_name,
+               double *val, double min, double max);
+int arg_flag(char **argv, int i, const char *short_name, const char *long_name);
+
+/* Model path from -m or, when absent, $MOA_MODEL; NULL with a message if neither. */
+const char *cli_model_path(const char *given);
+
+#endif

@@ -1,0 +1,143 @@
+/* cmd-generate.c - `moa generate`: text generation with the dense (or a compressed) model. */
+#include "cli.h"
+#include "args.h"
+#include "generate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *fp) {
+    fprintf(fp,
+        "usage: moa generate -m MODEL -p TEXT [options]\n\n"
+        "  -m, --model PATH      GGUF model (default: $MOA_MODEL)\n"
+        "  -p, --prompt TEXT     prompt text (special tokens like <|im_start|> are parsed)\n"
+        "  -f, --file PATH       read the prompt from a file instead\n"
+        "  -n, --n-predict N     max new tokens (default 128)\n"
+        "      --chat            wrap the prompt as a user turn with the model's chat template\n"
+        "      --system TEXT     system message for --chat (default: the template's own)\n"
+        "  -c, --ctx N           context size in tokens (default: prompt + n, at most the\n"
+        "                        model's training context)\n"
+        "      --temp T          temperature (default 0 = greedy)\n"
+        "      --top-k K         top-k (default 0 = off)\n"
+        "      --top-p P         top-p (default 1 = off)\n"
+        "  -s, --seed S          sampling seed (default 42)\n"
+        "      --plan PLAN       run with a sparse-attention plan (not available yet)\n"
+        "      --ids             also print the generated token ids on stderr\n"
+        "Text goes to stdout; timings to stderr.\n");
+}
+
+static int print_piece(void *data, int32_t id, const char *text, size_t len) {
+    (void)data; (void)id;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return 0;
+}
+
+int moa_cmd_generate(int argc, char **argv) {
+    const char *model = NULL, *prompt = NULL, *file = NULL, *system = NULL, *plan = NULL;
+    long n_predict = 128, n_ctx = 0, top_k = 0, seed = 42;
+    double temp = 0, top_p = 1;
+    int chat = 0, show_ids = 0;
+    for (int i = 1; i < argc; i++) {
+        int r;
+        if (arg_flag(argv, i, "-h", "--help")) { usage(stdout); return 0; }
+        if (arg_flag(argv, i, NULL, "--chat")) { chat = 1; continue; }
+        if (arg_flag(argv, i, NULL, "--ids")) { show_ids = 1; continue; }
+        if ((r = arg_str(argc, argv, &i, "-m", "--model", &model)) ||
+            (r = arg_str(argc, argv, &i, "-p", "--prompt", &prompt)) ||
+            (r = arg_str(argc, argv, &i, "-f", "--file", &file)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--system", &system)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--plan", &plan)) ||
+            (r = arg_long(argc, argv, &i, "-n", "--n-predict", &n_predict, 0, 1 << 24)) ||
+            (r = arg_long(argc, argv, &i, "-c", "--ctx", &n_ctx, 1, 1 << 24)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--top-k", &top_k, 0, 1 << 24)) ||
+            (r = arg_long(argc, argv, &i, "-s", "--seed", &seed, 0, 0x7fffffffL)) ||
+            (r = arg_double(argc, argv, &i, NULL, "--temp", &temp, 0, 100)) ||
+            (r = arg_double(argc, argv, &i, NULL, "--top-p", &top_p, 1e-6, 1))) {
+            if (r < 0) return 2;
+            continue;
+        }
+        fprintf(stderr, "moa generate: unknown argument '%s'\n", argv[i]);
+        usage(stderr);
+        return 2;
+    }
+    if (plan) {
+        fprintf(stderr, "moa generate: --plan is not available in this build yet\n");
+        return 2;
+    }
+    if (!prompt == !file) {
+        fprintf(stderr, "moa generate: give exactly one of -p TEXT or -f FILE\n");
+        usage(stderr);
+        return 2;
+    }
+    if (!(model = cli_model_path(model))) return 2;
+
+    moa_model *m = NULL;
+    moa_tokenizer *tok = NULL;
+    moa_ctx *ctx = NULL;
+    char *text = NULL, *rendered = NULL;
+    int32_t *ids = NULL, n_ids = 0;
+    int rc = 1;
+    moa_status st;
+    moa_model_params mp = moa_model_default_params();
+    mp.compute_sha256 = 0;
+    double t0 = moa_time_now();
+    if ((st = moa_model_load(model, &mp, &m)) < 0) { rc = cli_fail("loading model", st); goto out; }
+    if ((st = moa_tokenizer_from_gguf(m->gguf, &tok)) < 0) { rc = cli_fail("loading tokenizer", st); goto out; }
+    double t_load = moa_time_now() - t0;
+    if (file) {
+        size_t len;
+        if ((st = moa_read_file(file, &text, &len)) < 0) { rc = cli_fail("reading prompt", st); goto out; }
+    } else if (!(text = moa_strdup(prompt))) { rc = cli_fail("prompt", MOA_ERR_NOMEM); goto out; }
+    const char *input = text;
+    if (chat) {
+        moa_chat_msg msgs[2];
+        int nm = 0;
+        if (system) { msgs[nm].role = "system"; msgs[nm].content = system; nm++; }
+        msgs[nm].role = "user"; msgs[nm].content = text; nm++;
+        if ((st = moa_chat_render(tok, msgs, nm, 1, &rendered)) < 0) { rc = cli_fail("chat template", st); goto out; }
+        input = rendered;
+    }
+    if ((st = moa_tokenizer_encode(tok, input, strlen(input), 1, &ids, &n_ids)) < 0) { rc = cli_fail("tokenizing", st); goto out; }
+    if (n_ids == 0) { fprintf(stderr, "moa generate: the prompt is empty\n"); rc = 2; goto out; }
+    moa_ctx_params cp = moa_ctx_default_params();
+    long want = n_ctx ? n_ctx : n_ids + n_predict;
+    if (want > m->hp.n_ctx_train && !n_ctx) want = m->hp.n_ctx_train;
+    cp.n_ctx = (int32_t)want;
+    if ((st = moa_ctx_create(m, &cp, &ctx)) < 0) { rc = cli_fail("creating context", st); goto out; }
+    moa_gen_params gp = moa_gen_default_params();
+    gp.n_predict = (int32_t)n_predict;
+    gp.sampler.temperature = (float)temp;
+    gp.sampler.top_k = (int32_t)top_k;
+    gp.sampler.top_p = (float)top_p;
+    gp.sampler.seed = (uint64_t)seed;
+    if (!chat) fputs(input, stdout);
+    moa_gen_stats gs;
+    int32_t *out_ids = NULL, n_out = 0;
+    if ((st = moa_generate(ctx, tok, ids, n_ids, &gp, print_piece, NULL, &out_ids, &n_out, &gs)) < 0) {
+        fputc('\n', stdout);
+        rc = cli_fail("generating", st);
+        goto out;
+    }
+    fputc('\n', stdout);
+    if (show_ids) {
+        fprintf(stderr, "ids:");
+        for (int32_t i = 0; i < n_out; i++) fprintf(stderr, " %d", out_ids[i]);
+        fputc('\n', stderr);
+    }
+    free(out_ids);
+    fprintf(stderr, "moa: load %.2f s | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s%s\n",
+            t_load, gs.n_prompt, gs.prefill_seconds > 0 ? gs.n_prompt / gs.prefill_seconds : 0,
+            gs.n_generated, gs.decode_seconds > 0 ? gs.n_generated / gs.decode_seconds : 0,
+            gs.stopped_at_eog ? " (end of turn)" : "");
+    rc = 0;
+out:
+    free(ids);
+    free(text);
+    free(rendered);
+    moa_ctx_free(ctx);
+    moa_tokenizer_free(tok);
+    moa_model_free(m);
+    return rc;
+}

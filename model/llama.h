@@ -1,0 +1,77 @@
+/* llama.h - Llama-architecture weights (from GGUF) and the CPU forward pass.
+ *
+ * A moa_model holds immutable weights (mmapped quantised tensors, plus f32 copies of the
+ * matrices for batched BLAS products) and may be shared between threads. A moa_ctx holds
+ * the run state of one sequence (activations, KV cache) and belongs to one thread at a time.
+ */
+#ifndef MOA_LLAMA_H
+#define MOA_LLAMA_H
+
+#include <stdint.h>
+#include "moa/base.h"
+#include "gguf.h"
+#include "quant.h"
+
+typedef struct {
+    char arch[32];
+    int32_t n_layer;
+    int32_t n_embd;
+    int32_t n_head;
+    int32_t n_head_kv;
+    int32_t head_dim;
+    int32_t n_ff;
+    int32_t n_vocab;
+    int32_t n_ctx_train;   /* llama.context_length */
+    int32_t rope_dim;      /* rotated dims per head (== head_dim for llama) */
+    float rope_base;
+    float rms_eps;
+} moa_llama_hparams;
+
+typedef struct {
+    moa_ggml_type type;
+    const void *data;      /* quantised rows in the mmapped file: [n_out] rows of n_in */
+    int64_t n_in, n_out;
+    float *f32;            /* [n_out][n_in] dequantised copy for BLAS, or NULL */
+} moa_weight;
+
+typedef struct {
+    float *attn_norm;      /* [n_embd] */
+    float *ffn_norm;       /* [n_embd] */
+    moa_weight wq;         /* [n_head*hd][n_embd] */
+    moa_weight wk, wv;     /* [n_kv*hd][n_embd] */
+    moa_weight wo;         /* [n_embd][n_head*hd] */
+    moa_weight w_gate, w_up;  /* [n_ff][n_embd] */
+    moa_weight w_down;     /* [n_embd][n_ff] */
+} moa_llama_layer;
+
+typedef struct moa_model {
+    moa_gguf *gguf;
+    moa_llama_hparams hp;
+    moa_weight tok_embd;   /* [n_vocab][n_embd] */
+    moa_weight output;     /* [n_vocab][n_embd]; aliases tok_embd when tied */
+    int tied;
+    float *output_norm;    /* [n_embd] */
+    moa_llama_layer *layers;
+    char sha256[65];       /* of the GGUF file ("" unless computed) */
+    size_t f32_bytes;      /* bytes of dequantised copies */
+} moa_model;
+
+typedef struct {
+    int f32_weights;       /* 1: keep f32 copies for batched products (default), 0: never,
+                              -1: auto (when they fit in max_f32_bytes) */
+    size_t max_f32_bytes;  /* auto limit (default 4 GiB) */
+    int compute_sha256;    /* hash the file at load (default 1) */
+} moa_model_params;
+
+moa_model_params moa_model_default_params(void);
+/* Load a GGUF Llama model: checks the architecture, every tensor's presence, type and shape,
+ * and the hyperparameters; errors name the key or tensor and what was expected. */
+moa_status moa_model_load(const char *path, const moa_model_params *p, moa_model **out);
+/* Same, over an opened GGUF (the model takes ownership of g on success and on failure). */
+moa_status moa_model_from_gguf(moa_gguf *g, const moa_model_params *p, moa_model **out);
+void moa_model_free(moa_model *m);
+
+/* y[n][out] = x[n][in] W^T, with the quantised kernel for small n and BLAS otherwise. */
+void moa_weight_matmul(const moa_weight *w, const float *x, int64_t n, float *y);
+
+#endif
