@@ -106,6 +106,14 @@ class Llama:
         return cos.astype(dt), sin.astype(dt)
 
     @staticmethod
+    def rope_neox(x, cos, sin):
+        # WRONG for GGUF llama weights (half-split pairs (x[i], x[i+hd/2])); used only as a negative control
+        h = x.shape[-1] // 2
+        c = cos[:, None, :]
+        s = sin[:, None, :]
+        return np.concatenate([x[..., :h] * c - x[..., h:] * s, x[..., :h] * s + x[..., h:] * c], -1)
+
+    @staticmethod
     def rope(x, cos, sin):
         # x: (T, H, hd); "normal" llama RoPE on adjacent pairs (x[2i], x[2i+1])
         x0 = x[..., 0::2]
@@ -125,7 +133,7 @@ class Llama:
     def new_cache(self):
         return {"pos": 0, "k": [None] * self.n_layer, "v": [None] * self.n_layer}
 
-    def forward(self, ids, cache, dt=np.float64, rope_mode="f64"):
+    def forward(self, ids, cache, dt=np.float64, rope_mode="f64", neox=False):
         """Process ids after whatever is in cache; returns logits (T, n_vocab) in dt."""
         W = self.weights(dt)
         T = len(ids)
@@ -143,8 +151,9 @@ class Llama:
             q = (h @ W[p + "attn_q.weight"].T).reshape(T, H, hd)
             k = (h @ W[p + "attn_k.weight"].T).reshape(T, KV, hd)
             v = (h @ W[p + "attn_v.weight"].T).reshape(T, KV, hd)
-            q = self.rope(q, cos, sin)
-            k = self.rope(k, cos, sin)
+            rope = self.rope_neox if neox else self.rope
+            q = rope(q, cos, sin)
+            k = rope(k, cos, sin)
             K = k if cache["k"][l] is None else np.concatenate([cache["k"][l], k], 0)
             V = v if cache["v"][l] is None else np.concatenate([cache["v"][l], v], 0)
             cache["k"][l], cache["v"][l] = K, V
@@ -173,6 +182,15 @@ def lse(row):
     r = row.astype(np.float64)
     m = r.max()
     return float(m + np.log(np.exp(r - m).sum()))
+
+
+def mean_nll(L, ids):
+    """Mean next-token negative log-likelihood (nats) of ids[1:] under rows L[:-1]."""
+    L = L[:-1].astype(np.float64)
+    t = np.asarray(ids[1:])
+    m = L.max(axis=1)
+    lse_ = m + np.log(np.exp(L - m[:, None]).sum(axis=1))
+    return float(np.mean(lse_ - L[np.arange(len(t)), t]))
 
 
 def f32(v):
@@ -249,8 +267,11 @@ def main():
         blob = L64[-1].astype("<f4").tobytes()
         with open(os.path.join(_common.FIXTURES, fname), "wb") as fh:
             fh.write(blob)
+        nll = mean_nll(L64, ids)
+        nll_neox = mean_nll(model.forward(ids, model.new_cache(), np.float64, neox=True), ids)
+        stats["mean_nll_wrong_neox_rope"] = nll_neox
         prompts_out.append({"index": k, "label": label, "text": text, "ids": [int(i) for i in ids],
-                            "n_tokens": len(ids),
+                            "n_tokens": len(ids), "mean_nll": nll,
                             "last_logits_file": fname, "last_logits_sha256": hashlib.sha256(blob).hexdigest(),
                             "positions": positions})
         print("prompt %d %-8s T=%3d  %.1fs  fp32 maxabs %.2e  ggml-rope maxabs %.2e  argmax(last)=%d %r"
@@ -278,6 +299,11 @@ def main():
         print("greedy %s: %r (fp32 identical: %s) min margin %.3f"
               % (label, tok.decode(g64, skip_special_tokens=False), g32 == g64, min(marg)), file=sys.stderr)
     assert "Paris" in greedy_out[0]["text"], "forward pass failed the Paris check"
+    # The Paris check alone does not catch a wrong (NEOX) RoPE pairing; perplexity on the long prompt does.
+    lp = [p for p in prompts_out if p["label"] == "long"][0]
+    lneox = [s for s in prec if s["label"] == "long"][0]["mean_nll_wrong_neox_rope"]
+    print("long prompt mean NLL: normal %.3f, NEOX control %.3f" % (lp["mean_nll"], lneox), file=sys.stderr)
+    assert lp["mean_nll"] < lneox - 1.0, "adjacent-pair RoPE is not clearly better than the NEOX control"
 
     fixture = {
         "source": ("independent numpy Llama forward (scripts/golden/make_logits_golden.py): weights from "
@@ -295,6 +321,7 @@ def main():
             "positions[].argmax": "argmax of the logit row (float64 run)",
             "positions[].top10": "[[id, logit], ...] 10 largest logits, descending (logits rounded to float32)",
             "positions[].lse": "log(sum(exp(logits))) of the full row, float64",
+            "prompts[].mean_nll": "mean next-token NLL (nats) of ids[1:] given the prefix, float64",
             "prompts[].last_logits_file": "tests/fixtures/<file>: n_vocab little-endian float32 logits of the "
                                           "last position (float64 run rounded to float32)",
             "greedy[]": "16 greedy tokens after prompt_ids, no stopping (ids); ids_until_eos stops before the "
