@@ -1,0 +1,217 @@
+/* test_engine_golden.c - the engine against an independent implementation (numpy forward in
+ * float64 over gguf-py dequantised weights; scripts/golden/). Needs the SmolLM2 model.
+ *
+ * Tolerances (stated, from the oracle's own fp32-vs-fp64 study in the fixture: max |diff|
+ * ~1e-4): dequantised values within 1e-6 relative; logits within 5e-4 absolute (measured worst: 6.5e-5); argmax
+ * equal at every position; greedy continuations equal while the oracle's top-1/top-2
+ * margin exceeds 0.05. */
+#include "context.h"
+#include "generate.h"
+#include "moa-common.h"
+#include "test.h"
+
+#include <jansson.h>
+
+static const char *g_model;
+
+static json_t *load_fixture(const char *name) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", MOA_TEST_FIXTURES, name);
+    json_error_t e;
+    json_t *j = json_load_file(path, 0, &e);
+    if (!j) fprintf(stderr, "cannot read %s: %s (line %d)\n", path, e.text, e.line);
+    return j;
+}
+
+TEST(dequant_matches_gguf_py) {
+    json_t *j = load_fixture("dequant-golden.json");
+    CHECK(j != NULL);
+    if (!j) return;
+    moa_gguf *g;
+    CHECK_OK(moa_gguf_open(g_model, &g));
+    size_t ti;
+    json_t *t;
+    int n_checked = 0;
+    json_array_foreach(json_object_get(j, "tensors"), ti, t) {
+        const char *name = json_string_value(json_object_get(t, "name"));
+        const moa_gguf_tensor *tt = moa_gguf_find_tensor(g, name);
+        CHECK_MSG(tt != NULL, "tensor %s missing", name);
+        if (!tt) continue;
+        int64_t cols = (int64_t)tt->ne[0];
+        size_t rb = moa_ggml_row_bytes(tt->type, cols);
+        float *row = malloc(sizeof(float) * (size_t)cols);
+        size_t ri;
+        json_t *rv;
+        json_array_foreach(json_object_get(t, "row_values"), ri, rv) {
+            int64_t r = json_integer_value(json_object_get(rv, "row"));
+            moa_dequant_row(tt->type, (const uint8_t *)moa_gguf_tensor_data(g, tt) + (size_t)r * rb, row, cols);
+            size_t vi;
+            json_t *v;
+            int bad = 0;
+            json_array_foreach(json_object_get(rv, "values"), vi, v) {
+                double want = json_number_value(v);
+                if (fabs(row[vi] - want) > 1e-6 * fabs(want) + 1e-12) bad++;
+            }
+            CHECK_MSG(bad == 0, "%s row %lld: %d values differ", name, (long long)r, bad);
+            double s = 0;
+            for (int64_t i = 0; i < cols; i++) s += row[i];
+            CHECK_CLOSE(s, json_number_value(json_object_get(rv, "row_sum_f64")), 1e-5, 1e-5);
+            n_checked++;
+        }
+        free(row);
+    }
+    CHECK(n_checked >= 6);
+    moa_gguf_close(g);
+    json_decref(j);
+}
+
+static int32_t *ids_of(json_t *arr, int32_t *n) {
+    *n = (int32_t)json_array_size(arr);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(*n ? *n : 1));
+    for (int32_t i = 0; i < *n; i++) ids[i] = (int32_t)json_integer_value(json_array_get(arr, (size_t)i));
+    return ids;
+}
+
+static double lse(const float *x, int32_t n) {
+    double mx = x[0], s = 0;
+    for (int32_t i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    for (int32_t i = 0; i < n; i++) s += exp(x[i] - mx);
+    return mx + log(s);
+}
+
+/* Compare a [n][vocab] logit block with the fixture's per-position data. */
+static void compare_positions(json_t *prompt, const float *logits, int32_t n, int32_t nv, const char *path) {
+    const char *label = json_string_value(json_object_get(prompt, "label"));
+    json_t *pos = json_object_get(prompt, "positions");
+    int arg_bad = 0, top_bad = 0, lse_bad = 0;
+    double worst = 0;
+    for (int32_t i = 0; i < n; i++) {
+        json_t *p = json_array_get(pos, (size_t)i);
+        const float *row = logits + (size_t)i * nv;
+        if (moa_argmax(row, nv) != json_integer_value(json_object_get(p, "argmax"))) arg_bad++;
+        size_t k;
+        json_t *pair;
+        json_array_foreach(json_object_get(p, "top10"), k, pair) {
+            int64_t id = json_integer_value(json_array_get(pair, 0));
+            double d = fabs(row[id] - json_number_value(json_array_get(pair, 1)));
+            if (d > worst) worst = d;
+            if (d > 5e-4) top_bad++;
+        }
+        if (fabs(lse(row, nv) - json_number_value(json_object_get(p, "lse"))) > 5e-4) lse_bad++;
+    }
+    CHECK_MSG(arg_bad == 0 && top_bad == 0 && lse_bad == 0,
+              "%s (%s): argmax mismatches %d, top-10 logits off %d, lse off %d (worst |diff| %g)",
+              label, path, arg_bad, top_bad, lse_bad, worst);
+    fprintf(stderr, "  %s (%s): %d positions, worst top-10 |diff| %.2e\n", label, path, n, worst);
+}
+
+TEST(logits_match_independent_forward) {
+    json_t *j = load_fixture("logits-golden.json");
+    CHECK(j != NULL);
+    if (!j) return;
+    moa_model *m;
+    moa_model_params mp = moa_model_default_params();
+    mp.compute_sha256 = 0;
+    CHECK_OK(moa_model_load(g_model, &mp, &m));
+    if (!m) { json_decref(j); return; }
+    int32_t nv = m->hp.n_vocab;
+    size_t pi;
+    json_t *prompt;
+    json_array_foreach(json_object_get(j, "prompts"), pi, prompt) {
+        int32_t n;
+        int32_t *ids = ids_of(json_object_get(prompt, "ids"), &n);
+        float *logits = malloc(sizeof(float) * (size_t)n * (size_t)nv);
+        moa_ctx *ctx;
+        moa_ctx_params cp = moa_ctx_default_params();
+        cp.n_ctx = n;
+        cp.n_batch = 64;   /* several chunks for the long prompts */
+        CHECK_OK(moa_ctx_create(m, &cp, &ctx));
+        /* batched prefill path (BLAS) */
+        CHECK_OK(moa_ctx_eval(ctx, ids, n, MOA_LOGITS_ALL, logits));
+        compare_positions(prompt, logits, n, nv, "prefill");
+        /* full last row against the binary fixture */
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", MOA_TEST_FIXTURES,
+                 json_string_value(json_object_get(prompt, "last_logits_file")));
+        FILE *fp = fopen(path, "rb");
+        float *want = malloc(sizeof(float) * (size_t)nv);
+        CHECK(fp && fread(want, sizeof(float), (size_t)nv, fp) == (size_t)nv);
+        if (fp) fclose(fp);
+        double md = 0;
+        for (int32_t v = 0; v < nv; v++) md = fmax(md, fabs(logits[(size_t)(n - 1) * nv + v] - want[v]));
+        CHECK_MSG(md < 5e-4, "last row max |diff| %g", md);
+        /* token-by-token decode path (quantised matvec kernels) */
+        moa_ctx_reset(ctx);
+        for (int32_t i = 0; i < n; i++)
+            CHECK_OK(moa_ctx_eval(ctx, &ids[i], 1, MOA_LOGITS_LAST, logits + (size_t)i * nv));
+        compare_positions(prompt, logits, n, nv, "decode");
+        moa_ctx_free(ctx);
+        free(want);
+        free(logits);
+        free(ids);
+    }
+    /* greedy continuations */
+    json_t *gr;
+    json_array_foreach(json_object_get(j, "greedy"), pi, gr) {
+        int32_t n, n_want;
+        int32_t *ids = ids_of(json_object_get(gr, "prompt_ids"), &n);
+        int32_t *want = ids_of(json_object_get(gr, "ids"), &n_want);
+        moa_ctx *ctx;
+        moa_ctx_params cp = moa_ctx_default_params();
+        cp.n_ctx = n + n_want;
+        CHECK_OK(moa_ctx_create(m, &cp, &ctx));
+        moa_gen_params gp = moa_gen_default_params();
+        gp.n_predict = n_want;
+        gp.stop_at_eog = 0;
+        int32_t *got = NULL, n_got = 0;
+        CHECK_OK(moa_generate(ctx, NULL, ids, n, &gp, NULL, NULL, &got, &n_got, NULL));
+        json_t *margins = json_object_get(gr, "top1_top2_margin");
+        for (int32_t i = 0; i < n_want && i < n_got; i++) {
+            CHECK_MSG(got[i] == want[i], "%s: greedy token %d is %d, expected %d",
+                      json_string_value(json_object_get(gr, "label")), i, got[i], want[i]);
+            if (got[i] != want[i] || json_number_value(json_array_get(margins, (size_t)i)) < 0.05) break;
+        }
+        free(got);
+        free(want);
+        free(ids);
+        moa_ctx_free(ctx);
+    }
+    moa_model_free(m);
+    json_decref(j);
+}
+
+TEST(capital_of_france) {
+    moa_model *m;
+    moa_tokenizer *tok;
+    moa_model_params mp = moa_model_default_params();
+    mp.compute_sha256 = 0;
+    CHECK_OK(moa_model_load(g_model, &mp, &m));
+    if (!m) return;
+    CHECK_OK(moa_tokenizer_from_gguf(m->gguf, &tok));
+    const char *prompt = "The capital of France is";
+    int32_t *ids, n;
+    CHECK_OK(moa_tokenizer_encode(tok, prompt, strlen(prompt), 1, &ids, &n));
+    moa_ctx *ctx;
+    CHECK_OK(moa_ctx_create(m, NULL, &ctx));
+    moa_gen_params gp = moa_gen_default_params();
+    gp.n_predict = 8;
+    int32_t *out, n_out;
+    CHECK_OK(moa_generate(ctx, tok, ids, n, &gp, NULL, NULL, &out, &n_out, NULL));
+    char *text = NULL;
+    CHECK_OK(moa_tokenizer_decode(tok, out, n_out, 0, &text));
+    CHECK_MSG(text && strstr(text, "Paris"), "continuation '%s' lacks Paris", text ? text : "");
+    free(text);
+    free(out);
+    free(ids);
+    moa_ctx_free(ctx);
+    moa_tokenizer_free(tok);
+    moa_model_free(m);
+}
+
+int main(void) {
+    g_model = test_model_path();
+    RUN(dequant_matches_gguf_py);
+    RUN(logits_match_independent_forward);
+    RUN(capital_of_france);
+    return test_summary();
+}
