@@ -1,0 +1,95 @@
+/* attn.h - CPU attention kernels: banded causal softmax attention with sinks (prefill and
+ * decode are the same kernel) and Lightning-Attention-2 style causal linear attention.
+ *
+ * Every kernel has a plain C reference (`*_ref`, the source of truth) and SIMD versions
+ * (`*_avx2`, `*_avx512`, compiled with those ISA flags); the unsuffixed name dispatches to the
+ * best version the CPU supports (or the one forced with moa_attn_isa_set). Kernels are
+ * single-threaded and never fail: callers validate shapes and parallelise over
+ * (sequence, KV head, query tile).
+ *
+ * The one mask (architecture.md, "One span definition"): query position i attends key
+ * position j iff  j <= i  and  (j < sink  or  i - j < window).
+ */
+#ifndef MOA_KERNELS_ATTN_H
+#define MOA_KERNELS_ATTN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MOA_ATTN_HD_MAX 256     /* largest head_dim of every kernel */
+#define MOA_ATTN_GROUP_MAX 32   /* largest GQA group of the SIMD kernels (ref: any) */
+
+/* A run of keys with consecutive positions: row r has position pos0 + r. The caller's key
+ * sources (sink slots, the two runs of a ring buffer, the new chunk) are each one segment. */
+typedef struct {
+    const float *k;   /* k[r*ldk + d], r < n, d < hd */
+    const float *v;   /* v[r*ldv + d] */
+    size_t ldk, ldv;  /* row strides in floats */
+    int64_t pos0;     /* position of row 0 */
+    int n;            /* rows */
+    int alt_q;        /* 1: score these keys with q_alt (streaming mode's sink rotation) */
+} moa_attn_seg;
+
+/* Banded causal softmax attention for one KV head and its group of query heads.
+ * out[t][g] = sum_j softmax_j(scale * q[t][g] . k_j  over visible j) v_j; a query that sees
+ * no key (sink 0 and window 0) gets a zero output. */
+typedef struct {
+    int hd;              /* head dim */
+    int n_group;         /* query heads sharing this KV head */
+    int n_q;             /* query tokens */
+    const float *q;      /* q[t*ldq + g*hd + d] */
+    const float *q_alt;  /* same layout, used for segments with alt_q; NULL = q */
+    size_t ldq;
+    float *o;            /* o[t*ldo + g*hd + d] */
+    size_t ldo;
+    int64_t qpos0;       /* query t has position qpos0 + t */
+    int64_t sink;        /* mask: j < sink always visible (if j <= i) */
+    int64_t window;      /* mask: i - j < window visible; >= any i+1 means dense */
+    float scale;         /* usually 1/sqrt(hd) */
+    const moa_attn_seg *segs;
+    int n_segs;
+} moa_attn_band_args;
+
+/* Causal linear attention (no softmax, no scale, no denominator) for one KV head:
+ *   S_t = lambda S_{t-1} + k_t^T v_t   (S: [hd][hd], row = key dim),  o_t[g] = q_t[g] S_t,
+ *   lambda = exp(-decay). `state` holds S_{-1} on entry and S_{n_t-1} on return, so prefill in
+ * chunks and per-token decode (n_t = 1, O(hd^2)) continue each other. */
+typedef struct {
+    int hd, n_group, n_t;
+    const float *q; size_t ldq;   /* q[t*ldq + g*hd + d] */
+    const float *k; size_t ldk;   /* k[t*ldk + d] */
+    const float *v; size_t ldv;   /* v[t*ldv + d] */
+    float *o; size_t ldo;         /* o[t*ldo + g*hd + d] */
+    float *state;                 /* [hd][hd], in/out */
+    float decay;                  /* s >= 0; 0 = no decay */
+} moa_linear_args;
+
+typedef enum { MOA_ISA_REF = 0, MOA_ISA_AVX2 = 1, MOA_ISA_AVX512 = 2 } moa_attn_isa;
+
+/* References: direct evaluation of the definitions (band: two-pass softmax per row over every
+ * key of every segment; linear: the token-by-token recurrence). */
+void moa_attn_band_ref(const moa_attn_band_args *a);
+void moa_linear_ref(const moa_linear_args *a);
+
+/* Fast versions. band: tiled over queries x key blocks with an online (FlashAttention-2)
+ * softmax; only key blocks inside the band are visited, so work is O(n_q * (sink + window)).
+ * linear: Lightning-Attention-2 tiling (intra-block masked product + inter-block state).
+ * All kernels need hd <= MOA_ATTN_HD_MAX; the SIMD ones also n_group <= MOA_ATTN_GROUP_MAX
+ * (the dispatchers fall back to the reference otherwise). */
+void moa_attn_band_avx2(const moa_attn_band_args *a);
+void moa_attn_band_avx512(const moa_attn_band_args *a);
+void moa_linear_avx2(const moa_linear_args *a);
+void moa_linear_avx512(const moa_linear_args *a);
+
+/* Dispatchers. */
+void moa_attn_band(const moa_attn_band_args *a);
+void moa_linear(const moa_linear_args *a);
+
+/* Best ISA this CPU supports; the ISA the dispatchers use (default: best); force one (tests,
+ * benchmarks; clamped to what the CPU supports; set it from one thread before work starts). */
+moa_attn_isa moa_attn_isa_best(void);
+moa_attn_isa moa_attn_isa_get(void);
+void moa_attn_isa_set(moa_attn_isa isa);
+const char *moa_attn_isa_name(moa_attn_isa isa);
+
+#endif /* MOA_KERNELS_ATTN_H */
