@@ -101,8 +101,9 @@ typedef struct {
     const moa_wordlist *words;        /* lines, needle, longdep: required */
     /* Position of the queried item (lines: the queried line; needle single/multikey: the
      * asked needle; longdep: unused): query_index >= 0 picks it exactly (must be < size);
-     * else position_bin in 0..9 picks uniformly inside that tenth (floor(10*idx/n) == bin);
-     * else (-1) uniform over all. */
+     * else position_bin in 0..9 picks uniformly inside that tenth (floor(10*idx/n) == bin;
+     * with fewer than 10 items an empty bin falls back to item floor(bin*n/10));
+     * else (-1) uniform over all. The sample records the bin it got. */
     int query_index;                  /* -1 */
     int position_bin;                 /* -1 */
     /* lines */

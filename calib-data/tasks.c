@@ -170,9 +170,10 @@ static moa_status choose_position(const moa_task_spec *spec, int64_t n, gsl_rng 
             return moa_err(MOA_ERR_INVALID_ARG, "position_bin %d: must be 0..9", spec->position_bin);
         int64_t b = spec->position_bin;
         int64_t lo = (b * n + 9) / 10, hi = ((b + 1) * n + 9) / 10;  /* floor(10*i/n)==b */
-        if (hi <= lo)
-            return moa_err(MOA_ERR_RANGE, "position bin %d is empty with only %lld items",
-                           spec->position_bin, (long long)n);
+        if (hi <= lo) {  /* fewer than 10 items: the bin is empty; take the nearest item */
+            *out = b * n / 10 < n ? b * n / 10 : n - 1;
+            return MOA_OK;
+        }
         *out = lo + (int64_t)gsl_rng_uniform_int(r1, (unsigned long)(hi - lo));
         return MOA_OK;
     }
