@@ -394,7 +394,8 @@ moa_status moa_tokenizer_create(const moa_tokenizer_desc *d, moa_tokenizer **out
             vocab_insert(t, i);
 
     /* Initial symbol of each byte: its single-byte token, else a <0xXX> byte token, else
-     * the unknown token. */
+     * none: such a byte is dropped, as Hugging Face tokenizers (no unk_token) and llama.cpp
+     * do. (SmolLM2's vocab has no token for the bytes that never occur in UTF-8.) */
     for (int b = 0; b < 256; b++) {
         unsigned char c = (unsigned char)b;
         t->byte_id[b] = vocab_find(t, &c, 1);
@@ -404,8 +405,6 @@ moa_status moa_tokenizer_create(const moa_tokenizer_desc *d, moa_tokenizer **out
             int b = t->raw_blob[t->raw_off[i]];
             if (t->byte_id[b] < 0) t->byte_id[b] = i;
         }
-    for (int b = 0; b < 256; b++)
-        if (t->byte_id[b] < 0) t->byte_id[b] = t->unk;
 
     /* Merges. */
     t->mmask = pow2_at_least((size_t)d->n_merges * 2 + 1) - 1;
@@ -831,16 +830,18 @@ static moa_status bpe_piece(void *data, const unsigned char *s, size_t n, int32_
         b->sym_cap = b->id && b->next && b->prev ? nc : 0;
         if (!b->sym_cap) return moa_err(MOA_ERR_NOMEM, "tokenizer: out of memory");
     }
+    size_t m = 0;                       /* symbols: bytes that have a token */
     for (size_t i = 0; i < n; i++) {
         int32_t id = t->byte_id[s[i]];
-        if (id < 0)
-            return moa_err(MOA_ERR_UNSUPPORTED,
-                           "tokenizer: byte 0x%02X has no token and the vocabulary has no "
-                           "unknown token", s[i]);
-        b->id[i] = id;
-        b->prev[i] = (int32_t)i - 1;
-        b->next[i] = i + 1 < n ? (int32_t)i + 1 : -1;
+        if (id < 0) continue;
+        b->id[m] = id;
+        b->prev[m] = (int32_t)m - 1;
+        b->next[m] = (int32_t)m + 1;
+        m++;
     }
+    if (m == 0) return MOA_OK;
+    b->next[m - 1] = -1;
+    n = m;
     b->heap_n = 0;
     for (size_t i = 0; i + 1 < n; i++)
         if (push_pair(b, (int32_t)i, (int32_t)i + 1))
