@@ -465,7 +465,10 @@ moa_status moa_tokenizer_create(const moa_tokenizer_desc *d, moa_tokenizer **out
     /* Chat template. */
     if (d->chat_template) {
         t->chat_template = moa_strdup(d->chat_template);
-        if (!t->chat_template) { st = moa_err(MOA_ERR_NOMEM, "tokenizer: out of memory"); goto fail; }
+        if (!t->chat_template) {
+            st = moa_err(MOA_ERR_NOMEM, "tokenizer: out of memory");
+            goto fail;
+        }
         t->chat_chatml = strstr(t->chat_template, "<|im_start|>") != NULL;
         if (t->chat_chatml && (st = find_default_system(t->chat_template,
                                                         &t->chat_default_system)) < 0)
@@ -876,7 +879,10 @@ moa_status moa_tokenizer_encode(const moa_tokenizer *t, const char *text, size_t
     memset(&b, 0, sizeof b);
     b.t = t;
     moa_status st = MOA_OK;
-    if (ivec_push(&b.out, 0)) { st = moa_err(MOA_ERR_NOMEM, "tokenizer: out of memory"); goto done; }
+    if (ivec_push(&b.out, 0)) {         /* *ids is non-NULL even for zero tokens */
+        st = moa_err(MOA_ERR_NOMEM, "tokenizer: out of memory");
+        goto done;
+    }
     b.out.n = 0;
     if (t->add_bos && ivec_push(&b.out, t->bos)) {
         st = moa_err(MOA_ERR_NOMEM, "tokenizer: out of memory");

@@ -66,7 +66,9 @@ void moa_tokenizer_free(moa_tokenizer *t);   /* NULL is fine */
 /* Encodes text[0..len) (need not be NUL-terminated). *ids is malloc'd (free() it; non-NULL
  * even when *n_ids is 0). add_bos is honoured. parse_special: control (and unknown-type)
  * tokens written as literal text, e.g. "<|im_end|>", become their ids; without it they
- * are ordinary text. User-defined tokens are always matched (as llama.cpp does). */
+ * are ordinary text. User-defined tokens are always matched (as llama.cpp does). Invalid
+ * UTF-8 is encoded as U+FFFD; a byte with neither a single-byte nor a <0xXX> token is
+ * dropped (as HF tokenizers and llama.cpp do). */
 moa_status moa_tokenizer_encode(const moa_tokenizer *t, const char *text, size_t len,
                                 int parse_special, int32_t **ids, int32_t *n_ids);
 
@@ -115,6 +117,7 @@ int32_t moa_tokenizer_n_vocab(const moa_tokenizer *t);
 const char *moa_tokenizer_token(const moa_tokenizer *t, int32_t id);
 /* Decoded bytes of a token (" the"; control tokens: their text); NULL if out of range. */
 const char *moa_tokenizer_token_bytes(const moa_tokenizer *t, int32_t id, size_t *len);
+/* Type of a token; MOA_TOKEN_UNUSED if id is out of range. */
 moa_token_type moa_tokenizer_token_type(const moa_tokenizer *t, int32_t id);
 /* Id of the vocab string text (as stored), or -1. O(n_vocab). */
 int32_t moa_tokenizer_find_token(const moa_tokenizer *t, const char *text);
