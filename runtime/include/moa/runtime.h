@@ -6,6 +6,7 @@
 #ifndef MOA_RUNTIME_H
 #define MOA_RUNTIME_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "moa/base.h"
 
@@ -88,6 +89,116 @@ double moa_plan_density(const moa_plan *plan, int64_t n);
  * The caller owns *out. */
 moa_status moa_plan_uniform(int n_layer, int n_head, int n_head_kv, int head_dim, int sink,
                             int block, double density, int64_t n, moa_plan **out);
+
+/* =========================================================================================
+ * Caches and attention (per-head static KV caches; banded, dense and linear attention).
+ *
+ * A cache holds, for n_seq sequences and every layer and KV head ("unit"), the keys and
+ * values that unit's rule can still use: `sink` slots for positions 0..sink-1 plus a ring of
+ * W slots for the most recent positions (window units), n_ctx slots (dense units) or a
+ * head_dim x head_dim state (linear units). It is sized once for a planned context n_ctx and
+ * never reallocates. Past n_ctx, window rings keep rolling; dense units fail with
+ * MOA_ERR_RANGE in absolute mode and roll (sink + n_ctx - sink recent) in streaming mode.
+ *
+ * RoPE: the runtime applies it. Pass q and k BEFORE RoPE (params.rope_dim > 0): the runtime
+ * rotates them by position (GGUF "normal" llama pairing: (x[2i], x[2i+1]) by
+ * pos * rope_base^(-2i/rope_dim)). Absolute mode caches rotated keys (MoA); streaming mode
+ * caches raw keys and rotates by cache position at attention time (StreamingLLM), so a model
+ * can run past its trained context. rope_dim = 0 means the caller has already rotated q and
+ * k (absolute mode only). Linear units use q and k as given (never rotated, no scale).
+ *
+ * Positions are tracked by the cache, per sequence and layer: each call appends its tokens at
+ * moa_cache_pos(cache, seq, layer). Call every layer once per chunk/step, in any layer order.
+ *
+ * Buffers are token-major floats, caller-owned, read/written only during the call:
+ *   q, out: [n_tokens][n_head * head_dim]   (query head h at offset h*head_dim)
+ *   k, v:   [n_tokens][n_head_kv * head_dim]
+ * GQA: query head h uses KV head h / (n_head / n_head_kv).
+ *
+ * Threading: a cache belongs to one thread at a time (calls on one cache must not overlap);
+ * distinct caches may be used from distinct threads concurrently. Attention calls use OpenMP
+ * internally (over KV heads x query tiles, or sequences x KV heads); set the thread count
+ * with omp_set_num_threads() / OMP_NUM_THREADS.
+ * ========================================================================================= */
+
+typedef struct moa_cache moa_cache;
+
+/* Append-only. */
+typedef enum {
+    MOA_POS_ABSOLUTE  = 0,  /* keys cached after RoPE at their absolute position (default) */
+    MOA_POS_STREAMING = 1,  /* keys cached before RoPE, rotated by cache position */
+} moa_pos_mode;
+
+typedef struct {
+    moa_pos_mode pos_mode;
+    int rope_dim;       /* rotated dims per head (even, <= head_dim); 0: caller rotates */
+    float rope_base;    /* GGUF rope.freq_base */
+    float scale;        /* softmax scale; 0: 1/sqrt(head_dim) */
+} moa_cache_params;
+
+/* Absolute mode, rope_dim 0 (caller rotates), rope_base 10000, scale 1/sqrt(head_dim). */
+moa_cache_params moa_cache_default_params(void);
+
+/* A cache shape without a plan (tests, uniform baselines, engines with their own rules). */
+typedef struct {
+    moa_unit_kind kind;
+    int64_t window;     /* window kind: W tokens (mask i - j < W); >= n_ctx acts as dense */
+    int64_t sink;       /* window and dense kinds: sink tokens (dense: used when rolling) */
+    float decay;        /* linear kind: lambda = exp(-decay) per token; 0 = no decay */
+} moa_cache_unit;
+
+typedef struct {
+    int n_layer, n_head, n_head_kv, head_dim;   /* head_dim <= 256 */
+    const moa_cache_unit *units;   /* [n_layer][n_head_kv]; copied */
+    const int64_t *q_window;       /* optional [n_layer][n_head]: each query head's window
+                                      inside its group's buffer (q-head granularity; <= the
+                                      KV unit's window); NULL: the KV unit's window */
+} moa_cache_layout;
+
+/* Create a cache for n_seq sequences of up to n_ctx planned tokens each. The caller owns
+ * *out (free with moa_cache_free); `layout` is copied. params NULL = defaults. Allocates
+ * K, V and linear state once (one allocation per tensor family). Thread-safe. */
+moa_status moa_cache_create_layout(const moa_cache_layout *layout, int64_t n_ctx, int n_seq,
+                                   const moa_cache_params *params, moa_cache **out);
+
+/* Same from a plan: each unit's window is moa_plan_unit_window(plan, layer, unit, n_ctx)
+ * (the shared span definition), its sink the plan's sink; linear units get decay 0.
+ * Q-head plans share one buffer per KV group sized by the group's largest window, each query
+ * head masked by its own window (a group mixing linear and softmax heads is refused).
+ * Dimensions come from the plan: check it against the model with moa_plan_check() first.
+ * The plan is only read during the call. Thread-safe. */
+moa_status moa_cache_create(const moa_plan *plan, int64_t n_ctx, int n_seq,
+                            const moa_cache_params *params, moa_cache **out);
+
+/* Accepts NULL. */
+void moa_cache_free(moa_cache *cache);
+
+/* Forget sequence `seq` (all sequences if seq < 0): positions back to 0, linear states zeroed.
+ * Memory is kept. */
+moa_status moa_cache_reset(moa_cache *cache, int seq);
+
+/* Bytes of the K, V and linear-state storage (what the plan shrinks), for all sequences.
+ * Fixed-size extras (RoPE table, position tables, scratch) are not included. */
+size_t moa_cache_bytes(const moa_cache *cache);
+
+/* Tokens already appended to (seq, layer) = the position of the next token; -1 if out of
+ * range. */
+int64_t moa_cache_pos(const moa_cache *cache, int seq, int layer);
+
+/* Prefill (or any chunk of n_tokens >= 1 tokens) for one sequence and one layer: attends
+ * the cached tokens plus the chunk itself under each unit's mask (banded causal softmax with
+ * sinks, or linear attention), writes O, then appends the chunk to the cache. A prompt may be
+ * fed in several chunks. Work is O(n_tokens * (sink + W)) per head, never n_tokens^2 for
+ * window units. Errors: MOA_ERR_INVALID_ARG (bad seq/layer/pointers), MOA_ERR_RANGE (a dense
+ * unit would exceed n_ctx in absolute mode); on error nothing is written. */
+moa_status moa_attn_prefill(moa_cache *cache, int seq, int layer, const float *q,
+                            const float *k, const float *v, int n_tokens, float *out);
+
+/* One decode step for n sequences (one token each) on one layer. seqs[i] names the sequence
+ * of row i (distinct); seqs NULL means rows 0..n-1 are sequences 0..n-1. q/out rows are
+ * [n][n_head*head_dim], k/v rows [n][n_head_kv*head_dim]. Same errors as prefill. */
+moa_status moa_attn_decode(moa_cache *cache, int layer, const int *seqs, int n,
+                           const float *q, const float *k, const float *v, float *out);
 
 #ifdef __cplusplus
 }

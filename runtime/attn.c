@@ -1,0 +1,340 @@
+/* attn.c - attention over the per-head caches: prefill (chunks) and batched decode.
+ *
+ * For each (sequence, KV head) the keys a query can see come from at most five segments of
+ * consecutive positions: the cached sinks, the two runs of the ring (before and after the
+ * wrap), and the new tokens (split at the sink boundary). The kernels (kernels/cpu/attn.h)
+ * apply the one mask over those segments; the new tokens are written to the cache only after
+ * every query has been answered, so a chunk longer than the ring still sees its own keys.
+ *
+ * Positions: absolute mode rotates q, k once at their absolute positions and caches rotated
+ * keys. Streaming mode caches raw keys; the query at position i with C = sink + ring - 1 sees
+ * sinks at their own positions j and its window keys at a - shift(i), shift(i) = max(0, i-C),
+ * and sits itself at i - shift(i) = min(i, C) (StreamingLLM: positions never exceed C).
+ * RoPE scores depend only on position differences, so window keys are rotated at a - b with
+ * one offset b per query tile and the query at i - b (q), while sinks keep j and meet the
+ * query rotated at min(i, C) (q_alt). */
+#include "cache.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attn.h"          /* kernels/cpu */
+#include "moa-common.h"
+
+/* The new tokens of one sequence for one layer. */
+typedef struct {
+    int seq;
+    int64_t p0;          /* position of the first new token */
+    int n;
+    const float *qr;     /* q for softmax units: rotated (absolute mode) or raw; [n][n_head*hd] */
+    const float *kr;     /* k likewise; [n][n_kv*hd]; this is what the cache stores */
+    const float *q, *k;  /* the caller's q, k (linear units; streaming rotation source) */
+    const float *v;      /* [n][n_kv*hd] */
+    float *o;            /* [n][n_head*hd] */
+} attn_job;
+
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* Floats of per-thread scratch a streaming task needs (trimmed rotated keys, q and q_alt). */
+static size_t tls_per_thread(const moa_cache *c) {
+    return ((size_t)c->max_slots + MOA_CACHE_TILE) * c->hd +
+           2 * (size_t)MOA_CACHE_TILE * c->group * c->hd;
+}
+
+/* Keep the rows of `in` whose positions some query in [i0, i1] can see:
+ * [0, min(sink, i1+1)) u [i0 - W + 1, i1]. Writes at most 2 segments; returns the count. */
+static int seg_trim(const moa_attn_seg *in, int64_t i0, int64_t i1, int64_t sink, int64_t w,
+                    moa_attn_seg *out) {
+    int64_t lo[2], hi[2];
+    int niv = 0, nout = 0;
+    const int64_t ahi = min64(sink, i1 + 1);
+    if (ahi > 0) { lo[niv] = 0; hi[niv] = ahi; niv++; }
+    if (w > 0) {
+        const int64_t blo = max64(0, i0 - w + 1);
+        if (niv && blo <= hi[0]) hi[0] = i1 + 1;
+        else { lo[niv] = blo; hi[niv] = i1 + 1; niv++; }
+    }
+    for (int v = 0; v < niv; v++) {
+        const int64_t plo = max64(lo[v], in->pos0), phi = min64(hi[v], in->pos0 + in->n);
+        if (plo >= phi) continue;
+        moa_attn_seg s = *in;
+        s.k = in->k + (size_t)(plo - in->pos0) * in->ldk;
+        s.v = in->v + (size_t)(plo - in->pos0) * in->ldv;
+        s.pos0 = plo;
+        s.n = (int)(phi - plo);
+        out[nout++] = s;
+    }
+    return nout;
+}
+
+/* Softmax unit, queries t0 .. t0+nt-1 of the job. */
+static void softmax_task(const moa_cache *c, int layer, const attn_job *jb, int kvh, int t0,
+                         int nt, float *tls) {
+    const moa_cache_unit_rt *U = moa_cache_unit_at(c, layer, kvh);
+    const int hd = c->hd, G = c->group;
+    const size_t ldq = (size_t)c->n_head * hd, ldk = (size_t)c->n_kv * hd;
+    const int64_t p0 = jb->p0, S = U->sink, R = U->ring;
+    const size_t base = ((size_t)jb->seq * c->slots_per_seq + U->off) * hd;
+    const float *Kc = c->k + base, *Vc = c->v + base;   /* [sink + ring][hd] */
+
+    moa_attn_seg segs[5];
+    int ns = 0;
+    const int64_t n_sink = min64(S, p0);
+    if (n_sink > 0) segs[ns++] = (moa_attn_seg){Kc, Vc, (size_t)hd, (size_t)hd, 0, (int)n_sink, 1};
+    if (R > 0) {
+        const int64_t lo = max64(S, p0 - R);       /* oldest cached position still in the ring */
+        if (lo < p0) {
+            const int64_t slot = S + (lo - S) % R;
+            const int64_t len1 = min64(p0 - lo, S + R - slot);
+            segs[ns++] = (moa_attn_seg){Kc + slot * hd, Vc + slot * hd, (size_t)hd, (size_t)hd,
+                                        lo, (int)len1, 0};
+            if (len1 < p0 - lo)
+                segs[ns++] = (moa_attn_seg){Kc + S * hd, Vc + S * hd, (size_t)hd, (size_t)hd,
+                                            lo + len1, (int)(p0 - lo - len1), 0};
+        }
+    }
+    const float *kk = jb->kr + (size_t)kvh * hd, *vv = jb->v + (size_t)kvh * hd;
+    const int n_new_sink = p0 < S ? (int)min64(jb->n, S - p0) : 0;
+    if (n_new_sink > 0) segs[ns++] = (moa_attn_seg){kk, vv, ldk, ldk, p0, n_new_sink, 1};
+    if (jb->n > n_new_sink)
+        segs[ns++] = (moa_attn_seg){kk + n_new_sink * ldk, vv + n_new_sink * ldk, ldk, ldk,
+                                    p0 + n_new_sink, jb->n - n_new_sink, 0};
+
+    moa_attn_band_args a = {
+        .hd = hd, .n_group = G, .n_q = nt,
+        .q = jb->qr + (size_t)t0 * ldq + (size_t)kvh * G * hd, .q_alt = NULL, .ldq = ldq,
+        .o = jb->o + (size_t)t0 * ldq + (size_t)kvh * G * hd, .ldo = ldq,
+        .qpos0 = p0 + t0, .sink = S, .window = U->window, .scale = c->p.scale,
+        .segs = segs, .n_segs = ns};
+
+    moa_attn_seg tr[10];
+    if (c->p.pos_mode == MOA_POS_STREAMING) {
+        const int64_t i0 = p0 + t0, i1 = i0 + nt - 1;
+        const int64_t C = S + R - 1;               /* largest cache position */
+        const int64_t b = max64(0, i0 - C);        /* this tile's position offset */
+        int ntr = 0;
+        size_t used = 0;
+        for (int s = 0; s < ns; s++) {
+            const int m = seg_trim(&segs[s], i0, i1, S, U->window, tr + ntr);
+            for (int x = ntr; x < ntr + m; x++) {
+                float *dst = tls + used * hd;
+                for (int r = 0; r < tr[x].n; r++) {
+                    const int64_t pos = tr[x].pos0 + r;
+                    moa_cache_rope(c, dst + (size_t)r * hd, tr[x].k + (size_t)r * tr[x].ldk,
+                                   tr[x].alt_q ? pos : pos - b);
+                }
+                tr[x].k = dst;
+                tr[x].ldk = (size_t)hd;
+                used += (size_t)tr[x].n;
+            }
+            ntr += m;
+        }
+        float *qa = tls + used * hd, *qb = qa + (size_t)nt * G * hd;  /* [nt][G*hd] each */
+        for (int t = 0; t < nt; t++)
+            for (int g = 0; g < G; g++) {
+                const float *src = jb->q + (size_t)(t0 + t) * ldq + (size_t)(kvh * G + g) * hd;
+                const int64_t i = i0 + t;
+                moa_cache_rope(c, qa + ((size_t)t * G + g) * hd, src, i - b);
+                moa_cache_rope(c, qb + ((size_t)t * G + g) * hd, src, min64(i, C));
+            }
+        a.q = qa;
+        a.q_alt = qb;
+        a.ldq = (size_t)G * hd;
+        a.segs = tr;
+        a.n_segs = ntr;
+    }
+
+    if (U->uniform_q) {
+        moa_attn_band(&a);
+        return;
+    }
+    for (int g = 0; g < G; g++) {              /* q-head granularity: one window per head */
+        moa_attn_band_args ag = a;
+        ag.n_group = 1;
+        ag.q += (size_t)g * hd;
+        if (ag.q_alt) ag.q_alt += (size_t)g * hd;
+        ag.o += (size_t)g * hd;
+        ag.window = c->q_window[(size_t)layer * c->n_head + (size_t)kvh * G + g];
+        moa_attn_band(&ag);
+    }
+}
+
+/* Linear unit: the whole job (state carries over between chunks and steps). */
+static void linear_task(const moa_cache *c, int layer, const attn_job *jb, int kvh) {
+    const moa_cache_unit_rt *U = moa_cache_unit_at(c, layer, kvh);
+    const int hd = c->hd, G = c->group;
+    const size_t ldq = (size_t)c->n_head * hd, ldk = (size_t)c->n_kv * hd;
+    moa_linear_args a = {
+        .hd = hd, .n_group = G, .n_t = jb->n,
+        .q = jb->q + (size_t)kvh * G * hd, .ldq = ldq,
+        .k = jb->k + (size_t)kvh * hd, .ldk = ldk,
+        .v = jb->v + (size_t)kvh * hd, .ldv = ldk,
+        .o = jb->o + (size_t)kvh * G * hd, .ldo = ldq,
+        .state = c->state + ((size_t)jb->seq * c->states_per_seq + U->off) * hd * hd,
+        .decay = U->decay};
+    moa_linear(&a);
+}
+
+/* Append the job's tokens to a softmax unit: sinks, then only the last `ring` positions. */
+static void store_task(moa_cache *c, int layer, const attn_job *jb, int kvh) {
+    const moa_cache_unit_rt *U = moa_cache_unit_at(c, layer, kvh);
+    const int hd = c->hd;
+    const size_t ldk = (size_t)c->n_kv * hd;
+    const size_t base = ((size_t)jb->seq * c->slots_per_seq + U->off) * hd;
+    const int64_t S = U->sink, R = U->ring, end = jb->p0 + jb->n;
+    for (int t = 0; t < jb->n; t++) {
+        const int64_t a = jb->p0 + t;
+        int64_t slot;
+        if (a < S) slot = a;
+        else if (R > 0 && a >= end - R) slot = S + (a - S) % R;
+        else continue;
+        memcpy(c->k + base + slot * hd, jb->kr + t * ldk + (size_t)kvh * hd, sizeof(float) * hd);
+        memcpy(c->v + base + slot * hd, jb->v + t * ldk + (size_t)kvh * hd, sizeof(float) * hd);
+    }
+}
+
+static moa_status check_range(const moa_cache *c, int seq, int layer, int64_t p0, int n) {
+    if (c->p.pos_mode == MOA_POS_STREAMING || !c->layer_dense[layer] || p0 + n <= c->n_ctx)
+        return MOA_OK;
+    int kvh = 0;
+    while (moa_cache_unit_at(c, layer, kvh)->kind != MOA_UNIT_DENSE) kvh++;
+    return moa_err(MOA_ERR_RANGE,
+                   "attention: sequence %d would reach %lld tokens but layer %d kv head %d is dense "
+                   "and holds n_ctx=%lld; create the cache for a longer context or use streaming mode",
+                   seq, (long long)(p0 + n), layer, kvh, (long long)c->n_ctx);
+}
+
+/* Absolute mode with rope_dim > 0: rotate the call's q, k rows into c->io. rows[i] = position. */
+static moa_status rotate_rows(moa_cache *c, const float *q, const float *k, int n,
+                              const int64_t *pos_of_row, int64_t p0, float **qr, float **kr) {
+    const size_t ldq = (size_t)c->n_head * c->hd, ldk = (size_t)c->n_kv * c->hd;
+    MOA_TRY(moa_cache_reserve_io(c, (size_t)n * (ldq + ldk)));
+    float *Q = c->io, *K = c->io + (size_t)n * ldq;
+#pragma omp parallel for schedule(static) if (n > 16)
+    for (int t = 0; t < n; t++) {
+        const int64_t pos = pos_of_row ? pos_of_row[t] : p0 + t;
+        for (int h = 0; h < c->n_head; h++)
+            moa_cache_rope(c, Q + t * ldq + (size_t)h * c->hd, q + t * ldq + (size_t)h * c->hd, pos);
+        for (int h = 0; h < c->n_kv; h++)
+            moa_cache_rope(c, K + t * ldk + (size_t)h * c->hd, k + t * ldk + (size_t)h * c->hd, pos);
+    }
+    *qr = Q;
+    *kr = K;
+    return MOA_OK;
+}
+
+static moa_status reserve_tls(moa_cache *c, int nthr) {
+    if (c->p.pos_mode != MOA_POS_STREAMING) return MOA_OK;
+    return moa_cache_reserve_tls(c, (size_t)nthr * tls_per_thread(c));
+}
+
+moa_status moa_attn_prefill(moa_cache *c, int seq, int layer, const float *q, const float *k,
+                            const float *v, int n, float *out) {
+    if (!c || !q || !k || !v || !out)
+        return moa_err(MOA_ERR_INVALID_ARG, "attn_prefill: NULL cache or buffer");
+    if (seq < 0 || seq >= c->n_seq || layer < 0 || layer >= c->n_layer || n < 0)
+        return moa_err(MOA_ERR_INVALID_ARG,
+                       "attn_prefill: seq=%d (n_seq %d), layer=%d (n_layer %d), n_tokens=%d out of range",
+                       seq, c->n_seq, layer, c->n_layer, n);
+    if (n == 0) return MOA_OK;
+    int64_t *pos = &c->pos[(size_t)seq * c->n_layer + layer];
+    const int64_t p0 = *pos;
+    MOA_TRY(check_range(c, seq, layer, p0, n));
+
+    attn_job jb = {.seq = seq, .p0 = p0, .n = n, .qr = q, .kr = k, .q = q, .k = k, .v = v, .o = out};
+    if (c->p.pos_mode == MOA_POS_ABSOLUTE && c->p.rope_dim > 0) {
+        float *qr, *kr;
+        MOA_TRY(rotate_rows(c, q, k, n, NULL, p0, &qr, &kr));
+        jb.qr = qr;
+        jb.kr = kr;
+    }
+    const int nthr = omp_get_max_threads();
+    MOA_TRY(reserve_tls(c, nthr));
+
+    const int ntile = (n + MOA_CACHE_TILE - 1) / MOA_CACHE_TILE;
+    const int ntask = c->n_kv * ntile;
+    const moa_cache *cc = c;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthr) if (ntask > 1)
+    for (int task = 0; task < ntask; task++) {
+        const int kvh = task / ntile, tile = task % ntile;
+        if (moa_cache_unit_at(cc, layer, kvh)->kind == MOA_UNIT_LINEAR) {
+            if (tile == 0) linear_task(cc, layer, &jb, kvh);
+            continue;
+        }
+        const int t0 = tile * MOA_CACHE_TILE;
+        const int nt = n - t0 < MOA_CACHE_TILE ? n - t0 : MOA_CACHE_TILE;
+        float *tls = cc->tls ? cc->tls + (size_t)omp_get_thread_num() * tls_per_thread(cc) : NULL;
+        softmax_task(cc, layer, &jb, kvh, t0, nt, tls);
+    }
+    for (int kvh = 0; kvh < c->n_kv; kvh++)
+        if (moa_cache_unit_at(c, layer, kvh)->kind != MOA_UNIT_LINEAR) store_task(c, layer, &jb, kvh);
+    *pos = p0 + n;
+    return MOA_OK;
+}
+
+moa_status moa_attn_decode(moa_cache *c, int layer, const int *seqs, int n, const float *q,
+                           const float *k, const float *v, float *out) {
+    if (!c || !q || !k || !v || !out)
+        return moa_err(MOA_ERR_INVALID_ARG, "attn_decode: NULL cache or buffer");
+    if (layer < 0 || layer >= c->n_layer || n < 0 || n > c->n_seq)
+        return moa_err(MOA_ERR_INVALID_ARG, "attn_decode: layer=%d (n_layer %d) or n=%d (n_seq %d) out of range",
+                       layer, c->n_layer, n, c->n_seq);
+    if (n == 0) return MOA_OK;
+    moa_status st = MOA_OK;
+    for (int i = 0; i < n && st == MOA_OK; i++) {
+        const int s = seqs ? seqs[i] : i;
+        if (s < 0 || s >= c->n_seq)
+            st = moa_err(MOA_ERR_INVALID_ARG, "attn_decode: seqs[%d]=%d out of range [0, %d)", i, s, c->n_seq);
+        else if (c->seq_mark[s])
+            st = moa_err(MOA_ERR_INVALID_ARG, "attn_decode: sequence %d appears twice", s);
+        else {
+            c->seq_mark[s] = 1;
+            st = check_range(c, s, layer, c->pos[(size_t)s * c->n_layer + layer], 1);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        const int s = seqs ? seqs[i] : i;
+        if (s >= 0 && s < c->n_seq) c->seq_mark[s] = 0;
+    }
+    MOA_TRY(st);
+
+    const size_t ldq = (size_t)c->n_head * c->hd, ldk = (size_t)c->n_kv * c->hd;
+    const float *qr = q, *kr = k;
+    if (c->p.pos_mode == MOA_POS_ABSOLUTE && c->p.rope_dim > 0) {
+        /* positions per row; c->io holds the rotated rows, so gather positions first */
+        int64_t stackpos[64];
+        int64_t *pr = n <= 64 ? stackpos : moa_alloc_array((size_t)n, sizeof *pr);
+        if (!pr) return moa_err(MOA_ERR_NOMEM, "attn_decode: out of memory");
+        for (int i = 0; i < n; i++) pr[i] = c->pos[(size_t)(seqs ? seqs[i] : i) * c->n_layer + layer];
+        float *Q, *K;
+        st = rotate_rows(c, q, k, n, pr, 0, &Q, &K);
+        if (pr != stackpos) free(pr);
+        MOA_TRY(st);
+        qr = Q;
+        kr = K;
+    }
+    const int nthr = omp_get_max_threads();
+    MOA_TRY(reserve_tls(c, nthr));
+
+    const int ntask = n * c->n_kv;
+    moa_cache *cc = c;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthr) if (ntask > 1)
+    for (int task = 0; task < ntask; task++) {
+        const int i = task / cc->n_kv, kvh = task % cc->n_kv;
+        const int s = seqs ? seqs[i] : i;
+        attn_job jb = {.seq = s, .p0 = cc->pos[(size_t)s * cc->n_layer + layer], .n = 1,
+                       .qr = qr + i * ldq, .kr = kr + i * ldk, .q = q + i * ldq, .k = k + i * ldk,
+                       .v = v + i * ldk, .o = out + i * ldq};
+        if (moa_cache_unit_at(cc, layer, kvh)->kind == MOA_UNIT_LINEAR) {
+            linear_task(cc, layer, &jb, kvh);
+            continue;
+        }
+        float *tls = cc->tls ? cc->tls + (size_t)omp_get_thread_num() * tls_per_thread(cc) : NULL;
+        softmax_task(cc, layer, &jb, kvh, 0, 1, tls);
+        store_task(cc, layer, &jb, kvh);   /* this task owns (s, layer, kvh): safe to write now */
+    }
+    for (int i = 0; i < n; i++) c->pos[(size_t)(seqs ? seqs[i] : i) * c->n_layer + layer]++;
+    return MOA_OK;
+}

@@ -1,0 +1,311 @@
+/* cache.c - per-head static KV caches: layout -> slot tables, one allocation per tensor
+ * family (K, V, linear state), plan -> layout through the shared span definition, RoPE
+ * tables, reset, bytes. Attention over the cache: attn.c. */
+#include "cache.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attn.h"          /* kernels/cpu: MOA_ATTN_HD_MAX */
+#include "moa-common.h"
+
+#define ROPE_TABLE_MAX 16384   /* positions with precomputed cos/sin; beyond: computed */
+
+moa_cache_params moa_cache_default_params(void) {
+    moa_cache_params p;
+    memset(&p, 0, sizeof p);
+    p.pos_mode = MOA_POS_ABSOLUTE;
+    p.rope_dim = 0;
+    p.rope_base = 10000.0f;
+    p.scale = 0.0f;
+    return p;
+}
+
+void moa_cache_free(moa_cache *c) {
+    if (!c) return;
+    free(c->units);
+    free(c->q_window);
+    free(c->layer_dense);
+    moa_free_aligned(c->k);
+    moa_free_aligned(c->v);
+    moa_free_aligned(c->state);
+    free(c->pos);
+    free(c->seq_mark);
+    free(c->inv_freq);
+    free(c->rope_cs);
+    moa_free_aligned(c->io);
+    moa_free_aligned(c->tls);
+    free(c);
+}
+
+static moa_status check_layout(const moa_cache_layout *L, int64_t n_ctx, int n_seq,
+                               const moa_cache_params *p) {
+    if (!L || !L->units) return moa_err(MOA_ERR_INVALID_ARG, "cache: layout or layout.units is NULL");
+    if (L->n_layer < 1 || L->n_head < 1 || L->n_head_kv < 1 || L->head_dim < 1)
+        return moa_err(MOA_ERR_INVALID_ARG,
+                       "cache: dimensions must be >= 1 (n_layer=%d n_head=%d n_head_kv=%d head_dim=%d)",
+                       L->n_layer, L->n_head, L->n_head_kv, L->head_dim);
+    if (L->n_head % L->n_head_kv != 0)
+        return moa_err(MOA_ERR_INVALID_ARG, "cache: n_head=%d is not a multiple of n_head_kv=%d",
+                       L->n_head, L->n_head_kv);
+    if (L->head_dim > MOA_ATTN_HD_MAX)
+        return moa_err(MOA_ERR_UNSUPPORTED, "cache: head_dim=%d exceeds the supported %d",
+                       L->head_dim, MOA_ATTN_HD_MAX);
+    if (n_ctx < 1) return moa_err(MOA_ERR_INVALID_ARG, "cache: n_ctx=%lld must be >= 1", (long long)n_ctx);
+    if (n_seq < 1) return moa_err(MOA_ERR_INVALID_ARG, "cache: n_seq=%d must be >= 1", n_seq);
+    if (p->pos_mode != MOA_POS_ABSOLUTE && p->pos_mode != MOA_POS_STREAMING)
+        return moa_err(MOA_ERR_INVALID_ARG, "cache: unknown pos_mode %d", (int)p->pos_mode);
+    if (p->rope_dim < 0 || p->rope_dim % 2 != 0 || p->rope_dim > L->head_dim)
+        return moa_err(MOA_ERR_INVALID_ARG, "cache: rope_dim=%d must be even and in [0, head_dim=%d]",
+                       p->rope_dim, L->head_dim);
+    if (p->pos_mode == MOA_POS_STREAMING && p->rope_dim == 0)
+        return moa_err(MOA_ERR_INVALID_ARG,
+                       "cache: streaming mode rotates keys itself: set rope_dim > 0 and pass q, k before RoPE");
+    if (p->rope_dim > 0 && !(p->rope_base > 1.0f))
+        return moa_err(MOA_ERR_INVALID_ARG, "cache: rope_base=%g must be > 1", (double)p->rope_base);
+    if (!(p->scale >= 0.0f)) return moa_err(MOA_ERR_INVALID_ARG, "cache: scale must be >= 0");
+    const int group = L->n_head / L->n_head_kv;
+    for (int l = 0; l < L->n_layer; l++)
+        for (int h = 0; h < L->n_head_kv; h++) {
+            const moa_cache_unit *u = &L->units[(size_t)l * L->n_head_kv + h];
+            if (u->kind != MOA_UNIT_WINDOW && u->kind != MOA_UNIT_DENSE && u->kind != MOA_UNIT_LINEAR)
+                return moa_err(MOA_ERR_INVALID_ARG, "cache: layer %d kv head %d: unknown kind %d", l, h,
+                               (int)u->kind);
+            if (u->kind != MOA_UNIT_LINEAR && (u->window < 0 || u->sink < 0))
+                return moa_err(MOA_ERR_INVALID_ARG,
+                               "cache: layer %d kv head %d: window=%lld and sink=%lld must be >= 0", l, h,
+                               (long long)u->window, (long long)u->sink);
+            if (u->kind == MOA_UNIT_LINEAR && !(u->decay >= 0.0f && isfinite(u->decay)))
+                return moa_err(MOA_ERR_INVALID_ARG, "cache: layer %d kv head %d: decay=%g must be >= 0",
+                               l, h, (double)u->decay);
+            if (L->q_window && u->kind != MOA_UNIT_LINEAR)
+                for (int g = 0; g < group; g++) {
+                    int64_t qw = L->q_window[(size_t)l * L->n_head + (size_t)h * group + g];
+                    if (qw < 0 || (u->kind == MOA_UNIT_WINDOW && qw > u->window))
+                        return moa_err(MOA_ERR_INVALID_ARG,
+                                       "cache: layer %d query head %d: q_window=%lld must be in [0, %lld]",
+                                       l, h * group + g, (long long)qw, (long long)u->window);
+                }
+        }
+    return MOA_OK;
+}
+
+moa_status moa_cache_create_layout(const moa_cache_layout *L, int64_t n_ctx, int n_seq,
+                                   const moa_cache_params *params, moa_cache **out) {
+    if (!out) return moa_err(MOA_ERR_INVALID_ARG, "cache: out is NULL");
+    *out = NULL;
+    moa_cache_params p = params ? *params : moa_cache_default_params();
+    MOA_TRY(check_layout(L, n_ctx, n_seq, &p));
+
+    moa_cache *c = calloc(1, sizeof *c);
+    if (!c) return moa_err(MOA_ERR_NOMEM, "cache: out of memory");
+    c->n_layer = L->n_layer;
+    c->n_head = L->n_head;
+    c->n_kv = L->n_head_kv;
+    c->hd = L->head_dim;
+    c->group = L->n_head / L->n_head_kv;
+    c->n_seq = n_seq;
+    c->n_ctx = n_ctx;
+    c->p = p;
+    if (c->p.scale == 0.0f) c->p.scale = (float)(1.0 / sqrt((double)c->hd));
+    const size_t n_units = (size_t)c->n_layer * c->n_kv;
+    const size_t hd = (size_t)c->hd;
+    c->units = moa_calloc_array(n_units, sizeof *c->units);
+    c->layer_dense = moa_calloc_array((size_t)c->n_layer, 1);
+    c->pos = moa_calloc_array((size_t)n_seq * c->n_layer, sizeof *c->pos);
+    c->seq_mark = moa_calloc_array((size_t)n_seq, 1);
+    if (L->q_window) c->q_window = moa_alloc_array((size_t)c->n_layer * c->n_head, sizeof *c->q_window);
+    if (!c->units || !c->layer_dense || !c->pos || !c->seq_mark || (L->q_window && !c->q_window))
+        goto nomem;
+
+    /* slot tables */
+    for (int l = 0; l < c->n_layer; l++)
+        for (int h = 0; h < c->n_kv; h++) {
+            const moa_cache_unit *u = &L->units[(size_t)l * c->n_kv + h];
+            moa_cache_unit_rt *r = moa_cache_unit_at(c, l, h);
+            r->kind = u->kind;
+            r->uniform_q = 1;
+            if (u->kind == MOA_UNIT_LINEAR) {
+                r->decay = u->decay;
+                r->off = c->states_per_seq++;
+                continue;
+            }
+            r->sink = u->sink < n_ctx ? u->sink : n_ctx;
+            if (u->kind == MOA_UNIT_DENSE) {
+                r->ring = n_ctx - r->sink;      /* sink + ring = n_ctx: every position < n_ctx */
+                c->layer_dense[l] = 1;
+            } else {
+                /* positions < n_ctx in the window are all held by min(W, n_ctx - sink) slots */
+                r->ring = u->window < n_ctx - r->sink ? u->window : n_ctx - r->sink;
+            }
+            r->window = r->ring;
+            r->off = c->slots_per_seq;
+            c->slots_per_seq += (size_t)(r->sink + r->ring);
+            if (r->sink + r->ring > c->max_slots) c->max_slots = r->sink + r->ring;
+            if (c->q_window) {
+                for (int g = 0; g < c->group; g++) {
+                    size_t qi = (size_t)l * c->n_head + (size_t)h * c->group + g;
+                    int64_t qw = L->q_window[qi];
+                    if (qw > r->ring) qw = r->ring;
+                    c->q_window[qi] = qw;
+                    if (qw != r->window) r->uniform_q = 0;
+                }
+            }
+        }
+
+    /* one allocation per tensor family (pages are touched only when written) */
+    size_t kv_floats, st_floats;
+    if (moa_mul_overflow(c->slots_per_seq * hd, (size_t)n_seq, &kv_floats) ||
+        moa_mul_overflow(c->states_per_seq * hd * hd, (size_t)n_seq, &st_floats))
+        goto nomem;
+    if (kv_floats) {
+        c->k = moa_alloc_aligned(kv_floats, sizeof(float));
+        c->v = moa_alloc_aligned(kv_floats, sizeof(float));
+        if (!c->k || !c->v) goto nomem;
+    }
+    if (st_floats) {
+        c->state = moa_alloc_aligned(st_floats, sizeof(float));
+        if (!c->state) goto nomem;
+        memset(c->state, 0, st_floats * sizeof(float));
+    }
+
+    /* RoPE tables: cos/sin of pos * base^(-2i/rope_dim) for pos < rope_n */
+    if (p.rope_dim > 0) {
+        const int half = p.rope_dim / 2;
+        c->inv_freq = moa_alloc_array((size_t)half, sizeof *c->inv_freq);
+        if (!c->inv_freq) goto nomem;
+        for (int i = 0; i < half; i++)
+            c->inv_freq[i] = pow((double)p.rope_base, -2.0 * i / (double)p.rope_dim);
+        int64_t need = (n_ctx > c->max_slots ? n_ctx : c->max_slots) + MOA_CACHE_TILE + 1;
+        c->rope_n = need < ROPE_TABLE_MAX ? need : ROPE_TABLE_MAX;
+        c->rope_cs = moa_alloc_array((size_t)c->rope_n * half * 2, sizeof(float));
+        if (!c->rope_cs) goto nomem;
+        for (int64_t t = 0; t < c->rope_n; t++)
+            for (int i = 0; i < half; i++) {
+                double ang = (double)t * c->inv_freq[i];
+                c->rope_cs[((size_t)t * half + i) * 2] = (float)cos(ang);
+                c->rope_cs[((size_t)t * half + i) * 2 + 1] = (float)sin(ang);
+            }
+    }
+    *out = c;
+    return MOA_OK;
+nomem:
+    moa_cache_free(c);
+    return moa_err(MOA_ERR_NOMEM, "cache: out of memory (n_ctx=%lld, n_seq=%d)", (long long)n_ctx, n_seq);
+}
+
+moa_status moa_cache_create(const moa_plan *plan, int64_t n_ctx, int n_seq,
+                            const moa_cache_params *params, moa_cache **out) {
+    if (!out) return moa_err(MOA_ERR_INVALID_ARG, "cache: out is NULL");
+    *out = NULL;
+    if (!plan) return moa_err(MOA_ERR_INVALID_ARG, "cache: plan is NULL");
+    if (n_ctx < 1) return moa_err(MOA_ERR_INVALID_ARG, "cache: n_ctx=%lld must be >= 1", (long long)n_ctx);
+    const int n_layer = moa_plan_n_layer(plan), n_head = moa_plan_n_head(plan);
+    const int n_kv = moa_plan_n_head_kv(plan), sink = moa_plan_sink(plan);
+    if (n_layer < 1 || n_head < 1 || n_kv < 1 || n_head % n_kv != 0)
+        return moa_err(MOA_ERR_INVALID_ARG, "cache: plan has invalid dimensions");
+    const int group = n_head / n_kv;
+    const int qhead = moa_plan_granularity(plan) == MOA_GRAN_Q_HEAD;
+    moa_cache_unit *units = moa_calloc_array((size_t)n_layer * n_kv, sizeof *units);
+    int64_t *qw = qhead ? moa_alloc_array((size_t)n_layer * n_head, sizeof *qw) : NULL;
+    if (!units || (qhead && !qw)) {
+        free(units);
+        free(qw);
+        return moa_err(MOA_ERR_NOMEM, "cache: out of memory");
+    }
+    moa_status st = MOA_OK;
+    for (int l = 0; l < n_layer && st == MOA_OK; l++)
+        for (int h = 0; h < n_kv && st == MOA_OK; h++) {
+            moa_cache_unit *u = &units[(size_t)l * n_kv + h];
+            u->sink = sink;
+            if (!qhead) {
+                u->kind = moa_plan_unit_kind(plan, l, h);
+                u->window = u->kind == MOA_UNIT_LINEAR ? 0 : moa_plan_unit_window(plan, l, h, n_ctx);
+                continue;
+            }
+            /* q-head granularity: the group's buffer is sized by its largest window */
+            int n_lin = 0, n_dense = 0;
+            int64_t wmax = 0;
+            for (int g = 0; g < group; g++) {
+                int qh = h * group + g;
+                moa_unit_kind k = moa_plan_unit_kind(plan, l, qh);
+                int64_t w = k == MOA_UNIT_LINEAR ? 0 : moa_plan_unit_window(plan, l, qh, n_ctx);
+                n_lin += k == MOA_UNIT_LINEAR;
+                n_dense += k == MOA_UNIT_DENSE;
+                qw[(size_t)l * n_head + qh] = w;
+                if (w > wmax) wmax = w;
+            }
+            if (n_lin && n_lin != group)
+                st = moa_err(MOA_ERR_UNSUPPORTED,
+                             "cache: layer %d kv group %d mixes linear and softmax query heads", l, h);
+            u->kind = n_lin ? MOA_UNIT_LINEAR : n_dense ? MOA_UNIT_DENSE : MOA_UNIT_WINDOW;
+            u->window = wmax;
+        }
+    if (st == MOA_OK) {
+        moa_cache_layout L = {.n_layer = n_layer, .n_head = n_head, .n_head_kv = n_kv,
+                              .head_dim = moa_plan_head_dim(plan), .units = units, .q_window = qw};
+        st = moa_cache_create_layout(&L, n_ctx, n_seq, params, out);
+    }
+    free(units);
+    free(qw);
+    return st;
+}
+
+moa_status moa_cache_reset(moa_cache *c, int seq) {
+    if (!c) return moa_err(MOA_ERR_INVALID_ARG, "cache: NULL cache");
+    if (seq >= c->n_seq) return moa_err(MOA_ERR_INVALID_ARG, "cache: seq %d out of range [0, %d)", seq, c->n_seq);
+    const int s0 = seq < 0 ? 0 : seq, s1 = seq < 0 ? c->n_seq : seq + 1;
+    const size_t st = c->states_per_seq * (size_t)c->hd * c->hd;
+    for (int s = s0; s < s1; s++) {
+        for (int l = 0; l < c->n_layer; l++) c->pos[(size_t)s * c->n_layer + l] = 0;
+        if (st) memset(c->state + (size_t)s * st, 0, st * sizeof(float));
+    }
+    return MOA_OK;
+}
+
+size_t moa_cache_bytes(const moa_cache *c) {
+    if (!c) return 0;
+    return sizeof(float) * (size_t)c->n_seq *
+           (2 * c->slots_per_seq * (size_t)c->hd + c->states_per_seq * (size_t)c->hd * c->hd);
+}
+
+int64_t moa_cache_pos(const moa_cache *c, int seq, int layer) {
+    if (!c || seq < 0 || seq >= c->n_seq || layer < 0 || layer >= c->n_layer) return -1;
+    return c->pos[(size_t)seq * c->n_layer + layer];
+}
+
+static moa_status reserve(float **buf, size_t *cap, size_t n) {
+    if (n <= *cap) return MOA_OK;
+    float *nb = moa_alloc_aligned(n, sizeof(float));
+    if (!nb) return moa_err(MOA_ERR_NOMEM, "cache: out of memory for %zu scratch floats", n);
+    moa_free_aligned(*buf);
+    *buf = nb;
+    *cap = n;
+    return MOA_OK;
+}
+moa_status moa_cache_reserve_io(moa_cache *c, size_t n) { return reserve(&c->io, &c->io_cap, n); }
+moa_status moa_cache_reserve_tls(moa_cache *c, size_t n) { return reserve(&c->tls, &c->tls_cap, n); }
+
+/* (x0, x1) -> (x0 cos - x1 sin, x0 sin + x1 cos) on adjacent pairs (GGUF "normal" llama). */
+void moa_cache_rope(const moa_cache *c, float *dst, const float *src, int64_t pos) {
+    const int half = c->p.rope_dim / 2;
+    if (pos >= 0 && pos < c->rope_n) {
+        const float *cs = c->rope_cs + (size_t)pos * half * 2;
+        for (int i = 0; i < half; i++) {
+            const float x0 = src[2 * i], x1 = src[2 * i + 1], co = cs[2 * i], si = cs[2 * i + 1];
+            dst[2 * i] = x0 * co - x1 * si;
+            dst[2 * i + 1] = x0 * si + x1 * co;
+        }
+    } else {
+        for (int i = 0; i < half; i++) {
+            const double ang = (double)pos * c->inv_freq[i];
+            const float co = (float)cos(ang), si = (float)sin(ang);
+            const float x0 = src[2 * i], x1 = src[2 * i + 1];
+            dst[2 * i] = x0 * co - x1 * si;
+            dst[2 * i + 1] = x0 * si + x1 * co;
+        }
+    }
+    if (dst != src)
+        for (int d = 2 * half; d < c->hd; d++) dst[d] = src[d];
+}

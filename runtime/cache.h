@@ -1,0 +1,63 @@
+/* cache.h - the in-memory moa_cache (internal to runtime/): per-unit slot tables, the K/V and
+ * linear-state storage, positions, RoPE tables and scratch. Public API: moa/runtime.h. */
+#ifndef MOA_RUNTIME_CACHE_H
+#define MOA_RUNTIME_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "moa/runtime.h"
+
+/* Query tokens per prefill task (one task = one KV head x one tile of queries). */
+#define MOA_CACHE_TILE 64
+
+/* One unit (layer, KV head) as laid out in memory. Position p of a softmax unit lives in
+ * slot p if p < sink, else in slot sink + (p - sink) % ring (if it is still in the ring). */
+typedef struct {
+    moa_unit_kind kind;
+    int64_t sink;      /* sink slots: min(sink, n_ctx) (0 for linear units) */
+    int64_t ring;      /* ring slots: window units min(W, n_ctx - sink); dense n_ctx - sink */
+    int64_t window;    /* mask window used by the kernels (= ring) */
+    float decay;       /* linear units */
+    size_t off;        /* softmax: first slot within a sequence; linear: state index */
+    int uniform_q;     /* 1: every query head of the group uses `window` */
+} moa_cache_unit_rt;
+
+struct moa_cache {
+    int n_layer, n_head, n_kv, hd, n_seq, group;  /* group = n_head / n_kv */
+    int64_t n_ctx;
+    moa_cache_params p;
+    moa_cache_unit_rt *units;   /* [n_layer][n_kv] */
+    int64_t *q_window;          /* [n_layer][n_head] mask windows (clamped to the ring); NULL */
+    unsigned char *layer_dense; /* [n_layer] 1 if the layer has a dense unit */
+    size_t slots_per_seq;       /* sum of sink + ring over softmax units */
+    size_t states_per_seq;      /* number of linear units */
+    int64_t max_slots;          /* largest sink + ring of one unit */
+    float *k;                   /* [n_seq][slots_per_seq][hd] */
+    float *v;                   /* [n_seq][slots_per_seq][hd] */
+    float *state;               /* [n_seq][states_per_seq][hd][hd] */
+    int64_t *pos;               /* [n_seq][n_layer] tokens appended */
+    unsigned char *seq_mark;    /* [n_seq] duplicate check in decode */
+    /* RoPE: theta_i = pos * inv_freq[i], inv_freq[i] = base^(-2i/rope_dim) */
+    double *inv_freq;           /* [rope_dim/2] */
+    float *rope_cs;             /* [rope_n][rope_dim/2][2] cos, sin of theta_i at pos */
+    int64_t rope_n;
+    /* scratch, grown on demand (the cache is used by one thread at a time) */
+    float *io;                  /* rotated q and k of the call's tokens */
+    size_t io_cap;              /* floats */
+    float *tls;                 /* per-thread scratch for streaming mode */
+    size_t tls_cap;             /* floats */
+};
+
+/* Grow c->io / c->tls to at least n floats. */
+moa_status moa_cache_reserve_io(moa_cache *c, size_t n);
+moa_status moa_cache_reserve_tls(moa_cache *c, size_t n);
+
+/* Rotate one head vector: dst = RoPE(src, pos) over the first rope_dim dims, copy the rest.
+ * dst may equal src. */
+void moa_cache_rope(const moa_cache *c, float *dst, const float *src, int64_t pos);
+
+static inline moa_cache_unit_rt *moa_cache_unit_at(const moa_cache *c, int layer, int kvh) {
+    return &c->units[(size_t)layer * c->n_kv + kvh];
+}
+
+#endif

@@ -1,0 +1,408 @@
+/* test_cache_attn.c - caches + attention through the public API against naive recomputation
+ * written here: for every position i, an explicit loop over all earlier keys with the shared
+ * mask, RoPE computed in double at the positions the mode defines (absolute: i and j;
+ * streaming: cache positions), softmax in double; linear units by the closed form. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attn.h"            /* kernels/cpu: moa_attn_isa_set */
+#include "moa/runtime.h"
+#include "test.h"
+
+static uint64_t rng_state = 0x2545f4914f6cdd1dull;
+static float frand(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (float)((double)(rng_state >> 11) / (double)(1ull << 53) * 2.0 - 1.0);
+}
+static float *rand_buf(size_t n, float amp) {
+    float *p = malloc(n * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = amp * frand();
+    return p;
+}
+
+typedef struct {
+    int n_layer, n_head, n_kv, hd;
+    const moa_cache_unit *units;   /* [n_layer][n_kv] */
+    const int64_t *q_window;       /* [n_layer][n_head] or NULL */
+    moa_cache_params p;
+    int64_t N;
+} setup;
+
+/* x (hd) rotated in double: pairs (2i, 2i+1) by pos * base^(-2i/rope_dim). */
+static void rope_d(double *x, const float *src, int hd, int rope_dim, double base, int64_t pos) {
+    for (int d = 0; d < hd; d++) x[d] = src[d];
+    for (int i = 0; i < rope_dim / 2; i++) {
+        double th = (double)pos * pow(base, -2.0 * i / rope_dim);
+        double c = cos(th), s = sin(th), x0 = x[2 * i], x1 = x[2 * i + 1];
+        x[2 * i] = x0 * c - x1 * s;
+        x[2 * i + 1] = x0 * s + x1 * c;
+    }
+}
+
+/* Expected output of one layer for tokens 0..T-1 of one sequence. */
+static void naive_layer(const setup *S, int layer, int T, const float *q, const float *k,
+                        const float *v, float *o) {
+    const int hd = S->hd, G = S->n_head / S->n_kv;
+    const size_t ldq = (size_t)S->n_head * hd, ldk = (size_t)S->n_kv * hd;
+    const double scale = S->p.scale > 0 ? S->p.scale : 1.0 / sqrt((double)hd);
+    const int rd = S->p.rope_dim;
+    double *qd = malloc(sizeof(double) * hd), *kd = malloc(sizeof(double) * hd);
+    double *sc = malloc(sizeof(double) * T), *acc = malloc(sizeof(double) * hd);
+    for (int kvh = 0; kvh < S->n_kv; kvh++) {
+        const moa_cache_unit *u = &S->units[layer * S->n_kv + kvh];
+        for (int g = 0; g < G; g++) {
+            const int h = kvh * G + g;
+            for (int i = 0; i < T; i++) {
+                const float *qi = q + i * ldq + (size_t)h * hd;
+                float *oi = o + i * ldq + (size_t)h * hd;
+                if (u->kind == MOA_UNIT_LINEAR) {   /* sum_j lambda^(i-j) (q_i . k_j) v_j */
+                    for (int e = 0; e < hd; e++) acc[e] = 0;
+                    for (int j = 0; j <= i; j++) {
+                        double dot = 0;
+                        for (int d = 0; d < hd; d++) dot += (double)qi[d] * k[j * ldk + (size_t)kvh * hd + d];
+                        double w = exp(-(double)u->decay * (i - j)) * dot;
+                        for (int e = 0; e < hd; e++) acc[e] += w * v[j * ldk + (size_t)kvh * hd + e];
+                    }
+                    for (int e = 0; e < hd; e++) oi[e] = (float)acc[e];
+                    continue;
+                }
+                const int64_t sink = u->sink < S->N ? u->sink : S->N;
+                int64_t R = u->kind == MOA_UNIT_DENSE ? S->N - sink
+                          : (u->window < S->N - sink ? u->window : S->N - sink);
+                int64_t W = R;
+                if (S->q_window && u->kind != MOA_UNIT_LINEAR) {
+                    W = S->q_window[layer * S->n_head + h];
+                    if (W > R) W = R;
+                }
+                const int64_t C = sink + R - 1;
+                const int64_t shift = S->p.pos_mode == MOA_POS_STREAMING && i > C ? i - C : 0;
+                rope_d(qd, qi, hd, rd, S->p.rope_base, i - shift);
+                double m = -INFINITY;
+                for (int j = 0; j <= i; j++) {
+                    sc[j] = -INFINITY;
+                    if (!(j < sink || i - j < W)) continue;
+                    rope_d(kd, k + j * ldk + (size_t)kvh * hd, hd, rd, S->p.rope_base,
+                           j < sink ? j : j - shift);
+                    double dot = 0;
+                    for (int d = 0; d < hd; d++) dot += qd[d] * kd[d];
+                    sc[j] = dot * scale;
+                    if (sc[j] > m) m = sc[j];
+                }
+                double den = 0;
+                for (int e = 0; e < hd; e++) acc[e] = 0;
+                for (int j = 0; j <= i; j++) {
+                    if (sc[j] == -INFINITY) continue;
+                    double p = exp(sc[j] - m);
+                    den += p;
+                    for (int e = 0; e < hd; e++) acc[e] += p * v[j * ldk + (size_t)kvh * hd + e];
+                }
+                for (int e = 0; e < hd; e++) oi[e] = den > 0 ? (float)(acc[e] / den) : 0.0f;
+            }
+        }
+    }
+    free(qd); free(kd); free(sc); free(acc);
+}
+
+/* Largest per-row relative error over a [T][ld] output. */
+static double rows_err(const float *a, const float *b, int T, size_t ld) {
+    double e = 0;
+    for (int t = 0; t < T; t++) {
+        double x = test_max_rel_err(a + t * ld, b + t * ld, ld, 1e-2);
+        if (x > e) e = x;
+    }
+    return e;
+}
+
+static moa_cache *make_cache(const setup *S, int n_seq) {
+    moa_cache_layout L = {.n_layer = S->n_layer, .n_head = S->n_head, .n_head_kv = S->n_kv,
+                          .head_dim = S->hd, .units = S->units, .q_window = S->q_window};
+    moa_cache *c = NULL;
+    CHECK_OK(moa_cache_create_layout(&L, S->N, n_seq, &S->p, &c));
+    return c;
+}
+
+/* One sequence: prefill in the given chunks, then decode one token at a time up to T; every
+ * layer against naive_layer. Returns the worst relative error. */
+static double drive(const setup *S, int T, const int *chunks, int nch) {
+    const size_t ldq = (size_t)S->n_head * S->hd, ldk = (size_t)S->n_kv * S->hd;
+    moa_cache *c = make_cache(S, 1);
+    if (!c) return INFINITY;
+    float **q = malloc(sizeof(float *) * S->n_layer), **k = malloc(sizeof(float *) * S->n_layer);
+    float **v = malloc(sizeof(float *) * S->n_layer), **o = malloc(sizeof(float *) * S->n_layer);
+    for (int l = 0; l < S->n_layer; l++) {
+        q[l] = rand_buf(T * ldq, 1.0f);
+        k[l] = rand_buf(T * ldk, 1.0f);
+        v[l] = rand_buf(T * ldk, 1.0f);
+        o[l] = calloc(T * ldq, sizeof(float));
+    }
+    int t = 0;
+    for (int ch = 0; ch < nch && t < T; ch++) {
+        int n = chunks[ch] < T - t ? chunks[ch] : T - t;
+        for (int l = 0; l < S->n_layer; l++)
+            CHECK_OK(moa_attn_prefill(c, 0, l, q[l] + t * ldq, k[l] + t * ldk, v[l] + t * ldk, n,
+                                      o[l] + t * ldq));
+        t += n;
+    }
+    for (; t < T; t++)
+        for (int l = 0; l < S->n_layer; l++)
+            CHECK_OK(moa_attn_decode(c, l, NULL, 1, q[l] + t * ldq, k[l] + t * ldk, v[l] + t * ldk,
+                                     o[l] + t * ldq));
+    for (int l = 0; l < S->n_layer; l++) CHECK_EQ_INT(moa_cache_pos(c, 0, l), T);
+    double err = 0;
+    float *want = malloc(T * ldq * sizeof(float));
+    for (int l = 0; l < S->n_layer; l++) {
+        naive_layer(S, l, T, q[l], k[l], v[l], want);
+        double e = rows_err(o[l], want, T, ldq);
+        if (e > err) err = e;
+        free(q[l]); free(k[l]); free(v[l]); free(o[l]);
+    }
+    free(want); free(q); free(k); free(v); free(o);
+    moa_cache_free(c);
+    return err;
+}
+
+static const moa_attn_isa isas[] = {MOA_ISA_REF, MOA_ISA_AVX2, MOA_ISA_AVX512};
+
+/* Window units (sink < W, sink > W, W = 0), a linear unit with decay; chunked prefill, then
+ * decode far past N (rings wrap several times); every ISA. */
+TEST(absolute_windows_linear_past_n) {
+    const moa_cache_unit units[] = {
+        {MOA_UNIT_WINDOW, 37, 5, 0}, {MOA_UNIT_LINEAR, 0, 0, 0.1f},
+        {MOA_UNIT_WINDOW, 0, 3, 0},  {MOA_UNIT_WINDOW, 20, 30, 0},
+    };
+    setup S = {.n_layer = 2, .n_head = 6, .n_kv = 2, .hd = 40, .units = units, .N = 100,
+               .p = moa_cache_default_params()};
+    S.p.rope_dim = 32;   /* partial rotation */
+    S.p.rope_base = 10000.0f;
+    const int chunks[] = {13, 50, 1, 31};
+    for (int i = 0; i < 3; i++) {
+        if (isas[i] > moa_attn_isa_best()) continue;
+        moa_attn_isa_set(isas[i]);
+        double e = drive(&S, 260, chunks, 4);
+        CHECK_MSG(e < 1e-4, "%s: rel err %.3g", moa_attn_isa_name(isas[i]), e);
+    }
+    moa_attn_isa_set(moa_attn_isa_best());
+}
+
+/* A prompt longer than the ring in one chunk, the head dim of the test model, GQA 3. */
+TEST(absolute_long_chunk_gqa) {
+    const moa_cache_unit units[] = {{MOA_UNIT_WINDOW, 64, 4, 0}, {MOA_UNIT_WINDOW, 17, 0, 0},
+                                    {MOA_UNIT_DENSE, 0, 4, 0}};
+    setup S = {.n_layer = 1, .n_head = 9, .n_kv = 3, .hd = 64, .units = units, .N = 300,
+               .p = moa_cache_default_params()};
+    S.p.rope_dim = 64;
+    S.p.rope_base = 100000.0f;
+    const int chunks[] = {257};
+    double e = drive(&S, 300, chunks, 1);
+    CHECK_MSG(e < 1e-4, "rel err %.3g", e);
+}
+
+/* rope_dim 0: the caller has rotated q and k; nothing is rotated. */
+TEST(absolute_caller_rotated) {
+    const moa_cache_unit units[] = {{MOA_UNIT_WINDOW, 9, 2, 0}, {MOA_UNIT_DENSE, 0, 0, 0}};
+    setup S = {.n_layer = 1, .n_head = 2, .n_kv = 2, .hd = 16, .units = units, .N = 80,
+               .p = moa_cache_default_params()};
+    const int chunks[] = {7, 7, 7};
+    double e = drive(&S, 80, chunks, 3);
+    CHECK_MSG(e < 1e-4, "rel err %.3g", e);
+}
+
+/* Dense units hold n_ctx tokens: the next token is MOA_ERR_RANGE, nothing changes. */
+TEST(dense_full_is_range_error) {
+    const moa_cache_unit units[] = {{MOA_UNIT_WINDOW, 8, 2, 0}, {MOA_UNIT_DENSE, 0, 2, 0}};
+    setup S = {.n_layer = 1, .n_head = 2, .n_kv = 2, .hd = 16, .units = units, .N = 32,
+               .p = moa_cache_default_params()};
+    moa_cache *c = make_cache(&S, 1);
+    float *q = rand_buf(40 * 32, 1), *k = rand_buf(40 * 32, 1), *v = rand_buf(40 * 32, 1);
+    float o[40 * 32];
+    CHECK_OK(moa_attn_prefill(c, 0, 0, q, k, v, 30, o));
+    CHECK_EQ_INT(moa_attn_prefill(c, 0, 0, q, k, v, 3, o), MOA_ERR_RANGE);
+    CHECK(strstr(moa_last_error(), "dense") != NULL);
+    CHECK_EQ_INT(moa_cache_pos(c, 0, 0), 30);
+    CHECK_OK(moa_attn_decode(c, 0, NULL, 1, q, k, v, o));
+    CHECK_OK(moa_attn_decode(c, 0, NULL, 1, q, k, v, o));
+    CHECK_EQ_INT(moa_attn_decode(c, 0, NULL, 1, q, k, v, o), MOA_ERR_RANGE);
+    CHECK_EQ_INT(moa_cache_pos(c, 0, 0), 32);
+    free(q); free(k); free(v);
+    moa_cache_free(c);
+}
+
+/* Streaming: raw keys cached, rotated by cache position; dense units roll past N too. */
+TEST(streaming_matches_cache_positions) {
+    const moa_cache_unit units[] = {{MOA_UNIT_DENSE, 0, 4, 0}, {MOA_UNIT_WINDOW, 10, 4, 0},
+                                    {MOA_UNIT_WINDOW, 0, 2, 0}, {MOA_UNIT_WINDOW, 23, 0, 0}};
+    setup S = {.n_layer = 2, .n_head = 4, .n_kv = 2, .hd = 24, .units = units, .N = 48,
+               .p = moa_cache_default_params()};
+    S.p.pos_mode = MOA_POS_STREAMING;
+    S.p.rope_dim = 24;
+    S.p.rope_base = 500.0f;   /* fast rotation: position errors would show */
+    const int chunks_a[] = {30, 7};
+    const int chunks_b[] = {30, 100};   /* one chunk crossing N and C */
+    for (int i = 0; i < 3; i++) {
+        if (isas[i] > moa_attn_isa_best()) continue;
+        moa_attn_isa_set(isas[i]);
+        double e1 = drive(&S, 200, chunks_a, 2);
+        double e2 = drive(&S, 200, chunks_b, 2);
+        CHECK_MSG(e1 < 1e-4 && e2 < 1e-4, "%s: %.3g %.3g", moa_attn_isa_name(isas[i]), e1, e2);
+    }
+    moa_attn_isa_set(moa_attn_isa_best());
+}
+
+/* Q-head granularity: each query head has its own window inside the group's buffer. */
+TEST(q_head_windows) {
+    const moa_cache_unit units[] = {{MOA_UNIT_WINDOW, 30, 3, 0}, {MOA_UNIT_DENSE, 0, 3, 0}};
+    const int64_t qw[] = {30, 5, 0, 11, 1000, 2};
+    setup S = {.n_layer = 1, .n_head = 6, .n_kv = 2, .hd = 32, .units = units, .q_window = qw,
+               .N = 90, .p = moa_cache_default_params()};
+    S.p.rope_dim = 32;
+    const int chunks[] = {41};
+    double e = drive(&S, 90, chunks, 1);
+    CHECK_MSG(e < 1e-4, "rel err %.3g", e);
+}
+
+/* All windows zero: sinks only (and a unit with no sink at all: zero output). */
+TEST(sinks_only) {
+    const moa_cache_unit units[] = {{MOA_UNIT_WINDOW, 0, 8, 0}, {MOA_UNIT_WINDOW, 0, 0, 0}};
+    setup S = {.n_layer = 1, .n_head = 4, .n_kv = 2, .hd = 16, .units = units, .N = 50,
+               .p = moa_cache_default_params()};
+    S.p.rope_dim = 16;
+    const int chunks[] = {20};
+    double e = drive(&S, 120, chunks, 1);
+    CHECK_MSG(e < 1e-4, "rel err %.3g", e);
+}
+
+/* Batched decode over sequences of different lengths, then a subset in another order. */
+TEST(batched_decode_sequences) {
+    const moa_cache_unit units[] = {{MOA_UNIT_WINDOW, 12, 3, 0}, {MOA_UNIT_LINEAR, 0, 0, 0.2f},
+                                    {MOA_UNIT_DENSE, 0, 2, 0}};
+    setup S = {.n_layer = 1, .n_head = 6, .n_kv = 3, .hd = 16, .units = units, .N = 120,
+               .p = moa_cache_default_params()};
+    S.p.rope_dim = 16;
+    const int ns = 3, T = 110, plen[3] = {5, 40, 77};
+    const size_t ldq = 6 * 16, ldk = 3 * 16;
+    moa_cache *c = make_cache(&S, ns);
+    float *q[3], *k[3], *v[3], *o[3];
+    int t[3];
+    for (int s = 0; s < ns; s++) {
+        q[s] = rand_buf(T * ldq, 1); k[s] = rand_buf(T * ldk, 1); v[s] = rand_buf(T * ldk, 1);
+        o[s] = calloc(T * ldq, sizeof(float));
+        CHECK_OK(moa_attn_prefill(c, s, 0, q[s], k[s], v[s], plen[s], o[s]));
+        t[s] = plen[s];
+    }
+    float *bq = malloc(ns * ldq * 4), *bk = malloc(ns * ldk * 4), *bv = malloc(ns * ldk * 4);
+    float *bo = malloc(ns * ldq * 4);
+    for (int step = 0; step < 33; step++) {
+        /* every 3rd step only sequences {2, 0} */
+        int ids[3] = {0, 1, 2}, n = 3;
+        if (step % 3 == 2) { ids[0] = 2; ids[1] = 0; n = 2; }
+        for (int r = 0; r < n; r++) {
+            int s = ids[r];
+            memcpy(bq + r * ldq, q[s] + t[s] * ldq, ldq * 4);
+            memcpy(bk + r * ldk, k[s] + t[s] * ldk, ldk * 4);
+            memcpy(bv + r * ldk, v[s] + t[s] * ldk, ldk * 4);
+        }
+        CHECK_OK(moa_attn_decode(c, 0, step % 3 == 2 ? ids : NULL, n, bq, bk, bv, bo));
+        for (int r = 0; r < n; r++) {
+            int s = ids[r];
+            memcpy(o[s] + t[s] * ldq, bo + r * ldq, ldq * 4);
+            t[s]++;
+        }
+    }
+    float *want = malloc(T * ldq * 4);
+    for (int s = 0; s < ns; s++) {
+        CHECK_EQ_INT(moa_cache_pos(c, s, 0), t[s]);
+        naive_layer(&S, 0, t[s], q[s], k[s], v[s], want);
+        double e = rows_err(o[s], want, t[s], ldq);
+        CHECK_MSG(e < 1e-4, "seq %d: rel err %.3g", s, e);
+    }
+    /* duplicates are refused */
+    int dup[2] = {1, 1};
+    CHECK_EQ_INT(moa_attn_decode(c, 0, dup, 2, bq, bk, bv, bo), MOA_ERR_INVALID_ARG);
+    /* reset one sequence: it starts over and matches a fresh run */
+    CHECK_OK(moa_cache_reset(c, 1));
+    CHECK_EQ_INT(moa_cache_pos(c, 1, 0), 0);
+    CHECK_OK(moa_attn_prefill(c, 1, 0, q[1], k[1], v[1], 50, o[1]));
+    naive_layer(&S, 0, 50, q[1], k[1], v[1], want);
+    CHECK_MSG(rows_err(o[1], want, 50, ldq) < 1e-4, "after reset");
+    for (int s = 0; s < ns; s++) { free(q[s]); free(k[s]); free(v[s]); free(o[s]); }
+    free(bq); free(bk); free(bv); free(bo); free(want);
+    moa_cache_free(c);
+}
+
+/* Memory is real: a 25% plan keeps <= 30% of the dense KV bytes (plan path, span function). */
+TEST(bytes_shrink_with_windows) {
+    const int64_t N = 4096;
+    moa_plan *dense = NULL, *p50 = NULL, *p25 = NULL;
+    CHECK_OK(moa_plan_uniform(30, 9, 3, 64, 64, 64, 1.0, N, &dense));
+    CHECK_OK(moa_plan_uniform(30, 9, 3, 64, 64, 64, 0.5, N, &p50));
+    CHECK_OK(moa_plan_uniform(30, 9, 3, 64, 64, 64, 0.25, N, &p25));
+    moa_cache_params P = moa_cache_default_params();
+    P.rope_dim = 64;
+    moa_cache *cd = NULL, *c50 = NULL, *c25 = NULL;
+    CHECK_OK(moa_cache_create(dense, N, 2, &P, &cd));
+    CHECK_OK(moa_cache_create(p50, N, 2, &P, &c50));
+    CHECK_OK(moa_cache_create(p25, N, 2, &P, &c25));
+    if (cd && c50 && c25) {
+        size_t bd = moa_cache_bytes(cd), b50 = moa_cache_bytes(c50), b25 = moa_cache_bytes(c25);
+        CHECK_EQ_INT(bd, (size_t)2 * 2 * 30 * 3 * N * 64 * sizeof(float));   /* K and V, f32 */
+        CHECK_MSG((double)b25 <= 0.30 * bd, "25%%: %zu of %zu bytes", b25, bd);
+        CHECK_MSG((double)b50 <= 0.55 * bd && b50 > b25, "50%%: %zu of %zu bytes", b50, bd);
+        /* the plan-made cache runs */
+        float *q = rand_buf(100 * 9 * 64, 1), *k = rand_buf(100 * 3 * 64, 1), *v = rand_buf(100 * 3 * 64, 1);
+        float *o = malloc(100 * 9 * 64 * 4);
+        CHECK_OK(moa_attn_prefill(c25, 1, 29, q, k, v, 100, o));
+        CHECK_OK(moa_attn_decode(c25, 29, NULL, 2, q, k, v, o));
+        free(q); free(k); free(v); free(o);
+    }
+    /* all windows zero: a layout with sinks only still has memory for the sinks */
+    moa_cache_unit u0[3] = {{MOA_UNIT_WINDOW, 0, 64, 0}, {MOA_UNIT_WINDOW, 0, 64, 0}, {MOA_UNIT_WINDOW, 0, 64, 0}};
+    moa_cache_layout L = {.n_layer = 1, .n_head = 9, .n_head_kv = 3, .head_dim = 64, .units = u0};
+    moa_cache *cs = NULL;
+    CHECK_OK(moa_cache_create_layout(&L, N, 1, NULL, &cs));
+    CHECK_EQ_INT(moa_cache_bytes(cs), (size_t)2 * 3 * 64 * 64 * sizeof(float));
+    moa_cache_free(cs);
+    moa_cache_free(cd); moa_cache_free(c50); moa_cache_free(c25);
+    moa_plan_free(dense); moa_plan_free(p50); moa_plan_free(p25);
+}
+
+TEST(bad_arguments) {
+    moa_cache_unit u[2] = {{MOA_UNIT_WINDOW, 4, 1, 0}, {MOA_UNIT_WINDOW, -1, 0, 0}};
+    moa_cache_layout L = {.n_layer = 1, .n_head = 2, .n_head_kv = 2, .head_dim = 8, .units = u};
+    moa_cache *c = NULL;
+    CHECK_EQ_INT(moa_cache_create_layout(&L, 16, 1, NULL, &c), MOA_ERR_INVALID_ARG);
+    CHECK(c == NULL);
+    u[1].window = 3;
+    moa_cache_params P = moa_cache_default_params();
+    P.pos_mode = MOA_POS_STREAMING;      /* streaming needs rope_dim > 0 */
+    CHECK_EQ_INT(moa_cache_create_layout(&L, 16, 1, &P, &c), MOA_ERR_INVALID_ARG);
+    L.n_head = 3;
+    CHECK_EQ_INT(moa_cache_create_layout(&L, 16, 1, NULL, &c), MOA_ERR_INVALID_ARG);
+    L.n_head = 2;
+    CHECK_OK(moa_cache_create_layout(&L, 16, 1, NULL, &c));
+    float buf[64] = {0};
+    CHECK_EQ_INT(moa_attn_prefill(c, 1, 0, buf, buf, buf, 1, buf), MOA_ERR_INVALID_ARG);
+    CHECK_EQ_INT(moa_attn_prefill(c, 0, 1, buf, buf, buf, 1, buf), MOA_ERR_INVALID_ARG);
+    CHECK_EQ_INT(moa_attn_prefill(c, 0, 0, NULL, buf, buf, 1, buf), MOA_ERR_INVALID_ARG);
+    CHECK_EQ_INT(moa_attn_decode(c, 0, NULL, 2, buf, buf, buf, buf), MOA_ERR_INVALID_ARG);
+    CHECK_EQ_INT(moa_cache_pos(c, 0, 0), 0);
+    moa_cache_free(c);
+    moa_cache_free(NULL);
+}
+
+int main(void) {
+    RUN(absolute_windows_linear_past_n);
+    RUN(absolute_long_chunk_gqa);
+    RUN(absolute_caller_rotated);
+    RUN(dense_full_is_range_error);
+    RUN(streaming_matches_cache_positions);
+    RUN(q_head_windows);
+    RUN(sinks_only);
+    RUN(batched_decode_sequences);
+    RUN(bytes_shrink_with_windows);
+    RUN(bad_arguments);
+    return test_summary();
+}
