@@ -238,7 +238,14 @@ moa_status moa_calib_dump(const moa_calib_file *f, int64_t first, int64_t count,
  * Checkpoint: after each sample a record is appended (fsync'ed) to checkpoint_path (default
  * "<out>.ckpt"); with resume = 1 a checkpoint whose header matches these parameters is
  * reused (a torn last record is dropped); a mismatching one is an error (MOA_ERR_MISMATCH).
- * On success the checkpoint is removed. */
+ * On success the checkpoint is removed. To stop a build early (SIGINT, a time limit), have
+ * the responder return an error such as MOA_ERR_INTERRUPTED: the build returns it, the
+ * finished samples stay in the checkpoint, and no output file is written.
+ *
+ * dense_correct: 1 iff the scorer gives 1 (lines: the number is right; needles / longdep:
+ * every expected string is present), 0 otherwise, -1 for tasks without a known answer or
+ * without a detokenize callback. Thread-safety: one build per thread; the callbacks are
+ * called from the calling thread only. */
 
 /* Everything the model side provides. The CLI wires the real tokenizer and engine. */
 typedef struct {
