@@ -10,7 +10,7 @@
 
 typedef struct { uint8_t *b; size_t n, cap; } gbuf;
 
-static void gb_put(gbuf *g, const void *p, size_t n) {
+static inline void gb_put(gbuf *g, const void *p, size_t n) {
     if (g->n + n > g->cap) {
         g->cap = (g->n + n) * 2 + 64;
         g->b = realloc(g->b, g->cap);
@@ -18,22 +18,22 @@ static void gb_put(gbuf *g, const void *p, size_t n) {
     memcpy(g->b + g->n, p, n);
     g->n += n;
 }
-static void gb_u8(gbuf *g, uint8_t v) { gb_put(g, &v, 1); }
-static void gb_u32(gbuf *g, uint32_t v) { uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)}; gb_put(g, b, 4); }
-static void gb_u64(gbuf *g, uint64_t v) { gb_u32(g, (uint32_t)v); gb_u32(g, (uint32_t)(v >> 32)); }
-static void gb_f32(gbuf *g, float f) { uint32_t u; memcpy(&u, &f, 4); gb_u32(g, u); }
-static void gb_str(gbuf *g, const char *s) { gb_u64(g, strlen(s)); gb_put(g, s, strlen(s)); }
+static inline void gb_u8(gbuf *g, uint8_t v) { gb_put(g, &v, 1); }
+static inline void gb_u32(gbuf *g, uint32_t v) { uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)}; gb_put(g, b, 4); }
+static inline void gb_u64(gbuf *g, uint64_t v) { gb_u32(g, (uint32_t)v); gb_u32(g, (uint32_t)(v >> 32)); }
+static inline void gb_f32(gbuf *g, float f) { uint32_t u; memcpy(&u, &f, 4); gb_u32(g, u); }
+static inline void gb_str(gbuf *g, const char *s) { gb_u64(g, strlen(s)); gb_put(g, s, strlen(s)); }
 
 /* metadata records */
-static void kv_u32(gbuf *g, const char *k, uint32_t v) { gb_str(g, k); gb_u32(g, 4); gb_u32(g, v); }
-static void kv_f32(gbuf *g, const char *k, float v) { gb_str(g, k); gb_u32(g, 6); gb_f32(g, v); }
-static void kv_bool(gbuf *g, const char *k, int v) { gb_str(g, k); gb_u32(g, 7); gb_u8(g, (uint8_t)v); }
-static void kv_str(gbuf *g, const char *k, const char *v) { gb_str(g, k); gb_u32(g, 8); gb_str(g, v); }
-static void kv_arr_i32(gbuf *g, const char *k, const int32_t *v, uint64_t n) {
+static inline void kv_u32(gbuf *g, const char *k, uint32_t v) { gb_str(g, k); gb_u32(g, 4); gb_u32(g, v); }
+static inline void kv_f32(gbuf *g, const char *k, float v) { gb_str(g, k); gb_u32(g, 6); gb_f32(g, v); }
+static inline void kv_bool(gbuf *g, const char *k, int v) { gb_str(g, k); gb_u32(g, 7); gb_u8(g, (uint8_t)v); }
+static inline void kv_str(gbuf *g, const char *k, const char *v) { gb_str(g, k); gb_u32(g, 8); gb_str(g, v); }
+static inline void kv_arr_i32(gbuf *g, const char *k, const int32_t *v, uint64_t n) {
     gb_str(g, k); gb_u32(g, 9); gb_u32(g, 5); gb_u64(g, n);
     for (uint64_t i = 0; i < n; i++) gb_u32(g, (uint32_t)v[i]);
 }
-static void kv_arr_str(gbuf *g, const char *k, const char *const *v, uint64_t n) {
+static inline void kv_arr_str(gbuf *g, const char *k, const char *const *v, uint64_t n) {
     gb_str(g, k); gb_u32(g, 9); gb_u32(g, 8); gb_u64(g, n);
     for (uint64_t i = 0; i < n; i++) gb_str(g, v[i]);
 }
@@ -49,7 +49,7 @@ typedef struct {
 } gtensor;
 
 /* header + kvs (already in `kvs`, n_kv records) + tensor infos + padding + data */
-static gbuf gguf_build(uint32_t version, const gbuf *kvs, uint64_t n_kv, const gtensor *ts,
+static inline gbuf gguf_build(uint32_t version, const gbuf *kvs, uint64_t n_kv, const gtensor *ts,
                        uint64_t n_t, uint32_t alignment) {
     gbuf g = {0};
     gb_put(&g, "GGUF", 4);

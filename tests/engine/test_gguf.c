@@ -307,7 +307,22 @@ TEST(llama_shapes) {
     free(g.b);
 }
 
+/* With MOA_FUZZ_SEED_DIR set, also writes the valid images as a seed corpus for fuzz_gguf. */
+static void write_seeds(void) {
+    const char *dir = getenv("MOA_FUZZ_SEED_DIR");
+    if (!dir) return;
+    gbuf imgs[2] = {valid_image(), tiny_llama(0)};
+    for (int i = 0; i < 2; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/seed%d.gguf", dir, i);
+        FILE *fp = fopen(path, "wb");
+        if (fp) { fwrite(imgs[i].b, 1, imgs[i].n, fp); fclose(fp); }
+        free(imgs[i].b);
+    }
+}
+
 int main(void) {
+    write_seeds();
     RUN(valid_file);
     RUN(every_truncation_is_rejected);
     RUN(bad_header);

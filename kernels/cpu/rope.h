@@ -1,0 +1,25 @@
+/* rope.h - rotary position embedding, GGUF "normal" llama pairing: adjacent pairs
+ * (x[2i], x[2i+1]) of each head rotated by theta_i = pos * base^(-2i/rope_dim), for
+ * i < rope_dim/2; dims past rope_dim are left alone. The inverse rotation (-theta) is the
+ * transpose, used by backward passes. */
+#ifndef MOA_ROPE_H
+#define MOA_ROPE_H
+
+#include <stdint.h>
+#include "moa/base.h"
+
+typedef struct {
+    int rope_dim;
+    int64_t n_pos;     /* positions covered by the table */
+    float *cs;         /* [n_pos][rope_dim/2][2] cos, sin */
+} moa_rope_table;
+
+moa_status moa_rope_table_init(moa_rope_table *t, int rope_dim, float base, int64_t n_pos);
+void moa_rope_table_free(moa_rope_table *t);
+
+/* Rotate rows x[n][n_heads*hd] (row t at position pos0 + t) in place; inverse = 1 rotates
+ * by -theta. Positions must be < t->n_pos. */
+void moa_rope_rows(const moa_rope_table *t, float *x, int64_t n, int n_heads, int hd,
+                   int64_t pos0, int inverse);
+
+#endif

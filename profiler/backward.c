@@ -1,0 +1,310 @@
+/* backward.c - forward pass with saved layer inputs, response loss, and the activation-only
+ * backward pass through every layer (recomputing the layer from its input), with the fused
+ * attention backward accumulating the influence histograms.
+ *
+ * Per layer (x: layer input, rows are tokens):
+ *   h1 = rmsnorm(x) * an;  q, k, v = h1 Wq^T, h1 Wk^T, h1 Wv^T;  q, k = rope(q), rope(k)
+ *   o  = softmax(q k^T / sqrt(hd) + causal) v       (GQA)
+ *   xm = x + o Wo^T;  h2 = rmsnorm(xm) * fn;  g, u = h2 Wg^T, h2 Wu^T;  a = silu(g) * u
+ *   y  = xm + a Wd^T
+ * Backward (dy given): da = dy Wd;  dg = da * u * silu'(g);  du = da * silu(g);
+ *   dxm = dy + rmsnorm_bwd(xm, fn, dg Wg + du Wu);  do = dxm Wo;  (dq, dk, dv) = attn_bwd;
+ *   dq, dk = rope^-1(dq), rope^-1(dk);  dx = dxm + rmsnorm_bwd(x, an, dq Wq + dk Wk + dv Wv)
+ * rmsnorm_bwd: y = x r w with r = (mean(x^2) + eps)^-1/2:  dx = r (w dy) - x r^3 mean(x w dy).
+ */
+#include "profiler.h"
+#include "attn-train.h"
+#include "rope.h"
+#include "moa-common.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct moa_profiler {
+    const moa_model *m;
+    moa_profiler_params p;
+    int64_t n_max;
+    moa_rope_table rope;
+    float *xs;     /* [n_layer+1][n_max][d] layer inputs (xs[L] = final hidden state) */
+    float *h1, *h2, *xm, *dxm, *dh;              /* [n_max][d] */
+    float *q, *o, *dq, *dO;                      /* [n_max][nq] */
+    float *k, *v, *dk, *dv;                      /* [n_max][nkv] */
+    float *lse;                                  /* [n_head][n_max] */
+    float *g, *u, *a, *da;                       /* [n_max][ff] */
+    float *logits;                               /* [n_max][vocab] response rows */
+};
+
+moa_profiler_params moa_profiler_default_params(void) {
+    moa_profiler_params p = {64, 64, 1e-6f};
+    return p;
+}
+
+void moa_profiler_free(moa_profiler *p) {
+    if (!p) return;
+    float *bufs[] = {p->xs, p->h1, p->h2, p->xm, p->dxm, p->dh, p->q, p->o, p->dq, p->dO,
+                     p->k, p->v, p->dk, p->dv, p->lse, p->g, p->u, p->a, p->da, p->logits};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) moa_free_aligned(bufs[i]);
+    moa_rope_table_free(&p->rope);
+    free(p);
+}
+
+moa_status moa_profiler_create(const moa_model *m, int64_t n_max, const moa_profiler_params *pp,
+                               moa_profiler **out) {
+    *out = NULL;
+    const moa_llama_hparams *hp = &m->hp;
+    if (n_max < 2) return moa_err(MOA_ERR_INVALID_ARG, "profiler: n_max %lld must be >= 2", (long long)n_max);
+    if (!m->layers[0].wq.f32 || !m->output.f32)
+        return moa_err(MOA_ERR_INVALID_ARG, "profiler: the model must be loaded with f32 weights (f32_weights = 1)");
+    moa_profiler *p = calloc(1, sizeof *p);
+    if (!p) return moa_err(MOA_ERR_NOMEM, "out of memory");
+    p->m = m;
+    p->p = pp ? *pp : moa_profiler_default_params();
+    p->n_max = n_max;
+    if (p->p.block < 1 || p->p.sink < 0 || !(p->p.eps >= 0)) {
+        moa_status st = moa_err(MOA_ERR_INVALID_ARG, "profiler: block %d must be >= 1, sink %d >= 0, eps >= 0",
+                                p->p.block, p->p.sink);
+        free(p);
+        return st;
+    }
+    size_t N = (size_t)n_max, d = (size_t)hp->n_embd, hd = (size_t)hp->head_dim;
+    size_t nq = (size_t)hp->n_head * hd, nkv = (size_t)hp->n_head_kv * hd, ff = (size_t)hp->n_ff;
+    moa_status st = moa_rope_table_init(&p->rope, hp->rope_dim, hp->rope_base, n_max);
+    if (st < 0) { free(p); return st; }
+    p->xs = moa_alloc_aligned((size_t)(hp->n_layer + 1) * N, d * sizeof(float));
+    float **dbufs[] = {&p->h1, &p->h2, &p->xm, &p->dxm, &p->dh};
+    for (size_t i = 0; i < 5; i++) *dbufs[i] = moa_alloc_aligned(N, d * sizeof(float));
+    float **qbufs[] = {&p->q, &p->o, &p->dq, &p->dO};
+    for (size_t i = 0; i < 4; i++) *qbufs[i] = moa_alloc_aligned(N, nq * sizeof(float));
+    float **kbufs[] = {&p->k, &p->v, &p->dk, &p->dv};
+    for (size_t i = 0; i < 4; i++) *kbufs[i] = moa_alloc_aligned(N, nkv * sizeof(float));
+    float **fbufs[] = {&p->g, &p->u, &p->a, &p->da};
+    for (size_t i = 0; i < 4; i++) *fbufs[i] = moa_alloc_aligned(N, ff * sizeof(float));
+    p->lse = moa_alloc_aligned((size_t)hp->n_head, N * sizeof(float));
+    p->logits = moa_alloc_aligned(N, (size_t)hp->n_vocab * sizeof(float));
+    if (!p->xs || !p->h1 || !p->h2 || !p->xm || !p->dxm || !p->dh || !p->q || !p->o || !p->dq ||
+        !p->dO || !p->k || !p->v || !p->dk || !p->dv || !p->g || !p->u || !p->a || !p->da ||
+        !p->lse || !p->logits) {
+        moa_profiler_free(p);
+        return moa_err(MOA_ERR_NOMEM, "profiler: out of memory for %lld tokens", (long long)n_max);
+    }
+    *out = p;
+    return MOA_OK;
+}
+
+/* y[n][out] = x[n][in] W^T */
+static void mm_fwd(const moa_weight *w, const float *x, int64_t n, float *y) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)w->n_out, (int)w->n_in,
+                1.0f, x, (int)w->n_in, w->f32, (int)w->n_in, 0.0f, y, (int)w->n_out);
+}
+
+/* dx[n][in] = beta * dx + dy[n][out] W */
+static void mm_bwd(const moa_weight *w, const float *dy, int64_t n, float *dx, float beta) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)w->n_in, (int)w->n_out,
+                1.0f, dy, (int)w->n_out, w->f32, (int)w->n_in, beta, dx, (int)w->n_in);
+}
+
+static void rmsnorm_fwd(const float *x, const float *w, float *y, int64_t n, int64_t d, float eps) {
+    #pragma omp parallel for schedule(static) if (n > 64)
+    for (int64_t t = 0; t < n; t++) {
+        const float *xr = x + t * d;
+        double ss = 0;
+        for (int64_t i = 0; i < d; i++) ss += (double)xr[i] * xr[i];
+        float r = (float)(1.0 / sqrt(ss / (double)d + eps));
+        for (int64_t i = 0; i < d; i++) y[t * d + i] = xr[i] * r * w[i];
+    }
+}
+
+/* dx += rmsnorm backward of y = x r w for upstream dy. */
+static void rmsnorm_bwd_add(const float *x, const float *w, const float *dy, float *dx,
+                            int64_t n, int64_t d, float eps) {
+    #pragma omp parallel for schedule(static) if (n > 64)
+    for (int64_t t = 0; t < n; t++) {
+        const float *xr = x + t * d, *dyr = dy + t * d;
+        double ss = 0, s = 0;
+        for (int64_t i = 0; i < d; i++) {
+            ss += (double)xr[i] * xr[i];
+            s += (double)xr[i] * w[i] * dyr[i];
+        }
+        double r = 1.0 / sqrt(ss / (double)d + eps);
+        double c = r * r * r * s / (double)d;
+        for (int64_t i = 0; i < d; i++)
+            dx[t * d + i] += (float)(r * w[i] * dyr[i] - c * xr[i]);
+    }
+}
+
+static moa_attn_train_shape attn_shape(const moa_profiler *p, int64_t n) {
+    const moa_llama_hparams *hp = &p->m->hp;
+    moa_attn_train_shape s = moa_attn_train_default_shape((int)n, hp->n_head, hp->n_head_kv, hp->head_dim);
+    s.sink = p->p.sink;
+    s.block = p->p.block;
+    s.eps = p->p.eps;
+    return s;
+}
+
+/* Forward of layer l from x (n rows), leaving h1, q, k, v (rotated), o, lse, xm, h2, g, u,
+ * a in the scratch; writes the layer output to y if y != NULL. */
+static moa_status layer_fwd(moa_profiler *p, int l, const float *x, int64_t n, float *y) {
+    const moa_model *m = p->m;
+    const moa_llama_hparams *hp = &m->hp;
+    const moa_llama_layer *L = &m->layers[l];
+    int64_t d = hp->n_embd, ff = hp->n_ff;
+    rmsnorm_fwd(x, L->attn_norm, p->h1, n, d, hp->rms_eps);
+    mm_fwd(&L->wq, p->h1, n, p->q);
+    mm_fwd(&L->wk, p->h1, n, p->k);
+    mm_fwd(&L->wv, p->h1, n, p->v);
+    moa_rope_rows(&p->rope, p->q, n, hp->n_head, hp->head_dim, 0, 0);
+    moa_rope_rows(&p->rope, p->k, n, hp->n_head_kv, hp->head_dim, 0, 0);
+    moa_attn_train_shape s = attn_shape(p, n);
+    MOA_TRY(moa_attn_fwd_lse(&s, p->q, p->k, p->v, p->o, p->lse));
+    mm_fwd(&L->wo, p->o, n, p->xm);
+    for (int64_t i = 0; i < n * d; i++) p->xm[i] += x[i];
+    rmsnorm_fwd(p->xm, L->ffn_norm, p->h2, n, d, hp->rms_eps);
+    mm_fwd(&L->w_gate, p->h2, n, p->g);
+    mm_fwd(&L->w_up, p->h2, n, p->u);
+    for (int64_t i = 0; i < n * ff; i++) {
+        float g = p->g[i];
+        p->a[i] = g / (1.0f + expf(-g)) * p->u[i];
+    }
+    if (y) {
+        mm_fwd(&L->w_down, p->a, n, y);
+        for (int64_t i = 0; i < n * d; i++) y[i] += p->xm[i];
+    }
+    return MOA_OK;
+}
+
+/* dx (in: gradient w.r.t. the layer output; out: w.r.t. its input x). */
+static moa_status layer_bwd(moa_profiler *p, int l, const float *x, int64_t n, float *dx,
+                            moa_profiler_hist *hist) {
+    const moa_model *m = p->m;
+    const moa_llama_hparams *hp = &m->hp;
+    const moa_llama_layer *L = &m->layers[l];
+    int64_t d = hp->n_embd, ff = hp->n_ff;
+    MOA_TRY(layer_fwd(p, l, x, n, NULL));
+    /* FFN */
+    mm_bwd(&L->w_down, dx, n, p->da, 0.0f);                  /* da = dy Wd */
+    for (int64_t i = 0; i < n * ff; i++) {
+        float g = p->g[i], sg = 1.0f / (1.0f + expf(-g));
+        float da = p->da[i];
+        p->g[i] = da * p->u[i] * sg * (1.0f + g * (1.0f - sg));   /* dg */
+        p->u[i] = da * g * sg;                                    /* du */
+    }
+    mm_bwd(&L->w_gate, p->g, n, p->dh, 0.0f);
+    mm_bwd(&L->w_up, p->u, n, p->dh, 1.0f);                  /* dh2 = dg Wg + du Wu */
+    memcpy(p->dxm, dx, sizeof(float) * (size_t)(n * d));
+    rmsnorm_bwd_add(p->xm, L->ffn_norm, p->dh, p->dxm, n, d, hp->rms_eps);
+    /* attention */
+    mm_bwd(&L->wo, p->dxm, n, p->dO, 0.0f);                  /* do = dxm Wo */
+    moa_attn_train_shape s = attn_shape(p, n);
+    moa_influence_acc acc, *accp = NULL;
+    if (hist) {
+        size_t hb = (size_t)l * hp->n_head;
+        acc.abs = hist->abs + hb * (size_t)hist->n_bins;
+        acc.sgn = hist->sgn + hb * (size_t)hist->n_bins;
+        acc.sink_abs = hist->sink_abs + hb;
+        acc.sink_sgn = hist->sink_sgn ? hist->sink_sgn + hb : NULL;
+        acc.n_bins = (int)hist->n_bins;
+        accp = &acc;
+    }
+    double *sink_sgn_tmp = NULL;
+    if (accp && !accp->sink_sgn) {
+        sink_sgn_tmp = calloc((size_t)hp->n_head, sizeof(double));
+        if (!sink_sgn_tmp) return moa_err(MOA_ERR_NOMEM, "out of memory");
+        accp->sink_sgn = sink_sgn_tmp;
+    }
+    moa_status st = moa_attn_bwd_influence(&s, p->q, p->k, p->v, p->o, p->dO, p->lse, p->dq,
+                                           p->dk, p->dv, accp);
+    free(sink_sgn_tmp);
+    MOA_TRY(st);
+    moa_rope_rows(&p->rope, p->dq, n, hp->n_head, hp->head_dim, 0, 1);
+    moa_rope_rows(&p->rope, p->dk, n, hp->n_head_kv, hp->head_dim, 0, 1);
+    mm_bwd(&L->wq, p->dq, n, p->dh, 0.0f);
+    mm_bwd(&L->wk, p->dk, n, p->dh, 1.0f);
+    mm_bwd(&L->wv, p->dv, n, p->dh, 1.0f);                  /* dh1 */
+    memcpy(dx, p->dxm, sizeof(float) * (size_t)(n * d));
+    rmsnorm_bwd_add(x, L->attn_norm, p->dh, dx, n, d, hp->rms_eps);
+    return MOA_OK;
+}
+
+moa_status moa_profiler_sample_embd(moa_profiler *p, const float *x0, const int32_t *tokens,
+                                    int64_t n, int64_t rb, int64_t re, moa_profiler_hist *hist,
+                                    double *loss_out, float *d_embed) {
+    const moa_model *m = p->m;
+    const moa_llama_hparams *hp = &m->hp;
+    if (n < 2 || n > p->n_max)
+        return moa_err(MOA_ERR_INVALID_ARG, "profiler: sample of %lld tokens (expected 2..%lld)",
+                       (long long)n, (long long)p->n_max);
+    if (rb < 1 || re <= rb || re > n)
+        return moa_err(MOA_ERR_INVALID_ARG, "profiler: response span [%lld, %lld) invalid for %lld tokens",
+                       (long long)rb, (long long)re, (long long)n);
+    if (hist && hist->n_bins < (n + p->p.block - 1) / p->p.block)
+        return moa_err(MOA_ERR_INVALID_ARG, "profiler: histogram has %lld bins, the sample needs %lld",
+                       (long long)hist->n_bins, (long long)((n + p->p.block - 1) / p->p.block));
+    int64_t d = hp->n_embd, V = hp->n_vocab, L = hp->n_layer;
+    size_t layer_sz = (size_t)p->n_max * (size_t)d;
+    memcpy(p->xs, x0, sizeof(float) * (size_t)(n * d));
+    for (int l = 0; l < L; l++)
+        MOA_TRY(layer_fwd(p, l, p->xs + l * layer_sz, n, p->xs + (l + 1) * layer_sz));
+    /* loss over response rows i = rb-1 .. re-2 predicting tokens[i+1] */
+    int64_t R = re - rb;
+    const float *xl = p->xs + L * layer_sz + (rb - 1) * d;
+    rmsnorm_fwd(xl, m->output_norm, p->h1, R, d, hp->rms_eps);
+    mm_fwd(&m->output, p->h1, R, p->logits);
+    double loss = 0;
+    for (int64_t r = 0; r < R; r++) {
+        float *row = p->logits + r * V;
+        int32_t target = tokens[rb + r];
+        if (target < 0 || target >= V)
+            return moa_err(MOA_ERR_INVALID_ARG, "profiler: token %d at %lld outside the vocabulary",
+                           target, (long long)(rb + r));
+        float mx = row[0];
+        for (int64_t v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+        double sum = 0;
+        for (int64_t v = 0; v < V; v++) sum += exp((double)row[v] - mx);
+        double lse = mx + log(sum);
+        loss += lse - row[target];
+        /* dlogits = (softmax - onehot) / R */
+        for (int64_t v = 0; v < V; v++) row[v] = (float)(exp((double)row[v] - lse) / (double)R);
+        row[target] -= 1.0f / (float)R;
+    }
+    loss /= (double)R;
+    /* dh = dlogits E (into h2);  dx_L = rmsnorm_bwd on the response rows, 0 elsewhere */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)R, (int)d, (int)V, 1.0f,
+                p->logits, (int)V, m->output.f32, (int)d, 0.0f, p->h2, (int)d);
+    /* The running gradient d_cur [n][d] reuses xs[L], which is no longer needed once the
+     * final norm's backward (which reads xs[L]) has gone into dxm. */
+    float *d_cur = p->xs + L * layer_sz;
+    memset(p->dxm, 0, sizeof(float) * (size_t)(n * d));
+    rmsnorm_bwd_add(xl, m->output_norm, p->h2, p->dxm + (rb - 1) * d, R, d, hp->rms_eps);
+    memcpy(d_cur, p->dxm, sizeof(float) * (size_t)(n * d));
+    for (int l = L - 1; l >= 0; l--)
+        MOA_TRY(layer_bwd(p, l, p->xs + l * layer_sz, n, d_cur, hist));
+    if (d_embed) memcpy(d_embed, d_cur, sizeof(float) * (size_t)(n * d));
+    if (loss_out) *loss_out = loss;
+    return MOA_OK;
+}
+
+moa_status moa_profiler_sample(moa_profiler *p, const int32_t *tokens, int64_t n, int64_t rb,
+                               int64_t re, moa_profiler_hist *hist, double *loss, float *d_embed) {
+    const moa_model *m = p->m;
+    int64_t d = m->hp.n_embd;
+    if (n < 2 || n > p->n_max)
+        return moa_err(MOA_ERR_INVALID_ARG, "profiler: sample of %lld tokens (expected 2..%lld)",
+                       (long long)n, (long long)p->n_max);
+    float *x0 = moa_alloc_aligned((size_t)n, (size_t)d * sizeof(float));
+    if (!x0) return moa_err(MOA_ERR_NOMEM, "out of memory");
+    size_t erb = moa_ggml_row_bytes(m->tok_embd.type, d);
+    for (int64_t t = 0; t < n; t++) {
+        if (tokens[t] < 0 || tokens[t] >= m->hp.n_vocab) {
+            moa_free_aligned(x0);
+            return moa_err(MOA_ERR_INVALID_ARG, "profiler: token %d at %lld outside the vocabulary",
+                           tokens[t], (long long)t);
+        }
+        moa_dequant_row(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (size_t)tokens[t] * erb,
+                        x0 + t * d, d);
+    }
+    moa_status st = moa_profiler_sample_embd(p, x0, tokens, n, rb, re, hist, loss, d_embed);
+    moa_free_aligned(x0);
+    return st;
+}

@@ -1,0 +1,53 @@
+/* profiler.h - attention influence of a calibration sample: a forward pass keeping each
+ * layer's input, the response loss (mean cross-entropy over the response tokens only), and
+ * a backward pass for activation gradients only (no weight gradients), recomputing each
+ * layer from its saved input, with the fused attention backward accumulating the influence
+ * histograms (kernels/cpu/attn-train.h). See docs/profiler.md.
+ *
+ * A moa_profiler holds the scratch for samples of up to n_max tokens for one model; it
+ * belongs to one thread at a time (its kernels use OpenMP internally). The model must have
+ * f32 weight copies (moa_model_params.f32_weights = 1).
+ */
+#ifndef MOA_PROFILER_H
+#define MOA_PROFILER_H
+
+#include <stdint.h>
+#include "llama.h"
+
+typedef struct {
+    int sink;      /* keys j < sink are the sink columns (default 64) */
+    int block;     /* distance-bin width (default 64) */
+    float eps;     /* influence denominator regulariser (default 1e-6) */
+} moa_profiler_params;
+
+typedef struct moa_profiler moa_profiler;
+
+moa_profiler_params moa_profiler_default_params(void);
+moa_status moa_profiler_create(const moa_model *m, int64_t n_max, const moa_profiler_params *p,
+                               moa_profiler **out);
+void moa_profiler_free(moa_profiler *p);
+
+/* Per-sample outputs. Histograms are ADDED to (the caller zeroes them): */
+typedef struct {
+    double *abs;        /* [n_layer][n_head][n_bins] sum |E| per distance bin */
+    double *sgn;        /* [n_layer][n_head][n_bins] sum E */
+    double *sink_abs;   /* [n_layer][n_head] */
+    double *sink_sgn;   /* [n_layer][n_head] (may be NULL) */
+    int64_t n_bins;     /* >= ceil(n / block) */
+} moa_profiler_hist;
+
+/* One sample: tokens[0..n), loss over the response tokens [resp_begin, resp_end) (each
+ * predicted from the previous position; 1 <= resp_begin < resp_end <= n). Writes the loss,
+ * adds the influence to *hist (may be NULL), and, if d_embed is given, writes the gradient
+ * of the loss with respect to the input embeddings [n][n_embd]. */
+moa_status moa_profiler_sample(moa_profiler *p, const int32_t *tokens, int64_t n,
+                               int64_t resp_begin, int64_t resp_end, moa_profiler_hist *hist,
+                               double *loss, float *d_embed);
+
+/* Same from input embeddings x0 [n][n_embd] (tests: finite differences); targets are
+ * tokens[resp_begin..resp_end). */
+moa_status moa_profiler_sample_embd(moa_profiler *p, const float *x0, const int32_t *tokens,
+                                    int64_t n, int64_t resp_begin, int64_t resp_end,
+                                    moa_profiler_hist *hist, double *loss, float *d_embed);
+
+#endif

@@ -1,0 +1,229 @@
+/* tiny_model.h - a small random Llama model as an in-memory GGUF (F32 weights), plus an
+ * independent double-precision reference forward of the same model for tests (gradient
+ * checks, masked-attention loss changes). Written from the architecture description in
+ * gguf-llama.md, independent of model/ and profiler/. */
+#ifndef MOA_TEST_TINY_MODEL_H
+#define MOA_TEST_TINY_MODEL_H
+
+#include <math.h>
+#include "gguf_builder.h"
+
+typedef struct {
+    int n_layer, n_embd, n_head, n_kv, n_ff, n_vocab, n_ctx;
+    float rope_base, eps;
+} tiny_cfg;
+
+typedef struct {
+    tiny_cfg c;
+    int hd;
+    float *embd;           /* [vocab][d] (tied head) */
+    float *out_norm;       /* [d] */
+    float **an, **fn;      /* [L][d] */
+    float **wq, **wk, **wv, **wo, **wg, **wu, **wd;   /* [L][out*in] row-major [out][in] */
+} tiny_weights;
+
+static inline double tiny_rand(uint64_t *s) {   /* uniform in [-1, 1) */
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(*s >> 11) * 0x1.0p-53 * 2.0 - 1.0;
+}
+
+static inline float *tiny_fill(size_t n, double scale, double offset, uint64_t *s) {
+    float *p = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) p[i] = (float)(offset + scale * tiny_rand(s));
+    return p;
+}
+
+static inline tiny_weights tiny_make(tiny_cfg c, uint64_t seed) {
+    tiny_weights w;
+    w.c = c;
+    w.hd = c.n_embd / c.n_head;
+    int d = c.n_embd, nq = c.n_head * w.hd, nkv = c.n_kv * w.hd;
+    uint64_t s = seed;
+    w.embd = tiny_fill((size_t)c.n_vocab * d, 1.0, 0, &s);
+    w.out_norm = tiny_fill((size_t)d, 0.2, 1.0, &s);
+    w.an = malloc(sizeof(float *) * c.n_layer); w.fn = malloc(sizeof(float *) * c.n_layer);
+    w.wq = malloc(sizeof(float *) * c.n_layer); w.wk = malloc(sizeof(float *) * c.n_layer);
+    w.wv = malloc(sizeof(float *) * c.n_layer); w.wo = malloc(sizeof(float *) * c.n_layer);
+    w.wg = malloc(sizeof(float *) * c.n_layer); w.wu = malloc(sizeof(float *) * c.n_layer);
+    w.wd = malloc(sizeof(float *) * c.n_layer);
+    for (int l = 0; l < c.n_layer; l++) {
+        double sd = 1.0 / sqrt((double)d), sf = 1.0 / sqrt((double)c.n_ff);
+        w.an[l] = tiny_fill((size_t)d, 0.2, 1.0, &s);
+        w.fn[l] = tiny_fill((size_t)d, 0.2, 1.0, &s);
+        w.wq[l] = tiny_fill((size_t)nq * d, 2.5 * sd, 0, &s);   /* peaked attention */
+        w.wk[l] = tiny_fill((size_t)nkv * d, 2.5 * sd, 0, &s);
+        w.wv[l] = tiny_fill((size_t)nkv * d, sd, 0, &s);
+        w.wo[l] = tiny_fill((size_t)d * nq, sd, 0, &s);
+        w.wg[l] = tiny_fill((size_t)c.n_ff * d, sd, 0, &s);
+        w.wu[l] = tiny_fill((size_t)c.n_ff * d, sd, 0, &s);
+        w.wd[l] = tiny_fill((size_t)d * c.n_ff, sf, 0, &s);
+    }
+    return w;
+}
+
+static inline void tiny_free(tiny_weights *w) {
+    for (int l = 0; l < w->c.n_layer; l++) {
+        free(w->an[l]); free(w->fn[l]); free(w->wq[l]); free(w->wk[l]); free(w->wv[l]);
+        free(w->wo[l]); free(w->wg[l]); free(w->wu[l]); free(w->wd[l]);
+    }
+    free(w->an); free(w->fn); free(w->wq); free(w->wk); free(w->wv); free(w->wo);
+    free(w->wg); free(w->wu); free(w->wd); free(w->embd); free(w->out_norm);
+}
+
+/* The GGUF image of the weights (tensor ne = [in, out]). */
+static inline gbuf tiny_gguf(const tiny_weights *w) {
+    const tiny_cfg *c = &w->c;
+    int d = c->n_embd, nq = c->n_head * w->hd, nkv = c->n_kv * w->hd;
+    gbuf k = {0};
+    kv_str(&k, "general.architecture", "llama");
+    kv_u32(&k, "llama.block_count", (uint32_t)c->n_layer);
+    kv_u32(&k, "llama.context_length", (uint32_t)c->n_ctx);
+    kv_u32(&k, "llama.embedding_length", (uint32_t)d);
+    kv_u32(&k, "llama.feed_forward_length", (uint32_t)c->n_ff);
+    kv_u32(&k, "llama.attention.head_count", (uint32_t)c->n_head);
+    kv_u32(&k, "llama.attention.head_count_kv", (uint32_t)c->n_kv);
+    kv_f32(&k, "llama.rope.freq_base", c->rope_base);
+    kv_f32(&k, "llama.attention.layer_norm_rms_epsilon", c->eps);
+    int nt = 2 + 9 * c->n_layer;
+    gtensor *ts = calloc((size_t)nt, sizeof *ts);
+    char (*names)[64] = calloc((size_t)nt, 64);
+    int t = 0;
+#define T1(nm, ptr, n0) do { snprintf(names[t], 64, "%s", nm); ts[t] = (gtensor){names[t], 1, {(uint64_t)(n0), 1, 1, 1}, 0, ptr, (size_t)(n0) * 4}; t++; } while (0)
+#define T2(nm, ptr, n0, n1) do { snprintf(names[t], 64, "%s", nm); ts[t] = (gtensor){names[t], 2, {(uint64_t)(n0), (uint64_t)(n1), 1, 1}, 0, ptr, (size_t)(n0) * (size_t)(n1) * 4}; t++; } while (0)
+    T2("token_embd.weight", w->embd, d, c->n_vocab);
+    T1("output_norm.weight", w->out_norm, d);
+    for (int l = 0; l < c->n_layer; l++) {
+        char nm[64];
+        snprintf(nm, 64, "blk.%d.attn_norm.weight", l); T1(nm, w->an[l], d);
+        snprintf(nm, 64, "blk.%d.ffn_norm.weight", l); T1(nm, w->fn[l], d);
+        snprintf(nm, 64, "blk.%d.attn_q.weight", l); T2(nm, w->wq[l], d, nq);
+        snprintf(nm, 64, "blk.%d.attn_k.weight", l); T2(nm, w->wk[l], d, nkv);
+        snprintf(nm, 64, "blk.%d.attn_v.weight", l); T2(nm, w->wv[l], d, nkv);
+        snprintf(nm, 64, "blk.%d.attn_output.weight", l); T2(nm, w->wo[l], nq, d);
+        snprintf(nm, 64, "blk.%d.ffn_gate.weight", l); T2(nm, w->wg[l], d, c->n_ff);
+        snprintf(nm, 64, "blk.%d.ffn_up.weight", l); T2(nm, w->wu[l], d, c->n_ff);
+        snprintf(nm, 64, "blk.%d.ffn_down.weight", l); T2(nm, w->wd[l], c->n_ff, d);
+    }
+#undef T1
+#undef T2
+    gbuf g = gguf_build(3, &k, 9, ts, (uint64_t)nt, 32);
+    free(ts); free(names); free(k.b);
+    return g;
+}
+
+/* ---- double-precision reference forward -------------------------------------------- */
+/* Masks every entry (i, i - dist) with i - dist >= min_j of one head, by interpolating each
+ * affected row's probabilities between unmasked (t = 0) and masked-and-renormalised (t = 1):
+ *   p_j(t) = P_j (1 - t),  p_k(t) = P_k (1 + t P_j / (1 - P_j))  (k != j)
+ * so O_i(t) = O_i + t * dO_i with dO_i the exact change of full masking, and dL/dt at t = 0
+ * is the first-order influence E of the entry. */
+typedef struct {
+    int layer, head;
+    int dist, min_j;
+    double t;
+} tiny_mask;
+
+static inline void tiny_rmsnorm(const double *x, const float *w, double *y, int d, double eps) {
+    double ss = 0;
+    for (int i = 0; i < d; i++) ss += x[i] * x[i];
+    double r = 1.0 / sqrt(ss / d + eps);
+    for (int i = 0; i < d; i++) y[i] = x[i] * r * w[i];
+}
+
+static inline void tiny_matvec(const float *W, const double *x, double *y, int n_out, int n_in) {
+    for (int o = 0; o < n_out; o++) {
+        double s = 0;
+        for (int i = 0; i < n_in; i++) s += (double)W[(size_t)o * n_in + i] * x[i];
+        y[o] = s;
+    }
+}
+
+static inline void tiny_rope(double *x, int n_heads, int hd, int pos, double base) {
+    for (int h = 0; h < n_heads; h++)
+        for (int i = 0; i < hd / 2; i++) {
+            double th = pos * pow(base, -2.0 * i / hd);
+            double *p = x + h * hd + 2 * i, x0 = p[0], x1 = p[1];
+            p[0] = x0 * cos(th) - x1 * sin(th);
+            p[1] = x0 * sin(th) + x1 * cos(th);
+        }
+}
+
+/* Largest unmasked probability of a masked entry in the last tiny_loss call. */
+static double tiny_masked_maxp;
+
+/* Mean cross-entropy over tokens[rb..re) given input embeddings x0 [n][d] (double). */
+static inline double tiny_loss(const tiny_weights *w, const double *x0, const int32_t *tokens, int n,
+                        int rb, int re, const tiny_mask *mask) {
+    const tiny_cfg *c = &w->c;
+    int d = c->n_embd, hd = w->hd, nq = c->n_head * hd, nkv = c->n_kv * hd, ff = c->n_ff;
+    int grp = c->n_head / c->n_kv;
+    double *x = malloc(sizeof(double) * (size_t)n * d), *h = malloc(sizeof(double) * d);
+    double *q = malloc(sizeof(double) * (size_t)n * nq), *k = malloc(sizeof(double) * (size_t)n * nkv);
+    double *v = malloc(sizeof(double) * (size_t)n * nkv), *o = malloc(sizeof(double) * (size_t)n * nq);
+    double *g = malloc(sizeof(double) * ff), *u = malloc(sizeof(double) * ff), *t = malloc(sizeof(double) * (d > nq ? d : nq));
+    double *p = malloc(sizeof(double) * n);
+    tiny_masked_maxp = 0;
+    memcpy(x, x0, sizeof(double) * (size_t)n * d);
+    for (int l = 0; l < c->n_layer; l++) {
+        for (int i = 0; i < n; i++) {
+            tiny_rmsnorm(x + (size_t)i * d, w->an[l], h, d, c->eps);
+            tiny_matvec(w->wq[l], h, q + (size_t)i * nq, nq, d);
+            tiny_matvec(w->wk[l], h, k + (size_t)i * nkv, nkv, d);
+            tiny_matvec(w->wv[l], h, v + (size_t)i * nkv, nkv, d);
+            tiny_rope(q + (size_t)i * nq, c->n_head, hd, i, c->rope_base);
+            tiny_rope(k + (size_t)i * nkv, c->n_kv, hd, i, c->rope_base);
+        }
+        for (int hh = 0; hh < c->n_head; hh++) {
+            int kh = hh / grp;
+            for (int i = 0; i < n; i++) {
+                double mx = -1e300, sum = 0, full = 0;
+                int mj = -1;
+                for (int j = 0; j <= i; j++) {
+                    double s = 0;
+                    for (int e = 0; e < hd; e++) s += q[(size_t)i * nq + hh * hd + e] * k[(size_t)j * nkv + kh * hd + e];
+                    p[j] = s / sqrt((double)hd);
+                    if (p[j] > mx) mx = p[j];
+                    if (mask && mask->layer == l && mask->head == hh && i - j == mask->dist && j >= mask->min_j) mj = j;
+                }
+                for (int j = 0; j <= i; j++) { p[j] = exp(p[j] - mx); full += p[j]; }
+                for (int j = 0; j <= i; j++) p[j] /= full;
+                sum = 1;
+                if (mj >= 0) {
+                    double pj = p[mj];
+                    if (pj > tiny_masked_maxp) tiny_masked_maxp = pj;
+                    for (int j = 0; j <= i; j++) p[j] *= j == mj ? 1 - mask->t : 1 + mask->t * pj / (1 - pj);
+                }
+                for (int e = 0; e < hd; e++) {
+                    double s = 0;
+                    for (int j = 0; j <= i; j++) s += p[j] / sum * v[(size_t)j * nkv + kh * hd + e];
+                    o[(size_t)i * nq + hh * hd + e] = s;
+                }
+            }
+        }
+        for (int i = 0; i < n; i++) {
+            double *xi = x + (size_t)i * d;
+            tiny_matvec(w->wo[l], o + (size_t)i * nq, t, d, nq);
+            for (int e = 0; e < d; e++) xi[e] += t[e];
+            tiny_rmsnorm(xi, w->fn[l], h, d, c->eps);
+            tiny_matvec(w->wg[l], h, g, ff, d);
+            tiny_matvec(w->wu[l], h, u, ff, d);
+            for (int e = 0; e < ff; e++) g[e] = g[e] / (1 + exp(-g[e])) * u[e];
+            tiny_matvec(w->wd[l], g, t, d, ff);
+            for (int e = 0; e < d; e++) xi[e] += t[e];
+        }
+    }
+    double loss = 0;
+    double *lg = malloc(sizeof(double) * c->n_vocab);
+    for (int i = rb - 1; i < re - 1; i++) {
+        tiny_rmsnorm(x + (size_t)i * d, w->out_norm, h, d, c->eps);
+        tiny_matvec(w->embd, h, lg, c->n_vocab, d);
+        double mx = lg[0], s = 0;
+        for (int e = 1; e < c->n_vocab; e++) mx = lg[e] > mx ? lg[e] : mx;
+        for (int e = 0; e < c->n_vocab; e++) s += exp(lg[e] - mx);
+        loss += mx + log(s) - lg[tokens[i + 1]];
+    }
+    free(lg); free(x); free(h); free(q); free(k); free(v); free(o); free(g); free(u); free(t); free(p);
+    return loss / (re - rb);
+}
+
+#endif
