@@ -1,0 +1,488 @@
+/* attn-train.c - profiler attention kernels: causal forward with row log-sum-exp, fused
+ * backward with attention-influence histograms (attn-train.h), their double-precision
+ * references, and the run-time choice of the elementwise tile code (attn-train-tile.inc,
+ * compiled here for the baseline ISA and in attn-train-avx2.c / -avx512.c).
+ *
+ * Fast path: work item = (KV head u, query block of AT_TILE tokens) with the G query heads of
+ * the group stacked into one M = G*nq row tile (K and V tiles are read once for the group);
+ * per key block: sgemm for the products, the tile step for softmax / dS / influence. */
+#include "attn-train.h"
+#include "attn-train-impl.h"
+#include "quant.h"            /* moa_cpu_has_avx2 / moa_cpu_has_avx512 */
+#include "moa-common.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define AT_SUFFIX(name) name##_generic
+#include "attn-train-tile.inc"
+
+#define AT_TILE 64   /* query and key tokens per tile (query blocks and key blocks align) */
+
+/* ---- parameters, ISA choice -------------------------------------------------------------- */
+
+moa_attn_train_shape moa_attn_train_default_shape(int n, int n_head, int n_kv, int hd) {
+    moa_attn_train_shape s = { n, n_head, n_kv, hd, 64, 64, 1e-6f };
+    return s;
+}
+
+int moa_attn_train_n_bins(const moa_attn_train_shape *s) {
+    return s->block > 0 ? (s->n + s->block - 1) / s->block : 0;
+}
+
+static moa_attn_train_isa g_isa_req = MOA_ATTN_TRAIN_ISA_AUTO;
+
+void moa_attn_train_set_isa(moa_attn_train_isa isa) { g_isa_req = isa; }
+
+moa_attn_train_isa moa_attn_train_get_isa(void) {
+    const int has512 = moa_cpu_has_avx512(), has2 = moa_cpu_has_avx2();
+    switch (g_isa_req) {
+    case MOA_ATTN_TRAIN_ISA_AVX512: return has512 ? MOA_ATTN_TRAIN_ISA_AVX512 : MOA_ATTN_TRAIN_ISA_GENERIC;
+    case MOA_ATTN_TRAIN_ISA_AVX2: return has2 ? MOA_ATTN_TRAIN_ISA_AVX2 : MOA_ATTN_TRAIN_ISA_GENERIC;
+    case MOA_ATTN_TRAIN_ISA_GENERIC: return MOA_ATTN_TRAIN_ISA_GENERIC;
+    default:
+        return has512 ? MOA_ATTN_TRAIN_ISA_AVX512
+             : has2   ? MOA_ATTN_TRAIN_ISA_AVX2 : MOA_ATTN_TRAIN_ISA_GENERIC;
+    }
+}
+
+const char *moa_attn_train_isa_name(moa_attn_train_isa isa) {
+    switch (isa) {
+    case MOA_ATTN_TRAIN_ISA_AUTO: return "auto";
+    case MOA_ATTN_TRAIN_ISA_GENERIC: return "generic";
+    case MOA_ATTN_TRAIN_ISA_AVX2: return "avx2";
+    case MOA_ATTN_TRAIN_ISA_AVX512: return "avx512";
+    }
+    return "?";
+}
+
+typedef struct {
+    void (*fwd)(const at_fwd_tile *);
+    void (*bwd)(const at_bwd_tile *);
+} at_ops;
+
+static at_ops at_ops_get(void) {
+    switch (moa_attn_train_get_isa()) {
+    case MOA_ATTN_TRAIN_ISA_AVX512: return (at_ops){ at_fwd_tile_avx512, at_bwd_tile_avx512 };
+    case MOA_ATTN_TRAIN_ISA_AVX2: return (at_ops){ at_fwd_tile_avx2, at_bwd_tile_avx2 };
+    default: return (at_ops){ at_fwd_tile_generic, at_bwd_tile_generic };
+    }
+}
+
+static moa_status check_shape(const moa_attn_train_shape *s, const char *fn) {
+    if (!s) return moa_err(MOA_ERR_INVALID_ARG, "%s: shape is NULL", fn);
+    if (s->n < 1 || s->n_head < 1 || s->n_kv < 1 || s->hd < 1 || s->n_head % s->n_kv != 0)
+        return moa_err(MOA_ERR_INVALID_ARG,
+                       "%s: bad shape n=%d n_head=%d n_kv=%d hd=%d (need all >= 1 and n_head a "
+                       "multiple of n_kv)", fn, s->n, s->n_head, s->n_kv, s->hd);
+    if (s->sink < 0 || s->block < 1 || !(s->eps >= 0.0f) || !isfinite(s->eps))
+        return moa_err(MOA_ERR_INVALID_ARG,
+                       "%s: bad influence settings sink=%d block=%d eps=%g (need sink >= 0, "
+                       "block >= 1, finite eps >= 0)", fn, s->sink, s->block, (double)s->eps);
+    if ((size_t)s->n * (size_t)s->n_head * (size_t)s->hd > (size_t)INT32_MAX * 16)
+        return moa_err(MOA_ERR_INVALID_ARG, "%s: n=%d too large", fn, s->n);
+    return MOA_OK;
+}
+
+static moa_status check_acc(const moa_attn_train_shape *s, const moa_influence_acc *acc,
+                            const char *fn) {
+    if (!acc) return MOA_OK;
+    if (!acc->abs || !acc->sgn || !acc->sink_abs || !acc->sink_sgn)
+        return moa_err(MOA_ERR_INVALID_ARG, "%s: influence accumulator has a NULL array", fn);
+    if (acc->n_bins < moa_attn_train_n_bins(s))
+        return moa_err(MOA_ERR_INVALID_ARG,
+                       "%s: influence accumulator has %d bins, n=%d block=%d needs %d", fn,
+                       acc->n_bins, s->n, s->block, moa_attn_train_n_bins(s));
+    return MOA_OK;
+}
+
+#define CHECK_PTRS(fn, ...)                                                                 \
+    do { const void *ps_[] = { __VA_ARGS__ };                                               \
+         for (size_t k_ = 0; k_ < sizeof ps_ / sizeof ps_[0]; k_++)                        \
+             if (!ps_[k_]) return moa_err(MOA_ERR_INVALID_ARG, "%s: argument %zu is NULL",  \
+                                          fn, k_ + 2);                                      \
+    } while (0)
+
+static float attn_scale(int hd) { return (float)(1.0 / sqrt((double)hd)); }
+
+/* ---- fast forward ------------------------------------------------------------------------ */
+
+typedef struct {
+    const moa_attn_train_shape *s;
+    const float *Q, *K, *V;
+    float *O, *LSE;
+    at_ops ops;
+} fwd_ctx;
+
+/* Per-thread scratch of the forward (M = G * AT_TILE rows). */
+typedef struct { float *Qs, *S, *Oacc, *m; double *l; } fwd_scratch;
+
+static void fwd_item(const fwd_ctx *c, const fwd_scratch *w, int u, int qb) {
+    const moa_attn_train_shape *s = c->s;
+    const int n = s->n, hd = s->hd, G = s->n_head / s->n_kv;
+    const size_t ldq = (size_t)s->n_head * hd, ldk = (size_t)s->n_kv * hd;
+    const int i0 = qb * AT_TILE, nq = n - i0 < AT_TILE ? n - i0 : AT_TILE, M = G * nq;
+    const float scale = attn_scale(hd);
+    /* Qs [M][hd]: row g*nq + t = q of head u*G+g at token i0+t */
+    for (int g = 0; g < G; g++)
+        for (int t = 0; t < nq; t++)
+            memcpy(w->Qs + (size_t)(g * nq + t) * hd,
+                   c->Q + (size_t)(i0 + t) * ldq + (size_t)(u * G + g) * hd, sizeof(float) * hd);
+    for (int r = 0; r < M; r++) { w->m[r] = -INFINITY; w->l[r] = 0.0; }
+    memset(w->Oacc, 0, sizeof(float) * (size_t)M * hd);
+    for (int kb = 0; kb <= qb; kb++) {
+        const int j0 = kb * AT_TILE, bk = n - j0 < AT_TILE ? n - j0 : AT_TILE;
+        const float *Kb = c->K + (size_t)j0 * ldk + (size_t)u * hd;   /* [bk][hd], ld ldk */
+        const float *Vb = c->V + (size_t)j0 * ldk + (size_t)u * hd;
+        /* S [M][bk] = scale * Qs Kb^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, bk, hd, scale, w->Qs, hd,
+                    Kb, (int)ldk, 0.0f, w->S, AT_TILE);
+        const at_fwd_tile ft = { w->S, AT_TILE, M, nq, i0, j0, bk, w->m, w->l, w->Oacc, hd };
+        c->ops.fwd(&ft);
+        /* Oacc [M][hd] += P~ Vb */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, hd, bk, 1.0f, w->S, AT_TILE,
+                    Vb, (int)ldk, 1.0f, w->Oacc, hd);
+    }
+    /* O = Oacc / l;  LSE = m + ln l */
+    for (int g = 0; g < G; g++)
+        for (int t = 0; t < nq; t++) {
+            const int r = g * nq + t, h = u * G + g;
+            const float inv = (float)(1.0 / w->l[r]);
+            float *o = c->O + (size_t)(i0 + t) * ldq + (size_t)h * hd;
+            for (int d = 0; d < hd; d++) o[d] = w->Oacc[(size_t)r * hd + d] * inv;
+            c->LSE[(size_t)h * n + i0 + t] = (float)((double)w->m[r] + log(w->l[r]));
+        }
+}
+
+moa_status moa_attn_fwd_lse(const moa_attn_train_shape *s, const float *Q, const float *K,
+                            const float *V, float *O, float *LSE) {
+    static const char fn[] = "moa_attn_fwd_lse";
+    MOA_TRY(check_shape(s, fn));
+    CHECK_PTRS(fn, Q, K, V, O, LSE);
+    const int G = s->n_head / s->n_kv, hd = s->hd, M = G * AT_TILE;
+    const int nth = omp_get_max_threads();
+    const size_t per_f = (size_t)M * hd * 2 + (size_t)M * AT_TILE + (size_t)M + 16;
+    float *fbuf = moa_alloc_aligned((size_t)nth * per_f, sizeof(float));
+    double *dbuf = moa_alloc_aligned((size_t)nth * M, sizeof(double));
+    if (!fbuf || !dbuf) {
+        moa_free_aligned(fbuf); moa_free_aligned(dbuf);
+        return moa_err(MOA_ERR_NOMEM, "%s: no memory for tile scratch (%d threads)", fn, nth);
+    }
+    const fwd_ctx c = { s, Q, K, V, O, LSE, at_ops_get() };
+    const int nqb = (s->n + AT_TILE - 1) / AT_TILE, n_items = nqb * s->n_kv;
+    #pragma omp parallel num_threads(nth)
+    {
+        const int tid = omp_get_thread_num();
+        float *b = fbuf + (size_t)tid * per_f;
+        const fwd_scratch w = { b, b + (size_t)M * hd, b + (size_t)M * hd + (size_t)M * AT_TILE,
+                                b + (size_t)M * hd * 2 + (size_t)M * AT_TILE,
+                                dbuf + (size_t)tid * M };
+        /* largest query blocks first (most key blocks) for balance */
+        #pragma omp for schedule(dynamic, 1)
+        for (int it = 0; it < n_items; it++)
+            fwd_item(&c, &w, it % s->n_kv, nqb - 1 - it / s->n_kv);
+    }
+    moa_free_aligned(fbuf);
+    moa_free_aligned(dbuf);
+    return MOA_OK;
+}
+
+/* ---- fast backward with influence -------------------------------------------------------- */
+
+typedef struct {
+    const moa_attn_train_shape *s;
+    const float *Q, *K, *V, *O, *dO, *LSE;
+    float *dQ;
+    at_ops ops;
+    int infl;
+} bwd_ctx;
+
+/* Per-thread scratch and partial sums. */
+typedef struct {
+    float *Qs, *dOs, *dQacc;         /* [M][hd] */
+    float *S, *dP;                   /* [M][AT_TILE] */
+    float *lse, *Dv;                 /* [M] */
+    float *erow;                     /* [AT_TILE] */
+    float *dK, *dV;                  /* [n][n_kv*hd] this thread's partial sums */
+    double *dist_abs, *dist_sgn;     /* [n_head][n] per-distance influence sums */
+    double *sink_abs, *sink_sgn;     /* [n_head] */
+} bwd_scratch;
+
+static void bwd_item(const bwd_ctx *c, const bwd_scratch *w, int u, int qb) {
+    const moa_attn_train_shape *s = c->s;
+    const int n = s->n, hd = s->hd, G = s->n_head / s->n_kv;
+    const size_t ldq = (size_t)s->n_head * hd, ldk = (size_t)s->n_kv * hd;
+    const int i0 = qb * AT_TILE, nq = n - i0 < AT_TILE ? n - i0 : AT_TILE, M = G * nq;
+    const float scale = attn_scale(hd);
+    /* stack the group: row g*nq + t <- head u*G+g, token i0+t;  D_i = dO_i . O_i (double) */
+    for (int g = 0; g < G; g++)
+        for (int t = 0; t < nq; t++) {
+            const int r = g * nq + t, h = u * G + g;
+            const size_t off = (size_t)(i0 + t) * ldq + (size_t)h * hd;
+            memcpy(w->Qs + (size_t)r * hd, c->Q + off, sizeof(float) * hd);
+            memcpy(w->dOs + (size_t)r * hd, c->dO + off, sizeof(float) * hd);
+            double D = 0;
+            for (int d = 0; d < hd; d++) D += (double)c->dO[off + d] * c->O[off + d];
+            w->Dv[r] = (float)D;
+            w->lse[r] = c->LSE[(size_t)h * n + i0 + t];
+        }
+    memset(w->dQacc, 0, sizeof(float) * (size_t)M * hd);
+    for (int kb = 0; kb <= qb; kb++) {
+        const int j0 = kb * AT_TILE, bk = n - j0 < AT_TILE ? n - j0 : AT_TILE;
+        const size_t koff = (size_t)j0 * ldk + (size_t)u * hd;
+        const float *Kb = c->K + koff, *Vb = c->V + koff;      /* [bk][hd], ld ldk */
+        /* S = scale Qs Kb^T,  dP = dOs Vb^T   ([M][bk]) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, bk, hd, scale, w->Qs, hd,
+                    Kb, (int)ldk, 0.0f, w->S, AT_TILE);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, bk, hd, 1.0f, w->dOs, hd,
+                    Vb, (int)ldk, 0.0f, w->dP, AT_TILE);
+        /* S <- P, dP <- dS, influence into the per-distance sums of heads u*G .. u*G+G-1 */
+        const size_t h0 = (size_t)u * G;
+        const at_bwd_tile bt = {
+            w->S, w->dP, AT_TILE, M, nq, i0, j0, bk, w->lse, w->Dv,
+            c->infl ? w->dist_abs + h0 * n : NULL, c->infl ? w->dist_sgn + h0 * n : NULL,
+            c->infl ? w->sink_abs + h0 : NULL, c->infl ? w->sink_sgn + h0 : NULL,
+            n, s->sink, s->eps, w->erow };
+        c->ops.bwd(&bt);
+        /* dQacc += dS Kb;  dK[j0..] += scale dS^T Qs;  dV[j0..] += P^T dOs (sum over the group) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, hd, bk, 1.0f, w->dP, AT_TILE,
+                    Kb, (int)ldk, 1.0f, w->dQacc, hd);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bk, hd, M, scale, w->dP, AT_TILE,
+                    w->Qs, hd, 1.0f, w->dK + koff, (int)ldk);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bk, hd, M, 1.0f, w->S, AT_TILE,
+                    w->dOs, hd, 1.0f, w->dV + koff, (int)ldk);
+    }
+    /* dQ = scale dS K */
+    for (int g = 0; g < G; g++)
+        for (int t = 0; t < nq; t++) {
+            float *dq = c->dQ + (size_t)(i0 + t) * ldq + (size_t)(u * G + g) * hd;
+            const float *a = w->dQacc + (size_t)(g * nq + t) * hd;
+            for (int d = 0; d < hd; d++) dq[d] = scale * a[d];
+        }
+}
+
+moa_status moa_attn_bwd_influence(const moa_attn_train_shape *s, const float *Q,
+                                  const float *K, const float *V, const float *O,
+                                  const float *dO, const float *LSE, float *dQ, float *dK,
+                                  float *dV, moa_influence_acc *acc) {
+    static const char fn[] = "moa_attn_bwd_influence";
+    MOA_TRY(check_shape(s, fn));
+    CHECK_PTRS(fn, Q, K, V, O, dO, LSE, dQ, dK, dV);
+    MOA_TRY(check_acc(s, acc, fn));
+    const int n = s->n, H = s->n_head, G = H / s->n_kv, hd = s->hd, M = G * AT_TILE;
+    const size_t kvsz = (size_t)n * s->n_kv * hd;            /* floats in dK */
+    const int nth = omp_get_max_threads();
+    /* float scratch per thread: tiles, plus dK/dV partials for threads >= 1 (thread 0 sums
+     * straight into the outputs) */
+    const size_t tile_f = (size_t)M * hd * 3 + (size_t)M * AT_TILE * 2 + (size_t)M * 2 + AT_TILE + 16;
+    const size_t dist_d = acc ? (size_t)H * n * 2 + (size_t)H * 2 : 0;
+    float *tbuf = moa_alloc_aligned((size_t)nth * tile_f, sizeof(float));
+    float *pbuf = nth > 1 ? moa_alloc_aligned((size_t)(nth - 1) * kvsz * 2, sizeof(float)) : NULL;
+    double *dbuf = acc ? moa_calloc_array((size_t)nth * dist_d, sizeof(double)) : NULL;
+    if (!tbuf || (nth > 1 && !pbuf) || (acc && !dbuf)) {
+        moa_free_aligned(tbuf); moa_free_aligned(pbuf); free(dbuf);
+        return moa_err(MOA_ERR_NOMEM, "%s: no memory for scratch (n=%d, %d threads)", fn, n, nth);
+    }
+    const bwd_ctx c = { s, Q, K, V, O, dO, LSE, dQ, at_ops_get(), acc != NULL };
+    const int nqb = (n + AT_TILE - 1) / AT_TILE, n_items = nqb * s->n_kv;
+    int nthr = 1;
+    #pragma omp parallel num_threads(nth)
+    {
+        const int tid = omp_get_thread_num();
+        #pragma omp single
+        nthr = omp_get_num_threads();
+        float *b = tbuf + (size_t)tid * tile_f;
+        float *dKt = tid == 0 ? dK : pbuf + (size_t)(tid - 1) * kvsz * 2;
+        float *dVt = tid == 0 ? dV : dKt + kvsz;
+        double *db = acc ? dbuf + (size_t)tid * dist_d : NULL;
+        const size_t Mh = (size_t)M * hd, MT = (size_t)M * AT_TILE;
+        const bwd_scratch w = {
+            b, b + Mh, b + 2 * Mh, b + 3 * Mh, b + 3 * Mh + MT,
+            b + 3 * Mh + 2 * MT, b + 3 * Mh + 2 * MT + M, b + 3 * Mh + 2 * MT + 2 * M,
+            dKt, dVt,
+            db, db ? db + (size_t)H * n : NULL,
+            db ? db + (size_t)H * n * 2 : NULL, db ? db + (size_t)H * n * 2 + H : NULL };
+        memset(dKt, 0, sizeof(float) * kvsz);
+        memset(dVt, 0, sizeof(float) * kvsz);
+        #pragma omp barrier
+        /* static cyclic schedule (deterministic partial sums); largest query blocks first */
+        for (int it = tid; it < n_items; it += nthr)
+            bwd_item(&c, &w, it % s->n_kv, nqb - 1 - it / s->n_kv);
+        #pragma omp barrier
+        /* dK = sum over threads of the partials, in thread order */
+        #pragma omp for schedule(static)
+        for (size_t k = 0; k < kvsz; k++) {
+            float a = dK[k], v = dV[k];
+            for (int t = 1; t < nthr; t++) {
+                a += pbuf[(size_t)(t - 1) * kvsz * 2 + k];
+                v += pbuf[(size_t)(t - 1) * kvsz * 2 + kvsz + k];
+            }
+            dK[k] = a;
+            dV[k] = v;
+        }
+    }
+    if (acc) {
+        /* bin b of head h = sum over threads t (in order) of sum over distances
+         * d = b*block .. (b+1)*block-1 (ascending) of that thread's per-distance sums */
+        const int nb = moa_attn_train_n_bins(s);
+        for (int h = 0; h < H; h++) {
+            for (int bi = 0; bi < nb; bi++) {
+                const int d0 = bi * s->block, d1 = d0 + s->block < n ? d0 + s->block : n;
+                double sa = 0, sg = 0;
+                for (int t = 0; t < nthr; t++) {
+                    const double *da = dbuf + (size_t)t * dist_d + (size_t)h * n;
+                    const double *dg = da + (size_t)H * n;
+                    for (int d = d0; d < d1; d++) { sa += da[d]; sg += dg[d]; }
+                }
+                acc->abs[(size_t)h * acc->n_bins + bi] += sa;
+                acc->sgn[(size_t)h * acc->n_bins + bi] += sg;
+            }
+            double sa = 0, sg = 0;
+            for (int t = 0; t < nthr; t++) {
+                const double *sk = dbuf + (size_t)t * dist_d + (size_t)H * n * 2;
+                sa += sk[h];
+                sg += sk[H + h];
+            }
+            acc->sink_abs[h] += sa;
+            acc->sink_sgn[h] += sg;
+        }
+    }
+    moa_free_aligned(tbuf);
+    moa_free_aligned(pbuf);
+    free(dbuf);
+    return MOA_OK;
+}
+
+/* ---- references: explicit n x n matrices, double precision -------------------------------- */
+
+/* P [n][n] (row i: softmax over j <= i, 0 above the diagonal), O [n][hd], LSE [n] of head h. */
+static void ref_head_fwd(const moa_attn_train_shape *s, const float *Q, const float *K,
+                         const float *V, int h, double *P, double *O, double *LSE) {
+    const int n = s->n, hd = s->hd, u = h / (s->n_head / s->n_kv);
+    const size_t ldq = (size_t)s->n_head * hd, ldk = (size_t)s->n_kv * hd;
+    const double scale = 1.0 / sqrt((double)hd);
+    for (int i = 0; i < n; i++) {
+        const float *q = Q + (size_t)i * ldq + (size_t)h * hd;
+        double *p = P + (size_t)i * n, mx = -INFINITY;
+        for (int j = 0; j < n; j++) {
+            if (j > i) { p[j] = 0; continue; }
+            const float *k = K + (size_t)j * ldk + (size_t)u * hd;
+            double dot = 0;
+            for (int d = 0; d < hd; d++) dot += (double)q[d] * k[d];
+            p[j] = scale * dot;                          /* s_ij */
+            if (p[j] > mx) mx = p[j];
+        }
+        double l = 0;
+        for (int j = 0; j <= i; j++) l += exp(p[j] - mx);
+        LSE[i] = mx + log(l);                            /* ln sum_j exp(s_ij) */
+        for (int j = 0; j <= i; j++) p[j] = exp(p[j] - LSE[i]);
+        for (int d = 0; d < hd; d++) {
+            double o = 0;
+            for (int j = 0; j <= i; j++) o += p[j] * V[(size_t)j * ldk + (size_t)u * hd + d];
+            O[(size_t)i * hd + d] = o;                   /* O_i = sum_j P_ij v_j */
+        }
+    }
+}
+
+moa_status moa_attn_fwd_lse_ref(const moa_attn_train_shape *s, const float *Q, const float *K,
+                                const float *V, float *O, float *LSE) {
+    static const char fn[] = "moa_attn_fwd_lse_ref";
+    MOA_TRY(check_shape(s, fn));
+    CHECK_PTRS(fn, Q, K, V, O, LSE);
+    const int n = s->n, hd = s->hd;
+    double *P = moa_alloc_array((size_t)n * n, sizeof(double));
+    double *Oh = moa_alloc_array((size_t)n * hd, sizeof(double));
+    double *L = moa_alloc_array((size_t)n, sizeof(double));
+    if (!P || !Oh || !L) {
+        free(P); free(Oh); free(L);
+        return moa_err(MOA_ERR_NOMEM, "%s: no memory for %d x %d matrices", fn, n, n);
+    }
+    for (int h = 0; h < s->n_head; h++) {
+        ref_head_fwd(s, Q, K, V, h, P, Oh, L);
+        for (int i = 0; i < n; i++) {
+            for (int d = 0; d < hd; d++)
+                O[(size_t)i * s->n_head * hd + (size_t)h * hd + d] = (float)Oh[(size_t)i * hd + d];
+            LSE[(size_t)h * n + i] = (float)L[i];
+        }
+    }
+    free(P); free(Oh); free(L);
+    return MOA_OK;
+}
+
+moa_status moa_attn_bwd_influence_ref(const moa_attn_train_shape *s, const float *Q,
+                                      const float *K, const float *V, const float *dO,
+                                      float *dQ, float *dK, float *dV, moa_influence_acc *acc,
+                                      double *E) {
+    static const char fn[] = "moa_attn_bwd_influence_ref";
+    MOA_TRY(check_shape(s, fn));
+    CHECK_PTRS(fn, Q, K, V, dO, dQ, dK, dV);
+    MOA_TRY(check_acc(s, acc, fn));
+    const int n = s->n, hd = s->hd, H = s->n_head, G = H / s->n_kv;
+    const size_t ldq = (size_t)H * hd, ldk = (size_t)s->n_kv * hd;
+    const double scale = 1.0 / sqrt((double)hd), eps = s->eps;
+    double *P = moa_alloc_array((size_t)n * n, sizeof(double));
+    double *dS = moa_alloc_array((size_t)n * n, sizeof(double));
+    double *Oh = moa_alloc_array((size_t)n * hd, sizeof(double));
+    double *L = moa_alloc_array((size_t)n, sizeof(double));
+    double *dKd = moa_calloc_array((size_t)n * ldk, sizeof(double));
+    double *dVd = moa_calloc_array((size_t)n * ldk, sizeof(double));
+    if (!P || !dS || !Oh || !L || !dKd || !dVd) {
+        free(P); free(dS); free(Oh); free(L); free(dKd); free(dVd);
+        return moa_err(MOA_ERR_NOMEM, "%s: no memory for %d x %d matrices", fn, n, n);
+    }
+    for (int h = 0; h < H; h++) {
+        const int u = h / G;
+        ref_head_fwd(s, Q, K, V, h, P, Oh, L);
+        double *Eh = E ? E + (size_t)h * n * n : NULL;
+        for (int i = 0; i < n; i++) {
+            const float *go = dO + (size_t)i * ldq + (size_t)h * hd;
+            double D = 0;                                  /* D_i = dO_i . O_i */
+            for (int d = 0; d < hd; d++) D += (double)go[d] * Oh[(size_t)i * hd + d];
+            for (int j = 0; j < n; j++) {
+                double *ds = dS + (size_t)i * n + j;
+                if (j > i) { *ds = 0; if (Eh) Eh[(size_t)i * n + j] = 0; continue; }
+                const double p = P[(size_t)i * n + j];
+                double dp = 0;                             /* dP_ij = dO_i . v_j */
+                for (int d = 0; d < hd; d++) dp += (double)go[d] * V[(size_t)j * ldk + (size_t)u * hd + d];
+                *ds = p * (dp - D);                        /* dS_ij = P_ij (dP_ij - D_i) */
+                /* E_ij = -P_ij (dP_ij - D_i) / (1 - P_ij + eps); row 0: -P_0j dP_0j */
+                const double e = i == 0 ? -p * dp : -*ds / (1.0 - p + eps);
+                if (Eh) Eh[(size_t)i * n + j] = e;
+                if (acc) {
+                    if (j < s->sink) {
+                        acc->sink_abs[h] += fabs(e);
+                        acc->sink_sgn[h] += e;
+                    } else {
+                        const size_t b = (size_t)h * acc->n_bins + (size_t)((i - j) / s->block);
+                        acc->abs[b] += fabs(e);
+                        acc->sgn[b] += e;
+                    }
+                }
+            }
+        }
+        /* dQ_i = scale sum_j dS_ij k_j;  dK_j += scale sum_i dS_ij q_i;  dV_j += sum_i P_ij dO_i */
+        for (int i = 0; i < n; i++)
+            for (int d = 0; d < hd; d++) {
+                double a = 0;
+                for (int j = 0; j <= i; j++)
+                    a += dS[(size_t)i * n + j] * K[(size_t)j * ldk + (size_t)u * hd + d];
+                dQ[(size_t)i * ldq + (size_t)h * hd + d] = (float)(scale * a);
+            }
+        for (int j = 0; j < n; j++)
+            for (int d = 0; d < hd; d++) {
+                double a = 0, b = 0;
+                for (int i = j; i < n; i++) {
+                    a += dS[(size_t)i * n + j] * Q[(size_t)i * ldq + (size_t)h * hd + d];
+                    b += P[(size_t)i * n + j] * dO[(size_t)i * ldq + (size_t)h * hd + d];
+                }
+                dKd[(size_t)j * ldk + (size_t)u * hd + d] += scale * a;
+                dVd[(size_t)j * ldk + (size_t)u * hd + d] += b;
+            }
+    }
+    for (size_t k = 0; k < (size_t)n * ldk; k++) { dK[k] = (float)dKd[k]; dV[k] = (float)dVd[k]; }
+    free(P); free(dS); free(Oh); free(L); free(dKd); free(dVd);
+    return MOA_OK;
+}
