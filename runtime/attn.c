@@ -15,6 +15,7 @@
  * query rotated at min(i, C) (q_alt). */
 #include "cache.h"
 
+#include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,10 @@ typedef struct {
     const float *v;      /* [n][n_kv*hd] */
     float *o;            /* [n][n_head*hd] */
 } attn_job;
+
+/* Decode split-K: at least this many keys per part; no threads below this many keys. */
+#define DECODE_PART_MIN 512
+#define DECODE_PAR_MIN 4096
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -69,9 +74,14 @@ static int seg_trim(const moa_attn_seg *in, int64_t i0, int64_t i1, int64_t sink
     return nout;
 }
 
-/* Softmax unit, queries t0 .. t0+nt-1 of the job. */
+/* Key subset of a split-K decode part: sink positions (< sink) only if `sinks`, other
+ * positions only inside [lo, hi). */
+typedef struct { int sinks; int64_t lo, hi; } key_range;
+
+/* Softmax unit, queries t0 .. t0+nt-1 of the job. With `kr` (decode split-K), only that key
+ * subset is attended and the result goes to o_part ([G][hd]) and lse ([G]). */
 static void softmax_task(const moa_cache *c, int layer, const attn_job *jb, int kvh, int t0,
-                         int nt, float *tls) {
+                         int nt, float *tls, const key_range *kr, float *o_part, float *lse) {
     const moa_cache_unit_rt *U = moa_cache_unit_at(c, layer, kvh);
     const int hd = c->hd, G = c->group;
     const size_t ldq = (size_t)c->n_head * hd, ldk = (size_t)c->n_kv * hd;
@@ -102,12 +112,35 @@ static void softmax_task(const moa_cache *c, int layer, const attn_job *jb, int 
         segs[ns++] = (moa_attn_seg){kk + n_new_sink * ldk, vv + n_new_sink * ldk, ldk, ldk,
                                     p0 + n_new_sink, jb->n - n_new_sink, 0};
 
+    if (kr) {   /* clip the segments to this part's keys */
+        int m = 0;
+        for (int x = 0; x < ns; x++) {
+            moa_attn_seg sg = segs[x];
+            if (sg.alt_q) {
+                if (kr->sinks) segs[m++] = sg;
+                continue;
+            }
+            const int64_t lo = max64(kr->lo, sg.pos0), hi = min64(kr->hi, sg.pos0 + sg.n);
+            if (lo >= hi) continue;
+            sg.k += (size_t)(lo - sg.pos0) * sg.ldk;
+            sg.v += (size_t)(lo - sg.pos0) * sg.ldv;
+            sg.pos0 = lo;
+            sg.n = (int)(hi - lo);
+            segs[m++] = sg;
+        }
+        ns = m;
+    }
+
     moa_attn_band_args a = {
         .hd = hd, .n_group = G, .n_q = nt,
         .q = jb->qr + (size_t)t0 * ldq + (size_t)kvh * G * hd, .q_alt = NULL, .ldq = ldq,
         .o = jb->o + (size_t)t0 * ldq + (size_t)kvh * G * hd, .ldo = ldq,
         .qpos0 = p0 + t0, .sink = S, .window = U->window, .scale = c->p.scale,
-        .segs = segs, .n_segs = ns};
+        .segs = segs, .n_segs = ns, .lse = lse};
+    if (o_part) {
+        a.o = o_part;
+        a.ldo = (size_t)G * hd;
+    }
 
     moa_attn_seg tr[10];
     if (c->p.pos_mode == MOA_POS_STREAMING) {
@@ -156,6 +189,7 @@ static void softmax_task(const moa_cache *c, int layer, const attn_job *jb, int 
         ag.q += (size_t)g * hd;
         if (ag.q_alt) ag.q_alt += (size_t)g * hd;
         ag.o += (size_t)g * hd;
+        if (ag.lse) ag.lse += g;
         ag.window = c->q_window[(size_t)layer * c->n_head + (size_t)kvh * G + g];
         moa_attn_band(&ag);
     }
@@ -266,7 +300,7 @@ moa_status moa_attn_prefill(moa_cache *c, int seq, int layer, const float *q, co
         const int t0 = tile * MOA_CACHE_TILE;
         const int nt = n - t0 < MOA_CACHE_TILE ? n - t0 : MOA_CACHE_TILE;
         float *tls = cc->tls ? cc->tls + (size_t)omp_get_thread_num() * tls_per_thread(cc) : NULL;
-        softmax_task(cc, layer, &jb, kvh, t0, nt, tls);
+        softmax_task(cc, layer, &jb, kvh, t0, nt, tls, NULL, NULL, NULL);
     }
     for (int kvh = 0; kvh < c->n_kv; kvh++)
         if (moa_cache_unit_at(c, layer, kvh)->kind != MOA_UNIT_LINEAR) store_task(c, layer, &jb, kvh);
@@ -318,22 +352,89 @@ moa_status moa_attn_decode(moa_cache *c, int layer, const int *seqs, int n, cons
     const int nthr = omp_get_max_threads();
     MOA_TRY(reserve_tls(c, nthr));
 
-    const int ntask = n * c->n_kv;
+    /* Split-K: when sequences x KV heads are too few to keep every thread busy, each softmax
+     * unit's recent keys are cut into `parts` ranges (the sinks go with part 0); each part
+     * returns a normalised output and its log-sum-exp, merged below. */
+    const int G = c->group, hd = c->hd;
+    int64_t max_keys = 0, work = 0;
+    for (int kvh = 0; kvh < c->n_kv; kvh++) {
+        const moa_cache_unit_rt *U = moa_cache_unit_at(c, layer, kvh);
+        const int64_t keys = U->kind == MOA_UNIT_LINEAR ? hd : U->sink + U->ring + 1;
+        if (keys > max_keys) max_keys = keys;
+        work += keys * n;
+    }
+    int parts = 1;
+    if (nthr > 1 && n * c->n_kv < 2 * nthr && max_keys >= 2 * DECODE_PART_MIN) {
+        parts = (2 * nthr + n * c->n_kv - 1) / (n * c->n_kv);
+        if (parts > max_keys / DECODE_PART_MIN) parts = (int)(max_keys / DECODE_PART_MIN);
+    }
+    const size_t part_stride = (size_t)G * (hd + 1);   /* o [G][hd] then lse [G] */
+    if (parts > 1)
+        MOA_TRY(moa_cache_reserve_part(c, (size_t)n * c->n_kv * parts * part_stride));
+
+    const int ntask = n * c->n_kv * parts;
     moa_cache *cc = c;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nthr) if (ntask > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthr) if (ntask > 1 && work >= DECODE_PAR_MIN)
     for (int task = 0; task < ntask; task++) {
-        const int i = task / cc->n_kv, kvh = task % cc->n_kv;
+        const int part = task % parts, i = task / parts / cc->n_kv, kvh = task / parts % cc->n_kv;
         const int s = seqs ? seqs[i] : i;
+        const moa_cache_unit_rt *U = moa_cache_unit_at(cc, layer, kvh);
         attn_job jb = {.seq = s, .p0 = cc->pos[(size_t)s * cc->n_layer + layer], .n = 1,
                        .qr = qr + i * ldq, .kr = kr + i * ldk, .q = q + i * ldq, .k = k + i * ldk,
                        .v = v + i * ldk, .o = out + i * ldq};
-        if (moa_cache_unit_at(cc, layer, kvh)->kind == MOA_UNIT_LINEAR) {
-            linear_task(cc, layer, &jb, kvh);
+        if (U->kind == MOA_UNIT_LINEAR) {
+            if (part == 0) linear_task(cc, layer, &jb, kvh);
             continue;
         }
         float *tls = cc->tls ? cc->tls + (size_t)omp_get_thread_num() * tls_per_thread(cc) : NULL;
-        softmax_task(cc, layer, &jb, kvh, 0, 1, tls);
-        store_task(cc, layer, &jb, kvh);   /* this task owns (s, layer, kvh): safe to write now */
+        if (parts == 1) {
+            softmax_task(cc, layer, &jb, kvh, 0, 1, tls, NULL, NULL, NULL);
+            continue;
+        }
+        /* recent keys of query t: [max(sink, t - W + 1), t]; part p takes an equal slice */
+        const int64_t t = jb.p0, lo = max64(U->sink, t - U->window + 1), len = t + 1 - lo;
+        key_range range = {.sinks = part == 0,
+                        .lo = len > 0 ? lo + len * part / parts : 0,
+                        .hi = len > 0 ? lo + len * (part + 1) / parts : 0};
+        float *po = cc->part + (((size_t)i * cc->n_kv + kvh) * parts + part) * part_stride;
+        softmax_task(cc, layer, &jb, kvh, 0, 1, tls, &range, po, po + (size_t)G * hd);
+    }
+    /* merge parts: o = sum_p e^(lse_p - L) o_p / sum_p e^(lse_p - L), L = max_p lse_p */
+    if (parts > 1) {
+#pragma omp parallel for schedule(static) num_threads(nthr) if (n * c->n_kv > 1 && work >= DECODE_PAR_MIN)
+        for (int x = 0; x < n * c->n_kv; x++) {
+            const int i = x / c->n_kv, kvh = x % c->n_kv;
+            if (moa_cache_unit_at(c, layer, kvh)->kind == MOA_UNIT_LINEAR) continue;
+            const float *pb = c->part + (size_t)x * parts * part_stride;
+            for (int g = 0; g < G; g++) {
+                float L = -INFINITY;
+                for (int p = 0; p < parts; p++) {
+                    const float l = pb[p * part_stride + (size_t)G * hd + g];
+                    if (l > L) L = l;
+                }
+                float *o = out + i * ldq + ((size_t)kvh * G + g) * hd;
+                memset(o, 0, sizeof(float) * hd);
+                if (L == -INFINITY) continue;
+                float den = 0;
+                for (int p = 0; p < parts; p++) {
+                    const float l = pb[p * part_stride + (size_t)G * hd + g];
+                    if (l == -INFINITY) continue;
+                    const float w = expf(l - L);
+                    const float *op = pb + p * part_stride + (size_t)g * hd;
+                    den += w;
+                    for (int d = 0; d < hd; d++) o[d] += w * op[d];
+                }
+                for (int d = 0; d < hd; d++) o[d] /= den;
+            }
+        }
+    }
+    /* append the new tokens (after every part has read the ring) */
+    for (int x = 0; x < n * c->n_kv; x++) {
+        const int i = x / c->n_kv, kvh = x % c->n_kv, s = seqs ? seqs[i] : i;
+        if (moa_cache_unit_at(c, layer, kvh)->kind == MOA_UNIT_LINEAR) continue;
+        attn_job jb = {.seq = s, .p0 = c->pos[(size_t)s * c->n_layer + layer], .n = 1,
+                       .kr = kr + i * ldk, .v = v + i * ldk};
+        store_task(c, layer, &jb, kvh);
     }
     for (int i = 0; i < n; i++) c->pos[(size_t)(seqs ? seqs[i] : i) * c->n_layer + layer]++;
     return MOA_OK;

@@ -36,6 +36,7 @@ void moa_cache_free(moa_cache *c) {
     free(c->rope_cs);
     moa_free_aligned(c->io);
     moa_free_aligned(c->tls);
+    moa_free_aligned(c->part);
     free(c);
 }
 
@@ -286,6 +287,7 @@ static moa_status reserve(float **buf, size_t *cap, size_t n) {
 }
 moa_status moa_cache_reserve_io(moa_cache *c, size_t n) { return reserve(&c->io, &c->io_cap, n); }
 moa_status moa_cache_reserve_tls(moa_cache *c, size_t n) { return reserve(&c->tls, &c->tls_cap, n); }
+moa_status moa_cache_reserve_part(moa_cache *c, size_t n) { return reserve(&c->part, &c->part_cap, n); }
 
 /* (x0, x1) -> (x0 cos - x1 sin, x0 sin + x1 cos) on adjacent pairs (GGUF "normal" llama). */
 void moa_cache_rope(const moa_cache *c, float *dst, const float *src, int64_t pos) {

@@ -46,11 +46,14 @@ struct moa_cache {
     size_t io_cap;              /* floats */
     float *tls;                 /* per-thread scratch for streaming mode */
     size_t tls_cap;             /* floats */
+    float *part;                /* split-K decode partials: [n][n_kv][parts][group][hd + 1] */
+    size_t part_cap;            /* floats */
 };
 
 /* Grow c->io / c->tls to at least n floats. */
 moa_status moa_cache_reserve_io(moa_cache *c, size_t n);
 moa_status moa_cache_reserve_tls(moa_cache *c, size_t n);
+moa_status moa_cache_reserve_part(moa_cache *c, size_t n);
 
 /* Rotate one head vector: dst = RoPE(src, pos) over the first rope_dim dims, copy the rest.
  * dst may equal src. */

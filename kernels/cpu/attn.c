@@ -37,6 +37,7 @@ void moa_attn_band_ref(const moa_attn_band_args *a) {
             }
             if (m == -INFINITY) {           /* nothing visible: zero output */
                 memset(o, 0, sizeof(float) * (size_t)hd);
+                if (a->lse) a->lse[(size_t)t * a->n_group + g] = -INFINITY;
                 continue;
             }
             /* pass 2: o = sum_j exp(s_j - m) v_j / sum_j exp(s_j - m) */
@@ -57,6 +58,7 @@ void moa_attn_band_ref(const moa_attn_band_args *a) {
                 }
             }
             for (int d = 0; d < hd; d++) o[d] = (float)(acc[d] / l);
+            if (a->lse) a->lse[(size_t)t * a->n_group + g] = (float)(m + log(l));
         }
     }
 }

@@ -48,6 +48,8 @@ typedef struct {
     float scale;         /* usually 1/sqrt(hd) */
     const moa_attn_seg *segs;
     int n_segs;
+    float *lse;          /* optional [n_q][n_group]: log sum_j exp(s_j) (-inf if none), so
+                            partial results over disjoint key sets can be merged (split-K) */
 } moa_attn_band_args;
 
 /* Causal linear attention (no softmax, no scale, no denominator) for one KV head:
