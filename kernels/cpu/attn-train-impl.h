@@ -3,26 +3,30 @@
  * (baseline ISA), attn-train-avx2.c and attn-train-avx512.c (ISA flags from CMake); the
  * matrix products around them are OpenBLAS sgemm calls in attn-train.c.
  *
- * A tile stacks the G query heads of one GQA group over nq query tokens: row r < M = G*nq is
- * head g = r / nq of the group, query position i = i0 + r % nq. Column c < bk is key j0 + c.
+ * A tile is stored transposed, keys x query rows: ST[c*ld + r] for key c < bk (position
+ * j0 + c) and row r < M = G*nq, which stacks the G query heads of one GQA group over nq query
+ * tokens: head g = r / nq, position i = i0 + r % nq. With keys as rows every product is an
+ * NN or TN sgemm (OpenBLAS's small-matrix kernels) and the per-query statistics (max, sum,
+ * LSE, D) are contiguous vectors over r. Entries with j > i are masked inside the step.
  */
 #ifndef MOA_KERNELS_ATTN_TRAIN_IMPL_H
 #define MOA_KERNELS_ATTN_TRAIN_IMPL_H
 
-/* Forward online-softmax step. S [M][ld]: in s = scale q.k, out p~ = exp(s - m_new) (0 for
+/* Forward online-softmax step. ST [bk][ld]: in s = scale q.k, out p~ = exp(s - m_new) (0 for
  * j > i). m [M] running max, l [M] running sum (double), Oacc [M][hd] rescaled by
- * exp(m_old - m_new). */
+ * exp(m_old - m_new). scratch: 3*M floats. */
 typedef struct {
-    float *S; int ld;
+    float *ST; int ld;
     int M, nq, i0, j0, bk;
     float *m; double *l;
     float *Oacc; int hd;
+    float *scratch;
 } at_fwd_tile;
 
 /* Backward elementwise step with influence. */
 typedef struct {
-    float *S;            /* [M][ld] in: s = scale q.k;  out: P = exp(s - LSE_i), 0 for j > i */
-    float *dP;           /* [M][ld] in: dO_i . v_j;     out: dS = P (dP - D_i), 0 for j > i */
+    float *ST;           /* [bk][ld] in: s = scale q.k;  out: P = exp(s - LSE_i), 0 for j > i */
+    float *dPT;          /* [bk][ld] in: dO_i . v_j;     out: dS = P (dP - D_i), 0 for j > i */
     int ld;
     int M, nq, i0, j0, bk;
     const float *lse;    /* [M] LSE of each row */
@@ -34,7 +38,7 @@ typedef struct {
     double *sink_abs, *sink_sgn;   /* [G] */
     int n, sink;
     float eps;
-    float *erow;         /* scratch [bk] */
+    float *scratch;      /* [M + G] */
 } at_bwd_tile;
 
 void at_fwd_tile_generic(const at_fwd_tile *t);

@@ -117,8 +117,28 @@ typedef struct {
     at_ops ops;
 } fwd_ctx;
 
-/* Per-thread scratch of the forward (M = G * AT_TILE rows). */
-typedef struct { float *Qs, *S, *Oacc, *m; double *l; } fwd_scratch;
+/* Per-thread scratch of the forward (M <= G * AT_TILE rows). */
+typedef struct {
+    float *QsT;      /* [hd][M]  the group's queries, transposed */
+    float *ST;       /* [AT_TILE][M]  scores / probabilities, keys x rows */
+    float *Oacc;     /* [M][hd] */
+    float *m;        /* [M] running max */
+    float *tmp;      /* [3M] tile-step scratch */
+    double *l;       /* [M] running sum */
+} fwd_scratch;
+
+#define FWD_SCRATCH_F(M, hd) ((size_t)(M) * (hd) * 2 + (size_t)(M) * AT_TILE + (size_t)(M) * 4 + 32)
+
+static fwd_scratch fwd_scratch_at(float *b, double *db, int M, int hd) {
+    fwd_scratch w;
+    w.QsT = b;                           b += (size_t)M * hd;
+    w.ST = b;                            b += (size_t)M * AT_TILE;
+    w.Oacc = b;                          b += (size_t)M * hd;
+    w.m = b;                             b += M;
+    w.tmp = b;
+    w.l = db;
+    return w;
+}
 
 static void fwd_item(const fwd_ctx *c, const fwd_scratch *w, int u, int qb) {
     const moa_attn_train_shape *s = c->s;
@@ -126,24 +146,25 @@ static void fwd_item(const fwd_ctx *c, const fwd_scratch *w, int u, int qb) {
     const size_t ldq = (size_t)s->n_head * hd, ldk = (size_t)s->n_kv * hd;
     const int i0 = qb * AT_TILE, nq = n - i0 < AT_TILE ? n - i0 : AT_TILE, M = G * nq;
     const float scale = attn_scale(hd);
-    /* Qs [M][hd]: row g*nq + t = q of head u*G+g at token i0+t */
+    /* QsT [hd][M]: column g*nq + t = q of head u*G+g at token i0+t */
     for (int g = 0; g < G; g++)
-        for (int t = 0; t < nq; t++)
-            memcpy(w->Qs + (size_t)(g * nq + t) * hd,
-                   c->Q + (size_t)(i0 + t) * ldq + (size_t)(u * G + g) * hd, sizeof(float) * hd);
+        for (int t = 0; t < nq; t++) {
+            const float *q = c->Q + (size_t)(i0 + t) * ldq + (size_t)(u * G + g) * hd;
+            for (int d = 0; d < hd; d++) w->QsT[(size_t)d * M + g * nq + t] = q[d];
+        }
     for (int r = 0; r < M; r++) { w->m[r] = -INFINITY; w->l[r] = 0.0; }
     memset(w->Oacc, 0, sizeof(float) * (size_t)M * hd);
     for (int kb = 0; kb <= qb; kb++) {
         const int j0 = kb * AT_TILE, bk = n - j0 < AT_TILE ? n - j0 : AT_TILE;
         const float *Kb = c->K + (size_t)j0 * ldk + (size_t)u * hd;   /* [bk][hd], ld ldk */
         const float *Vb = c->V + (size_t)j0 * ldk + (size_t)u * hd;
-        /* S [M][bk] = scale * Qs Kb^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, bk, hd, scale, w->Qs, hd,
-                    Kb, (int)ldk, 0.0f, w->S, AT_TILE);
-        const at_fwd_tile ft = { w->S, AT_TILE, M, nq, i0, j0, bk, w->m, w->l, w->Oacc, hd };
+        /* ST [bk][M] = scale * Kb QsT */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bk, M, hd, scale, Kb, (int)ldk,
+                    w->QsT, M, 0.0f, w->ST, M);
+        const at_fwd_tile ft = { w->ST, M, M, nq, i0, j0, bk, w->m, w->l, w->Oacc, hd, w->tmp };
         c->ops.fwd(&ft);
-        /* Oacc [M][hd] += P~ Vb */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, hd, bk, 1.0f, w->S, AT_TILE,
+        /* Oacc [M][hd] += P~ Vb = ST^T Vb */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, hd, bk, 1.0f, w->ST, M,
                     Vb, (int)ldk, 1.0f, w->Oacc, hd);
     }
     /* O = Oacc / l;  LSE = m + ln l */
@@ -164,7 +185,7 @@ moa_status moa_attn_fwd_lse(const moa_attn_train_shape *s, const float *Q, const
     CHECK_PTRS(fn, Q, K, V, O, LSE);
     const int G = s->n_head / s->n_kv, hd = s->hd, M = G * AT_TILE;
     const int nth = omp_get_max_threads();
-    const size_t per_f = (size_t)M * hd * 2 + (size_t)M * AT_TILE + (size_t)M + 16;
+    const size_t per_f = FWD_SCRATCH_F(M, hd);
     float *fbuf = moa_alloc_aligned((size_t)nth * per_f, sizeof(float));
     double *dbuf = moa_alloc_aligned((size_t)nth * M, sizeof(double));
     if (!fbuf || !dbuf) {
@@ -176,10 +197,7 @@ moa_status moa_attn_fwd_lse(const moa_attn_train_shape *s, const float *Q, const
     #pragma omp parallel num_threads(nth)
     {
         const int tid = omp_get_thread_num();
-        float *b = fbuf + (size_t)tid * per_f;
-        const fwd_scratch w = { b, b + (size_t)M * hd, b + (size_t)M * hd + (size_t)M * AT_TILE,
-                                b + (size_t)M * hd * 2 + (size_t)M * AT_TILE,
-                                dbuf + (size_t)tid * M };
+        const fwd_scratch w = fwd_scratch_at(fbuf + (size_t)tid * per_f, dbuf + (size_t)tid * M, M, hd);
         /* largest query blocks first (most key blocks) for balance */
         #pragma omp for schedule(dynamic, 1)
         for (int it = 0; it < n_items; it++)
@@ -203,13 +221,30 @@ typedef struct {
 /* Per-thread scratch and partial sums. */
 typedef struct {
     float *Qs, *dOs, *dQacc;         /* [M][hd] */
-    float *S, *dP;                   /* [M][AT_TILE] */
+    float *QsT, *dOsT;               /* [hd][M] */
+    float *ST, *dPT;                 /* [AT_TILE][M] keys x rows */
     float *lse, *Dv;                 /* [M] */
-    float *erow;                     /* [AT_TILE] */
+    float *tmp;                      /* [M + G] tile-step scratch */
     float *dK, *dV;                  /* [n][n_kv*hd] this thread's partial sums */
     double *dist_abs, *dist_sgn;     /* [n_head][n] per-distance influence sums */
     double *sink_abs, *sink_sgn;     /* [n_head] */
 } bwd_scratch;
+
+#define BWD_SCRATCH_F(M, hd, G) \
+    ((size_t)(M) * (hd) * 5 + (size_t)(M) * AT_TILE * 2 + (size_t)(M) * 3 + (size_t)(G) + 64)
+
+static void bwd_scratch_tiles(bwd_scratch *w, float *b, int M, int hd) {
+    w->Qs = b;    b += (size_t)M * hd;
+    w->dOs = b;   b += (size_t)M * hd;
+    w->dQacc = b; b += (size_t)M * hd;
+    w->QsT = b;   b += (size_t)M * hd;
+    w->dOsT = b;  b += (size_t)M * hd;
+    w->ST = b;    b += (size_t)M * AT_TILE;
+    w->dPT = b;   b += (size_t)M * AT_TILE;
+    w->lse = b;   b += M;
+    w->Dv = b;    b += M;
+    w->tmp = b;
+}
 
 static void bwd_item(const bwd_ctx *c, const bwd_scratch *w, int u, int qb) {
     const moa_attn_train_shape *s = c->s;
@@ -217,7 +252,8 @@ static void bwd_item(const bwd_ctx *c, const bwd_scratch *w, int u, int qb) {
     const size_t ldq = (size_t)s->n_head * hd, ldk = (size_t)s->n_kv * hd;
     const int i0 = qb * AT_TILE, nq = n - i0 < AT_TILE ? n - i0 : AT_TILE, M = G * nq;
     const float scale = attn_scale(hd);
-    /* stack the group: row g*nq + t <- head u*G+g, token i0+t;  D_i = dO_i . O_i (double) */
+    /* stack the group: row g*nq + t <- head u*G+g, token i0+t (Qs, dOs and transposes);
+     * D_i = dO_i . O_i (double) */
     for (int g = 0; g < G; g++)
         for (int t = 0; t < nq; t++) {
             const int r = g * nq + t, h = u * G + g;
@@ -225,34 +261,38 @@ static void bwd_item(const bwd_ctx *c, const bwd_scratch *w, int u, int qb) {
             memcpy(w->Qs + (size_t)r * hd, c->Q + off, sizeof(float) * hd);
             memcpy(w->dOs + (size_t)r * hd, c->dO + off, sizeof(float) * hd);
             double D = 0;
-            for (int d = 0; d < hd; d++) D += (double)c->dO[off + d] * c->O[off + d];
+            for (int d = 0; d < hd; d++) {
+                w->QsT[(size_t)d * M + r] = c->Q[off + d];
+                w->dOsT[(size_t)d * M + r] = c->dO[off + d];
+                D += (double)c->dO[off + d] * c->O[off + d];
+            }
             w->Dv[r] = (float)D;
             w->lse[r] = c->LSE[(size_t)h * n + i0 + t];
         }
     memset(w->dQacc, 0, sizeof(float) * (size_t)M * hd);
+    const size_t h0 = (size_t)u * G;
     for (int kb = 0; kb <= qb; kb++) {
         const int j0 = kb * AT_TILE, bk = n - j0 < AT_TILE ? n - j0 : AT_TILE;
         const size_t koff = (size_t)j0 * ldk + (size_t)u * hd;
         const float *Kb = c->K + koff, *Vb = c->V + koff;      /* [bk][hd], ld ldk */
-        /* S = scale Qs Kb^T,  dP = dOs Vb^T   ([M][bk]) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, bk, hd, scale, w->Qs, hd,
-                    Kb, (int)ldk, 0.0f, w->S, AT_TILE);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, bk, hd, 1.0f, w->dOs, hd,
-                    Vb, (int)ldk, 0.0f, w->dP, AT_TILE);
-        /* S <- P, dP <- dS, influence into the per-distance sums of heads u*G .. u*G+G-1 */
-        const size_t h0 = (size_t)u * G;
+        /* ST = scale Kb QsT,  dPT = Vb dOsT   ([bk][M]: S^T and dP^T) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bk, M, hd, scale, Kb, (int)ldk,
+                    w->QsT, M, 0.0f, w->ST, M);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bk, M, hd, 1.0f, Vb, (int)ldk,
+                    w->dOsT, M, 0.0f, w->dPT, M);
+        /* ST <- P^T, dPT <- dS^T, influence into the per-distance sums of heads h0 .. h0+G-1 */
         const at_bwd_tile bt = {
-            w->S, w->dP, AT_TILE, M, nq, i0, j0, bk, w->lse, w->Dv,
+            w->ST, w->dPT, M, M, nq, i0, j0, bk, w->lse, w->Dv,
             c->infl ? w->dist_abs + h0 * n : NULL, c->infl ? w->dist_sgn + h0 * n : NULL,
             c->infl ? w->sink_abs + h0 : NULL, c->infl ? w->sink_sgn + h0 : NULL,
-            n, s->sink, s->eps, w->erow };
+            n, s->sink, s->eps, w->tmp };
         c->ops.bwd(&bt);
         /* dQacc += dS Kb;  dK[j0..] += scale dS^T Qs;  dV[j0..] += P^T dOs (sum over the group) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, hd, bk, 1.0f, w->dP, AT_TILE,
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, hd, bk, 1.0f, w->dPT, M,
                     Kb, (int)ldk, 1.0f, w->dQacc, hd);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bk, hd, M, scale, w->dP, AT_TILE,
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bk, hd, M, scale, w->dPT, M,
                     w->Qs, hd, 1.0f, w->dK + koff, (int)ldk);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bk, hd, M, 1.0f, w->S, AT_TILE,
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bk, hd, M, 1.0f, w->ST, M,
                     w->dOs, hd, 1.0f, w->dV + koff, (int)ldk);
     }
     /* dQ = scale dS K */
@@ -277,7 +317,7 @@ moa_status moa_attn_bwd_influence(const moa_attn_train_shape *s, const float *Q,
     const int nth = omp_get_max_threads();
     /* float scratch per thread: tiles, plus dK/dV partials for threads >= 1 (thread 0 sums
      * straight into the outputs) */
-    const size_t tile_f = (size_t)M * hd * 3 + (size_t)M * AT_TILE * 2 + (size_t)M * 2 + AT_TILE + 16;
+    const size_t tile_f = BWD_SCRATCH_F(M, hd, G);
     const size_t dist_d = acc ? (size_t)H * n * 2 + (size_t)H * 2 : 0;
     float *tbuf = moa_alloc_aligned((size_t)nth * tile_f, sizeof(float));
     float *pbuf = nth > 1 ? moa_alloc_aligned((size_t)(nth - 1) * kvsz * 2, sizeof(float)) : NULL;
@@ -291,32 +331,30 @@ moa_status moa_attn_bwd_influence(const moa_attn_train_shape *s, const float *Q,
     int nthr = 1;
     #pragma omp parallel num_threads(nth)
     {
-        const int tid = omp_get_thread_num();
+        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
         #pragma omp single
-        nthr = omp_get_num_threads();
-        float *b = tbuf + (size_t)tid * tile_f;
-        float *dKt = tid == 0 ? dK : pbuf + (size_t)(tid - 1) * kvsz * 2;
-        float *dVt = tid == 0 ? dV : dKt + kvsz;
+        nthr = nt;
+        bwd_scratch w;
+        bwd_scratch_tiles(&w, tbuf + (size_t)tid * tile_f, M, hd);
+        w.dK = tid == 0 ? dK : pbuf + (size_t)(tid - 1) * kvsz * 2;
+        w.dV = tid == 0 ? dV : w.dK + kvsz;
         double *db = acc ? dbuf + (size_t)tid * dist_d : NULL;
-        const size_t Mh = (size_t)M * hd, MT = (size_t)M * AT_TILE;
-        const bwd_scratch w = {
-            b, b + Mh, b + 2 * Mh, b + 3 * Mh, b + 3 * Mh + MT,
-            b + 3 * Mh + 2 * MT, b + 3 * Mh + 2 * MT + M, b + 3 * Mh + 2 * MT + 2 * M,
-            dKt, dVt,
-            db, db ? db + (size_t)H * n : NULL,
-            db ? db + (size_t)H * n * 2 : NULL, db ? db + (size_t)H * n * 2 + H : NULL };
-        memset(dKt, 0, sizeof(float) * kvsz);
-        memset(dVt, 0, sizeof(float) * kvsz);
+        w.dist_abs = db;
+        w.dist_sgn = db ? db + (size_t)H * n : NULL;
+        w.sink_abs = db ? db + (size_t)H * n * 2 : NULL;
+        w.sink_sgn = db ? db + (size_t)H * n * 2 + H : NULL;
+        memset(w.dK, 0, sizeof(float) * kvsz);
+        memset(w.dV, 0, sizeof(float) * kvsz);
         #pragma omp barrier
         /* static cyclic schedule (deterministic partial sums); largest query blocks first */
-        for (int it = tid; it < n_items; it += nthr)
+        for (int it = tid; it < n_items; it += nt)
             bwd_item(&c, &w, it % s->n_kv, nqb - 1 - it / s->n_kv);
         #pragma omp barrier
         /* dK = sum over threads of the partials, in thread order */
         #pragma omp for schedule(static)
         for (size_t k = 0; k < kvsz; k++) {
             float a = dK[k], v = dV[k];
-            for (int t = 1; t < nthr; t++) {
+            for (int t = 1; t < nt; t++) {
                 a += pbuf[(size_t)(t - 1) * kvsz * 2 + k];
                 v += pbuf[(size_t)(t - 1) * kvsz * 2 + kvsz + k];
             }

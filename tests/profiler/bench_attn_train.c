@@ -2,7 +2,7 @@
  * forward with LSE and fused backward with influence, 9 query heads / 3 KV heads / hd 64
  * (SmolLM2-135M's attention), one causal sequence of n tokens.
  *
- *   bench_attn_train [--repeats R] [--lengths 1024,2048,...]      threads: OMP_NUM_THREADS
+ *   bench_attn_train [--repeats R] [--lengths 1024,2048,...] [--no-peak]   threads: OMP_NUM_THREADS
  *
  * FLOP count (causal, the FlashAttention-2 convention; the diagonal tiles' masked half and the
  * elementwise work are not counted):
@@ -64,15 +64,16 @@ static double sgemm_peak(int reps) {
 }
 
 int main(int argc, char **argv) {
-    int repeats = 5, lengths[16] = { 1024, 2048, 4096, 8192 }, n_len = 4;
+    int repeats = 5, lengths[16] = { 1024, 2048, 4096, 8192 }, n_len = 4, peak = 1;
     for (int a = 1; a < argc; a++) {
         if (!strcmp(argv[a], "--repeats") && a + 1 < argc) repeats = atoi(argv[++a]);
+        else if (!strcmp(argv[a], "--no-peak")) peak = 0;
         else if (!strcmp(argv[a], "--lengths") && a + 1 < argc) {
             n_len = 0;
             for (char *tok = strtok(argv[++a], ","); tok && n_len < 16; tok = strtok(NULL, ","))
                 lengths[n_len++] = atoi(tok);
         } else {
-            fprintf(stderr, "usage: %s [--repeats R] [--lengths a,b,...]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--repeats R] [--lengths a,b,...] [--no-peak]\n", argv[0]);
             return 2;
         }
     }
@@ -81,7 +82,8 @@ int main(int argc, char **argv) {
     printf("threads %d, tile code %s, %d repeats (+1 warm-up), n_head %d n_kv %d hd %d\n",
            omp_get_max_threads(), moa_attn_train_isa_name(moa_attn_train_get_isa()), repeats,
            H, U, hd);
-    printf("sgemm 2048^3 (OpenBLAS, best of 5): %.1f GFLOP/s\n\n", sgemm_peak(5));
+    if (peak) printf("sgemm 2048^3 (OpenBLAS, best of 5): %.1f GFLOP/s\n", sgemm_peak(5));
+    printf("\n");
     printf("| n | fwd ms | bwd+influence ms | fwd GFLOP/s | bwd GFLOP/s | fwd+bwd GFLOP/s | tokens/s |\n");
     printf("|---|---|---|---|---|---|---|\n");
     for (int li = 0; li < n_len; li++) {
