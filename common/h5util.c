@@ -150,7 +150,11 @@ moa_status moa_h5_write_dataset(hid_t loc, const char *name, hid_t mem_type, int
     hid_t sp = rank == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(rank, dims, NULL);
     if (sp < 0) return moa_err(MOA_ERR_IO, "HDF5: cannot create dataspace for dataset '%s'", name);
     hid_t ft = H5Tcopy(mem_type);
-    hid_t d = ft >= 0 ? H5Dcreate2(loc, name, ft, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
+    /* no object timestamps: the same content gives the same bytes (reproducible files) */
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (dcpl >= 0) H5Pset_obj_track_times(dcpl, 0);
+    hid_t d = ft >= 0 ? H5Dcreate2(loc, name, ft, sp, H5P_DEFAULT, dcpl >= 0 ? dcpl : H5P_DEFAULT, H5P_DEFAULT) : -1;
+    if (dcpl >= 0) H5Pclose(dcpl);
     if (ft >= 0) H5Tclose(ft);
     H5Sclose(sp);
     if (d < 0) return moa_err(MOA_ERR_IO, "HDF5: cannot create dataset '%s' (exists already?)", name);

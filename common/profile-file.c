@@ -220,7 +220,10 @@ moa_status moa_profile_save(const moa_profile *p, const char *path) {
         const moa_profile_bucket *k = &p->buckets[b];
         char name[48];
         snprintf(name, sizeof name, "bucket_%lld", (long long)k->length);
-        hid_t g = H5Gcreate2(f, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);   /* no timestamps: reproducible bytes */
+        if (gcpl >= 0) H5Pset_obj_track_times(gcpl, 0);
+        hid_t g = H5Gcreate2(f, name, H5P_DEFAULT, gcpl >= 0 ? gcpl : H5P_DEFAULT, H5P_DEFAULT);
+        if (gcpl >= 0) H5Pclose(gcpl);
         if (g < 0) { st = moa_err(MOA_ERR_IO, "%s: cannot create group %s", path, name); goto fail; }
         hsize_t d3[3] = {(hsize_t)p->n_layer, (hsize_t)p->n_head, (hsize_t)k->n_bins};
         hsize_t d2[2] = {(hsize_t)p->n_layer, (hsize_t)p->n_head};

@@ -122,6 +122,10 @@ static moa_status load_hparams(const moa_gguf *g, moa_llama_hparams *hp) {
     MOA_TRY(get_hp_u32(g, arch, "attention.head_count", &hp->n_head, 1, 0));
     MOA_TRY(get_hp_u32(g, arch, "attention.head_count_kv", &hp->n_head_kv, 0, hp->n_head));
     MOA_TRY(get_hp_u32(g, arch, "context_length", &hp->n_ctx_train, 1, 0));
+    /* every block needs 9 tensors: reject counts the file cannot back before allocating */
+    if ((int64_t)hp->n_layer > moa_gguf_n_tensors(g) / 9)
+        return moa_err(MOA_ERR_FORMAT, "%s: %s.block_count = %d but the file has only %lld tensors (9 per block)",
+                       moa_gguf_path(g), arch, hp->n_layer, (long long)moa_gguf_n_tensors(g));
     if (hp->n_embd % hp->n_head)
         return moa_err(MOA_ERR_FORMAT, "%s: embedding_length %d is not a multiple of head_count %d",
                        moa_gguf_path(g), hp->n_embd, hp->n_head);

@@ -1,0 +1,34 @@
+/* run.h - `moa profile` as a library call: calibration file in, moa-profile v1 out, samples
+ * bucketed by their length bucket, sharding, per-sample checkpoints and resume, atomic
+ * output; and the shard merge. */
+#ifndef MOA_PROFILE_RUN_H
+#define MOA_PROFILE_RUN_H
+
+#include "profiler.h"
+
+typedef struct {
+    moa_profiler_params prof;     /* sink, block, eps */
+    int shard_index, shard_count; /* this run takes samples i with i % count == index (0/1) */
+    int resume;                   /* reuse a matching checkpoint (default 0: start over) */
+    const char *checkpoint_path;  /* NULL: "<out>.ckpt" */
+    int64_t max_samples;          /* stop after this many samples of the shard (0: all); the
+                                     checkpoint is kept and no output is written */
+    moa_progress_fn progress;     /* samples done / total, extra = tokens */
+    void *progress_data;
+} moa_profile_run_params;
+
+moa_profile_run_params moa_profile_run_default_params(void);
+
+/* Profiles every sample of the shard and writes out_path atomically. The model must be
+ * loaded with f32 weights and its sha256 computed; the calibration file must come from the
+ * same model (MOA_ERR_MISMATCH otherwise). Checkpoint after every sample: the partial
+ * profile (its sample counts tell how far it got) and the settings it belongs to; resume
+ * continues from it and ends with the same file an uninterrupted run writes. */
+moa_status moa_profile_run(const moa_model *m, const char *calib_path, const char *out_path,
+                           const moa_profile_run_params *p);
+
+/* Weighted merge of shard profiles into out_path (atomic); refuses profiles of different
+ * models or settings. */
+moa_status moa_profile_merge_files(const char *const *inputs, int n_inputs, const char *out_path);
+
+#endif
