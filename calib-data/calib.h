@@ -265,7 +265,9 @@ typedef moa_status (*moa_respond_fn)(void *data, const int32_t *prompt, int n_pr
 typedef struct {
     const moa_task_spec *tasks;   /* [n_tasks], cycled over samples */
     int n_tasks;
-    const int *lengths;           /* [n_lengths] target prompt lengths (buckets), tokens */
+    const int *lengths;           /* [n_lengths] target prompt lengths (buckets), tokens;
+                                     length + max_new_tokens must fit the model's context
+                                     (the profiler rejects longer samples) */
     int n_lengths;
     int samples_per_length;       /* 10 */
     uint64_t seed;                /* 0 */
