@@ -41,6 +41,26 @@ static inline vf v_exp(vf x) {
     return _mm512_maskz_mul_ps(keep, p, _mm512_castsi512_ps(e));
 }
 
+/* Horizontal sums of 16 vectors at once: out[c] = sum of the lanes of v[c]. A reduction tree
+ * (halves, then quarters, then pairs, then lanes) leaves hsum(v[4m + k]) in lane 4k + m;
+ * one permutation puts key c in lane c. */
+static inline vf hsum16(const vf *v) {
+    vf s[8], u[4], z[2];
+    for (int p = 0; p < 8; p++)     /* [a.B0+a.B2, a.B1+a.B3, b.B0+b.B2, b.B1+b.B3] */
+        s[p] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], 0x44),
+                             _mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], 0xEE));
+    for (int p = 0; p < 4; p++)     /* block k sums to hsum(v[4p + k]) */
+        u[p] = _mm512_add_ps(_mm512_shuffle_f32x4(s[2 * p], s[2 * p + 1], 0x88),
+                             _mm512_shuffle_f32x4(s[2 * p], s[2 * p + 1], 0xDD));
+    for (int p = 0; p < 2; p++)     /* per block: lanes 0-1 from u[2p], lanes 2-3 from u[2p+1] */
+        z[p] = _mm512_add_ps(_mm512_shuffle_ps(u[2 * p], u[2 * p + 1], 0x44),
+                             _mm512_shuffle_ps(u[2 * p], u[2 * p + 1], 0xEE));
+    const vf r = _mm512_add_ps(_mm512_shuffle_ps(z[0], z[1], 0x88), _mm512_shuffle_ps(z[0], z[1], 0xDD));
+    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_ps(idx, r);
+}
+#define V_HSUM_KEYS(v) hsum16(v)
+
 #include "attn-simd.inc"
 
 void moa_attn_band_avx512(const moa_attn_band_args *a) { band_impl(a); }
