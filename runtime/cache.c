@@ -189,6 +189,10 @@ moa_status moa_cache_create_layout(const moa_cache_layout *L, int64_t n_ctx, int
                 c->rope_cs[((size_t)t * half + i) * 2 + 1] = (float)sin(ang);
             }
     }
+    moa_log_debug("cache: %d layers x %d kv heads, n_ctx %lld, %d seq, %zu KV bytes, %s mode, kernels %s",
+                  c->n_layer, c->n_kv, (long long)n_ctx, n_seq, moa_cache_bytes(c),
+                  p.pos_mode == MOA_POS_STREAMING ? "streaming" : "absolute",
+                  moa_attn_isa_name(moa_attn_isa_get()));
     *out = c;
     return MOA_OK;
 nomem:

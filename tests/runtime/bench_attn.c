@@ -101,6 +101,15 @@ int main(int argc, char **argv) {
 
     printf("# bench_attn: %d threads, kernels %s, SmolLM2-135M shapes (%d layers, %d/%d heads, hd %d), f32 KV\n",
            omp_get_max_threads(), moa_attn_isa_name(moa_attn_isa_get()), N_LAYER, N_HEAD, N_KV, HD);
+    char load[128] = "?";
+    FILE *lf = fopen("/proc/loadavg", "r");
+    if (lf) {
+        if (!fgets(load, sizeof load, lf)) strcpy(load, "?");
+        fclose(lf);
+        load[strcspn(load, "\n")] = 0;
+    }
+    printf("# load average at start: %s; OMP_WAIT_POLICY=%s\n", load,
+           getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "(unset)");
     double bw = read_bw();
     printf("# machine read bandwidth (1 GiB sum, all threads): %.1f GB/s\n\n", bw / 1e9);
 

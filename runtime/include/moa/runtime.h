@@ -110,7 +110,8 @@ moa_status moa_plan_uniform(int n_layer, int n_head, int n_head_kv, int head_dim
  * Positions are tracked by the cache, per sequence and layer: each call appends its tokens at
  * moa_cache_pos(cache, seq, layer). Call every layer once per chunk/step, in any layer order.
  *
- * Buffers are token-major floats, caller-owned, read/written only during the call:
+ * Buffers are token-major floats, caller-owned, read/written only during the call (out must
+ * not overlap q, k or v):
  *   q, out: [n_tokens][n_head * head_dim]   (query head h at offset h*head_dim)
  *   k, v:   [n_tokens][n_head_kv * head_dim]
  * GQA: query head h uses KV head h / (n_head / n_head_kv).
