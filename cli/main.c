@@ -24,7 +24,7 @@ static const cli_command commands[] = {
     {"generate", moa_cmd_generate, "-m MODEL [--plan PLAN] -p TEXT [-n N] [--chat]",
      "generate text with the dense or a compressed model"},
     {"info",     moa_cmd_info,     "MODEL", "show a GGUF model's metadata, tensors and sizes"},
-    {"calib",    NULL, "-m MODEL --task lines|needle|jsonl:PATH --lengths L,... --samples K -o calib.h5",
+    {"calib",    moa_cmd_calib, "-m MODEL --task lines|needle|jsonl:PATH --lengths L,... --samples K -o calib.h5",
      "build a calibration set answered by the dense model"},
     {"profile",  moa_cmd_profile, "-m MODEL -c calib.h5 -o profile.h5 [--shard I/N] [--resume]",
      "measure attention influence per head and distance"},

@@ -17,6 +17,7 @@ moa_status moa_generate(moa_ctx *ctx, const moa_tokenizer *tok, const int32_t *p
                         int32_t **out_ids, int32_t *n_out, moa_gen_stats *stats) {
     moa_gen_params p = pp ? *pp : moa_gen_default_params();
     moa_gen_stats s = {0};
+    s.eog_id = -1;
     if (out_ids) *out_ids = NULL;
     if (n_out) *n_out = 0;
     if (n_prompt <= 0) return moa_err(MOA_ERR_INVALID_ARG, "generate: empty prompt");
@@ -42,7 +43,7 @@ moa_status moa_generate(moa_ctx *ctx, const moa_tokenizer *tok, const int32_t *p
     moa_detok dt = {0};
     for (int32_t i = 0; i < max_new; i++) {
         int32_t id = moa_sampler_sample(smp, logits);
-        if (p.stop_at_eog && tok && moa_tokenizer_is_eog(tok, id)) { s.stopped_at_eog = 1; break; }
+        if (p.stop_at_eog && tok && moa_tokenizer_is_eog(tok, id)) { s.stopped_at_eog = 1; s.eog_id = id; break; }
         ids[s.n_generated++] = id;
         size_t n = tok ? moa_tokenizer_decode_token(tok, &dt, id, piece, cap) : 0;
         if (n >= cap) n = 0;

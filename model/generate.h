@@ -16,6 +16,7 @@ typedef struct {
     int32_t n_prompt, n_generated;
     double prefill_seconds, decode_seconds;
     int stopped_at_eog;
+    int32_t eog_id;             /* the end-of-generation token that stopped it, or -1 */
 } moa_gen_stats;
 
 /* Called for each new token with its decoded text (complete UTF-8 only; may be empty).
