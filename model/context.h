@@ -3,10 +3,15 @@
 #define MOA_CONTEXT_H
 
 #include "llama.h"
+#include "moa/runtime.h"
 
 typedef struct {
-    int32_t n_ctx;     /* KV capacity in tokens (0: the model's training context) */
+    int32_t n_ctx;     /* planned context in tokens (0: the model's training context); a
+                          plan's windows are evaluated at this length */
     int32_t n_batch;   /* max tokens per forward call; longer inputs are chunked (default 512) */
+    int32_t n_seq;     /* sequences sharing the context (batched decode; default 1) */
+    const moa_plan *plan;    /* sparse-attention plan (NULL: dense); read during create only */
+    moa_pos_mode pos_mode;   /* MOA_POS_ABSOLUTE (default) or MOA_POS_STREAMING */
 } moa_ctx_params;
 
 typedef enum {
@@ -20,16 +25,28 @@ typedef struct moa_ctx moa_ctx;
 moa_ctx_params moa_ctx_default_params(void);
 moa_status moa_ctx_create(const moa_model *m, const moa_ctx_params *p, moa_ctx **out);
 void moa_ctx_free(moa_ctx *c);
-void moa_ctx_reset(moa_ctx *c);               /* forget the sequence (n_past = 0) */
+void moa_ctx_reset(moa_ctx *c);               /* forget every sequence (positions back to 0) */
 int32_t moa_ctx_n_past(const moa_ctx *c);
 int32_t moa_ctx_n_ctx(const moa_ctx *c);
 const moa_model *moa_ctx_model(const moa_ctx *c);
 
-/* Run tokens[0..n) at positions n_past.. and append them to the cache. Logits per `mode`
- * are written to `logits` (caller-owned; [n_vocab] or [n][n_vocab]); may be NULL for NONE.
- * MOA_ERR_RANGE if the cache would overflow; MOA_ERR_INVALID_ARG for a bad token id. */
+/* Run tokens[0..n) of sequence 0 at positions n_past.. and append them to the cache. Logits
+ * per `mode` are written to `logits` (caller-owned; [n_vocab] or [n][n_vocab]); may be NULL
+ * for NONE. MOA_ERR_RANGE if a dense cache would overflow; MOA_ERR_INVALID_ARG for a bad
+ * token id. */
 moa_status moa_ctx_eval(moa_ctx *c, const int32_t *tokens, int32_t n, moa_logits_mode mode,
                         float *logits);
+/* Same for sequence `seq` (0 <= seq < n_seq). */
+moa_status moa_ctx_eval_seq(moa_ctx *c, int seq, const int32_t *tokens, int32_t n,
+                            moa_logits_mode mode, float *logits);
+/* One decode step for n distinct sequences seqs[0..n) (one token each, n <= n_batch);
+ * logits [n][n_vocab]. */
+moa_status moa_ctx_decode_batch(moa_ctx *c, const int *seqs, const int32_t *tokens, int32_t n,
+                                float *logits);
+/* Tokens held by sequence seq. */
+int32_t moa_ctx_seq_pos(const moa_ctx *c, int seq);
+/* Bytes of the K/V (and linear-state) storage of the context's cache. */
+size_t moa_ctx_kv_bytes(const moa_ctx *c);
 
 /* Time spent in attention by the last moa_ctx_eval calls (seconds, accumulated; reset to 0
  * by passing reset=1). For benchmarks. */
