@@ -1,5 +1,7 @@
 /* args.c - flag parsing helpers for the CLI. */
 #include "args.h"
+#include "llama.h"
+#include "moa-common.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -60,4 +62,32 @@ const char *cli_model_path(const char *given) {
     fprintf(stderr, "moa: no model: pass -m MODEL.gguf or set MOA_MODEL "
                     "(scripts/fetch-model.sh prints the default model's path)\n");
     return NULL;
+}
+
+int cli_plan_from_args(const char *plan_path, double uniform, const struct moa_model *m,
+                       int64_t n, moa_plan **out) {
+    *out = NULL;
+    const moa_llama_hparams *hp = &m->hp;
+    if (plan_path && uniform > 0) {
+        fprintf(stderr, "moa: give --plan or --uniform, not both\n");
+        return 2;
+    }
+    moa_status st = MOA_OK;
+    if (plan_path) {
+        st = moa_plan_load(plan_path, out);
+        if (st >= 0) st = moa_plan_check(*out, hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim);
+        if (st < 0) {
+            fprintf(stderr, "moa: plan %s: %s\n", plan_path, moa_last_error());
+            moa_plan_free(*out);
+            *out = NULL;
+            return 1;
+        }
+    } else if (uniform > 0) {
+        st = moa_plan_uniform(hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, 64, 64, uniform, n, out);
+        if (st < 0) {
+            fprintf(stderr, "moa: --uniform %g: %s\n", uniform, moa_last_error());
+            return 2;
+        }
+    }
+    return 0;
 }

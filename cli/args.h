@@ -19,3 +19,12 @@ int arg_flag(char **argv, int i, const char *short_name, const char *long_name);
 const char *cli_model_path(const char *given);
 
 #endif
+
+/* ---- attention plans on the command line (--plan PATH | --uniform D) ---- */
+#include "moa/runtime.h"
+struct moa_model;
+/* Loads --plan PATH (checked against the model) or builds the uniform StreamingLLM baseline
+ * for --uniform D (sink 64, block 64, density D at length n); *out stays NULL for dense.
+ * Returns 0, or an exit code (1 failure, 2 usage) after printing the error. */
+int cli_plan_from_args(const char *plan_path, double uniform, const struct moa_model *m,
+                       int64_t n, moa_plan **out);

@@ -24,12 +24,15 @@ static void usage(FILE *fp) {
         "  -m, --model PATH     GGUF model (default: $MOA_MODEL)\n"
         "      --context LIST   context lengths, e.g. 512,1024,2048 (default 512)\n"
         "                       prefill: tokens processed; decode: tokens already in the cache\n"
-        "      --tokens N       decode: tokens generated per repeat (default 32)\n"
-        "      --batch N        prefill chunk size (default 512)\n"
+        "      --tokens N       decode: tokens generated per sequence per repeat (default 32)\n"
+        "      --batch B        decode: sequences decoded together (default 1)\n"
+        "      --kv-budget BYTES  decode: use the largest batch whose KV caches fit BYTES\n"
+        "      --chunk N        prefill chunk size (default 512)\n"
         "  -r, --repeats N      timed repeats (default 5)\n"
         "      --warmup N       untimed warm-up runs (default 1)\n"
         "      --format md|json output format (default md)\n"
-        "      --plan PLAN      sparse plan (not available yet)\n"
+        "      --plan PLAN      run with a sparse-attention plan\n"
+        "      --uniform D      run with the uniform StreamingLLM baseline at density D\n"
         "Prints the command, machine, threads, then one row per context: tok/s mean +- stddev.\n");
 }
 
@@ -42,7 +45,7 @@ static void stats(const double *x, int n, double *mean, double *sd) {
 }
 
 static const char *simd_level(void) {
-    return moa_cpu_has_avx512() ? "AVX-512" : moa_cpu_has_avx2() ? "AVX2" : "scalar";
+    return moa_cpu_has_avx512() ? "AVX-512 CPU, AVX2 matvec" : moa_cpu_has_avx2() ? "AVX2" : "scalar";
 }
 
 static void command_line(int argc, char **argv, char *cmd, size_t n) {
@@ -116,6 +119,40 @@ static moa_status bench_profile(const moa_model *m, const long *lens, int n_lens
     return st;
 }
 
+/* Read bandwidth of this machine: sum of a 512 MiB float array with all threads, best of 3. */
+static double measure_read_bandwidth(void) {
+    size_t n = (size_t)128 << 20;
+    float *a = moa_alloc_aligned(n, sizeof(float));
+    if (!a) return 0;
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) a[i] = (float)(i & 7);
+    double best = 0;
+    for (int r = 0; r < 3; r++) {
+        double t0 = moa_time_now(), sum = 0;
+        #pragma omp parallel for schedule(static) reduction(+:sum)
+        for (size_t i = 0; i < n; i += 16) {
+            float s16 = 0;
+            for (int j = 0; j < 16; j++) s16 += a[i + j];
+            sum += s16;
+        }
+        double dt = moa_time_now() - t0;
+        if (sum > 0 && n * sizeof(float) / dt > best) best = n * sizeof(float) / dt;
+    }
+    moa_free_aligned(a);
+    return best;
+}
+
+/* Bytes of the quantised weights one decode step reads (every block matrix + the head). */
+static double weight_bytes(const moa_model *m) {
+    double b = 0;
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        const moa_llama_layer *L = &m->layers[l];
+        const moa_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < 7; i++) b += (double)moa_ggml_row_bytes(ws[i]->type, ws[i]->n_in) * ws[i]->n_out;
+    }
+    return b + (double)moa_ggml_row_bytes(m->output.type, m->output.n_in) * m->output.n_out;
+}
+
 int moa_cmd_bench(int argc, char **argv) {
     if (argc < 2 || arg_flag(argv, 1, "-h", "--help")) { usage(argc < 2 ? stderr : stdout); return argc < 2 ? 2 : 0; }
     const char *mode = argv[1];
@@ -125,7 +162,8 @@ int moa_cmd_bench(int argc, char **argv) {
         return 2;
     }
     const char *model = NULL, *ctxs = "512", *format = "md", *plan = NULL;
-    long tokens = 32, repeats = 5, warmup = 1, batch = 512;
+    long tokens = 32, repeats = 5, warmup = 1, batch = 512, n_seq = 1;
+    double uniform = 0, kv_budget = 0;
     for (int i = 2; i < argc; i++) {
         int r;
         if (arg_flag(argv, i, "-h", "--help")) { usage(stdout); return 0; }
@@ -133,8 +171,11 @@ int moa_cmd_bench(int argc, char **argv) {
             (r = arg_str(argc, argv, &i, NULL, "--context", &ctxs)) ||
             (r = arg_str(argc, argv, &i, NULL, "--format", &format)) ||
             (r = arg_str(argc, argv, &i, NULL, "--plan", &plan)) ||
+            (r = arg_double(argc, argv, &i, NULL, "--uniform", &uniform, 1e-6, 1)) ||
+            (r = arg_double(argc, argv, &i, NULL, "--kv-budget", &kv_budget, 1, 1e15)) ||
             (r = arg_long(argc, argv, &i, NULL, "--tokens", &tokens, 1, 1 << 20)) ||
-            (r = arg_long(argc, argv, &i, NULL, "--batch", &batch, 1, 1 << 20)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--batch", &n_seq, 1, 4096)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--chunk", &batch, 1, 1 << 20)) ||
             (r = arg_long(argc, argv, &i, "-r", "--repeats", &repeats, 1, 1000)) ||
             (r = arg_long(argc, argv, &i, NULL, "--warmup", &warmup, 0, 1000))) {
             if (r < 0) return 2;
@@ -143,7 +184,6 @@ int moa_cmd_bench(int argc, char **argv) {
         fprintf(stderr, "moa bench: unknown argument '%s'\n", argv[i]);
         return 2;
     }
-    if (plan) { fprintf(stderr, "moa bench: --plan is not available in this build yet\n"); return 2; }
     int json = !strcmp(format, "json");
     if (!json && strcmp(format, "md")) { fprintf(stderr, "moa bench: --format must be md or json\n"); return 2; }
     long lens[64];
@@ -166,71 +206,111 @@ int moa_cmd_bench(int argc, char **argv) {
 #ifdef _OPENMP
     threads = omp_get_max_threads();
 #endif
-    /* the command line, the machine, the settings */
     char cmd[1024];
     command_line(argc, argv, cmd, sizeof cmd);
-    if (!json)
-        printf("command: %s\nmachine: %d threads, %s; model %s (%d layers, %d/%d heads)\n"
-               "repeats %ld after %ld warm-up\n\n| mode | context | tok/s | +- | attention s/run |\n|---|---:|---:|---:|---:|\n",
-               cmd, threads, simd_level(), m->hp.arch, m->hp.n_layer, m->hp.n_head, m->hp.n_head_kv,
-               repeats, warmup);
-    else
-        printf("{\"command\": \"%s\", \"threads\": %d, \"simd\": \"%s\", \"mode\": \"%s\", \"results\": [",
-               cmd, threads, simd_level(), mode);
+    double bw = prefill ? 0 : measure_read_bandwidth(), wbytes = weight_bytes(m);
+    const char *attn = plan ? plan : uniform > 0 ? "uniform" : "dense";
+    if (!json) {
+        printf("command: %s\nmachine: %d threads, kernels %s; read bandwidth %.1f GB/s\n"
+               "model: %s, %d layers, %d/%d heads, weights %.1f MiB; attention: %s\nrepeats %ld after %ld warm-up\n\n",
+               cmd, threads, simd_level(), bw / 1e9, m->hp.arch, m->hp.n_layer, m->hp.n_head,
+               m->hp.n_head_kv, wbytes / 1048576.0, attn, repeats, warmup);
+        if (prefill) printf("| attention | context | tok/s | +- | attention s | total s | KV MiB |\n|---|---:|---:|---:|---:|---:|---:|\n");
+        else printf("| attention | context | batch | tok/s (all seqs) | +- | KV MiB/seq | MB read/step | %% of bandwidth | attention s/step |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    } else {
+        printf("{\"command\": \"%s\", \"threads\": %d, \"simd\": \"%s\", \"mode\": \"%s\", \"attention\": \"%s\", "
+               "\"read_bandwidth\": %.4g, \"weight_bytes\": %.0f, \"results\": [", cmd, threads, simd_level(), mode, attn, bw, wbytes);
+    }
     int rc = 0;
     for (int li = 0; li < n_lens && rc == 0; li++) {
         long N = lens[li];
-        long need = prefill ? N : N + tokens;
-        if (N < 1 || need > m->hp.n_ctx_train) {
-            fprintf(stderr, "moa bench: context %ld must be in [1, %d] (decode adds --tokens)\n", N,
-                    m->hp.n_ctx_train - (prefill ? 0 : (int)tokens));
+        long n_ctx = prefill ? N : N + tokens;   /* the planned context */
+        if (N < 1 || n_ctx > m->hp.n_ctx_train) {
+            fprintf(stderr, "moa bench: context %ld must be in [1, %ld]\n", N,
+                    (long)m->hp.n_ctx_train - (prefill ? 0 : tokens));
             rc = 2;
             break;
         }
+        moa_plan *pl = NULL;
+        if ((rc = cli_plan_from_args(plan, uniform, m, n_ctx, &pl)) != 0) break;
         moa_ctx_params cp = moa_ctx_default_params();
-        cp.n_ctx = (int32_t)need;
+        cp.n_ctx = (int32_t)n_ctx;
         cp.n_batch = (int32_t)batch;
-        moa_ctx *ctx;
-        if ((st = moa_ctx_create(m, &cp, &ctx)) < 0) { rc = cli_fail("creating context", st); break; }
-        int32_t *ids = malloc((size_t)need * sizeof *ids);
-        float *logits = malloc((size_t)m->hp.n_vocab * sizeof(float));
+        cp.plan = pl;
+        cp.n_seq = 1;
+        moa_ctx *ctx = NULL;
+        long B = prefill ? 1 : n_seq;
+        if (!prefill && kv_budget > 0) {   /* the largest batch whose caches fit the budget */
+            if ((st = moa_ctx_create(m, &cp, &ctx)) < 0) { rc = cli_fail("creating context", st); moa_plan_free(pl); break; }
+            B = (long)(kv_budget / (double)moa_ctx_kv_bytes(ctx));
+            moa_ctx_free(ctx);
+            ctx = NULL;
+            if (B < 1) { fprintf(stderr, "moa bench: --kv-budget %.0f holds no sequence of %ld tokens\n", kv_budget, n_ctx); rc = 2; moa_plan_free(pl); break; }
+            if (B > 512) B = 512;
+        }
+        cp.n_seq = (int32_t)B;
+        if (cp.n_batch < B) cp.n_batch = (int32_t)B;
+        st = moa_ctx_create(m, &cp, &ctx);
+        moa_plan_free(pl);
+        if (st < 0) { rc = cli_fail("creating context", st); break; }
+        int32_t *ids = malloc((size_t)(n_ctx + B) * sizeof *ids);
+        float *logits = malloc((size_t)m->hp.n_vocab * (size_t)B * sizeof(float));
         double *tps = malloc((size_t)repeats * sizeof(double));
-        double attn = 0;
-        if (!ids || !logits || !tps) { rc = cli_fail("bench", MOA_ERR_NOMEM); goto next; }
+        int *seqs = malloc((size_t)B * sizeof(int));
+        double attn_s = 0, total_s = 0;
+        if (!ids || !logits || !tps || !seqs) { rc = cli_fail("bench", MOA_ERR_NOMEM); goto next; }
         uint64_t x = 12345;
-        for (long i = 0; i < need; i++) {   /* deterministic pseudo-random tokens */
+        for (long i = 0; i < n_ctx + B; i++) {   /* deterministic pseudo-random tokens */
             x = x * 6364136223846793005ull + 1442695040888963407ull;
             ids[i] = (int32_t)((x >> 33) % (uint64_t)m->hp.n_vocab);
         }
+        for (long b = 0; b < B; b++) seqs[b] = (int)b;
         for (long r = -warmup; r < repeats; r++) {
             moa_ctx_reset(ctx);
-            moa_ctx_attn_seconds(ctx, 1);
-            double t0 = moa_time_now(), dt;
+            double t0, dt;
             if (prefill) {
+                moa_ctx_attn_seconds(ctx, 1);
+                t0 = moa_time_now();
                 if ((st = moa_ctx_eval(ctx, ids, (int32_t)N, MOA_LOGITS_LAST, logits)) < 0) break;
                 dt = moa_time_now() - t0;
-                if (r >= 0) tps[r] = N / dt;
+                if (r >= 0) { tps[r] = N / dt; total_s += dt / repeats; }
             } else {
-                if ((st = moa_ctx_eval(ctx, ids, (int32_t)N, MOA_LOGITS_NONE, NULL)) < 0) break;
+                for (long b = 0; b < B && st >= 0; b++)
+                    st = moa_ctx_eval_seq(ctx, (int)b, ids + b % 7, (int32_t)N, MOA_LOGITS_NONE, NULL);
+                if (st < 0) break;
                 moa_ctx_attn_seconds(ctx, 1);
                 t0 = moa_time_now();
                 for (long t = 0; t < tokens && st >= 0; t++)
-                    st = moa_ctx_eval(ctx, &ids[N + t], 1, MOA_LOGITS_LAST, logits);
+                    st = moa_ctx_decode_batch(ctx, seqs, ids + N + (t % B), (int32_t)B, logits);
                 if (st < 0) break;
                 dt = moa_time_now() - t0;
-                if (r >= 0) tps[r] = tokens / dt;
+                if (r >= 0) tps[r] = (double)B * tokens / dt;
             }
-            if (r >= 0) attn += moa_ctx_attn_seconds(ctx, 0) / repeats;
+            if (r >= 0) attn_s += moa_ctx_attn_seconds(ctx, 0) / repeats / (prefill ? 1 : tokens);
         }
         if (st < 0) { rc = cli_fail("bench", st); goto next; }
         double mean, sd;
         stats(tps, (int)repeats, &mean, &sd);
-        if (!json) printf("| %s | %ld | %.1f | %.1f | %.4f |\n", mode, N, mean, sd, attn);
-        else printf("%s{\"context\": %ld, \"tok_s\": %.3f, \"stddev\": %.3f, \"attention_s\": %.6f}",
-                    li ? ", " : "", N, mean, sd, attn);
+        double kv_mib = moa_ctx_kv_bytes(ctx) / 1048576.0 / (double)B;
+        if (prefill) {
+            if (!json) printf("| %s | %ld | %.1f | %.1f | %.3f | %.3f | %.1f |\n", attn, N, mean, sd, attn_s, total_s, kv_mib);
+            else printf("%s{\"context\": %ld, \"tok_s\": %.3f, \"stddev\": %.3f, \"attention_s\": %.6f, \"total_s\": %.6f, \"kv_mib\": %.3f}",
+                        li ? ", " : "", N, mean, sd, attn_s, total_s, kv_mib);
+        } else {
+            /* bytes one step reads: the weights once + every sequence's KV (full caches; a
+             * sequence of N tokens in a window cache touches min(N, slots)) */
+            double step_bytes = wbytes + (double)moa_ctx_kv_bytes(ctx);
+            double steps_s = mean / (double)B;
+            double frac = bw > 0 ? step_bytes * steps_s / bw : 0;
+            if (!json) printf("| %s | %ld | %ld | %.1f | %.1f | %.2f | %.1f | %.0f%% | %.5f |\n", attn, N, B, mean, sd,
+                              kv_mib, step_bytes / 1e6, 100 * frac, attn_s);
+            else printf("%s{\"context\": %ld, \"batch\": %ld, \"tok_s\": %.3f, \"stddev\": %.3f, \"kv_mib_per_seq\": %.4f, "
+                        "\"bytes_per_step\": %.0f, \"bandwidth_fraction\": %.4f, \"attention_s_per_step\": %.6f}",
+                        li ? ", " : "", N, B, mean, sd, kv_mib, step_bytes, frac, attn_s);
+        }
         fflush(stdout);
     next:
-        free(ids); free(logits); free(tps);
+        free(ids); free(logits); free(tps); free(seqs);
         moa_ctx_free(ctx);
     }
     if (json) printf("]}\n");

@@ -22,7 +22,11 @@ static void usage(FILE *fp) {
         "      --top-k K         top-k (default 0 = off)\n"
         "      --top-p P         top-p (default 1 = off)\n"
         "  -s, --seed S          sampling seed (default 42)\n"
-        "      --plan PLAN       run with a sparse-attention plan (not available yet)\n"
+        "      --plan PLAN       run with a sparse-attention plan (moa optimize)\n"
+        "      --uniform D       run with the uniform StreamingLLM baseline at density D\n"
+        "                        (64 sinks + one window for every head, sized at the context)\n"
+        "      --streaming       cache keys before RoPE and rotate by cache position\n"
+        "                        (StreamingLLM positions; for running past the trained context)\n"
         "      --ids             also print the generated token ids on stderr\n"
         "Text goes to stdout; timings to stderr.\n");
 }
@@ -37,13 +41,15 @@ static int print_piece(void *data, int32_t id, const char *text, size_t len) {
 int moa_cmd_generate(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *file = NULL, *system = NULL, *plan = NULL;
     long n_predict = 128, n_ctx = 0, top_k = 0, seed = 42;
-    double temp = 0, top_p = 1;
+    double temp = 0, top_p = 1, uniform = 0;
+    int streaming = 0;
     int chat = 0, show_ids = 0;
     for (int i = 1; i < argc; i++) {
         int r;
         if (arg_flag(argv, i, "-h", "--help")) { usage(stdout); return 0; }
         if (arg_flag(argv, i, NULL, "--chat")) { chat = 1; continue; }
         if (arg_flag(argv, i, NULL, "--ids")) { show_ids = 1; continue; }
+        if (arg_flag(argv, i, NULL, "--streaming")) { streaming = 1; continue; }
         if ((r = arg_str(argc, argv, &i, "-m", "--model", &model)) ||
             (r = arg_str(argc, argv, &i, "-p", "--prompt", &prompt)) ||
             (r = arg_str(argc, argv, &i, "-f", "--file", &file)) ||
@@ -54,16 +60,13 @@ int moa_cmd_generate(int argc, char **argv) {
             (r = arg_long(argc, argv, &i, NULL, "--top-k", &top_k, 0, 1 << 24)) ||
             (r = arg_long(argc, argv, &i, "-s", "--seed", &seed, 0, 0x7fffffffL)) ||
             (r = arg_double(argc, argv, &i, NULL, "--temp", &temp, 0, 100)) ||
+            (r = arg_double(argc, argv, &i, NULL, "--uniform", &uniform, 1e-6, 1)) ||
             (r = arg_double(argc, argv, &i, NULL, "--top-p", &top_p, 1e-6, 1))) {
             if (r < 0) return 2;
             continue;
         }
         fprintf(stderr, "moa generate: unknown argument '%s'\n", argv[i]);
         usage(stderr);
-        return 2;
-    }
-    if (plan) {
-        fprintf(stderr, "moa generate: --plan is not available in this build yet\n");
         return 2;
     }
     if (!prompt == !file) {
@@ -76,6 +79,7 @@ int moa_cmd_generate(int argc, char **argv) {
     moa_model *m = NULL;
     moa_tokenizer *tok = NULL;
     moa_ctx *ctx = NULL;
+    moa_plan *pl = NULL;
     char *text = NULL, *rendered = NULL;
     int32_t *ids = NULL, n_ids = 0;
     int rc = 1;
@@ -105,7 +109,14 @@ int moa_cmd_generate(int argc, char **argv) {
     long want = n_ctx ? n_ctx : n_ids + n_predict;
     if (want > m->hp.n_ctx_train && !n_ctx) want = m->hp.n_ctx_train;
     cp.n_ctx = (int32_t)want;
+    cp.pos_mode = streaming ? MOA_POS_STREAMING : MOA_POS_ABSOLUTE;
+    if ((rc = cli_plan_from_args(plan, uniform, m, want, &pl)) != 0) goto out;
+    rc = 1;
+    cp.plan = pl;
     if ((st = moa_ctx_create(m, &cp, &ctx)) < 0) { rc = cli_fail("creating context", st); goto out; }
+    if (pl)
+        fprintf(stderr, "moa: plan density %.3f at %ld tokens, KV cache %.2f MiB\n",
+                moa_plan_density(pl, want), want, moa_ctx_kv_bytes(ctx) / 1048576.0);
     moa_gen_params gp = moa_gen_default_params();
     gp.n_predict = (int32_t)n_predict;
     gp.sampler.temperature = (float)temp;
@@ -121,6 +132,7 @@ int moa_cmd_generate(int argc, char **argv) {
         goto out;
     }
     fputc('\n', stdout);
+    fflush(stdout);
     if (show_ids) {
         fprintf(stderr, "ids:");
         for (int32_t i = 0; i < n_out; i++) fprintf(stderr, " %d", out_ids[i]);
@@ -137,6 +149,7 @@ out:
     free(text);
     free(rendered);
     moa_ctx_free(ctx);
+    moa_plan_free(pl);
     moa_tokenizer_free(tok);
     moa_model_free(m);
     return rc;
