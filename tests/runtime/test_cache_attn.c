@@ -246,12 +246,15 @@ TEST(streaming_matches_cache_positions) {
     S.p.rope_base = 500.0f;   /* fast rotation: position errors would show */
     const int chunks_a[] = {30, 7};
     const int chunks_b[] = {30, 100};   /* one chunk crossing N and C */
+    const int chunks_c[] = {60, 70, 17};  /* chunks starting past N and C */
     for (int i = 0; i < 3; i++) {
         if (isas[i] > moa_attn_isa_best()) continue;
         moa_attn_isa_set(isas[i]);
         double e1 = drive(&S, 200, chunks_a, 2);
         double e2 = drive(&S, 200, chunks_b, 2);
-        CHECK_MSG(e1 < 1e-4 && e2 < 1e-4, "%s: %.3g %.3g", moa_attn_isa_name(isas[i]), e1, e2);
+        double e3 = drive(&S, 160, chunks_c, 3);
+        CHECK_MSG(e1 < 1e-4 && e2 < 1e-4 && e3 < 1e-4, "%s: %.3g %.3g %.3g", moa_attn_isa_name(isas[i]),
+                  e1, e2, e3);
     }
     moa_attn_isa_set(moa_attn_isa_best());
 }
