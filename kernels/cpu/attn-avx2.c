@@ -59,6 +59,18 @@ static inline vf v_exp(vf x) {
     return _mm256_and_ps(keep, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
 }
 
+/* Horizontal sums of 8 vectors at once: out[c] = sum of the lanes of v[c]. Halves of pairs
+ * first, then two rounds of hadd leave keys in lanes (0, 2, 4, 6, 1, 3, 5, 7). */
+static inline vf hsum8x8(const vf *v) {
+    vf s[4];
+    for (int p = 0; p < 4; p++)     /* low 128: hsum parts of v[2p]; high: of v[2p+1] */
+        s[p] = _mm256_add_ps(_mm256_permute2f128_ps(v[2 * p], v[2 * p + 1], 0x20),
+                             _mm256_permute2f128_ps(v[2 * p], v[2 * p + 1], 0x31));
+    const vf r = _mm256_hadd_ps(_mm256_hadd_ps(s[0], s[1]), _mm256_hadd_ps(s[2], s[3]));
+    return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+#define V_HSUM_KEYS(v) hsum8x8(v)
+
 #include "attn-simd.inc"
 
 void moa_attn_band_avx2(const moa_attn_band_args *a) { band_impl(a); }
