@@ -38,7 +38,14 @@ typedef struct {
     double *sink_abs, *sink_sgn;   /* [G] */
     int n, sink;
     float eps;
-    float *scratch;      /* [M + G] */
+    /* the entry with P > 1/2 of each row (at most one), whose E is left out of the tile's
+     * histogram update and computed once the row is complete (at_bwd_dominant):
+     * Arow += sum of the other P, Brow += sum of the other P dP (over the item's key blocks);
+     * pstar, dpstar, jstar: P, dP and key position (as float) of the dominant entry, jstar < 0
+     * if none yet. All [M], owned by the item. */
+    double *Arow, *Brow;
+    float *pstar, *dpstar, *jstar;
+    float *scratch;      /* [3M] */
 } at_bwd_tile;
 
 void at_fwd_tile_generic(const at_fwd_tile *t);

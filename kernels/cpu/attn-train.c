@@ -220,20 +220,27 @@ typedef struct {
 
 /* Per-thread scratch and partial sums. */
 typedef struct {
+    double *Arow, *Brow;             /* [M] dominant-entry row sums (at_bwd_tile) */
+    float *pstar, *dpstar, *jstar;   /* [M] */
     float *Qs, *dOs, *dQacc;         /* [M][hd] */
     float *QsT, *dOsT;               /* [hd][M] */
     float *ST, *dPT;                 /* [AT_TILE][M] keys x rows */
     float *lse, *Dv;                 /* [M] */
-    float *tmp;                      /* [M + G] tile-step scratch */
+    float *tmp;                      /* [3M] tile-step scratch */
     float *dK, *dV;                  /* [n][n_kv*hd] this thread's partial sums */
     double *dist_abs, *dist_sgn;     /* [n_head][n] per-distance influence sums */
     double *sink_abs, *sink_sgn;     /* [n_head] */
 } bwd_scratch;
 
-#define BWD_SCRATCH_F(M, hd, G) \
-    ((size_t)(M) * (hd) * 5 + (size_t)(M) * AT_TILE * 2 + (size_t)(M) * 3 + (size_t)(G) + 64)
+#define BWD_SCRATCH_F(M, hd) \
+    ((size_t)(M) * (hd) * 5 + (size_t)(M) * AT_TILE * 2 + (size_t)(M) * 12 + 64)
 
 static void bwd_scratch_tiles(bwd_scratch *w, float *b, int M, int hd) {
+    w->Arow = (double *)(void *)b;  b += (size_t)M * 2;   /* M even (G * AT_TILE): aligned */
+    w->Brow = (double *)(void *)b;  b += (size_t)M * 2;
+    w->pstar = b;  b += M;
+    w->dpstar = b; b += M;
+    w->jstar = b;  b += M;
     w->Qs = b;    b += (size_t)M * hd;
     w->dOs = b;   b += (size_t)M * hd;
     w->dQacc = b; b += (size_t)M * hd;
@@ -244,6 +251,31 @@ static void bwd_scratch_tiles(bwd_scratch *w, float *b, int M, int hd) {
     w->lse = b;   b += M;
     w->Dv = b;    b += M;
     w->tmp = b;
+}
+
+/* E of each row's dominant entry (P_ij > 1/2, at most one per row), once the row is complete.
+ * With A = sum_{k != j} P_ik = 1 - P_ij and B = sum_{k != j} P_ik dP_ik:
+ *   dP_ij - D_i = dP_ij - P_ij dP_ij - B = A dP_ij - B,   E_ij = -P_ij (A dP_ij - B) / (A + eps)
+ * Both A and B are sums of small terms, so this stays accurate where 1 - P_ij is tiny; the
+ * direct form divides two O(1 - P) differences of O(1) float numbers. Row 0 (key 0 only):
+ * E = -P dP. Added to the histogram after the item's tiles, rows in order. */
+static void bwd_dominant(const moa_attn_train_shape *s, const bwd_scratch *w, int i0, int nq,
+                         int M, size_t h0) {
+    const double eps = s->eps;
+    for (int r = 0; r < M; r++) {
+        if (w->jstar[r] < 0.0f) continue;
+        const int i = i0 + r % nq, j = (int)w->jstar[r];
+        const size_t h = h0 + (size_t)(r / nq);
+        const double P = w->pstar[r], dp = w->dpstar[r], A = w->Arow[r], B = w->Brow[r];
+        const double E = i == 0 ? -P * dp : -P * (A * dp - B) / fmax(A + eps, eps + 0x1p-24);
+        if (j < s->sink) {
+            w->sink_abs[h] += fabs(E);
+            w->sink_sgn[h] += E;
+        } else {
+            w->dist_abs[h * s->n + (size_t)(i - j)] += fabs(E);
+            w->dist_sgn[h * s->n + (size_t)(i - j)] += E;
+        }
+    }
 }
 
 static void bwd_item(const bwd_ctx *c, const bwd_scratch *w, int u, int qb) {
@@ -270,6 +302,10 @@ static void bwd_item(const bwd_ctx *c, const bwd_scratch *w, int u, int qb) {
             w->lse[r] = c->LSE[(size_t)h * n + i0 + t];
         }
     memset(w->dQacc, 0, sizeof(float) * (size_t)M * hd);
+    for (int r = 0; r < M; r++) {
+        w->Arow[r] = 0; w->Brow[r] = 0;
+        w->pstar[r] = 0; w->dpstar[r] = 0; w->jstar[r] = -1.0f;
+    }
     const size_t h0 = (size_t)u * G;
     for (int kb = 0; kb <= qb; kb++) {
         const int j0 = kb * AT_TILE, bk = n - j0 < AT_TILE ? n - j0 : AT_TILE;
@@ -285,7 +321,7 @@ static void bwd_item(const bwd_ctx *c, const bwd_scratch *w, int u, int qb) {
             w->ST, w->dPT, M, M, nq, i0, j0, bk, w->lse, w->Dv,
             c->infl ? w->dist_abs + h0 * n : NULL, c->infl ? w->dist_sgn + h0 * n : NULL,
             c->infl ? w->sink_abs + h0 : NULL, c->infl ? w->sink_sgn + h0 : NULL,
-            n, s->sink, s->eps, w->tmp };
+            n, s->sink, s->eps, w->Arow, w->Brow, w->pstar, w->dpstar, w->jstar, w->tmp };
         c->ops.bwd(&bt);
         /* dQacc += dS Kb;  dK[j0..] += scale dS^T Qs;  dV[j0..] += P^T dOs (sum over the group) */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, hd, bk, 1.0f, w->dPT, M,
@@ -295,6 +331,7 @@ static void bwd_item(const bwd_ctx *c, const bwd_scratch *w, int u, int qb) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bk, hd, M, 1.0f, w->ST, M,
                     w->dOs, hd, 1.0f, w->dV + koff, (int)ldk);
     }
+    if (c->infl) bwd_dominant(s, w, i0, nq, M, h0);
     /* dQ = scale dS K */
     for (int g = 0; g < G; g++)
         for (int t = 0; t < nq; t++) {
@@ -317,7 +354,7 @@ moa_status moa_attn_bwd_influence(const moa_attn_train_shape *s, const float *Q,
     const int nth = omp_get_max_threads();
     /* float scratch per thread: tiles, plus dK/dV partials for threads >= 1 (thread 0 sums
      * straight into the outputs) */
-    const size_t tile_f = BWD_SCRATCH_F(M, hd, G);
+    const size_t tile_f = BWD_SCRATCH_F(M, hd);
     const size_t dist_d = acc ? (size_t)H * n * 2 + (size_t)H * 2 : 0;
     float *tbuf = moa_alloc_aligned((size_t)nth * tile_f, sizeof(float));
     float *pbuf = nth > 1 ? moa_alloc_aligned((size_t)(nth - 1) * kvsz * 2, sizeof(float)) : NULL;
@@ -486,8 +523,9 @@ moa_status moa_attn_bwd_influence_ref(const moa_attn_train_shape *s, const float
                 double dp = 0;                             /* dP_ij = dO_i . v_j */
                 for (int d = 0; d < hd; d++) dp += (double)go[d] * V[(size_t)j * ldk + (size_t)u * hd + d];
                 *ds = p * (dp - D);                        /* dS_ij = P_ij (dP_ij - D_i) */
-                /* E_ij = -P_ij (dP_ij - D_i) / (1 - P_ij + eps); row 0: -P_0j dP_0j */
-                const double e = i == 0 ? -p * dp : -*ds / (1.0 - p + eps);
+                /* E_ij = -P_ij (dP_ij - D_i) / (1 - P_ij + eps); row 0: -P_0j dP_0j.
+                 * Denominator >= eps + 2^-24, as in the fast path (P <= 1 - 2^-24). */
+                const double e = i == 0 ? -p * dp : -*ds / fmax(1.0 - p + eps, eps + 0x1p-24);
                 if (Eh) Eh[(size_t)i * n + j] = e;
                 if (acc) {
                     if (j < s->sink) {

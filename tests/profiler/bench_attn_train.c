@@ -2,7 +2,8 @@
  * forward with LSE and fused backward with influence, 9 query heads / 3 KV heads / hd 64
  * (SmolLM2-135M's attention), one causal sequence of n tokens.
  *
- *   bench_attn_train [--repeats R] [--lengths 1024,2048,...] [--no-peak]   threads: OMP_NUM_THREADS
+ *   bench_attn_train [--repeats R] [--lengths 1024,2048,...] [--no-peak]
+ *                    [--isa generic|avx2|avx512]          threads: OMP_NUM_THREADS
  *
  * FLOP count (causal, the FlashAttention-2 convention; the diagonal tiles' masked half and the
  * elementwise work are not counted):
@@ -80,12 +81,19 @@ int main(int argc, char **argv) {
     for (int a = 1; a < argc; a++) {
         if (!strcmp(argv[a], "--repeats") && a + 1 < argc) repeats = atoi(argv[++a]);
         else if (!strcmp(argv[a], "--no-peak")) peak = 0;
+        else if (!strcmp(argv[a], "--isa") && a + 1 < argc) {
+            const char *v = argv[++a];
+            moa_attn_train_set_isa(!strcmp(v, "generic") ? MOA_ATTN_TRAIN_ISA_GENERIC
+                                   : !strcmp(v, "avx2") ? MOA_ATTN_TRAIN_ISA_AVX2
+                                   : !strcmp(v, "avx512") ? MOA_ATTN_TRAIN_ISA_AVX512
+                                   : MOA_ATTN_TRAIN_ISA_AUTO);
+        }
         else if (!strcmp(argv[a], "--lengths") && a + 1 < argc) {
             n_len = 0;
             for (char *tok = strtok(argv[++a], ","); tok && n_len < 16; tok = strtok(NULL, ","))
                 lengths[n_len++] = atoi(tok);
         } else {
-            fprintf(stderr, "usage: %s [--repeats R] [--lengths a,b,...] [--no-peak]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--repeats R] [--lengths a,b,...] [--no-peak] [--isa generic|avx2|avx512]\n", argv[0]);
             return 2;
         }
     }
