@@ -82,8 +82,9 @@ static moa_status check_shape(const moa_attn_train_shape *s, const char *fn) {
         return moa_err(MOA_ERR_INVALID_ARG,
                        "%s: bad influence settings sink=%d block=%d eps=%g (need sink >= 0, "
                        "block >= 1, finite eps >= 0)", fn, s->sink, s->block, (double)s->eps);
-    if ((size_t)s->n * (size_t)s->n_head * (size_t)s->hd > (size_t)INT32_MAX * 16)
-        return moa_err(MOA_ERR_INVALID_ARG, "%s: n=%d too large", fn, s->n);
+    /* key positions travel as float in the tile step (exact up to 2^24) */
+    if (s->n > (1 << 24))
+        return moa_err(MOA_ERR_INVALID_ARG, "%s: n=%d too large (at most 2^24 tokens)", fn, s->n);
     return MOA_OK;
 }
 

@@ -22,6 +22,9 @@
  *   j <  sink, j <= i:  sink_abs[h] += |E_ij|,  sink_sgn[h] += E_ij
  * A window W = k*block under the shared mask (j <= i and (j < sink or i - j < W)) drops
  * exactly the entries of bins b >= k, so the loss of a window is a suffix sum over bins.
+ * The denominator is kept >= eps + 2^-24. A row's dominant entry (P_ij > 1/2) is evaluated in
+ * the equivalent form -P (A dP - B) / (A + eps), A = sum_{k!=j} P_ik, B = sum_{k!=j} P_ik dP_ik,
+ * which stays accurate when 1 - P is tiny (docs/profiler-kernels.md).
  *
  * Threads: the fast kernels use OpenMP (omp_get_max_threads()) over (KV head, query block)
  * work items and call OpenBLAS sgemm on tiles from inside the parallel region (single-threaded
