@@ -28,8 +28,8 @@ extern "C" {
 /* ==== word lists ============================================================================
  * Labels (LongEval "word1-word2", needle keys, entity names) are drawn from a real English
  * word list. Only plain lowercase ASCII words of MOA_WORD_MIN_LEN..MOA_WORD_MAX_LEN letters
- * are kept (no capitals, apostrophes, digits or accents); duplicates are dropped, file order
- * is kept. The sha256 of the kept words (joined by '\n') identifies the list in outputs, since
+ * are kept (no capitals, apostrophes, digits or accents), minus a built-in exclusion list of
+ * vulgar words and slurs; duplicates are dropped, file order is kept. The sha256 of the kept words (joined by '\n') identifies the list in outputs, since
  * the same seed gives the same data only with the same list. */
 #define MOA_WORDLIST_DEFAULT_PATH "/usr/share/dict/american-english" /* Debian wamerican */
 #define MOA_WORD_MIN_LEN 3

@@ -134,18 +134,85 @@ struct moa_wordlist {
     char sha[65];
 };
 
-static int word_ok(const char *w, size_t n) {
-    if (n < MOA_WORD_MIN_LEN || n > MOA_WORD_MAX_LEN) return 0;
-    for (size_t i = 0; i < n; i++)
-        if (w[i] < 'a' || w[i] > 'z') return 0;
-    return 1;
-}
-
-/* Open-addressing set of kept words (to drop duplicates). */
+/* FNV-1a 64 of a byte string. */
 static uint64_t str_hash(const char *s, size_t n) {
     uint64_t h = 1469598103934665603ULL;
     for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
     return h;
+}
+
+/* Exclusion list (best effort): FNV-1a 64 hashes, sorted, of the 144 vulgar words and slurs
+ * of wamerican 2020.12.07 that pass the letter filter (stored hashed so the words are not
+ * spelled out here). Labels are shown to people in dumps and docs; losing a few hundred
+ * ordinary words that share a stem costs nothing. */
+static const uint64_t BLOCKED_FNV[] = {
+    0x000af26855bcc7c9ULL, 0x001501a8cd1d2effULL, 0x00389bb2e0b0a527ULL,
+    0x0399114629d36228ULL, 0x04d65a25291a3b32ULL, 0x06d33144c9e0427fULL,
+    0x0905cb991e7b13b7ULL, 0x096f61685174a761ULL, 0x0c558b8bfc469f41ULL,
+    0x0c7b808bfc675bcdULL, 0x0e028b67ccca7e16ULL, 0x110e1320c24df053ULL,
+    0x110e2820c24e1402ULL, 0x14148bddacec7baeULL, 0x15f232506f3239e0ULL,
+    0x1770be9cec5d1063ULL, 0x19057ca8daf1f1a5ULL, 0x1a50235cda9f4633ULL,
+    0x1e287185b026a657ULL, 0x21803fba4f2424fbULL, 0x243138906f02d22dULL,
+    0x2474a7bc86027a21ULL, 0x26f690afbc83f419ULL, 0x276bdc376514c685ULL,
+    0x2cc0d1e42e15dbeaULL, 0x31a3f4a5a2224b30ULL, 0x31f91c71141a8b75ULL,
+    0x344e794ec5e84f70ULL, 0x34c8a6db8c2ce1f6ULL, 0x35a9e2e581a0dcf3ULL,
+    0x395ca83e9d6e8451ULL, 0x3bebe454a0ce6bd6ULL, 0x40ed45cfa06fb29eULL,
+    0x428e8c848beb4c93ULL, 0x430877c72ee464ebULL, 0x440f9852a54167b0ULL,
+    0x4459e2a277646373ULL, 0x452189a29d6627bbULL, 0x49f27cdd741346c8ULL,
+    0x4a833eeb462d3ce6ULL, 0x53c8cc9e17e6edaaULL, 0x5a81d9dfcb157b61ULL,
+    0x5ac4b546bb01b600ULL, 0x5b42410065509a2fULL, 0x5cdbc1d3ca0415d0ULL,
+    0x6094353a3a17ed05ULL, 0x622dbf12550eeb1dULL, 0x622ecfac27f64a54ULL,
+    0x6377a87bd0ced115ULL, 0x655f0a2a51ac4f2cULL, 0x655f142a51ac602aULL,
+    0x69a849aa3c7dde76ULL, 0x75b354990ae6e180ULL, 0x7644a8ec091deea2ULL,
+    0x77532535c328291eULL, 0x776866333039d622ULL, 0x78cb8296ec793911ULL,
+    0x78cb9396ec7955f4ULL, 0x791521e11afdb6d4ULL, 0x7cc511acf257d4c9ULL,
+    0x7f80882cc60b1265ULL, 0x80485edd93855348ULL, 0x8113861cb497c192ULL,
+    0x8275716ca1cb64bcULL, 0x891f1a10df943900ULL, 0x891f2310df94484bULL,
+    0x892d3310dfa0a0d7ULL, 0x89450c10dfb4f073ULL, 0x8d1a83bcc17b6770ULL,
+    0x9026f4d977da9958ULL, 0x90ea3ded18fe57b9ULL, 0x9415d4abe8dffb55ULL,
+    0x97058966534aa332ULL, 0x98d14660fc14c59fULL, 0x9a1f9873bfd6d5d3ULL,
+    0x9a36b573bfe9e5fbULL, 0x9a7c753a4de0fcedULL, 0x9bffba22860c5b3fULL,
+    0x9d3428dde39ea8eaULL, 0x9e96277b609f97f4ULL, 0xa040a0cd3ec0e95fULL,
+    0xa04b2c2cd817ac25ULL, 0xa3029a443c48c1aeULL, 0xa364928bc08d9531ULL,
+    0xa74f47af0b29d4d5ULL, 0xa77434af0b48d0c9ULL, 0xa77ee5d35a692dfcULL,
+    0xaf9aca62fd31a142ULL, 0xb0f858cfb23a718fULL, 0xb14a5ce8daace4e4ULL,
+    0xb2797a1484cfbb62ULL, 0xb69963e47bf2b798ULL, 0xb86e69abfdf0f6acULL,
+    0xb8ec449d5438501eULL, 0xbc9f3880dd1d5dc5ULL, 0xbcfbc1810440ca14ULL,
+    0xbeea522673ccfc8cULL, 0xbfb11ca3327a5aa3ULL, 0xc003de40ab19ca2fULL,
+    0xc2e08ccd9dcd08b7ULL, 0xc44d83489d1fe4c5ULL, 0xc588126a6a3c088dULL,
+    0xc619eb4a369683ceULL, 0xc7cede9fa23b7fe6ULL, 0xca407ec83eddf12fULL,
+    0xcac242b5ce08d290ULL, 0xcb9ad6fca1034cd5ULL, 0xcbc81f74ae16ee48ULL,
+    0xd0775b89fd8b5686ULL, 0xd2d9a963cf2dd8f3ULL, 0xd2d9bf63cf2dfe55ULL,
+    0xd34334702cb86386ULL, 0xd3610d241712744cULL, 0xd5653945ab8c0c8dULL,
+    0xd5a47b445895822aULL, 0xd5e522528c1a4052ULL, 0xd5f31cf8cb8cc2f2ULL,
+    0xd5f326f8cb8cd3f0ULL, 0xd64aae126bdaff62ULL, 0xd9ed873f8162adffULL,
+    0xdaa8e9fb6d0d76acULL, 0xdec3649946bac334ULL, 0xe0825eba659ef42cULL,
+    0xe0ab75ba65c22055ULL, 0xe15521f3af134de6ULL, 0xe15534f3af136e2fULL,
+    0xe4b8a6e40482b087ULL, 0xe6c99aa8befbe2a8ULL, 0xe6f297a8bf1ee2a3ULL,
+    0xe90bb9df87d36773ULL, 0xea0144a837925132ULL, 0xeb2452d6b99b2781ULL,
+    0xeb463ed6b9b7ebebULL, 0xec2ecdc6de146646ULL, 0xecfc93e8c7f2324cULL,
+    0xecfca1e8c7f24a16ULL, 0xee7073ab93f18b3eULL, 0xf070e4ebd94faf34ULL,
+    0xf4d8dcaf1a6ed1f4ULL, 0xf54380ac2073d000ULL, 0xf54397ac2073f715ULL,
+    0xfa33a9d2f83dae64ULL, 0xfb6898511c74c467ULL, 0xfc51fa65621618ccULL,
+};
+
+static int blocked(const char *w, size_t n) {
+    uint64_t h = str_hash(w, n);
+    size_t lo = 0, hi = sizeof BLOCKED_FNV / sizeof BLOCKED_FNV[0];
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (BLOCKED_FNV[mid] == h) return 1;
+        if (BLOCKED_FNV[mid] < h) lo = mid + 1;
+        else hi = mid;
+    }
+    return 0;
+}
+
+static int word_ok(const char *w, size_t n) {
+    if (n < MOA_WORD_MIN_LEN || n > MOA_WORD_MAX_LEN) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (w[i] < 'a' || w[i] > 'z') return 0;
+    return !blocked(w, n);
 }
 
 static moa_status wl_build(const char *const *items, const size_t *lens, size_t n,
