@@ -1,0 +1,723 @@
+/* milp.c - one MILP solve on GLPK.
+ *
+ * Variables: x[u][r] binary for the non-dominated rules of unit u; y[l][r] binary (only with a
+ * cap on distinct rules per layer); m[g][k] in [0, 1] (q-head granularity: density of KV group
+ * g at constrained length k = the largest density of its query heads).
+ * Rows: sum_r x[u][r] = 1; mean density <= D_k (>= lo_k); loss_j <= eps_j; x[u][r] <= y[l][r],
+ * sum_r y[l][r] <= cap; (q-head) sum_r dens[k][r] x[u][r] <= m[g(u)][k].
+ * The LP relaxation is solved first (bound, warm basis); branch and bound then starts from an
+ * incumbent obtained by rounding the LP (a vertex has at most as many fractional units as
+ * side constraints: those are enumerated).
+ */
+#include <glpk.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "moa-common.h"
+#include "optimizer.h"
+
+/* ---- GLPK hooks (main thread, once) ----------------------------------------------------- */
+
+static int term_hook(void *info, const char *s) {
+    (void)info;
+    (void)s;
+    return 1;   /* swallow: libraries never print */
+}
+
+static void error_hook(void *info) {
+    (void)info;
+    /* GLPK aborts after this returns; leave a trace in the log first. */
+    moa_log(MOA_LOG_ERROR, "GLPK internal error (a bug in the optimizer's model); aborting");
+}
+
+void moa_opt_init(void) {
+    glp_term_out(GLP_OFF);
+    glp_term_hook(term_hook, NULL);
+    glp_error_hook(error_hook, NULL);
+}
+
+/* ---- evaluation --------------------------------------------------------------------------- */
+
+static double unit_loss(const moa_opt_problem *pb, int j, int u, int r) {
+    return pb->loss[((size_t)j * pb->n_units + u) * pb->n_rules + r];
+}
+static double rule_dens(const moa_opt_problem *pb, int k, int r) {
+    return pb->dens[(size_t)k * pb->n_rules + r];
+}
+
+void moa_opt_evaluate(const moa_opt_problem *pb, const int *choice, moa_opt_solution *sol) {
+    for (int j = 0; j < pb->n_len; j++) {
+        double s = 0;
+        for (int u = 0; u < pb->n_units; u++) s += unit_loss(pb, j, u, choice[u]);
+        sol->loss[j] = s;
+    }
+    int ng = pb->n_units / pb->group;
+    for (int k = 0; k < pb->n_con; k++) {
+        double s = 0;
+        for (int g = 0; g < ng; g++) {
+            double m = 0;
+            for (int u = g * pb->group; u < (g + 1) * pb->group; u++) {
+                double d = rule_dens(pb, k, choice[u]);
+                if (d > m) m = d;
+            }
+            s += m;
+        }
+        sol->density[k] = s / ng;
+    }
+}
+
+void moa_opt_solution_clear(moa_opt_solution *sol) {
+    free(sol->choice);
+    memset(sol, 0, sizeof *sol);
+}
+
+/* ---- model -------------------------------------------------------------------------------- */
+
+typedef struct {
+    const moa_opt_problem *pb;
+    const moa_opt_params *par;
+    const moa_opt_objective *ob;
+    int nx;            /* x columns: 1..nx */
+    int *col_unit;     /* (nx+1) */
+    int *col_rule;     /* (nx+1) */
+    int *ustart;       /* (n_units+1) first x column index (0-based into 1..nx) */
+    int y0, ny;        /* y columns y0+1 .. y0+ny, index l*n_rules + r */
+    int m0, nm;        /* m columns m0+1 .. m0+nm, index g*n_con + k */
+    int ncols;
+    double *xbuf;      /* (ncols+1) */
+    int *choice, *best_choice;
+    double t0, last_report;
+    double best_bound;
+    int have_bound;
+    int heur_calls;
+} model;
+
+/* Objective value of a choice vector under `ob`; feasibility against budgets/eps/cap. */
+static int feasible(const model *md, const int *choice, moa_opt_solution *tmp, double *obj) {
+    const moa_opt_problem *pb = md->pb;
+    moa_opt_evaluate(pb, choice, tmp);
+    for (int k = 0; k < pb->n_con; k++) {
+        if (tmp->density[k] > pb->budget_hi[k] + 1e-9) return 0;
+        if (pb->budget_lo[k] > 0 && tmp->density[k] < pb->budget_lo[k] - 1e-9) return 0;
+    }
+    double o = 0;
+    for (int j = 0; j < pb->n_len; j++) {
+        if (isfinite(md->ob->eps[j]) && tmp->loss[j] > md->ob->eps[j] + 1e-9 * (1 + fabs(md->ob->eps[j])))
+            return 0;
+        o += md->ob->weight[j] * tmp->loss[j];
+    }
+    if (pb->max_rules_per_layer > 0) {
+        for (int l = 0; l < pb->n_layer; l++) {
+            int distinct = 0;
+            for (int i = 0; i < pb->units_per_layer; i++) {
+                int u = l * pb->units_per_layer + i, seen = 0;
+                for (int i2 = 0; i2 < i; i2++)
+                    if (choice[l * pb->units_per_layer + i2] == choice[u]) { seen = 1; break; }
+                distinct += !seen;
+            }
+            if (distinct > pb->max_rules_per_layer) return 0;
+        }
+    }
+    *obj = o;
+    return 1;
+}
+
+static void fill_xvec(const model *md, const int *choice, double *x) {
+    const moa_opt_problem *pb = md->pb;
+    memset(x, 0, (size_t)(md->ncols + 1) * sizeof *x);
+    for (int u = 0; u < pb->n_units; u++)
+        for (int c = md->ustart[u]; c < md->ustart[u + 1]; c++)
+            if (md->col_rule[c + 1] == choice[u]) x[c + 1] = 1;
+    if (md->ny)
+        for (int u = 0; u < pb->n_units; u++)
+            x[md->y0 + 1 + (u / pb->units_per_layer) * pb->n_rules + choice[u]] = 1;
+    if (md->nm) {
+        int ng = pb->n_units / pb->group;
+        for (int g = 0; g < ng; g++)
+            for (int k = 0; k < pb->n_con; k++) {
+                double m = 0;
+                for (int u = g * pb->group; u < (g + 1) * pb->group; u++)
+                    if (rule_dens(pb, k, choice[u]) > m) m = rule_dens(pb, k, choice[u]);
+                x[md->m0 + 1 + g * pb->n_con + k] = m;
+            }
+    }
+}
+
+/* ---- local search on a feasible choice (kv-head granularity, no rule cap) ----------------
+ * Sums are kept unnormalised: D[k] = sum_u dens[k][c_u] <= U*hi[k] (>= U*lo[k]), E[j] = loss
+ * at eps-bounded lengths. Moves: one unit to another rule (first improvement), then pairs
+ * "one unit up (better loss, more density) + one unit down (frees density)" from short lists. */
+typedef struct { int u, r; double dobj; } ls_move;
+
+static int cmp_move(const void *a, const void *b) {
+    double x = ((const ls_move *)a)->dobj, y = ((const ls_move *)b)->dobj;
+    return (x > y) - (x < y);
+}
+
+static double unit_obj(const model *md, int u, int r) {
+    double o = 0;
+    for (int j = 0; j < md->pb->n_len; j++)
+        if (md->ob->weight[j] != 0) o += md->ob->weight[j] * unit_loss(md->pb, j, u, r);
+    return o;
+}
+
+static int ls_ok(const model *md, const double *D, const double *E) {
+    const moa_opt_problem *pb = md->pb;
+    for (int k = 0; k < pb->n_con; k++) {
+        if (D[k] > pb->budget_hi[k] * pb->n_units + 1e-9) return 0;
+        if (pb->budget_lo[k] > 0 && D[k] < pb->budget_lo[k] * pb->n_units - 1e-9) return 0;
+    }
+    for (int j = 0; j < pb->n_len; j++)
+        if (isfinite(md->ob->eps[j]) && E[j] > md->ob->eps[j] + 1e-9 * (1 + fabs(md->ob->eps[j]))) return 0;
+    return 1;
+}
+
+static void local_search(model *md, int *c) {
+    const moa_opt_problem *pb = md->pb;
+    const int U = pb->n_units;
+    if (pb->group != 1 || pb->max_rules_per_layer > 0) return;
+    double D[MOA_OPT_MAX_LENGTHS] = {0}, E[MOA_OPT_MAX_LENGTHS] = {0}, D2[MOA_OPT_MAX_LENGTHS], E2[MOA_OPT_MAX_LENGTHS];
+    for (int u = 0; u < U; u++) {
+        for (int k = 0; k < pb->n_con; k++) D[k] += rule_dens(pb, k, c[u]);
+        for (int j = 0; j < pb->n_len; j++) if (isfinite(md->ob->eps[j])) E[j] += unit_loss(pb, j, u, c[u]);
+    }
+#define APPLY(u, r, sign)                                                                      \
+    do {                                                                                       \
+        for (int k = 0; k < pb->n_con; k++) D2[k] += (sign) * (rule_dens(pb, k, r) - rule_dens(pb, k, c[u])); \
+        for (int j = 0; j < pb->n_len; j++)                                                    \
+            if (isfinite(md->ob->eps[j])) E2[j] += (sign) * (unit_loss(pb, j, u, r) - unit_loss(pb, j, u, c[u])); \
+    } while (0)
+    /* repair: while a row is violated, apply the single move with the least objective
+     * increase per unit of violation removed */
+    for (int it = 0; it < 4 * U; it++) {
+        double V = 0;
+        for (int k = 0; k < pb->n_con; k++) {
+            double cap = pb->budget_hi[k] * U;
+            if (D[k] > cap + 1e-9) V += (D[k] - cap) / cap;
+            if (pb->budget_lo[k] > 0 && D[k] < pb->budget_lo[k] * U - 1e-9) V += (pb->budget_lo[k] * U - D[k]) / (pb->budget_lo[k] * U);
+        }
+        for (int j = 0; j < pb->n_len; j++)
+            if (isfinite(md->ob->eps[j]) && E[j] > md->ob->eps[j]) V += (E[j] - md->ob->eps[j]) / fmax(fabs(md->ob->eps[j]), 1e-12);
+        if (V <= 0) break;
+        double best = INFINITY;
+        int bu = -1, br = -1;
+        for (int u = 0; u < U; u++) {
+            double cur = unit_obj(md, u, c[u]);
+            for (int cc = md->ustart[u]; cc < md->ustart[u + 1]; cc++) {
+                int r = md->col_rule[cc + 1];
+                if (r == c[u]) continue;
+                memcpy(D2, D, sizeof D); memcpy(E2, E, sizeof E);
+                APPLY(u, r, 1);
+                double V2 = 0;
+                for (int k = 0; k < pb->n_con; k++) {
+                    double cap = pb->budget_hi[k] * U;
+                    if (D2[k] > cap + 1e-9) V2 += (D2[k] - cap) / cap;
+                    if (pb->budget_lo[k] > 0 && D2[k] < pb->budget_lo[k] * U - 1e-9) V2 += (pb->budget_lo[k] * U - D2[k]) / (pb->budget_lo[k] * U);
+                }
+                for (int j = 0; j < pb->n_len; j++)
+                    if (isfinite(md->ob->eps[j]) && E2[j] > md->ob->eps[j]) V2 += (E2[j] - md->ob->eps[j]) / fmax(fabs(md->ob->eps[j]), 1e-12);
+                if (V2 >= V - 1e-15) continue;
+                double ratio = (unit_obj(md, u, r) - cur) / (V - V2);
+                if (ratio < best) { best = ratio; bu = u; br = r; }
+            }
+        }
+        if (bu < 0) return;   /* cannot repair */
+        memcpy(D2, D, sizeof D); memcpy(E2, E, sizeof E);
+        APPLY(bu, br, 1);
+        memcpy(D, D2, sizeof D); memcpy(E, E2, sizeof E);
+        c[bu] = br;
+    }
+    if (!ls_ok(md, D, E)) return;
+    /* fill: apply the feasible improving single move with the best gain per unit of budget */
+    for (int it = 0; it < 4 * U; it++) {
+        double best = 0;
+        int bu = -1, br = -1;
+        for (int u = 0; u < U; u++) {
+            double cur = unit_obj(md, u, c[u]);
+            for (int cc = md->ustart[u]; cc < md->ustart[u + 1]; cc++) {
+                int r = md->col_rule[cc + 1];
+                double d = unit_obj(md, u, r) - cur;
+                if (r == c[u] || d >= -1e-15) continue;
+                memcpy(D2, D, sizeof D); memcpy(E2, E, sizeof E);
+                APPLY(u, r, 1);
+                if (!ls_ok(md, D2, E2)) continue;
+                double use = 1e-9;
+                for (int k = 0; k < pb->n_con; k++) {
+                    double room = pb->budget_hi[k] * U - D[k];
+                    double inc = D2[k] - D[k];
+                    if (inc > 0) use += inc / fmax(room, 1e-12);
+                }
+                double score = d / use;
+                if (score < best) { best = score; bu = u; br = r; }
+            }
+        }
+        if (bu < 0) break;
+        memcpy(D2, D, sizeof D); memcpy(E2, E, sizeof E);
+        APPLY(bu, br, 1);
+        memcpy(D, D2, sizeof D); memcpy(E, E2, sizeof E);
+        c[bu] = br;
+    }
+    /* pair moves */
+    enum { K = 96 };
+    size_t cap = (size_t)md->nx;
+    ls_move *up = malloc(cap * sizeof *up), *down = malloc(cap * sizeof *down);
+    if (!up || !down) { free(up); free(down); return; }
+    for (int it = 0; it < 200; it++) {
+        int nu = 0, nd = 0;
+        for (int u = 0; u < U; u++) {
+            double cur = unit_obj(md, u, c[u]);
+            for (int cc = md->ustart[u]; cc < md->ustart[u + 1]; cc++) {
+                int r = md->col_rule[cc + 1];
+                if (r == c[u]) continue;
+                double d = unit_obj(md, u, r) - cur;
+                int frees = 0;
+                for (int k = 0; k < pb->n_con; k++) if (rule_dens(pb, k, r) < rule_dens(pb, k, c[u])) frees = 1;
+                if (d < -1e-12) up[nu++] = (ls_move){u, r, d};
+                else if (frees) down[nd++] = (ls_move){u, r, d};
+            }
+        }
+        qsort(up, (size_t)nu, sizeof *up, cmp_move);
+        qsort(down, (size_t)nd, sizeof *down, cmp_move);
+        if (nu > K) nu = K;
+        if (nd > 4 * K) nd = 4 * K;
+        double best = -1e-12;
+        int bi = -1, bj = -1;
+        for (int i = 0; i < nu; i++) {
+            for (int j = 0; j < nd; j++) {
+                double d = up[i].dobj + down[j].dobj;
+                if (d >= best) break;    /* down sorted ascending */
+                if (up[i].u == down[j].u) continue;
+                memcpy(D2, D, sizeof D); memcpy(E2, E, sizeof E);
+                APPLY(up[i].u, up[i].r, 1);
+                APPLY(down[j].u, down[j].r, 1);
+                if (!ls_ok(md, D2, E2)) continue;
+                best = d; bi = i; bj = j;
+            }
+        }
+        if (bi < 0) break;
+        memcpy(D2, D, sizeof D); memcpy(E2, E, sizeof E);
+        APPLY(up[bi].u, up[bi].r, 1);
+        APPLY(down[bj].u, down[bj].r, 1);
+        memcpy(D, D2, sizeof D); memcpy(E, E2, sizeof E);
+        c[up[bi].u] = up[bi].r;
+        c[down[bj].u] = down[bj].r;
+    }
+#undef APPLY
+    free(up);
+    free(down);
+}
+
+/* LP rounding: integral units keep their rule; fractional units try every combination of
+ * their (at most 3 largest) LP rules when there are few, else their lowest-density rule. */
+static void heuristic(glp_tree *T, model *md) {
+    const moa_opt_problem *pb = md->pb;
+    glp_prob *P = glp_ios_get_prob(T);
+    enum { MAXF = 24, MAXC = 3 };
+    int frac[MAXF], cand[MAXF][MAXC], ncand[MAXF], nf = 0;
+    for (int u = 0; u < pb->n_units; u++) {
+        double bv = -1;
+        int br = -1, nc = 0, cr[MAXC];
+        double cv[MAXC];
+        for (int c = md->ustart[u]; c < md->ustart[u + 1]; c++) {
+            double v = glp_get_col_prim(P, c + 1);
+            int r = md->col_rule[c + 1];
+            if (v > bv) { bv = v; br = r; }
+            if (v > 1e-7) {   /* keep the MAXC largest LP values */
+                if (nc < MAXC) { cv[nc] = v; cr[nc] = r; nc++; }
+                else {
+                    int mi = 0;
+                    for (int i = 1; i < MAXC; i++) if (cv[i] < cv[mi]) mi = i;
+                    if (v > cv[mi]) { cv[mi] = v; cr[mi] = r; }
+                }
+            }
+        }
+        for (int i = 1; i < nc; i++)
+            for (int i2 = i; i2 > 0 && cv[i2] > cv[i2 - 1]; i2--) {
+                double tv = cv[i2]; cv[i2] = cv[i2 - 1]; cv[i2 - 1] = tv;
+                int tr = cr[i2]; cr[i2] = cr[i2 - 1]; cr[i2 - 1] = tr;
+            }
+        md->choice[u] = br;
+        if (bv < 1 - 1e-7) {
+            if (nf >= MAXF) return;   /* too fractional: leave it to GLPK */
+            frac[nf] = u;
+            ncand[nf] = nc > 0 ? nc : 1;
+            for (int i = 0; i < ncand[nf]; i++) cand[nf][i] = nc > 0 ? cr[i] : br;
+            nf++;
+        }
+    }
+    if (nf == 0) return;
+    moa_opt_solution tmp;
+    memset(&tmp, 0, sizeof tmp);
+    double best = INFINITY, o;
+    int found = 0;
+    /* enumerate when the product of candidate counts is small (else two per unit) */
+    double combos = 1;
+    for (int i = 0; i < nf; i++) combos *= ncand[i];
+    if (combos > 4096) {
+        combos = 1;
+        for (int i = 0; i < nf; i++) {
+            if (ncand[i] > 2) ncand[i] = 2;
+            combos *= ncand[i];
+        }
+    }
+    if (combos <= 4096) {
+        int idx[MAXF] = {0};
+        for (;;) {
+            for (int i = 0; i < nf; i++) md->choice[frac[i]] = cand[i][idx[i]];
+            if (feasible(md, md->choice, &tmp, &o) && o < best) {
+                best = o;
+                found = 1;
+                memcpy(md->best_choice, md->choice, (size_t)pb->n_units * sizeof(int));
+            }
+            int i = 0;
+            while (i < nf && ++idx[i] == ncand[i]) idx[i++] = 0;
+            if (i == nf) break;
+        }
+    }
+    if (!found) {
+        /* every fractional unit at its cheapest-in-density candidate */
+        for (int i = 0; i < nf; i++) {
+            int br = cand[i][0];
+            double bd = INFINITY;
+            for (int c = 0; c < ncand[i]; c++) {
+                double d = 0;
+                for (int k = 0; k < pb->n_con; k++) d += rule_dens(pb, k, cand[i][c]);
+                if (d < bd) { bd = d; br = cand[i][c]; }
+            }
+            md->choice[frac[i]] = br;
+        }
+        if (feasible(md, md->choice, &tmp, &o)) {
+            found = 1;
+            memcpy(md->best_choice, md->choice, (size_t)pb->n_units * sizeof(int));
+        }
+    }
+    if (pb->group == 1 && pb->max_rules_per_layer <= 0) {
+        /* second start: fractional units at their best-loss candidate, then repair + improve */
+        int *alt = malloc((size_t)pb->n_units * sizeof(int));
+        if (alt) {
+            memcpy(alt, md->choice, (size_t)pb->n_units * sizeof(int));
+            for (int i = 0; i < nf; i++) {
+                int br = cand[i][0];
+                for (int c = 1; c < ncand[i]; c++)
+                    if (unit_obj(md, frac[i], cand[i][c]) < unit_obj(md, frac[i], br)) br = cand[i][c];
+                alt[frac[i]] = br;
+            }
+            local_search(md, alt);
+            double oa;
+            if (feasible(md, alt, &tmp, &oa)) {
+                double ob0 = INFINITY;
+                if (found) {
+                    local_search(md, md->best_choice);
+                    if (!feasible(md, md->best_choice, &tmp, &ob0)) ob0 = INFINITY;
+                }
+                if (oa < ob0) memcpy(md->best_choice, alt, (size_t)pb->n_units * sizeof(int));
+                found = 1;
+            } else if (found) {
+                local_search(md, md->best_choice);
+            }
+            free(alt);
+        }
+    }
+    if (!found) { moa_log_debug("heuristic: no feasible rounding (%d fractional units)", nf); return; }
+    if (!feasible(md, md->best_choice, &tmp, &o)) { moa_log_debug("heuristic: infeasible after search"); return; }
+    moa_log_debug("heuristic: %d fractional units, incumbent candidate %.9g", nf, o);
+    fill_xvec(md, md->best_choice, md->xbuf);
+    glp_ios_heur_sol(T, md->xbuf);
+}
+
+static void report(glp_tree *T, model *md, int force) {
+    double now = moa_time_now();
+    int p = glp_ios_best_node(T);
+    if (p) {
+        double b = glp_ios_node_bound(T, p);
+        md->best_bound = b;
+        md->have_bound = 1;
+    }
+    if (!md->par->progress || (!force && now - md->last_report < 0.25)) return;
+    md->last_report = now;
+    glp_prob *P = glp_ios_get_prob(T);
+    double gap = glp_mip_status(P) == GLP_FEAS || glp_mip_status(P) == GLP_OPT ? glp_ios_mip_gap(T) : INFINITY;
+    md->par->progress(md->par->progress_data, now - md->t0, md->par->time_limit, gap, "gap");
+}
+
+static void callback(glp_tree *T, void *info) {
+    model *md = info;
+    switch (glp_ios_reason(T)) {
+    case GLP_IHEUR:
+        if (md->par->heuristic && !md->par->glpk_presolve &&
+            (md->heur_calls < 20 || md->heur_calls % 50 == 0)) {
+            md->heur_calls++;
+            heuristic(T, md);
+        }
+        report(T, md, 0);
+        break;
+    case GLP_IBINGO:
+        report(T, md, 1);
+        break;
+    case GLP_ISELECT:
+        report(T, md, 0);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Is rule a of unit u dominated by rule b (no worse on every relevant length, better on one,
+ * or equal everywhere and b < a)? */
+static int dominated(const moa_opt_problem *pb, const moa_opt_objective *ob, int u, int a, int b) {
+    int strict = 0;
+    for (int k = 0; k < pb->n_con; k++) {
+        double da = rule_dens(pb, k, a), db = rule_dens(pb, k, b);
+        if (db > da) return 0;
+        if (db < da) strict = 1;
+    }
+    for (int j = 0; j < pb->n_len; j++) {
+        if (ob->weight[j] == 0 && !isfinite(ob->eps[j])) continue;
+        double la = unit_loss(pb, j, u, a), lb = unit_loss(pb, j, u, b);
+        if (lb > la) return 0;
+        if (lb < la) strict = 1;
+    }
+    return strict || b < a;
+}
+
+static moa_status infeasible_msg(const moa_opt_problem *pb, const char *why) {
+    char buf[1024];
+    size_t o = 0;
+    double mind[MOA_OPT_MAX_LENGTHS];
+    moa_opt_min_density(pb, mind);
+    for (int k = 0; k < pb->n_con && o < sizeof buf; k++)
+        o += (size_t)snprintf(buf + o, sizeof buf - o, "%sN=%lld: budget %.4g, smallest feasible %.4g",
+                              k ? "; " : "", (long long)pb->con_len[k], pb->budget_hi[k], mind[k]);
+    return moa_err(MOA_ERR_INFEASIBLE, "%s. Smallest feasible density per length: %s", why, buf);
+}
+
+moa_status moa_opt_solve(const moa_opt_problem *pb, const moa_opt_params *par,
+                         const moa_opt_objective *ob, moa_opt_solution *sol) {
+    memset(sol, 0, sizeof *sol);
+    double t0 = moa_time_now();
+    /* quick infeasibility check on the budgets alone */
+    {
+        double mind[MOA_OPT_MAX_LENGTHS];
+        moa_opt_min_density(pb, mind);
+        for (int k = 0; k < pb->n_con; k++) {
+            if (mind[k] > pb->budget_hi[k] + 1e-12)
+                return infeasible_msg(pb, "density budget too small");
+            double maxd = 0;
+            for (int r = 0; r < pb->n_rules; r++) if (rule_dens(pb, k, r) > maxd) maxd = rule_dens(pb, k, r);
+            if (pb->budget_lo[k] > maxd + 1e-12)
+                return moa_err(MOA_ERR_INFEASIBLE, "density lower bound %.4g at N=%lld exceeds the largest feasible density %.4g",
+                               pb->budget_lo[k], (long long)pb->con_len[k], maxd);
+        }
+    }
+    const int U = pb->n_units, R = pb->n_rules;
+    model md;
+    memset(&md, 0, sizeof md);
+    md.pb = pb; md.par = par; md.ob = ob; md.t0 = t0;
+    int reduce = pb->max_rules_per_layer <= 0;
+    for (int k = 0; k < pb->n_con; k++) if (pb->budget_lo[k] > 0) reduce = 0;
+    md.col_unit = malloc(((size_t)U * R + 1) * sizeof(int));
+    md.col_rule = malloc(((size_t)U * R + 1) * sizeof(int));
+    md.ustart = malloc(((size_t)U + 1) * sizeof(int));
+    md.choice = malloc((size_t)U * sizeof(int));
+    md.best_choice = malloc((size_t)U * sizeof(int));
+    sol->choice = malloc((size_t)U * sizeof(int));
+    glp_prob *P = NULL;
+    int *ia = NULL, *ja = NULL;
+    double *ar = NULL;
+    moa_status st = MOA_OK;
+    if (!md.col_unit || !md.col_rule || !md.ustart || !md.choice || !md.best_choice || !sol->choice) {
+        st = moa_err(MOA_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    /* columns: non-dominated rules per unit */
+    int nx = 0;
+    for (int u = 0; u < U; u++) {
+        md.ustart[u] = nx;
+        for (int r = 0; r < R; r++) {
+            int dom = 0;
+            if (reduce)
+                for (int r2 = 0; r2 < R && !dom; r2++) if (r2 != r && dominated(pb, ob, u, r, r2)) dom = 1;
+            if (dom) continue;
+            nx++;
+            md.col_unit[nx] = u;
+            md.col_rule[nx] = r;
+        }
+    }
+    md.ustart[U] = nx;
+    md.nx = nx;
+    int ng = U / pb->group;
+    md.y0 = nx;
+    md.ny = pb->max_rules_per_layer > 0 ? pb->n_layer * R : 0;
+    md.m0 = md.y0 + md.ny;
+    md.nm = pb->group > 1 ? ng * pb->n_con : 0;
+    md.ncols = md.m0 + md.nm;
+    md.xbuf = malloc(((size_t)md.ncols + 1) * sizeof(double));
+    int n_eps = 0;
+    for (int j = 0; j < pb->n_len; j++) n_eps += isfinite(ob->eps[j]) ? 1 : 0;
+    /* assignment + density + eps rows: one entry per x column each; cap: x - y rows (2 per
+     * x column) and sum_r y rows; q-head: -m per (unit, length) and the group-mean rows */
+    size_t nnz = (size_t)nx * (1 + (size_t)pb->n_con + (size_t)n_eps + (md.ny ? 2 : 0)) +
+                 (size_t)md.ny + (md.nm ? (size_t)U * pb->n_con + (size_t)md.nm : 0) + 16;
+    ia = malloc((nnz + 1) * sizeof(int));
+    ja = malloc((nnz + 1) * sizeof(int));
+    ar = malloc((nnz + 1) * sizeof(double));
+    if (!md.xbuf || !ia || !ja || !ar) { st = moa_err(MOA_ERR_NOMEM, "out of memory for the MILP"); goto done; }
+
+    P = glp_create_prob();
+    glp_set_obj_dir(P, GLP_MIN);
+    glp_add_cols(P, md.ncols);
+    for (int c = 1; c <= nx; c++) {
+        glp_set_col_kind(P, c, GLP_BV);
+        double o = 0;
+        for (int j = 0; j < pb->n_len; j++)
+            if (ob->weight[j] != 0) o += ob->weight[j] * unit_loss(pb, j, md.col_unit[c], md.col_rule[c]);
+        glp_set_obj_coef(P, c, o);
+    }
+    for (int c = md.y0 + 1; c <= md.y0 + md.ny; c++) glp_set_col_kind(P, c, GLP_BV);
+    for (int c = md.m0 + 1; c <= md.m0 + md.nm; c++) glp_set_col_bnds(P, c, GLP_DB, 0, 1);
+    size_t z = 0;
+    int row = 0;
+#define NZ(rw, cl, v) do { z++; ia[z] = (rw); ja[z] = (cl); ar[z] = (v); } while (0)
+    /* one rule per unit */
+    glp_add_rows(P, U);
+    for (int u = 0; u < U; u++) {
+        row++;
+        glp_set_row_bnds(P, row, GLP_FX, 1, 1);
+        for (int c = md.ustart[u]; c < md.ustart[u + 1]; c++) NZ(row, c + 1, 1.0);
+    }
+    /* densities */
+    for (int k = 0; k < pb->n_con; k++) {
+        if (pb->group == 1) {
+            row = glp_add_rows(P, 1);
+            if (pb->budget_lo[k] > 0) glp_set_row_bnds(P, row, GLP_DB, pb->budget_lo[k], pb->budget_hi[k]);
+            else glp_set_row_bnds(P, row, GLP_UP, 0, pb->budget_hi[k]);
+            for (int c = 1; c <= nx; c++) {
+                double d = rule_dens(pb, k, md.col_rule[c]) / U;
+                if (d != 0) NZ(row, c, d);
+            }
+        } else {
+            row = glp_add_rows(P, 1);
+            glp_set_row_bnds(P, row, GLP_UP, 0, pb->budget_hi[k]);
+            for (int g = 0; g < ng; g++) NZ(row, md.m0 + 1 + g * pb->n_con + k, 1.0 / ng);
+            int r0 = glp_add_rows(P, U);
+            for (int u = 0; u < U; u++) {
+                glp_set_row_bnds(P, r0 + u, GLP_UP, 0, 0);
+                for (int c = md.ustart[u]; c < md.ustart[u + 1]; c++) {
+                    double d = rule_dens(pb, k, md.col_rule[c + 1]);
+                    if (d != 0) NZ(r0 + u, c + 1, d);
+                }
+                NZ(r0 + u, md.m0 + 1 + (u / pb->group) * pb->n_con + k, -1.0);
+            }
+        }
+    }
+    /* epsilon constraints */
+    for (int j = 0; j < pb->n_len; j++) {
+        if (!isfinite(ob->eps[j])) continue;
+        row = glp_add_rows(P, 1);
+        glp_set_row_bnds(P, row, GLP_UP, 0, ob->eps[j]);
+        for (int c = 1; c <= nx; c++) {
+            double l = unit_loss(pb, j, md.col_unit[c], md.col_rule[c]);
+            if (l != 0) NZ(row, c, l);
+        }
+    }
+    /* distinct rules per layer */
+    if (md.ny) {
+        int r0 = glp_add_rows(P, nx);
+        for (int c = 1; c <= nx; c++) {
+            glp_set_row_bnds(P, r0 + c - 1, GLP_UP, 0, 0);
+            NZ(r0 + c - 1, c, 1.0);
+            NZ(r0 + c - 1, md.y0 + 1 + (md.col_unit[c] / pb->units_per_layer) * R + md.col_rule[c], -1.0);
+        }
+        int r1 = glp_add_rows(P, pb->n_layer);
+        for (int l = 0; l < pb->n_layer; l++) {
+            glp_set_row_bnds(P, r1 + l, GLP_UP, 0, pb->max_rules_per_layer);
+            for (int r = 0; r < R; r++) NZ(r1 + l, md.y0 + 1 + l * R + r, 1.0);
+        }
+    }
+#undef NZ
+    MOA_ASSERT(z <= nnz);
+    glp_load_matrix(P, (int)z, ia, ja, ar);
+
+    /* LP relaxation */
+    glp_smcp sp;
+    glp_init_smcp(&sp);
+    sp.msg_lev = GLP_MSG_OFF;
+    sp.presolve = GLP_OFF;
+    sp.meth = GLP_DUALP;
+    sp.tm_lim = par->time_limit > 0 ? (int)(par->time_limit * 1000) : INT32_MAX;
+    glp_scale_prob(P, GLP_SF_AUTO);
+    glp_adv_basis(P, 0);
+    int rc = glp_simplex(P, &sp);
+    if (rc == GLP_ETMLIM) { st = moa_err(MOA_ERR_INTERRUPTED, "time limit reached while solving the LP relaxation"); goto done; }
+    if (rc != 0) { st = moa_err(MOA_ERR_SOLVER, "GLPK simplex failed (code %d)", rc); goto done; }
+    if (glp_get_status(P) == GLP_NOFEAS || glp_get_status(P) == GLP_INFEAS)
+        { st = infeasible_msg(pb, "no plan satisfies the density budgets and loss bounds (LP relaxation infeasible)"); goto done; }
+    if (glp_get_status(P) != GLP_OPT) { st = moa_err(MOA_ERR_SOLVER, "GLPK: LP relaxation not solved (status %d)", glp_get_status(P)); goto done; }
+    sol->lp_bound = glp_get_obj_val(P);
+    moa_log_debug("LP relaxation: %d columns, %d rows, %.3f s, value %.9g", md.ncols, glp_get_num_rows(P),
+                  moa_time_now() - t0, sol->lp_bound);
+
+    glp_iocp ip;
+    glp_init_iocp(&ip);
+    ip.msg_lev = GLP_MSG_OFF;
+    ip.presolve = par->glpk_presolve ? GLP_ON : GLP_OFF;
+    ip.br_tech = GLP_BR_DTH;
+    ip.bt_tech = GLP_BT_BLB;
+    ip.mip_gap = par->mip_gap > 0 ? par->mip_gap : 0;
+    double left = par->time_limit > 0 ? par->time_limit - (moa_time_now() - t0) : 0;
+    ip.tm_lim = par->time_limit > 0 ? (int)(left > 0.001 ? left * 1000 : 1) : INT32_MAX;
+    ip.cb_func = callback;
+    ip.cb_info = &md;
+    md.last_report = t0;
+    rc = glp_intopt(P, &ip);
+    int ms = glp_mip_status(P);
+    if (rc == GLP_ENOPFS || ms == GLP_NOFEAS) {
+        st = infeasible_msg(pb, "no plan satisfies the density budgets and loss bounds");
+        goto done;
+    }
+    if (rc == GLP_ETMLIM || rc == GLP_EMIPGAP || rc == GLP_ESTOP) {
+        if (ms != GLP_FEAS && ms != GLP_OPT) {
+            st = moa_err(MOA_ERR_INTERRUPTED, "time limit (%.3g s) reached before any feasible plan was found",
+                         par->time_limit);
+            goto done;
+        }
+    } else if (rc != 0) {
+        st = moa_err(MOA_ERR_SOLVER, "GLPK branch and bound failed (code %d)", rc);
+        goto done;
+    }
+    sol->objective = glp_mip_obj_val(P);
+    sol->proven = rc == 0 && ms == GLP_OPT;
+    for (int u = 0; u < U; u++) {
+        int br = -1;
+        double bv = -1;
+        for (int c = md.ustart[u]; c < md.ustart[u + 1]; c++) {
+            double v = glp_mip_col_val(P, c + 1);
+            if (v > bv) { bv = v; br = md.col_rule[c + 1]; }
+        }
+        sol->choice[u] = br;
+    }
+    moa_opt_evaluate(pb, sol->choice, sol);
+    {
+        double o = 0;
+        for (int j = 0; j < pb->n_len; j++) o += ob->weight[j] * sol->loss[j];
+        sol->objective = o;
+    }
+    if (sol->proven) {
+        sol->bound = sol->objective;
+        sol->gap = 0;
+    } else {
+        double b = md.have_bound ? md.best_bound : sol->lp_bound;
+        if (b < sol->lp_bound) b = sol->lp_bound;
+        if (b > sol->objective) b = sol->objective;
+        sol->bound = b;
+        sol->gap = (sol->objective - b) / fmax(fabs(sol->objective), 1e-12);
+    }
+done:
+    sol->time = moa_time_now() - t0;
+    if (P) glp_delete_prob(P);
+    free(ia); free(ja); free(ar);
+    free(md.col_unit); free(md.col_rule); free(md.ustart); free(md.choice); free(md.best_choice);
+    free(md.xbuf);
+    if (st < 0) { free(sol->choice); sol->choice = NULL; }
+    return st;
+}
