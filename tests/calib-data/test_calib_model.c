@@ -13,61 +13,18 @@
 #include "calib.h"
 #include "context.h"
 #include "generate.h"
+#include "model-io.h"
 #include "moa-common.h"
 #include "test.h"
 #include "tokenizer.h"
 
-typedef struct {
-    const moa_tokenizer *tok;
-    moa_ctx *ctx;
-} model_io;
-
-static moa_status render(const moa_tokenizer *t, const char *text, size_t len, int32_t **ids, int32_t *n) {
-    char *user = malloc(len + 1);
-    if (!user) return MOA_ERR_NOMEM;
-    memcpy(user, text, len);
-    user[len] = 0;
-    moa_chat_msg m = {"user", user};
-    char *chat = NULL;
-    moa_status st = moa_chat_render(t, &m, 1, 1, &chat);
-    free(user);
-    if (st < 0) return st;
-    st = moa_tokenizer_encode(t, chat, strlen(chat), 1, ids, n);
-    free(chat);
-    return st;
-}
-
+/* The real wiring (calib-data/model-io.c, also used by `moa calib`). */
+typedef moa_model_io model_io;
 static int count_tokens(void *data, const char *text, size_t len) {
-    model_io *io = data;
-    int32_t *ids = NULL, n = 0;
-    moa_status st = render(io->tok, text, len, &ids, &n);
-    free(ids);
-    return st < 0 ? st : n;
+    moa_calib_tokenizer t = moa_model_io_tokenizer(data);
+    return t.count_tokens(data, text, len);
 }
-
-static moa_status encode_prompt(void *data, const char *text, size_t len, int32_t **ids, int *n) {
-    model_io *io = data;
-    int32_t n32 = 0;
-    MOA_TRY(render(io->tok, text, len, ids, &n32));
-    *n = n32;
-    return MOA_OK;
-}
-
-static moa_status detokenize(void *data, const int32_t *ids, int n, char **text) {
-    model_io *io = data;
-    return moa_tokenizer_decode(io->tok, ids, n, 0, text);
-}
-
-static moa_status respond(void *data, const int32_t *prompt, int n, int max_new, int32_t **out, int *n_out) {
-    model_io *io = data;
-    moa_ctx_reset(io->ctx);
-    moa_gen_params gp = moa_gen_default_params();
-    gp.n_predict = max_new;
-    int32_t n32 = 0;
-    MOA_TRY(moa_generate(io->ctx, io->tok, prompt, n, &gp, NULL, NULL, out, &n32, NULL));
-    *n_out = n32;
-    return MOA_OK;
-}
+#define respond moa_model_io_respond
 
 static const char *CORPUS_LINE =
     "{\"context\": \"%s\", \"instruction\": \"Write a one-paragraph summary of the news above.\"}\n";
@@ -80,7 +37,7 @@ static moa_task_spec g_specs[8];
 static int g_ns;
 
 TEST(length_table) {
-    model_io io = {g_tok, NULL};
+    model_io io = {g_tok, NULL, 1};
     moa_task_spec *specs = g_specs;
     int ns = g_ns;
     const int lengths[] = {1024, 2048, 4096, 8192};
@@ -104,7 +61,7 @@ TEST(dense_build) {
     moa_model *m = g_model;
     moa_tokenizer *tok = g_tok;
     moa_task_spec *specs = g_specs;
-    model_io io = {tok, NULL};
+    model_io io = {tok, NULL, 1};
     /* ---- 2. a small dense build ---- */
     moa_ctx_params cp = moa_ctx_default_params();
     cp.n_ctx = 1024 + 64;
@@ -122,7 +79,7 @@ TEST(dense_build) {
         p.model_sha256 = m->sha256;
         p.tokenizer_id = "SmolLM2 gguf";
         p.chat_template = "chatml";
-        moa_calib_tokenizer ct = {count_tokens, encode_prompt, detokenize, &io};
+        moa_calib_tokenizer ct = moa_model_io_tokenizer(&io);
         const char *out = MOA_TEST_TMPDIR "/model-calib.h5";
         remove(out);
         remove(MOA_TEST_TMPDIR "/model-calib.h5.ckpt");
@@ -155,7 +112,7 @@ TEST(dense_ladder) {
     int k = env ? atoi(env) : 0;
     if (k <= 0) return;
     moa_model *m = g_model;
-    model_io io = {g_tok, NULL};
+    model_io io = {g_tok, NULL, 1};
     int n_ctx = m->hp.n_ctx_train;
     moa_ctx_params cp = moa_ctx_default_params();
     cp.n_ctx = n_ctx;
@@ -173,7 +130,7 @@ TEST(dense_ladder) {
     p.model_sha256 = m->sha256;
     p.tokenizer_id = "gguf";
     p.chat_template = "chatml";
-    moa_calib_tokenizer ct = {count_tokens, encode_prompt, detokenize, &io};
+    moa_calib_tokenizer ct = moa_model_io_tokenizer(&io);
     const char *out = MOA_TEST_TMPDIR "/ladder-calib.h5";
     moa_progress_bar pb;
     moa_progress_bar_init(&pb, "ladder", "samples");
