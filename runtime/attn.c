@@ -35,7 +35,8 @@ typedef struct {
     float *o;            /* [n][n_head*hd] */
 } attn_job;
 
-/* Decode split-K: at least this many keys per part; no threads below this many keys. */
+/* Decode split-K: at least this many keys per part; no threads below this many query x key
+ * pairs (decode and prefill). */
 #define DECODE_PART_MIN 512
 #define DECODE_PAR_MIN 4096
 
@@ -289,8 +290,14 @@ moa_status moa_attn_prefill(moa_cache *c, int seq, int layer, const float *q, co
 
     const int ntile = (n + MOA_CACHE_TILE - 1) / MOA_CACHE_TILE;
     const int ntask = c->n_kv * ntile;
+    int64_t work = 0;   /* query x key pairs (x group), roughly; small calls stay serial */
+    for (int kvh = 0; kvh < c->n_kv; kvh++) {
+        const moa_cache_unit_rt *U = moa_cache_unit_at(c, layer, kvh);
+        const int64_t keys = U->kind == MOA_UNIT_LINEAR ? c->hd : min64(p0 + n, U->sink + U->ring + n);
+        work += keys * n;
+    }
     const moa_cache *cc = c;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nthr) if (ntask > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthr) if (ntask > 1 && work >= DECODE_PAR_MIN)
     for (int task = 0; task < ntask; task++) {
         const int kvh = task / ntile, tile = task % ntile;
         if (moa_cache_unit_at(cc, layer, kvh)->kind == MOA_UNIT_LINEAR) {
