@@ -82,7 +82,7 @@ static int arr_close(const char *what, const float *a, const float *b, size_t n,
 static const moa_attn_train_isa isas[] = {
     MOA_ATTN_TRAIN_ISA_GENERIC, MOA_ATTN_TRAIN_ISA_AVX2, MOA_ATTN_TRAIN_ISA_AVX512 };
 
-/* shapes: n not a multiple of the 64-token tile; GQA groups 1, 3, 4; hd 16 and 64 */
+/* shapes: n not a multiple of the 64-token tile; GQA groups 1, 3, 4; hd 16, 24, 40, 64 */
 static const int shapes[][6] = {   /* n, n_head, n_kv, hd, sink, block */
     { 1, 1, 1, 16, 0, 64 },
     { 37, 3, 1, 16, 4, 16 },
@@ -90,6 +90,8 @@ static const int shapes[][6] = {   /* n, n_head, n_kv, hd, sink, block */
     { 200, 2, 2, 64, 0, 7 },
     { 257, 9, 3, 16, 5, 32 },
     { 150, 6, 2, 64, 1, 100 },
+    { 45, 4, 4, 40, 100, 9 },     /* hd 40; sink beyond n: every key is a sink key */
+    { 70, 4, 1, 24, 0, 1 },       /* hd 24, group 4 on one KV head, block 1 (bin = distance) */
 };
 #define N_SHAPES (int)(sizeof shapes / sizeof shapes[0])
 
