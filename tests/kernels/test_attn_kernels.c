@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "attn.h"
 #include "test.h"
@@ -213,6 +214,64 @@ TEST(linear_worked_example) {
     }
 }
 
+/* Direct check: every fast kernel == the reference on identical inputs (odd shapes, several
+ * segments, streaming-style q_alt on the sink segment), and the lse outputs agree. */
+TEST(fast_equals_ref) {
+    for (int it = 0; it < 40; it++) {
+        const int hd = 1 + (int)((frand() + 1) * 50), G = 1 + (int)((frand() + 1) * 2.5);
+        const int nk = 20 + (int)((frand() + 1) * 120), nq = 1 + (int)((frand() + 1) * 0.5 * nk);
+        const int64_t sink = (int64_t)((frand() + 1) * 12), W = (int64_t)((frand() + 1) * 50);
+        const size_t ldq = (size_t)G * hd + 1, ldk = (size_t)hd + 2;
+        float *q = rand_buf((size_t)nq * ldq, 1.5f), *qa = rand_buf((size_t)nq * ldq, 1.5f);
+        float *k = rand_buf((size_t)nk * ldk, 1.5f), *v = rand_buf((size_t)nk * ldk, 1.0f);
+        float *o_ref = calloc((size_t)nq * ldq, 4), *o = calloc((size_t)nq * ldq, 4);
+        float *lse_ref = calloc((size_t)nq * G, 4), *lse = calloc((size_t)nq * G, 4);
+        const int cut = nk / 3 < (int)sink ? nk / 3 : (int)sink;
+        moa_attn_seg segs[2] = {
+            {k, v, ldk, ldk, 0, cut, 1},
+            {k + cut * ldk, v + cut * ldk, ldk, ldk, cut, nk - cut, 0}};
+        moa_attn_band_args a = {.hd = hd, .n_group = G, .n_q = nq, .q = q, .q_alt = qa, .ldq = ldq,
+                                .o = o_ref, .ldo = ldq, .qpos0 = nk - nq, .sink = sink, .window = W,
+                                .scale = 0.3f, .segs = segs, .n_segs = 2, .lse = lse_ref};
+        moa_attn_band_ref(&a);
+        for (int im = 1; im < n_impl; im++) {
+            a.o = o;
+            a.lse = lse;
+            impls[im](&a);
+            double e = test_max_rel_err(o, o_ref, (size_t)nq * ldq, 1e-3);
+            double el = 0;
+            for (int x = 0; x < nq * G; x++)
+                if (isfinite(lse_ref[x]) ? fabs(lse[x] - lse_ref[x]) > 1e-4 * (1 + fabs(lse_ref[x]))
+                                         : lse[x] != lse_ref[x])
+                    el = 1;
+            CHECK_MSG(e < 2e-5 && el == 0, "band it %d (%s) hd %d G %d nq %d nk %d: %.3g lse %g", it,
+                      impl_names[im], hd, G, nq, nk, e, el);
+            a.o = o_ref;
+            a.lse = lse_ref;
+        }
+        /* linear, same shapes, with decay */
+        float *S_ref = calloc((size_t)hd * hd, 4), *S = calloc((size_t)hd * hd, 4);
+        moa_linear_args la = {.hd = hd, .n_group = G, .n_t = nk < 130 ? nk : 130, .q = q, .ldq = ldq,
+                              .k = k, .ldk = ldk, .v = v, .ldv = ldk, .o = o_ref, .ldo = ldq,
+                              .state = S_ref, .decay = 0.02f};
+        if (la.n_t > nq) la.n_t = nq;
+        moa_linear_ref(&la);
+        for (int im = 1; im < n_impl; im++) {
+            memset(S, 0, sizeof(float) * hd * hd);
+            la.o = o;
+            la.state = S;
+            lin_impls[im](&la);
+            double e = test_max_rel_err(o, o_ref, (size_t)la.n_t * ldq, 1e-3);
+            double es = test_max_rel_err(S, S_ref, (size_t)hd * hd, 1e-3);
+            CHECK_MSG(e < 1e-4 && es < 1e-4, "linear it %d (%s): %.3g state %.3g", it, impl_names[im], e, es);
+            la.o = o_ref;
+            la.state = S_ref;
+        }
+        free(S_ref); free(S);
+        free(q); free(qa); free(k); free(v); free(o_ref); free(o); free(lse_ref); free(lse);
+    }
+}
+
 int main(void) {
     impls[0] = moa_attn_band_ref; impl_names[0] = "ref"; lin_impls[0] = moa_linear_ref;
     n_impl = 1;
@@ -231,5 +290,6 @@ int main(void) {
     RUN(band_random_shapes);
     RUN(linear_matches_closed_form);
     RUN(linear_worked_example);
+    RUN(fast_equals_ref);
     return test_summary();
 }
