@@ -10,6 +10,7 @@
 
 #include "attn.h"            /* kernels/cpu: moa_attn_isa_set */
 #include "moa/runtime.h"
+#include "plan-internal.h"   /* building a q-head plan in memory */
 #include "test.h"
 
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;
@@ -121,7 +122,15 @@ static double rows_err(const float *a, const float *b, int T, size_t ld) {
     return e;
 }
 
+/* When set, caches are made from this plan (moa_cache_create) instead of the layout. */
+static const moa_plan *drive_plan;
+
 static moa_cache *make_cache(const setup *S, int n_seq) {
+    if (drive_plan) {
+        moa_cache *c = NULL;
+        CHECK_OK(moa_cache_create(drive_plan, S->N, n_seq, &S->p, &c));
+        return c;
+    }
     moa_cache_layout L = {.n_layer = S->n_layer, .n_head = S->n_head, .n_head_kv = S->n_kv,
                           .head_dim = S->hd, .units = S->units, .q_window = S->q_window};
     moa_cache *c = NULL;
@@ -421,6 +430,48 @@ TEST(split_k_decode) {
     CHECK_MSG(e1 < 1e-4 && e2 < 1e-4, "absolute %.3g, streaming %.3g", e1, e2);
 }
 
+/* A q-head plan: one buffer per KV group sized by the group's largest window (span function),
+ * each query head masked by its own window; a group mixing linear and softmax is refused. */
+TEST(plan_q_head_granularity) {
+    const int64_t N = 90;
+    moa_plan *p = moa_plan_alloc(1, 6, 2, 32, MOA_GRAN_Q_HEAD);
+    CHECK(p != NULL);
+    if (!p) return;
+    p->sink = 3;
+    p->block = 8;
+    const moa_unit_kind kinds[6] = {MOA_UNIT_WINDOW, MOA_UNIT_WINDOW, MOA_UNIT_WINDOW,
+                                    MOA_UNIT_WINDOW, MOA_UNIT_DENSE, MOA_UNIT_WINDOW};
+    const double alpha[6] = {30, 5, 1, 11, 0, 2};
+    for (int h = 0; h < 6; h++) {
+        p->units[h].kind = kinds[h];
+        p->units[h].alpha = kinds[h] == MOA_UNIT_WINDOW ? alpha[h] : 0;
+        p->units[h].beta = kinds[h] == MOA_UNIT_WINDOW ? 0.05 : 0;
+    }
+    /* what the cache must do, written out from the plan's own span accessor */
+    int64_t qw[6];
+    for (int h = 0; h < 6; h++) qw[h] = moa_plan_unit_window(p, 0, h, N);
+    const int64_t w0 = qw[0] > qw[1] ? (qw[0] > qw[2] ? qw[0] : qw[2]) : (qw[1] > qw[2] ? qw[1] : qw[2]);
+    const moa_cache_unit units[2] = {{MOA_UNIT_WINDOW, w0, 3, 0}, {MOA_UNIT_DENSE, 0, 3, 0}};
+    setup S = {.n_layer = 1, .n_head = 6, .n_kv = 2, .hd = 32, .units = units, .q_window = qw,
+               .N = N, .p = moa_cache_default_params()};
+    S.p.rope_dim = 32;
+    drive_plan = p;
+    const int chunks[] = {50};
+    double e = drive(&S, (int)N, chunks, 1);   /* prefill 50, decode to N (group 1 is dense) */
+    drive_plan = NULL;
+    CHECK_MSG(e < 1e-4, "rel err %.3g", e);
+    /* bytes: group 0 keeps sink + its largest window, group 1 all N */
+    moa_cache *c = NULL;
+    CHECK_OK(moa_cache_create(p, N, 1, &S.p, &c));
+    CHECK_EQ_INT(moa_cache_bytes(c), (size_t)2 * 32 * sizeof(float) * (size_t)(3 + w0 + N));
+    moa_cache_free(c);
+    /* mixing a linear head into a softmax group is refused */
+    p->units[1].kind = MOA_UNIT_LINEAR;
+    p->units[1].alpha = p->units[1].beta = 0;
+    CHECK_EQ_INT(moa_cache_create(p, N, 1, &S.p, &c), MOA_ERR_UNSUPPORTED);
+    moa_plan_free(p);
+}
+
 int main(void) {
     RUN(absolute_windows_linear_past_n);
     RUN(absolute_long_chunk_gqa);
@@ -431,6 +482,7 @@ int main(void) {
     RUN(sinks_only);
     RUN(batched_decode_sequences);
     RUN(split_k_decode);
+    RUN(plan_q_head_granularity);
     RUN(bytes_shrink_with_windows);
     RUN(bad_arguments);
     return test_summary();
