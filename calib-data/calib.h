@@ -117,11 +117,13 @@ typedef struct {
     const char *haystack_text;        /* NULL: RULER noise sentences; else a text (its words,
                                          repeated as needed) */
     /* longdep */
-    int longdep_people;               /* 24 entities */
+    int longdep_people;               /* 0 = auto: moa_task_fit uses clamp(target/256, 4, 64),
+                                         moa_task_generate MOA_LONGDEP_DEFAULT_PEOPLE */
     int longdep_cities;               /* 6 cities; the question asks about one */
     /* jsonl */
     const moa_jsonl_corpus *corpus;   /* required for MOA_TASK_JSONL */
 } moa_task_spec;
+#define MOA_LONGDEP_DEFAULT_PEOPLE 24
 moa_task_spec moa_task_spec_default(moa_task_kind kind);
 /* Short stable name used in files: "lines", "needle-single", "needle-multikey",
  * "needle-multivalue", "needle-multiquery", "longdep", "jsonl". */

@@ -47,6 +47,15 @@ moa_status moa_task_fit(const moa_task_spec *spec, uint32_t seed, int64_t record
     moa_fit_params fp = fpp ? *fpp : moa_fit_default_params();
     int tol = fp.tolerance_abs;
     if ((double)tol < fp.tolerance_rel * target) tol = (int)(fp.tolerance_rel * target);
+    /* longdep with automatic entity count: facts scale with the length (4 people at 1k,
+     * 32 at 8k, at most 64), so short buckets fit and long ones stay dense with facts. */
+    moa_task_spec auto_spec;
+    if (spec->kind == MOA_TASK_LONGDEP && spec->longdep_people <= 0) {
+        auto_spec = *spec;
+        int people = target / 256;
+        auto_spec.longdep_people = people < 4 ? 4 : people > 64 ? 64 : people;
+        spec = &auto_spec;
+    }
     fitter f = {spec, seed, record, count, count_data, 0};
     const char *name = moa_task_name(spec);
     int64_t kmin = 1, kmax = fp.max_size;

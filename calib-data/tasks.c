@@ -63,7 +63,7 @@ moa_task_spec moa_task_spec_default(moa_task_kind kind) {
     s.needle_keys = 4;
     s.needle_values = 4;
     s.needle_queries = 2;
-    s.longdep_people = 24;
+    s.longdep_people = 0;   /* auto: by target length in moa_task_fit, else 24 */
     s.longdep_cities = 6;
     return s;
 }
@@ -441,7 +441,8 @@ done:
 static moa_status gen_longdep(const moa_task_spec *spec, uint32_t seed, int64_t n,
                               moa_task_sample *out) {
     const moa_wordlist *wl = spec->words;
-    int P = spec->longdep_people, C = spec->longdep_cities;
+    int P = spec->longdep_people > 0 ? spec->longdep_people : MOA_LONGDEP_DEFAULT_PEOPLE;
+    int C = spec->longdep_cities;
     if (P < 4 || P > 10000 || C < 2 || C > N_CITIES)
         return moa_err(MOA_ERR_INVALID_ARG, "longdep: %d people and %d cities (need people 4..10000, "
                        "cities 2..%d)", P, C, N_CITIES);
@@ -460,13 +461,14 @@ static moa_status gen_longdep(const moa_task_spec *spec, uint32_t seed, int64_t 
         st = moa_err(MOA_ERR_NOMEM, "out of memory generating longdep"); goto done;
     }
     /* Stream 0: the cities used (a shuffle; the first is asked), how many live in the asked
-     * city (2..4), then per person: name, city (others: uniform over the rest), badge. */
+     * city (2..4, at most half the people), then per person: name, city (others: uniform over the rest), badge. */
     for (int i = 0; i < N_CITIES; i++) city_perm[i] = i;
     for (int i = N_CITIES - 1; i > 0; i--) {
         int r = (int)gsl_rng_uniform_int(r0, (unsigned long)i + 1);
         int t = city_perm[i]; city_perm[i] = city_perm[r]; city_perm[r] = t;
     }
     int residents = 2 + (int)gsl_rng_uniform_int(r0, 3);
+    if (residents > P / 2) residents = P / 2;   /* keep at least half as distractors */
     for (int i = 0; i < P; i++) {
         size_t a, b;
         if ((st = draw_pair(r0, wl, &used, &a, &b)) < 0) goto done;

@@ -295,13 +295,18 @@ TEST(fit_lengths) {
     for (int t = 0; t < ns; t++) {
         if (specs[t].kind == MOA_TASK_JSONL) continue;
         for (int k = 0; k < 4; k++) {
-            if (specs[t].kind == MOA_TASK_LONGDEP && targets[k] < 500) continue;  /* 48 facts */
             moa_task_sample s;
             int n = 0;
             CHECK_OK(moa_task_fit(&specs[t], 99, -1, targets[k], fake_count, NULL, &fp, &s, &n));
             CHECK_MSG(n <= targets[k] && n >= targets[k] - 16, "task %s target %d: got %d tokens",
                       moa_task_name(&specs[t]), targets[k], n);
             CHECK_EQ_INT(n, fake_count(NULL, s.prompt, strlen(s.prompt)));
+            if (specs[t].kind == MOA_TASK_LONGDEP) {   /* automatic entity count */
+                int people = targets[k] / 256 < 4 ? 4 : targets[k] / 256 > 64 ? 64 : targets[k] / 256;
+                char want[32];
+                snprintf(want, sizeof want, "\"people\":%d,", people);
+                CHECK_MSG(strstr(s.params, want) != NULL, "longdep at %d: %s lacks %s", targets[k], s.params, want);
+            }
             moa_task_sample_clear(&s);
         }
     }
