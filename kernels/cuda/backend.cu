@@ -1,0 +1,225 @@
+/* backend.cu - the CUDA device layer: device detection, contexts (stream + cuBLAS handle),
+ * error mapping, memory, and the backend table (moa-backend.h). */
+#include "moa-cuda-impl.cuh"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ---- error mapping ------------------------------------------------------------------- */
+
+moa_status moa_cuda_status(cudaError_t e, const char *what) {
+    (void)cudaGetLastError();   /* clear a non-sticky error so the next call starts clean */
+    moa_status st;
+    switch (e) {
+    case cudaErrorMemoryAllocation: st = MOA_ERR_NOMEM; break;
+    case cudaErrorInvalidValue:
+    case cudaErrorInvalidConfiguration:
+    case cudaErrorInvalidDevicePointer: st = MOA_ERR_INVALID_ARG; break;
+    default: st = MOA_ERR_DEVICE; break;
+    }
+    return moa_err(st, "%s: %s: %s", what, cudaGetErrorName(e), cudaGetErrorString(e));
+}
+
+static const char *cublas_name(cublasStatus_t e) {
+    switch (e) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED (no device or driver?)";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE (bad size or leading dimension)";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH (type not supported on this GPU)";
+    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    default: return "unknown cuBLAS status";
+    }
+}
+
+moa_status moa_cublas_status(cublasStatus_t e, const char *what) {
+    moa_status st = e == CUBLAS_STATUS_ALLOC_FAILED   ? MOA_ERR_NOMEM
+                  : e == CUBLAS_STATUS_INVALID_VALUE  ? MOA_ERR_INVALID_ARG
+                  : e == CUBLAS_STATUS_NOT_SUPPORTED || e == CUBLAS_STATUS_ARCH_MISMATCH
+                                                      ? MOA_ERR_UNSUPPORTED
+                                                      : MOA_ERR_DEVICE;
+    return moa_err(st, "%s: %s (%d)", what, cublas_name(e), (int)e);
+}
+
+moa_status moa_cuda_smem_optin(const moa_cuda_ctx *ctx, const void *kernel, size_t bytes,
+                               const char *what) {
+    if (bytes > ctx->smem_optin)
+        return moa_err(MOA_ERR_UNSUPPORTED, "%s: needs %zu bytes of shared memory per block, "
+                       "the device allows %zu (smaller head_dim?)", what, bytes, ctx->smem_optin);
+    if (bytes > 48 * 1024)
+        CU_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)bytes), what);
+    return MOA_OK;
+}
+
+/* ---- devices and contexts -------------------------------------------------------------- */
+
+int moa_cuda_device_count(void) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {   /* no driver, no device, driver too old: "none" */
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+moa_status moa_cuda_ctx_create(int device, moa_cuda_ctx **out) {
+    if (!out) return moa_err(MOA_ERR_INVALID_ARG, "cuda: out is NULL");
+    *out = NULL;
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        (void)cudaGetLastError();
+        return moa_err(MOA_ERR_DEVICE, "no CUDA device: %s (use --device cpu)",
+                       e != cudaSuccess ? cudaGetErrorString(e) : "the driver reports 0 devices");
+    }
+    if (device < 0 || device >= n)
+        return moa_err(MOA_ERR_DEVICE, "CUDA device %d requested, %d present (0..%d)", device,
+                       n, n - 1);
+    moa_cuda_ctx *c = (moa_cuda_ctx *)calloc(1, sizeof *c);
+    if (!c) return moa_err(MOA_ERR_NOMEM, "cuda: out of memory");
+    c->device = device;
+    moa_status st = MOA_OK;
+    cudaDeviceProp pr;
+    if ((e = cudaSetDevice(device)) != cudaSuccess ||
+        (e = cudaGetDeviceProperties(&pr, device)) != cudaSuccess ||
+        (e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess) {
+        st = moa_cuda_status(e, "cuda: opening the device");
+        free(c);
+        return st;
+    }
+    cublasStatus_t be = cublasCreate(&c->blas);
+    if (be == CUBLAS_STATUS_SUCCESS) be = cublasSetStream(c->blas, c->stream);
+    if (be != CUBLAS_STATUS_SUCCESS) {
+        st = moa_cublas_status(be, "cuda: creating the cuBLAS handle");
+        if (c->blas) cublasDestroy(c->blas);
+        cudaStreamDestroy(c->stream);
+        free(c);
+        return st;
+    }
+    c->sm_count = pr.multiProcessorCount;
+    c->cc_major = pr.major;
+    c->cc_minor = pr.minor;
+    c->smem_optin = pr.sharedMemPerBlockOptin;
+    snprintf(c->desc, sizeof c->desc, "%.120s (sm_%d%d, %d SMs, %.1f GiB)", pr.name, pr.major,
+             pr.minor, pr.multiProcessorCount, (double)pr.totalGlobalMem / (1024.0 * 1024 * 1024));
+    if (pr.major < 8)
+        moa_log_warn("cuda: %s: kernels are built for sm_80 and sm_90; this device may not run "
+                     "them (rebuild with -DMOA_CUDA_ARCHS=%d%d)", c->desc, pr.major, pr.minor);
+    moa_log_info("cuda: device %d: %s", device, c->desc);
+    *out = c;
+    return MOA_OK;
+}
+
+void moa_cuda_ctx_free(moa_cuda_ctx *c) {
+    if (!c) return;
+    cudaSetDevice(c->device);
+    cudaStreamSynchronize(c->stream);
+    cublasDestroy(c->blas);
+    cudaStreamDestroy(c->stream);
+    free(c);
+}
+
+const char *moa_cuda_ctx_describe(const moa_cuda_ctx *c) { return c ? c->desc : ""; }
+int moa_cuda_ctx_sm_count(const moa_cuda_ctx *c) { return c ? c->sm_count : 0; }
+
+moa_status moa_cuda_sync(moa_cuda_ctx *c) {
+    CU_TRY(cudaStreamSynchronize(c->stream), "cuda: running queued kernels");
+    return MOA_OK;
+}
+
+/* ---- memory ---------------------------------------------------------------------------- */
+
+moa_status moa_cuda_alloc(moa_cuda_ctx *c, size_t bytes, void **out) {
+    (void)c;
+    *out = NULL;
+    if (bytes == 0) return MOA_OK;
+    cudaError_t e = cudaMalloc(out, bytes);
+    if (e != cudaSuccess) {
+        *out = NULL;
+        (void)cudaGetLastError();
+        return moa_err(e == cudaErrorMemoryAllocation ? MOA_ERR_NOMEM : MOA_ERR_DEVICE,
+                       "cuda: allocating %zu bytes of device memory: %s", bytes,
+                       cudaGetErrorString(e));
+    }
+    return MOA_OK;
+}
+
+void moa_cuda_free(moa_cuda_ctx *c, void *p) {
+    (void)c;
+    if (p) cudaFree(p);
+}
+
+moa_status moa_cuda_upload(moa_cuda_ctx *c, void *dst, const void *src, size_t bytes) {
+    if (!bytes) return MOA_OK;
+    CU_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream), "cuda: upload");
+    return MOA_OK;
+}
+
+moa_status moa_cuda_download(moa_cuda_ctx *c, void *dst, const void *src, size_t bytes) {
+    if (!bytes) return MOA_OK;
+    CU_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream), "cuda: download");
+    CU_TRY(cudaStreamSynchronize(c->stream), "cuda: download");
+    return MOA_OK;
+}
+
+moa_status moa_cuda_memset0(moa_cuda_ctx *c, void *p, size_t bytes) {
+    if (!bytes) return MOA_OK;
+    CU_TRY(cudaMemsetAsync(p, 0, bytes, c->stream), "cuda: memset");
+    return MOA_OK;
+}
+
+/* ---- backend table ----------------------------------------------------------------------- */
+
+static moa_status bk_alloc(void *c, size_t b, void **o) { return moa_cuda_alloc((moa_cuda_ctx *)c, b, o); }
+static void bk_free(void *c, void *p) { moa_cuda_free((moa_cuda_ctx *)c, p); }
+static moa_status bk_upload(void *c, void *d, const void *s, size_t b) {
+    return moa_cuda_upload((moa_cuda_ctx *)c, d, s, b);
+}
+static moa_status bk_download(void *c, void *d, const void *s, size_t b) {
+    return moa_cuda_download((moa_cuda_ctx *)c, d, s, b);
+}
+static moa_status bk_sync(void *c) { return moa_cuda_sync((moa_cuda_ctx *)c); }
+static moa_status bk_fwd(void *c, const moa_attn_train_shape *s, const float *Q, const float *K,
+                         const float *V, float *O, float *LSE) {
+    return moa_cuda_attn_fwd_lse((moa_cuda_ctx *)c, s, Q, K, V, O, LSE);
+}
+static moa_status bk_bwd(void *c, const moa_attn_train_shape *s, const float *Q, const float *K,
+                         const float *V, const float *O, const float *dO, const float *LSE,
+                         float *dQ, float *dK, float *dV, moa_influence_acc *acc) {
+    return moa_cuda_attn_bwd_influence((moa_cuda_ctx *)c, s, Q, K, V, O, dO, LSE, dQ, dK, dV, acc);
+}
+static moa_status bk_rmsnorm(void *c, const float *x, const float *w, float *y, int64_t n,
+                             int64_t d, float eps) {
+    return moa_cuda_rmsnorm((moa_cuda_ctx *)c, x, w, y, n, d, eps);
+}
+static moa_status bk_rope(void *c, float *x, int64_t n, int nh, int hd, int rd, float base,
+                          int64_t pos0) {
+    return moa_cuda_rope((moa_cuda_ctx *)c, x, n, nh, hd, rd, base, pos0, NULL, 0);
+}
+static moa_status bk_swiglu(void *c, float *g, const float *u, int64_t n) {
+    return moa_cuda_swiglu((moa_cuda_ctx *)c, g, u, n);
+}
+
+moa_backend moa_cuda_backend(moa_cuda_ctx *ctx) {
+    moa_backend b;
+    memset(&b, 0, sizeof b);
+    b.name = "cuda";
+    b.kind = MOA_DEVICE_CUDA;
+    b.ctx = ctx;
+    b.alloc = bk_alloc;
+    b.free = bk_free;
+    b.upload = bk_upload;
+    b.download = bk_download;
+    b.sync = bk_sync;
+    b.attn_fwd_lse = bk_fwd;
+    b.attn_bwd_influence = bk_bwd;
+    b.rmsnorm = bk_rmsnorm;
+    b.rope = bk_rope;
+    b.swiglu = bk_swiglu;
+    return b;
+}

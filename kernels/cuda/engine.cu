@@ -1,0 +1,269 @@
+/* engine.cu - GPU engine building blocks: dequantisation of ggml blocks to f16/bf16/f32
+ * (weights once at upload, embedding rows per call), projections and LM head through
+ * cuBLAS (f16/bf16 inputs, f32 accumulation), RMSNorm, RoPE (adjacent pairs), SwiGLU.
+ * CPU references: kernels/cpu/quant.c, model/forward.c, kernels/cpu/rope.c. */
+#include "moa-cuda-impl.cuh"
+
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+
+/* ---- dequantisation -------------------------------------------------------------------- */
+
+/* Value e of a row of ggml type t starting at `row` (bytes). Same arithmetic as
+ * moa_dequant_row (moa-cuda-common.cuh, tested on the host). */
+__device__ __forceinline__ float dq_value(moa_ggml_type t, const uint8_t *row, int64_t e) {
+    switch (t) {
+    case MOA_GGML_F32: return moa_cu_bits_f32((uint32_t)row[4 * e] | (uint32_t)row[4 * e + 1] << 8 |
+                                              (uint32_t)row[4 * e + 2] << 16 | (uint32_t)row[4 * e + 3] << 24);
+    case MOA_GGML_F16: return moa_cu_f16_to_f32(moa_cu_rd16(row + 2 * e));
+    case MOA_GGML_BF16: return moa_cu_bf16_to_f32(moa_cu_rd16(row + 2 * e));
+    case MOA_GGML_Q4_0: return moa_cu_q4_0_value(row + (e / 32) * 18, (int)(e % 32));
+    case MOA_GGML_Q4_1: return moa_cu_q4_1_value(row + (e / 32) * 20, (int)(e % 32));
+    case MOA_GGML_Q8_0: return moa_cu_q8_0_value(row + (e / 32) * 34, (int)(e % 32));
+    default: return 0.0f;
+    }
+}
+
+__device__ __forceinline__ void store_as(void *dst, int64_t i, float v, moa_cuda_dtype dt) {
+    if (dt == MOA_CUDA_F32) ((float *)dst)[i] = v;
+    else if (dt == MOA_CUDA_F16) ((uint16_t *)dst)[i] = moa_cu_f32_to_f16(v);
+    else ((uint16_t *)dst)[i] = moa_cu_f32_to_bf16(v);
+}
+
+/* dst[i] = value i of the block stream src (n values). One thread per value. */
+__global__ void k_dequant(moa_ggml_type t, const uint8_t *src, int64_t n, void *dst,
+                          moa_cuda_dtype dt) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) store_as(dst, i, dq_value(t, src, i), dt);
+}
+
+/* out[r][e] = value e of table row tokens[r] (row_bytes per row), f32. */
+__global__ void k_embed(moa_ggml_type t, const uint8_t *table, size_t row_bytes, int64_t d,
+                        const int32_t *tokens, float *out) {
+    const int64_t r = blockIdx.y;
+    const uint8_t *row = table + (size_t)tokens[r] * row_bytes;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < d;
+         e += (int64_t)gridDim.x * blockDim.x)
+        out[r * d + e] = dq_value(t, row, e);
+}
+
+static int dq_supported(moa_ggml_type t) {
+    return t == MOA_GGML_F32 || t == MOA_GGML_F16 || t == MOA_GGML_BF16 || t == MOA_GGML_Q4_0 ||
+           t == MOA_GGML_Q4_1 || t == MOA_GGML_Q8_0;
+}
+
+static moa_status check_type(moa_ggml_type t, int64_t n, const char *fn) {
+    uint32_t be = 0;
+    if (!dq_supported(t) || !moa_ggml_type_info(t, &be, NULL))
+        return moa_err(MOA_ERR_UNSUPPORTED, "%s: ggml type %s (%d) has no CUDA dequantisation "
+                       "(F32, F16, BF16, Q4_0, Q4_1, Q8_0)", fn, moa_ggml_type_name(t), (int)t);
+    if (n < 0 || n % be)
+        return moa_err(MOA_ERR_INVALID_ARG, "%s: %lld values is not a multiple of the %s block (%u)",
+                       fn, (long long)n, moa_ggml_type_name(t), be);
+    return MOA_OK;
+}
+
+moa_status moa_cuda_dequant(moa_cuda_ctx *c, moa_ggml_type t, const void *src, int64_t n,
+                            void *dst, moa_cuda_dtype dt) {
+    MOA_TRY(check_type(t, n, "moa_cuda_dequant"));
+    if (n == 0) return MOA_OK;
+    k_dequant<<<moa_cu_blocks(n, 256), 256, 0, c->stream>>>(t, (const uint8_t *)src, n, dst, dt);
+    CU_LAUNCHED("moa_cuda_dequant");
+    return MOA_OK;
+}
+
+moa_status moa_cuda_embed(moa_cuda_ctx *c, moa_ggml_type t, const void *table, int64_t d,
+                          const int32_t *tokens, int64_t n, float *out) {
+    MOA_TRY(check_type(t, d, "moa_cuda_embed"));
+    if (n <= 0 || d == 0) return MOA_OK;
+    if (n > 65535) return moa_err(MOA_ERR_INVALID_ARG, "moa_cuda_embed: %lld rows > 65535", (long long)n);
+    dim3 grid(moa_cu_blocks(d, 256) < 64 ? moa_cu_blocks(d, 256) : 64, (unsigned)n);
+    k_embed<<<grid, 256, 0, c->stream>>>(t, (const uint8_t *)table, moa_ggml_row_bytes(t, d), d,
+                                         tokens, out);
+    CU_LAUNCHED("moa_cuda_embed");
+    return MOA_OK;
+}
+
+moa_status moa_cuda_weight_upload(moa_cuda_ctx *c, moa_ggml_type t, const void *host,
+                                  int64_t n_out, int64_t n_in, moa_cuda_dtype dt,
+                                  moa_cuda_weight *w) {
+    static const char fn[] = "moa_cuda_weight_upload";
+    memset(w, 0, sizeof *w);
+    if (dt != MOA_CUDA_F16 && dt != MOA_CUDA_BF16)
+        return moa_err(MOA_ERR_INVALID_ARG, "%s: weights are stored as f16 or bf16", fn);
+    MOA_TRY(check_type(t, n_in, fn));
+    if (n_out < 1 || n_in < 1) return moa_err(MOA_ERR_INVALID_ARG, "%s: empty weight", fn);
+    const size_t raw = moa_ggml_row_bytes(t, n_in) * (size_t)n_out;
+    const int64_t n = n_out * n_in;
+    void *tmp = NULL;
+    MOA_TRY(moa_cuda_alloc(c, raw, &tmp));
+    moa_status st = moa_cuda_alloc(c, (size_t)n * 2, &w->data);
+    if (st == MOA_OK) st = moa_cuda_upload(c, tmp, host, raw);
+    if (st == MOA_OK) st = moa_cuda_dequant(c, t, tmp, n, w->data, dt);
+    if (st == MOA_OK) st = moa_cuda_sync(c);       /* tmp is freed below */
+    moa_cuda_free(c, tmp);
+    if (st != MOA_OK) {
+        moa_cuda_free(c, w->data);
+        w->data = NULL;
+        return st;
+    }
+    w->dtype = dt;
+    w->n_out = n_out;
+    w->n_in = n_in;
+    return MOA_OK;
+}
+
+void moa_cuda_weight_free(moa_cuda_ctx *c, moa_cuda_weight *w) {
+    if (!w) return;
+    moa_cuda_free(c, w->data);
+    w->data = NULL;
+}
+
+__global__ void k_convert(const float *x, int64_t n, void *dst, moa_cuda_dtype dt) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) store_as(dst, i, x[i], dt);
+}
+
+moa_status moa_cuda_convert(moa_cuda_ctx *c, const float *x, int64_t n, void *dst,
+                            moa_cuda_dtype dt) {
+    if (n <= 0) return MOA_OK;
+    k_convert<<<moa_cu_blocks(n, 256), 256, 0, c->stream>>>(x, n, dst, dt);
+    CU_LAUNCHED("moa_cuda_convert");
+    return MOA_OK;
+}
+
+/* ---- projections (cuBLAS) --------------------------------------------------------------- */
+
+static cudaDataType_t cu_type(moa_cuda_dtype dt) {
+    return dt == MOA_CUDA_F16 ? CUDA_R_16F : dt == MOA_CUDA_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+}
+
+moa_status moa_cuda_matmul(moa_cuda_ctx *c, const moa_cuda_weight *W, const void *x, int64_t n,
+                           float *y) {
+    if (!W || !W->data) return moa_err(MOA_ERR_INVALID_ARG, "moa_cuda_matmul: no weight");
+    if (n <= 0) return MOA_OK;
+    if (n > INT32_MAX || W->n_out > INT32_MAX || W->n_in > INT32_MAX)
+        return moa_err(MOA_ERR_INVALID_ARG, "moa_cuda_matmul: dimensions exceed int32");
+    /* Column-major view: Y^T [n_out x n] = W [n_out x n_in] X^T [n_in x n];
+     * row-major W [n_out][n_in] is column-major n_in x n_out (ld n_in) -> op T;
+     * row-major x [n][n_in] is column-major n_in x n (ld n_in) -> op N; y ld n_out. */
+    const float alpha = 1.0f, beta = 0.0f;
+    const cudaDataType_t ty = cu_type(W->dtype);
+    CUBLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)W->n_out, (int)n, (int)W->n_in,
+                            &alpha, W->data, ty, (int)W->n_in, x, ty, (int)W->n_in, &beta, y,
+                            CUDA_R_32F, (int)W->n_out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+               "moa_cuda_matmul: cublasGemmEx");
+    return MOA_OK;
+}
+
+moa_status moa_cuda_gemm_nt_batched(moa_cuda_ctx *c, moa_cuda_dtype dt, int m, int n, int k,
+                                    float alpha, const void *A, int64_t sa, const void *B,
+                                    int64_t sb, float beta, float *C, int64_t sc, int batch) {
+    if (m <= 0 || n <= 0 || k <= 0 || batch <= 0) return MOA_OK;
+    /* Column-major: C^T [n x m] = B [n x k] A^T [k x m]; row-major B [n][k] is col-major
+     * k x n (ld k) -> op T; row-major A [m][k] is col-major k x m (ld k) -> op N. */
+    const cudaDataType_t ty = cu_type(dt);
+    CUBLAS_TRY(cublasGemmStridedBatchedEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha,
+                                          B, ty, k, sb, A, ty, k, sa, &beta, C, CUDA_R_32F, n,
+                                          sc, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+               "moa_cuda_gemm_nt_batched: cublasGemmStridedBatchedEx");
+    return MOA_OK;
+}
+
+/* ---- RMSNorm ---------------------------------------------------------------------------- */
+
+/* One block per row: ss = sum x^2 (per-thread float partials, combined in double),
+ * r = 1 / sqrt(ss / d + eps), y = x r w. */
+__global__ void k_rmsnorm(const float *x, const float *w, float *y, int64_t d, float eps) {
+    __shared__ double part[32];
+    const float *xr = x + (int64_t)blockIdx.x * d;
+    float *yr = y + (int64_t)blockIdx.x * d;
+    double ss = 0;
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) ss += (double)xr[i] * xr[i];
+    ss = moa_warp_sum_d(ss);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
+    if (lane == 0) part[warp] = ss;
+    __syncthreads();
+    if (warp == 0) {
+        ss = lane < nw ? part[lane] : 0.0;
+        ss = moa_warp_sum_d(ss);
+        if (lane == 0) part[0] = ss;
+    }
+    __syncthreads();
+    const float r = (float)(1.0 / sqrt(part[0] / (double)d + eps));
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) yr[i] = xr[i] * r * w[i];
+}
+
+moa_status moa_cuda_rmsnorm(moa_cuda_ctx *c, const float *x, const float *w, float *y, int64_t n,
+                            int64_t d, float eps) {
+    if (n <= 0 || d <= 0) return MOA_OK;
+    if (n > INT32_MAX) return moa_err(MOA_ERR_INVALID_ARG, "moa_cuda_rmsnorm: too many rows");
+    k_rmsnorm<<<(unsigned)n, 256, 0, c->stream>>>(x, w, y, d, eps);
+    CU_LAUNCHED("moa_cuda_rmsnorm");
+    return MOA_OK;
+}
+
+/* ---- RoPE ------------------------------------------------------------------------------- */
+
+/* One thread per (row, head, pair i): (x0, x1) -> (x0 c - x1 s, x0 s + x1 c),
+ * theta = p base^(-2i/rope_dim) in double, c and s rounded to float (the CPU tables). */
+__global__ void k_rope(float *x, int64_t n, int n_heads, int hd, int half, double log_base,
+                       int rope_dim, int64_t pos0, const int64_t *pos, float sgn) {
+    const int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t per_row = (int64_t)n_heads * half;
+    if (idx >= n * per_row) return;
+    const int64_t t = idx / per_row;
+    const int h = (int)(idx % per_row / half), i = (int)(idx % half);
+    const int64_t p = pos ? pos[t] : pos0 + t;
+    const double inv = exp(-2.0 * i / (double)rope_dim * log_base);
+    const double ang = (double)p * inv;
+    const float co = (float)cos(ang), si = sgn * (float)sin(ang);
+    float *v = x + (t * n_heads + h) * (int64_t)hd + 2 * i;
+    const float x0 = v[0], x1 = v[1];
+    v[0] = x0 * co - x1 * si;
+    v[1] = x0 * si + x1 * co;
+}
+
+moa_status moa_cuda_rope(moa_cuda_ctx *c, float *x, int64_t n, int n_heads, int hd,
+                         int rope_dim, float base, int64_t pos0, const int64_t *pos,
+                         int inverse) {
+    if (rope_dim <= 0 || rope_dim % 2 || rope_dim > hd || !(base > 1.0f))
+        return moa_err(MOA_ERR_INVALID_ARG, "moa_cuda_rope: rope_dim %d must be even, in (0, hd=%d], "
+                       "base %g > 1", rope_dim, hd, (double)base);
+    if (n <= 0 || n_heads <= 0) return MOA_OK;
+    const int64_t total = n * n_heads * (int64_t)(rope_dim / 2);
+    k_rope<<<moa_cu_blocks(total, 256), 256, 0, c->stream>>>(
+        x, n, n_heads, hd, rope_dim / 2, log((double)base), rope_dim, pos0, pos,
+        inverse ? -1.0f : 1.0f);
+    CU_LAUNCHED("moa_cuda_rope");
+    return MOA_OK;
+}
+
+/* ---- SwiGLU, residual --------------------------------------------------------------------- */
+
+__global__ void k_swiglu(float *g, const float *u, int64_t n) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        const float a = g[i];
+        g[i] = a / (1.0f + expf(-a)) * u[i];   /* silu(g) * u */
+    }
+}
+
+moa_status moa_cuda_swiglu(moa_cuda_ctx *c, float *g, const float *u, int64_t n) {
+    if (n <= 0) return MOA_OK;
+    k_swiglu<<<moa_cu_blocks(n, 256), 256, 0, c->stream>>>(g, u, n);
+    CU_LAUNCHED("moa_cuda_swiglu");
+    return MOA_OK;
+}
+
+__global__ void k_add(float *x, const float *y, int64_t n) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] += y[i];
+}
+
+moa_status moa_cuda_add(moa_cuda_ctx *c, float *x, const float *y, int64_t n) {
+    if (n <= 0) return MOA_OK;
+    k_add<<<moa_cu_blocks(n, 256), 256, 0, c->stream>>>(x, y, n);
+    CU_LAUNCHED("moa_cuda_add");
+    return MOA_OK;
+}

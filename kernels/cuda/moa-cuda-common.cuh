@@ -1,0 +1,219 @@
+/* moa-cuda-common.cuh - helpers shared by the CUDA kernels and the host: the one mask, tile
+ * indexing, the online-softmax update, distance bins, ring-slot mapping, influence formulas,
+ * f16/bf16 conversion and ggml block decoding (Q4_0, Q4_1, Q8_0).
+ *
+ * Compiles three ways: under nvcc every function is __host__ __device__; as plain C11 or C++
+ * (no CUDA toolkit needed) they are static inline host functions. tests/gpu/test_cuda_common.c
+ * checks them on the CPU against the CPU references (kernels/cpu/attn.c, attn-train.c,
+ * quant.c, runtime/cache.c), so the device code runs the same tested arithmetic.
+ *
+ * Every function is pure (no global state); integer positions are int64_t.
+ */
+#ifndef MOA_CUDA_COMMON_CUH
+#define MOA_CUDA_COMMON_CUH
+
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+
+#if defined(__CUDACC__)
+#define MOA_HD static __host__ __device__ __forceinline__
+#else
+#define MOA_HD static inline
+#endif
+
+/* Products that must round like the CPU reference: no fused multiply-add under nvcc
+ * (nvcc contracts a*b+c by default; the CPU references are compiled without FMA). */
+#if defined(__CUDA_ARCH__)
+#define MOA_CU_MUL(a, b) __fmul_rn((a), (b))
+#define MOA_CU_ADD(a, b) __fadd_rn((a), (b))
+#else
+#define MOA_CU_MUL(a, b) ((a) * (b))
+#define MOA_CU_ADD(a, b) ((a) + (b))
+#endif
+
+/* ---- the one mask (architecture.md): i attends j iff j <= i and (j < sink or i-j < W) ---- */
+MOA_HD int moa_cu_visible(int64_t i, int64_t j, int64_t sink, int64_t window) {
+    return j <= i && (j < sink || i - j < window);
+}
+
+/* ---- tile indexing --------------------------------------------------------------------- */
+/* Tiles of T covering n: ceil(n / T). */
+MOA_HD int64_t moa_cu_tiles(int64_t n, int64_t T) { return (n + T - 1) / T; }
+/* Rows of tile t (starting at t*T) that exist: min(T, n - t*T), >= 0. */
+MOA_HD int64_t moa_cu_tile_rows(int64_t n, int64_t t, int64_t T) {
+    const int64_t r = n - t * T;
+    return r < 0 ? 0 : r < T ? r : T;
+}
+/* Does key tile [j0, j0+bk) hold a key visible to some query of [i0, i1] under the mask?
+ * Keys j <= i1 with j < sink, or j >= i0 - W + 1 (and j <= i1). */
+MOA_HD int moa_cu_tile_needed(int64_t i0, int64_t i1, int64_t j0, int64_t bk, int64_t sink,
+                              int64_t window) {
+    const int64_t j1 = j0 + bk - 1;
+    if (bk <= 0 || j0 > i1) return 0;
+    if (j0 < sink) return 1;
+    return window > 0 && j1 >= i0 - window + 1;
+}
+/* First key tile of the band of queries [i0, ...]: tiles below it (and at/after the sink
+ * tiles) hold no visible key. Key tiles kb with kb*T < sink, and kb >= this, are visited. */
+MOA_HD int64_t moa_cu_band_first_tile(int64_t i0, int64_t window, int64_t T) {
+    const int64_t lo = i0 - window + 1;
+    return lo <= 0 ? 0 : lo / T;
+}
+
+/* ---- online softmax (FlashAttention-2) ------------------------------------------------- */
+/* Running row state: m = max score so far, l = sum exp(s - m). Empty: m = -inf, l = 0. */
+typedef struct { float m, l; } moa_cu_softmax;
+
+MOA_HD moa_cu_softmax moa_cu_softmax_init(void) {
+    moa_cu_softmax s;
+    s.m = -INFINITY;
+    s.l = 0.0f;
+    return s;
+}
+/* Rescale factor exp(m_old - m_new) with exp(-inf - -inf) := 1 (both empty) and
+ * exp(-inf - finite) = 0. */
+MOA_HD float moa_cu_rescale(float m_old, float m_new) {
+    if (m_old == m_new) return 1.0f;
+    return expf(m_old - m_new);
+}
+/* Fold a tile whose max score is tmax into the state: returns m_new (= max(m, tmax)) and
+ * stores the factor the accumulators (l and O) must be multiplied by in *corr. The caller
+ * then adds sum_j exp(s_j - m_new) to l and sum_j exp(s_j - m_new) v_j to O. */
+MOA_HD float moa_cu_softmax_step(moa_cu_softmax *st, float tmax, float *corr) {
+    const float mn = tmax > st->m ? tmax : st->m;
+    *corr = moa_cu_rescale(st->m, mn);
+    st->l *= *corr;
+    st->m = mn;
+    return mn;
+}
+/* Log-sum-exp of a finished row: m + ln l (-inf if nothing was visible). */
+MOA_HD float moa_cu_softmax_lse(moa_cu_softmax st) {
+    return st.l > 0.0f ? st.m + logf(st.l) : -INFINITY;
+}
+/* Merge two partial states over disjoint key sets: weights of each side's (unnormalised)
+ * accumulator are returned in *wa, *wb (O = wa Oa + wb Ob, l = wa la + wb lb). */
+MOA_HD moa_cu_softmax moa_cu_softmax_merge(moa_cu_softmax a, moa_cu_softmax b, float *wa,
+                                           float *wb) {
+    moa_cu_softmax r;
+    r.m = a.m > b.m ? a.m : b.m;
+    *wa = a.l > 0.0f ? moa_cu_rescale(a.m, r.m) : 0.0f;
+    *wb = b.l > 0.0f ? moa_cu_rescale(b.m, r.m) : 0.0f;
+    r.l = *wa * a.l + *wb * b.l;
+    return r;
+}
+
+/* ---- influence (attn-train.h) ---------------------------------------------------------- */
+/* Distance bin of entry (i, j): -1 for a sink column (j < sink), floor((i - j) / block)
+ * otherwise; -2 if the entry is not causal (j > i) and counts nowhere. */
+MOA_HD int64_t moa_cu_dist_bin(int64_t i, int64_t j, int64_t sink, int64_t block) {
+    if (j > i) return -2;
+    if (j < sink) return -1;
+    return (i - j) / block;
+}
+/* E of an entry that is not its row's dominant one (P <= 1/2), as the CPU tile step does it
+ * in float: E = -P (dP - D) / max(1 + eps - P, eps + 2^-24). */
+MOA_HD float moa_cu_influence(float p, float dp, float D, float eps) {
+    const float ds = p * (dp - D);
+    const float den0 = (1.0f + eps) - p, den_min = eps + 5.9604644775390625e-8f; /* 2^-24 */
+    return -ds / (den0 > den_min ? den0 : den_min);
+}
+/* E of the dominant entry (P > 1/2, at most one per row), from the row's other entries:
+ * A = sum of their P, B = sum of their P dP (double):
+ *   E = -P (A dP - B) / max(A + eps, eps + 2^-24);   row 0 (key 0 only): E = -P dP. */
+MOA_HD double moa_cu_influence_dominant(double P, double dp, double A, double B, double eps,
+                                        int row0) {
+    if (row0) return -P * dp;
+    const double den0 = A + eps, den_min = eps + 5.9604644775390625e-8;
+    return -P * (A * dp - B) / (den0 > den_min ? den0 : den_min);
+}
+
+/* ---- ring buffers (runtime/cache.h) ---------------------------------------------------- */
+/* Slot of position p in a unit with S sink slots and a ring of R: p < S -> p, else
+ * S + (p - S) mod R; -1 if it has no slot (R == 0 and p >= S). */
+MOA_HD int64_t moa_cu_ring_slot(int64_t p, int64_t S, int64_t R) {
+    if (p < S) return p;
+    if (R <= 0) return -1;
+    return S + (p - S) % R;
+}
+/* Position held by `slot` once n tokens (positions 0..n-1) have been appended with the
+ * runtime's policy (sinks, then the last R positions in the ring); -1 if the slot is empty. */
+MOA_HD int64_t moa_cu_slot_pos(int64_t slot, int64_t n, int64_t S, int64_t R) {
+    if (slot < S) return slot < n ? slot : -1;
+    const int64_t r = slot - S, last = n - 1 - S;     /* ring offset of the newest position */
+    if (R <= 0 || r >= R || last < r) return -1;
+    return S + r + R * ((last - r) / R);
+}
+
+/* ---- half precision (bit-exact with kernels/cpu/quant.c) ------------------------------- */
+MOA_HD float moa_cu_bits_f32(uint32_t b) { float f; memcpy(&f, &b, 4); return f; }
+MOA_HD uint32_t moa_cu_f32_bits(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
+
+MOA_HD float moa_cu_f16_to_f32(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h >> 15) << 31;
+    const uint32_t e = (h >> 10) & 31, man = h & 1023;
+    if (e == 0) {
+        if (man == 0) return moa_cu_bits_f32(sign);
+        /* subnormal: man * 2^-24 (exact in float) */
+        return moa_cu_bits_f32(moa_cu_f32_bits((float)man * 5.9604644775390625e-8f) | sign);
+    }
+    if (e == 31) return moa_cu_bits_f32(sign | 0x7f800000u | (man << 13));
+    return moa_cu_bits_f32(sign | ((e + 112) << 23) | (man << 13));
+}
+MOA_HD uint16_t moa_cu_f32_to_f16(float f) {   /* round to nearest even */
+    const uint32_t x = moa_cu_f32_bits(f);
+    const uint32_t sign = (x >> 16) & 0x8000, ax = x & 0x7fffffff;
+    if (ax > 0x7f800000) return (uint16_t)(sign | 0x7e00);          /* NaN */
+    if (ax >= 0x477ff000) return (uint16_t)(sign | 0x7c00);         /* overflow -> inf */
+    if (ax < 0x38800000) {                                           /* subnormal or zero */
+        /* value in units of 2^-24, rounded to nearest even (exact product, then RNE) */
+        const float m = moa_cu_bits_f32(ax) * 16777216.0f;
+        const uint32_t r = (uint32_t)m;
+        const float frac = m - (float)r;
+        const uint32_t up = frac > 0.5f || (frac == 0.5f && (r & 1));
+        return (uint16_t)(sign | (r + up));
+    }
+    const uint32_t e = (ax >> 23) - 112, man = ax & 0x7fffff;
+    uint32_t h = (e << 10) | (man >> 13);
+    const uint32_t rest = man & 0x1fff;
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+}
+MOA_HD float moa_cu_bf16_to_f32(uint16_t h) { return moa_cu_bits_f32((uint32_t)h << 16); }
+MOA_HD uint16_t moa_cu_f32_to_bf16(float f) {  /* round to nearest even */
+    uint32_t x = moa_cu_f32_bits(f);
+    if ((x & 0x7fffffff) > 0x7f800000) return (uint16_t)((x >> 16) | 0x40);
+    x += 0x7fff + ((x >> 16) & 1);
+    return (uint16_t)(x >> 16);
+}
+
+/* ---- ggml blocks (32 values each; layouts as in kernels/cpu/quant.c) ------------------- */
+MOA_HD uint16_t moa_cu_rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+/* Value j (0..31) of a Q4_0 block [d f16][16 bytes: lo nibble = j, hi nibble = j + 16]:
+ * (q - 8) d. */
+MOA_HD float moa_cu_q4_0_value(const uint8_t *blk, int j) {
+    const float d = moa_cu_f16_to_f32(moa_cu_rd16(blk));
+    const int q = j < 16 ? (blk[2 + j] & 15) : (blk[2 + j - 16] >> 4);
+    return MOA_CU_MUL((float)(q - 8), d);
+}
+/* Q4_1 block [d f16][m f16][16 bytes]: q d + m. */
+MOA_HD float moa_cu_q4_1_value(const uint8_t *blk, int j) {
+    const float d = moa_cu_f16_to_f32(moa_cu_rd16(blk)), m = moa_cu_f16_to_f32(moa_cu_rd16(blk + 2));
+    const int q = j < 16 ? (blk[4 + j] & 15) : (blk[4 + j - 16] >> 4);
+    return MOA_CU_ADD(MOA_CU_MUL((float)q, d), m);
+}
+/* Q8_0 block [d f16][32 int8]: q d. */
+MOA_HD float moa_cu_q8_0_value(const uint8_t *blk, int j) {
+    const float d = moa_cu_f16_to_f32(moa_cu_rd16(blk));
+    return MOA_CU_MUL((float)(int8_t)blk[2 + j], d);
+}
+
+/* ---- linear attention (Lightning Attention-2, inclusive convention) --------------------- */
+/* lambda^delta = exp(-s delta) for delta >= 0 (never lambda^-delta: overflow); 0 if delta < 0
+ * (masked entries are exactly 0). */
+MOA_HD float moa_cu_decay_pow(float s, int64_t delta) {
+    if (delta < 0) return 0.0f;
+    return expf(-s * (float)delta);
+}
+
+#endif /* MOA_CUDA_COMMON_CUH */

@@ -1,0 +1,96 @@
+/* moa-cuda-impl.cuh - internal to the .cu files of kernels/cuda: the context, error mapping and launch
+ * helpers. Not installed. */
+#ifndef MOA_CUDA_IMPL_CUH
+#define MOA_CUDA_IMPL_CUH
+
+#include <cuda_runtime.h>
+#include <cublas_v2.h>
+
+#include "moa-cuda.h"
+#include "moa-cuda-common.cuh"
+extern "C" {
+#include "moa-common.h"
+}
+
+struct moa_cuda_ctx {
+    int device;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    int sm_count;
+    int cc_major, cc_minor;
+    size_t smem_optin;          /* largest dynamic shared memory per block (opt-in) */
+    char desc[192];
+};
+
+/* cudaError_t -> moa_status with "what: cudaErrorX: message" (clears the sticky-free error
+ * state with cudaGetLastError). */
+moa_status moa_cuda_status(cudaError_t e, const char *what);
+moa_status moa_cublas_status(cublasStatus_t e, const char *what);
+
+#define CU_TRY(call, what) do { cudaError_t e_ = (call); \
+    if (e_ != cudaSuccess) return moa_cuda_status(e_, what); } while (0)
+#define CUBLAS_TRY(call, what) do { cublasStatus_t e_ = (call); \
+    if (e_ != CUBLAS_STATUS_SUCCESS) return moa_cublas_status(e_, what); } while (0)
+/* After a kernel launch: configuration errors are reported at once. */
+#define CU_LAUNCHED(what) CU_TRY(cudaGetLastError(), what)
+
+static inline unsigned moa_cu_blocks(int64_t n, int threads) {
+    return (unsigned)((n + threads - 1) / threads);
+}
+
+#define MOA_CU_HD_MAX 256   /* = MOA_ATTN_HD_MAX */
+#define MOA_CU_WARP 32
+
+/* warp reductions (all lanes get the result) */
+__device__ __forceinline__ float moa_warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ double moa_warp_sum_d(double v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float moa_warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* Opt a kernel into `bytes` of dynamic shared memory (needed above 48 KiB). */
+moa_status moa_cuda_smem_optin(const moa_cuda_ctx *ctx, const void *kernel, size_t bytes,
+                               const char *what);
+
+
+/* ---- the banded softmax forward shared by the profiler and the runtime (attn.cu) ---------- */
+
+/* One (layer, KV head) of a device cache, as laid out (runtime/cache.h semantics). */
+typedef struct {
+    int kind;          /* 0 window, 1 dense, 2 linear */
+    float decay;       /* linear */
+    int64_t sink;      /* sink slots */
+    int64_t ring;      /* ring slots */
+    int64_t window;    /* mask window (= ring) */
+    int64_t off;       /* softmax: first slot in a sequence; linear: state index */
+} moa_cu_unit;
+
+/* Query head h (blockIdx.y) of the call, KV head u = h / G. Keys: the cache slots of unit u
+ * (positions from the slot map after `cached` tokens) and the chunk rows (positions
+ * kpos0 + r, r < n_k). Mask: the one mask with the unit's sink and window. */
+typedef struct {
+    int hd, G, n_q;
+    const float *q; int64_t ldq;          /* q[t*ldq + h*hd + d] */
+    float *o; int64_t ldo;                /* o[t*ldo + h*hd + d] */
+    float *lse; int64_t lse_ld;           /* optional lse[h*lse_ld + t] */
+    int64_t qpos0;                        /* query t at position qpos0 + t */
+    const float *k, *v; int64_t ldk;      /* chunk keys k[r*ldk + u*hd + d] */
+    int64_t kpos0; int n_k;
+    const moa_cu_unit *units;             /* [n_kv] of this layer; NULL: dense causal, no cache */
+    const float *kc, *vc;                 /* cache K, V of this sequence: [slots][hd] */
+    int64_t cached;                       /* tokens in the cache before the chunk */
+    float scale;
+} moa_cu_band_params;
+
+/* Launch over n_head query heads x query tiles. */
+moa_status moa_cu_band_fwd(const moa_cuda_ctx *ctx, const moa_cu_band_params *p, int n_head,
+                           const char *what);
+
+#endif

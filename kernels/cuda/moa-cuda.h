@@ -1,0 +1,184 @@
+/* moa-cuda.h - the CUDA backend: C API (extern "C"), callable from C11.
+ *
+ * Every function returns a moa_status and sets moa_last_error() on failure: a missing device
+ * or driver is MOA_ERR_DEVICE with a message, never a crash; CUDA and cuBLAS errors are mapped
+ * to MOA_ERR_DEVICE / MOA_ERR_NOMEM / MOA_ERR_INVALID_ARG with the library's own message.
+ *
+ * Memory: unless a parameter says "host", every buffer is DEVICE memory (from
+ * moa_cuda_alloc or cudaMalloc). Work is queued on the context's stream; results are ready
+ * after moa_cuda_sync (downloads synchronise by themselves).
+ * Threading: a context belongs to one host thread at a time (its stream and cuBLAS handle
+ * are not shared); distinct contexts may be used concurrently.
+ *
+ * Layouts and semantics mirror the CPU references exactly:
+ *   profiler attention      kernels/cpu/attn-train.h   (moa_attn_train_shape, moa_influence_acc)
+ *   runtime attention       runtime/include/moa/runtime.h, runtime/cache.c (flat segments)
+ *   dequantisation          kernels/cpu/quant.h (ggml block layouts)
+ *   RMSNorm / RoPE / SwiGLU model/forward.c, kernels/cpu/rope.h (adjacent pairs)
+ * No GPU was available where this was written: every op has a test comparing it with its
+ * CPU reference (tests/gpu, ctest -L gpu) to run on a machine that has one.
+ */
+#ifndef MOA_CUDA_H
+#define MOA_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "moa/base.h"
+#include "moa-backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+#include "attn-train.h"   /* C headers of kernels/cpu, without their own extern "C" */
+#include "quant.h"
+
+/* ===================================== device layer ===================================== */
+
+typedef struct moa_cuda_ctx moa_cuda_ctx;
+
+/* Number of usable CUDA devices; 0 when there is none, no driver, or the driver is too old
+ * (never an error, never a crash). Thread-safe. */
+int moa_cuda_device_count(void);
+
+/* Open device `device` (0-based): a stream, a cuBLAS handle, the device's limits.
+ * MOA_ERR_DEVICE with "no CUDA device ..." if none is present or `device` is out of range.
+ * The caller owns *out (moa_cuda_ctx_free). */
+moa_status moa_cuda_ctx_create(int device, moa_cuda_ctx **out);
+void moa_cuda_ctx_free(moa_cuda_ctx *ctx);                 /* accepts NULL */
+/* "NVIDIA A100-SXM4-80GB (sm_80, 108 SMs, 79.2 GiB)" */
+const char *moa_cuda_ctx_describe(const moa_cuda_ctx *ctx);
+int moa_cuda_ctx_sm_count(const moa_cuda_ctx *ctx);
+moa_status moa_cuda_sync(moa_cuda_ctx *ctx);               /* wait for queued work */
+
+moa_status moa_cuda_alloc(moa_cuda_ctx *ctx, size_t bytes, void **out);
+void moa_cuda_free(moa_cuda_ctx *ctx, void *p);            /* accepts NULL */
+moa_status moa_cuda_upload(moa_cuda_ctx *ctx, void *dst, const void *host_src, size_t bytes);
+moa_status moa_cuda_download(moa_cuda_ctx *ctx, void *host_dst, const void *src, size_t bytes);
+moa_status moa_cuda_memset0(moa_cuda_ctx *ctx, void *p, size_t bytes);
+
+/* The backend table over this context (moa-backend.h); valid while ctx lives. */
+moa_backend moa_cuda_backend(moa_cuda_ctx *ctx);
+
+/* ===================================== engine ops ======================================= */
+
+/* Element types of device tensors. Append-only. */
+typedef enum { MOA_CUDA_F32 = 0, MOA_CUDA_F16 = 1, MOA_CUDA_BF16 = 2 } moa_cuda_dtype;
+
+/* Dequantise n values (a multiple of the block size) of ggml type t (F32, F16, BF16, Q4_0,
+ * Q4_1, Q8_0) from src (device, raw blocks) into dst (device, n values of dtype).
+ * Values are bit-identical to moa_dequant_row (then rounded to nearest even for f16/bf16).
+ * MOA_ERR_UNSUPPORTED for other types. */
+moa_status moa_cuda_dequant(moa_cuda_ctx *ctx, moa_ggml_type t, const void *src, int64_t n,
+                            void *dst, moa_cuda_dtype dtype);
+
+/* Rows of an embedding table: out[r][0..d) = dequant(table row tokens[r]).
+ * table: device, n_vocab rows of moa_ggml_row_bytes(t, d) bytes; tokens: device int32 [n];
+ * out: device f32 [n][d]. Token ids are not range-checked here (the engine checks them). */
+moa_status moa_cuda_embed(moa_cuda_ctx *ctx, moa_ggml_type t, const void *table, int64_t d,
+                          const int32_t *tokens, int64_t n, float *out);
+
+/* A weight W [n_out][n_in] resident on the device, dequantised once at upload. */
+typedef struct {
+    moa_cuda_dtype dtype;   /* MOA_CUDA_F16 or MOA_CUDA_BF16 */
+    int64_t n_out, n_in;
+    void *data;             /* device [n_out][n_in] of dtype */
+} moa_cuda_weight;
+
+/* Upload a ggml weight (host bytes, n_out rows of n_in values of type t) and dequantise it
+ * on the device to f16 or bf16. The raw blocks pass through a temporary device buffer. */
+moa_status moa_cuda_weight_upload(moa_cuda_ctx *ctx, moa_ggml_type t, const void *host_data,
+                                  int64_t n_out, int64_t n_in, moa_cuda_dtype dtype,
+                                  moa_cuda_weight *out);
+void moa_cuda_weight_free(moa_cuda_ctx *ctx, moa_cuda_weight *w);   /* accepts NULL */
+
+/* dst[i] = round(x[i]) to dtype (f16/bf16 round to nearest even; f32 copies). */
+moa_status moa_cuda_convert(moa_cuda_ctx *ctx, const float *x, int64_t n, void *dst,
+                            moa_cuda_dtype dtype);
+
+/* y[t][o] = sum_i W[o][i] x[t][i]  (projection / LM head; cublasGemmEx, f32 accumulate).
+ * x: device [n][n_in] of W's dtype (moa_cuda_convert), y: device f32 [n][n_out], ld n_out. */
+moa_status moa_cuda_matmul(moa_cuda_ctx *ctx, const moa_cuda_weight *W, const void *x,
+                           int64_t n, float *y);
+
+/* Batched row-major products, for b < batch:  C_b = alpha A_b B_b^T + beta C_b  with
+ * A_b [m][k], B_b [n][k] of dtype (element strides sa, sb between batches) and C_b [m][n]
+ * f32 (stride sc). cublasGemmStridedBatchedEx, f32 compute. */
+moa_status moa_cuda_gemm_nt_batched(moa_cuda_ctx *ctx, moa_cuda_dtype dtype, int m, int n,
+                                    int k, float alpha, const void *A, int64_t sa,
+                                    const void *B, int64_t sb, float beta, float *C,
+                                    int64_t sc, int batch);
+
+/* y = x / sqrt(mean(x^2) + eps) * w over n rows of d (x, y: [n][d]; w: [d]; y may be x). */
+moa_status moa_cuda_rmsnorm(moa_cuda_ctx *ctx, const float *x, const float *w, float *y,
+                            int64_t n, int64_t d, float eps);
+
+/* RoPE in place on x [n][n_heads*hd]: pairs (x[2i], x[2i+1]) of each head, i < rope_dim/2,
+ * rotated by theta_i = p * base^(-2i/rope_dim) with p = pos[t] (device int64 [n]) or
+ * pos0 + t when pos is NULL; inverse = 1 rotates by -theta (backward). cos/sin are taken
+ * in double and rounded to float, as the CPU tables are. */
+moa_status moa_cuda_rope(moa_cuda_ctx *ctx, float *x, int64_t n, int n_heads, int hd,
+                         int rope_dim, float base, int64_t pos0, const int64_t *pos,
+                         int inverse);
+
+/* g[i] = silu(g[i]) * u[i] = g / (1 + exp(-g)) * u, i < n. */
+moa_status moa_cuda_swiglu(moa_cuda_ctx *ctx, float *g, const float *u, int64_t n);
+/* x[i] += y[i], i < n (residual). */
+moa_status moa_cuda_add(moa_cuda_ctx *ctx, float *x, const float *y, int64_t n);
+
+/* ================================ profiler attention ==================================== */
+
+/* Same shapes, layouts and semantics as moa_attn_fwd_lse / moa_attn_bwd_influence
+ * (attn-train.h); every buffer is device memory, including acc->abs/sgn/sink_abs/sink_sgn
+ * (double, added to). The shape struct itself is host memory. hd <= 256. */
+moa_status moa_cuda_attn_fwd_lse(moa_cuda_ctx *ctx, const moa_attn_train_shape *s,
+                                 const float *Q, const float *K, const float *V, float *O,
+                                 float *LSE);
+moa_status moa_cuda_attn_bwd_influence(moa_cuda_ctx *ctx, const moa_attn_train_shape *s,
+                                       const float *Q, const float *K, const float *V,
+                                       const float *O, const float *dO, const float *LSE,
+                                       float *dQ, float *dK, float *dV, moa_influence_acc *acc);
+
+/* ================================= runtime attention ==================================== */
+
+/* The per-head cache of runtime/cache.c on the device: per layer and KV head `sink` slots +
+ * a ring of min(W, n_ctx - sink) slots (window units), n_ctx slots (dense units) or an
+ * hd x hd f32 state (linear units); K, V as [n_seq][slots_per_seq][hd] f32 (flat segments
+ * with a start/length table per unit). Keys are cached as given: pass q and k already rotated
+ * (moa_cuda_rope at absolute positions; the runtime's absolute mode with rope_dim = 0).
+ * Streaming mode (rotation by cache position) is not provided on the device. */
+typedef struct moa_cuda_cache moa_cuda_cache;
+
+/* One (layer, KV head): same fields and values as moa_cache_unit (runtime.h). */
+typedef struct {
+    int kind;          /* 0 window, 1 dense, 2 linear (moa_unit_kind) */
+    int64_t window;    /* window kind: W (mask i - j < W) */
+    int64_t sink;      /* window and dense kinds */
+    float decay;       /* linear kind: lambda = exp(-decay) */
+} moa_cuda_unit;
+
+typedef struct {
+    int n_layer, n_head, n_head_kv, head_dim;   /* head_dim <= 256 */
+    const moa_cuda_unit *units;                 /* host [n_layer][n_head_kv]; copied */
+    float scale;                                /* softmax scale; 0 = 1/sqrt(head_dim) */
+} moa_cuda_cache_layout;
+
+moa_status moa_cuda_cache_create(moa_cuda_ctx *ctx, const moa_cuda_cache_layout *L,
+                                 int64_t n_ctx, int n_seq, moa_cuda_cache **out);
+void moa_cuda_cache_free(moa_cuda_cache *c);                  /* accepts NULL */
+moa_status moa_cuda_cache_reset(moa_cuda_cache *c, int seq);  /* seq < 0: all */
+size_t moa_cuda_cache_bytes(const moa_cuda_cache *c);         /* K, V and linear state */
+int64_t moa_cuda_cache_pos(const moa_cuda_cache *c, int seq, int layer);
+
+/* As moa_attn_prefill / moa_attn_decode with device buffers q, out [n][n_head*hd] and
+ * k, v [n][n_head_kv*hd]; seqs is a HOST array (NULL = 0..n-1). Window/dense units: banded
+ * causal softmax with sinks over the cache and the chunk (work O(n (sink + W))); linear
+ * units: Lightning Attention-2 (prefill) or the O(hd^2) recurrence (decode). */
+moa_status moa_cuda_attn_prefill(moa_cuda_cache *c, int seq, int layer, const float *q,
+                                 const float *k, const float *v, int n_tokens, float *out);
+moa_status moa_cuda_attn_decode(moa_cuda_cache *c, int layer, const int *seqs, int n,
+                                const float *q, const float *k, const float *v, float *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MOA_CUDA_H */

@@ -1,0 +1,328 @@
+/* test_cuda_common.c - the CUDA kernels' shared helpers (kernels/cuda/moa-cuda-common.cuh,
+ * __host__ __device__ under nvcc, plain static inline C here) and the device choice
+ * (moa-backend.h), checked on the CPU against the CPU references: quant.c (f16/bf16, block
+ * decoding), the one mask, runtime/cache.c's slot policy, attn-train's influence histograms
+ * (moa_attn_bwd_influence_ref) and a direct softmax. Needs no CUDA toolkit. */
+#include "moa-cuda-common.cuh"
+#include "moa-backend.h"
+#include "attn-train.h"
+#include "quant.h"
+#include "test.h"
+
+#include <stdint.h>
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd(void) {   /* xorshift64* */
+    rng_state ^= rng_state >> 12; rng_state ^= rng_state << 25; rng_state ^= rng_state >> 27;
+    return (uint32_t)((rng_state * 0x2545f4914f6cdd1dull) >> 32);
+}
+static float rndf(void) { return (float)rnd() / 4294967296.0f * 2.0f - 1.0f; }   /* [-1, 1) */
+
+static uint32_t fbits(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
+
+TEST(half_conversions_match_quant_c) {
+    int bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        if (fbits(moa_cu_f16_to_f32((uint16_t)h)) != fbits(moa_f16_to_f32((uint16_t)h))) bad++;
+        if (fbits(moa_cu_bf16_to_f32((uint16_t)h)) != fbits(moa_bf16_to_f32((uint16_t)h))) bad++;
+    }
+    CHECK_EQ_INT(bad, 0);
+    /* f32 -> f16 / bf16: special values, every f16 boundary region, random bit patterns */
+    const float special[] = {0.0f, -0.0f, 1.0f, -1.0f, 65504.0f, 65520.0f, 65519.99f, 6.1035156e-05f,
+                             5.9604645e-08f, 2.9802322e-08f, 2.9802326e-08f, 8.940697e-08f,
+                             1e-10f, 3.0e38f, INFINITY, -INFINITY, NAN};
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) {
+        CHECK_EQ_INT(moa_cu_f32_to_f16(special[i]), moa_f32_to_f16(special[i]));
+        CHECK_EQ_INT(moa_cu_f32_to_bf16(special[i]), moa_f32_to_bf16(special[i]));
+    }
+    bad = 0;
+    for (int t = 0; t < 2000000; t++) {
+        uint32_t b = rnd();
+        if (t % 2) b = (b & 0x807fffffu) | ((uint32_t)(100 + rnd() % 50) << 23);   /* f16 range */
+        float f;
+        memcpy(&f, &b, 4);
+        if (moa_cu_f32_to_f16(f) != moa_f32_to_f16(f)) bad++;
+        if (moa_cu_f32_to_bf16(f) != moa_f32_to_bf16(f)) bad++;
+    }
+    CHECK_EQ_INT(bad, 0);
+}
+
+/* Random blocks of type t: scales are finite f16 values, payload random. */
+static void fill_blocks(moa_ggml_type t, uint8_t *p, int nblk) {
+    uint32_t be, bb;
+    moa_ggml_type_info(t, &be, &bb);
+    for (int b = 0; b < nblk; b++) {
+        uint8_t *q = p + (size_t)b * bb;
+        for (uint32_t x = 0; x < bb; x++) q[x] = (uint8_t)rnd();
+        uint16_t d = moa_f32_to_f16(rndf() * 0.1f), m = moa_f32_to_f16(rndf());
+        q[0] = (uint8_t)d; q[1] = (uint8_t)(d >> 8);
+        if (t == MOA_GGML_Q4_1) { q[2] = (uint8_t)m; q[3] = (uint8_t)(m >> 8); }
+    }
+}
+
+TEST(block_decoding_matches_dequant_row) {
+    const moa_ggml_type types[] = {MOA_GGML_Q4_0, MOA_GGML_Q4_1, MOA_GGML_Q8_0};
+    uint8_t buf[64 * 34];
+    float ref[64 * 32];
+    for (size_t k = 0; k < 3; k++) {
+        const moa_ggml_type t = types[k];
+        uint32_t be, bb;
+        moa_ggml_type_info(t, &be, &bb);
+        int bad = 0;
+        for (int rep = 0; rep < 50; rep++) {
+            fill_blocks(t, buf, 64);
+            moa_dequant_row(t, buf, ref, 64 * 32);
+            for (int e = 0; e < 64 * 32; e++) {
+                const uint8_t *blk = buf + (size_t)(e / 32) * bb;
+                const float v = t == MOA_GGML_Q4_0 ? moa_cu_q4_0_value(blk, e % 32)
+                              : t == MOA_GGML_Q4_1 ? moa_cu_q4_1_value(blk, e % 32)
+                                                   : moa_cu_q8_0_value(blk, e % 32);
+                if (fbits(v) != fbits(ref[e])) bad++;
+            }
+        }
+        CHECK_MSG(bad == 0, "%s: %d values differ from moa_dequant_row", moa_ggml_type_name(t), bad);
+    }
+}
+
+TEST(mask_and_tiles) {
+    /* tile_needed agrees with "some (i, j) of the tiles is visible" */
+    int bad = 0;
+    for (int64_t sink = 0; sink <= 9; sink += 3)
+        for (int64_t W = 0; W <= 40; W += 7)
+            for (int64_t i0 = 0; i0 < 70; i0 += 5)
+                for (int64_t nq = 1; nq <= 16; nq += 5)
+                    for (int64_t j0 = 0; j0 < 80; j0 += 8) {
+                        const int64_t bk = 8;
+                        int any = 0;
+                        for (int64_t i = i0; i < i0 + nq; i++)
+                            for (int64_t j = j0; j < j0 + bk; j++)
+                                any |= moa_cu_visible(i, j, sink, W);
+                        if (any != moa_cu_tile_needed(i0, i0 + nq - 1, j0, bk, sink, W)) bad++;
+                        /* the band's first tile never skips a visible non-sink key */
+                        const int64_t ft = moa_cu_band_first_tile(i0, W, bk);
+                        if (j0 / bk < ft && j0 >= sink && any) bad++;
+                    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK(moa_cu_visible(5, 5, 0, 1));
+    CHECK(!moa_cu_visible(5, 6, 100, 100));
+    CHECK(!moa_cu_visible(5, 5, 0, 0));        /* window 0 and no sink: nothing */
+    CHECK(moa_cu_visible(100, 3, 4, 1));       /* sink column */
+    CHECK(!moa_cu_visible(100, 4, 4, 96));     /* i - j = 96 = W */
+    CHECK(moa_cu_visible(100, 5, 4, 96));
+    CHECK_EQ_INT(moa_cu_tiles(65, 32), 3);
+    CHECK_EQ_INT(moa_cu_tile_rows(65, 2, 32), 1);
+    CHECK_EQ_INT(moa_cu_tile_rows(65, 3, 32), 0);
+}
+
+TEST(dist_bins_match_definition) {
+    for (int64_t i = 0; i < 50; i++)
+        for (int64_t j = 0; j < 50; j++) {
+            const int64_t b = moa_cu_dist_bin(i, j, 7, 5);
+            if (j > i) CHECK_EQ_INT(b, -2);
+            else if (j < 7) CHECK_EQ_INT(b, -1);
+            else CHECK_EQ_INT(b, (i - j) / 5);
+        }
+    /* a window W = k*block masks exactly bins >= k */
+    for (int64_t k = 0; k < 6; k++)
+        for (int64_t i = 0; i < 60; i++)
+            for (int64_t j = 7; j <= i; j++)
+                CHECK_EQ_INT(!moa_cu_visible(i, j, 7, k * 5), moa_cu_dist_bin(i, j, 7, 5) >= k);
+}
+
+/* runtime/cache.c's store policy: a chunk [p0, end) writes position a to slot a if a < S,
+ * to S + (a - S) % R if a >= end - R. Simulated on a slot array, compared with slot_pos. */
+TEST(ring_slots_match_cache_policy) {
+    int bad = 0;
+    int64_t slot_of[64];
+    const int64_t Rs[] = {0, 1, 7, 13};
+    for (int64_t S = 0; S <= 5; S += 5)
+        for (int ri = 0; ri < 4; ri++) {
+            const int64_t R = Rs[ri];
+            for (int rep = 0; rep < 20; rep++) {
+                for (int64_t s = 0; s < S + R; s++) slot_of[s] = -1;
+                int64_t n = 0;
+                while (n < 60) {
+                    const int64_t len = rep % 2 ? 1 : 1 + rnd() % 17, end = n + len;
+                    for (int64_t a = n; a < end; a++) {
+                        int64_t slot = -1;
+                        if (a < S) slot = a;
+                        else if (R > 0 && a >= end - R) slot = S + (a - S) % R;
+                        if (slot >= 0) {
+                            slot_of[slot] = a;
+                            if (moa_cu_ring_slot(a, S, R) != slot) bad++;
+                        } else if (a < S || R > 0) {
+                            if (R > 0 && moa_cu_ring_slot(a, S, R) != S + (a - S) % R) bad++;
+                        }
+                    }
+                    n = end;
+                    for (int64_t s = 0; s < S + R; s++)
+                        if (moa_cu_slot_pos(s, n, S, R) != slot_of[s]) bad++;
+                }
+                if (R == 0 && moa_cu_ring_slot(S + 3, S, R) != -1) bad++;
+            }
+        }
+    CHECK_EQ_INT(bad, 0);
+}
+
+/* Online softmax over random tiles (and a split-K merge) vs a direct two-pass softmax. */
+TEST(online_softmax_matches_direct) {
+    enum { N = 300 };
+    float s[N], v[N];
+    for (int rep = 0; rep < 200; rep++) {
+        const int n = 1 + (int)(rnd() % N);
+        for (int j = 0; j < n; j++) {
+            s[j] = rndf() * 20.0f;
+            v[j] = rndf();
+            if (rnd() % 7 == 0) s[j] = -INFINITY;   /* masked */
+        }
+        double m = -INFINITY, l = 0, o = 0;
+        for (int j = 0; j < n; j++) if (s[j] > m) m = s[j];
+        for (int j = 0; j < n; j++) if (s[j] != -INFINITY) { l += exp(s[j] - m); o += exp(s[j] - m) * v[j]; }
+        /* two halves, each in tiles; then merged */
+        const int cut = (int)(rnd() % (unsigned)(n + 1));
+        moa_cu_softmax part[2];
+        float acc[2] = {0, 0};
+        for (int h = 0; h < 2; h++) {
+            moa_cu_softmax st = moa_cu_softmax_init();
+            const int a = h ? cut : 0, b = h ? n : cut;
+            for (int t0 = a; t0 < b;) {
+                const int bk = 1 + (int)(rnd() % 40), t1 = t0 + bk < b ? t0 + bk : b;
+                float tmax = -INFINITY;
+                for (int j = t0; j < t1; j++) tmax = s[j] > tmax ? s[j] : tmax;
+                if (tmax != -INFINITY) {
+                    float corr;
+                    const float mn = moa_cu_softmax_step(&st, tmax, &corr);
+                    acc[h] *= corr;
+                    for (int j = t0; j < t1; j++) {
+                        const float p = s[j] == -INFINITY ? 0.0f : expf(s[j] - mn);
+                        st.l += p;
+                        acc[h] += p * v[j];
+                    }
+                }
+                t0 = t1;
+            }
+            part[h] = st;
+        }
+        float wa, wb;
+        moa_cu_softmax tot = moa_cu_softmax_merge(part[0], part[1], &wa, &wb);
+        if (m == -INFINITY) {
+            CHECK(tot.l == 0.0f);
+            CHECK(moa_cu_softmax_lse(tot) == -INFINITY);
+            continue;
+        }
+        CHECK_CLOSE(moa_cu_softmax_lse(tot), m + log(l), 1e-5, 1e-5);
+        CHECK_CLOSE((wa * acc[0] + wb * acc[1]) / tot.l, o / l, 1e-4, 1e-5);
+    }
+}
+
+/* The influence histograms from the helpers (the GPU kernel's accounting: non-dominant
+ * entries in float, each row's P > 1/2 entry deferred with A, B) vs the CPU double reference
+ * with its explicit E matrix. P, dP, D come from the CPU forward. */
+TEST(influence_accounting_matches_reference) {
+    const int n = 45, H = 4, KV = 2, hd = 8, G = H / KV;
+    moa_attn_train_shape s = moa_attn_train_default_shape(n, H, KV, hd);
+    s.sink = 5;
+    s.block = 4;
+    const int nb = moa_attn_train_n_bins(&s);
+    const size_t nq = (size_t)n * H * hd, nk = (size_t)n * KV * hd;
+    float *Q = malloc(nq * 4), *K = malloc(nk * 4), *V = malloc(nk * 4), *dO = malloc(nq * 4);
+    float *O = malloc(nq * 4), *LSE = malloc((size_t)H * n * 4);
+    float *dQ = malloc(nq * 4), *dK = malloc(nk * 4), *dV = malloc(nk * 4);
+    double *ra = calloc((size_t)H * nb, 8), *rs = calloc((size_t)H * nb, 8), *rsa = calloc(H, 8), *rss = calloc(H, 8);
+    double *ga = calloc((size_t)H * nb, 8), *gs = calloc((size_t)H * nb, 8), *gsa = calloc(H, 8), *gss = calloc(H, 8);
+    for (size_t x = 0; x < nq; x++) { Q[x] = rndf() * 2.0f; dO[x] = rndf(); }
+    for (size_t x = 0; x < nk; x++) { K[x] = rndf() * 2.0f; V[x] = rndf(); }
+    /* make some rows peaked (a dominant entry): query 20 of head 0 aligned with key 3 */
+    for (int d = 0; d < hd; d++) { Q[20 * H * hd + d] = 6.0f * K[3 * KV * hd + d]; }
+    moa_influence_acc acc = {ra, rs, rsa, rss, nb};
+    CHECK_OK(moa_attn_bwd_influence_ref(&s, Q, K, V, dO, dQ, dK, dV, &acc, NULL));
+    CHECK_OK(moa_attn_fwd_lse_ref(&s, Q, K, V, O, LSE));
+    const float scale = (float)(1.0 / sqrt((double)hd));
+    int n_dom = 0;
+    for (int h = 0; h < H; h++) {
+        const int u = h / G;
+        for (int i = 0; i < n; i++) {
+            const float *q = Q + (size_t)i * H * hd + h * hd, *go = dO + (size_t)i * H * hd + h * hd;
+            const float *o = O + (size_t)i * H * hd + h * hd;
+            double Dd = 0;
+            for (int d = 0; d < hd; d++) Dd += (double)go[d] * o[d];
+            const float D = (float)Dd;
+            double A = 0, B = 0;
+            float ps = 0, dps = 0;
+            int js = -1;
+            for (int j = 0; j <= i; j++) {
+                const float *k = K + (size_t)j * KV * hd + u * hd, *v = V + (size_t)j * KV * hd + u * hd;
+                float sd = 0, pd = 0;
+                for (int d = 0; d < hd; d++) { sd += q[d] * k[d]; pd += go[d] * v[d]; }
+                const float p = expf(scale * sd - LSE[(size_t)h * n + i]);
+                if (p > 0.5f) { ps = p; dps = pd; js = j; continue; }
+                A += p;
+                B += p * pd;
+                const float e = moa_cu_influence(p, pd, D, s.eps);
+                const int64_t b = moa_cu_dist_bin(i, j, s.sink, s.block);
+                if (b == -1) { gsa[h] += fabsf(e); gss[h] += e; }
+                else { ga[(size_t)h * nb + b] += fabsf(e); gs[(size_t)h * nb + b] += e; }
+            }
+            if (js >= 0) {
+                n_dom++;
+                const double E = moa_cu_influence_dominant(ps, dps, A, B, s.eps, i == 0);
+                const int64_t b = moa_cu_dist_bin(i, js, s.sink, s.block);
+                if (b == -1) { gsa[h] += fabs(E); gss[h] += E; }
+                else { ga[(size_t)h * nb + b] += fabs(E); gs[(size_t)h * nb + b] += E; }
+            }
+        }
+    }
+    CHECK(n_dom >= H + 1);   /* every row 0, plus the peaked row */
+    for (int x = 0; x < H * nb; x++) {
+        CHECK_CLOSE(ga[x], ra[x], 2e-4, 1e-6);
+        CHECK_CLOSE(gs[x], rs[x], 2e-4, 1e-6);
+    }
+    for (int h = 0; h < H; h++) {
+        CHECK_CLOSE(gsa[h], rsa[h], 2e-4, 1e-6);
+        CHECK_CLOSE(gss[h], rss[h], 2e-4, 1e-6);
+    }
+    /* the dominant form equals the direct form where 1 - P is not tiny */
+    const double P = 0.7, dp = 0.3, D = 0.2, eps = 1e-6;   /* with A = 1 - P, B = D - P dp */
+    CHECK_CLOSE(moa_cu_influence_dominant(P, dp, 1 - P, D - P * dp, eps, 0),
+                -P * (dp - D) / (1 - P + eps), 1e-9, 1e-12);
+    CHECK_CLOSE(moa_cu_influence_dominant(1.0, -0.4, 0, 0, eps, 1), 0.4, 1e-12, 0);
+    free(Q); free(K); free(V); free(dO); free(O); free(LSE); free(dQ); free(dK); free(dV);
+    free(ra); free(rs); free(rsa); free(rss); free(ga); free(gs); free(gsa); free(gss);
+}
+
+TEST(decay_powers) {
+    CHECK(moa_cu_decay_pow(0.7f, -1) == 0.0f);
+    CHECK(moa_cu_decay_pow(0.0f, 1000) == 1.0f);
+    CHECK(moa_cu_decay_pow(0.92f, 200) >= 0.0f);                    /* no overflow, no NaN */
+    CHECK_CLOSE(moa_cu_decay_pow(0.25f, 3), exp(-0.75), 1e-6, 0);
+    /* worked example (linear-and-streaming.md 1.5): lambda = 1/2 */
+    const float s = (float)log(2.0);
+    CHECK_CLOSE(moa_cu_decay_pow(s, 2), 0.25, 1e-6, 0);
+}
+
+TEST(device_choice) {
+    moa_device_kind k = MOA_DEVICE_CPU, r = MOA_DEVICE_AUTO;
+    CHECK(moa_device_parse("cpu", &k) == 0 && k == MOA_DEVICE_CPU);
+    CHECK(moa_device_parse("cuda", &k) == 0 && k == MOA_DEVICE_CUDA);
+    CHECK(moa_device_parse("auto", &k) == 0 && k == MOA_DEVICE_AUTO);
+    CHECK(moa_device_parse(NULL, &k) == 0 && k == MOA_DEVICE_AUTO);
+    CHECK(moa_device_parse("tpu", &k) == -1);
+    CHECK(moa_device_choose(MOA_DEVICE_CPU, 4, &r) == MOA_OK && r == MOA_DEVICE_CPU);
+    CHECK(moa_device_choose(MOA_DEVICE_CUDA, 0, &r) == MOA_ERR_DEVICE);
+    CHECK(moa_device_choose(MOA_DEVICE_CUDA, 1, &r) == MOA_OK && r == MOA_DEVICE_CUDA);
+    CHECK(moa_device_choose(MOA_DEVICE_AUTO, 0, &r) == MOA_OK && r == MOA_DEVICE_CPU);
+    CHECK(moa_device_choose(MOA_DEVICE_AUTO, 2, &r) == MOA_OK && r == MOA_DEVICE_CUDA);
+}
+
+int main(void) {
+    RUN(half_conversions_match_quant_c);
+    RUN(block_decoding_matches_dequant_row);
+    RUN(mask_and_tiles);
+    RUN(dist_bins_match_definition);
+    RUN(ring_slots_match_cache_policy);
+    RUN(online_softmax_matches_direct);
+    RUN(influence_accounting_matches_reference);
+    RUN(decay_powers);
+    RUN(device_choice);
+    return test_summary();
+}
