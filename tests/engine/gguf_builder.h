@@ -62,7 +62,7 @@ static inline gbuf gguf_build(uint32_t version, const gbuf *kvs, uint64_t n_kv, 
     for (uint64_t i = 0; i < n_t; i++) {
         gb_str(&g, ts[i].name);
         gb_u32(&g, ts[i].n_dims);
-        for (uint32_t d = 0; d < ts[i].n_dims; d++) gb_u64(&g, ts[i].ne[d]);
+        for (uint32_t d = 0; d < ts[i].n_dims; d++) gb_u64(&g, d < 4 ? ts[i].ne[d] : 1);
         gb_u32(&g, ts[i].type);
         gb_u64(&g, off);
         offs[i] = off;
