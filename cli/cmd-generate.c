@@ -142,7 +142,7 @@ int moa_cmd_generate(int argc, char **argv) {
     fprintf(stderr, "moa: load %.2f s | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s%s\n",
             t_load, gs.n_prompt, gs.prefill_seconds > 0 ? gs.n_prompt / gs.prefill_seconds : 0,
             gs.n_generated, gs.decode_seconds > 0 ? gs.n_generated / gs.decode_seconds : 0,
-            gs.stopped_at_eog ? " (end of turn)" : "");
+            gs.stopped_at_eog ? " (end of turn)" : gs.stopped_ctx_full ? " (context full: use a plan or --streaming to go on)" : "");
     rc = 0;
 out:
     free(ids);

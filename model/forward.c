@@ -72,6 +72,7 @@ moa_status moa_ctx_create(const moa_model *m, const moa_ctx_params *pp, moa_ctx 
         for (int64_t i = 0; i < (int64_t)hp->n_layer * hp->n_head_kv; i++) {
             units[i].kind = MOA_UNIT_DENSE;
             units[i].window = c->p.n_ctx;
+            units[i].sink = 4;    /* StreamingLLM sinks; only used when a streaming cache rolls */
         }
         moa_cache_layout L = {hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, units, NULL};
         st = moa_cache_create_layout(&L, c->p.n_ctx, c->p.n_seq, &cp, &c->cache);

@@ -22,11 +22,9 @@ moa_status moa_generate(moa_ctx *ctx, const moa_tokenizer *tok, const int32_t *p
     if (n_out) *n_out = 0;
     if (n_prompt <= 0) return moa_err(MOA_ERR_INVALID_ARG, "generate: empty prompt");
     int32_t n_vocab = moa_ctx_model(ctx)->hp.n_vocab;
-    int32_t room = moa_ctx_n_ctx(ctx) - moa_ctx_n_past(ctx) - n_prompt;
-    if (room < 0)
-        return moa_err(MOA_ERR_RANGE, "prompt of %d tokens does not fit in the context (%d of %d used)",
-                       n_prompt, moa_ctx_n_past(ctx), moa_ctx_n_ctx(ctx));
-    int32_t max_new = p.n_predict < room ? p.n_predict : room;
+    /* Generation may run past the planned context when every cache unit rolls (window plans,
+     * streaming mode); a dense cache that fills up ends generation (stats.stopped_ctx_full). */
+    int32_t max_new = p.n_predict;
     float *logits = moa_alloc_array((size_t)n_vocab, sizeof(float));
     int32_t *ids = moa_alloc_array((size_t)(max_new > 0 ? max_new : 1), sizeof(int32_t));
     size_t cap = tok ? moa_tokenizer_max_piece_bytes(tok) + 8 : 8;
@@ -49,7 +47,12 @@ moa_status moa_generate(moa_ctx *ctx, const moa_tokenizer *tok, const int32_t *p
         if (n >= cap) n = 0;
         if (fn && fn(data, id, piece, n)) break;
         if (i + 1 == max_new) break;   /* the last token needs no forward pass */
-        if ((st = moa_ctx_eval(ctx, &id, 1, MOA_LOGITS_LAST, logits)) < 0) goto done;
+        if ((st = moa_ctx_eval(ctx, &id, 1, MOA_LOGITS_LAST, logits)) < 0) {
+            if (st != MOA_ERR_RANGE) goto done;
+            st = MOA_OK;                    /* the cache is full: stop here */
+            s.stopped_ctx_full = 1;
+            break;
+        }
     }
     if (tok && fn) {
         size_t n = moa_tokenizer_decode_flush(&dt, piece, cap);

@@ -17,6 +17,7 @@ typedef struct {
     double prefill_seconds, decode_seconds;
     int stopped_at_eog;
     int32_t eog_id;             /* the end-of-generation token that stopped it, or -1 */
+    int stopped_ctx_full;       /* a dense cache reached its capacity */
 } moa_gen_stats;
 
 /* Called for each new token with its decoded text (complete UTF-8 only; may be empty).
