@@ -32,7 +32,7 @@ static const cli_command commands[] = {
     {"optimize", NULL, "-p profile.h5 --density D [--density-at N:D,...] -o plan.json",
      "choose per-head spans under a density budget (GLPK)"},
     {"plan",     NULL, "show|check PLAN [-m MODEL]", "inspect or validate a plan"},
-    {"eval",     NULL, "longeval -m MODEL [--plan PLAN | --uniform D | --dense] --lengths L,...",
+    {"eval",     moa_cmd_eval, "longeval|compare|loss -m MODEL [--plan PLAN | --uniform D | --dense] --lengths L,... -o results.json",
      "validate on LongEval"},
     {"bench",    moa_cmd_bench, "decode|prefill -m MODEL [--plan PLAN] --context N",
      "benchmark prefill or decode"},

@@ -1,0 +1,343 @@
+/* cmd-eval.c - `moa eval`: LongEval lines on dense / uniform / planned attention, comparisons
+ * of several runs, and the response loss of a calibration set. Work is done by eval/. */
+#include "cli.h"
+#include "args.h"
+#include "eval.h"
+#include "llama.h"
+#include "tokenizer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *fp) {
+    fprintf(fp,
+        "usage: moa eval longeval -m MODEL [--dense | --uniform D | --plan PLAN] --lengths L,...\n"
+        "                         -o results.json [options]\n"
+        "       moa eval compare A.json B.json ... [-o table.md] [--svg FILE]\n"
+        "       moa eval loss -m MODEL -c calib.h5 [--dense | --uniform D | --plan PLAN] [options]\n\n"
+        "longeval: LongEval lines retrieval (docs/eval.md). For each length and each of the 10\n"
+        "position bins of the queried line, K seeded prompts fitted to the length with the model's\n"
+        "tokenizer and chat template, answered greedily, scored on the last number of the answer.\n"
+        "The attention is evaluated at the planned context N = length + max-new.\n"
+        "  -m, --model PATH        GGUF model (default: $MOA_MODEL)\n"
+        "      --dense             dense attention (default)\n"
+        "      --uniform D         StreamingLLM baseline: 64 sinks + one window, density D at each N\n"
+        "      --plan PATH         a moa-plan (checked against the model)\n"
+        "      --lengths L,...     prompt lengths in tokens (k suffix: 1024); length + max-new must\n"
+        "                          fit the model's context\n"
+        "      --samples K         samples per (length, bin) cell (default 2)\n"
+        "      --seed S            generator seed (default 0)\n"
+        "      --max-new N         new tokens at most (default 48; answers take 15-31 tokens)\n"
+        "      --words PATH        word list for labels (default %s)\n"
+        "      --label NAME        run label (default: dense, uniform-D or plan:FILE)\n"
+        "  -o, --output PATH       results JSON (written atomically)\n"
+        "      --log PATH          results log, one JSON line per finished sample (default OUTPUT.log)\n"
+        "      --resume            keep the finished samples of a log with the same settings\n"
+        "                          (without it, an existing log is started over)\n"
+        "      --reference PATH    dense results JSON: adds accuracy >= 0.9 x reference\n"
+        "      --csv PREFIX        PREFIX-samples.csv and PREFIX-cells.csv\n"
+        "      --svg FILE          heat map (bins x lengths) as SVG\n"
+        "      --png FILE          heat map as PNG\n"
+        "compare: a markdown table of accuracy per length (stdout, or -o FILE) and, with --svg,\n"
+        "  a chart of accuracy vs length, one line per results file.\n"
+        "loss: mean cross-entropy of the calibration responses (teacher-forced) under the\n"
+        "  attention setting, planned context N = each sample's length; JSON on stdout (or -o).\n"
+        "  -c, --calib PATH        calib.h5\n"
+        "      --bucket N          only samples of length bucket N (default: all)\n"
+        "Progress (samples, tokens/s, ETA) goes to stderr. Exit codes: 0 ok, 1 failure, 2 usage.\n",
+        MOA_WORDLIST_DEFAULT_PATH);
+}
+
+/* Attention flags shared by longeval and loss. */
+typedef struct {
+    const char *plan_path;
+    double uniform;
+    int dense;
+} attn_args;
+
+static int parse_attn(int argc, char **argv, int *i, attn_args *a) {
+    int r;
+    if (arg_flag(argv, *i, NULL, "--dense")) { a->dense = 1; return 1; }
+    if ((r = arg_str(argc, argv, i, NULL, "--plan", &a->plan_path)) ||
+        (r = arg_double(argc, argv, i, NULL, "--uniform", &a->uniform, 1e-6, 1.0)))
+        return r;
+    return 0;
+}
+
+/* Fills *att (and *plan, owned) from the flags; returns 0 or an exit code. */
+static int make_attn(const attn_args *a, const moa_model *m, moa_eval_attention *att, moa_plan **plan) {
+    *att = moa_eval_attention_default();
+    *plan = NULL;
+    if (a->dense + (a->plan_path != NULL) + (a->uniform > 0) > 1) {
+        fprintf(stderr, "moa eval: give one of --dense, --uniform D, --plan PLAN\n");
+        return 2;
+    }
+    if (a->uniform > 0) {
+        att->kind = MOA_EVAL_UNIFORM;
+        att->density = a->uniform;
+    } else if (a->plan_path) {
+        int rc = cli_plan_from_args(a->plan_path, 0, m, m->hp.n_ctx_train, plan);
+        if (rc) return rc;
+        att->kind = MOA_EVAL_PLAN;
+        att->plan = *plan;
+        att->plan_path = a->plan_path;
+    }
+    return 0;
+}
+
+static int load_model(const char *path, moa_model **m, moa_tokenizer **tok) {
+    moa_model_params mp = moa_model_default_params();
+    moa_status st = moa_model_load(path, &mp, m);
+    if (st < 0) return cli_fail("loading model", st);
+    if (tok && (st = moa_tokenizer_from_gguf((*m)->gguf, tok)) < 0) return cli_fail("loading tokenizer", st);
+    return 0;
+}
+
+static int cmd_longeval(int argc, char **argv) {
+    const char *model = NULL, *lengths = NULL, *out = NULL, *log_path = NULL, *ref_path = NULL, *csv = NULL,
+               *svg = NULL, *png = NULL, *words_path = NULL, *label = NULL;
+    long samples = 2, seed = 0, max_new = 48;
+    int resume = 0;
+    attn_args aa = {0};
+    for (int i = 1; i < argc; i++) {
+        int r;
+        if (arg_flag(argv, i, "-h", "--help")) { usage(stdout); return 0; }
+        if (arg_flag(argv, i, NULL, "--resume")) { resume = 1; continue; }
+        if ((r = parse_attn(argc, argv, &i, &aa)) ||
+            (r = arg_str(argc, argv, &i, "-m", "--model", &model)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--lengths", &lengths)) ||
+            (r = arg_str(argc, argv, &i, "-o", "--output", &out)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--log", &log_path)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--reference", &ref_path)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--csv", &csv)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--svg", &svg)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--png", &png)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--words", &words_path)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--label", &label)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--samples", &samples, 1, 1 << 20)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--seed", &seed, 0, 0x7fffffffL)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--max-new", &max_new, 1, 1 << 16))) {
+            if (r < 0) return 2;
+            continue;
+        }
+        fprintf(stderr, "moa eval longeval: unknown argument '%s'\n", argv[i]);
+        usage(stderr);
+        return 2;
+    }
+    if (!lengths || !out) {
+        fprintf(stderr, "moa eval longeval: --lengths and -o are required\n");
+        usage(stderr);
+        return 2;
+    }
+    long lens[256];
+    int lens_i[256];
+    int n_len = moa_parse_int_list(lengths, lens, 256);
+    if (n_len <= 0) { fprintf(stderr, "moa eval longeval: bad --lengths '%s'\n", lengths); return 2; }
+    for (int i = 0; i < n_len; i++) {
+        if (lens[i] < 16 || lens[i] > (1L << 24)) {
+            fprintf(stderr, "moa eval longeval: length %ld out of range [16, %d]\n", lens[i], 1 << 24);
+            return 2;
+        }
+        lens_i[i] = (int)lens[i];
+    }
+    if (!(model = cli_model_path(model))) return 2;
+
+    int rc = 1;
+    moa_status st;
+    moa_model *m = NULL;
+    moa_tokenizer *tok = NULL;
+    moa_wordlist *words = NULL;
+    moa_plan *plan = NULL;
+    moa_eval_engine *eng = NULL;
+    moa_longeval_results *res = NULL, *ref = NULL;
+    char *auto_label = NULL, *auto_log = NULL, *md = NULL;
+    moa_eval_attention att;
+    if (ref_path && (st = moa_longeval_read_json(ref_path, &ref)) < 0) { rc = cli_fail("reading --reference", st); goto out; }
+    if ((rc = load_model(model, &m, &tok))) goto out;
+    rc = 1;
+    for (int i = 0; i < n_len; i++)
+        if (lens[i] + max_new > m->hp.n_ctx_train) {
+            fprintf(stderr, "moa eval longeval: length %ld + --max-new %ld exceeds the model's context %d "
+                    "(use at most %ld)\n", lens[i], max_new, m->hp.n_ctx_train, m->hp.n_ctx_train - max_new);
+            rc = 2;
+            goto out;
+        }
+    if ((rc = make_attn(&aa, m, &att, &plan))) goto out;
+    rc = 1;
+    if ((st = moa_wordlist_load(words_path, &words)) < 0) { rc = cli_fail("loading word list", st); goto out; }
+    if ((st = moa_eval_engine_create(m, tok, &att, 1, &eng)) < 0) { rc = cli_fail("eval engine", st); goto out; }
+    auto_label = moa_eval_attention_label(&att);
+    if (!log_path) {
+        size_t n = strlen(out) + 8;
+        if ((auto_log = malloc(n))) snprintf(auto_log, n, "%s.log", out);
+        log_path = auto_log;
+    }
+    if (!auto_label || !log_path) { rc = cli_fail("eval", moa_err(MOA_ERR_NOMEM, "out of memory")); goto out; }
+    moa_longeval_params p = moa_longeval_default_params();
+    p.lengths = lens_i;
+    p.n_lengths = n_len;
+    p.samples_per_cell = (int)samples;
+    p.seed = (uint64_t)seed;
+    p.max_new_tokens = (int)max_new;
+    p.words = words;
+    p.label = label ? label : auto_label;
+    p.model_settings = moa_eval_engine_settings(eng);
+    p.log_path = log_path;
+    p.resume = resume;
+    moa_eval_model em = moa_eval_engine_model(eng);
+    moa_progress_bar bar;
+    moa_progress_bar_init(&bar, "longeval", "samples");
+    fprintf(stderr, "moa eval: %s, lengths %s, %ld sample(s) per cell x 10 bins, log %s\n", p.label, lengths,
+            samples, log_path);
+    st = moa_longeval_run(&p, &em, moa_progress_bar_cb, &bar, &res);
+    moa_progress_bar_finish(&bar);
+    if (st < 0) { rc = cli_fail("longeval", st); goto out; }
+    if (ref && (st = moa_longeval_set_reference(res, ref)) < 0) { rc = cli_fail("reference", st); goto out; }
+    if ((st = moa_longeval_write_json(res, out)) < 0) { rc = cli_fail("writing results", st); goto out; }
+    fprintf(stderr, "moa: wrote %s\n", out);
+    if (csv && (st = moa_longeval_write_csv(res, csv)) < 0) { rc = cli_fail("writing CSV", st); goto out; }
+    if (svg && (st = moa_longeval_write_heatmap_svg(res, svg)) < 0) { rc = cli_fail("writing SVG", st); goto out; }
+    if (png && (st = moa_longeval_write_heatmap_png(res, png)) < 0) { rc = cli_fail("writing PNG", st); goto out; }
+    const moa_longeval_results *one[1] = {res};
+    if ((st = moa_longeval_compare_md(one, 1, &md)) < 0) { rc = cli_fail("table", st); goto out; }
+    fputs(md, stdout);
+    rc = 0;
+out:
+    free(md);
+    free(auto_label);
+    free(auto_log);
+    moa_longeval_results_free(res);
+    moa_longeval_results_free(ref);
+    moa_eval_engine_free(eng);
+    moa_plan_free(plan);
+    moa_wordlist_free(words);
+    moa_tokenizer_free(tok);
+    moa_model_free(m);
+    return rc;
+}
+
+static int cmd_compare(int argc, char **argv) {
+    const char *out = NULL, *svg = NULL;
+    const char *files[64];
+    int n = 0;
+    for (int i = 1; i < argc; i++) {
+        int r;
+        if (arg_flag(argv, i, "-h", "--help")) { usage(stdout); return 0; }
+        if ((r = arg_str(argc, argv, &i, "-o", "--output", &out)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--svg", &svg))) {
+            if (r < 0) return 2;
+            continue;
+        }
+        if (argv[i][0] == '-' && argv[i][1]) {
+            fprintf(stderr, "moa eval compare: unknown argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+        if (n >= 64) { fprintf(stderr, "moa eval compare: at most 64 results files\n"); return 2; }
+        files[n++] = argv[i];
+    }
+    if (n < 1) { fprintf(stderr, "moa eval compare: give at least one results JSON\n"); usage(stderr); return 2; }
+    moa_longeval_results *runs[64] = {0};
+    int rc = 1;
+    char *md = NULL;
+    moa_status st;
+    for (int i = 0; i < n; i++)
+        if ((st = moa_longeval_read_json(files[i], &runs[i])) < 0) { rc = cli_fail("reading results", st); goto out; }
+    if ((st = moa_longeval_compare_md((const moa_longeval_results *const *)runs, n, &md)) < 0) {
+        rc = cli_fail("table", st);
+        goto out;
+    }
+    if (out) {
+        if ((st = moa_eval_write_text(out, md)) < 0) { rc = cli_fail("writing table", st); goto out; }
+        fprintf(stderr, "moa: wrote %s\n", out);
+    } else {
+        fputs(md, stdout);
+    }
+    if (svg) {
+        if ((st = moa_longeval_compare_svg((const moa_longeval_results *const *)runs, n, svg)) < 0) {
+            rc = cli_fail("writing SVG", st);
+            goto out;
+        }
+        fprintf(stderr, "moa: wrote %s\n", svg);
+    }
+    rc = 0;
+out:
+    free(md);
+    for (int i = 0; i < n; i++) moa_longeval_results_free(runs[i]);
+    return rc;
+}
+
+static int cmd_loss(int argc, char **argv) {
+    const char *model = NULL, *calib = NULL, *out = NULL;
+    long bucket = 0;
+    attn_args aa = {0};
+    for (int i = 1; i < argc; i++) {
+        int r;
+        if (arg_flag(argv, i, "-h", "--help")) { usage(stdout); return 0; }
+        if ((r = parse_attn(argc, argv, &i, &aa)) ||
+            (r = arg_str(argc, argv, &i, "-m", "--model", &model)) ||
+            (r = arg_str(argc, argv, &i, "-c", "--calib", &calib)) ||
+            (r = arg_str(argc, argv, &i, "-o", "--output", &out)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--bucket", &bucket, 0, 1L << 30))) {
+            if (r < 0) return 2;
+            continue;
+        }
+        fprintf(stderr, "moa eval loss: unknown argument '%s'\n", argv[i]);
+        usage(stderr);
+        return 2;
+    }
+    if (!calib) { fprintf(stderr, "moa eval loss: -c calib.h5 is required\n"); usage(stderr); return 2; }
+    if (!(model = cli_model_path(model))) return 2;
+    int rc = 1;
+    moa_status st;
+    moa_model *m = NULL;
+    moa_plan *plan = NULL;
+    moa_calib_file *f = NULL;
+    moa_eval_loss loss = {0};
+    char *label = NULL, *text = NULL;
+    moa_eval_attention att;
+    if ((st = moa_calib_read(calib, &f)) < 0) { rc = cli_fail("reading calibration file", st); goto out; }
+    if ((rc = load_model(model, &m, NULL))) goto out;
+    rc = 1;
+    if (f->model_sha256 && *f->model_sha256 && *m->sha256 && strcmp(f->model_sha256, m->sha256) != 0)
+        fprintf(stderr, "moa eval loss: warning: %s was built with another model (sha256 %.12s..., this "
+                "model %.12s...)\n", calib, f->model_sha256, m->sha256);
+    if ((rc = make_attn(&aa, m, &att, &plan))) goto out;
+    rc = 1;
+    label = moa_eval_attention_label(&att);
+    moa_progress_bar bar;
+    moa_progress_bar_init(&bar, "loss", "samples");
+    st = moa_eval_response_loss(m, &att, f, (int)bucket, moa_progress_bar_cb, &bar, &loss);
+    moa_progress_bar_finish(&bar);
+    if (st < 0) { rc = cli_fail("response loss", st); goto out; }
+    if ((st = moa_eval_loss_to_json(&loss, label ? label : "", calib, &text)) < 0) { rc = cli_fail("JSON", st); goto out; }
+    if (out) {
+        if ((st = moa_eval_write_text(out, text)) < 0) { rc = cli_fail("writing output", st); goto out; }
+        fprintf(stderr, "moa: wrote %s\n", out);
+    } else {
+        fputs(text, stdout);
+    }
+    rc = 0;
+out:
+    free(text);
+    free(label);
+    moa_eval_loss_clear(&loss);
+    moa_plan_free(plan);
+    moa_calib_file_free(f);
+    moa_model_free(m);
+    return rc;
+}
+
+int moa_cmd_eval(int argc, char **argv) {
+    if (argc < 2 || arg_flag(argv, 1, "-h", "--help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "longeval")) return cmd_longeval(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "compare") || !strcmp(argv[1], "--compare")) return cmd_compare(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "loss")) return cmd_loss(argc - 1, argv + 1);
+    fprintf(stderr, "moa eval: unknown subcommand '%s' (longeval, compare, loss)\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
