@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "moa-common.h"
+#include "h5util.h"
 #include "optimizer.h"
 
 static void progress(void *data, double done, double total, double gap, const char *unit) {
@@ -30,9 +31,11 @@ static void usage(FILE *f) {
         "  --time-limit S    seconds per solve (60)\n"
         "  --q-head          q-head granularity (default kv-head)\n"
         "  --no-heuristic    disable the LP-rounding warm start\n"
+        "  --no-cuts         disable GLPK's cut generators\n"
         "  --seed S          synthetic profile seed (1)\n"
         "  --repeats R       repeats of the single solve (3)\n"
-        "  --verbose         solver progress and debug log on stderr\n");
+        "  --verbose         solver progress and debug log on stderr\n"
+        "  --write-profile F write the synthetic profile to F (moa-profile v1) and exit\n");
 }
 
 int main(int argc, char **argv) {
@@ -46,6 +49,7 @@ int main(int argc, char **argv) {
     par.validation = 12288;
     long extra = 16384;
     int repeats = 3, verbose = 0;
+    const char *write_profile = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define ARG(name) (!strcmp(a, name) && v && (i++, 1))
@@ -69,7 +73,9 @@ int main(int argc, char **argv) {
         else if (ARG("--repeats")) repeats = atoi(v);
         else if (!strcmp(a, "--q-head")) par.granularity = MOA_GRAN_Q_HEAD;
         else if (!strcmp(a, "--no-heuristic")) par.heuristic = 0;
+        else if (!strcmp(a, "--no-cuts")) par.cuts = 0;
         else if (!strcmp(a, "--verbose")) verbose = 1;
+        else if (ARG("--write-profile")) write_profile = v;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
         else { fprintf(stderr, "bench-optimize: bad argument '%s'\n", a); usage(stderr); return 2; }
 #undef ARG
@@ -83,6 +89,13 @@ int main(int argc, char **argv) {
     printf("\nmachine: %ld online cores; GLPK is single-threaded\n", sysconf(_SC_NPROCESSORS_ONLN));
     moa_profile *prof;
     if (moa_synth_profile(&sp, &prof, NULL) < 0) { fprintf(stderr, "%s\n", moa_last_error()); return 1; }
+    if (write_profile) {
+        moa_h5_init();
+        if (moa_profile_save(prof, write_profile) < 0) { fprintf(stderr, "%s\n", moa_last_error()); return 1; }
+        printf("profile written to %s\n", write_profile);
+        moa_profile_free(prof);
+        return 0;
+    }
     /* constrained: every profiled length plus the extra one, all at the same budget */
     for (int k = 0; k < sp.n_lengths; k++) { par.constrained[k] = sp.lengths[k]; par.budget[k] = par.density; }
     par.n_constrained = sp.n_lengths;
@@ -94,8 +107,8 @@ int main(int argc, char **argv) {
            pb->n_layer, pb->units_per_layer, par.granularity == MOA_GRAN_Q_HEAD ? "q-head" : "kv-head",
            pb->n_rules, pb->n_obj, pb->n_con, (long long)par.validation, par.density);
     printf("tables: %.3f s\n", moa_time_now() - t0);
-    printf("solver: mip_gap %.3g, time limit %.3g s/solve, heuristic %s\n", par.mip_gap, par.time_limit,
-           par.heuristic ? "on" : "off");
+    printf("solver: mip_gap %.3g, time limit %.3g s/solve, heuristic %s, cuts %s\n", par.mip_gap, par.time_limit,
+           par.heuristic ? "on" : "off", par.cuts ? "on" : "off");
     /* single weighted-sum solve */
     moa_opt_objective ob;
     for (int j = 0; j < MOA_OPT_MAX_LENGTHS; j++) { ob.weight[j] = 0; ob.eps[j] = INFINITY; }

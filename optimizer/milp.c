@@ -664,6 +664,12 @@ moa_status moa_opt_solve(const moa_opt_problem *pb, const moa_opt_params *par,
     ip.br_tech = GLP_BR_DTH;
     ip.bt_tech = GLP_BT_BLB;
     ip.mip_gap = par->mip_gap > 0 ? par->mip_gap : 0;
+    if (par->cuts) {   /* multiple-choice rows + dense budget rows: cuts move the bound */
+        ip.gmi_cuts = GLP_ON;
+        ip.mir_cuts = GLP_ON;
+        ip.cov_cuts = GLP_ON;
+        ip.clq_cuts = GLP_ON;
+    }
     double left = par->time_limit > 0 ? par->time_limit - (moa_time_now() - t0) : 0;
     ip.tm_lim = par->time_limit > 0 ? (int)(left > 0.001 ? left * 1000 : 1) : INT32_MAX;
     ip.cb_func = callback;
@@ -675,7 +681,9 @@ moa_status moa_opt_solve(const moa_opt_problem *pb, const moa_opt_params *par,
         st = infeasible_msg(pb, "no plan satisfies the density budgets and loss bounds");
         goto done;
     }
-    if (rc == GLP_ETMLIM || rc == GLP_EMIPGAP || rc == GLP_ESTOP) {
+    if (rc == GLP_EFAIL && (ms == GLP_FEAS || ms == GLP_OPT))
+        moa_log_warn("GLPK branch and bound stopped early (numerical failure); keeping its best plan, unproven");
+    if (rc == GLP_ETMLIM || rc == GLP_EMIPGAP || rc == GLP_ESTOP || rc == GLP_EFAIL) {
         if (ms != GLP_FEAS && ms != GLP_OPT) {
             st = moa_err(MOA_ERR_INTERRUPTED, "time limit (%.3g s) reached before any feasible plan was found",
                          par->time_limit);

@@ -67,9 +67,10 @@ typedef struct {
     int use_signed;                          /* loss from influence_signed instead of _abs */
     /* solver */
     double time_limit;                       /* seconds per MILP solve (default 60) */
-    double mip_gap;                          /* relative gap to stop at (default 1e-4) */
+    double mip_gap;                          /* relative gap to stop at (default 1e-3) */
     int glpk_presolve;                       /* GLPK's MIP presolver (default off: see docs) */
     int heuristic;                           /* LP-rounding warm start (default on) */
+    int cuts;                                /* GLPK's GMI, MIR, cover, clique cuts (on) */
     /* Pareto front */
     int grid;                                /* epsilon levels per secondary objective
                                                 (default 5); 0 = exact front (2 objectives) */

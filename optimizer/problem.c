@@ -17,8 +17,9 @@ moa_opt_params moa_opt_default_params(void) {
     p.density = 0.5;
     p.granularity = MOA_GRAN_KV_HEAD;
     p.time_limit = 60;
-    p.mip_gap = 1e-4;
+    p.mip_gap = 1e-3;
     p.heuristic = 1;
+    p.cuts = 1;
     p.grid = 5;
     p.augment = 1e-6;
     return p;

@@ -50,6 +50,13 @@ int moa_plan_block(const moa_plan *p) { return p->block; }
 const char *moa_plan_arch(const moa_plan *p) { return p->arch; }
 const char *moa_plan_model_sha256(const moa_plan *p) { return p->model_sha256; }
 
+int moa_plan_n_predicted(const moa_plan *p) { return p->n_pred; }
+int64_t moa_plan_predicted_length(const moa_plan *p, int i) { MOA_ASSERT(i >= 0 && i < p->n_pred); return p->pred[i].length; }
+double moa_plan_predicted_loss(const moa_plan *p, int i) { MOA_ASSERT(i >= 0 && i < p->n_pred); return p->pred[i].has_loss ? p->pred[i].loss : NAN; }
+double moa_plan_predicted_density(const moa_plan *p, int i) { MOA_ASSERT(i >= 0 && i < p->n_pred); return p->pred[i].density; }
+const char *moa_plan_solver_status(const moa_plan *p) { return p->solver_status; }
+double moa_plan_solver_gap(const moa_plan *p) { return p->solver_gap; }
+
 static const moa_plan_unit *unit_checked(const moa_plan *p, int layer, int unit) {
     MOA_ASSERT(layer >= 0 && layer < p->n_layer && unit >= 0 && unit < p->n_units);
     return moa_plan_unit_at(p, layer, unit);

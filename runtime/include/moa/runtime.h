@@ -83,6 +83,17 @@ int64_t moa_plan_unit_window(const moa_plan *plan, int layer, int unit, int64_t 
 /* Density of the whole plan at length n, per the definition above. */
 double moa_plan_density(const moa_plan *plan, int64_t n);
 
+/* Predictions recorded by the optimizer, sorted by length (i in [0, n)): loss normalised per
+ * length (NAN where not profiled) and density. */
+int moa_plan_n_predicted(const moa_plan *plan);
+int64_t moa_plan_predicted_length(const moa_plan *plan, int i);
+double moa_plan_predicted_loss(const moa_plan *plan, int i);
+double moa_plan_predicted_density(const moa_plan *plan, int i);
+/* Provenance: solver status ("optimal" | "feasible" = time/gap limit, unproven | "none") and
+ * the relative MIP gap at termination. */
+const char *moa_plan_solver_status(const moa_plan *plan);
+double moa_plan_solver_gap(const moa_plan *plan);
+
 /* Build a uniform StreamingLLM-style plan: every KV head keeps `sink` tokens plus the same
  * fixed window W = the largest multiple of `block` with (sink + W)/n <= density, i.e.
  * alpha = W, beta = 0. MOA_ERR_INFEASIBLE if W would be 0 (density too small for the sink).

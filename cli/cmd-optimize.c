@@ -1,0 +1,206 @@
+/* cmd-optimize.c - `moa optimize`: profile.h5 in, plan.json out (plus the Pareto front as
+ * CSV/SVG on request). Parsing and printing only; the work is in optimizer/. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "args.h"
+#include "cli.h"
+#include "h5util.h"
+#include "optimizer.h"
+
+static void optimize_usage(FILE *f) {
+    fprintf(f,
+        "usage: moa optimize -p profile.h5 --density D -o plan.json [options]\n"
+        "\n"
+        "Choose one elastic rule (alpha, beta) per attention unit under density budgets by\n"
+        "MILP (GLPK), over a Pareto front of the per-length losses; write the selected plan.\n"
+        "\n"
+        "  -p, --profile FILE        influence profile (moa-profile v1)            [required]\n"
+        "  -o, --output FILE         plan to write (moa-plan v1, atomic)           [required]\n"
+        "  -d, --density D           density budget at every profiled length       (0.5)\n"
+        "      --density-at N:D,...  budgets at given lengths (profiled or not: extrapolated);\n"
+        "                            they override --density at those lengths\n"
+        "      --lower-frac F        also require density >= F * budget (e.g. 0.9) (off)\n"
+        "      --validate-length N   profiled length left out of the objectives; the plan\n"
+        "                            with the lowest loss there is selected          (none)\n"
+        "      --objectives N,...    profiled lengths to minimise (all but the validation one)\n"
+        "      --granularity G       kv-head | q-head                               (kv-head)\n"
+        "      --max-rules-per-layer K  at most K distinct rules per layer          (no cap)\n"
+        "      --signed              loss from the signed influence (default: absolute)\n"
+        "      --alphas A,...        candidate alphas in tokens   (default: -2..8 x step, step =\n"
+        "                            1024 * longest objective length / 8192)\n"
+        "      --betas B,...         candidate betas              (default: 0, 1/8, ..., 1)\n"
+        "      --grid G              epsilon levels per secondary objective; 0 = exact front\n"
+        "                            (two objectives only)                          (5)\n"
+        "      --time-limit S        seconds per MILP solve                          (60)\n"
+        "      --gap G               relative MIP gap to stop at                     (1e-3)\n"
+        "      --no-cuts             no GLPK GMI/MIR/cover/clique cuts                 (cuts on)\n"
+        "      --presolve            use GLPK's MIP presolver (disables the warm start) (off)\n"
+        "      --no-heuristic        no LP-rounding/local-search warm start           (on)\n"
+        "      --calib FILE          calib.h5, recorded by sha256 in the provenance   (none)\n"
+        "      --pareto FILE.csv     write the front (one row per plan)              (none)\n"
+        "      --pareto-svg FILE.svg draw the front                                 (none)\n"
+        "  -h, --help                this text\n"
+        "\n"
+        "Exit codes: 0 ok, 1 failure (infeasible budgets name the smallest feasible density\n"
+        "per length), 2 usage error.\n");
+}
+
+static void progress_cb(void *data, double done, double total, double gap, const char *unit) {
+    moa_progress_bar *pb = data;
+    (void)gap;
+    (void)unit;
+    moa_progress_bar_cb(pb, done, total, 0, NULL);
+}
+
+int moa_cmd_optimize(int argc, char **argv) {
+    const char *prof_path = NULL, *out_path = NULL, *csv = NULL, *svg = NULL, *calib = NULL;
+    const char *density_at = NULL, *objectives = NULL, *alphas = NULL, *betas = NULL, *gran = NULL;
+    moa_opt_params par = moa_opt_default_params();
+    long val = 0, cap = 0, grid = par.grid;
+    for (int i = 1; i < argc; i++) {
+        int r;
+        if (arg_flag(argv, i, "-h", "--help")) { optimize_usage(stdout); return 0; }
+        if ((r = arg_str(argc, argv, &i, "-p", "--profile", &prof_path))) { if (r < 0) return 2; continue; }
+        if ((r = arg_str(argc, argv, &i, "-o", "--output", &out_path))) { if (r < 0) return 2; continue; }
+        if ((r = arg_double(argc, argv, &i, "-d", "--density", &par.density, 1e-9, 1))) { if (r < 0) return 2; continue; }
+        if ((r = arg_str(argc, argv, &i, NULL, "--density-at", &density_at))) { if (r < 0) return 2; continue; }
+        if ((r = arg_double(argc, argv, &i, NULL, "--lower-frac", &par.lower_frac, 0, 1))) { if (r < 0) return 2; continue; }
+        if ((r = arg_long(argc, argv, &i, NULL, "--validate-length", &val, 1, 1L << 40))) { if (r < 0) return 2; continue; }
+        if ((r = arg_str(argc, argv, &i, NULL, "--objectives", &objectives))) { if (r < 0) return 2; continue; }
+        if ((r = arg_str(argc, argv, &i, NULL, "--granularity", &gran))) { if (r < 0) return 2; continue; }
+        if ((r = arg_long(argc, argv, &i, NULL, "--max-rules-per-layer", &cap, 0, 1 << 20))) { if (r < 0) return 2; continue; }
+        if ((r = arg_str(argc, argv, &i, NULL, "--alphas", &alphas))) { if (r < 0) return 2; continue; }
+        if ((r = arg_str(argc, argv, &i, NULL, "--betas", &betas))) { if (r < 0) return 2; continue; }
+        if ((r = arg_long(argc, argv, &i, NULL, "--grid", &grid, 0, 1000))) { if (r < 0) return 2; continue; }
+        if ((r = arg_double(argc, argv, &i, NULL, "--time-limit", &par.time_limit, 0.001, 1e7))) { if (r < 0) return 2; continue; }
+        if ((r = arg_double(argc, argv, &i, NULL, "--gap", &par.mip_gap, 0, 1))) { if (r < 0) return 2; continue; }
+        if ((r = arg_str(argc, argv, &i, NULL, "--calib", &calib))) { if (r < 0) return 2; continue; }
+        if ((r = arg_str(argc, argv, &i, NULL, "--pareto", &csv))) { if (r < 0) return 2; continue; }
+        if ((r = arg_str(argc, argv, &i, NULL, "--pareto-svg", &svg))) { if (r < 0) return 2; continue; }
+        if (arg_flag(argv, i, NULL, "--signed")) { par.use_signed = 1; continue; }
+        if (arg_flag(argv, i, NULL, "--presolve")) { par.glpk_presolve = 1; continue; }
+        if (arg_flag(argv, i, NULL, "--no-heuristic")) { par.heuristic = 0; continue; }
+        if (arg_flag(argv, i, NULL, "--no-cuts")) { par.cuts = 0; continue; }
+        fprintf(stderr, "moa optimize: unknown argument '%s'\n", argv[i]);
+        optimize_usage(stderr);
+        return 2;
+    }
+    if (!prof_path || !out_path) {
+        fprintf(stderr, "moa optimize: -p PROFILE and -o PLAN are required\n");
+        optimize_usage(stderr);
+        return 2;
+    }
+    par.validation = val;
+    par.max_rules_per_layer = (int)cap;
+    par.grid = (int)grid;
+    if (gran) {
+        if (!strcmp(gran, "kv-head")) par.granularity = MOA_GRAN_KV_HEAD;
+        else if (!strcmp(gran, "q-head")) par.granularity = MOA_GRAN_Q_HEAD;
+        else { fprintf(stderr, "moa optimize: --granularity must be kv-head or q-head\n"); return 2; }
+    }
+    if (objectives) {
+        long l[MOA_OPT_MAX_LENGTHS];
+        int n = moa_parse_int_list(objectives, l, MOA_OPT_MAX_LENGTHS);
+        if (n <= 0) { fprintf(stderr, "moa optimize: --objectives: expected N,N,...\n"); return 2; }
+        par.n_objective = n;
+        for (int k = 0; k < n; k++) par.objective[k] = l[k];
+    }
+    static moa_rule rules[MOA_OPT_MAX_RULES];
+    if (alphas || betas) {
+        double a[256], b[256];
+        int na = 0, nb = 0;
+        if (alphas) na = moa_parse_double_list(alphas, a, 256);
+        if (betas) nb = moa_parse_double_list(betas, b, 256);
+        if ((alphas && na <= 0) || (betas && nb <= 0)) { fprintf(stderr, "moa optimize: bad --alphas/--betas list\n"); return 2; }
+        if (!alphas) { na = 11; for (int k = 0; k < na; k++) a[k] = 1024.0 * (k - 2); }
+        if (!betas) { nb = 9; for (int k = 0; k < nb; k++) b[k] = k / 8.0; }
+        int n = 0;
+        for (int x = 0; x < na; x++)
+            for (int y = 0; y < nb && n < MOA_OPT_MAX_RULES; y++) rules[n++] = (moa_rule){a[x], b[y]};
+        par.rules = rules;
+        par.n_rules = n;
+    }
+    moa_h5_init();
+    moa_opt_init();
+    moa_profile *prof = NULL;
+    moa_status st = moa_profile_load(prof_path, &prof);
+    if (st < 0) return cli_fail("loading the profile", st);
+    /* constrained lengths: every profiled length at --density, then --density-at entries */
+    for (int b = 0; b < prof->n_buckets && b < MOA_OPT_MAX_LENGTHS; b++) {
+        par.constrained[b] = prof->buckets[b].length;
+        par.budget[b] = par.density;
+        par.n_constrained = b + 1;
+    }
+    if (density_at) {
+        char *s = moa_strdup(density_at), *save = NULL;
+        for (char *tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            long n;
+            double d;
+            char *colon = strchr(tok, ':'), *end;
+            if (!colon) goto bad_at;
+            *colon = 0;
+            n = strtol(tok, &end, 10);
+            if (*end || n <= 0) goto bad_at;
+            d = strtod(colon + 1, &end);
+            if (*end || !(d > 0 && d <= 1)) goto bad_at;
+            int k = 0;
+            while (k < par.n_constrained && par.constrained[k] != n) k++;
+            if (k == par.n_constrained) {
+                if (k >= MOA_OPT_MAX_LENGTHS) goto bad_at;
+                par.n_constrained++;
+            }
+            par.constrained[k] = n;
+            par.budget[k] = d;
+            continue;
+        bad_at:
+            free(s);
+            moa_profile_free(prof);
+            fprintf(stderr, "moa optimize: --density-at: expected N:D,... with N > 0 and D in (0, 1]\n");
+            return 2;
+        }
+        free(s);
+    }
+    moa_opt_problem *pb = NULL;
+    st = moa_opt_problem_from_profile(prof, &par, &pb);
+    if (st < 0) { moa_profile_free(prof); return cli_fail("building the problem", st); }
+    moa_log_info("%d layers x %d units, %d rules, %d objective lengths, %d constrained lengths",
+                 pb->n_layer, pb->units_per_layer, pb->n_rules, pb->n_obj, pb->n_con);
+    moa_progress_bar bar;
+    moa_progress_bar_init(&bar, "solve", "s");
+    par.progress = progress_cb;
+    par.progress_data = &bar;
+    moa_opt_front fr;
+    st = moa_opt_pareto(pb, &par, &fr);
+    moa_progress_bar_finish(&bar);
+    if (st < 0) { moa_opt_problem_free(pb); moa_profile_free(prof); return cli_fail("optimizing", st); }
+    char prof_sha[65] = "", calib_sha[65] = "";
+    moa_sha256_file(prof_path, prof_sha);
+    if (calib && moa_sha256_file(calib, calib_sha) < 0) {
+        moa_opt_front_clear(&fr); moa_opt_problem_free(pb); moa_profile_free(prof);
+        return cli_fail("hashing the calibration file", MOA_ERR_IO);
+    }
+    moa_opt_provenance prov = {prof_sha, calib ? calib_sha : NULL};
+    moa_plan *plan = NULL;
+    int rc = 0;
+    st = moa_opt_make_plan(pb, prof, &par, &fr.points[fr.selected], &prov, &plan);
+    if (st >= 0) st = moa_plan_save(plan, out_path);
+    if (st < 0) rc = cli_fail("writing the plan", st);
+    if (!rc && csv && (st = moa_opt_front_write_csv(pb, &fr, csv)) < 0) rc = cli_fail("writing the front CSV", st);
+    if (!rc && svg && (st = moa_opt_front_write_svg(pb, &fr, svg)) < 0) rc = cli_fail("writing the front SVG", st);
+    if (!rc) {
+        const moa_opt_solution *s = &fr.points[fr.selected];
+        printf("plan: %s (point %d of %d on the front, %d solves, %.2f s, %s, gap %.2g)\n", out_path,
+               fr.selected, fr.n_points, fr.n_solves, fr.time, s->proven ? "optimal" : "feasible", s->gap);
+        for (int j = 0; j < pb->n_len; j++)
+            printf("  loss at N=%lld: %.6g%s\n", (long long)pb->len[j], s->loss[j], j == pb->val ? " (validation)" : "");
+        for (int k = 0; k < pb->n_con; k++)
+            printf("  density at N=%lld: %.4f (budget %.4f)\n", (long long)pb->con_len[k], s->density[k], pb->budget_hi[k]);
+    }
+    moa_plan_free(plan);
+    moa_opt_front_clear(&fr);
+    moa_opt_problem_free(pb);
+    moa_profile_free(prof);
+    return rc;
+}
