@@ -36,7 +36,7 @@ static const cli_command commands[] = {
      "validate on LongEval"},
     {"bench",    moa_cmd_bench, "decode|prefill -m MODEL [--plan PLAN] --context N",
      "benchmark prefill or decode"},
-    {"compress", NULL, "-m MODEL --density D -o plan.json",
+    {"compress", moa_cmd_compress, "-m MODEL --density D -o plan.json",
      "calibrate, profile, optimise and validate in one run"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

@@ -1,0 +1,445 @@
+/* compress.c - calibrate -> profile -> optimise -> validate, resumable (see compress.h). */
+#include "compress.h"
+#include "calib.h"
+#include "eval.h"
+#include "llama.h"
+#include "model-io.h"
+#include "optimizer.h"
+#include "profile-file.h"
+#include "run.h"
+#include "tokenizer.h"
+#include "moa-common.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+moa_compress_params moa_compress_default_params(void) {
+    moa_compress_params p;
+    memset(&p, 0, sizeof p);
+    p.calib_tasks = "longdep,needle-multikey";
+    p.calib_samples = 6;
+    p.calib_seed = 1;
+    p.calib_max_new = 64;
+    p.extrapolate = 2;
+    p.time_limit = 20;
+    p.pareto_grid = 5;
+    p.eval_samples = 1;
+    p.eval_seed = 2;
+    p.heldout_samples = 4;
+    return p;
+}
+
+static moa_status mkdir_p(const char *dir) {
+    char *d = moa_strdup(dir);
+    if (!d) return moa_err(MOA_ERR_NOMEM, "out of memory");
+    for (char *s = d + 1; ; s++) {
+        if (*s == '/' || *s == '\0') {
+            char c = *s;
+            *s = '\0';
+            if (mkdir(d, 0777) != 0 && errno != EEXIST) {
+                moa_status st = moa_err(MOA_ERR_IO, "cannot create directory '%s': %s", d, strerror(errno));
+                free(d);
+                return st;
+            }
+            *s = c;
+            if (!c) break;
+        }
+    }
+    free(d);
+    return MOA_OK;
+}
+
+static char *path_in(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static double mtime(const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) return -1;
+    return (double)sb.st_mtim.tv_sec + 1e-9 * (double)sb.st_mtim.tv_nsec;
+}
+
+static void stage(const moa_compress_params *p, const char *name) {
+    if (p->stage) p->stage(p->progress_data, name);
+    moa_log_info("compress: %s", name);
+}
+
+/* ---- growing text buffer for the report --------------------------------------------- */
+typedef struct { char *s; size_t n, cap; } sbuf;
+static void sb_printf(sbuf *b, const char *fmt, ...) MOA_PRINTF(2, 3);
+static void sb_printf(sbuf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (k < 0) return;
+    if (b->n + (size_t)k + 1 > b->cap) {
+        size_t cap = (b->n + (size_t)k + 1) * 2;
+        char *s = realloc(b->s, cap);
+        if (!s) return;
+        b->s = s;
+        b->cap = cap;
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->s + b->n, b->cap - b->n, fmt, ap);
+    va_end(ap);
+    b->n += (size_t)k;
+}
+
+/* ---- stage checks ------------------------------------------------------------------------ */
+static int calib_valid(const char *path, const moa_model *m, const int *lengths, int n_len, int per_len) {
+    if (!moa_file_exists(path)) return 0;
+    moa_calib_file *f = NULL;
+    if (moa_calib_read(path, &f) < 0) return 0;
+    int ok = !strcmp(f->model_sha256, m->sha256) && f->n_samples == (int64_t)n_len * per_len;
+    for (int64_t i = 0; ok && i < f->n_samples; i++) {
+        int found = 0;
+        for (int k = 0; k < n_len; k++) found |= f->samples[i].bucket == lengths[k];
+        ok = found;
+    }
+    moa_calib_file_free(f);
+    return ok;
+}
+
+static int profile_valid(const char *path, const moa_model *m, const int *lengths, int n_len) {
+    if (!moa_file_exists(path)) return 0;
+    moa_profile *pr = NULL;
+    if (moa_profile_load(path, &pr) < 0) return 0;
+    int ok = !strcmp(pr->model_sha256, m->sha256) && pr->n_buckets == n_len && pr->sink == 64 && pr->block == 64;
+    for (int k = 0; ok && k < n_len; k++) ok = moa_profile_find_bucket(pr, lengths[k]) >= 0;
+    moa_profile_free(pr);
+    return ok;
+}
+
+/* ---- stages ------------------------------------------------------------------------------ */
+static moa_status build_calib(const moa_model *m, const moa_tokenizer *tok, const moa_wordlist *words,
+                              const char *tasks, const int *lengths, int n_len, int samples, uint64_t seed,
+                              int max_new, const moa_compress_params *p, const char *out) {
+    moa_task_spec specs[8];
+    int n_specs = 0;
+    char *list = moa_strdup(tasks);
+    if (!list) return moa_err(MOA_ERR_NOMEM, "out of memory");
+    moa_status st = MOA_OK;
+    for (char *save = NULL, *t = strtok_r(list, ",", &save); t && st >= 0; t = strtok_r(NULL, ",", &save)) {
+        if (n_specs >= 8) { st = moa_err(MOA_ERR_INVALID_ARG, "compress: at most 8 calibration tasks"); break; }
+        moa_task_spec s;
+        if (!strcmp(t, "longdep")) s = moa_task_spec_default(MOA_TASK_LONGDEP);
+        else if (!strcmp(t, "lines")) s = moa_task_spec_default(MOA_TASK_LINES);
+        else if (!strncmp(t, "needle", 6)) {
+            s = moa_task_spec_default(MOA_TASK_NEEDLE);
+            if (!strcmp(t, "needle-multikey")) s.needle_variant = MOA_NEEDLE_MULTIKEY;
+            else if (!strcmp(t, "needle-multivalue")) s.needle_variant = MOA_NEEDLE_MULTIVALUE;
+            else if (!strcmp(t, "needle-multiquery")) s.needle_variant = MOA_NEEDLE_MULTIQUERY;
+            else if (strcmp(t, "needle") && strcmp(t, "needle-single")) st = moa_err(MOA_ERR_INVALID_ARG, "compress: unknown task '%s'", t);
+        } else st = moa_err(MOA_ERR_INVALID_ARG, "compress: unknown calibration task '%s' (longdep, lines, needle-*)", t);
+        s.words = words;
+        specs[n_specs++] = s;
+    }
+    free(list);
+    if (st < 0) return st;
+    int longest = 0;
+    for (int i = 0; i < n_len; i++) longest = lengths[i] > longest ? lengths[i] : longest;
+    moa_ctx_params cp = moa_ctx_default_params();
+    cp.n_ctx = longest + max_new + 64;
+    if (cp.n_ctx > m->hp.n_ctx_train) cp.n_ctx = m->hp.n_ctx_train;
+    moa_ctx *ctx = NULL;
+    MOA_TRY(moa_ctx_create(m, &cp, &ctx));
+    moa_model_io io = {tok, ctx, 1};
+    moa_calib_tokenizer ct = moa_model_io_tokenizer(&io);
+    moa_calib_build_params bp = moa_calib_build_default_params();
+    bp.tasks = specs;
+    bp.n_tasks = n_specs;
+    bp.lengths = lengths;
+    bp.n_lengths = n_len;
+    bp.samples_per_length = samples;
+    bp.seed = seed;
+    bp.max_new_tokens = max_new;
+    bp.model_sha256 = m->sha256;
+    bp.tokenizer_id = moa_tokenizer_pre(tok);
+    const char *tmpl = NULL;
+    moa_gguf_get_str(m->gguf, "tokenizer.chat_template", &tmpl, NULL);
+    bp.chat_template = tmpl ? tmpl : "";
+    bp.resume = 1;
+    st = moa_calib_build(&bp, &ct, moa_model_io_respond, &io, p->progress, p->progress_data, out);
+    moa_ctx_free(ctx);
+    return st;
+}
+
+static moa_status optimise(const moa_compress_params *p, const int *lengths, int n_len, int64_t n_ctx_train,
+                           const char *profile_path, const char *calib_path, const char *plan_path,
+                           const char *front_csv, const char *front_svg, sbuf *rep) {
+    moa_profile *prof = NULL;
+    MOA_TRY(moa_profile_load(profile_path, &prof));
+    moa_opt_params op = moa_opt_default_params();
+    int64_t longest = 0;
+    for (int i = 0; i < n_len; i++) longest = lengths[i] > longest ? lengths[i] : longest;
+    op.validation = p->validation_length > 0 ? p->validation_length : longest;
+    op.n_objective = 0;
+    for (int i = 0; i < n_len; i++)
+        if (lengths[i] != op.validation) op.objective[op.n_objective++] = lengths[i];
+    op.n_constrained = 0;
+    for (int i = 0; i < n_len; i++) {
+        op.constrained[op.n_constrained] = lengths[i];
+        op.budget[op.n_constrained++] = p->density;
+    }
+    int64_t ext = (int64_t)(p->extrapolate * (double)longest);
+    if (ext > n_ctx_train) ext = n_ctx_train;
+    if (ext > longest) {
+        op.constrained[op.n_constrained] = ext;
+        op.budget[op.n_constrained++] = p->density;
+    }
+    op.density = p->density;
+    op.time_limit = p->time_limit;
+    op.grid = p->pareto_grid;
+    moa_opt_problem *pb = NULL;
+    moa_opt_front front;
+    memset(&front, 0, sizeof front);
+    moa_plan *plan = NULL;
+    moa_status st = moa_opt_problem_from_profile(prof, &op, &pb);
+    if (st >= 0) st = moa_opt_pareto(pb, &op, &front);
+    if (st >= 0) {
+        char psha[65], csha[65];
+        moa_opt_provenance prov = {NULL, NULL};
+        if (moa_sha256_file(profile_path, psha) >= 0) prov.profile_sha256 = psha;
+        if (moa_sha256_file(calib_path, csha) >= 0) prov.calib_sha256 = csha;
+        st = moa_opt_make_plan(pb, prof, &op, &front.points[front.selected], &prov, &plan);
+    }
+    if (st >= 0) st = moa_plan_save(plan, plan_path);
+    if (st >= 0) st = moa_opt_front_write_csv(pb, &front, front_csv);
+    if (st >= 0) st = moa_opt_front_write_svg(pb, &front, front_svg);
+    if (st >= 0) {
+        const moa_opt_solution *s = &front.points[front.selected];
+        sb_printf(rep, "Pareto front: %d points from %d solves in %.1f s (worst gap %.2g); selected point %d "
+                  "(lowest loss at the validation length %lld).\n\n| length | role | normalised loss |\n|---:|---|---:|\n",
+                  front.n_points, front.n_solves, front.time, front.max_gap, front.selected, (long long)op.validation);
+        for (int j = 0; j < pb->n_len; j++)
+            sb_printf(rep, "| %lld | %s | %.4f |\n", (long long)pb->len[j], j == pb->val ? "validation" : "objective", s->loss[j]);
+        sb_printf(rep, "\n");
+    }
+    moa_plan_free(plan);
+    moa_opt_front_clear(&front);
+    moa_opt_problem_free(pb);
+    moa_profile_free(prof);
+    return st;
+}
+
+static void plan_summary(const moa_plan *plan, const int *lengths, int n_len, int64_t extra, sbuf *rep) {
+    int nl = moa_plan_n_layer(plan), nu = moa_plan_n_units(plan);
+    int n_dense = 0, n_win = 0, n_lin = 0;
+    for (int l = 0; l < nl; l++)
+        for (int u = 0; u < nu; u++) {
+            moa_unit_kind k = moa_plan_unit_kind(plan, l, u);
+            n_dense += k == MOA_UNIT_DENSE;
+            n_win += k == MOA_UNIT_WINDOW;
+            n_lin += k == MOA_UNIT_LINEAR;
+        }
+    sb_printf(rep, "Plan: %d layers x %d units (%d window, %d dense, %d linear), sink %d, block %d.\n\n",
+              nl, nu, n_win, n_dense, n_lin, moa_plan_sink(plan), moa_plan_block(plan));
+    sb_printf(rep, "| length | plan density | shortest window | longest window |\n|---:|---:|---:|---:|\n");
+    for (int i = 0; i <= n_len; i++) {
+        int64_t n = i < n_len ? lengths[i] : extra;
+        if (n <= 0) continue;
+        int64_t wmin = INT64_MAX, wmax = 0;
+        for (int l = 0; l < nl; l++)
+            for (int u = 0; u < nu; u++) {
+                int64_t w = moa_plan_unit_window(plan, l, u, n);
+                wmin = w < wmin ? w : wmin;
+                wmax = w > wmax ? w : wmax;
+            }
+        sb_printf(rep, "| %lld | %.3f | %lld | %lld |\n", (long long)n, moa_plan_density(plan, n), (long long)wmin, (long long)wmax);
+    }
+    sb_printf(rep, "\n");
+}
+
+static moa_status run_eval(const moa_model *m, const moa_tokenizer *tok, const moa_wordlist *words,
+                           const moa_eval_attention *a, const int *lengths, int n_len,
+                           const moa_compress_params *p, const char *dir, const char *tag,
+                           moa_longeval_results **out) {
+    char name[256];
+    snprintf(name, sizeof name, "eval-%s.json", tag);
+    char *json = path_in(dir, name);
+    snprintf(name, sizeof name, "eval-%s.jsonl", tag);
+    char *log = path_in(dir, name);
+    moa_status st = MOA_OK;
+    moa_eval_engine *e = NULL;
+    char *label = moa_eval_attention_label(a);
+    if (!json || !log || !label) { st = moa_err(MOA_ERR_NOMEM, "out of memory"); goto done; }
+    if (moa_file_exists(json) && moa_longeval_read_json(json, out) >= 0 && (*out)->n_lengths == n_len) goto done;
+    if (*out) { moa_longeval_results_free(*out); *out = NULL; }
+    if ((st = moa_eval_engine_create(m, tok, a, 1, &e)) < 0) goto done;
+    moa_eval_model em = moa_eval_engine_model(e);
+    moa_longeval_params lp = moa_longeval_default_params();
+    lp.lengths = lengths;
+    lp.n_lengths = n_len;
+    lp.samples_per_cell = p->eval_samples;
+    lp.seed = p->eval_seed;
+    lp.words = words;
+    lp.label = label;
+    lp.model_settings = moa_eval_engine_settings(e);
+    lp.log_path = log;
+    lp.resume = 1;
+    if ((st = moa_longeval_run(&lp, &em, p->progress, p->progress_data, out)) < 0) goto done;
+    st = moa_longeval_write_json(*out, json);
+done:
+    moa_eval_engine_free(e);
+    free(label);
+    free(json);
+    free(log);
+    return st;
+}
+
+moa_status moa_compress_run(const char *model_path, const moa_compress_params *pp, const char *out_plan,
+                            char **report) {
+    if (report) *report = NULL;
+    if (!pp || !pp->workdir || !(pp->density > 0 && pp->density <= 1))
+        return moa_err(MOA_ERR_INVALID_ARG, "compress: a work directory and a density in (0, 1] are required");
+    moa_compress_params p = *pp;
+    MOA_TRY(mkdir_p(p.workdir));
+    moa_status st;
+    moa_model *m = NULL;
+    moa_tokenizer *tok = NULL;
+    moa_wordlist *words = NULL;
+    moa_plan *plan = NULL;
+    moa_longeval_results *res[3] = {NULL, NULL, NULL};
+    sbuf rep = {0};
+    char *calib = path_in(p.workdir, "calib.h5"), *profile = path_in(p.workdir, "profile.h5");
+    char *planp = path_in(p.workdir, "plan.json"), *csv = path_in(p.workdir, "pareto.csv");
+    char *svg = path_in(p.workdir, "pareto.svg"), *heldout = path_in(p.workdir, "heldout.h5");
+    char *cmp_svg = path_in(p.workdir, "longeval.svg"), *rep_path = path_in(p.workdir, "report.md");
+    if (!calib || !profile || !planp || !csv || !svg || !heldout || !cmp_svg || !rep_path) {
+        st = moa_err(MOA_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    stage(&p, "loading the model");
+    moa_model_params mp = moa_model_default_params();
+    mp.f32_weights = 1;
+    if ((st = moa_model_load(model_path, &mp, &m)) < 0) goto done;
+    if ((st = moa_tokenizer_from_gguf(m->gguf, &tok)) < 0) goto done;
+    if ((st = moa_wordlist_load(NULL, &words)) < 0) goto done;
+    int C = m->hp.n_ctx_train;
+    if (p.n_calib_lengths == 0) {
+        p.n_calib_lengths = 3;
+        p.calib_lengths[0] = C / 16; p.calib_lengths[1] = C / 8; p.calib_lengths[2] = C / 4;
+    }
+    if (p.n_eval_lengths == 0) {
+        p.n_eval_lengths = p.n_calib_lengths;
+        memcpy(p.eval_lengths, p.calib_lengths, sizeof p.eval_lengths);
+    }
+    int longest = 0;
+    for (int i = 0; i < p.n_calib_lengths; i++) longest = p.calib_lengths[i] > longest ? p.calib_lengths[i] : longest;
+    int64_t validation = p.validation_length > 0 ? p.validation_length : longest;
+
+    sb_printf(&rep, "# moa compress report\n\nModel: %s (sha256 %.16s..., %d layers, %d/%d heads, context %d). "
+              "Density budget %.3f at lengths", model_path, m->sha256, m->hp.n_layer, m->hp.n_head,
+              m->hp.n_head_kv, C, p.density);
+    for (int i = 0; i < p.n_calib_lengths; i++) sb_printf(&rep, " %d", p.calib_lengths[i]);
+    sb_printf(&rep, " and %lld (extrapolated).\n\n", (long long)fmin(p.extrapolate * longest, C));
+
+    /* 1. calibration */
+    stage(&p, "calibration set (model's own answers)");
+    if (!calib_valid(calib, m, p.calib_lengths, p.n_calib_lengths, p.calib_samples) &&
+        (st = build_calib(m, tok, words, p.calib_tasks, p.calib_lengths, p.n_calib_lengths, p.calib_samples,
+                          p.calib_seed, p.calib_max_new, &p, calib)) < 0) goto done;
+    /* 2. profile */
+    stage(&p, "profile (attention influence)");
+    if (!profile_valid(profile, m, p.calib_lengths, p.n_calib_lengths)) {
+        moa_profile_run_params rp = moa_profile_run_default_params();
+        rp.resume = 1;
+        rp.progress = p.progress;
+        rp.progress_data = p.progress_data;
+        if ((st = moa_profile_run(m, calib, profile, &rp)) < 0) goto done;
+    }
+    /* 3. optimise */
+    stage(&p, "optimise (GLPK, Pareto front)");
+    sb_printf(&rep, "## Plan\n\n");
+    if (mtime(planp) < 0 || mtime(planp) < mtime(profile) || moa_plan_load(planp, &plan) < 0) {
+        moa_plan_free(plan);
+        plan = NULL;
+        moa_opt_init();
+        if ((st = optimise(&p, p.calib_lengths, p.n_calib_lengths, C, profile, calib, planp, csv, svg, &rep)) < 0) goto done;
+        if ((st = moa_plan_load(planp, &plan)) < 0) goto done;
+    } else {
+        sb_printf(&rep, "(plan reused from %s)\n\n", planp);
+    }
+    if ((st = moa_plan_check(plan, m->hp.n_layer, m->hp.n_head, m->hp.n_head_kv, m->hp.head_dim)) < 0) goto done;
+    plan_summary(plan, p.calib_lengths, p.n_calib_lengths, (int64_t)fmin(p.extrapolate * longest, C), &rep);
+    if ((st = moa_plan_save(plan, out_plan)) < 0) goto done;
+    sb_printf(&rep, "Plan written to %s; Pareto front in %s and %s.\n\n", out_plan, csv, svg);
+
+    if (!p.skip_eval) {
+        /* 4. LongEval: dense, uniform, plan */
+        moa_eval_attention a[3];
+        const char *tags[3] = {"dense", "uniform", "plan"};
+        for (int i = 0; i < 3; i++) a[i] = moa_eval_attention_default();
+        a[1].kind = MOA_EVAL_UNIFORM;
+        a[1].density = p.density;
+        a[2].kind = MOA_EVAL_PLAN;
+        a[2].plan = plan;
+        a[2].plan_path = planp;
+        for (int i = 0; i < 3; i++) {
+            char msg[64];
+            snprintf(msg, sizeof msg, "LongEval lines (%s)", tags[i]);
+            stage(&p, msg);
+            if ((st = run_eval(m, tok, words, &a[i], p.eval_lengths, p.n_eval_lengths, &p, p.workdir, tags[i], &res[i])) < 0) goto done;
+        }
+        for (int i = 1; i < 3; i++) moa_longeval_set_reference(res[i], res[0]);
+        char *md = NULL;
+        if ((st = moa_longeval_compare_md((const moa_longeval_results *const *)res, 3, &md)) < 0) goto done;
+        sb_printf(&rep, "## Validation: LongEval lines (seed %llu; calibration used %s with seed %llu)\n\n%s\n",
+                  (unsigned long long)p.eval_seed, p.calib_tasks, (unsigned long long)p.calib_seed, md);
+        free(md);
+        sb_printf(&rep, "Densities at the evaluated lengths (planned context = length + answer budget):\n\n"
+                  "| length | uniform | plan |\n|---:|---:|---:|\n");
+        for (int i = 0; i < p.n_eval_lengths; i++) {
+            int64_t n = p.eval_lengths[i] + moa_longeval_default_params().max_new_tokens;
+            moa_plan *u = NULL;
+            double ud = moa_plan_uniform(m->hp.n_layer, m->hp.n_head, m->hp.n_head_kv, m->hp.head_dim, 64, 64,
+                                         p.density, n, &u) >= 0 ? moa_plan_density(u, n) : NAN;
+            moa_plan_free(u);
+            sb_printf(&rep, "| %d | %.3f | %.3f |\n", p.eval_lengths[i], ud, moa_plan_density(plan, n));
+        }
+        sb_printf(&rep, "\n");
+        moa_longeval_compare_svg((const moa_longeval_results *const *)res, 3, cmp_svg);
+        /* 5. response loss on held-out samples at the validation length */
+        if (p.heldout_samples > 0) {
+            stage(&p, "held-out response loss");
+            int vl = (int)validation;
+            if (!calib_valid(heldout, m, &vl, 1, p.heldout_samples) &&
+                (st = build_calib(m, tok, words, p.calib_tasks, &vl, 1, p.heldout_samples, p.calib_seed + 1000,
+                                  p.calib_max_new, &p, heldout)) < 0) goto done;
+            moa_calib_file *hf = NULL;
+            if ((st = moa_calib_read(heldout, &hf)) < 0) goto done;
+            sb_printf(&rep, "## Response loss on %d held-out samples at the validation length %d (seed %llu)\n\n"
+                      "| attention | mean CE (nats/token) |\n|---|---:|\n", p.heldout_samples, vl,
+                      (unsigned long long)(p.calib_seed + 1000));
+            for (int i = 0; i < 3 && st >= 0; i++) {
+                moa_eval_loss l;
+                memset(&l, 0, sizeof l);
+                if ((st = moa_eval_response_loss(m, &a[i], hf, 0, p.progress, p.progress_data, &l)) >= 0)
+                    sb_printf(&rep, "| %s | %.4f |\n", tags[i], l.mean_ce);
+                moa_eval_loss_clear(&l);
+            }
+            moa_calib_file_free(hf);
+            if (st < 0) goto done;
+            sb_printf(&rep, "\n");
+        }
+    }
+    st = moa_eval_write_text(rep_path, rep.s ? rep.s : "");
+done:
+    if (st >= 0 && report) { *report = rep.s; rep.s = NULL; }
+    free(rep.s);
+    for (int i = 0; i < 3; i++) moa_longeval_results_free(res[i]);
+    moa_plan_free(plan);
+    moa_wordlist_free(words);
+    moa_tokenizer_free(tok);
+    moa_model_free(m);
+    free(calib); free(profile); free(planp); free(csv); free(svg); free(heldout); free(cmp_svg); free(rep_path);
+    return st;
+}

@@ -1,0 +1,58 @@
+/* compress.h - `moa compress`: the whole method in one resumable job, in a work directory:
+ *   calib.h5   calibration set (long-dependency tasks, the dense model's own answers)
+ *   profile.h5 attention influence per layer, head and distance
+ *   plan.json  GLPK MILP over elastic rules, Pareto front over lengths, selection on the
+ *              validation length (then copied to the output path)
+ *   eval-*     validation: LongEval lines for dense, uniform (StreamingLLM) and the plan;
+ *              response loss of uniform vs plan on held-out calibration samples
+ *   report.md  the summary printed at the end
+ * Each stage is skipped when its output is there and valid, and the long stages resume
+ * from their checkpoints, so an interrupted run continues where it stopped. */
+#ifndef MOA_COMPRESS_H
+#define MOA_COMPRESS_H
+
+#include <stdint.h>
+#include "moa/base.h"
+
+struct moa_model;
+struct moa_tokenizer;
+
+#define MOA_COMPRESS_MAX_LENGTHS 16
+
+typedef struct {
+    double density;                 /* budget at every constrained length (required) */
+    const char *workdir;            /* required */
+    /* calibration (defaults derive from the model's training context C) */
+    const char *calib_tasks;        /* "longdep,needle-multikey" */
+    int n_calib_lengths;            /* 0: {C/16, C/8, C/4} (512, 1024, 2048 for 8192) */
+    int calib_lengths[MOA_COMPRESS_MAX_LENGTHS];
+    int calib_samples;              /* per length (6) */
+    uint64_t calib_seed;            /* 1 */
+    int calib_max_new;              /* 64 */
+    /* optimisation */
+    int64_t validation_length;      /* 0: the longest calibration length */
+    double extrapolate;             /* also constrain density at this multiple of the longest
+                                       length, capped at C (2) */
+    double time_limit;              /* per MILP solve, seconds (20) */
+    int pareto_grid;                /* epsilon levels (5) */
+    /* validation */
+    int n_eval_lengths;             /* 0: the calibration lengths */
+    int eval_lengths[MOA_COMPRESS_MAX_LENGTHS];
+    int eval_samples;               /* per (length, position bin) (1) */
+    uint64_t eval_seed;             /* 2: differs from the calibration seed */
+    int heldout_samples;            /* held-out calibration samples at the validation length
+                                       for the response-loss comparison (4); 0 = skip */
+    int skip_eval;                  /* 1: stop after the plan */
+    moa_progress_fn progress;       /* per stage */
+    void *progress_data;
+    void (*stage)(void *data, const char *name);   /* announces each stage (may be NULL) */
+} moa_compress_params;
+
+moa_compress_params moa_compress_default_params(void);
+
+/* Runs (or resumes) the job for model_path; writes the plan to out_plan and the report text
+ * (markdown, also in workdir/report.md) to *report (malloc'd, may be NULL). */
+moa_status moa_compress_run(const char *model_path, const moa_compress_params *p,
+                            const char *out_plan, char **report);
+
+#endif
