@@ -143,6 +143,7 @@ __global__ void __launch_bounds__(128) k_bwd_dq(dq_params p) {
     int jstar[DQ_ROWS];
     double Arow[DQ_ROWS], Brow[DQ_ROWS];
 #pragma unroll
+    #pragma unroll
     for (int rr = 0; rr < DQ_ROWS; rr++) {
         const int r = warp * DQ_ROWS + rr;
         lse[rr] = r < nq ? p.LSE[(int64_t)h * p.n + i0 + r] : 0.0f;
@@ -164,6 +165,7 @@ __global__ void __launch_bounds__(128) k_bwd_dq(dq_params p) {
         }
         __syncthreads();
         const int j = j0 + lane;
+        #pragma unroll
         for (int rr = 0; rr < DQ_ROWS; rr++) {
             const int r = warp * DQ_ROWS + rr;
             if (r >= nq) break;
@@ -207,6 +209,7 @@ __global__ void __launch_bounds__(128) k_bwd_dq(dq_params p) {
     }
     /* each row's dominant entry, now that A and B are complete */
     if (infl && lane == 0)
+        #pragma unroll
         for (int rr = 0; rr < DQ_ROWS; rr++) {
             const int r = warp * DQ_ROWS + rr;
             if (r >= nq || jstar[rr] < 0) continue;
@@ -218,6 +221,7 @@ __global__ void __launch_bounds__(128) k_bwd_dq(dq_params p) {
             else { atomicAdd(&ha[b], fabs(E)); atomicAdd(&hs[b], E); }
         }
     /* dQ = scale dS K */
+    #pragma unroll
     for (int rr = 0; rr < DQ_ROWS; rr++) {
         const int r = warp * DQ_ROWS + rr;
         if (r >= nq) break;

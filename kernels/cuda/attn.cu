@@ -93,6 +93,7 @@ __global__ void __launch_bounds__(128) k_band_fwd(moa_cu_band_params p) {
                                    : p.kpos0 + r0 + tid;
         __syncthreads();
         const int64_t jp = kpos[lane];
+#pragma unroll
         for (int rr = 0; rr < BAND_ROWS; rr++) {
             const int r = warp * BAND_ROWS + rr;
             if (r >= nq) break;

@@ -1,0 +1,488 @@
+/* test_cuda_ops.c - every CUDA op against its CPU reference, on odd shapes, with relative
+ * tolerances (label gpu). Without a CUDA device it checks that the device layer reports
+ * MOA_ERR_DEVICE with a message (no crash), prints "SKIP: no CUDA device" and exits 77.
+ *
+ * References: moa_dequant_row (quant.c), moa_rope_rows (rope.c), model/forward.c's RMSNorm and
+ * SwiGLU (restated here in double), moa_attn_fwd_lse_ref / moa_attn_bwd_influence (attn-train),
+ * and the CPU runtime itself (moa_cache_create_layout + moa_attn_prefill / moa_attn_decode)
+ * for the device cache. */
+#include "moa-cuda.h"
+#include "moa/runtime.h"
+#include "rope.h"
+#include "test.h"
+
+#include <stdint.h>
+
+static moa_cuda_ctx *g_ctx;
+
+static uint64_t rng_state = 0x243f6a8885a308d3ull;
+static uint32_t rnd(void) {
+    rng_state ^= rng_state >> 12; rng_state ^= rng_state << 25; rng_state ^= rng_state >> 27;
+    return (uint32_t)((rng_state * 0x2545f4914f6cdd1dull) >> 32);
+}
+static float rndf(void) { return (float)rnd() / 4294967296.0f * 2.0f - 1.0f; }
+static void fill(float *x, size_t n, float amp) { for (size_t i = 0; i < n; i++) x[i] = amp * rndf(); }
+
+/* Device buffer helpers (abort the test case through CHECKs on failure). */
+static void *dev_alloc(size_t bytes) {
+    void *p = NULL;
+    CHECK_OK(moa_cuda_alloc(g_ctx, bytes ? bytes : 1, &p));
+    return p;
+}
+static void *dev_from(const void *host, size_t bytes) {
+    void *p = dev_alloc(bytes);
+    if (p) CHECK_OK(moa_cuda_upload(g_ctx, p, host, bytes));
+    return p;
+}
+static void to_host(void *host, const void *dev, size_t bytes) {
+    CHECK_OK(moa_cuda_download(g_ctx, host, dev, bytes));
+}
+
+/* max |a - b| <= rtol * max |b| + atol over the array (a norm-relative check: entries near
+ * zero are judged against the array's scale). */
+static int close_arr(const char *what, const float *a, const float *b, size_t n, double rtol,
+                     double atol) {
+    double mx = 0, err = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (fabs(b[i]) > mx) mx = fabs(b[i]);
+        const double e = fabs((double)a[i] - b[i]);
+        if (!(e <= err)) { err = e; at = i; }
+    }
+    const int ok = err <= rtol * mx + atol;
+    if (!ok) fprintf(stderr, "  %s: max error %.3g at %zu (%.9g vs %.9g), scale %.3g, rtol %g\n",
+                     what, err, at, (double)a[at], (double)b[at], mx, rtol);
+    return ok;
+}
+static int close_arr_d(const char *what, const double *a, const double *b, size_t n, double rtol) {
+    double mx = 0, err = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (fabs(b[i]) > mx) mx = fabs(b[i]);
+        if (fabs(a[i] - b[i]) > err) err = fabs(a[i] - b[i]);
+    }
+    const int ok = err <= rtol * mx + 1e-12;
+    if (!ok) fprintf(stderr, "  %s: max error %.3g, scale %.3g, rtol %g\n", what, err, mx, rtol);
+    return ok;
+}
+
+/* ---- device layer --------------------------------------------------------------------------- */
+
+TEST(backend_table) {
+    moa_backend b = moa_cuda_backend(g_ctx);
+    CHECK_STR(b.name, "cuda");
+    CHECK(b.kind == MOA_DEVICE_CUDA && b.ctx == g_ctx);
+    CHECK(b.alloc && b.free && b.upload && b.download && b.sync && b.attn_fwd_lse &&
+          b.attn_bwd_influence && b.rmsnorm && b.rope && b.swiglu);
+    CHECK(moa_cuda_ctx_sm_count(g_ctx) > 0);
+    moa_cuda_ctx *bad = NULL;
+    CHECK_EQ_INT(moa_cuda_ctx_create(moa_cuda_device_count() + 3, &bad), MOA_ERR_DEVICE);
+    CHECK(bad == NULL);
+}
+
+/* ---- dequantisation, embedding, projections -------------------------------------------------- */
+
+static void fill_blocks(moa_ggml_type t, uint8_t *p, size_t n_vals) {
+    uint32_t be, bb;
+    moa_ggml_type_info(t, &be, &bb);
+    const size_t nb = n_vals / be;
+    if (t == MOA_GGML_F32) { fill((float *)p, n_vals, 1.0f); return; }
+    if (t == MOA_GGML_F16) {
+        for (size_t i = 0; i < n_vals; i++) { uint16_t h = moa_f32_to_f16(rndf()); memcpy(p + 2 * i, &h, 2); }
+        return;
+    }
+    for (size_t b = 0; b < nb; b++) {
+        uint8_t *q = p + b * bb;
+        for (uint32_t x = 0; x < bb; x++) q[x] = (uint8_t)rnd();
+        uint16_t d = moa_f32_to_f16(rndf() * 0.05f), m = moa_f32_to_f16(rndf() * 0.2f);
+        memcpy(q, &d, 2);
+        if (t == MOA_GGML_Q4_1) memcpy(q + 2, &m, 2);
+    }
+}
+
+TEST(dequant_all_types_and_dtypes) {
+    const moa_ggml_type types[] = {MOA_GGML_Q4_0, MOA_GGML_Q4_1, MOA_GGML_Q8_0, MOA_GGML_F16, MOA_GGML_F32};
+    const int64_t n = 37 * 32;   /* odd number of blocks */
+    for (size_t k = 0; k < 5; k++) {
+        const moa_ggml_type t = types[k];
+        const size_t bytes = moa_ggml_row_bytes(t, n);
+        uint8_t *raw = malloc(bytes);
+        float *ref = malloc(n * 4), *got = malloc(n * 4);
+        uint16_t *got16 = malloc(n * 2);
+        fill_blocks(t, raw, (size_t)n);
+        moa_dequant_row(t, raw, ref, n);
+        void *draw = dev_from(raw, bytes), *dout = dev_alloc(n * 4);
+        int bad = 0;
+        for (int dt = 0; dt < 3; dt++) {
+            CHECK_OK(moa_cuda_dequant(g_ctx, t, draw, n, dout, (moa_cuda_dtype)dt));
+            if (dt == MOA_CUDA_F32) {
+                to_host(got, dout, n * 4);
+                for (int64_t i = 0; i < n; i++) bad += memcmp(&got[i], &ref[i], 4) != 0;
+            } else {
+                to_host(got16, dout, n * 2);
+                for (int64_t i = 0; i < n; i++)
+                    bad += got16[i] != (dt == MOA_CUDA_F16 ? moa_f32_to_f16(ref[i]) : moa_f32_to_bf16(ref[i]));
+            }
+        }
+        CHECK_MSG(bad == 0, "%s: %d values differ from moa_dequant_row", moa_ggml_type_name(t), bad);
+        CHECK_EQ_INT(moa_cuda_dequant(g_ctx, MOA_GGML_Q6_K, draw, 256, dout, MOA_CUDA_F16), MOA_ERR_UNSUPPORTED);
+        CHECK_EQ_INT(moa_cuda_dequant(g_ctx, MOA_GGML_Q4_1, draw, 33, dout, MOA_CUDA_F16), MOA_ERR_INVALID_ARG);
+        moa_cuda_free(g_ctx, draw);
+        moa_cuda_free(g_ctx, dout);
+        free(raw); free(ref); free(got); free(got16);
+    }
+}
+
+TEST(embedding_rows) {
+    const moa_ggml_type t = MOA_GGML_Q4_1;
+    const int64_t d = 96, n_vocab = 11;
+    const size_t rb = moa_ggml_row_bytes(t, d);
+    uint8_t *table = malloc(rb * n_vocab);
+    fill_blocks(t, table, (size_t)(d * n_vocab));
+    const int32_t tok[5] = {3, 0, 10, 3, 7};
+    float ref[5 * 96], got[5 * 96];
+    for (int r = 0; r < 5; r++) moa_dequant_row(t, table + rb * tok[r], ref + r * d, d);
+    void *dt = dev_from(table, rb * n_vocab), *dtok = dev_from(tok, sizeof tok);
+    float *dout = dev_alloc(sizeof got);
+    CHECK_OK(moa_cuda_embed(g_ctx, t, dt, d, dtok, 5, dout));
+    to_host(got, dout, sizeof got);
+    CHECK(memcmp(got, ref, sizeof got) == 0);
+    moa_cuda_free(g_ctx, dt); moa_cuda_free(g_ctx, dtok); moa_cuda_free(g_ctx, dout);
+    free(table);
+}
+
+/* y = x W^T with W uploaded (Q8_0 / Q4_1 -> f16 / bf16) vs double products of the same
+ * rounded values. */
+TEST(weight_upload_and_matmul) {
+    const int64_t n_out = 67, n_in = 96, n = 5;
+    const moa_ggml_type types[2] = {MOA_GGML_Q8_0, MOA_GGML_Q4_1};
+    for (int k = 0; k < 2; k++)
+        for (int dt = MOA_CUDA_F16; dt <= MOA_CUDA_BF16; dt++) {
+            const size_t rb = moa_ggml_row_bytes(types[k], n_in);
+            uint8_t *raw = malloc(rb * n_out);
+            float *W = malloc(n_out * n_in * 4), x[5 * 96], y[5 * 67], yref[5 * 67];
+            uint16_t xh[5 * 96];
+            fill_blocks(types[k], raw, (size_t)(n_out * n_in));
+            for (int64_t o = 0; o < n_out; o++) moa_dequant_row(types[k], raw + rb * o, W + o * n_in, n_in);
+            fill(x, sizeof x / 4, 1.0f);
+            float (*rt)(uint16_t) = dt == MOA_CUDA_F16 ? moa_f16_to_f32 : moa_bf16_to_f32;
+            uint16_t (*tr)(float) = dt == MOA_CUDA_F16 ? moa_f32_to_f16 : moa_f32_to_bf16;
+            for (int64_t t = 0; t < n; t++)
+                for (int64_t o = 0; o < n_out; o++) {
+                    double a = 0;
+                    for (int64_t i = 0; i < n_in; i++) a += (double)rt(tr(W[o * n_in + i])) * rt(tr(x[t * n_in + i]));
+                    yref[t * n_out + o] = (float)a;
+                }
+            moa_cuda_weight w;
+            CHECK_OK(moa_cuda_weight_upload(g_ctx, types[k], raw, n_out, n_in, (moa_cuda_dtype)dt, &w));
+            float *dx = dev_from(x, sizeof x), *dy = dev_alloc(sizeof y);
+            void *dxh = dev_alloc(sizeof xh);
+            CHECK_OK(moa_cuda_convert(g_ctx, dx, n * n_in, dxh, (moa_cuda_dtype)dt));
+            to_host(xh, dxh, sizeof xh);
+            int badx = 0;
+            for (size_t i = 0; i < sizeof xh / 2; i++) badx += xh[i] != tr(x[i]);
+            CHECK_EQ_INT(badx, 0);
+            CHECK_OK(moa_cuda_matmul(g_ctx, &w, dxh, n, dy));
+            to_host(y, dy, sizeof y);
+            CHECK(close_arr("matmul", y, yref, (size_t)(n * n_out), 1e-4, 1e-5));
+            /* batched NT products: C_b = A_b B_b^T with A = x rows, B = W rows (2 batches) */
+            float C[2 * 2 * 3], Cref[2 * 2 * 3];
+            for (int b = 0; b < 2; b++)
+                for (int r = 0; r < 2; r++)
+                    for (int c = 0; c < 3; c++) {
+                        double a = 0;
+                        for (int64_t i = 0; i < n_in; i++)
+                            a += (double)rt(tr(x[(b * 2 + r) * n_in + i])) * rt(tr(W[(b * 3 + c) * n_in + i]));
+                        Cref[(b * 2 + r) * 3 + c] = 0.5f * (float)a;
+                    }
+            float *dC = dev_alloc(sizeof C);
+            CHECK_OK(moa_cuda_memset0(g_ctx, dC, sizeof C));
+            CHECK_OK(moa_cuda_gemm_nt_batched(g_ctx, (moa_cuda_dtype)dt, 2, 3, (int)n_in, 0.5f, dxh,
+                                              2 * n_in, w.data, 3 * n_in, 0.0f, dC, 6, 2));
+            to_host(C, dC, sizeof C);
+            CHECK(close_arr("gemm_nt_batched", C, Cref, 12, 1e-4, 1e-5));
+            moa_cuda_weight_free(g_ctx, &w);
+            moa_cuda_free(g_ctx, dx); moa_cuda_free(g_ctx, dy); moa_cuda_free(g_ctx, dxh);
+            moa_cuda_free(g_ctx, dC);
+            free(raw); free(W);
+        }
+}
+
+/* ---- RMSNorm, RoPE, SwiGLU ------------------------------------------------------------------ */
+
+TEST(rmsnorm_swiglu_add) {
+    const int64_t n = 7, d = 333;
+    float *x = malloc(n * d * 4), *w = malloc(d * 4), *y = malloc(n * d * 4), *yr = malloc(n * d * 4);
+    fill(x, n * d, 3.0f);
+    fill(w, d, 1.0f);
+    for (int64_t t = 0; t < n; t++) {   /* model/forward.c: y = x / sqrt(mean(x^2) + eps) * w */
+        double ss = 0;
+        for (int64_t i = 0; i < d; i++) ss += (double)x[t * d + i] * x[t * d + i];
+        const float r = (float)(1.0 / sqrt(ss / (double)d + 1e-5));
+        for (int64_t i = 0; i < d; i++) yr[t * d + i] = x[t * d + i] * r * w[i];
+    }
+    float *dx = dev_from(x, n * d * 4), *dw = dev_from(w, d * 4), *dy = dev_alloc(n * d * 4);
+    CHECK_OK(moa_cuda_rmsnorm(g_ctx, dx, dw, dy, n, d, 1e-5f));
+    to_host(y, dy, n * d * 4);
+    CHECK(close_arr("rmsnorm", y, yr, (size_t)(n * d), 1e-5, 0));
+    /* through the backend table, in place */
+    moa_backend b = moa_cuda_backend(g_ctx);
+    CHECK_OK(b.rmsnorm(b.ctx, dx, dw, dx, n, d, 1e-5f));
+    to_host(y, dx, n * d * 4);
+    CHECK(close_arr("rmsnorm in place", y, yr, (size_t)(n * d), 1e-5, 0));
+    /* g = silu(g) u; x += y */
+    float *g = malloc(n * d * 4), *u = malloc(n * d * 4);
+    fill(g, n * d, 6.0f);
+    fill(u, n * d, 1.0f);
+    for (int64_t i = 0; i < n * d; i++) yr[i] = (float)(g[i] / (1.0 + exp(-(double)g[i])) * u[i]);
+    float *dg = dev_from(g, n * d * 4), *du = dev_from(u, n * d * 4);
+    CHECK_OK(moa_cuda_swiglu(g_ctx, dg, du, n * d));
+    to_host(y, dg, n * d * 4);
+    CHECK(close_arr("swiglu", y, yr, (size_t)(n * d), 1e-5, 0));
+    for (int64_t i = 0; i < n * d; i++) yr[i] = y[i] + u[i];
+    CHECK_OK(moa_cuda_add(g_ctx, dg, du, n * d));
+    to_host(y, dg, n * d * 4);
+    CHECK(close_arr("add", y, yr, (size_t)(n * d), 1e-6, 0));
+    moa_cuda_free(g_ctx, dx); moa_cuda_free(g_ctx, dw); moa_cuda_free(g_ctx, dy);
+    moa_cuda_free(g_ctx, dg); moa_cuda_free(g_ctx, du);
+    free(x); free(w); free(y); free(yr); free(g); free(u);
+}
+
+TEST(rope_adjacent_pairs) {
+    const int64_t n = 9, pos0 = 1000;
+    const int nh = 3, hd = 24, rd = 16;
+    moa_rope_table tab;
+    CHECK_OK(moa_rope_table_init(&tab, rd, 10000.0f, pos0 + n + 600));
+    float x[9 * 3 * 24], ref[9 * 3 * 24], got[9 * 3 * 24];
+    fill(x, sizeof x / 4, 1.0f);
+    for (int inv = 0; inv < 2; inv++) {
+        memcpy(ref, x, sizeof x);
+        moa_rope_rows(&tab, ref, n, nh, hd, pos0, inv);
+        float *dx = dev_from(x, sizeof x);
+        CHECK_OK(moa_cuda_rope(g_ctx, dx, n, nh, hd, rd, 10000.0f, pos0, NULL, inv));
+        to_host(got, dx, sizeof got);
+        CHECK(close_arr("rope", got, ref, sizeof x / 4, 2e-6, 1e-7));
+        moa_cuda_free(g_ctx, dx);
+    }
+    /* per-row positions (batched decode): row t at 1500 - 37 t */
+    int64_t pos[9];
+    for (int t = 0; t < n; t++) pos[t] = 1500 - 37 * t;
+    memcpy(ref, x, sizeof x);
+    for (int t = 0; t < n; t++) moa_rope_rows(&tab, ref + t * nh * hd, 1, nh, hd, pos[t], 0);
+    float *dx = dev_from(x, sizeof x);
+    int64_t *dpos = dev_from(pos, sizeof pos);
+    CHECK_OK(moa_cuda_rope(g_ctx, dx, n, nh, hd, rd, 10000.0f, 0, dpos, 0));
+    to_host(got, dx, sizeof got);
+    CHECK(close_arr("rope positions", got, ref, sizeof x / 4, 2e-6, 1e-7));
+    CHECK_EQ_INT(moa_cuda_rope(g_ctx, dx, n, nh, hd, 15, 10000.0f, 0, NULL, 0), MOA_ERR_INVALID_ARG);
+    moa_cuda_free(g_ctx, dx); moa_cuda_free(g_ctx, dpos);
+    moa_rope_table_free(&tab);
+}
+
+/* ---- profiler attention ---------------------------------------------------------------------- */
+
+typedef struct { int n, H, KV, hd, sink, block, extra_bins; } train_case;
+
+static void check_train_case(const train_case *tc) {
+    moa_attn_train_shape s = moa_attn_train_default_shape(tc->n, tc->H, tc->KV, tc->hd);
+    s.sink = tc->sink;
+    s.block = tc->block;
+    const int nb = moa_attn_train_n_bins(&s) + tc->extra_bins, H = tc->H;
+    const size_t nq = (size_t)tc->n * tc->H * tc->hd, nk = (size_t)tc->n * tc->KV * tc->hd;
+    const size_t nl = (size_t)tc->H * tc->n, nh = (size_t)H * nb;
+    float *Q = malloc(nq * 4), *K = malloc(nk * 4), *V = malloc(nk * 4), *dO = malloc(nq * 4);
+    float *O = malloc(nq * 4), *L = malloc(nl * 4), *Og = malloc(nq * 4), *Lg = malloc(nl * 4);
+    float *dQ = malloc(nq * 4), *dK = malloc(nk * 4), *dV = malloc(nk * 4);
+    float *dQg = malloc(nq * 4), *dKg = malloc(nk * 4), *dVg = malloc(nk * 4);
+    double *hr = calloc(2 * nh + 2 * H, 8), *hg = malloc((2 * nh + 2 * H) * 8);
+    fill(Q, nq, 2.0f); fill(K, nk, 2.0f); fill(V, nk, 1.0f); fill(dO, nq, 1.0f);
+    /* a peaked row (a dominant entry away from row 0) */
+    if (tc->n > 20) for (int d = 0; d < tc->hd; d++) Q[(size_t)20 * H * tc->hd + d] = 8.0f * K[(size_t)3 * tc->KV * tc->hd + d];
+    /* forward vs the double reference */
+    CHECK_OK(moa_attn_fwd_lse_ref(&s, Q, K, V, O, L));
+    float *dQd = dev_from(Q, nq * 4), *dKd = dev_from(K, nk * 4), *dVd = dev_from(V, nk * 4);
+    float *dOd = dev_from(dO, nq * 4), *Od = dev_alloc(nq * 4), *Ld = dev_alloc(nl * 4);
+    CHECK_OK(moa_cuda_attn_fwd_lse(g_ctx, &s, dQd, dKd, dVd, Od, Ld));
+    to_host(Og, Od, nq * 4);
+    to_host(Lg, Ld, nl * 4);
+    CHECK(close_arr("fwd O", Og, O, nq, 2e-5, 1e-6));
+    CHECK(close_arr("fwd LSE", Lg, L, nl, 2e-6, 1e-5));
+    /* backward vs the CPU kernel fed the same O and LSE (the GPU's own forward) */
+    moa_influence_acc acc = {hr, hr + nh, hr + 2 * nh, hr + 2 * nh + H, nb};
+    CHECK_OK(moa_attn_bwd_influence(&s, Q, K, V, Og, dO, Lg, dQ, dK, dV, &acc));
+    double *hd_ = dev_alloc((2 * nh + 2 * H) * 8);
+    CHECK_OK(moa_cuda_memset0(g_ctx, hd_, (2 * nh + 2 * H) * 8));
+    moa_influence_acc gacc = {hd_, hd_ + nh, hd_ + 2 * nh, hd_ + 2 * nh + H, nb};
+    float *gQ = dev_alloc(nq * 4), *gK = dev_alloc(nk * 4), *gV = dev_alloc(nk * 4);
+    CHECK_OK(moa_cuda_attn_bwd_influence(g_ctx, &s, dQd, dKd, dVd, Od, dOd, Ld, gQ, gK, gV, &gacc));
+    /* accumulates: a second call doubles the histograms */
+    CHECK_OK(moa_cuda_attn_bwd_influence(g_ctx, &s, dQd, dKd, dVd, Od, dOd, Ld, gQ, gK, gV, &gacc));
+    to_host(dQg, gQ, nq * 4); to_host(dKg, gK, nk * 4); to_host(dVg, gV, nk * 4);
+    to_host(hg, hd_, (2 * nh + 2 * H) * 8);
+    for (size_t x = 0; x < 2 * nh + 2 * (size_t)H; x++) hg[x] *= 0.5;
+    CHECK(close_arr("bwd dQ", dQg, dQ, nq, 1e-4, 1e-6));
+    CHECK(close_arr("bwd dK", dKg, dK, nk, 1e-4, 1e-6));
+    CHECK(close_arr("bwd dV", dVg, dV, nk, 1e-4, 1e-6));
+    CHECK(close_arr_d("influence abs", hg, hr, nh, 1e-4));
+    CHECK(close_arr_d("influence sgn", hg + nh, hr + nh, nh, 1e-4));
+    CHECK(close_arr_d("sink abs", hg + 2 * nh, hr + 2 * nh, H, 1e-4));
+    CHECK(close_arr_d("sink sgn", hg + 2 * nh + H, hr + 2 * nh + H, H, 1e-4));
+    /* without a histogram: gradients only */
+    CHECK_OK(moa_cuda_attn_bwd_influence(g_ctx, &s, dQd, dKd, dVd, Od, dOd, Ld, gQ, gK, gV, NULL));
+    to_host(dQg, gQ, nq * 4);
+    CHECK(close_arr("bwd dQ (no influence)", dQg, dQ, nq, 1e-4, 1e-6));
+    void *ptrs[] = {dQd, dKd, dVd, dOd, Od, Ld, hd_, gQ, gK, gV};
+    for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) moa_cuda_free(g_ctx, ptrs[i]);
+    free(Q); free(K); free(V); free(dO); free(O); free(L); free(Og); free(Lg);
+    free(dQ); free(dK); free(dV); free(dQg); free(dKg); free(dVg); free(hr); free(hg);
+}
+
+TEST(profiler_attention_fwd_bwd) {
+    const train_case cases[] = {
+        {77, 6, 2, 40, 5, 16, 0},     /* GQA 3, hd not a multiple of 32 */
+        {130, 3, 3, 64, 64, 64, 3},   /* MHA, default sink/block, longer histogram */
+        {33, 4, 1, 256, 0, 7, 0},     /* hd 256 (opt-in shared memory), block < 32 */
+        {1, 2, 1, 16, 0, 1, 0},       /* one token */
+        {1100, 1, 1, 16, 3, 1, 0},    /* 1100 bins: histogram in global memory */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fprintf(stderr, "  case n=%d H=%d KV=%d hd=%d sink=%d block=%d\n", cases[i].n, cases[i].H,
+                cases[i].KV, cases[i].hd, cases[i].sink, cases[i].block);
+        check_train_case(&cases[i]);
+    }
+}
+
+/* ---- runtime: prefill and decode through the device cache vs the CPU runtime ---------------- */
+
+typedef struct {
+    moa_cache *cpu;
+    moa_cuda_cache *gpu;
+    int n_head, n_kv, hd;
+} rt_pair;
+
+static void rt_create(rt_pair *p, int n_layer, int n_head, int n_kv, int hd,
+                      const moa_cache_unit *units, int64_t n_ctx, int n_seq) {
+    p->n_head = n_head; p->n_kv = n_kv; p->hd = hd;
+    moa_cache_layout L = {n_layer, n_head, n_kv, hd, units, NULL};
+    CHECK_OK(moa_cache_create_layout(&L, n_ctx, n_seq, NULL, &p->cpu));
+    moa_cuda_unit *cu = calloc((size_t)n_layer * n_kv, sizeof *cu);
+    for (int i = 0; i < n_layer * n_kv; i++) {
+        cu[i].kind = (int)units[i].kind;
+        cu[i].window = units[i].window;
+        cu[i].sink = units[i].sink;
+        cu[i].decay = units[i].decay;
+    }
+    moa_cuda_cache_layout G = {n_layer, n_head, n_kv, hd, cu, 0.0f};
+    CHECK_OK(moa_cuda_cache_create(g_ctx, &G, n_ctx, n_seq, &p->gpu));
+    CHECK_EQ_INT(moa_cuda_cache_bytes(p->gpu), moa_cache_bytes(p->cpu));
+    free(cu);
+}
+
+/* One call on both: prefill (seqs == NULL, seq) or decode (rows of seqs). */
+static void rt_step(rt_pair *p, int layer, int seq, const int *seqs, int n, const char *what) {
+    const size_t nq = (size_t)n * p->n_head * p->hd, nk = (size_t)n * p->n_kv * p->hd;
+    float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nk * 4);
+    float *o = malloc(nq * 4), *og = malloc(nq * 4);
+    fill(q, nq, 1.5f); fill(k, nk, 1.5f); fill(v, nk, 1.0f);
+    float *dq = dev_from(q, nq * 4), *dk = dev_from(k, nk * 4), *dv = dev_from(v, nk * 4);
+    float *dout = dev_alloc(nq * 4);
+    if (seqs) {
+        CHECK_OK(moa_attn_decode(p->cpu, layer, seqs, n, q, k, v, o));
+        CHECK_OK(moa_cuda_attn_decode(p->gpu, layer, seqs, n, dq, dk, dv, dout));
+    } else {
+        CHECK_OK(moa_attn_prefill(p->cpu, seq, layer, q, k, v, n, o));
+        CHECK_OK(moa_cuda_attn_prefill(p->gpu, seq, layer, dq, dk, dv, n, dout));
+    }
+    to_host(og, dout, nq * 4);
+    CHECK_MSG(close_arr(what, og, o, nq, 2e-4, 1e-6), "%s: layer %d, %d rows", what, layer, n);
+    moa_cuda_free(g_ctx, dq); moa_cuda_free(g_ctx, dk); moa_cuda_free(g_ctx, dv);
+    moa_cuda_free(g_ctx, dout);
+    free(q); free(k); free(v); free(o); free(og);
+}
+
+TEST(runtime_prefill_decode_mixed_units) {
+    /* 2 layers x 4 KV heads (8 query heads, GQA 2), hd 48: window (sink 4, W 24), dense,
+     * linear (decay 0.05), window (no sink, W 7); layer 1 mirrors with a decay-free linear */
+    const moa_cache_unit units[8] = {
+        {MOA_UNIT_WINDOW, 24, 4, 0}, {MOA_UNIT_DENSE, 100, 4, 0}, {MOA_UNIT_LINEAR, 0, 0, 0.05f},
+        {MOA_UNIT_WINDOW, 7, 0, 0},
+        {MOA_UNIT_LINEAR, 0, 0, 0.0f}, {MOA_UNIT_WINDOW, 40, 2, 0}, {MOA_UNIT_WINDOW, 3, 5, 0},
+        {MOA_UNIT_DENSE, 100, 0, 0}};
+    rt_pair p;
+    rt_create(&p, 2, 8, 4, 48, units, 100, 3);
+    if (!p.cpu || !p.gpu) return;
+    for (int l = 0; l < 2; l++) {
+        rt_step(&p, l, 0, NULL, 37, "prefill seq 0 chunk 1");
+        rt_step(&p, l, 0, NULL, 20, "prefill seq 0 chunk 2 (longer than some rings)");
+        rt_step(&p, l, 1, NULL, 5, "prefill seq 1");
+        rt_step(&p, l, 2, NULL, 1, "prefill seq 2 (one token)");
+    }
+    const int all[3] = {0, 1, 2}, some[2] = {2, 0};
+    for (int step = 0; step < 12; step++)
+        for (int l = 0; l < 2; l++) {
+            if (step % 3 == 2) rt_step(&p, l, -1, some, 2, "decode rows {2, 0}");
+            else rt_step(&p, l, -1, all, 3, "decode rows {0, 1, 2}");
+        }
+    for (int s = 0; s < 3; s++)
+        for (int l = 0; l < 2; l++)
+            CHECK_EQ_INT(moa_cuda_cache_pos(p.gpu, s, l), moa_cache_pos(p.cpu, s, l));
+    /* a dense unit past n_ctx: both refuse */
+    float *dummy = dev_alloc((size_t)60 * 8 * 48 * 4);
+    CHECK_EQ_INT(moa_cuda_attn_prefill(p.gpu, 0, 0, dummy, dummy, dummy, 60, dummy), MOA_ERR_RANGE);
+    const int dup[2] = {1, 1};
+    CHECK_EQ_INT(moa_cuda_attn_decode(p.gpu, 0, dup, 2, dummy, dummy, dummy, dummy), MOA_ERR_INVALID_ARG);
+    moa_cuda_free(g_ctx, dummy);
+    /* reset one sequence, then it starts over like the CPU's */
+    CHECK_OK(moa_cache_reset(p.cpu, 1));
+    CHECK_OK(moa_cuda_cache_reset(p.gpu, 1));
+    for (int l = 0; l < 2; l++) rt_step(&p, l, 1, NULL, 9, "prefill after reset");
+    moa_cache_free(p.cpu);
+    moa_cuda_cache_free(p.gpu);
+}
+
+TEST(runtime_decode_split_k_long_context) {
+    /* one sequence, long dense + window units: the decode splits the keys across blocks */
+    const moa_cache_unit units[3] = {{MOA_UNIT_DENSE, 1500, 64, 0}, {MOA_UNIT_WINDOW, 1100, 64, 0},
+                                     {MOA_UNIT_WINDOW, 128, 64, 0}};
+    rt_pair p;
+    rt_create(&p, 1, 9, 3, 64, units, 1500, 1);
+    if (!p.cpu || !p.gpu) return;
+    rt_step(&p, 0, 0, NULL, 1300, "prefill 1300 tokens");
+    const int s0[1] = {0};
+    for (int step = 0; step < 4; step++) rt_step(&p, 0, -1, s0, 1, "decode split-K");
+    moa_cache_free(p.cpu);
+    moa_cuda_cache_free(p.gpu);
+}
+
+int main(void) {
+    const int n_dev = moa_cuda_device_count();
+    if (n_dev == 0) {
+        /* the device layer must fail cleanly */
+        moa_cuda_ctx *c = (moa_cuda_ctx *)1;
+        const moa_status st = moa_cuda_ctx_create(0, &c);
+        if (st != MOA_ERR_DEVICE || c != NULL || !strstr(moa_last_error(), "no CUDA device")) {
+            fprintf(stderr, "FAIL: without a device moa_cuda_ctx_create returned %d (%s)\n", (int)st,
+                    moa_last_error());
+            return 1;
+        }
+        moa_device_kind k;
+        if (moa_device_choose(MOA_DEVICE_AUTO, n_dev, &k) != MOA_OK || k != MOA_DEVICE_CPU) return 1;
+        printf("SKIP: no CUDA device (moa_cuda_ctx_create: %s)\n", moa_last_error());
+        return 77;
+    }
+    if (moa_cuda_ctx_create(0, &g_ctx) != MOA_OK) {
+        fprintf(stderr, "FAIL: %s\n", moa_last_error());
+        return 1;
+    }
+    fprintf(stderr, "device: %s\n", moa_cuda_ctx_describe(g_ctx));
+    RUN(backend_table);
+    RUN(dequant_all_types_and_dtypes);
+    RUN(embedding_rows);
+    RUN(weight_upload_and_matmul);
+    RUN(rmsnorm_swiglu_add);
+    RUN(rope_adjacent_pairs);
+    RUN(profiler_attention_fwd_bwd);
+    RUN(runtime_prefill_decode_mixed_units);
+    RUN(runtime_decode_split_k_long_context);
+    moa_cuda_ctx_free(g_ctx);
+    return test_summary();
+}
