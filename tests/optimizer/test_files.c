@@ -1,0 +1,306 @@
+/* test_files.c - moa-plan v1 and moa-profile v1: round trips, strict validation with
+ * field-naming errors, uniform plans, profile accumulation and merge, plan from a solve. */
+#include <math.h>
+#include "test.h"
+#include "h5util.h"
+#include "moa-common.h"
+#include "optimizer.h"
+#include "plan-internal.h"
+#include "span.h"
+
+#define TMP(name) MOA_TEST_TMPDIR "/" name
+
+static const char *good_plan =
+    "{\"format\":\"moa-plan\",\"version\":1,"
+    "\"model\":{\"arch\":\"llama\",\"n_layer\":2,\"n_head\":4,\"n_head_kv\":2,\"head_dim\":64,\"sha256\":\"\"},"
+    "\"sink\":64,\"block\":64,\"granularity\":\"kv-head\","
+    "\"layers\":[{\"units\":[{\"kind\":\"window\",\"alpha\":1024,\"beta\":0.25},{\"kind\":\"dense\"}]},"
+    "{\"units\":[{\"kind\":\"window\",\"alpha\":-1024,\"beta\":0.5},{\"kind\":\"linear\"}]}],"
+    "\"lengths\":{\"profiled\":[4096],\"constrained\":[4096],\"budgets\":[0.5],\"validation\":null},"
+    "\"predicted\":[{\"length\":4096,\"loss\":0.1,\"density\":0.5}],"
+    "\"provenance\":{\"profile_sha256\":\"\",\"calib_sha256\":\"\",\"tool_version\":\"0.1.0\","
+    "\"solver\":\"glpk 5.0\",\"solver_status\":\"optimal\",\"gap\":0}}";
+
+/* replace the first occurrence of `from` in good_plan by `to` and try to load it */
+static moa_status load_variant(const char *from, const char *to) {
+    char buf[4096];
+    const char *p = strstr(good_plan, from);
+    if (!p) { fprintf(stderr, "  (test bug: '%s' not in the plan)\n", from); return MOA_OK; }
+    size_t pre = (size_t)(p - good_plan);
+    snprintf(buf, sizeof buf, "%.*s%s%s", (int)pre, good_plan, to, p + strlen(from));
+    moa_plan *pl = NULL;
+    moa_status st = moa_plan_load_string(buf, "variant", &pl);
+    moa_plan_free(pl);
+    return st;
+}
+
+#define CHECK_REJECT(from, to, field)                                                        \
+    do {                                                                                     \
+        moa_status st_ = load_variant(from, to);                                             \
+        CHECK_MSG(st_ == MOA_ERR_FORMAT, "'%s'->'%s' accepted", from, to);                   \
+        CHECK_MSG(strstr(moa_last_error(), field) != NULL, "message '%s' lacks '%s'",         \
+                  moa_last_error(), field);                                                  \
+    } while (0)
+
+TEST(plan_load_accessors) {
+    moa_plan *p;
+    CHECK_OK(moa_plan_load_string(good_plan, "good", &p));
+    if (!p) return;
+    CHECK_EQ_INT(moa_plan_n_layer(p), 2);
+    CHECK_EQ_INT(moa_plan_n_units(p), 2);
+    CHECK(moa_plan_unit_kind(p, 0, 1) == MOA_UNIT_DENSE);
+    CHECK(moa_plan_unit_kind(p, 1, 1) == MOA_UNIT_LINEAR);
+    /* W = min(N, round_up(1024 + 0.25*4096, 64)) = 2048 */
+    CHECK_EQ_INT(moa_plan_unit_window(p, 0, 0, 4096), 2048);
+    CHECK_EQ_INT(moa_plan_unit_window(p, 0, 1, 4096), 4096);
+    CHECK_EQ_INT(moa_plan_unit_window(p, 1, 0, 4096), 1024);
+    CHECK_EQ_INT(moa_plan_unit_window(p, 1, 1, 4096), 0);
+    /* density at 4096: (2112 + 4096 + 1088 + 0) / 4096 / 4 */
+    CHECK_NEAR(moa_plan_density(p, 4096), (2112.0 + 4096 + 1088 + 0) / 4096 / 4, 1e-12);
+    CHECK_OK(moa_plan_check(p, 2, 4, 2, 64));
+    CHECK(moa_plan_check(p, 2, 4, 4, 64) == MOA_ERR_MISMATCH);
+    CHECK(strstr(moa_last_error(), "n_head_kv: plan has 2, model has 4") != NULL);
+    CHECK(moa_plan_check(p, 3, 4, 2, 128) == MOA_ERR_MISMATCH);
+    CHECK(strstr(moa_last_error(), "n_layer") && strstr(moa_last_error(), "head_dim"));
+    moa_plan_free(p);
+}
+
+TEST(plan_round_trip) {
+    moa_plan *p, *q;
+    CHECK_OK(moa_plan_load_string(good_plan, "good", &p));
+    CHECK_OK(moa_plan_save(p, TMP("plan.json")));
+    CHECK_OK(moa_plan_load(TMP("plan.json"), &q));
+    if (p && q) {
+        char *a, *b;
+        CHECK_OK(moa_plan_to_string(p, &a));
+        CHECK_OK(moa_plan_to_string(q, &b));
+        CHECK_STR(a, b);
+        free(a);
+        free(b);
+        for (int l = 0; l < 2; l++)
+            for (int u = 0; u < 2; u++) {
+                CHECK(moa_plan_unit_kind(p, l, u) == moa_plan_unit_kind(q, l, u));
+                CHECK(moa_plan_unit_alpha(p, l, u) == moa_plan_unit_alpha(q, l, u));
+                CHECK(moa_plan_unit_beta(p, l, u) == moa_plan_unit_beta(q, l, u));
+            }
+    }
+    moa_plan_free(p);
+    moa_plan_free(q);
+    remove(TMP("plan.json"));
+}
+
+TEST(plan_strictness) {
+    CHECK_REJECT("\"version\":1", "\"version\":2", "version");
+    CHECK_REJECT("\"moa-plan\"", "\"moa-plan-x\"", "format");
+    CHECK_REJECT("\"n_layer\":2", "\"n_layer\":3", "layers");
+    CHECK_REJECT("\"n_head_kv\":2", "\"n_head_kv\":3", "n_head_kv");
+    CHECK_REJECT("{\"kind\":\"dense\"}]}", "{\"kind\":\"dense\"},{\"kind\":\"dense\"}]}", "layers[0].units");
+    CHECK_REJECT("\"alpha\":-1024", "\"alpha\":-4096", "layers[1].units[0]");
+    CHECK_REJECT("\"beta\":0.25", "\"beta\":-0.25", "layers[0].units[0].beta");
+    CHECK_REJECT("\"beta\":0.25", "\"beta\":\"NaN\"", "layers[0].units[0].beta");
+    CHECK_REJECT("\"alpha\":1024", "\"alpha\":null", "layers[0].units[0].alpha");
+    CHECK_REJECT("\"kind\":\"dense\"", "\"kind\":\"sparse\"", "layers[0].units[1].kind");
+    CHECK_REJECT("\"density\":0.5", "\"density\":1.5", "predicted[0].density");
+    CHECK_REJECT("\"budgets\":[0.5]", "\"budgets\":[1.2]", "budgets[0]");
+    CHECK_REJECT("\"granularity\":\"kv-head\"", "\"granularity\":\"q-head\"", "units");
+    CHECK_REJECT("\"sink\":64", "\"sink\":-1", "sink");
+    CHECK_REJECT("\"sink\":64", "\"sinks\":64", "sink");
+    CHECK_REJECT("\"loss\":0.1", "\"loss\":-0.1", "predicted[0].loss");
+    CHECK_REJECT("\"sha256\":\"\"", "\"sha256\":\"xyz\"", "sha256");
+    CHECK_REJECT("{\"format\"", "[{\"format\"", "JSON");
+    moa_plan *p;
+    CHECK(moa_plan_load(TMP("no-such-plan.json"), &p) < 0);
+}
+
+TEST(uniform_plan) {
+    moa_plan *p;
+    /* D=0.25 at N=8192: sink 64 + W <= 2048 -> W = 1984 (multiple of 64) */
+    CHECK_OK(moa_plan_uniform(4, 8, 2, 64, 64, 64, 0.25, 8192, &p));
+    if (p) {
+        CHECK_EQ_INT(moa_plan_unit_window(p, 3, 1, 8192), 1984);
+        CHECK_NEAR(moa_plan_density(p, 8192), 2048.0 / 8192, 1e-12);
+        CHECK(moa_plan_density(p, 8192) <= 0.25);
+        moa_plan_free(p);
+    }
+    CHECK(moa_plan_uniform(4, 8, 2, 64, 64, 64, 0.01, 4096, &p) == MOA_ERR_INFEASIBLE);
+    CHECK(strstr(moa_last_error(), "smallest feasible density") != NULL);
+}
+
+/* ---- profiles ---------------------------------------------------------------------------- */
+
+static moa_profile *small_profile(void) {
+    moa_synth_params sp = moa_synth_default_params();
+    sp.n_layer = 2; sp.n_head = 4; sp.n_head_kv = 2;
+    sp.n_lengths = 2; sp.lengths[0] = 1024; sp.lengths[1] = 2048;
+    moa_profile *p = NULL;
+    moa_synth_profile(&sp, &p, NULL);
+    return p;
+}
+
+TEST(profile_round_trip) {
+    moa_profile *p = small_profile(), *q = NULL;
+    CHECK(p != NULL);
+    if (!p) return;
+    snprintf(p->model_sha256, sizeof p->model_sha256, "%064d", 0);
+    CHECK_OK(moa_profile_save(p, TMP("profile.h5")));
+    CHECK_OK(moa_profile_load(TMP("profile.h5"), &q));
+    if (q) {
+        CHECK_EQ_INT(q->n_buckets, 2);
+        CHECK_EQ_INT(q->buckets[1].length, 2048);
+        CHECK_EQ_INT(q->buckets[1].n_bins, 32);
+        CHECK_STR(q->model_sha256, p->model_sha256);
+        size_t n = (size_t)2 * 4 * 32;
+        CHECK(memcmp(q->buckets[1].influence_abs, p->buckets[1].influence_abs, n * sizeof(double)) == 0);
+        CHECK(memcmp(q->buckets[1].influence_signed, p->buckets[1].influence_signed, n * sizeof(double)) == 0);
+    }
+    moa_profile_free(q);
+    moa_profile_free(p);
+}
+
+/* Rewrite one attribute/dataset of a saved profile and check the load error names it. */
+static void corrupt_and_check(const char *what, void (*mutate)(hid_t f), const char *field) {
+    moa_profile *p = small_profile();
+    CHECK_OK(moa_profile_save(p, TMP("bad.h5")));
+    moa_profile_free(p);
+    hid_t f = H5Fopen(TMP("bad.h5"), H5F_ACC_RDWR, H5P_DEFAULT);
+    mutate(f);
+    H5Fclose(f);
+    moa_profile *q = NULL;
+    moa_status st = moa_profile_load(TMP("bad.h5"), &q);
+    CHECK_MSG(st == MOA_ERR_FORMAT, "%s: accepted (status %d)", what, st);
+    CHECK_MSG(strstr(moa_last_error(), field) != NULL, "%s: message '%s' lacks '%s'", what, moa_last_error(), field);
+    moa_profile_free(q);
+    remove(TMP("bad.h5"));
+}
+
+static void m_version(hid_t f) { moa_h5_attr_write_i64(f, "version", 2); }
+static void m_format(hid_t f) { moa_h5_attr_write_str(f, "format", "moa-calib"); }
+static void m_no_block(hid_t f) { H5Adelete(f, "block"); }
+static void m_nsamples(hid_t f) {
+    hid_t g = H5Gopen2(f, "bucket_1024", H5P_DEFAULT);
+    moa_h5_attr_write_i64(g, "n_samples", -3);
+    H5Gclose(g);
+}
+static void m_shape(hid_t f) {
+    hid_t g = H5Gopen2(f, "bucket_2048", H5P_DEFAULT);
+    H5Ldelete(g, "influence_abs", H5P_DEFAULT);
+    double z[2 * 4 * 31] = {0};
+    hsize_t d[3] = {2, 4, 31};
+    moa_h5_write_dataset(g, "influence_abs", H5T_NATIVE_DOUBLE, 3, d, z);
+    H5Gclose(g);
+}
+static void m_nan(hid_t f) {
+    hid_t g = H5Gopen2(f, "bucket_1024", H5P_DEFAULT);
+    H5Ldelete(g, "influence_signed", H5P_DEFAULT);
+    double z[2 * 4 * 16] = {0};
+    z[5] = NAN;
+    hsize_t d[3] = {2, 4, 16};
+    moa_h5_write_dataset(g, "influence_signed", H5T_NATIVE_DOUBLE, 3, d, z);
+    H5Gclose(g);
+}
+static void m_negative(hid_t f) {
+    hid_t g = H5Gopen2(f, "bucket_1024", H5P_DEFAULT);
+    H5Ldelete(g, "influence_abs", H5P_DEFAULT);
+    double z[2 * 4 * 16] = {0};
+    z[17] = -1;
+    hsize_t d[3] = {2, 4, 16};
+    moa_h5_write_dataset(g, "influence_abs", H5T_NATIVE_DOUBLE, 3, d, z);
+    H5Gclose(g);
+}
+static void m_stray(hid_t f) {
+    hid_t g = H5Gcreate2(f, "extra", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Gclose(g);
+}
+static void m_kv(hid_t f) { moa_h5_attr_write_i64(f, "n_head_kv", 3); }
+
+TEST(profile_malformed) {
+    corrupt_and_check("version", m_version, "'version'");
+    corrupt_and_check("format", m_format, "'format'");
+    corrupt_and_check("missing block", m_no_block, "'block'");
+    corrupt_and_check("negative n_samples", m_nsamples, "n_samples");
+    corrupt_and_check("wrong shape", m_shape, "influence_abs");
+    corrupt_and_check("NaN", m_nan, "influence_signed[0][0][5]");
+    corrupt_and_check("negative abs", m_negative, "influence_abs[0][1][1]");
+    corrupt_and_check("stray group", m_stray, "'extra'");
+    corrupt_and_check("n_head_kv", m_kv, "n_head_kv");
+    moa_profile *q;
+    CHECK(moa_profile_load(TMP("does-not-exist.h5"), &q) == MOA_ERR_IO);
+}
+
+TEST(profile_accumulate_merge) {
+    int64_t lens[1] = {256};
+    moa_profile *a, *b;
+    CHECK_OK(moa_profile_create(1, 2, 1, 8, 64, 64, lens, 1, &a));
+    CHECK_OK(moa_profile_create(1, 2, 1, 8, 64, 64, lens, 1, &b));
+    double x1[8] = {1, 2, 3, 4, 5, 6, 7, 8}, x2[8] = {3, 2, 1, 0, 1, 2, 3, 4}, x3[8] = {2, 2, 2, 2, 2, 2, 2, 2};
+    CHECK_OK(moa_profile_add_sample(a, 0, x1, x1, NULL, 256));
+    CHECK_OK(moa_profile_add_sample(a, 0, x2, x2, NULL, 200));
+    CHECK_OK(moa_profile_add_sample(b, 0, x3, x3, NULL, 100));
+    /* a: mean of x1, x2 = 2; merged with b (weight 2:1): (2*2 + 2)/3 = 2 at bin 0 */
+    CHECK_NEAR(a->buckets[0].influence_abs[0], 2, 1e-12);
+    CHECK_OK(moa_profile_merge(a, b));
+    CHECK_NEAR(a->buckets[0].influence_abs[0], (1 + 3 + 2) / 3.0, 1e-12);
+    CHECK_NEAR(a->buckets[0].influence_abs[7], (8 + 4 + 2) / 3.0, 1e-12);
+    CHECK_EQ_INT(a->buckets[0].n_samples, 3);
+    CHECK_EQ_INT(a->buckets[0].n_tokens, 556);
+    b->block = 32;
+    CHECK(moa_profile_merge(a, b) == MOA_ERR_MISMATCH);
+    CHECK(strstr(moa_last_error(), "block") != NULL);
+    moa_profile_free(a);
+    moa_profile_free(b);
+}
+
+/* a plan built from a solve: densities agree with the MILP's, round trip works */
+TEST(plan_from_solution) {
+    moa_synth_params sp = moa_synth_default_params();
+    moa_profile *prof;
+    CHECK_OK(moa_synth_profile(&sp, &prof, NULL));
+    moa_opt_params par = moa_opt_default_params();
+    par.density = 0.4;
+    par.validation = 8192;
+    par.grid = 2;
+    par.mip_gap = 1e-2;
+    par.time_limit = 5;
+    moa_opt_problem *pb;
+    CHECK_OK(moa_opt_problem_from_profile(prof, &par, &pb));
+    moa_opt_front fr;
+    CHECK_OK(moa_opt_pareto(pb, &par, &fr));
+    moa_plan *plan = NULL, *back = NULL;
+    CHECK_OK(moa_opt_make_plan(pb, prof, &par, &fr.points[fr.selected], NULL, &plan));
+    if (plan) {
+        for (int k = 0; k < pb->n_con; k++) {
+            CHECK_NEAR(moa_plan_density(plan, pb->con_len[k]), fr.points[fr.selected].density[k], 1e-12);
+            CHECK(moa_plan_density(plan, pb->con_len[k]) <= 0.4 + 1e-9);
+        }
+        CHECK_OK(moa_plan_save(plan, TMP("opt-plan.json")));
+        CHECK_OK(moa_plan_load(TMP("opt-plan.json"), &back));
+        if (back) CHECK_NEAR(moa_plan_density(back, 8192), moa_plan_density(plan, 8192), 1e-12);
+        CHECK_OK(moa_opt_front_write_csv(pb, &fr, TMP("front.csv")));
+        CHECK_OK(moa_opt_front_write_svg(pb, &fr, TMP("front.svg")));
+        char *csv = NULL;
+        size_t len;
+        CHECK_OK(moa_read_file(TMP("front.csv"), &csv, &len));
+        CHECK(csv && strstr(csv, "loss_8192_validation") != NULL);
+        free(csv);
+    }
+    moa_plan_free(plan);
+    moa_plan_free(back);
+    moa_opt_front_clear(&fr);
+    moa_opt_problem_free(pb);
+    moa_profile_free(prof);
+    remove(TMP("opt-plan.json"));
+}
+
+int main(void) {
+    moa_h5_init();
+    moa_opt_init();
+    RUN(plan_load_accessors);
+    RUN(plan_round_trip);
+    RUN(plan_strictness);
+    RUN(uniform_plan);
+    RUN(profile_round_trip);
+    RUN(profile_malformed);
+    RUN(profile_accumulate_merge);
+    RUN(plan_from_solution);
+    return test_summary();
+}
