@@ -35,6 +35,8 @@ static void usage(FILE *fp) {
         "      --log PATH          results log, one JSON line per finished sample (default OUTPUT.log)\n"
         "      --resume            keep the finished samples of a log with the same settings\n"
         "                          (without it, an existing log is started over)\n"
+        "      --collect           run nothing: write the outputs from the samples already in the\n"
+        "                          log (same settings; unfinished cells show as n/a)\n"
         "      --reference PATH    dense results JSON: adds accuracy >= 0.9 x reference\n"
         "      --csv PREFIX        PREFIX-samples.csv and PREFIX-cells.csv\n"
         "      --svg FILE          heat map (bins x lengths) as SVG\n"
@@ -98,12 +100,13 @@ static int cmd_longeval(int argc, char **argv) {
     const char *model = NULL, *lengths = NULL, *out = NULL, *log_path = NULL, *ref_path = NULL, *csv = NULL,
                *svg = NULL, *png = NULL, *words_path = NULL, *label = NULL;
     long samples = 2, seed = 0, max_new = 48;
-    int resume = 0;
+    int resume = 0, collect = 0;
     attn_args aa = {0};
     for (int i = 1; i < argc; i++) {
         int r;
         if (arg_flag(argv, i, "-h", "--help")) { usage(stdout); return 0; }
         if (arg_flag(argv, i, NULL, "--resume")) { resume = 1; continue; }
+        if (arg_flag(argv, i, NULL, "--collect")) { collect = resume = 1; continue; }
         if ((r = parse_attn(argc, argv, &i, &aa)) ||
             (r = arg_str(argc, argv, &i, "-m", "--model", &model)) ||
             (r = arg_str(argc, argv, &i, NULL, "--lengths", &lengths)) ||
@@ -185,6 +188,7 @@ static int cmd_longeval(int argc, char **argv) {
     p.model_settings = moa_eval_engine_settings(eng);
     p.log_path = log_path;
     p.resume = resume;
+    p.collect_only = collect;
     moa_eval_model em = moa_eval_engine_model(eng);
     moa_progress_bar bar;
     moa_progress_bar_init(&bar, "longeval", "samples");

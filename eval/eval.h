@@ -93,6 +93,8 @@ typedef struct {
     const char *model_settings;/* JSON object text (moa_eval_engine_settings) or NULL */
     const char *log_path;      /* JSONL results log (required) */
     int resume;                /* 1: keep the rows of a matching log; 0: start a new log */
+    int collect_only;          /* 1 (with resume): run nothing, aggregate the rows already in
+                                  the log (cells without samples get accuracy -1) */
 } moa_longeval_params;
 moa_longeval_params moa_longeval_default_params(void);
 

@@ -264,6 +264,9 @@ moa_status moa_longeval_run(const moa_longeval_params *p, const moa_eval_model *
         !p->label || !p->log_path || p->value_max < 1)
         return moa_err(MOA_ERR_INVALID_ARG, "moa_longeval_run: need lengths, samples_per_cell >= 1, "
                        "max_new_tokens >= 1, a word list, a label and a log path");
+    if (p->collect_only && (!p->resume || !moa_file_exists(p->log_path)))
+        return moa_err(MOA_ERR_INVALID_ARG, "collect_only needs resume = 1 and an existing results log "
+                       "('%s')", p->log_path);
     for (int l = 0; l < p->n_lengths; l++) {
         if (p->lengths[l] < 16) return moa_err(MOA_ERR_INVALID_ARG, "length %d: must be at least 16 tokens", p->lengths[l]);
         for (int j = 0; j < l; j++)
@@ -285,7 +288,7 @@ moa_status moa_longeval_run(const moa_longeval_params *p, const moa_eval_model *
     int64_t todo = n - n_done, fresh = 0;
     double tokens = 0;
     if (progress) progress(progress_data, 0, (double)todo, 0, "tok");
-    for (int l = 0; l < p->n_lengths; l++) {
+    for (int l = 0; l < p->n_lengths && !p->collect_only; l++) {
         int started = 0;
         for (int k = 0; k < p->samples_per_cell; k++) {
             for (int bin = 0; bin < MOA_LONGEVAL_BINS; bin++) {
@@ -317,7 +320,12 @@ moa_status moa_longeval_run(const moa_longeval_params *p, const moa_eval_model *
     }
     fclose(fp);
     fp = NULL;
-    st = moa_longeval_results_create(p->label, settings, p->lengths, p->n_lengths, rows, n, out);
+    /* the finished rows (all of them unless collect_only stopped early), in grid order */
+    int64_t m_done = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (done[i]) rows[m_done++] = rows[i];
+    for (int64_t i = m_done; i < n; i++) memset(&rows[i], 0, sizeof rows[i]);
+    st = moa_longeval_results_create(p->label, settings, p->lengths, p->n_lengths, rows, m_done, out);
 out:
     if (fp) fclose(fp);
     if (rows)

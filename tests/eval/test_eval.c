@@ -658,6 +658,24 @@ TEST(runner_resume) {
     moa_eval_model m2 = fake_eval_model(&f2);
     p.log_path = cut_log;
     p.resume = 1;
+    /* collect only: the k finished rows, nothing run, the torn line dropped */
+    p.collect_only = 1;
+    moa_longeval_results *part = NULL;
+    CHECK_OK(moa_longeval_run(&p, &m2, NULL, NULL, &part));
+    CHECK_EQ_INT(f2.calls, 0);
+    if (part) {
+        CHECK_EQ_INT(part->n_rows, k);
+        CHECK_EQ_INT(part->lengths[0].n, k);
+        CHECK_EQ_INT(part->lengths[1].n, 0);
+        CHECK_NEAR(part->lengths[1].accuracy, -1, 0);
+        for (int64_t i = 0; i < k; i++) {   /* full rows of length 300 sit at bin * 2 + k */
+            const moa_longeval_row *w = &part->rows[i];
+            CHECK(w->length == 300 && (w->k == 0 || w->bin < 3));
+            CHECK_STR(w->output, full->rows[w->bin * 2 + w->k].output);
+        }
+    }
+    moa_longeval_results_free(part);
+    p.collect_only = 0;
     moa_longeval_results *resumed = NULL;
     CHECK_OK(moa_longeval_run(&p, &m2, NULL, NULL, &resumed));
     CHECK_EQ_INT(f2.calls, 40 - k);
