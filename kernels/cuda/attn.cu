@@ -123,6 +123,7 @@ __global__ void __launch_bounds__(128) k_band_fwd(moa_cu_band_params p) {
         }
     }
     /* O = acc / l (zero if nothing was visible); LSE = m + ln l */
+#pragma unroll
     for (int rr = 0; rr < BAND_ROWS; rr++) {
         const int r = warp * BAND_ROWS + rr;
         if (r >= nq) break;
