@@ -356,10 +356,11 @@ moa_status moa_calib_build(const moa_calib_build_params *p, const moa_calib_toke
     if ((st = ckpt_open(ckpt, params, p->resume, n, samples, done, &n_done, &fp)) < 0) goto out;
     if (n_done) moa_log_info("calib: resuming from '%s' with %lld of %lld samples", ckpt,
                              (long long)n_done, (long long)n);
+    /* Progress counts the samples of this run only (resumed ones are logged above), so the
+     * rate and the ETA are those of this run. */
+    int64_t todo = n - n_done, made = 0;
     double tokens = 0;
-    for (int64_t i = 0; i < n; i++)
-        if (done[i]) tokens += samples[i].n_tokens;
-    if (progress) progress(progress_data, (double)n_done, (double)n, tokens, "tok");
+    if (progress) progress(progress_data, 0, (double)todo, 0, "tok");
     for (int l = 0; l < p->n_lengths; l++) {
         for (int j = 0; j < p->samples_per_length; j++) {
             int64_t i = (int64_t)l * p->samples_per_length + j;
@@ -367,9 +368,9 @@ moa_status moa_calib_build(const moa_calib_build_params *p, const moa_calib_toke
             if ((st = make_sample(p, tok, respond, respond_data, l, j, &samples[i])) < 0) goto out;
             if ((st = write_record(fp, i, &samples[i], ckpt)) < 0) goto out;
             done[i] = 1;
-            n_done++;
+            made++;
             tokens += samples[i].n_tokens;
-            if (progress) progress(progress_data, (double)n_done, (double)n, tokens, "tok");
+            if (progress) progress(progress_data, (double)made, (double)todo, tokens, "tok");
         }
     }
     fclose(fp);

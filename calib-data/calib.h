@@ -283,7 +283,9 @@ typedef struct {
 } moa_calib_build_params;
 moa_calib_build_params moa_calib_build_default_params(void);
 
-/* Progress: done/total in samples, extra = tokens (prompt + response) for a tokens/s rate. */
+/* Progress: done/total in samples produced by this run (a resumed build logs how many came
+ * from the checkpoint and counts only the rest), extra = tokens (prompt + response) of this
+ * run, for a tokens/s rate. */
 moa_status moa_calib_build(const moa_calib_build_params *p, const moa_calib_tokenizer *tok,
                            moa_respond_fn respond, void *respond_data,
                            moa_progress_fn progress, void *progress_data,

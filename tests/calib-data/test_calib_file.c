@@ -343,6 +343,8 @@ TEST(build_and_resume) {
     ps = (progress_state){0, 0, 0};
     CHECK_OK(moa_calib_build(&p, &tok, fake_respond, &rs, on_progress, &ps, TMP("resumed.h5")));
     CHECK_EQ_INT(rs.calls, 8 - 4);   /* 2 + 2 samples were checkpointed before */
+    CHECK_NEAR(ps.last_done, 4, 0);  /* progress counts this run's samples */
+    CHECK_NEAR(ps.last_total, 4, 0);
     CHECK(files_equal(TMP("full.h5"), TMP("resumed.h5")));
     CHECK(!moa_file_exists(TMP("resumed.h5.ckpt")));
 
