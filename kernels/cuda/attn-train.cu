@@ -75,7 +75,9 @@ __global__ void k_bwd_D(const float *dO, const float *O, int n, int n_head, int 
 #define DQ_BK 32
 #define DQ_ROWS 4                  /* rows per warp (4 warps) */
 #define NC_MAX (MOA_CU_HD_MAX / 32)
+#ifndef HIST_SMEM_BINS             /* (the emulator test lowers it to reach the global path) */
 #define HIST_SMEM_BINS 1024        /* bins kept in shared memory (2 x 8 KiB of doubles) */
+#endif
 
 typedef struct {
     int n, n_head, G, hd, sink, block, n_bins;
@@ -112,7 +114,7 @@ __device__ __forceinline__ void hist_add_warp(int active, int64_t bin, float e, 
 }
 
 __global__ void __launch_bounds__(128) k_bwd_dq(dq_params p) {
-    extern __shared__ float sm[];
+    MOA_CU_DYN_SMEM(float, sm);
     const int hd = p.hd, h = blockIdx.y, u = h / p.G;
     const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
     const int64_t ldq = (int64_t)p.n_head * hd, ldk = (int64_t)(p.n_head / p.G) * hd;
@@ -143,7 +145,6 @@ __global__ void __launch_bounds__(128) k_bwd_dq(dq_params p) {
     int jstar[DQ_ROWS];
     double Arow[DQ_ROWS], Brow[DQ_ROWS];
 #pragma unroll
-    #pragma unroll
     for (int rr = 0; rr < DQ_ROWS; rr++) {
         const int r = warp * DQ_ROWS + rr;
         lse[rr] = r < nq ? p.LSE[(int64_t)h * p.n + i0 + r] : 0.0f;
@@ -165,7 +166,7 @@ __global__ void __launch_bounds__(128) k_bwd_dq(dq_params p) {
         }
         __syncthreads();
         const int j = j0 + lane;
-        #pragma unroll
+#pragma unroll
         for (int rr = 0; rr < DQ_ROWS; rr++) {
             const int r = warp * DQ_ROWS + rr;
             if (r >= nq) break;
@@ -209,7 +210,7 @@ __global__ void __launch_bounds__(128) k_bwd_dq(dq_params p) {
     }
     /* each row's dominant entry, now that A and B are complete */
     if (infl && lane == 0)
-        #pragma unroll
+#pragma unroll
         for (int rr = 0; rr < DQ_ROWS; rr++) {
             const int r = warp * DQ_ROWS + rr;
             if (r >= nq || jstar[rr] < 0) continue;
@@ -221,7 +222,7 @@ __global__ void __launch_bounds__(128) k_bwd_dq(dq_params p) {
             else { atomicAdd(&ha[b], fabs(E)); atomicAdd(&hs[b], E); }
         }
     /* dQ = scale dS K */
-    #pragma unroll
+#pragma unroll
     for (int rr = 0; rr < DQ_ROWS; rr++) {
         const int r = warp * DQ_ROWS + rr;
         if (r >= nq) break;
@@ -258,7 +259,7 @@ __global__ void __launch_bounds__(256) k_bwd_dkdv(int n, int n_head, int G, int 
                                                   const float *Q, const float *K, const float *V,
                                                   const float *dO, const float *LSE,
                                                   const float *D, float *dK, float *dV) {
-    extern __shared__ float sm[];
+    MOA_CU_DYN_SMEM(float, sm);
     const int u = blockIdx.y, j0 = blockIdx.x * KV_BK, tid = threadIdx.x;
     const int bk = (int)moa_cu_tile_rows(n, blockIdx.x, KV_BK);
     const int64_t ldq = (int64_t)n_head * hd, ldk = (int64_t)(n_head / G) * hd;
@@ -361,7 +362,7 @@ moa_status moa_cuda_attn_bwd_influence(moa_cuda_ctx *c, const moa_attn_train_sha
     moa_status st = MOA_OK;
     {
         const int64_t warps = (int64_t)n * H;
-        k_bwd_D<<<moa_cu_blocks(warps * 32, 256), 256, 0, c->stream>>>(dO, O, n, H, hd, D);
+        MOA_CU_LAUNCH(k_bwd_D, moa_cu_blocks(warps * 32, 256), 256, 0, c->stream, dO, O, n, H, hd, D);
         if (cudaGetLastError() != cudaSuccess) st = moa_err(MOA_ERR_DEVICE, "%s: D kernel launch failed", fn);
     }
     if (st == MOA_OK) {
@@ -378,7 +379,7 @@ moa_status moa_cuda_attn_bwd_influence(moa_cuda_ctx *c, const moa_attn_train_sha
         const size_t smem = dq_smem(hd, p.hist_in_smem ? p.n_bins : 0);
         st = moa_cuda_smem_optin(c, (const void *)k_bwd_dq, smem, fn);
         if (st == MOA_OK) {
-            k_bwd_dq<<<dim3((unsigned)moa_cu_tiles(n, DQ_BQ), (unsigned)H), 128, smem, c->stream>>>(p);
+            MOA_CU_LAUNCH(k_bwd_dq, dim3((unsigned)moa_cu_tiles(n, DQ_BQ), (unsigned)H), 128, smem, c->stream, p);
             cudaError_t e = cudaGetLastError();
             if (e != cudaSuccess) st = moa_cuda_status(e, fn);
         }
@@ -387,8 +388,8 @@ moa_status moa_cuda_attn_bwd_influence(moa_cuda_ctx *c, const moa_attn_train_sha
         const size_t smem = kv_smem(hd);
         st = moa_cuda_smem_optin(c, (const void *)k_bwd_dkdv, smem, fn);
         if (st == MOA_OK) {
-            k_bwd_dkdv<<<dim3((unsigned)moa_cu_tiles(n, KV_BK), (unsigned)s->n_kv), 256, smem,
-                         c->stream>>>(n, H, G, hd, attn_scale(hd), Q, K, V, dO, LSE, D, dK, dV);
+            MOA_CU_LAUNCH(k_bwd_dkdv, dim3((unsigned)moa_cu_tiles(n, KV_BK), (unsigned)s->n_kv), 256, smem,
+                         c->stream, n, H, G, hd, attn_scale(hd), Q, K, V, dO, LSE, D, dK, dV);
             cudaError_t e = cudaGetLastError();
             if (e != cudaSuccess) st = moa_cuda_status(e, fn);
         }

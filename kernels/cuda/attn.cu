@@ -26,7 +26,7 @@ static size_t band_smem(int hd) {
 }
 
 __global__ void __launch_bounds__(128) k_band_fwd(moa_cu_band_params p) {
-    extern __shared__ float sm[];
+    MOA_CU_DYN_SMEM(float, sm);
     const int hd = p.hd, h = blockIdx.y, u = h / p.G;
     float *Ks = sm;                                   /* [32][hd+1] */
     float *Vs = Ks + BAND_BK * (hd + 1);              /* [32][hd] */
@@ -143,7 +143,7 @@ moa_status moa_cu_band_fwd(const moa_cuda_ctx *c, const moa_cu_band_params *p, i
     MOA_TRY(moa_cuda_smem_optin(c, (const void *)k_band_fwd, smem, what));
     const dim3 grid((unsigned)moa_cu_tiles(p->n_q, BAND_BQ), (unsigned)n_head);
     if (grid.y > 65535) return moa_err(MOA_ERR_INVALID_ARG, "%s: %d heads > 65535", what, n_head);
-    k_band_fwd<<<grid, 128, smem, c->stream>>>(*p);
+    MOA_CU_LAUNCH(k_band_fwd, grid, 128, smem, c->stream, *p);
     CU_LAUNCHED(what);
     return MOA_OK;
 }
@@ -344,7 +344,7 @@ __global__ void __launch_bounds__(256) k_linear_prefill(
     const moa_cu_unit *units, float *state, int64_t states_per_seq, int seq, int hd, int G,
     const float *q, int64_t ldq, const float *k, const float *v, int64_t ldk, float *o,
     int64_t ldo, int n) {
-    extern __shared__ float sm[];
+    MOA_CU_DYN_SMEM(float, sm);
     const int u = blockIdx.x, e0 = blockIdx.y * LIN_E, tid = threadIdx.x;
     const moa_cu_unit U = units[u];
     if (U.kind != 2) return;
@@ -425,7 +425,7 @@ __global__ void __launch_bounds__(256) k_linear_prefill(
 __global__ void k_linear_decode(const moa_cu_unit *units, float *state, int64_t states_per_seq,
                                 const int *row_seq, int hd, int G, int n_kv, const float *q,
                                 const float *k, const float *v, float *o) {
-    extern __shared__ float sm[];
+    MOA_CU_DYN_SMEM(float, sm);
     const int i = blockIdx.x, u = blockIdx.y, e = threadIdx.x;
     const moa_cu_unit U = units[u];
     if (U.kind != 2) return;
@@ -545,6 +545,11 @@ __global__ void __launch_bounds__(128) k_decode(
     if (parts > 1 && threadIdx.x == 0) dst[hd] = moa_cu_softmax_lse(tot);
 }
 
+/* Split-K decode: parts of at least this many slots (the emulator test lowers it). */
+#ifndef DECODE_PART_MIN
+#define DECODE_PART_MIN 512
+#endif
+
 /* o = sum_p e^(lse_p - L) o_p / sum_p e^(lse_p - L), L = max_p lse_p (zero if all empty). */
 __global__ void k_decode_merge(const moa_cu_unit *units, const float *part, int parts, int hd,
                                int G, int n_head, float *o) {
@@ -604,15 +609,15 @@ moa_status moa_cuda_attn_prefill(moa_cuda_cache *c, int seq, int layer, const fl
         p.scale = c->scale;
         MOA_TRY(moa_cu_band_fwd(x, &p, c->n_head, fn));
         /* append after every query has read the cache */
-        k_store<<<dim3((unsigned)n, (unsigned)c->n_kv), 64, 0, x->stream>>>(
+        MOA_CU_LAUNCH(k_store, dim3((unsigned)n, (unsigned)c->n_kv), 64, 0, x->stream,
             units, c->k, c->v, c->slots_per_seq, hd, c->n_kv, k, v, n, NULL, NULL, seq, p0);
         CU_LAUNCHED(fn);
     }
     if (layer_has_kind(c, layer, 1)) {
         const size_t smem = lin_smem(hd);
         MOA_TRY(moa_cuda_smem_optin(x, (const void *)k_linear_prefill, smem, fn));
-        k_linear_prefill<<<dim3((unsigned)c->n_kv, (unsigned)moa_cu_tiles(hd, LIN_E)), 256, smem,
-                           x->stream>>>(units, c->state, c->states_per_seq, seq, hd, c->group, q,
+        MOA_CU_LAUNCH(k_linear_prefill, dim3((unsigned)c->n_kv, (unsigned)moa_cu_tiles(hd, LIN_E)), 256, smem,
+                           x->stream, units, c->state, c->states_per_seq, seq, hd, c->group, q,
                                         ldq, k, v, ldk, out, ldq, n);
         CU_LAUNCHED(fn);
     }
@@ -653,9 +658,9 @@ moa_status moa_cuda_attn_decode(moa_cuda_cache *c, int layer, const int *seqs, i
         }
         int parts = 1;
         const int64_t blocks = (int64_t)n * c->n_head;
-        if (blocks < 2 * x->sm_count && max_slots >= 1024) {
+        if (blocks < 2 * x->sm_count && max_slots >= 2 * DECODE_PART_MIN) {
             parts = (int)((2 * x->sm_count + blocks - 1) / blocks);
-            if (parts > max_slots / 512) parts = (int)(max_slots / 512);
+            if (parts > max_slots / DECODE_PART_MIN) parts = (int)(max_slots / DECODE_PART_MIN);
             if (parts < 1) parts = 1;
         }
         if (parts > 1) {
@@ -668,15 +673,15 @@ moa_status moa_cuda_attn_decode(moa_cuda_cache *c, int layer, const int *seqs, i
                 c->part_cap = need;
             }
         }
-        k_store<<<dim3((unsigned)n, (unsigned)c->n_kv), 64, 0, x->stream>>>(
+        MOA_CU_LAUNCH(k_store, dim3((unsigned)n, (unsigned)c->n_kv), 64, 0, x->stream,
             units, c->k, c->v, c->slots_per_seq, hd, c->n_kv, k, v, n, c->row_seq_d, c->row_pos_d, 0, 0);
         CU_LAUNCHED(fn);
-        k_decode<<<dim3((unsigned)n, (unsigned)c->n_head, (unsigned)parts), 128, 0, x->stream>>>(
+        MOA_CU_LAUNCH(k_decode, dim3((unsigned)n, (unsigned)c->n_head, (unsigned)parts), 128, 0, x->stream,
             units, c->k, c->v, c->slots_per_seq, c->row_seq_d, c->row_pos_d, hd, G, c->n_head, q,
             out, c->part, parts, c->scale);
         CU_LAUNCHED(fn);
         if (parts > 1) {
-            k_decode_merge<<<dim3((unsigned)n, (unsigned)c->n_head), 128, 0, x->stream>>>(
+            MOA_CU_LAUNCH(k_decode_merge, dim3((unsigned)n, (unsigned)c->n_head), 128, 0, x->stream,
                 units, c->part, parts, hd, G, c->n_head, out);
             CU_LAUNCHED(fn);
         }
@@ -685,7 +690,7 @@ moa_status moa_cuda_attn_decode(moa_cuda_cache *c, int layer, const int *seqs, i
         const int threads = (hd + 31) / 32 * 32;
         const size_t smem = sizeof(float) * (size_t)(G + 1) * hd;
         MOA_TRY(moa_cuda_smem_optin(x, (const void *)k_linear_decode, smem, fn));
-        k_linear_decode<<<dim3((unsigned)n, (unsigned)c->n_kv), threads, smem, x->stream>>>(
+        MOA_CU_LAUNCH(k_linear_decode, dim3((unsigned)n, (unsigned)c->n_kv), threads, smem, x->stream,
             units, c->state, c->states_per_seq, c->row_seq_d, hd, G, c->n_kv, q, k, v, out);
         CU_LAUNCHED(fn);
     }

@@ -4,8 +4,6 @@
  * CPU references: kernels/cpu/quant.c, model/forward.c, kernels/cpu/rope.c. */
 #include "moa-cuda-impl.cuh"
 
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
 
 /* ---- dequantisation -------------------------------------------------------------------- */
 
@@ -67,7 +65,7 @@ moa_status moa_cuda_dequant(moa_cuda_ctx *c, moa_ggml_type t, const void *src, i
                             void *dst, moa_cuda_dtype dt) {
     MOA_TRY(check_type(t, n, "moa_cuda_dequant"));
     if (n == 0) return MOA_OK;
-    k_dequant<<<moa_cu_blocks(n, 256), 256, 0, c->stream>>>(t, (const uint8_t *)src, n, dst, dt);
+    MOA_CU_LAUNCH(k_dequant, moa_cu_blocks(n, 256), 256, 0, c->stream, t, (const uint8_t *)src, n, dst, dt);
     CU_LAUNCHED("moa_cuda_dequant");
     return MOA_OK;
 }
@@ -78,7 +76,7 @@ moa_status moa_cuda_embed(moa_cuda_ctx *c, moa_ggml_type t, const void *table, i
     if (n <= 0 || d == 0) return MOA_OK;
     if (n > 65535) return moa_err(MOA_ERR_INVALID_ARG, "moa_cuda_embed: %lld rows > 65535", (long long)n);
     dim3 grid(moa_cu_blocks(d, 256) < 64 ? moa_cu_blocks(d, 256) : 64, (unsigned)n);
-    k_embed<<<grid, 256, 0, c->stream>>>(t, (const uint8_t *)table, moa_ggml_row_bytes(t, d), d,
+    MOA_CU_LAUNCH(k_embed, grid, 256, 0, c->stream, t, (const uint8_t *)table, moa_ggml_row_bytes(t, d), d,
                                          tokens, out);
     CU_LAUNCHED("moa_cuda_embed");
     return MOA_OK;
@@ -127,7 +125,7 @@ __global__ void k_convert(const float *x, int64_t n, void *dst, moa_cuda_dtype d
 moa_status moa_cuda_convert(moa_cuda_ctx *c, const float *x, int64_t n, void *dst,
                             moa_cuda_dtype dt) {
     if (n <= 0) return MOA_OK;
-    k_convert<<<moa_cu_blocks(n, 256), 256, 0, c->stream>>>(x, n, dst, dt);
+    MOA_CU_LAUNCH(k_convert, moa_cu_blocks(n, 256), 256, 0, c->stream, x, n, dst, dt);
     CU_LAUNCHED("moa_cuda_convert");
     return MOA_OK;
 }
@@ -198,7 +196,7 @@ moa_status moa_cuda_rmsnorm(moa_cuda_ctx *c, const float *x, const float *w, flo
                             int64_t d, float eps) {
     if (n <= 0 || d <= 0) return MOA_OK;
     if (n > INT32_MAX) return moa_err(MOA_ERR_INVALID_ARG, "moa_cuda_rmsnorm: too many rows");
-    k_rmsnorm<<<(unsigned)n, 256, 0, c->stream>>>(x, w, y, d, eps);
+    MOA_CU_LAUNCH(k_rmsnorm, (unsigned)n, 256, 0, c->stream, x, w, y, d, eps);
     CU_LAUNCHED("moa_cuda_rmsnorm");
     return MOA_OK;
 }
@@ -232,7 +230,7 @@ moa_status moa_cuda_rope(moa_cuda_ctx *c, float *x, int64_t n, int n_heads, int 
                        "base %g > 1", rope_dim, hd, (double)base);
     if (n <= 0 || n_heads <= 0) return MOA_OK;
     const int64_t total = n * n_heads * (int64_t)(rope_dim / 2);
-    k_rope<<<moa_cu_blocks(total, 256), 256, 0, c->stream>>>(
+    MOA_CU_LAUNCH(k_rope, moa_cu_blocks(total, 256), 256, 0, c->stream,
         x, n, n_heads, hd, rope_dim / 2, log((double)base), rope_dim, pos0, pos,
         inverse ? -1.0f : 1.0f);
     CU_LAUNCHED("moa_cuda_rope");
@@ -251,7 +249,7 @@ __global__ void k_swiglu(float *g, const float *u, int64_t n) {
 
 moa_status moa_cuda_swiglu(moa_cuda_ctx *c, float *g, const float *u, int64_t n) {
     if (n <= 0) return MOA_OK;
-    k_swiglu<<<moa_cu_blocks(n, 256), 256, 0, c->stream>>>(g, u, n);
+    MOA_CU_LAUNCH(k_swiglu, moa_cu_blocks(n, 256), 256, 0, c->stream, g, u, n);
     CU_LAUNCHED("moa_cuda_swiglu");
     return MOA_OK;
 }
@@ -263,7 +261,7 @@ __global__ void k_add(float *x, const float *y, int64_t n) {
 
 moa_status moa_cuda_add(moa_cuda_ctx *c, float *x, const float *y, int64_t n) {
     if (n <= 0) return MOA_OK;
-    k_add<<<moa_cu_blocks(n, 256), 256, 0, c->stream>>>(x, y, n);
+    MOA_CU_LAUNCH(k_add, moa_cu_blocks(n, 256), 256, 0, c->stream, x, y, n);
     CU_LAUNCHED("moa_cuda_add");
     return MOA_OK;
 }

@@ -3,8 +3,13 @@
 #ifndef MOA_CUDA_IMPL_CUH
 #define MOA_CUDA_IMPL_CUH
 
+#if defined(MOA_CUDA_EMU)
+/* tests/gpu/emu: the same sources compiled as C++ for a CPU emulator of the launch model */
+#include "cuda-emu.h"
+#else
 #include <cuda_runtime.h>
 #include <cublas_v2.h>
+#endif
 
 #include "moa-cuda.h"
 #include "moa-cuda-common.cuh"
@@ -37,6 +42,13 @@ moa_status moa_cublas_status(cublasStatus_t e, const char *what);
 static inline unsigned moa_cu_blocks(int64_t n, int threads) {
     return (unsigned)((n + threads - 1) / threads);
 }
+
+/* Kernel launch and dynamic shared memory, spelled as macros so the emulator can compile
+ * the sources: MOA_CU_LAUNCH(kernel, grid, block, smem_bytes, stream, args...). */
+#if !defined(MOA_CUDA_EMU)
+#define MOA_CU_LAUNCH(k, grid, block, smem, stream, ...) k<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)
+#define MOA_CU_DYN_SMEM(type, name) extern __shared__ type name[]
+#endif
 
 #define MOA_CU_HD_MAX 256   /* = MOA_ATTN_HD_MAX */
 #define MOA_CU_WARP 32
