@@ -28,7 +28,8 @@ static void usage(FILE *fp) {
         "                          fit the model's context\n"
         "      --samples K         samples per (length, bin) cell (default 2)\n"
         "      --seed S            generator seed (default 0)\n"
-        "      --max-new N         new tokens at most (default 48; answers take 15-31 tokens)\n"
+        "      --max-new N         new tokens at most (default 100, as LongEval; shorter budgets\n"
+        "                          cut the small model's verbose answers before the number)\n"
         "      --words PATH        word list for labels (default %s)\n"
         "      --label NAME        run label (default: dense, uniform-D or plan:FILE)\n"
         "  -o, --output PATH       results JSON (written atomically)\n"
@@ -99,7 +100,7 @@ static int load_model(const char *path, moa_model **m, moa_tokenizer **tok) {
 static int cmd_longeval(int argc, char **argv) {
     const char *model = NULL, *lengths = NULL, *out = NULL, *log_path = NULL, *ref_path = NULL, *csv = NULL,
                *svg = NULL, *png = NULL, *words_path = NULL, *label = NULL;
-    long samples = 2, seed = 0, max_new = 48;
+    long samples = 2, seed = 0, max_new = 100;
     int resume = 0, collect = 0;
     attn_args aa = {0};
     for (int i = 1; i < argc; i++) {

@@ -331,3 +331,22 @@ moa_status moa_eval_loss_to_json(const moa_eval_loss *l, const char *label, cons
     *json = t;
     return MOA_OK;
 }
+
+moa_status moa_longeval_run_model(const moa_model *m, const moa_tokenizer *tok, const moa_eval_attention *a,
+                                  const moa_longeval_params *p, moa_progress_fn progress, void *progress_data,
+                                  moa_longeval_results **out) {
+    if (!p || !out) return moa_err(MOA_ERR_INVALID_ARG, "moa_longeval_run_model: NULL argument");
+    *out = NULL;
+    moa_eval_engine *e = NULL;
+    MOA_TRY(moa_eval_engine_create(m, tok, a, 1, &e));
+    char *label = moa_eval_attention_label(a);
+    if (!label) { moa_eval_engine_free(e); return moa_err(MOA_ERR_NOMEM, "out of memory"); }
+    moa_longeval_params q = *p;
+    if (!q.model_settings) q.model_settings = moa_eval_engine_settings(e);
+    if (!q.label) q.label = label;
+    moa_eval_model em = moa_eval_engine_model(e);
+    moa_status st = moa_longeval_run(&q, &em, progress, progress_data, out);
+    free(label);
+    moa_eval_engine_free(e);
+    return st;
+}

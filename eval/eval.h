@@ -84,8 +84,9 @@ typedef struct {
     int n_lengths;
     int samples_per_cell;      /* K samples per (length, bin): 2 */
     uint64_t seed;             /* 0 */
-    int max_new_tokens;        /* 48: SmolLM2 answers "The <REGISTER_CONTENT> in line
-                                  x-y is <N>." take 15-31 tokens */
+    int max_new_tokens;        /* 100 (LongEval's budget): SmolLM2-135M answers verbosely
+                                  ("The record is over. ... The <REGISTER_CONTENT> in line
+                                  x-y is <N>."); 16 or 48 tokens cut answers short */
     moa_fit_params fit;        /* moa_fit_default_params() */
     const moa_wordlist *words; /* labels (required) */
     int value_max;             /* 50000 */
@@ -154,6 +155,14 @@ typedef struct {
 moa_status moa_longeval_run(const moa_longeval_params *p, const moa_eval_model *m,
                             moa_progress_fn progress, void *progress_data,
                             moa_longeval_results **out);
+
+/* One call for the real model: binds an engine for `a` (chat template on), fills
+ * p->model_settings (when NULL) with the engine's settings and p->label (when NULL) with
+ * moa_eval_attention_label, then runs moa_longeval_run. */
+moa_status moa_longeval_run_model(const struct moa_model *m, const struct moa_tokenizer *tok,
+                                  const moa_eval_attention *a, const moa_longeval_params *p,
+                                  moa_progress_fn progress, void *progress_data,
+                                  moa_longeval_results **out);
 
 /* Aggregates rows (copied) over `lengths` (rows of other lengths are an error). label and
  * settings (JSON object text or NULL = {}) are copied. */

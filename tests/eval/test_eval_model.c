@@ -3,6 +3,7 @@
  * every writer; checks the files exist, rows are complete, prompts fit their lengths and
  * accuracies are in [0, 1]. Also the response loss of a tiny calibration set built from the
  * run's own prompts is finite and positive for dense and uniform attention. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +36,7 @@ TEST(longeval_dense_short) {
     p.lengths = lengths;
     p.n_lengths = 2;
     p.samples_per_cell = 1;
+    p.max_new_tokens = 48;   /* keeps the test short; accuracy is not checked */
     p.words = words;
     p.label = "dense";
     p.model_settings = moa_eval_engine_settings(eng);
@@ -113,9 +115,18 @@ TEST(response_loss) {
     CHECK(dense.mean_ce > 0 && dense.mean_ce < 5);   /* an easy answer: low loss */
     fprintf(stderr, "  dense response CE %.4f nats over %lld tokens\n", dense.mean_ce, (long long)dense.n_tokens);
     a.kind = MOA_EVAL_UNIFORM;
-    a.density = 1.0;   /* a uniform plan that keeps everything equals dense */
+    a.density = 1.0;   /* sink 4 + window N-4 (block 1) covers every pair: equals dense */
+    a.sink = 4;
+    a.block = 1;
     CHECK_OK(moa_eval_response_loss(g_model, &a, &f, 0, NULL, NULL, &uni));
     CHECK_CLOSE(uni.mean_ce, dense.mean_ce, 1e-3, 1e-4);
+    /* a window of 8 tokens (sink 4) loses the question: the loss changes */
+    moa_eval_loss narrow = {0};
+    a.density = 12.0 / (double)s.n_tokens;
+    CHECK_OK(moa_eval_response_loss(g_model, &a, &f, 0, NULL, NULL, &narrow));
+    fprintf(stderr, "  sink 4 + window 8: response CE %.4f nats\n", narrow.mean_ce);
+    CHECK(fabs(narrow.mean_ce - dense.mean_ce) > 1e-3);
+    moa_eval_loss_clear(&narrow);
     char *json = NULL;
     CHECK_OK(moa_eval_loss_to_json(&dense, "dense", "memory", &json));
     CHECK(json && strstr(json, "\"mean_ce\""));
