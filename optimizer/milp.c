@@ -491,8 +491,53 @@ static moa_status infeasible_msg(const moa_opt_problem *pb, const char *why) {
     return moa_err(MOA_ERR_INFEASIBLE, "%s. Smallest feasible density per length: %s", why, buf);
 }
 
+void moa_opt_warm_clear(moa_opt_warm *w) {
+    if (!w) return;
+    free(w->col_unit); free(w->col_rule); free(w->cstat); free(w->rstat); free(w->eps_rstat);
+    memset(w, 0, sizeof *w);
+}
+
 moa_status moa_opt_solve(const moa_opt_problem *pb, const moa_opt_params *par,
                          const moa_opt_objective *ob, moa_opt_solution *sol) {
+    return moa_opt_solve_warm(pb, par, ob, sol, NULL);
+}
+
+/* Copy the previous LP basis if the column set is the same: base rows (assignment and
+ * budgets) keep their status, eps rows theirs where both have one, new eps rows are basic. */
+static int warm_apply(glp_prob *P, const model *md, const moa_opt_warm *w, int nbase, const int *eps_row) {
+    if (!w || !w->cstat || w->nx != md->nx || w->ncols != md->ncols || w->nbase != nbase) return 0;
+    if (memcmp(w->col_unit + 1, md->col_unit + 1, (size_t)md->nx * sizeof(int)) ||
+        memcmp(w->col_rule + 1, md->col_rule + 1, (size_t)md->nx * sizeof(int)))
+        return 0;
+    for (int c = 1; c <= md->ncols; c++) glp_set_col_stat(P, c, w->cstat[c]);
+    for (int r = 1; r <= nbase; r++) glp_set_row_stat(P, r, w->rstat[r]);
+    for (int j = 0; j < md->pb->n_len; j++)
+        if (eps_row[j]) glp_set_row_stat(P, eps_row[j], w->eps_rstat[j] ? w->eps_rstat[j] : GLP_BS);
+    return 1;
+}
+
+static void warm_save(glp_prob *P, const model *md, moa_opt_warm *w, int nbase, const int *eps_row) {
+    if (!w) return;
+    moa_opt_warm_clear(w);
+    int nj = md->pb->n_len;
+    w->col_unit = malloc(((size_t)md->nx + 1) * sizeof(int));
+    w->col_rule = malloc(((size_t)md->nx + 1) * sizeof(int));
+    w->cstat = malloc(((size_t)md->ncols + 1) * sizeof(int));
+    w->rstat = malloc(((size_t)nbase + 1) * sizeof(int));
+    w->eps_rstat = calloc((size_t)nj, sizeof(int));
+    if (!w->col_unit || !w->col_rule || !w->cstat || !w->rstat || !w->eps_rstat) { moa_opt_warm_clear(w); return; }
+    w->nx = md->nx;
+    w->ncols = md->ncols;
+    w->nbase = nbase;
+    memcpy(w->col_unit + 1, md->col_unit + 1, (size_t)md->nx * sizeof(int));
+    memcpy(w->col_rule + 1, md->col_rule + 1, (size_t)md->nx * sizeof(int));
+    for (int c = 1; c <= md->ncols; c++) w->cstat[c] = glp_get_col_stat(P, c);
+    for (int r = 1; r <= nbase; r++) w->rstat[r] = glp_get_row_stat(P, r);
+    for (int j = 0; j < nj; j++) w->eps_rstat[j] = eps_row[j] ? glp_get_row_stat(P, eps_row[j]) : 0;
+}
+
+moa_status moa_opt_solve_warm(const moa_opt_problem *pb, const moa_opt_params *par,
+                              const moa_opt_objective *ob, moa_opt_solution *sol, moa_opt_warm *warm) {
     memset(sol, 0, sizeof *sol);
     double t0 = moa_time_now();
     /* quick infeasibility check on the budgets alone */
@@ -611,9 +656,12 @@ moa_status moa_opt_solve(const moa_opt_problem *pb, const moa_opt_params *par,
         }
     }
     /* epsilon constraints */
+    int nbase = glp_get_num_rows(P);
+    int eps_row[MOA_OPT_MAX_LENGTHS] = {0};
     for (int j = 0; j < pb->n_len; j++) {
         if (!isfinite(ob->eps[j])) continue;
         row = glp_add_rows(P, 1);
+        eps_row[j] = row;
         glp_set_row_bnds(P, row, GLP_UP, 0, ob->eps[j]);
         for (int c = 1; c <= nx; c++) {
             double l = unit_loss(pb, j, md.col_unit[c], md.col_rule[c]);
@@ -646,16 +694,22 @@ moa_status moa_opt_solve(const moa_opt_problem *pb, const moa_opt_params *par,
     sp.meth = GLP_DUALP;
     sp.tm_lim = par->time_limit > 0 ? (int)(par->time_limit * 1000) : INT32_MAX;
     glp_scale_prob(P, GLP_SF_AUTO);
-    glp_adv_basis(P, 0);
+    int warmed = md.ny == 0 && warm_apply(P, &md, warm, nbase, eps_row);
+    if (!warmed) glp_adv_basis(P, 0);
     int rc = glp_simplex(P, &sp);
+    if (warmed && rc == GLP_EBADB) {
+        glp_adv_basis(P, 0);
+        rc = glp_simplex(P, &sp);
+    }
     if (rc == GLP_ETMLIM) { st = moa_err(MOA_ERR_INTERRUPTED, "time limit reached while solving the LP relaxation"); goto done; }
     if (rc != 0) { st = moa_err(MOA_ERR_SOLVER, "GLPK simplex failed (code %d)", rc); goto done; }
     if (glp_get_status(P) == GLP_NOFEAS || glp_get_status(P) == GLP_INFEAS)
         { st = infeasible_msg(pb, "no plan satisfies the density budgets and loss bounds (LP relaxation infeasible)"); goto done; }
     if (glp_get_status(P) != GLP_OPT) { st = moa_err(MOA_ERR_SOLVER, "GLPK: LP relaxation not solved (status %d)", glp_get_status(P)); goto done; }
     sol->lp_bound = glp_get_obj_val(P);
-    moa_log_debug("LP relaxation: %d columns, %d rows, %.3f s, value %.9g", md.ncols, glp_get_num_rows(P),
-                  moa_time_now() - t0, sol->lp_bound);
+    if (md.ny == 0) warm_save(P, &md, warm, nbase, eps_row);
+    moa_log_debug("LP relaxation%s: %d columns, %d rows, %.3f s, value %.9g", warmed ? " (warm)" : "",
+                  md.ncols, glp_get_num_rows(P), moa_time_now() - t0, sol->lp_bound);
 
     glp_iocp ip;
     glp_init_iocp(&ip);

@@ -143,6 +143,19 @@ typedef struct {
 moa_status moa_opt_solve(const moa_opt_problem *pb, const moa_opt_params *par,
                          const moa_opt_objective *ob, moa_opt_solution *sol);
 void moa_opt_solution_clear(moa_opt_solution *sol);
+
+/* LP basis carried between solves of the same problem (the Pareto sweep uses it): the next
+ * LP relaxation starts from the previous optimal basis when the column set is the same.
+ * Zero-initialise; free with moa_opt_warm_clear. */
+typedef struct {
+    int nx, ncols, nbase;
+    int *col_unit, *col_rule;  /* (nx+1) */
+    int *cstat, *rstat;        /* GLPK statuses: (ncols+1), (nbase+1) */
+    int *eps_rstat;            /* per length, 0 = no eps row */
+} moa_opt_warm;
+moa_status moa_opt_solve_warm(const moa_opt_problem *pb, const moa_opt_params *par,
+                              const moa_opt_objective *ob, moa_opt_solution *sol, moa_opt_warm *warm);
+void moa_opt_warm_clear(moa_opt_warm *w);
 /* Evaluate a choice vector: losses and densities (no solver). */
 void moa_opt_evaluate(const moa_opt_problem *pb, const int *choice, moa_opt_solution *sol);
 

@@ -102,6 +102,8 @@ moa_status moa_opt_pareto(const moa_opt_problem *pb, const moa_opt_params *par, 
     moa_status st = MOA_OK;
     moa_opt_solution s;
     moa_opt_objective ob;
+    moa_opt_warm warm;
+    memset(&warm, 0, sizeof warm);
     if (m <= 0) return moa_err(MOA_ERR_INVALID_ARG, "optimizer: no objective length");
     if (par->grid <= 0 && m != 2)
         return moa_err(MOA_ERR_INVALID_ARG, "the exact front (grid 0) needs exactly 2 objective lengths, have %d", m);
@@ -112,7 +114,7 @@ moa_status moa_opt_pareto(const moa_opt_problem *pb, const moa_opt_params *par, 
         for (int e = 0; e < m; e++) {
             objective_init(&ob);
             for (int i = 0; i < m; i++) ob.weight[pb->obj[i]] = i == e ? 1 : par->augment;
-            st = moa_opt_solve(pb, par, &ob, &s);
+            st = moa_opt_solve_warm(pb, par, &ob, &s, &warm);
             f->n_solves++;
             if (st < 0) goto fail;
             moa_log_info("front: extreme %d/%d (N=%lld): loss %.6g, gap %.2g%s", e + 1, m,
@@ -138,7 +140,7 @@ moa_status moa_opt_pareto(const moa_opt_problem *pb, const moa_opt_params *par, 
                     double eps = lo[i] + (hi[i] - lo[i]) * t;
                     ob.eps[pb->obj[i]] = eps + tol(eps);
                 }
-                st = moa_opt_solve(pb, par, &ob, &s);
+                st = moa_opt_solve_warm(pb, par, &ob, &s, &warm);
                 f->n_solves++;
                 if (st == MOA_ERR_INFEASIBLE || st == MOA_ERR_INTERRUPTED) {
                     moa_log_debug("front: grid point %ld/%ld skipped: %s", c + 1, total, moa_last_error());
@@ -161,7 +163,7 @@ moa_status moa_opt_pareto(const moa_opt_problem *pb, const moa_opt_params *par, 
             objective_init(&ob);
             ob.weight[a] = 1;
             ob.eps[b] = eps;
-            st = moa_opt_solve(pb, par, &ob, &s);
+            st = moa_opt_solve_warm(pb, par, &ob, &s, &warm);
             f->n_solves++;
             if (st == MOA_ERR_INFEASIBLE && iter > 0) { st = MOA_OK; break; }
             if (st < 0) goto fail;
@@ -171,7 +173,7 @@ moa_status moa_opt_pareto(const moa_opt_problem *pb, const moa_opt_params *par, 
             ob.weight[b] = 1;
             ob.eps[b] = eps;
             ob.eps[a] = fa + tol(fa) * 10;
-            st = moa_opt_solve(pb, par, &ob, &s);
+            st = moa_opt_solve_warm(pb, par, &ob, &s, &warm);
             f->n_solves++;
             if (st < 0) goto fail;
             double fb = s.loss[b];
@@ -183,12 +185,14 @@ moa_status moa_opt_pareto(const moa_opt_problem *pb, const moa_opt_params *par, 
             eps = fb - 1e-4 * (1 + fabs(fb));
         }
     }
+    moa_opt_warm_clear(&warm);
     filter_front(pb, f);
     f->selected = moa_opt_select(pb, f);
     for (int i = 0; i < f->n_points; i++) if (f->points[i].gap > f->max_gap) f->max_gap = f->points[i].gap;
     f->time = moa_time_now() - t0;
     return MOA_OK;
 fail:
+    moa_opt_warm_clear(&warm);
     moa_opt_front_clear(f);
     return st;
 }
