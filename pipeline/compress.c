@@ -68,7 +68,7 @@ static double mtime(const char *path) {
 
 static void stage(const moa_compress_params *p, const char *name) {
     if (p->stage) p->stage(p->progress_data, name);
-    moa_log_info("compress: %s", name);
+    else moa_log_info("compress: %s", name);
 }
 
 /* ---- growing text buffer for the report --------------------------------------------- */
