@@ -692,6 +692,7 @@ moa_status moa_opt_solve_warm(const moa_opt_problem *pb, const moa_opt_params *p
     sp.msg_lev = GLP_MSG_OFF;
     sp.presolve = GLP_OFF;
     sp.meth = GLP_DUALP;
+    sp.r_test = GLP_RT_FLIP;   /* long-step ratio test: every x is boxed in [0, 1] */
     sp.tm_lim = par->time_limit > 0 ? (int)(par->time_limit * 1000) : INT32_MAX;
     glp_scale_prob(P, GLP_SF_AUTO);
     int warmed = md.ny == 0 && warm_apply(P, &md, warm, nbase, eps_row);
