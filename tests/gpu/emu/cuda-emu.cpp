@@ -9,10 +9,32 @@
 #include <ucontext.h>
 #include <vector>
 
+/* ---- context switching: a 7-instruction x86-64 switch (callee-saved registers + stack
+ * pointer; swapcontext also saves the signal mask with a system call, ~50x slower);
+ * ucontext elsewhere. ---- */
+#if defined(__x86_64__)
+extern "C" void emu_ctx_switch(void **save_sp, void *new_sp);
+__asm__(".text\n"
+        ".globl emu_ctx_switch\n"
+        ".type emu_ctx_switch,@function\n"
+        "emu_ctx_switch:\n"
+        "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+        "  movq %rsp, (%rdi)\n"
+        "  movq %rsi, %rsp\n"
+        "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
+        "  ret\n"
+        ".size emu_ctx_switch,.-emu_ctx_switch\n");
+#define EMU_ASM_SWITCH 1
+#endif
+
 namespace {
 
 struct Fiber {
+#if defined(EMU_ASM_SWITCH)
+    void *sp;
+#else
     ucontext_t ctx;
+#endif
     dim3 tid;
     int lane, warp;
     bool done;
@@ -23,7 +45,11 @@ struct Barrier {
 };
 
 const size_t kStack = 128 * 1024;
+#if defined(EMU_ASM_SWITCH)
+void *g_sched_sp;
+#else
 ucontext_t g_sched;
+#endif
 std::vector<Fiber> g_fib;
 std::vector<char *> g_stacks;
 int g_cur = -1;
@@ -33,7 +59,13 @@ std::vector<uint64_t> g_wbuf;      /* [warps][32] exchange slots */
 const std::function<void()> *g_body;
 unsigned long long g_progress;     /* arrivals + releases + exits: a round without any = deadlock */
 
-void yield_to_scheduler() { swapcontext(&g_fib[g_cur].ctx, &g_sched); }
+void yield_to_scheduler() {
+#if defined(EMU_ASM_SWITCH)
+    emu_ctx_switch(&g_fib[g_cur].sp, g_sched_sp);
+#else
+    swapcontext(&g_fib[g_cur].ctx, &g_sched);
+#endif
+}
 
 void release_if_complete(Barrier &b) {
     if (b.arrived > 0 && b.arrived == b.alive) {
@@ -64,7 +96,35 @@ void trampoline() {
     release_if_complete(g_block);
     g_warp[f.warp].alive--;
     release_if_complete(g_warp[f.warp]);
-    swapcontext(&f.ctx, &g_sched);
+    yield_to_scheduler();   /* never resumed */
+    abort();
+}
+
+void fiber_init(Fiber &f, char *stack) {
+#if defined(EMU_ASM_SWITCH)
+    /* initial frame: 6 zero registers, then trampoline as the return address of the first
+     * switch, then a fake return address so trampoline starts with rsp = 8 mod 16 */
+    uintptr_t top = ((uintptr_t)stack + kStack) & ~(uintptr_t)15;
+    void **sp = (void **)top;
+    *--sp = NULL;
+    *--sp = (void *)trampoline;
+    for (int r = 0; r < 6; r++) *--sp = NULL;
+    f.sp = sp;
+#else
+    getcontext(&f.ctx);
+    f.ctx.uc_stack.ss_sp = stack;
+    f.ctx.uc_stack.ss_size = kStack;
+    f.ctx.uc_link = &g_sched;
+    makecontext(&f.ctx, trampoline, 0);
+#endif
+}
+
+void fiber_resume(Fiber &f) {
+#if defined(EMU_ASM_SWITCH)
+    emu_ctx_switch(&g_sched_sp, f.sp);
+#else
+    swapcontext(&g_sched, &f.ctx);
+#endif
 }
 
 cudaError_t g_last = cudaSuccess;
@@ -137,11 +197,7 @@ void emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> 
                     f.lane = i % 32;
                     f.warp = i / 32;
                     f.done = false;
-                    getcontext(&f.ctx);
-                    f.ctx.uc_stack.ss_sp = g_stacks[(size_t)i];
-                    f.ctx.uc_stack.ss_size = kStack;
-                    f.ctx.uc_link = &g_sched;
-                    makecontext(&f.ctx, trampoline, 0);
+                    fiber_init(f, g_stacks[(size_t)i]);
                 }
                 int live = nt;
                 while (live > 0) {
@@ -149,7 +205,7 @@ void emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> 
                     for (int i = 0; i < nt; i++) {
                         if (g_fib[(size_t)i].done) continue;
                         g_cur = i;
-                        swapcontext(&g_sched, &g_fib[(size_t)i].ctx);
+                        fiber_resume(g_fib[(size_t)i]);
                         if (g_fib[(size_t)i].done) live--;
                     }
                     if (live > 0 && g_progress == before) {
