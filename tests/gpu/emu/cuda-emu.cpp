@@ -199,10 +199,14 @@ void emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> 
                     f.done = false;
                     fiber_init(f, g_stacks[(size_t)i]);
                 }
+                /* odd blocks schedule their threads in reverse: a missing barrier between a
+                 * write and another thread's read shows in one of the two orders */
+                const int rev = (int)((bx + by + bz) & 1u);
                 int live = nt;
                 while (live > 0) {
                     const unsigned long long before = g_progress;
-                    for (int i = 0; i < nt; i++) {
+                    for (int k = 0; k < nt; k++) {
+                        const int i = rev ? nt - 1 - k : k;
                         if (g_fib[(size_t)i].done) continue;
                         g_cur = i;
                         fiber_resume(g_fib[(size_t)i]);
