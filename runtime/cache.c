@@ -32,8 +32,7 @@ void moa_cache_free(moa_cache *c) {
     moa_free_aligned(c->state);
     free(c->pos);
     free(c->seq_mark);
-    free(c->inv_freq);
-    free(c->rope_cs);
+    moa_rope_table_free(&c->rope);
     moa_free_aligned(c->io);
     moa_free_aligned(c->tls);
     moa_free_aligned(c->part);
@@ -171,23 +170,11 @@ moa_status moa_cache_create_layout(const moa_cache_layout *L, int64_t n_ctx, int
         memset(c->state, 0, st_floats * sizeof(float));
     }
 
-    /* RoPE tables: cos/sin of pos * base^(-2i/rope_dim) for pos < rope_n */
+    /* RoPE (kernels/cpu/rope.h): cos/sin tabulated for the positions the cache will see */
     if (p.rope_dim > 0) {
-        const int half = p.rope_dim / 2;
-        c->inv_freq = moa_alloc_array((size_t)half, sizeof *c->inv_freq);
-        if (!c->inv_freq) goto nomem;
-        for (int i = 0; i < half; i++)
-            c->inv_freq[i] = pow((double)p.rope_base, -2.0 * i / (double)p.rope_dim);
         int64_t need = (n_ctx > c->max_slots ? n_ctx : c->max_slots) + MOA_CACHE_TILE + 1;
-        c->rope_n = need < ROPE_TABLE_MAX ? need : ROPE_TABLE_MAX;
-        c->rope_cs = moa_alloc_array((size_t)c->rope_n * half * 2, sizeof(float));
-        if (!c->rope_cs) goto nomem;
-        for (int64_t t = 0; t < c->rope_n; t++)
-            for (int i = 0; i < half; i++) {
-                double ang = (double)t * c->inv_freq[i];
-                c->rope_cs[((size_t)t * half + i) * 2] = (float)cos(ang);
-                c->rope_cs[((size_t)t * half + i) * 2 + 1] = (float)sin(ang);
-            }
+        if (moa_rope_table_init(&c->rope, p.rope_dim, p.rope_base,
+                                need < ROPE_TABLE_MAX ? need : ROPE_TABLE_MAX) < 0) goto nomem;
     }
     moa_log_debug("cache: %d layers x %d kv heads, n_ctx %lld, %d seq, %zu KV bytes, %s mode, kernels %s",
                   c->n_layer, c->n_kv, (long long)n_ctx, n_seq, moa_cache_bytes(c),
@@ -293,25 +280,7 @@ moa_status moa_cache_reserve_io(moa_cache *c, size_t n) { return reserve(&c->io,
 moa_status moa_cache_reserve_tls(moa_cache *c, size_t n) { return reserve(&c->tls, &c->tls_cap, n); }
 moa_status moa_cache_reserve_part(moa_cache *c, size_t n) { return reserve(&c->part, &c->part_cap, n); }
 
-/* (x0, x1) -> (x0 cos - x1 sin, x0 sin + x1 cos) on adjacent pairs (GGUF "normal" llama). */
+/* RoPE of one head vector at position pos (GGUF "normal" llama pairing; kernels/cpu/rope.h). */
 void moa_cache_rope(const moa_cache *c, float *dst, const float *src, int64_t pos) {
-    const int half = c->p.rope_dim / 2;
-    if (pos >= 0 && pos < c->rope_n) {
-        const float *cs = c->rope_cs + (size_t)pos * half * 2;
-        for (int i = 0; i < half; i++) {
-            const float x0 = src[2 * i], x1 = src[2 * i + 1], co = cs[2 * i], si = cs[2 * i + 1];
-            dst[2 * i] = x0 * co - x1 * si;
-            dst[2 * i + 1] = x0 * si + x1 * co;
-        }
-    } else {
-        for (int i = 0; i < half; i++) {
-            const double ang = (double)pos * c->inv_freq[i];
-            const float co = (float)cos(ang), si = (float)sin(ang);
-            const float x0 = src[2 * i], x1 = src[2 * i + 1];
-            dst[2 * i] = x0 * co - x1 * si;
-            dst[2 * i + 1] = x0 * si + x1 * co;
-        }
-    }
-    if (dst != src)
-        for (int d = 2 * half; d < c->hd; d++) dst[d] = src[d];
+    moa_rope_apply(&c->rope, dst, src, c->hd, pos, 0);
 }

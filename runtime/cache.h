@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "moa/runtime.h"
+#include "rope.h"
 
 /* Query tokens per prefill task (one task = one KV head x one tile of queries). */
 #define MOA_CACHE_TILE 64
@@ -37,10 +38,7 @@ struct moa_cache {
     float *state;               /* [n_seq][states_per_seq][hd][hd] */
     int64_t *pos;               /* [n_seq][n_layer] tokens appended */
     unsigned char *seq_mark;    /* [n_seq] duplicate check in decode */
-    /* RoPE: theta_i = pos * inv_freq[i], inv_freq[i] = base^(-2i/rope_dim) */
-    double *inv_freq;           /* [rope_dim/2] */
-    float *rope_cs;             /* [rope_n][rope_dim/2][2] cos, sin of theta_i at pos */
-    int64_t rope_n;
+    moa_rope_table rope;        /* RoPE cos/sin table (kernels/cpu/rope.h) */
     /* scratch, grown on demand (the cache is used by one thread at a time) */
     float *io;                  /* rotated q and k of the call's tokens */
     size_t io_cap;              /* floats */

@@ -1,7 +1,8 @@
 /* rope.h - rotary position embedding, GGUF "normal" llama pairing: adjacent pairs
  * (x[2i], x[2i+1]) of each head rotated by theta_i = pos * base^(-2i/rope_dim), for
- * i < rope_dim/2; dims past rope_dim are left alone. The inverse rotation (-theta) is the
- * transpose, used by backward passes. */
+ * i < rope_dim/2; dims past rope_dim are copied unchanged. The inverse rotation (-theta) is
+ * the transpose, used by backward passes. The one RoPE of the project: the runtime's caches
+ * and the profiler both use it. */
 #ifndef MOA_ROPE_H
 #define MOA_ROPE_H
 
@@ -10,15 +11,19 @@
 
 typedef struct {
     int rope_dim;
-    int64_t n_pos;     /* positions covered by the table */
+    int64_t n_pos;     /* positions with tabulated cos/sin; others are computed */
+    double *inv_freq;  /* [rope_dim/2] base^(-2i/rope_dim) */
     float *cs;         /* [n_pos][rope_dim/2][2] cos, sin */
 } moa_rope_table;
 
 moa_status moa_rope_table_init(moa_rope_table *t, int rope_dim, float base, int64_t n_pos);
 void moa_rope_table_free(moa_rope_table *t);
 
-/* Rotate rows x[n][n_heads*hd] (row t at position pos0 + t) in place; inverse = 1 rotates
- * by -theta. Positions must be < t->n_pos. */
+/* One head vector of hd values: dst = R(pos) src (inverse: R(-pos)); dst may equal src. */
+void moa_rope_apply(const moa_rope_table *t, float *dst, const float *src, int hd, int64_t pos,
+                    int inverse);
+
+/* Rotate rows x[n][n_heads*hd] (row r at position pos0 + r) in place. */
 void moa_rope_rows(const moa_rope_table *t, float *x, int64_t n, int n_heads, int hd,
                    int64_t pos0, int inverse);
 
