@@ -457,7 +457,9 @@ __global__ void k_linear_decode(const moa_cu_unit *units, float *state, int64_t 
 }
 
 /* ================================ softmax decode (ring) ====================================
- * Block per (row, query head, part); 4 warps. The new token is already in its slot, so the
+ * Block per (query head, row, part); 4 warps. Heads are the fastest grid index, so the G
+ * query heads of a KV unit run in adjacent blocks and their K/V reads hit L2 instead of
+ * reading the unit's ring from DRAM G times. The new token is already in its slot, so the
  * keys are the unit's slots [0, S+R) holding positions from moa_cu_slot_pos(slot, p0 + 1);
  * part `part` takes an equal slice of the slots, its warps take 32-slot tiles in turn.
  * Lane l owns dims d = l + 32c: scores are warp-reduced dot products of coalesced K rows,
@@ -469,7 +471,7 @@ __global__ void __launch_bounds__(128) k_decode(
     float *o, float *part, int parts, float scale) {
     __shared__ float red_o[4][MOA_CU_HD_MAX];
     __shared__ float red_m[4], red_l[4];
-    const int i = blockIdx.x, h = blockIdx.y, pi = blockIdx.z, u = h / G;
+    const int h = blockIdx.x, i = blockIdx.y, pi = blockIdx.z, u = h / G;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const moa_cu_unit U = units[u];
     if (U.kind == 2) return;
@@ -553,7 +555,7 @@ __global__ void __launch_bounds__(128) k_decode(
 /* o = sum_p e^(lse_p - L) o_p / sum_p e^(lse_p - L), L = max_p lse_p (zero if all empty). */
 __global__ void k_decode_merge(const moa_cu_unit *units, const float *part, int parts, int hd,
                                int G, int n_head, float *o) {
-    const int i = blockIdx.x, h = blockIdx.y;
+    const int h = blockIdx.x, i = blockIdx.y;
     if (units[h / G].kind == 2) return;
     const float *pb = part + ((int64_t)i * n_head + h) * parts * (hd + 1);
     float L = -INFINITY;
@@ -633,6 +635,7 @@ moa_status moa_cuda_attn_decode(moa_cuda_cache *c, int layer, const int *seqs, i
         return moa_err(MOA_ERR_INVALID_ARG, "%s: layer=%d (n_layer %d) or n=%d (n_seq %d) out of range",
                        fn, layer, c->n_layer, n, c->n_seq);
     if (n == 0) return MOA_OK;
+    if (n > 65535) return moa_err(MOA_ERR_INVALID_ARG, "%s: %d rows > 65535 per call", fn, n);
     for (int i = 0; i < n; i++) {
         const int s = seqs ? seqs[i] : i;
         if (s < 0 || s >= c->n_seq)
@@ -676,12 +679,12 @@ moa_status moa_cuda_attn_decode(moa_cuda_cache *c, int layer, const int *seqs, i
         MOA_CU_LAUNCH(k_store, dim3((unsigned)n, (unsigned)c->n_kv), 64, 0, x->stream,
             units, c->k, c->v, c->slots_per_seq, hd, c->n_kv, k, v, n, c->row_seq_d, c->row_pos_d, 0, 0);
         CU_LAUNCHED(fn);
-        MOA_CU_LAUNCH(k_decode, dim3((unsigned)n, (unsigned)c->n_head, (unsigned)parts), 128, 0, x->stream,
+        MOA_CU_LAUNCH(k_decode, dim3((unsigned)c->n_head, (unsigned)n, (unsigned)parts), 128, 0, x->stream,
             units, c->k, c->v, c->slots_per_seq, c->row_seq_d, c->row_pos_d, hd, G, c->n_head, q,
             out, c->part, parts, c->scale);
         CU_LAUNCHED(fn);
         if (parts > 1) {
-            MOA_CU_LAUNCH(k_decode_merge, dim3((unsigned)n, (unsigned)c->n_head), 128, 0, x->stream,
+            MOA_CU_LAUNCH(k_decode_merge, dim3((unsigned)c->n_head, (unsigned)n), 128, 0, x->stream,
                 units, c->part, parts, hd, G, c->n_head, out);
             CU_LAUNCHED(fn);
         }

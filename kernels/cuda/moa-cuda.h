@@ -8,7 +8,9 @@
  * moa_cuda_alloc or cudaMalloc). Work is queued on the context's stream; results are ready
  * after moa_cuda_sync (downloads synchronise by themselves).
  * Threading: a context belongs to one host thread at a time (its stream and cuBLAS handle
- * are not shared); distinct contexts may be used concurrently.
+ * are not shared); distinct contexts may be used concurrently. moa_cuda_ctx_create makes
+ * its device current on the calling thread; call the context's functions from a thread
+ * whose current device it is (cudaSetDevice) when several GPUs are used.
  *
  * Layouts and semantics mirror the CPU references exactly:
  *   profiler attention      kernels/cpu/attn-train.h   (moa_attn_train_shape, moa_influence_acc)
@@ -16,7 +18,8 @@
  *   dequantisation          kernels/cpu/quant.h (ggml block layouts)
  *   RMSNorm / RoPE / SwiGLU model/forward.c, kernels/cpu/rope.h (adjacent pairs)
  * No GPU was available where this was written: every op has a test comparing it with its
- * CPU reference (tests/gpu, ctest -L gpu) to run on a machine that has one.
+ * CPU reference (tests/gpu, ctest -L gpu) to run on a machine that has one; the same test
+ * passes on a CPU emulator of the execution model (tests/gpu/emu, docs/gpu.md).
  */
 #ifndef MOA_CUDA_H
 #define MOA_CUDA_H

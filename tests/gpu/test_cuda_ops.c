@@ -465,6 +465,154 @@ TEST(runtime_decode_split_k_long_context) {
     moa_cuda_cache_free(p.gpu);
 }
 
+/* ---- the building blocks chained into one Llama layer + LM head --------------------------- */
+
+/* y[t][o] = sum_i W[o][i] x[t][i] with W and x rounded to f16 (what the device computes). */
+static void mm_f16(const float *W, const float *x, int64_t n, int64_t n_out, int64_t n_in, float *y) {
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t o = 0; o < n_out; o++) {
+            double a = 0;
+            for (int64_t i = 0; i < n_in; i++)
+                a += (double)moa_f16_to_f32(moa_f32_to_f16(W[o * n_in + i])) *
+                     moa_f16_to_f32(moa_f32_to_f16(x[t * n_in + i]));
+            y[t * n_out + o] = (float)a;
+        }
+}
+static void rms_ref(const float *x, const float *w, float *y, int64_t n, int64_t d) {
+    for (int64_t t = 0; t < n; t++) {
+        double ss = 0;
+        for (int64_t i = 0; i < d; i++) ss += (double)x[t * d + i] * x[t * d + i];
+        const float r = (float)(1.0 / sqrt(ss / (double)d + 1e-5));
+        for (int64_t i = 0; i < d; i++) y[t * d + i] = x[t * d + i] * r * w[i];
+    }
+}
+
+enum { LD = 96, LH = 6, LKV = 2, LHD = 16, LFF = 160, LV = 50, LCTX = 32 };
+typedef struct { float *q, *k, *v, *o, *g, *u; } chain_w;   /* dequantised weights (host) */
+
+/* CPU: one chunk of n tokens at positions pos0.. through the layer, logits [n][LV]. */
+static void chain_cpu(const chain_w *W, const float *emb, const float *nrm, moa_cache *c,
+                      const moa_rope_table *tab, const int32_t *tok, int n, int64_t pos0,
+                      int decode, float *logits) {
+    float x[16 * LD], h[16 * LD], q[16 * LH * LHD], k[16 * LKV * LHD], v[16 * LKV * LHD];
+    float att[16 * LH * LHD], t1[16 * LD], g[16 * LFF], u[16 * LFF];
+    for (int t = 0; t < n; t++) memcpy(x + t * LD, emb + (size_t)tok[t] * LD, sizeof(float) * LD);
+    rms_ref(x, nrm, h, n, LD);
+    mm_f16(W->q, h, n, LH * LHD, LD, q);
+    mm_f16(W->k, h, n, LKV * LHD, LD, k);
+    mm_f16(W->v, h, n, LKV * LHD, LD, v);
+    moa_rope_rows(tab, q, n, LH, LHD, pos0, 0);
+    moa_rope_rows(tab, k, n, LKV, LHD, pos0, 0);
+    if (decode) CHECK_OK(moa_attn_decode(c, 0, NULL, 1, q, k, v, att));
+    else CHECK_OK(moa_attn_prefill(c, 0, 0, q, k, v, n, att));
+    mm_f16(W->o, att, n, LD, LH * LHD, t1);
+    for (int i = 0; i < n * LD; i++) x[i] += t1[i];
+    rms_ref(x, nrm + LD, h, n, LD);
+    mm_f16(W->g, h, n, LFF, LD, g);
+    mm_f16(W->u, h, n, LFF, LD, u);
+    for (int i = 0; i < n * LFF; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    float *wd = W->g + LFF * LD;   /* w_down [LD][LFF] stored after w_gate */
+    mm_f16(wd, g, n, LD, LFF, t1);
+    for (int i = 0; i < n * LD; i++) x[i] += t1[i];
+    rms_ref(x, nrm + 2 * LD, h, n, LD);
+    mm_f16(emb, h, n, LV, LD, logits);   /* tied LM head = the embedding table */
+}
+
+TEST(engine_layer_chain) {
+    /* weights: Q8_0 projections, Q4_1 FFN, Q8_0 embedding (tied LM head) */
+    const struct { moa_ggml_type t; int64_t o, i; } spec[8] = {
+        {MOA_GGML_Q8_0, LH * LHD, LD}, {MOA_GGML_Q8_0, LKV * LHD, LD}, {MOA_GGML_Q8_0, LKV * LHD, LD},
+        {MOA_GGML_Q8_0, LD, LH * LHD}, {MOA_GGML_Q4_1, LFF, LD}, {MOA_GGML_Q4_1, LFF, LD},
+        {MOA_GGML_Q4_1, LD, LFF}, {MOA_GGML_Q8_0, LV, LD}};
+    uint8_t *raw[8];
+    float *deq[8];
+    moa_cuda_weight gw[8];
+    for (int w = 0; w < 8; w++) {
+        const size_t rb = moa_ggml_row_bytes(spec[w].t, spec[w].i);
+        raw[w] = malloc(rb * spec[w].o);
+        deq[w] = malloc(sizeof(float) * spec[w].o * spec[w].i);
+        fill_blocks(spec[w].t, raw[w], (size_t)(spec[w].o * spec[w].i));
+        if (spec[w].t == MOA_GGML_Q4_1)   /* centre Q4_1 weights: min = -8 d */
+            for (int64_t b = 0; b < spec[w].o * spec[w].i / 32; b++) {
+                uint8_t *blk = raw[w] + b * 20;
+                uint16_t dh;
+                memcpy(&dh, blk, 2);
+                const uint16_t m = moa_f32_to_f16(-8.0f * moa_f16_to_f32(dh));
+                memcpy(blk + 2, &m, 2);
+            }
+        for (int64_t o = 0; o < spec[w].o; o++)
+            moa_dequant_row(spec[w].t, raw[w] + rb * o, deq[w] + o * spec[w].i, spec[w].i);
+        CHECK_OK(moa_cuda_weight_upload(g_ctx, spec[w].t, raw[w], spec[w].o, spec[w].i, MOA_CUDA_F16, &gw[w]));
+    }
+    float *gd_host = malloc(sizeof(float) * 2 * LFF * LD);   /* CPU layout: w_gate then w_down */
+    memcpy(gd_host, deq[4], sizeof(float) * LFF * LD);
+    memcpy(gd_host + LFF * LD, deq[6], sizeof(float) * LD * LFF);
+    chain_w W = {deq[0], deq[1], deq[2], deq[3], gd_host, deq[5]};
+    float nrm[3 * LD];
+    for (int i = 0; i < 3 * LD; i++) nrm[i] = 1.0f + 0.2f * rndf();
+    const size_t emb_rb = moa_ggml_row_bytes(MOA_GGML_Q8_0, LD);
+    uint8_t *emb_dev = dev_from(raw[7], emb_rb * LV);
+    float *nrm_dev = dev_from(nrm, sizeof nrm);
+    /* caches: one dense layer, caller-rotated keys */
+    const moa_cache_unit units[LKV] = {{MOA_UNIT_DENSE, LCTX, 0, 0}, {MOA_UNIT_DENSE, LCTX, 0, 0}};
+    rt_pair p;
+    rt_create(&p, 1, LH, LKV, LHD, units, LCTX, 1);
+    moa_rope_table tab;
+    CHECK_OK(moa_rope_table_init(&tab, LHD, 10000.0f, LCTX));
+    /* device scratch (16 rows max) */
+    float *x = dev_alloc(4 * 16 * LD), *h = dev_alloc(4 * 16 * LD), *q = dev_alloc(4 * 16 * LH * LHD);
+    float *k = dev_alloc(4 * 16 * LKV * LHD), *v = dev_alloc(4 * 16 * LKV * LHD);
+    float *att = dev_alloc(4 * 16 * LH * LHD), *t1 = dev_alloc(4 * 16 * LD);
+    float *g = dev_alloc(4 * 16 * LFF), *u = dev_alloc(4 * 16 * LFF), *lg = dev_alloc(4 * 16 * LV);
+    void *hx = dev_alloc(2 * 16 * LFF);
+    int32_t *tokd = dev_alloc(4 * 16);
+    const int32_t prompt[11] = {1, 7, 49, 0, 23, 23, 5, 18, 40, 2, 33};
+    int64_t pos = 0;
+    for (int step = 0; step < 4 && p.cpu && p.gpu; step++) {
+        const int n = step == 0 ? 11 : 1, decode = step > 0;
+        int32_t tok[11];
+        memcpy(tok, prompt, sizeof tok);
+        if (decode) tok[0] = (int32_t)(3 + 11 * step) % LV;
+        float ref[11 * LV], got[11 * LV];
+        chain_cpu(&W, deq[7], nrm, p.cpu, &tab, tok, n, pos, decode, ref);
+        CHECK_OK(moa_cuda_upload(g_ctx, tokd, tok, sizeof(int32_t) * n));
+        CHECK_OK(moa_cuda_embed(g_ctx, MOA_GGML_Q8_0, emb_dev, LD, tokd, n, x));
+        CHECK_OK(moa_cuda_rmsnorm(g_ctx, x, nrm_dev, h, n, LD, 1e-5f));
+        CHECK_OK(moa_cuda_convert(g_ctx, h, n * LD, hx, MOA_CUDA_F16));
+        CHECK_OK(moa_cuda_matmul(g_ctx, &gw[0], hx, n, q));
+        CHECK_OK(moa_cuda_matmul(g_ctx, &gw[1], hx, n, k));
+        CHECK_OK(moa_cuda_matmul(g_ctx, &gw[2], hx, n, v));
+        CHECK_OK(moa_cuda_rope(g_ctx, q, n, LH, LHD, LHD, 10000.0f, pos, NULL, 0));
+        CHECK_OK(moa_cuda_rope(g_ctx, k, n, LKV, LHD, LHD, 10000.0f, pos, NULL, 0));
+        if (decode) CHECK_OK(moa_cuda_attn_decode(p.gpu, 0, NULL, 1, q, k, v, att));
+        else CHECK_OK(moa_cuda_attn_prefill(p.gpu, 0, 0, q, k, v, n, att));
+        CHECK_OK(moa_cuda_convert(g_ctx, att, n * LH * LHD, hx, MOA_CUDA_F16));
+        CHECK_OK(moa_cuda_matmul(g_ctx, &gw[3], hx, n, t1));
+        CHECK_OK(moa_cuda_add(g_ctx, x, t1, n * LD));
+        CHECK_OK(moa_cuda_rmsnorm(g_ctx, x, nrm_dev + LD, h, n, LD, 1e-5f));
+        CHECK_OK(moa_cuda_convert(g_ctx, h, n * LD, hx, MOA_CUDA_F16));
+        CHECK_OK(moa_cuda_matmul(g_ctx, &gw[4], hx, n, g));
+        CHECK_OK(moa_cuda_matmul(g_ctx, &gw[5], hx, n, u));
+        CHECK_OK(moa_cuda_swiglu(g_ctx, g, u, n * LFF));
+        CHECK_OK(moa_cuda_convert(g_ctx, g, n * LFF, hx, MOA_CUDA_F16));
+        CHECK_OK(moa_cuda_matmul(g_ctx, &gw[6], hx, n, t1));
+        CHECK_OK(moa_cuda_add(g_ctx, x, t1, n * LD));
+        CHECK_OK(moa_cuda_rmsnorm(g_ctx, x, nrm_dev + 2 * LD, h, n, LD, 1e-5f));
+        CHECK_OK(moa_cuda_convert(g_ctx, h, n * LD, hx, MOA_CUDA_F16));
+        CHECK_OK(moa_cuda_matmul(g_ctx, &gw[7], hx, n, lg));
+        to_host(got, lg, sizeof(float) * n * LV);
+        CHECK_MSG(close_arr("layer chain logits", got, ref, (size_t)n * LV, 5e-3, 1e-5), "step %d", step);
+        pos += n;
+    }
+    void *bufs[] = {emb_dev, nrm_dev, x, h, q, k, v, att, t1, g, u, lg, hx, tokd};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) moa_cuda_free(g_ctx, bufs[i]);
+    for (int w = 0; w < 8; w++) { moa_cuda_weight_free(g_ctx, &gw[w]); free(raw[w]); free(deq[w]); }
+    free(gd_host);
+    moa_rope_table_free(&tab);
+    moa_cache_free(p.cpu);
+    moa_cuda_cache_free(p.gpu);
+}
+
 int main(void) {
     const int n_dev = moa_cuda_device_count();
     if (n_dev == 0) {
@@ -495,6 +643,7 @@ int main(void) {
     RUN(profiler_attention_fwd_bwd);
     RUN(runtime_prefill_decode_mixed_units);
     RUN(runtime_decode_split_k_long_context);
+    RUN(engine_layer_chain);
     moa_cuda_ctx_free(g_ctx);
     return test_summary();
 }
