@@ -452,6 +452,8 @@ static void callback(glp_tree *T, void *info) {
         report(T, md, 0);
         break;
     case GLP_IBINGO:
+        moa_log_debug("MILP: new incumbent %.9g after %.2f s", glp_mip_obj_val(glp_ios_get_prob(T)),
+                      moa_time_now() - md->t0);
         report(T, md, 1);
         break;
     case GLP_ISELECT:
