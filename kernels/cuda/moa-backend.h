@@ -9,12 +9,15 @@
  *
  * The table: every entry takes the backend's context first and buffers in the backend's
  * memory (host memory for the CPU backend, device memory for CUDA). Entries a backend does
- * not provide are NULL. The CUDA table comes from moa_cuda_backend() (moa-cuda.h).
+ * not provide are NULL. The CUDA table comes from moa_cuda_backend() (moa-cuda.h); the CPU
+ * table from moa_backend_cpu() below (memory and the profiler's attention; the engine's
+ * elementwise CPU ops live in model/forward.c and are not exported yet, so those are NULL).
  */
 #ifndef MOA_BACKEND_H
 #define MOA_BACKEND_H
 
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include "moa/base.h"
 
@@ -83,6 +86,49 @@ typedef struct moa_backend {
                        float base, int64_t pos0);
     moa_status (*swiglu)(void *ctx, float *g, const float *u, int64_t n);
 } moa_backend;
+
+/* ---- the CPU table (host memory; the kernels of kernels/cpu) ---------------------------- */
+static inline moa_status moa_backend_cpu_alloc_(void *ctx, size_t bytes, void **out) {
+    (void)ctx;
+    *out = bytes ? malloc(bytes) : NULL;
+    return bytes && !*out ? MOA_ERR_NOMEM : MOA_OK;
+}
+static inline void moa_backend_cpu_free_(void *ctx, void *p) { (void)ctx; free(p); }
+static inline moa_status moa_backend_cpu_copy_(void *ctx, void *dst, const void *src, size_t n) {
+    (void)ctx;
+    if (n) memcpy(dst, src, n);
+    return MOA_OK;
+}
+static inline moa_status moa_backend_cpu_sync_(void *ctx) { (void)ctx; return MOA_OK; }
+static inline moa_status moa_backend_cpu_fwd_(void *ctx, const moa_attn_train_shape *s,
+                                              const float *Q, const float *K, const float *V,
+                                              float *O, float *LSE) {
+    (void)ctx;
+    return moa_attn_fwd_lse(s, Q, K, V, O, LSE);
+}
+static inline moa_status moa_backend_cpu_bwd_(void *ctx, const moa_attn_train_shape *s,
+                                              const float *Q, const float *K, const float *V,
+                                              const float *O, const float *dO,
+                                              const float *LSE, float *dQ, float *dK,
+                                              float *dV, moa_influence_acc *acc) {
+    (void)ctx;
+    return moa_attn_bwd_influence(s, Q, K, V, O, dO, LSE, dQ, dK, dV, acc);
+}
+
+static inline moa_backend moa_backend_cpu(void) {
+    moa_backend b;
+    memset(&b, 0, sizeof b);
+    b.name = "cpu";
+    b.kind = MOA_DEVICE_CPU;
+    b.alloc = moa_backend_cpu_alloc_;
+    b.free = moa_backend_cpu_free_;
+    b.upload = moa_backend_cpu_copy_;
+    b.download = moa_backend_cpu_copy_;
+    b.sync = moa_backend_cpu_sync_;
+    b.attn_fwd_lse = moa_backend_cpu_fwd_;
+    b.attn_bwd_influence = moa_backend_cpu_bwd_;
+    return b;
+}
 
 #ifdef __cplusplus
 }

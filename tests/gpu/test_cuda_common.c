@@ -314,6 +314,37 @@ TEST(device_choice) {
     CHECK(moa_device_choose(MOA_DEVICE_AUTO, 2, &r) == MOA_OK && r == MOA_DEVICE_CUDA);
 }
 
+/* The CPU table: buffers through alloc/upload/download, attention through the table equals
+ * the direct calls bit for bit. */
+TEST(cpu_backend_table) {
+    moa_backend b = moa_backend_cpu();
+    CHECK_STR(b.name, "cpu");
+    CHECK(b.kind == MOA_DEVICE_CPU && b.attn_fwd_lse && b.attn_bwd_influence && !b.rmsnorm);
+    const moa_attn_train_shape s = moa_attn_train_default_shape(29, 2, 1, 8);
+    const size_t nq = 29 * 2 * 8, nk = 29 * 8;
+    float Q[29 * 16], K[29 * 8], V[29 * 8], O1[29 * 16], L1[58];
+    for (size_t i = 0; i < nq; i++) Q[i] = rndf();
+    for (size_t i = 0; i < nk; i++) { K[i] = rndf(); V[i] = rndf(); }
+    float *q = NULL, *k = NULL, *v = NULL, *o = NULL, *l = NULL;
+    CHECK_OK(b.alloc(b.ctx, sizeof Q, (void **)&q));
+    CHECK_OK(b.alloc(b.ctx, sizeof K, (void **)&k));
+    CHECK_OK(b.alloc(b.ctx, sizeof V, (void **)&v));
+    CHECK_OK(b.alloc(b.ctx, sizeof O1, (void **)&o));
+    CHECK_OK(b.alloc(b.ctx, sizeof L1, (void **)&l));
+    if (!q || !k || !v || !o || !l) return;
+    CHECK_OK(b.upload(b.ctx, q, Q, sizeof Q));
+    CHECK_OK(b.upload(b.ctx, k, K, sizeof K));
+    CHECK_OK(b.upload(b.ctx, v, V, sizeof V));
+    CHECK_OK(b.attn_fwd_lse(b.ctx, &s, q, k, v, o, l));
+    CHECK_OK(b.sync(b.ctx));
+    float O2[29 * 16], L2[58];
+    CHECK_OK(b.download(b.ctx, O2, o, sizeof O2));
+    CHECK_OK(b.download(b.ctx, L2, l, sizeof L2));
+    CHECK_OK(moa_attn_fwd_lse(&s, Q, K, V, O1, L1));
+    CHECK(memcmp(O1, O2, sizeof O1) == 0 && memcmp(L1, L2, sizeof L1) == 0);
+    b.free(b.ctx, q); b.free(b.ctx, k); b.free(b.ctx, v); b.free(b.ctx, o); b.free(b.ctx, l);
+}
+
 int main(void) {
     RUN(half_conversions_match_quant_c);
     RUN(block_decoding_matches_dequant_row);
@@ -324,5 +355,6 @@ int main(void) {
     RUN(influence_accounting_matches_reference);
     RUN(decay_powers);
     RUN(device_choice);
+    RUN(cpu_backend_table);
     return test_summary();
 }
