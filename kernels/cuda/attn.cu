@@ -39,7 +39,7 @@ __global__ void __launch_bounds__(128) k_band_fwd(moa_cu_band_params p) {
     if (p.units) {
         const moa_cu_unit U = p.units[u];
         if (U.kind == 2) return;                      /* linear unit: another kernel */
-        sink = U.sink; window = U.window; S = U.sink; R = U.ring;
+        sink = U.sink; window = p.qwin ? p.qwin[h] : U.window; S = U.sink; R = U.ring;
         kc = p.kc + U.off * hd;
         vc = p.vc + U.off * hd;
         nslots = p.cached > 0 ? S + R : 0;
@@ -157,6 +157,7 @@ struct moa_cuda_cache {
     float scale;
     moa_cu_unit *units_h;      /* host  [n_layer][n_kv] */
     moa_cu_unit *units_d;      /* device copy */
+    int64_t *qwin_d;           /* device [n_layer][n_head] per-query-head windows, or NULL */
     unsigned char *layer_dense;/* host [n_layer] */
     int64_t slots_per_seq, states_per_seq, max_slots;
     float *k, *v;              /* device [n_seq][slots_per_seq][hd] */
@@ -175,6 +176,7 @@ void moa_cuda_cache_free(moa_cuda_cache *c) {
     if (!c) return;
     moa_cuda_ctx *x = c->ctx;
     moa_cuda_free(x, c->units_d);
+    moa_cuda_free(x, c->qwin_d);
     moa_cuda_free(x, c->k);
     moa_cuda_free(x, c->v);
     moa_cuda_free(x, c->state);
@@ -248,6 +250,23 @@ moa_status moa_cuda_cache_create(moa_cuda_ctx *x, const moa_cuda_cache_layout *L
         c->slots_per_seq += r->sink + r->ring;
         if (r->sink + r->ring > c->max_slots) c->max_slots = r->sink + r->ring;
     }
+    /* q-head windows: in [0, W] for window units (any >= 0 for dense), clamped to the ring */
+    int64_t *qw = NULL;
+    if (st == MOA_OK && L->q_window) {
+        qw = (int64_t *)malloc((size_t)c->n_layer * c->n_head * sizeof *qw);
+        if (!qw) st = moa_err(MOA_ERR_NOMEM, "%s: out of memory", fn);
+        for (int l = 0; l < c->n_layer && st == MOA_OK; l++)
+            for (int h = 0; h < c->n_head && st == MOA_OK; h++) {
+                const size_t ui = (size_t)l * c->n_kv + h / c->group, qi = (size_t)l * c->n_head + h;
+                const moa_cuda_unit *s = &L->units[ui];
+                int64_t w = L->q_window[qi];
+                if (s->kind != 2 && (w < 0 || (s->kind == 0 && w > s->window)))
+                    st = moa_err(MOA_ERR_INVALID_ARG, "%s: layer %d query head %d: q_window=%lld must be "
+                                 "in [0, %lld]", fn, l, h, (long long)w, (long long)s->window);
+                if (w > c->units_h[ui].ring) w = c->units_h[ui].ring;
+                qw[qi] = w;
+            }
+    }
     const size_t kv_f = (size_t)c->slots_per_seq * hd * n_seq;
     const size_t st_f = (size_t)c->states_per_seq * hd * hd * n_seq;
     if (st == MOA_OK) st = moa_cuda_alloc(x, nu * sizeof(moa_cu_unit), (void **)&c->units_d);
@@ -257,8 +276,15 @@ moa_status moa_cuda_cache_create(moa_cuda_ctx *x, const moa_cuda_cache_layout *L
     if (st == MOA_OK) st = moa_cuda_alloc(x, (size_t)n_seq * sizeof(int64_t), (void **)&c->row_pos_d);
     if (st == MOA_OK) st = moa_cuda_alloc(x, (size_t)n_seq * sizeof(int), (void **)&c->row_seq_d);
     if (st == MOA_OK) st = moa_cuda_upload(x, c->units_d, c->units_h, nu * sizeof(moa_cu_unit));
+    if (st == MOA_OK && qw) {
+        const size_t b = (size_t)c->n_layer * c->n_head * sizeof *qw;
+        st = moa_cuda_alloc(x, b, (void **)&c->qwin_d);
+        if (st == MOA_OK) st = moa_cuda_upload(x, c->qwin_d, qw, b);
+    }
     if (st == MOA_OK) st = moa_cuda_memset0(x, c->state, st_f * sizeof(float));
     if (st == MOA_OK) st = moa_cuda_sync(x);
+    if (st == MOA_OK) st = moa_cuda_sync(x);   /* qw is read by the upload */
+    free(qw);
     if (st != MOA_OK) {
         moa_cuda_cache_free(c);
         return st;
@@ -467,8 +493,8 @@ __global__ void k_linear_decode(const moa_cu_unit *units, float *state, int64_t 
  * Output: normalised o and its LSE (parts > 1: partials [row][head][part][hd + 1]). */
 __global__ void __launch_bounds__(128) k_decode(
     const moa_cu_unit *units, const float *Kc, const float *Vc, int64_t slots_per_seq,
-    const int *row_seq, const int64_t *row_pos, int hd, int G, int n_head, const float *q,
-    float *o, float *part, int parts, float scale) {
+    const int *row_seq, const int64_t *row_pos, const int64_t *qwin, int hd, int G, int n_head,
+    const float *q, float *o, float *part, int parts, float scale) {
     __shared__ float red_o[4][MOA_CU_HD_MAX];
     __shared__ float red_m[4], red_l[4];
     const int h = blockIdx.x, i = blockIdx.y, pi = blockIdx.z, u = h / G;
@@ -476,6 +502,7 @@ __global__ void __launch_bounds__(128) k_decode(
     const moa_cu_unit U = units[u];
     if (U.kind == 2) return;
     const int64_t p0 = row_pos[i], nslot = U.sink + U.ring;
+    const int64_t W = qwin ? qwin[h] : U.window;   /* this query head's window */
     const int64_t s0 = nslot * pi / parts, s1 = nslot * (pi + 1) / parts;
     const int64_t base = ((int64_t)row_seq[i] * slots_per_seq + U.off) * hd;
     const float *K = Kc + base, *V = Vc + base;
@@ -493,7 +520,7 @@ __global__ void __launch_bounds__(128) k_decode(
         float mys = -INFINITY;
         for (int j = 0; j < bk; j++) {
             const int64_t pos = moa_cu_slot_pos(t0 + j, p0 + 1, U.sink, U.ring);
-            if (pos < 0 || !moa_cu_visible(p0, pos, U.sink, U.window)) continue;  /* warp-uniform */
+            if (pos < 0 || !moa_cu_visible(p0, pos, U.sink, W)) continue;  /* warp-uniform */
             const float *kr = K + (t0 + j) * hd;
             float part_dot = 0.0f;
 #pragma unroll
@@ -605,6 +632,7 @@ moa_status moa_cuda_attn_prefill(moa_cuda_cache *c, int seq, int layer, const fl
         p.qpos0 = p0;
         p.k = k; p.v = v; p.ldk = ldk; p.kpos0 = p0; p.n_k = n;
         p.units = units;
+        p.qwin = c->qwin_d ? c->qwin_d + (size_t)layer * c->n_head : NULL;
         p.kc = c->k + (size_t)seq * c->slots_per_seq * hd;
         p.vc = c->v + (size_t)seq * c->slots_per_seq * hd;
         p.cached = p0;
@@ -680,7 +708,8 @@ moa_status moa_cuda_attn_decode(moa_cuda_cache *c, int layer, const int *seqs, i
             units, c->k, c->v, c->slots_per_seq, hd, c->n_kv, k, v, n, c->row_seq_d, c->row_pos_d, 0, 0);
         CU_LAUNCHED(fn);
         MOA_CU_LAUNCH(k_decode, dim3((unsigned)c->n_head, (unsigned)n, (unsigned)parts), 128, 0, x->stream,
-            units, c->k, c->v, c->slots_per_seq, c->row_seq_d, c->row_pos_d, hd, G, c->n_head, q,
+            units, c->k, c->v, c->slots_per_seq, c->row_seq_d, c->row_pos_d,
+            c->qwin_d ? c->qwin_d + (size_t)layer * c->n_head : NULL, hd, G, c->n_head, q,
             out, c->part, parts, c->scale);
         CU_LAUNCHED(fn);
         if (parts > 1) {

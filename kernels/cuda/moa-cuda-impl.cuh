@@ -96,6 +96,7 @@ typedef struct {
     const float *k, *v; int64_t ldk;      /* chunk keys k[r*ldk + u*hd + d] */
     int64_t kpos0; int n_k;
     const moa_cu_unit *units;             /* [n_kv] of this layer; NULL: dense causal, no cache */
+    const int64_t *qwin;                  /* optional [n_head] of this layer: per-head window */
     const float *kc, *vc;                 /* cache K, V of this sequence: [slots][hd] */
     int64_t cached;                       /* tokens in the cache before the chunk */
     float scale;

@@ -148,7 +148,8 @@ moa_status moa_cuda_attn_bwd_influence(moa_cuda_ctx *ctx, const moa_attn_train_s
  * hd x hd f32 state (linear units); K, V as [n_seq][slots_per_seq][hd] f32 (flat segments
  * with a start/length table per unit). Keys are cached as given: pass q and k already rotated
  * (moa_cuda_rope at absolute positions; the runtime's absolute mode with rope_dim = 0).
- * Streaming mode (rotation by cache position) is not provided on the device. */
+ * Streaming mode (rotation by cache position) is not provided on the device; q-head
+ * granularity (a window per query head) is. */
 typedef struct moa_cuda_cache moa_cuda_cache;
 
 /* One (layer, KV head): same fields and values as moa_cache_unit (runtime.h). */
@@ -163,6 +164,9 @@ typedef struct {
     int n_layer, n_head, n_head_kv, head_dim;   /* head_dim <= 256 */
     const moa_cuda_unit *units;                 /* host [n_layer][n_head_kv]; copied */
     float scale;                                /* softmax scale; 0 = 1/sqrt(head_dim) */
+    const int64_t *q_window;   /* optional host [n_layer][n_head]: each query head's window
+                                  inside its group's buffer (q-head granularity, as
+                                  moa_cache_layout.q_window); NULL: the unit's window */
 } moa_cuda_cache_layout;
 
 moa_status moa_cuda_cache_create(moa_cuda_ctx *ctx, const moa_cuda_cache_layout *L,

@@ -370,10 +370,11 @@ typedef struct {
     int n_head, n_kv, hd;
 } rt_pair;
 
-static void rt_create(rt_pair *p, int n_layer, int n_head, int n_kv, int hd,
-                      const moa_cache_unit *units, int64_t n_ctx, int n_seq) {
+static void rt_create_qw(rt_pair *p, int n_layer, int n_head, int n_kv, int hd,
+                         const moa_cache_unit *units, int64_t n_ctx, int n_seq,
+                         const int64_t *q_window) {
     p->n_head = n_head; p->n_kv = n_kv; p->hd = hd;
-    moa_cache_layout L = {n_layer, n_head, n_kv, hd, units, NULL};
+    moa_cache_layout L = {n_layer, n_head, n_kv, hd, units, q_window};
     CHECK_OK(moa_cache_create_layout(&L, n_ctx, n_seq, NULL, &p->cpu));
     moa_cuda_unit *cu = calloc((size_t)n_layer * n_kv, sizeof *cu);
     for (int i = 0; i < n_layer * n_kv; i++) {
@@ -382,10 +383,14 @@ static void rt_create(rt_pair *p, int n_layer, int n_head, int n_kv, int hd,
         cu[i].sink = units[i].sink;
         cu[i].decay = units[i].decay;
     }
-    moa_cuda_cache_layout G = {n_layer, n_head, n_kv, hd, cu, 0.0f};
+    moa_cuda_cache_layout G = {n_layer, n_head, n_kv, hd, cu, 0.0f, q_window};
     CHECK_OK(moa_cuda_cache_create(g_ctx, &G, n_ctx, n_seq, &p->gpu));
     CHECK_EQ_INT(moa_cuda_cache_bytes(p->gpu), moa_cache_bytes(p->cpu));
     free(cu);
+}
+static void rt_create(rt_pair *p, int n_layer, int n_head, int n_kv, int hd,
+                      const moa_cache_unit *units, int64_t n_ctx, int n_seq) {
+    rt_create_qw(p, n_layer, n_head, n_kv, hd, units, n_ctx, n_seq, NULL);
 }
 
 /* One call on both: prefill (seqs == NULL, seq) or decode (rows of seqs). */
@@ -448,6 +453,34 @@ TEST(runtime_prefill_decode_mixed_units) {
     for (int l = 0; l < 2; l++) rt_step(&p, l, 1, NULL, 9, "prefill after reset");
     moa_cache_free(p.cpu);
     moa_cuda_cache_free(p.gpu);
+}
+
+/* q-head granularity: each query head masked by its own window inside its group's buffer. */
+TEST(runtime_q_head_windows) {
+    const moa_cache_unit units[4] = {{MOA_UNIT_WINDOW, 24, 4, 0}, {MOA_UNIT_DENSE, 60, 3, 0},
+                                     {MOA_UNIT_WINDOW, 7, 0, 0}, {MOA_UNIT_WINDOW, 40, 2, 0}};
+    const int64_t qw[8] = {24, 10, 60, 37, 3, 7, 0, 40};
+    rt_pair p;
+    rt_create_qw(&p, 1, 8, 4, 32, units, 60, 2, qw);
+    if (!p.cpu || !p.gpu) return;
+    rt_step(&p, 0, 0, NULL, 29, "q-head prefill seq 0");
+    rt_step(&p, 0, 1, NULL, 13, "q-head prefill seq 1");
+    rt_step(&p, 0, 0, NULL, 9, "q-head prefill seq 0, second chunk");
+    const int both[2] = {1, 0};
+    for (int step = 0; step < 5; step++) rt_step(&p, 0, -1, both, 2, "q-head decode");
+    moa_cache_free(p.cpu);
+    moa_cuda_cache_free(p.gpu);
+    /* a query window larger than its unit's is refused */
+    const int64_t bad[8] = {25, 10, 60, 37, 3, 7, 0, 40};
+    moa_cuda_unit cu[4];
+    for (int i = 0; i < 4; i++) {
+        cu[i].kind = (int)units[i].kind; cu[i].window = units[i].window;
+        cu[i].sink = units[i].sink; cu[i].decay = 0;
+    }
+    moa_cuda_cache_layout G = {1, 8, 4, 32, cu, 0.0f, bad};
+    moa_cuda_cache *c = NULL;
+    CHECK_EQ_INT(moa_cuda_cache_create(g_ctx, &G, 60, 1, &c), MOA_ERR_INVALID_ARG);
+    CHECK(c == NULL);
 }
 
 TEST(runtime_decode_split_k_long_context) {
@@ -642,6 +675,7 @@ int main(void) {
     RUN(rope_adjacent_pairs);
     RUN(profiler_attention_fwd_bwd);
     RUN(runtime_prefill_decode_mixed_units);
+    RUN(runtime_q_head_windows);
     RUN(runtime_decode_split_k_long_context);
     RUN(engine_layer_chain);
     moa_cuda_ctx_free(g_ctx);
