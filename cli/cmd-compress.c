@@ -23,7 +23,7 @@ static void usage(FILE *fp) {
         "      --calib-lengths L   calibration/profile lengths (default C/16,C/8,C/4 of the\n"
         "                          model's context C: 512,1024,2048 for SmolLM2)\n"
         "      --calib-samples K   samples per length (default 6)\n"
-        "      --calib-tasks T     calibration tasks (default longdep,needle-multikey)\n"
+        "      --calib-tasks T     calibration tasks (default longdep,lines)\n"
         "      --calib-seed S      (default 1)\n"
         "      --validation N      validation length, left out of the objectives (default the\n"
         "                          longest calibration length)\n"

@@ -20,7 +20,7 @@
 moa_compress_params moa_compress_default_params(void) {
     moa_compress_params p;
     memset(&p, 0, sizeof p);
-    p.calib_tasks = "longdep,needle-multikey";
+    p.calib_tasks = "longdep,lines";
     p.calib_samples = 6;
     p.calib_seed = 1;
     p.calib_max_new = 64;

@@ -23,7 +23,7 @@ typedef struct {
     double density;                 /* budget at every constrained length (required) */
     const char *workdir;            /* required */
     /* calibration (defaults derive from the model's training context C) */
-    const char *calib_tasks;        /* "longdep,needle-multikey" */
+    const char *calib_tasks;        /* "longdep,lines" (validation uses other tasks) */
     int n_calib_lengths;            /* 0: {C/16, C/8, C/4} (512, 1024, 2048 for 8192) */
     int calib_lengths[MOA_COMPRESS_MAX_LENGTHS];
     int calib_samples;              /* per length (6) */
