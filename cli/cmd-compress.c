@@ -12,8 +12,9 @@ static void usage(FILE *fp) {
         "usage: moa compress -m MODEL --density D -o plan.json [options]\n\n"
         "The whole method in one resumable run, in a work directory: a calibration set answered\n"
         "by the dense model, the attention-influence profile, the GLPK plan (Pareto front over\n"
-        "lengths, selected on the validation length), then LongEval lines for dense, uniform\n"
-        "(StreamingLLM) and the plan, and the response loss on held-out samples. Each stage is\n"
+        "lengths, selected on the validation length), then retrieval accuracy (needles or LongEval\n"
+        "lines) for dense, uniform (StreamingLLM) and the plan, and the response loss on held-out\n"
+        "samples. Each stage is\n"
         "skipped when its output is already there and valid; interrupted stages resume.\n"
         "The report (markdown) goes to stdout and WORKDIR/report.md.\n\n"
         "  -m, --model PATH        GGUF model (default: $MOA_MODEL)\n"
@@ -28,7 +29,9 @@ static void usage(FILE *fp) {
         "      --validation N      validation length, left out of the objectives (default the\n"
         "                          longest calibration length)\n"
         "      --time-limit S      seconds per MILP solve (default 20)\n"
-        "      --eval-lengths L    LongEval lengths (default the calibration lengths)\n"
+        "      --eval-task T       validation task: needle (default), needle-multikey,\n"
+        "                          needle-multivalue, needle-multiquery, or lines (LongEval)\n"
+        "      --eval-lengths L    validation lengths (default the calibration lengths)\n"
         "      --eval-samples K    samples per (length, position bin) (default 1)\n"
         "      --eval-seed S       (default 2)\n"
         "      --heldout K         held-out samples for the response-loss check (default 4; 0 skips)\n"
@@ -55,7 +58,8 @@ static void announce(void *data, const char *name) {
 }
 
 int moa_cmd_compress(int argc, char **argv) {
-    const char *model = NULL, *out = NULL, *workdir = NULL, *cl = NULL, *el = NULL, *tasks = NULL;
+    const char *model = NULL, *out = NULL, *workdir = NULL, *cl = NULL, *el = NULL, *tasks = NULL,
+               *eval_task = NULL;
     double density = 0, time_limit = 20;
     long calib_samples = 6, eval_samples = 1, heldout = 4, calib_seed = 1, eval_seed = 2, validation = 0;
     int skip_eval = 0;
@@ -70,6 +74,7 @@ int moa_cmd_compress(int argc, char **argv) {
             (r = arg_str(argc, argv, &i, NULL, "--calib-lengths", &cl)) ||
             (r = arg_str(argc, argv, &i, NULL, "--eval-lengths", &el)) ||
             (r = arg_str(argc, argv, &i, NULL, "--calib-tasks", &tasks)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--eval-task", &eval_task)) ||
             (r = arg_double(argc, argv, &i, NULL, "--density", &density, 1e-6, 1)) ||
             (r = arg_double(argc, argv, &i, NULL, "--time-limit", &time_limit, 0.1, 1e6)) ||
             (r = arg_long(argc, argv, &i, NULL, "--calib-samples", &calib_samples, 1, 100000)) ||
@@ -100,6 +105,7 @@ int moa_cmd_compress(int argc, char **argv) {
     p.density = density;
     p.workdir = workdir;
     if (tasks) p.calib_tasks = tasks;
+    if (eval_task) p.eval_task = eval_task;
     p.calib_samples = (int)calib_samples;
     p.calib_seed = (uint64_t)calib_seed;
     p.eval_samples = (int)eval_samples;

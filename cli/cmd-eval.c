@@ -26,6 +26,8 @@ static void usage(FILE *fp) {
         "      --plan PATH         a moa-plan (checked against the model)\n"
         "      --lengths L,...     prompt lengths in tokens (k suffix: 1024); length + max-new must\n"
         "                          fit the model's context\n"
+        "      --task T            lines (LongEval, default) or a RULER-style retrieval task:\n"
+        "                          needle, needle-multikey, needle-multivalue, needle-multiquery\n"
         "      --samples K         samples per (length, bin) cell (default 2)\n"
         "      --seed S            generator seed (default 0)\n"
         "      --max-new N         new tokens at most (default 100, as LongEval; shorter budgets\n"
@@ -99,7 +101,7 @@ static int load_model(const char *path, moa_model **m, moa_tokenizer **tok) {
 
 static int cmd_longeval(int argc, char **argv) {
     const char *model = NULL, *lengths = NULL, *out = NULL, *log_path = NULL, *ref_path = NULL, *csv = NULL,
-               *svg = NULL, *png = NULL, *words_path = NULL, *label = NULL;
+               *svg = NULL, *png = NULL, *words_path = NULL, *label = NULL, *task = "lines";
     long samples = 2, seed = 0, max_new = 100;
     int resume = 0, collect = 0;
     attn_args aa = {0};
@@ -119,6 +121,7 @@ static int cmd_longeval(int argc, char **argv) {
             (r = arg_str(argc, argv, &i, NULL, "--png", &png)) ||
             (r = arg_str(argc, argv, &i, NULL, "--words", &words_path)) ||
             (r = arg_str(argc, argv, &i, NULL, "--label", &label)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--task", &task)) ||
             (r = arg_long(argc, argv, &i, NULL, "--samples", &samples, 1, 1 << 20)) ||
             (r = arg_long(argc, argv, &i, NULL, "--seed", &seed, 0, 0x7fffffffL)) ||
             (r = arg_long(argc, argv, &i, NULL, "--max-new", &max_new, 1, 1 << 16))) {
@@ -184,6 +187,7 @@ static int cmd_longeval(int argc, char **argv) {
     p.samples_per_cell = (int)samples;
     p.seed = (uint64_t)seed;
     p.max_new_tokens = (int)max_new;
+    p.task = task;
     p.words = words;
     p.label = label ? label : auto_label;
     p.model_settings = moa_eval_engine_settings(eng);

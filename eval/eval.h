@@ -90,6 +90,11 @@ typedef struct {
     moa_fit_params fit;        /* moa_fit_default_params() */
     const moa_wordlist *words; /* labels (required) */
     int value_max;             /* 50000 */
+    const char *task;          /* "lines" (LongEval, default) or a RULER-style retrieval task
+                                  of calib-data: "needle" (single), "needle-multikey",
+                                  "needle-multivalue", "needle-multiquery"; the position bin
+                                  is then that of the asked needle, and a sample is correct
+                                  when every expected value is in the answer */
     const char *label;         /* run label ("dense", "uniform-0.5", ...): required */
     const char *model_settings;/* JSON object text (moa_eval_engine_settings) or NULL */
     const char *log_path;      /* JSONL results log (required) */

@@ -46,7 +46,7 @@ static char *settings_json(const moa_longeval_params *p) {
     json_t *o = json_object(), *lens = json_array(), *model = NULL;
     if (!o || !lens) { json_decref(o); json_decref(lens); return NULL; }
     for (int l = 0; l < p->n_lengths; l++) json_array_append_new(lens, json_integer(p->lengths[l]));
-    json_object_set_new(o, "task", json_string("lines"));
+    json_object_set_new(o, "task", json_string(p->task ? p->task : "lines"));
     json_object_set_new(o, "lengths", lens);
     json_object_set_new(o, "bins", json_integer(MOA_LONGEVAL_BINS));
     json_object_set_new(o, "samples_per_cell", json_integer(p->samples_per_cell));
@@ -208,12 +208,35 @@ out:
     return st;
 }
 
+/* The generator of an evaluation task name (see moa_longeval_params.task). */
+static moa_status eval_task_spec(const char *task, moa_task_spec *spec) {
+    static const struct { const char *name; moa_task_kind kind; moa_needle_variant v; } tasks[] = {
+        {"lines", MOA_TASK_LINES, MOA_NEEDLE_SINGLE},
+        {"needle", MOA_TASK_NEEDLE, MOA_NEEDLE_SINGLE},
+        {"needle-single", MOA_TASK_NEEDLE, MOA_NEEDLE_SINGLE},
+        {"needle-multikey", MOA_TASK_NEEDLE, MOA_NEEDLE_MULTIKEY},
+        {"needle-multivalue", MOA_TASK_NEEDLE, MOA_NEEDLE_MULTIVALUE},
+        {"needle-multiquery", MOA_TASK_NEEDLE, MOA_NEEDLE_MULTIQUERY},
+    };
+    for (size_t i = 0; i < sizeof tasks / sizeof tasks[0]; i++) {
+        if (strcmp(task ? task : "lines", tasks[i].name)) continue;
+        *spec = moa_task_spec_default(tasks[i].kind);
+        spec->needle_variant = tasks[i].v;
+        return MOA_OK;
+    }
+    return moa_err(MOA_ERR_INVALID_ARG, "evaluation task '%s' is not one of lines, needle, needle-multikey, "
+                   "needle-multivalue, needle-multiquery", task);
+}
+
 /* Generates, fits, answers and scores sample (l, bin, k). */
 static moa_status run_sample(const moa_longeval_params *p, const moa_eval_model *m, int l, int bin, int k,
                              moa_longeval_row *w) {
     int L = p->lengths[l];
     memset(w, 0, sizeof *w);
-    moa_task_spec spec = moa_task_spec_default(MOA_TASK_LINES);
+    moa_task_spec spec;
+    int lines = !p->task || !strcmp(p->task, "lines");
+    moa_status st = eval_task_spec(p->task, &spec);
+    if (st < 0) return st;
     spec.words = p->words;
     spec.lines_value_max = p->value_max;
     spec.position_bin = bin;
@@ -223,7 +246,8 @@ static moa_status run_sample(const moa_longeval_params *p, const moa_eval_model 
     int32_t *pid = NULL, *rid = NULL;
     int np = 0, nr = 0;
     char *text = NULL;
-    moa_status st = moa_task_fit(&spec, seed, -1, L, m->tok.count_tokens, m->tok.data, &p->fit, &ts, &n_fit);
+    memset(&ts, 0, sizeof ts);
+    st = moa_task_fit(&spec, seed, -1, L, m->tok.count_tokens, m->tok.data, &p->fit, &ts, &n_fit);
     if (st < 0) goto out;
     st = m->tok.encode_prompt(m->tok.data, ts.prompt, strlen(ts.prompt), &pid, &np);
     if (st >= 0 && np < 1) st = moa_err(MOA_ERR_INTERNAL, "encode_prompt returned no tokens");
@@ -243,7 +267,8 @@ static moa_status run_sample(const moa_longeval_params *p, const moa_eval_model 
     w->expected = moa_strdup(ts.expected ? ts.expected : "");
     w->output = moa_strdup(text ? text : "");
     if (!w->expected || !w->output) { moa_longeval_row_clear(w); st = moa_err(MOA_ERR_NOMEM, "out of memory"); goto out; }
-    w->correct = moa_score_lines(w->output, w->expected) ? 1 : 0;
+    w->correct = lines ? (moa_score_lines(w->output, w->expected) ? 1 : 0)
+                       : (moa_score_task(ts.task, w->output, w->expected) >= 1.0 ? 1 : 0);
 out:
     if (st < 0) st = moa_err_prefix(st, "longeval sample (length %d, bin %d, k %d)", L, bin, k);
     moa_task_sample_clear(&ts);

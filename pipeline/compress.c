@@ -28,6 +28,7 @@ moa_compress_params moa_compress_default_params(void) {
     p.time_limit = 20;
     p.pareto_grid = 5;
     p.eval_samples = 1;
+    p.eval_task = "needle";
     p.eval_seed = 2;
     p.heldout_samples = 4;
     return p;
@@ -263,9 +264,9 @@ static moa_status run_eval(const moa_model *m, const moa_tokenizer *tok, const m
                            const moa_compress_params *p, const char *dir, const char *tag,
                            moa_longeval_results **out) {
     char name[256];
-    snprintf(name, sizeof name, "eval-%s.json", tag);
+    snprintf(name, sizeof name, "eval-%s-%s.json", p->eval_task, tag);
     char *json = path_in(dir, name);
-    snprintf(name, sizeof name, "eval-%s.jsonl", tag);
+    snprintf(name, sizeof name, "eval-%s-%s.jsonl", p->eval_task, tag);
     char *log = path_in(dir, name);
     moa_status st = MOA_OK;
     moa_eval_engine *e = NULL;
@@ -280,6 +281,7 @@ static moa_status run_eval(const moa_model *m, const moa_tokenizer *tok, const m
     lp.n_lengths = n_len;
     lp.samples_per_cell = p->eval_samples;
     lp.seed = p->eval_seed;
+    lp.task = p->eval_task;
     lp.words = words;
     lp.label = label;
     lp.model_settings = moa_eval_engine_settings(e);
@@ -385,14 +387,15 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
         a[2].plan_path = planp;
         for (int i = 0; i < 3; i++) {
             char msg[64];
-            snprintf(msg, sizeof msg, "LongEval lines (%s)", tags[i]);
+            snprintf(msg, sizeof msg, "validation: %s (%s)", p.eval_task, tags[i]);
             stage(&p, msg);
             if ((st = run_eval(m, tok, words, &a[i], p.eval_lengths, p.n_eval_lengths, &p, p.workdir, tags[i], &res[i])) < 0) goto done;
         }
         for (int i = 1; i < 3; i++) moa_longeval_set_reference(res[i], res[0]);
         char *md = NULL;
         if ((st = moa_longeval_compare_md((const moa_longeval_results *const *)res, 3, &md)) < 0) goto done;
-        sb_printf(&rep, "## Validation: LongEval lines (seed %llu; calibration used %s with seed %llu)\n\n%s\n",
+        sb_printf(&rep, "## Validation: %s retrieval, 10 position bins x %d sample(s) per length (seed %llu; "
+                  "the calibration used %s with seed %llu)\n\n%s\n", p.eval_task, p.eval_samples,
                   (unsigned long long)p.eval_seed, p.calib_tasks, (unsigned long long)p.calib_seed, md);
         free(md);
         sb_printf(&rep, "Densities at the evaluated lengths (planned context = length + answer budget):\n\n"

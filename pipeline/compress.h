@@ -39,6 +39,8 @@ typedef struct {
     int n_eval_lengths;             /* 0: the calibration lengths */
     int eval_lengths[MOA_COMPRESS_MAX_LENGTHS];
     int eval_samples;               /* per (length, position bin) (1) */
+    const char *eval_task;          /* "needle" (single): a retrieval task the calibration did
+                                       not use ("lines" = LongEval lines) */
     uint64_t eval_seed;             /* 2: differs from the calibration seed */
     int heldout_samples;            /* held-out calibration samples at the validation length
                                        for the response-loss comparison (4); 0 = skip */
