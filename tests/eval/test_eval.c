@@ -488,6 +488,7 @@ typedef struct {
     char *prompt;
     int calls, fail_after;   /* fail_after >= 0: respond fails on call number fail_after */
     int lengths_begun[8], n_ctx_begun[8], n_begun;
+    int echo;                /* 1: answer with the last 400 bytes of the prompt; 2: "none" */
 } fake_model;
 
 static int fake_count(void *data, const char *text, size_t len) {
@@ -537,6 +538,14 @@ static moa_status fake_respond(void *data, const int32_t *prompt, int n_prompt, 
     fake_model *f = data;
     if (f->fail_after >= 0 && f->calls >= f->fail_after) return moa_err(MOA_ERR_INTERRUPTED, "fake: stopped");
     f->calls++;
+    if (f->echo) {   /* needle tests: the whole haystack tail, or nothing useful */
+        const char *src = f->echo == 1 ? f->prompt : "none";
+        size_t len = strlen(src);
+        *out = malloc(sizeof(int32_t) * (len + 1));
+        for (size_t i = 0; i < len; i++) (*out)[i] = (unsigned char)src[i];
+        *n_out = (int)len;
+        return MOA_OK;
+    }
     const char *q = strstr(f->prompt, "<REGISTER_CONTENT> in line ");
     char label[128] = "", answer[160] = "I do not know";
     if (q) sscanf(q + 27, "%127[^?]", label);
@@ -742,6 +751,54 @@ TEST(runner_resume) {
     moa_wordlist_free(words);
 }
 
+/* Needle tasks through the same runner: a responder that repeats the prompt contains every
+ * expected value (all correct); one that answers "none" gets none; an unknown task fails. */
+TEST(runner_needle_tasks) {
+    moa_wordlist *words = synthetic_words();
+    if (!words) return;
+    static const int lengths[1] = {400};
+    const char *tasks[3] = {"needle", "needle-multikey", "needle-multivalue"};
+    for (int t = 0; t < 3; t++)
+        for (int echo = 1; echo <= 2; echo++) {
+            moa_longeval_params p = moa_longeval_default_params();
+            p.lengths = lengths;
+            p.n_lengths = 1;
+            p.samples_per_cell = 1;
+            p.max_new_tokens = 100000;
+            p.words = words;
+            p.task = tasks[t];
+            p.label = "fake-needle";
+            p.log_path = tmp_path("needle.log");
+            fake_model f = {.fail_after = -1, .echo = echo};
+            moa_eval_model m = fake_eval_model(&f);
+            moa_longeval_results *r = NULL;
+            CHECK_OK(moa_longeval_run(&p, &m, NULL, NULL, &r));
+            if (r) {
+                CHECK_EQ_INT(r->n_rows, 10);
+                CHECK_NEAR(r->lengths[0].accuracy, echo == 1 ? 1.0 : 0.0, 0);
+                for (int64_t i = 0; i < r->n_rows; i++) CHECK(strchr(r->rows[i].expected, '\n') ? t == 2 : 1);
+                CHECK(strstr(r->settings, tasks[t]) != NULL);
+            }
+            moa_longeval_results_free(r);
+            free(f.prompt);
+        }
+    moa_longeval_params p = moa_longeval_default_params();
+    p.lengths = lengths;
+    p.n_lengths = 1;
+    p.words = words;
+    p.task = "haystack";
+    p.label = "bad";
+    p.log_path = tmp_path("bad.log");
+    fake_model f = {.fail_after = -1, .echo = 1};
+    moa_eval_model m = fake_eval_model(&f);
+    moa_longeval_results *r = NULL;
+    CHECK(moa_longeval_run(&p, &m, NULL, NULL, &r) == MOA_ERR_INVALID_ARG);
+    CHECK(strstr(moa_last_error(), "haystack") != NULL);
+    moa_longeval_results_free(r);
+    free(f.prompt);
+    moa_wordlist_free(words);
+}
+
 int main(void) {
     RUN(aggregation_known_answers);
     RUN(aggregation_edge_cases);
@@ -750,5 +807,6 @@ int main(void) {
     RUN(heat_colours_and_png_heatmap);
     RUN(svg_outputs);
     RUN(runner_resume);
+    RUN(runner_needle_tasks);
     return test_summary();
 }
