@@ -10,11 +10,11 @@ PLAN=${1:-}
 echo "## $(date -u +%F) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 "$MOA" bench prefill -m "$MODEL" --context 128,512,1024,2048,4096,8192 -r 3
 echo
-"$MOA" bench decode -m "$MODEL" --context 128,1024,2048,4096,8000 --tokens 32 -r 3
+"$MOA" bench decode -m "$MODEL" --context 128,1024,2048,4096,7900 --tokens 32 -r 3
 echo
 for a in "" "--uniform 0.5" "--uniform 0.25" ${PLAN:+"--plan $PLAN"}; do
   # shellcheck disable=SC2086
-  "$MOA" bench decode -m "$MODEL" --context 8000 --tokens 16 -r 2 --warmup 1 --kv-budget 1600000000 $a
+  "$MOA" bench decode -m "$MODEL" --context 2048 --tokens 16 -r 3 --warmup 1 --kv-budget 200000000 $a
   echo
 done
 "$MOA" bench profile -m "$MODEL" --context 1024,2048,4096 -r 2

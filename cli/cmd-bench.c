@@ -224,7 +224,9 @@ int moa_cmd_bench(int argc, char **argv) {
     int rc = 0;
     for (int li = 0; li < n_lens && rc == 0; li++) {
         long N = lens[li];
-        long n_ctx = prefill ? N : N + tokens;   /* the planned context */
+        /* the planned context: decode prefills once, then every warm-up and repeat decodes
+         * `tokens` more steps */
+        long n_ctx = prefill ? N : N + tokens * (warmup + repeats);
         if (N < 1 || n_ctx > m->hp.n_ctx_train) {
             fprintf(stderr, "moa bench: context %ld must be in [1, %ld]\n", N,
                     (long)m->hp.n_ctx_train - (prefill ? 0 : tokens));
@@ -253,31 +255,33 @@ int moa_cmd_bench(int argc, char **argv) {
         st = moa_ctx_create(m, &cp, &ctx);
         moa_plan_free(pl);
         if (st < 0) { rc = cli_fail("creating context", st); break; }
-        int32_t *ids = malloc((size_t)(n_ctx + B) * sizeof *ids);
+        int32_t *ids = malloc((size_t)(n_ctx + B + tokens) * sizeof *ids);
         float *logits = malloc((size_t)m->hp.n_vocab * (size_t)B * sizeof(float));
         double *tps = malloc((size_t)repeats * sizeof(double));
         int *seqs = malloc((size_t)B * sizeof(int));
         double attn_s = 0, total_s = 0;
         if (!ids || !logits || !tps || !seqs) { rc = cli_fail("bench", MOA_ERR_NOMEM); goto next; }
         uint64_t x = 12345;
-        for (long i = 0; i < n_ctx + B; i++) {   /* deterministic pseudo-random tokens */
+        for (long i = 0; i < n_ctx + B + tokens; i++) {   /* deterministic pseudo-random tokens */
             x = x * 6364136223846793005ull + 1442695040888963407ull;
             ids[i] = (int32_t)((x >> 33) % (uint64_t)m->hp.n_vocab);
         }
         for (long b = 0; b < B; b++) seqs[b] = (int)b;
+        if (!prefill) {   /* every sequence holds N tokens before the timed steps */
+            for (long b = 0; b < B && st >= 0; b++)
+                st = moa_ctx_eval_seq(ctx, (int)b, ids + b % 7, (int32_t)N, MOA_LOGITS_NONE, NULL);
+            if (st < 0) { rc = cli_fail("bench", st); goto next; }
+        }
         for (long r = -warmup; r < repeats; r++) {
-            moa_ctx_reset(ctx);
             double t0, dt;
             if (prefill) {
+                moa_ctx_reset(ctx);
                 moa_ctx_attn_seconds(ctx, 1);
                 t0 = moa_time_now();
                 if ((st = moa_ctx_eval(ctx, ids, (int32_t)N, MOA_LOGITS_LAST, logits)) < 0) break;
                 dt = moa_time_now() - t0;
                 if (r >= 0) { tps[r] = N / dt; total_s += dt / repeats; }
             } else {
-                for (long b = 0; b < B && st >= 0; b++)
-                    st = moa_ctx_eval_seq(ctx, (int)b, ids + b % 7, (int32_t)N, MOA_LOGITS_NONE, NULL);
-                if (st < 0) break;
                 moa_ctx_attn_seconds(ctx, 1);
                 t0 = moa_time_now();
                 for (long t = 0; t < tokens && st >= 0; t++)
