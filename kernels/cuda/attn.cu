@@ -20,8 +20,9 @@
 #define BAND_ROWS (BAND_BQ / BAND_WARPS)
 #define NC_MAX (MOA_CU_HD_MAX / 32)
 
-static size_t band_smem(int hd) {
-    return sizeof(float) * ((size_t)BAND_BK * (hd + 1) + (size_t)BAND_BK * hd + (size_t)BAND_BQ * hd) +
+static size_t band_smem(int hd, int streaming) {
+    return sizeof(float) * ((size_t)BAND_BK * (hd + 1) + (size_t)BAND_BK * hd +
+                            (size_t)BAND_BQ * hd * (streaming ? 2 : 1)) +
            sizeof(int64_t) * BAND_BK;
 }
 
@@ -31,7 +32,9 @@ __global__ void __launch_bounds__(128) k_band_fwd(moa_cu_band_params p) {
     float *Ks = sm;                                   /* [32][hd+1] */
     float *Vs = Ks + BAND_BK * (hd + 1);              /* [32][hd] */
     float *Qs = Vs + BAND_BK * hd;                    /* [16][hd] */
-    int64_t *kpos = (int64_t *)(Qs + BAND_BQ * hd);   /* [32] position of each tile key, -1 none */
+    const int strm = p.rope_dim > 0;
+    float *Qa = Qs + BAND_BQ * hd;                    /* [16][hd] streaming: q for sink keys */
+    int64_t *kpos = (int64_t *)(Qa + (strm ? BAND_BQ * hd : 0));   /* [32] tile key positions, -1 none */
     const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
 
     int64_t sink = 0, window = INT64_MAX, S = 0, R = 0, nslots = 0;
@@ -48,9 +51,22 @@ __global__ void __launch_bounds__(128) k_band_fwd(moa_cu_band_params p) {
     const int nq = (int)moa_cu_tile_rows(p.n_q, blockIdx.x, BAND_BQ);
     const int64_t i0 = p.qpos0 + t0, i1 = i0 + nq - 1;
 
+    const int64_t Cpos = S + R - 1;                   /* streaming: the largest cache position */
     for (int x = tid; x < BAND_BQ * hd; x += blockDim.x) {
         const int r = x / hd, d = x % hd;
-        Qs[x] = r < nq ? p.q[(int64_t)(t0 + r) * p.ldq + (int64_t)h * hd + d] : 0.0f;
+        const float *qrow = p.q + (int64_t)(t0 + r) * p.ldq + (int64_t)h * hd;
+        float v = 0.0f, va = 0.0f;
+        if (r < nq) {
+            v = va = qrow[d];
+            if (strm && d < p.rope_dim) {              /* q at i (window keys), min(i, C) (sinks) */
+                const int64_t i = i0 + r, ia = i < Cpos ? i : Cpos;
+                const double f = p.inv_freq[d / 2];
+                v = moa_cu_rope_elem(qrow[d & ~1], qrow[d | 1], d & 1, (double)i * f);
+                va = moa_cu_rope_elem(qrow[d & ~1], qrow[d | 1], d & 1, (double)ia * f);
+            }
+        }
+        Qs[x] = v;
+        if (strm) Qa[x] = va;
     }
     moa_cu_softmax st[BAND_ROWS];
     float acc[BAND_ROWS][NC_MAX];
@@ -72,25 +88,26 @@ __global__ void __launch_bounds__(128) k_band_fwd(moa_cu_band_params p) {
         if (!from_cache && !moa_cu_tile_needed(i0, i1, p.kpos0 + r0, bk, sink, window))
             continue;   /* uniform across the CTA: no barrier is skipped by some threads only */
         __syncthreads();   /* previous tile consumed */
-        for (int x = tid; x < BAND_BK * hd; x += blockDim.x) {
-            const int j = x / hd, d = x % hd;
-            float kv = 0.0f, vv = 0.0f;
-            if (j < bk) {
-                if (from_cache) {
-                    kv = kc[(r0 + j) * hd + d];
-                    vv = vc[(r0 + j) * hd + d];
-                } else {
-                    kv = p.k[(r0 + j) * p.ldk + (int64_t)u * hd + d];
-                    vv = p.v[(r0 + j) * p.ldk + (int64_t)u * hd + d];
-                }
-            }
-            Ks[j * (hd + 1) + d] = kv;
-            Vs[j * hd + d] = vv;
-        }
         if (tid < BAND_BK)
             kpos[tid] = tid >= bk ? -1
                       : from_cache ? moa_cu_slot_pos(r0 + tid, p.cached, S, R)
                                    : p.kpos0 + r0 + tid;
+        __syncthreads();
+        for (int x = tid; x < BAND_BK * hd; x += blockDim.x) {
+            const int j = x / hd, d = x % hd;
+            float kv = 0.0f, vv = 0.0f;
+            if (j < bk) {
+                const float *kr = from_cache ? kc + (r0 + j) * hd : p.k + (r0 + j) * p.ldk + (int64_t)u * hd;
+                const float *vr = from_cache ? vc + (r0 + j) * hd : p.v + (r0 + j) * p.ldk + (int64_t)u * hd;
+                kv = kr[d];
+                vv = vr[d];
+                if (strm && d < p.rope_dim && kpos[j] >= 0)   /* key at its own position */
+                    kv = moa_cu_rope_elem(kr[d & ~1], kr[d | 1], d & 1,
+                                          (double)kpos[j] * p.inv_freq[d / 2]);
+            }
+            Ks[j * (hd + 1) + d] = kv;
+            Vs[j * hd + d] = vv;
+        }
         __syncthreads();
         const int64_t jp = kpos[lane];
 #pragma unroll
@@ -100,7 +117,7 @@ __global__ void __launch_bounds__(128) k_band_fwd(moa_cu_band_params p) {
             const int64_t i = i0 + r;
             float s = -INFINITY;
             if (jp >= 0 && moa_cu_visible(i, jp, sink, window)) {
-                const float *qr = Qs + r * hd, *kr = Ks + lane * (hd + 1);
+                const float *qr = (strm && jp < sink ? Qa : Qs) + r * hd, *kr = Ks + lane * (hd + 1);
                 float dot = 0.0f;
                 for (int d = 0; d < hd; d++) dot += qr[d] * kr[d];
                 s = p.scale * dot;                     /* s_ij = scale q_i . k_j */
@@ -139,7 +156,7 @@ __global__ void __launch_bounds__(128) k_band_fwd(moa_cu_band_params p) {
 moa_status moa_cu_band_fwd(const moa_cuda_ctx *c, const moa_cu_band_params *p, int n_head,
                            const char *what) {
     if (p->n_q <= 0) return MOA_OK;
-    const size_t smem = band_smem(p->hd);
+    const size_t smem = band_smem(p->hd, p->rope_dim > 0);
     MOA_TRY(moa_cuda_smem_optin(c, (const void *)k_band_fwd, smem, what));
     const dim3 grid((unsigned)moa_cu_tiles(p->n_q, BAND_BQ), (unsigned)n_head);
     if (grid.y > 65535) return moa_err(MOA_ERR_INVALID_ARG, "%s: %d heads > 65535", what, n_head);
@@ -158,6 +175,11 @@ struct moa_cuda_cache {
     moa_cu_unit *units_h;      /* host  [n_layer][n_kv] */
     moa_cu_unit *units_d;      /* device copy */
     int64_t *qwin_d;           /* device [n_layer][n_head] per-query-head windows, or NULL */
+    int pos_mode, rope_dim;    /* 0 absolute / 1 streaming; rotated dims (0: caller rotates) */
+    float rope_base;
+    double *inv_freq_d;        /* device [rope_dim/2]: base^(-2i/rope_dim) */
+    float *rot;                /* device scratch: rotated q, k of a call (absolute mode) */
+    size_t rot_cap;            /* floats */
     unsigned char *layer_dense;/* host [n_layer] */
     int64_t slots_per_seq, states_per_seq, max_slots;
     float *k, *v;              /* device [n_seq][slots_per_seq][hd] */
@@ -177,6 +199,8 @@ void moa_cuda_cache_free(moa_cuda_cache *c) {
     moa_cuda_ctx *x = c->ctx;
     moa_cuda_free(x, c->units_d);
     moa_cuda_free(x, c->qwin_d);
+    moa_cuda_free(x, c->inv_freq_d);
+    moa_cuda_free(x, c->rot);
     moa_cuda_free(x, c->k);
     moa_cuda_free(x, c->v);
     moa_cuda_free(x, c->state);
@@ -204,8 +228,17 @@ moa_status moa_cuda_cache_create(moa_cuda_ctx *x, const moa_cuda_cache_layout *L
                        L->head_dim, (long long)n_ctx, n_seq);
     if (L->head_dim > MOA_CU_HD_MAX)
         return moa_err(MOA_ERR_UNSUPPORTED, "%s: head_dim=%d exceeds %d", fn, L->head_dim, MOA_CU_HD_MAX);
+    if ((L->pos_mode != 0 && L->pos_mode != 1) || L->rope_dim < 0 || L->rope_dim % 2 ||
+        L->rope_dim > L->head_dim || (L->pos_mode == 1 && L->rope_dim == 0) ||
+        (L->rope_dim > 0 && !(L->rope_base > 1.0f)))
+        return moa_err(MOA_ERR_INVALID_ARG, "%s: pos_mode=%d rope_dim=%d rope_base=%g (need mode 0 or "
+                       "1, rope_dim even in [0, head_dim], > 0 in streaming mode, base > 1)", fn,
+                       L->pos_mode, L->rope_dim, (double)L->rope_base);
     moa_cuda_cache *c = (moa_cuda_cache *)calloc(1, sizeof *c);
     if (!c) return moa_err(MOA_ERR_NOMEM, "%s: out of memory", fn);
+    c->pos_mode = L->pos_mode;
+    c->rope_dim = L->rope_dim;
+    c->rope_base = L->rope_base;
     c->ctx = x;
     c->n_layer = L->n_layer; c->n_head = L->n_head; c->n_kv = L->n_head_kv; c->hd = L->head_dim;
     c->group = L->n_head / L->n_head_kv; c->n_seq = n_seq; c->n_ctx = n_ctx;
@@ -283,7 +316,14 @@ moa_status moa_cuda_cache_create(moa_cuda_ctx *x, const moa_cuda_cache_layout *L
     }
     if (st == MOA_OK) st = moa_cuda_memset0(x, c->state, st_f * sizeof(float));
     if (st == MOA_OK) st = moa_cuda_sync(x);
-    if (st == MOA_OK) st = moa_cuda_sync(x);   /* qw is read by the upload */
+    double inv[MOA_CU_HD_MAX / 2];
+    for (int i = 0; i < c->rope_dim / 2; i++)
+        inv[i] = pow((double)c->rope_base, -2.0 * i / (double)c->rope_dim);   /* as cache.c */
+    if (st == MOA_OK && c->rope_dim > 0) {
+        st = moa_cuda_alloc(x, sizeof(double) * (size_t)(c->rope_dim / 2), (void **)&c->inv_freq_d);
+        if (st == MOA_OK) st = moa_cuda_upload(x, c->inv_freq_d, inv, sizeof(double) * (size_t)(c->rope_dim / 2));
+    }
+    if (st == MOA_OK) st = moa_cuda_sync(x);   /* qw and inv are read by the uploads */
     free(qw);
     if (st != MOA_OK) {
         moa_cuda_cache_free(c);
@@ -321,7 +361,7 @@ moa_status moa_cuda_cache_reset(moa_cuda_cache *c, int seq) {
 
 static moa_status check_range(const moa_cuda_cache *c, int seq, int layer, int64_t p0, int n,
                               const char *fn) {
-    if (!c->layer_dense[layer] || p0 + n <= c->n_ctx) return MOA_OK;
+    if (c->pos_mode == 1 || !c->layer_dense[layer] || p0 + n <= c->n_ctx) return MOA_OK;
     return moa_err(MOA_ERR_RANGE, "%s: sequence %d would reach %lld tokens but layer %d has a dense "
                    "unit holding n_ctx=%lld; create the cache for a longer context", fn, seq,
                    (long long)(p0 + n), layer, (long long)c->n_ctx);
@@ -494,7 +534,8 @@ __global__ void k_linear_decode(const moa_cu_unit *units, float *state, int64_t 
 __global__ void __launch_bounds__(128) k_decode(
     const moa_cu_unit *units, const float *Kc, const float *Vc, int64_t slots_per_seq,
     const int *row_seq, const int64_t *row_pos, const int64_t *qwin, int hd, int G, int n_head,
-    const float *q, float *o, float *part, int parts, float scale) {
+    const float *q, float *o, float *part, int parts, float scale, int rope_dim,
+    const double *inv_freq) {
     __shared__ float red_o[4][MOA_CU_HD_MAX];
     __shared__ float red_m[4], red_l[4];
     const int h = blockIdx.x, i = blockIdx.y, pi = blockIdx.z, u = h / G;
@@ -507,11 +548,23 @@ __global__ void __launch_bounds__(128) k_decode(
     const int64_t base = ((int64_t)row_seq[i] * slots_per_seq + U.off) * hd;
     const float *K = Kc + base, *V = Vc + base;
     const int nc = (hd + 31) / 32;
-    float qv[NC_MAX], acc[NC_MAX];
+    /* streaming (rope_dim > 0): the pair partner of dim d = lane + 32c is lane ^ 1's */
+    const int strm = rope_dim > 0;
+    const int64_t Cpos = U.sink + U.ring - 1, pa = p0 < Cpos ? p0 : Cpos;
+    float qv[NC_MAX], qa[NC_MAX], acc[NC_MAX];
 #pragma unroll
     for (int c = 0; c < NC_MAX; c++) {
         const int d = lane + 32 * c;
-        qv[c] = c < nc && d < hd ? q[(int64_t)i * n_head * hd + (int64_t)h * hd + d] : 0.0f;
+        const float raw = c < nc && d < hd ? q[(int64_t)i * n_head * hd + (int64_t)h * hd + d] : 0.0f;
+        qv[c] = qa[c] = raw;
+        if (strm) {                                  /* q at p0 (window keys), min(p0, C) (sinks) */
+            const float other = __shfl_xor_sync(0xffffffffu, raw, 1);
+            if (d < rope_dim) {
+                const float x0 = d & 1 ? other : raw, x1 = d & 1 ? raw : other;
+                qv[c] = moa_cu_rope_elem(x0, x1, d & 1, (double)p0 * inv_freq[d / 2]);
+                qa[c] = moa_cu_rope_elem(x0, x1, d & 1, (double)pa * inv_freq[d / 2]);
+            }
+        }
         acc[c] = 0.0f;
     }
     moa_cu_softmax st = moa_cu_softmax_init();
@@ -522,10 +575,20 @@ __global__ void __launch_bounds__(128) k_decode(
             const int64_t pos = moa_cu_slot_pos(t0 + j, p0 + 1, U.sink, U.ring);
             if (pos < 0 || !moa_cu_visible(p0, pos, U.sink, W)) continue;  /* warp-uniform */
             const float *kr = K + (t0 + j) * hd;
+            const int sink_key = pos < U.sink;
             float part_dot = 0.0f;
 #pragma unroll
-            for (int c = 0; c < NC_MAX; c++)
-                if (c < nc && lane + 32 * c < hd) part_dot += qv[c] * kr[lane + 32 * c];
+            for (int c = 0; c < NC_MAX; c++) {
+                const int d = lane + 32 * c;
+                float kv = c < nc && d < hd ? kr[d] : 0.0f;
+                if (strm) {                          /* the key at its own position */
+                    const float other = __shfl_xor_sync(0xffffffffu, kv, 1);
+                    if (d < rope_dim)
+                        kv = moa_cu_rope_elem(d & 1 ? other : kv, d & 1 ? kv : other, d & 1,
+                                              (double)pos * inv_freq[d / 2]);
+                }
+                part_dot += (sink_key ? qa[c] : qv[c]) * kv;
+            }
             const float sj = scale * moa_warp_sum(part_dot);
             if (lane == j) mys = sj;
         }
@@ -603,6 +666,32 @@ __global__ void k_decode_merge(const moa_cu_unit *units, const float *part, int 
 
 /* ================================== the API calls ======================================== */
 
+/* Absolute mode with rope_dim > 0: q, k of the call rotated into c->rot at positions pos0 + t
+ * (pos NULL) or pos[t] (device); *qr, *kr point there. Otherwise they stay the caller's. */
+static moa_status rotate_call(moa_cuda_cache *c, const float *q, const float *k, int n,
+                              int64_t pos0, const int64_t *pos, const float **qr,
+                              const float **kr) {
+    *qr = q;
+    *kr = k;
+    if (c->pos_mode != 0 || c->rope_dim == 0) return MOA_OK;
+    moa_cuda_ctx *x = c->ctx;
+    const size_t nq = (size_t)n * c->n_head * c->hd, nk = (size_t)n * c->n_kv * c->hd;
+    if (nq + nk > c->rot_cap) {
+        moa_cuda_free(x, c->rot);
+        c->rot = NULL;
+        c->rot_cap = 0;
+        MOA_TRY(moa_cuda_alloc(x, (nq + nk) * sizeof(float), (void **)&c->rot));
+        c->rot_cap = nq + nk;
+    }
+    CU_TRY(cudaMemcpyAsync(c->rot, q, nq * sizeof(float), cudaMemcpyDeviceToDevice, x->stream), "rope copy");
+    CU_TRY(cudaMemcpyAsync(c->rot + nq, k, nk * sizeof(float), cudaMemcpyDeviceToDevice, x->stream), "rope copy");
+    MOA_TRY(moa_cuda_rope(x, c->rot, n, c->n_head, c->hd, c->rope_dim, c->rope_base, pos0, pos, 0));
+    MOA_TRY(moa_cuda_rope(x, c->rot + nq, n, c->n_kv, c->hd, c->rope_dim, c->rope_base, pos0, pos, 0));
+    *qr = c->rot;
+    *kr = c->rot + nq;
+    return MOA_OK;
+}
+
 static int layer_has_kind(const moa_cuda_cache *c, int layer, int want_linear) {
     for (int u = 0; u < c->n_kv; u++)
         if ((c->units_h[(size_t)layer * c->n_kv + u].kind == 2) == want_linear) return 1;
@@ -625,12 +714,16 @@ moa_status moa_cuda_attn_prefill(moa_cuda_cache *c, int seq, int layer, const fl
     const moa_cu_unit *units = c->units_d + (size_t)layer * c->n_kv;
     const int64_t ldq = (int64_t)c->n_head * hd, ldk = (int64_t)c->n_kv * hd;
     if (layer_has_kind(c, layer, 0)) {
+        const float *qr, *kr;
+        MOA_TRY(rotate_call(c, q, k, n, p0, NULL, &qr, &kr));
         moa_cu_band_params p;
         memset(&p, 0, sizeof p);
         p.hd = hd; p.G = c->group; p.n_q = n;
-        p.q = q; p.ldq = ldq; p.o = out; p.ldo = ldq;
+        p.q = qr; p.ldq = ldq; p.o = out; p.ldo = ldq;
         p.qpos0 = p0;
-        p.k = k; p.v = v; p.ldk = ldk; p.kpos0 = p0; p.n_k = n;
+        p.k = kr; p.v = v; p.ldk = ldk; p.kpos0 = p0; p.n_k = n;
+        p.rope_dim = c->pos_mode == 1 ? c->rope_dim : 0;
+        p.inv_freq = c->inv_freq_d;
         p.units = units;
         p.qwin = c->qwin_d ? c->qwin_d + (size_t)layer * c->n_head : NULL;
         p.kc = c->k + (size_t)seq * c->slots_per_seq * hd;
@@ -640,7 +733,7 @@ moa_status moa_cuda_attn_prefill(moa_cuda_cache *c, int seq, int layer, const fl
         MOA_TRY(moa_cu_band_fwd(x, &p, c->n_head, fn));
         /* append after every query has read the cache */
         MOA_CU_LAUNCH(k_store, dim3((unsigned)n, (unsigned)c->n_kv), 64, 0, x->stream,
-            units, c->k, c->v, c->slots_per_seq, hd, c->n_kv, k, v, n, NULL, NULL, seq, p0);
+            units, c->k, c->v, c->slots_per_seq, hd, c->n_kv, kr, v, n, NULL, NULL, seq, p0);
         CU_LAUNCHED(fn);
     }
     if (layer_has_kind(c, layer, 1)) {
@@ -704,13 +797,16 @@ moa_status moa_cuda_attn_decode(moa_cuda_cache *c, int layer, const int *seqs, i
                 c->part_cap = need;
             }
         }
+        const float *qr, *kr;
+        MOA_TRY(rotate_call(c, q, k, n, 0, c->row_pos_d, &qr, &kr));
+        const int strm = c->pos_mode == 1;
         MOA_CU_LAUNCH(k_store, dim3((unsigned)n, (unsigned)c->n_kv), 64, 0, x->stream,
-            units, c->k, c->v, c->slots_per_seq, hd, c->n_kv, k, v, n, c->row_seq_d, c->row_pos_d, 0, 0);
+            units, c->k, c->v, c->slots_per_seq, hd, c->n_kv, kr, v, n, c->row_seq_d, c->row_pos_d, 0, 0);
         CU_LAUNCHED(fn);
         MOA_CU_LAUNCH(k_decode, dim3((unsigned)c->n_head, (unsigned)n, (unsigned)parts), 128, 0, x->stream,
             units, c->k, c->v, c->slots_per_seq, c->row_seq_d, c->row_pos_d,
-            c->qwin_d ? c->qwin_d + (size_t)layer * c->n_head : NULL, hd, G, c->n_head, q,
-            out, c->part, parts, c->scale);
+            c->qwin_d ? c->qwin_d + (size_t)layer * c->n_head : NULL, hd, G, c->n_head, qr,
+            out, c->part, parts, c->scale, strm ? c->rope_dim : 0, c->inv_freq_d);
         CU_LAUNCHED(fn);
         if (parts > 1) {
             MOA_CU_LAUNCH(k_decode_merge, dim3((unsigned)c->n_head, (unsigned)n), 128, 0, x->stream,

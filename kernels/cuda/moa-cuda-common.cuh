@@ -208,6 +208,15 @@ MOA_HD float moa_cu_q8_0_value(const uint8_t *blk, int j) {
     return MOA_CU_MUL((float)(int8_t)blk[2 + j], d);
 }
 
+/* ---- RoPE (GGUF "normal" llama pairing, kernels/cpu/rope.h) ----------------------------- */
+/* Element d of a head vector rotated by theta_i = pos * inv_freq_i, i = d / 2, given its pair
+ * (x0, x1) = (x[2i], x[2i+1]):  y[2i] = x0 c - x1 s,  y[2i+1] = x0 s + x1 c, with
+ * c, s = cos, sin(theta) taken in double and rounded to float (as the CPU tables are). */
+MOA_HD float moa_cu_rope_elem(float x0, float x1, int odd, double theta) {
+    const float c = (float)cos(theta), s = (float)sin(theta);
+    return odd ? x0 * s + x1 * c : x0 * c - x1 * s;
+}
+
 /* ---- linear attention (Lightning Attention-2, inclusive convention) --------------------- */
 /* lambda^delta = exp(-s delta) for delta >= 0 (never lambda^-delta: overflow); 0 if delta < 0
  * (masked entries are exactly 0). */

@@ -100,6 +100,11 @@ typedef struct {
     const float *kc, *vc;                 /* cache K, V of this sequence: [slots][hd] */
     int64_t cached;                       /* tokens in the cache before the chunk */
     float scale;
+    /* streaming mode (rope_dim > 0): q and keys arrive un-rotated; keys are rotated at their
+     * own positions, the query at i for window keys and at min(i, C) for sink keys,
+     * C = sink + ring - 1 (runtime/attn.c); inv_freq [rope_dim/2] */
+    int rope_dim;
+    const double *inv_freq;
 } moa_cu_band_params;
 
 /* Launch over n_head query heads x query tiles. */

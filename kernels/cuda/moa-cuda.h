@@ -146,10 +146,8 @@ moa_status moa_cuda_attn_bwd_influence(moa_cuda_ctx *ctx, const moa_attn_train_s
 /* The per-head cache of runtime/cache.c on the device: per layer and KV head `sink` slots +
  * a ring of min(W, n_ctx - sink) slots (window units), n_ctx slots (dense units) or an
  * hd x hd f32 state (linear units); K, V as [n_seq][slots_per_seq][hd] f32 (flat segments
- * with a start/length table per unit). Keys are cached as given: pass q and k already rotated
- * (moa_cuda_rope at absolute positions; the runtime's absolute mode with rope_dim = 0).
- * Streaming mode (rotation by cache position) is not provided on the device; q-head
- * granularity (a window per query head) is. */
+ * with a start/length table per unit). RoPE and position modes as the CPU runtime (see
+ * moa_cuda_cache_layout); q-head granularity (a window per query head) as well. */
 typedef struct moa_cuda_cache moa_cuda_cache;
 
 /* One (layer, KV head): same fields and values as moa_cache_unit (runtime.h). */
@@ -167,6 +165,13 @@ typedef struct {
     const int64_t *q_window;   /* optional host [n_layer][n_head]: each query head's window
                                   inside its group's buffer (q-head granularity, as
                                   moa_cache_layout.q_window); NULL: the unit's window */
+    /* positions, as moa_cache_params: pos_mode 0 (absolute) with rope_dim 0 takes q, k
+     * already rotated; absolute with rope_dim > 0 rotates them at their positions and caches
+     * rotated keys; pos_mode 1 (streaming, rope_dim > 0) caches raw keys and rotates by cache
+     * position at attention time (StreamingLLM). Adjacent pairs, base^(-2i/rope_dim). */
+    int pos_mode;
+    int rope_dim;
+    float rope_base;
 } moa_cuda_cache_layout;
 
 moa_status moa_cuda_cache_create(moa_cuda_ctx *ctx, const moa_cuda_cache_layout *L,

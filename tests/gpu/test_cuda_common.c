@@ -7,6 +7,7 @@
 #include "moa-backend.h"
 #include "attn-train.h"
 #include "quant.h"
+#include "rope.h"
 #include "test.h"
 
 #include <stdint.h>
@@ -290,6 +291,29 @@ TEST(influence_accounting_matches_reference) {
     free(ra); free(rs); free(rsa); free(rss); free(ga); free(gs); free(gsa); free(gss);
 }
 
+TEST(rope_elements_match_rope_rows) {
+    const int hd = 24, rd = 16, half = rd / 2;
+    moa_rope_table tab;
+    CHECK_OK(moa_rope_table_init(&tab, rd, 10000.0f, 5000));
+    float x[24], y[24];
+    for (int rep = 0; rep < 20; rep++) {
+        const int64_t pos = rnd() % 5000;
+        for (int d = 0; d < hd; d++) x[d] = rndf();
+        memcpy(y, x, sizeof x);
+        moa_rope_rows(&tab, y, 1, 1, hd, pos, 0);
+        for (int d = 0; d < hd; d++) {
+            float v = x[d];
+            if (d < rd) {
+                const double inv = pow(10000.0, -2.0 * (d / 2) / (double)rd);
+                v = moa_cu_rope_elem(x[d & ~1], x[d | 1], d & 1, (double)pos * inv);
+            }
+            CHECK_CLOSE(v, y[d], 1e-6, 1e-7);
+        }
+    }
+    (void)half;
+    moa_rope_table_free(&tab);
+}
+
 TEST(decay_powers) {
     CHECK(moa_cu_decay_pow(0.7f, -1) == 0.0f);
     CHECK(moa_cu_decay_pow(0.0f, 1000) == 1.0f);
@@ -353,6 +377,7 @@ int main(void) {
     RUN(ring_slots_match_cache_policy);
     RUN(online_softmax_matches_direct);
     RUN(influence_accounting_matches_reference);
+    RUN(rope_elements_match_rope_rows);
     RUN(decay_powers);
     RUN(device_choice);
     RUN(cpu_backend_table);

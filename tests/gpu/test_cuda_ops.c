@@ -370,12 +370,12 @@ typedef struct {
     int n_head, n_kv, hd;
 } rt_pair;
 
-static void rt_create_qw(rt_pair *p, int n_layer, int n_head, int n_kv, int hd,
-                         const moa_cache_unit *units, int64_t n_ctx, int n_seq,
-                         const int64_t *q_window) {
+static void rt_create_full(rt_pair *p, int n_layer, int n_head, int n_kv, int hd,
+                           const moa_cache_unit *units, int64_t n_ctx, int n_seq,
+                           const int64_t *q_window, const moa_cache_params *cp) {
     p->n_head = n_head; p->n_kv = n_kv; p->hd = hd;
     moa_cache_layout L = {n_layer, n_head, n_kv, hd, units, q_window};
-    CHECK_OK(moa_cache_create_layout(&L, n_ctx, n_seq, NULL, &p->cpu));
+    CHECK_OK(moa_cache_create_layout(&L, n_ctx, n_seq, cp, &p->cpu));
     moa_cuda_unit *cu = calloc((size_t)n_layer * n_kv, sizeof *cu);
     for (int i = 0; i < n_layer * n_kv; i++) {
         cu[i].kind = (int)units[i].kind;
@@ -383,14 +383,18 @@ static void rt_create_qw(rt_pair *p, int n_layer, int n_head, int n_kv, int hd,
         cu[i].sink = units[i].sink;
         cu[i].decay = units[i].decay;
     }
-    moa_cuda_cache_layout G = {n_layer, n_head, n_kv, hd, cu, 0.0f, q_window};
+    moa_cuda_cache_layout G = {.n_layer = n_layer, .n_head = n_head, .n_head_kv = n_kv,
+                               .head_dim = hd, .units = cu, .scale = 0.0f, .q_window = q_window,
+                               .pos_mode = cp ? (int)cp->pos_mode : 0,
+                               .rope_dim = cp ? cp->rope_dim : 0,
+                               .rope_base = cp ? cp->rope_base : 0.0f};
     CHECK_OK(moa_cuda_cache_create(g_ctx, &G, n_ctx, n_seq, &p->gpu));
     CHECK_EQ_INT(moa_cuda_cache_bytes(p->gpu), moa_cache_bytes(p->cpu));
     free(cu);
 }
 static void rt_create(rt_pair *p, int n_layer, int n_head, int n_kv, int hd,
                       const moa_cache_unit *units, int64_t n_ctx, int n_seq) {
-    rt_create_qw(p, n_layer, n_head, n_kv, hd, units, n_ctx, n_seq, NULL);
+    rt_create_full(p, n_layer, n_head, n_kv, hd, units, n_ctx, n_seq, NULL, NULL);
 }
 
 /* One call on both: prefill (seqs == NULL, seq) or decode (rows of seqs). */
@@ -461,7 +465,7 @@ TEST(runtime_q_head_windows) {
                                      {MOA_UNIT_WINDOW, 7, 0, 0}, {MOA_UNIT_WINDOW, 40, 2, 0}};
     const int64_t qw[8] = {24, 10, 60, 37, 3, 7, 0, 40};
     rt_pair p;
-    rt_create_qw(&p, 1, 8, 4, 32, units, 60, 2, qw);
+    rt_create_full(&p, 1, 8, 4, 32, units, 60, 2, qw, NULL);
     if (!p.cpu || !p.gpu) return;
     rt_step(&p, 0, 0, NULL, 29, "q-head prefill seq 0");
     rt_step(&p, 0, 1, NULL, 13, "q-head prefill seq 1");
@@ -477,10 +481,38 @@ TEST(runtime_q_head_windows) {
         cu[i].kind = (int)units[i].kind; cu[i].window = units[i].window;
         cu[i].sink = units[i].sink; cu[i].decay = 0;
     }
-    moa_cuda_cache_layout G = {1, 8, 4, 32, cu, 0.0f, bad};
+    moa_cuda_cache_layout G = {.n_layer = 1, .n_head = 8, .n_head_kv = 4, .head_dim = 32,
+                               .units = cu, .q_window = bad};
     moa_cuda_cache *c = NULL;
     CHECK_EQ_INT(moa_cuda_cache_create(g_ctx, &G, 60, 1, &c), MOA_ERR_INVALID_ARG);
     CHECK(c == NULL);
+}
+
+/* RoPE inside the cache: absolute mode rotating q, k itself (partial rope_dim), and
+ * streaming mode (raw keys, rotation by cache position) running past n_ctx, where the dense
+ * unit rolls too. */
+TEST(runtime_rope_modes) {
+    const moa_cache_unit units[3] = {{MOA_UNIT_WINDOW, 12, 4, 0}, {MOA_UNIT_DENSE, 40, 4, 0},
+                                     {MOA_UNIT_LINEAR, 0, 0, 0.1f}};
+    for (int mode = 0; mode < 2; mode++) {
+        moa_cache_params cp = moa_cache_default_params();
+        cp.pos_mode = mode ? MOA_POS_STREAMING : MOA_POS_ABSOLUTE;
+        cp.rope_dim = mode ? 32 : 16;
+        cp.rope_base = 10000.0f;
+        rt_pair p;
+        rt_create_full(&p, 1, 6, 3, 32, units, 40, 2, NULL, &cp);
+        if (!p.cpu || !p.gpu) return;
+        rt_step(&p, 0, 0, NULL, 21, mode ? "streaming prefill" : "absolute+rope prefill");
+        rt_step(&p, 0, 1, NULL, 6, mode ? "streaming prefill" : "absolute+rope prefill");
+        rt_step(&p, 0, 0, NULL, 9, mode ? "streaming prefill, chunk 2" : "absolute+rope prefill, chunk 2");
+        const int both[2] = {0, 1};
+        const int steps = mode ? 30 : 4;   /* streaming: seq 0 reaches 60 > n_ctx = 40 */
+        for (int t = 0; t < steps; t++)
+            rt_step(&p, 0, -1, both, 2, mode ? "streaming decode" : "absolute+rope decode");
+        if (mode) rt_step(&p, 0, 1, NULL, 13, "streaming prefill past n_ctx");
+        moa_cache_free(p.cpu);
+        moa_cuda_cache_free(p.gpu);
+    }
 }
 
 TEST(runtime_decode_split_k_long_context) {
@@ -676,6 +708,7 @@ int main(void) {
     RUN(profiler_attention_fwd_bwd);
     RUN(runtime_prefill_decode_mixed_units);
     RUN(runtime_q_head_windows);
+    RUN(runtime_rope_modes);
     RUN(runtime_decode_split_k_long_context);
     RUN(engine_layer_chain);
     moa_cuda_ctx_free(g_ctx);

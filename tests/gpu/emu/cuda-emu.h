@@ -75,7 +75,7 @@ typedef enum {
     cudaErrorNoDevice = 100, cudaErrorUnknown = 999
 } cudaError_t;
 typedef struct emu_stream *cudaStream_t;
-typedef enum { cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2 } cudaMemcpyKind;
+typedef enum { cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3 } cudaMemcpyKind;
 typedef enum { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 } cudaFuncAttribute;
 #define cudaStreamNonBlocking 1
 typedef struct {
