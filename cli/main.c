@@ -4,6 +4,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "moa-backend.h"
+#ifdef MOA_HAVE_CUDA
+#include "moa-cuda.h"
+#endif
+
 int cli_log_level = MOA_LOG_INFO;
 
 int cli_fail(const char *what, moa_status st) {
@@ -44,12 +49,63 @@ static const cli_command commands[] = {
 static void usage(FILE *fp) {
     fprintf(fp,
             "moa %s - Mixture of Sparse Attention toolkit\n\n"
-            "usage: moa [-v|-q] COMMAND [ARGS]   (moa COMMAND --help for its flags)\n\n"
+            "usage: moa [-v|-q] COMMAND [ARGS]   (moa COMMAND --help for its flags)\n"
+            "commands that run the model also take --device cpu|cuda|auto (default auto)\n\n"
             "commands:\n", MOA_VERSION);
     for (size_t i = 0; i < N_COMMANDS; i++)
         fprintf(fp, "  %-9s %s%s\n      moa %s %s\n", commands[i].name, commands[i].what,
                 commands[i].fn ? "" : " [not built yet]", commands[i].name, commands[i].usage);
     fprintf(fp, "\nexit codes: 0 ok, 1 failure, 2 usage error\n");
+}
+
+/* --device cpu|cuda|auto (every command that runs the model takes it; removed from argv
+ * here). auto: CUDA when a device is present, else CPU, with a log line. The CUDA kernels
+ * are built and tested (ctest -L gpu) but the engine does not run on them yet, so a CUDA
+ * choice falls back to the CPU for auto and is an error for an explicit --device cuda. */
+static int select_device(int *argc, char **argv) {
+    const char *opt = NULL;
+    int w = 0;
+    for (int i = 0; i < *argc; i++) {
+        if (!strcmp(argv[i], "--device")) {
+            if (i + 1 >= *argc) { fprintf(stderr, "moa: --device needs a value (cpu, cuda, auto)\n"); return 2; }
+            opt = argv[++i];
+            continue;
+        }
+        argv[w++] = argv[i];
+    }
+    *argc = w;
+    argv[w] = NULL;
+    moa_device_kind req, got;
+    if (moa_device_parse(opt ? opt : "auto", &req) != 0) {
+        fprintf(stderr, "moa: --device '%s' must be cpu, cuda or auto\n", opt);
+        return 2;
+    }
+    int n = 0;
+#ifdef MOA_HAVE_CUDA
+    n = moa_cuda_device_count();
+#endif
+    moa_status st = moa_device_choose(req, n, &got);
+    if (st < 0) {
+        fprintf(stderr, "moa: --device %s: no CUDA device found%s; use --device cpu or auto\n", opt,
+#ifdef MOA_HAVE_CUDA
+                ""
+#else
+                " (this build has no CUDA backend)"
+#endif
+        );
+        return 1;
+    }
+    if (got == MOA_DEVICE_CUDA) {
+        if (req == MOA_DEVICE_CUDA) {
+            fprintf(stderr, "moa: --device cuda: the engine does not run on CUDA in this version (the CUDA "
+                            "kernels are built and tested with ctest -L gpu); use --device cpu\n");
+            return 1;
+        }
+        moa_log_info("device: CPU (a CUDA device is present, but the engine runs on the CPU in this version)");
+    } else if (opt && req == MOA_DEVICE_AUTO) {
+        moa_log_info("device: CPU (no CUDA device)");
+    }
+    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -69,7 +125,13 @@ int main(int argc, char **argv) {
             fprintf(stderr, "moa: '%s' is not built yet in this version\n", commands[c].name);
             return 2;
         }
-        return commands[c].fn(argc - i, argv + i);
+        int sub_argc = argc - i;
+        if (strcmp(commands[c].name, "info") && strcmp(commands[c].name, "plan") &&
+            strcmp(commands[c].name, "optimize") && strcmp(commands[c].name, "merge")) {
+            int rc = select_device(&sub_argc, argv + i);
+            if (rc) return rc;
+        }
+        return commands[c].fn(sub_argc, argv + i);
     }
     fprintf(stderr, "moa: unknown command '%s'\n", argv[i]);
     usage(stderr);
