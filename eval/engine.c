@@ -28,7 +28,10 @@ static const char *base_name(const char *path) {
 char *moa_eval_attention_label(const moa_eval_attention *a) {
     char buf[512];
     switch (a->kind) {
-    case MOA_EVAL_UNIFORM: snprintf(buf, sizeof buf, "uniform-%g", a->density); break;
+    case MOA_EVAL_UNIFORM:
+        if (a->match) snprintf(buf, sizeof buf, "uniform-matched");
+        else snprintf(buf, sizeof buf, "uniform-%g", a->density);
+        break;
     case MOA_EVAL_PLAN: snprintf(buf, sizeof buf, "plan:%s", a->plan_path ? base_name(a->plan_path) : "(memory)"); break;
     default: snprintf(buf, sizeof buf, "dense"); break;
     }
@@ -58,8 +61,9 @@ static moa_status plan_at(const moa_model *m, const moa_eval_attention *a, int64
     *plan = NULL;
     if (a->kind == MOA_EVAL_PLAN) *plan = a->plan;
     if (a->kind == MOA_EVAL_UNIFORM) {
+        double d = a->match ? moa_plan_density(a->match, n) : a->density;
         MOA_TRY(moa_plan_uniform(m->hp.n_layer, m->hp.n_head, m->hp.n_head_kv, m->hp.head_dim, a->sink,
-                                 a->block, a->density, n, owned));
+                                 a->block, d, n, owned));
         *plan = *owned;
     }
     return MOA_OK;
@@ -68,6 +72,9 @@ static moa_status plan_at(const moa_model *m, const moa_eval_attention *a, int64
 static json_t *attention_json(const moa_eval_attention *a) {
     switch (a->kind) {
     case MOA_EVAL_UNIFORM:
+        if (a->match)
+            return json_pack("{s:s, s:s, s:i, s:i}", "kind", "uniform", "density", "matched to the plan", "sink",
+                             a->sink, "block", a->block);
         return json_pack("{s:s, s:f, s:i, s:i}", "kind", "uniform", "density", a->density, "sink", a->sink,
                          "block", a->block);
     case MOA_EVAL_PLAN: {

@@ -60,6 +60,9 @@ typedef struct {
     double density;          /* uniform: D in (0, 1] */
     int sink, block;         /* uniform: 64, 64 */
     const moa_plan *plan;    /* plan: borrowed, checked against the model by the caller */
+    const moa_plan *match;   /* uniform: when set, the density at each planned N is this
+                                plan's density at N (a baseline with the plan's memory at
+                                every length, not only where its budget binds); borrowed */
     const char *plan_path;   /* plan: recorded (with its sha256 when the file is readable) */
 } moa_eval_attention;
 moa_eval_attention moa_eval_attention_default(void);   /* dense, sink 64, block 64 */

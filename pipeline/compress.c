@@ -264,7 +264,7 @@ static moa_status run_eval(const moa_model *m, const moa_tokenizer *tok, const m
                            const moa_compress_params *p, const char *dir, const char *tag,
                            moa_longeval_results **out) {
     char name[256];
-    snprintf(name, sizeof name, "eval-%s-%s.json", p->eval_task, tag);
+    snprintf(name, sizeof name, "eval-%s-%s.json", p->eval_task, tag);   /* uniform: matched to the plan */
     char *json = path_in(dir, name);
     snprintf(name, sizeof name, "eval-%s-%s.jsonl", p->eval_task, tag);
     char *log = path_in(dir, name);
@@ -380,8 +380,9 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
         moa_eval_attention a[3];
         const char *tags[3] = {"dense", "uniform", "plan"};
         for (int i = 0; i < 3; i++) a[i] = moa_eval_attention_default();
-        a[1].kind = MOA_EVAL_UNIFORM;
+        a[1].kind = MOA_EVAL_UNIFORM;   /* StreamingLLM at the plan's own density at each length */
         a[1].density = p.density;
+        a[1].match = plan;
         a[2].kind = MOA_EVAL_PLAN;
         a[2].plan = plan;
         a[2].plan_path = planp;
@@ -398,13 +399,15 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
                   "the calibration used %s with seed %llu)\n\n%s\n", p.eval_task, p.eval_samples,
                   (unsigned long long)p.eval_seed, p.calib_tasks, (unsigned long long)p.calib_seed, md);
         free(md);
-        sb_printf(&rep, "Densities at the evaluated lengths (planned context = length + answer budget):\n\n"
+        sb_printf(&rep, "The uniform baseline (64 sinks + one window for every head) gets the plan's own density at "
+                  "each planned length (its window is the largest block multiple that fits it).\n"
+                  "Densities at the evaluated lengths (planned context = length + answer budget):\n\n"
                   "| length | uniform | plan |\n|---:|---:|---:|\n");
         for (int i = 0; i < p.n_eval_lengths; i++) {
             int64_t n = p.eval_lengths[i] + moa_longeval_default_params().max_new_tokens;
             moa_plan *u = NULL;
             double ud = moa_plan_uniform(m->hp.n_layer, m->hp.n_head, m->hp.n_head_kv, m->hp.head_dim, 64, 64,
-                                         p.density, n, &u) >= 0 ? moa_plan_density(u, n) : NAN;
+                                         moa_plan_density(plan, n), n, &u) >= 0 ? moa_plan_density(u, n) : NAN;
             moa_plan_free(u);
             sb_printf(&rep, "| %d | %.3f | %.3f |\n", p.eval_lengths[i], ud, moa_plan_density(plan, n));
         }
