@@ -24,6 +24,7 @@ static void usage(FILE *fp) {
         "      --dense             dense attention (default)\n"
         "      --uniform D         StreamingLLM baseline: 64 sinks + one window, density D at each N\n"
         "      --plan PATH         a moa-plan (checked against the model)\n"
+        "      --uniform-like PATH the uniform baseline at that plan's density at every length\n"
         "      --lengths L,...     prompt lengths in tokens (k suffix: 1024); length + max-new must\n"
         "                          fit the model's context\n"
         "      --task T            lines (LongEval, default) or a RULER-style retrieval task:\n"
@@ -57,6 +58,7 @@ static void usage(FILE *fp) {
 /* Attention flags shared by longeval and loss. */
 typedef struct {
     const char *plan_path;
+    const char *uniform_like;   /* --uniform-like PLAN: uniform at that plan's density */
     double uniform;
     int dense;
 } attn_args;
@@ -65,6 +67,7 @@ static int parse_attn(int argc, char **argv, int *i, attn_args *a) {
     int r;
     if (arg_flag(argv, *i, NULL, "--dense")) { a->dense = 1; return 1; }
     if ((r = arg_str(argc, argv, i, NULL, "--plan", &a->plan_path)) ||
+        (r = arg_str(argc, argv, i, NULL, "--uniform-like", &a->uniform_like)) ||
         (r = arg_double(argc, argv, i, NULL, "--uniform", &a->uniform, 1e-6, 1.0)))
         return r;
     return 0;
@@ -74,11 +77,17 @@ static int parse_attn(int argc, char **argv, int *i, attn_args *a) {
 static int make_attn(const attn_args *a, const moa_model *m, moa_eval_attention *att, moa_plan **plan) {
     *att = moa_eval_attention_default();
     *plan = NULL;
-    if (a->dense + (a->plan_path != NULL) + (a->uniform > 0) > 1) {
-        fprintf(stderr, "moa eval: give one of --dense, --uniform D, --plan PLAN\n");
+    if (a->dense + (a->plan_path != NULL) + (a->uniform > 0) + (a->uniform_like != NULL) > 1) {
+        fprintf(stderr, "moa eval: give one of --dense, --uniform D, --uniform-like PLAN, --plan PLAN\n");
         return 2;
     }
-    if (a->uniform > 0) {
+    if (a->uniform_like) {
+        int rc = cli_plan_from_args(a->uniform_like, 0, m, m->hp.n_ctx_train, plan);
+        if (rc) return rc;
+        att->kind = MOA_EVAL_UNIFORM;
+        att->density = 1;
+        att->match = *plan;
+    } else if (a->uniform > 0) {
         att->kind = MOA_EVAL_UNIFORM;
         att->density = a->uniform;
     } else if (a->plan_path) {
