@@ -283,7 +283,11 @@ static moa_status load_bucket(hid_t f, const char *gname, moa_profile *p, moa_pr
 #undef T
 done:
     H5Gclose(g);
-    if (st < 0) moa_err_prefix(st, "%s", gname);
+    free(data);
+    if (st < 0) {
+        bucket_free(k);   /* not yet counted in p->n_buckets: free it here */
+        moa_err_prefix(st, "%s", gname);
+    }
     return st;
 }
 
