@@ -111,6 +111,18 @@ static inline gbuf tiny_gguf(const tiny_weights *w) {
     return g;
 }
 
+/* Writes a random tiny model (cfg, seed) as a GGUF file; returns 0 on success. */
+static inline int tiny_write_file(tiny_cfg cfg, uint64_t seed, const char *path) {
+    tiny_weights w = tiny_make(cfg, seed);
+    gbuf img = tiny_gguf(&w);
+    FILE *fp = fopen(path, "wb");
+    int ok = fp && fwrite(img.b, 1, img.n, fp) == img.n;
+    if (fp && fclose(fp) != 0) ok = 0;
+    free(img.b);
+    tiny_free(&w);
+    return ok ? 0 : -1;
+}
+
 /* ---- double-precision reference forward -------------------------------------------- */
 /* Masks every entry (i, i - dist) with i - dist >= min_j of one head, by interpolating each
  * affected row's probabilities between unmasked (t = 0) and masked-and-renormalised (t = 1):

@@ -19,14 +19,8 @@ static char model_path[512], calib_path[512];
 static void path(char *buf, const char *name) { snprintf(buf, 512, "%s/kill_%s", MOA_TEST_TMPDIR, name); }
 
 static void setup(void) {
-    tiny_weights w = tiny_make(cfg, 21);
-    gbuf img = tiny_gguf(&w);
     path(model_path, "tiny.gguf");
-    FILE *fp = fopen(model_path, "wb");
-    fwrite(img.b, 1, img.n, fp);
-    fclose(fp);
-    free(img.b);
-    tiny_free(&w);
+    if (tiny_write_file(cfg, 21, model_path) < 0) { fprintf(stderr, "cannot write %s\n", model_path); exit(1); }
     char sha[65];
     if (moa_sha256_file(model_path, sha) < 0) exit(1);
     moa_calib_file cf = {0};

@@ -17,14 +17,8 @@ static moa_model *M;
 static void path(char *buf, const char *name) { snprintf(buf, 512, "%s/run_%s", MOA_TEST_TMPDIR, name); }
 
 static void setup(void) {
-    tiny_weights w = tiny_make(cfg, 11);
-    gbuf img = tiny_gguf(&w);
     path(model_path, "tiny.gguf");
-    FILE *fp = fopen(model_path, "wb");
-    fwrite(img.b, 1, img.n, fp);
-    fclose(fp);
-    free(img.b);
-    tiny_free(&w);
+    if (tiny_write_file(cfg, 11, model_path) < 0) { fprintf(stderr, "cannot write %s\n", model_path); exit(1); }
     moa_model_params mp = moa_model_default_params();
     mp.f32_weights = 1;
     if (moa_model_load(model_path, &mp, &M) < 0) { fprintf(stderr, "%s\n", moa_last_error()); exit(1); }
@@ -185,13 +179,7 @@ TEST(wrong_model_refused) {
     char other[512], out[512];
     path(other, "tiny2.gguf");
     path(out, "never.h5");
-    tiny_weights w = tiny_make(cfg, 12);
-    gbuf img = tiny_gguf(&w);
-    FILE *fp = fopen(other, "wb");
-    fwrite(img.b, 1, img.n, fp);
-    fclose(fp);
-    free(img.b);
-    tiny_free(&w);
+    CHECK(tiny_write_file(cfg, 12, other) == 0);
     moa_model *m2;
     moa_model_params mp = moa_model_default_params();
     mp.f32_weights = 1;
