@@ -38,9 +38,9 @@ static const cli_command commands[] = {
      "choose per-head spans under a density budget (GLPK)"},
     {"plan",     moa_cmd_plan, "show|check PLAN [-m MODEL]", "inspect or validate a plan"},
     {"eval",     moa_cmd_eval, "longeval|compare|loss -m MODEL [--plan PLAN | --uniform D | --dense] --lengths L,... -o results.json",
-     "validate on LongEval"},
-    {"bench",    moa_cmd_bench, "decode|prefill -m MODEL [--plan PLAN] --context N",
-     "benchmark prefill or decode"},
+     "validate on LongEval lines or needle retrieval (--task), compare runs, response loss"},
+    {"bench",    moa_cmd_bench, "decode|prefill|profile -m MODEL [--plan PLAN | --uniform D] --context N,...",
+     "benchmark prefill, (batched) decode or the profiler"},
     {"compress", moa_cmd_compress, "-m MODEL --density D -o plan.json",
      "calibrate, profile, optimise and validate in one run"},
 };
