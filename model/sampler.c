@@ -70,28 +70,58 @@ int32_t moa_argmax(const float *x, int32_t n) {
     return best;
 }
 
-static _Thread_local const float *t_sort_logits;
+static _Thread_local const float *t_sort_logits;   /* qsort has no context argument */
 static int cmp_desc(const void *a, const void *b) {
     float x = t_sort_logits[*(const int32_t *)a], y = t_sort_logits[*(const int32_t *)b];
     return x < y ? 1 : x > y ? -1 : (*(const int32_t *)a - *(const int32_t *)b);
 }
 
+/* s->idx[0..k) = ids of the k largest logits (any order), by a size-k min-heap: O(n log k). */
+static void select_top_k(moa_sampler *s, const float *lg, int32_t k) {
+    int32_t *h = s->idx;
+    for (int32_t i = 0; i < s->n_vocab; i++) {
+        if (i < k) {                       /* push, sift up */
+            int32_t c = i;
+            h[c] = i;
+            while (c > 0 && lg[h[(c - 1) / 2]] > lg[h[c]]) {
+                int32_t p = (c - 1) / 2, t = h[p];
+                h[p] = h[c]; h[c] = t; c = p;
+            }
+        } else if (lg[i] > lg[h[0]]) {     /* replace the smallest, sift down */
+            h[0] = i;
+            int32_t c = 0;
+            for (;;) {
+                int32_t l = 2 * c + 1, r = l + 1, m = c;
+                if (l < k && lg[h[l]] < lg[h[m]]) m = l;
+                if (r < k && lg[h[r]] < lg[h[m]]) m = r;
+                if (m == c) break;
+                int32_t t = h[m]; h[m] = h[c]; h[c] = t; c = m;
+            }
+        }
+    }
+}
+
 int32_t moa_sampler_sample(moa_sampler *s, const float *logits) {
     int32_t n = s->n_vocab;
     if (s->p.temperature <= 0) return moa_argmax(logits, n);
-    /* candidates: all ids, sorted by logit descending (only the top_k needed when set) */
-    for (int32_t i = 0; i < n; i++) s->idx[i] = i;
-    t_sort_logits = logits;
-    qsort(s->idx, (size_t)n, sizeof(int32_t), cmp_desc);
+    /* candidates: every id (temperature only: no ordering needed), the top_k ids, and a
+     * descending sort only when top-p needs the order */
     int32_t k = s->p.top_k > 0 && s->p.top_k < n ? s->p.top_k : n;
-    /* softmax at temperature over the k candidates */
+    if (k < n) select_top_k(s, logits, k);
+    else for (int32_t i = 0; i < n; i++) s->idx[i] = i;
+    if (s->p.top_p < 1) {
+        t_sort_logits = logits;
+        qsort(s->idx, (size_t)k, sizeof(int32_t), cmp_desc);
+    }
     float mx = logits[s->idx[0]];
+    for (int32_t i = 1; i < k; i++) mx = logits[s->idx[i]] > mx ? logits[s->idx[i]] : mx;
+    /* softmax at temperature over the candidates */
     double sum = 0;
     for (int32_t i = 0; i < k; i++) {
         s->prob[i] = expf((logits[s->idx[i]] - mx) / s->p.temperature);
         sum += s->prob[i];
     }
-    /* top-p: the smallest prefix whose mass reaches p */
+    /* top-p: the smallest prefix (in descending order) whose mass reaches p */
     if (s->p.top_p < 1) {
         double c = 0;
         int32_t keep = k;
