@@ -165,41 +165,38 @@ double moa_time_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-int moa_parse_int_list(const char *s, long *out, int max) {
+/* Splits "a,b,c" and converts each item with conv (0 ok, -1 bad; *end set past the item).
+ * Returns the count, or -1 on an empty item, a bad item, a trailing comma or > max items. */
+static int parse_list(const char *s, int max, int (*conv)(const char *p, char **end, int i, void *out),
+                      void *out) {
     int n = 0;
-    const char *p = s;
     if (!s || !*s) return -1;
-    while (*p) {
+    for (const char *p = s;;) {
         char *end;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (end == p || errno) return -1;
-        if (*end == 'k' || *end == 'K') { v *= 1024; end++; }
-        if (n >= max) return -1;
-        out[n++] = v;
-        if (*end == ',') p = end + 1;
-        else if (*end == '\0') break;
-        else return -1;
-        if (!*p) return -1;
+        if (n >= max || conv(p, &end, n, out) < 0 || end == p) return -1;
+        n++;
+        if (*end == '\0') return n;
+        if (*end != ',' || !end[1]) return -1;
+        p = end + 1;
     }
-    return n;
 }
 
-int moa_parse_double_list(const char *s, double *out, int max) {
-    int n = 0;
-    const char *p = s;
-    if (!s || !*s) return -1;
-    while (*p) {
-        char *end;
-        errno = 0;
-        double v = strtod(p, &end);
-        if (end == p || errno) return -1;
-        if (n >= max) return -1;
-        out[n++] = v;
-        if (*end == ',') p = end + 1;
-        else if (*end == '\0') break;
-        else return -1;
-        if (!*p) return -1;
-    }
-    return n;
+static int conv_long(const char *p, char **end, int i, void *out) {
+    errno = 0;
+    long v = strtol(p, end, 10);
+    if (errno || *end == p) return -1;
+    if (**end == 'k' || **end == 'K') { v *= 1024; (*end)++; }
+    ((long *)out)[i] = v;
+    return 0;
 }
+
+static int conv_double(const char *p, char **end, int i, void *out) {
+    errno = 0;
+    double v = strtod(p, end);
+    if (errno || *end == p) return -1;
+    ((double *)out)[i] = v;
+    return 0;
+}
+
+int moa_parse_int_list(const char *s, long *out, int max) { return parse_list(s, max, conv_long, out); }
+int moa_parse_double_list(const char *s, double *out, int max) { return parse_list(s, max, conv_double, out); }
