@@ -215,8 +215,8 @@ int moa_cmd_bench(int argc, char **argv) {
                "model: %s, %d layers, %d/%d heads, weights %.1f MiB; attention: %s\nrepeats %ld after %ld warm-up\n\n",
                cmd, threads, simd_level(), bw / 1e9, m->hp.arch, m->hp.n_layer, m->hp.n_head,
                m->hp.n_head_kv, wbytes / 1048576.0, attn, repeats, warmup);
-        if (prefill) printf("| attention | context | tok/s | +- | attention s | total s | KV MiB |\n|---|---:|---:|---:|---:|---:|---:|\n");
-        else printf("| attention | context | batch | tok/s (all seqs) | +- | KV MiB/seq | MB read/step | %% of bandwidth | attention s/step |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        if (prefill) printf("| attention | context | tok/s | +- | attention s | total s | KV MiB | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        else printf("| attention | context | batch | tok/s (all seqs) | +- | KV MiB/seq | MB read/step | %% of bandwidth | attention s/step | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     } else {
         printf("{\"command\": \"%s\", \"threads\": %d, \"simd\": \"%s\", \"mode\": \"%s\", \"attention\": \"%s\", "
                "\"read_bandwidth\": %.4g, \"weight_bytes\": %.0f, \"results\": [", cmd, threads, simd_level(), mode, attn, bw, wbytes);
@@ -235,6 +235,7 @@ int moa_cmd_bench(int argc, char **argv) {
         }
         moa_plan *pl = NULL;
         if ((rc = cli_plan_from_args(plan, uniform, m, n_ctx, &pl)) != 0) break;
+        int rss_ok = moa_peak_rss_reset() == 0;   /* peak of this context only */
         moa_ctx_params cp = moa_ctx_default_params();
         cp.n_ctx = (int32_t)n_ctx;
         cp.n_batch = (int32_t)batch;
@@ -296,21 +297,22 @@ int moa_cmd_bench(int argc, char **argv) {
         double mean, sd;
         stats(tps, (int)repeats, &mean, &sd);
         double kv_mib = moa_ctx_kv_bytes(ctx) / 1048576.0 / (double)B;
+        double rss_mib = rss_ok ? moa_peak_rss_bytes() / 1048576.0 : -1;
         if (prefill) {
-            if (!json) printf("| %s | %ld | %.1f | %.1f | %.3f | %.3f | %.1f |\n", attn, N, mean, sd, attn_s, total_s, kv_mib);
-            else printf("%s{\"context\": %ld, \"tok_s\": %.3f, \"stddev\": %.3f, \"attention_s\": %.6f, \"total_s\": %.6f, \"kv_mib\": %.3f}",
-                        li ? ", " : "", N, mean, sd, attn_s, total_s, kv_mib);
+            if (!json) printf("| %s | %ld | %.1f | %.1f | %.3f | %.3f | %.1f | %.0f |\n", attn, N, mean, sd, attn_s, total_s, kv_mib, rss_mib);
+            else printf("%s{\"context\": %ld, \"tok_s\": %.3f, \"stddev\": %.3f, \"attention_s\": %.6f, \"total_s\": %.6f, \"kv_mib\": %.3f, \"peak_rss_mib\": %.1f}",
+                        li ? ", " : "", N, mean, sd, attn_s, total_s, kv_mib, rss_mib);
         } else {
             /* bytes one step reads: the weights once + every sequence's KV (full caches; a
              * sequence of N tokens in a window cache touches min(N, slots)) */
             double step_bytes = wbytes + (double)moa_ctx_kv_bytes(ctx);
             double steps_s = mean / (double)B;
             double frac = bw > 0 ? step_bytes * steps_s / bw : 0;
-            if (!json) printf("| %s | %ld | %ld | %.1f | %.1f | %.2f | %.1f | %.0f%% | %.5f |\n", attn, N, B, mean, sd,
-                              kv_mib, step_bytes / 1e6, 100 * frac, attn_s);
+            if (!json) printf("| %s | %ld | %ld | %.1f | %.1f | %.2f | %.1f | %.0f%% | %.5f | %.0f |\n", attn, N, B, mean, sd,
+                              kv_mib, step_bytes / 1e6, 100 * frac, attn_s, rss_mib);
             else printf("%s{\"context\": %ld, \"batch\": %ld, \"tok_s\": %.3f, \"stddev\": %.3f, \"kv_mib_per_seq\": %.4f, "
-                        "\"bytes_per_step\": %.0f, \"bandwidth_fraction\": %.4f, \"attention_s_per_step\": %.6f}",
-                        li ? ", " : "", N, B, mean, sd, kv_mib, step_bytes, frac, attn_s);
+                        "\"bytes_per_step\": %.0f, \"bandwidth_fraction\": %.4f, \"attention_s_per_step\": %.6f, \"peak_rss_mib\": %.1f}",
+                        li ? ", " : "", N, B, mean, sd, kv_mib, step_bytes, frac, attn_s, rss_mib);
         }
         fflush(stdout);
     next:

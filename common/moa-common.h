@@ -78,6 +78,10 @@ moa_status moa_sha256_file(const char *path, char hex[65]);
 /* ---- time ------------------------------------------------------------------------------ */
 double moa_time_now(void);      /* monotonic seconds */
 
+/* ---- process memory (Linux /proc; -1 / nonzero where unavailable) ----------------------- */
+double moa_peak_rss_bytes(void);  /* the process's peak resident set (VmHWM) */
+int moa_peak_rss_reset(void);     /* restarts the peak at the current RSS (clear_refs 5); 0 ok */
+
 /* ---- progress bar on stderr (a moa_progress_fn implementation) ------------------------- */
 typedef struct {
     const char *label;

@@ -165,6 +165,25 @@ double moa_time_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+double moa_peak_rss_bytes(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    double kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) { kb = strtod(line + 6, NULL); break; }
+    fclose(f);
+    return kb < 0 ? -1 : kb * 1024.0;
+}
+
+int moa_peak_rss_reset(void) {
+    int fd = open("/proc/self/clear_refs", O_WRONLY);
+    if (fd < 0) return -1;
+    int ok = write(fd, "5", 1) == 1;
+    close(fd);
+    return ok ? 0 : -1;
+}
+
 /* Splits "a,b,c" and converts each item with conv (0 ok, -1 bad; *end set past the item).
  * Returns the count, or -1 on an empty item, a bad item, a trailing comma or > max items. */
 static int parse_list(const char *s, int max, int (*conv)(const char *p, char **end, int i, void *out),

@@ -2,6 +2,7 @@
 #include "moa-common.h"
 #include "test.h"
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 static void hex_of(const char *s, size_t n, char hex[65]) {
@@ -88,10 +89,30 @@ TEST(errors) {
     CHECK(moa_alloc_array((size_t)1 << 40, (size_t)1 << 40) == NULL);
 }
 
+/* The peak resident set follows what the process touches: 64 MiB written raise it by at
+ * least 64 MiB; after freeing them and restarting the peak it is back below. */
+TEST(peak_rss) {
+    if (moa_peak_rss_bytes() < 0 || moa_peak_rss_reset() != 0) { fprintf(stderr, "  (no /proc: skipped)\n"); return; }
+    double before = moa_peak_rss_bytes();
+    size_t n = (size_t)64 << 20;
+    /* mmap, not malloc: an allocator (or ASan's quarantine) may keep freed memory resident */
+    void *m = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(m != MAP_FAILED);
+    if (m == MAP_FAILED) return;
+    volatile char *p = m;
+    for (size_t i = 0; i < n; i += 4096) p[i] = (char)i;
+    double during = moa_peak_rss_bytes();
+    CHECK(during - before >= (double)n * 0.98);
+    munmap(m, n);
+    CHECK(moa_peak_rss_reset() == 0);
+    CHECK(moa_peak_rss_bytes() < during - (double)n * 0.5);
+}
+
 int main(void) {
     RUN(sha256_vectors);
     RUN(atomic_file);
     RUN(parse_lists);
     RUN(errors);
+    RUN(peak_rss);
     return test_summary();
 }
