@@ -144,18 +144,24 @@ moa_status moa_opt_problem_from_profile(const moa_profile *prof, const moa_opt_p
     nmax = nmaxp;
     for (int k = 0; k < n_con; k++) if (conl[k] > nmax) nmax = conl[k];
     if (val > nmax) nmax = val;
+    /* a window must be positive at every length the plan names (profiled, constrained,
+     * validation: the plan format's rule), not only at the objective lengths */
+    int64_t npos = nmin;
+    for (int k = 0; k < n_con; k++) if (conl[k] < npos) npos = conl[k];
+    for (int b = 0; b < prof->n_buckets; b++) if (prof->buckets[b].length < npos) npos = prof->buckets[b].length;
+    if (val > 0 && val < npos) npos = val;
     moa_rule rules[MOA_OPT_MAX_RULES];
     int n_rules;
     if (par->rules && par->n_rules > 0) {
         if (par->n_rules > MOA_OPT_MAX_RULES) return moa_err(MOA_ERR_INVALID_ARG, "too many rules (max %d)", MOA_OPT_MAX_RULES);
         memcpy(rules, par->rules, (size_t)par->n_rules * sizeof *rules);
-        n_rules = moa_rules_filter(rules, par->n_rules, nmin, nmaxp, nmax);
+        n_rules = moa_rules_filter(rules, par->n_rules, npos, nmaxp, nmax);
     } else {
-        n_rules = moa_rules_default(nmin, nmaxp, nmax, prof->block, rules, MOA_OPT_MAX_RULES);
+        n_rules = moa_rules_default(npos, nmaxp, nmax, prof->block, rules, MOA_OPT_MAX_RULES);
     }
     if (n_rules == 0)
         return moa_err(MOA_ERR_INVALID_ARG, "no candidate rule is valid on lengths %lld..%lld (max %lld)",
-                       (long long)nmin, (long long)nmaxp, (long long)nmax);
+                       (long long)npos, (long long)nmaxp, (long long)nmax);
     int group = par->granularity == MOA_GRAN_Q_HEAD ? (int)(prof->n_head / prof->n_head_kv) : 1;
     int upl = par->granularity == MOA_GRAN_Q_HEAD ? (int)prof->n_head : (int)prof->n_head_kv;
     moa_opt_problem *pb;

@@ -177,8 +177,8 @@ moa_status moa_plan_validate(const moa_plan *p, const char *name) {
         if (q->length <= 0) BAD("predicted[%d].length must be > 0", i);
         if (!isfinite(q->density) || q->density < 0 || q->density > 1)
             BAD("predicted[%d].density must be in [0, 1] (got %g)", i, q->density);
-        if (q->has_loss && (!isfinite(q->loss) || q->loss < 0))
-            BAD("predicted[%d].loss must be finite and >= 0 (got %g)", i, q->loss);
+        if (q->has_loss && !isfinite(q->loss))   /* signed influence: may be negative */
+            BAD("predicted[%d].loss must be finite (got %g)", i, q->loss);
     }
     if (!is_hex64(p->profile_sha256)) BAD("provenance.profile_sha256 must be 64 lowercase hex digits or \"\"");
     if (!is_hex64(p->calib_sha256)) BAD("provenance.calib_sha256 must be 64 lowercase hex digits or \"\"");

@@ -105,7 +105,7 @@ TEST(plan_strictness) {
     CHECK_REJECT("\"granularity\":\"kv-head\"", "\"granularity\":\"q-head\"", "units");
     CHECK_REJECT("\"sink\":64", "\"sink\":-1", "sink");
     CHECK_REJECT("\"sink\":64", "\"sinks\":64", "sink");
-    CHECK_REJECT("\"loss\":0.1", "\"loss\":-0.1", "predicted[0].loss");
+    CHECK_REJECT("\"loss\":0.1", "\"loss\":\"NaN\"", "predicted[0].loss");   /* negative is fine: --signed */
     CHECK_REJECT("\"sha256\":\"\"", "\"sha256\":\"xyz\"", "sha256");
     CHECK_REJECT("{\"format\"", "[{\"format\"", "JSON");
     moa_plan *p;
@@ -291,6 +291,41 @@ TEST(plan_from_solution) {
     remove(TMP("opt-plan.json"));
 }
 
+/* Objectives 4096 and 8192 only, budgets at 2048 too: a rule whose window is not positive
+ * at 2048 (-1024 + 0.375*2048 = -256) must not be a candidate, or the plan could not be
+ * written (every window must be positive at every length the plan names). */
+TEST(rules_positive_at_every_planned_length) {
+    moa_synth_params sp = moa_synth_default_params();
+    moa_profile *prof;
+    CHECK_OK(moa_synth_profile(&sp, &prof, NULL));
+    moa_opt_params par = moa_opt_default_params();
+    par.density = 0.3;
+    par.n_objective = 2;
+    par.objective[0] = 4096;
+    par.objective[1] = 8192;
+    par.grid = 2;
+    par.mip_gap = 1e-2;
+    par.time_limit = 5;
+    moa_rule rules[] = {{-1024, 0.375}, {128, 0}, {0, 0.125}, {-256, 1}, {64, 0.25}};
+    par.rules = rules;
+    par.n_rules = 5;
+    moa_opt_problem *pb = NULL;
+    CHECK_OK(moa_opt_problem_from_profile(prof, &par, &pb));
+    if (pb) {
+        CHECK_EQ_INT(pb->n_rules, 4);
+        for (int r = 0; r < pb->n_rules; r++) CHECK(pb->rules[r].alpha + pb->rules[r].beta * 2048 > 0);
+        moa_opt_front fr;
+        CHECK_OK(moa_opt_pareto(pb, &par, &fr));
+        moa_plan *plan = NULL;
+        CHECK_OK(moa_opt_make_plan(pb, prof, &par, &fr.points[fr.selected], NULL, &plan));
+        CHECK(plan != NULL);
+        moa_plan_free(plan);
+        moa_opt_front_clear(&fr);
+    }
+    moa_opt_problem_free(pb);
+    moa_profile_free(prof);
+}
+
 int main(void) {
     moa_h5_init();
     moa_opt_init();
@@ -298,6 +333,7 @@ int main(void) {
     RUN(plan_round_trip);
     RUN(plan_strictness);
     RUN(uniform_plan);
+    RUN(rules_positive_at_every_planned_length);
     RUN(profile_round_trip);
     RUN(profile_malformed);
     RUN(profile_accumulate_merge);
