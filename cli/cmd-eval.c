@@ -25,6 +25,8 @@ static void usage(FILE *fp) {
         "      --uniform D         StreamingLLM baseline: 64 sinks + one window, density D at each N\n"
         "      --plan PATH         a moa-plan (checked against the model)\n"
         "      --uniform-like PATH the uniform baseline at that plan's density at every length\n"
+        "                          (with the plan's sink and block)\n"
+        "      --sink S, --block B sinks and window granularity of --uniform (default 64, 64)\n"
         "      --lengths L,...     prompt lengths in tokens (k suffix: 1024); length + max-new must\n"
         "                          fit the model's context\n"
         "      --task T            lines (LongEval, default) or a RULER-style retrieval task:\n"
@@ -60,6 +62,7 @@ typedef struct {
     const char *plan_path;
     const char *uniform_like;   /* --uniform-like PLAN: uniform at that plan's density */
     double uniform;
+    long sink, block;           /* of the uniform baseline (default 64, 64) */
     int dense;
 } attn_args;
 
@@ -68,7 +71,9 @@ static int parse_attn(int argc, char **argv, int *i, attn_args *a) {
     if (arg_flag(argv, *i, NULL, "--dense")) { a->dense = 1; return 1; }
     if ((r = arg_str(argc, argv, i, NULL, "--plan", &a->plan_path)) ||
         (r = arg_str(argc, argv, i, NULL, "--uniform-like", &a->uniform_like)) ||
-        (r = arg_double(argc, argv, i, NULL, "--uniform", &a->uniform, 1e-6, 1.0)))
+        (r = arg_double(argc, argv, i, NULL, "--uniform", &a->uniform, 1e-6, 1.0)) ||
+        (r = arg_long(argc, argv, i, NULL, "--sink", &a->sink, 0, 1 << 20)) ||
+        (r = arg_long(argc, argv, i, NULL, "--block", &a->block, 1, 1 << 20)))
         return r;
     return 0;
 }
@@ -81,15 +86,27 @@ static int make_attn(const attn_args *a, const moa_model *m, moa_eval_attention 
         fprintf(stderr, "moa eval: give one of --dense, --uniform D, --uniform-like PLAN, --plan PLAN\n");
         return 2;
     }
+    if ((a->sink >= 0 || a->block > 0) && !(a->uniform > 0) && !a->uniform_like) {
+        fprintf(stderr, "moa eval: --sink and --block go with --uniform D\n");
+        return 2;
+    }
     if (a->uniform_like) {
         int rc = cli_plan_from_args(a->uniform_like, 0, m, m->hp.n_ctx_train, plan);
         if (rc) return rc;
         att->kind = MOA_EVAL_UNIFORM;
         att->density = 1;
         att->match = *plan;
+        att->sink = moa_plan_sink(*plan);   /* the plan's sinks and block */
+        att->block = moa_plan_block(*plan);
+        if (a->sink >= 0 || a->block > 0) {
+            fprintf(stderr, "moa eval: --uniform-like takes the plan's sink and block; drop --sink/--block\n");
+            return 2;
+        }
     } else if (a->uniform > 0) {
         att->kind = MOA_EVAL_UNIFORM;
         att->density = a->uniform;
+        if (a->sink >= 0) att->sink = (int)a->sink;
+        if (a->block > 0) att->block = (int)a->block;
     } else if (a->plan_path) {
         int rc = cli_plan_from_args(a->plan_path, 0, m, m->hp.n_ctx_train, plan);
         if (rc) return rc;
@@ -113,7 +130,7 @@ static int cmd_longeval(int argc, char **argv) {
                *svg = NULL, *png = NULL, *words_path = NULL, *label = NULL, *task = "lines";
     long samples = 2, seed = 0, max_new = 100;
     int resume = 0, collect = 0;
-    attn_args aa = {0};
+    attn_args aa = {.sink = -1};
     for (int i = 1; i < argc; i++) {
         int r;
         if (arg_flag(argv, i, "-h", "--help")) { usage(stdout); return 0; }
@@ -289,7 +306,7 @@ out:
 static int cmd_loss(int argc, char **argv) {
     const char *model = NULL, *calib = NULL, *out = NULL;
     long bucket = 0;
-    attn_args aa = {0};
+    attn_args aa = {.sink = -1};
     for (int i = 1; i < argc; i++) {
         int r;
         if (arg_flag(argv, i, "-h", "--help")) { usage(stdout); return 0; }
