@@ -1,9 +1,16 @@
-/* context.h - the run state of one sequence: activations and KV cache, and the forward pass. */
+/* context.h - the run state of one sequence: activations and KV cache, and the forward pass.
+ *
+ * A context runs on the CPU (forward.c) or on a CUDA device (forward-cuda.c, built with the
+ * CUDA backend): same calls, same semantics (plans, n_seq, logits modes, chunking by n_batch,
+ * errors); logits always land in the caller's host buffers. On CUDA the context holds its own
+ * device copy of the weights (dequantised once to f16 or bf16), the device KV cache
+ * (kernels/cuda) and device scratch; see docs/gpu.md. */
 #ifndef MOA_CONTEXT_H
 #define MOA_CONTEXT_H
 
 #include "llama.h"
 #include "moa/runtime.h"
+#include "moa-backend.h"   /* moa_device_kind (plain C; kernels/cuda) */
 
 typedef struct {
     int32_t n_ctx;     /* planned context in tokens (0: the model's training context); a
@@ -12,6 +19,13 @@ typedef struct {
     int32_t n_seq;     /* sequences sharing the context (batched decode; default 1) */
     const moa_plan *plan;    /* sparse-attention plan (NULL: dense); read during create only */
     moa_pos_mode pos_mode;   /* MOA_POS_ABSOLUTE (default) or MOA_POS_STREAMING */
+    moa_device_kind device;  /* MOA_DEVICE_CPU, MOA_DEVICE_CUDA (MOA_ERR_DEVICE without a
+                                device or in a build without the CUDA backend) or
+                                MOA_DEVICE_AUTO (CUDA when a device exists); default: the
+                                process default, CPU unless moa_ctx_set_default_device */
+    int32_t device_index;    /* CUDA device ordinal (default 0) */
+    int32_t device_bf16;     /* CUDA: weights and GEMM inputs in bf16 instead of f16 (wider
+                                range, 3 fewer mantissa bits; default 0) */
 } moa_ctx_params;
 
 typedef enum {
@@ -23,6 +37,15 @@ typedef enum {
 typedef struct moa_ctx moa_ctx;
 
 moa_ctx_params moa_ctx_default_params(void);
+/* The device moa_ctx_default_params() puts in .device (initially MOA_DEVICE_CPU). For
+ * programs whose code creates contexts in several places (the CLI's --device): call it once
+ * from the main thread before any context is created; not thread-safe against concurrent
+ * moa_ctx_default_params calls. */
+void moa_ctx_set_default_device(moa_device_kind device);
+/* 1 if contexts can run on CUDA here: the CUDA backend is built in and a device is present. */
+int moa_ctx_cuda_available(void);
+/* The device a context runs on (MOA_DEVICE_CPU or MOA_DEVICE_CUDA). */
+moa_device_kind moa_ctx_device(const moa_ctx *c);
 moa_status moa_ctx_create(const moa_model *m, const moa_ctx_params *p, moa_ctx **out);
 void moa_ctx_free(moa_ctx *c);
 void moa_ctx_reset(moa_ctx *c);               /* forget every sequence (positions back to 0) */
@@ -49,7 +72,8 @@ int32_t moa_ctx_seq_pos(const moa_ctx *c, int seq);
 size_t moa_ctx_kv_bytes(const moa_ctx *c);
 
 /* Time spent in attention by the last moa_ctx_eval calls (seconds, accumulated; reset to 0
- * by passing reset=1). For benchmarks. */
+ * by passing reset=1). For benchmarks. CPU only: on CUDA the kernels run asynchronously and
+ * timing them would need a synchronisation per layer, so this stays 0 there. */
 double moa_ctx_attn_seconds(moa_ctx *c, int reset);
 
 #endif

@@ -1,9 +1,14 @@
 /* forward.c - the Llama forward pass on CPU: embeddings, RMSNorm, projections, attention
  * through the runtime (runtime/: RoPE in the GGUF adjacent-pair pairing, per-head caches of a
  * plan or dense, banded/dense/linear kernels, GQA native), SwiGLU, final norm and LM head.
- * Projections use BLAS for batches and the quantised kernels for single tokens. */
+ * Projections use BLAS for batches and the quantised kernels for single tokens.
+ * A context created for CUDA hands its rows to forward-cuda.c instead (same chunking,
+ * checks and logits modes, which stay here). */
 #include "context.h"
 #include "moa-common.h"
+#ifdef MOA_ENGINE_CUDA
+#include "forward-cuda.h"
+#endif
 
 #include <math.h>
 #include <stdlib.h>
@@ -21,7 +26,26 @@ struct moa_ctx {
     float *att;            /* [n_batch][n_head*hd] attention output */
     float *gate, *up;      /* [n_batch][n_ff] */
     double attn_seconds;
+    moa_device_kind device;   /* MOA_DEVICE_CPU or MOA_DEVICE_CUDA */
+#ifdef MOA_ENGINE_CUDA
+    moa_engine_cuda *dev;     /* CUDA: weights, cache and scratch on the device; the CPU
+                                 fields above (cache, scratch) stay NULL */
+#endif
 };
+
+static moa_device_kind g_default_device = MOA_DEVICE_CPU;
+
+void moa_ctx_set_default_device(moa_device_kind device) { g_default_device = device; }
+
+int moa_ctx_cuda_available(void) {
+#ifdef MOA_ENGINE_CUDA
+    return moa_engine_cuda_device_count() > 0;
+#else
+    return 0;
+#endif
+}
+
+moa_device_kind moa_ctx_device(const moa_ctx *c) { return c->device; }
 
 moa_ctx_params moa_ctx_default_params(void) {
     moa_ctx_params p;
@@ -29,6 +53,7 @@ moa_ctx_params moa_ctx_default_params(void) {
     p.n_batch = 512;
     p.n_seq = 1;
     p.pos_mode = MOA_POS_ABSOLUTE;
+    p.device = g_default_device;
     return p;
 }
 
@@ -37,8 +62,92 @@ void moa_ctx_free(moa_ctx *c) {
     float *bufs[] = {c->x, c->h, c->q, c->k, c->v, c->att, c->gate, c->up};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) moa_free_aligned(bufs[i]);
     moa_cache_free(c->cache);
+#ifdef MOA_ENGINE_CUDA
+    moa_engine_cuda_free(c->dev);
+#endif
     free(c);
 }
+
+/* Dense units for every KV head: window n_ctx, StreamingLLM sinks (used only when a
+ * streaming cache rolls). units: [n_layer][n_head_kv], caller frees. */
+static moa_cache_unit *dense_units(const moa_llama_hparams *hp, int64_t n_ctx) {
+    moa_cache_unit *units = moa_calloc_array((size_t)hp->n_layer * hp->n_head_kv, sizeof *units);
+    if (!units) return NULL;
+    for (int64_t i = 0; i < (int64_t)hp->n_layer * hp->n_head_kv; i++) {
+        units[i].kind = MOA_UNIT_DENSE;
+        units[i].window = n_ctx;
+        units[i].sink = 4;
+    }
+    return units;
+}
+
+#ifdef MOA_ENGINE_CUDA
+/* A plan's units at n_ctx for the device cache, by the rules of runtime/cache.c's
+ * moa_cache_create (which builds the CPU cache from the plan directly): each unit's window
+ * moa_plan_unit_window(n_ctx) and the plan's sink; q-head plans get one buffer per KV group
+ * sized by its widest query head, each query head masked by its own window (*qw), and a
+ * group mixing linear and softmax heads is refused. tests/gpu/test_engine_cuda.c checks the
+ * result against the CPU cache (moa_ctx_kv_bytes, logits) for both granularities. */
+static moa_status plan_units(const moa_plan *plan, int64_t n_ctx, moa_cache_unit **units_out,
+                             int64_t **qw_out) {
+    const int n_layer = moa_plan_n_layer(plan), n_head = moa_plan_n_head(plan);
+    const int n_kv = moa_plan_n_head_kv(plan), group = n_head / n_kv;
+    const int qhead = moa_plan_granularity(plan) == MOA_GRAN_Q_HEAD;
+    moa_cache_unit *units = moa_calloc_array((size_t)n_layer * n_kv, sizeof *units);
+    int64_t *qw = qhead ? moa_alloc_array((size_t)n_layer * n_head, sizeof *qw) : NULL;
+    if (!units || (qhead && !qw)) {
+        free(units);
+        free(qw);
+        return moa_err(MOA_ERR_NOMEM, "out of memory");
+    }
+    for (int l = 0; l < n_layer; l++)
+        for (int h = 0; h < n_kv; h++) {
+            moa_cache_unit *u = &units[(size_t)l * n_kv + h];
+            u->sink = moa_plan_sink(plan);
+            if (!qhead) {
+                u->kind = moa_plan_unit_kind(plan, l, h);
+                u->window = u->kind == MOA_UNIT_LINEAR ? 0 : moa_plan_unit_window(plan, l, h, n_ctx);
+                continue;
+            }
+            int n_lin = 0, n_dense = 0;
+            int64_t wmax = 0;
+            for (int g = 0; g < group; g++) {
+                const int qh = h * group + g;
+                const moa_unit_kind k = moa_plan_unit_kind(plan, l, qh);
+                const int64_t w = k == MOA_UNIT_LINEAR ? 0 : moa_plan_unit_window(plan, l, qh, n_ctx);
+                n_lin += k == MOA_UNIT_LINEAR;
+                n_dense += k == MOA_UNIT_DENSE;
+                qw[(size_t)l * n_head + qh] = w;
+                if (w > wmax) wmax = w;
+            }
+            if (n_lin && n_lin != group) {
+                free(units);
+                free(qw);
+                return moa_err(MOA_ERR_UNSUPPORTED, "cache: layer %d kv group %d mixes linear and "
+                               "softmax query heads", l, h);
+            }
+            u->kind = n_lin ? MOA_UNIT_LINEAR : n_dense ? MOA_UNIT_DENSE : MOA_UNIT_WINDOW;
+            u->window = wmax;
+        }
+    *units_out = units;
+    *qw_out = qw;
+    return MOA_OK;
+}
+
+static moa_status create_on_device(moa_ctx *c, const moa_cache_params *cp) {
+    const moa_llama_hparams *hp = &c->m->hp;
+    moa_cache_unit *units = NULL;
+    int64_t *qw = NULL;
+    if (c->p.plan) MOA_TRY(plan_units(c->p.plan, c->p.n_ctx, &units, &qw));
+    else if (!(units = dense_units(hp, c->p.n_ctx))) return moa_err(MOA_ERR_NOMEM, "out of memory");
+    moa_cache_layout L = {hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, units, qw};
+    moa_status st = moa_engine_cuda_create(c->m, &L, cp, c->p.n_ctx, c->p.n_seq, c->p.n_batch,
+                                           c->p.device_index, c->p.device_bf16, &c->dev);
+    free(units);
+    free(qw);
+    return st;
+}
+#endif
 
 moa_status moa_ctx_create(const moa_model *m, const moa_ctx_params *pp, moa_ctx **out) {
     *out = NULL;
@@ -59,21 +168,39 @@ moa_status moa_ctx_create(const moa_model *m, const moa_ctx_params *pp, moa_ctx 
     cp.rope_dim = hp->rope_dim;
     cp.rope_base = hp->rope_base;
     moa_status st;
+    if (c->p.plan &&
+        (st = moa_plan_check(c->p.plan, hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim)) < 0) {
+        moa_ctx_free(c);
+        return st;
+    }
+    if (c->p.device != MOA_DEVICE_CPU && c->p.device != MOA_DEVICE_CUDA && c->p.device != MOA_DEVICE_AUTO) {
+        moa_ctx_free(c);
+        return moa_err(MOA_ERR_INVALID_ARG, "moa_ctx_create: unknown device %d", (int)c->p.device);
+    }
+    c->device = c->p.device != MOA_DEVICE_AUTO ? c->p.device
+              : moa_ctx_cuda_available() ? MOA_DEVICE_CUDA : MOA_DEVICE_CPU;
+    if (c->device == MOA_DEVICE_CUDA) {
+#ifdef MOA_ENGINE_CUDA
+        st = create_on_device(c, &cp);
+        c->p.plan = NULL;
+        if (st < 0) { moa_ctx_free(c); return st; }
+        *out = c;
+        return MOA_OK;
+#else
+        moa_ctx_free(c);
+        return moa_err(MOA_ERR_DEVICE, "moa_ctx_create: this build has no CUDA backend (configure "
+                       "with -DMOA_CUDA=ON on a machine with the CUDA toolkit); use the CPU device");
+#endif
+    }
     if (c->p.plan) {
-        if ((st = moa_plan_check(c->p.plan, hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim)) < 0 ||
-            (st = moa_cache_create(c->p.plan, c->p.n_ctx, c->p.n_seq, &cp, &c->cache)) < 0) {
+        if ((st = moa_cache_create(c->p.plan, c->p.n_ctx, c->p.n_seq, &cp, &c->cache)) < 0) {
             moa_ctx_free(c);
             return st;
         }
         c->p.plan = NULL;   /* not kept */
     } else {
-        moa_cache_unit *units = moa_calloc_array((size_t)hp->n_layer * hp->n_head_kv, sizeof *units);
+        moa_cache_unit *units = dense_units(hp, c->p.n_ctx);
         if (!units) { moa_ctx_free(c); return moa_err(MOA_ERR_NOMEM, "out of memory"); }
-        for (int64_t i = 0; i < (int64_t)hp->n_layer * hp->n_head_kv; i++) {
-            units[i].kind = MOA_UNIT_DENSE;
-            units[i].window = c->p.n_ctx;
-            units[i].sink = 4;    /* StreamingLLM sinks; only used when a streaming cache rolls */
-        }
         moa_cache_layout L = {hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, units, NULL};
         st = moa_cache_create_layout(&L, c->p.n_ctx, c->p.n_seq, &cp, &c->cache);
         free(units);
@@ -95,11 +222,31 @@ moa_status moa_ctx_create(const moa_model *m, const moa_ctx_params *pp, moa_ctx 
     return MOA_OK;
 }
 
-void moa_ctx_reset(moa_ctx *c) { moa_cache_reset(c->cache, -1); }
-int32_t moa_ctx_n_past(const moa_ctx *c) { return (int32_t)moa_cache_pos(c->cache, 0, 0); }
-int32_t moa_ctx_seq_pos(const moa_ctx *c, int seq) { return (int32_t)moa_cache_pos(c->cache, seq, 0); }
+#ifdef MOA_ENGINE_CUDA
+#define ON_DEVICE(c, expr) if ((c)->dev) return expr
+#else
+#define ON_DEVICE(c, expr) (void)0
+#endif
+
+void moa_ctx_reset(moa_ctx *c) {
+#ifdef MOA_ENGINE_CUDA
+    if (c->dev) {
+        if (moa_engine_cuda_reset(c->dev, -1) < 0) moa_log_warn("moa_ctx_reset: %s", moa_last_error());
+        return;
+    }
+#endif
+    moa_cache_reset(c->cache, -1);
+}
+int32_t moa_ctx_n_past(const moa_ctx *c) { return moa_ctx_seq_pos(c, 0); }
+int32_t moa_ctx_seq_pos(const moa_ctx *c, int seq) {
+    ON_DEVICE(c, (int32_t)moa_engine_cuda_pos(c->dev, seq, 0));
+    return (int32_t)moa_cache_pos(c->cache, seq, 0);
+}
 int32_t moa_ctx_n_ctx(const moa_ctx *c) { return c->p.n_ctx; }
-size_t moa_ctx_kv_bytes(const moa_ctx *c) { return moa_cache_bytes(c->cache); }
+size_t moa_ctx_kv_bytes(const moa_ctx *c) {
+    ON_DEVICE(c, moa_engine_cuda_kv_bytes(c->dev));
+    return moa_cache_bytes(c->cache);
+}
 const moa_model *moa_ctx_model(const moa_ctx *c) { return c->m; }
 double moa_ctx_attn_seconds(moa_ctx *c, int reset) {
     double s = c->attn_seconds;
@@ -123,6 +270,7 @@ static void rmsnorm(const float *x, const float *w, float *y, int64_t n, int64_t
  * (prefill chunk); else row i is one token of sequence seqs[i] (batched decode). */
 static moa_status eval_rows(moa_ctx *c, int seq, const int *seqs, const int32_t *tokens, int64_t n,
                             moa_logits_mode mode, float *logits) {
+    ON_DEVICE(c, moa_engine_cuda_rows(c->dev, seq, seqs, tokens, n, mode, logits));
     const moa_model *m = c->m;
     const moa_llama_hparams *hp = &m->hp;
     int64_t d = hp->n_embd, nff = hp->n_ff;
