@@ -167,6 +167,12 @@ moa_status moa_cuda_download(moa_cuda_ctx *c, void *dst, const void *src, size_t
     return MOA_OK;
 }
 
+moa_status moa_cuda_copy(moa_cuda_ctx *c, void *dst, const void *src, size_t bytes) {
+    if (!bytes) return MOA_OK;
+    CU_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c->stream), "cuda: copy");
+    return MOA_OK;
+}
+
 moa_status moa_cuda_memset0(moa_cuda_ctx *c, void *p, size_t bytes) {
     if (!bytes) return MOA_OK;
     CU_TRY(cudaMemsetAsync(p, 0, bytes, c->stream), "cuda: memset");

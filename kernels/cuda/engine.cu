@@ -87,15 +87,15 @@ moa_status moa_cuda_weight_upload(moa_cuda_ctx *c, moa_ggml_type t, const void *
                                   moa_cuda_weight *w) {
     static const char fn[] = "moa_cuda_weight_upload";
     memset(w, 0, sizeof *w);
-    if (dt != MOA_CUDA_F16 && dt != MOA_CUDA_BF16)
-        return moa_err(MOA_ERR_INVALID_ARG, "%s: weights are stored as f16 or bf16", fn);
+    if (dt != MOA_CUDA_F16 && dt != MOA_CUDA_BF16 && dt != MOA_CUDA_F32)
+        return moa_err(MOA_ERR_INVALID_ARG, "%s: weights are stored as f16, bf16 or f32", fn);
     MOA_TRY(check_type(t, n_in, fn));
     if (n_out < 1 || n_in < 1) return moa_err(MOA_ERR_INVALID_ARG, "%s: empty weight", fn);
     const size_t raw = moa_ggml_row_bytes(t, n_in) * (size_t)n_out;
     const int64_t n = n_out * n_in;
     void *tmp = NULL;
     MOA_TRY(moa_cuda_alloc(c, raw, &tmp));
-    moa_status st = moa_cuda_alloc(c, (size_t)n * 2, &w->data);
+    moa_status st = moa_cuda_alloc(c, (size_t)n * moa_cuda_dtype_size(dt), &w->data);
     if (st == MOA_OK) st = moa_cuda_upload(c, tmp, host, raw);
     if (st == MOA_OK) st = moa_cuda_dequant(c, t, tmp, n, w->data, dt);
     if (st == MOA_OK) st = moa_cuda_sync(c);       /* tmp is freed below */
@@ -151,6 +151,24 @@ moa_status moa_cuda_matmul(moa_cuda_ctx *c, const moa_cuda_weight *W, const void
                             &alpha, W->data, ty, (int)W->n_in, x, ty, (int)W->n_in, &beta, y,
                             CUDA_R_32F, (int)W->n_out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                "moa_cuda_matmul: cublasGemmEx");
+    return MOA_OK;
+}
+
+moa_status moa_cuda_matmul_bwd(moa_cuda_ctx *c, const moa_cuda_weight *W, const void *dy,
+                               int64_t n, float *dx, float beta) {
+    if (!W || !W->data) return moa_err(MOA_ERR_INVALID_ARG, "moa_cuda_matmul_bwd: no weight");
+    if (n <= 0) return MOA_OK;
+    if (n > INT32_MAX || W->n_out > INT32_MAX || W->n_in > INT32_MAX)
+        return moa_err(MOA_ERR_INVALID_ARG, "moa_cuda_matmul_bwd: dimensions exceed int32");
+    /* Column-major view: dX^T [n_in x n] = W^T-as-stored [n_in x n_out] dY^T [n_out x n];
+     * row-major W [n_out][n_in] is column-major n_in x n_out (ld n_in) -> op N; row-major
+     * dy [n][n_out] is column-major n_out x n (ld n_out) -> op N; dx ld n_in. */
+    const float alpha = 1.0f;
+    const cudaDataType_t ty = cu_type(W->dtype);
+    CUBLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)W->n_in, (int)n, (int)W->n_out,
+                            &alpha, W->data, ty, (int)W->n_in, dy, ty, (int)W->n_out, &beta, dx,
+                            CUDA_R_32F, (int)W->n_in, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+               "moa_cuda_matmul_bwd: cublasGemmEx");
     return MOA_OK;
 }
 

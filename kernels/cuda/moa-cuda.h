@@ -58,6 +58,7 @@ void moa_cuda_free(moa_cuda_ctx *ctx, void *p);            /* accepts NULL */
 moa_status moa_cuda_upload(moa_cuda_ctx *ctx, void *dst, const void *host_src, size_t bytes);
 moa_status moa_cuda_download(moa_cuda_ctx *ctx, void *host_dst, const void *src, size_t bytes);
 moa_status moa_cuda_memset0(moa_cuda_ctx *ctx, void *p, size_t bytes);
+moa_status moa_cuda_copy(moa_cuda_ctx *ctx, void *dst, const void *src, size_t bytes);  /* device to device */
 
 /* The backend table over this context (moa-backend.h); valid while ctx lives. */
 moa_backend moa_cuda_backend(moa_cuda_ctx *ctx);
@@ -66,6 +67,7 @@ moa_backend moa_cuda_backend(moa_cuda_ctx *ctx);
 
 /* Element types of device tensors. Append-only. */
 typedef enum { MOA_CUDA_F32 = 0, MOA_CUDA_F16 = 1, MOA_CUDA_BF16 = 2 } moa_cuda_dtype;
+static inline size_t moa_cuda_dtype_size(moa_cuda_dtype t) { return t == MOA_CUDA_F32 ? 4 : 2; }
 
 /* Dequantise n values (a multiple of the block size) of ggml type t (F32, F16, BF16, Q4_0,
  * Q4_1, Q8_0) from src (device, raw blocks) into dst (device, n values of dtype).
@@ -82,13 +84,13 @@ moa_status moa_cuda_embed(moa_cuda_ctx *ctx, moa_ggml_type t, const void *table,
 
 /* A weight W [n_out][n_in] resident on the device, dequantised once at upload. */
 typedef struct {
-    moa_cuda_dtype dtype;   /* MOA_CUDA_F16 or MOA_CUDA_BF16 */
+    moa_cuda_dtype dtype;   /* MOA_CUDA_F16, MOA_CUDA_BF16 (engine) or MOA_CUDA_F32 (profiler) */
     int64_t n_out, n_in;
     void *data;             /* device [n_out][n_in] of dtype */
 } moa_cuda_weight;
 
 /* Upload a ggml weight (host bytes, n_out rows of n_in values of type t) and dequantise it
- * on the device to f16 or bf16. The raw blocks pass through a temporary device buffer. */
+ * on the device to f16, bf16 or f32. The raw blocks pass through a temporary device buffer. */
 moa_status moa_cuda_weight_upload(moa_cuda_ctx *ctx, moa_ggml_type t, const void *host_data,
                                   int64_t n_out, int64_t n_in, moa_cuda_dtype dtype,
                                   moa_cuda_weight *out);
@@ -102,6 +104,11 @@ moa_status moa_cuda_convert(moa_cuda_ctx *ctx, const float *x, int64_t n, void *
  * x: device [n][n_in] of W's dtype (moa_cuda_convert), y: device f32 [n][n_out], ld n_out. */
 moa_status moa_cuda_matmul(moa_cuda_ctx *ctx, const moa_cuda_weight *W, const void *x,
                            int64_t n, float *y);
+
+/* The backward of moa_cuda_matmul for activations: dx[t][i] = sum_o dy[t][o] W[o][i]
+ * + beta dx[t][i]. dy: device [n][n_out] of W's dtype, dx: device f32 [n][n_in]. */
+moa_status moa_cuda_matmul_bwd(moa_cuda_ctx *ctx, const moa_cuda_weight *W, const void *dy,
+                               int64_t n, float *dx, float beta);
 
 /* Batched row-major products, for b < batch:  C_b = alpha A_b B_b^T + beta C_b  with
  * A_b [m][k], B_b [n][k] of dtype (element strides sa, sb between batches) and C_b [m][n]
@@ -127,6 +134,25 @@ moa_status moa_cuda_rope(moa_cuda_ctx *ctx, float *x, int64_t n, int n_heads, in
 moa_status moa_cuda_swiglu(moa_cuda_ctx *ctx, float *g, const float *u, int64_t n);
 /* x[i] += y[i], i < n (residual). */
 moa_status moa_cuda_add(moa_cuda_ctx *ctx, float *x, const float *y, int64_t n);
+
+/* ============================ profiler backward (train.cu) ============================== */
+/* References: profiler/backward.c. All buffers device memory. */
+
+/* dx += the RMSNorm backward of y = x r w for upstream dy, r = (mean(x^2) + eps)^-1/2:
+ * dx += r w dy - x r^3 mean(x w dy), per row of d (x, dy, dx: [n][d]; w: [d]). */
+moa_status moa_cuda_rmsnorm_bwd_add(moa_cuda_ctx *ctx, const float *x, const float *w,
+                                    const float *dy, float *dx, int64_t n, int64_t d, float eps);
+/* a[i] = silu(g[i]) * u[i] (g and u kept for the backward). */
+moa_status moa_cuda_swiglu_to(moa_cuda_ctx *ctx, const float *g, const float *u, float *a,
+                              int64_t n);
+/* In place: g[i] <- dg, u[i] <- du for a = silu(g) u and upstream da (moa_cu_swiglu_bwd). */
+moa_status moa_cuda_swiglu_bwd(moa_cuda_ctx *ctx, float *g, float *u, const float *da, int64_t n);
+/* Mean cross-entropy over response rows, in chunks: for each of `rows` rows of logits
+ * [rows][V] with target targets[r] (device int32, in range), loss[r] = logsumexp - z[target]
+ * (device double [rows]), and the row is replaced by its gradient (softmax - onehot) / n_total,
+ * n_total the number of rows of the whole mean. */
+moa_status moa_cuda_xent_grad(moa_cuda_ctx *ctx, float *logits, const int32_t *targets,
+                              int64_t rows, int64_t V, int64_t n_total, double *loss);
 
 /* ================================ profiler attention ==================================== */
 
