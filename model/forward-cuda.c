@@ -4,11 +4,13 @@
  * to the same type, f32 accumulation), the device runtime cache (RoPE, sinks, rings, dense
  * and linear units, batched decode), SwiGLU, residual adds, final norm and LM head.
  *
- * Memory (all device unless noted), per context:
+ * Memory (all device unless noted). Shared by the model's contexts on the device
+ * (weights-cuda.c, uploaded by the first one, freed with the model):
  *   weights   7 per layer + LM head, [n_out][n_in] of f16/bf16 (moa_cuda_weight_upload)
  *   embd      the token table's raw ggml rows [n_vocab] (types the device dequantises;
  *             others: rows dequantised on the host into xh and uploaded per call)
  *   norms     f32 [2 n_layer + 1][n_embd]: attn_norm l at 2l, ffn_norm l at 2l+1, output
+ * Per context:
  *   cache     moa_cuda_cache (K, V f32 per unit, linear states) sized by the plan
  *   scratch   f32 x, h [nb][d]; q, att [nb][n_head hd]; k, v [nb][n_kv hd]; gate, up
  *             [nb][n_ff]; hx [nb][max(d, n_head hd, n_ff)] in the weight type (GEMM input);
@@ -16,23 +18,25 @@
  * Per call: tokens up (4 B each), logits down (4 n_vocab B per requested row); decode also
  * uploads each row's sequence and position (the cache does, per layer). */
 #include "forward-cuda.h"
+#include "weights-cuda.h"
 #include "moa-cuda.h"
 #include "moa-common.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-enum { N_LW = 7 };        /* weights per layer: q k v o gate up down */
+enum { N_LW = MOA_MODEL_CUDA_LW };   /* weights per layer: q k v o gate up down */
 enum { LG_ROWS = 64 };    /* LM-head rows per device buffer and download */
 
 struct moa_engine_cuda {
     moa_cuda_ctx *cx;
     const moa_model *m;
     moa_cuda_dtype dt;
-    moa_cuda_weight *w;    /* [n_layer][N_LW] */
-    moa_cuda_weight out;   /* [n_vocab][n_embd] */
-    float *norms;          /* [2 n_layer + 1][n_embd] */
-    void *embd;            /* raw token table, or NULL (host embedding through xh) */
+    moa_model_cuda *wc;    /* the model's shared device weights (weights-cuda.h) */
+    const moa_cuda_weight *w;   /* wc->w: [n_layer][N_LW] */
+    const moa_cuda_weight *out; /* &wc->out: [n_vocab][n_embd] */
+    const float *norms;    /* wc->norms: [2 n_layer + 1][n_embd] */
+    const void *embd;      /* wc->embd: raw token table, or NULL (host embedding through xh) */
     moa_cuda_cache *cache;
     int64_t nb;            /* rows per call */
     float *x, *h, *q, *k, *v, *att, *gate, *up, *lg;
@@ -43,63 +47,16 @@ struct moa_engine_cuda {
 
 int moa_engine_cuda_device_count(void) { return moa_cuda_device_count(); }
 
-/* ggml types the device dequantises (engine.cu) */
-static int dev_type(moa_ggml_type t) {
-    return t == MOA_GGML_F32 || t == MOA_GGML_F16 || t == MOA_GGML_BF16 || t == MOA_GGML_Q4_0 ||
-           t == MOA_GGML_Q4_1 || t == MOA_GGML_Q8_0;
-}
-
-/* A weight on the device as e->dt: raw blocks dequantised there, or (other types: k-quants)
- * rows dequantised on the host with the CPU's own moa_dequant_row (or the model's f32 copy)
- * in chunks of about 4M values and rounded on the device. */
-static moa_status upload_weight(moa_engine_cuda *e, const moa_weight *w, moa_cuda_weight *out) {
-    if (dev_type(w->type))
-        return moa_cuda_weight_upload(e->cx, w->type, w->data, w->n_out, w->n_in, e->dt, out);
-    memset(out, 0, sizeof *out);
-    const int64_t n_in = w->n_in, rows = n_in >= ((int64_t)1 << 22) ? 1 : ((int64_t)1 << 22) / n_in;
-    const size_t rb = moa_ggml_row_bytes(w->type, n_in);
-    float *hbuf = moa_alloc_array((size_t)(rows * n_in), sizeof(float)), *dbuf = NULL;
-    if (!hbuf) return moa_err(MOA_ERR_NOMEM, "cuda engine: out of host memory for a weight chunk");
-    moa_status st = moa_cuda_alloc(e->cx, (size_t)(w->n_out * n_in) * 2, &out->data);
-    if (st == MOA_OK) st = moa_cuda_alloc(e->cx, (size_t)(rows * n_in) * sizeof(float), (void **)&dbuf);
-    for (int64_t r0 = 0; r0 < w->n_out && st == MOA_OK; r0 += rows) {
-        const int64_t cnt = w->n_out - r0 < rows ? w->n_out - r0 : rows;
-        for (int64_t r = 0; r < cnt; r++) {
-            if (w->f32) memcpy(hbuf + r * n_in, w->f32 + (r0 + r) * n_in, sizeof(float) * (size_t)n_in);
-            else moa_dequant_row(w->type, (const uint8_t *)w->data + (size_t)(r0 + r) * rb, hbuf + r * n_in, n_in);
-        }
-        st = moa_cuda_upload(e->cx, dbuf, hbuf, sizeof(float) * (size_t)(cnt * n_in));
-        if (st == MOA_OK)
-            st = moa_cuda_convert(e->cx, dbuf, cnt * n_in, (uint8_t *)out->data + (size_t)(r0 * n_in) * 2, e->dt);
-        if (st == MOA_OK) st = moa_cuda_sync(e->cx);   /* hbuf and dbuf are reused */
-    }
-    moa_cuda_free(e->cx, dbuf);
-    free(hbuf);
-    if (st != MOA_OK) {
-        moa_cuda_free(e->cx, out->data);
-        out->data = NULL;
-        return st;
-    }
-    out->dtype = e->dt;
-    out->n_out = w->n_out;
-    out->n_in = n_in;
-    return MOA_OK;
-}
-
 void moa_engine_cuda_free(moa_engine_cuda *e) {
     if (!e) return;
     moa_cuda_ctx *cx = e->cx;
     if (cx) {
-        if (e->w)
-            for (int i = 0; i < e->m->hp.n_layer * N_LW; i++) moa_cuda_weight_free(cx, &e->w[i]);
-        moa_cuda_weight_free(cx, &e->out);
-        void *bufs[] = {e->norms, e->embd, e->x, e->h, e->q, e->k, e->v, e->att, e->gate, e->up,
-                        e->lg, e->hx, e->tok};
+        void *bufs[] = {e->x, e->h, e->q, e->k, e->v, e->att, e->gate, e->up, e->lg, e->hx, e->tok};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) moa_cuda_free(cx, bufs[i]);
         moa_cuda_cache_free(e->cache);
         moa_cuda_ctx_free(cx);
     }
-    free(e->w);
+    moa_model_cuda_release(e->m, e->wc);
     free(e->xh);
     free(e);
 }
@@ -119,45 +76,16 @@ moa_status moa_engine_cuda_create(const moa_model *m, const moa_cache_layout *L,
     const double t0 = moa_time_now();
     const int64_t d = hp->n_embd, nb = n_batch, hd = hp->head_dim;
     const int64_t nq = (int64_t)hp->n_head * hd, nkv = (int64_t)hp->n_head_kv * hd, nff = hp->n_ff;
-    /* weights */
-    e->w = calloc((size_t)hp->n_layer * N_LW, sizeof *e->w);
-    if (!e->w) st = moa_err(MOA_ERR_NOMEM, "out of memory");
-    size_t wbytes = 0;
-    for (int l = 0; l < hp->n_layer && st == MOA_OK; l++) {
-        const moa_llama_layer *Ly = &m->layers[l];
-        const moa_weight *ws[N_LW] = {&Ly->wq, &Ly->wk, &Ly->wv, &Ly->wo, &Ly->w_gate, &Ly->w_up, &Ly->w_down};
-        for (int i = 0; i < N_LW && st == MOA_OK; i++) {
-            st = upload_weight(e, ws[i], &e->w[l * N_LW + i]);
-            wbytes += (size_t)(ws[i]->n_out * ws[i]->n_in) * 2;
-        }
-    }
-    if (st == MOA_OK) st = upload_weight(e, &m->output, &e->out);
-    wbytes += (size_t)(m->output.n_out * m->output.n_in) * 2;
-    /* norms */
-    float *nh = moa_alloc_array((size_t)(2 * hp->n_layer + 1) * (size_t)d, sizeof(float));
-    if (st == MOA_OK && !nh) st = moa_err(MOA_ERR_NOMEM, "out of memory");
+    /* weights, norms and the token table: the model's shared copy (uploaded by the first
+     * context or profiler on this device) */
+    st = moa_model_cuda_acquire(m, e->cx, device, e->dt, &e->wc);
     if (st == MOA_OK) {
-        for (int l = 0; l < hp->n_layer; l++) {
-            memcpy(nh + (size_t)(2 * l) * d, m->layers[l].attn_norm, sizeof(float) * (size_t)d);
-            memcpy(nh + (size_t)(2 * l + 1) * d, m->layers[l].ffn_norm, sizeof(float) * (size_t)d);
-        }
-        memcpy(nh + (size_t)(2 * hp->n_layer) * d, m->output_norm, sizeof(float) * (size_t)d);
-        const size_t b = sizeof(float) * (size_t)(2 * hp->n_layer + 1) * (size_t)d;
-        st = moa_cuda_alloc(e->cx, b, (void **)&e->norms);
-        if (st == MOA_OK) st = moa_cuda_upload(e->cx, e->norms, nh, b);
-        if (st == MOA_OK) st = moa_cuda_sync(e->cx);
-    }
-    free(nh);
-    /* embedding table (raw rows) or host embedding */
-    uint32_t be = 1;
-    moa_ggml_type_info(m->tok_embd.type, &be, NULL);
-    if (st == MOA_OK && dev_type(m->tok_embd.type) && d % (int64_t)be == 0) {
-        const size_t b = moa_ggml_row_bytes(m->tok_embd.type, d) * (size_t)m->tok_embd.n_out;
-        st = moa_cuda_alloc(e->cx, b, &e->embd);
-        if (st == MOA_OK) st = moa_cuda_upload(e->cx, e->embd, m->tok_embd.data, b);
-        if (st == MOA_OK) st = moa_cuda_sync(e->cx);
-    } else if (st == MOA_OK && !(e->xh = moa_alloc_array((size_t)(nb * d), sizeof(float)))) {
-        st = moa_err(MOA_ERR_NOMEM, "out of memory");
+        e->w = e->wc->w;
+        e->out = &e->wc->out;
+        e->norms = e->wc->norms;
+        e->embd = e->wc->embd;
+        if (!e->embd && !(e->xh = moa_alloc_array((size_t)(nb * d), sizeof(float))))
+            st = moa_err(MOA_ERR_NOMEM, "out of memory");
     }
     /* cache: the runtime layout's units, as moa_cuda_unit */
     const size_t nu = (size_t)L->n_layer * L->n_head_kv;
@@ -193,10 +121,11 @@ moa_status moa_engine_cuda_create(const moa_model *m, const moa_cache_layout *L,
         moa_engine_cuda_free(e);
         return st;
     }
-    moa_log_info("cuda engine: %s, weights %.1f MiB as %s (%.2f s), KV cache %.1f MiB for %d "
-                 "sequence(s) of %lld tokens", moa_cuda_ctx_describe(e->cx), wbytes / 1048576.0,
-                 bf16 ? "bf16" : "f16", moa_time_now() - t0, moa_cuda_cache_bytes(e->cache) / 1048576.0,
-                 n_seq, (long long)n_ctx);
+    moa_log_info("cuda engine: %s, weights %.1f MiB as %s (shared), KV cache %.1f MiB for %d "
+                 "sequence(s) of %lld tokens (%.2f s)", moa_cuda_ctx_describe(e->cx),
+                 e->wc->bytes / 1048576.0, bf16 ? "bf16" : "f16",
+                 moa_cuda_cache_bytes(e->cache) / 1048576.0, n_seq, (long long)n_ctx,
+                 moa_time_now() - t0);
     *out = e;
     return MOA_OK;
 }
@@ -257,7 +186,7 @@ moa_status moa_engine_cuda_rows(moa_engine_cuda *e, int seq, const int *seqs,
     for (int64_t r = r0; r < n; r += LG_ROWS) {
         const int64_t c = n - r < LG_ROWS ? n - r : LG_ROWS;
         MOA_TRY(norm_proj(e, e->x + r * d, onorm, c));
-        MOA_TRY(moa_cuda_matmul(cx, &e->out, e->hx, c, e->lg));
+        MOA_TRY(moa_cuda_matmul(cx, e->out, e->hx, c, e->lg));
         MOA_TRY(moa_cuda_download(cx, logits + (r - r0) * nv, e->lg, sizeof(float) * (size_t)(c * nv)));
     }
     return MOA_OK;

@@ -2,6 +2,9 @@
  * hyperparameters; batched weight products. */
 #include "llama.h"
 #include "moa-common.h"
+#ifdef MOA_ENGINE_CUDA
+#include "weights-cuda.h"
+#endif
 
 #include <cblas.h>
 #include <stdlib.h>
@@ -91,6 +94,9 @@ static void free_weight(moa_weight *w) { moa_free_aligned(w->f32); w->f32 = NULL
 
 void moa_model_free(moa_model *m) {
     if (!m) return;
+#ifdef MOA_ENGINE_CUDA
+    moa_model_cuda_free_all(m);
+#endif
     if (m->layers) {
         for (int l = 0; l < m->hp.n_layer; l++) {
             moa_llama_layer *L = &m->layers[l];

@@ -54,6 +54,8 @@ typedef struct moa_model {
     moa_llama_layer *layers;
     char sha256[65];       /* of the GGUF file ("" unless computed) */
     size_t f32_bytes;      /* bytes of dequantised copies */
+    struct moa_model_cuda *cuda;   /* device copies of the weights, shared by the model's CUDA
+                                      contexts and profilers (weights-cuda.h); NULL on the CPU */
 } moa_model;
 
 typedef struct {

@@ -21,6 +21,7 @@
  * 0.9e-3..1.5e-3, bound 1.5e-2. A wrong norm weight in one layer gives errors of several
  * 1e-2 (0.02-0.14 of the largest logit; checked by hand when the test was written). */
 #include "context.h"
+#include "weights-cuda.h"   /* the model's shared device weights (internal to model/) */
 #include "moa-common.h"
 #include "test.h"
 #include "../engine/tiny_model.h"
@@ -64,6 +65,12 @@ static moa_model *load(const char *path) {
         exit(1);
     }
     return m;
+}
+
+static moa_model *load_m16(void) {
+    char p16[512];
+    model_path(p16, "f16");
+    return load(p16);
 }
 
 static void setup(void) {
@@ -323,6 +330,64 @@ TEST(same_errors_as_cpu) {
  * exceeds twice the error bound. */
 #define TOL_MODEL 2e-2
 static double worst_model;
+/* Contexts of one model share one device copy of the weights per type (weights-cuda.h):
+ * uploaded by the first, counted while in use, kept with the model after the last is freed;
+ * a context after that gives the same logits as one created on a fresh model. */
+static int n_copies(const moa_model *m, moa_cuda_dtype dt, int *users) {
+    int n = 0;
+    for (const moa_model_cuda *c = m->cuda; c; c = c->next)
+        if (c->dt == dt) { n++; *users = c->users; }
+    return n;
+}
+
+TEST(contexts_share_device_weights) {
+    moa_model *m = load_m16();
+    if (!m) return;
+    moa_ctx_params cp = moa_ctx_default_params();
+    cp.n_ctx = N_CTX;
+    cp.n_batch = N_BATCH;
+    cp.device = MOA_DEVICE_CUDA;
+    moa_ctx *a = NULL, *b = NULL, *c = NULL;
+    CHECK_OK(moa_ctx_create(m, &cp, &a));
+    CHECK_OK(moa_ctx_create(m, &cp, &b));
+    int users = -1;
+    CHECK_EQ_INT(n_copies(m, MOA_CUDA_F16, &users), 1);
+    CHECK_EQ_INT(users, 2);
+    cp.device_bf16 = 1;
+    CHECK_OK(moa_ctx_create(m, &cp, &c));
+    CHECK_EQ_INT(n_copies(m, MOA_CUDA_BF16, &users), 1);
+    CHECK_EQ_INT(users, 1);
+    const int nv = m->hp.n_vocab;
+    float *la = malloc(sizeof(float) * (size_t)nv), *lb = malloc(sizeof(float) * (size_t)nv);
+    if (a && b) {
+        moa_ctx_free(a);
+        a = NULL;
+        CHECK_EQ_INT(n_copies(m, MOA_CUDA_F16, &users), 1);
+        CHECK_EQ_INT(users, 1);
+        CHECK_OK(moa_ctx_eval(b, prompt, PROMPT, MOA_LOGITS_LAST, la));
+        moa_ctx_free(b);
+        b = NULL;
+        CHECK_EQ_INT(n_copies(m, MOA_CUDA_F16, &users), 1);
+        CHECK_EQ_INT(users, 0);   /* kept with the model */
+        cp.device_bf16 = 0;
+        CHECK_OK(moa_ctx_create(m, &cp, &a));   /* reuses the copy */
+        CHECK_EQ_INT(n_copies(m, MOA_CUDA_F16, &users), 1);
+        CHECK_OK(moa_ctx_create(M16, &cp, &b)); /* another model: its own copy */
+        if (a && b) {
+            CHECK_OK(moa_ctx_eval(a, prompt, PROMPT, MOA_LOGITS_LAST, lb));
+            CHECK(memcmp(la, lb, sizeof(float) * (size_t)nv) == 0);
+            CHECK_OK(moa_ctx_eval(b, prompt, PROMPT, MOA_LOGITS_LAST, lb));
+            CHECK(memcmp(la, lb, sizeof(float) * (size_t)nv) == 0);
+        }
+    }
+    free(la);
+    free(lb);
+    moa_ctx_free(a);
+    moa_ctx_free(b);
+    moa_ctx_free(c);
+    moa_model_free(m);   /* frees the copies */
+}
+
 TEST(smollm2_prefill_then_decode) {
     moa_model_params mp = moa_model_default_params();
     mp.compute_sha256 = 0;
@@ -410,6 +475,7 @@ int main(int argc, char **argv) {
     RUN(batched_decode_two_sequences);
     RUN(bf16_unrounded_weights);
     RUN(same_errors_as_cpu);
+    RUN(contexts_share_device_weights);
     fprintf(stderr, "worst logit error / largest |logit|: f16 %.3g (bound %g), bf16 %.3g (bound %g)\n",
             worst_f16, TOL_F16, worst_bf16, TOL_BF16);
     moa_model_free(M16);

@@ -1,0 +1,42 @@
+/* weights-cuda.h - internal to model/ and profiler/: the device copy of a model's weights,
+ * one per (CUDA device, element type), shared by every engine context (forward-cuda.c) and
+ * profiler (profiler/backward-cuda.c) of the model on that device. The first user uploads
+ * it; it stays until moa_model_free (so code that creates a context per sample uploads the
+ * model once). Compiled only with the CUDA backend (MOA_ENGINE_CUDA).
+ *
+ * Thread safety: acquire and release may be called from any thread (one process-wide
+ * mutex); the copy is immutable once acquired. moa_model_free must not race with them. */
+#ifndef MOA_WEIGHTS_CUDA_H
+#define MOA_WEIGHTS_CUDA_H
+
+#include "llama.h"
+#include "moa-cuda.h"
+
+enum { MOA_MODEL_CUDA_LW = 7 };   /* weights per layer: q k v o gate up down */
+
+typedef struct moa_model_cuda {
+    int device;                 /* CUDA ordinal */
+    moa_cuda_dtype dt;          /* of the weight matrices: F16, BF16 or F32 */
+    moa_cuda_weight *w;         /* [n_layer][MOA_MODEL_CUDA_LW] */
+    moa_cuda_weight out;        /* LM head [n_vocab][n_embd] (tied: the token table again) */
+    float *norms;               /* f32 [2 n_layer + 1][n_embd]: attn_norm l at 2l, ffn_norm
+                                   l at 2l + 1, output_norm last */
+    void *embd;                 /* the token table's raw ggml rows [n_vocab], or NULL when
+                                   the device cannot dequantise its type */
+    size_t bytes;               /* device bytes held */
+    int users;                  /* acquired and not yet released */
+    struct moa_model_cuda *next;
+} moa_model_cuda;
+
+/* The model's weights on `device` as dt, uploading them through cx (a context open on that
+ * device) if no user has done so before. Weights of types the device dequantises (F32, F16,
+ * BF16, Q4_0, Q4_1, Q8_0) are uploaded raw and dequantised there; others (k-quants) are
+ * dequantised on the host (moa_dequant_row, or the model's f32 copy) in chunks. */
+moa_status moa_model_cuda_acquire(const moa_model *m, moa_cuda_ctx *cx, int device,
+                                  moa_cuda_dtype dt, moa_model_cuda **out);
+/* The user is done (accepts NULL); the copy stays with the model. */
+void moa_model_cuda_release(const moa_model *m, moa_model_cuda *w);
+/* Frees every copy (moa_model_free; no user may remain). */
+void moa_model_cuda_free_all(moa_model *m);
+
+#endif
