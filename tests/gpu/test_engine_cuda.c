@@ -322,14 +322,6 @@ TEST(same_errors_as_cpu) {
     pair_free(&p);
 }
 
-/* SmolLM2 (MOA_MODEL, Q4_1 weights and a Q8_0 embedding/tied head dequantised to f16 on the
- * device: weight and activation rounding over 30 layers) on both devices: a chat-style
- * prompt's logits at every position, then greedy decode steps fed the CPU's choice. Bound
- * on max |logit error| / max |logit|: TOL_MODEL, 3x the 6.3e-3 observed on the emulator
- * (12 tokens + 3 steps); the greedy token must agree wherever the CPU's top-2 margin
- * exceeds twice the error bound. */
-#define TOL_MODEL 2e-2
-static double worst_model;
 /* Contexts of one model share one device copy of the weights per type (weights-cuda.h):
  * uploaded by the first, counted while in use, kept with the model after the last is freed;
  * a context after that gives the same logits as one created on a fresh model. */
@@ -388,6 +380,14 @@ TEST(contexts_share_device_weights) {
     moa_model_free(m);   /* frees the copies */
 }
 
+/* SmolLM2 (MOA_MODEL, Q4_1 weights and a Q8_0 embedding/tied head dequantised to f16 on the
+ * device: weight and activation rounding over 30 layers) on both devices: a chat-style
+ * prompt's logits at every position, then greedy decode steps fed the CPU's choice. Bound
+ * on max |logit error| / max |logit|: TOL_MODEL, 3x the 6.3e-3 observed on the emulator
+ * (12 tokens + 3 steps); the greedy token must agree wherever the CPU's top-2 margin
+ * exceeds twice the error bound. */
+#define TOL_MODEL 2e-2
+static double worst_model;
 TEST(smollm2_prefill_then_decode) {
     moa_model_params mp = moa_model_default_params();
     mp.compute_sha256 = 0;
