@@ -14,8 +14,13 @@
  */
 #include "profiler.h"
 #include "attn-train.h"
+#include "context.h"             /* moa_ctx_default_params, moa_ctx_cuda_available */
+#include "moa-cuda-common.cuh"   /* moa_cu_swiglu_bwd (the device kernel's formula, as C) */
 #include "rope.h"
 #include "moa-common.h"
+#ifdef MOA_PROFILER_CUDA
+#include "backward-cuda.h"
+#endif
 
 #include <cblas.h>
 #include <math.h>
@@ -26,6 +31,10 @@ struct moa_profiler {
     const moa_model *m;
     moa_profiler_params p;
     int64_t n_max;
+    moa_device_kind device;       /* CPU or CUDA */
+#ifdef MOA_PROFILER_CUDA
+    moa_profiler_cuda *dev;       /* CUDA: the sample runs there; the CPU scratch is unused */
+#endif
     moa_rope_table rope;
     float *xs;     /* [n_layer+1][n_max][d] layer inputs (xs[L] = final hidden state) */
     float *h1, *h2, *xm, *dxm, *dh;              /* [n_max][d] */
@@ -37,12 +46,17 @@ struct moa_profiler {
 };
 
 moa_profiler_params moa_profiler_default_params(void) {
-    moa_profiler_params p = {64, 64, 1e-6f};
+    moa_profiler_params p = {64, 64, 1e-6f, moa_ctx_default_params().device, 0, 0};
     return p;
 }
 
+moa_device_kind moa_profiler_device(const moa_profiler *p) { return p->device; }
+
 void moa_profiler_free(moa_profiler *p) {
     if (!p) return;
+#ifdef MOA_PROFILER_CUDA
+    moa_profiler_cuda_free(p->dev);
+#endif
     float *bufs[] = {p->xs, p->h1, p->h2, p->xm, p->dxm, p->dh, p->q, p->o, p->dq, p->dO,
                      p->k, p->v, p->dk, p->dv, p->lse, p->g, p->u, p->a, p->da, p->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) moa_free_aligned(bufs[i]);
@@ -55,18 +69,33 @@ moa_status moa_profiler_create(const moa_model *m, int64_t n_max, const moa_prof
     *out = NULL;
     const moa_llama_hparams *hp = &m->hp;
     if (n_max < 2) return moa_err(MOA_ERR_INVALID_ARG, "profiler: n_max %lld must be >= 2", (long long)n_max);
-    if (!m->layers[0].wq.f32 || !m->output.f32)
+    moa_profiler_params pr = pp ? *pp : moa_profiler_default_params();
+    if (pr.block < 1 || pr.sink < 0 || !(pr.eps >= 0))
+        return moa_err(MOA_ERR_INVALID_ARG, "profiler: block %d must be >= 1, sink %d >= 0, eps >= 0",
+                       pr.block, pr.sink);
+    if (pr.device != MOA_DEVICE_CPU && pr.device != MOA_DEVICE_CUDA && pr.device != MOA_DEVICE_AUTO)
+        return moa_err(MOA_ERR_INVALID_ARG, "profiler: unknown device %d", (int)pr.device);
+    const moa_device_kind dev = pr.device != MOA_DEVICE_AUTO ? pr.device
+                              : moa_ctx_cuda_available() ? MOA_DEVICE_CUDA : MOA_DEVICE_CPU;
+    if (dev == MOA_DEVICE_CPU && (!m->layers[0].wq.f32 || !m->output.f32))
         return moa_err(MOA_ERR_INVALID_ARG, "profiler: the model must be loaded with f32 weights (f32_weights = 1)");
     moa_profiler *p = calloc(1, sizeof *p);
     if (!p) return moa_err(MOA_ERR_NOMEM, "out of memory");
     p->m = m;
-    p->p = pp ? *pp : moa_profiler_default_params();
+    p->p = pr;
     p->n_max = n_max;
-    if (p->p.block < 1 || p->p.sink < 0 || !(p->p.eps >= 0)) {
-        moa_status st = moa_err(MOA_ERR_INVALID_ARG, "profiler: block %d must be >= 1, sink %d >= 0, eps >= 0",
-                                p->p.block, p->p.sink);
+    p->device = dev;
+    if (dev == MOA_DEVICE_CUDA) {
+#ifdef MOA_PROFILER_CUDA
+        moa_status st = moa_profiler_cuda_create(m, n_max, &p->p, &p->dev);
+        if (st < 0) { free(p); return st; }
+        *out = p;
+        return MOA_OK;
+#else
         free(p);
-        return st;
+        return moa_err(MOA_ERR_DEVICE, "profiler: this build has no CUDA backend (configure with "
+                       "-DMOA_CUDA=ON on a machine with the CUDA toolkit); use the CPU device");
+#endif
     }
     size_t N = (size_t)n_max, d = (size_t)hp->n_embd, hd = (size_t)hp->head_dim;
     size_t nq = (size_t)hp->n_head * hd, nkv = (size_t)hp->n_head_kv * hd, ff = (size_t)hp->n_ff;
@@ -184,12 +213,8 @@ static moa_status layer_bwd(moa_profiler *p, int l, const float *x, int64_t n, f
     MOA_TRY(layer_fwd(p, l, x, n, NULL));
     /* FFN */
     mm_bwd(&L->w_down, dx, n, p->da, 0.0f);                  /* da = dy Wd */
-    for (int64_t i = 0; i < n * ff; i++) {
-        float g = p->g[i], sg = 1.0f / (1.0f + expf(-g));
-        float da = p->da[i];
-        p->g[i] = da * p->u[i] * sg * (1.0f + g * (1.0f - sg));   /* dg */
-        p->u[i] = da * g * sg;                                    /* du */
-    }
+    for (int64_t i = 0; i < n * ff; i++)
+        moa_cu_swiglu_bwd(p->g[i], p->u[i], p->da[i], &p->g[i], &p->u[i]);   /* dg, du */
     mm_bwd(&L->w_gate, p->g, n, p->dh, 0.0f);
     mm_bwd(&L->w_up, p->u, n, p->dh, 1.0f);                  /* dh2 = dg Wg + du Wu */
     memcpy(p->dxm, dx, sizeof(float) * (size_t)(n * d));
@@ -241,6 +266,9 @@ moa_status moa_profiler_sample_embd(moa_profiler *p, const float *x0, const int3
     if (hist && hist->n_bins < (n + p->p.block - 1) / p->p.block)
         return moa_err(MOA_ERR_INVALID_ARG, "profiler: histogram has %lld bins, the sample needs %lld",
                        (long long)hist->n_bins, (long long)((n + p->p.block - 1) / p->p.block));
+#ifdef MOA_PROFILER_CUDA
+    if (p->dev) return moa_profiler_cuda_sample(p->dev, x0, tokens, n, rb, re, hist, loss_out, d_embed);
+#endif
     int64_t d = hp->n_embd, V = hp->n_vocab, L = hp->n_layer;
     size_t layer_sz = (size_t)p->n_max * (size_t)d;
     memcpy(p->xs, x0, sizeof(float) * (size_t)(n * d));

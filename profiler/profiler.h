@@ -5,19 +5,30 @@
  * histograms (kernels/cpu/attn-train.h). See docs/profiler.md.
  *
  * A moa_profiler holds the scratch for samples of up to n_max tokens for one model; it
- * belongs to one thread at a time (its kernels use OpenMP internally). The model must have
- * f32 weight copies (moa_model_params.f32_weights = 1).
+ * belongs to one thread at a time (its kernels use OpenMP internally). It runs on the CPU
+ * (backward.c; the model must have f32 weight copies, moa_model_params.f32_weights = 1) or
+ * on a CUDA device (backward-cuda.c, built with the CUDA backend: the same sample on the
+ * device, weights uploaded once per model and device as f32 or bf16; see docs/gpu.md).
  */
 #ifndef MOA_PROFILER_H
 #define MOA_PROFILER_H
 
 #include <stdint.h>
 #include "llama.h"
+#include "moa-backend.h"   /* moa_device_kind (plain C; kernels/cuda) */
 
 typedef struct {
     int sink;      /* keys j < sink are the sink columns (default 64) */
     int block;     /* distance-bin width (default 64) */
     float eps;     /* influence denominator regulariser (default 1e-6) */
+    moa_device_kind device;  /* MOA_DEVICE_CPU, MOA_DEVICE_CUDA (MOA_ERR_DEVICE without a
+                                device or CUDA backend) or MOA_DEVICE_AUTO (CUDA when a device
+                                exists); default: the engine's process default device
+                                (moa_ctx_set_default_device; CPU unless set) */
+    int device_index;        /* CUDA ordinal (default 0) */
+    int device_bf16;         /* CUDA: weights and GEMM inputs in bf16 instead of f32 (half
+                                the weight memory, about 1e-2 relative error in the
+                                histograms instead of 1e-5; default 0) */
 } moa_profiler_params;
 
 typedef struct moa_profiler moa_profiler;
@@ -26,6 +37,8 @@ moa_profiler_params moa_profiler_default_params(void);
 moa_status moa_profiler_create(const moa_model *m, int64_t n_max, const moa_profiler_params *p,
                                moa_profiler **out);
 void moa_profiler_free(moa_profiler *p);
+/* The device the profiler runs on (MOA_DEVICE_CPU or MOA_DEVICE_CUDA). */
+moa_device_kind moa_profiler_device(const moa_profiler *p);
 
 /* Per-sample outputs. Histograms are ADDED to (the caller zeroes them): */
 typedef struct {
