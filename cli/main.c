@@ -56,20 +56,12 @@ static void usage(FILE *fp) {
     fprintf(fp, "\nexit codes: 0 ok, 1 failure, 2 usage error\n");
 }
 
-/* Commands (and bench modes) that run the profiler, which has no CUDA path in this version. */
-static const char *cpu_only_part(int argc, char **argv) {
-    if (!strcmp(argv[0], "profile")) return "moa profile";
-    if (!strcmp(argv[0], "bench") && argc > 1 && !strcmp(argv[1], "profile")) return "moa bench profile";
-    return NULL;
-}
-
 /* --device cpu|cuda|auto (every command that runs the model takes it; removed from argv
  * here). auto: CUDA when a device is present, else CPU, with a log line. The choice becomes
  * the default device of every engine context the command creates
- * (moa_ctx_set_default_device): generate, bench prefill|decode, eval, calib and compress's
- * engine stages (calibration answers, validation) run on CUDA. The profiler does not yet:
- * `--device cuda` is an error for moa profile and moa bench profile, auto keeps them on the
- * CPU, and compress profiles on the CPU. */
+ * (moa_ctx_set_default_device) and of every profiler (moa_profiler_default_params takes it):
+ * generate, bench prefill|decode|profile, eval, calib, profile and all of compress's stages
+ * that run the model (calibration answers, profiling, validation) run on CUDA. */
 static int select_device(int *argc, char **argv) {
     const char *opt = NULL;
     int w = 0;
@@ -100,24 +92,9 @@ static int select_device(int *argc, char **argv) {
         );
         return 1;
     }
-    const char *cpu_only = cpu_only_part(*argc, argv);
-    if (got == MOA_DEVICE_CUDA && cpu_only) {
-        if (req == MOA_DEVICE_CUDA) {
-            fprintf(stderr, "moa: --device cuda: %s does not run on CUDA in this version (the "
-                            "profiler runs on the CPU; generate, bench prefill|decode, eval, calib "
-                            "and compress's engine stages do run on CUDA); use --device cpu\n", cpu_only);
-            return 1;
-        }
-        moa_log_info("device: CPU (%s runs on the CPU in this version)", cpu_only);
-        return 0;
-    }
     if (got == MOA_DEVICE_CUDA) {
         moa_ctx_set_default_device(MOA_DEVICE_CUDA);
-        if (!strcmp(argv[0], "compress"))
-            moa_log_info("device: CUDA for the engine stages (calibration answers, validation); "
-                         "the profiling stage runs on the CPU in this version");
-        else if (req == MOA_DEVICE_AUTO)
-            moa_log_info("device: CUDA");
+        if (req == MOA_DEVICE_AUTO) moa_log_info("device: CUDA");
     } else if (opt && req == MOA_DEVICE_AUTO) {
         moa_log_info("device: CPU (no CUDA device)");
     }
