@@ -21,17 +21,21 @@ static void usage(FILE *fp) {
         "      --density D         KV density budget in (0, 1] (required)\n"
         "  -o, --output PATH       plan to write (atomically)\n"
         "      --workdir DIR       work directory (default OUTPUT.work)\n"
-        "      --calib-lengths L   calibration/profile lengths (default C/16,C/8,C/4 of the\n"
-        "                          model's context C: 512,1024,2048 for SmolLM2)\n"
+        "      --calib-lengths L   calibration/profile lengths (default C/16,C/8,C/4,C/2 of the\n"
+        "                          model's context C: 512,1024,2048,4096 for SmolLM2)\n"
         "      --calib-samples K   samples per length (default 6)\n"
         "      --calib-tasks T     calibration tasks (default longdep,lines)\n"
         "      --calib-seed S      (default 1)\n"
+        "      --sink S            sink tokens of the profile and plan (default = block)\n"
+        "      --block B           distance-bin and window granularity (default from the shortest\n"
+        "                          calibration length n: a power of two in [16, 64] <= n/32)\n"
         "      --validation N      validation length, left out of the objectives (default the\n"
         "                          longest calibration length)\n"
         "      --time-limit S      seconds per MILP solve (default 20)\n"
         "      --eval-task T       validation task: needle (default), needle-multikey,\n"
         "                          needle-multivalue, needle-multiquery, or lines (LongEval)\n"
-        "      --eval-lengths L    validation lengths (default the calibration lengths)\n"
+        "      --eval-lengths L    retrieval lengths (default the calibration lengths but the\n"
+        "                          validation length: 512,1024,2048 for SmolLM2)\n"
         "      --eval-samples K    samples per (length, position bin) (default 1)\n"
         "      --eval-seed S       (default 2)\n"
         "      --heldout K         held-out samples for the response-loss check (default 4; 0 skips)\n"
@@ -61,7 +65,8 @@ int moa_cmd_compress(int argc, char **argv) {
     const char *model = NULL, *out = NULL, *workdir = NULL, *cl = NULL, *el = NULL, *tasks = NULL,
                *eval_task = NULL;
     double density = 0, time_limit = 20;
-    long calib_samples = 6, eval_samples = 1, heldout = 4, calib_seed = 1, eval_seed = 2, validation = 0;
+    long calib_samples = 6, eval_samples = 1, heldout = 4, calib_seed = 1, eval_seed = 2, validation = 0, sink = -1,
+         block = 0;
     int skip_eval = 0;
     moa_compress_params p = moa_compress_default_params();
     for (int i = 1; i < argc; i++) {
@@ -82,6 +87,8 @@ int moa_cmd_compress(int argc, char **argv) {
             (r = arg_long(argc, argv, &i, NULL, "--heldout", &heldout, 0, 100000)) ||
             (r = arg_long(argc, argv, &i, NULL, "--calib-seed", &calib_seed, 0, 0x7fffffffL)) ||
             (r = arg_long(argc, argv, &i, NULL, "--eval-seed", &eval_seed, 0, 0x7fffffffL)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--sink", &sink, 0, 1 << 20)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--block", &block, 1, 1 << 20)) ||
             (r = arg_long(argc, argv, &i, NULL, "--validation", &validation, 0, 1 << 24))) {
             if (r < 0) return 2;
             continue;
@@ -113,6 +120,8 @@ int moa_cmd_compress(int argc, char **argv) {
     p.heldout_samples = (int)heldout;
     p.validation_length = validation;
     p.time_limit = time_limit;
+    p.block = (int)block;
+    p.sink = (int)sink;   /* -1: the block */
     p.skip_eval = skip_eval;
     moa_progress_bar bar;
     moa_progress_bar_init(&bar, "  ", "samples");

@@ -31,6 +31,7 @@ moa_compress_params moa_compress_default_params(void) {
     p.eval_task = "needle";
     p.eval_seed = 2;
     p.heldout_samples = 4;
+    p.sink = -1;
     return p;
 }
 
@@ -109,14 +110,27 @@ static int calib_valid(const char *path, const moa_model *m, const int *lengths,
     return ok;
 }
 
-static int profile_valid(const char *path, const moa_model *m, const int *lengths, int n_len) {
+static int profile_valid(const char *path, const moa_model *m, const int *lengths, int n_len, int sink, int block) {
     if (!moa_file_exists(path)) return 0;
     moa_profile *pr = NULL;
     if (moa_profile_load(path, &pr) < 0) return 0;
-    int ok = !strcmp(pr->model_sha256, m->sha256) && pr->n_buckets == n_len && pr->sink == 64 && pr->block == 64;
+    int ok = !strcmp(pr->model_sha256, m->sha256) && pr->n_buckets == n_len && pr->sink == sink && pr->block == block;
     for (int k = 0; ok && k < n_len; k++) ok = moa_profile_find_bucket(pr, lengths[k]) >= 0;
     moa_profile_free(pr);
     return ok;
+}
+
+static int same_lengths(const moa_longeval_results *r, const int *lengths, int n_len) {
+    for (int i = 0; i < n_len; i++)
+        if (r->lengths[i].length != lengths[i]) return 0;
+    return 1;
+}
+
+/* Default sink and block for profiles whose shortest length is n_min (see compress.h). */
+static int default_block(int n_min) {
+    int b = 64;
+    while (b > 16 && b * 32 > n_min) b /= 2;
+    return b;
 }
 
 /* ---- stages ------------------------------------------------------------------------------ */
@@ -173,7 +187,7 @@ static moa_status build_calib(const moa_model *m, const moa_tokenizer *tok, cons
     return st;
 }
 
-static moa_status optimise(const moa_compress_params *p, const int *lengths, int n_len, int64_t n_ctx_train,
+static moa_status optimise(const moa_compress_params *p, const int *lengths, int n_len, int64_t n_ctx_train, int block,
                            const char *profile_path, const char *calib_path, const char *plan_path,
                            const char *front_csv, const char *front_svg, sbuf *rep) {
     moa_profile *prof = NULL;
@@ -196,6 +210,26 @@ static moa_status optimise(const moa_compress_params *p, const int *lengths, int
         op.constrained[op.n_constrained] = ext;
         op.budget[op.n_constrained++] = p->density;
     }
+    /* Rules: the reference's grid (alpha in {-2..8} x step, beta in {0, 1/8, .., 1}, step =
+     * 1024 * longest objective / 8192 in blocks) plus short windows alpha in {1, 2, 4} blocks,
+     * which the reference's step never offers below 2k objectives: without them every head
+     * keeps at least N/8 of the context and a tight budget has nothing left for the few
+     * heads that must see everything (docs/results.md). The optimiser filters the grid. */
+    int64_t obj_max = 0;
+    for (int i = 0; i < op.n_objective; i++) obj_max = op.objective[i] > obj_max ? op.objective[i] : obj_max;
+    double step = round(1024.0 * (double)obj_max / 8192.0 / block) * block;
+    if (step < block) step = block;
+    moa_rule rules[20 * 9];
+    int n_rules = 0;
+    for (int i = -2; i <= 8 + 3; i++) {
+        double a = i <= 8 ? i * step : (double)block * (1 << (i - 9));   /* then 1, 2, 4 blocks */
+        int dup = 0;
+        for (int r = 0; r < n_rules; r++) dup |= rules[r].alpha == a;
+        if (dup) continue;
+        for (int j = 0; j <= 8; j++) rules[n_rules++] = (moa_rule){a, j / 8.0};
+    }
+    op.rules = rules;
+    op.n_rules = n_rules;
     op.density = p->density;
     op.time_limit = p->time_limit;
     op.grid = p->pareto_grid;
@@ -262,7 +296,7 @@ static void plan_summary(const moa_plan *plan, const int *lengths, int n_len, in
 static moa_status run_eval(const moa_model *m, const moa_tokenizer *tok, const moa_wordlist *words,
                            const moa_eval_attention *a, const int *lengths, int n_len,
                            const moa_compress_params *p, const char *dir, const char *tag,
-                           moa_longeval_results **out) {
+                           double plan_mtime, moa_longeval_results **out) {
     char name[256];
     snprintf(name, sizeof name, "eval-%s-%s.json", p->eval_task, tag);   /* uniform: matched to the plan */
     char *json = path_in(dir, name);
@@ -272,8 +306,14 @@ static moa_status run_eval(const moa_model *m, const moa_tokenizer *tok, const m
     moa_eval_engine *e = NULL;
     char *label = moa_eval_attention_label(a);
     if (!json || !log || !label) { st = moa_err(MOA_ERR_NOMEM, "out of memory"); goto done; }
-    if (moa_file_exists(json) && moa_longeval_read_json(json, out) >= 0 && (*out)->n_lengths == n_len) goto done;
+    /* results of an earlier plan (or of other settings) are not reused: the dense run is
+     * independent of the plan, uniform and plan runs must be newer than plan.json */
+    int depends = a->kind != MOA_EVAL_DENSE;
+    if (moa_file_exists(json) && (!depends || mtime(json) >= plan_mtime) &&
+        moa_longeval_read_json(json, out) >= 0 && (*out)->n_lengths == n_len &&
+        (*out)->n_rows == (int64_t)n_len * MOA_LONGEVAL_BINS * p->eval_samples && same_lengths(*out, lengths, n_len)) goto done;
     if (*out) { moa_longeval_results_free(*out); *out = NULL; }
+    if (depends && moa_file_exists(log) && mtime(log) < plan_mtime) remove(log);
     if ((st = moa_eval_engine_create(m, tok, a, 1, &e)) < 0) goto done;
     moa_eval_model em = moa_eval_engine_model(e);
     moa_longeval_params lp = moa_longeval_default_params();
@@ -287,7 +327,13 @@ static moa_status run_eval(const moa_model *m, const moa_tokenizer *tok, const m
     lp.model_settings = moa_eval_engine_settings(e);
     lp.log_path = log;
     lp.resume = 1;
-    if ((st = moa_longeval_run(&lp, &em, p->progress, p->progress_data, out)) < 0) goto done;
+    st = moa_longeval_run(&lp, &em, p->progress, p->progress_data, out);
+    if (st == MOA_ERR_MISMATCH) {   /* a log of other settings (lengths, samples, seed): start over */
+        moa_log_info("compress: %s was written with other settings; starting it over", log);
+        remove(log);
+        st = moa_longeval_run(&lp, &em, p->progress, p->progress_data, out);
+    }
+    if (st < 0) goto done;
     st = moa_longeval_write_json(*out, json);
 done:
     moa_eval_engine_free(e);
@@ -327,16 +373,21 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
     if ((st = moa_wordlist_load(NULL, &words)) < 0) goto done;
     int C = m->hp.n_ctx_train;
     if (p.n_calib_lengths == 0) {
-        p.n_calib_lengths = 3;
-        p.calib_lengths[0] = C / 16; p.calib_lengths[1] = C / 8; p.calib_lengths[2] = C / 4;
-    }
-    if (p.n_eval_lengths == 0) {
-        p.n_eval_lengths = p.n_calib_lengths;
-        memcpy(p.eval_lengths, p.calib_lengths, sizeof p.eval_lengths);
+        p.n_calib_lengths = 4;
+        p.calib_lengths[0] = C / 16; p.calib_lengths[1] = C / 8; p.calib_lengths[2] = C / 4; p.calib_lengths[3] = C / 2;
     }
     int longest = 0;
     for (int i = 0; i < p.n_calib_lengths; i++) longest = p.calib_lengths[i] > longest ? p.calib_lengths[i] : longest;
     int64_t validation = p.validation_length > 0 ? p.validation_length : longest;
+    if (p.n_eval_lengths == 0) {   /* the objective lengths (the validation length only if alone) */
+        for (int i = 0; i < p.n_calib_lengths; i++)
+            if (p.calib_lengths[i] != validation) p.eval_lengths[p.n_eval_lengths++] = p.calib_lengths[i];
+        if (p.n_eval_lengths == 0) p.eval_lengths[p.n_eval_lengths++] = (int)validation;
+    }
+    int shortest = longest;
+    for (int i = 0; i < p.n_calib_lengths; i++) shortest = p.calib_lengths[i] < shortest ? p.calib_lengths[i] : shortest;
+    if (p.block <= 0) p.block = default_block(shortest);
+    if (p.sink < 0) p.sink = p.block;
 
     sb_printf(&rep, "# moa compress report\n\nModel: %s (sha256 %.16s..., %d layers, %d/%d heads, context %d). "
               "Density budget %.3f at lengths", model_path, m->sha256, m->hp.n_layer, m->hp.n_head,
@@ -351,8 +402,10 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
                           p.calib_seed, p.calib_max_new, &p, calib)) < 0) goto done;
     /* 2. profile */
     stage(&p, "profile (attention influence)");
-    if (!profile_valid(profile, m, p.calib_lengths, p.n_calib_lengths)) {
+    if (!profile_valid(profile, m, p.calib_lengths, p.n_calib_lengths, p.sink, p.block)) {
         moa_profile_run_params rp = moa_profile_run_default_params();
+        rp.prof.sink = p.sink;
+        rp.prof.block = p.block;
         rp.resume = 1;
         rp.progress = p.progress;
         rp.progress_data = p.progress_data;
@@ -365,7 +418,7 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
         moa_plan_free(plan);
         plan = NULL;
         moa_opt_init();
-        if ((st = optimise(&p, p.calib_lengths, p.n_calib_lengths, C, profile, calib, planp, csv, svg, &rep)) < 0) goto done;
+        if ((st = optimise(&p, p.calib_lengths, p.n_calib_lengths, C, p.block, profile, calib, planp, csv, svg, &rep)) < 0) goto done;
         if ((st = moa_plan_load(planp, &plan)) < 0) goto done;
     } else {
         sb_printf(&rep, "(plan reused from %s)\n\n", planp);
@@ -382,6 +435,8 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
         for (int i = 0; i < 3; i++) a[i] = moa_eval_attention_default();
         a[1].kind = MOA_EVAL_UNIFORM;   /* StreamingLLM at the plan's own density at each length */
         a[1].density = p.density;
+        a[1].sink = moa_plan_sink(plan);   /* and with the plan's sinks and block */
+        a[1].block = moa_plan_block(plan);
         a[1].match = plan;
         a[2].kind = MOA_EVAL_PLAN;
         a[2].plan = plan;
@@ -390,7 +445,8 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
             char msg[64];
             snprintf(msg, sizeof msg, "validation: %s (%s)", p.eval_task, tags[i]);
             stage(&p, msg);
-            if ((st = run_eval(m, tok, words, &a[i], p.eval_lengths, p.n_eval_lengths, &p, p.workdir, tags[i], &res[i])) < 0) goto done;
+            if ((st = run_eval(m, tok, words, &a[i], p.eval_lengths, p.n_eval_lengths, &p, p.workdir, tags[i],
+                               mtime(planp), &res[i])) < 0) goto done;
         }
         for (int i = 1; i < 3; i++) moa_longeval_set_reference(res[i], res[0]);
         char *md = NULL;
@@ -399,15 +455,15 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
                   "the calibration used %s with seed %llu)\n\n%s\n", p.eval_task, p.eval_samples,
                   (unsigned long long)p.eval_seed, p.calib_tasks, (unsigned long long)p.calib_seed, md);
         free(md);
-        sb_printf(&rep, "The uniform baseline (64 sinks + one window for every head) gets the plan's own density at "
-                  "each planned length (its window is the largest block multiple that fits it).\n"
+        sb_printf(&rep, "The uniform baseline (the plan's %d sinks + one window for every head) gets the plan's own "
+                  "density at each planned length (its window is the largest %d-token multiple that fits it).\n"
                   "Densities at the evaluated lengths (planned context = length + answer budget):\n\n"
-                  "| length | uniform | plan |\n|---:|---:|---:|\n");
+                  "| length | uniform | plan |\n|---:|---:|---:|\n", a[1].sink, a[1].block);
         for (int i = 0; i < p.n_eval_lengths; i++) {
             int64_t n = p.eval_lengths[i] + moa_longeval_default_params().max_new_tokens;
             moa_plan *u = NULL;
-            double ud = moa_plan_uniform(m->hp.n_layer, m->hp.n_head, m->hp.n_head_kv, m->hp.head_dim, 64, 64,
-                                         moa_plan_density(plan, n), n, &u) >= 0 ? moa_plan_density(u, n) : NAN;
+            double ud = moa_plan_uniform(m->hp.n_layer, m->hp.n_head, m->hp.n_head_kv, m->hp.head_dim, a[1].sink,
+                                         a[1].block, moa_plan_density(plan, n), n, &u) >= 0 ? moa_plan_density(u, n) : NAN;
             moa_plan_free(u);
             sb_printf(&rep, "| %d | %.3f | %.3f |\n", p.eval_lengths[i], ud, moa_plan_density(plan, n));
         }

@@ -3,7 +3,8 @@
  *   profile.h5 attention influence per layer, head and distance
  *   plan.json  GLPK MILP over elastic rules, Pareto front over lengths, selection on the
  *              validation length (then copied to the output path)
- *   eval-*     validation: LongEval lines for dense, uniform (StreamingLLM) and the plan;
+ *   eval-*     validation: needle retrieval (or LongEval lines) for dense, uniform
+ *              (StreamingLLM at the plan's density, sinks and block) and the plan;
  *              response loss of uniform vs plan on held-out calibration samples
  *   report.md  the summary printed at the end
  * Each stage is skipped when its output is there and valid, and the long stages resume
@@ -24,11 +25,16 @@ typedef struct {
     const char *workdir;            /* required */
     /* calibration (defaults derive from the model's training context C) */
     const char *calib_tasks;        /* "longdep,lines" (validation uses other tasks) */
-    int n_calib_lengths;            /* 0: {C/16, C/8, C/4} (512, 1024, 2048 for 8192) */
+    int n_calib_lengths;            /* 0: {C/16, C/8, C/4, C/2} (512 .. 4096 for 8192) */
     int calib_lengths[MOA_COMPRESS_MAX_LENGTHS];
     int calib_samples;              /* per length (6) */
     uint64_t calib_seed;            /* 1 */
     int calib_max_new;              /* 64 */
+    /* profile and plan granularity: sink -1 / block 0 = derived from the shortest calibration length n_min
+       (block = the power of two in [16, 64] nearest below n_min / 32, sink = block: 16 for
+       512, 64 from 2048 on, as the reference uses at 2k-8k) */
+    int sink;
+    int block;
     /* optimisation */
     int64_t validation_length;      /* 0: the longest calibration length */
     double extrapolate;             /* also constrain density at this multiple of the longest
@@ -36,7 +42,8 @@ typedef struct {
     double time_limit;              /* per MILP solve, seconds (20) */
     int pareto_grid;                /* epsilon levels (5) */
     /* validation */
-    int n_eval_lengths;             /* 0: the calibration lengths */
+    int n_eval_lengths;             /* 0: the calibration lengths but the validation one
+                                       (512, 1024, 2048 for 8192) */
     int eval_lengths[MOA_COMPRESS_MAX_LENGTHS];
     int eval_samples;               /* per (length, position bin) (1) */
     const char *eval_task;          /* "needle" (single): a retrieval task the calibration did

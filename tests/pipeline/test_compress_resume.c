@@ -1,0 +1,123 @@
+/* test_compress_resume.c - `moa compress` on SmolLM2 (label `model`, skipped without
+ * MOA_MODEL) with small settings (lengths 256 and 512, 2 samples each, no validation runs):
+ * one uninterrupted run; one killed with SIGKILL once the profile stage has checkpointed,
+ * then rerun with the same command. The resumed run must reuse the finished calibration,
+ * finish the profile from its checkpoint (byte-identical profile) and end with the same
+ * plan: every unit's kind, alpha and beta, and the same sink and block. */
+#include "moa-common.h"
+#include "moa/runtime.h"
+#include "test.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *model;
+
+static void path(char *buf, const char *name) { snprintf(buf, 512, "%s/compress_%s", MOA_TEST_TMPDIR, name); }
+
+static pid_t spawn(const char *plan) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0) { dup2(null, 2); dup2(null, 1); }
+        execl(MOA_BIN, MOA_BIN, "-q", "compress", "-m", model, "--density", "0.5", "-o", plan,
+              "--calib-lengths", "256,512", "--calib-samples", "2", "--skip-eval", "--time-limit", "30",
+              (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int wait_exit(pid_t pid) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int same_bytes(const char *a, const char *b) {
+    char *x, *y;
+    size_t nx, ny;
+    if (moa_read_file(a, &x, &nx) < 0) return 0;
+    if (moa_read_file(b, &y, &ny) < 0) { free(x); return 0; }
+    int same = nx == ny && memcmp(x, y, nx) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+static void clean(const char *plan) {
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s.work'", plan, plan);
+    if (system(cmd) != 0) fprintf(stderr, "  (could not clean %s)\n", plan);
+}
+
+TEST(kill_in_profile_then_resume) {
+    char full[512], cut[512], a[600], b[600], ckpt[600];
+    path(full, "full.json");
+    path(cut, "cut.json");
+    clean(full);
+    clean(cut);
+    CHECK_EQ_INT(wait_exit(spawn(full)), 0);
+    snprintf(ckpt, sizeof ckpt, "%s.work/profile.h5.ckpt.h5", cut);
+    pid_t pid = spawn(cut);
+    int killed = 0;
+    for (int i = 0; i < 60000 && !killed; i++) {   /* up to 5 minutes */
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        if (moa_file_exists(ckpt)) { kill(pid, SIGKILL); killed = 1; }
+    }
+    int code = wait_exit(pid);
+    CHECK_MSG(killed && code == 128 + SIGKILL, "the run was not killed in the profile stage (exit %d)", code);
+    snprintf(a, sizeof a, "%s.work/profile.h5", cut);
+    CHECK(!moa_file_exists(a));   /* the profile was not finished */
+    CHECK(!moa_file_exists(cut));
+    snprintf(a, sizeof a, "%s.work/calib.h5", cut);
+    struct stat before, after;
+    CHECK(stat(a, &before) == 0);
+    CHECK_EQ_INT(wait_exit(spawn(cut)), 0);
+    CHECK(stat(a, &after) == 0);
+    CHECK_MSG(before.st_mtim.tv_sec == after.st_mtim.tv_sec && before.st_mtim.tv_nsec == after.st_mtim.tv_nsec,
+              "the finished calibration set was rebuilt instead of reused");
+    snprintf(b, sizeof b, "%s.work/calib.h5", full);
+    CHECK_MSG(same_bytes(a, b), "calibration sets differ");
+    snprintf(a, sizeof a, "%s.work/profile.h5", cut);
+    snprintf(b, sizeof b, "%s.work/profile.h5", full);
+    CHECK_MSG(same_bytes(a, b), "the resumed profile differs from the uninterrupted one");
+    moa_plan *p = NULL, *q = NULL;
+    CHECK_OK(moa_plan_load(full, &p));
+    CHECK_OK(moa_plan_load(cut, &q));
+    if (p && q) {
+        CHECK_EQ_INT(moa_plan_sink(p), moa_plan_sink(q));
+        CHECK_EQ_INT(moa_plan_block(p), moa_plan_block(q));
+        CHECK_EQ_INT(moa_plan_sink(p), 16);   /* default for a 256-token shortest length */
+        CHECK_EQ_INT(moa_plan_n_layer(p), moa_plan_n_layer(q));
+        int diff = 0;
+        for (int l = 0; l < moa_plan_n_layer(p); l++)
+            for (int u = 0; u < moa_plan_n_units(p); u++)
+                diff += moa_plan_unit_kind(p, l, u) != moa_plan_unit_kind(q, l, u) ||
+                        moa_plan_unit_alpha(p, l, u) != moa_plan_unit_alpha(q, l, u) ||
+                        moa_plan_unit_beta(p, l, u) != moa_plan_unit_beta(q, l, u);
+        CHECK_MSG(diff == 0, "%d units differ between the resumed and the uninterrupted plan", diff);
+        CHECK(moa_plan_density(q, 256) <= 0.5 + 1e-9 && moa_plan_density(q, 512) <= 0.5 + 1e-9);
+    }
+    moa_plan_free(p);
+    moa_plan_free(q);
+    clean(full);
+    clean(cut);
+}
+
+int main(void) {
+    model = getenv("MOA_MODEL");
+    if (!model || !*model || !moa_file_exists(model)) {
+        fprintf(stderr, "MOA_MODEL not set or missing: skipped\n");
+        return 77;
+    }
+    RUN(kill_in_profile_then_resume);
+    return test_summary();
+}
