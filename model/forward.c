@@ -8,6 +8,7 @@
 #include "moa-common.h"
 #ifdef MOA_ENGINE_CUDA
 #include "forward-cuda.h"
+#include "cache-layout.h"   /* runtime/: a plan's units, as moa_cache_create builds them */
 #endif
 
 #include <math.h>
@@ -82,69 +83,20 @@ static moa_cache_unit *dense_units(const moa_llama_hparams *hp, int64_t n_ctx) {
 }
 
 #ifdef MOA_ENGINE_CUDA
-/* A plan's units at n_ctx for the device cache, by the rules of runtime/cache.c's
- * moa_cache_create (which builds the CPU cache from the plan directly): each unit's window
- * moa_plan_unit_window(n_ctx) and the plan's sink; q-head plans get one buffer per KV group
- * sized by its widest query head, each query head masked by its own window (*qw), and a
- * group mixing linear and softmax heads is refused. tests/gpu/test_engine_cuda.c checks the
- * result against the CPU cache (moa_ctx_kv_bytes, logits) for both granularities. */
-static moa_status plan_units(const moa_plan *plan, int64_t n_ctx, moa_cache_unit **units_out,
-                             int64_t **qw_out) {
-    const int n_layer = moa_plan_n_layer(plan), n_head = moa_plan_n_head(plan);
-    const int n_kv = moa_plan_n_head_kv(plan), group = n_head / n_kv;
-    const int qhead = moa_plan_granularity(plan) == MOA_GRAN_Q_HEAD;
-    moa_cache_unit *units = moa_calloc_array((size_t)n_layer * n_kv, sizeof *units);
-    int64_t *qw = qhead ? moa_alloc_array((size_t)n_layer * n_head, sizeof *qw) : NULL;
-    if (!units || (qhead && !qw)) {
-        free(units);
-        free(qw);
-        return moa_err(MOA_ERR_NOMEM, "out of memory");
-    }
-    for (int l = 0; l < n_layer; l++)
-        for (int h = 0; h < n_kv; h++) {
-            moa_cache_unit *u = &units[(size_t)l * n_kv + h];
-            u->sink = moa_plan_sink(plan);
-            if (!qhead) {
-                u->kind = moa_plan_unit_kind(plan, l, h);
-                u->window = u->kind == MOA_UNIT_LINEAR ? 0 : moa_plan_unit_window(plan, l, h, n_ctx);
-                continue;
-            }
-            int n_lin = 0, n_dense = 0;
-            int64_t wmax = 0;
-            for (int g = 0; g < group; g++) {
-                const int qh = h * group + g;
-                const moa_unit_kind k = moa_plan_unit_kind(plan, l, qh);
-                const int64_t w = k == MOA_UNIT_LINEAR ? 0 : moa_plan_unit_window(plan, l, qh, n_ctx);
-                n_lin += k == MOA_UNIT_LINEAR;
-                n_dense += k == MOA_UNIT_DENSE;
-                qw[(size_t)l * n_head + qh] = w;
-                if (w > wmax) wmax = w;
-            }
-            if (n_lin && n_lin != group) {
-                free(units);
-                free(qw);
-                return moa_err(MOA_ERR_UNSUPPORTED, "cache: layer %d kv group %d mixes linear and "
-                               "softmax query heads", l, h);
-            }
-            u->kind = n_lin ? MOA_UNIT_LINEAR : n_dense ? MOA_UNIT_DENSE : MOA_UNIT_WINDOW;
-            u->window = wmax;
-        }
-    *units_out = units;
-    *qw_out = qw;
-    return MOA_OK;
-}
-
 static moa_status create_on_device(moa_ctx *c, const moa_cache_params *cp) {
     const moa_llama_hparams *hp = &c->m->hp;
-    moa_cache_unit *units = NULL;
-    int64_t *qw = NULL;
-    if (c->p.plan) MOA_TRY(plan_units(c->p.plan, c->p.n_ctx, &units, &qw));
-    else if (!(units = dense_units(hp, c->p.n_ctx))) return moa_err(MOA_ERR_NOMEM, "out of memory");
-    moa_cache_layout L = {hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, units, qw};
+    /* the plan's units at n_ctx by the CPU cache's own rules (runtime/cache-layout.h) */
+    moa_cache_layout L;
+    if (c->p.plan) {
+        MOA_TRY(moa_cache_layout_from_plan(c->p.plan, c->p.n_ctx, &L));
+    } else {
+        moa_cache_unit *units = dense_units(hp, c->p.n_ctx);
+        if (!units) return moa_err(MOA_ERR_NOMEM, "out of memory");
+        L = (moa_cache_layout){hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, units, NULL};
+    }
     moa_status st = moa_engine_cuda_create(c->m, &L, cp, c->p.n_ctx, c->p.n_seq, c->p.n_batch,
                                            c->p.device_index, c->p.device_bf16, &c->dev);
-    free(units);
-    free(qw);
+    moa_cache_layout_release(&L);
     return st;
 }
 #endif

@@ -2,6 +2,7 @@
  * family (K, V, linear state), plan -> layout through the shared span definition, RoPE
  * tables, reset, bytes. Attention over the cache: attn.c. */
 #include "cache.h"
+#include "cache-layout.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -187,10 +188,8 @@ nomem:
     return moa_err(MOA_ERR_NOMEM, "cache: out of memory (n_ctx=%lld, n_seq=%d)", (long long)n_ctx, n_seq);
 }
 
-moa_status moa_cache_create(const moa_plan *plan, int64_t n_ctx, int n_seq,
-                            const moa_cache_params *params, moa_cache **out) {
-    if (!out) return moa_err(MOA_ERR_INVALID_ARG, "cache: out is NULL");
-    *out = NULL;
+moa_status moa_cache_layout_from_plan(const moa_plan *plan, int64_t n_ctx, moa_cache_layout *L) {
+    memset(L, 0, sizeof *L);
     if (!plan) return moa_err(MOA_ERR_INVALID_ARG, "cache: plan is NULL");
     if (n_ctx < 1) return moa_err(MOA_ERR_INVALID_ARG, "cache: n_ctx=%lld must be >= 1", (long long)n_ctx);
     const int n_layer = moa_plan_n_layer(plan), n_head = moa_plan_n_head(plan);
@@ -234,13 +233,35 @@ moa_status moa_cache_create(const moa_plan *plan, int64_t n_ctx, int n_seq,
             u->kind = n_lin ? MOA_UNIT_LINEAR : n_dense ? MOA_UNIT_DENSE : MOA_UNIT_WINDOW;
             u->window = wmax;
         }
-    if (st == MOA_OK) {
-        moa_cache_layout L = {.n_layer = n_layer, .n_head = n_head, .n_head_kv = n_kv,
-                              .head_dim = moa_plan_head_dim(plan), .units = units, .q_window = qw};
-        st = moa_cache_create_layout(&L, n_ctx, n_seq, params, out);
+    if (st < 0) {
+        free(units);
+        free(qw);
+        return st;
     }
-    free(units);
-    free(qw);
+    L->n_layer = n_layer;
+    L->n_head = n_head;
+    L->n_head_kv = n_kv;
+    L->head_dim = moa_plan_head_dim(plan);
+    L->units = units;
+    L->q_window = qw;
+    return MOA_OK;
+}
+
+void moa_cache_layout_release(moa_cache_layout *L) {
+    free((void *)L->units);
+    free((void *)L->q_window);
+    L->units = NULL;
+    L->q_window = NULL;
+}
+
+moa_status moa_cache_create(const moa_plan *plan, int64_t n_ctx, int n_seq,
+                            const moa_cache_params *params, moa_cache **out) {
+    if (!out) return moa_err(MOA_ERR_INVALID_ARG, "cache: out is NULL");
+    *out = NULL;
+    moa_cache_layout L;
+    MOA_TRY(moa_cache_layout_from_plan(plan, n_ctx, &L));
+    moa_status st = moa_cache_create_layout(&L, n_ctx, n_seq, params, out);
+    moa_cache_layout_release(&L);
     return st;
 }
 
