@@ -19,8 +19,8 @@ typedef struct {
 
 moa_profile_run_params moa_profile_run_default_params(void);
 
-/* Profiles every sample of the shard and writes out_path atomically. The model must be
- * loaded with f32 weights and its sha256 computed; the calibration file must come from the
+/* Profiles every sample of the shard and writes out_path atomically (on p->prof.device). The
+ * model must have its sha256 computed and, on the CPU, be loaded with f32 weights; the calibration file must come from the
  * same model (MOA_ERR_MISMATCH otherwise). Checkpoint after every sample: the partial
  * profile (its sample counts tell how far it got) and the settings it belongs to; resume
  * continues from it and ends with the same file an uninterrupted run writes. */
