@@ -194,7 +194,7 @@ int moa_cmd_bench(int argc, char **argv) {
     moa_model *m;
     moa_model_params mp = moa_model_default_params();
     mp.compute_sha256 = 0;
-    if (profile) mp.f32_weights = 1;
+    if (profile) mp.f32_weights = moa_ctx_default_params().device != MOA_DEVICE_CUDA;   /* host BLAS copies: CPU only */
     moa_status st = moa_model_load(model, &mp, &m);
     if (st < 0) return cli_fail("loading model", st);
     if (profile) {

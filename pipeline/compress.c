@@ -68,7 +68,14 @@ static double mtime(const char *path) {
     return (double)sb.st_mtim.tv_sec + 1e-9 * (double)sb.st_mtim.tv_nsec;
 }
 
-static void stage(const moa_compress_params *p, const char *name) {
+/* Wall time of each stage, for the report. */
+typedef struct { char name[12][64]; double t[13]; int n; } stage_times;
+
+static void stage(const moa_compress_params *p, stage_times *st, const char *name) {
+    if (st->n < 12) {
+        snprintf(st->name[st->n], sizeof st->name[0], "%s", name);
+        st->t[st->n++] = moa_time_now();
+    }
     if (p->stage) p->stage(p->progress_data, name);
     else moa_log_info("compress: %s", name);
 }
@@ -357,6 +364,8 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
     moa_plan *plan = NULL;
     moa_longeval_results *res[3] = {NULL, NULL, NULL};
     sbuf rep = {0};
+    stage_times times;
+    times.n = 0;
     char *calib = path_in(p.workdir, "calib.h5"), *profile = path_in(p.workdir, "profile.h5");
     char *planp = path_in(p.workdir, "plan.json"), *csv = path_in(p.workdir, "pareto.csv");
     char *svg = path_in(p.workdir, "pareto.svg"), *heldout = path_in(p.workdir, "heldout.h5");
@@ -365,9 +374,9 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
         st = moa_err(MOA_ERR_NOMEM, "out of memory");
         goto done;
     }
-    stage(&p, "loading the model");
+    stage(&p, &times, "loading the model");
     moa_model_params mp = moa_model_default_params();
-    mp.f32_weights = 1;
+    mp.f32_weights = moa_ctx_default_params().device != MOA_DEVICE_CUDA;   /* host BLAS copies: CPU only */
     if ((st = moa_model_load(model_path, &mp, &m)) < 0) goto done;
     if ((st = moa_tokenizer_from_gguf(m->gguf, &tok)) < 0) goto done;
     if ((st = moa_wordlist_load(NULL, &words)) < 0) goto done;
@@ -396,12 +405,12 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
     sb_printf(&rep, " and %lld (extrapolated).\n\n", (long long)fmin(p.extrapolate * longest, C));
 
     /* 1. calibration */
-    stage(&p, "calibration set (model's own answers)");
+    stage(&p, &times, "calibration set (model's own answers)");
     if (!calib_valid(calib, m, p.calib_lengths, p.n_calib_lengths, p.calib_samples) &&
         (st = build_calib(m, tok, words, p.calib_tasks, p.calib_lengths, p.n_calib_lengths, p.calib_samples,
                           p.calib_seed, p.calib_max_new, &p, calib)) < 0) goto done;
     /* 2. profile */
-    stage(&p, "profile (attention influence)");
+    stage(&p, &times, "profile (attention influence)");
     if (!profile_valid(profile, m, p.calib_lengths, p.n_calib_lengths, p.sink, p.block)) {
         moa_profile_run_params rp = moa_profile_run_default_params();
         rp.prof.sink = p.sink;
@@ -412,7 +421,7 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
         if ((st = moa_profile_run(m, calib, profile, &rp)) < 0) goto done;
     }
     /* 3. optimise */
-    stage(&p, "optimise (GLPK, Pareto front)");
+    stage(&p, &times, "optimise (GLPK, Pareto front)");
     sb_printf(&rep, "## Plan\n\n");
     if (mtime(planp) < 0 || mtime(planp) < mtime(profile) || moa_plan_load(planp, &plan) < 0) {
         moa_plan_free(plan);
@@ -444,7 +453,7 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
         for (int i = 0; i < 3; i++) {
             char msg[64];
             snprintf(msg, sizeof msg, "validation: %s (%s)", p.eval_task, tags[i]);
-            stage(&p, msg);
+            stage(&p, &times, msg);
             if ((st = run_eval(m, tok, words, &a[i], p.eval_lengths, p.n_eval_lengths, &p, p.workdir, tags[i],
                                mtime(planp), &res[i])) < 0) goto done;
         }
@@ -471,7 +480,7 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
         moa_longeval_compare_svg((const moa_longeval_results *const *)res, 3, cmp_svg);
         /* 5. response loss on held-out samples at the validation length */
         if (p.heldout_samples > 0) {
-            stage(&p, "held-out response loss");
+            stage(&p, &times, "held-out response loss");
             int vl = (int)validation;
             if (!calib_valid(heldout, m, &vl, 1, p.heldout_samples) &&
                 (st = build_calib(m, tok, words, p.calib_tasks, &vl, 1, p.heldout_samples, p.calib_seed + 1000,
@@ -493,6 +502,10 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
             sb_printf(&rep, "\n");
         }
     }
+    times.t[times.n] = moa_time_now();
+    sb_printf(&rep, "## Stage times (wall clock of this run; reused stages take ~0 s)\n\n| stage | s |\n|---|---:|\n");
+    for (int i = 0; i < times.n; i++) sb_printf(&rep, "| %s | %.1f |\n", times.name[i], times.t[i + 1] - times.t[i]);
+    sb_printf(&rep, "| total | %.1f |\n", times.t[times.n] - times.t[0]);
     st = moa_eval_write_text(rep_path, rep.s ? rep.s : "");
 done:
     if (st >= 0 && report) { *report = rep.s; rep.s = NULL; }
