@@ -7,6 +7,7 @@
 #include "moa-common.h"
 #include "moa/runtime.h"
 #include "test.h"
+#include "test-proc.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -34,23 +35,6 @@ static pid_t spawn(const char *plan) {
     return pid;
 }
 
-static int wait_exit(pid_t pid) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-static int same_bytes(const char *a, const char *b) {
-    char *x, *y;
-    size_t nx, ny;
-    if (moa_read_file(a, &x, &nx) < 0) return 0;
-    if (moa_read_file(b, &y, &ny) < 0) { free(x); return 0; }
-    int same = nx == ny && memcmp(x, y, nx) == 0;
-    free(x);
-    free(y);
-    return same;
-}
-
 static void clean(const char *plan) {
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s.work'", plan, plan);
@@ -63,7 +47,7 @@ TEST(kill_in_profile_then_resume) {
     path(cut, "cut.json");
     clean(full);
     clean(cut);
-    CHECK_EQ_INT(wait_exit(spawn(full)), 0);
+    CHECK_EQ_INT(test_wait_exit(spawn(full)), 0);
     snprintf(ckpt, sizeof ckpt, "%s.work/profile.h5.ckpt.h5", cut);
     pid_t pid = spawn(cut);
     int killed = 0;
@@ -72,7 +56,7 @@ TEST(kill_in_profile_then_resume) {
         nanosleep(&ts, NULL);
         if (moa_file_exists(ckpt)) { kill(pid, SIGKILL); killed = 1; }
     }
-    int code = wait_exit(pid);
+    int code = test_wait_exit(pid);
     CHECK_MSG(killed && code == 128 + SIGKILL, "the run was not killed in the profile stage (exit %d)", code);
     snprintf(a, sizeof a, "%s.work/profile.h5", cut);
     CHECK(!moa_file_exists(a));   /* the profile was not finished */
@@ -80,15 +64,15 @@ TEST(kill_in_profile_then_resume) {
     snprintf(a, sizeof a, "%s.work/calib.h5", cut);
     struct stat before, after;
     CHECK(stat(a, &before) == 0);
-    CHECK_EQ_INT(wait_exit(spawn(cut)), 0);
+    CHECK_EQ_INT(test_wait_exit(spawn(cut)), 0);
     CHECK(stat(a, &after) == 0);
     CHECK_MSG(before.st_mtim.tv_sec == after.st_mtim.tv_sec && before.st_mtim.tv_nsec == after.st_mtim.tv_nsec,
               "the finished calibration set was rebuilt instead of reused");
     snprintf(b, sizeof b, "%s.work/calib.h5", full);
-    CHECK_MSG(same_bytes(a, b), "calibration sets differ");
+    CHECK_MSG(test_same_bytes(a, b), "calibration sets differ");
     snprintf(a, sizeof a, "%s.work/profile.h5", cut);
     snprintf(b, sizeof b, "%s.work/profile.h5", full);
-    CHECK_MSG(same_bytes(a, b), "the resumed profile differs from the uninterrupted one");
+    CHECK_MSG(test_same_bytes(a, b), "the resumed profile differs from the uninterrupted one");
     moa_plan *p = NULL, *q = NULL;
     CHECK_OK(moa_plan_load(full, &p));
     CHECK_OK(moa_plan_load(cut, &q));

@@ -5,6 +5,7 @@
 #include "llama.h"
 #include "moa-common.h"
 #include "test.h"
+#include "test-proc.h"
 #include "../engine/tiny_model.h"
 
 #include <fcntl.h>
@@ -63,30 +64,13 @@ static pid_t spawn(const char *out, int resume) {
     return pid;
 }
 
-static int wait_exit(pid_t pid) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-static int same_bytes(const char *a, const char *b) {
-    char *x, *y;
-    size_t nx, ny;
-    if (moa_read_file(a, &x, &nx) < 0) return 0;
-    if (moa_read_file(b, &y, &ny) < 0) { free(x); return 0; }
-    int same = nx == ny && memcmp(x, y, nx) == 0;
-    free(x);
-    free(y);
-    return same;
-}
-
 TEST(kill_then_resume) {
     char full[512], out[512], ckpt[600];
     path(full, "full.h5");
     path(out, "killed.h5");
     snprintf(ckpt, sizeof ckpt, "%s.ckpt.h5", out);
     unlink(full); unlink(out); unlink(ckpt);
-    CHECK_EQ_INT(wait_exit(spawn(full, 0)), 0);
+    CHECK_EQ_INT(test_wait_exit(spawn(full, 0)), 0);
     /* start, wait for a checkpoint with some samples, kill -9 */
     pid_t pid = spawn(out, 0);
     int killed = 0;
@@ -99,12 +83,12 @@ TEST(kill_then_resume) {
             killed = 1;
         }
     }
-    int code = wait_exit(pid);
+    int code = test_wait_exit(pid);
     CHECK_MSG(killed && code == 128 + SIGKILL, "the run was not killed mid-way (exit %d)", code);
     CHECK(!moa_file_exists(out));
     CHECK(moa_file_exists(ckpt));
-    CHECK_EQ_INT(wait_exit(spawn(out, 1)), 0);
-    CHECK_MSG(same_bytes(full, out), "resumed profile differs from the uninterrupted one");
+    CHECK_EQ_INT(test_wait_exit(spawn(out, 1)), 0);
+    CHECK_MSG(test_same_bytes(full, out), "resumed profile differs from the uninterrupted one");
     CHECK(!moa_file_exists(ckpt));
 }
 
