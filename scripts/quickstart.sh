@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DENSITY=${1:-0.5}
+# spinning OpenMP workers collapse when the machine is shared; passive costs little when idle
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 bash scripts/setup-deps.sh
 BUILD=$(bash scripts/build.sh)
 MODEL=$(bash scripts/fetch-model.sh)
@@ -17,7 +19,8 @@ echo
 "$BUILD/cli/moa" generate -m "$MODEL" -p "The capital of France is" -n 8
 echo
 echo "== moa compress --density $DENSITY (resumable; work directory $OUT/plan.json.work) =="
-OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} \
-  "$BUILD/cli/moa" compress -m "$MODEL" --density "$DENSITY" -o "$OUT/plan.json"
+"$BUILD/cli/moa" compress -m "$MODEL" --density "$DENSITY" -o "$OUT/plan.json"
 echo
-"$BUILD/cli/moa" generate -m "$MODEL" --plan "$OUT/plan.json" --chat -p "Name three primary colours." -n 48
+echo "== the compressed model vs dense: decode after a 2048-token context =="
+"$BUILD/cli/moa" bench decode -m "$MODEL" --context 2048 --tokens 32 -r 2 | tail -3
+"$BUILD/cli/moa" bench decode -m "$MODEL" --context 2048 --tokens 32 -r 2 --plan "$OUT/plan.json" | tail -1
