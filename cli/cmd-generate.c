@@ -3,6 +3,7 @@
 #include "args.h"
 #include "generate.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,8 @@ static void usage(FILE *fp) {
         "      --chat            wrap the prompt as a user turn with the model's chat template\n"
         "      --system TEXT     system message for --chat (default: the template's own)\n"
         "  -c, --ctx N           context size in tokens (default: prompt + n, at most the\n"
-        "                        model's training context)\n"
+        "                        model's training context; with --plan at least the plan's\n"
+        "                        shortest profiled length, where its rules were measured)\n"
         "      --temp T          temperature (default 0 = greedy)\n"
         "      --top-k K         top-k (default 0 = off)\n"
         "      --top-p P         top-p (default 1 = off)\n"
@@ -110,10 +112,20 @@ int moa_cmd_generate(int argc, char **argv) {
     moa_ctx_params cp = moa_ctx_default_params();
     long want = n_ctx ? n_ctx : n_ids + n_predict;
     if (want > m->hp.n_ctx_train && !n_ctx) want = m->hp.n_ctx_train;
-    cp.n_ctx = (int32_t)want;
     cp.pos_mode = streaming ? MOA_POS_STREAMING : MOA_POS_ABSOLUTE;
     if ((rc = cli_plan_from_args(plan, uniform, m, want, &pl)) != 0) goto out;
     rc = 1;
+    if (plan && !n_ctx) {
+        /* a plan's rules were fitted at its profiled lengths; far below the shortest, windows
+         * shrink to less than anything it was measured on (a 35-token chat at N = 83 loses
+         * its system prompt), so plan for at least that length */
+        for (int i = 0; i < moa_plan_n_predicted(pl); i++) {
+            int64_t n = moa_plan_predicted_length(pl, i);
+            if (!isnan(moa_plan_predicted_loss(pl, i)) && n > want) { want = n < m->hp.n_ctx_train ? n : m->hp.n_ctx_train; }
+            if (!isnan(moa_plan_predicted_loss(pl, i))) break;   /* sorted: the shortest profiled */
+        }
+    }
+    cp.n_ctx = (int32_t)want;
     cp.plan = pl;
     if ((st = moa_ctx_create(m, &cp, &ctx)) < 0) { rc = cli_fail("creating context", st); goto out; }
     if (pl)
