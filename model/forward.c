@@ -126,8 +126,9 @@ moa_status moa_ctx_create(const moa_model *m, const moa_ctx_params *pp, moa_ctx 
         return st;
     }
     if (c->p.device != MOA_DEVICE_CPU && c->p.device != MOA_DEVICE_CUDA && c->p.device != MOA_DEVICE_AUTO) {
+        int dev = (int)c->p.device;
         moa_ctx_free(c);
-        return moa_err(MOA_ERR_INVALID_ARG, "moa_ctx_create: unknown device %d", (int)c->p.device);
+        return moa_err(MOA_ERR_INVALID_ARG, "moa_ctx_create: unknown device %d", dev);
     }
     c->device = c->p.device != MOA_DEVICE_AUTO ? c->p.device
               : moa_ctx_cuda_available() ? MOA_DEVICE_CUDA : MOA_DEVICE_CPU;

@@ -211,7 +211,7 @@ static moa_status find_default_system(const char *tpl, char **out) {
             if (*q == '"' && !(q > body && q[-1] == '\\')) { plain = 0; break; }
             if (*q == '{' && (q[1] == '{' || q[1] == '%')) { plain = 0; break; }
         }
-        if (!plain || end == body) continue;
+        if (!plain || end <= body) continue;
         /* Unescape the Jinja string literal. */
         char *s = malloc((size_t)(end - body) + 1);
         if (!s) return moa_err(MOA_ERR_NOMEM, "tokenizer: out of memory");
