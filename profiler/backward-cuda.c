@@ -27,6 +27,7 @@
 #include "weights-cuda.h"
 #include "moa-cuda.h"
 #include "moa-common.h"
+#include "profiler-internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -153,15 +154,6 @@ static moa_status rope(moa_profiler_cuda *c, float *x, int64_t n, int heads, int
     return moa_cuda_rope(c->cx, x, n, heads, hp->head_dim, hp->rope_dim, hp->rope_base, 0, NULL, inverse);
 }
 
-static moa_attn_train_shape attn_shape(const moa_profiler_cuda *c, int64_t n) {
-    const moa_llama_hparams *hp = &c->m->hp;
-    moa_attn_train_shape s = moa_attn_train_default_shape((int)n, hp->n_head, hp->n_head_kv, hp->head_dim);
-    s.sink = c->p.sink;
-    s.block = c->p.block;
-    s.eps = c->p.eps;
-    return s;
-}
-
 /* backward.c's layer_fwd: leaves h1, q, k (rotated), v, o, lse, xm, h2, g, u in the scratch;
  * writes the layer output to y if y != NULL (then a = silu(g) u too). */
 static moa_status layer_fwd(moa_profiler_cuda *c, int l, const float *x, int64_t n, float *y) {
@@ -176,7 +168,7 @@ static moa_status layer_fwd(moa_profiler_cuda *c, int l, const float *x, int64_t
     MOA_TRY(mm_fwd(c, &W[2], c->h1, n, c->v));
     MOA_TRY(rope(c, c->q, n, hp->n_head, 0));
     MOA_TRY(rope(c, c->k, n, hp->n_head_kv, 0));
-    moa_attn_train_shape s = attn_shape(c, n);
+    moa_attn_train_shape s = moa_profiler_attn_shape(&c->m->hp, &c->p, n);
     MOA_TRY(moa_cuda_attn_fwd_lse(cx, &s, c->q, c->k, c->v, c->o, c->lse));
     MOA_TRY(mm_fwd(c, &W[3], c->o, n, c->xm));
     MOA_TRY(moa_cuda_add(cx, c->xm, x, n * d));
@@ -209,7 +201,7 @@ static moa_status layer_bwd(moa_profiler_cuda *c, int l, const float *x, int64_t
     MOA_TRY(moa_cuda_rmsnorm_bwd_add(cx, c->xm, fn, c->dh, c->dxm, n, d, hp->rms_eps));
     /* attention */
     MOA_TRY(mm_bwd(c, &W[3], c->dxm, n, c->dO, 0.0f));             /* do = dxm Wo */
-    moa_attn_train_shape s = attn_shape(c, n);
+    moa_attn_train_shape s = moa_profiler_attn_shape(&c->m->hp, &c->p, n);
     const size_t rows = (size_t)hp->n_layer * (size_t)hp->n_head, hb = (size_t)l * (size_t)hp->n_head;
     moa_influence_acc acc = {c->hist + hb * (size_t)c->nb, c->hist + (rows + hb) * (size_t)c->nb,
                              c->hist + 2 * rows * (size_t)c->nb + hb,

@@ -18,6 +18,7 @@
 #include "moa-cuda-common.cuh"   /* moa_cu_swiglu_bwd (the device kernel's formula, as C) */
 #include "rope.h"
 #include "moa-common.h"
+#include "profiler-internal.h"
 #ifdef MOA_PROFILER_CUDA
 #include "backward-cuda.h"
 #endif
@@ -163,15 +164,6 @@ static void rmsnorm_bwd_add(const float *x, const float *w, const float *dy, flo
     }
 }
 
-static moa_attn_train_shape attn_shape(const moa_profiler *p, int64_t n) {
-    const moa_llama_hparams *hp = &p->m->hp;
-    moa_attn_train_shape s = moa_attn_train_default_shape((int)n, hp->n_head, hp->n_head_kv, hp->head_dim);
-    s.sink = p->p.sink;
-    s.block = p->p.block;
-    s.eps = p->p.eps;
-    return s;
-}
-
 /* Forward of layer l from x (n rows), leaving h1, q, k, v (rotated), o, lse, xm, h2, g, u,
  * a in the scratch; writes the layer output to y if y != NULL. */
 static moa_status layer_fwd(moa_profiler *p, int l, const float *x, int64_t n, float *y) {
@@ -185,7 +177,7 @@ static moa_status layer_fwd(moa_profiler *p, int l, const float *x, int64_t n, f
     mm_fwd(&L->wv, p->h1, n, p->v);
     moa_rope_rows(&p->rope, p->q, n, hp->n_head, hp->head_dim, 0, 0);
     moa_rope_rows(&p->rope, p->k, n, hp->n_head_kv, hp->head_dim, 0, 0);
-    moa_attn_train_shape s = attn_shape(p, n);
+    moa_attn_train_shape s = moa_profiler_attn_shape(&p->m->hp, &p->p, n);
     MOA_TRY(moa_attn_fwd_lse(&s, p->q, p->k, p->v, p->o, p->lse));
     mm_fwd(&L->wo, p->o, n, p->xm);
     for (int64_t i = 0; i < n * d; i++) p->xm[i] += x[i];
@@ -221,7 +213,7 @@ static moa_status layer_bwd(moa_profiler *p, int l, const float *x, int64_t n, f
     rmsnorm_bwd_add(p->xm, L->ffn_norm, p->dh, p->dxm, n, d, hp->rms_eps);
     /* attention */
     mm_bwd(&L->wo, p->dxm, n, p->dO, 0.0f);                  /* do = dxm Wo */
-    moa_attn_train_shape s = attn_shape(p, n);
+    moa_attn_train_shape s = moa_profiler_attn_shape(&p->m->hp, &p->p, n);
     moa_influence_acc acc, *accp = NULL;
     if (hist) {
         size_t hb = (size_t)l * hp->n_head;
