@@ -119,11 +119,10 @@ int moa_cmd_generate(int argc, char **argv) {
         /* a plan's rules were fitted at its profiled lengths; far below the shortest, windows
          * shrink to less than anything it was measured on (a 35-token chat at N = 83 loses
          * its system prompt), so plan for at least that length */
-        for (int i = 0; i < moa_plan_n_predicted(pl); i++) {
-            int64_t n = moa_plan_predicted_length(pl, i);
-            if (!isnan(moa_plan_predicted_loss(pl, i)) && n > want) { want = n < m->hp.n_ctx_train ? n : m->hp.n_ctx_train; }
-            if (!isnan(moa_plan_predicted_loss(pl, i))) break;   /* sorted: the shortest profiled */
-        }
+        int i = 0;   /* predictions are sorted by length; profiled ones have a loss */
+        while (i < moa_plan_n_predicted(pl) && isnan(moa_plan_predicted_loss(pl, i))) i++;
+        if (i < moa_plan_n_predicted(pl) && moa_plan_predicted_length(pl, i) > want)
+            want = moa_plan_predicted_length(pl, i) < m->hp.n_ctx_train ? moa_plan_predicted_length(pl, i) : m->hp.n_ctx_train;
     }
     cp.n_ctx = (int32_t)want;
     cp.plan = pl;
