@@ -86,9 +86,14 @@ static char *build_params_json(const moa_calib_build_params *p) {
     }
     sb_puts(&b, "],\"lengths\":[");
     for (int l = 0; l < p->n_lengths; l++) sb_printf(&b, l ? ",%d" : "%d", p->lengths[l]);
-    sb_printf(&b, "],\"samples_per_length\":%d,\"seed\":%llu,\"max_new_tokens\":%d,"
+    if (p->samples_at) {   /* per-length counts (files without this key have one count) */
+        sb_puts(&b, "],\"samples_at\":[");
+        for (int l = 0; l < p->n_lengths; l++) sb_printf(&b, l ? ",%d" : "%d", p->samples_at[l]);
+        sb_puts(&b, "],\"seed\":");
+    } else sb_printf(&b, "],\"samples_per_length\":%d,\"seed\":", p->samples_per_length);
+    sb_printf(&b, "%llu,\"max_new_tokens\":%d,"
               "\"tolerance_abs\":%d,\"tolerance_rel\":%.17g,\"max_size\":%lld,\"model_sha256\":",
-              p->samples_per_length, (unsigned long long)p->seed, p->max_new_tokens,
+              (unsigned long long)p->seed, p->max_new_tokens,
               p->fit.tolerance_abs, p->fit.tolerance_rel, (long long)p->fit.max_size);
     sb_json_str(&b, p->model_sha256 ? p->model_sha256 : "");
     sb_puts(&b, ",\"tokenizer\":");
@@ -258,9 +263,8 @@ static moa_status ckpt_open(const char *path, const char *params, int resume, in
 
 /* ---- one sample --------------------------------------------------------------------------- */
 static moa_status make_sample(const moa_calib_build_params *p, const moa_calib_tokenizer *tok,
-                              moa_respond_fn respond, void *rdata, int l, int j,
+                              moa_respond_fn respond, void *rdata, int l, int j, int64_t i,
                               moa_calib_sample *out) {
-    int64_t i = (int64_t)l * p->samples_per_length + j;
     moa_task_spec spec = p->tasks[j % p->n_tasks];
     if ((spec.kind == MOA_TASK_LINES || spec.kind == MOA_TASK_NEEDLE) && spec.query_index < 0 &&
         spec.position_bin < 0)
@@ -332,14 +336,19 @@ moa_status moa_calib_build(const moa_calib_build_params *p, const moa_calib_toke
     if (!p || !tok || !respond || !out_path || !tok->count_tokens || !tok->encode_prompt)
         return moa_err(MOA_ERR_INVALID_ARG, "moa_calib_build: NULL argument (params, tokenizer "
                        "callbacks count_tokens/encode_prompt, responder and output path are required)");
-    if (p->n_tasks < 1 || !p->tasks || p->n_lengths < 1 || !p->lengths || p->samples_per_length < 1 ||
-        p->max_new_tokens < 1)
+    if (p->n_tasks < 1 || !p->tasks || p->n_lengths < 1 || !p->lengths ||
+        (!p->samples_at && p->samples_per_length < 1) || p->max_new_tokens < 1)
         return moa_err(MOA_ERR_INVALID_ARG, "moa_calib_build: need at least one task, one length, "
                        "samples_per_length >= 1 and max_new_tokens >= 1");
-    for (int l = 0; l < p->n_lengths; l++)
+    int64_t n = 0;
+    for (int l = 0; l < p->n_lengths; l++) {
         if (p->lengths[l] < 1)
             return moa_err(MOA_ERR_INVALID_ARG, "length %d at position %d: must be positive", p->lengths[l], l);
-    int64_t n = (int64_t)p->n_lengths * p->samples_per_length;
+        if (p->samples_at && p->samples_at[l] < 1)
+            return moa_err(MOA_ERR_INVALID_ARG, "samples_at[%d] = %d (length %d): must be >= 1", l,
+                           p->samples_at[l], p->lengths[l]);
+        n += p->samples_at ? p->samples_at[l] : p->samples_per_length;
+    }
     char *params = build_params_json(p);
     char *ckpt = NULL;
     if (p->checkpoint_path) ckpt = moa_strdup(p->checkpoint_path);
@@ -361,17 +370,19 @@ moa_status moa_calib_build(const moa_calib_build_params *p, const moa_calib_toke
     int64_t todo = n - n_done, made = 0;
     double tokens = 0;
     if (progress) progress(progress_data, 0, (double)todo, 0, "tok");
-    for (int l = 0; l < p->n_lengths; l++) {
-        for (int j = 0; j < p->samples_per_length; j++) {
-            int64_t i = (int64_t)l * p->samples_per_length + j;
+    for (int l = 0, i0 = 0; l < p->n_lengths; l++) {
+        int k = p->samples_at ? p->samples_at[l] : p->samples_per_length;
+        for (int j = 0; j < k; j++) {
+            int64_t i = i0 + j;
             if (done[i]) continue;
-            if ((st = make_sample(p, tok, respond, respond_data, l, j, &samples[i])) < 0) goto out;
+            if ((st = make_sample(p, tok, respond, respond_data, l, j, i, &samples[i])) < 0) goto out;
             if ((st = write_record(fp, i, &samples[i], ckpt)) < 0) goto out;
             done[i] = 1;
             made++;
             tokens += samples[i].n_tokens;
             if (progress) progress(progress_data, (double)made, (double)todo, tokens, "tok");
         }
+        i0 += k;
     }
     fclose(fp);
     fp = NULL;

@@ -229,8 +229,9 @@ moa_status moa_calib_dump(const moa_calib_file *f, int64_t first, int64_t count,
                           moa_detokenize_fn detok, void *detok_data, FILE *out);
 
 /* ==== the builder ===========================================================================
- * For each length L (in order) and j = 0..samples_per_length-1: sample index
- * i = l*samples_per_length + j, task = tasks[j % n_tasks], generator seed
+ * For each length L (in order) and j = 0..K_l-1 (K_l = samples_at[l], or samples_per_length
+ * when samples_at is NULL): sample index i = K_0 + .. + K_{l-1} + j, task = tasks[j % n_tasks],
+ * generator seed
  * = moa_calib_sample_seed(seed, L, j), position_bin = j % 10 (lines, needle) unless the
  * spec fixes it, JSONL record = i % n_records. The prompt is fitted to L tokens, encoded,
  * answered greedily by the responder, scored when the task has a known answer. Sample i
@@ -272,6 +273,8 @@ typedef struct {
                                      (the profiler rejects longer samples) */
     int n_lengths;
     int samples_per_length;       /* 10 */
+    const int *samples_at;        /* [n_lengths] samples per length, or NULL: samples_per_length
+                                     at every length (recorded as "samples_at" only when set) */
     uint64_t seed;                /* 0 */
     int max_new_tokens;           /* 128 */
     moa_fit_params fit;

@@ -20,7 +20,7 @@ static void usage(FILE *fp) {
         "                          needle-multikey, needle-multivalue, needle-multiquery,\n"
         "                          longdep, jsonl:PATH (default longdep)\n"
         "      --lengths L,...     target prompt lengths in tokens (k suffix: 1024), e.g. 1k,2k\n"
-        "      --samples K         samples per length (default 8)\n"
+        "      --samples K[,K...]  samples per length (default 8), or one count per length\n"
         "      --seed S            generator seed (default 0)\n"
         "      --max-new N         response tokens at most (default 128)\n"
         "      --words PATH        word list (default %s)\n"
@@ -87,8 +87,8 @@ static int parse_task(const char *name, const moa_wordlist *words, moa_task_spec
 
 int moa_cmd_calib(int argc, char **argv) {
     const char *model = NULL, *tasks = "longdep", *lengths = NULL, *out = NULL, *dump_path = NULL,
-               *words_path = NULL;
-    long samples = 8, seed = 0, max_new = 128, first = 0, count = -1;
+               *words_path = NULL, *samples_arg = "8";
+    long seed = 0, max_new = 128, first = 0, count = -1;
     int resume = 0;
     for (int i = 1; i < argc; i++) {
         int r;
@@ -100,7 +100,7 @@ int moa_cmd_calib(int argc, char **argv) {
             (r = arg_str(argc, argv, &i, "-o", "--output", &out)) ||
             (r = arg_str(argc, argv, &i, NULL, "--dump", &dump_path)) ||
             (r = arg_str(argc, argv, &i, NULL, "--words", &words_path)) ||
-            (r = arg_long(argc, argv, &i, NULL, "--samples", &samples, 1, 1 << 20)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--samples", &samples_arg)) ||
             (r = arg_long(argc, argv, &i, NULL, "--seed", &seed, 0, 0x7fffffffL)) ||
             (r = arg_long(argc, argv, &i, NULL, "--max-new", &max_new, 1, 1 << 16)) ||
             (r = arg_long(argc, argv, &i, NULL, "--first", &first, 0, 1L << 40)) ||
@@ -117,6 +117,15 @@ int moa_cmd_calib(int argc, char **argv) {
     long lens[64];
     int n_len = moa_parse_int_list(lengths, lens, 64);
     if (n_len <= 0) { fprintf(stderr, "moa calib: bad --lengths '%s'\n", lengths); return 2; }
+    long samples[64];
+    int n_samples = moa_parse_int_list(samples_arg, samples, 64);
+    int samples_ok = n_samples == 1 || n_samples == n_len;
+    for (int i = 0; samples_ok && i < n_samples; i++) samples_ok = samples[i] >= 1 && samples[i] <= (1 << 20);
+    if (!samples_ok) {
+        fprintf(stderr, "moa calib: bad --samples '%s' (expected one count >= 1, or one per length: %d)\n",
+                samples_arg, n_len);
+        return 2;
+    }
     if (!(model = cli_model_path(model))) return 2;
 
     int rc = 1;
@@ -126,7 +135,7 @@ int moa_cmd_calib(int argc, char **argv) {
     moa_wordlist *words = NULL;
     moa_jsonl_corpus *corpora[16] = {0};
     moa_task_spec specs[16];
-    int n_specs = 0, lens_i[64];
+    int n_specs = 0, lens_i[64], samples_i[64];
     moa_ctx *ctx = NULL;
     moa_model_params mp = moa_model_default_params();
     if ((st = moa_model_load(model, &mp, &m)) < 0) { rc = cli_fail("loading model", st); goto out; }
@@ -149,6 +158,7 @@ int moa_cmd_calib(int argc, char **argv) {
             goto out;
         }
         lens_i[i] = (int)lens[i];
+        samples_i[i] = (int)samples[n_samples == 1 ? 0 : i];
         if (lens[i] > longest) longest = lens[i];
     }
     moa_ctx_params cp = moa_ctx_default_params();
@@ -162,7 +172,8 @@ int moa_cmd_calib(int argc, char **argv) {
     bp.n_tasks = n_specs;
     bp.lengths = lens_i;
     bp.n_lengths = n_len;
-    bp.samples_per_length = (int)samples;
+    bp.samples_per_length = samples_i[0];
+    bp.samples_at = n_samples > 1 ? samples_i : NULL;   /* one count keeps the old file key */
     bp.seed = (uint64_t)seed;
     bp.max_new_tokens = (int)max_new;
     bp.model_sha256 = m->sha256;

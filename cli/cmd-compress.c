@@ -23,7 +23,9 @@ static void usage(FILE *fp) {
         "      --workdir DIR       work directory (default OUTPUT.work)\n"
         "      --calib-lengths L   calibration/profile lengths (default C/16,C/8,C/4,C/2 of the\n"
         "                          model's context C: 512,1024,2048,4096 for SmolLM2)\n"
-        "      --calib-samples K   samples per length (default 6)\n"
+        "      --calib-samples K   samples at each objective length (default 12)\n"
+        "      --validation-samples K  samples at the validation length, which only selects\n"
+        "                          among the front's plans (default K/2 rounded up: 6)\n"
         "      --calib-tasks T     calibration tasks (default longdep,lines)\n"
         "      --calib-seed S      (default 1)\n"
         "      --sink S            sink tokens of the profile and plan (default = block)\n"
@@ -65,7 +67,7 @@ int moa_cmd_compress(int argc, char **argv) {
     const char *model = NULL, *out = NULL, *workdir = NULL, *cl = NULL, *el = NULL, *tasks = NULL,
                *eval_task = NULL;
     double density = 0, time_limit = 20;
-    long calib_samples = 6, eval_samples = 1, heldout = 4, calib_seed = 1, eval_seed = 2, validation = 0, sink = -1,
+    long calib_samples = 12, validation_samples = 0, eval_samples = 1, heldout = 4, calib_seed = 1, eval_seed = 2, validation = 0, sink = -1,
          block = 0;
     int skip_eval = 0;
     moa_compress_params p = moa_compress_default_params();
@@ -83,6 +85,7 @@ int moa_cmd_compress(int argc, char **argv) {
             (r = arg_double(argc, argv, &i, NULL, "--density", &density, 1e-6, 1)) ||
             (r = arg_double(argc, argv, &i, NULL, "--time-limit", &time_limit, 0.1, 1e6)) ||
             (r = arg_long(argc, argv, &i, NULL, "--calib-samples", &calib_samples, 1, 100000)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--validation-samples", &validation_samples, 1, 100000)) ||
             (r = arg_long(argc, argv, &i, NULL, "--eval-samples", &eval_samples, 1, 100000)) ||
             (r = arg_long(argc, argv, &i, NULL, "--heldout", &heldout, 0, 100000)) ||
             (r = arg_long(argc, argv, &i, NULL, "--calib-seed", &calib_seed, 0, 0x7fffffffL)) ||
@@ -114,6 +117,7 @@ int moa_cmd_compress(int argc, char **argv) {
     if (tasks) p.calib_tasks = tasks;
     if (eval_task) p.eval_task = eval_task;
     p.calib_samples = (int)calib_samples;
+    p.validation_samples = (int)validation_samples;   /* 0: half of calib_samples */
     p.calib_seed = (uint64_t)calib_seed;
     p.eval_samples = (int)eval_samples;
     p.eval_seed = (uint64_t)eval_seed;

@@ -21,7 +21,8 @@ moa_compress_params moa_compress_default_params(void) {
     moa_compress_params p;
     memset(&p, 0, sizeof p);
     p.calib_tasks = "longdep,lines";
-    p.calib_samples = 6;
+    p.calib_samples = 12;
+    p.validation_samples = 0;
     p.calib_seed = 1;
     p.calib_max_new = 64;
     p.extrapolate = 2;
@@ -103,16 +104,20 @@ static void sb_printf(sbuf *b, const char *fmt, ...) {
 }
 
 /* ---- stage checks ------------------------------------------------------------------------ */
-static int calib_valid(const char *path, const moa_model *m, const int *lengths, int n_len, int per_len) {
+/* A calibration file of this model with exactly samples[k] samples at each lengths[k]. */
+static int calib_valid(const char *path, const moa_model *m, const int *lengths, const int *samples, int n_len) {
     if (!moa_file_exists(path)) return 0;
     moa_calib_file *f = NULL;
     if (moa_calib_read(path, &f) < 0) return 0;
-    int ok = !strcmp(f->model_sha256, m->sha256) && f->n_samples == (int64_t)n_len * per_len;
-    for (int64_t i = 0; ok && i < f->n_samples; i++) {
-        int found = 0;
-        for (int k = 0; k < n_len; k++) found |= f->samples[i].bucket == lengths[k];
-        ok = found;
+    int ok = !strcmp(f->model_sha256, m->sha256);
+    int64_t total = 0;
+    for (int k = 0; ok && k < n_len; k++) {
+        int64_t c = 0;
+        for (int64_t i = 0; i < f->n_samples; i++) c += f->samples[i].bucket == lengths[k];
+        ok = c == samples[k];
+        total += c;
     }
+    ok = ok && total == f->n_samples;
     moa_calib_file_free(f);
     return ok;
 }
@@ -142,7 +147,7 @@ static int default_block(int n_min) {
 
 /* ---- stages ------------------------------------------------------------------------------ */
 static moa_status build_calib(const moa_model *m, const moa_tokenizer *tok, const moa_wordlist *words,
-                              const char *tasks, const int *lengths, int n_len, int samples, uint64_t seed,
+                              const char *tasks, const int *lengths, const int *samples, int n_len, uint64_t seed,
                               int max_new, const moa_compress_params *p, const char *out) {
     moa_task_spec specs[8];
     int n_specs = 0;
@@ -180,7 +185,10 @@ static moa_status build_calib(const moa_model *m, const moa_tokenizer *tok, cons
     bp.n_tasks = n_specs;
     bp.lengths = lengths;
     bp.n_lengths = n_len;
-    bp.samples_per_length = samples;
+    int same = 1;
+    for (int i = 1; i < n_len; i++) same &= samples[i] == samples[0];
+    bp.samples_per_length = samples[0];
+    bp.samples_at = same ? NULL : samples;   /* one count: the file records it as before */
     bp.seed = seed;
     bp.max_new_tokens = max_new;
     bp.model_sha256 = m->sha256;
@@ -396,6 +404,10 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
     int shortest = longest;
     for (int i = 0; i < p.n_calib_lengths; i++) shortest = p.calib_lengths[i] < shortest ? p.calib_lengths[i] : shortest;
     if (p.block <= 0) p.block = default_block(shortest);
+    if (p.validation_samples <= 0) p.validation_samples = (p.calib_samples + 1) / 2;
+    int calib_n[MOA_COMPRESS_MAX_LENGTHS];   /* samples per calibration length */
+    for (int i = 0; i < p.n_calib_lengths; i++)
+        calib_n[i] = p.calib_lengths[i] == validation && p.n_calib_lengths > 1 ? p.validation_samples : p.calib_samples;
     if (p.sink < 0) p.sink = p.block;
 
     sb_printf(&rep, "# moa compress report\n\nModel: %s (sha256 %.16s..., %d layers, %d/%d heads, context %d). "
@@ -403,11 +415,17 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
               m->hp.n_head_kv, C, p.density);
     for (int i = 0; i < p.n_calib_lengths; i++) sb_printf(&rep, " %d", p.calib_lengths[i]);
     sb_printf(&rep, " and %lld (extrapolated).\n\n", (long long)fmin(p.extrapolate * longest, C));
+    sb_printf(&rep, "Calibration: tasks %s, seed %llu, the dense model's own answers; samples per length:",
+              p.calib_tasks, (unsigned long long)p.calib_seed);
+    for (int i = 0; i < p.n_calib_lengths; i++)
+        sb_printf(&rep, "%s %d x %d%s", i ? "," : "", calib_n[i], p.calib_lengths[i],
+                  p.calib_lengths[i] == validation && p.n_calib_lengths > 1 ? " (validation)" : "");
+    sb_printf(&rep, ".\n\n");
 
     /* 1. calibration */
     stage(&p, &times, "calibration set (model's own answers)");
-    if (!calib_valid(calib, m, p.calib_lengths, p.n_calib_lengths, p.calib_samples) &&
-        (st = build_calib(m, tok, words, p.calib_tasks, p.calib_lengths, p.n_calib_lengths, p.calib_samples,
+    if (!calib_valid(calib, m, p.calib_lengths, calib_n, p.n_calib_lengths) &&
+        (st = build_calib(m, tok, words, p.calib_tasks, p.calib_lengths, calib_n, p.n_calib_lengths,
                           p.calib_seed, p.calib_max_new, &p, calib)) < 0) goto done;
     /* 2. profile */
     stage(&p, &times, "profile (attention influence)");
@@ -482,8 +500,8 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
         if (p.heldout_samples > 0) {
             stage(&p, &times, "held-out response loss");
             int vl = (int)validation;
-            if (!calib_valid(heldout, m, &vl, 1, p.heldout_samples) &&
-                (st = build_calib(m, tok, words, p.calib_tasks, &vl, 1, p.heldout_samples, p.calib_seed + 1000,
+            if (!calib_valid(heldout, m, &vl, &p.heldout_samples, 1) &&
+                (st = build_calib(m, tok, words, p.calib_tasks, &vl, &p.heldout_samples, 1, p.calib_seed + 1000,
                                   p.calib_max_new, &p, heldout)) < 0) goto done;
             moa_calib_file *hf = NULL;
             if ((st = moa_calib_read(heldout, &hf)) < 0) goto done;

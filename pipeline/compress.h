@@ -27,7 +27,9 @@ typedef struct {
     const char *calib_tasks;        /* "longdep,lines" (validation uses other tasks) */
     int n_calib_lengths;            /* 0: {C/16, C/8, C/4, C/2} (512 .. 4096 for 8192) */
     int calib_lengths[MOA_COMPRESS_MAX_LENGTHS];
-    int calib_samples;              /* per length (6) */
+    int calib_samples;              /* per objective length (12) */
+    int validation_samples;         /* at the validation length, which only selects among the
+                                       front's plans (0: calib_samples / 2 rounded up = 6) */
     uint64_t calib_seed;            /* 1 */
     int calib_max_new;              /* 64 */
     /* profile and plan granularity: sink -1 / block 0 = derived from the shortest calibration length n_min

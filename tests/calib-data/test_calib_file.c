@@ -370,9 +370,58 @@ TEST(build_and_resume) {
     moa_wordlist_free(wl);
 }
 
+/* Per-length counts: samples_at {1, 3} makes 4 samples, and each one (length L, index j)
+ * is the very sample a one-count build makes at (L, j); a checkpoint of the one-count build
+ * is not mixed in (different parameters); a count < 1 is refused with its position. */
+TEST(build_samples_at) {
+    moa_wordlist *wl = words();
+    moa_task_spec specs[2];
+    const int lengths[2] = {200, 400}, counts[2] = {1, 3};
+    moa_calib_build_params p = build_params(specs, wl, lengths);
+    p.samples_at = counts;
+    moa_calib_tokenizer tok = {fake_count, fake_encode, fake_detok, NULL};
+    responder_state rs = {0, 0};
+    unlink(TMP("at.h5"));
+    unlink(TMP("at.h5.ckpt"));
+    CHECK_OK(moa_calib_build(&p, &tok, fake_respond, &rs, NULL, NULL, TMP("at.h5")));
+    CHECK_EQ_INT(rs.calls, 4);
+    moa_calib_file *f = NULL, *full = NULL;
+    CHECK_OK(moa_calib_read(TMP("at.h5"), &f));
+    CHECK_OK(moa_calib_read(TMP("full.h5"), &full));   /* from build_and_resume: 4 per length */
+    if (f && full) {
+        CHECK_EQ_INT(f->n_samples, 4);
+        CHECK(strstr(f->build_params, "\"samples_at\":[1,3]") != NULL);
+        CHECK(strstr(full->build_params, "\"samples_per_length\":4") != NULL);
+        const int at[4] = {0, 4, 5, 6};   /* (200, 0), (400, 0), (400, 1), (400, 2) in full.h5 */
+        for (int i = 0; i < 4; i++) {
+            const moa_calib_sample *a = &f->samples[i], *b = &full->samples[at[i]];
+            CHECK_EQ_INT(a->bucket, i ? 400 : 200);
+            CHECK_EQ_INT(a->seed, b->seed);
+            CHECK_STR(a->task, b->task);
+            CHECK_EQ_INT(a->n_tokens, b->n_tokens);
+            CHECK(a->n_tokens == b->n_tokens && memcmp(a->tokens, b->tokens, (size_t)a->n_tokens * 4) == 0);
+        }
+    }
+    moa_calib_file_free(f);
+    moa_calib_file_free(full);
+    /* interrupted with per-length counts, resumed with one count: refused */
+    rs = (responder_state){0, 2};
+    unlink(TMP("at2.h5.ckpt"));
+    CHECK(moa_calib_build(&p, &tok, fake_respond, &rs, NULL, NULL, TMP("at2.h5")) == MOA_ERR_INTERRUPTED);
+    p.samples_at = NULL;
+    rs = (responder_state){0, 0};
+    CHECK(moa_calib_build(&p, &tok, fake_respond, &rs, NULL, NULL, TMP("at2.h5")) == MOA_ERR_MISMATCH);
+    const int bad[2] = {2, 0};
+    p.samples_at = bad;
+    CHECK(moa_calib_build(&p, &tok, fake_respond, &rs, NULL, NULL, TMP("at3.h5")) == MOA_ERR_INVALID_ARG);
+    CHECK(strstr(moa_last_error(), "samples_at[1] = 0 (length 400)") != NULL);
+    moa_wordlist_free(wl);
+}
+
 int main(void) {
     RUN(roundtrip);
     RUN(rejects_malformed);
     RUN(build_and_resume);
+    RUN(build_samples_at);
     return test_summary();
 }

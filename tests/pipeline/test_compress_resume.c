@@ -1,5 +1,6 @@
 /* test_compress_resume.c - `moa compress` on SmolLM2 (label `model`, skipped without
- * MOA_MODEL) with small settings (lengths 256 and 512, 2 samples each, no validation runs):
+ * MOA_MODEL) with small settings (lengths 256 and 512, 2 calibration samples at the objective
+ * length 256 and by default half as many, 1, at the validation length 512; no validation runs):
  * one uninterrupted run; one killed with SIGKILL once the profile stage has checkpointed,
  * then rerun with the same command. The resumed run must reuse the finished calibration,
  * finish the profile from its checkpoint (byte-identical profile) and end with the same
@@ -70,6 +71,14 @@ TEST(kill_in_profile_then_resume) {
               "the finished calibration set was rebuilt instead of reused");
     snprintf(b, sizeof b, "%s.work/calib.h5", full);
     CHECK_MSG(test_same_bytes(a, b), "calibration sets differ");
+    /* the report states the per-length calibration counts */
+    char *rep = NULL;
+    size_t rep_len = 0;
+    snprintf(a, sizeof a, "%s.work/report.md", cut);
+    CHECK_OK(moa_read_file(a, &rep, &rep_len));
+    CHECK_MSG(rep && strstr(rep, "samples per length: 2 x 256, 1 x 512 (validation).") != NULL,
+              "report lacks the calibration counts:\n%s", rep ? rep : "(none)");
+    free(rep);
     snprintf(a, sizeof a, "%s.work/profile.h5", cut);
     snprintf(b, sizeof b, "%s.work/profile.h5", full);
     CHECK_MSG(test_same_bytes(a, b), "the resumed profile differs from the uninterrupted one");
