@@ -5,6 +5,7 @@
 #include "llama.h"
 #include "model-io.h"
 #include "optimizer.h"
+#include "plan-internal.h"   /* the plan's budgets and provenance, to tell whether it is current */
 #include "profile-file.h"
 #include "run.h"
 #include "tokenizer.h"
@@ -130,6 +131,26 @@ static int profile_valid(const char *path, const moa_model *m, const int *length
     for (int k = 0; ok && k < n_len; k++) ok = moa_profile_find_bucket(pr, lengths[k]) >= 0;
     moa_profile_free(pr);
     return ok;
+}
+
+/* The plan in the work directory was made by this job's settings from this profile: same
+ * sinks, block and validation length, the budget `density` at exactly the constrained lengths
+ * (calibration lengths plus the extrapolated one), and the profile's sha256 (a plan of
+ * another density or of an older profile is rebuilt, not reused). */
+static int plan_current(const moa_plan *plan, const moa_compress_params *p, const int *lengths, int n_len,
+                        int64_t ext, int64_t validation, const char *profile_path) {
+    char sha[65];
+    if (plan->sink != p->sink || plan->block != p->block || plan->validation != validation ||
+        moa_sha256_file(profile_path, sha) < 0 || strcmp(sha, plan->profile_sha256) != 0)
+        return 0;
+    int n_want = n_len + (ext > 0);
+    if (plan->n_constrained != n_want) return 0;
+    for (int i = 0; i < plan->n_constrained; i++) {
+        int found = plan->constrained[i] == ext;
+        for (int k = 0; k < n_len; k++) found |= plan->constrained[i] == lengths[k];
+        if (!found || fabs(plan->budget[i] - p->density) > 1e-12) return 0;
+    }
+    return 1;
 }
 
 static int same_lengths(const moa_longeval_results *r, const int *lengths, int n_len) {
@@ -441,7 +462,11 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
     /* 3. optimise */
     stage(&p, &times, "optimise (GLPK, Pareto front)");
     sb_printf(&rep, "## Plan\n\n");
-    if (mtime(planp) < 0 || mtime(planp) < mtime(profile) || moa_plan_load(planp, &plan) < 0) {
+    int64_t ext = (int64_t)(p.extrapolate * (double)longest);
+    if (ext > C) ext = C;
+    if (ext <= longest) ext = 0;
+    if (moa_plan_load(planp, &plan) < 0 ||
+        !plan_current(plan, &p, p.calib_lengths, p.n_calib_lengths, ext, validation, profile)) {
         moa_plan_free(plan);
         plan = NULL;
         moa_opt_init();

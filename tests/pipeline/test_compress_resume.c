@@ -23,18 +23,20 @@ static const char *model;
 
 static void path(char *buf, const char *name) { snprintf(buf, 512, "%s/compress_%s", MOA_TEST_TMPDIR, name); }
 
-static pid_t spawn(const char *plan) {
+static pid_t spawn_density(const char *plan, const char *density) {
     pid_t pid = fork();
     if (pid == 0) {
         int null = open("/dev/null", O_WRONLY);
         if (null >= 0) { dup2(null, 2); dup2(null, 1); }
-        execl(MOA_BIN, MOA_BIN, "-q", "compress", "-m", model, "--density", "0.5", "-o", plan,
+        execl(MOA_BIN, MOA_BIN, "-q", "compress", "-m", model, "--density", density, "-o", plan,
               "--calib-lengths", "256,512", "--calib-samples", "2", "--skip-eval", "--time-limit", "30",
               (char *)NULL);
         _exit(127);
     }
     return pid;
 }
+
+static pid_t spawn(const char *plan) { return spawn_density(plan, "0.5"); }
 
 static void clean(const char *plan) {
     char cmd[1200];
@@ -101,6 +103,19 @@ TEST(kill_in_profile_then_resume) {
     }
     moa_plan_free(p);
     moa_plan_free(q);
+    /* Another budget in the same work directory: calibration and profile are reused, the
+     * plan is re-optimised for the new budget (not the 0.5 plan reused). */
+    snprintf(a, sizeof a, "%s.work/profile.h5", full);
+    CHECK(stat(a, &before) == 0);
+    CHECK_EQ_INT(test_wait_exit(spawn_density(full, "0.25")), 0);
+    CHECK(stat(a, &after) == 0);
+    CHECK_MSG(before.st_mtim.tv_sec == after.st_mtim.tv_sec && before.st_mtim.tv_nsec == after.st_mtim.tv_nsec,
+              "the profile was rebuilt for a new budget");
+    CHECK_OK(moa_plan_load(full, &p));
+    if (p) CHECK_MSG(moa_plan_density(p, 256) <= 0.25 + 1e-9 && moa_plan_density(p, 512) <= 0.25 + 1e-9,
+                     "plan density %.3f/%.3f at 256/512 after --density 0.25", moa_plan_density(p, 256),
+                     moa_plan_density(p, 512));
+    moa_plan_free(p);
     clean(full);
     clean(cut);
 }
