@@ -153,12 +153,6 @@ static int plan_current(const moa_plan *plan, const moa_compress_params *p, cons
     return 1;
 }
 
-static int same_lengths(const moa_longeval_results *r, const int *lengths, int n_len) {
-    for (int i = 0; i < n_len; i++)
-        if (r->lengths[i].length != lengths[i]) return 0;
-    return 1;
-}
-
 /* Default sink and block for profiles whose shortest length is n_min (see compress.h). */
 static int default_block(int n_min) {
     int b = 64;
@@ -342,13 +336,11 @@ static moa_status run_eval(const moa_model *m, const moa_tokenizer *tok, const m
     moa_eval_engine *e = NULL;
     char *label = moa_eval_attention_label(a);
     if (!json || !log || !label) { st = moa_err(MOA_ERR_NOMEM, "out of memory"); goto done; }
-    /* results of an earlier plan (or of other settings) are not reused: the dense run is
-     * independent of the plan, uniform and plan runs must be newer than plan.json */
+    /* Results come from the per-sample log, which is resumed only when its header has the
+     * same settings (model sha256, attention, lengths, samples, seed, task): a finished log
+     * costs nothing, another model's is started over. Uniform and plan logs older than
+     * plan.json are dropped too (an earlier plan of the same settings text). */
     int depends = a->kind != MOA_EVAL_DENSE;
-    if (moa_file_exists(json) && (!depends || mtime(json) >= plan_mtime) &&
-        moa_longeval_read_json(json, out) >= 0 && (*out)->n_lengths == n_len &&
-        (*out)->n_rows == (int64_t)n_len * MOA_LONGEVAL_BINS * p->eval_samples && same_lengths(*out, lengths, n_len)) goto done;
-    if (*out) { moa_longeval_results_free(*out); *out = NULL; }
     if (depends && moa_file_exists(log) && mtime(log) < plan_mtime) remove(log);
     if ((st = moa_eval_engine_create(m, tok, a, 1, &e)) < 0) goto done;
     moa_eval_model em = moa_eval_engine_model(e);
