@@ -64,12 +64,16 @@ const char *cli_model_path(const char *given) {
     return NULL;
 }
 
-int cli_plan_from_args(const char *plan_path, double uniform, const struct moa_model *m,
-                       int64_t n, moa_plan **out) {
+int cli_plan_from_args(const char *plan_path, double uniform, long sink, long block,
+                       const struct moa_model *m, int64_t n, moa_plan **out) {
     *out = NULL;
     const moa_llama_hparams *hp = &m->hp;
     if (plan_path && uniform > 0) {
         fprintf(stderr, "moa: give --plan or --uniform, not both\n");
+        return 2;
+    }
+    if ((sink >= 0 || block > 0) && !(uniform > 0)) {
+        fprintf(stderr, "moa: --sink and --block go with --uniform D (a plan has its own)\n");
         return 2;
     }
     moa_status st = MOA_OK;
@@ -83,7 +87,8 @@ int cli_plan_from_args(const char *plan_path, double uniform, const struct moa_m
             return 1;
         }
     } else if (uniform > 0) {
-        st = moa_plan_uniform(hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, 64, 64, uniform, n, out);
+        st = moa_plan_uniform(hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, sink >= 0 ? (int)sink : 64,
+                              block > 0 ? (int)block : 64, uniform, n, out);
         if (st < 0) {
             fprintf(stderr, "moa: --uniform %g: %s\n", uniform, moa_last_error());
             return 2;

@@ -24,7 +24,8 @@ const char *cli_model_path(const char *given);
 #include "moa/runtime.h"
 struct moa_model;
 /* Loads --plan PATH (checked against the model) or builds the uniform StreamingLLM baseline
- * for --uniform D (sink 64, block 64, density D at length n); *out stays NULL for dense.
+ * for --uniform D (sink tokens and window block: --sink / --block, < 0 / <= 0 = 64; density D
+ * at length n); *out stays NULL for dense. --sink/--block without --uniform is a usage error.
  * Returns 0, or an exit code (1 failure, 2 usage) after printing the error. */
-int cli_plan_from_args(const char *plan_path, double uniform, const struct moa_model *m,
-                       int64_t n, moa_plan **out);
+int cli_plan_from_args(const char *plan_path, double uniform, long sink, long block,
+                       const struct moa_model *m, int64_t n, moa_plan **out);

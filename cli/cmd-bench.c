@@ -33,6 +33,7 @@ static void usage(FILE *fp) {
         "      --format md|json output format (default md)\n"
         "      --plan PLAN      run with a sparse-attention plan\n"
         "      --uniform D      run with the uniform StreamingLLM baseline at density D\n"
+        "      --sink S, --block B  sinks and window granularity of --uniform (default 64, 64)\n"
         "Prints the command, machine, threads, then one row per context: tok/s mean +- stddev.\n");
 }
 
@@ -164,6 +165,7 @@ int moa_cmd_bench(int argc, char **argv) {
     const char *model = NULL, *ctxs = "512", *format = "md", *plan = NULL;
     long tokens = 32, repeats = 5, warmup = 1, batch = 512, n_seq = 1;
     double uniform = 0, kv_budget = 0;
+    long u_sink = -1, u_block = 0;   /* --uniform's sinks and block (64, 64) */
     for (int i = 2; i < argc; i++) {
         int r;
         if (arg_flag(argv, i, "-h", "--help")) { usage(stdout); return 0; }
@@ -172,6 +174,8 @@ int moa_cmd_bench(int argc, char **argv) {
             (r = arg_str(argc, argv, &i, NULL, "--format", &format)) ||
             (r = arg_str(argc, argv, &i, NULL, "--plan", &plan)) ||
             (r = arg_double(argc, argv, &i, NULL, "--uniform", &uniform, 1e-6, 1)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--sink", &u_sink, 0, 1 << 20)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--block", &u_block, 1, 1 << 20)) ||
             (r = arg_double(argc, argv, &i, NULL, "--kv-budget", &kv_budget, 1, 1e15)) ||
             (r = arg_long(argc, argv, &i, NULL, "--tokens", &tokens, 1, 1 << 20)) ||
             (r = arg_long(argc, argv, &i, NULL, "--batch", &n_seq, 1, 4096)) ||
@@ -234,7 +238,7 @@ int moa_cmd_bench(int argc, char **argv) {
             break;
         }
         moa_plan *pl = NULL;
-        if ((rc = cli_plan_from_args(plan, uniform, m, n_ctx, &pl)) != 0) break;
+        if ((rc = cli_plan_from_args(plan, uniform, u_sink, u_block, m, n_ctx, &pl)) != 0) break;
         int rss_ok = moa_peak_rss_reset() == 0;   /* peak of this context only */
         moa_ctx_params cp = moa_ctx_default_params();
         cp.n_ctx = (int32_t)n_ctx;

@@ -91,7 +91,7 @@ static int make_attn(const attn_args *a, const moa_model *m, moa_eval_attention 
         return 2;
     }
     if (a->uniform_like) {
-        int rc = cli_plan_from_args(a->uniform_like, 0, m, m->hp.n_ctx_train, plan);
+        int rc = cli_plan_from_args(a->uniform_like, 0, -1, 0, m, m->hp.n_ctx_train, plan);
         if (rc) return rc;
         att->kind = MOA_EVAL_UNIFORM;
         att->density = 1;
@@ -108,7 +108,7 @@ static int make_attn(const attn_args *a, const moa_model *m, moa_eval_attention 
         if (a->sink >= 0) att->sink = (int)a->sink;
         if (a->block > 0) att->block = (int)a->block;
     } else if (a->plan_path) {
-        int rc = cli_plan_from_args(a->plan_path, 0, m, m->hp.n_ctx_train, plan);
+        int rc = cli_plan_from_args(a->plan_path, 0, -1, 0, m, m->hp.n_ctx_train, plan);
         if (rc) return rc;
         att->kind = MOA_EVAL_PLAN;
         att->plan = *plan;

@@ -26,6 +26,7 @@ static void usage(FILE *fp) {
         "  -s, --seed S          sampling seed (default 42)\n"
         "      --plan PLAN       run with a sparse-attention plan (moa optimize)\n"
         "      --uniform D       run with the uniform StreamingLLM baseline at density D\n"
+        "      --sink S, --block B  sinks and window granularity of --uniform (default 64, 64)\n"
         "                        (64 sinks + one window for every head, sized at the context)\n"
         "      --streaming       cache keys before RoPE and rotate by cache position\n"
         "                        (StreamingLLM positions; for running past the trained context)\n"
@@ -44,6 +45,7 @@ int moa_cmd_generate(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *file = NULL, *system = NULL, *plan = NULL;
     long n_predict = 128, n_ctx = 0, top_k = 0, seed = 42;
     double temp = 0, top_p = 1, uniform = 0;
+    long u_sink = -1, u_block = 0;   /* --uniform's sinks and block (64, 64) */
     int streaming = 0;
     int chat = 0, show_ids = 0;
     for (int i = 1; i < argc; i++) {
@@ -63,6 +65,8 @@ int moa_cmd_generate(int argc, char **argv) {
             (r = arg_long(argc, argv, &i, "-s", "--seed", &seed, 0, 0x7fffffffL)) ||
             (r = arg_double(argc, argv, &i, NULL, "--temp", &temp, 0, 100)) ||
             (r = arg_double(argc, argv, &i, NULL, "--uniform", &uniform, 1e-6, 1)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--sink", &u_sink, 0, 1 << 20)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--block", &u_block, 1, 1 << 20)) ||
             (r = arg_double(argc, argv, &i, NULL, "--top-p", &top_p, 1e-6, 1))) {
             if (r < 0) return 2;
             continue;
@@ -113,7 +117,7 @@ int moa_cmd_generate(int argc, char **argv) {
     long want = n_ctx ? n_ctx : n_ids + n_predict;
     if (want > m->hp.n_ctx_train && !n_ctx) want = m->hp.n_ctx_train;
     cp.pos_mode = streaming ? MOA_POS_STREAMING : MOA_POS_ABSOLUTE;
-    if ((rc = cli_plan_from_args(plan, uniform, m, want, &pl)) != 0) goto out;
+    if ((rc = cli_plan_from_args(plan, uniform, u_sink, u_block, m, want, &pl)) != 0) goto out;
     rc = 1;
     if (plan && !n_ctx) {
         /* a plan's rules were fitted at its profiled lengths; far below the shortest, windows
