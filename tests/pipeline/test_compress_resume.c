@@ -103,6 +103,23 @@ TEST(kill_in_profile_then_resume) {
     }
     moa_plan_free(p);
     moa_plan_free(q);
+    /* moa generate --plan on a 2-token prompt plans for the plan's shortest profiled length
+     * (256), not for prompt + generation (a few tokens, far below what the rules were fitted
+     * on); an explicit --ctx is kept. */
+    {
+        char cmd[1400], line[512];
+        const char *ctx_arg[2] = {"", "--ctx 40"};
+        const char *want[2] = {"plan density 0.500 at 256 tokens", "at 40 tokens"};
+        for (int k = 0; k < 2; k++) {
+            snprintf(cmd, sizeof cmd, "'%s' -q generate -m '%s' --plan '%s' -p Hi -n 2 %s 2>&1", MOA_BIN, model,
+                     full, ctx_arg[k]);
+            FILE *fp = popen(cmd, "r");
+            int found = 0;
+            while (fp && fgets(line, sizeof line, fp)) found |= strstr(line, want[k]) != NULL;
+            int rc = fp ? pclose(fp) : -1;
+            CHECK_MSG(rc == 0 && found, "moa generate %s: exit %d, no '%s' on stderr", ctx_arg[k], rc, want[k]);
+        }
+    }
     /* Another budget in the same work directory: calibration and profile are reused, the
      * plan is re-optimised for the new budget (not the 0.5 plan reused). */
     snprintf(a, sizeof a, "%s.work/profile.h5", full);
