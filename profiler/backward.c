@@ -1,6 +1,9 @@
 /* backward.c - forward pass with saved layer inputs, response loss, and the activation-only
- * backward pass through every layer (recomputing the layer from its input), with the fused
- * attention backward accumulating the influence histograms.
+ * backward pass through every layer, with the fused attention backward accumulating the
+ * influence histograms. The activations the backward reads (q, k, v, o, lse, xm, g, u) are
+ * kept from the forward for the last layers that fit the activation store
+ * (moa_profiler_params.act_budget_bytes); the other layers are recomputed from their input
+ * by the same code on the same input, so the results do not depend on the budget.
  *
  * Per layer (x: layer input, rows are tokens):
  *   h1 = rmsnorm(x) * an;  q, k, v = h1 Wq^T, h1 Wk^T, h1 Wv^T;  q, k = rope(q), rope(k)
@@ -25,8 +28,20 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+/* The activations of one layer that its backward reads; the forward writes them. h1, h2 and
+ * a = silu(g) * u are forward-only (the backward recomputes silu(g) from g). */
+typedef struct {
+    float *q, *o;     /* [n][nq] (q rotated) */
+    float *k, *v;     /* [n][nkv] (k rotated) */
+    float *lse;       /* [n_head][n] */
+    float *xm;        /* [n][d] */
+    float *g, *u;     /* [n][ff]; the backward overwrites them with dg, du */
+} layer_act;
 
 struct moa_profiler {
     const moa_model *m;
@@ -44,10 +59,91 @@ struct moa_profiler {
     float *lse;                                  /* [n_head][n_max] */
     float *g, *u, *a, *da;                       /* [n_max][ff] */
     float *logits;                               /* [n_max][vocab] response rows */
+    float *act;    /* activation store, act_bytes: per sample of n tokens, layer_act of the
+                      last act_kept(n) layers, each array rounded up to 64 bytes */
+    size_t act_bytes;
 };
 
+/* Floats of the 8 arrays of one layer_act for n tokens (layer_act order), each rounded up
+ * to 16 floats (64 bytes); returns their sum. */
+static size_t act_sizes(const moa_llama_hparams *hp, int64_t n, size_t sz[8]) {
+    size_t N = (size_t)n, nq = (size_t)hp->n_head * hp->head_dim;
+    size_t nkv = (size_t)hp->n_head_kv * hp->head_dim, total = 0;
+    size_t raw[8] = {N * nq, N * nq, N * nkv, N * nkv, (size_t)hp->n_head * N,
+                     N * (size_t)hp->n_embd, N * (size_t)hp->n_ff, N * (size_t)hp->n_ff};
+    for (int i = 0; i < 8; i++) total += sz[i] = (raw[i] + 15) & ~(size_t)15;
+    return total;
+}
+
+static size_t act_layer_floats(const moa_llama_hparams *hp, int64_t n) {
+    size_t sz[8];
+    return act_sizes(hp, n, sz);
+}
+
+static int act_kept(const moa_profiler *p, int64_t n) {
+    size_t per = act_layer_floats(&p->m->hp, n) * sizeof(float), k = p->act_bytes / per;
+    return k < (size_t)p->m->hp.n_layer ? (int)k : p->m->hp.n_layer;
+}
+
+int moa_profiler_kept_layers(const moa_profiler *p, int64_t n) {
+    return p->device == MOA_DEVICE_CPU && n >= 1 && n <= p->n_max ? act_kept(p, n) : 0;
+}
+
+/* Where layer l of an n-token sample keeps its activations: its slot in the store if it is
+ * one of the last act_kept(n) layers (*kept = 1), else the scratch (*kept = 0). */
+static layer_act act_of(moa_profiler *p, int l, int64_t n, int *kept) {
+    const moa_llama_hparams *hp = &p->m->hp;
+    int first = hp->n_layer - act_kept(p, n);
+    layer_act a = {p->q, p->o, p->k, p->v, p->lse, p->xm, p->g, p->u};
+    *kept = l >= first;
+    if (!*kept) return a;
+    size_t sz[8];
+    float **dst[8] = {&a.q, &a.o, &a.k, &a.v, &a.lse, &a.xm, &a.g, &a.u};
+    float *at = p->act + (size_t)(l - first) * act_sizes(hp, n, sz);
+    for (int i = 0; i < 8; i++) {
+        *dst[i] = at;
+        at += sz[i];
+    }
+    return a;
+}
+
+/* MOA_PROFILER_ACT_BUDGET: bytes with an optional K/M/G/T suffix (powers of 1024), or "max".
+ * Returns 0 and leaves *out if unset or unparsable (with a warning). */
+static int act_budget_env(size_t *out) {
+    const char *e = getenv("MOA_PROFILER_ACT_BUDGET");
+    if (!e || !*e) return 0;
+    if (!strcmp(e, "max")) { *out = SIZE_MAX; return 1; }
+    char *end;
+    double v = strtod(e, &end);
+    double mul = 1;
+    switch (*end) {
+    case 'K': case 'k': mul = 1024.0; end++; break;
+    case 'M': case 'm': mul = 1024.0 * 1024; end++; break;
+    case 'G': case 'g': mul = 1024.0 * 1024 * 1024; end++; break;
+    case 'T': case 't': mul = 1024.0 * 1024 * 1024 * 1024; end++; break;
+    default: break;
+    }
+    if (end == e || *end || !(v >= 0)) {
+        moa_log_warn("MOA_PROFILER_ACT_BUDGET='%s' is not a byte count (e.g. 3G, 0, max); ignored", e);
+        return 0;
+    }
+    v *= mul;
+    *out = v >= 0x1p63 ? SIZE_MAX : (size_t)v;
+    return 1;
+}
+
+/* A quarter of physical memory (1 GiB if unknown). */
+static size_t act_budget_default(void) {
+    size_t b;
+    if (act_budget_env(&b)) return b;
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || psz <= 0) return (size_t)1 << 30;
+    return (size_t)pages / 4 * (size_t)psz;
+}
+
 moa_profiler_params moa_profiler_default_params(void) {
-    moa_profiler_params p = {64, 64, 1e-6f, moa_ctx_default_params().device, 0, 0};
+    moa_profiler_params p = {64, 64, 1e-6f, moa_ctx_default_params().device, 0, 0,
+                             act_budget_default()};
     return p;
 }
 
@@ -59,7 +155,8 @@ void moa_profiler_free(moa_profiler *p) {
     moa_profiler_cuda_free(p->dev);
 #endif
     float *bufs[] = {p->xs, p->h1, p->h2, p->xm, p->dxm, p->dh, p->q, p->o, p->dq, p->dO,
-                     p->k, p->v, p->dk, p->dv, p->lse, p->g, p->u, p->a, p->da, p->logits};
+                     p->k, p->v, p->dk, p->dv, p->lse, p->g, p->u, p->a, p->da, p->logits,
+                     p->act};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) moa_free_aligned(bufs[i]);
     moa_rope_table_free(&p->rope);
     free(p);
@@ -119,6 +216,18 @@ moa_status moa_profiler_create(const moa_model *m, int64_t n_max, const moa_prof
         moa_profiler_free(p);
         return moa_err(MOA_ERR_NOMEM, "profiler: out of memory for %lld tokens", (long long)n_max);
     }
+    /* the activation store: the budget, at most every layer at n_max; if that much cannot be
+     * allocated, halves down to one layer at n_max, then none (every layer recomputed) */
+    size_t per = act_layer_floats(hp, n_max) * sizeof(float);
+    size_t all = per > SIZE_MAX / (size_t)hp->n_layer ? SIZE_MAX : per * (size_t)hp->n_layer;
+    size_t target = pr.act_budget_bytes < all ? pr.act_budget_bytes : all;
+    for (size_t b = target; b > 0; b /= 2) {
+        if ((p->act = moa_alloc_aligned(1, b))) { p->act_bytes = b; break; }
+        if (b / 2 < per) break;
+    }
+    if (p->act_bytes < target)
+        moa_log_warn("profiler: no memory for %.0f MiB of kept activations; %s", target / 1048576.0,
+                     p->act ? "keeping fewer layers" : "every layer is recomputed");
     *out = p;
     return MOA_OK;
 }
@@ -164,33 +273,34 @@ static void rmsnorm_bwd_add(const float *x, const float *w, const float *dy, flo
     }
 }
 
-/* Forward of layer l from x (n rows), leaving h1, q, k, v (rotated), o, lse, xm, h2, g, u,
- * a in the scratch; writes the layer output to y if y != NULL. */
-static moa_status layer_fwd(moa_profiler *p, int l, const float *x, int64_t n, float *y) {
+/* Forward of layer l from x (n rows), leaving q, k, v (rotated), o, lse, xm, g, u in *a and
+ * h1, h2, a in the scratch; writes the layer output to y if y != NULL. */
+static moa_status layer_fwd(moa_profiler *p, int l, const float *x, int64_t n, float *y,
+                            const layer_act *a) {
     const moa_model *m = p->m;
     const moa_llama_hparams *hp = &m->hp;
     const moa_llama_layer *L = &m->layers[l];
     int64_t d = hp->n_embd, ff = hp->n_ff;
     rmsnorm_fwd(x, L->attn_norm, p->h1, n, d, hp->rms_eps);
-    mm_fwd(&L->wq, p->h1, n, p->q);
-    mm_fwd(&L->wk, p->h1, n, p->k);
-    mm_fwd(&L->wv, p->h1, n, p->v);
-    moa_rope_rows(&p->rope, p->q, n, hp->n_head, hp->head_dim, 0, 0);
-    moa_rope_rows(&p->rope, p->k, n, hp->n_head_kv, hp->head_dim, 0, 0);
+    mm_fwd(&L->wq, p->h1, n, a->q);
+    mm_fwd(&L->wk, p->h1, n, a->k);
+    mm_fwd(&L->wv, p->h1, n, a->v);
+    moa_rope_rows(&p->rope, a->q, n, hp->n_head, hp->head_dim, 0, 0);
+    moa_rope_rows(&p->rope, a->k, n, hp->n_head_kv, hp->head_dim, 0, 0);
     moa_attn_train_shape s = moa_profiler_attn_shape(&p->m->hp, &p->p, n);
-    MOA_TRY(moa_attn_fwd_lse(&s, p->q, p->k, p->v, p->o, p->lse));
-    mm_fwd(&L->wo, p->o, n, p->xm);
-    for (int64_t i = 0; i < n * d; i++) p->xm[i] += x[i];
-    rmsnorm_fwd(p->xm, L->ffn_norm, p->h2, n, d, hp->rms_eps);
-    mm_fwd(&L->w_gate, p->h2, n, p->g);
-    mm_fwd(&L->w_up, p->h2, n, p->u);
+    MOA_TRY(moa_attn_fwd_lse(&s, a->q, a->k, a->v, a->o, a->lse));
+    mm_fwd(&L->wo, a->o, n, a->xm);
+    for (int64_t i = 0; i < n * d; i++) a->xm[i] += x[i];
+    rmsnorm_fwd(a->xm, L->ffn_norm, p->h2, n, d, hp->rms_eps);
+    mm_fwd(&L->w_gate, p->h2, n, a->g);
+    mm_fwd(&L->w_up, p->h2, n, a->u);
     for (int64_t i = 0; i < n * ff; i++) {
-        float g = p->g[i];
-        p->a[i] = g / (1.0f + expf(-g)) * p->u[i];
+        float g = a->g[i];
+        p->a[i] = g / (1.0f + expf(-g)) * a->u[i];
     }
     if (y) {
         mm_fwd(&L->w_down, p->a, n, y);
-        for (int64_t i = 0; i < n * d; i++) y[i] += p->xm[i];
+        for (int64_t i = 0; i < n * d; i++) y[i] += a->xm[i];
     }
     return MOA_OK;
 }
@@ -202,15 +312,17 @@ static moa_status layer_bwd(moa_profiler *p, int l, const float *x, int64_t n, f
     const moa_llama_hparams *hp = &m->hp;
     const moa_llama_layer *L = &m->layers[l];
     int64_t d = hp->n_embd, ff = hp->n_ff;
-    MOA_TRY(layer_fwd(p, l, x, n, NULL));
+    int kept;
+    layer_act a = act_of(p, l, n, &kept);
+    if (!kept) MOA_TRY(layer_fwd(p, l, x, n, NULL, &a));       /* recompute */
     /* FFN */
     mm_bwd(&L->w_down, dx, n, p->da, 0.0f);                  /* da = dy Wd */
     for (int64_t i = 0; i < n * ff; i++)
-        moa_cu_swiglu_bwd(p->g[i], p->u[i], p->da[i], &p->g[i], &p->u[i]);   /* dg, du */
-    mm_bwd(&L->w_gate, p->g, n, p->dh, 0.0f);
-    mm_bwd(&L->w_up, p->u, n, p->dh, 1.0f);                  /* dh2 = dg Wg + du Wu */
+        moa_cu_swiglu_bwd(a.g[i], a.u[i], p->da[i], &a.g[i], &a.u[i]);   /* dg, du */
+    mm_bwd(&L->w_gate, a.g, n, p->dh, 0.0f);
+    mm_bwd(&L->w_up, a.u, n, p->dh, 1.0f);                   /* dh2 = dg Wg + du Wu */
     memcpy(p->dxm, dx, sizeof(float) * (size_t)(n * d));
-    rmsnorm_bwd_add(p->xm, L->ffn_norm, p->dh, p->dxm, n, d, hp->rms_eps);
+    rmsnorm_bwd_add(a.xm, L->ffn_norm, p->dh, p->dxm, n, d, hp->rms_eps);
     /* attention */
     mm_bwd(&L->wo, p->dxm, n, p->dO, 0.0f);                  /* do = dxm Wo */
     moa_attn_train_shape s = moa_profiler_attn_shape(&p->m->hp, &p->p, n);
@@ -230,7 +342,7 @@ static moa_status layer_bwd(moa_profiler *p, int l, const float *x, int64_t n, f
         if (!sink_sgn_tmp) return moa_err(MOA_ERR_NOMEM, "out of memory");
         accp->sink_sgn = sink_sgn_tmp;
     }
-    moa_status st = moa_attn_bwd_influence(&s, p->q, p->k, p->v, p->o, p->dO, p->lse, p->dq,
+    moa_status st = moa_attn_bwd_influence(&s, a.q, a.k, a.v, a.o, p->dO, a.lse, p->dq,
                                            p->dk, p->dv, accp);
     free(sink_sgn_tmp);
     MOA_TRY(st);
@@ -264,8 +376,11 @@ moa_status moa_profiler_sample_embd(moa_profiler *p, const float *x0, const int3
     int64_t d = hp->n_embd, V = hp->n_vocab, L = hp->n_layer;
     size_t layer_sz = (size_t)p->n_max * (size_t)d;
     memcpy(p->xs, x0, sizeof(float) * (size_t)(n * d));
-    for (int l = 0; l < L; l++)
-        MOA_TRY(layer_fwd(p, l, p->xs + l * layer_sz, n, p->xs + (l + 1) * layer_sz));
+    for (int l = 0; l < L; l++) {
+        int kept;
+        layer_act a = act_of(p, l, n, &kept);
+        MOA_TRY(layer_fwd(p, l, p->xs + l * layer_sz, n, p->xs + (l + 1) * layer_sz, &a));
+    }
     /* loss over response rows i = rb-1 .. re-2 predicting tokens[i+1] */
     int64_t R = re - rb;
     const float *xl = p->xs + L * layer_sz + (rb - 1) * d;

@@ -1,8 +1,9 @@
 /* profiler.h - attention influence of a calibration sample: a forward pass keeping each
- * layer's input, the response loss (mean cross-entropy over the response tokens only), and
- * a backward pass for activation gradients only (no weight gradients), recomputing each
- * layer from its saved input, with the fused attention backward accumulating the influence
- * histograms (kernels/cpu/attn-train.h). See docs/profiler.md.
+ * layer's input (and, within a memory budget, the activations its backward reads), the
+ * response loss (mean cross-entropy over the response tokens only), and a backward pass for
+ * activation gradients only (no weight gradients), recomputing from its saved input each
+ * layer whose activations were not kept, with the fused attention backward accumulating the
+ * influence histograms (kernels/cpu/attn-train.h). See docs/profiler.md.
  *
  * A moa_profiler holds the scratch for samples of up to n_max tokens for one model; it
  * belongs to one thread at a time (its kernels use OpenMP internally). It runs on the CPU
@@ -13,6 +14,7 @@
 #ifndef MOA_PROFILER_H
 #define MOA_PROFILER_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "llama.h"
 #include "moa-backend.h"   /* moa_device_kind (plain C; kernels/cuda) */
@@ -29,6 +31,18 @@ typedef struct {
     int device_bf16;         /* CUDA: weights and GEMM inputs in bf16 instead of f32 (half
                                 the weight memory, about 1e-2 relative error in the
                                 histograms instead of 1e-5; default 0) */
+    size_t act_budget_bytes; /* CPU: bytes for the activations the forward keeps for the
+                                backward, (2 nq + 2 nkv + d + 2 ff + n_head) floats per token
+                                and layer (20.3 KiB for SmolLM2-135M: 2.4 GiB for 30 layers x
+                                4096 tokens). The last layers that fit are kept, the others
+                                recomputed from their input; the results are bitwise the same
+                                either way. 0: recompute every layer; SIZE_MAX: keep all.
+                                Default: a quarter of physical memory (6 GiB of 24 GiB keeps
+                                every layer of SmolLM2-135M up to 8192 tokens), or the
+                                environment variable MOA_PROFILER_ACT_BUDGET (bytes, optional
+                                K/M/G/T suffix, powers of 1024, or "max"). If the store
+                                cannot be allocated, halves are tried, then none. Unused on
+                                CUDA. */
 } moa_profiler_params;
 
 typedef struct moa_profiler moa_profiler;
@@ -39,6 +53,10 @@ moa_status moa_profiler_create(const moa_model *m, int64_t n_max, const moa_prof
 void moa_profiler_free(moa_profiler *p);
 /* The device the profiler runs on (MOA_DEVICE_CPU or MOA_DEVICE_CUDA). */
 moa_device_kind moa_profiler_device(const moa_profiler *p);
+/* Layers whose activations an n-token sample keeps from the forward pass instead of
+ * recomputing them in the backward (0 .. n_layer; the last ones; 0 on CUDA, which recomputes
+ * every layer). Each kept layer saves about 1/3 of its matmul and 2/9 of its attention FLOPs. */
+int moa_profiler_kept_layers(const moa_profiler *p, int64_t n);
 
 /* Per-sample outputs. Histograms are ADDED to (the caller zeroes them): */
 typedef struct {
