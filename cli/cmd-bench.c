@@ -27,6 +27,8 @@ static void usage(FILE *fp) {
         "      --tokens N       decode: tokens generated per sequence per repeat (default 32)\n"
         "      --batch B        decode: sequences decoded together (default 1)\n"
         "      --kv-budget BYTES  decode: use the largest batch whose KV caches fit BYTES\n"
+        "      --act-budget B   profile: bytes of kept layer activations (K/M/G, max; default a\n"
+        "                       quarter of RAM; 0 recomputes every layer in the backward)\n"
         "      --chunk N        prefill chunk size (default 512)\n"
         "  -r, --repeats N      timed repeats (default 5)\n"
         "      --warmup N       untimed warm-up runs (default 1)\n"
@@ -55,20 +57,21 @@ static void command_line(int argc, char **argv, char *cmd, size_t n) {
         o += snprintf(cmd + o, n - (size_t)o, "%s%s", i ? " " : "moa ", argv[i]);
 }
 
-/* FLOPs of one profiler sample of n tokens with R response rows: the forward's matmuls run
- * twice (forward + recompute) and once more as the activation backward (dx = dy W); causal
- * attention costs 2 n^2 hd per head forward (x2 with the recompute) and 5 n^2 hd backward;
- * the LM head 2 R d V forward and backward. */
-static double profile_flops(const moa_llama_hparams *hp, double n, double R) {
+/* FLOPs of one profiler sample of n tokens with R response rows, `kept` of the layers keeping
+ * their activations from the forward (the others recompute their forward in the backward):
+ * matmuls once forward, once per recomputed layer, once as the activation backward (dx =
+ * dy W); causal attention 2 n^2 hd per head forward (again when recomputed) and 5 n^2 hd
+ * backward; the LM head 2 R d V forward and backward. */
+static double profile_flops(const moa_llama_hparams *hp, double n, double R, int kept) {
     double d = hp->n_embd, hd = hp->head_dim, nq = hp->n_head * hd, nkv = hp->n_head_kv * hd;
-    double mm = 2 * n * (d * nq + 2 * d * nkv + nq * d + 3 * d * hp->n_ff) * hp->n_layer;
-    double attn = (2 * 2 + 5) * n * n * hd * hp->n_head * hp->n_layer;
-    double head = 2 * 2 * R * d * hp->n_vocab;
-    return 3 * mm + attn + head;
+    double L = hp->n_layer, rec = L - kept;
+    double mm = 2 * n * (d * nq + 2 * d * nkv + nq * d + 3 * d * hp->n_ff);   /* per layer */
+    double attn = n * n * hd * hp->n_head;                                   /* per layer */
+    return mm * (2 * L + rec) + attn * (2 * (L + rec) + 5 * L) + 2 * 2 * R * d * hp->n_vocab;
 }
 
 static moa_status bench_profile(const moa_model *m, const long *lens, int n_lens, long repeats,
-                                long warmup, int json, int argc, char **argv) {
+                                long warmup, size_t act_budget, int json, int argc, char **argv) {
     char cmd[1024];
     command_line(argc, argv, cmd, sizeof cmd);
     int threads = 1;
@@ -77,14 +80,17 @@ static moa_status bench_profile(const moa_model *m, const long *lens, int n_lens
 #endif
     if (json) printf("{\"command\": \"%s\", \"threads\": %d, \"mode\": \"profile\", \"results\": [", cmd, threads);
     else printf("command: %s\nmachine: %d threads, %s\nrepeats %ld after %ld warm-up\n\n"
-                "| mode | tokens | tok/s | +- | GFLOP/s | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|\n",
+                "| mode | tokens | kept layers | tok/s | +- | GFLOP/s | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|\n",
                 cmd, threads, simd_level(), repeats, warmup);
     moa_status st = MOA_OK;
     for (int li = 0; li < n_lens && st >= 0; li++) {
         long N = lens[li];
         if (N < 80 || N > m->hp.n_ctx_train) return moa_err(MOA_ERR_INVALID_ARG, "context %ld must be in [80, %d]", N, m->hp.n_ctx_train);
         moa_profiler *p;
-        MOA_TRY(moa_profiler_create(m, N, NULL, &p));
+        moa_profiler_params pp = moa_profiler_default_params();
+        pp.act_budget_bytes = act_budget;
+        MOA_TRY(moa_profiler_create(m, N, &pp, &p));
+        int kept = moa_profiler_kept_layers(p, N);
         int64_t nb = (N + 63) / 64, nh = (int64_t)m->hp.n_layer * m->hp.n_head;
         double *abs = calloc((size_t)(nh * nb), sizeof(double)), *sgn = calloc((size_t)(nh * nb), sizeof(double));
         double *sk = calloc((size_t)nh, sizeof(double));
@@ -107,10 +113,10 @@ static moa_status bench_profile(const moa_model *m, const long *lens, int n_lens
             stats(tps, (int)repeats, &mean, &sd);
             struct rusage ru;
             getrusage(RUSAGE_SELF, &ru);
-            double gf = profile_flops(&m->hp, (double)N, 63) / ((double)N / mean) / 1e9;
-            if (json) printf("%s{\"tokens\": %ld, \"tok_s\": %.3f, \"stddev\": %.3f, \"gflops\": %.2f, \"peak_rss_mib\": %.1f}",
-                             li ? ", " : "", N, mean, sd, gf, ru.ru_maxrss / 1024.0);
-            else printf("| profile | %ld | %.1f | %.1f | %.1f | %.0f |\n", N, mean, sd, gf, ru.ru_maxrss / 1024.0);
+            double gf = profile_flops(&m->hp, (double)N, 63, kept) / ((double)N / mean) / 1e9;
+            if (json) printf("%s{\"tokens\": %ld, \"kept_layers\": %d, \"tok_s\": %.3f, \"stddev\": %.3f, \"gflops\": %.2f, \"peak_rss_mib\": %.1f}",
+                             li ? ", " : "", N, kept, mean, sd, gf, ru.ru_maxrss / 1024.0);
+            else printf("| profile | %ld | %d | %.1f | %.1f | %.1f | %.0f |\n", N, kept, mean, sd, gf, ru.ru_maxrss / 1024.0);
             fflush(stdout);
         }
         free(abs); free(sgn); free(sk); free(ids); free(tps);
@@ -162,7 +168,7 @@ int moa_cmd_bench(int argc, char **argv) {
         fprintf(stderr, "moa bench: unknown benchmark '%s' (prefill, decode or profile)\n", mode);
         return 2;
     }
-    const char *model = NULL, *ctxs = "512", *format = "md", *plan = NULL;
+    const char *model = NULL, *ctxs = "512", *format = "md", *plan = NULL, *act = NULL;
     long tokens = 32, repeats = 5, warmup = 1, batch = 512, n_seq = 1;
     double uniform = 0, kv_budget = 0;
     long u_sink = -1, u_block = 0;   /* --uniform's sinks and block (64, 64) */
@@ -177,6 +183,7 @@ int moa_cmd_bench(int argc, char **argv) {
             (r = arg_long(argc, argv, &i, NULL, "--sink", &u_sink, 0, 1 << 20)) ||
             (r = arg_long(argc, argv, &i, NULL, "--block", &u_block, 1, 1 << 20)) ||
             (r = arg_double(argc, argv, &i, NULL, "--kv-budget", &kv_budget, 1, 1e15)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--act-budget", &act)) ||
             (r = arg_long(argc, argv, &i, NULL, "--tokens", &tokens, 1, 1 << 20)) ||
             (r = arg_long(argc, argv, &i, NULL, "--batch", &n_seq, 1, 4096)) ||
             (r = arg_long(argc, argv, &i, NULL, "--chunk", &batch, 1, 1 << 20)) ||
@@ -193,6 +200,11 @@ int moa_cmd_bench(int argc, char **argv) {
     long lens[64];
     int n_lens = moa_parse_int_list(ctxs, lens, 64);
     if (n_lens <= 0) { fprintf(stderr, "moa bench: bad --context list '%s'\n", ctxs); return 2; }
+    size_t act_budget = moa_profiler_default_params().act_budget_bytes;
+    if (act && (!profile || moa_parse_bytes(act, &act_budget) < 0)) {
+        fprintf(stderr, "moa bench: --act-budget B goes with `moa bench profile` (a byte count: 3G, 0, max)\n");
+        return 2;
+    }
     if (!(model = cli_model_path(model))) return 2;
 
     moa_model *m;
@@ -202,7 +214,7 @@ int moa_cmd_bench(int argc, char **argv) {
     moa_status st = moa_model_load(model, &mp, &m);
     if (st < 0) return cli_fail("loading model", st);
     if (profile) {
-        st = bench_profile(m, lens, n_lens, repeats, warmup, json, argc, argv);
+        st = bench_profile(m, lens, n_lens, repeats, warmup, act_budget, json, argc, argv);
         moa_model_free(m);
         return st < 0 ? cli_fail("bench profile", st) : 0;
     }

@@ -28,11 +28,14 @@ static void usage_profile(FILE *fp) {
         "      --device D       cpu, cuda or auto (default auto: CUDA when a device exists)\n"
         "      --bf16           on CUDA: weights and GEMM inputs in bf16 instead of f32 (half the\n"
         "                       weight memory; histograms within ~1e-2 instead of ~1e-6 of the CPU)\n"
+        "      --act-budget B   CPU: bytes of layer activations kept from the forward for the\n"
+        "                       backward instead of recomputed (K/M/G suffix, or max; default a\n"
+        "                       quarter of RAM or $MOA_PROFILER_ACT_BUDGET; 0 recomputes all)\n"
         "Progress (samples, tokens/s, ETA) goes to stderr.\n");
 }
 
 int moa_cmd_profile(int argc, char **argv) {
-    const char *model = NULL, *calib = NULL, *out = NULL, *shard = NULL, *ckpt = NULL;
+    const char *model = NULL, *calib = NULL, *out = NULL, *shard = NULL, *ckpt = NULL, *act = NULL;
     long sink = 64, block = 64, max_samples = 0;
     double eps = 1e-6;
     int resume = 0, bf16 = 0;
@@ -46,6 +49,7 @@ int moa_cmd_profile(int argc, char **argv) {
             (r = arg_str(argc, argv, &i, "-o", "--output", &out)) ||
             (r = arg_str(argc, argv, &i, NULL, "--shard", &shard)) ||
             (r = arg_str(argc, argv, &i, NULL, "--checkpoint", &ckpt)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--act-budget", &act)) ||
             (r = arg_long(argc, argv, &i, NULL, "--sink", &sink, 0, 1 << 20)) ||
             (r = arg_long(argc, argv, &i, NULL, "--block", &block, 1, 1 << 20)) ||
             (r = arg_long(argc, argv, &i, NULL, "--max-samples", &max_samples, 0, 1L << 40)) ||
@@ -71,6 +75,10 @@ int moa_cmd_profile(int argc, char **argv) {
     p.prof.sink = (int)sink;
     p.prof.block = (int)block;
     p.prof.eps = (float)eps;
+    if (act && moa_parse_bytes(act, &p.prof.act_budget_bytes) < 0) {
+        fprintf(stderr, "moa profile: --act-budget '%s' is not a byte count (e.g. 3G, 0, max)\n", act);
+        return 2;
+    }
     p.prof.device_bf16 = bf16;   /* p.prof.device: the process default (--device, cli/main.c) */
     p.resume = resume;
     p.checkpoint_path = ckpt;

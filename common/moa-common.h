@@ -101,5 +101,8 @@ void moa_progress_bar_finish(moa_progress_bar *pb);
 /* Parses "a,b,c" integers into out[max]; returns count or -1 on a bad item. */
 int moa_parse_int_list(const char *s, long *out, int max);
 int moa_parse_double_list(const char *s, double *out, int max);
+/* A byte count: a non-negative number with an optional K/M/G/T suffix (powers of 1024,
+ * either case), or "max" (SIZE_MAX). Returns 0, or -1 (out untouched) if malformed. */
+int moa_parse_bytes(const char *s, size_t *out);
 
 #endif /* MOA_COMMON_H */

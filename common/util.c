@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -219,3 +220,23 @@ static int conv_double(const char *p, char **end, int i, void *out) {
 
 int moa_parse_int_list(const char *s, long *out, int max) { return parse_list(s, max, conv_long, out); }
 int moa_parse_double_list(const char *s, double *out, int max) { return parse_list(s, max, conv_double, out); }
+
+int moa_parse_bytes(const char *s, size_t *out) {
+    if (!s || !*s) return -1;
+    if (!strcmp(s, "max")) { *out = SIZE_MAX; return 0; }
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end), mul = 1;
+    if (errno || end == s || !(v >= 0)) return -1;
+    switch (*end) {
+    case 'K': case 'k': mul = 1024.0; end++; break;
+    case 'M': case 'm': mul = 1024.0 * 1024; end++; break;
+    case 'G': case 'g': mul = 1024.0 * 1024 * 1024; end++; break;
+    case 'T': case 't': mul = 1024.0 * 1024 * 1024 * 1024; end++; break;
+    default: break;
+    }
+    if (*end) return -1;
+    v *= mul;
+    *out = v >= 0x1p63 ? SIZE_MAX : (size_t)v;
+    return 0;
+}

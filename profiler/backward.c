@@ -112,23 +112,10 @@ static layer_act act_of(moa_profiler *p, int l, int64_t n, int *kept) {
 static int act_budget_env(size_t *out) {
     const char *e = getenv("MOA_PROFILER_ACT_BUDGET");
     if (!e || !*e) return 0;
-    if (!strcmp(e, "max")) { *out = SIZE_MAX; return 1; }
-    char *end;
-    double v = strtod(e, &end);
-    double mul = 1;
-    switch (*end) {
-    case 'K': case 'k': mul = 1024.0; end++; break;
-    case 'M': case 'm': mul = 1024.0 * 1024; end++; break;
-    case 'G': case 'g': mul = 1024.0 * 1024 * 1024; end++; break;
-    case 'T': case 't': mul = 1024.0 * 1024 * 1024 * 1024; end++; break;
-    default: break;
-    }
-    if (end == e || *end || !(v >= 0)) {
+    if (moa_parse_bytes(e, out) < 0) {
         moa_log_warn("MOA_PROFILER_ACT_BUDGET='%s' is not a byte count (e.g. 3G, 0, max); ignored", e);
         return 0;
     }
-    v *= mul;
-    *out = v >= 0x1p63 ? SIZE_MAX : (size_t)v;
     return 1;
 }
 

@@ -2,6 +2,8 @@
 #include "moa-common.h"
 #include "test.h"
 
+#include <stdint.h>
+
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -76,6 +78,18 @@ TEST(parse_lists) {
     double d[4];
     CHECK_EQ_INT(moa_parse_double_list("0.5,0.25", d, 4), 2);
     CHECK_NEAR(d[1], 0.25, 0);
+    size_t b = 7;
+    CHECK_EQ_INT(moa_parse_bytes("3K", &b), 0);
+    CHECK(b == 3072);
+    CHECK_EQ_INT(moa_parse_bytes("1.5g", &b), 0);
+    CHECK(b == (size_t)3 << 29);
+    CHECK_EQ_INT(moa_parse_bytes("0", &b), 0);
+    CHECK(b == 0);
+    CHECK_EQ_INT(moa_parse_bytes("max", &b), 0);
+    CHECK(b == SIZE_MAX);
+    b = 7;
+    const char *bad[] = {"", "lots", "3KB", "-1", "K", "nan"};
+    for (int i = 0; i < 6; i++) CHECK_MSG(moa_parse_bytes(bad[i], &b) == -1 && b == 7, "'%s' accepted", bad[i]);
 }
 
 TEST(errors) {
