@@ -27,7 +27,7 @@
 #include "weights-cuda.h"   /* the model's shared device weights (internal to model/, profiler/) */
 #include "moa-common.h"
 #include "test.h"
-#include "../engine/tiny_model.h"
+#include "../profiling/tiny-profiler.h"
 
 #if defined(MOA_CUDA_EMU) && !defined(MOA_CUDA_EMU_FULL)
 #define BIG(real, emu) (emu)
@@ -53,16 +53,9 @@ static double worst_f32, worst_bf16;
 
 static void setup(void) {
     tiny_weights w = tiny_make(cfg, 11);
-    IMG = tiny_gguf(&w);
+    M = tiny_profiler_model(&w, &IMG);
     tiny_free(&w);
-    moa_gguf *g;
-    if (moa_gguf_open_memory(IMG.b, IMG.n, "tiny.gguf", &g) < 0) { fprintf(stderr, "%s\n", moa_last_error()); exit(1); }
-    moa_model_params mp = moa_model_default_params();
-    mp.f32_weights = 1;
-    mp.compute_sha256 = 0;
-    if (moa_model_from_gguf(g, &mp, &M) < 0) { fprintf(stderr, "%s\n", moa_last_error()); exit(1); }
-    uint64_t s = 5;
-    for (int i = 0; i < N_MAX; i++) tokens[i] = (int32_t)((tiny_rand(&s) + 1) * 0.5 * cfg.n_vocab) % cfg.n_vocab;
+    tiny_random_tokens(tokens, N_MAX, cfg.n_vocab, 5);
 }
 
 /* max |a - b| <= rtol * max |b|; records the worst ratio */

@@ -5,7 +5,7 @@
 #include "profiler.h"
 #include "moa-common.h"
 #include "test.h"
-#include "../engine/tiny_model.h"
+#include "tiny-profiler.h"
 
 static tiny_cfg cfg = {2, 32, 4, 2, 48, 40, 64, 10000.0f, 1e-5f};
 enum { N = 50, RB = 36, RE = 50 };
@@ -17,15 +17,8 @@ static int32_t tokens[N];
 
 static void setup(void) {
     W = tiny_make(cfg, 7);
-    IMG = tiny_gguf(&W);
-    moa_gguf *g;
-    if (moa_gguf_open_memory(IMG.b, IMG.n, "tiny.gguf", &g) < 0) { fprintf(stderr, "%s\n", moa_last_error()); exit(1); }
-    moa_model_params mp = moa_model_default_params();
-    mp.f32_weights = 1;
-    mp.compute_sha256 = 0;
-    if (moa_model_from_gguf(g, &mp, &M) < 0) { fprintf(stderr, "%s\n", moa_last_error()); exit(1); }
-    uint64_t s = 99;
-    for (int i = 0; i < N; i++) tokens[i] = (int32_t)((tiny_rand(&s) + 1) * 0.5 * cfg.n_vocab) % cfg.n_vocab;
+    M = tiny_profiler_model(&W, &IMG);
+    tiny_random_tokens(tokens, N, cfg.n_vocab, 99);
 }
 
 static double *embed_double(void) {
