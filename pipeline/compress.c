@@ -217,15 +217,15 @@ static moa_status build_calib(const moa_model *m, const moa_tokenizer *tok, cons
     return st;
 }
 
-static moa_status optimise(const moa_compress_params *p, const int *lengths, int n_len, int64_t n_ctx_train, int block,
+/* ext: the extrapolated constrained length (0: none); validation: the selecting length. */
+static moa_status optimise(const moa_compress_params *p, const int *lengths, int n_len, int64_t ext,
+                           int64_t validation, int block,
                            const char *profile_path, const char *calib_path, const char *plan_path,
                            const char *front_csv, const char *front_svg, sbuf *rep) {
     moa_profile *prof = NULL;
     MOA_TRY(moa_profile_load(profile_path, &prof));
     moa_opt_params op = moa_opt_default_params();
-    int64_t longest = 0;
-    for (int i = 0; i < n_len; i++) longest = lengths[i] > longest ? lengths[i] : longest;
-    op.validation = p->validation_length > 0 ? p->validation_length : longest;
+    op.validation = validation;
     op.n_objective = 0;
     for (int i = 0; i < n_len; i++)
         if (lengths[i] != op.validation) op.objective[op.n_objective++] = lengths[i];
@@ -234,9 +234,7 @@ static moa_status optimise(const moa_compress_params *p, const int *lengths, int
         op.constrained[op.n_constrained] = lengths[i];
         op.budget[op.n_constrained++] = p->density;
     }
-    int64_t ext = (int64_t)(p->extrapolate * (double)longest);
-    if (ext > n_ctx_train) ext = n_ctx_train;
-    if (ext > longest) {
+    if (ext > 0) {
         op.constrained[op.n_constrained] = ext;
         op.budget[op.n_constrained++] = p->density;
     }
@@ -409,6 +407,9 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
     int longest = 0;
     for (int i = 0; i < p.n_calib_lengths; i++) longest = p.calib_lengths[i] > longest ? p.calib_lengths[i] : longest;
     int64_t validation = p.validation_length > 0 ? p.validation_length : longest;
+    int64_t ext = (int64_t)(p.extrapolate * (double)longest);   /* extrapolated budget length */
+    if (ext > C) ext = C;
+    if (ext <= longest) ext = 0;
     if (p.n_eval_lengths == 0) {   /* the objective lengths (the validation length only if alone) */
         for (int i = 0; i < p.n_calib_lengths; i++)
             if (p.calib_lengths[i] != validation) p.eval_lengths[p.n_eval_lengths++] = p.calib_lengths[i];
@@ -427,7 +428,8 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
               "Density budget %.3f at lengths", model_path, m->sha256, m->hp.n_layer, m->hp.n_head,
               m->hp.n_head_kv, C, p.density);
     for (int i = 0; i < p.n_calib_lengths; i++) sb_printf(&rep, " %d", p.calib_lengths[i]);
-    sb_printf(&rep, " and %lld (extrapolated).\n\n", (long long)fmin(p.extrapolate * longest, C));
+    if (ext) sb_printf(&rep, " and %lld (extrapolated)", (long long)ext);
+    sb_printf(&rep, ".\n\n");
     sb_printf(&rep, "Calibration: tasks %s, seed %llu, the dense model's own answers; samples per length:",
               p.calib_tasks, (unsigned long long)p.calib_seed);
     for (int i = 0; i < p.n_calib_lengths; i++)
@@ -454,21 +456,18 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
     /* 3. optimise */
     stage(&p, &times, "optimise (GLPK, Pareto front)");
     sb_printf(&rep, "## Plan\n\n");
-    int64_t ext = (int64_t)(p.extrapolate * (double)longest);
-    if (ext > C) ext = C;
-    if (ext <= longest) ext = 0;
     if (moa_plan_load(planp, &plan) < 0 ||
         !plan_current(plan, &p, p.calib_lengths, p.n_calib_lengths, ext, validation, profile)) {
         moa_plan_free(plan);
         plan = NULL;
         moa_opt_init();
-        if ((st = optimise(&p, p.calib_lengths, p.n_calib_lengths, C, p.block, profile, calib, planp, csv, svg, &rep)) < 0) goto done;
+        if ((st = optimise(&p, p.calib_lengths, p.n_calib_lengths, ext, validation, p.block, profile, calib, planp, csv, svg, &rep)) < 0) goto done;
         if ((st = moa_plan_load(planp, &plan)) < 0) goto done;
     } else {
         sb_printf(&rep, "(plan reused from %s)\n\n", planp);
     }
     if ((st = moa_plan_check(plan, m->hp.n_layer, m->hp.n_head, m->hp.n_head_kv, m->hp.head_dim)) < 0) goto done;
-    plan_summary(plan, p.calib_lengths, p.n_calib_lengths, (int64_t)fmin(p.extrapolate * longest, C), &rep);
+    plan_summary(plan, p.calib_lengths, p.n_calib_lengths, ext, &rep);
     if ((st = moa_plan_save(plan, out_plan)) < 0) goto done;
     sb_printf(&rep, "Plan written to %s; Pareto front in %s and %s.\n\n", out_plan, csv, svg);
 
