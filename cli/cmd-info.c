@@ -43,10 +43,12 @@ int moa_cmd_info(int argc, char **argv) {
         const moa_llama_hparams *hp = &m->hp;
         printf("\n## model\narchitecture: %s\ncontext length (training): %d\nlayers: %d\n"
                "embedding: %d\nheads: %d (KV heads %d, GQA group %d)\nhead dim: %d\nFFN: %d\n"
-               "vocab: %d\nRoPE base: %g (dims %d)\nRMS eps: %g\ntied embeddings: %s\nsha256: %s\n",
+               "vocab: %d\nRoPE base: %g (dims %d, %s pairing)\nq/k/v biases: %s\nRMS eps: %g\n"
+               "tied embeddings: %s\nsha256: %s\n",
                hp->arch, hp->n_ctx_train, hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv,
                hp->n_head / hp->n_head_kv, hp->head_dim, hp->n_ff, hp->n_vocab, hp->rope_base,
-               hp->rope_dim, hp->rms_eps, m->tied ? "yes" : "no", m->sha256);
+               hp->rope_dim, hp->rope_pairing == MOA_ROPE_NEOX ? "NEOX (halves)" : "normal (adjacent)",
+               m->layers[0].wq.bias ? "yes" : "no", hp->rms_eps, m->tied ? "yes" : "no", m->sha256);
         double kv_per_tok = 2.0 * hp->n_layer * hp->n_head_kv * hp->head_dim * sizeof(float);
         printf("dense KV cache (f32): %.1f KiB per token, %.1f MiB at %d tokens\n",
                kv_per_tok / 1024, kv_per_tok * hp->n_ctx_train / (1 << 20), hp->n_ctx_train);

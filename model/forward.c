@@ -1,6 +1,8 @@
-/* forward.c - the Llama forward pass on CPU: embeddings, RMSNorm, projections, attention
- * through the runtime (runtime/: RoPE in the GGUF adjacent-pair pairing, per-head caches of a
- * plan or dense, banded/dense/linear kernels, GQA native), SwiGLU, final norm and LM head.
+/* forward.c - the forward pass of the Llama-family architectures (arch.h) on CPU:
+ * embeddings, RMSNorm, projections (+ q/k/v biases where the architecture has them),
+ * attention through the runtime (runtime/: RoPE in the architecture's pairing, per-head
+ * caches of a plan or dense, banded/dense/linear kernels, GQA native), SwiGLU, final norm
+ * and LM head.
  * Projections use BLAS for batches and the quantised kernels for single tokens.
  * A context created for CUDA hands its rows to forward-cuda.c instead (same chunking,
  * checks and logits modes, which stay here). */
@@ -119,6 +121,7 @@ moa_status moa_ctx_create(const moa_model *m, const moa_ctx_params *pp, moa_ctx 
     cp.pos_mode = c->p.pos_mode;
     cp.rope_dim = hp->rope_dim;
     cp.rope_base = hp->rope_base;
+    cp.rope_pairing = hp->rope_pairing;
     moa_status st;
     if (c->p.plan &&
         (st = moa_plan_check(c->p.plan, hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim)) < 0) {
@@ -132,6 +135,11 @@ moa_status moa_ctx_create(const moa_model *m, const moa_ctx_params *pp, moa_ctx 
     }
     c->device = c->p.device != MOA_DEVICE_AUTO ? c->p.device
               : moa_ctx_cuda_available() ? MOA_DEVICE_CUDA : MOA_DEVICE_CPU;
+    if (c->device == MOA_DEVICE_CUDA && (hp->rope_pairing != MOA_ROPE_NORMAL || m->layers[0].wq.bias)) {
+        moa_ctx_free(c);
+        return moa_err(MOA_ERR_UNSUPPORTED, "moa_ctx_create: the CUDA engine does not run the %s "
+                       "architecture yet (NEOX RoPE, q/k/v biases); use the CPU device", hp->arch);
+    }
     if (c->device == MOA_DEVICE_CUDA) {
 #ifdef MOA_ENGINE_CUDA
         st = create_on_device(c, &cp);

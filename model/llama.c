@@ -1,5 +1,5 @@
-/* llama.c - load Llama weights from a GGUF file and validate them against the
- * hyperparameters; batched weight products. */
+/* llama.c - load the weights of a Llama-family architecture (arch.h) from a GGUF file and
+ * validate them against the hyperparameters; batched weight products. */
 #include "llama.h"
 #include "moa-common.h"
 #ifdef MOA_ENGINE_CUDA
@@ -58,12 +58,18 @@ static moa_status bind_weight(const moa_gguf *g, const char *name, int64_t n_in,
     w->n_in = n_in;
     w->n_out = n_out;
     w->f32 = NULL;
+    w->bias = NULL;
     return MOA_OK;
 }
 
-/* A 1-D f32 vector of n values (dequantised copy). */
-static moa_status bind_vector(const moa_gguf *g, const char *name, int64_t n, float **out) {
+/* A 1-D f32 vector of n values (dequantised copy). An optional vector that the file lacks
+ * leaves *out NULL. */
+static moa_status bind_vector_need(const moa_gguf *g, const char *name, int64_t n, moa_tensor_need need,
+                                   float **out) {
+    *out = NULL;
+    if (need == MOA_TENSOR_ABSENT) return MOA_OK;
     const moa_gguf_tensor *t = moa_gguf_find_tensor(g, name);
+    if (!t && need == MOA_TENSOR_OPTIONAL) return MOA_OK;
     if (!t) return moa_err(MOA_ERR_FORMAT, "%s: tensor '%s' is missing", moa_gguf_path(g), name);
     if (t->n_dims != 1 || (int64_t)t->ne[0] != n)
         return moa_err(MOA_ERR_FORMAT, "%s: tensor '%s' has %llu elements in %u dims, expected a vector of %lld",
@@ -78,6 +84,10 @@ static moa_status bind_vector(const moa_gguf *g, const char *name, int64_t n, fl
     return MOA_OK;
 }
 
+static moa_status bind_vector(const moa_gguf *g, const char *name, int64_t n, float **out) {
+    return bind_vector_need(g, name, n, MOA_TENSOR_REQUIRED, out);
+}
+
 static moa_status make_f32(moa_weight *w) {
     if (w->f32) return MOA_OK;
     w->f32 = moa_alloc_aligned((size_t)(w->n_in * w->n_out), sizeof(float));
@@ -90,7 +100,12 @@ static moa_status make_f32(moa_weight *w) {
     return MOA_OK;
 }
 
-static void free_weight(moa_weight *w) { moa_free_aligned(w->f32); w->f32 = NULL; }
+static void free_weight(moa_weight *w) {
+    moa_free_aligned(w->f32);
+    moa_free_aligned(w->bias);
+    w->f32 = NULL;
+    w->bias = NULL;
+}
 
 void moa_model_free(moa_model *m) {
     if (!m) return;
@@ -118,20 +133,24 @@ static moa_status load_hparams(const moa_gguf *g, moa_llama_hparams *hp) {
     const char *arch;
     uint64_t alen;
     MOA_TRY(moa_gguf_get_str(g, "general.architecture", &arch, &alen));
-    if (strcmp(arch, "llama") != 0)
-        return moa_err(MOA_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported (expected 'llama')",
-                       moa_gguf_path(g), arch);
+    const moa_arch_desc *desc = moa_arch_find(arch);
+    if (!desc)
+        return moa_err(MOA_ERR_UNSUPPORTED, "%s: architecture '%.64s' is not supported (supported: %s)",
+                       moa_gguf_path(g), arch, moa_arch_names());
     snprintf(hp->arch, sizeof hp->arch, "%s", arch);
+    hp->desc = desc;
+    hp->rope_pairing = desc->rope_pairing;
     MOA_TRY(get_hp_u32(g, arch, "block_count", &hp->n_layer, 1, 0));
     MOA_TRY(get_hp_u32(g, arch, "embedding_length", &hp->n_embd, 1, 0));
     MOA_TRY(get_hp_u32(g, arch, "feed_forward_length", &hp->n_ff, 1, 0));
     MOA_TRY(get_hp_u32(g, arch, "attention.head_count", &hp->n_head, 1, 0));
     MOA_TRY(get_hp_u32(g, arch, "attention.head_count_kv", &hp->n_head_kv, 0, hp->n_head));
     MOA_TRY(get_hp_u32(g, arch, "context_length", &hp->n_ctx_train, 1, 0));
-    /* every block needs 9 tensors: reject counts the file cannot back before allocating */
-    if ((int64_t)hp->n_layer > moa_gguf_n_tensors(g) / 9)
-        return moa_err(MOA_ERR_FORMAT, "%s: %s.block_count = %d but the file has only %lld tensors (9 per block)",
-                       moa_gguf_path(g), arch, hp->n_layer, (long long)moa_gguf_n_tensors(g));
+    /* every block needs its tensors: reject counts the file cannot back before allocating */
+    if ((int64_t)hp->n_layer > moa_gguf_n_tensors(g) / desc->tensors_per_block)
+        return moa_err(MOA_ERR_FORMAT, "%s: %s.block_count = %d but the file has only %lld tensors (%d per block)",
+                       moa_gguf_path(g), arch, hp->n_layer, (long long)moa_gguf_n_tensors(g),
+                       desc->tensors_per_block);
     if (hp->n_embd % hp->n_head)
         return moa_err(MOA_ERR_FORMAT, "%s: embedding_length %d is not a multiple of head_count %d",
                        moa_gguf_path(g), hp->n_embd, hp->n_head);
@@ -167,7 +186,7 @@ moa_status moa_model_from_gguf(moa_gguf *g, const moa_model_params *pp, moa_mode
     const moa_llama_hparams *hp = &m->hp;
     int64_t d = hp->n_embd, hd = hp->head_dim, nq = (int64_t)hp->n_head * hd, nkv = (int64_t)hp->n_head_kv * hd;
     if ((st = bind_weight(g, "token_embd.weight", d, hp->n_vocab, &m->tok_embd)) < 0) goto fail;
-    if (moa_gguf_find_tensor(g, "output.weight")) {
+    if (hp->desc->output != MOA_TENSOR_ABSENT && moa_gguf_find_tensor(g, "output.weight")) {
         if ((st = bind_weight(g, "output.weight", d, hp->n_vocab, &m->output)) < 0) goto fail;
     } else {
         m->output = m->tok_embd;
@@ -194,6 +213,13 @@ moa_status moa_model_from_gguf(moa_gguf *g, const moa_model_params *pp, moa_mode
         W(w_gate, "ffn_gate", d, hp->n_ff);
         W(w_up, "ffn_up", d, hp->n_ff);
         W(w_down, "ffn_down", hp->n_ff, d);
+#define B(field, nm, len) \
+        snprintf(name, sizeof name, "blk.%d." nm ".bias", l); \
+        if ((st = bind_vector_need(g, name, len, hp->desc->qkv_bias, &L->field)) < 0) goto fail;
+        B(wq.bias, "attn_q", nq);
+        B(wk.bias, "attn_k", nkv);
+        B(wv.bias, "attn_v", nkv);
+#undef B
 #undef W
 #undef V
     }
@@ -232,9 +258,17 @@ moa_status moa_model_load(const char *path, const moa_model_params *p, moa_model
 void moa_weight_matmul(const moa_weight *w, const float *x, int64_t n, float *y) {
     if (n <= 4 || !w->f32) {
         moa_matmul_q(w->type, w->data, w->n_out, w->n_in, x, n, y);
+        moa_weight_add_bias(w, y, n);
         return;
     }
     /* y[n][out] = x[n][in] * W[out][in]^T */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)w->n_out, (int)w->n_in,
                 1.0f, x, (int)w->n_in, w->f32, (int)w->n_in, 0.0f, y, (int)w->n_out);
+    moa_weight_add_bias(w, y, n);
+}
+
+void moa_weight_add_bias(const moa_weight *w, float *y, int64_t n) {
+    if (!w->bias) return;
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t o = 0; o < w->n_out; o++) y[t * w->n_out + o] += w->bias[o];
 }

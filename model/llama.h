@@ -1,4 +1,5 @@
-/* llama.h - Llama-architecture weights (from GGUF) and the CPU forward pass.
+/* llama.h - weights of the Llama-family architectures (llama, qwen2: arch.h) from GGUF, and
+ * the CPU forward pass.
  *
  * A moa_model holds immutable weights (mmapped quantised tensors, plus f32 copies of the
  * matrices for batched BLAS products) and may be shared between threads. A moa_ctx holds
@@ -11,6 +12,7 @@
 #include "moa/base.h"
 #include "gguf.h"
 #include "quant.h"
+#include "arch.h"
 
 typedef struct {
     char arch[32];
@@ -25,6 +27,8 @@ typedef struct {
     int32_t rope_dim;      /* rotated dims per head (== head_dim for llama) */
     float rope_base;
     float rms_eps;
+    moa_rope_pairing rope_pairing;   /* from the architecture (arch.h) */
+    const moa_arch_desc *desc;       /* the architecture's entry (static) */
 } moa_llama_hparams;
 
 typedef struct {
@@ -32,6 +36,7 @@ typedef struct {
     const void *data;      /* quantised rows in the mmapped file: [n_out] rows of n_in */
     int64_t n_in, n_out;
     float *f32;            /* [n_out][n_in] dequantised copy for BLAS, or NULL */
+    float *bias;           /* [n_out] added to every product (q/k/v of qwen2: arch.h), or NULL */
 } moa_weight;
 
 typedef struct {
@@ -66,14 +71,17 @@ typedef struct {
 } moa_model_params;
 
 moa_model_params moa_model_default_params(void);
-/* Load a GGUF Llama model: checks the architecture, every tensor's presence, type and shape,
- * and the hyperparameters; errors name the key or tensor and what was expected. */
+/* Load a GGUF model of a supported architecture (arch.h; others are refused with the list):
+ * checks every tensor's presence, type and shape, and the hyperparameters; errors name the
+ * key or tensor and what was expected. */
 moa_status moa_model_load(const char *path, const moa_model_params *p, moa_model **out);
 /* Same, over an opened GGUF (the model takes ownership of g on success and on failure). */
 moa_status moa_model_from_gguf(moa_gguf *g, const moa_model_params *p, moa_model **out);
 void moa_model_free(moa_model *m);
 
-/* y[n][out] = x[n][in] W^T, with the quantised kernel for small n and BLAS otherwise. */
+/* y[n][out] = x[n][in] W^T (+ bias), with the quantised kernel for small n and BLAS otherwise. */
 void moa_weight_matmul(const moa_weight *w, const float *x, int64_t n, float *y);
+/* y[t][o] += bias[o] for n rows (no-op without a bias). */
+void moa_weight_add_bias(const moa_weight *w, float *y, int64_t n);
 
 #endif

@@ -6,7 +6,9 @@
  * by the same code on the same input, so the results do not depend on the budget.
  *
  * Per layer (x: layer input, rows are tokens):
- *   h1 = rmsnorm(x) * an;  q, k, v = h1 Wq^T, h1 Wk^T, h1 Wv^T;  q, k = rope(q), rope(k)
+ *   h1 = rmsnorm(x) * an;  q, k, v = h1 Wq^T + bq, h1 Wk^T + bk, h1 Wv^T + bv (biases where
+ *   the architecture has them: they do not change the activation backward);
+ *   q, k = rope(q), rope(k) (in the architecture's pairing)
  *   o  = softmax(q k^T / sqrt(hd) + causal) v       (GQA)
  *   xm = x + o Wo^T;  h2 = rmsnorm(xm) * fn;  g, u = h2 Wg^T, h2 Wu^T;  a = silu(g) * u
  *   y  = xm + a Wd^T
@@ -170,6 +172,11 @@ moa_status moa_profiler_create(const moa_model *m, int64_t n_max, const moa_prof
     p->p = pr;
     p->n_max = n_max;
     p->device = dev;
+    if (dev == MOA_DEVICE_CUDA && (hp->rope_pairing != MOA_ROPE_NORMAL || m->layers[0].wq.bias)) {
+        free(p);
+        return moa_err(MOA_ERR_UNSUPPORTED, "profiler: the CUDA profiler does not run the %s "
+                       "architecture yet (NEOX RoPE, q/k/v biases); use the CPU device", hp->arch);
+    }
     if (dev == MOA_DEVICE_CUDA) {
 #ifdef MOA_PROFILER_CUDA
         moa_status st = moa_profiler_cuda_create(m, n_max, &p->p, &p->dev);
@@ -184,7 +191,8 @@ moa_status moa_profiler_create(const moa_model *m, int64_t n_max, const moa_prof
     }
     size_t N = (size_t)n_max, d = (size_t)hp->n_embd, hd = (size_t)hp->head_dim;
     size_t nq = (size_t)hp->n_head * hd, nkv = (size_t)hp->n_head_kv * hd, ff = (size_t)hp->n_ff;
-    moa_status st = moa_rope_table_init(&p->rope, hp->rope_dim, hp->rope_base, n_max);
+    moa_status st = moa_rope_table_init(&p->rope, hp->rope_dim, hp->rope_base,
+                                         hp->rope_pairing == MOA_ROPE_NEOX, n_max);
     if (st < 0) { free(p); return st; }
     p->xs = moa_alloc_aligned((size_t)(hp->n_layer + 1) * N, d * sizeof(float));
     float **dbufs[] = {&p->h1, &p->h2, &p->xm, &p->dxm, &p->dh};
@@ -223,6 +231,7 @@ moa_status moa_profiler_create(const moa_model *m, int64_t n_max, const moa_prof
 static void mm_fwd(const moa_weight *w, const float *x, int64_t n, float *y) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)w->n_out, (int)w->n_in,
                 1.0f, x, (int)w->n_in, w->f32, (int)w->n_in, 0.0f, y, (int)w->n_out);
+    moa_weight_add_bias(w, y, n);
 }
 
 /* dx[n][in] = beta * dx + dy[n][out] W */

@@ -19,6 +19,7 @@ moa_cache_params moa_cache_default_params(void) {
     p.pos_mode = MOA_POS_ABSOLUTE;
     p.rope_dim = 0;
     p.rope_base = 10000.0f;
+    p.rope_pairing = MOA_ROPE_NORMAL;
     p.scale = 0.0f;
     return p;
 }
@@ -63,6 +64,9 @@ static moa_status check_layout(const moa_cache_layout *L, int64_t n_ctx, int n_s
     if (p->pos_mode == MOA_POS_STREAMING && p->rope_dim == 0)
         return moa_err(MOA_ERR_INVALID_ARG,
                        "cache: streaming mode rotates keys itself: set rope_dim > 0 and pass q, k before RoPE");
+    if (p->rope_pairing != MOA_ROPE_NORMAL && p->rope_pairing != MOA_ROPE_NEOX)
+        return moa_err(MOA_ERR_INVALID_ARG, "cache: rope_pairing=%d (expected MOA_ROPE_NORMAL 0 or "
+                       "MOA_ROPE_NEOX 2)", (int)p->rope_pairing);
     if (p->rope_dim > 0 && !(p->rope_base > 1.0f))
         return moa_err(MOA_ERR_INVALID_ARG, "cache: rope_base=%g must be > 1", (double)p->rope_base);
     if (!(p->scale >= 0.0f)) return moa_err(MOA_ERR_INVALID_ARG, "cache: scale must be >= 0");
@@ -174,7 +178,7 @@ moa_status moa_cache_create_layout(const moa_cache_layout *L, int64_t n_ctx, int
     /* RoPE (kernels/cpu/rope.h): cos/sin tabulated for the positions the cache will see */
     if (p.rope_dim > 0) {
         int64_t need = (n_ctx > c->max_slots ? n_ctx : c->max_slots) + MOA_CACHE_TILE + 1;
-        if (moa_rope_table_init(&c->rope, p.rope_dim, p.rope_base,
+        if (moa_rope_table_init(&c->rope, p.rope_dim, p.rope_base, p.rope_pairing == MOA_ROPE_NEOX,
                                 need < ROPE_TABLE_MAX ? need : ROPE_TABLE_MAX) < 0) goto nomem;
     }
     moa_log_debug("cache: %d layers x %d kv heads, n_ctx %lld, %d seq, %zu KV bytes, %s mode, kernels %s",
@@ -301,7 +305,7 @@ moa_status moa_cache_reserve_io(moa_cache *c, size_t n) { return reserve(&c->io,
 moa_status moa_cache_reserve_tls(moa_cache *c, size_t n) { return reserve(&c->tls, &c->tls_cap, n); }
 moa_status moa_cache_reserve_part(moa_cache *c, size_t n) { return reserve(&c->part, &c->part_cap, n); }
 
-/* RoPE of one head vector at position pos (GGUF "normal" llama pairing; kernels/cpu/rope.h). */
+/* RoPE of one head vector at position pos, in the cache's pairing (kernels/cpu/rope.h). */
 void moa_cache_rope(const moa_cache *c, float *dst, const float *src, int64_t pos) {
     moa_rope_apply(&c->rope, dst, src, c->hd, pos, 0);
 }

@@ -6,13 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-moa_status moa_rope_table_init(moa_rope_table *t, int rope_dim, float base, int64_t n_pos) {
+moa_status moa_rope_table_init(moa_rope_table *t, int rope_dim, float base, int neox, int64_t n_pos) {
     memset(t, 0, sizeof *t);
-    if (rope_dim <= 0 || rope_dim % 2 || n_pos < 0 || !(base > 1))
-        return moa_err(MOA_ERR_INVALID_ARG, "rope: rope_dim %d must be even and positive, base %g > 1",
-                       rope_dim, (double)base);
+    if (rope_dim <= 0 || rope_dim % 2 || n_pos < 0 || !(base > 1) || (neox != 0 && neox != 1))
+        return moa_err(MOA_ERR_INVALID_ARG, "rope: rope_dim %d must be even and positive, base %g > 1, "
+                       "pairing %d 0 or 1", rope_dim, (double)base, neox);
     int half = rope_dim / 2;
     t->rope_dim = rope_dim;
+    t->neox = neox;
     t->inv_freq = moa_alloc_array((size_t)half, sizeof(double));
     t->cs = moa_alloc_array((size_t)(n_pos > 0 ? n_pos : 1) * (size_t)half * 2, sizeof(float));
     if (!t->inv_freq || !t->cs) {
@@ -37,26 +38,28 @@ void moa_rope_table_free(moa_rope_table *t) {
     t->inv_freq = NULL;
 }
 
-/* (x0, x1) -> (x0 cos - x1 sin, x0 sin + x1 cos) */
+/* (x0, x1) -> (x0 cos - x1 sin, x0 sin + x1 cos) for pair i = (x[a*i], x[a*i + b]):
+ * normal a = 2, b = 1; NEOX a = 1, b = rope_dim/2. */
 void moa_rope_apply(const moa_rope_table *t, float *dst, const float *src, int hd, int64_t pos,
                     int inverse) {
     const int half = t->rope_dim / 2;
+    const int a = t->neox ? 1 : 2, b = t->neox ? half : 1;
     const float sgn = inverse ? -1.0f : 1.0f;
-    if (pos >= 0 && pos < t->n_pos) {
-        const float *cs = t->cs + (size_t)pos * half * 2;
-        for (int i = 0; i < half; i++) {
-            const float x0 = src[2 * i], x1 = src[2 * i + 1], co = cs[2 * i], si = sgn * cs[2 * i + 1];
-            dst[2 * i] = x0 * co - x1 * si;
-            dst[2 * i + 1] = x0 * si + x1 * co;
+    const int tab = pos >= 0 && pos < t->n_pos;
+    const float *cs = tab ? t->cs + (size_t)pos * half * 2 : NULL;
+    for (int i = 0; i < half; i++) {
+        float co, si;
+        if (tab) {
+            co = cs[2 * i];
+            si = sgn * cs[2 * i + 1];
+        } else {
+            const double ang = (double)pos * t->inv_freq[i];
+            co = (float)cos(ang);
+            si = sgn * (float)sin(ang);
         }
-    } else {
-        for (int i = 0; i < half; i++) {
-            const double a = (double)pos * t->inv_freq[i];
-            const float co = (float)cos(a), si = sgn * (float)sin(a);
-            const float x0 = src[2 * i], x1 = src[2 * i + 1];
-            dst[2 * i] = x0 * co - x1 * si;
-            dst[2 * i + 1] = x0 * si + x1 * co;
-        }
+        const float x0 = src[a * i], x1 = src[a * i + b];
+        dst[a * i] = x0 * co - x1 * si;
+        dst[a * i + b] = x0 * si + x1 * co;
     }
     if (dst != src)
         for (int d = 2 * half; d < hd; d++) dst[d] = src[d];

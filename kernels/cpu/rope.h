@@ -1,8 +1,10 @@
-/* rope.h - rotary position embedding, GGUF "normal" llama pairing: adjacent pairs
- * (x[2i], x[2i+1]) of each head rotated by theta_i = pos * base^(-2i/rope_dim), for
- * i < rope_dim/2; dims past rope_dim are copied unchanged. The inverse rotation (-theta) is
- * the transpose, used by backward passes. The one RoPE of the project: the runtime's caches
- * and the profiler both use it. */
+/* rope.h - rotary position embedding. Pair i < rope_dim/2 of each head is rotated by
+ * theta_i = pos * base^(-2i/rope_dim):
+ *   normal pairing (GGUF llama): the adjacent pair (x[2i], x[2i+1]);
+ *   NEOX pairing (qwen2, GPT-NeoX): the halves (x[i], x[i + rope_dim/2]).
+ * Dims past rope_dim are copied unchanged. The inverse rotation (-theta) is the transpose,
+ * used by backward passes. The one RoPE of the project: the runtime's caches and the
+ * profiler both use it. */
 #ifndef MOA_ROPE_H
 #define MOA_ROPE_H
 
@@ -11,12 +13,14 @@
 
 typedef struct {
     int rope_dim;
+    int neox;          /* 0: adjacent pairs (normal), 1: halves (NEOX) */
     int64_t n_pos;     /* positions with tabulated cos/sin; others are computed */
     double *inv_freq;  /* [rope_dim/2] base^(-2i/rope_dim) */
     float *cs;         /* [n_pos][rope_dim/2][2] cos, sin */
 } moa_rope_table;
 
-moa_status moa_rope_table_init(moa_rope_table *t, int rope_dim, float base, int64_t n_pos);
+/* neox: 0 adjacent pairs, 1 halves (see above). */
+moa_status moa_rope_table_init(moa_rope_table *t, int rope_dim, float base, int neox, int64_t n_pos);
 void moa_rope_table_free(moa_rope_table *t);
 
 /* One head vector of hd values: dst = R(pos) src (inverse: R(-pos)); dst may equal src. */

@@ -1,7 +1,8 @@
-/* tiny_model.h - a small random Llama model as an in-memory GGUF (F32 weights), plus an
- * independent double-precision reference forward of the same model for tests (gradient
- * checks, masked-attention loss changes). Written from the architecture description in
- * gguf-llama.md, independent of model/ and profiler/. */
+/* tiny_model.h - a small random Llama or Qwen2 model as an in-memory GGUF (F32 weights),
+ * plus an independent double-precision reference forward of the same model for tests
+ * (gradient checks, masked-attention loss changes). Written from the architecture
+ * descriptions (gguf-llama.md; Qwen2 = Llama + q/k/v biases + NEOX RoPE on the halves
+ * (x[i], x[i + hd/2]) + a separate output matrix), independent of model/ and profiler/. */
 #ifndef MOA_TEST_TINY_MODEL_H
 #define MOA_TEST_TINY_MODEL_H
 
@@ -11,6 +12,7 @@
 typedef struct {
     int n_layer, n_embd, n_head, n_kv, n_ff, n_vocab, n_ctx;
     float rope_base, eps;
+    int qwen2;             /* 0: llama (tied head); 1: qwen2 (biases, NEOX RoPE, output.weight) */
 } tiny_cfg;
 
 typedef struct {
@@ -20,6 +22,8 @@ typedef struct {
     float *out_norm;       /* [d] */
     float **an, **fn;      /* [L][d] */
     float **wq, **wk, **wv, **wo, **wg, **wu, **wd;   /* [L][out*in] row-major [out][in] */
+    float **bq, **bk, **bv;   /* qwen2: [L][out] biases; NULL for llama */
+    float *out;               /* qwen2: [vocab][d] output matrix; llama: == embd (tied) */
 } tiny_weights;
 
 static inline double tiny_rand(uint64_t *s) {   /* uniform in [-1, 1) */
@@ -58,6 +62,18 @@ static inline tiny_weights tiny_make(tiny_cfg c, uint64_t seed) {
         w.wu[l] = tiny_fill((size_t)c.n_ff * d, sd, 0, &s);
         w.wd[l] = tiny_fill((size_t)d * c.n_ff, sf, 0, &s);
     }
+    w.bq = w.bk = w.bv = NULL;
+    w.out = w.embd;
+    if (c.qwen2) {   /* drawn after the llama weights: the same seed gives the same rest */
+        w.bq = malloc(sizeof(float *) * c.n_layer); w.bk = malloc(sizeof(float *) * c.n_layer);
+        w.bv = malloc(sizeof(float *) * c.n_layer);
+        for (int l = 0; l < c.n_layer; l++) {
+            w.bq[l] = tiny_fill((size_t)nq, 0.5, 0, &s);
+            w.bk[l] = tiny_fill((size_t)nkv, 0.5, 0, &s);
+            w.bv[l] = tiny_fill((size_t)nkv, 0.5, 0, &s);
+        }
+        w.out = tiny_fill((size_t)c.n_vocab * d, 1.0, 0, &s);
+    }
     return w;
 }
 
@@ -68,6 +84,11 @@ static inline void tiny_free(tiny_weights *w) {
     }
     free(w->an); free(w->fn); free(w->wq); free(w->wk); free(w->wv); free(w->wo);
     free(w->wg); free(w->wu); free(w->wd); free(w->embd); free(w->out_norm);
+    if (w->bq) {
+        for (int l = 0; l < w->c.n_layer; l++) { free(w->bq[l]); free(w->bk[l]); free(w->bv[l]); }
+        free(w->bq); free(w->bk); free(w->bv);
+        free(w->out);
+    }
 }
 
 /* The GGUF image of the weights (tensor ne = [in, out]). */
@@ -75,16 +96,20 @@ static inline gbuf tiny_gguf(const tiny_weights *w) {
     const tiny_cfg *c = &w->c;
     int d = c->n_embd, nq = c->n_head * w->hd, nkv = c->n_kv * w->hd;
     gbuf k = {0};
-    kv_str(&k, "general.architecture", "llama");
-    kv_u32(&k, "llama.block_count", (uint32_t)c->n_layer);
-    kv_u32(&k, "llama.context_length", (uint32_t)c->n_ctx);
-    kv_u32(&k, "llama.embedding_length", (uint32_t)d);
-    kv_u32(&k, "llama.feed_forward_length", (uint32_t)c->n_ff);
-    kv_u32(&k, "llama.attention.head_count", (uint32_t)c->n_head);
-    kv_u32(&k, "llama.attention.head_count_kv", (uint32_t)c->n_kv);
-    kv_f32(&k, "llama.rope.freq_base", c->rope_base);
-    kv_f32(&k, "llama.attention.layer_norm_rms_epsilon", c->eps);
-    int nt = 2 + 9 * c->n_layer;
+    const char *a = c->qwen2 ? "qwen2" : "llama";
+    char key[96];
+#define KEY(suffix) (snprintf(key, sizeof key, "%s." suffix, a), key)
+    kv_str(&k, "general.architecture", a);
+    kv_u32(&k, KEY("block_count"), (uint32_t)c->n_layer);
+    kv_u32(&k, KEY("context_length"), (uint32_t)c->n_ctx);
+    kv_u32(&k, KEY("embedding_length"), (uint32_t)d);
+    kv_u32(&k, KEY("feed_forward_length"), (uint32_t)c->n_ff);
+    kv_u32(&k, KEY("attention.head_count"), (uint32_t)c->n_head);
+    kv_u32(&k, KEY("attention.head_count_kv"), (uint32_t)c->n_kv);
+    kv_f32(&k, KEY("rope.freq_base"), c->rope_base);
+    kv_f32(&k, KEY("attention.layer_norm_rms_epsilon"), c->eps);
+#undef KEY
+    int nt = 2 + 9 * c->n_layer + (c->qwen2 ? 1 + 3 * c->n_layer : 0);
     gtensor *ts = calloc((size_t)nt, sizeof *ts);
     char (*names)[64] = calloc((size_t)nt, 64);
     int t = 0;
@@ -92,6 +117,7 @@ static inline gbuf tiny_gguf(const tiny_weights *w) {
 #define T2(nm, ptr, n0, n1) do { snprintf(names[t], 64, "%s", nm); ts[t] = (gtensor){names[t], 2, {(uint64_t)(n0), (uint64_t)(n1), 1, 1}, 0, ptr, (size_t)(n0) * (size_t)(n1) * 4}; t++; } while (0)
     T2("token_embd.weight", w->embd, d, c->n_vocab);
     T1("output_norm.weight", w->out_norm, d);
+    if (c->qwen2) T2("output.weight", w->out, d, c->n_vocab);
     for (int l = 0; l < c->n_layer; l++) {
         char nm[64];
         snprintf(nm, 64, "blk.%d.attn_norm.weight", l); T1(nm, w->an[l], d);
@@ -103,6 +129,11 @@ static inline gbuf tiny_gguf(const tiny_weights *w) {
         snprintf(nm, 64, "blk.%d.ffn_gate.weight", l); T2(nm, w->wg[l], d, c->n_ff);
         snprintf(nm, 64, "blk.%d.ffn_up.weight", l); T2(nm, w->wu[l], d, c->n_ff);
         snprintf(nm, 64, "blk.%d.ffn_down.weight", l); T2(nm, w->wd[l], c->n_ff, d);
+        if (c->qwen2) {
+            snprintf(nm, 64, "blk.%d.attn_q.bias", l); T1(nm, w->bq[l], nq);
+            snprintf(nm, 64, "blk.%d.attn_k.bias", l); T1(nm, w->bk[l], nkv);
+            snprintf(nm, 64, "blk.%d.attn_v.bias", l); T1(nm, w->bv[l], nkv);
+        }
     }
 #undef T1
 #undef T2
@@ -150,15 +181,26 @@ static inline void tiny_matvec(const float *W, const double *x, double *y, int n
     }
 }
 
-static inline void tiny_rope(double *x, int n_heads, int hd, int pos, double base) {
+/* neox 0: pairs (x[2i], x[2i+1]); 1: pairs (x[i], x[i + hd/2]). */
+static inline void tiny_rope(double *x, int n_heads, int hd, int pos, double base, int neox) {
     for (int h = 0; h < n_heads; h++)
         for (int i = 0; i < hd / 2; i++) {
             double th = pos * pow(base, -2.0 * i / hd);
-            double *p = x + h * hd + 2 * i, x0 = p[0], x1 = p[1];
-            p[0] = x0 * cos(th) - x1 * sin(th);
-            p[1] = x0 * sin(th) + x1 * cos(th);
+            double *p0 = x + h * hd + (neox ? i : 2 * i), *p1 = neox ? p0 + hd / 2 : p0 + 1;
+            double x0 = *p0, x1 = *p1;
+            *p0 = x0 * cos(th) - x1 * sin(th);
+            *p1 = x0 * sin(th) + x1 * cos(th);
         }
 }
+
+static inline void tiny_add(double *y, const float *b, int n) {
+    if (b)
+        for (int i = 0; i < n; i++) y[i] += b[i];
+}
+
+/* Tests set this to 1 to run the reference with the other RoPE pairing (a control: what a
+ * pairing mistake would give). */
+static int tiny_rope_flip;
 
 /* Largest unmasked probability of a masked entry in the last tiny_loss call. */
 static double tiny_masked_maxp;
@@ -182,8 +224,13 @@ static inline double tiny_loss(const tiny_weights *w, const double *x0, const in
             tiny_matvec(w->wq[l], h, q + (size_t)i * nq, nq, d);
             tiny_matvec(w->wk[l], h, k + (size_t)i * nkv, nkv, d);
             tiny_matvec(w->wv[l], h, v + (size_t)i * nkv, nkv, d);
-            tiny_rope(q + (size_t)i * nq, c->n_head, hd, i, c->rope_base);
-            tiny_rope(k + (size_t)i * nkv, c->n_kv, hd, i, c->rope_base);
+            if (c->qwen2) {
+                tiny_add(q + (size_t)i * nq, w->bq[l], nq);
+                tiny_add(k + (size_t)i * nkv, w->bk[l], nkv);
+                tiny_add(v + (size_t)i * nkv, w->bv[l], nkv);
+            }
+            tiny_rope(q + (size_t)i * nq, c->n_head, hd, i, c->rope_base, c->qwen2 ^ tiny_rope_flip);
+            tiny_rope(k + (size_t)i * nkv, c->n_kv, hd, i, c->rope_base, c->qwen2 ^ tiny_rope_flip);
         }
         for (int hh = 0; hh < c->n_head; hh++) {
             int kh = hh / grp;
@@ -228,7 +275,7 @@ static inline double tiny_loss(const tiny_weights *w, const double *x0, const in
     double *lg = malloc(sizeof(double) * c->n_vocab);
     for (int i = rb - 1; i < re - 1; i++) {
         tiny_rmsnorm(x + (size_t)i * d, w->out_norm, h, d, c->eps);
-        tiny_matvec(w->embd, h, lg, c->n_vocab, d);
+        tiny_matvec(w->out, h, lg, c->n_vocab, d);
         double mx = lg[0], s = 0;
         for (int e = 1; e < c->n_vocab; e++) mx = lg[e] > mx ? lg[e] : mx;
         for (int e = 0; e < c->n_vocab; e++) s += exp(lg[e] - mx);

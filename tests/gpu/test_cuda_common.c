@@ -294,7 +294,7 @@ TEST(influence_accounting_matches_reference) {
 TEST(rope_elements_match_rope_rows) {
     const int hd = 24, rd = 16, half = rd / 2;
     moa_rope_table tab;
-    CHECK_OK(moa_rope_table_init(&tab, rd, 10000.0f, 5000));
+    CHECK_OK(moa_rope_table_init(&tab, rd, 10000.0f, 0, 5000));
     float x[24], y[24];
     for (int rep = 0; rep < 20; rep++) {
         const int64_t pos = rnd() % 5000;

@@ -262,7 +262,7 @@ TEST(rope_adjacent_pairs) {
     const int64_t n = 9, pos0 = 1000;
     const int nh = 3, hd = 24, rd = 16;
     moa_rope_table tab;
-    CHECK_OK(moa_rope_table_init(&tab, rd, 10000.0f, pos0 + n + 600));
+    CHECK_OK(moa_rope_table_init(&tab, rd, 10000.0f, 0, pos0 + n + 600));
     float x[9 * 3 * 24], ref[9 * 3 * 24], got[9 * 3 * 24];
     fill(x, sizeof x / 4, 1.0f);
     for (int inv = 0; inv < 2; inv++) {
@@ -623,7 +623,7 @@ TEST(engine_layer_chain) {
     rt_pair p;
     rt_create(&p, 1, LH, LKV, LHD, units, LCTX, 1);
     moa_rope_table tab;
-    CHECK_OK(moa_rope_table_init(&tab, LHD, 10000.0f, LCTX));
+    CHECK_OK(moa_rope_table_init(&tab, LHD, 10000.0f, 0, LCTX));
     /* device scratch (16 rows max) */
     float *x = dev_alloc(4 * 16 * LD), *h = dev_alloc(4 * 16 * LD), *q = dev_alloc(4 * 16 * LH * LHD);
     float *k = dev_alloc(4 * 16 * LKV * LHD), *v = dev_alloc(4 * 16 * LKV * LHD);

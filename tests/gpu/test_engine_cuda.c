@@ -33,7 +33,7 @@
 #endif
 
 /* n_layer, n_embd, n_head, n_kv, n_ff, n_vocab, n_ctx (training), rope_base, eps */
-static tiny_cfg cfg = {2, BIG(128, 64), 4, 2, BIG(192, 96), BIG(300, 50), 512, 10000.0f, 1e-5f};
+static tiny_cfg cfg = {2, BIG(128, 64), 4, 2, BIG(192, 96), BIG(300, 50), 512, 10000.0f, 1e-5f, 0};
 enum { N_CTX = BIG(160, 80), PROMPT = BIG(100, 37), N_BATCH = BIG(32, 16), STEPS = BIG(12, 6) };
 #define TOL_F16 4e-3
 #define TOL_BF16 1.5e-2

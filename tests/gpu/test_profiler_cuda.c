@@ -36,7 +36,7 @@
 #endif
 
 /* n_layer, n_embd, n_head, n_kv, n_ff, n_vocab, n_ctx (training), rope_base, eps */
-static tiny_cfg cfg = {2, BIG(128, 64), 4, 2, BIG(192, 96), BIG(300, 70), 1024, 10000.0f, 1e-5f};
+static tiny_cfg cfg = {2, BIG(128, 64), 4, 2, BIG(192, 96), BIG(300, 70), 1024, 10000.0f, 1e-5f, 0};
 /* sample lengths and response spans: the long one has > 16 response rows (LM-head chunks on
  * the emulator) and more than 64 bins at block 1 (global histogram path there) */
 enum { N_MAX = BIG(400, 90), N1 = BIG(400, 90), RB1 = BIG(150, 30), RE1 = BIG(400, 90),

@@ -8,7 +8,7 @@
 #include "test.h"
 #include "../engine/tiny_model.h"
 
-static tiny_cfg cfg = {1, 32, 4, 2, 48, 40, 64, 10000.0f, 1e-5f};
+static tiny_cfg cfg = {1, 32, 4, 2, 48, 40, 64, 10000.0f, 1e-5f, 0};
 static moa_model *M;
 
 TEST(default_and_process_default) {

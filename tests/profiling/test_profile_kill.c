@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static tiny_cfg cfg = {2, 64, 4, 2, 128, 64, 1024, 10000.0f, 1e-5f};
+static tiny_cfg cfg = {2, 64, 4, 2, 128, 64, 1024, 10000.0f, 1e-5f, 0};
 static char model_path[512], calib_path[512];
 
 static void path(char *buf, const char *name) { snprintf(buf, 512, "%s/kill_%s", MOA_TEST_TMPDIR, name); }

@@ -10,7 +10,7 @@
 
 #include <unistd.h>
 
-static tiny_cfg cfg = {2, 32, 4, 2, 48, 40, 128, 10000.0f, 1e-5f};
+static tiny_cfg cfg = {2, 32, 4, 2, 48, 40, 128, 10000.0f, 1e-5f, 0};
 static char model_path[512], calib_path[512];
 static moa_model *M;
 

@@ -1,13 +1,15 @@
 /* test_profiler.c - the profiler's loss, embedding gradient and influence histograms on a
  * tiny random GQA model, against an independent double-precision reference forward
  * (tests/engine/tiny_model.h): gradient = central finite differences (double); influence of a
- * whole attention diagonal = the exact loss change from masking it and renormalising. */
+ * whole attention diagonal = the exact loss change from masking it and renormalising.
+ * Run for both architectures of the tiny model: llama, and qwen2 (q/k/v biases, NEOX RoPE,
+ * separate output matrix). */
 #include "profiler.h"
 #include "moa-common.h"
 #include "test.h"
 #include "tiny-profiler.h"
 
-static tiny_cfg cfg = {2, 32, 4, 2, 48, 40, 64, 10000.0f, 1e-5f};
+static tiny_cfg cfg = {2, 32, 4, 2, 48, 40, 64, 10000.0f, 1e-5f, 0};
 enum { N = 50, RB = 36, RE = 50 };
 
 static tiny_weights W;
@@ -88,8 +90,10 @@ TEST(influence_predicts_masking) {
     double base = tiny_loss(&W, x, tokens, N, RB, RE, NULL);
     /* (a) E is the exact first-order change: central difference in t (double) for every
      *     diagonal, whatever its attention mass;
-     * (b) full masking (t = 1) of diagonals whose entries all have P < 0.05: the first-order
-     *     prediction is within 15% of the diagonal's total |E| (second-order terms remain). */
+     * (b) full masking (t = 1) of diagonals whose entries all have P < 0.05 and whose total
+     *     |E| is at least 1e-4 (below that, second-order terms of the same size as E make the
+     *     comparison meaningless: a qwen2 diagonal with |E| 1.9e-5 changed the loss by
+     *     2.4e-5): the first-order prediction is within 15% of the diagonal's total |E|. */
     int n_first = 0, bad_first = 0, n_full = 0, bad_full = 0;
     double worst_first = 0, worst_full = 0;
     for (int l = 0; l < L; l++)
@@ -108,7 +112,7 @@ TEST(influence_predicts_masking) {
                 worst_first = fmax(worst_first, rel);
                 n_first++;
                 if (rel > 1e-3) bad_first++;
-                if (b % 3) continue;
+                if (b % 3 || scale < 1e-4) continue;
                 tiny_mask full = {l, h, b, 0, 1.0};
                 double actual = tiny_loss(&W, x, tokens, N, RB, RE, &full) - base;
                 if (tiny_masked_maxp > 0.05 || fabs(actual) < 1e-7) continue;
@@ -141,12 +145,16 @@ TEST(bad_arguments) {
 }
 
 int main(void) {
-    setup();
-    RUN(loss_and_embedding_gradient);
-    RUN(influence_predicts_masking);
-    RUN(bad_arguments);
-    moa_model_free(M);
-    free(IMG.b);
-    tiny_free(&W);
+    for (int qwen2 = 0; qwen2 <= 1; qwen2++) {
+        cfg.qwen2 = qwen2;
+        fprintf(stderr, "-- %s\n", qwen2 ? "qwen2" : "llama");
+        setup();
+        RUN(loss_and_embedding_gradient);
+        RUN(influence_predicts_masking);
+        RUN(bad_arguments);
+        moa_model_free(M);
+        free(IMG.b);
+        tiny_free(&W);
+    }
     return test_summary();
 }

@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-static tiny_cfg cfg = {4, 32, 4, 2, 48, 40, 64, 10000.0f, 1e-5f};
+static tiny_cfg cfg = {4, 32, 4, 2, 48, 40, 64, 10000.0f, 1e-5f, 0};
 enum { N = 50, NB = 7 };   /* block 8: ceil(50 / 8) bins */
 
 static tiny_weights W;

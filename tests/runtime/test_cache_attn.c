@@ -34,14 +34,17 @@ typedef struct {
     int64_t N;
 } setup;
 
-/* x (hd) rotated in double: pairs (2i, 2i+1) by pos * base^(-2i/rope_dim). */
-static void rope_d(double *x, const float *src, int hd, int rope_dim, double base, int64_t pos) {
+/* x (hd) rotated in double by pos * base^(-2i/rope_dim): pairs (2i, 2i+1) (normal) or
+ * (i, i + rope_dim/2) (NEOX). */
+static void rope_d(double *x, const float *src, int hd, int rope_dim, double base, int64_t pos,
+                   moa_rope_pairing pairing) {
     for (int d = 0; d < hd; d++) x[d] = src[d];
     for (int i = 0; i < rope_dim / 2; i++) {
         double th = (double)pos * pow(base, -2.0 * i / rope_dim);
-        double c = cos(th), s = sin(th), x0 = x[2 * i], x1 = x[2 * i + 1];
-        x[2 * i] = x0 * c - x1 * s;
-        x[2 * i + 1] = x0 * s + x1 * c;
+        int a = pairing == MOA_ROPE_NEOX ? i : 2 * i, b = pairing == MOA_ROPE_NEOX ? i + rope_dim / 2 : 2 * i + 1;
+        double c = cos(th), s = sin(th), x0 = x[a], x1 = x[b];
+        x[a] = x0 * c - x1 * s;
+        x[b] = x0 * s + x1 * c;
     }
 }
 
@@ -85,13 +88,13 @@ static void naive_layer(const setup *S, int layer, int T, const float *q, const 
                 }
                 const int64_t C = sink + R - 1;
                 const int64_t shift = S->p.pos_mode == MOA_POS_STREAMING && i > C ? i - C : 0;
-                rope_d(qd, qi, hd, rd, S->p.rope_base, i - shift);
+                rope_d(qd, qi, hd, rd, S->p.rope_base, i - shift, S->p.rope_pairing);
                 double m = -INFINITY;
                 for (int j = 0; j <= i; j++) {
                     sc[j] = -INFINITY;
                     if (!(j < sink || i - j < W)) continue;
                     rope_d(kd, k + j * ldk + (size_t)kvh * hd, hd, rd, S->p.rope_base,
-                           j < sink ? j : j - shift);
+                           j < sink ? j : j - shift, S->p.rope_pairing);
                     double dot = 0;
                     for (int d = 0; d < hd; d++) dot += qd[d] * kd[d];
                     sc[j] = dot * scale;
@@ -125,7 +128,18 @@ static double rows_err(const float *a, const float *b, int T, size_t ld) {
 /* When set, caches are made from this plan (moa_cache_create) instead of the layout. */
 static const moa_plan *drive_plan;
 
+/* >= 0: the cache is made with this pairing instead of the setup's (a control). */
+static int pairing_override = -1;
+
 static moa_cache *make_cache(const setup *S, int n_seq) {
+    if (pairing_override >= 0) {
+        setup T = *S;
+        T.p.rope_pairing = (moa_rope_pairing)pairing_override;
+        pairing_override = -1;
+        moa_cache *c = make_cache(&T, n_seq);
+        pairing_override = T.p.rope_pairing;
+        return c;
+    }
     if (drive_plan) {
         moa_cache *c = NULL;
         CHECK_OK(moa_cache_create(drive_plan, S->N, n_seq, &S->p, &c));
@@ -212,6 +226,46 @@ TEST(absolute_long_chunk_gqa) {
     const int chunks[] = {257};
     double e = drive(&S, 300, chunks, 1);
     CHECK_MSG(e < 1e-4, "rel err %.3g", e);
+}
+
+/* NEOX pairing (qwen2): halves rotated together, on odd shapes (head dim 20 with a partial
+ * rotation of 14 dims: halves of 7; GQA 5), absolute and streaming, every ISA; and a control:
+ * the same data through a normal-pairing cache is far from the NEOX reference. */
+TEST(neox_pairing) {
+    const moa_cache_unit units[] = {{MOA_UNIT_WINDOW, 23, 3, 0}, {MOA_UNIT_DENSE, 0, 2, 0}};
+    const int chunks[] = {9, 40, 1, 17};
+    for (int mode = 0; mode < 2; mode++) {
+        setup S = {.n_layer = 1, .n_head = 10, .n_kv = 2, .hd = 20, .units = units, .N = 70,
+                   .p = moa_cache_default_params()};
+        S.p.pos_mode = mode ? MOA_POS_STREAMING : MOA_POS_ABSOLUTE;
+        S.p.rope_dim = 14;
+        S.p.rope_base = 300.0f;   /* fast rotation: a pairing error shows */
+        S.p.rope_pairing = MOA_ROPE_NEOX;
+        for (int i = 0; i < 3; i++) {
+            if (isas[i] > moa_attn_isa_best()) continue;
+            moa_attn_isa_set(isas[i]);
+            double e = drive(&S, mode ? 150 : 70, chunks, 4);
+            CHECK_MSG(e < 1e-4, "%s %s: rel err %.3g", mode ? "streaming" : "absolute",
+                      moa_attn_isa_name(isas[i]), e);
+        }
+        moa_attn_isa_set(moa_attn_isa_best());
+    }
+    /* control: the reference uses NEOX; the cache uses normal pairs (setup shared) */
+    setup S = {.n_layer = 1, .n_head = 10, .n_kv = 2, .hd = 20, .units = units, .N = 70,
+               .p = moa_cache_default_params()};
+    S.p.rope_dim = 14;
+    S.p.rope_base = 300.0f;
+    S.p.rope_pairing = MOA_ROPE_NEOX;
+    pairing_override = MOA_ROPE_NORMAL;
+    double e = drive(&S, 70, chunks, 4);
+    pairing_override = -1;
+    CHECK_MSG(e > 1e-2, "a normal-pairing cache matched the NEOX reference (rel err %.3g)", e);
+    /* bad pairing values are refused */
+    moa_cache *c = NULL;
+    moa_cache_layout L = {.n_layer = 1, .n_head = 10, .n_head_kv = 2, .head_dim = 20, .units = units};
+    S.p.rope_pairing = (moa_rope_pairing)1;
+    CHECK_EQ_INT(moa_cache_create_layout(&L, 70, 1, &S.p, &c), MOA_ERR_INVALID_ARG);
+    CHECK(c == NULL && strstr(moa_last_error(), "rope_pairing") != NULL);
 }
 
 /* rope_dim 0: the caller has rotated q and k; nothing is rotated. */
@@ -476,6 +530,7 @@ int main(void) {
     RUN(absolute_windows_linear_past_n);
     RUN(absolute_long_chunk_gqa);
     RUN(absolute_caller_rotated);
+    RUN(neox_pairing);
     RUN(dense_full_is_range_error);
     RUN(streaming_matches_cache_positions);
     RUN(q_head_windows);

@@ -112,8 +112,9 @@ moa_status moa_plan_uniform(int n_layer, int n_head, int n_head_kv, int head_dim
  * MOA_ERR_RANGE in absolute mode and roll (sink + n_ctx - sink recent) in streaming mode.
  *
  * RoPE: the runtime applies it. Pass q and k BEFORE RoPE (params.rope_dim > 0): the runtime
- * rotates them by position (GGUF "normal" llama pairing: (x[2i], x[2i+1]) by
- * pos * rope_base^(-2i/rope_dim)). Absolute mode caches rotated keys (MoA); streaming mode
+ * rotates pair i < rope_dim/2 of each head by pos * rope_base^(-2i/rope_dim); the pair is
+ * (x[2i], x[2i+1]) in the GGUF "normal" pairing (llama, the default) and (x[i],
+ * x[i + rope_dim/2]) in the NEOX pairing (qwen2): params.rope_pairing. Absolute mode caches rotated keys (MoA); streaming mode
  * caches raw keys and rotates by cache position at attention time (StreamingLLM), so a model
  * can run past its trained context. rope_dim = 0 means the caller has already rotated q and
  * k (absolute mode only). Linear units use q and k as given (never rotated, no scale).
@@ -141,14 +142,23 @@ typedef enum {
     MOA_POS_STREAMING = 1,  /* keys cached before RoPE, rotated by cache position */
 } moa_pos_mode;
 
+/* Which dims RoPE rotates together (values as ggml's rope types). Append-only. */
+typedef enum {
+    MOA_ROPE_NORMAL = 0,    /* adjacent pairs (x[2i], x[2i+1]): GGUF llama */
+    MOA_ROPE_NEOX   = 2,    /* halves (x[i], x[i + rope_dim/2]): qwen2, GPT-NeoX */
+} moa_rope_pairing;
+
+/* Append-only: fields are only ever added at the end (start from moa_cache_default_params()). */
 typedef struct {
     moa_pos_mode pos_mode;
     int rope_dim;       /* rotated dims per head (even, <= head_dim); 0: caller rotates */
     float rope_base;    /* GGUF rope.freq_base */
     float scale;        /* softmax scale; 0: 1/sqrt(head_dim) */
+    moa_rope_pairing rope_pairing;   /* MOA_ROPE_NORMAL (default) or MOA_ROPE_NEOX */
 } moa_cache_params;
 
-/* Absolute mode, rope_dim 0 (caller rotates), rope_base 10000, scale 1/sqrt(head_dim). */
+/* Absolute mode, rope_dim 0 (caller rotates), rope_base 10000, normal pairing,
+ * scale 1/sqrt(head_dim). */
 moa_cache_params moa_cache_default_params(void);
 
 /* A cache shape without a plan (tests, uniform baselines, engines with their own rules). */
