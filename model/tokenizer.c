@@ -260,6 +260,7 @@ static const char *const eog_names[] = {
 };
 
 static int is_eog_name(const char *text) {
+    if (text[0] != '<' && text[0] != '[' && text[0] != '_') return 0;
     for (size_t k = 0; k < sizeof eog_names / sizeof *eog_names; k++)
         if (strcmp(text, eog_names[k]) == 0) return 1;
     return 0;
@@ -476,14 +477,16 @@ moa_status moa_tokenizer_create(const moa_tokenizer_desc *d, moa_tokenizer **out
     if ((st = build_specials(t)) < 0) goto fail;
 
     /* End-of-generation tokens, by llama.cpp's rule (llama-vocab.cpp, "maintain a list of
-     * tokens that cause end-of-generation"): eos, eot, every special token named in
-     * eog_names, and the FIM pad / repo / file-separator tokens. A user-defined token so
-     * named becomes control, as llama.cpp does (it is then parsed only when asked). */
+     * tokens that cause end-of-generation"): eos, eot, and every token named in eog_names
+     * (end-of-turn and FIM pad / repo / file-separator names), whatever its type. A
+     * user-defined token so named becomes control, as llama.cpp does (it is then parsed
+     * only when asked). llama.cpp makes a normal token so named control too (Qwen2's
+     * "</s>", id 128247); we keep it normal, so it still encodes and decodes as text. */
     t->n_eog = 0;
     if (t->eos >= 0) t->eog[t->n_eog++] = t->eos;
     if (t->eot >= 0 && t->eot != t->eos) t->eog[t->n_eog++] = t->eot;
     for (int32_t id = 0; id < nv; id++) {
-        if (!is_special_type(t->type[id]) || !is_eog_name(t->text[id])) continue;
+        if (!is_eog_name(t->text[id])) continue;
         if (t->type[id] == MOA_TOKEN_USER_DEFINED) t->type[id] = MOA_TOKEN_CONTROL;
         int dup = 0;
         for (int e = 0; e < t->n_eog; e++) dup |= t->eog[e] == id;
@@ -838,6 +841,8 @@ moa_status moa_tokenizer_pieces(const moa_tokenizer *t, const char *text, size_t
 
 /* ---- BPE -------------------------------------------------------------------------------- */
 
+enum { BARRIER = -2 };   /* symbol id of a byte that has no token */
+
 typedef struct {
     uint64_t key;       /* rank << 32 | left position: lowest rank, then leftmost */
     int32_t lid, rid;   /* ids of the pair when pushed (stale entries are skipped) */
@@ -891,7 +896,7 @@ static heap_ent heap_pop(bpe_state *b) {
 }
 
 static int push_pair(bpe_state *b, int32_t l, int32_t r) {
-    if (l < 0 || r < 0) return 0;
+    if (l < 0 || r < 0 || b->id[l] < 0 || b->id[r] < 0) return 0;
     int32_t res;
     int32_t rank = merge_find(b->t, b->id[l], b->id[r], &res);
     if (rank < 0) return 0;
@@ -916,18 +921,16 @@ static moa_status bpe_piece(void *data, const unsigned char *s, size_t n, int32_
         b->sym_cap = b->id && b->next && b->prev ? nc : 0;
         if (!b->sym_cap) return moa_err(MOA_ERR_NOMEM, "tokenizer: out of memory");
     }
-    size_t m = 0;                       /* symbols: bytes that have a token */
+    /* One symbol per byte. A byte without a token is a barrier (BARRIER): no merge spans
+     * it, and it is dropped from the output, as llama.cpp does (Hugging Face drops it
+     * first, so its neighbours may merge; see docs/tokenizer.md). */
     for (size_t i = 0; i < n; i++) {
         int32_t id = t->byte_id[s[i]];
-        if (id < 0) continue;
-        b->id[m] = id;
-        b->prev[m] = (int32_t)m - 1;
-        b->next[m] = (int32_t)m + 1;
-        m++;
+        b->id[i] = id >= 0 ? id : BARRIER;
+        b->prev[i] = (int32_t)i - 1;
+        b->next[i] = (int32_t)i + 1;
     }
-    if (m == 0) return MOA_OK;
-    b->next[m - 1] = -1;
-    n = m;
+    b->next[n - 1] = -1;
     b->heap_n = 0;
     for (size_t i = 0; i + 1 < n; i++)
         if (push_pair(b, (int32_t)i, (int32_t)i + 1))
@@ -948,7 +951,8 @@ static moa_status bpe_piece(void *data, const unsigned char *s, size_t n, int32_
             return moa_err(MOA_ERR_NOMEM, "tokenizer: out of memory");
     }
     for (int32_t i = 0; i >= 0; i = b->next[i])
-        if (ivec_push(&b->out, b->id[i])) return moa_err(MOA_ERR_NOMEM, "tokenizer: out of memory");
+        if (b->id[i] != BARRIER && ivec_push(&b->out, b->id[i]))
+            return moa_err(MOA_ERR_NOMEM, "tokenizer: out of memory");
     return MOA_OK;
 }
 
@@ -1140,6 +1144,7 @@ int32_t moa_tokenizer_find_token(const moa_tokenizer *t, const char *text) {
 
 int32_t moa_tokenizer_bos(const moa_tokenizer *t) { return t ? t->bos : -1; }
 int32_t moa_tokenizer_eos(const moa_tokenizer *t) { return t ? t->eos : -1; }
+int moa_tokenizer_add_bos(const moa_tokenizer *t) { return t ? t->add_bos : 0; }
 
 int moa_tokenizer_is_eog(const moa_tokenizer *t, int32_t id) {
     if (!t || id < 0) return 0;

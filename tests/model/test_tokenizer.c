@@ -220,6 +220,23 @@ TEST(byte_fallback) {
     CHECK_STR(out, "az");
     free(out);
     moa_tokenizer_free(t);
+
+    /* A byte without a token inside a piece keeps its neighbours apart, as in llama.cpp:
+     * "!\x01?" is one piece ([^\s\p{L}\p{N}]+) and "! ?" a merge, yet the result is "!", "?"
+     * (Hugging Face would drop \x01 first and give "!?"). */
+    const char *toks2[] = {"!", "?", "!?"};
+    const char *merges2[] = {"! ?"};
+    d = moa_tokenizer_desc_default();
+    d.n_vocab = 3;
+    d.tokens = toks2;
+    d.n_merges = 1;
+    d.merges = merges2;
+    CHECK_OK(moa_tokenizer_create(&d, &t));
+    PIECES(t, "!\x01?", 0, "!\x01?");
+    ENC(t, "!?", 0, 2);
+    ENC(t, "!\x01?", 0, 0, 1);
+    ENC(t, "!\x01\x01", 0, 0);
+    moa_tokenizer_free(t);
 }
 
 TEST(digits) {
