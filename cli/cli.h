@@ -16,6 +16,7 @@ int moa_cmd_optimize(int argc, char **argv);
 int moa_cmd_plan(int argc, char **argv);
 int moa_cmd_eval(int argc, char **argv);
 int moa_cmd_compress(int argc, char **argv);
+int moa_cmd_tokenize(int argc, char **argv);
 
 /* Shared by subcommands: report a failed library call ("moa: <what>: <last error>"), return 1. */
 int cli_fail(const char *what, moa_status st);

@@ -27,6 +27,8 @@ static const cli_command commands[] = {
     {"generate", moa_cmd_generate, "-m MODEL [--plan PLAN] -p TEXT [-n N] [--chat]",
      "generate text with the dense or a compressed model"},
     {"info",     moa_cmd_info,     "MODEL", "show a GGUF model's metadata, tensors and sizes"},
+    {"tokenize", moa_cmd_tokenize, "-m MODEL (-p TEXT | -f FILE) [--ids] [--special] [--no-bos]",
+     "print a text's token ids (like llama.cpp's llama-tokenize)"},
     {"calib",    moa_cmd_calib, "-m MODEL --task lines|needle|jsonl:PATH --lengths L,... --samples K -o calib.h5",
      "build a calibration set answered by the dense model"},
     {"profile",  moa_cmd_profile, "-m MODEL -c calib.h5 -o profile.h5 [--shard I/N] [--resume]",
@@ -120,6 +122,7 @@ int main(int argc, char **argv) {
         }
         int sub_argc = argc - i;
         if (strcmp(commands[c].name, "info") && strcmp(commands[c].name, "plan") &&
+            strcmp(commands[c].name, "tokenize") &&
             strcmp(commands[c].name, "optimize") && strcmp(commands[c].name, "merge")) {
             int rc = select_device(&sub_argc, argv + i);
             if (rc) return rc;

@@ -15,9 +15,18 @@
 #include "moa-common.h"
 #include "unicode.h"
 
-enum { PRE_GPT2 = 0, PRE_SMOLLM = 1 };
+enum { PRE_GPT2 = 0, PRE_SMOLLM = 1, PRE_QWEN2 = 2 };
 
-enum { MAX_EOG = 8 };
+/* tokenizer.ggml.pre names we accept, and the pre-tokenizer each one means. The qwen2 group
+ * is every name llama.cpp (0.3.36's vendored copy) maps to the Qwen2 pattern. */
+static const struct { const char *name; int kind; } pre_names[] = {
+    {"gpt2", PRE_GPT2}, {"gpt-2", PRE_GPT2}, {"smollm", PRE_SMOLLM},
+    {"qwen2", PRE_QWEN2}, {"deepseek-r1-qwen", PRE_QWEN2}, {"kormo", PRE_QWEN2},
+    {"f2llmv2", PRE_QWEN2}, {"megrez", PRE_QWEN2}, {"stablelm2", PRE_QWEN2},
+    {"hunyuan", PRE_QWEN2}, {"solar-open", PRE_QWEN2},
+};
+
+enum { MAX_EOG = 32 };
 
 struct moa_tokenizer {
     int32_t n_vocab;
@@ -236,6 +245,27 @@ static moa_status find_default_system(const char *tpl, char **out) {
     return MOA_OK;
 }
 
+/* ---- end of generation ------------------------------------------------------------------ */
+
+/* Token texts that end generation in llama.cpp (0.3.36's vendored llama-vocab.cpp): its
+ * end-of-turn names, then its FIM pad, FIM repo and file-separator names (llama.cpp keeps the
+ * first of each FIM group it meets; the vocabularies we know have at most one). */
+static const char *const eog_names[] = {
+    "<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_turn>",
+    "<|end_of_text|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "</s>", "<eos>",
+    "<end_of_utterance>",
+    "<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]",
+    "<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>",
+    "<|file_sep|>",
+};
+
+static int is_eog_name(const char *text) {
+    if (text[0] != '<' && text[0] != '[' && text[0] != '_') return 0;
+    for (size_t k = 0; k < sizeof eog_names / sizeof *eog_names; k++)
+        if (strcmp(text, eog_names[k]) == 0) return 1;
+    return 0;
+}
+
 /* ---- create / free ---------------------------------------------------------------------- */
 
 moa_tokenizer_desc moa_tokenizer_desc_default(void) {
@@ -303,13 +333,14 @@ moa_status moa_tokenizer_create(const moa_tokenizer_desc *d, moa_tokenizer **out
     if (d->n_merges < 0 || (d->n_merges > 0 && !d->merges))
         return moa_err(MOA_ERR_INVALID_ARG, "tokenizer: bad merges list");
     const char *pre = d->pre ? d->pre : "gpt2";
-    int pre_kind;
-    if (strcmp(pre, "smollm") == 0) pre_kind = PRE_SMOLLM;
-    else if (strcmp(pre, "gpt2") == 0 || strcmp(pre, "gpt-2") == 0) pre_kind = PRE_GPT2;
-    else
+    int pre_kind = -1;
+    for (size_t k = 0; k < sizeof pre_names / sizeof *pre_names; k++)
+        if (strcmp(pre, pre_names[k].name) == 0) pre_kind = pre_names[k].kind;
+    if (pre_kind < 0)
         return moa_err(MOA_ERR_UNSUPPORTED,
-                       "tokenizer: pre-tokenizer \"%s\" is not supported (supported: smollm, "
-                       "gpt2)", pre);
+                       "tokenizer: pre-tokenizer \"%s\" is not supported (supported: gpt2, "
+                       "gpt-2, smollm, qwen2, deepseek-r1-qwen, kormo, f2llmv2, megrez, "
+                       "stablelm2, hunyuan, solar-open)", pre);
     const int32_t ids[5] = {d->bos_id, d->eos_id, d->eot_id, d->unk_id, d->pad_id};
     static const char *id_names[5] = {"bos", "eos", "eot", "unknown", "padding"};
     for (int k = 0; k < 5; k++)
@@ -445,21 +476,21 @@ moa_status moa_tokenizer_create(const moa_tokenizer_desc *d, moa_tokenizer **out
 
     if ((st = build_specials(t)) < 0) goto fail;
 
-    /* End-of-generation tokens. */
+    /* End-of-generation tokens, by llama.cpp's rule (llama-vocab.cpp, "maintain a list of
+     * tokens that cause end-of-generation"): eos, eot, and every token named in eog_names
+     * (end-of-turn and FIM pad / repo / file-separator names), whatever its type. A
+     * user-defined token so named becomes control, as llama.cpp does (it is then parsed
+     * only when asked). llama.cpp makes a normal token so named control too (Qwen2's
+     * "</s>", id 128247); we keep it normal, so it still encodes and decodes as text. */
     t->n_eog = 0;
     if (t->eos >= 0) t->eog[t->n_eog++] = t->eos;
     if (t->eot >= 0 && t->eot != t->eos) t->eog[t->n_eog++] = t->eot;
-    static const char *eog_names[] = {"<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>",
-                                      "<end_of_turn>"};
-    for (size_t k = 0; k < sizeof eog_names / sizeof *eog_names; k++) {
-        for (int32_t s = 0; s < t->spec_start[256]; s++) {
-            int32_t id = t->spec[s];
-            if (t->type[id] == MOA_TOKEN_CONTROL && strcmp(t->text[id], eog_names[k]) == 0) {
-                int dup = 0;
-                for (int e = 0; e < t->n_eog; e++) dup |= t->eog[e] == id;
-                if (!dup && t->n_eog < MAX_EOG) t->eog[t->n_eog++] = id;
-            }
-        }
+    for (int32_t id = 0; id < nv; id++) {
+        if (!is_eog_name(t->text[id])) continue;
+        if (t->type[id] == MOA_TOKEN_USER_DEFINED) t->type[id] = MOA_TOKEN_CONTROL;
+        int dup = 0;
+        for (int e = 0; e < t->n_eog; e++) dup |= t->eog[e] == id;
+        if (!dup && t->n_eog < MAX_EOG) t->eog[t->n_eog++] = id;
     }
 
     /* Chat template. */
@@ -643,10 +674,64 @@ static size_t gpt2_match(const unsigned char *s, const cp_buf *c, size_t i, size
     return j;                           /* \s+ */
 }
 
+/* End of the Qwen2 pattern's match at i within [i, b):
+ *   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*
+ *   |\s*[\r\n]+|\s+(?!\S)|\s+
+ * Alternatives in order, first match wins. Contractions are ASCII, either case. */
+static size_t qwen2_match(const unsigned char *s, const cp_buf *c, size_t i, size_t b) {
+    const uint8_t *cls = c->cls;
+    const size_t *off = c->off;
+#define CP_ASCII(k) (s[off[k]] < 0x80 ? (unsigned)s[off[k]] | 0x20u : 0u)  /* lower-cased */
+#define IS_CRLF(k) (s[off[k]] == '\r' || s[off[k]] == '\n')
+    if (s[off[i]] == '\'' && i + 1 < b) {
+        unsigned c1 = CP_ASCII(i + 1);
+        if (c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd') return i + 2;
+        if (i + 2 < b) {
+            unsigned c2 = CP_ASCII(i + 2);
+            if ((c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') || (c1 == 'l' && c2 == 'l'))
+                return i + 3;
+        }
+    }
+    /* [^\r\n\p{L}\p{N}]?\p{L}+ */
+    size_t k = i;
+    if (cls[i] != MOA_UCD_LETTER && cls[i] != MOA_UCD_NUMBER && !IS_CRLF(i) && i + 1 < b &&
+        cls[i + 1] == MOA_UCD_LETTER)
+        k = i + 1;
+    if (cls[k] == MOA_UCD_LETTER) {
+        size_t j = k + 1;
+        while (j < b && cls[j] == MOA_UCD_LETTER) j++;
+        return j;
+    }
+    if (cls[i] == MOA_UCD_NUMBER) return i + 1;                          /* \p{N} */
+    /*  ?[^\s\p{L}\p{N}]+[\r\n]* */
+    k = i;
+    if (s[off[i]] == ' ' && i + 1 < b && cls[i + 1] == MOA_UCD_OTHER) k = i + 1;
+    if (cls[k] == MOA_UCD_OTHER) {
+        size_t j = k + 1;
+        while (j < b && cls[j] == MOA_UCD_OTHER) j++;
+        while (j < b && IS_CRLF(j)) j++;
+        return j;
+    }
+    /* cls[i] is whitespace. \s*[\r\n]+ : up to the last \r or \n of the whitespace run */
+    size_t j = i, last_nl = b;
+    while (j < b && cls[j] == MOA_UCD_SPACE) {
+        if (IS_CRLF(j)) last_nl = j;
+        j++;
+    }
+    if (last_nl < b) return last_nl + 1;
+    if (j == b) return j;               /* \s+(?!\S) to the end */
+    if (j - i >= 2) return j - 1;       /* \s+(?!\S): leave one for the next piece */
+    return j;                           /* \s+ */
+#undef CP_ASCII
+#undef IS_CRLF
+}
+
+typedef size_t (*match_fn)(const unsigned char *s, const cp_buf *c, size_t i, size_t b);
+
 static moa_status pretok_range(const unsigned char *s, const cp_buf *c, size_t a, size_t b,
-                               piece_cb cb, void *data) {
+                               match_fn match, piece_cb cb, void *data) {
     while (a < b) {
-        size_t e = gpt2_match(s, c, a, b);
+        size_t e = match(s, c, a, b);
         MOA_TRY(cb(data, s + c->off[a], c->off[e] - c->off[a], -1));
         a = e;
     }
@@ -667,7 +752,8 @@ static moa_status pretok_segment(const moa_tokenizer *t, const unsigned char *s,
         i += k;
     }
     c->off[ncp] = n;
-    if (t->pre != PRE_SMOLLM) return pretok_range(s, c, 0, ncp, cb, data);
+    if (t->pre == PRE_QWEN2) return pretok_range(s, c, 0, ncp, qwen2_match, cb, data);
+    if (t->pre == PRE_GPT2) return pretok_range(s, c, 0, ncp, gpt2_match, cb, data);
     /* smollm: every \p{N} codepoint is a piece of its own; the pattern runs in between. */
     size_t a = 0;
     while (a < ncp) {
@@ -678,7 +764,7 @@ static moa_status pretok_segment(const moa_tokenizer *t, const unsigned char *s,
         }
         size_t b = a + 1;
         while (b < ncp && c->cls[b] != MOA_UCD_NUMBER) b++;
-        MOA_TRY(pretok_range(s, c, a, b, cb, data));
+        MOA_TRY(pretok_range(s, c, a, b, gpt2_match, cb, data));
         a = b;
     }
     return MOA_OK;
@@ -755,6 +841,8 @@ moa_status moa_tokenizer_pieces(const moa_tokenizer *t, const char *text, size_t
 
 /* ---- BPE -------------------------------------------------------------------------------- */
 
+enum { BARRIER = -2 };   /* symbol id of a byte that has no token */
+
 typedef struct {
     uint64_t key;       /* rank << 32 | left position: lowest rank, then leftmost */
     int32_t lid, rid;   /* ids of the pair when pushed (stale entries are skipped) */
@@ -808,7 +896,7 @@ static heap_ent heap_pop(bpe_state *b) {
 }
 
 static int push_pair(bpe_state *b, int32_t l, int32_t r) {
-    if (l < 0 || r < 0) return 0;
+    if (l < 0 || r < 0 || b->id[l] < 0 || b->id[r] < 0) return 0;
     int32_t res;
     int32_t rank = merge_find(b->t, b->id[l], b->id[r], &res);
     if (rank < 0) return 0;
@@ -833,18 +921,16 @@ static moa_status bpe_piece(void *data, const unsigned char *s, size_t n, int32_
         b->sym_cap = b->id && b->next && b->prev ? nc : 0;
         if (!b->sym_cap) return moa_err(MOA_ERR_NOMEM, "tokenizer: out of memory");
     }
-    size_t m = 0;                       /* symbols: bytes that have a token */
+    /* One symbol per byte. A byte without a token is a barrier (BARRIER): no merge spans
+     * it, and it is dropped from the output, as llama.cpp does (Hugging Face drops it
+     * first, so its neighbours may merge; see docs/tokenizer.md). */
     for (size_t i = 0; i < n; i++) {
         int32_t id = t->byte_id[s[i]];
-        if (id < 0) continue;
-        b->id[m] = id;
-        b->prev[m] = (int32_t)m - 1;
-        b->next[m] = (int32_t)m + 1;
-        m++;
+        b->id[i] = id >= 0 ? id : BARRIER;
+        b->prev[i] = (int32_t)i - 1;
+        b->next[i] = (int32_t)i + 1;
     }
-    if (m == 0) return MOA_OK;
-    b->next[m - 1] = -1;
-    n = m;
+    b->next[n - 1] = -1;
     b->heap_n = 0;
     for (size_t i = 0; i + 1 < n; i++)
         if (push_pair(b, (int32_t)i, (int32_t)i + 1))
@@ -865,7 +951,8 @@ static moa_status bpe_piece(void *data, const unsigned char *s, size_t n, int32_
             return moa_err(MOA_ERR_NOMEM, "tokenizer: out of memory");
     }
     for (int32_t i = 0; i >= 0; i = b->next[i])
-        if (ivec_push(&b->out, b->id[i])) return moa_err(MOA_ERR_NOMEM, "tokenizer: out of memory");
+        if (b->id[i] != BARRIER && ivec_push(&b->out, b->id[i]))
+            return moa_err(MOA_ERR_NOMEM, "tokenizer: out of memory");
     return MOA_OK;
 }
 
@@ -1057,6 +1144,7 @@ int32_t moa_tokenizer_find_token(const moa_tokenizer *t, const char *text) {
 
 int32_t moa_tokenizer_bos(const moa_tokenizer *t) { return t ? t->bos : -1; }
 int32_t moa_tokenizer_eos(const moa_tokenizer *t) { return t ? t->eos : -1; }
+int moa_tokenizer_add_bos(const moa_tokenizer *t) { return t ? t->add_bos : 0; }
 
 int moa_tokenizer_is_eog(const moa_tokenizer *t, int32_t id) {
     if (!t || id < 0) return 0;
@@ -1066,7 +1154,8 @@ int moa_tokenizer_is_eog(const moa_tokenizer *t, int32_t id) {
 }
 
 const char *moa_tokenizer_pre(const moa_tokenizer *t) {
-    return t && t->pre == PRE_SMOLLM ? "smollm" : "gpt2";
+    if (!t) return "gpt2";
+    return t->pre == PRE_SMOLLM ? "smollm" : t->pre == PRE_QWEN2 ? "qwen2" : "gpt2";
 }
 
 /* ---- chat ------------------------------------------------------------------------------- */

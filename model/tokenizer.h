@@ -4,7 +4,8 @@
  * Encoding: text -> (invalid UTF-8 replaced by U+FFFD) -> special tokens split out
  * (leftmost, longest) -> pre-tokenizer pieces -> BPE merges by rank on each piece's bytes
  * -> token ids. Pre-tokenizers: "smollm" (every \p{N} codepoint alone, then the GPT-2
- * pattern) and "gpt2" (the GPT-2 pattern only). See docs/tokenizer.md.
+ * pattern), "gpt2" (the GPT-2 pattern only) and "qwen2" (Qwen2's cl100k-like pattern with
+ * single digits). See docs/tokenizer.md.
  *
  * A moa_tokenizer is immutable after creation and may be shared between threads; every
  * function below is thread-safe for distinct output arguments. Streaming decode state
@@ -43,7 +44,8 @@ typedef struct {
     const char *const *merges;     /* [n_merges] "left right", rank = index */
     int32_t bos_id, eos_id, eot_id, unk_id, pad_id;   /* -1: none */
     int add_bos;                   /* encode prepends bos_id */
-    const char *pre;               /* pre-tokenizer: "smollm" or "gpt2" (NULL = "gpt2") */
+    const char *pre;               /* pre-tokenizer: "smollm", "gpt2", "qwen2" or a name
+                                    * llama.cpp maps to one of them (NULL = "gpt2") */
     const char *chat_template;     /* Jinja text from the model, or NULL */
 } moa_tokenizer_desc;
 
@@ -123,10 +125,15 @@ moa_token_type moa_tokenizer_token_type(const moa_tokenizer *t, int32_t id);
 int32_t moa_tokenizer_find_token(const moa_tokenizer *t, const char *text);
 int32_t moa_tokenizer_bos(const moa_tokenizer *t);   /* -1 if none */
 int32_t moa_tokenizer_eos(const moa_tokenizer *t);
-/* End of generation: eos, eot, and the control tokens "<|im_end|>", "<|endoftext|>",
- * "<|eot_id|>", "<|end|>", "<end_of_turn>" when present. */
+/* 1 if encode prepends BOS (GGUF tokenizer.ggml.add_bos_token). */
+int moa_tokenizer_add_bos(const moa_tokenizer *t);
+/* End of generation, as llama.cpp decides it: eos, eot, and the special tokens named
+ * "<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", ... and the FIM
+ * pad / repo / file-separator tokens ("<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
+ * "<reponame>", ...) when present. See docs/tokenizer.md for the list. */
 int moa_tokenizer_is_eog(const moa_tokenizer *t, int32_t id);
-const char *moa_tokenizer_pre(const moa_tokenizer *t);   /* "smollm", "gpt2" */
+/* The pre-tokenizer: "smollm", "gpt2" or "qwen2" (also for the names that mean qwen2). */
+const char *moa_tokenizer_pre(const moa_tokenizer *t);
 
 /* ---- chat ---- */
 typedef struct {

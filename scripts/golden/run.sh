@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Regenerates the golden fixtures in tests/fixtures/ from an independent Python oracle.
-# Usage: scripts/golden/run.sh [tokenizer|dequant|logits ...]   (default: all three, in that order)
+# Usage: scripts/golden/run.sh [tokenizer|dequant|logits|tokenizer_corpus ...]
+#   (default: tokenizer dequant logits; tokenizer_corpus needs llama.cpp, built here by
+#   scripts/build-llamacpp.sh (~15 min the first time), and the Qwen2.5-Coder-0.5B GGUF
+#   ($MOA_MODEL_QWEN, else fetched by scripts/fetch-model.sh))
 # Creates/updates a venv OUTSIDE the repo at ${MOA_CACHE_DIR:-$XDG_CACHE_HOME/moa}/golden-venv,
 # installs the exact pins from requirements.txt, fetches the model with scripts/fetch-model.sh.
 # Idempotent: the venv is reused while requirements.txt is unchanged.
@@ -37,7 +40,8 @@ targets=("$@")
 for t in "${targets[@]}"; do
   case "$t" in
     tokenizer|dequant|logits) ;;
-    *) echo "golden: unknown target '$t' (tokenizer|dequant|logits)" >&2; exit 2 ;;
+    tokenizer_corpus) bash "$REPO/scripts/build-llamacpp.sh" >/dev/null ;;
+    *) echo "golden: unknown target '$t' (tokenizer|dequant|logits|tokenizer_corpus)" >&2; exit 2 ;;
   esac
   echo "golden: make_${t}_golden.py" >&2
   "$VENV/bin/python" "$HERE/make_${t}_golden.py"

@@ -220,6 +220,23 @@ TEST(byte_fallback) {
     CHECK_STR(out, "az");
     free(out);
     moa_tokenizer_free(t);
+
+    /* A byte without a token inside a piece keeps its neighbours apart, as in llama.cpp:
+     * "!\x01?" is one piece ([^\s\p{L}\p{N}]+) and "! ?" a merge, yet the result is "!", "?"
+     * (Hugging Face would drop \x01 first and give "!?"). */
+    const char *toks2[] = {"!", "?", "!?"};
+    const char *merges2[] = {"! ?"};
+    d = moa_tokenizer_desc_default();
+    d.n_vocab = 3;
+    d.tokens = toks2;
+    d.n_merges = 1;
+    d.merges = merges2;
+    CHECK_OK(moa_tokenizer_create(&d, &t));
+    PIECES(t, "!\x01?", 0, "!\x01?");
+    ENC(t, "!?", 0, 2);
+    ENC(t, "!\x01?", 0, 0, 1);
+    ENC(t, "!\x01\x01", 0, 0);
+    moa_tokenizer_free(t);
 }
 
 TEST(digits) {
@@ -424,6 +441,7 @@ TEST(create_errors) {
     d.pre = "llama3";
     CHECK(moa_tokenizer_create(&d, &t) == MOA_ERR_UNSUPPORTED);
     CHECK(strstr(moa_last_error(), "llama3") != NULL);
+    CHECK(strstr(moa_last_error(), "supported: gpt2, gpt-2, smollm, qwen2") != NULL);
     CHECK(t == NULL);
     d.pre = "gpt2";
     const char *bad_merge[] = {"ab"};
@@ -508,6 +526,67 @@ TEST(chat_render) {
     moa_tokenizer_free(t);
 }
 
+/* The Qwen2 pattern
+ *   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*
+ *   |\s*[\r\n]+|\s+(?!\S)|\s+
+ * Every expected split below was derived by hand from the pattern (alternatives in order,
+ * first match wins, greedy quantifiers backtracking), not taken from the library. */
+TEST(qwen2_pretokenizer) {
+    moa_tokenizer *t = make_tok("qwen2", 0, NULL);
+    CHECK_STR(moa_tokenizer_pre(t), "qwen2");
+    PIECES(t, "Hello world", 0, "Hello| world");
+    /* contractions in either case; a quote not followed by one joins what follows */
+    PIECES(t, "I'M HERE", 0, "I|'M| HERE");
+    PIECES(t, "don't DON'T", 0, "don|'t| DON|'T");
+    PIECES(t, "we'Re 'LL", 0, "we|'Re| '|LL");        /* " '" by ` ?[^\s\p{L}\p{N}]+` */
+    PIECES(t, "'s'", 0, "'s|'");
+    PIECES(t, "it's\n", 0, "it|'s|\n");
+    PIECES(t, "'hello", 0, "'hello");                 /* [^\r\n\p{L}\p{N}]?\p{L}+ */
+    /* single digits */
+    PIECES(t, "x12345y", 0, "x|1|2|3|4|5|y");
+    PIECES(t, " 2024", 0, " |2|0|2|4");               /* a lone space before a digit: \s+ */
+    PIECES(t, "$100", 0, "$|1|0|0");
+    PIECES(t, "\xC2\xBD \xE2\x85\xA7", 0, "\xC2\xBD| |\xE2\x85\xA7");   /* ½ Ⅷ (No, Nl) */
+    /* any non-letter, non-number, non-newline codepoint may lead a word */
+    PIECES(t, "\tint x;", 0, "\tint| x|;");
+    PIECES(t, ".Hello", 0, ".Hello");
+    PIECES(t, "..Hello", 0, "..|Hello");
+    PIECES(t, "a?b a?!b", 0, "a|?b| a|?!|b");
+    PIECES(t, "\xC2\xA0word", 0, "\xC2\xA0word");     /* NBSP + word */
+    PIECES(t, "\xE4\xBD\xA0\xE5\xA5\xBD\xEF\xBC\x8C\xE4\xB8\x96\xE7\x95\x8C", 0,
+           "\xE4\xBD\xA0\xE5\xA5\xBD|\xEF\xBC\x8C\xE4\xB8\x96\xE7\x95\x8C");  /* 你好|，世界 */
+    /* punctuation takes the newlines after it */
+    PIECES(t, "foo.\n\nbar", 0, "foo|.\n\n|bar");
+    PIECES(t, " !!!\n", 0, " !!!\n");
+    /* \s*[\r\n]+ ends at the last newline of a whitespace run */
+    PIECES(t, "a\r\nb", 0, "a|\r\n|b");
+    PIECES(t, "a \nb", 0, "a| \n|b");
+    PIECES(t, "x  \n  y", 0, "x|  \n| | y");
+    PIECES(t, "x\n\n  \ty", 0, "x|\n\n|  |\ty");
+    PIECES(t, "\r\n\r\n", 0, "\r\n\r\n");
+    PIECES(t, "\n", 0, "\n");
+    /* \s+(?!\S) and \s+ */
+    PIECES(t, "end   ", 0, "end|   ");
+    PIECES(t, "a   b", 0, "a|  | b");
+    PIECES(t, "a\t\t.", 0, "a|\t|\t|.");             /* only ' ' may lead punctuation */
+    PIECES(t, "hi \xF0\x9F\x91\x8B\xF0\x9F\x8F\xBD", 0, "hi| \xF0\x9F\x91\x8B\xF0\x9F\x8F\xBD");
+    /* special tokens still split first */
+    PIECES(t, "a<|im_end|>\nb", 1, "a|[<|im_end|>]|\n|b");
+    /* digits are not merged across pieces: "1 2" is a merge, but never applies */
+    ENC(t, "12", 0, B('1'), B('2'));
+    ENC(t, " b", 0, T_spb);
+    moa_tokenizer_free(t);
+
+    /* every name llama.cpp maps to the same pattern is accepted as qwen2 */
+    static const char *const same[] = {"deepseek-r1-qwen", "kormo", "f2llmv2", "megrez",
+                                       "stablelm2", "hunyuan", "solar-open"};
+    for (size_t k = 0; k < sizeof same / sizeof *same; k++) {
+        t = make_tok(same[k], 0, NULL);
+        CHECK_STR(moa_tokenizer_pre(t), "qwen2");
+        moa_tokenizer_free(t);
+    }
+}
+
 TEST(unicode_classes) {
     CHECK_EQ_INT(moa_ucd_class_of('a'), MOA_UCD_LETTER);
     CHECK_EQ_INT(moa_ucd_class_of('7'), MOA_UCD_NUMBER);
@@ -568,6 +647,7 @@ int main(void) {
     RUN(vocab_queries);
     RUN(create_errors);
     RUN(chat_render);
+    RUN(qwen2_pretokenizer);
     RUN(unicode_classes);
     RUN(utf8);
     for (int i = 0; i < n_vocab; i++) free(vocab[i]);
