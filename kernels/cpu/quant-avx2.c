@@ -1,9 +1,9 @@
 /* quant-avx2.c - AVX2+FMA matrix-vector products with f32 activations and the AVX2 dequantiser.
- * Q4_0, Q4_1, Q8_0, F16, F32: each 32-value block is widened to 4 x 8 floats once and
+ * Q4_0, Q4_1, Q8_0: each 32-value block is widened to 4 x 8 floats once and
  * multiplied into up to VG activation vectors; the block scale is applied with one FMA per
  * vector:
  *   Q4_1: sum_j (d q_j + m) x_j = d * sum_j q_j x_j + m * sum_j x_j   (sum_j x_j precomputed)
- * Other types (BF16, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K): the shared body quant-simd.inc
+ * Other types (F32, F16, BF16, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K): the shared body quant-simd.inc
  * (dequantise 256 values into an L1 buffer, dot with every vector).
  * Compiled with -mavx2 -mfma -mf16c; selected at run time. */
 #include "quant-impl.h"
@@ -108,36 +108,12 @@ static void rows_q32(moa_ggml_type t, const uint8_t *W, size_t rb, int64_t o0, i
     }
 }
 
-static void rows_f(moa_ggml_type t, const uint8_t *W, size_t rb, int64_t o0, int64_t o1,
-                   int64_t n_in, const float *x, int nv, int64_t x_stride, float *y, int64_t n_out) {
-    for (int64_t o = o0; o < o1; o++) {
-        const uint8_t *p = W + (size_t)o * rb;
-        __m256 acc[VG];
-        float tail[VG];
-        for (int v = 0; v < nv; v++) { acc[v] = _mm256_setzero_ps(); tail[v] = 0; }
-        int64_t i = 0;
-        for (; i + 8 <= n_in; i += 8) {
-            __m256 w = t == MOA_GGML_F32 ? _mm256_loadu_ps((const float *)p + i)
-                                         : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i)));
-            for (int v = 0; v < nv; v++)
-                acc[v] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + v * x_stride + i), acc[v]);
-        }
-        for (; i < n_in; i++) {
-            float w;
-            if (t == MOA_GGML_F32) memcpy(&w, p + 4 * i, 4);
-            else w = f16s(p + 2 * i);
-            for (int v = 0; v < nv; v++) tail[v] += w * x[v * x_stride + i];
-        }
-        for (int v = 0; v < nv; v++) y[v * n_out + o] = hsum8(acc[v]) + tail[v];
-    }
-}
-
 int moa_matmul_q_avx2(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
                       const float *x, int64_t n_vec, float *y) {
     int q32 = t == MOA_GGML_Q4_0 || t == MOA_GGML_Q4_1 || t == MOA_GGML_Q8_0;
     uint32_t be;
     if (!simd_type(t) || !moa_ggml_type_info(t, &be, NULL) || n_in % be) return 0;
-    if (!q32 && t != MOA_GGML_F32 && t != MOA_GGML_F16) {
+    if (!q32) {   /* F16/F32 too: the chunked body's 4 partial sums beat rows_f's single chain */
         matmul_chunked(t, W, n_out, n_in, x, n_vec, y);
         return 1;
     }
@@ -164,11 +140,8 @@ int moa_matmul_q_avx2(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_i
             int64_t v0 = g * VG;
             int nv = (int)(n_vec - v0 < VG ? n_vec - v0 : VG);
             int64_t o0 = c * chunk, o1 = o0 + chunk < n_out ? o0 + chunk : n_out;
-            if (q32)
-                rows_q32(t, W, rb, o0, o1, n_in, x + v0 * n_in, xsum ? xsum + v0 * nb : NULL, nv,
-                         n_in, y + v0 * n_out, n_out);
-            else
-                rows_f(t, W, rb, o0, o1, n_in, x + v0 * n_in, nv, n_in, y + v0 * n_out, n_out);
+            rows_q32(t, W, rb, o0, o1, n_in, x + v0 * n_in, xsum ? xsum + v0 * nb : NULL, nv,
+                     n_in, y + v0 * n_out, n_out);
         }
     }
     free(xsum);

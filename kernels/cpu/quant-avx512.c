@@ -1,6 +1,7 @@
 /* quant-avx512.c - AVX-512 (F/BW/VL) matrix-vector products with f32 activations for every
  * supported type, and the AVX-512 dequantiser: the body is quant-simd.inc (dequantise 256
- * values into an L1 buffer with 16-lane conversions, dot with every activation vector).
+ * values into an L1 buffer with 16-lane conversions, dot with every activation vector), except
+ * Q4_0/Q4_1/Q8_0 which stay on the (faster) AVX2 block kernels.
  * F32/F16/BF16 rows are converted in the same chunks. Compiled with -mavx512f/bw/vl/dq;
  * called only when the CPU supports them (quant.c dispatch). */
 #include "quant-impl.h"
@@ -42,6 +43,9 @@ int moa_matmul_q_avx512(moa_ggml_type t, const void *W, int64_t n_out, int64_t n
                         const float *x, int64_t n_vec, float *y) {
     uint32_t be;
     if (!simd_type(t) || !moa_ggml_type_info(t, &be, NULL) || n_in % be) return 0;
+    /* Q4_0/Q4_1/Q8_0: the AVX2 block kernels were measured faster (bench-quant), and keep
+     * SmolLM2's numerics unchanged: decline, the dispatcher falls to them. */
+    if (t == MOA_GGML_Q4_0 || t == MOA_GGML_Q4_1 || t == MOA_GGML_Q8_0) return 0;
     matmul_chunked(t, W, n_out, n_in, x, n_vec, y);
     return 1;
 }

@@ -286,7 +286,8 @@ const char *moa_matmul_q_path(moa_ggml_type t) {
     uint32_t be;
     if (!moa_ggml_type_info(t, &be, NULL)) return "none";
     if (use_q8act(t)) return "avx512-vnni-q8";
-    if (moa_cpu_has_avx512()) return "avx512";
+    if (moa_cpu_has_avx512() && t != MOA_GGML_Q4_0 && t != MOA_GGML_Q4_1 && t != MOA_GGML_Q8_0)
+        return "avx512";   /* (those three run the AVX2 kernels: quant-avx512.c) */
     if (moa_cpu_has_avx2()) return "avx2";
     return "reference";
 }

@@ -40,7 +40,8 @@ void moa_dequant_row(moa_ggml_type t, const void *src, float *dst, int64_t n);
  *    (vpdpbusd). Error vs moa_matmul_q_ref: activation rounding, at most
  *    max_b(max|x_b|)/254 * sum_i |W[o][i]| per output; tests require <= 1e-2 of
  *    sum_i |W[o][i] x[v][i]| (measured <= ~1e-3 on random data);
- *  - "avx512" (F/BW/VL/DQ) and "avx2" (+FMA, F16C), every type: f32 activations, each weight
+ *  - "avx512" (F/BW/VL/DQ; Q4_0/Q4_1/Q8_0 run the AVX2 kernels, measured faster) and "avx2"
+ *    (+FMA, F16C), every type: f32 activations, each weight
  *    block widened to f32 and multiplied with FMA: f32 rounding only (tests: <= 2e-6 of
  *    sum_i |W[o][i] x[v][i]|). Q4_0/Q4_1/Q8_0 keep f32 activations on every path;
  *  - else the reference.
