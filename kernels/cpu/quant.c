@@ -1,9 +1,13 @@
-/* quant.c - ggml block formats: type table, f16/bf16, reference dequantisation and the
- * reference + dispatching quantised matrix-vector product. Layouts: gguf-llama.md. */
+/* quant.c - ggml block formats: type table, f16/bf16, reference dequantisation, the
+ * reference + dispatching quantised matrix-vector product, and the batched product
+ * (dequantised panels times sgemm). Layouts: gguf-llama.md. Compiled with -ffp-contract=off
+ * so the reference rounds every operation as written (the SIMD dequantisers match it bit
+ * for bit). */
 #include "quant.h"
 #include "quant-impl.h"
 #include "moa-common.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,8 +248,9 @@ void moa_matmul_q_ref(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_i
     }
 }
 
-static int g_force_ref;
+static int g_force_ref, g_force_avx2;
 void moa_cpu_force_reference(int on) { g_force_ref = on; }
+void moa_cpu_force_avx2(int on) { g_force_avx2 = on; }
 
 int moa_cpu_has_avx2(void) {
     static int v = -1;
@@ -257,13 +262,90 @@ int moa_cpu_has_avx512(void) {
     if (v < 0) {
         __builtin_cpu_init();
         v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-            __builtin_cpu_supports("avx512vl");
+            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
     }
-    return v && !g_force_ref;
+    return v && !g_force_ref && !g_force_avx2;
+}
+
+int moa_cpu_has_avx512_vnni(void) {
+    static int v = -1;
+    if (v < 0) { __builtin_cpu_init(); v = __builtin_cpu_supports("avx512vnni"); }
+    return v && moa_cpu_has_avx512();
+}
+
+static moa_matmul_act g_act = MOA_MATMUL_ACT_AUTO;
+void moa_matmul_q_set_act(moa_matmul_act a) { g_act = a; }
+
+/* int8 activations for this type and CPU now? */
+static int use_q8act(moa_ggml_type t) {
+    return g_act == MOA_MATMUL_ACT_AUTO && (t == MOA_GGML_Q4_K || t == MOA_GGML_Q6_K) &&
+           moa_cpu_has_avx512_vnni();
+}
+
+const char *moa_matmul_q_path(moa_ggml_type t) {
+    uint32_t be;
+    if (!moa_ggml_type_info(t, &be, NULL)) return "none";
+    if (use_q8act(t)) return "avx512-vnni-q8";
+    if (moa_cpu_has_avx512() && t != MOA_GGML_Q4_0 && t != MOA_GGML_Q4_1 && t != MOA_GGML_Q8_0)
+        return "avx512";   /* (those three run the AVX2 kernels: quant-avx512.c) */
+    if (moa_cpu_has_avx2()) return "avx2";
+    return "reference";
 }
 
 void moa_matmul_q(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
                   const float *x, int64_t n_vec, float *y) {
+    if (use_q8act(t) && moa_matmul_q_q8act_avx512vnni(t, W, n_out, n_in, x, n_vec, y)) return;
+    if (moa_cpu_has_avx512() && moa_matmul_q_avx512(t, W, n_out, n_in, x, n_vec, y)) return;
     if (moa_cpu_has_avx2() && moa_matmul_q_avx2(t, W, n_out, n_in, x, n_vec, y)) return;
     moa_matmul_q_ref(t, W, n_out, n_in, x, n_vec, y);
+}
+
+/* Rows [r0, r1) of W dequantised into dst [r1 - r0][n_in], by the fastest dequantiser
+ * (all are bit-identical to moa_dequant_row). */
+static void dequant_rows_fast(moa_ggml_type t, const uint8_t *W, size_t rb, int64_t r0, int64_t r1,
+                              int64_t n_in, float *dst) {
+    const uint8_t *src = W + (size_t)r0 * rb;
+    if (moa_cpu_has_avx512() && moa_dequant_rows_avx512(t, src, rb, r1 - r0, n_in, dst)) return;
+    if (moa_cpu_has_avx2() && moa_dequant_rows_avx2(t, src, rb, r1 - r0, n_in, dst)) return;
+    for (int64_t r = r0; r < r1; r++) moa_dequant_row(t, W + (size_t)r * rb, dst + (r - r0) * n_in, n_in);
+}
+
+int64_t moa_matmul_q_batch_panel_rows(int64_t n_out, int64_t n_in) {
+    int64_t p = (int64_t)(MOA_MATMUL_Q_PANEL_BYTES / ((size_t)n_in * sizeof(float)));
+    p = p / 16 * 16;
+    if (p < 16) p = 16;
+    return p < n_out ? p : n_out;
+}
+
+void moa_matmul_q_batch(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
+                        const float *x, int64_t n, float *y) {
+    uint32_t be;
+    if (n < MOA_MATMUL_Q_BATCH_MIN || !moa_ggml_type_info(t, &be, NULL) || n_in % be ||
+        n_out > INT32_MAX || n_in > INT32_MAX || n > INT32_MAX) {
+        moa_matmul_q(t, W, n_out, n_in, x, n, y);
+        return;
+    }
+    if (t == MOA_GGML_F32) {   /* already a float matrix */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n_out, (int)n_in, 1.0f,
+                    x, (int)n_in, W, (int)n_in, 0.0f, y, (int)n_out);
+        return;
+    }
+    const size_t rb = moa_ggml_row_bytes(t, n_in);
+    const int64_t P = moa_matmul_q_batch_panel_rows(n_out, n_in);
+    float *panel = moa_alloc_aligned((size_t)(P * n_in), sizeof(float));
+    if (!panel) {   /* no scratch: the row-streaming kernel needs none */
+        moa_matmul_q(t, W, n_out, n_in, x, n, y);
+        return;
+    }
+    for (int64_t o0 = 0; o0 < n_out; o0 += P) {
+        const int64_t np = n_out - o0 < P ? n_out - o0 : P;
+        const int64_t step = 8;
+        #pragma omp parallel for schedule(dynamic, 1)
+        for (int64_t r = 0; r < np; r += step)
+            dequant_rows_fast(t, W, rb, o0 + r, o0 + (r + step < np ? r + step : np), n_in, panel + r * n_in);
+        /* y[:, o0:o0+np] = x [n][n_in] * panel[np][n_in]^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)np, (int)n_in, 1.0f,
+                    x, (int)n_in, panel, (int)n_in, 0.0f, y + o0, (int)n_out);
+    }
+    moa_free_aligned(panel);
 }

