@@ -256,8 +256,13 @@ moa_status moa_model_load(const char *path, const moa_model_params *p, moa_model
 }
 
 void moa_weight_matmul(const moa_weight *w, const float *x, int64_t n, float *y) {
-    if (n <= 4 || !w->f32) {
+    if (n <= 4) {
         moa_matmul_q(w->type, w->data, w->n_out, w->n_in, x, n, y);
+        moa_weight_add_bias(w, y, n);
+        return;
+    }
+    if (!w->f32) {   /* no full f32 copy: dequantised panels through BLAS (kernels/cpu/quant.h) */
+        moa_matmul_q_batch(w->type, w->data, w->n_out, w->n_in, x, n, y);
         moa_weight_add_bias(w, y, n);
         return;
     }

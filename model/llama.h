@@ -79,7 +79,8 @@ moa_status moa_model_load(const char *path, const moa_model_params *p, moa_model
 moa_status moa_model_from_gguf(moa_gguf *g, const moa_model_params *p, moa_model **out);
 void moa_model_free(moa_model *m);
 
-/* y[n][out] = x[n][in] W^T (+ bias), with the quantised kernel for small n and BLAS otherwise. */
+/* y[n][out] = x[n][in] W^T (+ bias): the quantised kernel for n <= 4, else BLAS on the f32
+ * copy, or (without one) BLAS on dequantised panels of rows (moa_matmul_q_batch). */
 void moa_weight_matmul(const moa_weight *w, const float *x, int64_t n, float *y);
 /* y[t][o] += bias[o] for n rows (no-op without a bias). */
 void moa_weight_add_bias(const moa_weight *w, float *y, int64_t n);
