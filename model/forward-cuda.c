@@ -101,7 +101,8 @@ moa_status moa_engine_cuda_create(const moa_model *m, const moa_cache_layout *L,
         moa_cuda_cache_layout G = {.n_layer = L->n_layer, .n_head = L->n_head, .n_head_kv = L->n_head_kv,
                                    .head_dim = L->head_dim, .units = cu, .scale = cp->scale,
                                    .q_window = L->q_window, .pos_mode = (int)cp->pos_mode,
-                                   .rope_dim = cp->rope_dim, .rope_base = cp->rope_base};
+                                   .rope_dim = cp->rope_dim, .rope_base = cp->rope_base,
+                                   .rope_pairing = (int)cp->rope_pairing};
         st = moa_cuda_cache_create(e->cx, &G, n_ctx, n_seq, &e->cache);
     }
     free(cu);

@@ -151,7 +151,8 @@ static moa_status mm_bwd(moa_profiler_cuda *c, const moa_cuda_weight *W, const f
 static moa_status rope(moa_profiler_cuda *c, float *x, int64_t n, int heads, int inverse) {
     const moa_llama_hparams *hp = &c->m->hp;
     if (hp->rope_dim <= 0) return MOA_OK;
-    return moa_cuda_rope(c->cx, x, n, heads, hp->head_dim, hp->rope_dim, hp->rope_base, 0, NULL, inverse);
+    return moa_cuda_rope(c->cx, x, n, heads, hp->head_dim, hp->rope_dim, hp->rope_base, 0, NULL, inverse,
+                         hp->rope_pairing == MOA_ROPE_NEOX);
 }
 
 /* backward.c's layer_fwd: leaves h1, q, k (rotated), v, o, lse, xm, h2, g, u in the scratch;

@@ -222,9 +222,10 @@ moa_status moa_cuda_rmsnorm(moa_cuda_ctx *c, const float *x, const float *w, flo
 /* ---- RoPE ------------------------------------------------------------------------------- */
 
 /* One thread per (row, head, pair i): (x0, x1) -> (x0 c - x1 s, x0 s + x1 c),
- * theta = p base^(-2i/rope_dim) in double, c and s rounded to float (the CPU tables). */
+ * theta = p base^(-2i/rope_dim) in double, c and s rounded to float (the CPU tables);
+ * the pair is (x[2i], x[2i+1]) (normal) or (x[i], x[i + half]) (neox). */
 __global__ void k_rope(float *x, int64_t n, int n_heads, int hd, int half, double log_base,
-                       int rope_dim, int64_t pos0, const int64_t *pos, float sgn) {
+                       int rope_dim, int64_t pos0, const int64_t *pos, float sgn, int neox) {
     const int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     const int64_t per_row = (int64_t)n_heads * half;
     if (idx >= n * per_row) return;
@@ -234,23 +235,24 @@ __global__ void k_rope(float *x, int64_t n, int n_heads, int hd, int half, doubl
     const double inv = exp(-2.0 * i / (double)rope_dim * log_base);
     const double ang = (double)p * inv;
     const float co = (float)cos(ang), si = sgn * (float)sin(ang);
-    float *v = x + (t * n_heads + h) * (int64_t)hd + 2 * i;
-    const float x0 = v[0], x1 = v[1];
+    float *v = x + (t * n_heads + h) * (int64_t)hd + (neox ? i : 2 * i);
+    const int b = neox ? half : 1;
+    const float x0 = v[0], x1 = v[b];
     v[0] = x0 * co - x1 * si;
-    v[1] = x0 * si + x1 * co;
+    v[b] = x0 * si + x1 * co;
 }
 
 moa_status moa_cuda_rope(moa_cuda_ctx *c, float *x, int64_t n, int n_heads, int hd,
                          int rope_dim, float base, int64_t pos0, const int64_t *pos,
-                         int inverse) {
-    if (rope_dim <= 0 || rope_dim % 2 || rope_dim > hd || !(base > 1.0f))
+                         int inverse, int neox) {
+    if (rope_dim <= 0 || rope_dim % 2 || rope_dim > hd || !(base > 1.0f) || (neox != 0 && neox != 1))
         return moa_err(MOA_ERR_INVALID_ARG, "moa_cuda_rope: rope_dim %d must be even, in (0, hd=%d], "
-                       "base %g > 1", rope_dim, hd, (double)base);
+                       "base %g > 1, neox %d 0 or 1", rope_dim, hd, (double)base, neox);
     if (n <= 0 || n_heads <= 0) return MOA_OK;
     const int64_t total = n * n_heads * (int64_t)(rope_dim / 2);
     MOA_CU_LAUNCH(k_rope, moa_cu_blocks(total, 256), 256, 0, c->stream,
         x, n, n_heads, hd, rope_dim / 2, log((double)base), rope_dim, pos0, pos,
-        inverse ? -1.0f : 1.0f);
+        inverse ? -1.0f : 1.0f, neox);
     CU_LAUNCHED("moa_cuda_rope");
     return MOA_OK;
 }

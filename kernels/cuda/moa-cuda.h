@@ -16,7 +16,7 @@
  *   profiler attention      kernels/cpu/attn-train.h   (moa_attn_train_shape, moa_influence_acc)
  *   runtime attention       runtime/include/moa/runtime.h, runtime/cache.c (flat segments)
  *   dequantisation          kernels/cpu/quant.h (ggml block layouts)
- *   RMSNorm / RoPE / SwiGLU model/forward.c, kernels/cpu/rope.h (adjacent pairs)
+ *   RMSNorm / RoPE / SwiGLU model/forward.c, kernels/cpu/rope.h (adjacent pairs or halves)
  * No GPU was available where this was written: every op has a test comparing it with its
  * CPU reference (tests/gpu, ctest -L gpu) to run on a machine that has one; the same test
  * passes on a CPU emulator of the execution model (tests/gpu/emu, docs/gpu.md).
@@ -122,13 +122,15 @@ moa_status moa_cuda_gemm_nt_batched(moa_cuda_ctx *ctx, moa_cuda_dtype dtype, int
 moa_status moa_cuda_rmsnorm(moa_cuda_ctx *ctx, const float *x, const float *w, float *y,
                             int64_t n, int64_t d, float eps);
 
-/* RoPE in place on x [n][n_heads*hd]: pairs (x[2i], x[2i+1]) of each head, i < rope_dim/2,
- * rotated by theta_i = p * base^(-2i/rope_dim) with p = pos[t] (device int64 [n]) or
- * pos0 + t when pos is NULL; inverse = 1 rotates by -theta (backward). cos/sin are taken
- * in double and rounded to float, as the CPU tables are. */
+/* RoPE in place on x [n][n_heads*hd]: pair i < rope_dim/2 of each head rotated by
+ * theta_i = p * base^(-2i/rope_dim) with p = pos[t] (device int64 [n]) or pos0 + t when pos
+ * is NULL; the pair is (x[2i], x[2i+1]) with neox = 0 (GGUF llama) and (x[i],
+ * x[i + rope_dim/2]) with neox = 1 (qwen2), as moa_rope_table_init's flag. inverse = 1
+ * rotates by -theta (backward). cos/sin are taken in double and rounded to float, as the
+ * CPU tables are. */
 moa_status moa_cuda_rope(moa_cuda_ctx *ctx, float *x, int64_t n, int n_heads, int hd,
                          int rope_dim, float base, int64_t pos0, const int64_t *pos,
-                         int inverse);
+                         int inverse, int neox);
 
 /* g[i] = silu(g[i]) * u[i] = g / (1 + exp(-g)) * u, i < n. */
 moa_status moa_cuda_swiglu(moa_cuda_ctx *ctx, float *g, const float *u, int64_t n);
@@ -194,10 +196,15 @@ typedef struct {
     /* positions, as moa_cache_params: pos_mode 0 (absolute) with rope_dim 0 takes q, k
      * already rotated; absolute with rope_dim > 0 rotates them at their positions and caches
      * rotated keys; pos_mode 1 (streaming, rope_dim > 0) caches raw keys and rotates by cache
-     * position at attention time (StreamingLLM). Adjacent pairs, base^(-2i/rope_dim). */
+     * position at attention time (StreamingLLM). Pair i rotated by pos base^(-2i/rope_dim). */
     int pos_mode;
     int rope_dim;
     float rope_base;
+    /* appended: which dims RoPE pairs, values as moa_cache_params.rope_pairing
+     * (moa_rope_pairing): 0 (MOA_ROPE_NORMAL, the default of a zeroed layout) adjacent pairs
+     * (x[2i], x[2i+1]); 2 (MOA_ROPE_NEOX) halves (x[i], x[i + rope_dim/2]). Used by both
+     * position modes (absolute: the call's rotation; streaming: inside the kernels). */
+    int rope_pairing;
 } moa_cuda_cache_layout;
 
 moa_status moa_cuda_cache_create(moa_cuda_ctx *ctx, const moa_cuda_cache_layout *L,
