@@ -82,11 +82,13 @@ moa_status moa_cuda_dequant(moa_cuda_ctx *ctx, moa_ggml_type t, const void *src,
 moa_status moa_cuda_embed(moa_cuda_ctx *ctx, moa_ggml_type t, const void *table, int64_t d,
                           const int32_t *tokens, int64_t n, float *out);
 
-/* A weight W [n_out][n_in] resident on the device, dequantised once at upload. */
+/* A weight W [n_out][n_in] resident on the device, dequantised once at upload, with an
+ * optional bias (qwen2's q/k/v projections) that moa_cuda_matmul adds. */
 typedef struct {
     moa_cuda_dtype dtype;   /* MOA_CUDA_F16, MOA_CUDA_BF16 (engine) or MOA_CUDA_F32 (profiler) */
     int64_t n_out, n_in;
     void *data;             /* device [n_out][n_in] of dtype */
+    float *bias;            /* device f32 [n_out] (moa_cuda_weight_set_bias), or NULL */
 } moa_cuda_weight;
 
 /* Upload a ggml weight (host bytes, n_out rows of n_in values of type t) and dequantise it
@@ -94,19 +96,24 @@ typedef struct {
 moa_status moa_cuda_weight_upload(moa_cuda_ctx *ctx, moa_ggml_type t, const void *host_data,
                                   int64_t n_out, int64_t n_in, moa_cuda_dtype dtype,
                                   moa_cuda_weight *out);
-void moa_cuda_weight_free(moa_cuda_ctx *ctx, moa_cuda_weight *w);   /* accepts NULL */
+void moa_cuda_weight_free(moa_cuda_ctx *ctx, moa_cuda_weight *w);   /* accepts NULL; frees the bias too */
+/* Give an uploaded weight the bias host_bias [n_out] (host f32, copied; kept in f32 whatever
+ * the weight's dtype), replacing any previous one; NULL removes it. Synchronises. */
+moa_status moa_cuda_weight_set_bias(moa_cuda_ctx *ctx, moa_cuda_weight *w, const float *host_bias);
 
 /* dst[i] = round(x[i]) to dtype (f16/bf16 round to nearest even; f32 copies). */
 moa_status moa_cuda_convert(moa_cuda_ctx *ctx, const float *x, int64_t n, void *dst,
                             moa_cuda_dtype dtype);
 
-/* y[t][o] = sum_i W[o][i] x[t][i]  (projection / LM head; cublasGemmEx, f32 accumulate).
+/* y[t][o] = sum_i W[o][i] x[t][i] (+ bias[o] when W has one, added in f32 after the GEMM)
+ * (projection / LM head; cublasGemmEx, f32 accumulate).
  * x: device [n][n_in] of W's dtype (moa_cuda_convert), y: device f32 [n][n_out], ld n_out. */
 moa_status moa_cuda_matmul(moa_cuda_ctx *ctx, const moa_cuda_weight *W, const void *x,
                            int64_t n, float *y);
 
 /* The backward of moa_cuda_matmul for activations: dx[t][i] = sum_o dy[t][o] W[o][i]
- * + beta dx[t][i]. dy: device [n][n_out] of W's dtype, dx: device f32 [n][n_in]. */
+ * + beta dx[t][i] (a bias does not enter it). dy: device [n][n_out] of W's dtype, dx: device
+ * f32 [n][n_in]. */
 moa_status moa_cuda_matmul_bwd(moa_cuda_ctx *ctx, const moa_cuda_weight *W, const void *dy,
                                int64_t n, float *dx, float beta);
 

@@ -171,7 +171,7 @@ TEST(embedding_rows) {
 }
 
 /* y = x W^T with W uploaded (Q8_0 / Q4_1 -> f16 / bf16) vs double products of the same
- * rounded values. */
+ * rounded values, without and with a bias. */
 TEST(weight_upload_and_matmul) {
     const int64_t n_out = 67, n_in = 96, n = 5;
     const moa_ggml_type types[2] = {MOA_GGML_Q8_0, MOA_GGML_Q4_1};
@@ -204,6 +204,22 @@ TEST(weight_upload_and_matmul) {
             CHECK_OK(moa_cuda_matmul(g_ctx, &w, dxh, n, dy));
             to_host(y, dy, sizeof y);
             CHECK(close_arr("matmul", y, yref, (size_t)(n * n_out), 1e-4, 1e-5));
+            /* with a bias (f32, added after the GEMM: qwen2's q/k/v); then removed again */
+            float bias[67], yb[5 * 67];
+            fill(bias, 67, 2.0f);
+            for (int64_t t = 0; t < n; t++)
+                for (int64_t o = 0; o < n_out; o++) yb[t * n_out + o] = yref[t * n_out + o] + bias[o];
+            CHECK_OK(moa_cuda_weight_set_bias(g_ctx, &w, bias));
+            CHECK_OK(moa_cuda_matmul(g_ctx, &w, dxh, n, dy));
+            to_host(y, dy, sizeof y);
+            CHECK(close_arr("matmul + bias", y, yb, (size_t)(n * n_out), 1e-4, 1e-5));
+            CHECK(rel_err(y, yref, (size_t)(n * n_out)) > 1e-2);   /* control: the bias shows */
+            CHECK_OK(moa_cuda_weight_set_bias(g_ctx, &w, NULL));
+            CHECK(w.bias == NULL);
+            CHECK_OK(moa_cuda_matmul(g_ctx, &w, dxh, n, dy));
+            to_host(y, dy, sizeof y);
+            CHECK(close_arr("matmul, bias removed", y, yref, (size_t)(n * n_out), 1e-4, 1e-5));
+            CHECK_OK(moa_cuda_weight_set_bias(g_ctx, &w, bias));   /* freed by moa_cuda_weight_free */
             /* batched NT products: C_b = A_b B_b^T with A = x rows, B = W rows (2 batches) */
             float C[2 * 2 * 3], Cref[2 * 2 * 3];
             for (int b = 0; b < 2; b++)
