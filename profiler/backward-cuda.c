@@ -1,7 +1,9 @@
 /* backward-cuda.c - the profiler's sample on a CUDA device: backward.c's forward with saved
  * layer inputs, response loss and activation-only backward, step for step, over the ops of
- * kernels/cuda (moa-cuda.h): RMSNorm and its backward, cuBLAS projections forward (x W^T)
- * and backward (dy W), RoPE and its inverse, the attention forward with LSE and the fused
+ * kernels/cuda (moa-cuda.h): RMSNorm and its backward, cuBLAS projections forward (x W^T,
+ * + the q/k/v biases where the architecture has them: moa_cuda_matmul adds the device copy's
+ * bias; they do not enter the activation backward) and backward (dy W), RoPE in the model's
+ * pairing and its inverse, the attention forward with LSE and the fused
  * influence backward (histograms accumulated on the device in double), SwiGLU and its
  * backward, cross-entropy with its gradient over the response rows.
  *
