@@ -1,12 +1,15 @@
-/* forward-cuda.c - the Llama forward pass on a CUDA device, the twin of forward.c's
- * eval_rows over the building blocks of kernels/cuda (moa-cuda.h): embedding rows,
- * RMSNorm, cuBLAS projections on weights dequantised once to f16/bf16 (activations rounded
- * to the same type, f32 accumulation), the device runtime cache (RoPE, sinks, rings, dense
- * and linear units, batched decode), SwiGLU, residual adds, final norm and LM head.
+/* forward-cuda.c - the forward pass of the Llama-family architectures (arch.h) on a CUDA
+ * device, the twin of forward.c's eval_rows over the building blocks of kernels/cuda
+ * (moa-cuda.h): embedding rows, RMSNorm, cuBLAS projections on weights dequantised once to
+ * f16/bf16 (activations rounded to the same type, f32 accumulation, + the q/k/v biases in
+ * f32 where the architecture has them), the device runtime cache (RoPE in the model's
+ * pairing, sinks, rings, dense and linear units, batched decode), SwiGLU, residual adds,
+ * final norm and LM head.
  *
  * Memory (all device unless noted). Shared by the model's contexts on the device
  * (weights-cuda.c, uploaded by the first one, freed with the model):
- *   weights   7 per layer + LM head, [n_out][n_in] of f16/bf16 (moa_cuda_weight_upload)
+ *   weights   7 per layer + LM head, [n_out][n_in] of f16/bf16 (moa_cuda_weight_upload),
+ *             q/k/v biases f32 [n_out] where the model has them
  *   embd      the token table's raw ggml rows [n_vocab] (types the device dequantises;
  *             others: rows dequantised on the host into xh and uploaded per call)
  *   norms     f32 [2 n_layer + 1][n_embd]: attn_norm l at 2l, ffn_norm l at 2l+1, output
@@ -101,7 +104,8 @@ moa_status moa_engine_cuda_create(const moa_model *m, const moa_cache_layout *L,
         moa_cuda_cache_layout G = {.n_layer = L->n_layer, .n_head = L->n_head, .n_head_kv = L->n_head_kv,
                                    .head_dim = L->head_dim, .units = cu, .scale = cp->scale,
                                    .q_window = L->q_window, .pos_mode = (int)cp->pos_mode,
-                                   .rope_dim = cp->rope_dim, .rope_base = cp->rope_base};
+                                   .rope_dim = cp->rope_dim, .rope_base = cp->rope_base,
+                                   .rope_pairing = (int)cp->rope_pairing};
         st = moa_cuda_cache_create(e->cx, &G, n_ctx, n_seq, &e->cache);
     }
     free(cu);

@@ -135,11 +135,6 @@ moa_status moa_ctx_create(const moa_model *m, const moa_ctx_params *pp, moa_ctx 
     }
     c->device = c->p.device != MOA_DEVICE_AUTO ? c->p.device
               : moa_ctx_cuda_available() ? MOA_DEVICE_CUDA : MOA_DEVICE_CPU;
-    if (c->device == MOA_DEVICE_CUDA && (hp->rope_pairing != MOA_ROPE_NORMAL || m->layers[0].wq.bias)) {
-        moa_ctx_free(c);
-        return moa_err(MOA_ERR_UNSUPPORTED, "moa_ctx_create: the CUDA engine does not run the %s "
-                       "architecture yet (NEOX RoPE, q/k/v biases); use the CPU device", hp->arch);
-    }
     if (c->device == MOA_DEVICE_CUDA) {
 #ifdef MOA_ENGINE_CUDA
         st = create_on_device(c, &cp);

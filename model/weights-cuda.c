@@ -1,7 +1,8 @@
 /* weights-cuda.c - the model's weights on a CUDA device, one copy per (device, type) shared
  * by the engine contexts and profilers of the model (weights-cuda.h).
  *
- * Memory per copy (device): 7 matrices per layer + LM head [n_out][n_in] of dt; norms f32
+ * Memory per copy (device): 7 matrices per layer + LM head [n_out][n_in] of dt, with their
+ * biases where the model has them (f32 [n_out]: qwen2's q, k, v); norms f32
  * [2 n_layer + 1][n_embd]; the token table's raw ggml rows (types the device dequantises). */
 #include "weights-cuda.h"
 #include "moa-common.h"
@@ -88,6 +89,11 @@ static moa_status copy_create(const moa_model *m, moa_cuda_ctx *cx, int device, 
         for (int i = 0; i < MOA_MODEL_CUDA_LW && st == MOA_OK; i++) {
             st = upload_weight(cx, ws[i], dt, &c->w[l * MOA_MODEL_CUDA_LW + i]);
             c->bytes += (size_t)(ws[i]->n_out * ws[i]->n_in) * es;
+            /* the projection's bias (qwen2 q/k/v), f32: moa_cuda_matmul adds it */
+            if (st == MOA_OK && ws[i]->bias) {
+                st = moa_cuda_weight_set_bias(cx, &c->w[l * MOA_MODEL_CUDA_LW + i], ws[i]->bias);
+                c->bytes += sizeof(float) * (size_t)ws[i]->n_out;
+            }
         }
     }
     if (st == MOA_OK) st = upload_weight(cx, &m->output, dt, &c->out);

@@ -17,7 +17,8 @@ enum { MOA_MODEL_CUDA_LW = 7 };   /* weights per layer: q k v o gate up down */
 typedef struct moa_model_cuda {
     int device;                 /* CUDA ordinal */
     moa_cuda_dtype dt;          /* of the weight matrices: F16, BF16 or F32 */
-    moa_cuda_weight *w;         /* [n_layer][MOA_MODEL_CUDA_LW] */
+    moa_cuda_weight *w;         /* [n_layer][MOA_MODEL_CUDA_LW], with the model's biases
+                                   (f32, added by moa_cuda_matmul) */
     moa_cuda_weight out;        /* LM head [n_vocab][n_embd] (tied: the token table again) */
     float *norms;               /* f32 [2 n_layer + 1][n_embd]: attn_norm l at 2l, ffn_norm
                                    l at 2l + 1, output_norm last */

@@ -1,7 +1,9 @@
 /* backward-cuda.c - the profiler's sample on a CUDA device: backward.c's forward with saved
  * layer inputs, response loss and activation-only backward, step for step, over the ops of
- * kernels/cuda (moa-cuda.h): RMSNorm and its backward, cuBLAS projections forward (x W^T)
- * and backward (dy W), RoPE and its inverse, the attention forward with LSE and the fused
+ * kernels/cuda (moa-cuda.h): RMSNorm and its backward, cuBLAS projections forward (x W^T,
+ * + the q/k/v biases where the architecture has them: moa_cuda_matmul adds the device copy's
+ * bias; they do not enter the activation backward) and backward (dy W), RoPE in the model's
+ * pairing and its inverse, the attention forward with LSE and the fused
  * influence backward (histograms accumulated on the device in double), SwiGLU and its
  * backward, cross-entropy with its gradient over the response rows.
  *
@@ -151,7 +153,8 @@ static moa_status mm_bwd(moa_profiler_cuda *c, const moa_cuda_weight *W, const f
 static moa_status rope(moa_profiler_cuda *c, float *x, int64_t n, int heads, int inverse) {
     const moa_llama_hparams *hp = &c->m->hp;
     if (hp->rope_dim <= 0) return MOA_OK;
-    return moa_cuda_rope(c->cx, x, n, heads, hp->head_dim, hp->rope_dim, hp->rope_base, 0, NULL, inverse);
+    return moa_cuda_rope(c->cx, x, n, heads, hp->head_dim, hp->rope_dim, hp->rope_base, 0, NULL, inverse,
+                         hp->rope_pairing == MOA_ROPE_NEOX);
 }
 
 /* backward.c's layer_fwd: leaves h1, q, k (rotated), v, o, lse, xm, h2, g, u in the scratch;

@@ -172,11 +172,6 @@ moa_status moa_profiler_create(const moa_model *m, int64_t n_max, const moa_prof
     p->p = pr;
     p->n_max = n_max;
     p->device = dev;
-    if (dev == MOA_DEVICE_CUDA && (hp->rope_pairing != MOA_ROPE_NORMAL || m->layers[0].wq.bias)) {
-        free(p);
-        return moa_err(MOA_ERR_UNSUPPORTED, "profiler: the CUDA profiler does not run the %s "
-                       "architecture yet (NEOX RoPE, q/k/v biases); use the CPU device", hp->arch);
-    }
     if (dev == MOA_DEVICE_CUDA) {
 #ifdef MOA_PROFILER_CUDA
         moa_status st = moa_profiler_cuda_create(m, n_max, &p->p, &p->dev);

@@ -60,9 +60,8 @@ __global__ void __launch_bounds__(128) k_band_fwd(moa_cu_band_params p) {
             v = va = qrow[d];
             if (strm && d < p.rope_dim) {              /* q at i (window keys), min(i, C) (sinks) */
                 const int64_t i = i0 + r, ia = i < Cpos ? i : Cpos;
-                const double f = p.inv_freq[d / 2];
-                v = moa_cu_rope_elem(qrow[d & ~1], qrow[d | 1], d & 1, (double)i * f);
-                va = moa_cu_rope_elem(qrow[d & ~1], qrow[d | 1], d & 1, (double)ia * f);
+                v = moa_cu_rope_at(qrow, d, p.rope_dim, p.neox, (double)i, p.inv_freq);
+                va = moa_cu_rope_at(qrow, d, p.rope_dim, p.neox, (double)ia, p.inv_freq);
             }
         }
         Qs[x] = v;
@@ -102,8 +101,7 @@ __global__ void __launch_bounds__(128) k_band_fwd(moa_cu_band_params p) {
                 kv = kr[d];
                 vv = vr[d];
                 if (strm && d < p.rope_dim && kpos[j] >= 0)   /* key at its own position */
-                    kv = moa_cu_rope_elem(kr[d & ~1], kr[d | 1], d & 1,
-                                          (double)kpos[j] * p.inv_freq[d / 2]);
+                    kv = moa_cu_rope_at(kr, d, p.rope_dim, p.neox, (double)kpos[j], p.inv_freq);
             }
             Ks[j * (hd + 1) + d] = kv;
             Vs[j * hd + d] = vv;
@@ -177,6 +175,7 @@ struct moa_cuda_cache {
     int64_t *qwin_d;           /* device [n_layer][n_head] per-query-head windows, or NULL */
     int pos_mode, rope_dim;    /* 0 absolute / 1 streaming; rotated dims (0: caller rotates) */
     float rope_base;
+    int neox;                  /* pairing: 0 adjacent pairs, 1 halves (layout rope_pairing 2) */
     double *inv_freq_d;        /* device [rope_dim/2]: base^(-2i/rope_dim) */
     float *rot;                /* device scratch: rotated q, k of a call (absolute mode) */
     size_t rot_cap;            /* floats */
@@ -234,11 +233,15 @@ moa_status moa_cuda_cache_create(moa_cuda_ctx *x, const moa_cuda_cache_layout *L
         return moa_err(MOA_ERR_INVALID_ARG, "%s: pos_mode=%d rope_dim=%d rope_base=%g (need mode 0 or "
                        "1, rope_dim even in [0, head_dim], > 0 in streaming mode, base > 1)", fn,
                        L->pos_mode, L->rope_dim, (double)L->rope_base);
+    if (L->rope_pairing != 0 && L->rope_pairing != 2)
+        return moa_err(MOA_ERR_INVALID_ARG, "%s: rope_pairing=%d (expected 0 normal or 2 NEOX, as "
+                       "moa_rope_pairing)", fn, L->rope_pairing);
     moa_cuda_cache *c = (moa_cuda_cache *)calloc(1, sizeof *c);
     if (!c) return moa_err(MOA_ERR_NOMEM, "%s: out of memory", fn);
     c->pos_mode = L->pos_mode;
     c->rope_dim = L->rope_dim;
     c->rope_base = L->rope_base;
+    c->neox = L->rope_pairing == 2;
     c->ctx = x;
     c->n_layer = L->n_layer; c->n_head = L->n_head; c->n_kv = L->n_head_kv; c->hd = L->head_dim;
     c->group = L->n_head / L->n_head_kv; c->n_seq = n_seq; c->n_ctx = n_ctx;
@@ -535,7 +538,7 @@ __global__ void __launch_bounds__(128) k_decode(
     const moa_cu_unit *units, const float *Kc, const float *Vc, int64_t slots_per_seq,
     const int *row_seq, const int64_t *row_pos, const int64_t *qwin, int hd, int G, int n_head,
     const float *q, float *o, float *part, int parts, float scale, int rope_dim,
-    const double *inv_freq) {
+    const double *inv_freq, int neox) {
     __shared__ float red_o[4][MOA_CU_HD_MAX];
     __shared__ float red_m[4], red_l[4];
     const int h = blockIdx.x, i = blockIdx.y, pi = blockIdx.z, u = h / G;
@@ -548,22 +551,28 @@ __global__ void __launch_bounds__(128) k_decode(
     const int64_t base = ((int64_t)row_seq[i] * slots_per_seq + U.off) * hd;
     const float *K = Kc + base, *V = Vc + base;
     const int nc = (hd + 31) / 32;
-    /* streaming (rope_dim > 0): the pair partner of dim d = lane + 32c is lane ^ 1's */
+    /* streaming (rope_dim > 0): the pair partner of dim d = lane + 32c is lane ^ 1's in the
+     * normal pairing (one shuffle); in the NEOX pairing it is d -/+ rope_dim/2, another lane
+     * and register, read again from the row in global memory (same lines: L1 hits) */
     const int strm = rope_dim > 0;
     const int64_t Cpos = U.sink + U.ring - 1, pa = p0 < Cpos ? p0 : Cpos;
+    const float *qrow = q + (int64_t)i * n_head * hd + (int64_t)h * hd;
     float qv[NC_MAX], qa[NC_MAX], acc[NC_MAX];
 #pragma unroll
     for (int c = 0; c < NC_MAX; c++) {
         const int d = lane + 32 * c;
-        const float raw = c < nc && d < hd ? q[(int64_t)i * n_head * hd + (int64_t)h * hd + d] : 0.0f;
+        const float raw = c < nc && d < hd ? qrow[d] : 0.0f;
         qv[c] = qa[c] = raw;
-        if (strm) {                                  /* q at p0 (window keys), min(p0, C) (sinks) */
+        if (strm && !neox) {                         /* q at p0 (window keys), min(p0, C) (sinks) */
             const float other = __shfl_xor_sync(0xffffffffu, raw, 1);
             if (d < rope_dim) {
                 const float x0 = d & 1 ? other : raw, x1 = d & 1 ? raw : other;
                 qv[c] = moa_cu_rope_elem(x0, x1, d & 1, (double)p0 * inv_freq[d / 2]);
                 qa[c] = moa_cu_rope_elem(x0, x1, d & 1, (double)pa * inv_freq[d / 2]);
             }
+        } else if (strm && d < rope_dim) {
+            qv[c] = moa_cu_rope_at(qrow, d, rope_dim, 1, (double)p0, inv_freq);
+            qa[c] = moa_cu_rope_at(qrow, d, rope_dim, 1, (double)pa, inv_freq);
         }
         acc[c] = 0.0f;
     }
@@ -581,11 +590,13 @@ __global__ void __launch_bounds__(128) k_decode(
             for (int c = 0; c < NC_MAX; c++) {
                 const int d = lane + 32 * c;
                 float kv = c < nc && d < hd ? kr[d] : 0.0f;
-                if (strm) {                          /* the key at its own position */
+                if (strm && !neox) {                 /* the key at its own position */
                     const float other = __shfl_xor_sync(0xffffffffu, kv, 1);
                     if (d < rope_dim)
                         kv = moa_cu_rope_elem(d & 1 ? other : kv, d & 1 ? kv : other, d & 1,
                                               (double)pos * inv_freq[d / 2]);
+                } else if (strm && d < rope_dim) {
+                    kv = moa_cu_rope_at(kr, d, rope_dim, 1, (double)pos, inv_freq);
                 }
                 part_dot += (sink_key ? qa[c] : qv[c]) * kv;
             }
@@ -685,8 +696,8 @@ static moa_status rotate_call(moa_cuda_cache *c, const float *q, const float *k,
     }
     CU_TRY(cudaMemcpyAsync(c->rot, q, nq * sizeof(float), cudaMemcpyDeviceToDevice, x->stream), "rope copy");
     CU_TRY(cudaMemcpyAsync(c->rot + nq, k, nk * sizeof(float), cudaMemcpyDeviceToDevice, x->stream), "rope copy");
-    MOA_TRY(moa_cuda_rope(x, c->rot, n, c->n_head, c->hd, c->rope_dim, c->rope_base, pos0, pos, 0));
-    MOA_TRY(moa_cuda_rope(x, c->rot + nq, n, c->n_kv, c->hd, c->rope_dim, c->rope_base, pos0, pos, 0));
+    MOA_TRY(moa_cuda_rope(x, c->rot, n, c->n_head, c->hd, c->rope_dim, c->rope_base, pos0, pos, 0, c->neox));
+    MOA_TRY(moa_cuda_rope(x, c->rot + nq, n, c->n_kv, c->hd, c->rope_dim, c->rope_base, pos0, pos, 0, c->neox));
     *qr = c->rot;
     *kr = c->rot + nq;
     return MOA_OK;
@@ -724,6 +735,7 @@ moa_status moa_cuda_attn_prefill(moa_cuda_cache *c, int seq, int layer, const fl
         p.k = kr; p.v = v; p.ldk = ldk; p.kpos0 = p0; p.n_k = n;
         p.rope_dim = c->pos_mode == 1 ? c->rope_dim : 0;
         p.inv_freq = c->inv_freq_d;
+        p.neox = c->neox;
         p.units = units;
         p.qwin = c->qwin_d ? c->qwin_d + (size_t)layer * c->n_head : NULL;
         p.kc = c->k + (size_t)seq * c->slots_per_seq * hd;
@@ -806,7 +818,7 @@ moa_status moa_cuda_attn_decode(moa_cuda_cache *c, int layer, const int *seqs, i
         MOA_CU_LAUNCH(k_decode, dim3((unsigned)c->n_head, (unsigned)n, (unsigned)parts), 128, 0, x->stream,
             units, c->k, c->v, c->slots_per_seq, c->row_seq_d, c->row_pos_d,
             c->qwin_d ? c->qwin_d + (size_t)layer * c->n_head : NULL, hd, G, c->n_head, qr,
-            out, c->part, parts, c->scale, strm ? c->rope_dim : 0, c->inv_freq_d);
+            out, c->part, parts, c->scale, strm ? c->rope_dim : 0, c->inv_freq_d, c->neox);
         CU_LAUNCHED(fn);
         if (parts > 1) {
             MOA_CU_LAUNCH(k_decode_merge, dim3((unsigned)c->n_head, (unsigned)n), 128, 0, x->stream,

@@ -205,7 +205,7 @@ static moa_status bk_rmsnorm(void *c, const float *x, const float *w, float *y, 
 }
 static moa_status bk_rope(void *c, float *x, int64_t n, int nh, int hd, int rd, float base,
                           int64_t pos0) {
-    return moa_cuda_rope((moa_cuda_ctx *)c, x, n, nh, hd, rd, base, pos0, NULL, 0);
+    return moa_cuda_rope((moa_cuda_ctx *)c, x, n, nh, hd, rd, base, pos0, NULL, 0, 0);
 }
 static moa_status bk_swiglu(void *c, float *g, const float *u, int64_t n) {
     return moa_cuda_swiglu((moa_cuda_ctx *)c, g, u, n);

@@ -1,6 +1,7 @@
 /* engine.cu - GPU engine building blocks: dequantisation of ggml blocks to f16/bf16/f32
  * (weights once at upload, embedding rows per call), projections and LM head through
- * cuBLAS (f16/bf16 inputs, f32 accumulation), RMSNorm, RoPE (adjacent pairs), SwiGLU.
+ * cuBLAS (f16/bf16 inputs, f32 accumulation, + an f32 bias), RMSNorm, RoPE (adjacent pairs
+ * or halves), SwiGLU.
  * CPU references: kernels/cpu/quant.c, model/forward.c, kernels/cpu/rope.c. */
 #include "moa-cuda-impl.cuh"
 
@@ -114,7 +115,26 @@ moa_status moa_cuda_weight_upload(moa_cuda_ctx *c, moa_ggml_type t, const void *
 void moa_cuda_weight_free(moa_cuda_ctx *c, moa_cuda_weight *w) {
     if (!w) return;
     moa_cuda_free(c, w->data);
+    moa_cuda_free(c, w->bias);
     w->data = NULL;
+    w->bias = NULL;
+}
+
+moa_status moa_cuda_weight_set_bias(moa_cuda_ctx *c, moa_cuda_weight *w, const float *host_bias) {
+    static const char fn[] = "moa_cuda_weight_set_bias";
+    if (!w || !w->data) return moa_err(MOA_ERR_INVALID_ARG, "%s: no weight", fn);
+    moa_cuda_free(c, w->bias);
+    w->bias = NULL;
+    if (!host_bias) return MOA_OK;
+    const size_t b = sizeof(float) * (size_t)w->n_out;
+    MOA_TRY(moa_cuda_alloc(c, b, (void **)&w->bias));
+    moa_status st = moa_cuda_upload(c, w->bias, host_bias, b);
+    if (st == MOA_OK) st = moa_cuda_sync(c);   /* the caller may free host_bias on return */
+    if (st != MOA_OK) {
+        moa_cuda_free(c, w->bias);
+        w->bias = NULL;
+    }
+    return st;
 }
 
 __global__ void k_convert(const float *x, int64_t n, void *dst, moa_cuda_dtype dt) {
@@ -136,6 +156,12 @@ static cudaDataType_t cu_type(moa_cuda_dtype dt) {
     return dt == MOA_CUDA_F16 ? CUDA_R_16F : dt == MOA_CUDA_BF16 ? CUDA_R_16BF : CUDA_R_32F;
 }
 
+/* y[t][o] += b[o] over n rows of n_out (the projection's bias, after the GEMM). */
+__global__ void k_add_bias(float *y, const float *b, int64_t n_out, int64_t total) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < total) y[i] += b[i % n_out];
+}
+
 moa_status moa_cuda_matmul(moa_cuda_ctx *c, const moa_cuda_weight *W, const void *x, int64_t n,
                            float *y) {
     if (!W || !W->data) return moa_err(MOA_ERR_INVALID_ARG, "moa_cuda_matmul: no weight");
@@ -151,6 +177,11 @@ moa_status moa_cuda_matmul(moa_cuda_ctx *c, const moa_cuda_weight *W, const void
                             &alpha, W->data, ty, (int)W->n_in, x, ty, (int)W->n_in, &beta, y,
                             CUDA_R_32F, (int)W->n_out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                "moa_cuda_matmul: cublasGemmEx");
+    if (W->bias) {
+        const int64_t total = n * W->n_out;
+        MOA_CU_LAUNCH(k_add_bias, moa_cu_blocks(total, 256), 256, 0, c->stream, y, W->bias, W->n_out, total);
+        CU_LAUNCHED("moa_cuda_matmul: bias");
+    }
     return MOA_OK;
 }
 
@@ -222,9 +253,10 @@ moa_status moa_cuda_rmsnorm(moa_cuda_ctx *c, const float *x, const float *w, flo
 /* ---- RoPE ------------------------------------------------------------------------------- */
 
 /* One thread per (row, head, pair i): (x0, x1) -> (x0 c - x1 s, x0 s + x1 c),
- * theta = p base^(-2i/rope_dim) in double, c and s rounded to float (the CPU tables). */
+ * theta = p base^(-2i/rope_dim) in double, c and s rounded to float (the CPU tables);
+ * the pair is (x[2i], x[2i+1]) (normal) or (x[i], x[i + half]) (neox). */
 __global__ void k_rope(float *x, int64_t n, int n_heads, int hd, int half, double log_base,
-                       int rope_dim, int64_t pos0, const int64_t *pos, float sgn) {
+                       int rope_dim, int64_t pos0, const int64_t *pos, float sgn, int neox) {
     const int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     const int64_t per_row = (int64_t)n_heads * half;
     if (idx >= n * per_row) return;
@@ -234,23 +266,24 @@ __global__ void k_rope(float *x, int64_t n, int n_heads, int hd, int half, doubl
     const double inv = exp(-2.0 * i / (double)rope_dim * log_base);
     const double ang = (double)p * inv;
     const float co = (float)cos(ang), si = sgn * (float)sin(ang);
-    float *v = x + (t * n_heads + h) * (int64_t)hd + 2 * i;
-    const float x0 = v[0], x1 = v[1];
+    float *v = x + (t * n_heads + h) * (int64_t)hd + (neox ? i : 2 * i);
+    const int b = neox ? half : 1;
+    const float x0 = v[0], x1 = v[b];
     v[0] = x0 * co - x1 * si;
-    v[1] = x0 * si + x1 * co;
+    v[b] = x0 * si + x1 * co;
 }
 
 moa_status moa_cuda_rope(moa_cuda_ctx *c, float *x, int64_t n, int n_heads, int hd,
                          int rope_dim, float base, int64_t pos0, const int64_t *pos,
-                         int inverse) {
-    if (rope_dim <= 0 || rope_dim % 2 || rope_dim > hd || !(base > 1.0f))
+                         int inverse, int neox) {
+    if (rope_dim <= 0 || rope_dim % 2 || rope_dim > hd || !(base > 1.0f) || (neox != 0 && neox != 1))
         return moa_err(MOA_ERR_INVALID_ARG, "moa_cuda_rope: rope_dim %d must be even, in (0, hd=%d], "
-                       "base %g > 1", rope_dim, hd, (double)base);
+                       "base %g > 1, neox %d 0 or 1", rope_dim, hd, (double)base, neox);
     if (n <= 0 || n_heads <= 0) return MOA_OK;
     const int64_t total = n * n_heads * (int64_t)(rope_dim / 2);
     MOA_CU_LAUNCH(k_rope, moa_cu_blocks(total, 256), 256, 0, c->stream,
         x, n, n_heads, hd, rope_dim / 2, log((double)base), rope_dim, pos0, pos,
-        inverse ? -1.0f : 1.0f);
+        inverse ? -1.0f : 1.0f, neox);
     CU_LAUNCHED("moa_cuda_rope");
     return MOA_OK;
 }

@@ -208,13 +208,37 @@ MOA_HD float moa_cu_q8_0_value(const uint8_t *blk, int j) {
     return MOA_CU_MUL((float)(int8_t)blk[2 + j], d);
 }
 
-/* ---- RoPE (GGUF "normal" llama pairing, kernels/cpu/rope.h) ----------------------------- */
-/* Element d of a head vector rotated by theta_i = pos * inv_freq_i, i = d / 2, given its pair
- * (x0, x1) = (x[2i], x[2i+1]):  y[2i] = x0 c - x1 s,  y[2i+1] = x0 s + x1 c, with
- * c, s = cos, sin(theta) taken in double and rounded to float (as the CPU tables are). */
+/* ---- RoPE (kernels/cpu/rope.h) ------------------------------------------------------------ */
+/* Element d of a head vector rotated by theta_i = pos * inv_freq_i, given its pair (x0, x1):
+ * y[first] = x0 c - x1 s,  y[second] = x0 s + x1 c (`odd`: d is the pair's second element),
+ * with c, s = cos, sin(theta) taken in double and rounded to float (as the CPU tables are). */
 MOA_HD float moa_cu_rope_elem(float x0, float x1, int odd, double theta) {
     const float c = (float)cos(theta), s = (float)sin(theta);
     return odd ? x0 * s + x1 * c : x0 * c - x1 * s;
+}
+/* The pair of dim d < rope_dim: returns its index i (theta_i = pos base^(-2i/rope_dim)), sets
+ * *partner to the other dim of the pair and *odd to 1 if d is the pair's second element.
+ *   normal pairing (neox 0): pair i = (x[2i], x[2i+1]):          i = d/2, partner d^1;
+ *   NEOX pairing (neox 1):   pair i = (x[i], x[i + rope_dim/2]): i = d mod rope_dim/2,
+ *                            partner d -/+ rope_dim/2. */
+MOA_HD int moa_cu_rope_pair(int d, int rope_dim, int neox, int *partner, int *odd) {
+    if (!neox) {
+        *partner = d ^ 1;
+        *odd = d & 1;
+        return d >> 1;
+    }
+    const int half = rope_dim >> 1;
+    *odd = d >= half;
+    *partner = *odd ? d - half : d + half;
+    return *odd ? d - half : d;
+}
+/* Element d (< rope_dim) of head vector x rotated at angle pos * inv_freq[i] (i the pair). */
+MOA_HD float moa_cu_rope_at(const float *x, int d, int rope_dim, int neox, double pos,
+                            const double *inv_freq) {
+    int pd, odd;
+    const int i = moa_cu_rope_pair(d, rope_dim, neox, &pd, &odd);
+    return odd ? moa_cu_rope_elem(x[pd], x[d], 1, pos * inv_freq[i])
+               : moa_cu_rope_elem(x[d], x[pd], 0, pos * inv_freq[i]);
 }
 
 /* ---- linear attention (Lightning Attention-2, inclusive convention) --------------------- */

@@ -102,9 +102,11 @@ typedef struct {
     float scale;
     /* streaming mode (rope_dim > 0): q and keys arrive un-rotated; keys are rotated at their
      * own positions, the query at i for window keys and at min(i, C) for sink keys,
-     * C = sink + ring - 1 (runtime/attn.c); inv_freq [rope_dim/2] */
+     * C = sink + ring - 1 (runtime/attn.c); inv_freq [rope_dim/2]; neox: the pairing
+     * (0 adjacent pairs, 1 halves: moa_cu_rope_pair) */
     int rope_dim;
     const double *inv_freq;
+    int neox;
 } moa_cu_band_params;
 
 /* Launch over n_head query heads x query tiles. */

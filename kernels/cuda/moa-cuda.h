@@ -16,7 +16,7 @@
  *   profiler attention      kernels/cpu/attn-train.h   (moa_attn_train_shape, moa_influence_acc)
  *   runtime attention       runtime/include/moa/runtime.h, runtime/cache.c (flat segments)
  *   dequantisation          kernels/cpu/quant.h (ggml block layouts)
- *   RMSNorm / RoPE / SwiGLU model/forward.c, kernels/cpu/rope.h (adjacent pairs)
+ *   RMSNorm / RoPE / SwiGLU model/forward.c, kernels/cpu/rope.h (adjacent pairs or halves)
  * No GPU was available where this was written: every op has a test comparing it with its
  * CPU reference (tests/gpu, ctest -L gpu) to run on a machine that has one; the same test
  * passes on a CPU emulator of the execution model (tests/gpu/emu, docs/gpu.md).
@@ -82,11 +82,13 @@ moa_status moa_cuda_dequant(moa_cuda_ctx *ctx, moa_ggml_type t, const void *src,
 moa_status moa_cuda_embed(moa_cuda_ctx *ctx, moa_ggml_type t, const void *table, int64_t d,
                           const int32_t *tokens, int64_t n, float *out);
 
-/* A weight W [n_out][n_in] resident on the device, dequantised once at upload. */
+/* A weight W [n_out][n_in] resident on the device, dequantised once at upload, with an
+ * optional bias (qwen2's q/k/v projections) that moa_cuda_matmul adds. */
 typedef struct {
     moa_cuda_dtype dtype;   /* MOA_CUDA_F16, MOA_CUDA_BF16 (engine) or MOA_CUDA_F32 (profiler) */
     int64_t n_out, n_in;
     void *data;             /* device [n_out][n_in] of dtype */
+    float *bias;            /* device f32 [n_out] (moa_cuda_weight_set_bias), or NULL */
 } moa_cuda_weight;
 
 /* Upload a ggml weight (host bytes, n_out rows of n_in values of type t) and dequantise it
@@ -94,19 +96,24 @@ typedef struct {
 moa_status moa_cuda_weight_upload(moa_cuda_ctx *ctx, moa_ggml_type t, const void *host_data,
                                   int64_t n_out, int64_t n_in, moa_cuda_dtype dtype,
                                   moa_cuda_weight *out);
-void moa_cuda_weight_free(moa_cuda_ctx *ctx, moa_cuda_weight *w);   /* accepts NULL */
+void moa_cuda_weight_free(moa_cuda_ctx *ctx, moa_cuda_weight *w);   /* accepts NULL; frees the bias too */
+/* Give an uploaded weight the bias host_bias [n_out] (host f32, copied; kept in f32 whatever
+ * the weight's dtype), replacing any previous one; NULL removes it. Synchronises. */
+moa_status moa_cuda_weight_set_bias(moa_cuda_ctx *ctx, moa_cuda_weight *w, const float *host_bias);
 
 /* dst[i] = round(x[i]) to dtype (f16/bf16 round to nearest even; f32 copies). */
 moa_status moa_cuda_convert(moa_cuda_ctx *ctx, const float *x, int64_t n, void *dst,
                             moa_cuda_dtype dtype);
 
-/* y[t][o] = sum_i W[o][i] x[t][i]  (projection / LM head; cublasGemmEx, f32 accumulate).
+/* y[t][o] = sum_i W[o][i] x[t][i] (+ bias[o] when W has one, added in f32 after the GEMM)
+ * (projection / LM head; cublasGemmEx, f32 accumulate).
  * x: device [n][n_in] of W's dtype (moa_cuda_convert), y: device f32 [n][n_out], ld n_out. */
 moa_status moa_cuda_matmul(moa_cuda_ctx *ctx, const moa_cuda_weight *W, const void *x,
                            int64_t n, float *y);
 
 /* The backward of moa_cuda_matmul for activations: dx[t][i] = sum_o dy[t][o] W[o][i]
- * + beta dx[t][i]. dy: device [n][n_out] of W's dtype, dx: device f32 [n][n_in]. */
+ * + beta dx[t][i] (a bias does not enter it). dy: device [n][n_out] of W's dtype, dx: device
+ * f32 [n][n_in]. */
 moa_status moa_cuda_matmul_bwd(moa_cuda_ctx *ctx, const moa_cuda_weight *W, const void *dy,
                                int64_t n, float *dx, float beta);
 
@@ -122,13 +129,15 @@ moa_status moa_cuda_gemm_nt_batched(moa_cuda_ctx *ctx, moa_cuda_dtype dtype, int
 moa_status moa_cuda_rmsnorm(moa_cuda_ctx *ctx, const float *x, const float *w, float *y,
                             int64_t n, int64_t d, float eps);
 
-/* RoPE in place on x [n][n_heads*hd]: pairs (x[2i], x[2i+1]) of each head, i < rope_dim/2,
- * rotated by theta_i = p * base^(-2i/rope_dim) with p = pos[t] (device int64 [n]) or
- * pos0 + t when pos is NULL; inverse = 1 rotates by -theta (backward). cos/sin are taken
- * in double and rounded to float, as the CPU tables are. */
+/* RoPE in place on x [n][n_heads*hd]: pair i < rope_dim/2 of each head rotated by
+ * theta_i = p * base^(-2i/rope_dim) with p = pos[t] (device int64 [n]) or pos0 + t when pos
+ * is NULL; the pair is (x[2i], x[2i+1]) with neox = 0 (GGUF llama) and (x[i],
+ * x[i + rope_dim/2]) with neox = 1 (qwen2), as moa_rope_table_init's flag. inverse = 1
+ * rotates by -theta (backward). cos/sin are taken in double and rounded to float, as the
+ * CPU tables are. */
 moa_status moa_cuda_rope(moa_cuda_ctx *ctx, float *x, int64_t n, int n_heads, int hd,
                          int rope_dim, float base, int64_t pos0, const int64_t *pos,
-                         int inverse);
+                         int inverse, int neox);
 
 /* g[i] = silu(g[i]) * u[i] = g / (1 + exp(-g)) * u, i < n. */
 moa_status moa_cuda_swiglu(moa_cuda_ctx *ctx, float *g, const float *u, int64_t n);
@@ -194,10 +203,15 @@ typedef struct {
     /* positions, as moa_cache_params: pos_mode 0 (absolute) with rope_dim 0 takes q, k
      * already rotated; absolute with rope_dim > 0 rotates them at their positions and caches
      * rotated keys; pos_mode 1 (streaming, rope_dim > 0) caches raw keys and rotates by cache
-     * position at attention time (StreamingLLM). Adjacent pairs, base^(-2i/rope_dim). */
+     * position at attention time (StreamingLLM). Pair i rotated by pos base^(-2i/rope_dim). */
     int pos_mode;
     int rope_dim;
     float rope_base;
+    /* appended: which dims RoPE pairs, values as moa_cache_params.rope_pairing
+     * (moa_rope_pairing): 0 (MOA_ROPE_NORMAL, the default of a zeroed layout) adjacent pairs
+     * (x[2i], x[2i+1]); 2 (MOA_ROPE_NEOX) halves (x[i], x[i + rope_dim/2]). Used by both
+     * position modes (absolute: the call's rotation; streaming: inside the kernels). */
+    int rope_pairing;
 } moa_cuda_cache_layout;
 
 moa_status moa_cuda_cache_create(moa_cuda_ctx *ctx, const moa_cuda_cache_layout *L,

@@ -314,6 +314,41 @@ TEST(rope_elements_match_rope_rows) {
     moa_rope_table_free(&tab);
 }
 
+/* moa_cu_rope_at (the streaming kernels' element rotation) in both pairings vs moa_rope_rows,
+ * on odd shapes (NEOX partners d +/- rope_dim/2); the normal pairing's elements are those of
+ * moa_cu_rope_elem with partner d^1. Control: each pairing is far from the other's rows. */
+TEST(rope_pairs_match_rope_rows) {
+    const struct { int hd, rd; } shapes[] = {{20, 12}, {20, 20}, {128, 64}, {40, 40}, {24, 16}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int neox = 0; neox < 2; neox++) {
+            const int hd = shapes[si].hd, rd = shapes[si].rd;
+            moa_rope_table tab;
+            CHECK_OK(moa_rope_table_init(&tab, rd, 10000.0f, neox, 5000));
+            double inv[128];
+            for (int i = 0; i < rd / 2; i++) inv[i] = pow(10000.0, -2.0 * i / (double)rd);
+            float x[128], y[128];
+            double other = 0;
+            for (int rep = 0; rep < 20; rep++) {
+                const int64_t pos = 1 + rnd() % 4999;
+                for (int d = 0; d < hd; d++) x[d] = rndf();
+                memcpy(y, x, sizeof x);
+                moa_rope_rows(&tab, y, 1, 1, hd, pos, 0);
+                for (int d = 0; d < hd; d++) {
+                    const float v = d < rd ? moa_cu_rope_at(x, d, rd, neox, (double)pos, inv) : x[d];
+                    CHECK_CLOSE(v, y[d], 1e-6, 1e-7);
+                    if (d < rd) {
+                        const float w = moa_cu_rope_at(x, d, rd, !neox, (double)pos, inv);
+                        other = fmax(other, fabs((double)w - y[d]));
+                    }
+                    if (!neox && d < rd)
+                        CHECK(v == moa_cu_rope_elem(x[d & ~1], x[d | 1], d & 1, (double)pos * inv[d / 2]));
+                }
+            }
+            CHECK_MSG(other > 0.1, "hd %d rope_dim %d: the other pairing is within %.3g", hd, rd, other);
+            moa_rope_table_free(&tab);
+        }
+}
+
 TEST(decay_powers) {
     CHECK(moa_cu_decay_pow(0.7f, -1) == 0.0f);
     CHECK(moa_cu_decay_pow(0.0f, 1000) == 1.0f);
@@ -378,6 +413,7 @@ int main(void) {
     RUN(online_softmax_matches_direct);
     RUN(influence_accounting_matches_reference);
     RUN(rope_elements_match_rope_rows);
+    RUN(rope_pairs_match_rope_rows);
     RUN(decay_powers);
     RUN(device_choice);
     RUN(cpu_backend_table);

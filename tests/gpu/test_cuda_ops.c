@@ -62,6 +62,15 @@ static int close_arr(const char *what, const float *a, const float *b, size_t n,
                      what, err, at, (double)a[at], (double)b[at], mx, rtol);
     return ok;
 }
+/* max |a - b| / max |b| (the controls: a deliberately wrong variant must be far off) */
+static double rel_err(const float *a, const float *b, size_t n) {
+    double mx = 0, err = 0;
+    for (size_t i = 0; i < n; i++) {
+        mx = fmax(mx, fabs(b[i]));
+        err = fmax(err, fabs((double)a[i] - b[i]));
+    }
+    return mx > 0 ? err / mx : err;
+}
 /* Histograms: max |a - b| <= rtol * max |scale| (signed sums are judged against the
  * absolute sums: they may cancel to far below the size of their terms). */
 static int close_arr_d(const char *what, const double *a, const double *b, const double *scale,
@@ -162,7 +171,7 @@ TEST(embedding_rows) {
 }
 
 /* y = x W^T with W uploaded (Q8_0 / Q4_1 -> f16 / bf16) vs double products of the same
- * rounded values. */
+ * rounded values, without and with a bias. */
 TEST(weight_upload_and_matmul) {
     const int64_t n_out = 67, n_in = 96, n = 5;
     const moa_ggml_type types[2] = {MOA_GGML_Q8_0, MOA_GGML_Q4_1};
@@ -195,6 +204,22 @@ TEST(weight_upload_and_matmul) {
             CHECK_OK(moa_cuda_matmul(g_ctx, &w, dxh, n, dy));
             to_host(y, dy, sizeof y);
             CHECK(close_arr("matmul", y, yref, (size_t)(n * n_out), 1e-4, 1e-5));
+            /* with a bias (f32, added after the GEMM: qwen2's q/k/v); then removed again */
+            float bias[67], yb[5 * 67];
+            fill(bias, 67, 2.0f);
+            for (int64_t t = 0; t < n; t++)
+                for (int64_t o = 0; o < n_out; o++) yb[t * n_out + o] = yref[t * n_out + o] + bias[o];
+            CHECK_OK(moa_cuda_weight_set_bias(g_ctx, &w, bias));
+            CHECK_OK(moa_cuda_matmul(g_ctx, &w, dxh, n, dy));
+            to_host(y, dy, sizeof y);
+            CHECK(close_arr("matmul + bias", y, yb, (size_t)(n * n_out), 1e-4, 1e-5));
+            CHECK(rel_err(y, yref, (size_t)(n * n_out)) > 1e-2);   /* control: the bias shows */
+            CHECK_OK(moa_cuda_weight_set_bias(g_ctx, &w, NULL));
+            CHECK(w.bias == NULL);
+            CHECK_OK(moa_cuda_matmul(g_ctx, &w, dxh, n, dy));
+            to_host(y, dy, sizeof y);
+            CHECK(close_arr("matmul, bias removed", y, yref, (size_t)(n * n_out), 1e-4, 1e-5));
+            CHECK_OK(moa_cuda_weight_set_bias(g_ctx, &w, bias));   /* freed by moa_cuda_weight_free */
             /* batched NT products: C_b = A_b B_b^T with A = x rows, B = W rows (2 batches) */
             float C[2 * 2 * 3], Cref[2 * 2 * 3];
             for (int b = 0; b < 2; b++)
@@ -269,7 +294,7 @@ TEST(rope_adjacent_pairs) {
         memcpy(ref, x, sizeof x);
         moa_rope_rows(&tab, ref, n, nh, hd, pos0, inv);
         float *dx = dev_from(x, sizeof x);
-        CHECK_OK(moa_cuda_rope(g_ctx, dx, n, nh, hd, rd, 10000.0f, pos0, NULL, inv));
+        CHECK_OK(moa_cuda_rope(g_ctx, dx, n, nh, hd, rd, 10000.0f, pos0, NULL, inv, 0));
         to_host(got, dx, sizeof got);
         CHECK(close_arr("rope", got, ref, sizeof x / 4, 2e-6, 1e-7));
         moa_cuda_free(g_ctx, dx);
@@ -281,12 +306,65 @@ TEST(rope_adjacent_pairs) {
     for (int t = 0; t < n; t++) moa_rope_rows(&tab, ref + t * nh * hd, 1, nh, hd, pos[t], 0);
     float *dx = dev_from(x, sizeof x);
     int64_t *dpos = dev_from(pos, sizeof pos);
-    CHECK_OK(moa_cuda_rope(g_ctx, dx, n, nh, hd, rd, 10000.0f, 0, dpos, 0));
+    CHECK_OK(moa_cuda_rope(g_ctx, dx, n, nh, hd, rd, 10000.0f, 0, dpos, 0, 0));
     to_host(got, dx, sizeof got);
     CHECK(close_arr("rope positions", got, ref, sizeof x / 4, 2e-6, 1e-7));
-    CHECK_EQ_INT(moa_cuda_rope(g_ctx, dx, n, nh, hd, 15, 10000.0f, 0, NULL, 0), MOA_ERR_INVALID_ARG);
+    CHECK_EQ_INT(moa_cuda_rope(g_ctx, dx, n, nh, hd, 15, 10000.0f, 0, NULL, 0, 0), MOA_ERR_INVALID_ARG);
+    CHECK_EQ_INT(moa_cuda_rope(g_ctx, dx, n, nh, hd, rd, 10000.0f, 0, NULL, 0, 2), MOA_ERR_INVALID_ARG);
     moa_cuda_free(g_ctx, dx); moa_cuda_free(g_ctx, dpos);
     moa_rope_table_free(&tab);
+}
+
+/* NEOX pairing (qwen2): halves (x[i], x[i + rope_dim/2]) vs moa_rope_rows with a NEOX table,
+ * forward, inverse and per-row positions, on odd shapes: head dims 20 and 128, rope_dim below
+ * and equal to the head dim. Control: the normal pairing is far from the NEOX reference. */
+TEST(rope_neox_halves) {
+    const struct { int n, nh, hd, rd; } cases[] = {{7, 3, 20, 12}, {5, 2, 20, 20}, {4, 3, 128, 64},
+                                                   {3, 2, 128, 128}, {6, 1, 40, 20}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const int n = cases[ci].n, nh = cases[ci].nh, hd = cases[ci].hd, rd = cases[ci].rd;
+        const int64_t pos0 = 700, cnt = (int64_t)n * nh * hd;
+        moa_rope_table tab;
+        CHECK_OK(moa_rope_table_init(&tab, rd, 10000.0f, 1, pos0 + n + 900));
+        float *x = malloc(cnt * 4), *ref = malloc(cnt * 4), *got = malloc(cnt * 4);
+        fill(x, (size_t)cnt, 1.0f);
+        float *dx = dev_alloc(cnt * 4);
+        for (int inv = 0; inv < 2; inv++) {
+            memcpy(ref, x, cnt * 4);
+            moa_rope_rows(&tab, ref, n, nh, hd, pos0, inv);
+            CHECK_OK(moa_cuda_upload(g_ctx, dx, x, cnt * 4));
+            CHECK_OK(moa_cuda_rope(g_ctx, dx, n, nh, hd, rd, 10000.0f, pos0, NULL, inv, 1));
+            to_host(got, dx, cnt * 4);
+            CHECK_MSG(close_arr("rope neox", got, ref, (size_t)cnt, 2e-6, 1e-7), "hd %d rope_dim %d inverse %d",
+                      hd, rd, inv);
+            const double r = rel_err(got, ref, (size_t)cnt);
+            /* control: the adjacent pairing is far from the NEOX reference */
+            CHECK_OK(moa_cuda_upload(g_ctx, dx, x, cnt * 4));
+            CHECK_OK(moa_cuda_rope(g_ctx, dx, n, nh, hd, rd, 10000.0f, pos0, NULL, inv, 0));
+            to_host(got, dx, cnt * 4);
+            const double rc = rel_err(got, ref, (size_t)cnt);
+            CHECK_MSG(rc > 0.1, "hd %d rope_dim %d: the normal pairing is within %.3g of the NEOX reference",
+                      hd, rd, rc);
+            if (getenv("MOA_TEST_VERBOSE"))
+                fprintf(stderr, "  rope neox hd %d rope_dim %d inverse %d: ratio %.3g (normal pairing: %.3g)\n",
+                        hd, rd, inv, r, rc);
+        }
+        /* per-row positions (batched decode) */
+        int64_t pos[8];
+        for (int t = 0; t < n; t++) pos[t] = 1500 - 37 * t;
+        for (int t = 0; t < n; t++) {
+            memcpy(ref + (size_t)t * nh * hd, x + (size_t)t * nh * hd, (size_t)nh * hd * 4);
+            moa_rope_rows(&tab, ref + (size_t)t * nh * hd, 1, nh, hd, pos[t], 0);
+        }
+        int64_t *dpos = dev_from(pos, sizeof pos);
+        CHECK_OK(moa_cuda_upload(g_ctx, dx, x, cnt * 4));
+        CHECK_OK(moa_cuda_rope(g_ctx, dx, n, nh, hd, rd, 10000.0f, 0, dpos, 0, 1));
+        to_host(got, dx, cnt * 4);
+        CHECK_MSG(close_arr("rope neox positions", got, ref, (size_t)cnt, 2e-6, 1e-7), "hd %d rope_dim %d", hd, rd);
+        moa_cuda_free(g_ctx, dx); moa_cuda_free(g_ctx, dpos);
+        free(x); free(ref); free(got);
+        moa_rope_table_free(&tab);
+    }
 }
 
 /* ---- profiler attention ---------------------------------------------------------------------- */
@@ -387,7 +465,8 @@ static void rt_create_full(rt_pair *p, int n_layer, int n_head, int n_kv, int hd
                                .head_dim = hd, .units = cu, .scale = 0.0f, .q_window = q_window,
                                .pos_mode = cp ? (int)cp->pos_mode : 0,
                                .rope_dim = cp ? cp->rope_dim : 0,
-                               .rope_base = cp ? cp->rope_base : 0.0f};
+                               .rope_base = cp ? cp->rope_base : 0.0f,
+                               .rope_pairing = cp ? (int)cp->rope_pairing : 0};
     CHECK_OK(moa_cuda_cache_create(g_ctx, &G, n_ctx, n_seq, &p->gpu));
     CHECK_EQ_INT(moa_cuda_cache_bytes(p->gpu), moa_cache_bytes(p->cpu));
     free(cu);
@@ -397,8 +476,10 @@ static void rt_create(rt_pair *p, int n_layer, int n_head, int n_kv, int hd,
     rt_create_full(p, n_layer, n_head, n_kv, hd, units, n_ctx, n_seq, NULL, NULL);
 }
 
-/* One call on both: prefill (seqs == NULL, seq) or decode (rows of seqs). */
-static void rt_step(rt_pair *p, int layer, int seq, const int *seqs, int n, const char *what) {
+/* One call on both: prefill (seqs == NULL, seq) or decode (rows of seqs); checks the outputs
+ * agree (check != 0) and returns max |error| / max |CPU output|. */
+static double rt_step_ratio(rt_pair *p, int layer, int seq, const int *seqs, int n, int check,
+                            const char *what) {
     const size_t nq = (size_t)n * p->n_head * p->hd, nk = (size_t)n * p->n_kv * p->hd;
     float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nk * 4);
     float *o = malloc(nq * 4), *og = malloc(nq * 4);
@@ -413,10 +494,19 @@ static void rt_step(rt_pair *p, int layer, int seq, const int *seqs, int n, cons
         CHECK_OK(moa_cuda_attn_prefill(p->gpu, seq, layer, dq, dk, dv, n, dout));
     }
     to_host(og, dout, nq * 4);
-    CHECK_MSG(close_arr(what, og, o, nq, 2e-4, 1e-6), "%s: layer %d, %d rows", what, layer, n);
+    if (check) CHECK_MSG(close_arr(what, og, o, nq, 2e-4, 1e-6), "%s: layer %d, %d rows", what, layer, n);
+    double mx = 0, err = 0;
+    for (size_t i = 0; i < nq; i++) {
+        mx = fmax(mx, fabs(o[i]));
+        err = fmax(err, fabs((double)og[i] - o[i]));
+    }
     moa_cuda_free(g_ctx, dq); moa_cuda_free(g_ctx, dk); moa_cuda_free(g_ctx, dv);
     moa_cuda_free(g_ctx, dout);
     free(q); free(k); free(v); free(o); free(og);
+    return mx > 0 ? err / mx : err;
+}
+static void rt_step(rt_pair *p, int layer, int seq, const int *seqs, int n, const char *what) {
+    (void)rt_step_ratio(p, layer, seq, seqs, n, 1, what);
 }
 
 TEST(runtime_prefill_decode_mixed_units) {
@@ -513,6 +603,85 @@ TEST(runtime_rope_modes) {
         moa_cache_free(p.cpu);
         moa_cuda_cache_free(p.gpu);
     }
+}
+
+/* NEOX pairing inside the cache on odd shapes, against the CPU runtime with the same
+ * pairing: absolute mode (the call's q, k rotated by moa_cuda_rope) and streaming mode (the
+ * band and decode kernels rotate; past n_ctx so the dense unit rolls), prefill chunks and
+ * batched decode. Head dims 20 (rope_dim 12: partners 6 dims apart, crossing lanes), 40
+ * (rope_dim 40: 20 apart, lanes l and l + 20 of the first register, l - 12 of the second)
+ * and 128 (rope_dim 64: partners 32 apart, the same lane's next register). Control: a
+ * device cache with the normal pairing against the NEOX CPU cache differs by far more than
+ * the tolerance. */
+static double neox_worst;
+TEST(runtime_rope_neox) {
+    const struct { int hd, rd; } shapes[] = {{20, 12}, {40, 40}, {128, 64}};
+    const moa_cache_unit units[3] = {{MOA_UNIT_WINDOW, 12, 4, 0}, {MOA_UNIT_DENSE, 40, 4, 0},
+                                     {MOA_UNIT_WINDOW, 7, 0, 0}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int mode = 0; mode < 2; mode++)
+            for (int control = 0; control < 2; control++) {
+                moa_cache_params cp = moa_cache_default_params();
+                cp.pos_mode = mode ? MOA_POS_STREAMING : MOA_POS_ABSOLUTE;
+                cp.rope_dim = shapes[si].rd;
+                cp.rope_base = 10000.0f;
+                cp.rope_pairing = MOA_ROPE_NEOX;
+                rt_pair p;
+                memset(&p, 0, sizeof p);
+                if (!control) {
+                    rt_create_full(&p, 1, 6, 3, shapes[si].hd, units, 40, 2, NULL, &cp);
+                } else {   /* the CPU cache NEOX, the device cache normal */
+                    p.n_head = 6; p.n_kv = 3; p.hd = shapes[si].hd;
+                    moa_cache_layout L = {1, 6, 3, shapes[si].hd, units, NULL};
+                    CHECK_OK(moa_cache_create_layout(&L, 40, 2, &cp, &p.cpu));
+                    moa_cuda_unit cu[3];
+                    for (int i = 0; i < 3; i++) {
+                        cu[i].kind = (int)units[i].kind; cu[i].window = units[i].window;
+                        cu[i].sink = units[i].sink; cu[i].decay = 0;
+                    }
+                    moa_cuda_cache_layout G = {.n_layer = 1, .n_head = 6, .n_head_kv = 3,
+                                               .head_dim = shapes[si].hd, .units = cu,
+                                               .pos_mode = (int)cp.pos_mode, .rope_dim = cp.rope_dim,
+                                               .rope_base = cp.rope_base, .rope_pairing = MOA_ROPE_NORMAL};
+                    CHECK_OK(moa_cuda_cache_create(g_ctx, &G, 40, 2, &p.gpu));
+                }
+                if (!p.cpu || !p.gpu) { moa_cache_free(p.cpu); moa_cuda_cache_free(p.gpu); return; }
+                char what[128];
+                snprintf(what, sizeof what, "neox %s hd %d rope_dim %d", mode ? "streaming" : "absolute",
+                         shapes[si].hd, shapes[si].rd);
+                const int both[2] = {1, 0};
+                double r[5];
+                r[0] = rt_step_ratio(&p, 0, 0, NULL, 21, !control, what);
+                r[1] = rt_step_ratio(&p, 0, 1, NULL, 6, !control, what);
+                r[2] = rt_step_ratio(&p, 0, 0, NULL, 9, !control, what);
+                r[3] = 0;
+                const int steps = mode ? 20 : 3;   /* streaming: seq 0 reaches 50 > n_ctx = 40 */
+                for (int t = 0; t < steps; t++)
+                    r[3] = fmax(r[3], rt_step_ratio(&p, 0, -1, both, 2, !control, what));
+                r[4] = mode ? rt_step_ratio(&p, 0, 1, NULL, 13, !control, what) : 0;
+                double worst = 0, least = INFINITY;
+                for (int i = 0; i < 5; i++) {
+                    worst = fmax(worst, r[i]);
+                    if (i != 4 || mode) least = fmin(least, r[i]);
+                }
+                if (!control) neox_worst = fmax(neox_worst, worst);
+                else   /* every call of the normal-pairing cache is off */
+                    CHECK_MSG(least > 100 * 2e-4, "%s: the normal pairing matches the NEOX runtime "
+                              "(smallest ratio %.3g)", what, least);
+                if (getenv("MOA_TEST_VERBOSE"))
+                    fprintf(stderr, "  %s%s: worst ratio %.3g, least %.3g\n", what,
+                            control ? " (control: normal pairing)" : "", worst, least);
+                moa_cache_free(p.cpu);
+                moa_cuda_cache_free(p.gpu);
+            }
+    fprintf(stderr, "  NEOX cache attention: worst error / largest output %.3g (bound 2e-4)\n", neox_worst);
+    /* a pairing value the runtime does not define is refused */
+    moa_cuda_unit cu = {0, 8, 0, 0};
+    moa_cuda_cache_layout G = {.n_layer = 1, .n_head = 1, .n_head_kv = 1, .head_dim = 16, .units = &cu,
+                               .rope_dim = 16, .rope_base = 10000.0f, .rope_pairing = 1};
+    moa_cuda_cache *c = NULL;
+    CHECK_EQ_INT(moa_cuda_cache_create(g_ctx, &G, 16, 1, &c), MOA_ERR_INVALID_ARG);
+    CHECK(c == NULL);
 }
 
 TEST(runtime_decode_split_k_long_context) {
@@ -647,8 +816,8 @@ TEST(engine_layer_chain) {
         CHECK_OK(moa_cuda_matmul(g_ctx, &gw[0], hx, n, q));
         CHECK_OK(moa_cuda_matmul(g_ctx, &gw[1], hx, n, k));
         CHECK_OK(moa_cuda_matmul(g_ctx, &gw[2], hx, n, v));
-        CHECK_OK(moa_cuda_rope(g_ctx, q, n, LH, LHD, LHD, 10000.0f, pos, NULL, 0));
-        CHECK_OK(moa_cuda_rope(g_ctx, k, n, LKV, LHD, LHD, 10000.0f, pos, NULL, 0));
+        CHECK_OK(moa_cuda_rope(g_ctx, q, n, LH, LHD, LHD, 10000.0f, pos, NULL, 0, 0));
+        CHECK_OK(moa_cuda_rope(g_ctx, k, n, LKV, LHD, LHD, 10000.0f, pos, NULL, 0, 0));
         if (decode) CHECK_OK(moa_cuda_attn_decode(p.gpu, 0, NULL, 1, q, k, v, att));
         else CHECK_OK(moa_cuda_attn_prefill(p.gpu, 0, 0, q, k, v, n, att));
         CHECK_OK(moa_cuda_convert(g_ctx, att, n * LH * LHD, hx, MOA_CUDA_F16));
@@ -705,10 +874,12 @@ int main(void) {
     RUN(weight_upload_and_matmul);
     RUN(rmsnorm_swiglu_add);
     RUN(rope_adjacent_pairs);
+    RUN(rope_neox_halves);
     RUN(profiler_attention_fwd_bwd);
     RUN(runtime_prefill_decode_mixed_units);
     RUN(runtime_q_head_windows);
     RUN(runtime_rope_modes);
+    RUN(runtime_rope_neox);
     RUN(runtime_decode_split_k_long_context);
     RUN(engine_layer_chain);
     moa_cuda_ctx_free(g_ctx);

@@ -1,6 +1,6 @@
-/* test_engine_cuda.c - the Llama forward on CUDA (model/forward-cuda.c) against the CPU
- * forward (model/forward.c), the independent reference here, on the tiny random model of
- * tests/engine/tiny_model.h: prefill logits at every position (chunked by n_batch), then
+/* test_engine_cuda.c - the Llama-family forward on CUDA (model/forward-cuda.c) against the
+ * CPU forward (model/forward.c), the independent reference here, on the tiny random models
+ * (llama and qwen2) of tests/engine/tiny_model.h: prefill logits at every position (chunked by n_batch), then
  * greedy decode steps; dense, a kv-head plan mixing window (rings smaller than the prompt, so
  * they wrap), dense and linear units, a q-head plan, streaming positions past n_ctx, batched
  * decode over two sequences, reset, and the errors both paths must give alike.
@@ -19,7 +19,11 @@
  * up to 8e-4. Bound 4e-3. The bf16 case runs the unrounded F32 weights (weight and
  * activation rounding, u 8x larger, so ~8 sqrt(2) = 11x the dense f16 error): observed
  * 0.9e-3..1.5e-3, bound 1.5e-2. A wrong norm weight in one layer gives errors of several
- * 1e-2 (0.02-0.14 of the largest logit; checked by hand when the test was written). */
+ * 1e-2 (0.02-0.14 of the largest logit; checked by hand when the test was written).
+ * The same model as qwen2 (tiny_cfg.qwen2: f32 q/k/v biases of amplitude 0.5, NEOX RoPE, its
+ * own output matrix) runs the same cases against the CPU engine: observed up to 6.2e-4 (f16)
+ * and 5.6e-3 (bf16), same bounds; and its prompt loss against tiny_loss, the float64
+ * reference forward of the f16-valued weights (independent of model/ and kernels/). */
 #include "context.h"
 #include "weights-cuda.h"   /* the model's shared device weights (internal to model/) */
 #include "moa-common.h"
@@ -40,6 +44,10 @@ enum { N_CTX = BIG(160, 80), PROMPT = BIG(100, 37), N_BATCH = BIG(32, 16), STEPS
 
 static moa_model *M16;   /* weights rounded to f16 values */
 static moa_model *M32;   /* the helper's weights as written (F32) */
+/* The same shapes as qwen2 (q/k/v biases, NEOX RoPE, separate output matrix), and the f16
+ * model's weights for the double-precision reference forward (tiny_loss). */
+static moa_model *Q16, *Q32;
+static tiny_weights WQ16;
 static int32_t prompt[PROMPT];
 static double worst_f16, worst_bf16;
 
@@ -73,26 +81,40 @@ static moa_model *load_m16(void) {
     return load(p16);
 }
 
-static void setup(void) {
-    char p32[512], p16[512];
-    model_path(p32, "f32");
-    model_path(p16, "f16");
-    if (tiny_write_file(cfg, 7, p32) < 0) { fprintf(stderr, "cannot write %s\n", p32); exit(1); }
-    tiny_weights w = tiny_make(cfg, 7);
-    const size_t d = (size_t)cfg.n_embd, nq = (size_t)cfg.n_head * w.hd, nkv = (size_t)cfg.n_kv * w.hd;
-    round_f16(w.embd, (size_t)cfg.n_vocab * d);
-    for (int l = 0; l < cfg.n_layer; l++) {
+/* Writes the model of c as F32 (tag_f32) and with every matrix rounded to f16 values
+ * (tag_f16; biases and norms stay f32, as the device keeps them) and loads both; the
+ * rounded weights go to *keep if it is not NULL. */
+static void write_pair(tiny_cfg c, const char *tag, moa_model **m16, moa_model **m32, tiny_weights *keep) {
+    char p32[512], p16[512], n32[64], n16[64];
+    snprintf(n32, sizeof n32, "%sf32", tag);
+    snprintf(n16, sizeof n16, "%sf16", tag);
+    model_path(p32, n32);
+    model_path(p16, n16);
+    if (tiny_write_file(c, 7, p32) < 0) { fprintf(stderr, "cannot write %s\n", p32); exit(1); }
+    tiny_weights w = tiny_make(c, 7);
+    const size_t d = (size_t)c.n_embd, nq = (size_t)c.n_head * w.hd, nkv = (size_t)c.n_kv * w.hd;
+    round_f16(w.embd, (size_t)c.n_vocab * d);
+    if (w.out != w.embd) round_f16(w.out, (size_t)c.n_vocab * d);
+    for (int l = 0; l < c.n_layer; l++) {
         round_f16(w.wq[l], nq * d); round_f16(w.wk[l], nkv * d); round_f16(w.wv[l], nkv * d);
-        round_f16(w.wo[l], d * nq); round_f16(w.wg[l], (size_t)cfg.n_ff * d);
-        round_f16(w.wu[l], (size_t)cfg.n_ff * d); round_f16(w.wd[l], d * (size_t)cfg.n_ff);
+        round_f16(w.wo[l], d * nq); round_f16(w.wg[l], (size_t)c.n_ff * d);
+        round_f16(w.wu[l], (size_t)c.n_ff * d); round_f16(w.wd[l], d * (size_t)c.n_ff);
     }
     gbuf img = tiny_gguf(&w);
     FILE *fp = fopen(p16, "wb");
     if (!fp || fwrite(img.b, 1, img.n, fp) != img.n || fclose(fp) != 0) { fprintf(stderr, "cannot write %s\n", p16); exit(1); }
     free(img.b);
-    tiny_free(&w);
-    M16 = load(p16);
-    M32 = load(p32);
+    if (keep) *keep = w;
+    else tiny_free(&w);
+    *m16 = load(p16);
+    *m32 = load(p32);
+}
+
+static void setup(void) {
+    write_pair(cfg, "", &M16, &M32, NULL);
+    tiny_cfg qc = cfg;
+    qc.qwen2 = 1;
+    write_pair(qc, "qwen2_", &Q16, &Q32, &WQ16);
     uint64_t s = 99;
     for (int i = 0; i < PROMPT; i++) prompt[i] = (int32_t)((tiny_rand(&s) + 1) * 0.5 * cfg.n_vocab) % cfg.n_vocab;
 }
@@ -243,28 +265,34 @@ TEST(q_head_plan) {
     moa_plan_free(pl);
 }
 
-TEST(streaming_past_n_ctx) {
-    /* dense units with 4 sinks roll in streaming mode: prompt + steps > n_ctx */
+/* dense units with 4 sinks roll in streaming mode: prompt + steps > n_ctx */
+static void streaming_case(const moa_model *m, const char *what) {
     const int n_ctx = PROMPT - 5;
     pair p;
-    if (pair_create(&p, M16, NULL, 1, MOA_POS_STREAMING, n_ctx, 0)) {
-        int32_t t = eval_both(&p, 0, prompt, PROMPT - 10, MOA_LOGITS_ALL, "streaming: prefill");
-        for (int s = 0; s < 12; s++) t = eval_both(&p, 0, &t, 1, MOA_LOGITS_LAST, "streaming: decode past n_ctx");
+    char buf[160];
+    if (pair_create(&p, m, NULL, 1, MOA_POS_STREAMING, n_ctx, 0)) {
+        snprintf(buf, sizeof buf, "%s: prefill", what);
+        int32_t t = eval_both(&p, 0, prompt, PROMPT - 10, MOA_LOGITS_ALL, buf);
+        snprintf(buf, sizeof buf, "%s: decode past n_ctx", what);
+        for (int s = 0; s < 12; s++) t = eval_both(&p, 0, &t, 1, MOA_LOGITS_LAST, buf);
         CHECK(moa_ctx_n_past(p.gpu) > n_ctx);
     }
     pair_free(&p);
 }
 
-TEST(batched_decode_two_sequences) {
+TEST(streaming_past_n_ctx) { streaming_case(M16, "streaming"); }
+
+static void batched_case(const moa_model *m, const char *arch) {
     moa_plan *pl = window_plan();
     for (int use_plan = 0; use_plan < 2; use_plan++) {
         pair p;
         memset(&p, 0, sizeof p);
-        if (!pl || !pair_create(&p, M16, use_plan ? pl : NULL, 2, MOA_POS_ABSOLUTE, N_CTX, 0)) {
+        if (!pl || !pair_create(&p, m, use_plan ? pl : NULL, 2, MOA_POS_ABSOLUTE, N_CTX, 0)) {
             pair_free(&p);
             break;
         }
-        const char *what = use_plan ? "batched, window plan" : "batched, dense";
+        char what[96];
+        snprintf(what, sizeof what, "%sbatched, %s", arch, use_plan ? "window plan" : "dense");
         int32_t next[2];
         next[0] = eval_both(&p, 0, prompt, PROMPT, MOA_LOGITS_LAST, what);
         next[1] = eval_both(&p, 1, prompt + 3, PROMPT / 2, MOA_LOGITS_LAST, what);
@@ -284,13 +312,16 @@ TEST(batched_decode_two_sequences) {
         CHECK_OK(moa_ctx_decode_batch(p.cpu, one, next, 1, b));
         CHECK_OK(moa_ctx_decode_batch(p.gpu, one, next, 1, a));
         CHECK(close_logits(what, a, b, (size_t)p.nv, p.tol));
-        eval_both(&p, 1, prompt + 20, 5, MOA_LOGITS_ALL, "batched: prefill after decode");
+        snprintf(what, sizeof what, "%sbatched: prefill after decode", arch);
+        eval_both(&p, 1, prompt + 20, 5, MOA_LOGITS_ALL, what);
         free(a);
         free(b);
         pair_free(&p);
     }
     moa_plan_free(pl);
 }
+
+TEST(batched_decode_two_sequences) { batched_case(M16, ""); }
 
 TEST(bf16_unrounded_weights) {
     pair p;
@@ -319,6 +350,86 @@ TEST(same_errors_as_cpu) {
         eval_both(&p, 0, prompt + 20, 4, MOA_LOGITS_ALL, "after errors");
         CHECK_EQ_INT(moa_ctx_n_past(p.gpu), 24);
     }
+    pair_free(&p);
+}
+
+/* ---- qwen2: q/k/v biases (f32 on the device, added after each GEMM), NEOX RoPE ------------ */
+
+/* mean cross-entropy of tokens 1..n-1 from logits [n][V] */
+static double ce_of(const float *lg, const int32_t *tok, int n, int V) {
+    double loss = 0;
+    for (int i = 0; i < n - 1; i++) {
+        const float *r = lg + (size_t)i * V;
+        double mx = r[0], s = 0;
+        for (int v = 1; v < V; v++) mx = r[v] > mx ? r[v] : mx;
+        for (int v = 0; v < V; v++) s += exp(r[v] - mx);
+        loss += mx + log(s) - r[tok[i + 1]];
+    }
+    return loss / (n - 1);
+}
+
+/* The prompt's mean loss from the device's logits against the double-precision reference
+ * forward of tiny_model.h on the same f16-valued weights (independent of model/ and
+ * kernels/): the device differs by the rounding of the GEMM inputs to f16 only. Controls: the
+ * reference with the other (normal) RoPE pairing, and without the biases, must both be much
+ * further off than the bound. */
+#define TOL_QWEN2_LOSS 1e-4   /* observed 5.7e-6 on the emulator; the controls 1.1e-2, 1.2e-2 */
+static double qwen2_loss_err, qwen2_flip_err, qwen2_nobias_err;
+TEST(qwen2_loss_vs_reference) {
+    CHECK_EQ_INT(Q16->hp.rope_pairing, MOA_ROPE_NEOX);
+    CHECK(Q16->layers[0].wq.bias && Q16->layers[1].wv.bias && !Q16->tied);
+    const int nv = Q16->hp.n_vocab, d = cfg.n_embd;
+    moa_ctx_params cp = moa_ctx_default_params();
+    cp.n_ctx = N_CTX;
+    cp.n_batch = N_BATCH;
+    cp.device = MOA_DEVICE_CUDA;
+    moa_ctx *g = NULL;
+    CHECK_OK(moa_ctx_create(Q16, &cp, &g));
+    if (!g) return;
+    float *lg = malloc(sizeof(float) * PROMPT * (size_t)nv);
+    double *x0 = malloc(sizeof(double) * PROMPT * (size_t)d);
+    CHECK_OK(moa_ctx_eval(g, prompt, PROMPT, MOA_LOGITS_ALL, lg));
+    const double got = ce_of(lg, prompt, PROMPT, nv);
+    for (int i = 0; i < PROMPT; i++)
+        for (int e = 0; e < d; e++) x0[(size_t)i * d + e] = WQ16.embd[(size_t)prompt[i] * d + e];
+    const double ref = tiny_loss(&WQ16, x0, prompt, PROMPT, 1, PROMPT, NULL);
+    tiny_rope_flip = 1;
+    const double flip = tiny_loss(&WQ16, x0, prompt, PROMPT, 1, PROMPT, NULL);
+    tiny_rope_flip = 0;
+    float *none[2] = {NULL, NULL};
+    tiny_weights nb = WQ16;
+    nb.bq = nb.bk = nb.bv = none;
+    const double nobias = tiny_loss(&nb, x0, prompt, PROMPT, 1, PROMPT, NULL);
+    qwen2_loss_err = fabs(got - ref) / fabs(ref);
+    qwen2_flip_err = fabs(flip - ref) / fabs(ref);
+    qwen2_nobias_err = fabs(nobias - ref) / fabs(ref);
+    fprintf(stderr, "  qwen2 on CUDA: loss %.7f, reference %.7f (relative error %.3g, bound %g); "
+            "reference with the normal pairing %.7f, without biases %.7f\n", got, ref, qwen2_loss_err,
+            TOL_QWEN2_LOSS, flip, nobias);
+    CHECK(qwen2_loss_err <= TOL_QWEN2_LOSS);
+    CHECK(qwen2_flip_err > 20 * TOL_QWEN2_LOSS);
+    CHECK(qwen2_nobias_err > 20 * TOL_QWEN2_LOSS);
+    free(lg);
+    free(x0);
+    moa_ctx_free(g);
+}
+
+/* The CUDA engine vs the CPU engine on qwen2, logits at every position: the cases of the llama
+ * tests above (dense, a plan whose rings wrap, streaming past n_ctx where the kernels rotate
+ * with the NEOX pairing, batched decode, bf16 with the unrounded weights). */
+TEST(qwen2_vs_cpu) {
+    pair p;
+    if (pair_create(&p, Q16, NULL, 1, MOA_POS_ABSOLUTE, N_CTX, 0)) prompt_then_decode(&p, STEPS, "qwen2 dense");
+    pair_free(&p);
+    moa_plan *pl = window_plan();
+    memset(&p, 0, sizeof p);
+    if (pl && pair_create(&p, Q16, pl, 1, MOA_POS_ABSOLUTE, N_CTX, 0)) prompt_then_decode(&p, STEPS, "qwen2 window plan");
+    pair_free(&p);
+    moa_plan_free(pl);
+    streaming_case(Q16, "qwen2 streaming");
+    batched_case(Q16, "qwen2 ");
+    memset(&p, 0, sizeof p);
+    if (pair_create(&p, Q32, NULL, 1, MOA_POS_ABSOLUTE, N_CTX, 1)) prompt_then_decode(&p, STEPS / 2, "qwen2 bf16");
     pair_free(&p);
 }
 
@@ -459,12 +570,20 @@ int main(int argc, char **argv) {
             fprintf(stderr, "FAIL: without a device moa_ctx_create(CUDA) returned %d (%s)\n", (int)st, msg);
             return 1;
         }
+        /* qwen2 is refused for the missing device, not for its architecture */
+        if (moa_ctx_create(Q16, &cp, &c) != MOA_ERR_DEVICE || !strstr(moa_last_error(), "no CUDA device")) {
+            fprintf(stderr, "FAIL: without a device moa_ctx_create(CUDA, qwen2): %s\n", moa_last_error());
+            return 1;
+        }
         cp.device = MOA_DEVICE_AUTO;
         if (moa_ctx_create(M16, &cp, &c) != MOA_OK || moa_ctx_device(c) != MOA_DEVICE_CPU) return 1;
         moa_ctx_free(c);
         printf("SKIP: no CUDA device (moa_ctx_create: %s)\n", msg);
         moa_model_free(M16);
         moa_model_free(M32);
+        moa_model_free(Q16);
+        moa_model_free(Q32);
+        tiny_free(&WQ16);
         return 77;
     }
     setup();
@@ -476,9 +595,14 @@ int main(int argc, char **argv) {
     RUN(bf16_unrounded_weights);
     RUN(same_errors_as_cpu);
     RUN(contexts_share_device_weights);
+    RUN(qwen2_loss_vs_reference);
+    RUN(qwen2_vs_cpu);
     fprintf(stderr, "worst logit error / largest |logit|: f16 %.3g (bound %g), bf16 %.3g (bound %g)\n",
             worst_f16, TOL_F16, worst_bf16, TOL_BF16);
     moa_model_free(M16);
     moa_model_free(M32);
+    moa_model_free(Q16);
+    moa_model_free(Q32);
+    tiny_free(&WQ16);
     return test_summary();
 }

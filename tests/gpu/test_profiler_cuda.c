@@ -2,7 +2,8 @@
  * CPU profiler (profiler/backward.c, itself checked against finite differences, masking and
  * the torch golden by tests/profiling) on the tiny random GQA model of
  * tests/engine/tiny_model.h: loss, gradient w.r.t. the input embeddings, influence
- * histograms (abs and signed, per layer, head and distance bin) and sink totals.
+ * histograms (abs and signed, per layer, head and distance bin) and sink totals; the same
+ * model as qwen2 (q/k/v biases, NEOX RoPE) likewise, with controls.
  *
  * Built twice (tests/gpu/CMakeLists.txt): test_profiler_cuda (label gpu) against the real
  * backend, skipping with 77 without a device, and test_profiler_cuda_emu (label unit)
@@ -21,7 +22,9 @@
  *  forward run twice); errors of a few u in every array, more where a sum cancels (signed
  *  histograms). Observed: loss 2.3e-4, abs 4.0e-3, sgn 1.4e-2, sinks 3.3e-3 and 8.3e-3,
  *  d_embed 6.6e-3. Bounds: loss 2e-3, arrays 6e-2. A broken kernel gives ratios of 1e-2 to
- *  O(1) (see docs/gpu.md: a wrong sign in the RMSNorm backward, a wrong SwiGLU derivative). */
+ *  O(1) (see docs/gpu.md: a wrong sign in the RMSNorm backward, a wrong SwiGLU derivative).
+ *  qwen2, same bounds: observed f32 1.3e-6 (d_embed), bf16 1.6e-2 (sink_sgn); the CPU
+ *  profiler with the normal pairing or without biases is 0.96 and 1.8 away. */
 #include "profiler.h"
 #include "context.h"
 #include "weights-cuda.h"   /* the model's shared device weights (internal to model/, profiler/) */
@@ -48,12 +51,19 @@ enum { N_MAX = BIG(400, 90), N1 = BIG(400, 90), RB1 = BIG(150, 30), RE1 = BIG(40
 
 static moa_model *M;
 static gbuf IMG;
+static moa_model *Q;     /* the same shapes as qwen2: q/k/v biases, NEOX RoPE, own output */
+static gbuf QIMG;
 static int32_t tokens[N_MAX];
 static double worst_f32, worst_bf16;
 
 static void setup(void) {
     tiny_weights w = tiny_make(cfg, 11);
     M = tiny_profiler_model(&w, &IMG);
+    tiny_free(&w);
+    tiny_cfg qc = cfg;
+    qc.qwen2 = 1;
+    w = tiny_make(qc, 11);
+    Q = tiny_profiler_model(&w, &QIMG);
     tiny_free(&w);
     tiny_random_tokens(tokens, N_MAX, cfg.n_vocab, 5);
 }
@@ -90,7 +100,7 @@ static void result_free(result *r) {
 
 /* Two samples (different lengths, both histograms accumulated into one result) on device
  * dev; nb extra bins beyond what the samples need (the caller's stride). */
-static int run(moa_device_kind dev, int bf16, int block, int sink, result *r) {
+static int run(const moa_model *m, moa_device_kind dev, int bf16, int block, int sink, result *r) {
     memset(r, 0, sizeof *r);
     moa_profiler_params pp = moa_profiler_default_params();
     pp.device = dev;
@@ -98,7 +108,7 @@ static int run(moa_device_kind dev, int bf16, int block, int sink, result *r) {
     pp.block = block;
     pp.sink = sink;
     moa_profiler *p = NULL;
-    CHECK_OK(moa_profiler_create(M, N_MAX, &pp, &p));
+    CHECK_OK(moa_profiler_create(m, N_MAX, &pp, &p));
     if (!p) return 0;
     CHECK(moa_profiler_device(p) == dev);
     const int64_t rows = (int64_t)cfg.n_layer * cfg.n_head;
@@ -157,7 +167,7 @@ TEST(f32_matches_cpu) {
     const int cases[][2] = {{BIG(16, 4), BIG(32, 4)}, {1, 3}};   /* (block, sink) */
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         result c, g;
-        if (run(MOA_DEVICE_CPU, 0, cases[i][0], cases[i][1], &c) && run(MOA_DEVICE_CUDA, 0, cases[i][0], cases[i][1], &g)) {
+        if (run(M, MOA_DEVICE_CPU, 0, cases[i][0], cases[i][1], &c) && run(M, MOA_DEVICE_CUDA, 0, cases[i][0], cases[i][1], &g)) {
             char name[64];
             snprintf(name, sizeof name, "f32 block %d sink %d", cases[i][0], cases[i][1]);
             compare(name, &g, &c, TOL_LOSS_F32, TOL_F32);
@@ -169,8 +179,81 @@ TEST(f32_matches_cpu) {
 
 TEST(bf16_matches_cpu) {
     result c, g;
-    if (run(MOA_DEVICE_CPU, 0, 8, 4, &c) && run(MOA_DEVICE_CUDA, 1, 8, 4, &g))
+    if (run(M, MOA_DEVICE_CPU, 0, 8, 4, &c) && run(M, MOA_DEVICE_CUDA, 1, 8, 4, &g))
         compare("bf16", &g, &c, TOL_LOSS_BF16, TOL_BF16);
+    result_free(&c);
+    result_free(&g);
+}
+
+/* The largest of compare()'s ratios (losses, histograms, sink totals, d_embed), without
+ * checking: for the controls. */
+static double max_ratio(const result *g, const result *c) {
+    const size_t nh = (size_t)((int64_t)cfg.n_layer * cfg.n_head * c->nb), rows = (size_t)cfg.n_layer * cfg.n_head;
+    const size_t ng = (size_t)N1 * (size_t)cfg.n_embd;
+    double worst = 0;
+    for (int i = 0; i < 2; i++) worst = fmax(worst, fabs(g->loss[i] - c->loss[i]) / fabs(c->loss[i]));
+    const double *ga[4] = {g->abs, g->sgn, g->sink_abs, g->sink_sgn}, *ca[4] = {c->abs, c->sgn, c->sink_abs, c->sink_sgn};
+    for (int k = 0; k < 4; k++) {
+        const size_t n = k < 2 ? nh : rows;
+        double mx = 0, err = 0;
+        for (size_t i = 0; i < n; i++) { mx = fmax(mx, fabs(ca[k][i])); err = fmax(err, fabs(ga[k][i] - ca[k][i])); }
+        worst = fmax(worst, err / mx);
+    }
+    double mx = 0, err = 0;
+    for (size_t i = 0; i < ng; i++) { mx = fmax(mx, fabs(c->grad[i])); err = fmax(err, fabs((double)g->grad[i] - c->grad[i])); }
+    return fmax(worst, err / mx);
+}
+
+/* qwen2 (q/k/v biases added after the GEMMs, NEOX RoPE and its inverse in the backward) on
+ * CUDA vs the CPU profiler: f32 at two (block, sink) settings and bf16, same bounds as llama.
+ * Controls: the CPU profiler on the same model with its pairing switched to normal, and with
+ * its biases removed, is far from the CUDA result (so the comparison would catch either). */
+static double qwen2_control_min = INFINITY;
+TEST(qwen2_matches_cpu) {
+    CHECK_EQ_INT(Q->hp.rope_pairing, MOA_ROPE_NEOX);
+    CHECK(Q->layers[0].wq.bias != NULL && Q->layers[1].wk.bias != NULL);
+    const int cases[][2] = {{BIG(16, 4), BIG(32, 4)}, {1, 3}};   /* (block, sink) */
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        result c, g;
+        if (run(Q, MOA_DEVICE_CPU, 0, cases[i][0], cases[i][1], &c) && run(Q, MOA_DEVICE_CUDA, 0, cases[i][0], cases[i][1], &g)) {
+            char name[64];
+            snprintf(name, sizeof name, "qwen2 f32 block %d sink %d", cases[i][0], cases[i][1]);
+            compare(name, &g, &c, TOL_LOSS_F32, TOL_F32);
+            if (i == 0) {
+                result x;
+                Q->hp.rope_pairing = MOA_ROPE_NORMAL;   /* control 1: the wrong pairing */
+                if (run(Q, MOA_DEVICE_CPU, 0, cases[i][0], cases[i][1], &x)) {
+                    const double r = max_ratio(&g, &x);
+                    fprintf(stderr, "  qwen2 control, CPU with the normal pairing: ratio %.3g\n", r);
+                    qwen2_control_min = fmin(qwen2_control_min, r);
+                }
+                Q->hp.rope_pairing = MOA_ROPE_NEOX;
+                result_free(&x);
+                float *saved[3][8];                     /* control 2: no biases */
+                for (int l = 0; l < cfg.n_layer; l++) {
+                    moa_weight *ws[3] = {&Q->layers[l].wq, &Q->layers[l].wk, &Q->layers[l].wv};
+                    for (int k = 0; k < 3; k++) { saved[k][l] = ws[k]->bias; ws[k]->bias = NULL; }
+                }
+                if (run(Q, MOA_DEVICE_CPU, 0, cases[i][0], cases[i][1], &x)) {
+                    const double r = max_ratio(&g, &x);
+                    fprintf(stderr, "  qwen2 control, CPU without biases: ratio %.3g\n", r);
+                    qwen2_control_min = fmin(qwen2_control_min, r);
+                }
+                for (int l = 0; l < cfg.n_layer; l++) {
+                    moa_weight *ws[3] = {&Q->layers[l].wq, &Q->layers[l].wk, &Q->layers[l].wv};
+                    for (int k = 0; k < 3; k++) ws[k]->bias = saved[k][l];
+                }
+                result_free(&x);
+                CHECK_MSG(qwen2_control_min > 100 * TOL_F32, "qwen2 controls within %.3g of the CUDA result",
+                          qwen2_control_min);
+            }
+        }
+        result_free(&c);
+        result_free(&g);
+    }
+    result c, g;
+    if (run(Q, MOA_DEVICE_CPU, 0, 8, 4, &c) && run(Q, MOA_DEVICE_CUDA, 1, 8, 4, &g))
+        compare("qwen2 bf16", &g, &c, TOL_LOSS_BF16, TOL_BF16);
     result_free(&c);
     result_free(&g);
 }
@@ -312,11 +395,18 @@ int main(int argc, char **argv) {
             fprintf(stderr, "FAIL: without a device moa_profiler_create(CUDA) returned %d (%s)\n", (int)st, msg);
             return 1;
         }
+        /* qwen2 is refused for the missing device, not for its architecture */
+        if (moa_profiler_create(Q, N2, &pp, &p) != MOA_ERR_DEVICE || !strstr(moa_last_error(), "no CUDA device")) {
+            fprintf(stderr, "FAIL: without a device moa_profiler_create(CUDA, qwen2): %s\n", moa_last_error());
+            return 1;
+        }
         pp.device = MOA_DEVICE_AUTO;
         if (moa_profiler_create(M, N2, &pp, &p) != MOA_OK || moa_profiler_device(p) != MOA_DEVICE_CPU) return 1;
         moa_profiler_free(p);
         moa_model_free(M);
         free(IMG.b);
+        moa_model_free(Q);
+        free(QIMG.b);
         printf("SKIP: no CUDA device (moa_profiler_create: %s)\n", msg);
         return 77;
     }
@@ -324,9 +414,13 @@ int main(int argc, char **argv) {
     RUN(bf16_matches_cpu);
     RUN(optional_outputs_and_shared_weights);
     RUN(errors_as_cpu);
-    fprintf(stderr, "worst error / largest entry: f32 %.3g (bound %g), bf16 %.3g (bound %g)\n",
-            worst_f32, TOL_F32, worst_bf16, TOL_BF16);
+    RUN(qwen2_matches_cpu);
+    fprintf(stderr, "worst error / largest entry: f32 %.3g (bound %g), bf16 %.3g (bound %g); qwen2 "
+            "controls (normal pairing, no biases) at least %.3g\n", worst_f32, TOL_F32, worst_bf16,
+            TOL_BF16, qwen2_control_min);
     moa_model_free(M);
     free(IMG.b);
+    moa_model_free(Q);
+    free(QIMG.b);
     return test_summary();
 }
