@@ -7,7 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-deps.sh
 MOA_MODEL=$(bash scripts/fetch-model.sh)
-export MOA_MODEL
+# the long-context test model (qwen2): tokenizer corpus, dequantisation golden, logits
+# golden, chat answer and a 4K needle (tests labelled model that read MOA_MODEL_QWEN)
+MOA_MODEL_QWEN=$(bash scripts/fetch-model.sh qwen2.5-coder-0.5b)
+export MOA_MODEL MOA_MODEL_QWEN
 BUILD=$(bash scripts/build.sh)
 
 status=0
