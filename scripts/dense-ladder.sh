@@ -13,15 +13,16 @@
 #   MODEL_NAME: names of scripts/fetch-model.sh. Default: both Qwen models, in three phases
 #   so the cheap cells come first: both models to 8K, then the 0.5B model at 16K and 32K,
 #   then the 1.5B model at 16K and 32K (about 3x the 0.5B cost per prompt).
-#   MOA_LADDER_DIR   work directory (default: $MOA_CACHE_DIR/ladder, outside the repository)
+#   MOA_LADDER_DIR   work directory (default: results/dense-ladder in the repository: the
+#                    per-sample logs are small and committed, so a later session on another
+#                    machine resumes from them)
 #   MOA_LADDER_LENGTHS  default 2048,4096,8192,16384,32000 (32000 + max-new fits 32768)
 #   MOA_LADDER_SAMPLES  samples per position bin (default 1: 10 per length)
 #   MOA_LADDER_TASKS    default "lines needle"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MOA=${MOA:-build/cli/moa}
-CACHE="${MOA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/moa}"
-DIR="${MOA_LADDER_DIR:-$CACHE/ladder}"
+DIR="${MOA_LADDER_DIR:-results/dense-ladder}"
 LENGTHS="${MOA_LADDER_LENGTHS:-2048,4096,8192,16384,32000}"
 SAMPLES="${MOA_LADDER_SAMPLES:-1}"
 TASKS="${MOA_LADDER_TASKS:-lines needle}"
@@ -42,13 +43,8 @@ mkdir -p "$DIR"
 cell() {   # model-name path task length -> runs one cell (resumable)
   local name=$1 path=$2 task=$3 len=$4
   local out="$DIR/$name-$task-$len.json"
-  [ -f "$out" ] && [ "$REPORT" = 0 ] && return 0
-  if [ "$REPORT" = 1 ]; then
-    [ -f "$out.log" ] || return 0
-    "$MOA" eval longeval -m "$path" --dense --task "$task" --lengths "$len" --samples "$SAMPLES" \
-      --max-new "$MAX_NEW" --seed 0 -o "$out.partial" --log "$out.log" --collect >/dev/null 2>&1 || true
-    return 0
-  fi
+  [ "$REPORT" = 1 ] && return 0
+  [ -f "$out" ] && return 0
   echo "== dense-ladder: $name $task $len ($(date -u +%FT%TZ))" >&2
   "$MOA" eval longeval -m "$path" --dense --task "$task" --lengths "$len" --samples "$SAMPLES" \
     --max-new "$MAX_NEW" --seed 0 -o "$out" --log "$out.log" --resume >&2
