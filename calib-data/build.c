@@ -38,7 +38,7 @@ static const char *needle_type_name(moa_needle_type t) {
 }
 
 /* The build parameters as canonical JSON: recorded in the file and the checkpoint. */
-static char *build_params_json(const moa_calib_build_params *p) {
+char *moa_calib_build_params_json(const moa_calib_build_params *p) {
     moa_sb b;
     sb_init(&b);
     sb_puts(&b, "{\"tasks\":[");
@@ -349,7 +349,7 @@ moa_status moa_calib_build(const moa_calib_build_params *p, const moa_calib_toke
                            p->samples_at[l], p->lengths[l]);
         n += p->samples_at ? p->samples_at[l] : p->samples_per_length;
     }
-    char *params = build_params_json(p);
+    char *params = moa_calib_build_params_json(p);
     char *ckpt = NULL;
     if (p->checkpoint_path) ckpt = moa_strdup(p->checkpoint_path);
     else {

@@ -324,6 +324,20 @@ static moa_status read_all(hid_t file, moa_calib_file *f) {
     return st;
 }
 
+moa_status moa_calib_check_vocab(const moa_calib_file *f, int64_t n_vocab) {
+    if (!f || n_vocab <= 0) return moa_err(MOA_ERR_INVALID_ARG, "moa_calib_check_vocab: no file or vocabulary");
+    for (int64_t i = 0; i < f->n_samples; i++) {
+        const moa_calib_sample *s = &f->samples[i];
+        for (int32_t j = 0; j < s->n_tokens; j++)
+            if (s->tokens[j] < 0 || s->tokens[j] >= n_vocab)
+                return moa_err(MOA_ERR_FORMAT, "sample %lld: token %d at position %d (%s) is outside the "
+                               "model's vocabulary [0, %lld)", (long long)i, s->tokens[j], j,
+                               j < s->prompt_len ? "prompt" : j < s->response_end ? "response" : "after the response",
+                               (long long)n_vocab);
+    }
+    return MOA_OK;
+}
+
 moa_status moa_calib_read(const char *path, moa_calib_file **out) {
     if (!path || !out) return moa_err(MOA_ERR_INVALID_ARG, "moa_calib_read: NULL argument");
     *out = NULL;

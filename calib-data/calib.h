@@ -217,6 +217,10 @@ typedef struct {
 moa_status moa_calib_write(const char *path, const moa_calib_file *f);
 /* Read and validate everything (format, version, dataset shapes, spans, strings). */
 moa_status moa_calib_read(const char *path, moa_calib_file **out);
+/* The file meets a model: every token id (prompt and response, the last response token
+ * included, which no forward pass reads) must be in [0, n_vocab). MOA_ERR_FORMAT naming the
+ * sample, the position and its role otherwise. Profiler and evaluator call it before any work. */
+moa_status moa_calib_check_vocab(const moa_calib_file *f, int64_t n_vocab);
 void moa_calib_file_free(moa_calib_file *f);              /* NULL ok; frees what it owns */
 void moa_calib_sample_clear(moa_calib_sample *s);
 
@@ -293,6 +297,11 @@ moa_status moa_calib_build(const moa_calib_build_params *p, const moa_calib_toke
                            moa_respond_fn respond, void *respond_data,
                            moa_progress_fn progress, void *progress_data,
                            const char *out_path);
+
+/* The canonical JSON of the build parameters, exactly as moa_calib_build records it in the
+ * file's build_params (malloc'ed; NULL when out of memory): a file was built with these
+ * settings iff its build_params equals this text. */
+char *moa_calib_build_params_json(const moa_calib_build_params *p);
 
 /* The per-sample generator seed (splitmix64 of seed, length, index folded to 32 bits). */
 uint32_t moa_calib_sample_seed(uint64_t seed, int length, int index);

@@ -4,6 +4,7 @@
 #include "moa-common.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,8 +32,13 @@ int arg_long(int argc, char **argv, int *i, const char *s, const char *l, long *
     char *end;
     errno = 0;
     long x = strtol(v, &end, 10);
-    if (*end == 'k' || *end == 'K') { x *= 1024; end++; }
-    if (errno || end == v || *end || x < min || x > max) {
+    int over = errno != 0;
+    if (!over && end != v && (*end == 'k' || *end == 'K')) {   /* x 1024, refused if it overflows */
+        over = x > LONG_MAX / 1024 || x < LONG_MIN / 1024;
+        if (!over) x *= 1024;
+        end++;
+    }
+    if (over || end == v || *end || x < min || x > max) {
         fprintf(stderr, "moa: option %s: '%s' is not an integer in [%ld, %ld]\n", argv[*i - 1], v, min, max);
         return -1;
     }

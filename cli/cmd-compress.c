@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "args.h"
 #include "compress.h"
+#include "llama.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,8 +15,10 @@ static void usage(FILE *fp) {
         "by the dense model, the attention-influence profile, the GLPK plan (Pareto front over\n"
         "lengths, selected on the validation length), then retrieval accuracy (needles or LongEval\n"
         "lines) for dense, uniform (StreamingLLM) and the plan, and the response loss on held-out\n"
-        "samples. Each stage is\n"
-        "skipped when its output is already there and valid; interrupted stages resume.\n"
+        "samples. Every setting is checked against the model before any work (exit 2). A stage\n"
+        "is skipped when its output in the work directory records exactly this run's inputs and\n"
+        "settings (else rebuilt; the report says which); interrupted stages resume. The plan\n"
+        "reaches -o only after validation (with --skip-eval: marked NOT VALIDATED in the report).\n"
         "The report (markdown) goes to stdout and WORKDIR/report.md.\n\n"
         "  -m, --model PATH        GGUF model (default: $MOA_MODEL)\n"
         "      --density D         KV density budget in (0, 1] (required)\n"
@@ -132,9 +135,21 @@ int moa_cmd_compress(int argc, char **argv) {
     p.progress = moa_progress_bar_cb;
     p.progress_data = &bar;
     p.stage = announce;
+    /* the model first (a bad file fails here, before any directory exists), then every
+     * setting against it (exit 2), then the work */
+    moa_model *m = NULL;
+    moa_status st = moa_compress_load_model(model, &m);
+    if (st < 0) return cli_fail("loading the model", st);
+    moa_compress_params checked;
+    if ((st = moa_compress_prepare(m, &p, &checked)) < 0) {
+        fprintf(stderr, "moa %s\n", moa_last_error());
+        moa_model_free(m);
+        return 2;
+    }
     char *report = NULL;
-    moa_status st = moa_compress_run(model, &p, out, &report);
+    st = moa_compress_run_model(m, model, &p, out, &report);
     moa_progress_bar_finish(&bar);
+    moa_model_free(m);
     if (st < 0) return cli_fail("compress", st);
     fputs(report, stdout);
     free(report);

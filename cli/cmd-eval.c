@@ -174,6 +174,7 @@ static int cmd_longeval(int argc, char **argv) {
         }
         lens_i[i] = (int)lens[i];
     }
+    if (moa_longeval_task_check(task) < 0) { fprintf(stderr, "moa eval longeval: --task: %s\n", moa_last_error()); return 2; }
     if (!(model = cli_model_path(model))) return 2;
 
     int rc = 1;
@@ -229,11 +230,12 @@ static int cmd_longeval(int argc, char **argv) {
     moa_progress_bar_finish(&bar);
     if (st < 0) { rc = cli_fail("longeval", st); goto out; }
     if (ref && (st = moa_longeval_set_reference(res, ref)) < 0) { rc = cli_fail("reference", st); goto out; }
-    if ((st = moa_longeval_write_json(res, out)) < 0) { rc = cli_fail("writing results", st); goto out; }
-    fprintf(stderr, "moa: wrote %s\n", out);
+    /* pictures and tables first, the results JSON (-o) last: -o exists only if all succeeded */
     if (csv && (st = moa_longeval_write_csv(res, csv)) < 0) { rc = cli_fail("writing CSV", st); goto out; }
     if (svg && (st = moa_longeval_write_heatmap_svg(res, svg)) < 0) { rc = cli_fail("writing SVG", st); goto out; }
     if (png && (st = moa_longeval_write_heatmap_png(res, png)) < 0) { rc = cli_fail("writing PNG", st); goto out; }
+    if ((st = moa_longeval_write_json(res, out)) < 0) { rc = cli_fail("writing results", st); goto out; }
+    fprintf(stderr, "moa: wrote %s\n", out);
     const moa_longeval_results *one[1] = {res};
     if ((st = moa_longeval_compare_md(one, 1, &md)) < 0) { rc = cli_fail("table", st); goto out; }
     fputs(md, stdout);
@@ -345,7 +347,12 @@ static int cmd_loss(int argc, char **argv) {
     moa_progress_bar_init(&bar, "loss", "samples");
     st = moa_eval_response_loss(m, &att, f, (int)bucket, moa_progress_bar_cb, &bar, &loss);
     moa_progress_bar_finish(&bar);
-    if (st < 0) { rc = cli_fail("response loss", st); goto out; }
+    if (st < 0) {
+        char what[600];
+        snprintf(what, sizeof what, "response loss on %s", calib);
+        rc = cli_fail(what, st);
+        goto out;
+    }
     if ((st = moa_eval_loss_to_json(&loss, label ? label : "", calib, &text)) < 0) { rc = cli_fail("JSON", st); goto out; }
     if (out) {
         if ((st = moa_eval_write_text(out, text)) < 0) { rc = cli_fail("writing output", st); goto out; }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "args.h"
 #include "cli.h"
 #include "h5util.h"
@@ -38,7 +39,8 @@ static void optimize_usage(FILE *f) {
         "      --no-cuts             no GLPK GMI/MIR/cover/clique cuts                 (cuts on)\n"
         "      --presolve            use GLPK's MIP presolver (disables the warm start) (off)\n"
         "      --no-heuristic        no LP-rounding/local-search warm start           (on)\n"
-        "      --calib FILE          calib.h5, recorded by sha256 in the provenance   (none)\n"
+        "      --calib FILE          confirm that FILE is the profile's calibration set (the plan\n"
+        "                            records the profile's own calib sha256 either way)   (none)\n"
         "      --pareto FILE.csv     write the front (one row per plan)              (none)\n"
         "      --pareto-svg FILE.svg draw the front                                 (none)\n"
         "  -h, --help                this text\n"
@@ -127,6 +129,37 @@ int moa_cmd_optimize(int argc, char **argv) {
     moa_profile *prof = NULL;
     moa_status st = moa_profile_load(prof_path, &prof);
     if (st < 0) return cli_fail("loading the profile", st);
+    /* provenance: the calibration file is the one the profile records; --calib only
+     * confirms it (a file that is not the profile's calibration set is refused) */
+    char calib_sha[65] = "";
+    snprintf(calib_sha, sizeof calib_sha, "%s", prof->calib_sha256);
+    if (calib) {
+        char given[65];
+        if ((st = moa_sha256_file(calib, given)) < 0) { moa_profile_free(prof); return cli_fail("hashing --calib", st); }
+        if (!prof->calib_sha256[0] || strcmp(given, prof->calib_sha256) != 0) {
+            if (prof->calib_sha256[0])
+                fprintf(stderr, "moa optimize: --calib %s (sha256 %.16s...) is not the calibration set of %s, which "
+                        "was profiled from sha256 %.16s...\n", calib, given, prof_path, prof->calib_sha256);
+            else
+                fprintf(stderr, "moa optimize: --calib %s cannot be confirmed: %s records no calibration file "
+                        "(written before profiles recorded it); drop --calib or re-profile\n", calib, prof_path);
+            moa_profile_free(prof);
+            return 1;
+        }
+    }
+    /* outputs: the directories must exist before minutes of solving */
+    const char *outs[3] = {out_path, csv, svg};
+    for (int k = 0; k < 3; k++) {
+        if (!outs[k]) continue;
+        char *dir = moa_strdup(outs[k]);
+        char *slash = dir ? strrchr(dir, '/') : NULL;
+        if (slash) *slash = '\0';
+        struct stat sb;
+        int ok = !dir || !slash || (dir[0] == '\0' ? 1 : stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode));
+        if (!ok) fprintf(stderr, "moa optimize: cannot write %s: directory '%s' does not exist\n", outs[k], dir);
+        free(dir);
+        if (!ok) { moa_profile_free(prof); return 1; }
+    }
     /* constrained lengths: every profiled length at --density, then --density-at entries */
     for (int b = 0; b < prof->n_buckets && b < MOA_OPT_MAX_LENGTHS; b++) {
         par.constrained[b] = prof->buckets[b].length;
@@ -175,20 +208,28 @@ int moa_cmd_optimize(int argc, char **argv) {
     st = moa_opt_pareto(pb, &par, &fr);
     moa_progress_bar_finish(&bar);
     if (st < 0) { moa_opt_problem_free(pb); moa_profile_free(prof); return cli_fail("optimizing", st); }
-    char prof_sha[65] = "", calib_sha[65] = "";
+    char prof_sha[65] = "";
     moa_sha256_file(prof_path, prof_sha);
-    if (calib && moa_sha256_file(calib, calib_sha) < 0) {
-        moa_opt_front_clear(&fr); moa_opt_problem_free(pb); moa_profile_free(prof);
-        return cli_fail("hashing the calibration file", MOA_ERR_IO);
-    }
-    moa_opt_provenance prov = {prof_sha, calib ? calib_sha : NULL};
+    moa_opt_provenance prov = {prof_sha, calib_sha[0] ? calib_sha : NULL};
     moa_plan *plan = NULL;
     int rc = 0;
+    /* the front files first and the plan last: a failed command leaves none of them */
     st = moa_opt_make_plan(pb, prof, &par, &fr.points[fr.selected], &prov, &plan);
-    if (st >= 0) st = moa_plan_save(plan, out_path);
-    if (st < 0) rc = cli_fail("writing the plan", st);
-    if (!rc && csv && (st = moa_opt_front_write_csv(pb, &fr, csv)) < 0) rc = cli_fail("writing the front CSV", st);
-    if (!rc && svg && (st = moa_opt_front_write_svg(pb, &fr, svg)) < 0) rc = cli_fail("writing the front SVG", st);
+    if (st < 0) rc = cli_fail("making the plan", st);
+    int wrote_csv = 0, wrote_svg = 0;
+    if (!rc && csv) {
+        if ((st = moa_opt_front_write_csv(pb, &fr, csv)) < 0) rc = cli_fail("writing the front CSV", st);
+        else wrote_csv = 1;
+    }
+    if (!rc && svg) {
+        if ((st = moa_opt_front_write_svg(pb, &fr, svg)) < 0) rc = cli_fail("writing the front SVG", st);
+        else wrote_svg = 1;
+    }
+    if (!rc && (st = moa_plan_save(plan, out_path)) < 0) rc = cli_fail("writing the plan", st);
+    if (rc) {
+        if (wrote_csv) remove(csv);
+        if (wrote_svg) remove(svg);
+    }
     if (!rc) {
         const moa_opt_solution *s = &fr.points[fr.selected];
         printf("plan: %s (point %d of %d on the front, %d solves, %.2f s, %s, gap %.2g)\n", out_path,

@@ -112,7 +112,8 @@ int moa_cmd_merge(int argc, char **argv) {
         if (arg_flag(argv, i, "-h", "--help")) {
             printf("usage: moa merge -o profile.h5 SHARD.h5...\n\n"
                    "Combines shard profiles (moa profile --shard I/N) by sample-weighted sums into\n"
-                   "one profile. Refuses profiles of different models, dimensions, sink or block.\n");
+                   "one profile. Refuses profiles of different models, dimensions, sink, block or\n"
+                   "calibration files, and a shard given twice (same file, or a shard already merged).\n");
             free(inputs);
             return 0;
         }

@@ -17,6 +17,7 @@ static void bucket_free(moa_profile_bucket *b) {
 
 void moa_profile_free(moa_profile *p) {
     if (!p) return;
+    free(p->shard_set);
     for (int i = 0; i < p->n_buckets; i++) bucket_free(&p->buckets[i]);
     free(p->buckets);
     free(p);
@@ -109,6 +110,20 @@ moa_status moa_profile_add_sample(moa_profile *p, int b, const double *abs, cons
     return MOA_OK;
 }
 
+moa_status moa_profile_set_source(moa_profile *p, const char *calib_sha256, int64_t index, int64_t count) {
+    if (count < 1 || count > MOA_PROFILE_MAX_SHARDS || index < 0 || index >= count)
+        return moa_err(MOA_ERR_INVALID_ARG, "profile: shard %lld/%lld: expected 0 <= I < N <= %d",
+                       (long long)index, (long long)count, MOA_PROFILE_MAX_SHARDS);
+    uint8_t *set = calloc((size_t)count, 1);
+    if (!set) return moa_err(MOA_ERR_NOMEM, "out of memory");
+    set[index] = 1;
+    free(p->shard_set);
+    p->shard_set = set;
+    p->shard_count = count;
+    snprintf(p->calib_sha256, sizeof p->calib_sha256, "%s", calib_sha256 ? calib_sha256 : "");
+    return MOA_OK;
+}
+
 moa_status moa_profile_merge(moa_profile *dst, const moa_profile *src) {
 #define SAME(f) if (dst->f != src->f) return moa_err(MOA_ERR_MISMATCH, "profile merge: " #f " differs (%lld vs %lld)", (long long)dst->f, (long long)src->f)
     SAME(n_layer); SAME(n_head); SAME(n_head_kv); SAME(head_dim); SAME(sink); SAME(block);
@@ -116,6 +131,17 @@ moa_status moa_profile_merge(moa_profile *dst, const moa_profile *src) {
     if (strcmp(dst->model_sha256, src->model_sha256))
         return moa_err(MOA_ERR_MISMATCH, "profile merge: model_sha256 differs (%s vs %s)",
                        dst->model_sha256, src->model_sha256);
+    if (strcmp(dst->calib_sha256, src->calib_sha256))
+        return moa_err(MOA_ERR_MISMATCH, "profile merge: calib_sha256 differs (%s vs %s): profiles of "
+                       "different calibration files", dst->calib_sha256[0] ? dst->calib_sha256 : "unknown",
+                       src->calib_sha256[0] ? src->calib_sha256 : "unknown");
+    if (dst->shard_count != src->shard_count)
+        return moa_err(MOA_ERR_MISMATCH, "profile merge: shard_count differs (%lld vs %lld; 0 = unknown)",
+                       (long long)dst->shard_count, (long long)src->shard_count);
+    for (int64_t i = 0; i < dst->shard_count; i++)
+        if (dst->shard_set[i] && src->shard_set[i])
+            return moa_err(MOA_ERR_MISMATCH, "profile merge: shard %lld/%lld is already in the merge "
+                           "(each shard may be counted once)", (long long)i, (long long)dst->shard_count);
     for (int sb = 0; sb < src->n_buckets; sb++) {
         const moa_profile_bucket *s = &src->buckets[sb];
         int db = moa_profile_find_bucket(dst, s->length);
@@ -143,6 +169,7 @@ moa_status moa_profile_merge(moa_profile *dst, const moa_profile *src) {
         d->n_samples = tot;
         d->n_tokens += s->n_tokens;
     }
+    for (int64_t i = 0; i < dst->shard_count; i++) dst->shard_set[i] |= src->shard_set[i];
     qsort(dst->buckets, (size_t)dst->n_buckets, sizeof *dst->buckets, cmp_bucket);
     return MOA_OK;
 }
@@ -161,6 +188,18 @@ moa_status moa_profile_validate(const moa_profile *p) {
     for (size_t i = 0; i < sl; i++)
         if (!strchr("0123456789abcdef", p->model_sha256[i]) || !p->model_sha256[i])
             BAD("attribute 'model_sha256' must be lowercase hex");
+    sl = strlen(p->calib_sha256);
+    if (sl != 0 && sl != 64) BAD("attribute 'calib_sha256' must be 64 hex digits or empty");
+    for (size_t i = 0; i < sl; i++)
+        if (!strchr("0123456789abcdef", p->calib_sha256[i]) || !p->calib_sha256[i])
+            BAD("attribute 'calib_sha256' must be lowercase hex");
+    if (p->shard_count < 0 || p->shard_count > MOA_PROFILE_MAX_SHARDS)
+        BAD("attribute 'shard_count' must be in [1, %d] (got %lld)", MOA_PROFILE_MAX_SHARDS, (long long)p->shard_count);
+    if (p->shard_count > 0) {
+        int64_t n_in = 0;
+        for (int64_t i = 0; i < p->shard_count; i++) n_in += p->shard_set[i] != 0;
+        if (n_in == 0) BAD("attribute 'shards' names no shard of %lld", (long long)p->shard_count);
+    }
     if (p->n_buckets <= 0) BAD("no length buckets (expected at least one group 'bucket_<N>')");
     for (int b = 0; b < p->n_buckets; b++) {
         const moa_profile_bucket *k = &p->buckets[b];
@@ -187,6 +226,26 @@ moa_status moa_profile_validate(const moa_profile *p) {
             if (!isfinite(k->sink_influence[i]))
                 BAD("bucket_%lld/sink_influence[%zu][%zu] is not finite", (long long)k->length,
                     i / (size_t)p->n_head, i % (size_t)p->n_head);
+        /* The optimiser sums a head's bins (suffix sums, the sink total) and the bucket's
+         * heads (normalisation per length): finite values are not enough, the sums must be. */
+        double total = 0;
+        for (size_t h = 0; h < nh; h++) {
+            const double *a = k->influence_abs + h * (size_t)k->n_bins, *sg = k->influence_signed + h * (size_t)k->n_bins;
+            double sa = fabs(k->sink_influence[h]), ss = 0;
+            for (int64_t b = 0; b < k->n_bins; b++) {
+                sa += a[b];
+                ss += fabs(sg[b]);
+            }
+            if (!isfinite(sa))
+                BAD("bucket_%lld/influence_abs[%zu][%zu]: the head's total (bins + sink) overflows a double",
+                    (long long)k->length, h / (size_t)p->n_head, h % (size_t)p->n_head);
+            if (!isfinite(ss))
+                BAD("bucket_%lld/influence_signed[%zu][%zu]: the head's total |influence| overflows a double",
+                    (long long)k->length, h / (size_t)p->n_head, h % (size_t)p->n_head);
+            total += sa + ss;
+        }
+        if (!isfinite(total))
+            BAD("bucket_%lld: the total influence over all heads overflows a double", (long long)k->length);
     }
 #undef BAD
     return MOA_OK;
@@ -196,6 +255,7 @@ moa_status moa_profile_validate(const moa_profile *p) {
 
 moa_status moa_profile_save(const moa_profile *p, const char *path) {
     MOA_TRY(moa_profile_validate(p));
+    moa_h5_init();
     char *tmp = moa_tmp_path_for(path);
     if (!tmp) return moa_err(MOA_ERR_NOMEM, "out of memory");
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
@@ -216,6 +276,19 @@ moa_status moa_profile_save(const moa_profile *p, const char *path) {
     T(moa_h5_attr_write_i64(f, "head_dim", p->head_dim));
     T(moa_h5_attr_write_i64(f, "sink", p->sink));
     T(moa_h5_attr_write_i64(f, "block", p->block));
+    T(moa_h5_attr_write_str(f, "calib_sha256", p->calib_sha256));
+    if (p->shard_count > 0) {   /* "I,J,..": the shards of the i % shard_count split folded in */
+        T(moa_h5_attr_write_i64(f, "shard_count", p->shard_count));
+        size_t cap = (size_t)p->shard_count * 8 + 1, o = 0;
+        char *list = malloc(cap);
+        if (!list) { st = moa_err(MOA_ERR_NOMEM, "out of memory"); goto fail; }
+        list[0] = '\0';
+        for (int64_t i = 0; i < p->shard_count; i++)
+            if (p->shard_set[i]) o += (size_t)snprintf(list + o, cap - o, o ? ",%lld" : "%lld", (long long)i);
+        st = moa_h5_attr_write_str(f, "shards", list);
+        free(list);
+        if (st < 0) goto fail;
+    }
     for (int b = 0; b < p->n_buckets; b++) {
         const moa_profile_bucket *k = &p->buckets[b];
         char name[48];
@@ -291,6 +364,41 @@ done:
     return st;
 }
 
+/* Optional provenance: calib_sha256, shard_count and shards ("I,J,..", increasing). */
+static moa_status load_source(hid_t f, moa_profile *p) {
+    if (H5Aexists(f, "calib_sha256") > 0)
+        MOA_TRY(moa_h5_attr_read_str(f, "calib_sha256", p->calib_sha256, sizeof p->calib_sha256));
+    int has_count = H5Aexists(f, "shard_count") > 0, has_list = H5Aexists(f, "shards") > 0;
+    if (!has_count && !has_list) return MOA_OK;
+    if (!has_count || !has_list)
+        return moa_err(MOA_ERR_FORMAT, "attributes 'shard_count' and 'shards' go together (one is missing)");
+    MOA_TRY(moa_h5_attr_read_i64(f, "shard_count", &p->shard_count));
+    if (p->shard_count < 1 || p->shard_count > MOA_PROFILE_MAX_SHARDS)
+        return moa_err(MOA_ERR_FORMAT, "attribute 'shard_count' must be in [1, %d] (got %lld)",
+                       MOA_PROFILE_MAX_SHARDS, (long long)p->shard_count);
+    size_t cap = (size_t)p->shard_count * 8 + 2;
+    char *list = malloc(cap);
+    p->shard_set = calloc((size_t)p->shard_count, 1);
+    if (!list || !p->shard_set) { free(list); return moa_err(MOA_ERR_NOMEM, "out of memory"); }
+    moa_status st = moa_h5_attr_read_str(f, "shards", list, cap);
+    long long prev = -1;
+    for (const char *c = list; st >= 0;) {
+        char *end;
+        long long i = strtoll(c, &end, 10);
+        if (end == c || !(*c >= '0' && *c <= '9') || i <= prev || i >= p->shard_count || (*end && *end != ',')) {
+            st = moa_err(MOA_ERR_FORMAT, "attribute 'shards' = \"%s\": expected increasing shard indices "
+                         "in [0, %lld) separated by commas", list, (long long)p->shard_count);
+            break;
+        }
+        p->shard_set[i] = 1;
+        prev = i;
+        if (!*end) break;
+        c = end + 1;
+    }
+    free(list);
+    return st;
+}
+
 static moa_status load_file(hid_t f, moa_profile *p) {
     char fmt[32];
     int64_t ver;
@@ -310,6 +418,7 @@ static moa_status load_file(hid_t f, moa_profile *p) {
     MOA_TRY(moa_h5_attr_read_i64(f, "head_dim", &p->head_dim));
     MOA_TRY(moa_h5_attr_read_i64(f, "sink", &p->sink));
     MOA_TRY(moa_h5_attr_read_i64(f, "block", &p->block));
+    MOA_TRY(load_source(f, p));
     /* dimension sanity before allocating anything */
     if (p->n_layer <= 0 || p->n_layer > 100000 || p->n_head <= 0 || p->n_head > 100000 ||
         p->n_head_kv <= 0 || p->n_head % p->n_head_kv || p->block <= 0 || p->sink < 0 || p->head_dim <= 0)
@@ -337,6 +446,7 @@ static moa_status load_file(hid_t f, moa_profile *p) {
 
 moa_status moa_profile_load(const char *path, moa_profile **out) {
     *out = NULL;
+    moa_h5_init();   /* errors are reported through moa_last_error(), not HDF5's stack dumps */
     if (!moa_file_exists(path)) return moa_err(MOA_ERR_IO, "%s: no such file", path);
     if (H5Fis_hdf5(path) <= 0) return moa_err(MOA_ERR_FORMAT, "%s: not an HDF5 file", path);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);

@@ -17,6 +17,7 @@
 #define MOA_PROFILE_FORMAT "moa-profile"
 #define MOA_PROFILE_VERSION 1
 #define MOA_PROFILE_MAX_BUCKETS 64
+#define MOA_PROFILE_MAX_SHARDS 65536
 
 typedef struct {
     int64_t length;             /* N of the bucket */
@@ -34,6 +35,10 @@ typedef struct {
     char tool_version[32];
     int64_t n_layer, n_head, n_head_kv, head_dim;
     int64_t sink, block;
+    /* provenance (optional attributes; "" / 0 when absent, as in files of older writers) */
+    char calib_sha256[65];      /* the calibration file profiled */
+    int64_t shard_count;        /* 0: unknown; else the samples were split i % shard_count */
+    uint8_t *shard_set;         /* [shard_count]: 1 for each shard folded in (NULL if count 0) */
     int n_buckets;
     moa_profile_bucket *buckets;   /* sorted by length, lengths distinct */
 } moa_profile;
@@ -57,9 +62,13 @@ double *moa_profile_hist_signed(const moa_profile *p, int b, int64_t layer, int6
 moa_status moa_profile_add_sample(moa_profile *p, int b, const double *abs, const double *sgn,
                                   const double *sink, int64_t n_tokens);
 
+/* Records that p holds shard `index` of `count` of the calibration file calib_sha256. */
+moa_status moa_profile_set_source(moa_profile *p, const char *calib_sha256, int64_t index, int64_t count);
+
 /* dst := weighted merge of dst and src (weights n_samples). Identity (model sha256, dims,
- * sink, block) must match (MOA_ERR_MISMATCH naming the field); buckets of src whose length
- * dst lacks are added. */
+ * sink, block, calibration file) must match (MOA_ERR_MISMATCH naming the field); shards must
+ * be of the same split and disjoint (a shard counted twice is MOA_ERR_MISMATCH); buckets of
+ * src whose length dst lacks are added. */
 moa_status moa_profile_merge(moa_profile *dst, const moa_profile *src);
 
 /* Check every field (MOA_ERR_FORMAT naming it): dims, sink/block, lengths, counts, finite

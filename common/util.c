@@ -205,7 +205,11 @@ static int conv_long(const char *p, char **end, int i, void *out) {
     errno = 0;
     long v = strtol(p, end, 10);
     if (errno || *end == p) return -1;
-    if (**end == 'k' || **end == 'K') { v *= 1024; (*end)++; }
+    if (**end == 'k' || **end == 'K') {   /* x 1024; an overflowing product is refused */
+        if (v > LONG_MAX / 1024 || v < LONG_MIN / 1024) return -1;
+        v *= 1024;
+        (*end)++;
+    }
     ((long *)out)[i] = v;
     return 0;
 }

@@ -222,6 +222,7 @@ moa_status moa_eval_response_loss(const moa_model *m, const moa_eval_attention *
     memset(out, 0, sizeof *out);
     MOA_TRY(check_attention(m, a));
     int nv = m->hp.n_vocab;
+    MOA_TRY(moa_calib_check_vocab(f, nv));   /* the last response token is a target only: no forward pass checks it */
     int64_t total = 0, max_resp = 0;
     for (int64_t i = 0; i < f->n_samples; i++) {
         const moa_calib_sample *s = &f->samples[i];

@@ -157,9 +157,14 @@ typedef struct {
     char *reference_label;      /* NULL without a reference */
 } moa_longeval_results;
 
+/* MOA_OK if `task` names an evaluation task (see moa_longeval_params.task; NULL = lines),
+ * else MOA_ERR_INVALID_ARG listing the known ones: lets callers refuse it before any work. */
+moa_status moa_longeval_task_check(const char *task);
+
 /* Runs (or resumes) the evaluation and aggregates it. Progress: done/total samples, extra =
- * tokens processed (prompt + answer). A responder error stops the run (the finished rows
- * stay in the log; resume continues). */
+ * tokens processed (prompt + answer). Settings are checked before the log is touched. A
+ * responder error stops the run: the finished rows stay in the log (resume continues); a log
+ * this run created that holds no finished row is removed. */
 moa_status moa_longeval_run(const moa_longeval_params *p, const moa_eval_model *m,
                             moa_progress_fn progress, void *progress_data,
                             moa_longeval_results **out);

@@ -228,6 +228,11 @@ static moa_status eval_task_spec(const char *task, moa_task_spec *spec) {
                    "needle-multivalue, needle-multiquery", task);
 }
 
+moa_status moa_longeval_task_check(const char *task) {
+    moa_task_spec spec;
+    return eval_task_spec(task, &spec);
+}
+
 /* Generates, fits, answers and scores sample (l, bin, k). */
 static moa_status run_sample(const moa_longeval_params *p, const moa_eval_model *m, int l, int bin, int k,
                              moa_longeval_row *w) {
@@ -298,16 +303,22 @@ moa_status moa_longeval_run(const moa_longeval_params *p, const moa_eval_model *
             if (p->lengths[j] == p->lengths[l])
                 return moa_err(MOA_ERR_INVALID_ARG, "length %d appears twice", p->lengths[l]);
     }
+    MOA_TRY(moa_longeval_task_check(p->task));
     int64_t n = (int64_t)p->n_lengths * p->samples_per_cell * MOA_LONGEVAL_BINS;
+    /* a log this run creates is removed again if the run fails before its first row */
+    int new_log = !(p->resume && moa_file_exists(p->log_path));
     char *settings = settings_json(p);
     if (!settings) return MOA_ERR_NOMEM;
     moa_longeval_row *rows = moa_calloc_array((size_t)n, sizeof *rows);
     uint8_t *done = moa_calloc_array((size_t)n, 1);
     FILE *fp = NULL;
     moa_status st = MOA_OK;
+    int created = 0;            /* this run wrote a new log */
+    int64_t fresh_rows = 0;     /* rows this run appended */
     if (!rows || !done) { st = moa_err(MOA_ERR_NOMEM, "out of memory"); goto out; }
     int64_t n_done = 0;
     if ((st = log_open(p, settings, rows, done, &n_done, &fp)) < 0) goto out;
+    created = new_log;
     if (n_done) moa_log_info("longeval: resuming from '%s' with %lld of %lld samples done", p->log_path,
                              (long long)n_done, (long long)n);
     int64_t todo = n - n_done, fresh = 0;
@@ -338,6 +349,7 @@ moa_status moa_longeval_run(const moa_longeval_params *p, const moa_eval_model *
                 if (st < 0) goto out;
                 done[i] = 1;
                 fresh++;
+                fresh_rows++;
                 tokens += rows[i].prompt_tokens + rows[i].new_tokens;
                 if (progress) progress(progress_data, (double)fresh, (double)todo, tokens, "tok");
             }
@@ -353,6 +365,7 @@ moa_status moa_longeval_run(const moa_longeval_params *p, const moa_eval_model *
     st = moa_longeval_results_create(p->label, settings, p->lengths, p->n_lengths, rows, m_done, out);
 out:
     if (fp) fclose(fp);
+    if (st < 0 && created && fresh_rows == 0) remove(p->log_path);
     if (rows)
         for (int64_t i = 0; i < n; i++) moa_longeval_row_clear(&rows[i]);
     free(rows);

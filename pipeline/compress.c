@@ -104,33 +104,116 @@ static void sb_printf(sbuf *b, const char *fmt, ...) {
     b->n += (size_t)k;
 }
 
-/* ---- stage checks ------------------------------------------------------------------------ */
-/* A calibration file of this model with exactly samples[k] samples at each lengths[k]. */
-static int calib_valid(const char *path, const moa_model *m, const int *lengths, const int *samples, int n_len) {
+/* ---- stage checks: a stage's output is reused only when it records exactly the inputs and
+ * settings this run would give it ------------------------------------------------------------ */
+
+/* Everything that shapes a calibration file: its build parameters (tasks, lengths, counts,
+ * seed, answer budget, word list, model, tokenizer, chat template). The file records their
+ * canonical JSON (build_params), so a file is current iff that text is the same. */
+typedef struct {
+    moa_task_spec specs[8];
+    int n_specs;
+    int samples[MOA_COMPRESS_MAX_LENGTHS];
+    const char *tmpl;
+    moa_calib_build_params bp;
+} calib_job;
+
+/* Parses "longdep,lines,needle-*" into specs (words may be NULL when only checking). */
+static moa_status parse_tasks(const char *tasks, const moa_wordlist *words, moa_task_spec *specs, int *n_specs) {
+    *n_specs = 0;
+    if (!tasks || !*tasks) return moa_err(MOA_ERR_INVALID_ARG, "calibration tasks: empty list (longdep, lines, needle-*)");
+    char *list = moa_strdup(tasks);
+    if (!list) return moa_err(MOA_ERR_NOMEM, "out of memory");
+    moa_status st = MOA_OK;
+    for (char *save = NULL, *t = strtok_r(list, ",", &save); t && st >= 0; t = strtok_r(NULL, ",", &save)) {
+        if (*n_specs >= 8) { st = moa_err(MOA_ERR_INVALID_ARG, "calibration tasks: at most 8"); break; }
+        moa_task_spec s;
+        if (!strcmp(t, "longdep")) s = moa_task_spec_default(MOA_TASK_LONGDEP);
+        else if (!strcmp(t, "lines")) s = moa_task_spec_default(MOA_TASK_LINES);
+        else if (!strcmp(t, "needle") || !strcmp(t, "needle-single")) s = moa_task_spec_default(MOA_TASK_NEEDLE);
+        else if (!strncmp(t, "needle-", 7)) {
+            s = moa_task_spec_default(MOA_TASK_NEEDLE);
+            if (!strcmp(t, "needle-multikey")) s.needle_variant = MOA_NEEDLE_MULTIKEY;
+            else if (!strcmp(t, "needle-multivalue")) s.needle_variant = MOA_NEEDLE_MULTIVALUE;
+            else if (!strcmp(t, "needle-multiquery")) s.needle_variant = MOA_NEEDLE_MULTIQUERY;
+            else st = moa_err(MOA_ERR_INVALID_ARG, "unknown calibration task '%s' (longdep, lines, needle, "
+                              "needle-multikey, needle-multivalue, needle-multiquery)", t);
+        } else st = moa_err(MOA_ERR_INVALID_ARG, "unknown calibration task '%s' (longdep, lines, needle, "
+                            "needle-multikey, needle-multivalue, needle-multiquery)", t);
+        s.words = words;
+        specs[(*n_specs)++] = s;
+    }
+    free(list);
+    return st;
+}
+
+static moa_status calib_job_init(calib_job *j, const moa_model *m, const moa_tokenizer *tok,
+                                 const moa_wordlist *words, const char *tasks, const int *lengths,
+                                 const int *samples, int n_len, uint64_t seed, int max_new) {
+    memset(j, 0, sizeof *j);
+    MOA_TRY(parse_tasks(tasks, words, j->specs, &j->n_specs));
+    int same = 1;
+    for (int i = 0; i < n_len; i++) {
+        j->samples[i] = samples[i];
+        same &= samples[i] == samples[0];
+    }
+    j->tmpl = NULL;
+    moa_gguf_get_str(m->gguf, "tokenizer.chat_template", &j->tmpl, NULL);
+    moa_calib_build_params *bp = &j->bp;
+    *bp = moa_calib_build_default_params();
+    bp->tasks = j->specs;
+    bp->n_tasks = j->n_specs;
+    bp->lengths = lengths;
+    bp->n_lengths = n_len;
+    bp->samples_per_length = samples[0];
+    bp->samples_at = same ? NULL : j->samples;   /* one count: the file records it as before */
+    bp->seed = seed;
+    bp->max_new_tokens = max_new;
+    bp->model_sha256 = m->sha256;
+    bp->tokenizer_id = moa_tokenizer_pre(tok);
+    bp->chat_template = j->tmpl ? j->tmpl : "";
+    bp->resume = 1;
+    return MOA_OK;
+}
+
+/* 1: the file at path was built with exactly the job's parameters. */
+static int calib_current(const char *path, const calib_job *j) {
     if (!moa_file_exists(path)) return 0;
     moa_calib_file *f = NULL;
     if (moa_calib_read(path, &f) < 0) return 0;
-    int ok = !strcmp(f->model_sha256, m->sha256);
-    int64_t total = 0;
-    for (int k = 0; ok && k < n_len; k++) {
-        int64_t c = 0;
-        for (int64_t i = 0; i < f->n_samples; i++) c += f->samples[i].bucket == lengths[k];
-        ok = c == samples[k];
-        total += c;
-    }
-    ok = ok && total == f->n_samples;
+    char *want = moa_calib_build_params_json(&j->bp);
+    int ok = want && f->build_params && !strcmp(f->build_params, want);
+    free(want);
     moa_calib_file_free(f);
     return ok;
 }
 
-static int profile_valid(const char *path, const moa_model *m, const int *lengths, int n_len, int sink, int block) {
+/* 1: the profile at path was made by this model from the whole calibration file calib_sha
+ * (not a shard), with these sinks, block and length buckets. */
+static int profile_current(const char *path, const moa_model *m, const int *lengths, int n_len, int sink, int block,
+                           const char *calib_sha) {
     if (!moa_file_exists(path)) return 0;
     moa_profile *pr = NULL;
     if (moa_profile_load(path, &pr) < 0) return 0;
-    int ok = !strcmp(pr->model_sha256, m->sha256) && pr->n_buckets == n_len && pr->sink == sink && pr->block == block;
+    int ok = !strcmp(pr->model_sha256, m->sha256) && !strcmp(pr->calib_sha256, calib_sha) &&
+             pr->shard_count == 1 && pr->n_buckets == n_len && pr->sink == sink && pr->block == block;
     for (int k = 0; ok && k < n_len; k++) ok = moa_profile_find_bucket(pr, lengths[k]) >= 0;
     moa_profile_free(pr);
     return ok;
+}
+
+/* The settings a plan of the work directory was optimised with, as text (kept beside it in
+ * plan.json.inputs): the plan is reused only when this text is the same, so a change of any
+ * setting (budget, lengths, solver limits, grid) or of the profile re-optimises. */
+static char *plan_inputs_text(const moa_compress_params *p, const int *lengths, int n_len, int64_t ext,
+                              int64_t validation, const char *profile_sha) {
+    sbuf b = {0};
+    sb_printf(&b, "moa compress plan inputs v1\ntool %s\nprofile_sha256 %s\ndensity %.17g\nlengths", MOA_VERSION,
+              profile_sha, p->density);
+    for (int i = 0; i < n_len; i++) sb_printf(&b, " %d", lengths[i]);
+    sb_printf(&b, "\nextrapolated %lld\nvalidation %lld\nsink %d\nblock %d\ntime_limit %.17g\npareto_grid %d\n",
+              (long long)ext, (long long)validation, p->sink, p->block, p->time_limit, p->pareto_grid);
+    return b.s;
 }
 
 /* The plan in the work directory was made by this job's settings from this profile: same
@@ -161,58 +244,28 @@ static int default_block(int n_min) {
 }
 
 /* ---- stages ------------------------------------------------------------------------------ */
-static moa_status build_calib(const moa_model *m, const moa_tokenizer *tok, const moa_wordlist *words,
-                              const char *tasks, const int *lengths, const int *samples, int n_len, uint64_t seed,
-                              int max_new, const moa_compress_params *p, const char *out) {
-    moa_task_spec specs[8];
-    int n_specs = 0;
-    char *list = moa_strdup(tasks);
-    if (!list) return moa_err(MOA_ERR_NOMEM, "out of memory");
-    moa_status st = MOA_OK;
-    for (char *save = NULL, *t = strtok_r(list, ",", &save); t && st >= 0; t = strtok_r(NULL, ",", &save)) {
-        if (n_specs >= 8) { st = moa_err(MOA_ERR_INVALID_ARG, "compress: at most 8 calibration tasks"); break; }
-        moa_task_spec s;
-        if (!strcmp(t, "longdep")) s = moa_task_spec_default(MOA_TASK_LONGDEP);
-        else if (!strcmp(t, "lines")) s = moa_task_spec_default(MOA_TASK_LINES);
-        else if (!strncmp(t, "needle", 6)) {
-            s = moa_task_spec_default(MOA_TASK_NEEDLE);
-            if (!strcmp(t, "needle-multikey")) s.needle_variant = MOA_NEEDLE_MULTIKEY;
-            else if (!strcmp(t, "needle-multivalue")) s.needle_variant = MOA_NEEDLE_MULTIVALUE;
-            else if (!strcmp(t, "needle-multiquery")) s.needle_variant = MOA_NEEDLE_MULTIQUERY;
-            else if (strcmp(t, "needle") && strcmp(t, "needle-single")) st = moa_err(MOA_ERR_INVALID_ARG, "compress: unknown task '%s'", t);
-        } else st = moa_err(MOA_ERR_INVALID_ARG, "compress: unknown calibration task '%s' (longdep, lines, needle-*)", t);
-        s.words = words;
-        specs[n_specs++] = s;
-    }
-    free(list);
-    if (st < 0) return st;
+static moa_status build_calib(const moa_model *m, const moa_tokenizer *tok, calib_job *j,
+                              const moa_compress_params *p, const char *out) {
     int longest = 0;
-    for (int i = 0; i < n_len; i++) longest = lengths[i] > longest ? lengths[i] : longest;
+    for (int i = 0; i < j->bp.n_lengths; i++) longest = j->bp.lengths[i] > longest ? j->bp.lengths[i] : longest;
     moa_ctx_params cp = moa_ctx_default_params();
-    cp.n_ctx = longest + max_new + 64;
+    cp.n_ctx = longest + j->bp.max_new_tokens + 64;
     if (cp.n_ctx > m->hp.n_ctx_train) cp.n_ctx = m->hp.n_ctx_train;
     moa_ctx *ctx = NULL;
     MOA_TRY(moa_ctx_create(m, &cp, &ctx));
     moa_model_io io = {tok, ctx, 1};
     moa_calib_tokenizer ct = moa_model_io_tokenizer(&io);
-    moa_calib_build_params bp = moa_calib_build_default_params();
-    bp.tasks = specs;
-    bp.n_tasks = n_specs;
-    bp.lengths = lengths;
-    bp.n_lengths = n_len;
-    int same = 1;
-    for (int i = 1; i < n_len; i++) same &= samples[i] == samples[0];
-    bp.samples_per_length = samples[0];
-    bp.samples_at = same ? NULL : samples;   /* one count: the file records it as before */
-    bp.seed = seed;
-    bp.max_new_tokens = max_new;
-    bp.model_sha256 = m->sha256;
-    bp.tokenizer_id = moa_tokenizer_pre(tok);
-    const char *tmpl = NULL;
-    moa_gguf_get_str(m->gguf, "tokenizer.chat_template", &tmpl, NULL);
-    bp.chat_template = tmpl ? tmpl : "";
-    bp.resume = 1;
-    st = moa_calib_build(&bp, &ct, moa_model_io_respond, &io, p->progress, p->progress_data, out);
+    moa_status st = moa_calib_build(&j->bp, &ct, moa_model_io_respond, &io, p->progress, p->progress_data, out);
+    if (st == MOA_ERR_MISMATCH) {   /* the checkpoint of a build with other settings: start over */
+        size_t n = strlen(out) + 6;
+        char *ckpt = malloc(n);
+        if (!ckpt) { moa_ctx_free(ctx); return moa_err(MOA_ERR_NOMEM, "out of memory"); }
+        snprintf(ckpt, n, "%s.ckpt", out);
+        moa_log_info("compress: %s belongs to other calibration settings; starting it over", ckpt);
+        remove(ckpt);
+        free(ckpt);
+        st = moa_calib_build(&j->bp, &ct, moa_model_io_respond, &io, p->progress, p->progress_data, out);
+    }
     moa_ctx_free(ctx);
     return st;
 }
@@ -220,8 +273,9 @@ static moa_status build_calib(const moa_model *m, const moa_tokenizer *tok, cons
 /* ext: the extrapolated constrained length (0: none); validation: the selecting length. */
 static moa_status optimise(const moa_compress_params *p, const int *lengths, int n_len, int64_t ext,
                            int64_t validation, int block,
-                           const char *profile_path, const char *calib_path, const char *plan_path,
-                           const char *front_csv, const char *front_svg, sbuf *rep) {
+                           const char *profile_path, const char *profile_sha, const char *calib_sha,
+                           const char *plan_path, const char *front_csv, const char *front_svg, sbuf *rep,
+                           moa_plan **out) {
     moa_profile *prof = NULL;
     MOA_TRY(moa_profile_load(profile_path, &prof));
     moa_opt_params op = moa_opt_default_params();
@@ -268,10 +322,7 @@ static moa_status optimise(const moa_compress_params *p, const int *lengths, int
     moa_status st = moa_opt_problem_from_profile(prof, &op, &pb);
     if (st >= 0) st = moa_opt_pareto(pb, &op, &front);
     if (st >= 0) {
-        char psha[65], csha[65];
-        moa_opt_provenance prov = {NULL, NULL};
-        if (moa_sha256_file(profile_path, psha) >= 0) prov.profile_sha256 = psha;
-        if (moa_sha256_file(calib_path, csha) >= 0) prov.calib_sha256 = csha;
+        moa_opt_provenance prov = {profile_sha, calib_sha};
         st = moa_opt_make_plan(pb, prof, &op, &front.points[front.selected], &prov, &plan);
     }
     if (st >= 0) st = moa_plan_save(plan, plan_path);
@@ -286,6 +337,7 @@ static moa_status optimise(const moa_compress_params *p, const int *lengths, int
             sb_printf(rep, "| %lld | %s | %.4f |\n", (long long)pb->len[j], j == pb->val ? "validation" : "objective", s->loss[j]);
         sb_printf(rep, "\n");
     }
+    if (st >= 0) { *out = plan; plan = NULL; }
     moa_plan_free(plan);
     moa_opt_front_clear(&front);
     moa_opt_problem_free(pb);
@@ -369,15 +421,111 @@ done:
     return st;
 }
 
+/* ---- settings: defaults from the model, then every check before any work ---------------- */
+
+#define BAD(...) return moa_err(MOA_ERR_INVALID_ARG, "compress: " __VA_ARGS__)
+
+static int has_length(const int *l, int n, int64_t x) {
+    for (int i = 0; i < n; i++) if (l[i] == x) return 1;
+    return 0;
+}
+
+moa_status moa_compress_prepare(const moa_model *m, const moa_compress_params *in, moa_compress_params *out) {
+    if (!m || !in || !out) return moa_err(MOA_ERR_INVALID_ARG, "moa_compress_prepare: NULL argument");
+    moa_compress_params p = *in;
+    const int C = m->hp.n_ctx_train;
+    if (!p.workdir || !*p.workdir) BAD("a work directory is required");
+    if (!(p.density > 0 && p.density <= 1)) BAD("density %g: expected a value in (0, 1]", p.density);
+    if (p.calib_samples < 1) BAD("calibration samples %d: expected >= 1", p.calib_samples);
+    if (p.validation_samples < 0) BAD("validation samples %d: expected >= 1 (0 = default)", p.validation_samples);
+    if (p.calib_max_new < 1) BAD("calibration answer budget %d: expected >= 1 token", p.calib_max_new);
+    if (p.n_calib_lengths < 0 || p.n_calib_lengths > MOA_COMPRESS_MAX_LENGTHS)
+        BAD("%d calibration lengths: at most %d", p.n_calib_lengths, MOA_COMPRESS_MAX_LENGTHS);
+    if (p.n_eval_lengths < 0 || p.n_eval_lengths > MOA_COMPRESS_MAX_LENGTHS)
+        BAD("%d evaluation lengths: at most %d", p.n_eval_lengths, MOA_COMPRESS_MAX_LENGTHS);
+    if (p.n_calib_lengths == 0) {
+        p.n_calib_lengths = 4;
+        p.calib_lengths[0] = C / 16; p.calib_lengths[1] = C / 8; p.calib_lengths[2] = C / 4; p.calib_lengths[3] = C / 2;
+    }
+    if (p.n_calib_lengths < 2)
+        BAD("--calib-lengths: give at least two lengths (objectives and a validation length left out of them)");
+    int longest = 0, shortest = 0;
+    for (int i = 0; i < p.n_calib_lengths; i++) {
+        int L = p.calib_lengths[i];
+        if (L < 64) BAD("--calib-lengths: %d is below 64 tokens", L);
+        if ((int64_t)L + p.calib_max_new > C)
+            BAD("--calib-lengths: %d + %d answer tokens exceeds the model's context of %d tokens (at most %d)", L,
+                p.calib_max_new, C, C - p.calib_max_new);
+        if (has_length(p.calib_lengths, i, L)) BAD("--calib-lengths: %d is given twice", L);
+        longest = L > longest ? L : longest;
+        shortest = !shortest || L < shortest ? L : shortest;
+    }
+    moa_task_spec specs[8];
+    int n_specs;
+    if (parse_tasks(p.calib_tasks, NULL, specs, &n_specs) < 0)
+        return moa_err_prefix(MOA_ERR_INVALID_ARG, "compress: --calib-tasks");
+    if (p.validation_length < 0) BAD("--validation %lld: expected a calibration length", (long long)p.validation_length);
+    if (p.validation_length == 0) p.validation_length = longest;
+    if (!has_length(p.calib_lengths, p.n_calib_lengths, p.validation_length))
+        BAD("--validation %lld: not one of the calibration lengths (the plan is selected on a profiled length "
+            "left out of the objectives)", (long long)p.validation_length);
+    if (p.block < 0) BAD("--block %d: expected > 0 (0 = default)", p.block);
+    if (p.block == 0) p.block = default_block(shortest);
+    if (p.sink < 0) p.sink = p.block;
+    if ((int64_t)p.sink + p.block > shortest)
+        BAD("--sink %d and --block %d: sink + block must fit in the shortest calibration length %d", p.sink, p.block,
+            shortest);
+    if (p.validation_samples == 0) p.validation_samples = (p.calib_samples + 1) / 2;
+    if (!(p.extrapolate >= 0) || !isfinite(p.extrapolate)) BAD("extrapolation factor %g: expected >= 0", p.extrapolate);
+    if (!(p.time_limit > 0) || !isfinite(p.time_limit)) BAD("--time-limit %g: expected > 0 seconds", p.time_limit);
+    if (p.pareto_grid < 0) BAD("Pareto grid %d: expected >= 0", p.pareto_grid);
+    /* validation settings (checked even with skip_eval: a later run reuses them) */
+    if (p.n_eval_lengths == 0) {   /* the objective lengths (the validation length only if alone) */
+        for (int i = 0; i < p.n_calib_lengths; i++)
+            if (p.calib_lengths[i] != p.validation_length) p.eval_lengths[p.n_eval_lengths++] = p.calib_lengths[i];
+    }
+    const int eval_new = moa_longeval_default_params().max_new_tokens;
+    for (int i = 0; i < p.n_eval_lengths; i++) {
+        int L = p.eval_lengths[i];
+        if (L < 64) BAD("--eval-lengths: %d is below 64 tokens", L);
+        if ((int64_t)L + eval_new > C)
+            BAD("--eval-lengths: %d + %d answer tokens exceeds the model's context of %d tokens (at most %d)", L,
+                eval_new, C, C - eval_new);
+        if (has_length(p.eval_lengths, i, L)) BAD("--eval-lengths: %d is given twice", L);
+    }
+    if (moa_longeval_task_check(p.eval_task) < 0) return moa_err_prefix(MOA_ERR_INVALID_ARG, "compress: --eval-task");
+    if (p.eval_samples < 1) BAD("--eval-samples %d: expected >= 1", p.eval_samples);
+    if (p.heldout_samples < 0) BAD("--heldout %d: expected >= 0", p.heldout_samples);
+    *out = p;
+    return MOA_OK;
+}
+#undef BAD
+
+/* "reused" or "built in this run", for the report. */
+static const char *how(int reused) { return reused ? "reused: recorded with exactly these settings" : "built in this run"; }
+
+moa_status moa_compress_load_model(const char *model_path, moa_model **out) {
+    moa_model_params mp = moa_model_default_params();
+    mp.f32_weights = moa_ctx_default_params().device != MOA_DEVICE_CUDA;   /* host BLAS copies: CPU only */
+    return moa_model_load(model_path, &mp, out);
+}
+
 moa_status moa_compress_run(const char *model_path, const moa_compress_params *pp, const char *out_plan,
                             char **report) {
     if (report) *report = NULL;
-    if (!pp || !pp->workdir || !(pp->density > 0 && pp->density <= 1))
-        return moa_err(MOA_ERR_INVALID_ARG, "compress: a work directory and a density in (0, 1] are required");
-    moa_compress_params p = *pp;
-    MOA_TRY(mkdir_p(p.workdir));
-    moa_status st;
     moa_model *m = NULL;
+    MOA_TRY(moa_compress_load_model(model_path, &m));
+    moa_status st = moa_compress_run_model(m, model_path, pp, out_plan, report);
+    moa_model_free(m);
+    return st;
+}
+
+moa_status moa_compress_run_model(const moa_model *m, const char *model_path, const moa_compress_params *pp,
+                                  const char *out_plan, char **report) {
+    if (report) *report = NULL;
+    if (!m || !pp || !out_plan) return moa_err(MOA_ERR_INVALID_ARG, "compress: model, parameters and an output path are required");
+    moa_compress_params p;
+    moa_status st;
     moa_tokenizer *tok = NULL;
     moa_wordlist *words = NULL;
     moa_plan *plan = NULL;
@@ -385,44 +533,33 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
     sbuf rep = {0};
     stage_times times;
     times.n = 0;
-    char *calib = path_in(p.workdir, "calib.h5"), *profile = path_in(p.workdir, "profile.h5");
-    char *planp = path_in(p.workdir, "plan.json"), *csv = path_in(p.workdir, "pareto.csv");
-    char *svg = path_in(p.workdir, "pareto.svg"), *heldout = path_in(p.workdir, "heldout.h5");
-    char *cmp_svg = path_in(p.workdir, "longeval.svg"), *rep_path = path_in(p.workdir, "report.md");
-    if (!calib || !profile || !planp || !csv || !svg || !heldout || !cmp_svg || !rep_path) {
+    char *calib = NULL, *profile = NULL, *planp = NULL, *plan_in = NULL, *csv = NULL, *svg = NULL, *heldout = NULL,
+         *cmp_svg = NULL, *rep_path = NULL, *want = NULL, *have = NULL;
+    stage(pp, &times, "checking the settings");
+    /* every setting is checked before the work directory is touched */
+    if ((st = moa_compress_prepare(m, pp, &p)) < 0) goto done;
+    if ((st = moa_tokenizer_from_gguf(m->gguf, &tok)) < 0) goto done;
+    if ((st = moa_wordlist_load(NULL, &words)) < 0) goto done;
+    if ((st = mkdir_p(p.workdir)) < 0) goto done;
+    calib = path_in(p.workdir, "calib.h5"); profile = path_in(p.workdir, "profile.h5");
+    planp = path_in(p.workdir, "plan.json"); plan_in = path_in(p.workdir, "plan.json.inputs");
+    csv = path_in(p.workdir, "pareto.csv"); svg = path_in(p.workdir, "pareto.svg");
+    heldout = path_in(p.workdir, "heldout.h5"); cmp_svg = path_in(p.workdir, "longeval.svg");
+    rep_path = path_in(p.workdir, "report.md");
+    if (!calib || !profile || !planp || !plan_in || !csv || !svg || !heldout || !cmp_svg || !rep_path) {
         st = moa_err(MOA_ERR_NOMEM, "out of memory");
         goto done;
     }
-    stage(&p, &times, "loading the model");
-    moa_model_params mp = moa_model_default_params();
-    mp.f32_weights = moa_ctx_default_params().device != MOA_DEVICE_CUDA;   /* host BLAS copies: CPU only */
-    if ((st = moa_model_load(model_path, &mp, &m)) < 0) goto done;
-    if ((st = moa_tokenizer_from_gguf(m->gguf, &tok)) < 0) goto done;
-    if ((st = moa_wordlist_load(NULL, &words)) < 0) goto done;
     int C = m->hp.n_ctx_train;
-    if (p.n_calib_lengths == 0) {
-        p.n_calib_lengths = 4;
-        p.calib_lengths[0] = C / 16; p.calib_lengths[1] = C / 8; p.calib_lengths[2] = C / 4; p.calib_lengths[3] = C / 2;
-    }
     int longest = 0;
     for (int i = 0; i < p.n_calib_lengths; i++) longest = p.calib_lengths[i] > longest ? p.calib_lengths[i] : longest;
-    int64_t validation = p.validation_length > 0 ? p.validation_length : longest;
+    int64_t validation = p.validation_length;
     int64_t ext = (int64_t)(p.extrapolate * (double)longest);   /* extrapolated budget length */
     if (ext > C) ext = C;
     if (ext <= longest) ext = 0;
-    if (p.n_eval_lengths == 0) {   /* the objective lengths (the validation length only if alone) */
-        for (int i = 0; i < p.n_calib_lengths; i++)
-            if (p.calib_lengths[i] != validation) p.eval_lengths[p.n_eval_lengths++] = p.calib_lengths[i];
-        if (p.n_eval_lengths == 0) p.eval_lengths[p.n_eval_lengths++] = (int)validation;
-    }
-    int shortest = longest;
-    for (int i = 0; i < p.n_calib_lengths; i++) shortest = p.calib_lengths[i] < shortest ? p.calib_lengths[i] : shortest;
-    if (p.block <= 0) p.block = default_block(shortest);
-    if (p.validation_samples <= 0) p.validation_samples = (p.calib_samples + 1) / 2;
     int calib_n[MOA_COMPRESS_MAX_LENGTHS];   /* samples per calibration length */
     for (int i = 0; i < p.n_calib_lengths; i++)
-        calib_n[i] = p.calib_lengths[i] == validation && p.n_calib_lengths > 1 ? p.validation_samples : p.calib_samples;
-    if (p.sink < 0) p.sink = p.block;
+        calib_n[i] = p.calib_lengths[i] == validation ? p.validation_samples : p.calib_samples;
 
     sb_printf(&rep, "# moa compress report\n\nModel: %s (sha256 %.16s..., %d layers, %d/%d heads, context %d). "
               "Density budget %.3f at lengths", model_path, m->sha256, m->hp.n_layer, m->hp.n_head,
@@ -430,46 +567,70 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
     for (int i = 0; i < p.n_calib_lengths; i++) sb_printf(&rep, " %d", p.calib_lengths[i]);
     if (ext) sb_printf(&rep, " and %lld (extrapolated)", (long long)ext);
     sb_printf(&rep, ".\n\n");
-    sb_printf(&rep, "Calibration: tasks %s, seed %llu, the dense model's own answers; samples per length:",
-              p.calib_tasks, (unsigned long long)p.calib_seed);
+
+    /* 1. calibration: reused only when the file records exactly these build parameters */
+    stage(&p, &times, "calibration set (model's own answers)");
+    calib_job cj;
+    if ((st = calib_job_init(&cj, m, tok, words, p.calib_tasks, p.calib_lengths, calib_n, p.n_calib_lengths,
+                             p.calib_seed, p.calib_max_new)) < 0) goto done;
+    int calib_reused = calib_current(calib, &cj);
+    if (!calib_reused && (st = build_calib(m, tok, &cj, &p, calib)) < 0) goto done;
+    char calib_sha[65], profile_sha[65];
+    if ((st = moa_sha256_file(calib, calib_sha)) < 0) goto done;
+    sb_printf(&rep, "Calibration (%s; %s, sha256 %.16s...): tasks %s, seed %llu, answers of up to %d tokens by "
+              "the dense model; samples per length:", how(calib_reused), calib, calib_sha, p.calib_tasks,
+              (unsigned long long)p.calib_seed, p.calib_max_new);
     for (int i = 0; i < p.n_calib_lengths; i++)
         sb_printf(&rep, "%s %d x %d%s", i ? "," : "", calib_n[i], p.calib_lengths[i],
-                  p.calib_lengths[i] == validation && p.n_calib_lengths > 1 ? " (validation)" : "");
+                  p.calib_lengths[i] == validation ? " (validation)" : "");
     sb_printf(&rep, ".\n\n");
-
-    /* 1. calibration */
-    stage(&p, &times, "calibration set (model's own answers)");
-    if (!calib_valid(calib, m, p.calib_lengths, calib_n, p.n_calib_lengths) &&
-        (st = build_calib(m, tok, words, p.calib_tasks, p.calib_lengths, calib_n, p.n_calib_lengths,
-                          p.calib_seed, p.calib_max_new, &p, calib)) < 0) goto done;
-    /* 2. profile */
+    /* 2. profile: reused only when made from this very calibration file with these settings */
     stage(&p, &times, "profile (attention influence)");
-    if (!profile_valid(profile, m, p.calib_lengths, p.n_calib_lengths, p.sink, p.block)) {
+    int profile_reused = profile_current(profile, m, p.calib_lengths, p.n_calib_lengths, p.sink, p.block, calib_sha);
+    if (!profile_reused) {
         moa_profile_run_params rp = moa_profile_run_default_params();
         rp.prof.sink = p.sink;
         rp.prof.block = p.block;
         rp.resume = 1;
         rp.progress = p.progress;
         rp.progress_data = p.progress_data;
-        if ((st = moa_profile_run(m, calib, profile, &rp)) < 0) goto done;
+        st = moa_profile_run(m, calib, profile, &rp);
+        if (st == MOA_ERR_MISMATCH) {   /* a checkpoint of other inputs or settings: start over */
+            char ck[4200];
+            snprintf(ck, sizeof ck, "%s.ckpt", profile);
+            moa_log_info("compress: %s belongs to other inputs or settings; starting the profile over", ck);
+            remove(ck);
+            snprintf(ck, sizeof ck, "%s.ckpt.h5", profile);
+            remove(ck);
+            st = moa_profile_run(m, calib, profile, &rp);
+        }
+        if (st < 0) goto done;
     }
-    /* 3. optimise */
+    if ((st = moa_sha256_file(profile, profile_sha)) < 0) goto done;
+    sb_printf(&rep, "Profile (%s; %s, sha256 %.16s...): from the calibration file above, sink %d, block %d.\n\n",
+              how(profile_reused), profile, profile_sha, p.sink, p.block);
+    /* 3. optimise: reused only when plan.json.inputs records exactly these settings */
     stage(&p, &times, "optimise (GLPK, Pareto front)");
     sb_printf(&rep, "## Plan\n\n");
-    if (moa_plan_load(planp, &plan) < 0 ||
-        !plan_current(plan, &p, p.calib_lengths, p.n_calib_lengths, ext, validation, profile)) {
+    want = plan_inputs_text(&p, p.calib_lengths, p.n_calib_lengths, ext, validation, profile_sha);
+    if (!want) { st = moa_err(MOA_ERR_NOMEM, "out of memory"); goto done; }
+    size_t have_len = 0;
+    int plan_reused = moa_file_exists(plan_in) && moa_read_file(plan_in, &have, &have_len) >= 0 &&
+                      !strcmp(have, want) && moa_plan_load(planp, &plan) >= 0 &&
+                      plan_current(plan, &p, p.calib_lengths, p.n_calib_lengths, ext, validation, profile);
+    if (!plan_reused) {
         moa_plan_free(plan);
         plan = NULL;
+        remove(plan_in);   /* a plan without its inputs record is never reused */
         moa_opt_init();
-        if ((st = optimise(&p, p.calib_lengths, p.n_calib_lengths, ext, validation, p.block, profile, calib, planp, csv, svg, &rep)) < 0) goto done;
-        if ((st = moa_plan_load(planp, &plan)) < 0) goto done;
+        if ((st = optimise(&p, p.calib_lengths, p.n_calib_lengths, ext, validation, p.block, profile, profile_sha,
+                           calib_sha, planp, csv, svg, &rep, &plan)) < 0) goto done;
+        if ((st = moa_eval_write_text(plan_in, want)) < 0) goto done;
     } else {
-        sb_printf(&rep, "(plan reused from %s)\n\n", planp);
+        sb_printf(&rep, "(plan reused from %s: optimised from this profile with these settings, %s)\n\n", planp, plan_in);
     }
     if ((st = moa_plan_check(plan, m->hp.n_layer, m->hp.n_head, m->hp.n_head_kv, m->hp.head_dim)) < 0) goto done;
     plan_summary(plan, p.calib_lengths, p.n_calib_lengths, ext, &rep);
-    if ((st = moa_plan_save(plan, out_plan)) < 0) goto done;
-    sb_printf(&rep, "Plan written to %s; Pareto front in %s and %s.\n\n", out_plan, csv, svg);
 
     if (!p.skip_eval) {
         /* 4. LongEval: dense, uniform, plan */
@@ -516,9 +677,10 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
         if (p.heldout_samples > 0) {
             stage(&p, &times, "held-out response loss");
             int vl = (int)validation;
-            if (!calib_valid(heldout, m, &vl, &p.heldout_samples, 1) &&
-                (st = build_calib(m, tok, words, p.calib_tasks, &vl, &p.heldout_samples, 1, p.calib_seed + 1000,
-                                  p.calib_max_new, &p, heldout)) < 0) goto done;
+            calib_job hj;
+            if ((st = calib_job_init(&hj, m, tok, words, p.calib_tasks, &vl, &p.heldout_samples, 1, p.calib_seed + 1000,
+                                     p.calib_max_new)) < 0) goto done;
+            if (!calib_current(heldout, &hj) && (st = build_calib(m, tok, &hj, &p, heldout)) < 0) goto done;
             moa_calib_file *hf = NULL;
             if ((st = moa_calib_read(heldout, &hf)) < 0) goto done;
             sb_printf(&rep, "## Response loss on %d held-out samples at the validation length %d (seed %llu)\n\n"
@@ -536,6 +698,14 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
             sb_printf(&rep, "\n");
         }
     }
+    /* The plan reaches the output path only now, after every validation stage has finished
+     * (with skip_eval: right after the optimisation, and the report says it is not validated). */
+    if ((st = moa_plan_save(plan, out_plan)) < 0) goto done;
+    if (p.skip_eval)
+        sb_printf(&rep, "Plan written to %s: NOT VALIDATED (--skip-eval: no retrieval or held-out loss check). "
+                  "Pareto front in %s and %s.\n\n", out_plan, csv, svg);
+    else
+        sb_printf(&rep, "Plan written to %s after validation; Pareto front in %s and %s.\n\n", out_plan, csv, svg);
     times.t[times.n] = moa_time_now();
     sb_printf(&rep, "## Stage times (wall clock of this run; reused stages take ~0 s)\n\n| stage | s |\n|---|---:|\n");
     for (int i = 0; i < times.n; i++) sb_printf(&rep, "| %s | %.1f |\n", times.name[i], times.t[i + 1] - times.t[i]);
@@ -548,7 +718,7 @@ done:
     moa_plan_free(plan);
     moa_wordlist_free(words);
     moa_tokenizer_free(tok);
-    moa_model_free(m);
-    free(calib); free(profile); free(planp); free(csv); free(svg); free(heldout); free(cmp_svg); free(rep_path);
+    free(calib); free(profile); free(planp); free(plan_in); free(csv); free(svg); free(heldout); free(cmp_svg);
+    free(rep_path); free(want); free(have);
     return st;
 }

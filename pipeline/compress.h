@@ -7,8 +7,9 @@
  *              (StreamingLLM at the plan's density, sinks and block) and the plan;
  *              response loss of uniform vs plan on held-out calibration samples
  *   report.md  the summary printed at the end
- * Each stage is skipped when its output is there and valid, and the long stages resume
- * from their checkpoints, so an interrupted run continues where it stopped. */
+ * Each stage is skipped when its output is there and records this run's inputs and settings,
+ * and the long stages resume from their checkpoints, so an interrupted run continues where it
+ * stopped. */
 #ifndef MOA_COMPRESS_H
 #define MOA_COMPRESS_H
 
@@ -61,8 +62,27 @@ typedef struct {
 
 moa_compress_params moa_compress_default_params(void);
 
-/* Runs (or resumes) the job for model_path; writes the plan to out_plan and the report text
- * (markdown, also in workdir/report.md) to *report (malloc'd, may be NULL). */
+/* Fills the defaults that derive from the model (lengths, block, sink, validation length and
+ * samples, evaluation lengths) into *out and checks every setting against the model (lengths
+ * plus answer budgets within its context, the validation length among the calibration
+ * lengths, sink + block within the shortest length, task names, counts). MOA_ERR_INVALID_ARG
+ * naming the setting; touches no file. moa_compress_run_model calls it first. */
+moa_status moa_compress_prepare(const struct moa_model *m, const moa_compress_params *in, moa_compress_params *out);
+
+/* Loads the model the way the job uses it (f32 copies on the CPU, sha256 computed). */
+moa_status moa_compress_load_model(const char *model_path, struct moa_model **out);
+
+/* Runs (or resumes) the job for model m (model_path names it in the report): settings first
+ * (moa_compress_prepare; nothing is written when they fail), then the stages. A stage's output
+ * in the work directory is reused only when it records exactly the inputs and settings this
+ * run gives it (calib.h5: its build parameters; profile.h5: the calibration file's sha256,
+ * sink, block, buckets; plan.json: plan.json.inputs), else rebuilt; the report says which.
+ * The plan reaches out_plan only at the end, after validation (with skip_eval after the
+ * optimisation, marked in the report as not validated). The report text (markdown, also in
+ * workdir/report.md) goes to *report (malloc'd, may be NULL). */
+moa_status moa_compress_run_model(const struct moa_model *m, const char *model_path, const moa_compress_params *p,
+                                  const char *out_plan, char **report);
+/* moa_compress_load_model + moa_compress_run_model. */
 moa_status moa_compress_run(const char *model_path, const moa_compress_params *p,
                             const char *out_plan, char **report);
 

@@ -66,6 +66,10 @@ moa_status moa_profile_run(const moa_model *m, const char *calib_path, const cha
                      calib_path, cf->model_sha256, m->sha256);
         goto done;
     }
+    if ((st = moa_calib_check_vocab(cf, hp->n_vocab)) < 0) {
+        moa_err_prefix(st, "%s", calib_path);
+        goto done;
+    }
     /* buckets: the distinct requested lengths; the longest sample sizes the scratch */
     lengths = moa_alloc_array((size_t)cf->n_samples + 1, sizeof(int64_t));
     if (!lengths) { st = moa_err(MOA_ERR_NOMEM, "out of memory"); goto done; }
@@ -132,6 +136,7 @@ moa_status moa_profile_run(const moa_model *m, const char *calib_path, const cha
         if ((st = moa_atomic_commit(&af)) < 0) goto done;
         unlink(ckpt_h5);
     }
+    if ((st = moa_profile_set_source(pr, calib_sha, p.shard_index, p.shard_count)) < 0) goto done;
 
     if ((st = moa_profiler_create(m, n_max, &p.prof, &prof)) < 0) goto done;
     int64_t nb_max = (n_max + p.prof.block - 1) / p.prof.block, rows = (int64_t)hp->n_layer * hp->n_head;
@@ -186,6 +191,23 @@ done:
 
 moa_status moa_profile_merge_files(const char *const *inputs, int n, const char *out_path) {
     if (n < 1) return moa_err(MOA_ERR_INVALID_ARG, "merge: no input profiles");
+    /* The same file given twice would count its samples twice: refuse byte-identical inputs
+     * here (profiles of older writers record no shard), and shards already merged in
+     * moa_profile_merge. */
+    char (*sha)[65] = calloc((size_t)n, sizeof *sha);
+    if (!sha) return moa_err(MOA_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++) {
+        moa_status st = moa_sha256_file(inputs[i], sha[i]);
+        if (st < 0) { free(sha); return moa_err_prefix(st, "merge"); }
+        for (int j = 0; j < i; j++)
+            if (!strcmp(sha[i], sha[j])) {
+                st = moa_err(MOA_ERR_MISMATCH, "merge: %s and %s are the same profile (sha256 %.16s...); "
+                             "each shard may be counted once", inputs[j], inputs[i], sha[i]);
+                free(sha);
+                return st;
+            }
+    }
+    free(sha);
     moa_profile *acc = NULL;
     MOA_TRY(moa_profile_load(inputs[0], &acc));
     for (int i = 1; i < n; i++) {

@@ -162,14 +162,14 @@ moa_status moa_plan_validate(const moa_plan *p, const char *name) {
             if (!isfinite(x->alpha)) BAD("layers[%d].units[%d].alpha must be finite", l, u);
             if (!isfinite(x->beta) || x->beta < 0 || x->beta > 1)
                 BAD("layers[%d].units[%d].beta must be in [0, 1] (got %g)", l, u, x->beta);
-            if (nmin > 0) {
-                if (!(x->alpha + x->beta * (double)nmin > 0))
-                    BAD("layers[%d].units[%d]: span alpha + beta*N = %g is not positive at N=%lld",
-                        l, u, x->alpha + x->beta * (double)nmin, (long long)nmin);
-            } else if (!(x->alpha > 0) && !(x->beta > 0)) {
-                BAD("layers[%d].units[%d]: span is never positive (alpha=%g, beta=%g)", l, u,
-                    x->alpha, x->beta);
-            }
+            /* beta >= 0: the span grows with N, so positive at the shortest named length
+             * means positive at all of them; a plan that names no length may run at any
+             * N >= 1, so its spans must be positive from N = 1. */
+            int64_t n0 = nmin > 0 ? nmin : 1;
+            if (!(x->alpha + x->beta * (double)n0 > 0))
+                BAD("layers[%d].units[%d]: span alpha + beta*N = %g is not positive at N=%lld%s", l, u,
+                    x->alpha + x->beta * (double)n0, (long long)n0,
+                    nmin > 0 ? "" : " (the plan names no lengths, so every N >= 1 must have a window)");
         }
     }
     for (int i = 0; i < p->n_pred; i++) {

@@ -125,6 +125,24 @@ static moa_calib_file *make_file(void) {
     return f;
 }
 
+/* issue 16 case 1: token ids against the model's vocabulary, the last response token too
+ * (only a target of the loss, so no forward pass ever checks it). */
+TEST(check_vocab) {
+    moa_calib_file *f = make_file();
+    CHECK_OK(moa_calib_check_vocab(f, 212));   /* largest id: 211 (sample 2, after its response) */
+    CHECK(moa_calib_check_vocab(f, 211) == MOA_ERR_FORMAT);
+    CHECK_MSG(strstr(moa_last_error(), "sample 2: token 211 at position 11 (after the response)") &&
+              strstr(moa_last_error(), "[0, 211)"), "message: %s", moa_last_error());
+    /* sample 1's last response token (110 at position 10) */
+    CHECK(moa_calib_check_vocab(f, 110) == MOA_ERR_FORMAT);
+    CHECK_MSG(strstr(moa_last_error(), "sample 1: token 110 at position 10 (response)"), "message: %s", moa_last_error());
+    f->samples[0].tokens[2] = -7;
+    CHECK(moa_calib_check_vocab(f, 1000) == MOA_ERR_FORMAT);
+    CHECK_MSG(strstr(moa_last_error(), "sample 0: token -7 at position 2 (prompt)"), "message: %s", moa_last_error());
+    CHECK(moa_calib_check_vocab(f, 0) == MOA_ERR_INVALID_ARG);
+    moa_calib_file_free(f);
+}
+
 TEST(roundtrip) {
     moa_calib_file *f = make_file();
     CHECK_OK(moa_calib_write(TMP("rt.h5"), f));
@@ -420,6 +438,7 @@ TEST(build_samples_at) {
 
 int main(void) {
     RUN(roundtrip);
+    RUN(check_vocab);
     RUN(rejects_malformed);
     RUN(build_and_resume);
     RUN(build_samples_at);

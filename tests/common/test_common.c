@@ -75,6 +75,9 @@ TEST(parse_lists) {
     CHECK_EQ_INT(moa_parse_int_list("1,x", v, 8), -1);
     CHECK_EQ_INT(moa_parse_int_list("1,2,", v, 8), -1);
     CHECK_EQ_INT(moa_parse_int_list("1,2,3", v, 2), -1);
+    /* issue 16 case 7: the k suffix must not wrap around (18014398509481985 * 1024 = 1024 mod 2^64) */
+    CHECK_EQ_INT(moa_parse_int_list("18014398509481985k", v, 8), -1);
+    CHECK_EQ_INT(moa_parse_int_list("1,-18014398509481985k", v, 8), -1);
     double d[4];
     CHECK_EQ_INT(moa_parse_double_list("0.5,0.25", d, 4), 2);
     CHECK_NEAR(d[1], 0.25, 0);

@@ -108,6 +108,38 @@ TEST(plan_strictness) {
     CHECK_REJECT("\"loss\":0.1", "\"loss\":\"NaN\"", "predicted[0].loss");   /* negative is fine: --signed */
     CHECK_REJECT("\"sha256\":\"\"", "\"sha256\":\"xyz\"", "sha256");
     CHECK_REJECT("{\"format\"", "[{\"format\"", "JSON");
+    /* issue 16 case 6: no lengths named, alpha -1e300 + beta N is never positive in practice:
+     * with no named length the plan may run at any N >= 1, so the span must be positive at 1 */
+    {
+        char buf[4096];
+        const char *from = "\"lengths\":{\"profiled\":[4096],\"constrained\":[4096],\"budgets\":[0.5],\"validation\":null}";
+        const char *p0 = strstr(good_plan, from), *q0 = strstr(good_plan, "\"predicted\":[");
+        CHECK(p0 != NULL && q0 != NULL);
+        if (p0 && q0) {
+            snprintf(buf, sizeof buf, "%.*s\"lengths\":{\"profiled\":[],\"constrained\":[],\"budgets\":[],"
+                     "\"validation\":null},\"predicted\":[],%s", (int)(p0 - good_plan), good_plan,
+                     strstr(good_plan, "\"provenance\""));
+            char *a = strstr(buf, "\"alpha\":-1024");
+            CHECK(a != NULL);
+            if (a) {
+                char buf2[4096];
+                const char *alphas[3] = {"64", "-1e300", "-1024"};   /* span at N=1: 64.5, -1e300, -1023.5 */
+                for (int k = 0; k < 3; k++) {
+                    snprintf(buf2, sizeof buf2, "%.*s\"alpha\":%s%s", (int)(a - buf), buf, alphas[k],
+                             a + strlen("\"alpha\":-1024"));
+                    moa_plan *pl = NULL;
+                    moa_status st = moa_plan_load_string(buf2, "nolen", &pl);
+                    if (k == 0) CHECK_MSG(st == MOA_OK, "a plan without lengths, spans > 0: %s", moa_last_error());
+                    else {
+                        CHECK_MSG(st == MOA_ERR_FORMAT, "alpha %s with no lengths accepted (%d)", alphas[k], st);
+                        CHECK_MSG(strstr(moa_last_error(), "layers[1].units[0]") && strstr(moa_last_error(), "N=1"),
+                                  "message: %s", moa_last_error());
+                    }
+                    moa_plan_free(pl);
+                }
+            }
+        }
+    }
     moa_plan *p;
     CHECK(moa_plan_load(TMP("no-such-plan.json"), &p) < 0);
 }
@@ -212,6 +244,17 @@ static void m_stray(hid_t f) {
     H5Gclose(g);
 }
 static void m_kv(hid_t f) { moa_h5_attr_write_i64(f, "n_head_kv", 3); }
+/* issue 16 case 2: each value finite, their sum over a head is not */
+static void m_sum_overflow(hid_t f) {
+    hid_t g = H5Gopen2(f, "bucket_1024", H5P_DEFAULT);
+    H5Ldelete(g, "influence_abs", H5P_DEFAULT);
+    double z[2 * 4 * 16] = {0};
+    z[16 + 3] = 1e308;
+    z[16 + 9] = 1e308;
+    hsize_t d[3] = {2, 4, 16};
+    moa_h5_write_dataset(g, "influence_abs", H5T_NATIVE_DOUBLE, 3, d, z);
+    H5Gclose(g);
+}
 
 TEST(profile_malformed) {
     corrupt_and_check("version", m_version, "'version'");
@@ -223,6 +266,7 @@ TEST(profile_malformed) {
     corrupt_and_check("negative abs", m_negative, "influence_abs[0][1][1]");
     corrupt_and_check("stray group", m_stray, "'extra'");
     corrupt_and_check("n_head_kv", m_kv, "n_head_kv");
+    corrupt_and_check("sum overflow", m_sum_overflow, "bucket_1024/influence_abs[0][1]");
     moa_profile *q;
     CHECK(moa_profile_load(TMP("does-not-exist.h5"), &q) == MOA_ERR_IO);
 }
@@ -248,6 +292,47 @@ TEST(profile_accumulate_merge) {
     CHECK(strstr(moa_last_error(), "block") != NULL);
     moa_profile_free(a);
     moa_profile_free(b);
+}
+
+/* issue 16 case 2: shard identity. A shard merged twice, or shards of different calibration
+ * files, are refused; disjoint shards merge, and the provenance survives a save/load. */
+TEST(profile_merge_shard_identity) {
+    int64_t lens[1] = {256};
+    char c1[65], c2[65];
+    snprintf(c1, sizeof c1, "%064d", 1);
+    snprintf(c2, sizeof c2, "%064d", 2);
+    moa_profile *a, *b, *c, *d;
+    CHECK_OK(moa_profile_create(1, 2, 1, 8, 64, 64, lens, 1, &a));
+    CHECK_OK(moa_profile_create(1, 2, 1, 8, 64, 64, lens, 1, &b));
+    CHECK_OK(moa_profile_create(1, 2, 1, 8, 64, 64, lens, 1, &c));
+    CHECK_OK(moa_profile_create(1, 2, 1, 8, 64, 64, lens, 1, &d));
+    if (!a || !b || !c || !d) return;
+    double x[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    moa_profile *all[4] = {a, b, c, d};
+    for (int i = 0; i < 4; i++) CHECK_OK(moa_profile_add_sample(all[i], 0, x, x, NULL, 256));
+    CHECK_OK(moa_profile_set_source(a, c1, 0, 3));
+    CHECK_OK(moa_profile_set_source(b, c1, 0, 3));   /* the same shard again */
+    CHECK_OK(moa_profile_set_source(c, c1, 2, 3));
+    CHECK_OK(moa_profile_set_source(d, c2, 1, 3));   /* another calibration file */
+    CHECK(moa_profile_merge(a, b) == MOA_ERR_MISMATCH);
+    CHECK_MSG(strstr(moa_last_error(), "shard 0/3"), "message: %s", moa_last_error());
+    CHECK_EQ_INT(a->buckets[0].n_samples, 1);
+    CHECK(moa_profile_merge(a, d) == MOA_ERR_MISMATCH);
+    CHECK_MSG(strstr(moa_last_error(), "calib_sha256"), "message: %s", moa_last_error());
+    CHECK_OK(moa_profile_merge(a, c));
+    CHECK_EQ_INT(a->buckets[0].n_samples, 2);
+    CHECK(moa_profile_merge(a, c) == MOA_ERR_MISMATCH);   /* shard 2 is in now */
+    CHECK_OK(moa_profile_save(a, TMP("shards.h5")));
+    moa_profile *q = NULL;
+    CHECK_OK(moa_profile_load(TMP("shards.h5"), &q));
+    if (q) {
+        CHECK_STR(q->calib_sha256, c1);
+        CHECK_EQ_INT(q->shard_count, 3);
+        CHECK(q->shard_set[0] == 1 && q->shard_set[1] == 0 && q->shard_set[2] == 1);
+    }
+    moa_profile_free(q);
+    remove(TMP("shards.h5"));
+    for (int i = 0; i < 4; i++) moa_profile_free(all[i]);
 }
 
 /* a plan built from a solve: densities agree with the MILP's, round trip works */
@@ -337,6 +422,7 @@ int main(void) {
     RUN(profile_round_trip);
     RUN(profile_malformed);
     RUN(profile_accumulate_merge);
+    RUN(profile_merge_shard_identity);
     RUN(plan_from_solution);
     return test_summary();
 }

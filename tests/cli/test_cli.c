@@ -1,0 +1,416 @@
+/* test_cli.c - the `moa` command as a user meets it: every subcommand on good and bad input,
+ * checking the exit code (0 ok, 1 failure, 2 usage), a message that names the problem, and
+ * that a failed command leaves no file behind (the scratch directory is listed before and
+ * after each failing command and must not change).
+ *
+ *   test_cli          label unit: no model (synthetic profiles, plans and calibration files,
+ *                     files that are not models, flag errors of every subcommand)
+ *   test_cli model    label model: needs MOA_MODEL (skips with 77 otherwise): the checks
+ *                     that need the real model (token ids against its vocabulary, compress's
+ *                     settings against its context, a failing LongEval run)
+ * Hostile files are made here from the libraries' own writers, then broken on purpose. */
+#include "calib.h"
+#include "h5util.h"
+#include "moa-common.h"
+#include "optimizer.h"
+#include "profile-file.h"
+#include "test.h"
+#include "test-proc.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char dir[512];          /* scratch directory, emptied at start */
+static char output[1 << 16];   /* stdout + stderr of the last command */
+static const char *model;      /* MOA_MODEL (model tests) */
+
+static void path(char *buf, const char *name) { snprintf(buf, 600, "%s/%s", dir, name); }
+
+/* Sorted listing of the scratch directory (names joined by '\n'), malloc'd. */
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static char *listing(void) {
+    DIR *d = opendir(dir);
+    char *names[512];
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)) && n < 512)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, "out.txt")) names[n++] = strdup(e->d_name);
+    if (d) closedir(d);
+    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    size_t len = 1;
+    for (int i = 0; i < n; i++) len += strlen(names[i]) + 1;
+    char *s = calloc(1, len);
+    for (int i = 0; i < n; i++) { strcat(s, names[i]); strcat(s, "\n"); free(names[i]); }
+    return s;
+}
+
+/* Runs `moa args...` (NULL-terminated) with stdout and stderr in `output`; returns the exit
+ * code (128 + signal when killed). env_model: 0 = MOA_MODEL unset in the child. */
+static int run_argv(const char *const *args, int env_model) {
+    char out_path[600];
+    path(out_path, "out.txt");
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) { dup2(fd, 1); dup2(fd, 2); }
+        if (!env_model) unsetenv("MOA_MODEL");
+        const char *argv[64];
+        int n = 0;
+        argv[n++] = MOA_BIN;
+        for (; args[n - 1] && n < 63; n++) argv[n] = args[n - 1];
+        argv[n] = NULL;
+        execv(MOA_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    int rc = test_wait_exit(pid);
+    char *text = NULL;
+    size_t len = 0;
+    output[0] = '\0';
+    if (moa_read_file(out_path, &text, &len) >= 0) {
+        snprintf(output, sizeof output, "%s", text);
+        free(text);
+    }
+    remove(out_path);
+    return rc;
+}
+
+/* expect(rc, "needle", args...): exit code rc, `needle` in the output (NULL: any), and for a
+ * failing command (rc != 0) the scratch directory unchanged. */
+static void expect_(const char *file, int line, int want, const char *needle, int env_model, ...) {
+    const char *args[64];
+    int n = 0;
+    va_list ap;
+    va_start(ap, env_model);
+    while (n < 63 && (args[n] = va_arg(ap, const char *))) n++;
+    va_end(ap);
+    args[n] = NULL;
+    char cmd[1024] = "moa";
+    for (int i = 0; i < n; i++) {
+        strncat(cmd, " ", sizeof cmd - strlen(cmd) - 1);
+        strncat(cmd, args[i], sizeof cmd - strlen(cmd) - 1);
+    }
+    char *before = listing();
+    int rc = run_argv(args, env_model);
+    char *after = listing();
+    if (rc != want) TEST_FAIL_("%s:%d: `%s`: exit %d, expected %d; output:\n%s", file, line, cmd, rc, want, output);
+    else if (needle && !strstr(output, needle))
+        TEST_FAIL_("%s:%d: `%s`: output lacks \"%s\":\n%s", file, line, cmd, needle, output);
+    if (want != 0 && strcmp(before, after) != 0)
+        TEST_FAIL_("%s:%d: `%s` failed but changed the directory:\nbefore:\n%safter:\n%s", file, line, cmd, before, after);
+    if (strstr(output, "HDF5-DIAG")) TEST_FAIL_("%s:%d: `%s` printed raw HDF5 diagnostics", file, line, cmd);
+    free(before);
+    free(after);
+}
+#define EXPECT(rc, needle, ...) expect_(__FILE__, __LINE__, rc, needle, 0, __VA_ARGS__, (const char *)NULL)
+/* plan check against explicit dimensions (1 layer, 2 heads, 1 KV head, head_dim 64) */
+#define DIMS "--n-layer", "1", "--n-head", "2", "--n-head-kv", "1", "--head-dim", "64"
+#define EXPECT_M(rc, needle, ...) expect_(__FILE__, __LINE__, rc, needle, 1, __VA_ARGS__, (const char *)NULL)
+
+static void write_text(const char *name, const char *text) {
+    char p[600];
+    path(p, name);
+    FILE *fp = fopen(p, "wb");
+    CHECK(fp != NULL);
+    if (fp) { fputs(text, fp); fclose(fp); }
+}
+
+/* ---- fixtures -------------------------------------------------------------------------- */
+static moa_profile *synth(void) {
+    moa_synth_params sp = moa_synth_default_params();
+    sp.n_layer = 2; sp.n_head = 4; sp.n_head_kv = 2;
+    sp.n_lengths = 3; sp.lengths[0] = 1024; sp.lengths[1] = 2048; sp.lengths[2] = 4096;
+    moa_profile *p = NULL;
+    CHECK_OK(moa_synth_profile(&sp, &p, NULL));
+    return p;
+}
+
+static void save_profile(moa_profile *p, const char *name) {
+    char f[600];
+    path(f, name);
+    CHECK_OK(moa_profile_save(p, f));
+}
+
+/* Path of `name` in the scratch directory (a ring of 16 buffers: several per call are fine). */
+static const char *P(const char *name) {
+    static char buf[16][600];
+    static int k;
+    char *b = buf[k++ % 16];
+    path(b, name);
+    return b;
+}
+
+/* ---- every subcommand: help, unknown flags, missing arguments, bad values --------------- */
+TEST(usage_errors) {
+    EXPECT(2, "usage: moa", "");   /* an empty command name */
+    EXPECT(0, "exit codes: 0 ok, 1 failure, 2 usage error", "--help");
+    EXPECT(0, "moa ", "--version");
+    EXPECT(2, "unknown command 'frobnicate'", "frobnicate");
+    EXPECT(2, "unknown option '--frob'", "--frob", "info");
+    const char *cmds[] = {"generate", "info", "tokenize", "calib", "profile", "merge", "optimize", "plan",
+                          "eval", "bench", "compress"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        EXPECT(0, "usage", cmds[i], "--help");
+        EXPECT(2, NULL, cmds[i], "--no-such-flag", "x");
+    }
+    /* required arguments */
+    EXPECT(2, "no model", "generate", "-p", "hi");
+    EXPECT(2, "no model", "info");
+    EXPECT(2, "no model", "tokenize", "-p", "hi");
+    EXPECT(2, "--lengths and -o are required", "calib", "--task", "lines");
+    EXPECT(2, NULL, "profile", "-c", "x.h5");
+    EXPECT(2, "need -o OUTPUT", "merge", "a.h5");
+    EXPECT(2, "-p PROFILE and -o PLAN are required", "optimize", "-p", "x.h5");
+    EXPECT(2, "usage", "plan");
+    EXPECT(2, "unknown action 'frob'", "plan", "frob", "x.json");
+    EXPECT(2, "usage", "eval");
+    EXPECT(2, "unknown subcommand 'frob'", "eval", "frob");
+    EXPECT(2, "--lengths and -o are required", "eval", "longeval", "-m", "x.gguf");
+    EXPECT(2, "-c calib.h5 is required", "eval", "loss", "-m", "x.gguf");
+    EXPECT(2, "give at least one results JSON", "eval", "compare");
+    EXPECT(2, NULL, "bench");
+    EXPECT(2, "--density and -o are required", "compress", "-m", "x.gguf");
+    /* bad values: parsed before anything is opened (the model path does not exist) */
+    EXPECT(2, "--top-k: '18014398509481985k' is not an integer", "generate", "-m", "none.gguf", "-p", "hi", "--top-k",
+           "18014398509481985k");   /* issue 16 case 7 */
+    EXPECT(2, "option -n needs a value", "generate", "-m", "none.gguf", "-p", "hi", "-n");
+    EXPECT(2, "--density", "compress", "-m", "none.gguf", "--density", "2", "-o", P("c.json"));
+    EXPECT(2, "bad --calib-lengths", "compress", "-m", "none.gguf", "--density", "0.5", "-o", P("c.json"),
+           "--calib-lengths", "1k,x");
+    EXPECT(2, "--density", "optimize", "-p", "x.h5", "-o", P("p.json"), "--density", "0");
+    EXPECT(2, "--granularity must be", "optimize", "-p", "x.h5", "-o", P("p.json"), "--granularity", "head");
+    EXPECT(2, "bad --lengths", "eval", "longeval", "-m", "none.gguf", "--lengths", "1,,2", "-o", P("r.json"));
+    /* issue 16 case 5: the task is checked before the model loads or a log exists */
+    EXPECT(2, "evaluation task 'bogus'", "eval", "longeval", "-m", "none.gguf", "--lengths", "256", "--task", "bogus",
+           "-o", P("r.json"));
+    EXPECT(2, "--context", "bench", "decode", "-m", "none.gguf", "--context", "x");
+    EXPECT(2, "--device", "generate", "--device", "tpu", "-m", "none.gguf", "-p", "hi");
+}
+
+/* ---- files that are not what they claim -------------------------------------------------- */
+TEST(not_a_model) {
+    write_text("fake.gguf", "GGUF but not really");
+    EXPECT(1, "fake.gguf", "info", P("fake.gguf"));
+    EXPECT(1, "missing.gguf", "info", P("missing.gguf"));
+    EXPECT(1, "fake.gguf", "tokenize", "-m", P("fake.gguf"), "-p", "hi");
+    EXPECT(1, "fake.gguf", "generate", "-m", P("fake.gguf"), "-p", "hi", "-n", "1");
+    EXPECT(1, "fake.gguf", "bench", "decode", "-m", P("fake.gguf"), "--context", "256");
+    EXPECT(1, "fake.gguf", "calib", "-m", P("fake.gguf"), "--task", "lines", "--lengths", "256", "--samples", "1",
+           "-o", P("c.h5"));
+    EXPECT(1, "fake.gguf", "profile", "-m", P("fake.gguf"), "-c", P("c.h5"), "-o", P("p.h5"));
+    EXPECT(1, "fake.gguf", "eval", "longeval", "-m", P("fake.gguf"), "--lengths", "256", "-o", P("r.json"));
+    /* issue 16 case 4: a plan given as the model leaves no work directory */
+    write_text("ok.json", "{}");
+    EXPECT(1, "ok.json", "compress", "-m", P("ok.json"), "--density", "0.5", "-o", P("c.json"));
+    EXPECT(1, "not an HDF5 file", "optimize", "-p", P("ok.json"), "-o", P("p.json"));
+    EXPECT(1, "ok.json", "eval", "compare", P("ok.json"));
+}
+
+/* ---- optimize, plan, merge on synthetic profiles ------------------------------------------ */
+TEST(optimize_plan_merge) {
+    moa_profile *p = synth();
+    if (!p) return;
+    char calib_sha[65];
+    snprintf(calib_sha, sizeof calib_sha, "%064x", 7);
+    CHECK_OK(moa_profile_set_source(p, calib_sha, 0, 1));
+    save_profile(p, "prof.h5");
+    EXPECT(0, "plan: ", "optimize", "-p", P("prof.h5"), "--density", "0.5", "-o", P("plan.json"), "--time-limit", "2",
+           "--grid", "1", "--pareto", P("front.csv"));
+    CHECK(moa_file_exists(P("plan.json")) && moa_file_exists(P("front.csv")));
+    moa_plan *pl = NULL;
+    CHECK_OK(moa_plan_load(P("plan.json"), &pl));
+    moa_plan_free(pl);
+    EXPECT(0, "density", "plan", "show", P("plan.json"));
+    EXPECT(0, "fits the model", "plan", "check", P("plan.json"), "--n-layer", "2", "--n-head", "4", "--n-head-kv", "2",
+           "--head-dim", "64");
+    EXPECT(1, "plan does not fit", "plan", "check", P("plan.json"), "--n-layer", "3", "--n-head", "4", "--n-head-kv",
+           "2", "--head-dim", "64");
+    remove(P("plan.json"));
+    remove(P("front.csv"));
+    /* issue 16 case 5: a front file that cannot be written leaves no plan */
+    EXPECT(1, "/nonexistent", "optimize", "-p", P("prof.h5"), "--density", "0.5", "-o", P("plan.json"), "--time-limit",
+           "2", "--grid", "1", "--pareto", "/nonexistent/x.csv");
+    /* issue 16 case 8: --calib must be the profile's calibration set */
+    write_text("random.h5", "random bytes, not the calibration set");
+    EXPECT(1, "is not the calibration set", "optimize", "-p", P("prof.h5"), "--density", "0.5", "-o", P("plan.json"),
+           "--calib", P("random.h5"));
+    /* issue 16 case 2: finite values whose sum overflows */
+    p->buckets[0].influence_abs[3] = 1e308;
+    p->buckets[0].influence_abs[5] = 1e308;
+    char bad[600];
+    path(bad, "overflow.h5");
+    CHECK(moa_profile_save(p, bad) == MOA_ERR_FORMAT);   /* the writer refuses it too */
+    moa_profile_free(p);
+    {   /* so write a good one and break it in place */
+        char cmd[2000];
+        snprintf(cmd, sizeof cmd, "cp '%s' '%s'", P("prof.h5"), bad);
+        CHECK(system(cmd) == 0);
+        moa_h5_init();
+        hid_t f = H5Fopen(bad, H5F_ACC_RDWR, H5P_DEFAULT);
+        hid_t g = H5Gopen2(f, "bucket_1024", H5P_DEFAULT);
+        double z[2 * 4 * 16];
+        for (int i = 0; i < 2 * 4 * 16; i++) z[i] = 1.0;
+        z[3] = z[5] = 1e308;
+        H5Ldelete(g, "influence_abs", H5P_DEFAULT);
+        hsize_t d[3] = {2, 4, 16};
+        CHECK_OK(moa_h5_write_dataset(g, "influence_abs", H5T_NATIVE_DOUBLE, 3, d, z));
+        H5Gclose(g);
+        H5Fclose(f);
+    }
+    EXPECT(1, "overflows", "optimize", "-p", bad, "--density", "0.5", "-o", P("plan.json"));
+    EXPECT(1, "overflows", "merge", "-o", P("m.h5"), P("prof.h5"), bad);
+    /* issue 16 case 2: the same shard three times, and truncated inputs */
+    EXPECT(1, "same profile", "merge", "-o", P("m.h5"), P("prof.h5"), P("prof.h5"), P("prof.h5"));
+    {
+        char *data = NULL;
+        size_t len = 0;
+        CHECK_OK(moa_read_file(P("prof.h5"), &data, &len));
+        FILE *fp = fopen(P("trunc.h5"), "wb");
+        if (fp && data) { fwrite(data, 1, len / 2, fp); fclose(fp); }
+        free(data);
+    }
+    EXPECT(1, "trunc.h5", "merge", "-o", P("m.h5"), P("prof.h5"), P("trunc.h5"));
+    /* two disjoint shards of one calibration file merge; a third copy of shard 0 does not */
+    moa_profile *a = synth(), *b = synth();
+    if (a && b) {
+        CHECK_OK(moa_profile_set_source(a, calib_sha, 0, 2));
+        CHECK_OK(moa_profile_set_source(b, calib_sha, 1, 2));
+        b->buckets[0].influence_abs[0] += 1;   /* not byte-identical */
+        save_profile(a, "s0.h5");
+        save_profile(b, "s1.h5");
+        b->buckets[0].influence_abs[0] += 1;
+        CHECK_OK(moa_profile_set_source(b, calib_sha, 0, 2));
+        save_profile(b, "s0b.h5");
+        EXPECT(0, "merged 2 profiles", "merge", "-o", P("m.h5"), P("s0.h5"), P("s1.h5"));
+        EXPECT(1, "shard 0/2 is already in the merge", "merge", "-o", P("m2.h5"), P("s0.h5"), P("s0b.h5"));
+        snprintf(calib_sha, sizeof calib_sha, "%064x", 8);
+        CHECK_OK(moa_profile_set_source(b, calib_sha, 1, 2));
+        save_profile(b, "other.h5");
+        EXPECT(1, "calib_sha256 differs", "merge", "-o", P("m2.h5"), P("s0.h5"), P("other.h5"));
+    }
+    moa_profile_free(a);
+    moa_profile_free(b);
+}
+
+/* ---- hostile plans ------------------------------------------------------------------------ */
+static const char *plan_head =
+    "{\"format\":\"moa-plan\",\"version\":1,"
+    "\"model\":{\"arch\":\"llama\",\"n_layer\":1,\"n_head\":2,\"n_head_kv\":1,\"head_dim\":64,\"sha256\":\"\"},"
+    "\"sink\":64,\"block\":64,\"granularity\":\"kv-head\",";
+static const char *plan_tail =
+    "\"predicted\":[],\"provenance\":{\"profile_sha256\":\"\",\"calib_sha256\":\"\",\"tool_version\":\"0\","
+    "\"solver\":\"x\",\"solver_status\":\"none\",\"gap\":0}}";
+
+static void plan_variant(const char *name, const char *units, const char *lengths) {
+    char text[4096];
+    snprintf(text, sizeof text, "%s\"layers\":[{\"units\":[%s]}],\"lengths\":%s,%s", plan_head, units, lengths, plan_tail);
+    write_text(name, text);
+}
+
+TEST(hostile_plans) {
+    const char *none = "{\"profiled\":[],\"constrained\":[],\"budgets\":[],\"validation\":null}";
+    plan_variant("ok.json", "{\"kind\":\"window\",\"alpha\":64,\"beta\":0.5}", none);
+    EXPECT(0, NULL, "plan", "check", P("ok.json"), DIMS);
+    /* issue 16 case 6: no lengths named, a span that is never positive in practice */
+    plan_variant("neg.json", "{\"kind\":\"window\",\"alpha\":-1e300,\"beta\":1}", none);
+    EXPECT(1, "layers[0].units[0]", "plan", "check", P("neg.json"), DIMS);
+    EXPECT(1, "layers[0].units[0]", "plan", "show", P("neg.json"));
+    plan_variant("nan.json", "{\"kind\":\"window\",\"alpha\":64,\"beta\":2}", none);
+    EXPECT(1, "beta must be in [0, 1]", "plan", "check", P("nan.json"), DIMS);
+    plan_variant("kind.json", "{\"kind\":\"sparse\"}", none);
+    EXPECT(1, "layers[0].units[0].kind", "plan", "check", P("kind.json"), DIMS);
+    write_text("trunc.json", "{\"format\":\"moa-plan\",\"vers");
+    EXPECT(1, "trunc.json", "plan", "check", P("trunc.json"), DIMS);
+    EXPECT(1, "missing.json", "plan", "show", P("missing.json"));
+}
+
+/* ---- model tests ---------------------------------------------------------------------------- */
+/* A calibration file of the model's own sha256 whose token ids the test chooses. */
+static void write_calib(const char *name, const char *sha, int32_t last_response_token) {
+    moa_calib_file f;
+    memset(&f, 0, sizeof f);
+    moa_calib_sample s;
+    memset(&s, 0, sizeof s);
+    int32_t tok[40];
+    for (int i = 0; i < 40; i++) tok[i] = 100 + 7 * i;
+    tok[39] = last_response_token;
+    s.tokens = tok;
+    s.n_tokens = 40;
+    s.prompt_len = 30;
+    s.response_start = 30;
+    s.response_end = 40;
+    s.bucket = 64;
+    s.task = (char *)"lines";
+    s.params = (char *)"{}";
+    s.dense_correct = -1;
+    s.dense_score = -1;
+    f.model_sha256 = (char *)sha;
+    f.tokenizer = (char *)"test";
+    f.chat_template = (char *)"";
+    f.tool_version = (char *)"test";
+    f.build_params = (char *)"{}";
+    f.n_samples = 1;
+    f.samples = &s;
+    char p[600];
+    path(p, name);
+    CHECK_OK(moa_calib_write(p, &f));
+}
+
+TEST(model_hostile_inputs) {
+    char sha[65];
+    CHECK_OK(moa_sha256_file(model, sha));
+    /* issue 16 case 1: the last response token outside the vocabulary (49152 for SmolLM2) */
+    write_calib("good.h5", sha, 200);
+    write_calib("vocab.h5", sha, 49152);
+    write_calib("huge.h5", sha, 2000000000);
+    EXPECT_M(0, "mean_ce", "eval", "loss", "-m", model, "-c", P("good.h5"), "--dense");
+    EXPECT_M(1, "sample 0: token 49152 at position 39 (response) is outside the model's vocabulary [0, 49152)", "eval",
+             "loss", "-m", model, "-c", P("vocab.h5"), "--dense");
+    EXPECT_M(1, "token 2000000000 at position 39", "eval", "loss", "-m", model, "-c", P("huge.h5"), "--dense");
+    EXPECT_M(1, "token 49152 at position 39", "profile", "-m", model, "-c", P("vocab.h5"), "-o", P("p.h5"));
+    /* issue 16 case 4: every compress setting against the model, before any work (exit 2) */
+    EXPECT_M(2, "--validation 777: not one of the calibration lengths", "compress", "-m", model, "--density", "0.5",
+             "-o", P("c.json"), "--validation", "777");
+    EXPECT_M(2, "exceeds the model's context", "compress", "-m", model, "--density", "0.5", "-o", P("c.json"),
+             "--calib-lengths", "9000,512");
+    EXPECT_M(2, "--sink 100000", "compress", "-m", model, "--density", "0.5", "-o", P("c.json"), "--sink", "100000");
+    EXPECT_M(2, "--block 1000", "compress", "-m", model, "--density", "0.5", "-o", P("c.json"), "--block", "1000");
+    EXPECT_M(2, "--eval-lengths: 100000", "compress", "-m", model, "--density", "0.5", "-o", P("c.json"),
+             "--eval-lengths", "100000");
+    EXPECT_M(2, "--eval-task", "compress", "-m", model, "--density", "0.5", "-o", P("c.json"), "--eval-task", "bogus");
+    EXPECT_M(2, "--calib-tasks", "compress", "-m", model, "--density", "0.5", "-o", P("c.json"), "--calib-tasks",
+             "bogus");
+    /* issue 16 case 5: a LongEval run that fails before its first sample leaves no log */
+    EXPECT_M(1, "63", "eval", "longeval", "-m", model, "--lengths", "63", "-o", P("r.json"));
+    /* generate refuses a plan whose spans are not positive (issue 16 case 6) */
+    plan_variant("neg.json", "{\"kind\":\"window\",\"alpha\":-1e300,\"beta\":1}",
+                 "{\"profiled\":[],\"constrained\":[],\"budgets\":[],\"validation\":null}");
+    EXPECT_M(1, "layers[0].units[0]", "generate", "-m", model, "--plan", P("neg.json"), "-p", "Hi", "-n", "1");
+    EXPECT_M(0, NULL, "tokenize", "-m", model, "-p", "Hello world", "--ids");
+    EXPECT_M(0, "general.architecture", "info", model);
+}
+
+int main(int argc, char **argv) {
+    int model_tests = argc > 1 && !strcmp(argv[1], "model");
+    snprintf(dir, sizeof dir, "%s/cli-%s", MOA_TEST_TMPDIR, model_tests ? "model" : "unit");
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", dir, dir);
+    if (system(cmd) != 0) { fprintf(stderr, "cannot make %s\n", dir); return 1; }
+    moa_h5_init();
+    if (model_tests) {
+        model = getenv("MOA_MODEL");
+        if (!model || !*model || !moa_file_exists(model)) {
+            fprintf(stderr, "MOA_MODEL not set or missing: skipped\n");
+            return 77;
+        }
+        RUN(model_hostile_inputs);
+    } else {
+        RUN(usage_errors);
+        RUN(not_a_model);
+        RUN(optimize_plan_merge);
+        RUN(hostile_plans);
+    }
+    return test_summary();
+}
