@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates the golden fixtures in tests/fixtures/ from an independent Python oracle.
-# Usage: scripts/golden/run.sh [tokenizer|dequant|logits ...]   (default: all three, in that order)
+# Usage: scripts/golden/run.sh [tokenizer|dequant|logits|qwen_logits ...]   (default: the first three, in order)
+# qwen_logits (opt-in: ~30 min, builds llama.cpp with scripts/build-llamacpp.sh if needed, fetches both
+# Qwen2.5-Coder files with scripts/fetch-model.sh)
 # Creates/updates a venv OUTSIDE the repo at ${MOA_CACHE_DIR:-$XDG_CACHE_HOME/moa}/golden-venv,
 # installs the exact pins from requirements.txt, fetches the model with scripts/fetch-model.sh.
 # Idempotent: the venv is reused while requirements.txt is unchanged.
@@ -36,8 +38,8 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(tokenizer dequant logits)
 for t in "${targets[@]}"; do
   case "$t" in
-    tokenizer|dequant|logits) ;;
-    *) echo "golden: unknown target '$t' (tokenizer|dequant|logits)" >&2; exit 2 ;;
+    tokenizer|dequant|logits|qwen_logits) ;;
+    *) echo "golden: unknown target '$t' (tokenizer|dequant|logits|qwen_logits)" >&2; exit 2 ;;
   esac
   echo "golden: make_${t}_golden.py" >&2
   "$VENV/bin/python" "$HERE/make_${t}_golden.py"
