@@ -10,7 +10,7 @@
  *    forward of the same arithmetic as the f64 oracle, so the greedy argmax must equal the
  *    oracle's at EVERY position of every prompt, and the top-10 logits, the log-sum-exp and
  *    the full last row of the short prompt must agree within float32 accumulation error
- *    (the fixture's own float32 run of the oracle measured <= 7e-5; the bound is 5e-3).
+ *    (the fixture's own float32 run of the oracle measured <= 7e-5; the bound is 2e-3, as scripts/golden/README.md recommends).
  *  - the default decode path, one token per step (the quantised matvec kernels: 8-bit
  *    activations for Q4_K/Q6_K on VNNI CPUs): bounded like llama.cpp's own distance from
  *    the f64 oracle (argmax equal where the f64 margin > 0.5, lse within 0.3), and closer to
@@ -165,9 +165,9 @@ static void check_model(const char *env, const char *fixture) {
                 s.argmax_n, s.max_top10, s.max_lse, s.max_last);
         CHECK(s.positions > 100);
         CHECK_EQ_INT(s.argmax_bad, 0);
-        CHECK(s.max_top10 <= 5e-3);
-        CHECK(s.max_lse <= 5e-3);
-        CHECK(s.max_last <= 5e-3);
+        CHECK(s.max_top10 <= 2e-3);
+        CHECK(s.max_lse <= 2e-3);
+        CHECK(s.max_last <= 2e-3);
         moa_matmul_q_set_act(MOA_MATMUL_ACT_AUTO);
         double lc = NAN;
         run_fixture(m, fx, MOA_TEST_FIXTURES, &s, 0.5, 1, &lc);
