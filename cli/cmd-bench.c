@@ -36,6 +36,7 @@ static void usage(FILE *fp) {
         "      --plan PLAN      run with a sparse-attention plan\n"
         "      --uniform D      run with the uniform StreamingLLM baseline at density D\n"
         "      --sink S, --block B  sinks and window granularity of --uniform (default 64, 64)\n"
+        "      --kv-type T      KV cache storage: f32, f16 (default), bf16, q8_0 (KV MiB: real bytes)\n"
         "Prints the command, machine, threads, then one row per context: tok/s mean +- stddev.\n");
 }
 
@@ -169,6 +170,7 @@ int moa_cmd_bench(int argc, char **argv) {
         return 2;
     }
     const char *model = NULL, *ctxs = "512", *format = "md", *plan = NULL, *act = NULL;
+    const char *kv_type = NULL;
     long tokens = 32, repeats = 5, warmup = 1, batch = 512, n_seq = 1;
     double uniform = 0, kv_budget = 0;
     long u_sink = -1, u_block = 0;   /* --uniform's sinks and block (64, 64) */
@@ -179,6 +181,7 @@ int moa_cmd_bench(int argc, char **argv) {
             (r = arg_str(argc, argv, &i, NULL, "--context", &ctxs)) ||
             (r = arg_str(argc, argv, &i, NULL, "--format", &format)) ||
             (r = arg_str(argc, argv, &i, NULL, "--plan", &plan)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--kv-type", &kv_type)) ||
             (r = arg_double(argc, argv, &i, NULL, "--uniform", &uniform, 1e-6, 1)) ||
             (r = arg_long(argc, argv, &i, NULL, "--sink", &u_sink, 0, 1 << 20)) ||
             (r = arg_long(argc, argv, &i, NULL, "--block", &u_block, 1, 1 << 20)) ||
@@ -205,6 +208,11 @@ int moa_cmd_bench(int argc, char **argv) {
         fprintf(stderr, "moa bench: --act-budget B goes with `moa bench profile` (a byte count: 3G, 0, max)\n");
         return 2;
     }
+    moa_kv_type kvt = MOA_KV_F16;
+    if (kv_type && moa_kv_type_parse(kv_type, &kvt) < 0) {
+        fprintf(stderr, "moa bench: --kv-type: %s\n", moa_last_error());
+        return 2;
+    }
     if (!(model = cli_model_path(model))) return 2;
 
     moa_model *m;
@@ -228,14 +236,15 @@ int moa_cmd_bench(int argc, char **argv) {
     const char *attn = plan ? plan : uniform > 0 ? "uniform" : "dense";
     if (!json) {
         printf("command: %s\nmachine: %d threads, kernels %s; read bandwidth %.1f GB/s\n"
-               "model: %s, %d layers, %d/%d heads, weights %.1f MiB; attention: %s\nrepeats %ld after %ld warm-up\n\n",
+               "model: %s, %d layers, %d/%d heads, weights %.1f MiB; attention: %s, KV %s\nrepeats %ld after %ld warm-up\n\n",
                cmd, threads, simd_level(), bw / 1e9, m->hp.arch, m->hp.n_layer, m->hp.n_head,
-               m->hp.n_head_kv, wbytes / 1048576.0, attn, repeats, warmup);
+               m->hp.n_head_kv, wbytes / 1048576.0, attn, moa_kv_type_name(kvt), repeats, warmup);
         if (prefill) printf("| attention | context | tok/s | +- | attention s | total s | KV MiB | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
         else printf("| attention | context | batch | tok/s (all seqs) | +- | KV MiB/seq | MB read/step | %% of bandwidth | attention s/step | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     } else {
         printf("{\"command\": \"%s\", \"threads\": %d, \"simd\": \"%s\", \"mode\": \"%s\", \"attention\": \"%s\", "
-               "\"read_bandwidth\": %.4g, \"weight_bytes\": %.0f, \"results\": [", cmd, threads, simd_level(), mode, attn, bw, wbytes);
+               "\"kv_type\": \"%s\", \"read_bandwidth\": %.4g, \"weight_bytes\": %.0f, \"results\": [", cmd, threads,
+               simd_level(), mode, attn, moa_kv_type_name(kvt), bw, wbytes);
     }
     int rc = 0;
     for (int li = 0; li < n_lens && rc == 0; li++) {
@@ -257,6 +266,7 @@ int moa_cmd_bench(int argc, char **argv) {
         cp.n_batch = (int32_t)batch;
         cp.plan = pl;
         cp.n_seq = 1;
+        cp.kv_type = kvt;
         moa_ctx *ctx = NULL;
         long B = prefill ? 1 : n_seq;
         if (!prefill && kv_budget > 0) {   /* the largest batch whose caches fit the budget */

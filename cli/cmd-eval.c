@@ -24,6 +24,7 @@ static void usage(FILE *fp) {
         "      --dense             dense attention (default)\n"
         "      --uniform D         StreamingLLM baseline: 64 sinks + one window, density D at each N\n"
         "      --plan PATH         a moa-plan (checked against the model)\n"
+        "      --kv-type T         KV cache storage: f32, f16 (default), bf16, q8_0\n"
         "      --uniform-like PATH the uniform baseline at that plan's density at every length\n"
         "                          (with the plan's sink and block)\n"
         "      --sink S, --block B sinks and window granularity of --uniform (default 64, 64)\n"
@@ -64,6 +65,7 @@ typedef struct {
     double uniform;
     long sink, block;           /* of the uniform baseline (default 64, 64) */
     int dense;
+    const char *kv_type;        /* --kv-type f32|f16|bf16|q8_0 (default f16) */
 } attn_args;
 
 static int parse_attn(int argc, char **argv, int *i, attn_args *a) {
@@ -73,7 +75,8 @@ static int parse_attn(int argc, char **argv, int *i, attn_args *a) {
         (r = arg_str(argc, argv, i, NULL, "--uniform-like", &a->uniform_like)) ||
         (r = arg_double(argc, argv, i, NULL, "--uniform", &a->uniform, 1e-6, 1.0)) ||
         (r = arg_long(argc, argv, i, NULL, "--sink", &a->sink, 0, 1 << 20)) ||
-        (r = arg_long(argc, argv, i, NULL, "--block", &a->block, 1, 1 << 20)))
+        (r = arg_long(argc, argv, i, NULL, "--block", &a->block, 1, 1 << 20)) ||
+        (r = arg_str(argc, argv, i, NULL, "--kv-type", &a->kv_type)))
         return r;
     return 0;
 }
@@ -82,6 +85,10 @@ static int parse_attn(int argc, char **argv, int *i, attn_args *a) {
 static int make_attn(const attn_args *a, const moa_model *m, moa_eval_attention *att, moa_plan **plan) {
     *att = moa_eval_attention_default();
     *plan = NULL;
+    if (a->kv_type && moa_kv_type_parse(a->kv_type, &att->kv_type) < 0) {
+        fprintf(stderr, "moa eval: --kv-type: %s\n", moa_last_error());
+        return 2;
+    }
     if (a->dense + (a->plan_path != NULL) + (a->uniform > 0) + (a->uniform_like != NULL) > 1) {
         fprintf(stderr, "moa eval: give one of --dense, --uniform D, --uniform-like PLAN, --plan PLAN\n");
         return 2;

@@ -29,6 +29,7 @@ static void usage(FILE *fp) {
         "      --sink S, --block B  sinks and window granularity of --uniform (default 64, 64)\n"
         "                        (64 sinks + one window for every head, sized at the context)\n"
         "      --streaming       cache keys before RoPE and rotate by cache position\n"
+        "      --kv-type T       KV cache storage: f32, f16 (default), bf16, q8_0\n"
         "                        (StreamingLLM positions; for running past the trained context)\n"
         "      --ids             also print the generated token ids on stderr\n"
         "Text goes to stdout; timings to stderr.\n");
@@ -43,6 +44,7 @@ static int print_piece(void *data, int32_t id, const char *text, size_t len) {
 
 int moa_cmd_generate(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *file = NULL, *system = NULL, *plan = NULL;
+    const char *kv_type = NULL;
     long n_predict = 128, n_ctx = 0, top_k = 0, seed = 42;
     double temp = 0, top_p = 1, uniform = 0;
     long u_sink = -1, u_block = 0;   /* --uniform's sinks and block (64, 64) */
@@ -59,6 +61,7 @@ int moa_cmd_generate(int argc, char **argv) {
             (r = arg_str(argc, argv, &i, "-f", "--file", &file)) ||
             (r = arg_str(argc, argv, &i, NULL, "--system", &system)) ||
             (r = arg_str(argc, argv, &i, NULL, "--plan", &plan)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--kv-type", &kv_type)) ||
             (r = arg_long(argc, argv, &i, "-n", "--n-predict", &n_predict, 0, 1 << 24)) ||
             (r = arg_long(argc, argv, &i, "-c", "--ctx", &n_ctx, 1, 1 << 24)) ||
             (r = arg_long(argc, argv, &i, NULL, "--top-k", &top_k, 0, 1 << 24)) ||
@@ -78,6 +81,11 @@ int moa_cmd_generate(int argc, char **argv) {
     if (!prompt == !file) {
         fprintf(stderr, "moa generate: give exactly one of -p TEXT or -f FILE\n");
         usage(stderr);
+        return 2;
+    }
+    moa_kv_type kvt = MOA_KV_F16;
+    if (kv_type && moa_kv_type_parse(kv_type, &kvt) < 0) {
+        fprintf(stderr, "moa generate: --kv-type: %s\n", moa_last_error());
         return 2;
     }
     if (!(model = cli_model_path(model))) return 2;
@@ -117,6 +125,7 @@ int moa_cmd_generate(int argc, char **argv) {
     long want = n_ctx ? n_ctx : n_ids + n_predict;
     if (want > m->hp.n_ctx_train && !n_ctx) want = m->hp.n_ctx_train;
     cp.pos_mode = streaming ? MOA_POS_STREAMING : MOA_POS_ABSOLUTE;
+    cp.kv_type = kvt;
     if ((rc = cli_plan_from_args(plan, uniform, u_sink, u_block, m, want, &pl)) != 0) goto out;
     rc = 1;
     if (plan && !n_ctx) {

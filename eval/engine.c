@@ -17,6 +17,7 @@ moa_eval_attention moa_eval_attention_default(void) {
     a.kind = MOA_EVAL_DENSE;
     a.sink = 64;
     a.block = 64;
+    a.kv_type = MOA_KV_F16;
     return a;
 }
 
@@ -163,6 +164,7 @@ static moa_status engine_begin_length(void *data, int length, int n_ctx) {
     moa_ctx_params cp = moa_ctx_default_params();
     cp.n_ctx = n_ctx;
     cp.plan = plan;
+    cp.kv_type = e->attn.kv_type;
     MOA_TRY(moa_ctx_create(e->m, &cp, &e->io.ctx));
     if (plan)
         moa_log_debug("eval: length %d, planned context %d, plan density %.3f", length, n_ctx,
@@ -277,6 +279,7 @@ moa_status moa_eval_response_loss(const moa_model *m, const moa_eval_attention *
             moa_ctx *ctx = NULL;
             moa_ctx_params cp = moa_ctx_default_params();
             cp.n_ctx = s->n_tokens;
+            cp.kv_type = a->kv_type;
             if ((st = plan_at(m, a, s->n_tokens, &plan, &owned)) >= 0) {
                 cp.plan = plan;
                 st = moa_ctx_create(m, &cp, &ctx);

@@ -64,8 +64,9 @@ typedef struct {
                                 plan's density at N (a baseline with the plan's memory at
                                 every length, not only where its budget binds); borrowed */
     const char *plan_path;   /* plan: recorded (with its sha256 when the file is readable) */
+    moa_kv_type kv_type;     /* KV storage of the contexts (moa_ctx_params.kv_type) */
 } moa_eval_attention;
-moa_eval_attention moa_eval_attention_default(void);   /* dense, sink 64, block 64 */
+moa_eval_attention moa_eval_attention_default(void);   /* dense, sink 64, block 64, f16 KV */
 /* Short label: "dense", "uniform-0.5", "plan:<file name>" (caller frees). */
 char *moa_eval_attention_label(const moa_eval_attention *a);
 

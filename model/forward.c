@@ -57,6 +57,7 @@ moa_ctx_params moa_ctx_default_params(void) {
     p.n_seq = 1;
     p.pos_mode = MOA_POS_ABSOLUTE;
     p.device = g_default_device;
+    p.kv_type = MOA_KV_F16;
     return p;
 }
 
@@ -96,6 +97,9 @@ static moa_status create_on_device(moa_ctx *c, const moa_cache_params *cp) {
         if (!units) return moa_err(MOA_ERR_NOMEM, "out of memory");
         L = (moa_cache_layout){hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, units, NULL};
     }
+    if (cp->type_k != MOA_KV_F32)
+        moa_log_debug("ctx: the CUDA device cache stores K and V as f32 (kv_type %s applies to CPU caches)",
+                      moa_kv_type_name(cp->type_k));
     moa_status st = moa_engine_cuda_create(c->m, &L, cp, c->p.n_ctx, c->p.n_seq, c->p.n_batch,
                                            c->p.device_index, c->p.device_bf16, &c->dev);
     moa_cache_layout_release(&L);
@@ -122,6 +126,7 @@ moa_status moa_ctx_create(const moa_model *m, const moa_ctx_params *pp, moa_ctx 
     cp.rope_dim = hp->rope_dim;
     cp.rope_base = hp->rope_base;
     cp.rope_pairing = hp->rope_pairing;
+    cp.type_k = cp.type_v = c->p.kv_type;
     moa_status st;
     if (c->p.plan &&
         (st = moa_plan_check(c->p.plan, hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim)) < 0) {

@@ -12,7 +12,11 @@
  * and sits itself at i - shift(i) = min(i, C) (StreamingLLM: positions never exceed C).
  * RoPE scores depend only on position differences, so window keys are rotated at a - b with
  * one offset b per query tile and the query at i - b (q), while sinks keep j and meet the
- * query rotated at min(i, C) (q_alt). */
+ * query rotated at min(i, C) (q_alt).
+ *
+ * Storage types: the call's new k and v rows are converted to the cache's types first
+ * (stage_rows), so attention reads the same rounded values for cached and new tokens, and
+ * appending copies bytes. The kernels widen stored rows to f32 per block of keys. */
 #include "cache.h"
 
 #include <math.h>
@@ -33,7 +37,50 @@ typedef struct {
     const float *q, *k;  /* the caller's q, k (linear units; streaming rotation source) */
     const float *v;      /* [n][n_kv*hd] */
     float *o;            /* [n][n_head*hd] */
+    /* the new k (kr) and v rows in the cache's storage types: token t, KV head h at
+       ks + t*ks_t + h*ks_h (likewise vs); these are what attention reads and the cache keeps */
+    const unsigned char *ks, *vs;
+    size_t ks_t, ks_h, vs_t, vs_h;   /* bytes */
 } attn_job;
+
+/* Where the call's stored-type rows live: F32 reads the float rows in place, other types are
+ * converted into c->kvio ([n][n_kv] key rows, then [n][n_kv] value rows). */
+typedef struct {
+    const unsigned char *k, *v;
+    size_t k_t, k_h, v_t, v_h;
+} staged_rows;
+
+/* Convert the call's n token rows of kr and v to the storage types (round to nearest even; the
+ * same bytes on every ISA, kernels/cpu/attn.h). */
+static moa_status stage_rows(moa_cache *c, const float *kr, const float *v, int n, staged_rows *out) {
+    const int hd = c->hd, nkv = c->n_kv;
+    const size_t ldk = (size_t)nkv * hd;
+    const moa_attn_kv_type kt = MOA_CACHE_KT(c), vt = MOA_CACHE_VT(c);
+    *out = (staged_rows){(const unsigned char *)kr, (const unsigned char *)v, ldk * sizeof(float),
+                         hd * sizeof(float), ldk * sizeof(float), hd * sizeof(float)};
+    if (kt == MOA_ATTN_KV_F32 && vt == MOA_ATTN_KV_F32) return MOA_OK;
+    const size_t kb = (size_t)n * nkv * c->krow;
+    MOA_TRY(moa_cache_reserve_kvio(c, kb + (size_t)n * nkv * c->vrow));
+    unsigned char *K = c->kvio, *V = c->kvio + kb;
+#pragma omp parallel for schedule(static) if (n > 16)
+    for (int t = 0; t < n; t++)
+        for (int h = 0; h < nkv; h++) {
+            if (kt != MOA_ATTN_KV_F32)
+                moa_attn_kv_store_row(kt, K + ((size_t)t * nkv + h) * c->krow, kr + t * ldk + (size_t)h * hd, hd);
+            if (vt != MOA_ATTN_KV_F32)
+                moa_attn_kv_store_row(vt, V + ((size_t)t * nkv + h) * c->vrow, v + t * ldk + (size_t)h * hd, hd);
+        }
+    if (kt != MOA_ATTN_KV_F32) { out->k = K; out->k_t = (size_t)nkv * c->krow; out->k_h = c->krow; }
+    if (vt != MOA_ATTN_KV_F32) { out->v = V; out->v_t = (size_t)nkv * c->vrow; out->v_h = c->vrow; }
+    return MOA_OK;
+}
+
+static void job_rows(attn_job *jb, const staged_rows *r, int row) {
+    jb->ks = r->k + (size_t)row * r->k_t;
+    jb->vs = r->v + (size_t)row * r->v_t;
+    jb->ks_t = r->k_t; jb->ks_h = r->k_h;
+    jb->vs_t = r->v_t; jb->vs_h = r->v_h;
+}
 
 /* Decode split-K: at least this many keys per part; no threads below this many query x key
  * pairs (decode and prefill). */
@@ -66,8 +113,8 @@ static int seg_trim(const moa_attn_seg *in, int64_t i0, int64_t i1, int64_t sink
         const int64_t plo = max64(lo[v], in->pos0), phi = min64(hi[v], in->pos0 + in->n);
         if (plo >= phi) continue;
         moa_attn_seg s = *in;
-        s.k = in->k + (size_t)(plo - in->pos0) * in->ldk;
-        s.v = in->v + (size_t)(plo - in->pos0) * in->ldv;
+        s.k = (const char *)in->k + (size_t)(plo - in->pos0) * in->kstride;
+        s.v = (const char *)in->v + (size_t)(plo - in->pos0) * in->vstride;
         s.pos0 = plo;
         s.n = (int)(phi - plo);
         out[nout++] = s;
@@ -85,33 +132,39 @@ static void softmax_task(const moa_cache *c, int layer, const attn_job *jb, int 
                          int nt, float *tls, const key_range *kr, float *o_part, float *lse) {
     const moa_cache_unit_rt *U = moa_cache_unit_at(c, layer, kvh);
     const int hd = c->hd, G = c->group;
-    const size_t ldq = (size_t)c->n_head * hd, ldk = (size_t)c->n_kv * hd;
+    const size_t ldq = (size_t)c->n_head * hd;
     const int64_t p0 = jb->p0, S = U->sink, R = U->ring;
-    const size_t base = ((size_t)jb->seq * c->slots_per_seq + U->off) * hd;
-    const float *Kc = c->k + base, *Vc = c->v + base;   /* [sink + ring][hd] */
+    const size_t base = (size_t)jb->seq * c->slots_per_seq + U->off;   /* first slot */
+    const unsigned char *Kc = c->k + base * c->krow, *Vc = c->v + base * c->vrow;  /* [sink + ring] rows */
+    const moa_attn_kv_type kt = MOA_CACHE_KT(c), vt = MOA_CACHE_VT(c);
+#define CACHE_SEG(slot, pos, len, alt) \
+    (moa_attn_seg){.k = Kc + (size_t)(slot) * c->krow, .v = Vc + (size_t)(slot) * c->vrow, \
+                   .kstride = c->krow, .vstride = c->vrow, .pos0 = (pos), .n = (int)(len), \
+                   .alt_q = (alt), .kt = kt, .vt = vt}
 
     moa_attn_seg segs[5];
     int ns = 0;
     const int64_t n_sink = min64(S, p0);
-    if (n_sink > 0) segs[ns++] = (moa_attn_seg){Kc, Vc, (size_t)hd, (size_t)hd, 0, (int)n_sink, 1};
+    if (n_sink > 0) segs[ns++] = CACHE_SEG(0, 0, n_sink, 1);
     if (R > 0) {
         const int64_t lo = max64(S, p0 - R);       /* oldest cached position still in the ring */
         if (lo < p0) {
             const int64_t slot = S + (lo - S) % R;
             const int64_t len1 = min64(p0 - lo, S + R - slot);
-            segs[ns++] = (moa_attn_seg){Kc + slot * hd, Vc + slot * hd, (size_t)hd, (size_t)hd,
-                                        lo, (int)len1, 0};
-            if (len1 < p0 - lo)
-                segs[ns++] = (moa_attn_seg){Kc + S * hd, Vc + S * hd, (size_t)hd, (size_t)hd,
-                                            lo + len1, (int)(p0 - lo - len1), 0};
+            segs[ns++] = CACHE_SEG(slot, lo, len1, 0);
+            if (len1 < p0 - lo) segs[ns++] = CACHE_SEG(S, lo + len1, p0 - lo - len1, 0);
         }
     }
-    const float *kk = jb->kr + (size_t)kvh * hd, *vv = jb->v + (size_t)kvh * hd;
+#undef CACHE_SEG
+    const unsigned char *kk = jb->ks + kvh * jb->ks_h, *vv = jb->vs + kvh * jb->vs_h;
     const int n_new_sink = p0 < S ? (int)min64(jb->n, S - p0) : 0;
-    if (n_new_sink > 0) segs[ns++] = (moa_attn_seg){kk, vv, ldk, ldk, p0, n_new_sink, 1};
+    if (n_new_sink > 0)
+        segs[ns++] = (moa_attn_seg){.k = kk, .v = vv, .kstride = jb->ks_t, .vstride = jb->vs_t,
+                                    .pos0 = p0, .n = n_new_sink, .alt_q = 1, .kt = kt, .vt = vt};
     if (jb->n > n_new_sink)
-        segs[ns++] = (moa_attn_seg){kk + n_new_sink * ldk, vv + n_new_sink * ldk, ldk, ldk,
-                                    p0 + n_new_sink, jb->n - n_new_sink, 0};
+        segs[ns++] = (moa_attn_seg){.k = kk + n_new_sink * jb->ks_t, .v = vv + n_new_sink * jb->vs_t,
+                                    .kstride = jb->ks_t, .vstride = jb->vs_t, .pos0 = p0 + n_new_sink,
+                                    .n = jb->n - n_new_sink, .alt_q = 0, .kt = kt, .vt = vt};
 
     if (kr) {   /* clip the segments to this part's keys */
         int m = 0;
@@ -123,8 +176,8 @@ static void softmax_task(const moa_cache *c, int layer, const attn_job *jb, int 
             }
             const int64_t lo = max64(kr->lo, sg.pos0), hi = min64(kr->hi, sg.pos0 + sg.n);
             if (lo >= hi) continue;
-            sg.k += (size_t)(lo - sg.pos0) * sg.ldk;
-            sg.v += (size_t)(lo - sg.pos0) * sg.ldv;
+            sg.k = (const char *)sg.k + (size_t)(lo - sg.pos0) * sg.kstride;
+            sg.v = (const char *)sg.v + (size_t)(lo - sg.pos0) * sg.vstride;
             sg.pos0 = lo;
             sg.n = (int)(hi - lo);
             segs[m++] = sg;
@@ -154,13 +207,15 @@ static void softmax_task(const moa_cache *c, int layer, const attn_job *jb, int 
             const int m = seg_trim(&segs[s], i0, i1, S, U->window, tr + ntr);
             for (int x = ntr; x < ntr + m; x++) {
                 float *dst = tls + used * hd;
-                for (int r = 0; r < tr[x].n; r++) {
+                for (int r = 0; r < tr[x].n; r++) {   /* widen the stored raw key, then rotate */
                     const int64_t pos = tr[x].pos0 + r;
-                    moa_cache_rope(c, dst + (size_t)r * hd, tr[x].k + (size_t)r * tr[x].ldk,
-                                   tr[x].alt_q ? pos : pos - b);
+                    float *row = dst + (size_t)r * hd;
+                    moa_attn_kv_load_row(tr[x].kt, row, (const char *)tr[x].k + (size_t)r * tr[x].kstride, hd);
+                    moa_cache_rope(c, row, row, tr[x].alt_q ? pos : pos - b);
                 }
                 tr[x].k = dst;
-                tr[x].ldk = (size_t)hd;
+                tr[x].kstride = (size_t)hd * sizeof(float);
+                tr[x].kt = MOA_ATTN_KV_F32;
                 used += (size_t)tr[x].n;
             }
             ntr += m;
@@ -215,9 +270,7 @@ static void linear_task(const moa_cache *c, int layer, const attn_job *jb, int k
 /* Append the job's tokens to a softmax unit: sinks, then only the last `ring` positions. */
 static void store_task(moa_cache *c, int layer, const attn_job *jb, int kvh) {
     const moa_cache_unit_rt *U = moa_cache_unit_at(c, layer, kvh);
-    const int hd = c->hd;
-    const size_t ldk = (size_t)c->n_kv * hd;
-    const size_t base = ((size_t)jb->seq * c->slots_per_seq + U->off) * hd;
+    const size_t base = (size_t)jb->seq * c->slots_per_seq + U->off;   /* first slot */
     const int64_t S = U->sink, R = U->ring, end = jb->p0 + jb->n;
     for (int t = 0; t < jb->n; t++) {
         const int64_t a = jb->p0 + t;
@@ -225,8 +278,8 @@ static void store_task(moa_cache *c, int layer, const attn_job *jb, int kvh) {
         if (a < S) slot = a;
         else if (R > 0 && a >= end - R) slot = S + (a - S) % R;
         else continue;
-        memcpy(c->k + base + slot * hd, jb->kr + t * ldk + (size_t)kvh * hd, sizeof(float) * hd);
-        memcpy(c->v + base + slot * hd, jb->v + t * ldk + (size_t)kvh * hd, sizeof(float) * hd);
+        memcpy(c->k + (base + slot) * c->krow, jb->ks + t * jb->ks_t + kvh * jb->ks_h, c->krow);
+        memcpy(c->v + (base + slot) * c->vrow, jb->vs + t * jb->vs_t + kvh * jb->vs_h, c->vrow);
     }
 }
 
@@ -285,6 +338,9 @@ moa_status moa_attn_prefill(moa_cache *c, int seq, int layer, const float *q, co
         jb.qr = qr;
         jb.kr = kr;
     }
+    staged_rows rows;
+    MOA_TRY(stage_rows(c, jb.kr, v, n, &rows));
+    job_rows(&jb, &rows, 0);
     const int nthr = omp_get_max_threads();
     MOA_TRY(reserve_tls(c, nthr));
 
@@ -356,6 +412,8 @@ moa_status moa_attn_decode(moa_cache *c, int layer, const int *seqs, int n, cons
         qr = Q;
         kr = K;
     }
+    staged_rows rows;
+    MOA_TRY(stage_rows(c, kr, v, n, &rows));
     const int nthr = omp_get_max_threads();
     MOA_TRY(reserve_tls(c, nthr));
 
@@ -389,6 +447,7 @@ moa_status moa_attn_decode(moa_cache *c, int layer, const int *seqs, int n, cons
         attn_job jb = {.seq = s, .p0 = cc->pos[(size_t)s * cc->n_layer + layer], .n = 1,
                        .qr = qr + i * ldq, .kr = kr + i * ldk, .q = q + i * ldq, .k = k + i * ldk,
                        .v = v + i * ldk, .o = out + i * ldq};
+        job_rows(&jb, &rows, i);
         if (U->kind == MOA_UNIT_LINEAR) {
             if (part == 0) linear_task(cc, layer, &jb, kvh);
             continue;
@@ -439,8 +498,8 @@ moa_status moa_attn_decode(moa_cache *c, int layer, const int *seqs, int n, cons
     for (int x = 0; x < n * c->n_kv; x++) {
         const int i = x / c->n_kv, kvh = x % c->n_kv, s = seqs ? seqs[i] : i;
         if (moa_cache_unit_at(c, layer, kvh)->kind == MOA_UNIT_LINEAR) continue;
-        attn_job jb = {.seq = s, .p0 = c->pos[(size_t)s * c->n_layer + layer], .n = 1,
-                       .kr = kr + i * ldk, .v = v + i * ldk};
+        attn_job jb = {.seq = s, .p0 = c->pos[(size_t)s * c->n_layer + layer], .n = 1};
+        job_rows(&jb, &rows, i);
         store_task(c, layer, &jb, kvh);
     }
     for (int i = 0; i < n; i++) c->pos[(size_t)(seqs ? seqs[i] : i) * c->n_layer + layer]++;

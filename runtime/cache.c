@@ -13,6 +13,22 @@
 
 #define ROPE_TABLE_MAX 16384   /* positions with precomputed cos/sin; beyond: computed */
 
+_Static_assert((int)MOA_KV_F32 == (int)MOA_ATTN_KV_F32 && (int)MOA_KV_F16 == (int)MOA_ATTN_KV_F16 &&
+               (int)MOA_KV_BF16 == (int)MOA_ATTN_KV_BF16 && (int)MOA_KV_Q8_0 == (int)MOA_ATTN_KV_Q8_0,
+               "moa_kv_type and the kernels' moa_attn_kv_type must agree");
+
+const char *moa_kv_type_name(moa_kv_type t) { return moa_attn_kv_name((moa_attn_kv_type)t); }
+
+moa_status moa_kv_type_parse(const char *name, moa_kv_type *out) {
+    for (int t = 0; name && t < MOA_ATTN_KV_N_TYPES; t++)
+        if (strcmp(name, moa_attn_kv_name((moa_attn_kv_type)t)) == 0) {
+            if (out) *out = (moa_kv_type)t;
+            return MOA_OK;
+        }
+    return moa_err(MOA_ERR_INVALID_ARG, "unknown KV storage type '%s' (expected f32, f16, bf16 or q8_0)",
+                   name ? name : "(null)");
+}
+
 moa_cache_params moa_cache_default_params(void) {
     moa_cache_params p;
     memset(&p, 0, sizeof p);
@@ -21,6 +37,8 @@ moa_cache_params moa_cache_default_params(void) {
     p.rope_base = 10000.0f;
     p.rope_pairing = MOA_ROPE_NORMAL;
     p.scale = 0.0f;
+    p.type_k = MOA_KV_F16;
+    p.type_v = MOA_KV_F16;
     return p;
 }
 
@@ -38,6 +56,7 @@ void moa_cache_free(moa_cache *c) {
     moa_free_aligned(c->io);
     moa_free_aligned(c->tls);
     moa_free_aligned(c->part);
+    moa_free_aligned(c->kvio);
     free(c);
 }
 
@@ -70,6 +89,9 @@ static moa_status check_layout(const moa_cache_layout *L, int64_t n_ctx, int n_s
     if (p->rope_dim > 0 && !(p->rope_base > 1.0f))
         return moa_err(MOA_ERR_INVALID_ARG, "cache: rope_base=%g must be > 1", (double)p->rope_base);
     if (!(p->scale >= 0.0f)) return moa_err(MOA_ERR_INVALID_ARG, "cache: scale must be >= 0");
+    if ((unsigned)p->type_k >= MOA_ATTN_KV_N_TYPES || (unsigned)p->type_v >= MOA_ATTN_KV_N_TYPES)
+        return moa_err(MOA_ERR_INVALID_ARG, "cache: type_k=%d, type_v=%d (expected MOA_KV_F32 0, "
+                       "MOA_KV_F16 1, MOA_KV_BF16 2 or MOA_KV_Q8_0 3)", (int)p->type_k, (int)p->type_v);
     const int group = L->n_head / L->n_head_kv;
     for (int l = 0; l < L->n_layer; l++)
         for (int h = 0; h < L->n_head_kv; h++) {
@@ -160,13 +182,16 @@ moa_status moa_cache_create_layout(const moa_cache_layout *L, int64_t n_ctx, int
         }
 
     /* one allocation per tensor family (pages are touched only when written) */
-    size_t kv_floats, st_floats;
-    if (moa_mul_overflow(c->slots_per_seq * hd, (size_t)n_seq, &kv_floats) ||
+    c->krow = moa_attn_kv_row_bytes(MOA_CACHE_KT(c), c->hd);
+    c->vrow = moa_attn_kv_row_bytes(MOA_CACHE_VT(c), c->hd);
+    size_t k_rows, k_bytes, v_bytes, st_floats;
+    if (moa_mul_overflow(c->slots_per_seq, (size_t)n_seq, &k_rows) ||
+        moa_mul_overflow(k_rows, c->krow, &k_bytes) || moa_mul_overflow(k_rows, c->vrow, &v_bytes) ||
         moa_mul_overflow(c->states_per_seq * hd * hd, (size_t)n_seq, &st_floats))
         goto nomem;
-    if (kv_floats) {
-        c->k = moa_alloc_aligned(kv_floats, sizeof(float));
-        c->v = moa_alloc_aligned(kv_floats, sizeof(float));
+    if (k_rows) {
+        c->k = moa_alloc_aligned(k_bytes, 1);
+        c->v = moa_alloc_aligned(v_bytes, 1);
         if (!c->k || !c->v) goto nomem;
     }
     if (st_floats) {
@@ -181,8 +206,9 @@ moa_status moa_cache_create_layout(const moa_cache_layout *L, int64_t n_ctx, int
         if (moa_rope_table_init(&c->rope, p.rope_dim, p.rope_base, p.rope_pairing == MOA_ROPE_NEOX,
                                 need < ROPE_TABLE_MAX ? need : ROPE_TABLE_MAX) < 0) goto nomem;
     }
-    moa_log_debug("cache: %d layers x %d kv heads, n_ctx %lld, %d seq, %zu KV bytes, %s mode, kernels %s",
-                  c->n_layer, c->n_kv, (long long)n_ctx, n_seq, moa_cache_bytes(c),
+    moa_log_debug("cache: %d layers x %d kv heads, n_ctx %lld, %d seq, %zu KV bytes (K %s, V %s), %s mode, "
+                  "kernels %s", c->n_layer, c->n_kv, (long long)n_ctx, n_seq, moa_cache_bytes(c),
+                  moa_kv_type_name(p.type_k), moa_kv_type_name(p.type_v),
                   p.pos_mode == MOA_POS_STREAMING ? "streaming" : "absolute",
                   moa_attn_isa_name(moa_attn_isa_get()));
     *out = c;
@@ -283,8 +309,8 @@ moa_status moa_cache_reset(moa_cache *c, int seq) {
 
 size_t moa_cache_bytes(const moa_cache *c) {
     if (!c) return 0;
-    return sizeof(float) * (size_t)c->n_seq *
-           (2 * c->slots_per_seq * (size_t)c->hd + c->states_per_seq * (size_t)c->hd * c->hd);
+    return (size_t)c->n_seq * (c->slots_per_seq * (c->krow + c->vrow) +
+                               sizeof(float) * c->states_per_seq * (size_t)c->hd * c->hd);
 }
 
 int64_t moa_cache_pos(const moa_cache *c, int seq, int layer) {
@@ -304,6 +330,15 @@ static moa_status reserve(float **buf, size_t *cap, size_t n) {
 moa_status moa_cache_reserve_io(moa_cache *c, size_t n) { return reserve(&c->io, &c->io_cap, n); }
 moa_status moa_cache_reserve_tls(moa_cache *c, size_t n) { return reserve(&c->tls, &c->tls_cap, n); }
 moa_status moa_cache_reserve_part(moa_cache *c, size_t n) { return reserve(&c->part, &c->part_cap, n); }
+moa_status moa_cache_reserve_kvio(moa_cache *c, size_t bytes) {
+    if (bytes <= c->kvio_cap) return MOA_OK;
+    unsigned char *nb = moa_alloc_aligned(bytes, 1);
+    if (!nb) return moa_err(MOA_ERR_NOMEM, "cache: out of memory for %zu scratch bytes", bytes);
+    moa_free_aligned(c->kvio);
+    c->kvio = nb;
+    c->kvio_cap = bytes;
+    return MOA_OK;
+}
 
 /* RoPE of one head vector at position pos, in the cache's pairing (kernels/cpu/rope.h). */
 void moa_cache_rope(const moa_cache *c, float *dst, const float *src, int64_t pos) {

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "moa/runtime.h"
+#include "attn.h"   /* kernels/cpu: storage types */
 #include "rope.h"
 
 /* Query tokens per prefill task (one task = one KV head x one tile of queries). */
@@ -33,8 +34,9 @@ struct moa_cache {
     size_t slots_per_seq;       /* sum of sink + ring over softmax units */
     size_t states_per_seq;      /* number of linear units */
     int64_t max_slots;          /* largest sink + ring of one unit */
-    float *k;                   /* [n_seq][slots_per_seq][hd] */
-    float *v;                   /* [n_seq][slots_per_seq][hd] */
+    unsigned char *k;           /* [n_seq][slots_per_seq] rows of krow bytes (p.type_k) */
+    unsigned char *v;           /* [n_seq][slots_per_seq] rows of vrow bytes (p.type_v) */
+    size_t krow, vrow;          /* bytes of one stored key / value row (head_dim values) */
     float *state;               /* [n_seq][states_per_seq][hd][hd] */
     int64_t *pos;               /* [n_seq][n_layer] tokens appended */
     unsigned char *seq_mark;    /* [n_seq] duplicate check in decode */
@@ -46,12 +48,20 @@ struct moa_cache {
     size_t tls_cap;             /* floats */
     float *part;                /* split-K decode partials: [n][n_kv][parts][group][hd + 1] */
     size_t part_cap;            /* floats */
+    unsigned char *kvio;        /* the call's k, v rows in the storage types: [n][n_kv] krow
+                                   bytes, then [n][n_kv] vrow bytes */
+    size_t kvio_cap;            /* bytes */
 };
 
 /* Grow c->io / c->tls to at least n floats. */
 moa_status moa_cache_reserve_io(moa_cache *c, size_t n);
 moa_status moa_cache_reserve_tls(moa_cache *c, size_t n);
 moa_status moa_cache_reserve_part(moa_cache *c, size_t n);
+moa_status moa_cache_reserve_kvio(moa_cache *c, size_t bytes);
+
+/* Storage types as the kernels name them (kernels/cpu/attn.h; same values). */
+#define MOA_CACHE_KT(c) ((moa_attn_kv_type)(c)->p.type_k)
+#define MOA_CACHE_VT(c) ((moa_attn_kv_type)(c)->p.type_v)
 
 /* Rotate one head vector: dst = RoPE(src, pos) over the first rope_dim dims, copy the rest.
  * dst may equal src. */

@@ -99,6 +99,8 @@ int main(void) {
     }
     sparse[1].window = 0;   /* a sinks-only head */
     moa_cache_params p = moa_cache_default_params();   /* absolute positions, caller-side RoPE */
+    p.type_k = p.type_v = MOA_KV_F32;   /* exact K/V: the check below is against f32 arithmetic
+                                           (the default f16 storage halves the bytes) */
     int ok = 1;
     const moa_cache_unit *layouts[2] = {dense, sparse};
     const char *names[2] = {"dense", "sparse"};

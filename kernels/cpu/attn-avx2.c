@@ -36,6 +36,11 @@ static inline float hmax8(__m256 x) {
 #define V_SUB(a, b) _mm256_sub_ps((a), (b))
 #define V_MAX(a, b) _mm256_max_ps((a), (b))
 #define V_HSUM(x) hsum8(x)
+/* VW stored values widened to f32: binary16 (F16C), bfloat16 (upper half of an f32), int8 */
+#define V_LOAD_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p)))
+#define V_LOAD_BF16(p) _mm256_castsi256_ps(_mm256_slli_epi32( \
+    _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(p))), 16))
+#define V_LOAD_I8(p) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(p))))
 #define V_HMAX(x) hmax8(x)
 
 /* e^x as in attn-avx512.c: 2^n times a degree-7 polynomial; exactly 0 for x < -87. */
@@ -75,3 +80,6 @@ static inline vf hsum8x8(const vf *v) {
 
 void moa_attn_band_avx2(const moa_attn_band_args *a) { band_impl(a); }
 void moa_linear_avx2(const moa_linear_args *a) { linear_impl(a); }
+void moa_attn_kv_load_row_avx2(moa_attn_kv_type t, float *dst, const void *src, int hd) {
+    kv_load_row(t, dst, src, hd);
+}

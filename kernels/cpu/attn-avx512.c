@@ -17,6 +17,11 @@ typedef __m512 vf;
 #define V_SUB(a, b) _mm512_sub_ps((a), (b))
 #define V_MAX(a, b) _mm512_max_ps((a), (b))
 #define V_HSUM(x) _mm512_reduce_add_ps(x)
+/* VW stored values widened to f32: binary16, bfloat16 (upper half of an f32), int8 */
+#define V_LOAD_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(p)))
+#define V_LOAD_BF16(p) _mm512_castsi512_ps(_mm512_slli_epi32( \
+    _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(p))), 16))
+#define V_LOAD_I8(p) _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(p))))
 #define V_HMAX(x) _mm512_reduce_max_ps(x)
 
 /* e^x = 2^n e^r, n = round(x log2 e), r = x - n ln2 (|r| <= ln2/2), e^r by its degree-7
@@ -65,3 +70,6 @@ static inline vf hsum16(const vf *v) {
 
 void moa_attn_band_avx512(const moa_attn_band_args *a) { band_impl(a); }
 void moa_linear_avx512(const moa_linear_args *a) { linear_impl(a); }
+void moa_attn_kv_load_row_avx512(moa_attn_kv_type t, float *dst, const void *src, int hd) {
+    kv_load_row(t, dst, src, hd);
+}

@@ -5,6 +5,86 @@
 #include <math.h>
 #include <string.h>
 
+#include "quant.h"   /* f16 / bf16 conversions, Q8_0 dequantisation */
+
+/* ---- KV storage types ------------------------------------------------------------------------ */
+
+size_t moa_attn_kv_row_bytes(moa_attn_kv_type t, int hd) {
+    switch (t) {
+    case MOA_ATTN_KV_F32:  return 4 * (size_t)hd;
+    case MOA_ATTN_KV_F16:
+    case MOA_ATTN_KV_BF16: return 2 * (size_t)hd;
+    case MOA_ATTN_KV_Q8_0:
+        return (size_t)(hd + MOA_ATTN_Q8_0_BLOCK - 1) / MOA_ATTN_Q8_0_BLOCK * MOA_ATTN_Q8_0_BYTES;
+    }
+    return 0;
+}
+
+const char *moa_attn_kv_name(moa_attn_kv_type t) {
+    switch (t) {
+    case MOA_ATTN_KV_F32:  return "f32";
+    case MOA_ATTN_KV_F16:  return "f16";
+    case MOA_ATTN_KV_BF16: return "bf16";
+    case MOA_ATTN_KV_Q8_0: return "q8_0";
+    }
+    return "?";
+}
+
+#define F16_MAX 65504.0f
+static float sat_f16(float x) { return x > F16_MAX ? F16_MAX : x < -F16_MAX ? -F16_MAX : x; }
+static void put16(unsigned char *p, uint16_t h) { p[0] = (unsigned char)h; p[1] = (unsigned char)(h >> 8); }
+
+void moa_attn_kv_store_row(moa_attn_kv_type t, void *dst, const float *src, int hd) {
+    unsigned char *p = dst;
+    switch (t) {
+    case MOA_ATTN_KV_F32: memcpy(dst, src, sizeof(float) * (size_t)hd); return;
+    case MOA_ATTN_KV_F16:
+        for (int d = 0; d < hd; d++) put16(p + 2 * d, moa_f32_to_f16(sat_f16(src[d])));
+        return;
+    case MOA_ATTN_KV_BF16:
+        for (int d = 0; d < hd; d++) put16(p + 2 * d, moa_f32_to_bf16(src[d]));
+        return;
+    case MOA_ATTN_KV_Q8_0:
+        for (int b0 = 0; b0 < hd; b0 += MOA_ATTN_Q8_0_BLOCK, p += MOA_ATTN_Q8_0_BYTES) {
+            const int nb = hd - b0 < MOA_ATTN_Q8_0_BLOCK ? hd - b0 : MOA_ATTN_Q8_0_BLOCK;
+            float amax = 0.0f;
+            for (int j = 0; j < nb; j++) amax = fmaxf(amax, fabsf(src[b0 + j]));
+            const uint16_t dh = moa_f32_to_f16(sat_f16(amax / 127.0f));
+            const float d = moa_f16_to_f32(dh);
+            put16(p, dh);
+            for (int j = 0; j < MOA_ATTN_Q8_0_BLOCK; j++) {
+                float q = 0.0f;
+                if (j < nb && d > 0.0f) {
+                    q = nearbyintf(src[b0 + j] / d);
+                    q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
+                }
+                p[2 + j] = (unsigned char)(int8_t)q;
+            }
+        }
+        return;
+    }
+}
+
+void moa_attn_kv_load_row_ref(moa_attn_kv_type t, float *dst, const void *src, int hd) {
+    switch (t) {
+    case MOA_ATTN_KV_F32: memcpy(dst, src, sizeof(float) * (size_t)hd); return;
+    case MOA_ATTN_KV_F16: moa_dequant_row(MOA_GGML_F16, src, dst, hd); return;
+    case MOA_ATTN_KV_BF16: moa_dequant_row(MOA_GGML_BF16, src, dst, hd); return;
+    case MOA_ATTN_KV_Q8_0: {
+        const int full = hd / MOA_ATTN_Q8_0_BLOCK * MOA_ATTN_Q8_0_BLOCK;
+        if (full) moa_dequant_row(MOA_GGML_Q8_0, src, dst, full);
+        if (full < hd) {
+            float tail[MOA_ATTN_Q8_0_BLOCK];
+            moa_dequant_row(MOA_GGML_Q8_0,
+                            (const unsigned char *)src + (size_t)full / MOA_ATTN_Q8_0_BLOCK * MOA_ATTN_Q8_0_BYTES,
+                            tail, MOA_ATTN_Q8_0_BLOCK);
+            memcpy(dst + full, tail, sizeof(float) * (size_t)(hd - full));
+        }
+        return;
+    }
+    }
+}
+
 /* ---- banded softmax attention: reference --------------------------------------------------- */
 
 /* The shared mask: query i sees key j iff j <= i and (j < sink or i - j < window). */
@@ -15,6 +95,7 @@ static int band_visible(int64_t i, int64_t j, int64_t sink, int64_t window) {
 void moa_attn_band_ref(const moa_attn_band_args *a) {
     const int hd = a->hd;
     double acc[MOA_ATTN_HD_MAX];   /* callers guarantee hd <= MOA_ATTN_HD_MAX */
+    float k[MOA_ATTN_HD_MAX], v[MOA_ATTN_HD_MAX];   /* the current key and value, widened */
     for (int t = 0; t < a->n_q; t++) {
         const int64_t i = a->qpos0 + t;
         for (int g = 0; g < a->n_group; g++) {
@@ -28,7 +109,7 @@ void moa_attn_band_ref(const moa_attn_band_args *a) {
                 const float *qs = sg->alt_q ? qa : q;
                 for (int r = 0; r < sg->n; r++) {
                     if (!band_visible(i, sg->pos0 + r, a->sink, a->window)) continue;
-                    const float *k = sg->k + (size_t)r * sg->ldk;
+                    moa_attn_kv_load_row_ref(sg->kt, k, (const char *)sg->k + (size_t)r * sg->kstride, hd);
                     double dot = 0;
                     for (int d = 0; d < hd; d++) dot += (double)qs[d] * k[d];
                     dot *= a->scale;
@@ -48,8 +129,8 @@ void moa_attn_band_ref(const moa_attn_band_args *a) {
                 const float *qs = sg->alt_q ? qa : q;
                 for (int r = 0; r < sg->n; r++) {
                     if (!band_visible(i, sg->pos0 + r, a->sink, a->window)) continue;
-                    const float *k = sg->k + (size_t)r * sg->ldk;
-                    const float *v = sg->v + (size_t)r * sg->ldv;
+                    moa_attn_kv_load_row_ref(sg->kt, k, (const char *)sg->k + (size_t)r * sg->kstride, hd);
+                    moa_attn_kv_load_row_ref(sg->vt, v, (const char *)sg->v + (size_t)r * sg->vstride, hd);
                     double dot = 0;
                     for (int d = 0; d < hd; d++) dot += (double)qs[d] * k[d];
                     double p = exp(dot * a->scale - m);
@@ -98,9 +179,11 @@ static int g_isa = -1;
 moa_attn_isa moa_attn_isa_best(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("f16c"))
         return MOA_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c"))
         return MOA_ISA_AVX2;
     return MOA_ISA_REF;
 }
@@ -151,5 +234,13 @@ void moa_linear(const moa_linear_args *a) {
     case MOA_ISA_AVX512: moa_linear_avx512(a); break;
     case MOA_ISA_AVX2:   moa_linear_avx2(a); break;
     default:             moa_linear_ref(a); break;
+    }
+}
+
+void moa_attn_kv_load_row(moa_attn_kv_type t, float *dst, const void *src, int hd) {
+    switch (moa_attn_isa_get()) {
+    case MOA_ISA_AVX512: moa_attn_kv_load_row_avx512(t, dst, src, hd); break;
+    case MOA_ISA_AVX2:   moa_attn_kv_load_row_avx2(t, dst, src, hd); break;
+    default:             moa_attn_kv_load_row_ref(t, dst, src, hd); break;
     }
 }

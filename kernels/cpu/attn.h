@@ -19,15 +19,43 @@
 #define MOA_ATTN_HD_MAX 256     /* largest head_dim of every kernel */
 #define MOA_ATTN_GROUP_MAX 32   /* largest GQA group of the SIMD kernels (ref: any) */
 
+/* Storage types of cached keys and values (values as moa_kv_type in moa/runtime.h; append-only).
+ * A row of hd values takes moa_attn_kv_row_bytes(type, hd) bytes:
+ *   F32   4*hd; F16 (IEEE binary16) and BF16 2*hd (little-endian);
+ *   Q8_0  ceil(hd/32) blocks of 34 bytes as GGUF's Q8_0: an f16 scale d then 32 int8 q,
+ *         value = q*d; a last partial block is zero-padded.
+ * The kernels widen every stored value to f32 and accumulate in f32. */
+typedef enum {
+    MOA_ATTN_KV_F32 = 0, MOA_ATTN_KV_F16 = 1, MOA_ATTN_KV_BF16 = 2, MOA_ATTN_KV_Q8_0 = 3,
+} moa_attn_kv_type;
+#define MOA_ATTN_KV_N_TYPES 4
+#define MOA_ATTN_Q8_0_BLOCK 32
+#define MOA_ATTN_Q8_0_BYTES 34
+
+size_t moa_attn_kv_row_bytes(moa_attn_kv_type t, int hd);
+const char *moa_attn_kv_name(moa_attn_kv_type t);   /* "f32", "f16", "bf16", "q8_0"; "?" */
+/* Convert one row of hd floats to the storage type (convert on append): F16 and BF16 round to
+ * nearest even, F16 saturates at +-65504 (no inf from finite input); Q8_0 per block of 32:
+ * d = f16(max|x| / 127) (saturated), q = round-to-nearest-even(x / d) clamped to [-127, 127]
+ * (all q = 0 when d = 0). Plain C; deterministic (the same bytes on every ISA). */
+void moa_attn_kv_store_row(moa_attn_kv_type t, void *dst, const float *src, int hd);
+/* Widen one stored row to hd floats (exact: every stored value is representable in f32).
+ * dst gets exactly hd values. Dispatched like the kernels; *_ref is the reference. */
+void moa_attn_kv_load_row(moa_attn_kv_type t, float *dst, const void *src, int hd);
+void moa_attn_kv_load_row_ref(moa_attn_kv_type t, float *dst, const void *src, int hd);
+void moa_attn_kv_load_row_avx2(moa_attn_kv_type t, float *dst, const void *src, int hd);
+void moa_attn_kv_load_row_avx512(moa_attn_kv_type t, float *dst, const void *src, int hd);
+
 /* A run of keys with consecutive positions: row r has position pos0 + r. The caller's key
  * sources (sink slots, the two runs of a ring buffer, the new chunk) are each one segment. */
 typedef struct {
-    const float *k;   /* k[r*ldk + d], r < n, d < hd */
-    const float *v;   /* v[r*ldv + d] */
-    size_t ldk, ldv;  /* row strides in floats */
+    const void *k;    /* key row r at (const char *)k + r*kstride, stored as kt */
+    const void *v;    /* value row r at (const char *)v + r*vstride, stored as vt */
+    size_t kstride, vstride;   /* row strides in BYTES */
     int64_t pos0;     /* position of row 0 */
     int n;            /* rows */
     int alt_q;        /* 1: score these keys with q_alt (streaming mode's sink rotation) */
+    moa_attn_kv_type kt, vt;   /* storage types (MOA_ATTN_KV_F32 = 0: plain floats) */
 } moa_attn_seg;
 
 /* Banded causal softmax attention for one KV head and its group of query heads.

@@ -453,7 +453,9 @@ static void rt_create_full(rt_pair *p, int n_layer, int n_head, int n_kv, int hd
                            const int64_t *q_window, const moa_cache_params *cp) {
     p->n_head = n_head; p->n_kv = n_kv; p->hd = hd;
     moa_cache_layout L = {n_layer, n_head, n_kv, hd, units, q_window};
-    CHECK_OK(moa_cache_create_layout(&L, n_ctx, n_seq, cp, &p->cpu));
+    moa_cache_params P = cp ? *cp : moa_cache_default_params();
+    P.type_k = P.type_v = MOA_KV_F32;   /* the device cache stores f32: compare f32 with f32 */
+    CHECK_OK(moa_cache_create_layout(&L, n_ctx, n_seq, &P, &p->cpu));
     moa_cuda_unit *cu = calloc((size_t)n_layer * n_kv, sizeof *cu);
     for (int i = 0; i < n_layer * n_kv; i++) {
         cu[i].kind = (int)units[i].kind;
@@ -622,7 +624,7 @@ TEST(runtime_rope_neox) {
         for (int mode = 0; mode < 2; mode++)
             for (int control = 0; control < 2; control++) {
                 moa_cache_params cp = moa_cache_default_params();
-                cp.pos_mode = mode ? MOA_POS_STREAMING : MOA_POS_ABSOLUTE;
+                        cp.pos_mode = mode ? MOA_POS_STREAMING : MOA_POS_ABSOLUTE;
                 cp.rope_dim = shapes[si].rd;
                 cp.rope_base = 10000.0f;
                 cp.rope_pairing = MOA_ROPE_NEOX;

@@ -150,6 +150,7 @@ static int pair_create(pair *p, const moa_model *m, const moa_plan *plan, int n_
                        moa_pos_mode mode, int n_ctx, int bf16) {
     memset(p, 0, sizeof *p);
     moa_ctx_params cp = moa_ctx_default_params();
+    cp.kv_type = MOA_KV_F32;   /* the device cache stores f32 (storage types: CPU caches for now) */
     cp.n_ctx = n_ctx;
     cp.n_batch = N_BATCH;
     cp.n_seq = n_seq;
@@ -380,6 +381,7 @@ TEST(qwen2_loss_vs_reference) {
     CHECK(Q16->layers[0].wq.bias && Q16->layers[1].wv.bias && !Q16->tied);
     const int nv = Q16->hp.n_vocab, d = cfg.n_embd;
     moa_ctx_params cp = moa_ctx_default_params();
+    cp.kv_type = MOA_KV_F32;   /* the device cache stores f32 (storage types: CPU caches for now) */
     cp.n_ctx = N_CTX;
     cp.n_batch = N_BATCH;
     cp.device = MOA_DEVICE_CUDA;
@@ -447,6 +449,7 @@ TEST(contexts_share_device_weights) {
     moa_model *m = load_m16();
     if (!m) return;
     moa_ctx_params cp = moa_ctx_default_params();
+    cp.kv_type = MOA_KV_F32;   /* the device cache stores f32 (storage types: CPU caches for now) */
     cp.n_ctx = N_CTX;
     cp.n_batch = N_BATCH;
     cp.device = MOA_DEVICE_CUDA;
@@ -509,6 +512,7 @@ TEST(smollm2_prefill_then_decode) {
     int32_t tok[48];
     for (int i = 0; i < n; i++) tok[i] = (int32_t)(1 + (i * 7919 + 13) % 4000);   /* ordinary ids */
     moa_ctx_params cp = moa_ctx_default_params();
+    cp.kv_type = MOA_KV_F32;   /* the device cache stores f32 (storage types: CPU caches for now) */
     cp.n_ctx = 128;
     cp.n_batch = 32;
     cp.device = MOA_DEVICE_CPU;
@@ -561,6 +565,8 @@ int main(int argc, char **argv) {
         /* no device: a CUDA context must fail with a message, AUTO must fall back */
         setup();
         moa_ctx_params cp = moa_ctx_default_params();
+        cp.kv_type = MOA_KV_F32;   /* the device cache stores f32 */
+    cp.kv_type = MOA_KV_F32;   /* the device cache stores f32 (storage types: CPU caches for now) */
         cp.device = MOA_DEVICE_CUDA;
         moa_ctx *c = NULL;
         const moa_status st = moa_ctx_create(M16, &cp, &c);

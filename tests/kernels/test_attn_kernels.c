@@ -72,7 +72,9 @@ static double run_band_case(band_fn fn, int hd, int G, int nq, int64_t qpos0, in
     for (int c = 0; c <= ncut; c++) {
         int end = c < ncut ? cuts[c] : nk;
         if (end > prev)
-            segs[ns++] = (moa_attn_seg){k + prev * ldk, v + prev * ldk, ldk, ldk, prev, end - prev, 0};
+            segs[ns++] = (moa_attn_seg){k + prev * ldk, v + prev * ldk, ldk * sizeof(float),
+                                        ldk * sizeof(float), prev, end - prev, 0, MOA_ATTN_KV_F32,
+                                        MOA_ATTN_KV_F32};
         prev = end;
     }
     /* reverse the segment order: the kernels must not depend on it */
@@ -228,8 +230,9 @@ TEST(fast_equals_ref) {
         float *lse_ref = calloc((size_t)nq * G, 4), *lse = calloc((size_t)nq * G, 4);
         const int cut = nk / 3 < (int)sink ? nk / 3 : (int)sink;
         moa_attn_seg segs[2] = {
-            {k, v, ldk, ldk, 0, cut, 1},
-            {k + cut * ldk, v + cut * ldk, ldk, ldk, cut, nk - cut, 0}};
+            {k, v, ldk * sizeof(float), ldk * sizeof(float), 0, cut, 1, MOA_ATTN_KV_F32, MOA_ATTN_KV_F32},
+            {k + cut * ldk, v + cut * ldk, ldk * sizeof(float), ldk * sizeof(float), cut, nk - cut, 0,
+             MOA_ATTN_KV_F32, MOA_ATTN_KV_F32}};
         moa_attn_band_args a = {.hd = hd, .n_group = G, .n_q = nq, .q = q, .q_alt = qa, .ldq = ldq,
                                 .o = o_ref, .ldo = ldq, .qpos0 = nk - nq, .sink = sink, .window = W,
                                 .scale = 0.3f, .segs = segs, .n_segs = 2, .lse = lse_ref};

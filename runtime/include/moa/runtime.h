@@ -148,6 +148,31 @@ typedef enum {
     MOA_ROPE_NEOX   = 2,    /* halves (x[i], x[i + rope_dim/2]): qwen2, GPT-NeoX */
 } moa_rope_pairing;
 
+/* Storage type of cached keys or values. Append-only. Bytes per row of head_dim values:
+ *   MOA_KV_F32   4*head_dim (exact)
+ *   MOA_KV_F16   2*head_dim, IEEE binary16, round to nearest even, saturating at +-65504
+ *                (relative error <= 2^-11 for |x| >= 2^-14, absolute <= 2^-25 below);
+ *                the default, as llama.cpp's cache
+ *   MOA_KV_BF16  2*head_dim, bfloat16 (f32 exponent range), round to nearest even
+ *                (relative error <= 2^-8)
+ *   MOA_KV_Q8_0  34 * ceil(head_dim/32): GGUF's Q8_0 blocks of 32 values (f16 scale
+ *                d = max|x|/127, then 32 int8 q = round(x/d); value q*d; a last partial block
+ *                zero-padded); absolute error <= d/2 per value, d of its block
+ * The rounding happens when a token is appended; every key and value attention reads (the
+ * call's own new tokens included) is the stored one, widened to f32; scores, softmax and
+ * outputs accumulate in f32 as with an f32 cache. Linear units keep their f32 state. */
+typedef enum {
+    MOA_KV_F32  = 0,
+    MOA_KV_F16  = 1,
+    MOA_KV_BF16 = 2,
+    MOA_KV_Q8_0 = 3,
+} moa_kv_type;
+
+/* "f32", "f16", "bf16", "q8_0"; "?" if unknown. */
+const char *moa_kv_type_name(moa_kv_type t);
+/* Parse one of those names (exactly); MOA_ERR_INVALID_ARG naming the accepted values else. */
+moa_status moa_kv_type_parse(const char *name, moa_kv_type *out);
+
 /* Append-only: fields are only ever added at the end (start from moa_cache_default_params()). */
 typedef struct {
     moa_pos_mode pos_mode;
@@ -155,10 +180,12 @@ typedef struct {
     float rope_base;    /* GGUF rope.freq_base */
     float scale;        /* softmax scale; 0: 1/sqrt(head_dim) */
     moa_rope_pairing rope_pairing;   /* MOA_ROPE_NORMAL (default) or MOA_ROPE_NEOX */
+    moa_kv_type type_k; /* storage of cached keys (default MOA_KV_F16) */
+    moa_kv_type type_v; /* storage of cached values (default MOA_KV_F16) */
 } moa_cache_params;
 
 /* Absolute mode, rope_dim 0 (caller rotates), rope_base 10000, normal pairing,
- * scale 1/sqrt(head_dim). */
+ * scale 1/sqrt(head_dim), keys and values stored as f16. */
 moa_cache_params moa_cache_default_params(void);
 
 /* A cache shape without a plan (tests, uniform baselines, engines with their own rules). */
@@ -199,8 +226,10 @@ void moa_cache_free(moa_cache *cache);
  * Memory is kept. */
 moa_status moa_cache_reset(moa_cache *cache, int seq);
 
-/* Bytes of the K, V and linear-state storage (what the plan shrinks), for all sequences.
- * Fixed-size extras (RoPE table, position tables, scratch) are not included. */
+/* Bytes of the K, V and linear-state storage (what the plan shrinks), for all sequences, in
+ * the storage types: n_seq * (slots * (row bytes of type_k + of type_v) + linear units *
+ * head_dim^2 * 4), rows as moa_kv_type says. Fixed-size extras (RoPE table, position
+ * tables, scratch) are not included. */
 size_t moa_cache_bytes(const moa_cache *cache);
 
 /* Tokens already appended to (seq, layer) = the position of the next token; -1 if out of
