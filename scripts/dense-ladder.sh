@@ -27,6 +27,10 @@ LENGTHS="${MOA_LADDER_LENGTHS:-2048,4096,8192,16384,32000}"
 SAMPLES="${MOA_LADDER_SAMPLES:-1}"
 TASKS="${MOA_LADDER_TASKS:-lines needle}"
 MAX_NEW=48
+# The dense reference keeps an f32 KV cache (the logs were begun with it, before f16 became
+# the default; the log header does not record the KV type, so it must not change mid-ladder).
+KV="--kv-type f32"
+"$MOA" eval --help 2>&1 | grep -q -- --kv-type || KV=""
 REPORT=0
 if [ "${1:-}" = "--report" ]; then REPORT=1; shift; fi
 MODELS=("$@")
@@ -47,7 +51,7 @@ cell() {   # model-name path task length -> runs one cell (resumable)
   [ -f "$out" ] && return 0
   echo "== dense-ladder: $name $task $len ($(date -u +%FT%TZ))" >&2
   "$MOA" eval longeval -m "$path" --dense --task "$task" --lengths "$len" --samples "$SAMPLES" \
-    --max-new "$MAX_NEW" --seed 0 -o "$out" --log "$out.log" --resume >&2
+    --max-new "$MAX_NEW" --seed 0 $KV -o "$out" --log "$out.log" --resume >&2
 }
 
 declare -A PATHS

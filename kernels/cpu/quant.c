@@ -292,9 +292,42 @@ const char *moa_matmul_q_path(moa_ggml_type t) {
     return "reference";
 }
 
+/* Outlier guard of the int8 path: a 256-value block whose largest |x| exceeds
+ * MOA_Q8ACT_OUTLIER times its RMS loses the rest of the block to rounding (the scale is set
+ * by the outlier). Such activations occur (the first token of Qwen2.5-Coder-1.5B carries
+ * |x| ~ 3,700 against ~100 elsewhere, and 8-bit activations, ours or llama.cpp's, then move
+ * its logits by up to 9 and its argmax); those products run with f32 activations. A block
+ * of Gaussian values has max/RMS ~ 3; a single spike in a block of zeros has 16. */
+#define MOA_Q8ACT_OUTLIER 12.0f
+static unsigned long long g_q8_calls, g_q8_fallbacks;   /* statistics (racy counts) */
+
+static int has_outlier_block(const float *x, int64_t n_in, int64_t n_vec) {
+    for (int64_t v = 0; v < n_vec; v++)
+        for (int64_t b = 0; b + 256 <= n_in; b += 256) {
+            const float *p = x + v * n_in + b;
+            float mx = 0, ss = 0;
+            for (int i = 0; i < 256; i++) {
+                float a = fabsf(p[i]);
+                mx = a > mx ? a : mx;
+                ss += p[i] * p[i];
+            }
+            if (mx * mx > MOA_Q8ACT_OUTLIER * MOA_Q8ACT_OUTLIER * (ss / 256.0f)) return 1;
+        }
+    return 0;
+}
+
+void moa_matmul_q_q8act_stats(unsigned long long *calls, unsigned long long *fallbacks) {
+    if (calls) *calls = g_q8_calls;
+    if (fallbacks) *fallbacks = g_q8_fallbacks;
+}
+
 void moa_matmul_q(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
                   const float *x, int64_t n_vec, float *y) {
-    if (use_q8act(t) && moa_matmul_q_q8act_avx512vnni(t, W, n_out, n_in, x, n_vec, y)) return;
+    if (use_q8act(t)) {
+        g_q8_calls++;
+        if (has_outlier_block(x, n_in, n_vec)) g_q8_fallbacks++;
+        else if (moa_matmul_q_q8act_avx512vnni(t, W, n_out, n_in, x, n_vec, y)) return;
+    }
     if (moa_cpu_has_avx512() && moa_matmul_q_avx512(t, W, n_out, n_in, x, n_vec, y)) return;
     if (moa_cpu_has_avx2() && moa_matmul_q_avx2(t, W, n_out, n_in, x, n_vec, y)) return;
     moa_matmul_q_ref(t, W, n_out, n_in, x, n_vec, y);

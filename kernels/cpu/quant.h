@@ -86,6 +86,10 @@ int moa_cpu_has_avx512_vnni(void);
  * need f32 accuracy). Process-wide: set it from the main thread while no kernel runs. */
 typedef enum { MOA_MATMUL_ACT_AUTO = 0, MOA_MATMUL_ACT_F32 = 1 } moa_matmul_act;
 void moa_matmul_q_set_act(moa_matmul_act a);
+/* Products that took the int8 path's dispatch, and those of them that ran with f32
+ * activations because a 256-value block had an outlier (max |x| > 12 x the block's RMS);
+ * approximate counts (not synchronised), for tests and benchmarks. */
+void moa_matmul_q_q8act_stats(unsigned long long *calls, unsigned long long *fallbacks);
 /* "avx512-vnni-q8", "avx512", "avx2" or "reference": the path moa_matmul_q takes now for type
  * t ("none" for an unknown type). */
 const char *moa_matmul_q_path(moa_ggml_type t);
