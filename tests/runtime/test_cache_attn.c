@@ -683,7 +683,7 @@ TEST(kv_rows_exact) {
             const size_t rb = moa_attn_kv_row_bytes((moa_attn_kv_type)t, hd);
             const size_t want_rb = t == MOA_KV_F32 ? 4u * hd : t == MOA_KV_Q8_0 ? 34u * ((hd + 31) / 32) : 2u * hd;
             CHECK_EQ_INT(rb, want_rb);
-            float x[256], want[256], got[256];
+            float x[256], want[256], got[258];   /* got: 2 guard values past the largest hd */
             unsigned char row[1024];
             for (int rep = 0; rep < 4; rep++) {
                 for (int d = 0; d < hd; d++)
@@ -701,7 +701,7 @@ TEST(kv_rows_exact) {
                     CHECK_MSG(bad == hd, "%s hd %d rep %d %s: value %d is %a, the format's %a (from %a)",
                               moa_kv_type_name(t), hd, rep, moa_attn_isa_name(isas[i]), bad,
                               bad < hd ? got[bad] : 0.0f, bad < hd ? want[bad] : 0.0f, bad < hd ? x[bad] : 0.0f);
-                    CHECK_MSG(got[hd] != 0 && got[hd] == got[hd + (hd < 255)] , "%s hd %d %s: wrote past hd",
+                    CHECK_MSG(got[hd] != 0 && got[hd] == got[hd + 1], "%s hd %d %s: wrote past hd",
                               moa_kv_type_name(t), hd, moa_attn_isa_name(isas[i]));
                 }
                 if (t == MOA_KV_Q8_0 && hd % 32 == 0) {
