@@ -198,6 +198,20 @@ static inline void tiny_add(double *y, const float *b, int n) {
         for (int i = 0; i < n; i++) y[i] += b[i];
 }
 
+/* Mean cross-entropy of tokens 1..n-1 from an engine's logits [n][V] (what tiny_loss computes
+ * in double from the weights). */
+static inline double tiny_logits_ce(const float *lg, const int32_t *tok, int n, int V) {
+    double loss = 0;
+    for (int i = 0; i < n - 1; i++) {
+        const float *r = lg + (size_t)i * V;
+        double mx = r[0], s = 0;
+        for (int v = 1; v < V; v++) mx = r[v] > mx ? r[v] : mx;
+        for (int v = 0; v < V; v++) s += exp(r[v] - mx);
+        loss += mx + log(s) - r[tok[i + 1]];
+    }
+    return loss / (n - 1);
+}
+
 /* Tests set this to 1 to run the reference with the other RoPE pairing (a control: what a
  * pairing mistake would give). */
 static int tiny_rope_flip;

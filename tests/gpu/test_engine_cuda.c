@@ -356,18 +356,6 @@ TEST(same_errors_as_cpu) {
 
 /* ---- qwen2: q/k/v biases (f32 on the device, added after each GEMM), NEOX RoPE ------------ */
 
-/* mean cross-entropy of tokens 1..n-1 from logits [n][V] */
-static double ce_of(const float *lg, const int32_t *tok, int n, int V) {
-    double loss = 0;
-    for (int i = 0; i < n - 1; i++) {
-        const float *r = lg + (size_t)i * V;
-        double mx = r[0], s = 0;
-        for (int v = 1; v < V; v++) mx = r[v] > mx ? r[v] : mx;
-        for (int v = 0; v < V; v++) s += exp(r[v] - mx);
-        loss += mx + log(s) - r[tok[i + 1]];
-    }
-    return loss / (n - 1);
-}
 
 /* The prompt's mean loss from the device's logits against the double-precision reference
  * forward of tiny_model.h on the same f16-valued weights (independent of model/ and
@@ -391,7 +379,7 @@ TEST(qwen2_loss_vs_reference) {
     float *lg = malloc(sizeof(float) * PROMPT * (size_t)nv);
     double *x0 = malloc(sizeof(double) * PROMPT * (size_t)d);
     CHECK_OK(moa_ctx_eval(g, prompt, PROMPT, MOA_LOGITS_ALL, lg));
-    const double got = ce_of(lg, prompt, PROMPT, nv);
+    const double got = tiny_logits_ce(lg, prompt, PROMPT, nv);
     for (int i = 0; i < PROMPT; i++)
         for (int e = 0; e < d; e++) x0[(size_t)i * d + e] = WQ16.embd[(size_t)prompt[i] * d + e];
     const double ref = tiny_loss(&WQ16, x0, prompt, PROMPT, 1, PROMPT, NULL);

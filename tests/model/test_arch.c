@@ -24,19 +24,6 @@ static moa_model *load_image(const gbuf *img) {
     return m;
 }
 
-/* mean CE over positions 1..n-1 from logits [n][V] */
-static double ce_of(const float *lg, const int32_t *tok, int n, int V) {
-    double loss = 0;
-    for (int i = 0; i < n - 1; i++) {
-        const float *r = lg + (size_t)i * V;
-        double mx = r[0], s = 0;
-        for (int v = 1; v < V; v++) mx = r[v] > mx ? r[v] : mx;
-        for (int v = 0; v < V; v++) s += exp(r[v] - mx);
-        loss += mx + log(s) - r[tok[i + 1]];
-    }
-    return loss / (n - 1);
-}
-
 static void run_arch(int qwen2) {
     tiny_cfg c = CFG;
     c.qwen2 = qwen2;
@@ -69,7 +56,7 @@ static void run_arch(int qwen2) {
     if (ctx) {
         /* one prefill */
         CHECK_OK(moa_ctx_eval(ctx, tok, N, MOA_LOGITS_ALL, lg));
-        double got = ce_of(lg, tok, N, c.n_vocab);
+        double got = tiny_logits_ce(lg, tok, N, c.n_vocab);
         fprintf(stderr, "  %s: loss %.9f, reference %.9f (other RoPE pairing: %.9f)\n",
                 qwen2 ? "qwen2" : "llama", got, ref, other);
         CHECK_NEAR(got, ref, 2e-5 * fabs(ref));
@@ -86,7 +73,7 @@ static void run_arch(int qwen2) {
             int seq = 0;
             CHECK_OK(moa_ctx_decode_batch(ctx, &seq, tok + done, 1, lg + (size_t)done * c.n_vocab));
         }
-        double got2 = ce_of(lg, tok, N, c.n_vocab);
+        double got2 = tiny_logits_ce(lg, tok, N, c.n_vocab);
         CHECK_NEAR(got2, ref, 2e-5 * fabs(ref));
         moa_ctx_free(ctx);
     }
