@@ -2,7 +2,9 @@
 #include "cli.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "context.h"        /* moa_ctx_set_default_device, moa_ctx_cuda_available */
 #include "moa-backend.h"
@@ -103,7 +105,22 @@ static int select_device(int *argc, char **argv) {
     return 0;
 }
 
+/* OpenMP workers that spin at barriers for long (libgomp's default: 300,000 spins) steal the
+ * cores from the threads doing work as soon as anything else runs on the machine: decode on
+ * the Qwen 0.5B model fell from 22 to 2.6 tok/s with two busy processes beside it, and a test
+ * timed out in CI under `ctest -j2`. A short spin keeps the idle speed (22.0 tok/s) and
+ * degrades gracefully when shared (10.3 tok/s; passive waiting 18.9 idle, 11.7 shared;
+ * docs/benchmarks.md). libgomp reads its settings once, when it loads, so when the user has
+ * set neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT, the command sets GOMP_SPINCOUNT and runs
+ * itself again (once: the variable is then set). If that fails it just goes on. */
+static void omp_spin_default(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    if (setenv("GOMP_SPINCOUNT", "10000", 1) != 0) return;
+    execv("/proc/self/exe", argv);
+}
+
 int main(int argc, char **argv) {
+    omp_spin_default(argv);
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "-v")) cli_log_level = MOA_LOG_DEBUG;
