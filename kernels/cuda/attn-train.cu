@@ -48,7 +48,10 @@ moa_status moa_cuda_attn_fwd_lse(moa_cuda_ctx *c, const moa_attn_train_shape *s,
     p.o = O; p.ldo = p.ldq;
     p.lse = LSE; p.lse_ld = s->n;
     p.qpos0 = 0;
-    p.k = K; p.v = V; p.ldk = (int64_t)s->n_kv * s->hd; p.kpos0 = 0; p.n_k = s->n;
+    p.k = (const uint8_t *)K; p.v = (const uint8_t *)V;   /* f32 rows (kt = vt = 0) */
+    p.k_t = p.v_t = (int64_t)sizeof(float) * s->n_kv * s->hd;
+    p.k_h = p.v_h = (int64_t)sizeof(float) * s->hd;
+    p.kpos0 = 0; p.n_k = s->n;
     p.units = NULL;   /* dense causal: sink 0, unbounded window, no cache */
     p.scale = attn_scale(s->hd);
     return moa_cu_band_fwd(c, &p, s->n_head, fn);

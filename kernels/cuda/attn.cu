@@ -26,6 +26,15 @@ static size_t band_smem(int hd, int streaming) {
            sizeof(int64_t) * BAND_BK;
 }
 
+/* Element d (< rope_dim) of a stored key row rotated at pos (moa_cu_rope_at on widened values). */
+__device__ __forceinline__ float kv_rope_at(int t, const uint8_t *row, int d, int rope_dim, int neox,
+                                            double pos, const double *inv_freq) {
+    int pd, odd;
+    const int i = moa_cu_rope_pair(d, rope_dim, neox, &pd, &odd);
+    const float a = moa_cu_kv_value(t, row, d), b = moa_cu_kv_value(t, row, pd);
+    return odd ? moa_cu_rope_elem(b, a, 1, pos * inv_freq[i]) : moa_cu_rope_elem(a, b, 0, pos * inv_freq[i]);
+}
+
 __global__ void __launch_bounds__(128) k_band_fwd(moa_cu_band_params p) {
     MOA_CU_DYN_SMEM(float, sm);
     const int hd = p.hd, h = blockIdx.y, u = h / p.G;
@@ -38,13 +47,13 @@ __global__ void __launch_bounds__(128) k_band_fwd(moa_cu_band_params p) {
     const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
 
     int64_t sink = 0, window = INT64_MAX, S = 0, R = 0, nslots = 0;
-    const float *kc = NULL, *vc = NULL;
+    const uint8_t *kc = NULL, *vc = NULL;
     if (p.units) {
         const moa_cu_unit U = p.units[u];
         if (U.kind == 2) return;                      /* linear unit: another kernel */
         sink = U.sink; window = p.qwin ? p.qwin[h] : U.window; S = U.sink; R = U.ring;
-        kc = p.kc + U.off * hd;
-        vc = p.vc + U.off * hd;
+        kc = p.kc + U.off * p.krow;
+        vc = p.vc + U.off * p.vrow;
         nslots = p.cached > 0 ? S + R : 0;
     }
     const int t0 = blockIdx.x * BAND_BQ;
@@ -95,13 +104,13 @@ __global__ void __launch_bounds__(128) k_band_fwd(moa_cu_band_params p) {
         for (int x = tid; x < BAND_BK * hd; x += blockDim.x) {
             const int j = x / hd, d = x % hd;
             float kv = 0.0f, vv = 0.0f;
-            if (j < bk) {
-                const float *kr = from_cache ? kc + (r0 + j) * hd : p.k + (r0 + j) * p.ldk + (int64_t)u * hd;
-                const float *vr = from_cache ? vc + (r0 + j) * hd : p.v + (r0 + j) * p.ldk + (int64_t)u * hd;
-                kv = kr[d];
-                vv = vr[d];
+            if (j < bk) {   /* stored rows widened to f32 (the chunk's are staged: same bytes) */
+                const uint8_t *kr = from_cache ? kc + (r0 + j) * p.krow : p.k + (r0 + j) * p.k_t + u * p.k_h;
+                const uint8_t *vr = from_cache ? vc + (r0 + j) * p.vrow : p.v + (r0 + j) * p.v_t + u * p.v_h;
+                kv = moa_cu_kv_value(p.kt, kr, d);
+                vv = moa_cu_kv_value(p.vt, vr, d);
                 if (strm && d < p.rope_dim && kpos[j] >= 0)   /* key at its own position */
-                    kv = moa_cu_rope_at(kr, d, p.rope_dim, p.neox, (double)kpos[j], p.inv_freq);
+                    kv = kv_rope_at(p.kt, kr, d, p.rope_dim, p.neox, (double)kpos[j], p.inv_freq);
             }
             Ks[j * (hd + 1) + d] = kv;
             Vs[j * hd + d] = vv;
@@ -165,6 +174,10 @@ moa_status moa_cu_band_fwd(const moa_cuda_ctx *c, const moa_cu_band_params *p, i
 
 /* ==================================== device cache ======================================= */
 
+static const char *kv_name(int t) {
+    return t == MOA_CU_KV_F32 ? "f32" : t == MOA_CU_KV_F16 ? "f16" : t == MOA_CU_KV_BF16 ? "bf16" : "q8_0";
+}
+
 struct moa_cuda_cache {
     moa_cuda_ctx *ctx;
     int n_layer, n_head, n_kv, hd, group, n_seq;
@@ -181,7 +194,9 @@ struct moa_cuda_cache {
     size_t rot_cap;            /* floats */
     unsigned char *layer_dense;/* host [n_layer] */
     int64_t slots_per_seq, states_per_seq, max_slots;
-    float *k, *v;              /* device [n_seq][slots_per_seq][hd] */
+    int kt, vt;                /* storage types of K and V (MOA_CU_KV_*) */
+    int64_t krow, vrow;        /* bytes of one stored K / V row of hd values */
+    uint8_t *k, *v;            /* device [n_seq][slots_per_seq] rows of krow / vrow bytes */
     float *state;              /* device [n_seq][states_per_seq][hd][hd] */
     int64_t *pos;              /* host [n_seq][n_layer] */
     /* per-call device scratch */
@@ -191,6 +206,9 @@ struct moa_cuda_cache {
     int *row_seq_h;
     float *part;               /* split-K partials [n_seq][n_head][parts][hd + 1] */
     size_t part_cap;           /* floats */
+    uint8_t *kvio;             /* the call's k, v rows in the storage types: [n][n_kv] krow
+                                  bytes, then [n][n_kv] vrow bytes (not used when both f32) */
+    size_t kvio_cap;           /* bytes */
 };
 
 void moa_cuda_cache_free(moa_cuda_cache *c) {
@@ -206,6 +224,7 @@ void moa_cuda_cache_free(moa_cuda_cache *c) {
     moa_cuda_free(x, c->row_pos_d);
     moa_cuda_free(x, c->row_seq_d);
     moa_cuda_free(x, c->part);
+    moa_cuda_free(x, c->kvio);
     free(c->units_h);
     free(c->layer_dense);
     free(c->pos);
@@ -236,6 +255,9 @@ moa_status moa_cuda_cache_create(moa_cuda_ctx *x, const moa_cuda_cache_layout *L
     if (L->rope_pairing != 0 && L->rope_pairing != 2)
         return moa_err(MOA_ERR_INVALID_ARG, "%s: rope_pairing=%d (expected 0 normal or 2 NEOX, as "
                        "moa_rope_pairing)", fn, L->rope_pairing);
+    if ((unsigned)L->type_k >= MOA_CU_KV_N_TYPES || (unsigned)L->type_v >= MOA_CU_KV_N_TYPES)
+        return moa_err(MOA_ERR_INVALID_ARG, "%s: type_k=%d, type_v=%d (expected 0 f32, 1 f16, 2 bf16 "
+                       "or 3 q8_0, as moa_kv_type)", fn, L->type_k, L->type_v);
     moa_cuda_cache *c = (moa_cuda_cache *)calloc(1, sizeof *c);
     if (!c) return moa_err(MOA_ERR_NOMEM, "%s: out of memory", fn);
     c->pos_mode = L->pos_mode;
@@ -243,6 +265,10 @@ moa_status moa_cuda_cache_create(moa_cuda_ctx *x, const moa_cuda_cache_layout *L
     c->rope_base = L->rope_base;
     c->neox = L->rope_pairing == 2;
     c->ctx = x;
+    c->kt = L->type_k;
+    c->vt = L->type_v;
+    c->krow = (int64_t)moa_cu_kv_row_bytes(c->kt, L->head_dim);
+    c->vrow = (int64_t)moa_cu_kv_row_bytes(c->vt, L->head_dim);
     c->n_layer = L->n_layer; c->n_head = L->n_head; c->n_kv = L->n_head_kv; c->hd = L->head_dim;
     c->group = L->n_head / L->n_head_kv; c->n_seq = n_seq; c->n_ctx = n_ctx;
     c->scale = L->scale > 0.0f ? L->scale : (float)(1.0 / sqrt((double)c->hd));
@@ -303,11 +329,11 @@ moa_status moa_cuda_cache_create(moa_cuda_ctx *x, const moa_cuda_cache_layout *L
                 qw[qi] = w;
             }
     }
-    const size_t kv_f = (size_t)c->slots_per_seq * hd * n_seq;
+    const size_t kv_rows = (size_t)c->slots_per_seq * n_seq;
     const size_t st_f = (size_t)c->states_per_seq * hd * hd * n_seq;
     if (st == MOA_OK) st = moa_cuda_alloc(x, nu * sizeof(moa_cu_unit), (void **)&c->units_d);
-    if (st == MOA_OK) st = moa_cuda_alloc(x, kv_f * sizeof(float), (void **)&c->k);
-    if (st == MOA_OK) st = moa_cuda_alloc(x, kv_f * sizeof(float), (void **)&c->v);
+    if (st == MOA_OK) st = moa_cuda_alloc(x, kv_rows * (size_t)c->krow, (void **)&c->k);
+    if (st == MOA_OK) st = moa_cuda_alloc(x, kv_rows * (size_t)c->vrow, (void **)&c->v);
     if (st == MOA_OK) st = moa_cuda_alloc(x, st_f * sizeof(float), (void **)&c->state);
     if (st == MOA_OK) st = moa_cuda_alloc(x, (size_t)n_seq * sizeof(int64_t), (void **)&c->row_pos_d);
     if (st == MOA_OK) st = moa_cuda_alloc(x, (size_t)n_seq * sizeof(int), (void **)&c->row_seq_d);
@@ -332,16 +358,39 @@ moa_status moa_cuda_cache_create(moa_cuda_ctx *x, const moa_cuda_cache_layout *L
         moa_cuda_cache_free(c);
         return st;
     }
-    moa_log_debug("cuda cache: %d layers x %d kv heads, n_ctx %lld, %d seq, %zu KV bytes",
-                  c->n_layer, c->n_kv, (long long)n_ctx, n_seq, moa_cuda_cache_bytes(c));
+    moa_log_debug("cuda cache: %d layers x %d kv heads, n_ctx %lld, %d seq, K %s, V %s, %zu KV bytes",
+                  c->n_layer, c->n_kv, (long long)n_ctx, n_seq, kv_name(c->kt), kv_name(c->vt),
+                  moa_cuda_cache_bytes(c));
     *out = c;
     return MOA_OK;
 }
 
 size_t moa_cuda_cache_bytes(const moa_cuda_cache *c) {
     if (!c) return 0;
-    return sizeof(float) * (size_t)c->n_seq *
-           (2 * (size_t)c->slots_per_seq * c->hd + (size_t)c->states_per_seq * c->hd * c->hd);
+    return (size_t)c->n_seq * ((size_t)c->slots_per_seq * (size_t)(c->krow + c->vrow) +
+                               sizeof(float) * (size_t)c->states_per_seq * c->hd * c->hd);
+}
+
+size_t moa_cuda_cache_unit_bytes(const moa_cuda_cache *c, int layer, int kv_head, int value) {
+    if (!c || layer < 0 || layer >= c->n_layer || kv_head < 0 || kv_head >= c->n_kv) return 0;
+    const moa_cu_unit *U = &c->units_h[(size_t)layer * c->n_kv + kv_head];
+    if (U->kind == 2) return 0;
+    return (size_t)(U->sink + U->ring) * (size_t)(value ? c->vrow : c->krow);
+}
+
+moa_status moa_cuda_cache_unit_read(const moa_cuda_cache *c, int seq, int layer, int kv_head,
+                                    int value, void *dst) {
+    static const char fn[] = "moa_cuda_cache_unit_read";
+    if (!c || !dst) return moa_err(MOA_ERR_INVALID_ARG, "%s: NULL cache or destination", fn);
+    if (seq < 0 || seq >= c->n_seq || layer < 0 || layer >= c->n_layer || kv_head < 0 || kv_head >= c->n_kv)
+        return moa_err(MOA_ERR_INVALID_ARG, "%s: seq=%d layer=%d kv_head=%d out of range (%d, %d, %d)",
+                       fn, seq, layer, kv_head, c->n_seq, c->n_layer, c->n_kv);
+    const size_t bytes = moa_cuda_cache_unit_bytes(c, layer, kv_head, value);
+    if (!bytes) return MOA_OK;
+    const int64_t row = value ? c->vrow : c->krow;
+    const moa_cu_unit *U = &c->units_h[(size_t)layer * c->n_kv + kv_head];
+    const uint8_t *src = (value ? c->v : c->k) + ((int64_t)seq * c->slots_per_seq + U->off) * row;
+    return moa_cuda_download(c->ctx, dst, src, bytes);
 }
 
 int64_t moa_cuda_cache_pos(const moa_cuda_cache *c, int seq, int layer) {
@@ -370,12 +419,59 @@ static moa_status check_range(const moa_cuda_cache *c, int seq, int layer, int64
                    (long long)(p0 + n), layer, (long long)c->n_ctx);
 }
 
+/* ============================ staging the call's new rows ==================================
+ * The call's k (rotated in absolute mode, raw in streaming mode) and v rows converted once to
+ * the storage types (the CPU's stage_rows, runtime/attn.c): attention reads the chunk's own
+ * keys as they will be cached, and appending copies bytes. One block per (token, KV head),
+ * threads over store units (values; q8_0: blocks of 32). */
+__global__ void k_stage(int kt, int vt, int hd, int n_kv, const float *k, const float *v,
+                        uint8_t *ks, int64_t krow, uint8_t *vs, int64_t vrow) {
+    const int t = blockIdx.x, u = blockIdx.y;
+    const int64_t src = ((int64_t)t * n_kv + u) * hd, row = (int64_t)t * n_kv + u;
+    const int nk = kt == MOA_CU_KV_F32 ? 0 : moa_cu_kv_store_units(kt, hd);
+    const int nv = vt == MOA_CU_KV_F32 ? 0 : moa_cu_kv_store_units(vt, hd);
+    for (int j = threadIdx.x; j < nk; j += blockDim.x) moa_cu_kv_store(kt, ks + row * krow, k + src, hd, j);
+    for (int j = threadIdx.x; j < nv; j += blockDim.x) moa_cu_kv_store(vt, vs + row * vrow, v + src, hd, j);
+}
+
+/* Rows of the call as stored: row t of KV head u at k + t*k_t + u*k_h bytes (v likewise). */
+typedef struct {
+    const uint8_t *k, *v;
+    int64_t k_t, k_h, v_t, v_h;
+} staged_rows;
+
+static moa_status stage_rows(moa_cuda_cache *c, const float *kr, const float *v, int n, staged_rows *r) {
+    const int64_t ldk = (int64_t)c->n_kv * c->hd * (int64_t)sizeof(float);
+    const int64_t hb = (int64_t)c->hd * (int64_t)sizeof(float);
+    const staged_rows f32 = {(const uint8_t *)kr, (const uint8_t *)v, ldk, hb, ldk, hb};
+    *r = f32;
+    if (c->kt == MOA_CU_KV_F32 && c->vt == MOA_CU_KV_F32) return MOA_OK;
+    moa_cuda_ctx *x = c->ctx;
+    const size_t kb = (size_t)n * c->n_kv * (size_t)c->krow;
+    const size_t need = kb + (size_t)n * c->n_kv * (size_t)c->vrow;
+    if (need > c->kvio_cap) {
+        moa_cuda_free(x, c->kvio);
+        c->kvio = NULL;
+        c->kvio_cap = 0;
+        MOA_TRY(moa_cuda_alloc(x, need, (void **)&c->kvio));
+        c->kvio_cap = need;
+    }
+    uint8_t *K = c->kvio, *V = c->kvio + kb;
+    MOA_CU_LAUNCH(k_stage, dim3((unsigned)n, (unsigned)c->n_kv), 64, 0, x->stream,
+                  c->kt, c->vt, c->hd, c->n_kv, kr, v, K, c->krow, V, c->vrow);
+    CU_LAUNCHED("stage_rows");
+    if (c->kt != MOA_CU_KV_F32) { r->k = K; r->k_t = (int64_t)c->n_kv * c->krow; r->k_h = c->krow; }
+    if (c->vt != MOA_CU_KV_F32) { r->v = V; r->v_t = (int64_t)c->n_kv * c->vrow; r->v_h = c->vrow; }
+    return MOA_OK;
+}
+
 /* ============================== appending keys to the cache ================================
  * Chunk: token t at position a = p0 + t goes to its slot if a < S or a >= end - R (only the
- * last R positions of the chunk reach the ring, so no two tokens share a slot).
- * One block per (token, KV head), threads over hd. Linear units are skipped. */
-__global__ void k_store(const moa_cu_unit *units, float *Kc, float *Vc, int64_t slots_per_seq,
-                        int hd, int n_kv, const float *k, const float *v, int n,
+ * last R positions of the chunk reach the ring, so no two tokens share a slot). The staged
+ * rows' bytes are copied (2-byte units: every row size is even and every row starts at an
+ * even offset). One block per (token, KV head). Linear units are skipped. */
+__global__ void k_store(const moa_cu_unit *units, uint8_t *Kc, uint8_t *Vc, int64_t slots_per_seq,
+                        int64_t krow, int64_t vrow, staged_rows r, int n,
                         const int *row_seq, const int64_t *row_pos, int seq, int64_t p0) {
     const int t = blockIdx.x, u = blockIdx.y;
     const moa_cu_unit U = units[u];
@@ -384,13 +480,12 @@ __global__ void k_store(const moa_cu_unit *units, float *Kc, float *Vc, int64_t 
     const int64_t a = row_pos ? row_pos[t] : p0 + t;
     const int64_t end = row_pos ? a + 1 : p0 + n;
     if (!(a < U.sink || (U.ring > 0 && a >= end - U.ring))) return;
-    const int64_t slot = moa_cu_ring_slot(a, U.sink, U.ring);
-    const int64_t base = ((int64_t)s * slots_per_seq + U.off + slot) * hd;
-    const int64_t ldk = (int64_t)n_kv * hd;
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-        Kc[base + d] = k[(int64_t)t * ldk + (int64_t)u * hd + d];
-        Vc[base + d] = v[(int64_t)t * ldk + (int64_t)u * hd + d];
-    }
+    const int64_t slot = (int64_t)s * slots_per_seq + U.off + moa_cu_ring_slot(a, U.sink, U.ring);
+    uint16_t *kd = (uint16_t *)(Kc + slot * krow), *vd = (uint16_t *)(Vc + slot * vrow);
+    const uint16_t *ks = (const uint16_t *)(r.k + t * r.k_t + u * r.k_h);
+    const uint16_t *vs = (const uint16_t *)(r.v + t * r.v_t + u * r.v_h);
+    for (int64_t b = threadIdx.x; b < krow / 2; b += blockDim.x) kd[b] = ks[b];
+    for (int64_t b = threadIdx.x; b < vrow / 2; b += blockDim.x) vd[b] = vs[b];
 }
 
 /* ============================ Lightning Attention-2 prefill ================================
@@ -535,7 +630,8 @@ __global__ void k_linear_decode(const moa_cu_unit *units, float *state, int64_t 
  * then one online-softmax step per tile; the warps' states merge in shared memory.
  * Output: normalised o and its LSE (parts > 1: partials [row][head][part][hd + 1]). */
 __global__ void __launch_bounds__(128) k_decode(
-    const moa_cu_unit *units, const float *Kc, const float *Vc, int64_t slots_per_seq,
+    const moa_cu_unit *units, const uint8_t *Kc, const uint8_t *Vc, int kt, int vt, int64_t krow,
+    int64_t vrow, int64_t slots_per_seq,
     const int *row_seq, const int64_t *row_pos, const int64_t *qwin, int hd, int G, int n_head,
     const float *q, float *o, float *part, int parts, float scale, int rope_dim,
     const double *inv_freq, int neox) {
@@ -548,8 +644,8 @@ __global__ void __launch_bounds__(128) k_decode(
     const int64_t p0 = row_pos[i], nslot = U.sink + U.ring;
     const int64_t W = qwin ? qwin[h] : U.window;   /* this query head's window */
     const int64_t s0 = nslot * pi / parts, s1 = nslot * (pi + 1) / parts;
-    const int64_t base = ((int64_t)row_seq[i] * slots_per_seq + U.off) * hd;
-    const float *K = Kc + base, *V = Vc + base;
+    const int64_t base = (int64_t)row_seq[i] * slots_per_seq + U.off;   /* first slot */
+    const uint8_t *K = Kc + base * krow, *V = Vc + base * vrow;          /* stored rows */
     const int nc = (hd + 31) / 32;
     /* streaming (rope_dim > 0): the pair partner of dim d = lane + 32c is lane ^ 1's in the
      * normal pairing (one shuffle); in the NEOX pairing it is d -/+ rope_dim/2, another lane
@@ -583,20 +679,20 @@ __global__ void __launch_bounds__(128) k_decode(
         for (int j = 0; j < bk; j++) {
             const int64_t pos = moa_cu_slot_pos(t0 + j, p0 + 1, U.sink, U.ring);
             if (pos < 0 || !moa_cu_visible(p0, pos, U.sink, W)) continue;  /* warp-uniform */
-            const float *kr = K + (t0 + j) * hd;
+            const uint8_t *kr = K + (t0 + j) * krow;
             const int sink_key = pos < U.sink;
             float part_dot = 0.0f;
 #pragma unroll
             for (int c = 0; c < NC_MAX; c++) {
                 const int d = lane + 32 * c;
-                float kv = c < nc && d < hd ? kr[d] : 0.0f;
+                float kv = c < nc && d < hd ? moa_cu_kv_value(kt, kr, d) : 0.0f;
                 if (strm && !neox) {                 /* the key at its own position */
                     const float other = __shfl_xor_sync(0xffffffffu, kv, 1);
                     if (d < rope_dim)
                         kv = moa_cu_rope_elem(d & 1 ? other : kv, d & 1 ? kv : other, d & 1,
                                               (double)pos * inv_freq[d / 2]);
                 } else if (strm && d < rope_dim) {
-                    kv = moa_cu_rope_at(kr, d, rope_dim, 1, (double)pos, inv_freq);
+                    kv = kv_rope_at(kt, kr, d, rope_dim, 1, (double)pos, inv_freq);
                 }
                 part_dot += (sink_key ? qa[c] : qv[c]) * kv;
             }
@@ -614,10 +710,10 @@ __global__ void __launch_bounds__(128) k_decode(
         for (int j = 0; j < bk; j++) {
             const float pb = __shfl_sync(0xffffffffu, pj, j);
             if (pb == 0.0f) continue;
-            const float *vr = V + (t0 + j) * hd;
+            const uint8_t *vr = V + (t0 + j) * vrow;
 #pragma unroll
             for (int c = 0; c < NC_MAX; c++)
-                if (c < nc && lane + 32 * c < hd) acc[c] += pb * vr[lane + 32 * c];
+                if (c < nc && lane + 32 * c < hd) acc[c] += pb * moa_cu_kv_value(vt, vr, lane + 32 * c);
         }
     }
     /* merge the 4 warps: O = sum_w e^(m_w - M) acc_w / sum_w e^(m_w - M) l_w */
@@ -727,25 +823,30 @@ moa_status moa_cuda_attn_prefill(moa_cuda_cache *c, int seq, int layer, const fl
     if (layer_has_kind(c, layer, 0)) {
         const float *qr, *kr;
         MOA_TRY(rotate_call(c, q, k, n, p0, NULL, &qr, &kr));
+        staged_rows rows;
+        MOA_TRY(stage_rows(c, kr, v, n, &rows));
         moa_cu_band_params p;
         memset(&p, 0, sizeof p);
         p.hd = hd; p.G = c->group; p.n_q = n;
         p.q = qr; p.ldq = ldq; p.o = out; p.ldo = ldq;
         p.qpos0 = p0;
-        p.k = kr; p.v = v; p.ldk = ldk; p.kpos0 = p0; p.n_k = n;
+        p.k = rows.k; p.v = rows.v; p.kt = c->kt; p.vt = c->vt;
+        p.k_t = rows.k_t; p.k_h = rows.k_h; p.v_t = rows.v_t; p.v_h = rows.v_h;
+        p.kpos0 = p0; p.n_k = n;
         p.rope_dim = c->pos_mode == 1 ? c->rope_dim : 0;
         p.inv_freq = c->inv_freq_d;
         p.neox = c->neox;
         p.units = units;
         p.qwin = c->qwin_d ? c->qwin_d + (size_t)layer * c->n_head : NULL;
-        p.kc = c->k + (size_t)seq * c->slots_per_seq * hd;
-        p.vc = c->v + (size_t)seq * c->slots_per_seq * hd;
+        p.kc = c->k + (size_t)seq * c->slots_per_seq * c->krow;
+        p.vc = c->v + (size_t)seq * c->slots_per_seq * c->vrow;
+        p.krow = c->krow; p.vrow = c->vrow;
         p.cached = p0;
         p.scale = c->scale;
         MOA_TRY(moa_cu_band_fwd(x, &p, c->n_head, fn));
         /* append after every query has read the cache */
         MOA_CU_LAUNCH(k_store, dim3((unsigned)n, (unsigned)c->n_kv), 64, 0, x->stream,
-            units, c->k, c->v, c->slots_per_seq, hd, c->n_kv, kr, v, n, NULL, NULL, seq, p0);
+            units, c->k, c->v, c->slots_per_seq, c->krow, c->vrow, rows, n, NULL, NULL, seq, p0);
         CU_LAUNCHED(fn);
     }
     if (layer_has_kind(c, layer, 1)) {
@@ -812,11 +913,13 @@ moa_status moa_cuda_attn_decode(moa_cuda_cache *c, int layer, const int *seqs, i
         const float *qr, *kr;
         MOA_TRY(rotate_call(c, q, k, n, 0, c->row_pos_d, &qr, &kr));
         const int strm = c->pos_mode == 1;
+        staged_rows rows;
+        MOA_TRY(stage_rows(c, kr, v, n, &rows));
         MOA_CU_LAUNCH(k_store, dim3((unsigned)n, (unsigned)c->n_kv), 64, 0, x->stream,
-            units, c->k, c->v, c->slots_per_seq, hd, c->n_kv, kr, v, n, c->row_seq_d, c->row_pos_d, 0, 0);
+            units, c->k, c->v, c->slots_per_seq, c->krow, c->vrow, rows, n, c->row_seq_d, c->row_pos_d, 0, 0);
         CU_LAUNCHED(fn);
         MOA_CU_LAUNCH(k_decode, dim3((unsigned)c->n_head, (unsigned)n, (unsigned)parts), 128, 0, x->stream,
-            units, c->k, c->v, c->slots_per_seq, c->row_seq_d, c->row_pos_d,
+            units, c->k, c->v, c->kt, c->vt, c->krow, c->vrow, c->slots_per_seq, c->row_seq_d, c->row_pos_d,
             c->qwin_d ? c->qwin_d + (size_t)layer * c->n_head : NULL, hd, G, c->n_head, qr,
             out, c->part, parts, c->scale, strm ? c->rope_dim : 0, c->inv_freq_d, c->neox);
         CU_LAUNCHED(fn);

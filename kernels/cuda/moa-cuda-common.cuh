@@ -208,6 +208,77 @@ MOA_HD float moa_cu_q8_0_value(const uint8_t *blk, int j) {
     return MOA_CU_MUL((float)(int8_t)blk[2 + j], d);
 }
 
+/* ---- KV storage types (kernels/cpu/attn.c: moa_attn_kv_store_row / _load_row_ref) -------
+ * Values as moa_attn_kv_type / moa_kv_type: 0 f32, 1 f16, 2 bf16, 3 q8_0. A row of hd values
+ * takes 4 hd, 2 hd, 2 hd or 34 ceil(hd/32) bytes (little-endian; q8_0: GGUF blocks
+ * [d f16][32 int8], a partial last block zero-padded). Storing must give the CPU's bytes:
+ * f16 saturates at +-65504 before rounding to nearest even, bf16 rounds to nearest even,
+ * q8_0 takes d = f16(sat(max|x| / 127)) and q = rint(x / d) clamped to [-127, 127] (0 when
+ * d = 0), with a true division (never x * (1/d)) as the CPU does. */
+#define MOA_CU_KV_F32 0
+#define MOA_CU_KV_F16 1
+#define MOA_CU_KV_BF16 2
+#define MOA_CU_KV_Q8_0 3
+#define MOA_CU_KV_N_TYPES 4
+
+#if defined(__CUDA_ARCH__)
+#define MOA_CU_DIV(a, b) __fdiv_rn((a), (b))
+#else
+#define MOA_CU_DIV(a, b) ((a) / (b))
+#endif
+
+MOA_HD size_t moa_cu_kv_row_bytes(int t, int hd) {
+    return t == MOA_CU_KV_F32 ? 4 * (size_t)hd
+         : t == MOA_CU_KV_Q8_0 ? (size_t)(hd + 31) / 32 * 34 : 2 * (size_t)hd;
+}
+/* Store units of a row: values for f32/f16/bf16, blocks of 32 for q8_0. */
+MOA_HD int moa_cu_kv_store_units(int t, int hd) { return t == MOA_CU_KV_Q8_0 ? (hd + 31) / 32 : hd; }
+
+MOA_HD void moa_cu_wr16(uint8_t *p, uint16_t h) { p[0] = (uint8_t)h; p[1] = (uint8_t)(h >> 8); }
+MOA_HD float moa_cu_sat_f16(float x) { return x > 65504.0f ? 65504.0f : x < -65504.0f ? -65504.0f : x; }
+
+/* Store unit j (< moa_cu_kv_store_units) of the hd floats x into the row at `row`. */
+MOA_HD void moa_cu_kv_store(int t, uint8_t *row, const float *x, int hd, int j) {
+    if (t == MOA_CU_KV_F32) {
+        memcpy(row + 4 * (size_t)j, &x[j], 4);
+    } else if (t == MOA_CU_KV_F16) {
+        moa_cu_wr16(row + 2 * (size_t)j, moa_cu_f32_to_f16(moa_cu_sat_f16(x[j])));
+    } else if (t == MOA_CU_KV_BF16) {
+        moa_cu_wr16(row + 2 * (size_t)j, moa_cu_f32_to_bf16(x[j]));
+    } else {
+        uint8_t *blk = row + 34 * (size_t)j;
+        const int b0 = 32 * j, nb = hd - b0 < 32 ? hd - b0 : 32;
+        float amax = 0.0f;
+        for (int i = 0; i < nb; i++) amax = fmaxf(amax, fabsf(x[b0 + i]));
+        const uint16_t dh = moa_cu_f32_to_f16(moa_cu_sat_f16(MOA_CU_DIV(amax, 127.0f)));
+        const float d = moa_cu_f16_to_f32(dh);
+        moa_cu_wr16(blk, dh);
+        for (int i = 0; i < 32; i++) {
+            float q = 0.0f;
+            if (i < nb && d > 0.0f) {
+                q = rintf(MOA_CU_DIV(x[b0 + i], d));
+                q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
+            }
+            blk[2 + i] = (uint8_t)(int8_t)q;
+        }
+    }
+}
+/* Value d of a stored row, widened to f32 (exact). */
+MOA_HD float moa_cu_kv_value(int t, const uint8_t *row, int d) {
+    if (t == MOA_CU_KV_F32) {
+#if defined(__CUDA_ARCH__)
+        return ((const float *)row)[d];   /* f32 rows start 4-byte aligned: one load */
+#else
+        float f;
+        memcpy(&f, row + 4 * (size_t)d, 4);
+        return f;
+#endif
+    }
+    if (t == MOA_CU_KV_F16) return moa_cu_f16_to_f32(moa_cu_rd16(row + 2 * (size_t)d));
+    if (t == MOA_CU_KV_BF16) return moa_cu_bf16_to_f32(moa_cu_rd16(row + 2 * (size_t)d));
+    return moa_cu_q8_0_value(row + 34 * (size_t)(d >> 5), d & 31);
+}
+
 /* ---- RoPE (kernels/cpu/rope.h) ------------------------------------------------------------ */
 /* Element d of a head vector rotated by theta_i = pos * inv_freq_i, given its pair (x0, x1):
  * y[first] = x0 c - x1 s,  y[second] = x0 s + x1 c (`odd`: d is the pair's second element),

@@ -93,11 +93,17 @@ typedef struct {
     float *o; int64_t ldo;                /* o[t*ldo + h*hd + d] */
     float *lse; int64_t lse_ld;           /* optional lse[h*lse_ld + t] */
     int64_t qpos0;                        /* query t at position qpos0 + t */
-    const float *k, *v; int64_t ldk;      /* chunk keys k[r*ldk + u*hd + d] */
+    /* chunk keys and values, stored as kt / vt (MOA_CU_KV_*; the profiler: f32): row r of
+     * KV head u at k + r*k_t + u*k_h bytes (v likewise) */
+    const uint8_t *k, *v;
+    int64_t k_t, k_h, v_t, v_h;
+    int kt, vt;
     int64_t kpos0; int n_k;
     const moa_cu_unit *units;             /* [n_kv] of this layer; NULL: dense causal, no cache */
     const int64_t *qwin;                  /* optional [n_head] of this layer: per-head window */
-    const float *kc, *vc;                 /* cache K, V of this sequence: [slots][hd] */
+    const uint8_t *kc, *vc;               /* cache K, V of this sequence: [slots] rows of krow,
+                                             vrow bytes (types kt, vt) */
+    int64_t krow, vrow;
     int64_t cached;                       /* tokens in the cache before the chunk */
     float scale;
     /* streaming mode (rope_dim > 0): q and keys arrive un-rotated; keys are rotated at their

@@ -180,8 +180,9 @@ moa_status moa_cuda_attn_bwd_influence(moa_cuda_ctx *ctx, const moa_attn_train_s
 
 /* The per-head cache of runtime/cache.c on the device: per layer and KV head `sink` slots +
  * a ring of min(W, n_ctx - sink) slots (window units), n_ctx slots (dense units) or an
- * hd x hd f32 state (linear units); K, V as [n_seq][slots_per_seq][hd] f32 (flat segments
- * with a start/length table per unit). RoPE and position modes as the CPU runtime (see
+ * hd x hd f32 state (linear units); K, V as [n_seq][slots_per_seq] rows of hd values in the
+ * layout's type_k / type_v (f32, f16, bf16, q8_0: the CPU cache's bytes; flat segments with a
+ * start/length table per unit). RoPE and position modes as the CPU runtime (see
  * moa_cuda_cache_layout); q-head granularity (a window per query head) as well. */
 typedef struct moa_cuda_cache moa_cuda_cache;
 
@@ -212,6 +213,12 @@ typedef struct {
      * (x[2i], x[2i+1]); 2 (MOA_ROPE_NEOX) halves (x[i], x[i + rope_dim/2]). Used by both
      * position modes (absolute: the call's rotation; streaming: inside the kernels). */
     int rope_pairing;
+    /* appended: storage types of cached keys and values, values as moa_kv_type (runtime.h):
+     * 0 f32 (the default of a zeroed layout), 1 f16, 2 bf16, 3 q8_0. The bytes of every row
+     * and their rounding are the CPU cache's (kernels/cpu/attn.h moa_attn_kv_store_row); the
+     * chunk's own new keys are read as stored; scores, softmax and outputs stay f32. Linear
+     * units keep their f32 state whatever the types. */
+    int type_k, type_v;
 } moa_cuda_cache_layout;
 
 moa_status moa_cuda_cache_create(moa_cuda_ctx *ctx, const moa_cuda_cache_layout *L,
@@ -220,6 +227,15 @@ void moa_cuda_cache_free(moa_cuda_cache *c);                  /* accepts NULL */
 moa_status moa_cuda_cache_reset(moa_cuda_cache *c, int seq);  /* seq < 0: all */
 size_t moa_cuda_cache_bytes(const moa_cuda_cache *c);         /* K, V and linear state */
 int64_t moa_cuda_cache_pos(const moa_cuda_cache *c, int seq, int layer);
+/* The stored rows of one softmax unit (tests and inspection): bytes of its K (value = 0) or V
+ * (value = 1) segment, (sink + ring) rows of the type's row size in slot order (slot p < sink
+ * holds position p, slot sink + (p - sink) mod ring position p >= sink), as the CPU cache lays
+ * them out; 0 for a linear unit or an index out of range. */
+size_t moa_cuda_cache_unit_bytes(const moa_cuda_cache *c, int layer, int kv_head, int value);
+/* Copies that segment of sequence seq to host dst (moa_cuda_cache_unit_bytes bytes; nothing for
+ * a linear unit); synchronises. Slots not yet written hold undefined bytes. */
+moa_status moa_cuda_cache_unit_read(const moa_cuda_cache *c, int seq, int layer, int kv_head,
+                                    int value, void *dst);
 
 /* As moa_attn_prefill / moa_attn_decode with device buffers q, out [n][n_head*hd] and
  * k, v [n][n_head_kv*hd]; seqs is a HOST array (NULL = 0..n-1). Window/dense units: banded

@@ -1,10 +1,11 @@
 /* test_cuda_common.c - the CUDA kernels' shared helpers (kernels/cuda/moa-cuda-common.cuh,
  * __host__ __device__ under nvcc, plain static inline C here) and the device choice
  * (moa-backend.h), checked on the CPU against the CPU references: quant.c (f16/bf16, block
- * decoding), the one mask, runtime/cache.c's slot policy, attn-train's influence histograms
+ * decoding), attn.c's KV storage rows (stored bytes and widened values), the one mask, runtime/cache.c's slot policy, attn-train's influence histograms
  * (moa_attn_bwd_influence_ref) and a direct softmax. Needs no CUDA toolkit. */
 #include "moa-cuda-common.cuh"
 #include "moa-backend.h"
+#include "attn.h"
 #include "attn-train.h"
 #include "quant.h"
 #include "rope.h"
@@ -83,6 +84,53 @@ TEST(block_decoding_matches_dequant_row) {
         }
         CHECK_MSG(bad == 0, "%s: %d values differ from moa_dequant_row", moa_ggml_type_name(t), bad);
     }
+}
+
+/* KV storage rows: moa_cu_kv_store gives moa_attn_kv_store_row's bytes (every type, odd head
+ * dims, ties, saturation, subnormals, q8_0 blocks with one large value) and moa_cu_kv_value
+ * widens them as moa_attn_kv_load_row_ref does. Control: a row stored as another type of the
+ * same size differs. */
+TEST(kv_rows_match_attn_c) {
+    const float specials[] = {1.0f + 0x1p-11f, 1.0f + 0x3p-11f, -(1.0f + 0x1p-11f), 65519.0f, 65520.0f,
+                              1e6f, -1e6f, 0x1p-24f, 0x1p-25f, 0x3p-25f, 1e-8f, 0.1f, -0.0f, 3.0e38f,
+                              1.0f + 0x1p-8f, 1.0f + 0x3p-8f, 0x1p-130f, 0.0f, 127.5f, -0.5f};
+    const int nsp = (int)(sizeof specials / sizeof *specials);
+    const int hds[] = {1, 7, 20, 31, 32, 40, 64, 77, 128, 256};
+    int bad_bytes = 0, bad_vals = 0, rows = 0;
+    for (int t = 0; t < MOA_CU_KV_N_TYPES; t++)
+        for (size_t hi = 0; hi < sizeof hds / sizeof *hds; hi++) {
+            const int hd = hds[hi];
+            const size_t rb = moa_cu_kv_row_bytes(t, hd);
+            CHECK_EQ_INT(rb, moa_attn_kv_row_bytes((moa_attn_kv_type)t, hd));
+            for (int rep = 0; rep < 6; rep++) {
+                float x[256], want[256], got[256];
+                uint8_t a[1088], b[1088];
+                for (int d = 0; d < hd; d++)
+                    x[d] = rep == 0 ? specials[d % nsp] : rndf() * (rep == 4 ? 1e-3f : rep == 5 ? 300.0f : 3.0f);
+                if (rep == 2 && hd > 3) x[hd / 2] = 40.0f;     /* one large value in a q8_0 block */
+                if (rep == 3)   /* q8_0 ties: max 127/128 per block (d = 2^-7), x/d = k + 1/2 */
+                    for (int d = 0; d < hd; d++)
+                        x[d] = d % 32 == 0 ? 127.0f / 128 : ((float)(d % 9) - 4.5f) / 128;
+                memset(a, 0xa5, sizeof a);
+                memset(b, 0xa5, sizeof b);
+                moa_attn_kv_store_row((moa_attn_kv_type)t, a, x, hd);
+                for (int j = 0; j < moa_cu_kv_store_units(t, hd); j++) moa_cu_kv_store(t, b, x, hd, j);
+                bad_bytes += memcmp(a, b, rb) != 0 || a[rb] != b[rb];   /* and nothing past the row */
+                moa_attn_kv_load_row_ref((moa_attn_kv_type)t, want, a, hd);
+                for (int d = 0; d < hd; d++) got[d] = moa_cu_kv_value(t, b, d);
+                for (int d = 0; d < hd; d++) bad_vals += fbits(got[d]) != fbits(want[d]);
+                rows++;
+            }
+        }
+    CHECK_MSG(bad_bytes == 0 && bad_vals == 0, "%d of %d rows with other bytes, %d values differ",
+              bad_bytes, rows, bad_vals);
+    /* control: f16 and bf16 rows of the same values differ (the comparison can fail) */
+    float x[40];
+    uint8_t a[80], b[80];
+    for (int d = 0; d < 40; d++) x[d] = rndf();
+    moa_attn_kv_store_row(MOA_ATTN_KV_F16, a, x, 40);
+    for (int j = 0; j < 40; j++) moa_cu_kv_store(MOA_CU_KV_BF16, b, x, 40, j);
+    CHECK(memcmp(a, b, 80) != 0);
 }
 
 TEST(mask_and_tiles) {
@@ -407,6 +455,7 @@ TEST(cpu_backend_table) {
 int main(void) {
     RUN(half_conversions_match_quant_c);
     RUN(block_decoding_matches_dequant_row);
+    RUN(kv_rows_match_attn_c);
     RUN(mask_and_tiles);
     RUN(dist_bins_match_definition);
     RUN(ring_slots_match_cache_policy);

@@ -8,6 +8,7 @@
  * for the device cache. */
 #include "moa-cuda.h"
 #include "moa/runtime.h"
+#include "cache.h"   /* runtime/ (internal): the CPU cache's stored rows, to compare bytes */
 #include "rope.h"
 #include "test.h"
 
@@ -448,13 +449,17 @@ typedef struct {
     int n_head, n_kv, hd;
 } rt_pair;
 
-static void rt_create_full(rt_pair *p, int n_layer, int n_head, int n_kv, int hd,
-                           const moa_cache_unit *units, int64_t n_ctx, int n_seq,
-                           const int64_t *q_window, const moa_cache_params *cp) {
+/* A CPU and a device cache of one layout; K and V stored as cpu_t[0], cpu_t[1] on the CPU and
+ * gpu_t[0], gpu_t[1] on the device (moa_kv_type values; the same but for controls). */
+static void rt_create_typed(rt_pair *p, int n_layer, int n_head, int n_kv, int hd,
+                            const moa_cache_unit *units, int64_t n_ctx, int n_seq,
+                            const int64_t *q_window, const moa_cache_params *cp,
+                            const moa_kv_type cpu_t[2], const moa_kv_type gpu_t[2]) {
     p->n_head = n_head; p->n_kv = n_kv; p->hd = hd;
     moa_cache_layout L = {n_layer, n_head, n_kv, hd, units, q_window};
     moa_cache_params P = cp ? *cp : moa_cache_default_params();
-    P.type_k = P.type_v = MOA_KV_F32;   /* the device cache stores f32: compare f32 with f32 */
+    P.type_k = cpu_t[0];
+    P.type_v = cpu_t[1];
     CHECK_OK(moa_cache_create_layout(&L, n_ctx, n_seq, &P, &p->cpu));
     moa_cuda_unit *cu = calloc((size_t)n_layer * n_kv, sizeof *cu);
     for (int i = 0; i < n_layer * n_kv; i++) {
@@ -468,10 +473,19 @@ static void rt_create_full(rt_pair *p, int n_layer, int n_head, int n_kv, int hd
                                .pos_mode = cp ? (int)cp->pos_mode : 0,
                                .rope_dim = cp ? cp->rope_dim : 0,
                                .rope_base = cp ? cp->rope_base : 0.0f,
-                               .rope_pairing = cp ? (int)cp->rope_pairing : 0};
+                               .rope_pairing = cp ? (int)cp->rope_pairing : 0,
+                               .type_k = (int)gpu_t[0], .type_v = (int)gpu_t[1]};
     CHECK_OK(moa_cuda_cache_create(g_ctx, &G, n_ctx, n_seq, &p->gpu));
-    CHECK_EQ_INT(moa_cuda_cache_bytes(p->gpu), moa_cache_bytes(p->cpu));
+    if (cpu_t[0] == gpu_t[0] && cpu_t[1] == gpu_t[1])
+        CHECK_EQ_INT(moa_cuda_cache_bytes(p->gpu), moa_cache_bytes(p->cpu));
     free(cu);
+}
+/* f32 on both sides (the tests below that pin the kernels rather than the storage types) */
+static void rt_create_full(rt_pair *p, int n_layer, int n_head, int n_kv, int hd,
+                           const moa_cache_unit *units, int64_t n_ctx, int n_seq,
+                           const int64_t *q_window, const moa_cache_params *cp) {
+    const moa_kv_type f32[2] = {MOA_KV_F32, MOA_KV_F32};
+    rt_create_typed(p, n_layer, n_head, n_kv, hd, units, n_ctx, n_seq, q_window, cp, f32, f32);
 }
 static void rt_create(rt_pair *p, int n_layer, int n_head, int n_kv, int hd,
                       const moa_cache_unit *units, int64_t n_ctx, int n_seq) {
@@ -701,6 +715,162 @@ TEST(runtime_decode_split_k_long_context) {
     moa_cuda_cache_free(p.gpu);
 }
 
+/* ---- runtime: KV storage types (f16, bf16, q8_0) ---------------------------------------------
+ * The device cache of each type against the CPU cache of the same type: every stored row of
+ * every softmax unit has the CPU's bytes (moa_cuda_cache_unit_read vs the CPU cache's memory),
+ * and the outputs agree within f32 rounding (both read the same stored values; the chunk's own
+ * keys included): max error <= KV_RTOL max |o| on every call, 20x below what a one-step-coarser
+ * type changes (the controls: q8_0 against f16, bf16 against f32). */
+#define KV_RTOL 1e-5
+
+/* Rows of (seq, layer, KV head) that differ between the two caches (slots written so far: slot
+ * < tokens, as positions fill sinks then the ring in order). */
+static int rt_rows_differ(const rt_pair *p, int n_layer, int n_seq) {
+    const moa_cache *c = p->cpu;
+    int bad = 0;
+    for (int s = 0; s < n_seq; s++)
+        for (int l = 0; l < n_layer; l++)
+            for (int h = 0; h < p->n_kv; h++) {
+                const moa_cache_unit_rt *U = moa_cache_unit_at(c, l, h);
+                const int64_t slots = U->sink + U->ring, n = moa_cache_pos(c, s, l);
+                for (int which = 0; which < 2; which++) {
+                    const size_t row = which ? c->vrow : c->krow;
+                    const size_t bytes = moa_cuda_cache_unit_bytes(p->gpu, l, h, which);
+                    if (U->kind == MOA_UNIT_LINEAR) { CHECK_EQ_INT(bytes, 0); continue; }
+                    CHECK_EQ_INT(bytes, (size_t)slots * row);
+                    unsigned char *g = malloc(bytes ? bytes : 1);
+                    CHECK_OK(moa_cuda_cache_unit_read(p->gpu, s, l, h, which, g));
+                    const unsigned char *cpu = (which ? c->v : c->k) + ((size_t)s * c->slots_per_seq + U->off) * row;
+                    for (int64_t slot = 0; slot < slots && slot < n; slot++)
+                        bad += memcmp(g + slot * row, cpu + slot * row, row) != 0;
+                    free(g);
+                }
+            }
+    return bad;
+}
+
+typedef struct {
+    const char *name;
+    int hd, n_head, n_kv;
+    moa_pos_mode mode;
+    int rope_dim;
+    moa_rope_pairing pairing;
+    int64_t n_ctx;
+    moa_cache_unit units[3];
+    int decode_steps;        /* batched decode steps of both sequences after the prefills */
+} kv_case;
+
+/* Prefill chunks (seq 0: 21 + 9 tokens, seq 1: 6, chunks longer than some rings) and batched
+ * decode; returns the worst output error / largest output over the calls. */
+static double kv_case_run(rt_pair *p, const kv_case *kc, const char *what) {
+    double r = 0;
+    r = fmax(r, rt_step_ratio(p, 0, 0, NULL, 21, 0, what));
+    r = fmax(r, rt_step_ratio(p, 0, 1, NULL, 6, 0, what));
+    r = fmax(r, rt_step_ratio(p, 0, 0, NULL, 9, 0, what));
+    const int both[2] = {1, 0};
+    for (int t = 0; t < kc->decode_steps; t++) r = fmax(r, rt_step_ratio(p, 0, -1, both, 2, 0, what));
+    return r;
+}
+
+TEST(runtime_kv_types) {
+    const kv_case cases[] = {
+        /* hd 20: one partial q8_0 block; caller-rotated keys; window, dense, linear */
+        {"absolute hd 20", 20, 6, 3, MOA_POS_ABSOLUTE, 0, MOA_ROPE_NORMAL, 40,
+         {{MOA_UNIT_WINDOW, 12, 4, 0}, {MOA_UNIT_DENSE, 40, 4, 0}, {MOA_UNIT_LINEAR, 0, 0, 0.1f}}, 4},
+        /* hd 77: 2 full blocks + 13; the cache rotates 16 dims before storing */
+        {"absolute+rope hd 77", 77, 4, 2, MOA_POS_ABSOLUTE, 16, MOA_ROPE_NORMAL, 40,
+         {{MOA_UNIT_WINDOW, 7, 0, 0}, {MOA_UNIT_DENSE, 40, 3, 0}, {0, 0, 0, 0}}, 3},
+        /* hd 40, NEOX streaming: raw stored keys widened, then rotated (partners in another
+         * q8_0 block); seq 0 runs past n_ctx so the dense unit rolls */
+        {"streaming neox hd 40", 40, 6, 3, MOA_POS_STREAMING, 40, MOA_ROPE_NEOX, 40,
+         {{MOA_UNIT_WINDOW, 12, 4, 0}, {MOA_UNIT_DENSE, 40, 4, 0}, {MOA_UNIT_WINDOW, 7, 0, 0}}, 14},
+        /* hd 64, normal-pairing streaming */
+        {"streaming hd 64", 64, 2, 1, MOA_POS_STREAMING, 32, MOA_ROPE_NORMAL, 36,
+         {{MOA_UNIT_WINDOW, 10, 2, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}}, 8},
+    };
+    const moa_kv_type types[][2] = {{MOA_KV_F16, MOA_KV_F16}, {MOA_KV_BF16, MOA_KV_BF16},
+                                    {MOA_KV_Q8_0, MOA_KV_Q8_0}, {MOA_KV_Q8_0, MOA_KV_F16},
+                                    {MOA_KV_F32, MOA_KV_BF16}};
+    double worst = 0;
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+            const kv_case *kc = &cases[ci];
+            moa_cache_params cp = moa_cache_default_params();
+            cp.pos_mode = kc->mode;
+            cp.rope_dim = kc->rope_dim;
+            cp.rope_base = 10000.0f;
+            cp.rope_pairing = kc->pairing;
+            rt_pair p;
+            memset(&p, 0, sizeof p);
+            rt_create_typed(&p, 1, kc->n_head, kc->n_kv, kc->hd, kc->units, kc->n_ctx, 2, NULL, &cp,
+                            types[ti], types[ti]);
+            if (!p.cpu || !p.gpu) { moa_cache_free(p.cpu); moa_cuda_cache_free(p.gpu); return; }
+            char what[128];
+            snprintf(what, sizeof what, "%s, K %s V %s", kc->name, moa_kv_type_name(types[ti][0]),
+                     moa_kv_type_name(types[ti][1]));
+            const double r = kv_case_run(&p, kc, what);
+            CHECK_MSG(r <= KV_RTOL, "%s: max error / max |output| %.3g > %g", what, r, KV_RTOL);
+            worst = fmax(worst, r);
+            const int bad = rt_rows_differ(&p, 1, 2);
+            CHECK_MSG(bad == 0, "%s: %d stored rows differ from the CPU cache's", what, bad);
+            if (getenv("MOA_TEST_VERBOSE")) fprintf(stderr, "  %s: ok\n", what);
+            moa_cache_free(p.cpu);
+            moa_cuda_cache_free(p.gpu);
+        }
+    fprintf(stderr, "  KV storage types: worst error / largest output %.3g (bound %g)\n", worst, KV_RTOL);
+
+    /* controls: the device cache in another type than the CPU's (q8_0 against f16, and bf16
+     * against f32): its stored rows differ and its outputs by more than 10x the tolerance */
+    const moa_kv_type ctl[][2][2] = {{{MOA_KV_F16, MOA_KV_F16}, {MOA_KV_Q8_0, MOA_KV_Q8_0}},
+                                     {{MOA_KV_F32, MOA_KV_F32}, {MOA_KV_BF16, MOA_KV_BF16}}};
+    for (int i = 0; i < 2; i++) {
+        const kv_case *kc = &cases[0];
+        rt_pair p;
+        memset(&p, 0, sizeof p);
+        rt_create_typed(&p, 1, kc->n_head, kc->n_kv, kc->hd, kc->units, kc->n_ctx, 2, NULL, NULL,
+                        ctl[i][0], ctl[i][1]);
+        if (!p.cpu || !p.gpu) { moa_cache_free(p.cpu); moa_cuda_cache_free(p.gpu); return; }
+        CHECK(moa_cuda_cache_bytes(p.gpu) != moa_cache_bytes(p.cpu));
+        const double r = kv_case_run(&p, kc, "control");
+        /* the CPU rows are read with the CPU's row size: compare the first K bytes only */
+        const moa_cache_unit_rt *U = moa_cache_unit_at(p.cpu, 0, 0);
+        const size_t gb = moa_cuda_cache_unit_bytes(p.gpu, 0, 0, 0);
+        unsigned char *g = malloc(gb);
+        CHECK_OK(moa_cuda_cache_unit_read(p.gpu, 0, 0, 0, 0, g));
+        const size_t cmp = gb < (size_t)(U->sink + U->ring) * p.cpu->krow ? gb : (size_t)(U->sink + U->ring) * p.cpu->krow;
+        CHECK_MSG(memcmp(g, p.cpu->k + U->off * p.cpu->krow, cmp) != 0, "control %d: the same bytes", i);
+        CHECK_MSG(r > 10 * KV_RTOL, "control %d (CPU %s, device %s): ratio %.3g within 10x the tolerance",
+                  i, moa_kv_type_name(ctl[i][0][0]), moa_kv_type_name(ctl[i][1][0]), r);
+        if (getenv("MOA_TEST_VERBOSE")) fprintf(stderr, "  control %d: ratio %.3g\n", i, r);
+        free(g);
+        moa_cache_free(p.cpu);
+        moa_cuda_cache_free(p.gpu);
+    }
+    /* a storage type the runtime does not define is refused */
+    moa_cuda_unit cu = {0, 8, 0, 0};
+    moa_cuda_cache_layout G = {.n_layer = 1, .n_head = 1, .n_head_kv = 1, .head_dim = 16, .units = &cu,
+                               .type_v = 4};
+    moa_cuda_cache *c = NULL;
+    CHECK_EQ_INT(moa_cuda_cache_create(g_ctx, &G, 16, 1, &c), MOA_ERR_INVALID_ARG);
+    CHECK(c == NULL);
+}
+
+/* Split-K decode (several parts per row) over q8_0 keys and f16 values. */
+TEST(runtime_kv_types_split_k) {
+    const moa_cache_unit units[2] = {{MOA_UNIT_DENSE, BIG(1500, 300), 64, 0},
+                                     {MOA_UNIT_WINDOW, BIG(1100, 150), 16, 0}};
+    const moa_kv_type t[2] = {MOA_KV_Q8_0, MOA_KV_F16};
+    rt_pair p;
+    rt_create_typed(&p, 1, 4, 2, 48, units, BIG(1500, 300), 1, NULL, NULL, t, t);
+    if (!p.cpu || !p.gpu) return;
+    rt_step(&p, 0, 0, NULL, BIG(1300, 250), "q8_0/f16 prefill");
+    const int s0[1] = {0};
+    for (int step = 0; step < 3; step++) rt_step(&p, 0, -1, s0, 1, "q8_0/f16 decode split-K");
+    CHECK_EQ_INT(rt_rows_differ(&p, 1, 1), 0);
+    moa_cache_free(p.cpu);
+    moa_cuda_cache_free(p.gpu);
+}
+
 /* ---- the building blocks chained into one Llama layer + LM head --------------------------- */
 
 /* y[t][o] = sum_i W[o][i] x[t][i] with W and x rounded to f16 (what the device computes). */
@@ -883,6 +1053,8 @@ int main(void) {
     RUN(runtime_rope_modes);
     RUN(runtime_rope_neox);
     RUN(runtime_decode_split_k_long_context);
+    RUN(runtime_kv_types);
+    RUN(runtime_kv_types_split_k);
     RUN(engine_layer_chain);
     moa_cuda_ctx_free(g_ctx);
     return test_summary();
