@@ -27,8 +27,8 @@ typedef struct {
     int32_t device_bf16;     /* CUDA: weights and GEMM inputs in bf16 instead of f16 (wider
                                 range, 3 fewer mantissa bits; default 0) */
     moa_kv_type kv_type;     /* storage of cached keys and values (moa/runtime.h; default
-                                MOA_KV_F16, as llama.cpp). The CUDA device cache stores f32
-                                for now (a debug line says so) */
+                                MOA_KV_F16, as llama.cpp), on either device: the CUDA cache
+                                keeps the CPU cache's bytes */
 } moa_ctx_params;
 
 typedef enum {

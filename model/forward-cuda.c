@@ -14,7 +14,8 @@
  *             others: rows dequantised on the host into xh and uploaded per call)
  *   norms     f32 [2 n_layer + 1][n_embd]: attn_norm l at 2l, ffn_norm l at 2l+1, output
  * Per context:
- *   cache     moa_cuda_cache (K, V f32 per unit, linear states) sized by the plan
+ *   cache     moa_cuda_cache (K, V per unit in the context's kv_type, linear states f32)
+ *             sized by the plan
  *   scratch   f32 x, h [nb][d]; q, att [nb][n_head hd]; k, v [nb][n_kv hd]; gate, up
  *             [nb][n_ff]; hx [nb][max(d, n_head hd, n_ff)] in the weight type (GEMM input);
  *             lg [LG_ROWS][n_vocab] (LM head rows per download); tok int32 [nb]
@@ -105,7 +106,8 @@ moa_status moa_engine_cuda_create(const moa_model *m, const moa_cache_layout *L,
                                    .head_dim = L->head_dim, .units = cu, .scale = cp->scale,
                                    .q_window = L->q_window, .pos_mode = (int)cp->pos_mode,
                                    .rope_dim = cp->rope_dim, .rope_base = cp->rope_base,
-                                   .rope_pairing = (int)cp->rope_pairing};
+                                   .rope_pairing = (int)cp->rope_pairing,
+                                   .type_k = (int)cp->type_k, .type_v = (int)cp->type_v};
         st = moa_cuda_cache_create(e->cx, &G, n_ctx, n_seq, &e->cache);
     }
     free(cu);
@@ -125,10 +127,11 @@ moa_status moa_engine_cuda_create(const moa_model *m, const moa_cache_layout *L,
         moa_engine_cuda_free(e);
         return st;
     }
-    moa_log_info("cuda engine: %s, weights %.1f MiB as %s (shared), KV cache %.1f MiB for %d "
+    moa_log_info("cuda engine: %s, weights %.1f MiB as %s (shared), KV cache %.1f MiB (%s) for %d "
                  "sequence(s) of %lld tokens (%.2f s)", moa_cuda_ctx_describe(e->cx),
                  e->wc->bytes / 1048576.0, bf16 ? "bf16" : "f16",
-                 moa_cuda_cache_bytes(e->cache) / 1048576.0, n_seq, (long long)n_ctx,
+                 moa_cuda_cache_bytes(e->cache) / 1048576.0, moa_kv_type_name(cp->type_k), n_seq,
+                 (long long)n_ctx,
                  moa_time_now() - t0);
     *out = e;
     return MOA_OK;

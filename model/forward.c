@@ -97,9 +97,6 @@ static moa_status create_on_device(moa_ctx *c, const moa_cache_params *cp) {
         if (!units) return moa_err(MOA_ERR_NOMEM, "out of memory");
         L = (moa_cache_layout){hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, units, NULL};
     }
-    if (cp->type_k != MOA_KV_F32)
-        moa_log_debug("ctx: the CUDA device cache stores K and V as f32 (kv_type %s applies to CPU caches)",
-                      moa_kv_type_name(cp->type_k));
     moa_status st = moa_engine_cuda_create(c->m, &L, cp, c->p.n_ctx, c->p.n_seq, c->p.n_batch,
                                            c->p.device_index, c->p.device_bf16, &c->dev);
     moa_cache_layout_release(&L);

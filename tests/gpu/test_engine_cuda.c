@@ -146,11 +146,12 @@ static int argmax(const float *x, int n) {
 
 typedef struct { moa_ctx *cpu, *gpu; double tol; int nv; } pair;
 
-static int pair_create(pair *p, const moa_model *m, const moa_plan *plan, int n_seq,
-                       moa_pos_mode mode, int n_ctx, int bf16) {
+/* Both contexts store K and V as kv (the same bytes per row: moa_ctx_kv_bytes must agree). */
+static int pair_create_kv(pair *p, const moa_model *m, const moa_plan *plan, int n_seq,
+                          moa_pos_mode mode, int n_ctx, int bf16, moa_kv_type kv) {
     memset(p, 0, sizeof *p);
     moa_ctx_params cp = moa_ctx_default_params();
-    cp.kv_type = MOA_KV_F32;   /* the device cache stores f32 (storage types: CPU caches for now) */
+    cp.kv_type = kv;
     cp.n_ctx = n_ctx;
     cp.n_batch = N_BATCH;
     cp.n_seq = n_seq;
@@ -168,6 +169,11 @@ static int pair_create(pair *p, const moa_model *m, const moa_plan *plan, int n_
     CHECK_EQ_INT(moa_ctx_kv_bytes(p->gpu), moa_ctx_kv_bytes(p->cpu));
     CHECK_EQ_INT(moa_ctx_n_ctx(p->gpu), moa_ctx_n_ctx(p->cpu));
     return 1;
+}
+/* f32 caches: the cases that pin the forward itself (kv_types_f16_q8_0 covers the types) */
+static int pair_create(pair *p, const moa_model *m, const moa_plan *plan, int n_seq,
+                       moa_pos_mode mode, int n_ctx, int bf16) {
+    return pair_create_kv(p, m, plan, n_seq, mode, n_ctx, bf16, MOA_KV_F32);
 }
 
 static void pair_free(pair *p) {
@@ -324,6 +330,51 @@ static void batched_case(const moa_model *m, const char *arch) {
 
 TEST(batched_decode_two_sequences) { batched_case(M16, ""); }
 
+/* KV storage types honoured on the device: moa_ctx_params.kv_type f16 and q8_0 on both
+ * contexts, dense and the window plan (rings wrapping), prefill and decode, against the CPU
+ * engine of the same type, same bound as with f32 caches. Observed on the emulator: f16
+ * 1.3e-4..5.7e-4, q8_0 6.6e-4..1.4e-3 (the device's k, v differ from the CPU's by the
+ * GEMM-input rounding, which moves some values across a q8_0 step). Logits at this bound do
+ * not tell the types apart (a q8_0 CPU context against an f32 device one: 0.8e-3..1.8e-3), so
+ * the check that can fail is the cache size: each type's device context holds exactly the CPU
+ * context's bytes (pair_create_kv), f16 half and q8_0 34/(4*32 rounded up) of the f32 one's;
+ * tests/gpu/test_cuda_ops.c (runtime_kv_types) compares the stored bytes themselves. */
+static size_t device_kv_bytes(moa_kv_type kv) {
+    moa_ctx_params cp = moa_ctx_default_params();
+    cp.n_ctx = N_CTX;
+    cp.n_batch = N_BATCH;
+    cp.kv_type = kv;
+    cp.device = MOA_DEVICE_CUDA;
+    moa_ctx *c = NULL;
+    CHECK_OK(moa_ctx_create(M16, &cp, &c));
+    const size_t b = c ? moa_ctx_kv_bytes(c) : 0;
+    moa_ctx_free(c);
+    return b;
+}
+
+TEST(kv_types_f16_q8_0) {
+    moa_plan *pl = window_plan();
+    const moa_kv_type types[2] = {MOA_KV_F16, MOA_KV_Q8_0};
+    for (int ti = 0; ti < 2; ti++)
+        for (int use_plan = 0; use_plan < 2; use_plan++) {
+            pair p;
+            memset(&p, 0, sizeof p);
+            if (pl && pair_create_kv(&p, M16, use_plan ? pl : NULL, 1, MOA_POS_ABSOLUTE, N_CTX, 0, types[ti])) {
+                char what[96];
+                snprintf(what, sizeof what, "kv %s, %s", moa_kv_type_name(types[ti]), use_plan ? "window plan" : "dense");
+                prompt_then_decode(&p, STEPS / 2, what);
+            }
+            pair_free(&p);
+        }
+    const int hd = cfg.n_embd / cfg.n_head;
+    const size_t f32 = device_kv_bytes(MOA_KV_F32), f16 = device_kv_bytes(MOA_KV_F16);
+    const size_t q8 = device_kv_bytes(MOA_KV_Q8_0);
+    CHECK(f32 > 0 && f32 % (4 * (size_t)hd) == 0);
+    CHECK_EQ_INT(f16 * 2, f32);
+    CHECK_EQ_INT(q8, f32 / (4 * (size_t)hd) * (34 * (size_t)((hd + 31) / 32)));
+    moa_plan_free(pl);
+}
+
 TEST(bf16_unrounded_weights) {
     pair p;
     if (pair_create(&p, M32, NULL, 1, MOA_POS_ABSOLUTE, N_CTX, 1)) prompt_then_decode(&p, STEPS / 2, "bf16");
@@ -369,7 +420,7 @@ TEST(qwen2_loss_vs_reference) {
     CHECK(Q16->layers[0].wq.bias && Q16->layers[1].wv.bias && !Q16->tied);
     const int nv = Q16->hp.n_vocab, d = cfg.n_embd;
     moa_ctx_params cp = moa_ctx_default_params();
-    cp.kv_type = MOA_KV_F32;   /* the device cache stores f32 (storage types: CPU caches for now) */
+    cp.kv_type = MOA_KV_F32;   /* as the reference: K and V unrounded */
     cp.n_ctx = N_CTX;
     cp.n_batch = N_BATCH;
     cp.device = MOA_DEVICE_CUDA;
@@ -437,7 +488,7 @@ TEST(contexts_share_device_weights) {
     moa_model *m = load_m16();
     if (!m) return;
     moa_ctx_params cp = moa_ctx_default_params();
-    cp.kv_type = MOA_KV_F32;   /* the device cache stores f32 (storage types: CPU caches for now) */
+    cp.kv_type = MOA_KV_F32;   /* f32 caches (kv_types_f16_q8_0 covers the storage types) */
     cp.n_ctx = N_CTX;
     cp.n_batch = N_BATCH;
     cp.device = MOA_DEVICE_CUDA;
@@ -500,7 +551,7 @@ TEST(smollm2_prefill_then_decode) {
     int32_t tok[48];
     for (int i = 0; i < n; i++) tok[i] = (int32_t)(1 + (i * 7919 + 13) % 4000);   /* ordinary ids */
     moa_ctx_params cp = moa_ctx_default_params();
-    cp.kv_type = MOA_KV_F32;   /* the device cache stores f32 (storage types: CPU caches for now) */
+    cp.kv_type = MOA_KV_F32;   /* f32 caches (kv_types_f16_q8_0 covers the storage types) */
     cp.n_ctx = 128;
     cp.n_batch = 32;
     cp.device = MOA_DEVICE_CPU;
@@ -553,8 +604,6 @@ int main(int argc, char **argv) {
         /* no device: a CUDA context must fail with a message, AUTO must fall back */
         setup();
         moa_ctx_params cp = moa_ctx_default_params();
-        cp.kv_type = MOA_KV_F32;   /* the device cache stores f32 */
-    cp.kv_type = MOA_KV_F32;   /* the device cache stores f32 (storage types: CPU caches for now) */
         cp.device = MOA_DEVICE_CUDA;
         moa_ctx *c = NULL;
         const moa_status st = moa_ctx_create(M16, &cp, &c);
@@ -587,6 +636,7 @@ int main(int argc, char **argv) {
     RUN(streaming_past_n_ctx);
     RUN(batched_decode_two_sequences);
     RUN(bf16_unrounded_weights);
+    RUN(kv_types_f16_q8_0);
     RUN(same_errors_as_cpu);
     RUN(contexts_share_device_weights);
     RUN(qwen2_loss_vs_reference);
