@@ -784,7 +784,7 @@ TEST(runtime_kv_types) {
         /* hd 40, NEOX streaming: raw stored keys widened, then rotated (partners in another
          * q8_0 block); seq 0 runs past n_ctx so the dense unit rolls */
         {"streaming neox hd 40", 40, 6, 3, MOA_POS_STREAMING, 40, MOA_ROPE_NEOX, 40,
-         {{MOA_UNIT_WINDOW, 12, 4, 0}, {MOA_UNIT_DENSE, 40, 4, 0}, {MOA_UNIT_WINDOW, 7, 0, 0}}, 14},
+         {{MOA_UNIT_WINDOW, 12, 4, 0}, {MOA_UNIT_DENSE, 40, 4, 0}, {MOA_UNIT_WINDOW, 7, 0, 0}}, 11},
         /* hd 64, normal-pairing streaming */
         {"streaming hd 64", 64, 2, 1, MOA_POS_STREAMING, 32, MOA_ROPE_NORMAL, 36,
          {{MOA_UNIT_WINDOW, 10, 2, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}}, 8},
