@@ -29,6 +29,8 @@ typedef struct {
     moa_kv_type kv_type;     /* storage of cached keys and values (moa/runtime.h; default
                                 MOA_KV_F16, as llama.cpp), on either device: the CUDA cache
                                 keeps the CPU cache's bytes */
+    int32_t no_key_smooth;   /* 1: do not smooth keys for a q8_0 key cache (key-smooth.h;
+                                default 0: smoothed where the model's key biases need it) */
 } moa_ctx_params;
 
 typedef enum {

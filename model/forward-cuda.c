@@ -44,6 +44,7 @@ struct moa_engine_cuda {
     moa_cuda_cache *cache;
     int64_t nb;            /* rows per call */
     float *x, *h, *q, *k, *v, *att, *gate, *up, *lg;
+    float *ksmooth;        /* key smoothing scales [n_layer][n_kv*hd] (key-smooth.h) or NULL */
     void *hx;
     int32_t *tok;
     float *xh;             /* host [nb][n_embd] (host embedding only) */
@@ -55,7 +56,7 @@ void moa_engine_cuda_free(moa_engine_cuda *e) {
     if (!e) return;
     moa_cuda_ctx *cx = e->cx;
     if (cx) {
-        void *bufs[] = {e->x, e->h, e->q, e->k, e->v, e->att, e->gate, e->up, e->lg, e->hx, e->tok};
+        void *bufs[] = {e->x, e->h, e->q, e->k, e->v, e->att, e->gate, e->up, e->lg, e->hx, e->tok, e->ksmooth};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) moa_cuda_free(cx, bufs[i]);
         moa_cuda_cache_free(e->cache);
         moa_cuda_ctx_free(cx);
@@ -67,7 +68,8 @@ void moa_engine_cuda_free(moa_engine_cuda *e) {
 
 moa_status moa_engine_cuda_create(const moa_model *m, const moa_cache_layout *L,
                                   const moa_cache_params *cp, int64_t n_ctx, int n_seq,
-                                  int n_batch, int device, int bf16, moa_engine_cuda **out) {
+                                  int n_batch, int device, int bf16, const float *ksmooth,
+                                  moa_engine_cuda **out) {
     *out = NULL;
     const moa_llama_hparams *hp = &m->hp;
     moa_engine_cuda *e = calloc(1, sizeof *e);
@@ -123,6 +125,11 @@ moa_status moa_engine_cuda_create(const moa_model *m, const moa_cache_layout *L,
         {(void **)&e->tok, sizeof(int32_t) * (size_t)nb}};
     for (size_t i = 0; i < sizeof sc / sizeof sc[0] && st == MOA_OK; i++)
         st = moa_cuda_alloc(e->cx, sc[i].bytes, sc[i].p);
+    if (st == MOA_OK && ksmooth) {
+        const size_t kb = sizeof(float) * (size_t)hp->n_layer * (size_t)nkv;
+        st = moa_cuda_alloc(e->cx, kb, (void **)&e->ksmooth);
+        if (st == MOA_OK) st = moa_cuda_upload(e->cx, e->ksmooth, ksmooth, kb);
+    }
     if (st < 0) {
         moa_engine_cuda_free(e);
         return st;
@@ -170,6 +177,9 @@ moa_status moa_engine_cuda_rows(moa_engine_cuda *e, int seq, const int *seqs,
         MOA_TRY(moa_cuda_matmul(cx, &W[0], e->hx, n, e->q));
         MOA_TRY(moa_cuda_matmul(cx, &W[1], e->hx, n, e->k));
         MOA_TRY(moa_cuda_matmul(cx, &W[2], e->hx, n, e->v));
+        if (e->ksmooth)
+            MOA_TRY(moa_cuda_key_smooth(cx, e->q, e->k, e->ksmooth + (size_t)l * hp->n_head_kv * hp->head_dim, n,
+                                        hp->n_head, hp->n_head_kv, hp->head_dim));
         /* attention through the device cache: RoPE, append, banded/dense/linear kernels */
         MOA_TRY(seqs ? moa_cuda_attn_decode(e->cache, l, seqs, (int)n, e->q, e->k, e->v, e->att)
                      : moa_cuda_attn_prefill(e->cache, seq, l, e->q, e->k, e->v, (int)n, e->att));

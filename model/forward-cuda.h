@@ -13,7 +13,8 @@ typedef struct moa_engine_cuda moa_engine_cuda;
  * positions of cp, and scratch for n_batch rows. The model must outlive the engine. */
 moa_status moa_engine_cuda_create(const moa_model *m, const moa_cache_layout *L,
                                   const moa_cache_params *cp, int64_t n_ctx, int n_seq,
-                                  int n_batch, int device, int bf16, moa_engine_cuda **out);
+                                  int n_batch, int device, int bf16, const float *ksmooth,
+                                  moa_engine_cuda **out);
 void moa_engine_cuda_free(moa_engine_cuda *e);            /* accepts NULL */
 
 /* The forward pass over n <= n_batch rows (forward.c's eval_rows on the device): seqs NULL:

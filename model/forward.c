@@ -7,6 +7,7 @@
  * A context created for CUDA hands its rows to forward-cuda.c instead (same chunking,
  * checks and logits modes, which stay here). */
 #include "context.h"
+#include "key-smooth.h"
 #include "moa-common.h"
 #ifdef MOA_ENGINE_CUDA
 #include "forward-cuda.h"
@@ -28,6 +29,7 @@ struct moa_ctx {
     float *k, *v;          /* [n_batch][n_kv*hd]    (k before RoPE) */
     float *att;            /* [n_batch][n_head*hd] attention output */
     float *gate, *up;      /* [n_batch][n_ff] */
+    float *ksmooth;        /* key smoothing scales (key-smooth.h) or NULL */
     double attn_seconds;
     moa_device_kind device;   /* MOA_DEVICE_CPU or MOA_DEVICE_CUDA */
 #ifdef MOA_ENGINE_CUDA
@@ -66,6 +68,7 @@ void moa_ctx_free(moa_ctx *c) {
     float *bufs[] = {c->x, c->h, c->q, c->k, c->v, c->att, c->gate, c->up};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) moa_free_aligned(bufs[i]);
     moa_cache_free(c->cache);
+    free(c->ksmooth);
 #ifdef MOA_ENGINE_CUDA
     moa_engine_cuda_free(c->dev);
 #endif
@@ -98,7 +101,7 @@ static moa_status create_on_device(moa_ctx *c, const moa_cache_params *cp) {
         L = (moa_cache_layout){hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, units, NULL};
     }
     moa_status st = moa_engine_cuda_create(c->m, &L, cp, c->p.n_ctx, c->p.n_seq, c->p.n_batch,
-                                           c->p.device_index, c->p.device_bf16, &c->dev);
+                                           c->p.device_index, c->p.device_bf16, c->ksmooth, &c->dev);
     moa_cache_layout_release(&L);
     return st;
 }
@@ -137,6 +140,10 @@ moa_status moa_ctx_create(const moa_model *m, const moa_ctx_params *pp, moa_ctx 
     }
     c->device = c->p.device != MOA_DEVICE_AUTO ? c->p.device
               : moa_ctx_cuda_available() ? MOA_DEVICE_CUDA : MOA_DEVICE_CPU;
+    if (c->p.kv_type == MOA_KV_Q8_0 && !c->p.no_key_smooth && (st = moa_key_smooth_scales(m, &c->ksmooth)) < 0) {
+        moa_ctx_free(c);
+        return st;
+    }
     if (c->device == MOA_DEVICE_CUDA) {
 #ifdef MOA_ENGINE_CUDA
         st = create_on_device(c, &cp);
@@ -242,6 +249,8 @@ static moa_status eval_rows(moa_ctx *c, int seq, const int *seqs, const int32_t 
         moa_weight_matmul(&L->wq, c->h, n, c->q);
         moa_weight_matmul(&L->wk, c->h, n, c->k);
         moa_weight_matmul(&L->wv, c->h, n, c->v);
+        if (c->ksmooth)
+            moa_key_smooth_apply(hp, c->ksmooth + (size_t)l * hp->n_head_kv * hp->head_dim, c->q, c->k, n);
         /* attention through the runtime: RoPE, cache append, banded/dense/linear kernels */
         double t0 = moa_time_now();
         moa_status st = seqs ? moa_attn_decode(c->cache, l, seqs, (int)n, c->q, c->k, c->v, c->att)

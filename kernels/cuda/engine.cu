@@ -305,6 +305,30 @@ moa_status moa_cuda_swiglu(moa_cuda_ctx *c, float *g, const float *u, int64_t n)
     return MOA_OK;
 }
 
+/* Key smoothing (model/key-smooth.h): over n rows, q[t][h][d] *= s[h / group][d] and
+ * k[t][g][d] /= s[g][d] (s: powers of two, so both are exact). One thread per q element. */
+__global__ void k_key_smooth(float *q, float *k, const float *s, int64_t n, int n_head, int n_head_kv, int hd) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t row = (int64_t)n_head * hd;
+    if (i >= n * row) return;
+    const int64_t t = i / row;
+    const int h = (int)(i % row) / hd, d = (int)(i % hd), g = h / (n_head / n_head_kv);
+    const float sc = s[g * hd + d];
+    q[i] *= sc;
+    if (h % (n_head / n_head_kv) == 0) k[t * n_head_kv * hd + g * hd + d] /= sc;
+}
+
+moa_status moa_cuda_key_smooth(moa_cuda_ctx *c, float *q, float *k, const float *s, int64_t n, int n_head,
+                               int n_head_kv, int hd) {
+    if (n <= 0) return MOA_OK;
+    if (n_head_kv <= 0 || n_head % n_head_kv || hd <= 0)
+        return moa_err(MOA_ERR_INVALID_ARG, "moa_cuda_key_smooth: %d heads, %d KV heads, head_dim %d", n_head, n_head_kv, hd);
+    const int64_t total = n * n_head * hd;
+    MOA_CU_LAUNCH(k_key_smooth, moa_cu_blocks(total, 256), 256, 0, c->stream, q, k, s, n, n_head, n_head_kv, hd);
+    CU_LAUNCHED("moa_cuda_key_smooth");
+    return MOA_OK;
+}
+
 __global__ void k_add(float *x, const float *y, int64_t n) {
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) x[i] += y[i];

@@ -143,6 +143,10 @@ moa_status moa_cuda_rope(moa_cuda_ctx *ctx, float *x, int64_t n, int n_heads, in
 moa_status moa_cuda_swiglu(moa_cuda_ctx *ctx, float *g, const float *u, int64_t n);
 /* x[i] += y[i], i < n (residual). */
 moa_status moa_cuda_add(moa_cuda_ctx *ctx, float *x, const float *y, int64_t n);
+/* Key smoothing (model/key-smooth.h) over n rows: q[t][h][d] *= s[h / (n_head/n_head_kv)][d],
+ * k[t][g][d] /= s[g][d]; s: device [n_head_kv * hd] powers of two. */
+moa_status moa_cuda_key_smooth(moa_cuda_ctx *ctx, float *q, float *k, const float *s, int64_t n, int n_head,
+                               int n_head_kv, int hd);
 
 /* ============================ profiler backward (train.cu) ============================== */
 /* References: profiler/backward.c. All buffers device memory. */

@@ -216,11 +216,11 @@ TEST(capital_of_france) {
  * logits x 2 paths on SmolLM2 (2026-12: f16 0.039, bf16 0.24, q8_0 1.32; argmax differs at
  * 0, 4 and 8 of 668) with headroom; the greedy choice may differ at <= 2% of positions. Also
  * on the Qwen model when MOA_MODEL_QWEN is set, where keys are larger (q/k biases): measured
- * 2026-12-07 f16 0.84 (argmax 6 of 668), bf16 0.91 (24 of 668), q8_0 23.0 (178 of 668).
- * There only the default f16 is asserted (bound 1.5, argmax <= 2%); bf16 and q8_0 are
- * printed, not asserted: q8_0 keys lose the model on Qwen2.5 (an open defect of issue 15:
- * per-32 scales swamped by the bias-driven key outliers). */
-static void kv_types_on(const char *model_path, const json_t *j, const double bound[3], int n_asserted) {
+ * 2026-12-07 f16 0.84 (argmax 6 of 668), bf16 0.91 (24 of 668), q8_0 3.62 (38 of 668) with
+ * key smoothing (model/key-smooth.h; 23.0 and 178 of 668 without it; llama.cpp 0.3.36 with
+ * q8_0 keys: 76 of 334 prefill positions). Asserted there: f16 (bound 1.5, argmax <= 2%)
+ * and q8_0 (bound 5, argmax <= 8%); bf16 printed. */
+static void kv_types_on(const char *model_path, const json_t *j, const double bound[3], const int argmax_pct[3]) {
     moa_model *m;
     moa_model_params mp = moa_model_default_params();
     mp.compute_sha256 = 0;
@@ -271,11 +271,12 @@ static void kv_types_on(const char *model_path, const json_t *j, const double bo
         free(ids);
     }
     for (int ti = 0; ti < 3; ti++) {
-        if (ti < n_asserted) {
+        if (bound[ti] > 0) {
             CHECK_MSG(worst[ti] <= bound[ti], "%s: KV %s: max |logit - f32 cache logit| %.4g > %.2g", model_path,
                       moa_kv_type_name(types[ti]), worst[ti], bound[ti]);
-            CHECK_MSG(argmax_diff[ti] * 50 <= positions * 2, "%s: KV %s: argmax differs at %d of %d positions x 2 paths",
-                      model_path, moa_kv_type_name(types[ti]), argmax_diff[ti], positions);
+            CHECK_MSG(argmax_diff[ti] * 100 <= positions * 2 * argmax_pct[ti],
+                      "%s: KV %s: argmax differs at %d of %d positions x 2 paths (> %d%%)", model_path,
+                      moa_kv_type_name(types[ti]), argmax_diff[ti], positions, argmax_pct[ti]);
         }
         fprintf(stderr, "  %s: KV %-4s max |logit diff| vs f32 cache %.4f, argmax differs %d of %d (x2 paths)\n",
                 model_path, moa_kv_type_name(types[ti]), worst[ti], argmax_diff[ti], positions);
@@ -287,10 +288,11 @@ TEST(kv_types_bound_logits) {
     json_t *j = load_fixture("logits-golden.json");
     CHECK(j != NULL);
     if (!j) return;
-    static const double smol[3] = {0.1, 0.5, 2.5}, qwen_b[3] = {1.5, 0, 0};
-    kv_types_on(g_model, j, smol, 3);
+    static const double smol[3] = {0.1, 0.5, 2.5}, qwen_b[3] = {1.5, 0, 5.0};   /* 0: not asserted */
+    static const int smol_pct[3] = {2, 2, 2}, qwen_pct[3] = {2, 0, 8};
+    kv_types_on(g_model, j, smol, smol_pct);
     const char *qwen = getenv("MOA_MODEL_QWEN");
-    if (qwen && *qwen) kv_types_on(qwen, j, qwen_b, 1);   /* the prompts' ids are SmolLM2's: any ids < n_vocab do */
+    if (qwen && *qwen) kv_types_on(qwen, j, qwen_b, qwen_pct);   /* the prompts' ids are SmolLM2's: any ids < n_vocab do */
     json_decref(j);
 }
 

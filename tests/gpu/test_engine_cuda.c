@@ -474,6 +474,61 @@ TEST(qwen2_vs_cpu) {
     pair_free(&p);
 }
 
+/* Key smoothing (model/key-smooth.h) on the device: a qwen2 model whose layer-0 key bias has
+ * outlier pairs (magnitudes 200 and 60: scales 16 and 4), q8_0 caches on both engines. The
+ * device must smooth as the CPU does: the control, the CPU without smoothing, is far off. */
+TEST(qwen2_q8_0_key_smoothing) {
+    tiny_cfg qc = cfg;
+    qc.qwen2 = 1;
+    tiny_weights w = tiny_make(qc, 7);
+    const size_t d = (size_t)qc.n_embd, nq = (size_t)qc.n_head * w.hd, nkv = (size_t)qc.n_kv * w.hd;
+    round_f16(w.embd, (size_t)qc.n_vocab * d);
+    round_f16(w.out, (size_t)qc.n_vocab * d);
+    for (int l = 0; l < qc.n_layer; l++) {
+        round_f16(w.wq[l], nq * d); round_f16(w.wk[l], nkv * d); round_f16(w.wv[l], nkv * d);
+        round_f16(w.wo[l], d * nq); round_f16(w.wg[l], (size_t)qc.n_ff * d);
+        round_f16(w.wu[l], (size_t)qc.n_ff * d); round_f16(w.wd[l], d * (size_t)qc.n_ff);
+    }
+    const int half = w.hd / 2;
+    w.bk[0][3] = 120.0f, w.bk[0][3 + half] = 160.0f;
+    w.bk[0][w.hd + 6] = -60.0f, w.bk[0][w.hd + 6 + half] = 0.0f;
+    gbuf img = tiny_gguf(&w);
+    char path[512];
+    model_path(path, "qwen2_outliers_f16");
+    FILE *fp = fopen(path, "wb");
+    CHECK(fp && fwrite(img.b, 1, img.n, fp) == img.n && fclose(fp) == 0);
+    free(img.b);
+    tiny_free(&w);
+    moa_model *m = load(path);
+    pair p;
+    if (pair_create_kv(&p, m, NULL, 1, MOA_POS_ABSOLUTE, N_CTX, 0, MOA_KV_Q8_0))
+        prompt_then_decode(&p, STEPS / 2, "qwen2 outliers, kv q8_0");
+    /* control: the same prompt without smoothing on the CPU differs well beyond the tolerance */
+    moa_ctx_params cp = moa_ctx_default_params();
+    cp.kv_type = MOA_KV_Q8_0;
+    cp.n_ctx = N_CTX;
+    cp.n_batch = N_BATCH;
+    cp.no_key_smooth = 1;
+    moa_ctx *raw = NULL;
+    CHECK_OK(moa_ctx_create(m, &cp, &raw));
+    const size_t nl = (size_t)PROMPT * m->hp.n_vocab;
+    float *a = malloc(sizeof(float) * nl), *b = malloc(sizeof(float) * nl);
+    if (raw && p.cpu) {
+        moa_ctx_reset(p.cpu);
+        CHECK_OK(moa_ctx_eval(p.cpu, prompt, PROMPT, MOA_LOGITS_ALL, a));
+        CHECK_OK(moa_ctx_eval(raw, prompt, PROMPT, MOA_LOGITS_ALL, b));
+        double mx = 0, err = 0;
+        for (size_t i = 0; i < nl; i++) mx = fmax(mx, fabs(a[i])), err = fmax(err, fabs((double)a[i] - b[i]));
+        fprintf(stderr, "  control: q8_0 keys without smoothing differ by %.3g of max |logit| %.3g (tolerance %.3g)\n",
+                err, mx, TOL_F16 * mx);
+        CHECK(err > 10 * TOL_F16 * mx);
+    }
+    free(a), free(b);
+    moa_ctx_free(raw);
+    pair_free(&p);
+    moa_model_free(m);
+}
+
 /* Contexts of one model share one device copy of the weights per type (weights-cuda.h):
  * uploaded by the first, counted while in use, kept with the model after the last is freed;
  * a context after that gives the same logits as one created on a fresh model. */
@@ -641,6 +696,7 @@ int main(int argc, char **argv) {
     RUN(contexts_share_device_weights);
     RUN(qwen2_loss_vs_reference);
     RUN(qwen2_vs_cpu);
+    RUN(qwen2_q8_0_key_smoothing);
     fprintf(stderr, "worst logit error / largest |logit|: f16 %.3g (bound %g), bf16 %.3g (bound %g)\n",
             worst_f16, TOL_F16, worst_bf16, TOL_BF16);
     moa_model_free(M16);
