@@ -161,7 +161,8 @@ static char *normalised(const char *path, const char *plan_path) {
             memcpy(w, "\"time_s\":0", 10);
             w += 10;
             i += 9;
-            while (i < n && strchr("0123456789.eE+-", s[i])) i++;
+            while (i < n && s[i] == ' ') i++;
+            while (i < n && s[i] && strchr("0123456789.eE+-", s[i])) i++;
         } else if (sha[0] && n - i >= 64 && !strncmp(s + i, sha, 64)) {
             memcpy(w, "PLAN", 4);
             w += 4;
