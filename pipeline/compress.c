@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,7 +74,17 @@ static double mtime(const char *path) {
 /* Wall time of each stage, for the report. */
 typedef struct { char name[12][64]; double t[13]; int n; } stage_times;
 
+/* Fault injection for the kill tests (tests/pipeline/test_compress_kill.c): with the
+ * environment variable MOA_COMPRESS_KILL_AT set to `point`, the process kills itself with
+ * SIGKILL there, for a stage too quick to catch from outside (the optimisation). Points: the
+ * start of each stage (its name) and "plan written" (plan.json saved, its inputs record not). */
+static void kill_point(const char *point) {
+    const char *at = getenv("MOA_COMPRESS_KILL_AT");
+    if (at && !strcmp(at, point)) raise(SIGKILL);
+}
+
 static void stage(const moa_compress_params *p, stage_times *st, const char *name) {
+    kill_point(name);
     if (st->n < 12) {
         snprintf(st->name[st->n], sizeof st->name[0], "%s", name);
         st->t[st->n++] = moa_time_now();
@@ -625,6 +636,7 @@ moa_status moa_compress_run_model(const moa_model *m, const char *model_path, co
         moa_opt_init();
         if ((st = optimise(&p, p.calib_lengths, p.n_calib_lengths, ext, validation, p.block, profile, profile_sha,
                            calib_sha, planp, csv, svg, &rep, &plan)) < 0) goto done;
+        kill_point("plan written");
         if ((st = moa_eval_write_text(plan_in, want)) < 0) goto done;
     } else {
         sb_printf(&rep, "(plan reused from %s: optimised from this profile with these settings, %s)\n\n", planp, plan_in);

@@ -2,6 +2,7 @@
  * Fast versions: attn-avx2.c, attn-avx512.c (one body, attn-simd.inc). */
 #include "attn.h"
 
+#include <cpuid.h>
 #include <math.h>
 #include <string.h>
 
@@ -176,14 +177,18 @@ void moa_linear_ref(const moa_linear_args *a) {
  * moa_attn_isa_set from the main thread before work starts. */
 static int g_isa = -1;
 
+/* F16C from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports has no "f16c". */
+static int has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+
 moa_attn_isa moa_attn_isa_best(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("f16c"))
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && has_f16c())
         return MOA_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c())
         return MOA_ISA_AVX2;
     return MOA_ISA_REF;
 }

@@ -4,9 +4,8 @@
  *     template; actual lengths must be within the default tolerance. Prints the markdown
  *     table of requested vs actual lengths kept in docs/calibration.md.
  *  2. A small calibration build answered by the dense engine (greedy), read back.
- *  3. Opt-in (env MOA_CALIB_LADDER=K): dense LongEval-lines accuracy at 10%..100% of the
- *     model's training context, K samples per length (position bins j % 10), greedy, 32 new
- *     tokens; prints a markdown table. Slow: minutes per length on a laptop CPU. */
+ * The dense accuracy ladder is a measurement, not a test: scripts/dense-ladder.sh
+ * (`moa eval longeval --dense`, resumable, docs/results.md). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,54 +106,6 @@ TEST(dense_build) {
     }
 }
 
-TEST(dense_ladder) {
-    const char *env = getenv("MOA_CALIB_LADDER");
-    int k = env ? atoi(env) : 0;
-    if (k <= 0) return;
-    moa_model *m = g_model;
-    model_io io = {g_tok, NULL, 1};
-    int n_ctx = m->hp.n_ctx_train;
-    moa_ctx_params cp = moa_ctx_default_params();
-    cp.n_ctx = n_ctx;
-    CHECK_OK(moa_ctx_create(m, &cp, &io.ctx));
-    if (!io.ctx) return;
-    int lengths[10];
-    for (int i = 0; i < 10; i++) lengths[i] = n_ctx * (i + 1) / 10 - 32;  /* room for the answer */
-    moa_calib_build_params p = moa_calib_build_default_params();
-    p.tasks = &g_specs[0];
-    p.n_tasks = 1;
-    p.lengths = lengths;
-    p.n_lengths = 10;
-    p.samples_per_length = k;
-    p.max_new_tokens = 32;
-    p.model_sha256 = m->sha256;
-    p.tokenizer_id = "gguf";
-    p.chat_template = "chatml";
-    moa_calib_tokenizer ct = moa_model_io_tokenizer(&io);
-    const char *out = MOA_TEST_TMPDIR "/ladder-calib.h5";
-    moa_progress_bar pb;
-    moa_progress_bar_init(&pb, "ladder", "samples");
-    CHECK_OK(moa_calib_build(&p, &ct, respond, &io, moa_progress_bar_cb, &pb, out));
-    moa_progress_bar_finish(&pb);
-    moa_calib_file *f = NULL;
-    CHECK_OK(moa_calib_read(out, &f));
-    if (f) {
-        printf("| bucket (tokens) | mean prompt tokens | accuracy |\n|---:|---:|---:|\n");
-        for (int l = 0; l < 10; l++) {
-            int right = 0;
-            double toks = 0;
-            for (int j = 0; j < k; j++) {
-                moa_calib_sample *s = &f->samples[l * k + j];
-                right += s->dense_correct == 1;
-                toks += s->prompt_len;
-            }
-            printf("| %d | %.0f | %.2f (%d/%d) |\n", lengths[l], toks / k, (double)right / k, right, k);
-        }
-    }
-    moa_calib_file_free(f);
-    moa_ctx_free(io.ctx);
-}
-
 int main(void) {
     const char *path = test_model_path();
     moa_model_params mp = moa_model_default_params();
@@ -197,7 +148,6 @@ int main(void) {
     g_specs[g_ns] = moa_task_spec_default(MOA_TASK_JSONL); g_specs[g_ns++].corpus = corpus;
     RUN(length_table);
     RUN(dense_build);
-    RUN(dense_ladder);
     moa_jsonl_free(corpus);
     moa_wordlist_free(wl);
     moa_tokenizer_free(tok);

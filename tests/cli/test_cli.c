@@ -8,7 +8,8 @@
  *   test_cli model    label model: needs MOA_MODEL (skips with 77 otherwise): the checks
  *                     that need the real model (token ids against its vocabulary, compress's
  *                     settings against its context, a failing LongEval run)
- * Hostile files are made here from the libraries' own writers, then broken on purpose. */
+ * Hostile files are made here from the libraries' own writers, then broken on purpose; the
+ * committed corpus of tests/cli/hostile (make_hostile.c) is run too: every file refused. */
 #include "calib.h"
 #include "h5util.h"
 #include "moa-common.h"
@@ -326,6 +327,57 @@ TEST(hostile_plans) {
     EXPECT(1, "missing.json", "plan", "show", P("missing.json"));
 }
 
+/* ---- the hostile-input corpus (tests/cli/hostile, written by make_hostile.c) ----------------- */
+/* Sorted names of the corpus files of `kind` ending in `ext` (NULL-terminated, malloc'd). */
+static char **corpus(const char *kind, const char *ext) {
+    char d[600];
+    snprintf(d, sizeof d, "%s/%s", MOA_HOSTILE_DIR, kind);
+    DIR *dp = opendir(d);
+    char **names = calloc(256, sizeof *names);
+    int n = 0;
+    struct dirent *e;
+    while (dp && names && (e = readdir(dp)) && n < 255) {
+        size_t l = strlen(e->d_name), x = strlen(ext);
+        if (l > x && !strcmp(e->d_name + l - x, ext)) names[n++] = strdup(e->d_name);
+    }
+    if (dp) closedir(dp);
+    if (names) qsort(names, (size_t)n, sizeof *names, cmp_str);
+    CHECK_MSG(n >= 4, "%s: only %d hostile %s files", d, n, ext);
+    return names;
+}
+static void corpus_free(char **names) {
+    for (int i = 0; names && names[i]; i++) free(names[i]);
+    free(names);
+}
+static const char *hostile(const char *kind, const char *name) {
+    static char buf[4][700];
+    static int k;
+    char *b = buf[k++ % 4];
+    snprintf(b, sizeof buf[0], "%s/%s/%s", MOA_HOSTILE_DIR, kind, name);
+    return b;
+}
+
+/* Every file of the corpus is refused by the command that reads it: exit 1, the file named,
+ * nothing left in the scratch directory (expect_), no raw HDF5 diagnostics. */
+TEST(hostile_corpus) {
+    char **f = corpus("gguf", ".gguf");
+    for (int i = 0; f && f[i]; i++) EXPECT(1, f[i], "info", hostile("gguf", f[i]));
+    corpus_free(f);
+    f = corpus("plan", ".json");
+    for (int i = 0; f && f[i]; i++) {
+        EXPECT(1, f[i], "plan", "check", hostile("plan", f[i]), DIMS);
+        EXPECT(1, f[i], "plan", "show", hostile("plan", f[i]));
+    }
+    corpus_free(f);
+    f = corpus("profile", ".h5");
+    for (int i = 0; f && f[i]; i++)
+        EXPECT(1, f[i], "optimize", "-p", hostile("profile", f[i]), "--density", "0.5", "-o", P("plan.json"));
+    corpus_free(f);
+    f = corpus("calib", ".h5");
+    for (int i = 0; f && f[i]; i++) EXPECT(1, f[i], "calib", "--dump", hostile("calib", f[i]));
+    corpus_free(f);
+}
+
 /* ---- model tests ---------------------------------------------------------------------------- */
 /* A calibration file of the model's own sha256 whose token ids the test chooses. */
 static void write_calib(const char *name, const char *sha, int32_t last_response_token) {
@@ -389,6 +441,43 @@ TEST(model_hostile_inputs) {
                  "{\"profiled\":[],\"constrained\":[],\"budgets\":[],\"validation\":null}");
     EXPECT_M(1, "layers[0].units[0]", "generate", "-m", model, "--plan", P("neg.json"), "-p", "Hi", "-n", "1");
     EXPECT_M(0, NULL, "tokenize", "-m", model, "-p", "Hello world", "--ids");
+    /* the hostile results logs: whole files (*.jsonl), then rows (*.rows) after the header of
+     * a log this model has just written (its settings record the model) */
+    EXPECT_M(0, NULL, "eval", "longeval", "-m", model, "--lengths", "256", "--samples", "1", "--max-new", "1", "-o",
+             P("r.json"), "--log", P("good.log"));
+    char *good = NULL;
+    size_t good_len = 0;
+    CHECK_OK(moa_read_file(P("good.log"), &good, &good_len));
+    char *nl = good ? strchr(good, '\n') : NULL;
+    remove(P("r.json"));
+    char **f = corpus("evallog", ".jsonl");
+    for (int i = 0; f && f[i]; i++) {
+        char *d = NULL;
+        size_t n = 0;
+        CHECK_OK(moa_read_file(hostile("evallog", f[i]), &d, &n));
+        FILE *fp = fopen(P(f[i]), "wb");
+        if (fp) { if (d) fwrite(d, 1, n, fp); fclose(fp); }
+        free(d);
+        EXPECT_M(1, f[i], "eval", "longeval", "-m", model, "--lengths", "256", "--samples", "1", "--max-new", "1", "-o",
+                 P("r.json"), "--log", P(f[i]), "--resume");
+        remove(P(f[i]));
+    }
+    corpus_free(f);
+    f = corpus("evallog", ".rows");
+    for (int i = 0; f && f[i] && nl; i++) {
+        char *d = NULL;
+        size_t n = 0;
+        CHECK_OK(moa_read_file(hostile("evallog", f[i]), &d, &n));
+        FILE *fp = fopen(P(f[i]), "wb");
+        if (fp) { fwrite(good, 1, (size_t)(nl - good) + 1, fp); if (d) fwrite(d, 1, n, fp); fclose(fp); }
+        free(d);
+        EXPECT_M(1, f[i], "eval", "longeval", "-m", model, "--lengths", "256", "--samples", "1", "--max-new", "1", "-o",
+                 P("r.json"), "--log", P(f[i]), "--collect");
+        remove(P(f[i]));
+    }
+    corpus_free(f);
+    free(good);
+    remove(P("good.log"));
     EXPECT_M(0, "general.architecture", "info", model);
 }
 
@@ -411,6 +500,7 @@ int main(int argc, char **argv) {
         RUN(not_a_model);
         RUN(optimize_plan_merge);
         RUN(hostile_plans);
+        RUN(hostile_corpus);
     }
     return test_summary();
 }

@@ -1,9 +1,13 @@
 /* make_seeds.c - writes the fuzzers' seed corpora (small valid files of each kind) into
  * tests/fuzz/corpus/<kind>/: one profile (1 layer, 2 heads, one 128-token bucket, with
  * calibration and shard provenance), one calibration file (one 40-token sample), one LongEval
- * results file (two rows) and two plans. Usage: make_seeds CORPUS_DIR (see docs/fuzzing.md). */
+ * results file (two rows), two plans and two LongEval results logs (the run of fuzz_evallog.h
+ * with a fake model: all 20 rows; 3 rows and a torn fourth), their per-row "seconds" set to
+ * 0.25 so the seeds do not change from run to run. Usage: make_seeds CORPUS_DIR
+ * (see docs/fuzzing.md). */
 #include "calib.h"
 #include "eval.h"
+#include "fuzz_evallog.h"
 #include "moa-common.h"
 #include "profile-file.h"
 
@@ -13,6 +17,73 @@
 
 static char buf[1024];
 static const char *at(const char *dir, const char *name) { snprintf(buf, sizeof buf, "%s/%s", dir, name); return buf; }
+
+/* The fake model of the log seeds: tokens = words + 7; the answer is the prompt's last word. */
+static char *prompt;
+static int fake_count(void *d, const char *t, size_t n) {
+    (void)d;
+    int k = 7, in = 0;
+    for (size_t i = 0; i < n; i++) {
+        int sp = t[i] == ' ' || t[i] == '\n';
+        k += !sp && !in;
+        in = !sp;
+    }
+    return k;
+}
+static moa_status fake_encode(void *d, const char *t, size_t n, int32_t **ids, int *k) {
+    (void)d;
+    free(prompt);
+    prompt = strndup(t, n);
+    *k = fake_count(NULL, t, n);
+    *ids = calloc((size_t)*k, sizeof **ids);
+    return prompt && *ids ? MOA_OK : MOA_ERR_NOMEM;
+}
+static moa_status fake_detok(void *d, const int32_t *ids, int n, char **t) {
+    (void)d;
+    if (!(*t = malloc((size_t)n + 1))) return MOA_ERR_NOMEM;
+    for (int i = 0; i < n; i++) (*t)[i] = (char)ids[i];
+    (*t)[n] = 0;
+    return MOA_OK;
+}
+static moa_status fake_respond(void *d, const int32_t *p, int np, int max_new, int32_t **out, int *n_out) {
+    (void)d; (void)p; (void)np;
+    const char *a = strrchr(prompt, ' ');
+    a = a ? a + 1 : prompt;
+    int n = (int)strlen(a) < max_new ? (int)strlen(a) : max_new;
+    if (!(*out = malloc(sizeof(int32_t) * (size_t)(n + 1)))) return MOA_ERR_NOMEM;
+    for (int i = 0; i < n; i++) (*out)[i] = (unsigned char)a[i];
+    *n_out = n;
+    return MOA_OK;
+}
+
+/* Copies the log `src` to `dst` with every "seconds" value replaced by 0.25, keeping the
+ * header and the first `rows` rows (all: -1) and then `torn` bytes of the next row. */
+static int copy_log(const char *src, const char *dst, int rows, int torn) {
+    char *text = NULL;
+    size_t len = 0;
+    if (moa_read_file(src, &text, &len) < 0) return -1;
+    FILE *fp = fopen(dst, "wb");
+    if (!fp) { free(text); return -1; }
+    int line = 0;
+    for (char *s = text; *s;) {
+        char *nl = strchr(s, '\n');
+        size_t n = nl ? (size_t)(nl - s) + 1 : strlen(s);
+        if (rows >= 0 && line == rows + 1) { fwrite(s, 1, (size_t)torn < n ? (size_t)torn : n, fp); break; }
+        char *sec = strstr(s, "\"seconds\":");
+        if (sec && sec < s + n) {
+            char *num = sec + 10, *end = num + strcspn(num, ",}");
+            fwrite(s, 1, (size_t)(num - s), fp);
+            fputs("0.25", fp);
+            fwrite(end, 1, (size_t)(s + n - end), fp);
+        } else {
+            fwrite(s, 1, n, fp);
+        }
+        s += n;
+        line++;
+    }
+    free(text);
+    return fclose(fp) == 0 ? 0 : -1;
+}
 
 #define TRY(x) do { moa_status st_ = (x); if (st_ < 0) { fprintf(stderr, "%s: %s\n", #x, moa_last_error()); return 1; } } while (0)
 
@@ -74,5 +145,26 @@ int main(int argc, char **argv) {
     if (!fp) { perror(buf); return 1; }
     fprintf(fp, head, "q-head", q, q);
     fclose(fp);
+    /* LongEval results logs */
+    moa_wordlist *words = fuzz_evallog_words();
+    if (!words) { fprintf(stderr, "word list: %s\n", moa_last_error()); return 1; }
+    char log[1024];
+    snprintf(log, sizeof log, "%s/evallog/run.tmp", d);
+    moa_longeval_params lp = fuzz_evallog_params(words, log);
+    moa_eval_model m;
+    memset(&m, 0, sizeof m);
+    m.tok.count_tokens = fake_count;
+    m.tok.encode_prompt = fake_encode;
+    m.tok.detokenize = fake_detok;
+    m.respond = fake_respond;
+    TRY(moa_longeval_run(&lp, &m, NULL, NULL, &r));
+    moa_longeval_results_free(r);
+    moa_wordlist_free(words);
+    free(prompt);
+    if (copy_log(log, at(d, "evallog/full.jsonl"), -1, 0) < 0 || copy_log(log, at(d, "evallog/torn.jsonl"), 3, 40) < 0) {
+        perror("evallog");
+        return 1;
+    }
+    remove(log);
     return 0;
 }
