@@ -491,11 +491,28 @@ moa_status moa_compress_prepare(const moa_model *m, const moa_compress_params *i
     if (!(p.time_limit > 0) || !isfinite(p.time_limit)) BAD("--time-limit %g: expected > 0 seconds", p.time_limit);
     if (p.pareto_grid < 0) BAD("Pareto grid %d: expected >= 0", p.pareto_grid);
     /* validation settings (checked even with skip_eval: a later run reuses them) */
-    if (p.n_eval_lengths == 0) {   /* the objective lengths (the validation length only if alone) */
-        for (int i = 0; i < p.n_calib_lengths; i++)
-            if (p.calib_lengths[i] != p.validation_length) p.eval_lengths[p.n_eval_lengths++] = p.calib_lengths[i];
-    }
     const int eval_new = moa_longeval_default_params().max_new_tokens;
+    if (p.n_eval_lengths == 0) {
+        /* the calibration lengths (the validation one too: the plan was selected there on the
+         * calibration tasks, and is validated on another task and seed), then doublings of the
+         * longest up to the model's context, the last one the largest multiple of 512 that
+         * leaves room for the answer: 2K, 4K, 8K, 16K, 32256 for a 32K model with the default
+         * lengths (issue 18: validation up to the model's context). */
+        for (int i = 0; i < p.n_calib_lengths; i++) p.eval_lengths[p.n_eval_lengths++] = p.calib_lengths[i];
+        const int top = (C - eval_new) / 512 * 512;
+        for (int64_t L = 2 * (int64_t)longest; p.n_eval_lengths < MOA_COMPRESS_MAX_LENGTHS; L *= 2) {
+            const int add = L < top ? (int)L : top;
+            if (add <= longest || has_length(p.eval_lengths, p.n_eval_lengths, add)) break;
+            p.eval_lengths[p.n_eval_lengths++] = add;
+            if (add == top) break;
+        }
+        for (int i = 1; i < p.n_eval_lengths; i++)   /* ascending */
+            for (int j = i; j > 0 && p.eval_lengths[j - 1] > p.eval_lengths[j]; j--) {
+                const int t = p.eval_lengths[j];
+                p.eval_lengths[j] = p.eval_lengths[j - 1];
+                p.eval_lengths[j - 1] = t;
+            }
+    }
     for (int i = 0; i < p.n_eval_lengths; i++) {
         int L = p.eval_lengths[i];
         if (L < 64) BAD("--eval-lengths: %d is below 64 tokens", L);

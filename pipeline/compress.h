@@ -45,8 +45,10 @@ typedef struct {
     double time_limit;              /* per MILP solve, seconds (20) */
     int pareto_grid;                /* epsilon levels (5) */
     /* validation */
-    int n_eval_lengths;             /* 0: the calibration lengths but the validation one
-                                       (512, 1024, 2048 for 8192) */
+    int n_eval_lengths;             /* 0: the calibration lengths, then doublings of the longest
+                                       up to the context (the last: the largest multiple of 512
+                                       leaving room for the answer): 512 .. 4096, 7680 for
+                                       8192; 2048 .. 16384, 32256 for 32768 */
     int eval_lengths[MOA_COMPRESS_MAX_LENGTHS];
     int eval_samples;               /* per (length, position bin) (1) */
     const char *eval_task;          /* "needle" (single): a retrieval task the calibration did
