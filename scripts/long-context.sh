@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# MoA at long context (issue 18, docs/results.md "Long context"): plans for the 32K test model
+# made by `moa compress` with the long-context defaults, then validated cell by cell on
+# LongEval lines, single needles and multi-key needles, dense vs uniform window vs plan, at
+# 50% and 25% density, from 2K up to the model's context.
+#
+# Resumable pieces, so that sessions cut off at any moment continue where they stopped:
+#   1. plans: `moa compress --skip-eval` at 50% then 25% in one work directory (the second
+#      reuses the calibration set and the profile; compress resumes its own stages).
+#   2. cells: one `moa eval longeval --resume` per (length, task, method), length by length
+#      (shortest first) so that a partial run covers the short lengths of every task. The
+#      dense cell of a (length, task) runs first; where dense accuracy is below 0.5 the
+#      other methods are skipped there (the bars of issue 18 apply where dense >= 0.5).
+# Everything small (work directory: calib.h5, profile.h5, plans, reports; every cell's
+# results and per-sample log) lives in the repository under results/long-context/NAME, so a
+# later session on another machine resumes from the committed files.
+#
+# Usage: scripts/long-context.sh [--report] [MODEL_NAME]   (default qwen2.5-coder-0.5b)
+#   --report               print the tables from what is finished, run nothing
+#   MOA                    the moa binary (default build/cli/moa; copy it elsewhere before
+#                          rebuilding during a run)
+#   MOA_LC_DIR             default results/long-context
+#   MOA_LC_LENGTHS         default 2048,4096,8192,16384,32256 (32256 + 48 new tokens fits 32768)
+#   MOA_LC_TASKS           default "needle lines needle-multikey"
+#   MOA_LC_SAMPLES         samples per position bin (default 1: 10 per cell)
+# Time: on 2 idle cores the plans take about 2 hours for the 0.5B model; a dense 32K prompt
+# about 15 minutes (docs/results.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MOA=${MOA:-build/cli/moa}
+REPORT=0
+if [ "${1:-}" = "--report" ]; then REPORT=1; shift; fi
+NAME=${1:-qwen2.5-coder-0.5b}
+DIR="${MOA_LC_DIR:-results/long-context}/$NAME"
+LENGTHS="${MOA_LC_LENGTHS:-2048,4096,8192,16384,32256}"
+TASKS="${MOA_LC_TASKS:-needle lines needle-multikey}"
+SAMPLES="${MOA_LC_SAMPLES:-1}"
+# The dense ladder's settings (scripts/dense-ladder.sh: seed 0, 48 new tokens, f32 KV), so its
+# dense cells are this script's dense cells (copied, not rerun), and every method sees the
+# same prompts with the same exact KV storage (the plan's effect alone). The calibration uses
+# seed 1 and the tasks longdep,lines: these prompts are unseen.
+SEED=0
+MAX_NEW=48
+KV=f32
+LADDER=results/dense-ladder
+[ -x "$MOA" ] || { echo "long-context: $MOA not built (scripts/build.sh)" >&2; exit 1; }
+MODEL=$(bash scripts/fetch-model.sh "$NAME")
+WORK="$DIR/work"
+mkdir -p "$DIR/cells"
+
+plan() {   # density tag -> $DIR/plan-TAG.json (compress resumes and reuses its own stages)
+  local d=$1 tag=$2 out="$DIR/plan-$2.json"
+  [ -f "$out" ] && return 0
+  [ "$REPORT" = 1 ] && return 0
+  echo "== long-context: $NAME plan $tag% ($(date -u +%FT%TZ))" >&2
+  "$MOA" compress -m "$MODEL" --density "$d" -o "$out" --workdir "$WORK" --skip-eval > "$DIR/report-$tag.md"
+}
+
+accuracy() {   # results json -> mean accuracy over its cells, or empty
+  python3 -c 'import json,sys
+r=json.load(open(sys.argv[1])); a=[c for c in r.get("lengths",[]) if c.get("accuracy") is not None]
+print("%.3f"%a[0]["accuracy"] if a else "")' "$1" 2>/dev/null || true
+}
+
+cell() {   # task length method -> one results file (resumable)
+  local task=$1 len=$2 method=$3 args=()
+  local out="$DIR/cells/$task-$len-$method.json"
+  case $method in
+    dense) args=(--dense) ;;
+    plan50|plan25) args=(--plan "$DIR/plan-${method#plan}.json") ;;
+    uniform50|uniform25) args=(--uniform-like "$DIR/plan-${method#uniform}.json") ;;
+  esac
+  [ -f "$out" ] && return 0
+  [ "$REPORT" = 1 ] && return 0
+  if [ "$method" = dense ] && [ -f "$LADDER/$NAME-$task-$len.json" ]; then
+    cp "$LADDER/$NAME-$task-$len.json" "$out.tmp" && cp "$LADDER/$NAME-$task-$len.json.log" "$out.log" && mv "$out.tmp" "$out"
+    return 0
+  fi
+  echo "== long-context: $NAME $task $len $method ($(date -u +%FT%TZ))" >&2
+  "$MOA" eval longeval -m "$MODEL" "${args[@]}" --task "$task" --lengths "$len" --samples "$SAMPLES" \
+    --max-new "$MAX_NEW" --seed "$SEED" --kv-type "$KV" --label "$method" -o "$out" --log "$out.log" --resume >&2
+}
+
+plan 0.5 50
+plan 0.25 25
+IFS=, read -r -a LENS <<< "$LENGTHS"
+for len in "${LENS[@]}"; do
+  for task in $TASKS; do
+    cell "$task" "$len" dense
+    acc=$(accuracy "$DIR/cells/$task-$len-dense.json")
+    if [ -n "$acc" ] && python3 -c "import sys; sys.exit(0 if float('$acc') >= 0.5 else 1)"; then
+      for method in plan50 uniform50 plan25 uniform25; do cell "$task" "$len" "$method"; done
+    elif [ -n "$acc" ] && [ "$REPORT" = 0 ]; then
+      echo "== long-context: $task $len: dense accuracy $acc < 0.5, plans not evaluated there" >&2
+    fi
+  done
+done
+
+# the table: accuracy per (task, length) and method
+echo "## $NAME: accuracy (10 position bins x $SAMPLES sample(s), seed $SEED, max-new $MAX_NEW, KV $KV)"
+echo
+echo "| task | length | dense | plan 50% | uniform 50% | plan 25% | uniform 25% |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for task in $TASKS; do
+  for len in "${LENS[@]}"; do
+    row="| $task | $len |"
+    any=0
+    for method in dense plan50 uniform50 plan25 uniform25; do
+      f="$DIR/cells/$task-$len-$method.json"
+      a=""
+      [ -f "$f" ] && a=$(accuracy "$f") && any=1
+      row="$row ${a:--} |"
+    done
+    [ "$any" = 1 ] && echo "$row"
+  done
+done
