@@ -7,29 +7,19 @@
 #include "context.h"
 #include "moa-common.h"
 #include "test.h"
-#include "../engine/tiny_model.h"
+#include "../engine/tiny_load.h"
 
 /* n_layer, n_embd, n_head, n_kv, n_ff, n_vocab, n_ctx, rope_base, eps, qwen2
  * head_dim 10 (n_embd 30 / 3 heads): NEOX halves of 5, not a power of two */
 static const tiny_cfg CFG = {2, 30, 3, 1, 44, 37, 64, 10000.0f, 1e-5f, 0};
 enum { N = 41 };
 
-static moa_model *load_image(const gbuf *img) {
-    moa_gguf *g;
-    moa_model *m = NULL;
-    moa_model_params mp = moa_model_default_params();
-    mp.compute_sha256 = 0;
-    if (moa_gguf_open_memory(img->b, img->n, "tiny.gguf", &g) < 0) return NULL;
-    if (moa_model_from_gguf(g, &mp, &m) < 0) return NULL;
-    return m;
-}
-
 static void run_arch(int qwen2) {
     tiny_cfg c = CFG;
     c.qwen2 = qwen2;
     tiny_weights w = tiny_make(c, 11);
     gbuf img = tiny_gguf(&w);
-    moa_model *m = load_image(&img);
+    moa_model *m = tiny_load_image(&img);
     CHECK_MSG(m != NULL, "load %s: %s", qwen2 ? "qwen2" : "llama", moa_last_error());
     if (!m) { free(img.b); tiny_free(&w); return; }
     CHECK_STR(m->hp.arch, qwen2 ? "qwen2" : "llama");

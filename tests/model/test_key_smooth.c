@@ -10,21 +10,11 @@
 #include "moa-common.h"
 #include "rope.h"
 #include "test.h"
-#include "../engine/tiny_model.h"
+#include "../engine/tiny_load.h"
 
 /* n_layer, n_embd, n_head, n_kv, n_ff, n_vocab, n_ctx, rope_base, eps, qwen2: head_dim 64 */
 static const tiny_cfg CFG = {2, 128, 2, 1, 96, 53, 96, 10000.0f, 1e-5f, 1};
 enum { N = 60 };
-
-static moa_model *load_image(const gbuf *img) {
-    moa_gguf *g;
-    moa_model *m = NULL;
-    moa_model_params mp = moa_model_default_params();
-    mp.compute_sha256 = 0;
-    if (moa_gguf_open_memory(img->b, img->n, "tiny.gguf", &g) < 0) return NULL;
-    if (moa_model_from_gguf(g, &mp, &m) < 0) return NULL;
-    return m;
-}
 
 /* Outlier pairs in the key bias of layer 0: (5, 37) magnitude 200 -> s = 16 (200/8 = 25),
  * (30, 62) magnitude 40 -> s = 4 (5), (7, 39) magnitude 12 -> 1 (1.5 < 2). */
@@ -38,7 +28,7 @@ TEST(scales_from_the_bias) {
     tiny_weights w = tiny_make(CFG, 3);
     add_outliers(&w);
     gbuf img = tiny_gguf(&w);
-    moa_model *m = load_image(&img);
+    moa_model *m = tiny_load_image(&img);
     CHECK_MSG(m != NULL, "load: %s", moa_last_error());
     if (m) {
         float *s = NULL;
@@ -61,7 +51,7 @@ TEST(scales_from_the_bias) {
     c.qwen2 = 0;
     tiny_weights wl = tiny_make(c, 3);
     gbuf il = tiny_gguf(&wl);
-    m = load_image(&il);
+    m = tiny_load_image(&il);
     if (m) {
         float *s = (float *)&c;
         CHECK_OK(moa_key_smooth_scales(m, &s));
@@ -134,7 +124,7 @@ TEST(q8_0_keys_closer_with_smoothing) {
     tiny_weights w = tiny_make(CFG, 5);
     add_outliers(&w);
     gbuf img = tiny_gguf(&w);
-    moa_model *m = load_image(&img);
+    moa_model *m = tiny_load_image(&img);
     CHECK(m != NULL);
     if (m) {
         const size_t nl = (size_t)N * CFG.n_vocab;

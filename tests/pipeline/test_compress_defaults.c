@@ -7,20 +7,14 @@
 #include "llama.h"
 #include "moa-common.h"
 #include "test.h"
-#include "../engine/tiny_model.h"
+#include "../engine/tiny_load.h"
 
 static moa_model *tiny_with_context(int n_ctx, gbuf *img) {
     tiny_cfg c = {1, 16, 2, 1, 24, 29, n_ctx, 10000.0f, 1e-5f, 1};
     tiny_weights w = tiny_make(c, 1);
     *img = tiny_gguf(&w);
     tiny_free(&w);
-    moa_gguf *g;
-    moa_model *m = NULL;
-    moa_model_params mp = moa_model_default_params();
-    mp.compute_sha256 = 0;
-    if (moa_gguf_open_memory(img->b, img->n, "tiny.gguf", &g) < 0) return NULL;
-    if (moa_model_from_gguf(g, &mp, &m) < 0) return NULL;
-    return m;
+    return tiny_load_image(img);
 }
 
 static void expect_lengths(const char *what, const int *got, int n, const int *want, int nw) {
