@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Table of bench/vs-llamacpp.sh: reads the raw results in its work directory (meta.txt,
-llama-bench.json, llama-batched-bench.jsonl, moa-*.json) and prints one table, llama.cpp
+llama-bench*.json, llama-batched-bench.jsonl, moa-*.json) and prints one table, llama.cpp
 against moa (dense f16, 50%, 25%, 25% with a q8_0 cache) with ratios, as md, csv or json.
 Usage: vs-llamacpp-table.py WORKDIR md|csv|json   (stdlib only)"""
 import csv
@@ -66,7 +66,8 @@ def main():
             "p25": label(meta["p25_kind"], meta["p25_label"], "25%"),
             "p25q8": label(meta["p25_kind"], meta["p25_label"], "25%") + " q8_0"}
 
-    lb = load_json(os.path.join(w, "llama-bench.json")) or []
+    lb = (load_json(os.path.join(w, "llama-bench.json")) or []) + \
+        (load_json(os.path.join(w, "llama-bench-pp.json")) or [])
     fa = sorted({str(r.get("flash_attn")) for r in lb}) or ["?"]
     if meta.get("llama_commit", "unknown") == "unknown" and lb:
         meta["llama_commit"] = lb[0].get("build_commit", "unknown")
@@ -162,7 +163,9 @@ def main():
         notes.append("failed runs (cells '-'; see their .err files in the work dir): %s"
                      % ", ".join(f[:-len(".failed")] for f in failed))
     if meta.get("quick") == "1":
-        notes.append("--quick: script test only (1 repeat, short tests); not a measurement.")
+        notes.append("--quick: script test only (1 repeat, short tests); not a measurement. Short contexts "
+                     "(depth 0 here plans %d positions) cannot hold a window of 64 sinks + 64 tokens at "
+                     "50%%/25%%: those cells fail by design." % (tg * (warm + reps)))
 
     header = [("date (UTC)", "%s to %s" % (meta["date_utc"], meta["end_utc"])),
               ("model", "%s (%s; n_ctx %s, %s layers, %s KV heads, head dim %s)" % (

@@ -120,11 +120,11 @@ if [ "$QUICK" = 0 ]; then
 fi
 
 # Plans: MoA plans if given or found, else uniform windows (StreamingLLM: sinks + one window).
+for p in "$PLAN50" "$PLAN25"; do [ -z "$p" ] || [ -f "$p" ] || die "plan '$p' not found"; done
 plan_args() {   # $1 = given plan, $2 = default file, $3 = uniform density -> "kind|label|args"
   local p=$1
   [ -n "$p" ] || { [ -f "$2" ] && p=$2; }
   if [ -n "$p" ]; then
-    [ -f "$p" ] || die "plan '$p' not found"
     echo "plan|$p|--plan $p"
   else
     echo "uniform|uniform $3|--uniform $3"
@@ -162,6 +162,12 @@ run() {
 note "llama-bench -p $PP -n $TG -d $DEPTHS -r $REPEATS"
 run llama-bench.json "$LLAMA_BIN/llama-bench" -m "$MPATH" -t "$THREADS" -p "$PP" -n "$TG" -d "$DEPTHS" \
   -r "$REPEATS" "${POLL_ARGS[@]}" -o json
+
+if [[ ,$DEPTHS, != *,0,* ]]; then   # the pp row compares prompt processing into an empty cache
+  note "llama-bench -p $PP -n 0 -d 0 -r $REPEATS"
+  run llama-bench-pp.json "$LLAMA_BIN/llama-bench" -m "$MPATH" -t "$THREADS" -p "$PP" -n 0 -d 0 \
+    -r "$REPEATS" "${POLL_ARGS[@]}" -o json
+fi
 
 note "moa bench prefill --context $PP"
 run moa-pp.json "$MOA" bench prefill -m "$MPATH" --context "$PP" -r "$REPEATS" --warmup "$WARMUP" \
