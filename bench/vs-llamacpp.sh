@@ -27,7 +27,8 @@ usage: bench/vs-llamacpp.sh [options]
   --llama-poll P        llama.cpp's --poll (busy-wait %, default its own: 50; 0 on a shared machine)
   --quick               test the script: 1 repeat, pp128/tg16/batched tg8; default budget 4 dense
                         sequences of the batched context instead of 4 at the model's context
-  --out DIR             keep the raw JSON of every run in DIR (default: a temporary directory)
+  --out DIR             keep the raw JSON of every run and the table in DIR (default: a temporary
+                        directory, removed at exit)
   -h, --help            this text
 
 Environment: MOA (default $MOA_BUILD_DIR/cli/moa or build/cli/moa), LLAMA_BIN (directory of
@@ -133,9 +134,12 @@ plan_args() {   # $1 = given plan, $2 = default file, $3 = uniform density -> "k
 IFS='|' read -r K50 L50 A50 <<< "$(plan_args "$PLAN50" "plans/$MNAME-50.json" 0.5)"
 IFS='|' read -r K25 L25 A25 <<< "$(plan_args "$PLAN25" "plans/$MNAME-25.json" 0.25)"
 
-if [ -n "$OUT" ]; then mkdir -p "$OUT"; W=$OUT
-else W=$(mktemp -d "${TMPDIR:-/tmp}/vs-llamacpp.XXXXXX"); fi
-W=$(cd "$W" && pwd)
+if [ -n "$OUT" ]; then
+  mkdir -p "$OUT"; W=$(cd "$OUT" && pwd); WDESC=$W
+else
+  W=$(mktemp -d "${TMPDIR:-/tmp}/vs-llamacpp.XXXXXX"); WDESC="a temporary directory, removed at exit (--out DIR keeps them)"
+  trap 'rm -rf "$W"' EXIT
+fi
 
 export OMP_NUM_THREADS=$THREADS
 MOA_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -238,10 +242,10 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "p50_label=$L50"
   echo "p25_kind=$K25"
   echo "p25_label=$L25"
-  echo "workdir=$W"
+  echo "workdir=$WDESC"
 } > "$W/meta.txt"
 for f in md csv json; do
   python3 bench/vs-llamacpp-table.py "$W" "$f" > "$W/table.$f" || die "table ($f) failed"
 done
 cat "$W/table.$FORMAT"
-echo "vs-llamacpp: raw results in $W" >&2
+echo "vs-llamacpp: raw results in $WDESC" >&2
