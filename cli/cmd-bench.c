@@ -23,7 +23,7 @@ static void usage(FILE *fp) {
         "           (response = the last 64 tokens), with the FLOP rate and peak memory\n\n"
         "  -m, --model PATH     GGUF model (default: $MOA_MODEL)\n"
         "      --context LIST   context lengths, e.g. 512,1024,2048 (default 512)\n"
-        "                       prefill: tokens processed; decode: tokens already in the cache\n"
+        "                       prefill: tokens processed; decode: tokens already in the cache (0: empty)\n"
         "      --tokens N       decode: tokens generated per sequence per repeat (default 32)\n"
         "      --batch B        decode: sequences decoded together (default 1)\n"
         "      --kv-budget BYTES  decode: use the largest batch whose KV caches fit BYTES\n"
@@ -252,8 +252,8 @@ int moa_cmd_bench(int argc, char **argv) {
         /* the planned context: decode prefills once, then every warm-up and repeat decodes
          * `tokens` more steps */
         long n_ctx = prefill ? N : N + tokens * (warmup + repeats);
-        if (N < 1 || n_ctx > m->hp.n_ctx_train) {
-            fprintf(stderr, "moa bench: context %ld must be in [1, %ld]\n", N,
+        if (N < (prefill ? 1 : 0) || n_ctx > m->hp.n_ctx_train) {   /* decode at depth 0: an empty cache */
+            fprintf(stderr, "moa bench: context %ld must be in [%d, %ld]\n", N, prefill ? 1 : 0,
                     (long)m->hp.n_ctx_train - (prefill ? 0 : tokens));
             rc = 2;
             break;
@@ -295,7 +295,7 @@ int moa_cmd_bench(int argc, char **argv) {
         }
         for (long b = 0; b < B; b++) seqs[b] = (int)b;
         if (!prefill) {   /* every sequence holds N tokens before the timed steps */
-            for (long b = 0; b < B && st >= 0; b++)
+            for (long b = 0; b < B && st >= 0 && N > 0; b++)
                 st = moa_ctx_eval_seq(ctx, (int)b, ids + b % 7, (int32_t)N, MOA_LOGITS_NONE, NULL);
             if (st < 0) { rc = cli_fail("bench", st); goto next; }
         }
@@ -337,8 +337,10 @@ int moa_cmd_bench(int argc, char **argv) {
             if (!json) printf("| %s | %ld | %ld | %.1f | %.1f | %.2f | %.1f | %.0f%% | %.5f | %.0f |\n", attn, N, B, mean, sd,
                               kv_mib, step_bytes / 1e6, 100 * frac, attn_s, rss_mib);
             else printf("%s{\"context\": %ld, \"batch\": %ld, \"tok_s\": %.3f, \"stddev\": %.3f, \"kv_mib_per_seq\": %.4f, "
+                        "\"n_ctx\": %ld, \"kv_bytes_per_seq\": %.0f, "
                         "\"bytes_per_step\": %.0f, \"bandwidth_fraction\": %.4f, \"attention_s_per_step\": %.6f, \"peak_rss_mib\": %.1f}",
-                        li ? ", " : "", N, B, mean, sd, kv_mib, step_bytes, frac, attn_s, rss_mib);
+                        li ? ", " : "", N, B, mean, sd, kv_mib, n_ctx, (double)moa_ctx_kv_bytes(ctx) / (double)B,
+                        step_bytes, frac, attn_s, rss_mib);
         }
         fflush(stdout);
     next:
