@@ -143,7 +143,7 @@ def main():
         "of moa bench) / the positions it was created for (depth + %d*(%d warm-up + %d repeats))."
         % (meta["n_layer"], meta["n_head_kv"], meta["head_dim"], llama_tok, tg, warm, reps),
         "batched: KV budget %s bytes. llama-batched-bench -c %s (budget / %d bytes per token, rounded "
-        "down to 256) -kvu -npp %s -ntg %d -npl %s (each sequence its own KV, no prompt sharing); the row "
+        "down to 256) -no-kvu -pps -npp %s -ntg %d -npl %s (the prompt prefilled once and copied into one stream per sequence: each sequence its own KV bytes); the row "
         "shows its largest npl that ran and its S_TG (one timed run). moa bench decode --context %s "
         "--tokens %d --kv-budget: the largest batch whose caches (%d + %d*%d positions each) fit the budget; "
         "total tok/s over all sequences." % (meta["kv_budget"], meta["llama_c"], llama_tok, meta["batch_context"],

@@ -23,7 +23,8 @@ usage: bench/vs-llamacpp.sh [options]
   --format md|csv|json  table format on stdout (default md)
   --kv-budget BYTES     KV budget of the batched part (default: llama.cpp's dense f16 KV for 4
                         sequences at the model's context, 4*n_ctx*n_layer*2*n_head_kv*head_dim*2)
-  --batch-context N     prompt tokens per sequence in the batched part (default 2048)
+  --batch-context N     prompt tokens per sequence in the batched part (default: the longest
+                        depth, or 2048 if that is below 256)
   --llama-poll P        llama.cpp's --poll (busy-wait %, default its own: 50; 0 on a shared machine)
   --quick               test the script: 1 repeat, pp128/tg16/batched tg8; default budget 4 dense
                         sequences of the batched context instead of 4 at the model's context
@@ -39,7 +40,7 @@ die() { echo "vs-llamacpp: $*" >&2; exit 1; }
 bad() { echo "vs-llamacpp: $*" >&2; usage >&2; exit 2; }
 
 MODEL=smollm2-135m THREADS=$(nproc) DEPTHS="" REPEATS=3 PLAN50="" PLAN25="" FORMAT=md
-BUDGET="" BCTX=2048 QUICK=0 OUT="" POLL=""
+BUDGET="" BCTX="" QUICK=0 OUT="" POLL=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
@@ -60,7 +61,7 @@ case "$FORMAT" in md|csv|json) ;; *) bad "--format must be md, csv or json" ;; e
 posint() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
 posint "$THREADS" || bad "--threads must be a positive integer"
 posint "$REPEATS" || bad "--repeats must be a positive integer"
-posint "$BCTX" || bad "--batch-context must be a positive integer"
+[ -z "$BCTX" ] || posint "$BCTX" || bad "--batch-context must be a positive integer"
 [ -z "$BUDGET" ] || isnum "$BUDGET" || bad "--kv-budget must be a byte count (digits)"
 [ -z "$POLL" ] || isnum "$POLL" || bad "--llama-poll must be 0..100"
 [ -z "$DEPTHS" ] || [[ $DEPTHS =~ ^[0-9]+(,[0-9]+)*$ ]] || bad "--depths must be a list like 0,2048"
@@ -104,9 +105,13 @@ for d in "${DL[@]}"; do
   [ $((d + ROOM)) -le "$N_CTX" ] || bad "depth $d + $ROOM tokens of test exceeds the model's context $N_CTX"
 done
 
-# Budget and the batched part: llama.cpp rounds its context up to a multiple of 256, so -c is
-# the budget in tokens rounded down to 256; each sequence holds its own KV (-kvu: one unified
-# cache of -c cells, no prompt sharing), BCTX+BTG cells per sequence.
+# Budget and the batched part, at the longest depth unless --batch-context says otherwise.
+# llama.cpp rounds its context up to a multiple of 256, so -c is the budget in tokens rounded
+# down to 256. Both sides prefill the prompt once and copy it into every sequence, each copy
+# its own bytes: llama-batched-bench -pps with per-sequence streams (-no-kvu: the cells of -c
+# split into one stream per sequence, and seq_cp across streams copies the buffers), moa bench
+# with moa_ctx_seq_copy. BCTX+BTG cells per sequence.
+if [ -z "$BCTX" ]; then BCTX=${DL[${#DL[@]}-1]}; [ "$BCTX" -ge 256 ] || BCTX=2048; fi
 if [ -z "$BUDGET" ]; then
   if [ "$QUICK" = 1 ]; then BUDGET=$(( (4 * (BCTX + BTG * (WARMUP + REPEATS)) + 255) / 256 * 256 * LLAMA_KV_TOK ))
   else BUDGET=$((4 * N_CTX * LLAMA_KV_TOK)); fi
@@ -114,11 +119,7 @@ fi
 LLAMA_C=$(( BUDGET / LLAMA_KV_TOK / 256 * 256 ))
 NPL_MAX=$(( LLAMA_C / (BCTX + BTG) ))
 [ "$NPL_MAX" -ge 1 ] || die "--kv-budget $BUDGET holds no llama.cpp sequence of $BCTX+$BTG tokens"
-NPL=$NPL_MAX
-if [ "$QUICK" = 0 ]; then
-  for ((p = 1; p < NPL_MAX; p *= 2)); do NPL="$NPL,$p"; done
-  NPL=$(tr , '\n' <<< "$NPL" | sort -n | paste -sd,)
-fi
+NPL=$NPL_MAX   # each -npl value prefills again: only the largest batch that fits
 
 # Plans: MoA plans if given or found, else uniform windows (StreamingLLM: sinks + one window).
 for p in "$PLAN50" "$PLAN25"; do [ -z "$p" ] || [ -f "$p" ] || die "plan '$p' not found"; done
@@ -193,9 +194,9 @@ for d in "${DL[@]}"; do
   done
 done
 
-note "llama-batched-bench -c $LLAMA_C -kvu -npp $BCTX -ntg $BTG -npl $NPL"
+note "llama-batched-bench -c $LLAMA_C -no-kvu -pps -npp $BCTX -ntg $BTG -npl $NPL"
 run llama-batched-bench.jsonl "$LLAMA_BIN/llama-batched-bench" -m "$MPATH" -t "$THREADS" -tb "$THREADS" \
-  -c "$LLAMA_C" -kvu -npp "$BCTX" -ntg "$BTG" -npl "$NPL" "${POLL_ARGS[@]}" --output-format jsonl
+  -c "$LLAMA_C" -no-kvu -pps -npp "$BCTX" -ntg "$BTG" -npl "$NPL" "${POLL_ARGS[@]}" --output-format jsonl
 
 for c in "${CONFIGS[@]}"; do
   note "moa bench decode --context $BCTX --tokens $BTG --kv-budget $BUDGET $(cfg_args "$c")"

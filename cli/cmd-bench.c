@@ -294,9 +294,13 @@ int moa_cmd_bench(int argc, char **argv) {
             ids[i] = (int32_t)((x >> 33) % (uint64_t)m->hp.n_vocab);
         }
         for (long b = 0; b < B; b++) seqs[b] = (int)b;
-        if (!prefill) {   /* every sequence holds N tokens before the timed steps */
-            for (long b = 0; b < B && st >= 0 && N > 0; b++)
-                st = moa_ctx_eval_seq(ctx, (int)b, ids + b % 7, (int32_t)N, MOA_LOGITS_NONE, NULL);
+        if (!prefill) {   /* every sequence holds N tokens before the timed steps: one prefill
+                             copied into the others, each copy its own bytes (on CUDA, where
+                             contexts cannot copy yet, one prefill each) */
+            for (long b = 0; b < B && st >= 0 && N > 0; b++) {
+                if (b > 0 && moa_ctx_device(ctx) == MOA_DEVICE_CPU) st = moa_ctx_seq_copy(ctx, 0, (int)b);
+                else st = moa_ctx_eval_seq(ctx, (int)b, ids + b % 7, (int32_t)N, MOA_LOGITS_NONE, NULL);
+            }
             if (st < 0) { rc = cli_fail("bench", st); goto next; }
         }
         for (long r = -warmup; r < repeats; r++) {

@@ -65,6 +65,9 @@ const moa_model *moa_ctx_model(const moa_ctx *c);
 moa_status moa_ctx_eval(moa_ctx *c, const int32_t *tokens, int32_t n, moa_logits_mode mode,
                         float *logits);
 /* Same for sequence `seq` (0 <= seq < n_seq). */
+/* Sequence dst becomes a copy of sequence src (moa_cache_seq_copy): a prompt prefilled once
+ * serves several sequences. CPU contexts; MOA_ERR_UNSUPPORTED on CUDA. */
+moa_status moa_ctx_seq_copy(moa_ctx *c, int src, int dst);
 moa_status moa_ctx_eval_seq(moa_ctx *c, int seq, const int32_t *tokens, int32_t n,
                             moa_logits_mode mode, float *logits);
 /* One decode step for n distinct sequences seqs[0..n) (one token each, n <= n_batch);

@@ -289,6 +289,13 @@ static moa_status check_tokens(const moa_ctx *c, const int32_t *tokens, int32_t 
     return MOA_OK;
 }
 
+moa_status moa_ctx_seq_copy(moa_ctx *c, int src, int dst) {
+#ifdef MOA_ENGINE_CUDA
+    if (c->dev) return moa_err(MOA_ERR_UNSUPPORTED, "moa_ctx_seq_copy: not available on the CUDA device yet");
+#endif
+    return moa_cache_seq_copy(c->cache, src, dst);
+}
+
 moa_status moa_ctx_eval_seq(moa_ctx *c, int seq, const int32_t *tokens, int32_t n,
                             moa_logits_mode mode, float *logits) {
     if (n <= 0) return moa_err(MOA_ERR_INVALID_ARG, "moa_ctx_eval: no tokens");

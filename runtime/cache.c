@@ -307,6 +307,21 @@ moa_status moa_cache_reset(moa_cache *c, int seq) {
     return MOA_OK;
 }
 
+moa_status moa_cache_seq_copy(moa_cache *c, int src, int dst) {
+    if (!c) return moa_err(MOA_ERR_INVALID_ARG, "cache: NULL cache");
+    if (src < 0 || src >= c->n_seq || dst < 0 || dst >= c->n_seq || src == dst)
+        return moa_err(MOA_ERR_INVALID_ARG, "cache: copy of sequence %d to %d (expected two distinct sequences in "
+                       "[0, %d))", src, dst, c->n_seq);
+    const size_t rows = c->slots_per_seq, st = c->states_per_seq * (size_t)c->hd * c->hd;
+    if (rows) {
+        memcpy(c->k + (size_t)dst * rows * c->krow, c->k + (size_t)src * rows * c->krow, rows * c->krow);
+        memcpy(c->v + (size_t)dst * rows * c->vrow, c->v + (size_t)src * rows * c->vrow, rows * c->vrow);
+    }
+    if (st) memcpy(c->state + (size_t)dst * st, c->state + (size_t)src * st, st * sizeof(float));
+    memcpy(c->pos + (size_t)dst * c->n_layer, c->pos + (size_t)src * c->n_layer, sizeof(int64_t) * (size_t)c->n_layer);
+    return MOA_OK;
+}
+
 size_t moa_cache_bytes(const moa_cache *c) {
     if (!c) return 0;
     return (size_t)c->n_seq * (c->slots_per_seq * (c->krow + c->vrow) +

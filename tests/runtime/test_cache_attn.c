@@ -537,6 +537,63 @@ TEST(batched_decode_sequences) {
     moa_cache_free(c);
 }
 
+/* moa_cache_seq_copy: sequence 0 prefilled past its window ring (f16 rows, a linear unit, a
+ * dense unit), copied into sequence 2 (whose earlier contents are dropped); then every
+ * sequence decodes the same continuation. The copy's outputs are bit for bit those of the
+ * source, and both match the naive reference of the whole sequence; sequence 1, never
+ * copied, keeps its own. Bad indices are refused. */
+TEST(sequence_copy) {
+    const moa_cache_unit units[] = {{MOA_UNIT_WINDOW, 12, 3, 0}, {MOA_UNIT_LINEAR, 0, 0, 0.2f},
+                                    {MOA_UNIT_DENSE, 0, 2, 0}};
+    setup S = {.n_layer = 1, .n_head = 6, .n_kv = 3, .hd = 16, .units = units, .N = 120,
+               .p = f32_params()};
+    S.p.rope_dim = 16;
+    S.p.type_k = S.p.type_v = MOA_KV_F16;
+    const int T = 70, P = 50;
+    const size_t ldq = 6 * 16, ldk = 3 * 16;
+    moa_cache *c = make_cache(&S, 3);
+    if (!c) return;
+    float *q = rand_buf(T * ldq, 1), *k = rand_buf(T * ldk, 1), *v = rand_buf(T * ldk, 1);
+    float *junk = rand_buf(T * ldk, 3), *o = calloc(T * ldq, 4), *o1 = calloc(T * ldq, 4);
+    CHECK_OK(moa_attn_prefill(c, 0, 0, q, k, v, P, o));
+    CHECK_OK(moa_attn_prefill(c, 1, 0, q, junk, junk, 20, o1));   /* other contents */
+    CHECK_OK(moa_attn_prefill(c, 2, 0, q, junk, v, 33, o1));      /* dropped by the copy */
+    CHECK_OK(moa_cache_seq_copy(c, 0, 2));
+    CHECK_EQ_INT(moa_cache_pos(c, 2, 0), P);
+    CHECK_EQ_INT(moa_cache_pos(c, 1, 0), 20);
+    float *bq = malloc(3 * ldq * 4), *bk = malloc(3 * ldk * 4), *bv = malloc(3 * ldk * 4), *bo = malloc(3 * ldq * 4);
+    int same = 1;
+    for (int t = P; t < T; t++) {
+        for (int r = 0; r < 3; r++) {
+            memcpy(bq + r * ldq, q + t * ldq, ldq * 4);
+            memcpy(bk + r * ldk, k + t * ldk, ldk * 4);
+            memcpy(bv + r * ldk, v + t * ldk, ldk * 4);
+        }
+        CHECK_OK(moa_attn_decode(c, 0, NULL, 3, bq, bk, bv, bo));
+        if (memcmp(bo, bo + 2 * ldq, ldq * 4)) same = 0;
+        if (!memcmp(bo, bo + ldq, ldq * 4)) same = 0;   /* sequence 1 differs */
+        memcpy(o + t * ldq, bo, ldq * 4);
+    }
+    CHECK_MSG(same, "the copy's outputs differ from the source's (or sequence 1 equals them)");
+    /* against the reference on the stored (f16-rounded) keys and values */
+    float *kr = malloc(T * ldk * 4), *vr = malloc(T * ldk * 4), *want = malloc(T * ldq * 4);
+    memcpy(kr, k, T * ldk * 4);
+    memcpy(vr, v, T * ldk * 4);
+    for (int r = 0; r < T * 3; r++) { round_row(MOA_KV_F16, kr + r * 16, 16); round_row(MOA_KV_F16, vr + r * 16, 16); }
+    lin_k = k, lin_v = v;
+    naive_layer(&S, 0, T, q, kr, vr, want);
+    lin_k = lin_v = NULL;
+    double e = rows_err(o, want, T, ldq);
+    CHECK_MSG(e < 1e-4, "after the copy: rel err %.3g", e);
+    CHECK_EQ_INT(moa_cache_seq_copy(c, 1, 1), MOA_ERR_INVALID_ARG);
+    CHECK_EQ_INT(moa_cache_seq_copy(c, 0, 3), MOA_ERR_INVALID_ARG);
+    CHECK_EQ_INT(moa_cache_seq_copy(c, -1, 0), MOA_ERR_INVALID_ARG);
+    CHECK_EQ_INT(moa_cache_seq_copy(NULL, 0, 1), MOA_ERR_INVALID_ARG);
+    free(q); free(k); free(v); free(junk); free(o); free(o1); free(bq); free(bk); free(bv); free(bo);
+    free(kr); free(vr); free(want);
+    moa_cache_free(c);
+}
+
 /* Memory is real: a 25% plan keeps <= 30% of the dense KV bytes (plan path, span function). */
 TEST(bytes_shrink_with_windows) {
     const int64_t N = 4096;
@@ -849,6 +906,7 @@ int main(void) {
     RUN(q_head_windows);
     RUN(sinks_only);
     RUN(batched_decode_sequences);
+    RUN(sequence_copy);
     RUN(split_k_decode);
     RUN(plan_q_head_granularity);
     RUN(bytes_shrink_with_windows);

@@ -226,6 +226,13 @@ void moa_cache_free(moa_cache *cache);
  * Memory is kept. */
 moa_status moa_cache_reset(moa_cache *cache, int seq);
 
+/* Make sequence dst a copy of sequence src (src != dst, both < n_seq): its positions, every
+ * unit's stored keys and values and linear states; dst's previous contents are dropped. For a
+ * prompt shared by several sequences (prefill once, copy, decode each), as llama.cpp's
+ * llama_memory_seq_cp of a whole sequence; the copy holds its own bytes (n_seq sequences
+ * always cost n_seq times the bytes of one). MOA_ERR_INVALID_ARG on bad indices. */
+moa_status moa_cache_seq_copy(moa_cache *cache, int src, int dst);
+
 /* Bytes of the K, V and linear-state storage (what the plan shrinks), for all sequences, in
  * the storage types: n_seq * (slots * (row bytes of type_k + of type_v) + linear units *
  * head_dim^2 * 4), rows as moa_kv_type says. Fixed-size extras (RoPE table, position
