@@ -20,7 +20,7 @@
 #   MOA                    the moa binary (default build/cli/moa; copy it elsewhere before
 #                          rebuilding during a run)
 #   MOA_LC_DIR             default results/long-context
-#   MOA_LC_LENGTHS         default 2048,4096,8192,16384,32256 (32256 + 48 new tokens fits 32768)
+#   MOA_LC_LENGTHS         default 2048,4096,8192,16384,32000 (the dense ladder's lengths)
 #   MOA_LC_TASKS           default "needle lines needle-multikey"
 #   MOA_LC_SAMPLES         samples per position bin (default 1: 10 per cell)
 # Time: on 2 idle cores the plans take about 2 hours for the 0.5B model; a dense 32K prompt
@@ -32,7 +32,7 @@ REPORT=0
 if [ "${1:-}" = "--report" ]; then REPORT=1; shift; fi
 NAME=${1:-qwen2.5-coder-0.5b}
 DIR="${MOA_LC_DIR:-results/long-context}/$NAME"
-LENGTHS="${MOA_LC_LENGTHS:-2048,4096,8192,16384,32256}"
+LENGTHS="${MOA_LC_LENGTHS:-2048,4096,8192,16384,32000}"
 TASKS="${MOA_LC_TASKS:-needle lines needle-multikey}"
 SAMPLES="${MOA_LC_SAMPLES:-1}"
 # The dense ladder's settings (scripts/dense-ladder.sh: seed 0, 48 new tokens, f32 KV), so its
