@@ -1,0 +1,1 @@
+/root/.cache/moa/llama.cpp-0.3.36/build/bin/llama-batched-bench -m /root/.cache/moa/SmolLM2-135M-Instruct.Q4_1.gguf -t 2 -tb 2 -c 32768 -no-kvu -pps -npp 7680 -ntg 32 -npl 4 -fa on --output-format jsonl
