@@ -1,0 +1,1 @@
+build/cli/moa bench prefill -m /root/.cache/moa/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf --context 512 -r 2 --warmup 1 --kv-type f16 --format json
