@@ -19,6 +19,9 @@
 #   MOA_LADDER_LENGTHS  default 2048,4096,8192,16384,32000 (32000 + max-new fits 32768)
 #   MOA_LADDER_SAMPLES  samples per position bin (default 1: 10 per length)
 #   MOA_LADDER_TASKS    default "lines needle"
+#   MOA_LADDER_STOP     default 0.2: once a (model, task) scores below this at a finished
+#                       length, its longer lengths are skipped (retrieval has collapsed; the
+#                       ladder goes "as far as the dense model retrieves"); 0 runs every cell
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MOA=${MOA:-build/cli/moa}
@@ -26,6 +29,7 @@ DIR="${MOA_LADDER_DIR:-results/dense-ladder}"
 LENGTHS="${MOA_LADDER_LENGTHS:-2048,4096,8192,16384,32000}"
 SAMPLES="${MOA_LADDER_SAMPLES:-1}"
 TASKS="${MOA_LADDER_TASKS:-lines needle}"
+STOP="${MOA_LADDER_STOP:-0.2}"
 MAX_NEW=48
 # The dense reference keeps an f32 KV cache (the logs were begun with it, before f16 became
 # the default; the log header does not record the KV type, so it must not change mid-ladder).
@@ -44,11 +48,34 @@ fi
 [ -x "$MOA" ] || { echo "dense-ladder: $MOA not built (scripts/build.sh)" >&2; exit 1; }
 mkdir -p "$DIR"
 
+accuracy() {   # results json -> its accuracy (first length), or empty
+  python3 -c 'import json,sys
+r=json.load(open(sys.argv[1])); a=[c for c in r.get("lengths",[]) if c.get("accuracy") is not None]
+print("%.3f"%a[0]["accuracy"] if a else "")' "$1" 2>/dev/null || true
+}
+
+collapsed() {   # model-name task length -> prints the shorter length where accuracy < STOP
+  local name=$1 task=$2 len=$3 l a
+  for l in "${LENS[@]}"; do
+    [ "$l" -lt "$len" ] || continue
+    [ -f "$DIR/$name-$task-$l.json" ] || continue
+    a=$(accuracy "$DIR/$name-$task-$l.json")
+    if [ -n "$a" ] && python3 -c "import sys; sys.exit(0 if float('$a') < float('$STOP') else 1)"; then
+      echo "$l ($a)"; return 0
+    fi
+  done
+  return 1
+}
+
 cell() {   # model-name path task length -> runs one cell (resumable)
-  local name=$1 path=$2 task=$3 len=$4
+  local name=$1 path=$2 task=$3 len=$4 why
   local out="$DIR/$name-$task-$len.json"
   [ "$REPORT" = 1 ] && return 0
   [ -f "$out" ] && return 0
+  if why=$(collapsed "$name" "$task" "$len"); then
+    echo "== dense-ladder: $name $task $len skipped: accuracy below $STOP at $why" >&2
+    return 0
+  fi
   echo "== dense-ladder: $name $task $len ($(date -u +%FT%TZ))" >&2
   "$MOA" eval longeval -m "$path" --dense --task "$task" --lengths "$len" --samples "$SAMPLES" \
     --max-new "$MAX_NEW" --seed 0 $KV -o "$out" --log "$out.log" --resume >&2
