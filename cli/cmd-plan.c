@@ -69,6 +69,38 @@ static int write_heatmap(const moa_plan *p, int64_t n, const char *path) {
     return 0;
 }
 
+static void print_num(double a, int prec) {
+    if (isnan(a)) printf("  %7s", "-");
+    else printf("  %7.*f", prec, a);
+}
+
+/* The validation summary the plan carries, if any. */
+static void print_validation(const moa_plan *p) {
+    moa_plan_validation v;
+    if (!moa_plan_get_validation(p, &v)) {
+        printf("  validation: none recorded in the plan\n");
+        return;
+    }
+    printf("  validation: %s, %d prompts per length, seed %llu (calibration: %s, seed %llu)\n", v.task, v.samples,
+           (unsigned long long)v.seed, *v.calib_tasks ? v.calib_tasks : "?", (unsigned long long)v.calib_seed);
+    printf("  %8s  %7s  %7s  %7s\n", "length", "dense", "uniform", "plan");
+    for (int i = 0; i < v.n_lengths; i++) {
+        printf("  %8lld", (long long)v.length[i]);
+        print_num(v.dense[i], 2);
+        print_num(v.uniform[i], 2);
+        print_num(v.plan[i], 2);
+        printf("\n");
+    }
+    if (v.heldout_length > 0) {
+        printf("  held-out response loss at %lld (%d samples, nats/token):", (long long)v.heldout_length,
+               v.heldout_samples);
+        print_num(v.heldout_dense, 4);
+        print_num(v.heldout_uniform, 4);
+        print_num(v.heldout_plan, 4);
+        printf("  (dense, uniform, plan)\n");
+    }
+}
+
 static int plan_show(int argc, char **argv, const char *path) {
     const char *lens = NULL, *svg = NULL;
     long svg_len = 0;
@@ -99,6 +131,7 @@ static int plan_show(int argc, char **argv, const char *path) {
     printf("  sink %d, block %d, granularity %s (%d units per layer)\n", moa_plan_sink(p), moa_plan_block(p),
            moa_plan_granularity(p) == MOA_GRAN_Q_HEAD ? "q-head" : "kv-head", moa_plan_n_units(p));
     printf("  solver status %s, gap %.3g\n", moa_plan_solver_status(p), moa_plan_solver_gap(p));
+    print_validation(p);
     printf("\n  %8s  %8s  %s\n", "N", "density", "predicted loss");
     for (int i = 0; i < nl; i++) {
         double loss = NAN;

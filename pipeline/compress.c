@@ -558,6 +558,8 @@ moa_status moa_compress_run_model(const moa_model *m, const char *model_path, co
     moa_wordlist *words = NULL;
     moa_plan *plan = NULL;
     moa_longeval_results *res[3] = {NULL, NULL, NULL};
+    moa_plan_validation val;
+    memset(&val, 0, sizeof val);
     sbuf rep = {0};
     stage_times times;
     times.n = 0;
@@ -702,6 +704,22 @@ moa_status moa_compress_run_model(const moa_model *m, const char *model_path, co
         }
         sb_printf(&rep, "\n");
         moa_longeval_compare_svg((const moa_longeval_results *const *)res, 3, cmp_svg);
+        /* the summary the plan file carries (moa_plan_validation) */
+        snprintf(val.task, sizeof val.task, "%s", p.eval_task);
+        val.seed = p.eval_seed;
+        val.samples = p.eval_samples * MOA_LONGEVAL_BINS;
+        snprintf(val.calib_tasks, sizeof val.calib_tasks, "%s", p.calib_tasks);
+        val.calib_seed = p.calib_seed;
+        for (int i = 0; i < res[0]->n_lengths && i < MOA_PLAN_VALIDATION_MAX; i++) {
+            double *dst[3] = {val.dense, val.uniform, val.plan};
+            val.length[i] = res[0]->lengths[i].length;
+            for (int k = 0; k < 3; k++) {
+                double a = i < res[k]->n_lengths && res[k]->lengths[i].length == res[0]->lengths[i].length
+                               ? res[k]->lengths[i].accuracy : -1;
+                dst[k][i] = a >= 0 ? a : NAN;
+            }
+            val.n_lengths = i + 1;
+        }
         /* 5. response loss on held-out samples at the validation length */
         if (p.heldout_samples > 0) {
             stage(&p, &times, "held-out response loss");
@@ -715,13 +733,18 @@ moa_status moa_compress_run_model(const moa_model *m, const char *model_path, co
             sb_printf(&rep, "## Response loss on %d held-out samples at the validation length %d (seed %llu)\n\n"
                       "| attention | mean CE (nats/token) |\n|---|---:|\n", p.heldout_samples, vl,
                       (unsigned long long)(p.calib_seed + 1000));
+            double *ce[3] = {&val.heldout_dense, &val.heldout_uniform, &val.heldout_plan};
             for (int i = 0; i < 3 && st >= 0; i++) {
                 moa_eval_loss l;
                 memset(&l, 0, sizeof l);
-                if ((st = moa_eval_response_loss(m, &a[i], hf, 0, p.progress, p.progress_data, &l)) >= 0)
+                if ((st = moa_eval_response_loss(m, &a[i], hf, 0, p.progress, p.progress_data, &l)) >= 0) {
                     sb_printf(&rep, "| %s | %.4f |\n", tags[i], l.mean_ce);
+                    *ce[i] = isfinite(l.mean_ce) && l.mean_ce >= 0 ? l.mean_ce : NAN;
+                }
                 moa_eval_loss_clear(&l);
             }
+            val.heldout_length = vl;
+            val.heldout_samples = p.heldout_samples;
             moa_calib_file_free(hf);
             if (st < 0) goto done;
             sb_printf(&rep, "\n");
@@ -729,6 +752,7 @@ moa_status moa_compress_run_model(const moa_model *m, const char *model_path, co
     }
     /* The plan reaches the output path only now, after every validation stage has finished
      * (with skip_eval: right after the optimisation, and the report says it is not validated). */
+    if (!p.skip_eval && (st = moa_plan_set_validation(plan, &val)) < 0) goto done;
     if ((st = moa_plan_save(plan, out_plan)) < 0) goto done;
     if (p.skip_eval)
         sb_printf(&rep, "Plan written to %s: NOT VALIDATED (--skip-eval: no retrieval or held-out loss check). "

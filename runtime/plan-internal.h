@@ -48,6 +48,9 @@ struct moa_plan {
     char solver_status[32];         /* "optimal" | "feasible" (unproven) | "none" */
     double solver_gap;              /* relative MIP gap at termination (0 if proven) */
     double solver_time;             /* seconds */
+    /* validation summary (optional) */
+    int has_validation;
+    moa_plan_validation val;
 };
 
 /* Zero-initialised plan with units allocated for (n_layer, n_units); NULL on failure. */

@@ -124,6 +124,49 @@ static int64_t min_length(const moa_plan *p) {
     return m;
 }
 
+static int acc_ok(double a) { return isnan(a) || (a >= 0 && a <= 1); }
+static int loss_ok(double x) { return isnan(x) || (isfinite(x) && x >= 0); }
+
+/* The validation summary's rules; the message names the field (validation.<field>). */
+static moa_status validation_check(const moa_plan_validation *v, moa_status code) {
+#define VBAD(...) return moa_err(code, __VA_ARGS__)
+    if (!memchr(v->task, 0, sizeof v->task) || !v->task[0]) VBAD("validation.task must be a non-empty string (< 32 bytes)");
+    if (!memchr(v->calib_tasks, 0, sizeof v->calib_tasks)) VBAD("validation.calibration.tasks must be < 64 bytes");
+    if (v->seed > (uint64_t)INT64_MAX || v->calib_seed > (uint64_t)INT64_MAX)
+        VBAD("validation.seed and validation.calibration.seed must be < 2^63");
+    if (v->samples < 0) VBAD("validation.samples must be >= 0 (got %d)", v->samples);
+    if (v->n_lengths < 0 || v->n_lengths > MOA_PLAN_VALIDATION_MAX)
+        VBAD("validation.accuracy: %d entries, at most %d", v->n_lengths, MOA_PLAN_VALIDATION_MAX);
+    for (int i = 0; i < v->n_lengths; i++) {
+        if (v->length[i] <= 0) VBAD("validation.accuracy[%d].length must be > 0", i);
+        if (!acc_ok(v->dense[i])) VBAD("validation.accuracy[%d].dense must be in [0, 1] or null (got %g)", i, v->dense[i]);
+        if (!acc_ok(v->uniform[i])) VBAD("validation.accuracy[%d].uniform must be in [0, 1] or null (got %g)", i, v->uniform[i]);
+        if (!acc_ok(v->plan[i])) VBAD("validation.accuracy[%d].plan must be in [0, 1] or null (got %g)", i, v->plan[i]);
+    }
+    if (v->heldout_length < 0) VBAD("validation.heldout_loss.length must be > 0");
+    if (v->heldout_length > 0) {
+        if (v->heldout_samples <= 0) VBAD("validation.heldout_loss.samples must be > 0 (got %d)", v->heldout_samples);
+        if (!loss_ok(v->heldout_dense) || !loss_ok(v->heldout_uniform) || !loss_ok(v->heldout_plan))
+            VBAD("validation.heldout_loss: losses must be finite and >= 0, or null");
+    }
+#undef VBAD
+    return MOA_OK;
+}
+
+moa_status moa_plan_set_validation(moa_plan *p, const moa_plan_validation *v) {
+    if (!v) { p->has_validation = 0; memset(&p->val, 0, sizeof p->val); return MOA_OK; }
+    MOA_TRY(validation_check(v, MOA_ERR_INVALID_ARG));
+    p->val = *v;
+    p->has_validation = 1;
+    return MOA_OK;
+}
+
+int moa_plan_get_validation(const moa_plan *p, moa_plan_validation *out) {
+    if (!p->has_validation) return 0;
+    if (out) *out = p->val;
+    return 1;
+}
+
 moa_status moa_plan_validate(const moa_plan *p, const char *name) {
     if (!name) name = "plan";
 #define BAD(...) return moa_err_prefix(moa_err(MOA_ERR_FORMAT, __VA_ARGS__), "%s", name)
@@ -183,6 +226,10 @@ moa_status moa_plan_validate(const moa_plan *p, const char *name) {
     if (!is_hex64(p->profile_sha256)) BAD("provenance.profile_sha256 must be 64 lowercase hex digits or \"\"");
     if (!is_hex64(p->calib_sha256)) BAD("provenance.calib_sha256 must be 64 lowercase hex digits or \"\"");
     if (!isfinite(p->solver_gap) || p->solver_gap < 0) BAD("provenance.gap must be finite and >= 0");
+    if (p->has_validation) {
+        moa_status st = validation_check(&p->val, MOA_ERR_FORMAT);
+        if (st < 0) return moa_err_prefix(st, "%s", name);
+    }
 #undef BAD
     return MOA_OK;
 }
@@ -276,9 +323,69 @@ static moa_status get_len_list(json_t *o, const char *key, int64_t *out, int *n)
     return MOA_OK;
 }
 
+/* A number in [lo, hi] or null (-> NAN). */
+static moa_status get_num_or_null(json_t *o, const char *key, const char *where, double *out) {
+    json_t *v = json_object_get(o, key);
+    if (!v) return moa_err(MOA_ERR_FORMAT, "%s%s: missing (use null if not measured)", where, key);
+    if (json_is_null(v)) { *out = NAN; return MOA_OK; }
+    return get_num(o, key, where, out);
+}
+
+static moa_status parse_validation(json_t *v, moa_plan_validation *out) {
+    static const char *const keys[] = {"task", "seed", "samples", "calibration", "accuracy", "heldout_loss", NULL};
+    static const char *const cal_keys[] = {"tasks", "seed", NULL};
+    static const char *const acc_keys[] = {"length", "dense", "uniform", "plan", NULL};
+    static const char *const ho_keys[] = {"length", "samples", "dense", "uniform", "plan", NULL};
+    memset(out, 0, sizeof *out);
+    if (!json_is_object(v)) return moa_err(MOA_ERR_FORMAT, "validation: must be an object or null");
+    MOA_TRY(check_keys(v, "validation", keys));
+    int64_t x;
+    MOA_TRY(get_str(v, "task", "validation.", out->task, sizeof out->task));
+    MOA_TRY(get_int(v, "seed", "validation.", 0, INT64_MAX, &x));
+    out->seed = (uint64_t)x;
+    MOA_TRY(get_int(v, "samples", "validation.", 0, INT32_MAX, &x));
+    out->samples = (int)x;
+    json_t *cal = NULL;
+    MOA_TRY(get_obj(v, "calibration", "validation.", &cal));
+    MOA_TRY(check_keys(cal, "validation.calibration", cal_keys));
+    MOA_TRY(get_str(cal, "tasks", "validation.calibration.", out->calib_tasks, sizeof out->calib_tasks));
+    MOA_TRY(get_int(cal, "seed", "validation.calibration.", 0, INT64_MAX, &x));
+    out->calib_seed = (uint64_t)x;
+    json_t *acc = json_object_get(v, "accuracy");
+    if (!acc || !json_is_array(acc)) return moa_err(MOA_ERR_FORMAT, "validation.accuracy: missing or not an array");
+    if (json_array_size(acc) > MOA_PLAN_VALIDATION_MAX)
+        return moa_err(MOA_ERR_FORMAT, "validation.accuracy: %zu entries, at most %d", json_array_size(acc),
+                       MOA_PLAN_VALIDATION_MAX);
+    out->n_lengths = (int)json_array_size(acc);
+    for (int i = 0; i < out->n_lengths; i++) {
+        char where[48];
+        snprintf(where, sizeof where, "validation.accuracy[%d].", i);
+        json_t *a = json_array_get(acc, (size_t)i);
+        if (!json_is_object(a)) return moa_err(MOA_ERR_FORMAT, "validation.accuracy[%d]: not an object", i);
+        MOA_TRY(check_keys(a, where, acc_keys));
+        MOA_TRY(get_int(a, "length", where, 1, INT64_MAX, &out->length[i]));
+        MOA_TRY(get_num_or_null(a, "dense", where, &out->dense[i]));
+        MOA_TRY(get_num_or_null(a, "uniform", where, &out->uniform[i]));
+        MOA_TRY(get_num_or_null(a, "plan", where, &out->plan[i]));
+    }
+    json_t *ho = json_object_get(v, "heldout_loss");
+    if (!ho) return moa_err(MOA_ERR_FORMAT, "validation.heldout_loss: missing (use null for none)");
+    if (!json_is_null(ho)) {
+        if (!json_is_object(ho)) return moa_err(MOA_ERR_FORMAT, "validation.heldout_loss: must be an object or null");
+        MOA_TRY(check_keys(ho, "validation.heldout_loss", ho_keys));
+        MOA_TRY(get_int(ho, "length", "validation.heldout_loss.", 1, INT64_MAX, &out->heldout_length));
+        MOA_TRY(get_int(ho, "samples", "validation.heldout_loss.", 1, INT32_MAX, &x));
+        out->heldout_samples = (int)x;
+        MOA_TRY(get_num_or_null(ho, "dense", "validation.heldout_loss.", &out->heldout_dense));
+        MOA_TRY(get_num_or_null(ho, "uniform", "validation.heldout_loss.", &out->heldout_uniform));
+        MOA_TRY(get_num_or_null(ho, "plan", "validation.heldout_loss.", &out->heldout_plan));
+    }
+    return MOA_OK;
+}
+
 static moa_status parse_plan(json_t *root, moa_plan **out) {
     static const char *const top_keys[] = {"format", "version", "model", "sink", "block",
-        "granularity", "layers", "lengths", "predicted", "provenance", NULL};
+        "granularity", "layers", "lengths", "predicted", "provenance", "validation", NULL};
     static const char *const model_keys[] = {"arch", "n_layer", "n_head", "n_head_kv", "head_dim",
         "sha256", NULL};
     static const char *const len_keys[] = {"profiled", "constrained", "budgets", "validation", NULL};
@@ -412,6 +519,11 @@ static moa_status parse_plan(json_t *root, moa_plan **out) {
     T(get_str(prov, "solver_status", "provenance.", p->solver_status, sizeof p->solver_status));
     T(get_num(prov, "gap", "provenance.", &p->solver_gap));
     if (json_object_get(prov, "time_s")) T(get_num(prov, "time_s", "provenance.", &p->solver_time));
+    json_t *val = json_object_get(root, "validation");
+    if (val && !json_is_null(val)) {
+        T(parse_validation(val, &p->val));
+        p->has_validation = 1;
+    }
     T(moa_plan_validate(p, NULL));
 #undef T
     *out = p;
@@ -450,6 +562,8 @@ moa_status moa_plan_load(const char *path, moa_plan **out) {
 }
 
 /* ---- JSON writing ------------------------------------------------------------------------ */
+
+static json_t *num_or_null(double x) { return isnan(x) ? json_null() : json_real(x); }
 
 static json_t *plan_to_json(const moa_plan *p) {
     json_t *root = json_object();
@@ -516,6 +630,37 @@ static json_t *plan_to_json(const moa_plan *p) {
     json_object_set_new(pv, "gap", json_real(p->solver_gap));
     json_object_set_new(pv, "time_s", json_real(p->solver_time));
     json_object_set_new(root, "provenance", pv);
+    if (p->has_validation) {
+        const moa_plan_validation *v = &p->val;
+        json_t *vo = json_object(), *cal = json_object(), *acc = json_array();
+        json_object_set_new(vo, "task", json_string(v->task));
+        json_object_set_new(vo, "seed", json_integer((json_int_t)v->seed));
+        json_object_set_new(vo, "samples", json_integer(v->samples));
+        json_object_set_new(cal, "tasks", json_string(v->calib_tasks));
+        json_object_set_new(cal, "seed", json_integer((json_int_t)v->calib_seed));
+        json_object_set_new(vo, "calibration", cal);
+        for (int i = 0; i < v->n_lengths; i++) {
+            json_t *a = json_object();
+            json_object_set_new(a, "length", json_integer(v->length[i]));
+            json_object_set_new(a, "dense", num_or_null(v->dense[i]));
+            json_object_set_new(a, "uniform", num_or_null(v->uniform[i]));
+            json_object_set_new(a, "plan", num_or_null(v->plan[i]));
+            json_array_append_new(acc, a);
+        }
+        json_object_set_new(vo, "accuracy", acc);
+        if (v->heldout_length > 0) {
+            json_t *ho = json_object();
+            json_object_set_new(ho, "length", json_integer(v->heldout_length));
+            json_object_set_new(ho, "samples", json_integer(v->heldout_samples));
+            json_object_set_new(ho, "dense", num_or_null(v->heldout_dense));
+            json_object_set_new(ho, "uniform", num_or_null(v->heldout_uniform));
+            json_object_set_new(ho, "plan", num_or_null(v->heldout_plan));
+            json_object_set_new(vo, "heldout_loss", ho);
+        } else {
+            json_object_set_new(vo, "heldout_loss", json_null());
+        }
+        json_object_set_new(root, "validation", vo);
+    }
     return root;
 }
 

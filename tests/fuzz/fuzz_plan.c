@@ -20,6 +20,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             for (int u = 0; u < moa_plan_n_units(p); u++)
                 for (int k = 0; k < 4; k++) acc += (double)moa_plan_unit_window(p, l, u, lens[k]);
         for (int k = 0; k < 4; k++) acc += moa_plan_density(p, lens[k]);
+        moa_plan_validation v;
+        if (moa_plan_get_validation(p, &v)) {
+            for (int i = 0; i < v.n_lengths; i++) acc += (double)v.length[i];
+            if (moa_plan_set_validation(p, &v) < 0) abort();   /* what loaded must pass the setter's checks */
+        }
         char *s = NULL;
         if (moa_plan_to_string(p, &s) >= 0) {   /* what we write we must read back */
             moa_plan *q = NULL;

@@ -145,6 +145,17 @@ int main(int argc, char **argv) {
     if (!fp) { perror(buf); return 1; }
     fprintf(fp, head, "q-head", q, q);
     fclose(fp);
+    /* a plan carrying its validation summary (the last '}' of head replaced) */
+    char with_val[2048];
+    snprintf(with_val, sizeof with_val, "%.*s,\"validation\":{\"task\":\"needle\",\"seed\":2,\"samples\":20,"
+             "\"calibration\":{\"tasks\":\"longdep,lines\",\"seed\":1},\"accuracy\":[{\"length\":512,"
+             "\"dense\":1,\"uniform\":0.5,\"plan\":0.95},{\"length\":2048,\"dense\":0.8,\"uniform\":null,"
+             "\"plan\":0.75}],\"heldout_loss\":{\"length\":4096,\"samples\":4,\"dense\":0.61,\"uniform\":0.82,"
+             "\"plan\":0.79}}}\n", (int)strlen(head) - 2, head);
+    fp = fopen(at(d, "plan/validated.json"), "w");
+    if (!fp) { perror(buf); return 1; }
+    fprintf(fp, with_val, "kv-head", kv[0], kv[1]);
+    fclose(fp);
     /* LongEval results logs */
     moa_wordlist *words = fuzz_evallog_words();
     if (!words) { fprintf(stderr, "word list: %s\n", moa_last_error()); return 1; }

@@ -144,6 +144,103 @@ TEST(plan_strictness) {
     CHECK(moa_plan_load(TMP("no-such-plan.json"), &p) < 0);
 }
 
+/* The optional validation summary: round trip, absent by default, strict fields. */
+static const char *val_json =
+    ",\"validation\":{\"task\":\"needle\",\"seed\":2,\"samples\":20,"
+    "\"calibration\":{\"tasks\":\"longdep,lines\",\"seed\":1},"
+    "\"accuracy\":[{\"length\":512,\"dense\":1,\"uniform\":0.5,\"plan\":0.95},"
+    "{\"length\":2048,\"dense\":0.8,\"uniform\":null,\"plan\":0.75}],"
+    "\"heldout_loss\":{\"length\":4096,\"samples\":4,\"dense\":0.61,\"uniform\":0.82,\"plan\":0.79}}}";
+
+static moa_status load_with_validation(const char *from, const char *to, moa_plan **out) {
+    char v[1024], buf[8192];
+    const char *p = strstr(val_json, from);
+    if (!p) { fprintf(stderr, "  (test bug: '%s' not in the summary)\n", from); return MOA_OK; }
+    snprintf(v, sizeof v, "%.*s%s%s", (int)(p - val_json), val_json, to, p + strlen(from));
+    size_t n = strlen(good_plan);   /* good_plan ends with "}}": the summary goes before the last '}' */
+    snprintf(buf, sizeof buf, "%.*s%s", (int)(n - 1), good_plan, v);
+    moa_plan *pl = NULL;
+    moa_status st = moa_plan_load_string(buf, "val", &pl);
+    if (out) *out = pl; else moa_plan_free(pl);
+    return st;
+}
+
+TEST(plan_validation_summary) {
+    moa_plan *p = NULL, *q = NULL;
+    moa_plan_validation v;
+    CHECK_OK(moa_plan_load_string(good_plan, "good", &p));
+    if (p) CHECK_EQ_INT(moa_plan_get_validation(p, &v), 0);
+    moa_plan_free(p);
+    CHECK_OK(load_with_validation("\"seed\":2", "\"seed\":2", &p));
+    if (!p) return;
+    CHECK_EQ_INT(moa_plan_get_validation(p, &v), 1);
+    CHECK_STR(v.task, "needle");
+    CHECK_STR(v.calib_tasks, "longdep,lines");
+    CHECK_EQ_INT(v.samples, 20);
+    CHECK_EQ_INT(v.n_lengths, 2);
+    CHECK_EQ_INT(v.length[1], 2048);
+    CHECK(v.dense[0] == 1 && v.plan[0] == 0.95 && isnan(v.uniform[1]));
+    CHECK_EQ_INT(v.heldout_length, 4096);
+    CHECK(v.heldout_uniform == 0.82);
+    /* round trip through a file, byte-identical text */
+    CHECK_OK(moa_plan_save(p, TMP("plan-val.json")));
+    CHECK_OK(moa_plan_load(TMP("plan-val.json"), &q));
+    if (q) {
+        char *a, *b;
+        CHECK_OK(moa_plan_to_string(p, &a));
+        CHECK_OK(moa_plan_to_string(q, &b));
+        CHECK_STR(a, b);
+        CHECK(strstr(a, "\"heldout_loss\"") && strstr(a, "\"uniform\": null"));
+        free(a);
+        free(b);
+    }
+    /* set: checked, copied; NULL removes it */
+    v.plan[0] = 1.5;
+    CHECK(moa_plan_set_validation(p, &v) == MOA_ERR_INVALID_ARG);
+    CHECK(strstr(moa_last_error(), "validation.accuracy[0].plan") != NULL);
+    v.plan[0] = 0.9;
+    v.heldout_length = 0;
+    CHECK_OK(moa_plan_set_validation(p, &v));
+    moa_plan_validation w;
+    CHECK(moa_plan_get_validation(p, &w) == 1 && w.plan[0] == 0.9 && w.heldout_length == 0);
+    char *s = NULL;
+    CHECK_OK(moa_plan_to_string(p, &s));
+    CHECK(s && strstr(s, "\"heldout_loss\": null"));
+    free(s);
+    CHECK_OK(moa_plan_set_validation(p, NULL));
+    CHECK_EQ_INT(moa_plan_get_validation(p, NULL), 0);
+    moa_plan_free(p);
+    moa_plan_free(q);
+    remove(TMP("plan-val.json"));
+    /* strictness: each field named */
+    struct { const char *from, *to, *field; } bad[] = {
+        {"\"dense\":1,", "\"dense\":1.01,", "validation.accuracy[0].dense"},
+        {"\"plan\":0.75", "\"plan\":-0.1", "validation.accuracy[1].plan"},
+        {"\"length\":512", "\"length\":0", "validation.accuracy[0].length"},
+        {"\"task\":\"needle\"", "\"task\":\"\"", "validation.task"},
+        {"\"seed\":2", "\"seed\":-2", "validation.seed"},
+        {"\"samples\":20", "\"samples\":\"20\"", "validation.samples"},
+        {"\"tasks\":", "\"task\":", "validation.calibration"},
+        {"\"dense\":0.61", "\"dense\":-1", "validation.heldout_loss"},
+        {"\"samples\":4", "\"samples\":0", "validation.heldout_loss.samples"},
+        {"\"uniform\":0.5,", "", "validation.accuracy[0].uniform"},
+        {",\"heldout_loss\"", ",\"extra\":1,\"heldout_loss\"", "validation"},
+        {"\"accuracy\":[", "\"accuracy\":[7,", "validation.accuracy[0]"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        moa_status st = load_with_validation(bad[i].from, bad[i].to, NULL);
+        CHECK_MSG(st == MOA_ERR_FORMAT, "'%s'->'%s' accepted (%d)", bad[i].from, bad[i].to, st);
+        CHECK_MSG(strstr(moa_last_error(), bad[i].field) != NULL, "message '%s' lacks '%s'", moa_last_error(),
+                  bad[i].field);
+    }
+    /* null is the same as absent */
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%.*s,\"validation\":null}", (int)(strlen(good_plan) - 1), good_plan);
+    CHECK_OK(moa_plan_load_string(buf, "null", &p));
+    if (p) CHECK_EQ_INT(moa_plan_get_validation(p, NULL), 0);
+    moa_plan_free(p);
+}
+
 TEST(uniform_plan) {
     moa_plan *p;
     /* D=0.25 at N=8192: sink 64 + W <= 2048 -> W = 1984 (multiple of 64) */
@@ -417,6 +514,7 @@ int main(void) {
     RUN(plan_load_accessors);
     RUN(plan_round_trip);
     RUN(plan_strictness);
+    RUN(plan_validation_summary);
     RUN(uniform_plan);
     RUN(rules_positive_at_every_planned_length);
     RUN(profile_round_trip);

@@ -17,7 +17,9 @@
  * validation and loss tables. Two things in the JSON files are masked: the plan's
  * provenance.time_s (the solver's wall time, a measurement of the run: a re-optimised plan
  * differs there only) and, where the plan results record it, that plan file's sha256. */
+#include "eval.h"
 #include "moa-common.h"
+#include "moa/runtime.h"
 #include "test.h"
 #include "test-proc.h"
 
@@ -254,6 +256,39 @@ static void kill_at(int k) {
     fprintf(stderr, "  killed in %s after %.1f s\n", points[k].what, moa_time_now() - t0);
 }
 
+/* The plan at -o carries the validation summary: the accuracies of the three results files
+ * the run wrote (read back with the results reader, not the pipeline's values) and the
+ * held-out loss settings. */
+static void check_validation_summary(void) {
+    moa_plan *p = NULL;
+    moa_plan_validation v;
+    CHECK_OK(moa_plan_load(plan, &p));
+    if (!p) return;
+    CHECK_MSG(moa_plan_get_validation(p, &v) == 1, "the plan at -o has no validation summary");
+    moa_plan_free(p);
+    if (test_checks_failed_) return;
+    CHECK_STR(v.task, "needle");
+    CHECK_STR(v.calib_tasks, "needle");
+    CHECK_EQ_INT(v.samples, 10);   /* 10 position bins x 1 */
+    CHECK_EQ_INT(v.n_lengths, 1);
+    CHECK_EQ_INT(v.length[0], 128);
+    const char *tags[3] = {"dense", "uniform", "plan"};
+    const double got[3] = {v.dense[0], v.uniform[0], v.plan[0]};
+    for (int k = 0; k < 3; k++) {
+        char name[64], path_[700];
+        snprintf(name, sizeof name, "eval-needle-%s.json", tags[k]);
+        in_dir(path_, work, name);
+        moa_longeval_results *r = NULL;
+        CHECK_OK(moa_longeval_read_json(path_, &r));
+        if (r) CHECK_MSG(r->n_lengths == 1 && r->lengths[0].accuracy == got[k], "%s: summary %g, results %g",
+                         tags[k], got[k], r->n_lengths ? r->lengths[0].accuracy : -2);
+        moa_longeval_results_free(r);
+    }
+    CHECK_EQ_INT(v.heldout_length, 256);
+    CHECK_EQ_INT(v.heldout_samples, 2);
+    CHECK(v.heldout_dense > 0 && v.heldout_uniform > 0 && v.heldout_plan > 0);
+}
+
 TEST(kill_in_every_stage_then_resume) {
     char a[700], b[700];
     double t0 = moa_time_now();
@@ -267,6 +302,7 @@ TEST(kill_in_every_stage_then_resume) {
     }
     in_dir(b, stash, "out.json");
     CHECK(copy_file(plan, b) == 0);
+    check_validation_summary();
     char *ref_tables = report_tables();
     CHECK_MSG(ref_tables && strstr(ref_tables, "mean CE"), "the report lacks the validation or loss tables");
     if (test_checks_failed_) { free(ref_tables); return; }

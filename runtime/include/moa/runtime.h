@@ -94,6 +94,31 @@ double moa_plan_predicted_density(const moa_plan *plan, int i);
 const char *moa_plan_solver_status(const moa_plan *plan);
 double moa_plan_solver_gap(const moa_plan *plan);
 
+/* Validation summary a plan may carry (optional key "validation" of the plan file, written
+ * by `moa compress` once validation has finished): retrieval accuracy in [0, 1] per evaluated
+ * length of the dense model, of the uniform StreamingLLM window at the plan's density (same
+ * sinks and block) and of the plan (NAN: not measured), and the held-out response loss
+ * (nats/token) of the same three at one length. Plain data, copied in and out. */
+#define MOA_PLAN_VALIDATION_MAX 64
+typedef struct {
+    char task[32];               /* validation task: "needle", "lines", ... (non-empty) */
+    uint64_t seed;               /* the validation prompts' seed */
+    int samples;                 /* prompts per length (position bins x samples per bin) */
+    char calib_tasks[64];        /* what the plan was calibrated on ("" unknown) */
+    uint64_t calib_seed;
+    int n_lengths;               /* <= MOA_PLAN_VALIDATION_MAX */
+    int64_t length[MOA_PLAN_VALIDATION_MAX];
+    double dense[MOA_PLAN_VALIDATION_MAX], uniform[MOA_PLAN_VALIDATION_MAX], plan[MOA_PLAN_VALIDATION_MAX];
+    int64_t heldout_length;      /* 0: no held-out loss below */
+    int heldout_samples;
+    double heldout_dense, heldout_uniform, heldout_plan;
+} moa_plan_validation;
+/* Attach (copy of *v, checked: MOA_ERR_INVALID_ARG naming the field) or, with v NULL, remove
+ * the summary. Not thread-safe against readers of the same plan. */
+moa_status moa_plan_set_validation(moa_plan *plan, const moa_plan_validation *v);
+/* 1 and *out filled if the plan carries a summary, else 0. */
+int moa_plan_get_validation(const moa_plan *plan, moa_plan_validation *out);
+
 /* Build a uniform StreamingLLM-style plan: every KV head keeps `sink` tokens plus the same
  * fixed window W = the largest multiple of `block` with (sink + W)/n <= density, i.e.
  * alpha = W, beta = 0. MOA_ERR_INFEASIBLE if W would be 0 (density too small for the sink).
