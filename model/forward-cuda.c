@@ -10,8 +10,9 @@
  * (weights-cuda.c, uploaded by the first one, freed with the model):
  *   weights   7 per layer + LM head, [n_out][n_in] of f16/bf16 (moa_cuda_weight_upload),
  *             q/k/v biases f32 [n_out] where the model has them
- *   embd      the token table's raw ggml rows [n_vocab] (types the device dequantises;
- *             others: rows dequantised on the host into xh and uploaded per call)
+ *   embd      the token table's raw ggml rows [n_vocab] (every type quant.c reads; a type
+ *             without a device decoder (none today; tests force it): rows dequantised on
+ *             the host into xh and uploaded per call)
  *   norms     f32 [2 n_layer + 1][n_embd]: attn_norm l at 2l, ffn_norm l at 2l+1, output
  * Per context:
  *   cache     moa_cuda_cache (K, V per unit in the context's kv_type, linear states f32)

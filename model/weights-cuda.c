@@ -3,7 +3,7 @@
  *
  * Memory per copy (device): 7 matrices per layer + LM head [n_out][n_in] of dt, with their
  * biases where the model has them (f32 [n_out]: qwen2's q, k, v); norms f32
- * [2 n_layer + 1][n_embd]; the token table's raw ggml rows (types the device dequantises). */
+ * [2 n_layer + 1][n_embd]; the token table's raw ggml rows (every type quant.c reads). */
 #include "weights-cuda.h"
 #include "moa-common.h"
 
@@ -13,15 +13,16 @@
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* ggml types the device dequantises (engine.cu) */
-static int dev_type(moa_ggml_type t) {
-    return t == MOA_GGML_F32 || t == MOA_GGML_F16 || t == MOA_GGML_BF16 || t == MOA_GGML_Q4_0 ||
-           t == MOA_GGML_Q4_1 || t == MOA_GGML_Q8_0;
-}
+static int g_host_dequant;   /* test switch: moa_model_cuda_force_host_dequant */
+void moa_model_cuda_force_host_dequant(int on) { g_host_dequant = on; }
 
-/* A weight on the device as dt: raw blocks dequantised there, or (other types: k-quants)
- * rows dequantised on the host with the CPU's own moa_dequant_row (or the model's f32 copy)
- * in chunks of about 4M values and rounded on the device. */
+/* ggml types the device dequantises (engine.cu: every type kernels/cpu/quant.c reads) */
+static int dev_type(moa_ggml_type t) { return !g_host_dequant && moa_cuda_dequant_supported(t); }
+
+/* A weight on the device as dt: raw blocks dequantised there, or (a type without a device
+ * decoder: none today, kept for types added to quant.c first; tests force it) rows
+ * dequantised on the host with the CPU's own moa_dequant_row (or the model's f32 copy) in
+ * chunks of about 4M values and rounded on the device. */
 static moa_status upload_weight(moa_cuda_ctx *cx, const moa_weight *w, moa_cuda_dtype dt,
                                 moa_cuda_weight *out) {
     if (dev_type(w->type))

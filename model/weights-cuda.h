@@ -30,14 +30,21 @@ typedef struct moa_model_cuda {
 } moa_model_cuda;
 
 /* The model's weights on `device` as dt, uploading them through cx (a context open on that
- * device) if no user has done so before. Weights of types the device dequantises (F32, F16,
- * BF16, Q4_0, Q4_1, Q8_0) are uploaded raw and dequantised there; others (k-quants) are
- * dequantised on the host (moa_dequant_row, or the model's f32 copy) in chunks. */
+ * device) if no user has done so before. Weights of the types the device dequantises
+ * (moa_cuda_dequant_supported: every type kernels/cpu/quant.c reads, k-quants included) are
+ * uploaded as raw blocks and dequantised there, bit-identical to moa_dequant_row; a type
+ * without a device decoder (none today) would be dequantised on the host (moa_dequant_row,
+ * or the model's f32 copy) in chunks, and its token table rows per call. */
 moa_status moa_model_cuda_acquire(const moa_model *m, moa_cuda_ctx *cx, int device,
                                   moa_cuda_dtype dt, moa_model_cuda **out);
 /* The user is done (accepts NULL); the copy stays with the model. */
 void moa_model_cuda_release(const moa_model *m, moa_model_cuda *w);
 /* Frees every copy (moa_model_free; no user may remain). */
 void moa_model_cuda_free_all(moa_model *m);
+/* Tests: 1 = copies created from now on take the host path for every weight and the token
+ * table (moa_dequant_row on the host, rows rounded on the device; embeddings dequantised on
+ * the host per call), as a type without a device decoder would; 0 (default) = device
+ * dequantisation. Process-wide; set it while no copy is being created. */
+void moa_model_cuda_force_host_dequant(int on);
 
 #endif

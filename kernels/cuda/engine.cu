@@ -19,6 +19,11 @@ __device__ __forceinline__ float dq_value(moa_ggml_type t, const uint8_t *row, i
     case MOA_GGML_Q4_0: return moa_cu_q4_0_value(row + (e / 32) * 18, (int)(e % 32));
     case MOA_GGML_Q4_1: return moa_cu_q4_1_value(row + (e / 32) * 20, (int)(e % 32));
     case MOA_GGML_Q8_0: return moa_cu_q8_0_value(row + (e / 32) * 34, (int)(e % 32));
+    case MOA_GGML_Q5_0: return moa_cu_q5_0_value(row + (e / 32) * 22, (int)(e % 32));
+    case MOA_GGML_Q5_1: return moa_cu_q5_1_value(row + (e / 32) * 24, (int)(e % 32));
+    case MOA_GGML_Q4_K: return moa_cu_q4_k_value(row + (e / 256) * 144, (int)(e % 256));
+    case MOA_GGML_Q5_K: return moa_cu_q5_k_value(row + (e / 256) * 176, (int)(e % 256));
+    case MOA_GGML_Q6_K: return moa_cu_q6_k_value(row + (e / 256) * 210, (int)(e % 256));
     default: return 0.0f;
     }
 }
@@ -46,16 +51,22 @@ __global__ void k_embed(moa_ggml_type t, const uint8_t *table, size_t row_bytes,
         out[r * d + e] = dq_value(t, row, e);
 }
 
-static int dq_supported(moa_ggml_type t) {
-    return t == MOA_GGML_F32 || t == MOA_GGML_F16 || t == MOA_GGML_BF16 || t == MOA_GGML_Q4_0 ||
-           t == MOA_GGML_Q4_1 || t == MOA_GGML_Q8_0;
+int moa_cuda_dequant_supported(moa_ggml_type t) {
+    switch (t) {
+    case MOA_GGML_F32: case MOA_GGML_F16: case MOA_GGML_BF16: case MOA_GGML_Q4_0:
+    case MOA_GGML_Q4_1: case MOA_GGML_Q5_0: case MOA_GGML_Q5_1: case MOA_GGML_Q8_0:
+    case MOA_GGML_Q4_K: case MOA_GGML_Q5_K: case MOA_GGML_Q6_K:
+        return 1;
+    }
+    return 0;
 }
 
 static moa_status check_type(moa_ggml_type t, int64_t n, const char *fn) {
     uint32_t be = 0;
-    if (!dq_supported(t) || !moa_ggml_type_info(t, &be, NULL))
+    if (!moa_cuda_dequant_supported(t) || !moa_ggml_type_info(t, &be, NULL))
         return moa_err(MOA_ERR_UNSUPPORTED, "%s: ggml type %s (%d) has no CUDA dequantisation "
-                       "(F32, F16, BF16, Q4_0, Q4_1, Q8_0)", fn, moa_ggml_type_name(t), (int)t);
+                       "(F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)", fn,
+                       moa_ggml_type_name(t), (int)t);
     if (n < 0 || n % be)
         return moa_err(MOA_ERR_INVALID_ARG, "%s: %lld values is not a multiple of the %s block (%u)",
                        fn, (long long)n, moa_ggml_type_name(t), be);

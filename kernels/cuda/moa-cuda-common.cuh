@@ -1,6 +1,6 @@
 /* moa-cuda-common.cuh - helpers shared by the CUDA kernels and the host: the one mask, tile
  * indexing, the online-softmax update, distance bins, ring-slot mapping, influence formulas,
- * f16/bf16 conversion and ggml block decoding (Q4_0, Q4_1, Q8_0).
+ * f16/bf16 conversion and ggml block decoding (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K).
  *
  * Compiles three ways: under nvcc every function is __host__ __device__; as plain C11 or C++
  * (no CUDA toolkit needed) they are static inline host functions. tests/gpu/test_cuda_common.c
@@ -27,9 +27,11 @@
 #if defined(__CUDA_ARCH__)
 #define MOA_CU_MUL(a, b) __fmul_rn((a), (b))
 #define MOA_CU_ADD(a, b) __fadd_rn((a), (b))
+#define MOA_CU_SUB(a, b) __fsub_rn((a), (b))
 #else
 #define MOA_CU_MUL(a, b) ((a) * (b))
 #define MOA_CU_ADD(a, b) ((a) + (b))
+#define MOA_CU_SUB(a, b) ((a) - (b))
 #endif
 
 /* ---- the one mask (architecture.md): i attends j iff j <= i and (j < sink or i-j < W) ---- */
@@ -206,6 +208,66 @@ MOA_HD float moa_cu_q4_1_value(const uint8_t *blk, int j) {
 MOA_HD float moa_cu_q8_0_value(const uint8_t *blk, int j) {
     const float d = moa_cu_f16_to_f32(moa_cu_rd16(blk));
     return MOA_CU_MUL((float)(int8_t)blk[2 + j], d);
+}
+/* The fifth bit of value j (0..31) of a Q5_0/Q5_1 block: bit j of the 32-bit little-endian
+ * qh, moved to bit 4. */
+MOA_HD int moa_cu_q5_hbit(const uint8_t *qh, int j) { return ((qh[j >> 3] >> (j & 7)) & 1) << 4; }
+/* Q5_0 block [d f16][qh 4 bytes][16 bytes: lo nibble = j, hi nibble = j + 16]: (q - 16) d,
+ * q = nibble | fifth bit. */
+MOA_HD float moa_cu_q5_0_value(const uint8_t *blk, int j) {
+    const float d = moa_cu_f16_to_f32(moa_cu_rd16(blk));
+    const int q = (j < 16 ? (blk[6 + j] & 15) : (blk[6 + j - 16] >> 4)) | moa_cu_q5_hbit(blk + 2, j);
+    return MOA_CU_MUL((float)(q - 16), d);
+}
+/* Q5_1 block [d f16][m f16][qh 4 bytes][16 bytes]: q d + m. */
+MOA_HD float moa_cu_q5_1_value(const uint8_t *blk, int j) {
+    const float d = moa_cu_f16_to_f32(moa_cu_rd16(blk)), m = moa_cu_f16_to_f32(moa_cu_rd16(blk + 2));
+    const int q = (j < 16 ? (blk[8 + j] & 15) : (blk[8 + j - 16] >> 4)) | moa_cu_q5_hbit(blk + 4, j);
+    return MOA_CU_ADD(MOA_CU_MUL((float)q, d), m);
+}
+
+/* ---- k-quant super-blocks (256 values; layouts as in kernels/cpu/quant.c) ---------------- */
+/* 6-bit scale and min of sub-block s (0..7) from the 12 scale bytes of a Q4_K/Q5_K block:
+ * s < 4: low 6 bits of bytes s and s + 4; s >= 4: a nibble of byte s + 4 below the top two
+ * bits of byte s - 4 (scale) or s (min). */
+MOA_HD void moa_cu_k_scale_min(const uint8_t *sc, int s, int *scale, int *min) {
+    if (s < 4) {
+        *scale = sc[s] & 63;
+        *min = sc[s + 4] & 63;
+    } else {
+        *scale = (sc[s + 4] & 15) | ((sc[s - 4] >> 6) << 4);
+        *min = (sc[s + 4] >> 4) | ((sc[s] >> 6) << 4);
+    }
+}
+/* Value j (0..255) of a Q4_K block [d f16][dmin f16][12 scale bytes][128 bytes] (five = 0)
+ * or a Q5_K block [d][dmin][12 scale bytes][qh 32 bytes][128 bytes] (five = 1). Chunk
+ * c = j / 64 of 32 bytes holds sub-block 2c in its low nibbles and 2c + 1 in its high ones
+ * (l = j mod 32 the byte); Q5_K's fifth bit of sub-block s is bit s of qh[l].
+ * d sc q - dmin m, evaluated as ((d sc) q) - (dmin m) like moa_dequant_row. */
+MOA_HD float moa_cu_qk45_value(const uint8_t *blk, int j, int five) {
+    const float d = moa_cu_f16_to_f32(moa_cu_rd16(blk)), dmin = moa_cu_f16_to_f32(moa_cu_rd16(blk + 2));
+    const int s = j >> 5, l = j & 31;                 /* sub-block, byte within its chunk */
+    int sc, mn;
+    moa_cu_k_scale_min(blk + 4, s, &sc, &mn);
+    const uint8_t qb = blk[(five ? 48 : 16) + 32 * (s >> 1) + l];
+    int q = s & 1 ? qb >> 4 : qb & 15;
+    if (five) q |= ((blk[16 + l] >> s) & 1) << 4;
+    return MOA_CU_SUB(MOA_CU_MUL(MOA_CU_MUL(d, (float)sc), (float)q), MOA_CU_MUL(dmin, (float)mn));
+}
+MOA_HD float moa_cu_q4_k_value(const uint8_t *blk, int j) { return moa_cu_qk45_value(blk, j, 0); }
+MOA_HD float moa_cu_q5_k_value(const uint8_t *blk, int j) { return moa_cu_qk45_value(blk, j, 1); }
+/* Value j (0..255) of a Q6_K block [ql 128 bytes][qh 64 bytes][16 int8 scales][d f16]:
+ * half h = j / 128 uses ql[64h..], qh[32h..], scales[8h..]; in it quarter k = (j mod 128) / 32
+ * and l = j mod 32 take the low (k < 2) or high (k >= 2) nibble of ql[64h + l + 32 (k & 1)]
+ * and bits 2k, 2k+1 of qh[32h + l] as bits 4-5, with scale scales[8h + l / 16 + 2k]:
+ * (d s) (q - 32), like moa_dequant_row. */
+MOA_HD float moa_cu_q6_k_value(const uint8_t *blk, int j) {
+    const int h = j >> 7, k = (j >> 5) & 3, l = j & 31;
+    const uint8_t lb = blk[64 * h + l + 32 * (k & 1)];
+    const int q = (k >= 2 ? lb >> 4 : lb & 15) | (((blk[128 + 32 * h + l] >> (2 * k)) & 3) << 4);
+    const float d = moa_cu_f16_to_f32(moa_cu_rd16(blk + 208));
+    const float s = (float)(int8_t)blk[192 + 8 * h + (l >> 4) + 2 * k];
+    return MOA_CU_MUL(MOA_CU_MUL(d, s), (float)(q - 32));
 }
 
 /* ---- KV storage types (kernels/cpu/attn.c: moa_attn_kv_store_row / _load_row_ref) -------

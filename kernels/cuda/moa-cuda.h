@@ -70,9 +70,11 @@ typedef enum { MOA_CUDA_F32 = 0, MOA_CUDA_F16 = 1, MOA_CUDA_BF16 = 2 } moa_cuda_
 static inline size_t moa_cuda_dtype_size(moa_cuda_dtype t) { return t == MOA_CUDA_F32 ? 4 : 2; }
 
 /* Dequantise n values (a multiple of the block size) of ggml type t (F32, F16, BF16, Q4_0,
- * Q4_1, Q8_0) from src (device, raw blocks) into dst (device, n values of dtype).
+ * Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K: every type moa_dequant_row reads) from src
+ * (device, raw blocks) into dst (device, n values of dtype).
  * Values are bit-identical to moa_dequant_row (then rounded to nearest even for f16/bf16).
  * MOA_ERR_UNSUPPORTED for other types. */
+int moa_cuda_dequant_supported(moa_ggml_type t);   /* 1 if moa_cuda_dequant takes type t */
 moa_status moa_cuda_dequant(moa_cuda_ctx *ctx, moa_ggml_type t, const void *src, int64_t n,
                             void *dst, moa_cuda_dtype dtype);
 

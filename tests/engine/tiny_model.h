@@ -91,8 +91,14 @@ static inline void tiny_free(tiny_weights *w) {
     }
 }
 
-/* The GGUF image of the weights (tensor ne = [in, out]). */
-static inline gbuf tiny_gguf(const tiny_weights *w) {
+/* A matrix stored as raw ggml blocks instead of the F32 weights (tests of quantised types):
+ * its ggml type and bytes; data NULL keeps the F32 weights. */
+typedef struct { uint32_t type; const void *data; size_t n_bytes; } tiny_raw;
+enum { TINY_RAW_EMBD = 0, TINY_RAW_OUT = 1, TINY_RAW_LAYER = 2 };   /* + 7 l + (q k v o gate up down) */
+
+/* The GGUF image of the weights (tensor ne = [in, out]); raw (NULL, or 2 + 7 n_layer entries
+ * indexed as above; qwen2's out only) replaces matrices by raw blocks. */
+static inline gbuf tiny_gguf_raw(const tiny_weights *w, const tiny_raw *raw) {
     const tiny_cfg *c = &w->c;
     int d = c->n_embd, nq = c->n_head * w->hd, nkv = c->n_kv * w->hd;
     gbuf k = {0};
@@ -115,20 +121,22 @@ static inline gbuf tiny_gguf(const tiny_weights *w) {
     int t = 0;
 #define T1(nm, ptr, n0) do { snprintf(names[t], 64, "%s", nm); ts[t] = (gtensor){names[t], 1, {(uint64_t)(n0), 1, 1, 1}, 0, ptr, (size_t)(n0) * 4}; t++; } while (0)
 #define T2(nm, ptr, n0, n1) do { snprintf(names[t], 64, "%s", nm); ts[t] = (gtensor){names[t], 2, {(uint64_t)(n0), (uint64_t)(n1), 1, 1}, 0, ptr, (size_t)(n0) * (size_t)(n1) * 4}; t++; } while (0)
-    T2("token_embd.weight", w->embd, d, c->n_vocab);
+#define RAW(i) do { if (raw && raw[i].data) { ts[t - 1].type = raw[i].type; ts[t - 1].data = raw[i].data; ts[t - 1].n_bytes = raw[i].n_bytes; } } while (0)
+    T2("token_embd.weight", w->embd, d, c->n_vocab); RAW(TINY_RAW_EMBD);
     T1("output_norm.weight", w->out_norm, d);
-    if (c->qwen2) T2("output.weight", w->out, d, c->n_vocab);
+    if (c->qwen2) { T2("output.weight", w->out, d, c->n_vocab); RAW(TINY_RAW_OUT); }
     for (int l = 0; l < c->n_layer; l++) {
         char nm[64];
         snprintf(nm, 64, "blk.%d.attn_norm.weight", l); T1(nm, w->an[l], d);
         snprintf(nm, 64, "blk.%d.ffn_norm.weight", l); T1(nm, w->fn[l], d);
-        snprintf(nm, 64, "blk.%d.attn_q.weight", l); T2(nm, w->wq[l], d, nq);
-        snprintf(nm, 64, "blk.%d.attn_k.weight", l); T2(nm, w->wk[l], d, nkv);
-        snprintf(nm, 64, "blk.%d.attn_v.weight", l); T2(nm, w->wv[l], d, nkv);
-        snprintf(nm, 64, "blk.%d.attn_output.weight", l); T2(nm, w->wo[l], nq, d);
-        snprintf(nm, 64, "blk.%d.ffn_gate.weight", l); T2(nm, w->wg[l], d, c->n_ff);
-        snprintf(nm, 64, "blk.%d.ffn_up.weight", l); T2(nm, w->wu[l], d, c->n_ff);
-        snprintf(nm, 64, "blk.%d.ffn_down.weight", l); T2(nm, w->wd[l], c->n_ff, d);
+        const int r = TINY_RAW_LAYER + 7 * l;
+        snprintf(nm, 64, "blk.%d.attn_q.weight", l); T2(nm, w->wq[l], d, nq); RAW(r);
+        snprintf(nm, 64, "blk.%d.attn_k.weight", l); T2(nm, w->wk[l], d, nkv); RAW(r + 1);
+        snprintf(nm, 64, "blk.%d.attn_v.weight", l); T2(nm, w->wv[l], d, nkv); RAW(r + 2);
+        snprintf(nm, 64, "blk.%d.attn_output.weight", l); T2(nm, w->wo[l], nq, d); RAW(r + 3);
+        snprintf(nm, 64, "blk.%d.ffn_gate.weight", l); T2(nm, w->wg[l], d, c->n_ff); RAW(r + 4);
+        snprintf(nm, 64, "blk.%d.ffn_up.weight", l); T2(nm, w->wu[l], d, c->n_ff); RAW(r + 5);
+        snprintf(nm, 64, "blk.%d.ffn_down.weight", l); T2(nm, w->wd[l], c->n_ff, d); RAW(r + 6);
         if (c->qwen2) {
             snprintf(nm, 64, "blk.%d.attn_q.bias", l); T1(nm, w->bq[l], nq);
             snprintf(nm, 64, "blk.%d.attn_k.bias", l); T1(nm, w->bk[l], nkv);
@@ -137,10 +145,12 @@ static inline gbuf tiny_gguf(const tiny_weights *w) {
     }
 #undef T1
 #undef T2
+#undef RAW
     gbuf g = gguf_build(3, &k, 9, ts, (uint64_t)nt, 32);
     free(ts); free(names); free(k.b);
     return g;
 }
+static inline gbuf tiny_gguf(const tiny_weights *w) { return tiny_gguf_raw(w, NULL); }
 
 /* Writes a random tiny model (cfg, seed) as a GGUF file; returns 0 on success. */
 static inline int tiny_write_file(tiny_cfg cfg, uint64_t seed, const char *path) {

@@ -10,6 +10,7 @@
 #include "quant.h"
 #include "rope.h"
 #include "test.h"
+#include "quant_blocks.h"
 
 #include <stdint.h>
 
@@ -49,41 +50,223 @@ TEST(half_conversions_match_quant_c) {
     CHECK_EQ_INT(bad, 0);
 }
 
-/* Random blocks of type t: scales are finite f16 values, payload random. */
-static void fill_blocks(moa_ggml_type t, uint8_t *p, int nblk) {
-    uint32_t be, bb;
-    moa_ggml_type_info(t, &be, &bb);
-    for (int b = 0; b < nblk; b++) {
-        uint8_t *q = p + (size_t)b * bb;
-        for (uint32_t x = 0; x < bb; x++) q[x] = (uint8_t)rnd();
-        uint16_t d = moa_f32_to_f16(rndf() * 0.1f), m = moa_f32_to_f16(rndf());
-        q[0] = (uint8_t)d; q[1] = (uint8_t)(d >> 8);
-        if (t == MOA_GGML_Q4_1) { q[2] = (uint8_t)m; q[3] = (uint8_t)(m >> 8); }
+/* Value e of a row of type t through the shared block decoders (what k_dequant does). */
+static float cu_value(moa_ggml_type t, const uint8_t *row, int64_t e) {
+    switch (t) {
+    case MOA_GGML_Q4_0: return moa_cu_q4_0_value(row + (e / 32) * 18, (int)(e % 32));
+    case MOA_GGML_Q4_1: return moa_cu_q4_1_value(row + (e / 32) * 20, (int)(e % 32));
+    case MOA_GGML_Q5_0: return moa_cu_q5_0_value(row + (e / 32) * 22, (int)(e % 32));
+    case MOA_GGML_Q5_1: return moa_cu_q5_1_value(row + (e / 32) * 24, (int)(e % 32));
+    case MOA_GGML_Q8_0: return moa_cu_q8_0_value(row + (e / 32) * 34, (int)(e % 32));
+    case MOA_GGML_Q4_K: return moa_cu_q4_k_value(row + (e / 256) * 144, (int)(e % 256));
+    case MOA_GGML_Q5_K: return moa_cu_q5_k_value(row + (e / 256) * 176, (int)(e % 256));
+    case MOA_GGML_Q6_K: return moa_cu_q6_k_value(row + (e / 256) * 210, (int)(e % 256));
+    default: return NAN;
     }
 }
+/* values whose bits differ */
+static int64_t n_diff(const float *a, const float *b, int64_t n) {
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++) bad += fbits(a[i]) != fbits(b[i]);
+    return bad;
+}
 
+/* The packer of quant_blocks.h puts every 6-bit scale and min where ggml's layout reads it. */
+TEST(k_scale_packer_roundtrip) {
+    int bad = 0;
+    for (int k = 0; k < 64; k++) {
+        int sc[8], mn[8];
+        uint8_t s[12];
+        for (int j = 0; j < 8; j++) { sc[j] = (k + 5 * j) & 63; mn[j] = (k * 7 + 3 * j + 40) & 63; }
+        qb_pack_k_scales(s, sc, mn);
+        for (int j = 0; j < 8; j++) {
+            int a, b, c, d;
+            qb_unpack_k_scale(s, j, &a, &b);
+            moa_cu_k_scale_min(s, j, &c, &d);
+            bad += a != sc[j] || b != mn[j] || c != sc[j] || d != mn[j];
+        }
+    }
+    CHECK_EQ_INT(bad, 0);
+}
+
+/* Every block type's shared decoder (the device's arithmetic, compiled here as C) gives
+ * moa_dequant_row's bits: moderate random blocks, and hard ones (f16 scales and mins at the
+ * extremes - zeros, subnormals, +-65504 - or any finite bit pattern; every 6-bit scale/min
+ * value at every position of Q4_K/Q5_K, every int8 scale at every position of Q6_K). */
 TEST(block_decoding_matches_dequant_row) {
-    const moa_ggml_type types[] = {MOA_GGML_Q4_0, MOA_GGML_Q4_1, MOA_GGML_Q8_0};
-    uint8_t buf[64 * 34];
-    float ref[64 * 32];
-    for (size_t k = 0; k < 3; k++) {
-        const moa_ggml_type t = types[k];
+    enum { NBLK = 512 };   /* 512 x 256 values for k-quants: two full scale walks each */
+    uint8_t *buf = malloc((size_t)NBLK * 210);
+    float *ref = malloc(sizeof(float) * NBLK * 256), *got = malloc(sizeof(float) * NBLK * 256);
+    for (int k = 0; k < QB_N_TYPES; k++) {
+        const moa_ggml_type t = qb_types[k];
         uint32_t be, bb;
         moa_ggml_type_info(t, &be, &bb);
-        int bad = 0;
-        for (int rep = 0; rep < 50; rep++) {
-            fill_blocks(t, buf, 64);
-            moa_dequant_row(t, buf, ref, 64 * 32);
-            for (int e = 0; e < 64 * 32; e++) {
-                const uint8_t *blk = buf + (size_t)(e / 32) * bb;
-                const float v = t == MOA_GGML_Q4_0 ? moa_cu_q4_0_value(blk, e % 32)
-                              : t == MOA_GGML_Q4_1 ? moa_cu_q4_1_value(blk, e % 32)
-                                                   : moa_cu_q8_0_value(blk, e % 32);
-                if (fbits(v) != fbits(ref[e])) bad++;
+        const int64_t n = (int64_t)NBLK * be;
+        int64_t bad = 0;
+        for (int rep = 0; rep < 6; rep++) {
+            qb_fill(t, buf, NBLK, rep % 2);
+            moa_dequant_row(t, buf, ref, n);
+            for (int64_t e = 0; e < n; e++) got[e] = cu_value(t, buf, e);
+            bad += n_diff(got, ref, n);
+        }
+        CHECK_MSG(bad == 0, "%s: %lld values differ from moa_dequant_row", moa_ggml_type_name(t), (long long)bad);
+    }
+    free(buf); free(ref); free(got);
+}
+
+/* Contraction cannot change a bit: every product in these formats is exact in f32 (an f16
+ * scale has an 11-bit significand; times a 6-bit scale and a 5-bit quant, or an int8 scale
+ * and a 6-bit quant, stays within 24 bits, and the range cannot overflow or underflow), so
+ * only the final add/subtract of Q4_1/Q5_1/Q4_K/Q5_K rounds, and fusing it with a product
+ * (fmaf) or reassociating the products (Q6_K d (s (q - 32))) gives the same bits. Checked on
+ * hard blocks: the fused forms equal moa_dequant_row everywhere. (MOA_CU_MUL/ADD/SUB keep
+ * __fmul_rn & co. on the device anyway.) */
+static float fused_value(moa_ggml_type t, const uint8_t *row, int64_t e) {
+    if (t == MOA_GGML_Q4_1 || t == MOA_GGML_Q5_1) {
+        const int bb = t == MOA_GGML_Q4_1 ? 20 : 24;
+        const uint8_t *blk = row + (e / 32) * bb;
+        const float d = moa_f16_to_f32(qb_get16(blk)), m = moa_f16_to_f32(qb_get16(blk + 2));
+        uint8_t one[24];   /* q from a copy with d = 1, m = 0 */
+        memcpy(one, blk, (size_t)bb);
+        qb_put16(one, 0x3c00); qb_put16(one + 2, 0);
+        return fmaf(cu_value(t, one, e % 32), d, m);
+    }
+    if (t == MOA_GGML_Q4_K || t == MOA_GGML_Q5_K) {
+        const int bb = t == MOA_GGML_Q4_K ? 144 : 176, j = (int)(e % 256);
+        const uint8_t *blk = row + (e / 256) * bb;
+        const float d = moa_f16_to_f32(qb_get16(blk)), dmin = moa_f16_to_f32(qb_get16(blk + 2));
+        int sc, mn;
+        qb_unpack_k_scale(blk + 4, j / 32, &sc, &mn);
+        uint8_t one[176];   /* q from a copy with d = 1, dmin = 0 and this sub-block's scale 1 */
+        memcpy(one, blk, (size_t)bb);
+        qb_put16(one, 0x3c00); qb_put16(one + 2, 0);
+        int scs[8], mns[8];
+        for (int i = 0; i < 8; i++) qb_unpack_k_scale(blk + 4, i, &scs[i], &mns[i]);
+        scs[j / 32] = 1;
+        qb_pack_k_scales(one + 4, scs, mns);
+        const float q = cu_value(t, one, j);
+        return fmaf(d * (float)sc, q, -(dmin * (float)mn));
+    }
+    if (t == MOA_GGML_Q6_K) {
+        const uint8_t *blk = row + (e / 256) * 210;
+        const int j = (int)(e % 256), h = j >> 7, k = (j >> 5) & 3, l = j & 31;
+        const float d = moa_f16_to_f32(qb_get16(blk + 208));
+        const int s = (int8_t)blk[192 + 8 * h + (l >> 4) + 2 * k];
+        uint8_t one[210];   /* q - 32 from a copy with d = 1 and scale 1 */
+        memcpy(one, blk, 210);
+        qb_put16(one + 208, 0x3c00);
+        one[192 + 8 * h + (l >> 4) + 2 * k] = 1;
+        return d * ((float)s * cu_value(t, one, j));
+    }
+    return NAN;
+}
+
+TEST(fused_forms_give_the_same_bits) {
+    enum { NBLK = 512 };
+    uint8_t *buf = malloc((size_t)NBLK * 210);
+    float *ref = malloc(sizeof(float) * NBLK * 256);
+    const moa_ggml_type types[] = {MOA_GGML_Q4_1, MOA_GGML_Q5_1, MOA_GGML_Q4_K, MOA_GGML_Q5_K, MOA_GGML_Q6_K};
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        const moa_ggml_type t = types[k];
+        uint32_t be;
+        moa_ggml_type_info(t, &be, NULL);
+        const int64_t n = (int64_t)NBLK * be;
+        int64_t bad = 0;
+        for (int rep = 0; rep < 4; rep++) {
+            qb_fill(t, buf, NBLK, rep % 2);
+            moa_dequant_row(t, buf, ref, n);
+            for (int64_t e = 0; e < n; e++) {
+                const float f = fused_value(t, buf, e);
+                bad += fbits(f) != fbits(ref[e]);
             }
         }
-        CHECK_MSG(bad == 0, "%s: %d values differ from moa_dequant_row", moa_ggml_type_name(t), bad);
+        CHECK_MSG(bad == 0, "%s: the fused form differs at %lld values", moa_ggml_type_name(t), (long long)bad);
     }
+    free(buf); free(ref);
+}
+
+/* Controls: the comparison of block_decoding_matches_dequant_row can fail.
+ * (1) A reference computed from blocks with one bit flipped (a scale byte of k-quants, qh of
+ *     Q5_0/Q5_1, a payload byte else) differs from the decoders' output on the original.
+ * (2) Decoders with plausible layout mistakes differ from moa_dequant_row on the hard blocks:
+ *     Q4_K/Q5_K scales 4-7 without their top two bits (right whenever those scales are < 16)
+ *     or with the scale's and the min's top bits swapped; Q5_K's fifth bits of a chunk's two
+ *     sub-blocks swapped; Q5_0/Q5_1 values 16-31 reading qh bits 0-15; Q6_K sub-block scales
+ *     indexed by quarter (l/16 + k) instead of l/16 + 2k. */
+static float mutant_value(moa_ggml_type t, const uint8_t *row, int64_t e, int which) {
+    if (t == MOA_GGML_Q5_0 || t == MOA_GGML_Q5_1) {   /* value j >= 16: bit j - 16 of qh */
+        const int bb = t == MOA_GGML_Q5_0 ? 22 : 24, j = (int)(e % 32);
+        uint8_t blk[24];
+        memcpy(blk, row + (e / 32) * bb, (size_t)bb);
+        uint8_t *qh = blk + (t == MOA_GGML_Q5_0 ? 2 : 4);
+        if (j >= 16) {
+            const int bit = (qh[(j - 16) >> 3] >> ((j - 16) & 7)) & 1;
+            qh[j >> 3] = (uint8_t)((qh[j >> 3] & ~(1 << (j & 7))) | bit << (j & 7));
+        }
+        return cu_value(t, blk, j);
+    }
+    if (t == MOA_GGML_Q4_K || t == MOA_GGML_Q5_K) {
+        const int bb = t == MOA_GGML_Q4_K ? 144 : 176, j = (int)(e % 256), sb = j / 32;
+        uint8_t blk[176];
+        memcpy(blk, row + (e / 256) * bb, (size_t)bb);
+        int sc[8], mn[8];
+        for (int i = 0; i < 8; i++) qb_unpack_k_scale(blk + 4, i, &sc[i], &mn[i]);
+        if (which == 0) { sc[sb] &= sb >= 4 ? 15 : 63; mn[sb] &= sb >= 4 ? 15 : 63; }
+        else if (which == 1 && sb >= 4) {
+            const int a = sc[sb] >> 4, b = mn[sb] >> 4;
+            sc[sb] = (sc[sb] & 15) | b << 4;
+            mn[sb] = (mn[sb] & 15) | a << 4;
+        } else if (which == 2 && t == MOA_GGML_Q5_K) {   /* swap qh bits 2c and 2c + 1 */
+            uint8_t *qh = blk + 16 + j % 32;
+            const int c = sb / 2, lo = (*qh >> (2 * c)) & 1, hi = (*qh >> (2 * c + 1)) & 1;
+            *qh = (uint8_t)((*qh & ~(3 << (2 * c))) | hi << (2 * c) | lo << (2 * c + 1));
+        }
+        qb_pack_k_scales(blk + 4, sc, mn);
+        return cu_value(t, blk, j);
+    }
+    if (t == MOA_GGML_Q6_K) {
+        const int j = (int)(e % 256), h = j >> 7, k = (j >> 5) & 3, l = j & 31;
+        uint8_t blk[210];
+        memcpy(blk, row + (e / 256) * 210, 210);
+        blk[192 + 8 * h + (l >> 4) + 2 * k] = row[(e / 256) * 210 + 192 + 8 * h + (l >> 4) + k];
+        return cu_value(t, blk, j);
+    }
+    return NAN;
+}
+
+TEST(block_decoding_controls) {
+    enum { NBLK = 512 };
+    uint8_t *buf = malloc((size_t)NBLK * 210), *flip = malloc((size_t)NBLK * 210);
+    float *ref = malloc(sizeof(float) * NBLK * 256), *got = malloc(sizeof(float) * NBLK * 256);
+    for (int k = 0; k < QB_N_TYPES; k++) {
+        const moa_ggml_type t = qb_types[k];
+        uint32_t be, bb;
+        moa_ggml_type_info(t, &be, &bb);
+        const int64_t n = (int64_t)NBLK * be;
+        qb_fill(t, buf, NBLK, 0);
+        for (int64_t e = 0; e < n; e++) got[e] = cu_value(t, buf, e);
+        moa_dequant_row(t, buf, ref, n);
+        CHECK_EQ_INT(n_diff(got, ref, n), 0);
+        memcpy(flip, buf, (size_t)NBLK * bb);
+        flip[qb_sensitive_byte(t)] ^= 1;
+        moa_dequant_row(t, flip, ref, n);
+        const int64_t d1 = n_diff(got, ref, n);
+        CHECK_MSG(d1 > 0 && d1 <= (int64_t)be, "%s: a flipped bit changed %lld values (want 1..%u)",
+                  moa_ggml_type_name(t), (long long)d1, be);
+        const int n_mut = t == MOA_GGML_Q5_K ? 3 : t == MOA_GGML_Q4_K ? 2 :
+                          t == MOA_GGML_Q5_0 || t == MOA_GGML_Q5_1 || t == MOA_GGML_Q6_K ? 1 : 0;
+        qb_fill(t, buf, NBLK, 1);
+        moa_dequant_row(t, buf, ref, n);
+        for (int w = 0; w < n_mut; w++) {
+            for (int64_t e = 0; e < n; e++) got[e] = mutant_value(t, buf, e, w);
+            const int64_t d2 = n_diff(got, ref, n);
+            if (getenv("MOA_TEST_VERBOSE"))
+                fprintf(stderr, "  %s mutant %d: differs at %lld of %lld values\n", moa_ggml_type_name(t), w,
+                        (long long)d2, (long long)n);
+            CHECK_MSG(d2 > 0, "%s: mutant decoder %d gives moa_dequant_row's bits", moa_ggml_type_name(t), w);
+        }
+    }
+    free(buf); free(flip); free(ref); free(got);
 }
 
 /* KV storage rows: moa_cu_kv_store gives moa_attn_kv_store_row's bytes (every type, odd head
@@ -454,7 +637,10 @@ TEST(cpu_backend_table) {
 
 int main(void) {
     RUN(half_conversions_match_quant_c);
+    RUN(k_scale_packer_roundtrip);
     RUN(block_decoding_matches_dequant_row);
+    RUN(fused_forms_give_the_same_bits);
+    RUN(block_decoding_controls);
     RUN(kv_rows_match_attn_c);
     RUN(mask_and_tiles);
     RUN(dist_bins_match_definition);

@@ -31,6 +31,7 @@ static uint32_t rnd(void) {
 }
 static float rndf(void) { return (float)rnd() / 4294967296.0f * 2.0f - 1.0f; }
 static void fill(float *x, size_t n, float amp) { for (size_t i = 0; i < n; i++) x[i] = amp * rndf(); }
+#include "quant_blocks.h"   /* qb_fill: moderate and hard blocks of every type */
 
 /* Device buffer helpers (abort the test case through CHECKs on failure). */
 static void *dev_alloc(size_t bytes) {
@@ -120,36 +121,133 @@ static void fill_blocks(moa_ggml_type t, uint8_t *p, size_t n_vals) {
     }
 }
 
+/* moa_cuda_dequant of every type moa_dequant_row reads, to f32 (bit-identical), f16 and bf16
+ * (the reference rounded to nearest even): moderate blocks, then hard ones (quant_blocks.h:
+ * f16 scales/mins at the extremes or any finite pattern, every 6-bit scale/min value at
+ * every Q4_K/Q5_K position, int8 scales through the Q6_K positions; the emulator runs fewer
+ * blocks, test_cuda_common walks them all through the same decoders on the host). Control:
+ * the device's f32 output against a reference from the same blocks with one bit flipped (a
+ * k-quant scale byte, Q5 high bits, a payload byte) must differ. */
+static int64_t dequant_blocks(moa_ggml_type t) {
+    uint32_t be, bb;
+    moa_ggml_type_info(t, &be, &bb);
+    return be == 256 ? BIG(512, 130) : be == 32 ? BIG(4 * 37, 37) : 37 * 32;
+}
 TEST(dequant_all_types_and_dtypes) {
-    const moa_ggml_type types[] = {MOA_GGML_Q4_0, MOA_GGML_Q4_1, MOA_GGML_Q8_0, MOA_GGML_F16, MOA_GGML_F32};
-    const int64_t n = 37 * 32;   /* odd number of blocks */
-    for (size_t k = 0; k < 5; k++) {
+    const moa_ggml_type types[] = {MOA_GGML_Q4_0, MOA_GGML_Q4_1, MOA_GGML_Q5_0, MOA_GGML_Q5_1, MOA_GGML_Q8_0,
+                                   MOA_GGML_Q4_K, MOA_GGML_Q5_K, MOA_GGML_Q6_K, MOA_GGML_F16, MOA_GGML_BF16,
+                                   MOA_GGML_F32};
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
         const moa_ggml_type t = types[k];
+        uint32_t be, bb;
+        moa_ggml_type_info(t, &be, &bb);
+        const int64_t nblk = dequant_blocks(t), n = nblk * be;
         const size_t bytes = moa_ggml_row_bytes(t, n);
+        CHECK(moa_cuda_dequant_supported(t));
         uint8_t *raw = malloc(bytes);
         float *ref = malloc(n * 4), *got = malloc(n * 4);
         uint16_t *got16 = malloc(n * 2);
-        fill_blocks(t, raw, (size_t)n);
-        moa_dequant_row(t, raw, ref, n);
-        void *draw = dev_from(raw, bytes), *dout = dev_alloc(n * 4);
+        void *draw = dev_alloc(bytes), *dout = dev_alloc(n * 4);
         int bad = 0;
-        for (int dt = 0; dt < 3; dt++) {
-            CHECK_OK(moa_cuda_dequant(g_ctx, t, draw, n, dout, (moa_cuda_dtype)dt));
-            if (dt == MOA_CUDA_F32) {
-                to_host(got, dout, n * 4);
-                for (int64_t i = 0; i < n; i++) bad += memcmp(&got[i], &ref[i], 4) != 0;
-            } else {
-                to_host(got16, dout, n * 2);
-                for (int64_t i = 0; i < n; i++)
-                    bad += got16[i] != (dt == MOA_CUDA_F16 ? moa_f32_to_f16(ref[i]) : moa_f32_to_bf16(ref[i]));
+        for (int hard = 0; hard < (be > 1 ? 2 : 1); hard++) {
+            qb_fill(t, raw, nblk, hard);
+            moa_dequant_row(t, raw, ref, n);
+            CHECK_OK(moa_cuda_upload(g_ctx, draw, raw, bytes));
+            for (int dt = 0; dt < 3; dt++) {
+                CHECK_OK(moa_cuda_dequant(g_ctx, t, draw, n, dout, (moa_cuda_dtype)dt));
+                if (dt == MOA_CUDA_F32) {
+                    to_host(got, dout, n * 4);
+                    for (int64_t i = 0; i < n; i++) bad += memcmp(&got[i], &ref[i], 4) != 0;
+                } else {
+                    to_host(got16, dout, n * 2);
+                    for (int64_t i = 0; i < n; i++)
+                        bad += got16[i] != (dt == MOA_CUDA_F16 ? moa_f32_to_f16(ref[i]) : moa_f32_to_bf16(ref[i]));
+                }
             }
         }
         CHECK_MSG(bad == 0, "%s: %d values differ from moa_dequant_row", moa_ggml_type_name(t), bad);
-        CHECK_EQ_INT(moa_cuda_dequant(g_ctx, MOA_GGML_Q6_K, draw, 256, dout, MOA_CUDA_F16), MOA_ERR_UNSUPPORTED);
-        CHECK_EQ_INT(moa_cuda_dequant(g_ctx, MOA_GGML_Q4_1, draw, 33, dout, MOA_CUDA_F16), MOA_ERR_INVALID_ARG);
+        if (be > 1) {   /* control: a reference from one flipped bit differs from the device */
+            qb_fill(t, raw, nblk, 0);
+            CHECK_OK(moa_cuda_upload(g_ctx, draw, raw, bytes));
+            CHECK_OK(moa_cuda_dequant(g_ctx, t, draw, n, dout, MOA_CUDA_F32));
+            to_host(got, dout, n * 4);
+            raw[qb_sensitive_byte(t)] ^= 1;
+            moa_dequant_row(t, raw, ref, n);
+            int diff = 0;
+            for (int64_t i = 0; i < n; i++) diff += memcmp(&got[i], &ref[i], 4) != 0;
+            CHECK_MSG(diff > 0 && diff <= (int)be, "%s control: %d values differ from the perturbed reference",
+                      moa_ggml_type_name(t), diff);
+        }
         moa_cuda_free(g_ctx, draw);
         moa_cuda_free(g_ctx, dout);
         free(raw); free(ref); free(got); free(got16);
+    }
+    void *dbuf = dev_alloc(256 * 4);
+    CHECK(!moa_cuda_dequant_supported((moa_ggml_type)9));   /* Q8_1: no CPU or device decoder */
+    CHECK_EQ_INT(moa_cuda_dequant(g_ctx, (moa_ggml_type)9, dbuf, 32, dbuf, MOA_CUDA_F16), MOA_ERR_UNSUPPORTED);
+    CHECK_EQ_INT(moa_cuda_dequant(g_ctx, MOA_GGML_Q4_1, dbuf, 33, dbuf, MOA_CUDA_F16), MOA_ERR_INVALID_ARG);
+    CHECK_EQ_INT(moa_cuda_dequant(g_ctx, MOA_GGML_Q4_K, dbuf, 288, dbuf, MOA_CUDA_F16), MOA_ERR_INVALID_ARG);
+    moa_cuda_free(g_ctx, dbuf);
+}
+
+/* Token-table rows of the k-quant and Q5 types through moa_cuda_embed: exactly the CPU's
+ * f32 rows (hard blocks). */
+TEST(embedding_rows_all_block_types) {
+    const moa_ggml_type types[] = {MOA_GGML_Q5_0, MOA_GGML_Q5_1, MOA_GGML_Q4_K, MOA_GGML_Q5_K, MOA_GGML_Q6_K};
+    const int64_t d = 512, n_vocab = 9;
+    const int32_t tok[6] = {8, 0, 4, 8, 1, 5};
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        const moa_ggml_type t = types[k];
+        uint32_t be;
+        moa_ggml_type_info(t, &be, NULL);
+        const size_t rb = moa_ggml_row_bytes(t, d);
+        uint8_t *table = malloc(rb * n_vocab);
+        qb_fill(t, table, d / be * n_vocab, 1);
+        float ref[6 * 512], got[6 * 512];
+        for (int r = 0; r < 6; r++) moa_dequant_row(t, table + rb * tok[r], ref + r * d, d);
+        void *dt = dev_from(table, rb * n_vocab), *dtok = dev_from(tok, sizeof tok);
+        float *dout = dev_alloc(sizeof got);
+        CHECK_OK(moa_cuda_embed(g_ctx, t, dt, d, dtok, 6, dout));
+        to_host(got, dout, sizeof got);
+        CHECK_MSG(memcmp(got, ref, sizeof got) == 0, "%s: embedding rows differ", moa_ggml_type_name(t));
+        moa_cuda_free(g_ctx, dt); moa_cuda_free(g_ctx, dtok); moa_cuda_free(g_ctx, dout);
+        free(table);
+    }
+}
+
+/* moa_cuda_weight_upload of raw k-quant / Q5 blocks: the device matrix is moa_dequant_row's
+ * rows (f32: the same bits; f16/bf16: rounded to nearest even). */
+TEST(weight_upload_all_block_types) {
+    const moa_ggml_type types[] = {MOA_GGML_Q5_0, MOA_GGML_Q5_1, MOA_GGML_Q4_K, MOA_GGML_Q5_K, MOA_GGML_Q6_K};
+    const int64_t n_out = 7, n_in = 512;
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        const moa_ggml_type t = types[k];
+        uint32_t be;
+        moa_ggml_type_info(t, &be, NULL);
+        const size_t rb = moa_ggml_row_bytes(t, n_in);
+        uint8_t *raw = malloc(rb * n_out);
+        float *W = malloc(sizeof(float) * n_out * n_in), *got = malloc(sizeof(float) * n_out * n_in);
+        uint16_t *got16 = malloc(2 * n_out * n_in);
+        qb_fill(t, raw, n_in / be * n_out, 1);
+        for (int64_t o = 0; o < n_out; o++) moa_dequant_row(t, raw + rb * o, W + o * n_in, n_in);
+        int bad = 0;
+        for (int dt = 0; dt < 3; dt++) {
+            moa_cuda_weight w;
+            CHECK_OK(moa_cuda_weight_upload(g_ctx, t, raw, n_out, n_in, (moa_cuda_dtype)dt, &w));
+            if (!w.data) continue;
+            CHECK(w.n_out == n_out && w.n_in == n_in && w.dtype == (moa_cuda_dtype)dt);
+            if (dt == MOA_CUDA_F32) {
+                to_host(got, w.data, sizeof(float) * n_out * n_in);
+                bad += memcmp(got, W, sizeof(float) * n_out * n_in) != 0;
+            } else {
+                to_host(got16, w.data, 2 * n_out * n_in);
+                for (int64_t i = 0; i < n_out * n_in; i++)
+                    bad += got16[i] != (dt == MOA_CUDA_F16 ? moa_f32_to_f16(W[i]) : moa_f32_to_bf16(W[i]));
+            }
+            moa_cuda_weight_free(g_ctx, &w);
+        }
+        CHECK_MSG(bad == 0, "%s: uploaded weight differs from moa_dequant_row (%d)", moa_ggml_type_name(t), bad);
+        free(raw); free(W); free(got); free(got16);
     }
 }
 
@@ -1044,6 +1142,8 @@ int main(void) {
     RUN(backend_table);
     RUN(dequant_all_types_and_dtypes);
     RUN(embedding_rows);
+    RUN(embedding_rows_all_block_types);
+    RUN(weight_upload_all_block_types);
     RUN(weight_upload_and_matmul);
     RUN(rmsnorm_swiglu_add);
     RUN(rope_adjacent_pairs);

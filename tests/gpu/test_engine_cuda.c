@@ -646,6 +646,179 @@ TEST(smollm2_prefill_then_decode) {
     moa_model_free(m);
 }
 
+/* ---- k-quant and Q5 weights: raw blocks dequantised on the device ------------------------- */
+
+static uint64_t kq_rng = 0x853c49e6748fea9bull;
+static uint32_t rnd(void) {   /* for quant_blocks.h */
+    kq_rng ^= kq_rng >> 12; kq_rng ^= kq_rng << 25; kq_rng ^= kq_rng >> 27;
+    return (uint32_t)((kq_rng * 0x2545f4914f6cdd1dull) >> 32);
+}
+#include "quant_blocks.h"
+
+/* A qwen2 model (biases, NEOX RoPE, its own output matrix) whose matrices are raw blocks of
+ * the types of Qwen2.5 Q4_K_M files and the other block types, n_embd = n_head hd = n_ff =
+ * 256 (one super-block per row): layer 0 q Q4_K, k Q5_K, v Q6_K, o Q5_0, gate Q5_1, up Q4_K,
+ * down Q6_K; layer 1 q Q5_0, k Q5_1, v Q4_K, o Q6_K, gate Q5_K, up Q6_K, down Q4_K; token
+ * table Q6_K, output Q4_K. Matrix values of order 1/sqrt(256), embeddings and output of
+ * order 1. */
+static const moa_ggml_type kq_types[2][7] = {
+    {MOA_GGML_Q4_K, MOA_GGML_Q5_K, MOA_GGML_Q6_K, MOA_GGML_Q5_0, MOA_GGML_Q5_1, MOA_GGML_Q4_K, MOA_GGML_Q6_K},
+    {MOA_GGML_Q5_0, MOA_GGML_Q5_1, MOA_GGML_Q4_K, MOA_GGML_Q6_K, MOA_GGML_Q5_K, MOA_GGML_Q6_K, MOA_GGML_Q4_K}};
+static moa_model *kq_model(tiny_cfg *out_cfg) {
+    tiny_cfg c = cfg;
+    c.qwen2 = 1;
+    c.n_embd = 256;
+    c.n_ff = 256;
+    c.n_head = 4;
+    c.n_kv = 2;
+    *out_cfg = c;
+    tiny_weights w = tiny_make(c, 11);   /* norms and biases; the matrices are replaced */
+    const int nr = TINY_RAW_LAYER + 7 * c.n_layer, d = c.n_embd, hd = d / c.n_head;
+    tiny_raw *raw = calloc((size_t)nr, sizeof *raw);
+    for (int i = 0; i < nr; i++) {
+        int64_t n_out = c.n_vocab, n_in = d;
+        moa_ggml_type t = i == TINY_RAW_EMBD ? MOA_GGML_Q6_K : MOA_GGML_Q4_K;
+        float amp = 1.0f;
+        if (i >= TINY_RAW_LAYER) {
+            const int l = (i - TINY_RAW_LAYER) / 7, k = (i - TINY_RAW_LAYER) % 7;
+            const int64_t outs[7] = {c.n_head * hd, c.n_kv * hd, c.n_kv * hd, d, c.n_ff, c.n_ff, d};
+            const int64_t ins[7] = {d, d, d, c.n_head * hd, d, d, c.n_ff};
+            n_out = outs[k], n_in = ins[k];
+            t = kq_types[l][k];
+            amp = 1.0f / sqrtf((float)n_in);
+        }
+        uint32_t be;
+        moa_ggml_type_info(t, &be, NULL);
+        raw[i].type = (uint32_t)t;
+        raw[i].n_bytes = moa_ggml_row_bytes(t, n_in) * (size_t)n_out;
+        uint8_t *b = malloc(raw[i].n_bytes);
+        qb_fill_amp(t, b, n_in / be * n_out, 0, amp);
+        raw[i].data = b;
+    }
+    gbuf img = tiny_gguf_raw(&w, raw);
+    char path[512];
+    model_path(path, "qwen2_kquant");
+    FILE *fp = fopen(path, "wb");
+    CHECK(fp && fwrite(img.b, 1, img.n, fp) == img.n && fclose(fp) == 0);
+    free(img.b);
+    for (int i = 0; i < nr; i++) free((void *)raw[i].data);
+    free(raw);
+    tiny_free(&w);
+    return load(path);
+}
+
+/* The weights of m as the device copy c holds them (dtype c->dt) vs moa_dequant_row on the
+ * host: returns the number of matrices that differ (f32: bits; f16/bf16: rounded to nearest
+ * even), and checks the token table is held raw (byte for byte) when `raw_embd`. */
+static int kq_compare_copy(moa_cuda_ctx *cx, const moa_model *m, const moa_model_cuda *c, int raw_embd) {
+    const moa_llama_hparams *hp = &m->hp;
+    int bad = 0;
+    for (int i = 0; i <= hp->n_layer * MOA_MODEL_CUDA_LW; i++) {
+        const moa_weight *w;
+        const moa_cuda_weight *cw;
+        if (i == hp->n_layer * MOA_MODEL_CUDA_LW) w = &m->output, cw = &c->out;
+        else {
+            const moa_llama_layer *Ly = &m->layers[i / MOA_MODEL_CUDA_LW];
+            const moa_weight *ws[MOA_MODEL_CUDA_LW] = {&Ly->wq, &Ly->wk, &Ly->wv, &Ly->wo,
+                                                       &Ly->w_gate, &Ly->w_up, &Ly->w_down};
+            w = ws[i % MOA_MODEL_CUDA_LW], cw = &c->w[i];
+        }
+        const size_t n = (size_t)(w->n_out * w->n_in), rb = moa_ggml_row_bytes(w->type, w->n_in);
+        float *ref = malloc(sizeof(float) * n);
+        void *got = malloc(sizeof(float) * n);
+        for (int64_t o = 0; o < w->n_out; o++)
+            moa_dequant_row(w->type, (const uint8_t *)w->data + rb * (size_t)o, ref + o * w->n_in, w->n_in);
+        CHECK_OK(moa_cuda_download(cx, got, cw->data, n * moa_cuda_dtype_size(c->dt)));
+        int differs = 0;
+        for (size_t e = 0; e < n && !differs; e++) {
+            if (c->dt == MOA_CUDA_F32) differs = memcmp((float *)got + e, ref + e, 4) != 0;
+            else differs = ((uint16_t *)got)[e] != (c->dt == MOA_CUDA_F16 ? moa_f32_to_f16(ref[e]) : moa_f32_to_bf16(ref[e]));
+        }
+        if (differs) fprintf(stderr, "  %s matrix %d differs from moa_dequant_row\n", moa_ggml_type_name(w->type), i);
+        bad += differs;
+        free(ref);
+        free(got);
+    }
+    if (raw_embd) {
+        const size_t b = moa_ggml_row_bytes(m->tok_embd.type, hp->n_embd) * (size_t)m->tok_embd.n_out;
+        uint8_t *got = malloc(b);
+        CHECK(c->embd != NULL);
+        if (c->embd) {
+            CHECK_OK(moa_cuda_download(cx, got, c->embd, b));
+            bad += memcmp(got, m->tok_embd.data, b) != 0;
+        }
+        free(got);
+    } else {
+        CHECK(c->embd == NULL);
+    }
+    return bad;
+}
+
+/* Q4_K/Q5_K/Q6_K/Q5_0/Q5_1 weights (kq_model) on the device:
+ * - the model's device copy holds moa_dequant_row's values (f32 copy: the same bits; the
+ *   engine's f16 copy: rounded to nearest even), uploaded as raw blocks: the token table
+ *   stays raw on the device;
+ * - the host path (moa_model_cuda_force_host_dequant: what a type without a device decoder
+ *   takes, per-call host embedding included) gives the same copy, and a CUDA context on it
+ *   the same logits bit for bit;
+ * - the CUDA engine against the CPU engine (f32 activations in the CPU's quantised decode
+ *   products), logits at every position then greedy decode: TOL_F16 (the device rounds
+ *   the weights to f16 here, as for SmolLM2; observed up to 1.2e-3 on the emulator). */
+TEST(kquant_weights_on_device) {
+    tiny_cfg kc;
+    moa_model *m = kq_model(&kc);
+    if (!m) return;
+    CHECK(m->layers[0].wq.type == MOA_GGML_Q4_K && m->layers[0].wv.type == MOA_GGML_Q6_K &&
+          m->layers[1].wq.type == MOA_GGML_Q5_0 && m->layers[1].wk.type == MOA_GGML_Q5_1 &&
+          m->layers[1].w_gate.type == MOA_GGML_Q5_K && m->tok_embd.type == MOA_GGML_Q6_K && !m->tied);
+    moa_cuda_ctx *cx = NULL;
+    CHECK_OK(moa_cuda_ctx_create(0, &cx));
+    if (!cx) { moa_model_free(m); return; }
+    /* device dequantisation: f32 and f16 copies */
+    moa_model_cuda *c32 = NULL, *c16 = NULL;
+    CHECK_OK(moa_model_cuda_acquire(m, cx, 0, MOA_CUDA_F32, &c32));
+    CHECK_OK(moa_model_cuda_acquire(m, cx, 0, MOA_CUDA_F16, &c16));
+    if (c32) CHECK_EQ_INT(kq_compare_copy(cx, m, c32, 1), 0);
+    if (c16) CHECK_EQ_INT(kq_compare_copy(cx, m, c16, 1), 0);
+    /* the host path, on a second load of the file */
+    char path[512];
+    model_path(path, "qwen2_kquant");
+    moa_model *mh = load(path);
+    moa_model_cuda *h32 = NULL;
+    moa_model_cuda_force_host_dequant(1);
+    CHECK_OK(moa_model_cuda_acquire(mh, cx, 0, MOA_CUDA_F32, &h32));
+    pair ph;   /* its f16 copy is created by the context, on the host path too */
+    memset(&ph, 0, sizeof ph);
+    const int okh = pair_create(&ph, mh, NULL, 1, MOA_POS_ABSOLUTE, N_CTX, 0);
+    moa_model_cuda_force_host_dequant(0);
+    if (h32) CHECK_EQ_INT(kq_compare_copy(cx, mh, h32, 0), 0);
+    moa_model_cuda_release(m, c32);
+    moa_model_cuda_release(m, c16);
+    moa_model_cuda_release(mh, h32);
+    moa_cuda_ctx_free(cx);
+    /* the engines */
+    moa_matmul_q_set_act(MOA_MATMUL_ACT_F32);
+    pair p;
+    if (pair_create(&p, m, NULL, 1, MOA_POS_ABSOLUTE, N_CTX, 0)) {
+        prompt_then_decode(&p, STEPS, "k-quant qwen2");
+        if (okh) {   /* host-dequantised copy and host embeddings: the same logits */
+            const size_t nl = (size_t)PROMPT * m->hp.n_vocab;
+            float *a = malloc(sizeof(float) * nl), *b = malloc(sizeof(float) * nl);
+            moa_ctx_reset(p.gpu);
+            CHECK_OK(moa_ctx_eval(p.gpu, prompt, PROMPT, MOA_LOGITS_ALL, a));
+            CHECK_OK(moa_ctx_eval(ph.gpu, prompt, PROMPT, MOA_LOGITS_ALL, b));
+            CHECK_MSG(memcmp(a, b, sizeof(float) * nl) == 0, "host-path logits differ from the device path's");
+            free(a);
+            free(b);
+        }
+    }
+    moa_matmul_q_set_act(MOA_MATMUL_ACT_AUTO);
+    pair_free(&p);
+    pair_free(&ph);
+    moa_model_free(mh);
+    moa_model_free(m);
+}
+
 /* argv[1] == "--model": only the SmolLM2 case (label model; skips without MOA_MODEL). */
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "--model")) {
@@ -697,6 +870,7 @@ int main(int argc, char **argv) {
     RUN(qwen2_loss_vs_reference);
     RUN(qwen2_vs_cpu);
     RUN(qwen2_q8_0_key_smoothing);
+    RUN(kquant_weights_on_device);
     fprintf(stderr, "worst logit error / largest |logit|: f16 %.3g (bound %g), bf16 %.3g (bound %g)\n",
             worst_f16, TOL_F16, worst_bf16, TOL_BF16);
     moa_model_free(M16);
