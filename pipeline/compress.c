@@ -5,7 +5,6 @@
 #include "llama.h"
 #include "model-io.h"
 #include "optimizer.h"
-#include "plan-internal.h"   /* the plan's budgets and provenance, to tell whether it is current */
 #include "profile-file.h"
 #include "run.h"
 #include "tokenizer.h"
@@ -234,15 +233,17 @@ static char *plan_inputs_text(const moa_compress_params *p, const int *lengths, 
 static int plan_current(const moa_plan *plan, const moa_compress_params *p, const int *lengths, int n_len,
                         int64_t ext, int64_t validation, const char *profile_path) {
     char sha[65];
-    if (plan->sink != p->sink || plan->block != p->block || plan->validation != validation ||
-        moa_sha256_file(profile_path, sha) < 0 || strcmp(sha, plan->profile_sha256) != 0)
+    if (moa_plan_sink(plan) != p->sink || moa_plan_block(plan) != p->block ||
+        moa_plan_validation_length(plan) != validation || moa_sha256_file(profile_path, sha) < 0 ||
+        strcmp(sha, moa_plan_profile_sha256(plan)) != 0)
         return 0;
     int n_want = n_len + (ext > 0);
-    if (plan->n_constrained != n_want) return 0;
-    for (int i = 0; i < plan->n_constrained; i++) {
-        int found = plan->constrained[i] == ext;
-        for (int k = 0; k < n_len; k++) found |= plan->constrained[i] == lengths[k];
-        if (!found || fabs(plan->budget[i] - p->density) > 1e-12) return 0;
+    if (moa_plan_n_constrained(plan) != n_want) return 0;
+    for (int i = 0; i < n_want; i++) {
+        int64_t c = moa_plan_constrained_length(plan, i);
+        int found = c == ext;
+        for (int k = 0; k < n_len; k++) found |= c == lengths[k];
+        if (!found || fabs(moa_plan_budget(plan, i) - p->density) > 1e-12) return 0;
     }
     return 1;
 }

@@ -54,6 +54,15 @@ int moa_plan_n_predicted(const moa_plan *p) { return p->n_pred; }
 int64_t moa_plan_predicted_length(const moa_plan *p, int i) { MOA_ASSERT(i >= 0 && i < p->n_pred); return p->pred[i].length; }
 double moa_plan_predicted_loss(const moa_plan *p, int i) { MOA_ASSERT(i >= 0 && i < p->n_pred); return p->pred[i].has_loss ? p->pred[i].loss : NAN; }
 double moa_plan_predicted_density(const moa_plan *p, int i) { MOA_ASSERT(i >= 0 && i < p->n_pred); return p->pred[i].density; }
+int moa_plan_n_constrained(const moa_plan *p) { return p->n_constrained; }
+int64_t moa_plan_constrained_length(const moa_plan *p, int i) {
+    MOA_ASSERT(i >= 0 && i < p->n_constrained);
+    return p->constrained[i];
+}
+double moa_plan_budget(const moa_plan *p, int i) { MOA_ASSERT(i >= 0 && i < p->n_constrained); return p->budget[i]; }
+int64_t moa_plan_validation_length(const moa_plan *p) { return p->validation; }
+const char *moa_plan_profile_sha256(const moa_plan *p) { return p->profile_sha256; }
+const char *moa_plan_calib_sha256(const moa_plan *p) { return p->calib_sha256; }
 const char *moa_plan_solver_status(const moa_plan *p) { return p->solver_status; }
 double moa_plan_solver_gap(const moa_plan *p) { return p->solver_gap; }
 

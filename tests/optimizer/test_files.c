@@ -57,6 +57,12 @@ TEST(plan_load_accessors) {
     CHECK_EQ_INT(moa_plan_unit_window(p, 1, 1, 4096), 0);
     /* density at 4096: (2112 + 4096 + 1088 + 0) / 4096 / 4 */
     CHECK_NEAR(moa_plan_density(p, 4096), (2112.0 + 4096 + 1088 + 0) / 4096 / 4, 1e-12);
+    CHECK_EQ_INT(moa_plan_n_constrained(p), 1);
+    CHECK_EQ_INT(moa_plan_constrained_length(p, 0), 4096);
+    CHECK(moa_plan_budget(p, 0) == 0.5);
+    CHECK_EQ_INT(moa_plan_validation_length(p), 0);
+    CHECK_STR(moa_plan_profile_sha256(p), "");
+    CHECK_STR(moa_plan_calib_sha256(p), "");
     CHECK_OK(moa_plan_check(p, 2, 4, 2, 64));
     CHECK(moa_plan_check(p, 2, 4, 4, 64) == MOA_ERR_MISMATCH);
     CHECK(strstr(moa_last_error(), "n_head_kv: plan has 2, model has 4") != NULL);

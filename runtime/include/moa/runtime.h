@@ -89,6 +89,16 @@ int moa_plan_n_predicted(const moa_plan *plan);
 int64_t moa_plan_predicted_length(const moa_plan *plan, int i);
 double moa_plan_predicted_loss(const moa_plan *plan, int i);
 double moa_plan_predicted_density(const moa_plan *plan, int i);
+/* The lengths the optimizer was given: constrained lengths (i in [0, n)) with their density
+ * budgets, and the validation length that selected the plan (0: none). */
+int moa_plan_n_constrained(const moa_plan *plan);
+int64_t moa_plan_constrained_length(const moa_plan *plan, int i);
+double moa_plan_budget(const moa_plan *plan, int i);
+int64_t moa_plan_validation_length(const moa_plan *plan);
+/* Provenance: the sha256 (hex) of the profile and calibration set the plan was optimised
+ * from ("" if unknown). */
+const char *moa_plan_profile_sha256(const moa_plan *plan);
+const char *moa_plan_calib_sha256(const moa_plan *plan);
 /* Provenance: solver status ("optimal" | "feasible" = time/gap limit, unproven | "none") and
  * the relative MIP gap at termination. */
 const char *moa_plan_solver_status(const moa_plan *plan);
