@@ -116,13 +116,10 @@ int moa_cmd_optimize(int argc, char **argv) {
         if (alphas) na = moa_parse_double_list(alphas, a, 256);
         if (betas) nb = moa_parse_double_list(betas, b, 256);
         if ((alphas && na <= 0) || (betas && nb <= 0)) { fprintf(stderr, "moa optimize: bad --alphas/--betas list\n"); return 2; }
-        if (!alphas) { na = 11; for (int k = 0; k < na; k++) a[k] = 1024.0 * (k - 2); }
-        if (!betas) { nb = 9; for (int k = 0; k < nb; k++) b[k] = k / 8.0; }
-        int n = 0;
-        for (int x = 0; x < na; x++)
-            for (int y = 0; y < nb && n < MOA_OPT_MAX_RULES; y++) rules[n++] = (moa_rule){a[x], b[y]};
+        if (!alphas) na = moa_rules_alphas(8192, 1, 0, a);   /* the reference's {-2..8} x 1024 */
+        if (!betas) { nb = MOA_RULES_N_BETAS; moa_rules_betas(b); }
         par.rules = rules;
-        par.n_rules = n;
+        par.n_rules = moa_rules_cross(a, na, b, nb, rules, MOA_OPT_MAX_RULES);
     }
     moa_h5_init();
     moa_opt_init();

@@ -41,6 +41,17 @@ int moa_rules_default(int64_t n_min_profiled, int64_t n_max_profiled, int64_t n_
 /* Keep rules with alpha + beta*n_min > 0, alpha + beta*n_max_profiled <= n_max_profiled and
  * alpha + beta*n_max <= n_max (the reference's filter). In place; returns the new count. */
 int moa_rules_filter(moa_rule *rules, int n, int64_t n_min, int64_t n_max_profiled, int64_t n_max);
+/* The one definition of the candidate values. Alphas: {-2, ..., 8} x step, step = 1024 *
+ * step_len / 8192 rounded to `block` (at least one block); with short_windows, then 1, 2 and
+ * 4 blocks where not already present (windows the reference's step never offers below 2k
+ * objectives; moa compress uses them). Writes at most MOA_RULES_MAX_ALPHAS values, returns
+ * the count. Betas: {0, 1/8, ..., 1}, MOA_RULES_N_BETAS values. */
+#define MOA_RULES_MAX_ALPHAS 14
+#define MOA_RULES_N_BETAS 9
+int moa_rules_alphas(int64_t step_len, int64_t block, int short_windows, double *alphas);
+void moa_rules_betas(double *betas);
+/* Cartesian product of alphas x betas (alpha-major), unfiltered; returns the count (<= cap). */
+int moa_rules_cross(const double *alphas, int n_alpha, const double *betas, int n_beta, moa_rule *out, int cap);
 /* Cartesian product of alphas x betas, then filtered. */
 int moa_rules_grid(const double *alphas, int n_alpha, const double *betas, int n_beta,
                    int64_t n_min, int64_t n_max_profiled, int64_t n_max, moa_rule *out, int cap);

@@ -311,17 +311,12 @@ static moa_status optimise(const moa_compress_params *p, const int *lengths, int
      * heads that must see everything (docs/results.md). The optimiser filters the grid. */
     int64_t obj_max = 0;
     for (int i = 0; i < op.n_objective; i++) obj_max = op.objective[i] > obj_max ? op.objective[i] : obj_max;
-    double step = round(1024.0 * (double)obj_max / 8192.0 / block) * block;
-    if (step < block) step = block;
-    moa_rule rules[20 * 9];
-    int n_rules = 0;
-    for (int i = -2; i <= 8 + 3; i++) {
-        double a = i <= 8 ? i * step : (double)block * (1 << (i - 9));   /* then 1, 2, 4 blocks */
-        int dup = 0;
-        for (int r = 0; r < n_rules; r++) dup |= rules[r].alpha == a;
-        if (dup) continue;
-        for (int j = 0; j <= 8; j++) rules[n_rules++] = (moa_rule){a, j / 8.0};
-    }
+    double alphas[MOA_RULES_MAX_ALPHAS], betas[MOA_RULES_N_BETAS];
+    int n_alpha = moa_rules_alphas(obj_max, block, 1, alphas);
+    moa_rules_betas(betas);
+    moa_rule rules[MOA_RULES_MAX_ALPHAS * MOA_RULES_N_BETAS];
+    int n_rules = moa_rules_cross(alphas, n_alpha, betas, MOA_RULES_N_BETAS, rules,
+                                  MOA_RULES_MAX_ALPHAS * MOA_RULES_N_BETAS);
     op.rules = rules;
     op.n_rules = n_rules;
     op.density = p->density;

@@ -41,6 +41,27 @@ TEST(rule_space_defaults) {
     for (int i = 0; i < n; i++) CHECK(r[i].alpha + r[i].beta * 2048 > 0);
 }
 
+/* compress's grid: step 1024 * 512 / 8192 = 64 at block 16, then the short windows 16 and 32
+ * (64 is already there), alpha-major with the 9 betas */
+TEST(rule_space_compress_grid) {
+    double a[MOA_RULES_MAX_ALPHAS], b[MOA_RULES_N_BETAS];
+    int na = moa_rules_alphas(512, 16, 1, a);
+    CHECK_EQ_INT(na, 13);
+    for (int i = 0; i < 11; i++) CHECK(a[i] == 64.0 * (i - 2));
+    CHECK(a[11] == 16 && a[12] == 32);
+    CHECK_EQ_INT(moa_rules_alphas(512, 16, 0, a), 11);
+    CHECK_EQ_INT(moa_rules_alphas(100, 64, 0, a), 11);   /* step below one block: one block */
+    CHECK(a[3] == 64);
+    moa_rules_betas(b);
+    CHECK(b[0] == 0 && b[4] == 0.5 && b[8] == 1);
+    moa_rule r[MOA_RULES_MAX_ALPHAS * MOA_RULES_N_BETAS];
+    na = moa_rules_alphas(512, 16, 1, a);
+    int n = moa_rules_cross(a, na, b, MOA_RULES_N_BETAS, r, 200);
+    CHECK_EQ_INT(n, 13 * 9);
+    CHECK(r[9].alpha == -64 && r[9].beta == 0 && r[10].beta == 0.125);
+    CHECK_EQ_INT(moa_rules_cross(a, na, b, MOA_RULES_N_BETAS, r, 20), 20);   /* capped */
+}
+
 /* ---- random instances and brute force -------------------------------------------------- */
 static uint64_t rs = 12345;
 static int rnd(int n) {
@@ -317,6 +338,7 @@ int main(void) {
     moa_opt_init();
     RUN(span_definition);
     RUN(rule_space_defaults);
+    RUN(rule_space_compress_grid);
     RUN(milp_equals_brute_force_kv_head);
     RUN(milp_equals_brute_force_lower_bound);
     RUN(milp_equals_brute_force_rule_cap);
