@@ -635,8 +635,9 @@ __global__ void __launch_bounds__(128) k_decode(
     const int *row_seq, const int64_t *row_pos, const int64_t *qwin, int hd, int G, int n_head,
     const float *q, float *o, float *part, int parts, float scale, int rope_dim,
     const double *inv_freq, int neox) {
-    __shared__ float red_o[4][MOA_CU_HD_MAX];
-    __shared__ float red_m[4], red_l[4];
+    MOA_CU_SHARED(float, red_o, [4][MOA_CU_HD_MAX]);
+    MOA_CU_SHARED(float, red_m, [4]);
+    MOA_CU_SHARED(float, red_l, [4]);
     const int h = blockIdx.x, i = blockIdx.y, pi = blockIdx.z, u = h / G;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const moa_cu_unit U = units[u];

@@ -233,7 +233,7 @@ moa_status moa_cuda_gemm_nt_batched(moa_cuda_ctx *c, moa_cuda_dtype dt, int m, i
 /* One block per row: ss = sum x^2 (per-thread float partials, combined in double),
  * r = 1 / sqrt(ss / d + eps), y = x r w. */
 __global__ void k_rmsnorm(const float *x, const float *w, float *y, int64_t d, float eps) {
-    __shared__ double part[32];
+    MOA_CU_SHARED(double, part, [32]);
     const float *xr = x + (int64_t)blockIdx.x * d;
     float *yr = y + (int64_t)blockIdx.x * d;
     double ss = 0;

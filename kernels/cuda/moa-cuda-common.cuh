@@ -28,6 +28,18 @@
 #define MOA_CU_MUL(a, b) __fmul_rn((a), (b))
 #define MOA_CU_ADD(a, b) __fadd_rn((a), (b))
 #define MOA_CU_SUB(a, b) __fsub_rn((a), (b))
+#elif defined(MOA_CUDA_EMU)
+/* The CPU emulator (tests/gpu/emu) emulates the intrinsics instead of writing a*b: each
+ * operation's f32 result passes through a volatile, so the host compiler can neither contract
+ * it into an FMA with a neighbouring add nor keep it in wider precision - what __fmul_rn
+ * promises on the device. */
+static inline float moa_cu_emu_rn(float x) {
+    volatile float r = x;
+    return r;
+}
+#define MOA_CU_MUL(a, b) moa_cu_emu_rn((float)(a) * (float)(b))
+#define MOA_CU_ADD(a, b) moa_cu_emu_rn((float)(a) + (float)(b))
+#define MOA_CU_SUB(a, b) moa_cu_emu_rn((float)(a) - (float)(b))
 #else
 #define MOA_CU_MUL(a, b) ((a) * (b))
 #define MOA_CU_ADD(a, b) ((a) + (b))

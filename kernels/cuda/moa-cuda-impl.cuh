@@ -13,6 +13,16 @@
 
 #include "moa-cuda.h"
 #include "moa-cuda-common.cuh"
+
+/* A static shared-memory array of a kernel: MOA_CU_SHARED(float, red, [4][64]). On the device,
+ * __shared__ (fresh, undefined contents in every block); in the emulator, a static array
+ * filled with NaN bytes when each block starts, so a read before a write shows up there as
+ * it would on a GPU (a plain C static would keep the previous block's values). */
+#if defined(MOA_CUDA_EMU)
+#define MOA_CU_SHARED(type, name, dims) static type name dims; emu_shared_block((void *)(name), sizeof(name))
+#else
+#define MOA_CU_SHARED(type, name, dims) __shared__ type name dims
+#endif
 extern "C" {
 #include "moa-common.h"
 }

@@ -45,7 +45,7 @@ __device__ float block_max(float v, float *part) {
  *   dx += r w dy - x r^3 mean(x w dy)   (sums in double, as the CPU). */
 __global__ void k_rmsnorm_bwd(const float *x, const float *w, const float *dy, float *dx,
                               int64_t d, float eps) {
-    __shared__ double part[32];
+    MOA_CU_SHARED(double, part, [32]);
     const int64_t off = (int64_t)blockIdx.x * d;
     const float *xr = x + off, *dyr = dy + off;
     float *dxr = dx + off;
@@ -111,8 +111,8 @@ moa_status moa_cuda_swiglu_bwd(moa_cuda_ctx *c, float *g, float *u, const float 
  * loss[r] = lse - z[target]; then the row becomes (softmax - onehot(target)) / n_total. */
 __global__ void k_xent(float *logits, const int32_t *targets, int64_t V, int64_t n_total,
                        double *loss) {
-    __shared__ double part[32];
-    __shared__ float fpart[32];
+    MOA_CU_SHARED(double, part, [32]);
+    MOA_CU_SHARED(float, fpart, [32]);
     float *row = logits + (int64_t)blockIdx.x * V;
     const int32_t target = targets[blockIdx.x];
     float mx = -INFINITY;

@@ -2,6 +2,8 @@
  * cooperatively scheduled fibers, barriers that abort on deadlock (a barrier some threads of
  * the block or warp never reach), host memory as device memory, loop GEMMs for cuBLAS. */
 #include "cuda-emu.h"
+
+#include <unordered_map>
 #include "moa-cuda-common.cuh"   /* f16 / bf16 conversion for the GEMM inputs */
 
 #include <stdio.h>
@@ -162,6 +164,16 @@ unsigned __ballot_sync(unsigned, int pred) {
     return m;
 }
 
+static uint64_t g_block_epoch;   /* one per emulated block */
+static std::unordered_map<void *, uint64_t> g_shared_epoch;
+
+void emu_shared_block(void *p, size_t n) {
+    uint64_t &e = g_shared_epoch[p];
+    if (e == g_block_epoch) return;   /* an earlier thread of this block poisoned it */
+    memset(p, 0xff, n);
+    e = g_block_epoch;
+}
+
 void emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body) {
     const int nt = (int)(block.x * block.y * block.z);
     if (nt <= 0 || nt > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 ||
@@ -184,6 +196,7 @@ void emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> 
             for (unsigned bx = 0; bx < grid.x; bx++) {
                 emu_block_idx = dim3(bx, by, bz);
                 memset(dyn.data(), 0xff, dyn.size());   /* NaN floats: uninitialised reads show */
+                g_block_epoch++;                        /* static shared arrays: emu_shared_block */
                 g_block = Barrier();
                 g_block.alive = nt;
                 for (int w = 0; w < nw; w++) {
@@ -229,10 +242,18 @@ cudaError_t cudaSetDevice(int) { return cudaSuccess; }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int) {
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "CUDA emulator on the CPU");
-    p->major = 8;
-    p->minor = 0;
-    p->multiProcessorCount = 108;
-    p->sharedMemPerBlockOptin = 163 * 1024;
+    const char *arch = getenv("MOA_CUDA_EMU_ARCH");
+    if (arch && !strcmp(arch, "sm_90")) {   /* H100 / H200 */
+        p->major = 9;
+        p->minor = 0;
+        p->multiProcessorCount = 132;
+        p->sharedMemPerBlockOptin = 227 * 1024;
+    } else {                                /* A100 (sm_80), the default */
+        p->major = 8;
+        p->minor = 0;
+        p->multiProcessorCount = 108;
+        p->sharedMemPerBlockOptin = 163 * 1024;
+    }
     p->totalGlobalMem = (size_t)8 << 30;
     return cudaSuccess;
 }

@@ -4,8 +4,10 @@
  * headers). A launch runs its blocks one after another; the threads of a block are fibers
  * (ucontext) scheduled cooperatively, so __syncthreads and the warp collectives
  * (__shfl_sync, __shfl_xor_sync, __ballot_sync) are real barriers over the block's or the
- * warp's live threads. Dynamic shared memory is filled with NaN bytes before each block so
- * reads of unwritten shared memory show up. Device memory is host memory; streams are
+ * warp's live threads. Dynamic shared memory and the kernels' static shared arrays
+ * (MOA_CU_SHARED) are filled with NaN bytes before each block so reads of unwritten shared
+ * memory show up. The device's properties are an A100's (sm_80) or, with MOA_CUDA_EMU_ARCH=sm_90
+ * in the environment, an H100's (sm_90: 227 KiB of opt-in shared memory per block, 132 SMs). Device memory is host memory; streams are
  * synchronous; cuBLAS GEMMs are plain loops. Only what kernels/cuda uses is provided.
  *
  * What it checks: indexing, masking, barriers, warp-collective use and the numerics of the
@@ -25,7 +27,8 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
-#define __shared__ static
+/* no __shared__: kernels declare static shared arrays with MOA_CU_SHARED (moa-cuda-impl.cuh),
+ * which poisons them per block here; a bare __shared__ does not compile in the emulator */
 #define __launch_bounds__(...)
 
 struct dim3 {
@@ -61,6 +64,10 @@ template <class T> static inline T __shfl_xor_sync(unsigned m, T v, int o) {
 }
 /* blocks run one at a time and fibers switch only at barriers: plain adds are atomic */
 template <class T> static inline T atomicAdd(T *p, T v) { T o = *p; *p = o + v; return o; }
+
+/* A kernel's static shared array (MOA_CU_SHARED): filled with NaN bytes (0xff) by the first
+ * thread of each block that reaches its declaration, before any thread of the block writes it. */
+void emu_shared_block(void *p, size_t n);
 
 /* Run grid x block fibers of `body` (the kernel call). */
 void emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body);
