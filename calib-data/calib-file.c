@@ -3,6 +3,7 @@
  * token ids and strings stored flat with [n+1] offset arrays. Datasets are written without
  * HDF5 modification times, so the same samples give a byte-identical file. */
 #include "calib-internal.h"
+#include "h5guard.h"
 #include "h5util.h"
 
 #include <stdlib.h>
@@ -338,7 +339,7 @@ moa_status moa_calib_check_vocab(const moa_calib_file *f, int64_t n_vocab) {
     return MOA_OK;
 }
 
-moa_status moa_calib_read(const char *path, moa_calib_file **out) {
+moa_status moa_calib_read_unguarded(const char *path, moa_calib_file **out) {
     if (!path || !out) return moa_err(MOA_ERR_INVALID_ARG, "moa_calib_read: NULL argument");
     *out = NULL;
     moa_h5_init();
@@ -356,6 +357,24 @@ moa_status moa_calib_read(const char *path, moa_calib_file **out) {
     }
     *out = f;
     return MOA_OK;
+}
+
+/* The guard's reader (h5guard.h): the whole read, in the child. */
+static moa_status check_calib(const char *path, void *data) {
+    (void)data;
+    moa_calib_file *f = NULL;
+    moa_status st = moa_calib_read_unguarded(path, &f);
+    moa_calib_file_free(f);
+    return st;
+}
+
+moa_status moa_calib_read(const char *path, moa_calib_file **out) {
+    if (!path || !out) return moa_err(MOA_ERR_INVALID_ARG, "moa_calib_read: NULL argument");
+    *out = NULL;
+    moa_h5_init();
+    if (!moa_file_exists(path)) return moa_err(MOA_ERR_IO, "calib file '%s' does not exist", path);
+    MOA_TRY(moa_h5_guard(path, check_calib, NULL, NULL));
+    return moa_calib_read_unguarded(path, out);
 }
 
 /* ---- dump --------------------------------------------------------------------------------- */

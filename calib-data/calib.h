@@ -215,8 +215,13 @@ typedef struct {
 
 /* Atomic write (temp file + rename). */
 moa_status moa_calib_write(const char *path, const moa_calib_file *f);
-/* Read and validate everything (format, version, dataset shapes, spans, strings). */
+/* Read and validate everything (format, version, dataset shapes, spans, strings). The file
+ * is first read in a child process (h5guard.h): a file that crashes or hangs libhdf5 fails
+ * with MOA_ERR_FORMAT ("malformed HDF5 file: ...") instead of taking the caller down. */
 moa_status moa_calib_read(const char *path, moa_calib_file **out);
+/* The same read without the guard, in this process: for files already checked (the guard's
+ * child, the fuzzer after the guard). A hostile file can crash libhdf5 here. */
+moa_status moa_calib_read_unguarded(const char *path, moa_calib_file **out);
 /* The file meets a model: every token id (prompt and response, the last response token
  * included, which no forward pass reads) must be in [0, n_vocab). MOA_ERR_FORMAT naming the
  * sample, the position and its role otherwise. Profiler and evaluator call it before any work. */

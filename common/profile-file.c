@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "h5guard.h"
 #include "h5util.h"
 #include "moa-common.h"
 
@@ -444,7 +445,7 @@ static moa_status load_file(hid_t f, moa_profile *p) {
     return moa_profile_validate(p);
 }
 
-moa_status moa_profile_load(const char *path, moa_profile **out) {
+moa_status moa_profile_load_unguarded(const char *path, moa_profile **out) {
     *out = NULL;
     moa_h5_init();   /* errors are reported through moa_last_error(), not HDF5's stack dumps */
     if (!moa_file_exists(path)) return moa_err(MOA_ERR_IO, "%s: no such file", path);
@@ -461,4 +462,21 @@ moa_status moa_profile_load(const char *path, moa_profile **out) {
     }
     *out = p;
     return MOA_OK;
+}
+
+/* The guard's reader (h5guard.h): the whole load, in the child. */
+static moa_status check_profile(const char *path, void *data) {
+    (void)data;
+    moa_profile *p = NULL;
+    moa_status st = moa_profile_load_unguarded(path, &p);
+    moa_profile_free(p);
+    return st;
+}
+
+moa_status moa_profile_load(const char *path, moa_profile **out) {
+    *out = NULL;
+    moa_h5_init();
+    if (!moa_file_exists(path)) return moa_err(MOA_ERR_IO, "%s: no such file", path);
+    MOA_TRY(moa_h5_guard(path, check_profile, NULL, NULL));
+    return moa_profile_load_unguarded(path, out);
 }

@@ -75,8 +75,13 @@ moa_status moa_profile_merge(moa_profile *dst, const moa_profile *src);
  * values, abs influence >= 0. */
 moa_status moa_profile_validate(const moa_profile *p);
 
-/* Read + validate. Errors start with the path and name the attribute/group/dataset. */
+/* Read + validate. Errors start with the path and name the attribute/group/dataset. The
+ * file is first read in a child process (h5guard.h): a file that crashes or hangs libhdf5
+ * fails with MOA_ERR_FORMAT ("malformed HDF5 file: ...") instead of taking the caller down. */
 moa_status moa_profile_load(const char *path, moa_profile **out);
+/* The same read without the guard, in this process: for files already checked (the guard's
+ * child, the fuzzer after the guard). A hostile file can crash libhdf5 here. */
+moa_status moa_profile_load_unguarded(const char *path, moa_profile **out);
 /* Validate + write atomically (temp file + rename). */
 moa_status moa_profile_save(const moa_profile *p, const char *path);
 

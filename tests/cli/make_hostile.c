@@ -2,7 +2,9 @@
  * of every kind the CLI reads (gguf, plan, profile, calib, evallog), each broken in one way,
  * each of which the relevant command must refuse (test_cli: exit 1, a message naming the file,
  * no file left behind). Valid files come from the libraries' own writers and are then broken
- * (bytes cut, an HDF5 attribute or dataset replaced, a JSON field changed).
+ * (bytes cut, an HDF5 attribute or dataset replaced, one byte of an HDF5 header changed, a
+ * JSON field changed). profile/crash-*.h5 and calib/crash-*.h5 crash libhdf5 itself (see
+ * attr_type_size): the HDF5 guard (common/h5guard.h) must turn them into a clean failure.
  * evallog: *.jsonl are whole logs (bad headers); *.rows are sample rows that test_cli appends
  * to the header of a log the model has just written (the header records the model).
  * Usage: make_hostile CORPUS_DIR   (regenerate with: build/tests/cli/make_hostile tests/cli/hostile) */
@@ -10,6 +12,7 @@
 #include "h5util.h"
 #include "moa-common.h"
 #include "profile-file.h"
+#include "tiny-calib.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -168,6 +171,28 @@ static void truncate_half(const char *from, const char *kind, const char *name) 
     if (d) put(kind, name, d, n / 2);
     free(d);
 }
+/* A copy of `from` whose attribute `attr` (a message of the root group's object header:
+ * version 1, reserved, name size, datatype size, dataspace size, then the name) has the high
+ * byte of its datatype size set to 0xff: the type claims 65288 bytes inside a header of a few
+ * dozen. HDF5 1.10.8 (Debian 12) then reads past its buffer: `moa` without the guard
+ * (MOA_H5_GUARD=0) dies of SIGSEGV on each of these files; with it, the guard's child does and
+ * the command fails with "malformed HDF5 file: the HDF5 library crashed reading it". Found by
+ * setting every byte of the good files to other values under the guard (docs/fuzzing.md). */
+static void attr_type_size(const char *from, const char *kind, const char *name, const char *attr) {
+    char *d = NULL;
+    size_t n = 0, len = strlen(attr) + 1;
+    TRY(moa_read_file(from, &d, &n));
+    for (size_t i = 8; d && i + len <= n; i++)
+        if (!memcmp(d + i, attr, len) && d[i - 8] == 1 && (unsigned char)d[i - 6] == len && d[i - 5] == 0) {
+            d[i - 3] = (char)0xff;
+            put(kind, name, d, n);
+            free(d);
+            return;
+        }
+    fprintf(stderr, "%s: no attribute message of '%s'\n", from, attr);
+    failed = 1;
+    free(d);
+}
 static void copy(const char *from, const char *kind, const char *name) {
     char *d = NULL;
     size_t n = 0;
@@ -216,25 +241,22 @@ static void profiles(void) {
     h5_replace(at("profile", "bins-shape.h5"), "bucket_128", "influence_abs", H5T_NATIVE_DOUBLE, 3, d2, z);
     copy(good, "profile", "samples-negative.h5");
     h5_set_i64(at("profile", "samples-negative.h5"), "bucket_128", "n_samples", -3);
+    attr_type_size(good, "profile", "crash-attr-format.h5", "format");
+    attr_type_size(good, "profile", "crash-attr-version.h5", "version");
+    attr_type_size(good, "profile", "crash-attr-n-layer.h5", "n_layer");
+    attr_type_size(good, "profile", "crash-attr-block.h5", "block");
     remove(good);
 }
 
-/* calib: one 40-token sample (prompt 30, response 30..38) */
+/* calib: the tiny calibration file (tests/tiny-calib.h: one 40-token sample, prompt 30,
+ * response 30..38) */
 static void calibs(void) {
     char good[1024];
     snprintf(good, sizeof good, "%s", at("calib", "good.h5.tmp"));
-    moa_calib_file f;
-    memset(&f, 0, sizeof f);
-    moa_calib_sample cs;
-    memset(&cs, 0, sizeof cs);
-    int32_t tok[40];
-    for (int i = 0; i < 40; i++) tok[i] = 100 + 7 * i;
-    cs.tokens = tok; cs.n_tokens = 40; cs.prompt_len = 30; cs.response_start = 30; cs.response_end = 38;
-    cs.bucket = 64; cs.task = (char *)"lines"; cs.seed = 5; cs.expected = (char *)"12345";
-    cs.params = (char *)"{}"; cs.dense_correct = 1; cs.dense_score = 1;
-    f.model_sha256 = (char *)""; f.tokenizer = (char *)"smollm"; f.chat_template = (char *)"";
-    f.tool_version = (char *)"hostile"; f.build_params = (char *)"{}"; f.n_samples = 1; f.samples = &cs;
-    TRY(moa_calib_write(good, &f));
+    tiny_calib c;
+    tiny_calib_init(&c);
+    c.f.tool_version = (char *)"hostile";
+    TRY(moa_calib_write(good, &c.f));
     put_text("calib", "text.h5", "not an HDF5 file\n");
     truncate_half(good, "calib", "truncated.h5");
     copy(good, "calib", "version-99.h5");
@@ -261,6 +283,9 @@ static void calibs(void) {
     hsize_t dt = 40;
     copy(good, "calib", "negative-token.h5");
     h5_replace(at("calib", "negative-token.h5"), NULL, "tokens", H5T_NATIVE_INT32, 1, &dt, neg);
+    attr_type_size(good, "calib", "crash-attr-format.h5", "format");
+    attr_type_size(good, "calib", "crash-attr-tokenizer.h5", "tokenizer");
+    attr_type_size(good, "calib", "crash-attr-n-samples.h5", "n_samples");
     remove(good);
 }
 

@@ -25,12 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     moa_longeval_params p = fuzz_evallog_params(words, fuzz_tmp_path());
     p.resume = 1;
     p.collect_only = 1;
-    moa_eval_model m;
-    memset(&m, 0, sizeof m);
-    m.tok.count_tokens = never_count;
-    m.tok.encode_prompt = never_encode;
-    m.tok.detokenize = never_detok;
-    m.respond = never_respond;
+    moa_eval_model m = fuzz_evallog_model(never_count, never_encode, never_detok, never_respond);
     moa_longeval_results *r = NULL;
     if (moa_longeval_run(&p, &m, NULL, NULL, &r) >= 0) {
         if (r->n_rows > 20) abort();   /* at most one row per grid cell */

@@ -1,6 +1,6 @@
 /* make_seeds.c - writes the fuzzers' seed corpora (small valid files of each kind) into
  * tests/fuzz/corpus/<kind>/: one profile (1 layer, 2 heads, one 128-token bucket, with
- * calibration and shard provenance), one calibration file (one 40-token sample), one LongEval
+ * calibration and shard provenance), one calibration file (tests/tiny-calib.h), one LongEval
  * results file (two rows), two plans and two LongEval results logs (the run of fuzz_evallog.h
  * with a fake model: all 20 rows; 3 rows and a torn fourth), their per-row "seconds" set to
  * 0.25 so the seeds do not change from run to run. Usage: make_seeds CORPUS_DIR
@@ -10,6 +10,7 @@
 #include "fuzz_evallog.h"
 #include "moa-common.h"
 #include "profile-file.h"
+#include "tiny-calib.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,18 +102,13 @@ int main(int argc, char **argv) {
     TRY(moa_profile_save(p, at(d, "profile/tiny.h5")));
     moa_profile_free(p);
     /* calibration file */
-    moa_calib_file f;
-    memset(&f, 0, sizeof f);
-    moa_calib_sample cs;
-    memset(&cs, 0, sizeof cs);
-    int32_t tok[40];
-    for (int i = 0; i < 40; i++) tok[i] = 100 + 7 * i;
-    cs.tokens = tok; cs.n_tokens = 40; cs.prompt_len = 30; cs.response_start = 30; cs.response_end = 38;
-    cs.bucket = 64; cs.task = (char *)"lines"; cs.seed = 5; cs.expected = (char *)"12345";
-    cs.params = (char *)"{\"n_lines\":3}"; cs.dense_correct = 1; cs.dense_score = 1;
-    f.model_sha256 = (char *)""; f.tokenizer = (char *)"smollm"; f.chat_template = (char *)"{{x}}";
-    f.tool_version = (char *)"seed"; f.build_params = (char *)"{\"seed\":1}"; f.n_samples = 1; f.samples = &cs;
-    TRY(moa_calib_write(at(d, "calib/tiny.h5"), &f));
+    tiny_calib c;
+    tiny_calib_init(&c);
+    c.s.params = (char *)"{\"n_lines\":3}";
+    c.f.chat_template = (char *)"{{x}}";
+    c.f.tool_version = (char *)"seed";
+    c.f.build_params = (char *)"{\"seed\":1}";
+    TRY(moa_calib_write(at(d, "calib/tiny.h5"), &c.f));
     /* LongEval results */
     moa_longeval_row rows[2];
     memset(rows, 0, sizeof rows);
@@ -162,12 +158,7 @@ int main(int argc, char **argv) {
     char log[1024];
     snprintf(log, sizeof log, "%s/evallog/run.tmp", d);
     moa_longeval_params lp = fuzz_evallog_params(words, log);
-    moa_eval_model m;
-    memset(&m, 0, sizeof m);
-    m.tok.count_tokens = fake_count;
-    m.tok.encode_prompt = fake_encode;
-    m.tok.detokenize = fake_detok;
-    m.respond = fake_respond;
+    moa_eval_model m = fuzz_evallog_model(fake_count, fake_encode, fake_detok, fake_respond);
     TRY(moa_longeval_run(&lp, &m, NULL, NULL, &r));
     moa_longeval_results_free(r);
     moa_wordlist_free(words);

@@ -64,6 +64,19 @@ static void round_f16(float *p, size_t n) {
     for (size_t i = 0; i < n; i++) p[i] = moa_f16_to_f32(moa_f32_to_f16(p[i]));
 }
 
+/* Every matrix of w rounded to f16 values (biases and norms stay f32, as the device keeps
+ * them): the weights of an F16 file. */
+static void round_matrices_f16(tiny_weights *w, tiny_cfg c) {
+    const size_t d = (size_t)c.n_embd, nq = (size_t)c.n_head * w->hd, nkv = (size_t)c.n_kv * w->hd;
+    round_f16(w->embd, (size_t)c.n_vocab * d);
+    if (w->out != w->embd) round_f16(w->out, (size_t)c.n_vocab * d);
+    for (int l = 0; l < c.n_layer; l++) {
+        round_f16(w->wq[l], nq * d); round_f16(w->wk[l], nkv * d); round_f16(w->wv[l], nkv * d);
+        round_f16(w->wo[l], d * nq); round_f16(w->wg[l], (size_t)c.n_ff * d);
+        round_f16(w->wu[l], (size_t)c.n_ff * d); round_f16(w->wd[l], d * (size_t)c.n_ff);
+    }
+}
+
 static moa_model *load(const char *path) {
     moa_model_params mp = moa_model_default_params();
     mp.compute_sha256 = 0;
@@ -82,8 +95,8 @@ static moa_model *load_m16(void) {
 }
 
 /* Writes the model of c as F32 (tag_f32) and with every matrix rounded to f16 values
- * (tag_f16; biases and norms stay f32, as the device keeps them) and loads both; the
- * rounded weights go to *keep if it is not NULL. */
+ * (tag_f16, round_matrices_f16) and loads both; the rounded weights go to *keep if it is not
+ * NULL. */
 static void write_pair(tiny_cfg c, const char *tag, moa_model **m16, moa_model **m32, tiny_weights *keep) {
     char p32[512], p16[512], n32[64], n16[64];
     snprintf(n32, sizeof n32, "%sf32", tag);
@@ -92,14 +105,7 @@ static void write_pair(tiny_cfg c, const char *tag, moa_model **m16, moa_model *
     model_path(p16, n16);
     if (tiny_write_file(c, 7, p32) < 0) { fprintf(stderr, "cannot write %s\n", p32); exit(1); }
     tiny_weights w = tiny_make(c, 7);
-    const size_t d = (size_t)c.n_embd, nq = (size_t)c.n_head * w.hd, nkv = (size_t)c.n_kv * w.hd;
-    round_f16(w.embd, (size_t)c.n_vocab * d);
-    if (w.out != w.embd) round_f16(w.out, (size_t)c.n_vocab * d);
-    for (int l = 0; l < c.n_layer; l++) {
-        round_f16(w.wq[l], nq * d); round_f16(w.wk[l], nkv * d); round_f16(w.wv[l], nkv * d);
-        round_f16(w.wo[l], d * nq); round_f16(w.wg[l], (size_t)c.n_ff * d);
-        round_f16(w.wu[l], (size_t)c.n_ff * d); round_f16(w.wd[l], d * (size_t)c.n_ff);
-    }
+    round_matrices_f16(&w, c);
     gbuf img = tiny_gguf(&w);
     FILE *fp = fopen(p16, "wb");
     if (!fp || fwrite(img.b, 1, img.n, fp) != img.n || fclose(fp) != 0) { fprintf(stderr, "cannot write %s\n", p16); exit(1); }
@@ -481,14 +487,7 @@ TEST(qwen2_q8_0_key_smoothing) {
     tiny_cfg qc = cfg;
     qc.qwen2 = 1;
     tiny_weights w = tiny_make(qc, 7);
-    const size_t d = (size_t)qc.n_embd, nq = (size_t)qc.n_head * w.hd, nkv = (size_t)qc.n_kv * w.hd;
-    round_f16(w.embd, (size_t)qc.n_vocab * d);
-    round_f16(w.out, (size_t)qc.n_vocab * d);
-    for (int l = 0; l < qc.n_layer; l++) {
-        round_f16(w.wq[l], nq * d); round_f16(w.wk[l], nkv * d); round_f16(w.wv[l], nkv * d);
-        round_f16(w.wo[l], d * nq); round_f16(w.wg[l], (size_t)qc.n_ff * d);
-        round_f16(w.wu[l], (size_t)qc.n_ff * d); round_f16(w.wd[l], d * (size_t)qc.n_ff);
-    }
+    round_matrices_f16(&w, qc);   /* rounding is idempotent: a tied output is the same either way */
     const int half = w.hd / 2;
     w.bk[0][3] = 120.0f, w.bk[0][3 + half] = 160.0f;
     w.bk[0][w.hd + 6] = -60.0f, w.bk[0][w.hd + 6 + half] = 0.0f;

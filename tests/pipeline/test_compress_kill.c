@@ -23,13 +23,11 @@
 #include "test.h"
 #include "test-proc.h"
 
-#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char *model;
@@ -76,19 +74,18 @@ static void in_dir(char *buf, const char *dir, const char *name) { snprintf(buf,
  * MOA_COMPRESS_KILL_AT or NULL. */
 static pid_t spawn(int *err_fd, const char *kill_at) {
     int fds[2] = {-1, -1};
-    if (err_fd && pipe(fds) != 0) return -1;
-    pid_t pid = fork();
-    if (pid == 0) {
-        int null = open("/dev/null", O_WRONLY);
-        if (null >= 0) dup2(null, 1);
-        if (err_fd) { dup2(fds[1], 2); close(fds[0]); close(fds[1]); }
-        else if (null >= 0) dup2(null, 2);
-        if (kill_at) setenv("MOA_COMPRESS_KILL_AT", kill_at, 1);
-        execl(MOA_BIN, MOA_BIN, "compress", "-m", model, "--density", "0.5", "-o", plan, "--calib-lengths", "128,256",
-              "--calib-tasks", "needle", "--calib-samples", "1", "--eval-lengths", "128", "--eval-samples", "1",
-              "--heldout", "2", "--time-limit", "5", (char *)NULL);
-        _exit(127);
+    if (err_fd) {   /* close-on-exec: the child keeps only its stderr copy of the write end */
+        if (pipe(fds) != 0) return -1;
+        fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+        fcntl(fds[1], F_SETFD, FD_CLOEXEC);
     }
+    const char *argv[] = {MOA_BIN, "compress", "-m", model, "--density", "0.5", "-o", plan, "--calib-lengths",
+                          "128,256", "--calib-tasks", "needle", "--calib-samples", "1", "--eval-lengths", "128",
+                          "--eval-samples", "1", "--heldout", "2", "--time-limit", "5", NULL};
+    char env0[300];
+    snprintf(env0, sizeof env0, "MOA_COMPRESS_KILL_AT=%s", kill_at ? kill_at : "");
+    const char *env[] = {env0, NULL};
+    pid_t pid = test_spawn(argv, -1, fds[1], kill_at ? env : NULL);
     if (err_fd) {
         close(fds[1]);
         fcntl(fds[0], F_SETFL, O_NONBLOCK);
@@ -202,47 +199,51 @@ static void compare(const char *when, int n_groups) {
     }
 }
 
+/* The kill condition of point k, polled by test_kill_when: stderr (a non-blocking pipe) has
+ * announced the stage and its first record is on disk; -1 once stderr is closed (the run
+ * ended, or killed itself at the fault point). */
+typedef struct {
+    int k, err, seen;
+    char text[1 << 16];
+    size_t len;
+    char want[128], when[700];
+} watch;
+
+static int stage_reached(void *data) {
+    watch *w = data;
+    ssize_t r;
+    while ((r = read(w->err, w->text + w->len, sizeof w->text - 1 - w->len)) > 0) {
+        w->len += (size_t)r;
+        w->text[w->len] = '\0';
+        if (!w->seen) w->seen = strstr(w->text, w->want) != NULL;
+        if (w->len > sizeof w->text / 2) {   /* keep the tail */
+            memmove(w->text, w->text + w->len - 256, 256);
+            w->len = 256;
+            w->text[w->len] = '\0';
+        }
+    }
+    if (r == 0) return -1;
+    when_kind when = points[w->k].when;
+    return w->seen && ((when == WHEN_CKPT_RECORD && ckpt_has_record(w->when)) ||
+                       (when == WHEN_LOG_ROW && log_has_row(w->when)) ||
+                       (when == WHEN_EXISTS && moa_file_exists(w->when)));
+}
+
 /* Runs the command and kills it at point k; checks what it left. */
 static void kill_at(int k) {
     char a[700];
-    int err = -1;
-    pid_t pid = spawn(&err, points[k].when == WHEN_FAULT ? points[k].file : NULL);
-    char text[1 << 16];
-    size_t len = 0;
-    int seen = 0, killed = 0;
-    char when[700] = "";
-    in_dir(when, work, points[k].file);
-    char want[128];
-    snprintf(want, sizeof want, "moa compress: %s", points[k].stage);
+    static watch w;
+    memset(&w, 0, sizeof w);
+    w.k = k;
+    w.err = -1;
+    pid_t pid = spawn(&w.err, points[k].when == WHEN_FAULT ? points[k].file : NULL);
+    in_dir(w.when, work, points[k].file);
+    snprintf(w.want, sizeof w.want, "moa compress: %s", points[k].stage);
     double t0 = moa_time_now();
-    while (!killed && moa_time_now() - t0 < 300) {
-        ssize_t r = read(err, text + len, sizeof text - 1 - len);
-        if (r > 0) {
-            len += (size_t)r;
-            text[len] = '\0';
-            if (!seen) seen = strstr(text, want) != NULL;
-            if (len > sizeof text / 2) {   /* keep the tail */
-                memmove(text, text + len - 256, 256);
-                len = 256;
-                text[len] = '\0';
-            }
-        } else if (r == 0) {
-            break;   /* stderr closed: the run ended (or killed itself at the fault point) */
-        }
-        if (seen && points[k].when != WHEN_FAULT &&
-            ((points[k].when == WHEN_CKPT_RECORD && ckpt_has_record(when)) ||
-             (points[k].when == WHEN_LOG_ROW && log_has_row(when)) ||
-             (points[k].when == WHEN_EXISTS && moa_file_exists(when)))) {
-            kill(pid, SIGKILL);
-            killed = 1;
-        }
-        if (!killed && r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            struct timespec ts = {0, 1000 * 1000};
-            nanosleep(&ts, NULL);
-        }
-    }
+    int killed = test_kill_when(pid, stage_reached, &w, 1, 300);
+    int seen = w.seen;
     if (!killed && points[k].when != WHEN_FAULT) kill(pid, SIGKILL);
-    close(err);
+    close(w.err);
     int code = test_wait_exit(pid);
     CHECK_MSG(seen && code == 128 + SIGKILL && (killed || points[k].when == WHEN_FAULT),
               "%s: the run was not killed in that stage (exit %d, stage announced %d)", points[k].what, code, seen);

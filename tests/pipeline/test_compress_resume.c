@@ -10,30 +10,19 @@
 #include "test.h"
 #include "test-proc.h"
 
-#include <fcntl.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 static const char *model;
 
 static void path(char *buf, const char *name) { snprintf(buf, 512, "%s/compress_%s", MOA_TEST_TMPDIR, name); }
 
 static pid_t spawn_density(const char *plan, const char *density) {
-    pid_t pid = fork();
-    if (pid == 0) {
-        int null = open("/dev/null", O_WRONLY);
-        if (null >= 0) { dup2(null, 2); dup2(null, 1); }
-        execl(MOA_BIN, MOA_BIN, "-q", "compress", "-m", model, "--density", density, "-o", plan,
-              "--calib-lengths", "256,512", "--calib-samples", "2", "--skip-eval", "--time-limit", "30",
-              (char *)NULL);
-        _exit(127);
-    }
-    return pid;
+    const char *argv[] = {MOA_BIN, "-q", "compress", "-m", model, "--density", density, "-o", plan,
+                          "--calib-lengths", "256,512", "--calib-samples", "2", "--skip-eval", "--time-limit", "30",
+                          NULL};
+    return test_spawn(argv, -1, -1, NULL);
 }
 
 static pid_t spawn(const char *plan) { return spawn_density(plan, "0.5"); }
@@ -53,12 +42,7 @@ TEST(kill_in_profile_then_resume) {
     CHECK_EQ_INT(test_wait_exit(spawn(full)), 0);
     snprintf(ckpt, sizeof ckpt, "%s.work/profile.h5.ckpt.h5", cut);
     pid_t pid = spawn(cut);
-    int killed = 0;
-    for (int i = 0; i < 60000 && !killed; i++) {   /* up to 5 minutes */
-        struct timespec ts = {0, 5 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-        if (moa_file_exists(ckpt)) { kill(pid, SIGKILL); killed = 1; }
-    }
+    int killed = test_kill_when(pid, test_file_appears, ckpt, 5, 300);
     int code = test_wait_exit(pid);
     CHECK_MSG(killed && code == 128 + SIGKILL, "the run was not killed in the profile stage (exit %d)", code);
     snprintf(a, sizeof a, "%s.work/profile.h5", cut);

@@ -16,30 +16,23 @@
 #include "test-proc.h"
 
 #include <fcntl.h>
-#include <signal.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char *model;
 static char plan[512], work[600];
 
+/* moa compress with the common settings and `extra` (NULL-terminated); stdout to <plan>.stdout. */
 static pid_t spawn(const char *const *extra) {
-    pid_t pid = fork();
-    if (pid == 0) {
-        int null = open("/dev/null", O_WRONLY);
-        if (null >= 0) dup2(null, 2);
-        char rep[700];
-        snprintf(rep, sizeof rep, "%s.stdout", plan);
-        int fd = open(rep, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) dup2(fd, 1);
-        const char *argv[40] = {MOA_BIN, "-q", "compress", "-m", model, "--density", "0.5", "-o", plan,
-                                "--calib-lengths", "256,512", "--calib-samples", "1", "--time-limit", "5"};
-        int n = 15;
-        for (int i = 0; extra[i] && n < 39; i++) argv[n++] = extra[i];
-        argv[n] = NULL;
-        execv(MOA_BIN, (char *const *)argv);
-        _exit(127);
-    }
+    char rep[700];
+    snprintf(rep, sizeof rep, "%s.stdout", plan);
+    int fd = open(rep, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    const char *argv[40] = {MOA_BIN, "-q", "compress", "-m", model, "--density", "0.5", "-o", plan,
+                            "--calib-lengths", "256,512", "--calib-samples", "1", "--time-limit", "5"};
+    int n = 15;
+    for (int i = 0; extra[i] && n < 39; i++) argv[n++] = extra[i];
+    argv[n] = NULL;
+    pid_t pid = test_spawn(argv, fd, -1, NULL);
+    if (fd >= 0) close(fd);
     return pid;
 }
 
@@ -104,12 +97,7 @@ TEST(stale_stages_are_rebuilt_and_reported) {
     remove(log);
     const char *val[] = {"--calib-seed", "7", "--calib-tasks", "needle", "--eval-lengths", "256", "--heldout", "0", NULL};
     pid_t pid = spawn(val);
-    int killed = 0;
-    for (int i = 0; i < 60000 && !killed; i++) {   /* up to 5 minutes */
-        struct timespec ts = {0, 5 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-        if (moa_file_exists(log)) { kill(pid, SIGKILL); killed = 1; }
-    }
+    int killed = test_kill_when(pid, test_file_appears, log, 5, 300);
     int code = test_wait_exit(pid);
     CHECK_MSG(killed && code == 128 + SIGKILL, "not killed in validation (exit %d)", code);
     CHECK_MSG(!moa_file_exists(plan), "the plan was at -o before validation finished");
