@@ -574,6 +574,17 @@ moa_status moa_plan_load(const char *path, moa_plan **out) {
 
 static json_t *num_or_null(double x) { return isnan(x) ? json_null() : json_real(x); }
 
+/* {"length": n, [extra key "samples"], "dense": d, "uniform": u, "plan": p} (NAN -> null) */
+static json_t *three_way(int64_t length, int samples, double d, double u, double p) {
+    json_t *o = json_object();
+    json_object_set_new(o, "length", json_integer(length));
+    if (samples > 0) json_object_set_new(o, "samples", json_integer(samples));
+    json_object_set_new(o, "dense", num_or_null(d));
+    json_object_set_new(o, "uniform", num_or_null(u));
+    json_object_set_new(o, "plan", num_or_null(p));
+    return o;
+}
+
 static json_t *plan_to_json(const moa_plan *p) {
     json_t *root = json_object();
     json_object_set_new(root, "format", json_string(MOA_PLAN_FORMAT));
@@ -648,26 +659,13 @@ static json_t *plan_to_json(const moa_plan *p) {
         json_object_set_new(cal, "tasks", json_string(v->calib_tasks));
         json_object_set_new(cal, "seed", json_integer((json_int_t)v->calib_seed));
         json_object_set_new(vo, "calibration", cal);
-        for (int i = 0; i < v->n_lengths; i++) {
-            json_t *a = json_object();
-            json_object_set_new(a, "length", json_integer(v->length[i]));
-            json_object_set_new(a, "dense", num_or_null(v->dense[i]));
-            json_object_set_new(a, "uniform", num_or_null(v->uniform[i]));
-            json_object_set_new(a, "plan", num_or_null(v->plan[i]));
-            json_array_append_new(acc, a);
-        }
+        for (int i = 0; i < v->n_lengths; i++)
+            json_array_append_new(acc, three_way(v->length[i], 0, v->dense[i], v->uniform[i], v->plan[i]));
         json_object_set_new(vo, "accuracy", acc);
-        if (v->heldout_length > 0) {
-            json_t *ho = json_object();
-            json_object_set_new(ho, "length", json_integer(v->heldout_length));
-            json_object_set_new(ho, "samples", json_integer(v->heldout_samples));
-            json_object_set_new(ho, "dense", num_or_null(v->heldout_dense));
-            json_object_set_new(ho, "uniform", num_or_null(v->heldout_uniform));
-            json_object_set_new(ho, "plan", num_or_null(v->heldout_plan));
-            json_object_set_new(vo, "heldout_loss", ho);
-        } else {
-            json_object_set_new(vo, "heldout_loss", json_null());
-        }
+        json_object_set_new(vo, "heldout_loss",
+                            v->heldout_length > 0 ? three_way(v->heldout_length, v->heldout_samples, v->heldout_dense,
+                                                              v->heldout_uniform, v->heldout_plan)
+                                                  : json_null());
         json_object_set_new(root, "validation", vo);
     }
     return root;
