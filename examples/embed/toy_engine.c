@@ -3,7 +3,12 @@
  * the per-head KV caches and attention. It runs a 2-layer toy model over a prompt (prefill)
  * and then decodes token by token, once with a dense layout, once with a sparse one (sinks +
  * per-head windows, one head sinks-only), and checks the sparse run against its own naive
- * masked attention. Prints the cache sizes. Exit status 0 if every check passes. */
+ * masked attention. Prints the cache sizes. Exit status 0 if every check passes.
+ *
+ * With a plan file (`toy_engine PLAN.json [N_CTX]`, e.g. one of the published plans/), it
+ * loads it through the C API instead, prints the model it was made for, its density and
+ * the validation summary it carries, and creates the KV cache it asks for at N_CTX tokens
+ * (default 2048) beside a dense one of the same model: what an engine does before its run. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,7 +88,52 @@ static double run(moa_cache *cache, const moa_cache_unit *units, int sink) {
     return worst;
 }
 
-int main(void) {
+/* The plan-file mode: load, describe, size the caches. */
+static int plan_file(const char *path, long n_ctx) {
+    moa_plan *plan = NULL;
+    if (moa_plan_load(path, &plan) < 0) {
+        fprintf(stderr, "toy_engine: %s\n", moa_last_error());
+        return 1;
+    }
+    const int nl = moa_plan_n_layer(plan), nh = moa_plan_n_head(plan), nkv = moa_plan_n_head_kv(plan),
+              hd = moa_plan_head_dim(plan);
+    printf("plan %s: %s model, %d layers, %d heads / %d KV heads of %d, sha256 %.16s...\n", path,
+           *moa_plan_arch(plan) ? moa_plan_arch(plan) : "?", nl, nh, nkv, hd, moa_plan_model_sha256(plan));
+    printf("density %.3f at %ld tokens (sink %d, block %d)\n", moa_plan_density(plan, n_ctx), n_ctx,
+           moa_plan_sink(plan), moa_plan_block(plan));
+    moa_plan_validation v;
+    if (moa_plan_get_validation(plan, &v)) {
+        printf("validated on %s (%d prompts per length): length dense / uniform / plan\n", v.task, v.samples);
+        for (int i = 0; i < v.n_lengths; i++)
+            printf("  %6lld  %.2f / %.2f / %.2f\n", (long long)v.length[i], v.dense[i], v.uniform[i], v.plan[i]);
+    } else {
+        printf("no validation summary in the plan\n");
+    }
+    /* the caches an engine would create: the plan's, and a dense one of the same model */
+    moa_cache_params p = moa_cache_default_params();
+    moa_cache *sparse = NULL, *dense = NULL;
+    moa_cache_unit *units = calloc((size_t)nl * (size_t)nkv, sizeof *units);
+    int ok = units != NULL && moa_cache_create(plan, n_ctx, 1, &p, &sparse) >= 0;
+    if (ok) {
+        for (int u = 0; u < nl * nkv; u++) units[u] = (moa_cache_unit){MOA_UNIT_DENSE, n_ctx, 0, 0};
+        moa_cache_layout lay = {nl, nh, nkv, hd, units, NULL};
+        ok = moa_cache_create_layout(&lay, n_ctx, 1, &p, &dense) >= 0;
+    }
+    if (!ok) fprintf(stderr, "toy_engine: %s\n", moa_last_error());
+    else
+        printf("KV cache at %ld tokens (f16): plan %zu bytes, dense %zu bytes (%.3f)\n", n_ctx,
+               moa_cache_bytes(sparse), moa_cache_bytes(dense),
+               (double)moa_cache_bytes(sparse) / (double)moa_cache_bytes(dense));
+    moa_cache_free(sparse);
+    moa_cache_free(dense);
+    free(units);
+    moa_plan_free(plan);
+    printf("%s\n", ok ? "toy_engine: ok" : "toy_engine: FAILED");
+    return ok ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1) return plan_file(argv[1], argc > 2 ? strtol(argv[2], NULL, 10) : 2048);
     unsigned s = 7;
     for (int l = 0; l < L; l++)
         for (int m = 0; m < 3; m++)

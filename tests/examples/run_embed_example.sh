@@ -11,6 +11,11 @@ PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig" pkg-config --libs --cflags moa | gre
 cmake -S "$src/examples/embed" -B "$tmp/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
 cmake --build "$tmp/build" >/dev/null
 LD_LIBRARY_PATH="$tmp/prefix/lib" "$tmp/build/toy_engine"
+# a published plan file through the C API (plans/ of the repository, or a test plan)
+plan=$(ls "$src"/plans/*.json 2>/dev/null | head -1 || true)
+[ -n "$plan" ] || plan="$src/tests/fuzz/corpus/plan/validated.json"
+LD_LIBRARY_PATH="$tmp/prefix/lib" "$tmp/build/toy_engine" "$plan" 2048 | tee "$tmp/plan.out"
+grep -q "toy_engine: ok" "$tmp/plan.out"
 # the same program built with pkg-config alone
 cc -o "$tmp/toy_pc" "$src/examples/embed/toy_engine.c" $(PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig" pkg-config --cflags --libs moa) -lm
 LD_LIBRARY_PATH="$tmp/prefix/lib" "$tmp/toy_pc" | tail -1
