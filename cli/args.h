@@ -18,6 +18,9 @@ int arg_flag(char **argv, int i, const char *short_name, const char *long_name);
 /* Model path from -m or, when absent, $MOA_MODEL; NULL with a message if neither. */
 const char *cli_model_path(const char *given);
 
+/* What a subcommand's step returns when the command goes on (exit codes are 0, 1 or 2). */
+enum { CLI_GO_ON = -1 };
+
 #endif
 
 /* ---- attention plans on the command line (--plan PATH | --uniform D) ---- */

@@ -132,32 +132,51 @@ static int load_model(const char *path, moa_model **m, moa_tokenizer **tok) {
     return 0;
 }
 
-static int cmd_longeval(int argc, char **argv) {
-    const char *model = NULL, *lengths = NULL, *out = NULL, *log_path = NULL, *ref_path = NULL, *csv = NULL,
-               *svg = NULL, *png = NULL, *words_path = NULL, *label = NULL, *task = "lines";
-    long samples = 2, seed = 0, max_new = 100;
-    int resume = 0, collect = 0;
-    attn_args aa = {.sink = -1};
+/* The command line of `moa eval longeval`. */
+typedef struct {
+    const char *model, *lengths, *out, *log_path, *ref_path, *csv, *svg, *png, *words_path, *label, *task;
+    long samples, seed, max_new;
+    int resume, collect;
+    attn_args aa;
+    long lens[256];         /* --lengths */
+    int lens_i[256], n_len;
+} longeval_args;
+
+/* What a longeval run holds (released at its end) and what its steps pass on. */
+typedef struct {
+    moa_model *m;
+    moa_tokenizer *tok;
+    moa_wordlist *words;
+    moa_plan *plan;
+    moa_eval_engine *eng;
+    moa_longeval_results *res, *ref;
+    char *auto_label, *auto_log, *md;
+    const char *log_path;   /* --log, or OUTPUT.log */
+    moa_eval_attention att;
+} longeval_run;
+
+/* Reads and checks the flags; CLI_GO_ON, or the exit code (0 after --help, 2). */
+static int longeval_flags(int argc, char **argv, longeval_args *a) {
     for (int i = 1; i < argc; i++) {
         int r;
         if (arg_flag(argv, i, "-h", "--help")) { usage(stdout); return 0; }
-        if (arg_flag(argv, i, NULL, "--resume")) { resume = 1; continue; }
-        if (arg_flag(argv, i, NULL, "--collect")) { collect = resume = 1; continue; }
-        if ((r = parse_attn(argc, argv, &i, &aa)) ||
-            (r = arg_str(argc, argv, &i, "-m", "--model", &model)) ||
-            (r = arg_str(argc, argv, &i, NULL, "--lengths", &lengths)) ||
-            (r = arg_str(argc, argv, &i, "-o", "--output", &out)) ||
-            (r = arg_str(argc, argv, &i, NULL, "--log", &log_path)) ||
-            (r = arg_str(argc, argv, &i, NULL, "--reference", &ref_path)) ||
-            (r = arg_str(argc, argv, &i, NULL, "--csv", &csv)) ||
-            (r = arg_str(argc, argv, &i, NULL, "--svg", &svg)) ||
-            (r = arg_str(argc, argv, &i, NULL, "--png", &png)) ||
-            (r = arg_str(argc, argv, &i, NULL, "--words", &words_path)) ||
-            (r = arg_str(argc, argv, &i, NULL, "--label", &label)) ||
-            (r = arg_str(argc, argv, &i, NULL, "--task", &task)) ||
-            (r = arg_long(argc, argv, &i, NULL, "--samples", &samples, 1, 1 << 20)) ||
-            (r = arg_long(argc, argv, &i, NULL, "--seed", &seed, 0, 0x7fffffffL)) ||
-            (r = arg_long(argc, argv, &i, NULL, "--max-new", &max_new, 1, 1 << 16))) {
+        if (arg_flag(argv, i, NULL, "--resume")) { a->resume = 1; continue; }
+        if (arg_flag(argv, i, NULL, "--collect")) { a->collect = a->resume = 1; continue; }
+        if ((r = parse_attn(argc, argv, &i, &a->aa)) ||
+            (r = arg_str(argc, argv, &i, "-m", "--model", &a->model)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--lengths", &a->lengths)) ||
+            (r = arg_str(argc, argv, &i, "-o", "--output", &a->out)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--log", &a->log_path)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--reference", &a->ref_path)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--csv", &a->csv)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--svg", &a->svg)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--png", &a->png)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--words", &a->words_path)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--label", &a->label)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--task", &a->task)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--samples", &a->samples, 1, 1 << 20)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--seed", &a->seed, 0, 0x7fffffffL)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--max-new", &a->max_new, 1, 1 << 16))) {
             if (r < 0) return 2;
             continue;
         }
@@ -165,99 +184,107 @@ static int cmd_longeval(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    if (!lengths || !out) {
+    if (!a->lengths || !a->out) {
         fprintf(stderr, "moa eval longeval: --lengths and -o are required\n");
         usage(stderr);
         return 2;
     }
-    long lens[256];
-    int lens_i[256];
-    int n_len = moa_parse_int_list(lengths, lens, 256);
-    if (n_len <= 0) { fprintf(stderr, "moa eval longeval: bad --lengths '%s'\n", lengths); return 2; }
-    for (int i = 0; i < n_len; i++) {
-        if (lens[i] < 16 || lens[i] > (1L << 24)) {
-            fprintf(stderr, "moa eval longeval: length %ld out of range [16, %d]\n", lens[i], 1 << 24);
+    a->n_len = moa_parse_int_list(a->lengths, a->lens, 256);
+    if (a->n_len <= 0) { fprintf(stderr, "moa eval longeval: bad --lengths '%s'\n", a->lengths); return 2; }
+    for (int i = 0; i < a->n_len; i++) {
+        if (a->lens[i] < 16 || a->lens[i] > (1L << 24)) {
+            fprintf(stderr, "moa eval longeval: length %ld out of range [16, %d]\n", a->lens[i], 1 << 24);
             return 2;
         }
-        lens_i[i] = (int)lens[i];
+        a->lens_i[i] = (int)a->lens[i];
     }
-    if (moa_longeval_task_check(task) < 0) { fprintf(stderr, "moa eval longeval: --task: %s\n", moa_last_error()); return 2; }
-    if (!(model = cli_model_path(model))) return 2;
+    if (moa_longeval_task_check(a->task) < 0) { fprintf(stderr, "moa eval longeval: --task: %s\n", moa_last_error()); return 2; }
+    if (!(a->model = cli_model_path(a->model))) return 2;
+    return CLI_GO_ON;
+}
 
-    int rc = 1;
+/* The reference, model, attention, word list, engine, label and log path. CLI_GO_ON or code. */
+static int longeval_setup(const longeval_args *a, longeval_run *r) {
     moa_status st;
-    moa_model *m = NULL;
-    moa_tokenizer *tok = NULL;
-    moa_wordlist *words = NULL;
-    moa_plan *plan = NULL;
-    moa_eval_engine *eng = NULL;
-    moa_longeval_results *res = NULL, *ref = NULL;
-    char *auto_label = NULL, *auto_log = NULL, *md = NULL;
-    moa_eval_attention att;
-    if (ref_path && (st = moa_longeval_read_json(ref_path, &ref)) < 0) { rc = cli_fail("reading --reference", st); goto out; }
-    if ((rc = load_model(model, &m, &tok))) goto out;
-    rc = 1;
-    for (int i = 0; i < n_len; i++)
-        if (lens[i] + max_new > m->hp.n_ctx_train) {
+    int rc;
+    if (a->ref_path && (st = moa_longeval_read_json(a->ref_path, &r->ref)) < 0) return cli_fail("reading --reference", st);
+    if ((rc = load_model(a->model, &r->m, &r->tok))) return rc;
+    for (int i = 0; i < a->n_len; i++)
+        if (a->lens[i] + a->max_new > r->m->hp.n_ctx_train) {
             fprintf(stderr, "moa eval longeval: length %ld + --max-new %ld exceeds the model's context %d "
-                    "(use at most %ld)\n", lens[i], max_new, m->hp.n_ctx_train, m->hp.n_ctx_train - max_new);
-            rc = 2;
-            goto out;
+                    "(use at most %ld)\n", a->lens[i], a->max_new, r->m->hp.n_ctx_train,
+                    r->m->hp.n_ctx_train - a->max_new);
+            return 2;
         }
-    if ((rc = make_attn(&aa, m, &att, &plan))) goto out;
-    rc = 1;
-    if ((st = moa_wordlist_load(words_path, &words)) < 0) { rc = cli_fail("loading word list", st); goto out; }
-    if ((st = moa_eval_engine_create(m, tok, &att, 1, &eng)) < 0) { rc = cli_fail("eval engine", st); goto out; }
-    auto_label = moa_eval_attention_label(&att);
-    if (!log_path) {
-        size_t n = strlen(out) + 8;
-        if ((auto_log = malloc(n))) snprintf(auto_log, n, "%s.log", out);
-        log_path = auto_log;
+    if ((rc = make_attn(&a->aa, r->m, &r->att, &r->plan))) return rc;
+    if ((st = moa_wordlist_load(a->words_path, &r->words)) < 0) return cli_fail("loading word list", st);
+    if ((st = moa_eval_engine_create(r->m, r->tok, &r->att, 1, &r->eng)) < 0) return cli_fail("eval engine", st);
+    r->auto_label = moa_eval_attention_label(&r->att);
+    r->log_path = a->log_path;
+    if (!r->log_path) {
+        size_t n = strlen(a->out) + 8;
+        if ((r->auto_log = malloc(n))) snprintf(r->auto_log, n, "%s.log", a->out);
+        r->log_path = r->auto_log;
     }
-    if (!auto_label || !log_path) { rc = cli_fail("eval", moa_err(MOA_ERR_NOMEM, "out of memory")); goto out; }
+    if (!r->auto_label || !r->log_path) return cli_fail("eval", moa_err(MOA_ERR_NOMEM, "out of memory"));
+    return CLI_GO_ON;
+}
+
+/* The run (progress on stderr), then the outputs: pictures and tables first, the results
+ * JSON (-o) last, and the accuracy table on stdout. Exit code. */
+static int longeval_run_write(const longeval_args *a, longeval_run *r) {
+    moa_status st;
     moa_longeval_params p = moa_longeval_default_params();
-    p.lengths = lens_i;
-    p.n_lengths = n_len;
-    p.samples_per_cell = (int)samples;
-    p.seed = (uint64_t)seed;
-    p.max_new_tokens = (int)max_new;
-    p.task = task;
-    p.words = words;
-    p.label = label ? label : auto_label;
-    p.model_settings = moa_eval_engine_settings(eng);
-    p.log_path = log_path;
-    p.resume = resume;
-    p.collect_only = collect;
-    moa_eval_model em = moa_eval_engine_model(eng);
+    p.lengths = a->lens_i;
+    p.n_lengths = a->n_len;
+    p.samples_per_cell = (int)a->samples;
+    p.seed = (uint64_t)a->seed;
+    p.max_new_tokens = (int)a->max_new;
+    p.task = a->task;
+    p.words = r->words;
+    p.label = a->label ? a->label : r->auto_label;
+    p.model_settings = moa_eval_engine_settings(r->eng);
+    p.log_path = r->log_path;
+    p.resume = a->resume;
+    p.collect_only = a->collect;
+    moa_eval_model em = moa_eval_engine_model(r->eng);
     moa_progress_bar bar;
     moa_progress_bar_init(&bar, "longeval", "samples");
-    fprintf(stderr, "moa eval: %s, lengths %s, %ld sample(s) per cell x 10 bins, log %s\n", p.label, lengths,
-            samples, log_path);
-    st = moa_longeval_run(&p, &em, moa_progress_bar_cb, &bar, &res);
+    fprintf(stderr, "moa eval: %s, lengths %s, %ld sample(s) per cell x 10 bins, log %s\n", p.label, a->lengths,
+            a->samples, r->log_path);
+    st = moa_longeval_run(&p, &em, moa_progress_bar_cb, &bar, &r->res);
     moa_progress_bar_finish(&bar);
-    if (st < 0) { rc = cli_fail("longeval", st); goto out; }
-    if (ref && (st = moa_longeval_set_reference(res, ref)) < 0) { rc = cli_fail("reference", st); goto out; }
+    if (st < 0) return cli_fail("longeval", st);
+    if (r->ref && (st = moa_longeval_set_reference(r->res, r->ref)) < 0) return cli_fail("reference", st);
     /* pictures and tables first, the results JSON (-o) last: -o exists only if all succeeded */
-    if (csv && (st = moa_longeval_write_csv(res, csv)) < 0) { rc = cli_fail("writing CSV", st); goto out; }
-    if (svg && (st = moa_longeval_write_heatmap_svg(res, svg)) < 0) { rc = cli_fail("writing SVG", st); goto out; }
-    if (png && (st = moa_longeval_write_heatmap_png(res, png)) < 0) { rc = cli_fail("writing PNG", st); goto out; }
-    if ((st = moa_longeval_write_json(res, out)) < 0) { rc = cli_fail("writing results", st); goto out; }
-    fprintf(stderr, "moa: wrote %s\n", out);
-    const moa_longeval_results *one[1] = {res};
-    if ((st = moa_longeval_compare_md(one, 1, &md)) < 0) { rc = cli_fail("table", st); goto out; }
-    fputs(md, stdout);
-    rc = 0;
-out:
-    free(md);
-    free(auto_label);
-    free(auto_log);
-    moa_longeval_results_free(res);
-    moa_longeval_results_free(ref);
-    moa_eval_engine_free(eng);
-    moa_plan_free(plan);
-    moa_wordlist_free(words);
-    moa_tokenizer_free(tok);
-    moa_model_free(m);
+    if (a->csv && (st = moa_longeval_write_csv(r->res, a->csv)) < 0) return cli_fail("writing CSV", st);
+    if (a->svg && (st = moa_longeval_write_heatmap_svg(r->res, a->svg)) < 0) return cli_fail("writing SVG", st);
+    if (a->png && (st = moa_longeval_write_heatmap_png(r->res, a->png)) < 0) return cli_fail("writing PNG", st);
+    if ((st = moa_longeval_write_json(r->res, a->out)) < 0) return cli_fail("writing results", st);
+    fprintf(stderr, "moa: wrote %s\n", a->out);
+    const moa_longeval_results *one[1] = {r->res};
+    if ((st = moa_longeval_compare_md(one, 1, &r->md)) < 0) return cli_fail("table", st);
+    fputs(r->md, stdout);
+    return 0;
+}
+
+static int cmd_longeval(int argc, char **argv) {
+    longeval_args a = {.task = "lines", .samples = 2, .max_new = 100, .aa = {.sink = -1}};
+    int rc = longeval_flags(argc, argv, &a);
+    if (rc != CLI_GO_ON) return rc;
+    longeval_run r = {0};
+    rc = longeval_setup(&a, &r);
+    if (rc == CLI_GO_ON) rc = longeval_run_write(&a, &r);
+    free(r.md);
+    free(r.auto_label);
+    free(r.auto_log);
+    moa_longeval_results_free(r.res);
+    moa_longeval_results_free(r.ref);
+    moa_eval_engine_free(r.eng);
+    moa_plan_free(r.plan);
+    moa_wordlist_free(r.words);
+    moa_tokenizer_free(r.tok);
+    moa_model_free(r.m);
     return rc;
 }
 

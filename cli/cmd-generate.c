@@ -42,35 +42,52 @@ static int print_piece(void *data, int32_t id, const char *text, size_t len) {
     return 0;
 }
 
-int moa_cmd_generate(int argc, char **argv) {
-    const char *model = NULL, *prompt = NULL, *file = NULL, *system = NULL, *plan = NULL;
-    const char *kv_type = NULL;
-    long n_predict = 128, n_ctx = 0, top_k = 0, seed = 42;
-    double temp = 0, top_p = 1, uniform = 0;
-    long u_sink = -1, u_block = 0;   /* --uniform's sinks and block (64, 64) */
-    int streaming = 0;
-    int chat = 0, show_ids = 0;
+/* The command line of `moa generate`. */
+typedef struct {
+    const char *model, *prompt, *file, *system, *plan, *kv_type;
+    long n_predict, n_ctx, top_k, seed;
+    double temp, top_p, uniform;
+    long u_sink, u_block;   /* --uniform's sinks and block (64, 64) */
+    int streaming, chat, show_ids;
+    moa_kv_type kvt;
+} gen_args;
+
+/* What a run holds (released at its end) and what its steps pass on. */
+typedef struct {
+    moa_model *m;
+    moa_tokenizer *tok;
+    moa_ctx *ctx;
+    moa_plan *pl;
+    char *text, *rendered;
+    const char *input;      /* the prompt as encoded: text, or rendered with --chat */
+    int32_t *ids, n_ids;
+    double t_load;          /* seconds to load the model and the tokenizer */
+    long want;              /* planned context */
+} gen_run;
+
+/* Reads the flags into a and checks them; CLI_GO_ON, or the exit code (0 after --help, 2). */
+static int parse_flags(int argc, char **argv, gen_args *a) {
     for (int i = 1; i < argc; i++) {
         int r;
         if (arg_flag(argv, i, "-h", "--help")) { usage(stdout); return 0; }
-        if (arg_flag(argv, i, NULL, "--chat")) { chat = 1; continue; }
-        if (arg_flag(argv, i, NULL, "--ids")) { show_ids = 1; continue; }
-        if (arg_flag(argv, i, NULL, "--streaming")) { streaming = 1; continue; }
-        if ((r = arg_str(argc, argv, &i, "-m", "--model", &model)) ||
-            (r = arg_str(argc, argv, &i, "-p", "--prompt", &prompt)) ||
-            (r = arg_str(argc, argv, &i, "-f", "--file", &file)) ||
-            (r = arg_str(argc, argv, &i, NULL, "--system", &system)) ||
-            (r = arg_str(argc, argv, &i, NULL, "--plan", &plan)) ||
-            (r = arg_str(argc, argv, &i, NULL, "--kv-type", &kv_type)) ||
-            (r = arg_long(argc, argv, &i, "-n", "--n-predict", &n_predict, 0, 1 << 24)) ||
-            (r = arg_long(argc, argv, &i, "-c", "--ctx", &n_ctx, 1, 1 << 24)) ||
-            (r = arg_long(argc, argv, &i, NULL, "--top-k", &top_k, 0, 1 << 24)) ||
-            (r = arg_long(argc, argv, &i, "-s", "--seed", &seed, 0, 0x7fffffffL)) ||
-            (r = arg_double(argc, argv, &i, NULL, "--temp", &temp, 0, 100)) ||
-            (r = arg_double(argc, argv, &i, NULL, "--uniform", &uniform, 1e-6, 1)) ||
-            (r = arg_long(argc, argv, &i, NULL, "--sink", &u_sink, 0, 1 << 20)) ||
-            (r = arg_long(argc, argv, &i, NULL, "--block", &u_block, 1, 1 << 20)) ||
-            (r = arg_double(argc, argv, &i, NULL, "--top-p", &top_p, 1e-6, 1))) {
+        if (arg_flag(argv, i, NULL, "--chat")) { a->chat = 1; continue; }
+        if (arg_flag(argv, i, NULL, "--ids")) { a->show_ids = 1; continue; }
+        if (arg_flag(argv, i, NULL, "--streaming")) { a->streaming = 1; continue; }
+        if ((r = arg_str(argc, argv, &i, "-m", "--model", &a->model)) ||
+            (r = arg_str(argc, argv, &i, "-p", "--prompt", &a->prompt)) ||
+            (r = arg_str(argc, argv, &i, "-f", "--file", &a->file)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--system", &a->system)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--plan", &a->plan)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--kv-type", &a->kv_type)) ||
+            (r = arg_long(argc, argv, &i, "-n", "--n-predict", &a->n_predict, 0, 1 << 24)) ||
+            (r = arg_long(argc, argv, &i, "-c", "--ctx", &a->n_ctx, 1, 1 << 24)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--top-k", &a->top_k, 0, 1 << 24)) ||
+            (r = arg_long(argc, argv, &i, "-s", "--seed", &a->seed, 0, 0x7fffffffL)) ||
+            (r = arg_double(argc, argv, &i, NULL, "--temp", &a->temp, 0, 100)) ||
+            (r = arg_double(argc, argv, &i, NULL, "--uniform", &a->uniform, 1e-6, 1)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--sink", &a->u_sink, 0, 1 << 20)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--block", &a->u_block, 1, 1 << 20)) ||
+            (r = arg_double(argc, argv, &i, NULL, "--top-p", &a->top_p, 1e-6, 1))) {
             if (r < 0) return 2;
             continue;
         }
@@ -78,105 +95,126 @@ int moa_cmd_generate(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    if (!prompt == !file) {
+    if (!a->prompt == !a->file) {
         fprintf(stderr, "moa generate: give exactly one of -p TEXT or -f FILE\n");
         usage(stderr);
         return 2;
     }
-    moa_kv_type kvt = MOA_KV_F16;
-    if (kv_type && moa_kv_type_parse(kv_type, &kvt) < 0) {
+    a->kvt = MOA_KV_F16;
+    if (a->kv_type && moa_kv_type_parse(a->kv_type, &a->kvt) < 0) {
         fprintf(stderr, "moa generate: --kv-type: %s\n", moa_last_error());
         return 2;
     }
-    if (!(model = cli_model_path(model))) return 2;
+    if (!(a->model = cli_model_path(a->model))) return 2;
+    return CLI_GO_ON;
+}
 
-    moa_model *m = NULL;
-    moa_tokenizer *tok = NULL;
-    moa_ctx *ctx = NULL;
-    moa_plan *pl = NULL;
-    char *text = NULL, *rendered = NULL;
-    int32_t *ids = NULL, n_ids = 0;
-    int rc = 1;
+/* Model and tokenizer; the prompt read, rendered with --chat and encoded. CLI_GO_ON or code. */
+static int load_prompt(const gen_args *a, gen_run *g) {
     moa_status st;
     moa_model_params mp = moa_model_default_params();
     mp.compute_sha256 = 0;
     if (moa_ctx_default_params().device == MOA_DEVICE_CUDA)
         mp.f32_weights = 0;   /* the device gets its own copy; the CPU never multiplies */
     double t0 = moa_time_now();
-    if ((st = moa_model_load(model, &mp, &m)) < 0) { rc = cli_fail("loading model", st); goto out; }
-    if ((st = moa_tokenizer_from_gguf(m->gguf, &tok)) < 0) { rc = cli_fail("loading tokenizer", st); goto out; }
-    double t_load = moa_time_now() - t0;
-    if (file) {
+    if ((st = moa_model_load(a->model, &mp, &g->m)) < 0) return cli_fail("loading model", st);
+    if ((st = moa_tokenizer_from_gguf(g->m->gguf, &g->tok)) < 0) return cli_fail("loading tokenizer", st);
+    g->t_load = moa_time_now() - t0;
+    if (a->file) {
         size_t len;
-        if ((st = moa_read_file(file, &text, &len)) < 0) { rc = cli_fail("reading prompt", st); goto out; }
-    } else if (!(text = moa_strdup(prompt))) { rc = cli_fail("prompt", MOA_ERR_NOMEM); goto out; }
-    const char *input = text;
-    if (chat) {
+        if ((st = moa_read_file(a->file, &g->text, &len)) < 0) return cli_fail("reading prompt", st);
+    } else if (!(g->text = moa_strdup(a->prompt))) return cli_fail("prompt", MOA_ERR_NOMEM);
+    g->input = g->text;
+    if (a->chat) {
         moa_chat_msg msgs[2];
         int nm = 0;
-        if (system) { msgs[nm].role = "system"; msgs[nm].content = system; nm++; }
-        msgs[nm].role = "user"; msgs[nm].content = text; nm++;
-        if ((st = moa_chat_render(tok, msgs, nm, 1, &rendered)) < 0) { rc = cli_fail("chat template", st); goto out; }
-        input = rendered;
+        if (a->system) { msgs[nm].role = "system"; msgs[nm].content = a->system; nm++; }
+        msgs[nm].role = "user"; msgs[nm].content = g->text; nm++;
+        if ((st = moa_chat_render(g->tok, msgs, nm, 1, &g->rendered)) < 0) return cli_fail("chat template", st);
+        g->input = g->rendered;
     }
-    if ((st = moa_tokenizer_encode(tok, input, strlen(input), 1, &ids, &n_ids)) < 0) { rc = cli_fail("tokenizing", st); goto out; }
-    if (n_ids == 0) { fprintf(stderr, "moa generate: the prompt is empty\n"); rc = 2; goto out; }
+    if ((st = moa_tokenizer_encode(g->tok, g->input, strlen(g->input), 1, &g->ids, &g->n_ids)) < 0)
+        return cli_fail("tokenizing", st);
+    if (g->n_ids == 0) { fprintf(stderr, "moa generate: the prompt is empty\n"); return 2; }
+    return CLI_GO_ON;
+}
+
+/* The context: its size (prompt + n, at most the training context; with a plan at least
+ * its shortest profiled length), the plan or uniform baseline, the KV type. CLI_GO_ON or code. */
+static int create_context(const gen_args *a, gen_run *g) {
     moa_ctx_params cp = moa_ctx_default_params();
-    long want = n_ctx ? n_ctx : n_ids + n_predict;
-    if (want > m->hp.n_ctx_train && !n_ctx) want = m->hp.n_ctx_train;
-    cp.pos_mode = streaming ? MOA_POS_STREAMING : MOA_POS_ABSOLUTE;
-    cp.kv_type = kvt;
-    if ((rc = cli_plan_from_args(plan, uniform, u_sink, u_block, m, want, &pl)) != 0) goto out;
-    rc = 1;
-    if (plan && !n_ctx) {
+    long want = a->n_ctx ? a->n_ctx : g->n_ids + a->n_predict;
+    if (want > g->m->hp.n_ctx_train && !a->n_ctx) want = g->m->hp.n_ctx_train;
+    cp.pos_mode = a->streaming ? MOA_POS_STREAMING : MOA_POS_ABSOLUTE;
+    cp.kv_type = a->kvt;
+    int rc;
+    if ((rc = cli_plan_from_args(a->plan, a->uniform, a->u_sink, a->u_block, g->m, want, &g->pl)) != 0) return rc;
+    moa_plan *pl = g->pl;
+    if (a->plan && !a->n_ctx) {
         /* a plan's rules were fitted at its profiled lengths; far below the shortest, windows
          * shrink to less than anything it was measured on (a 35-token chat at N = 83 loses
          * its system prompt), so plan for at least that length */
         int i = 0;   /* predictions are sorted by length; profiled ones have a loss */
         while (i < moa_plan_n_predicted(pl) && isnan(moa_plan_predicted_loss(pl, i))) i++;
         if (i < moa_plan_n_predicted(pl) && moa_plan_predicted_length(pl, i) > want)
-            want = moa_plan_predicted_length(pl, i) < m->hp.n_ctx_train ? moa_plan_predicted_length(pl, i) : m->hp.n_ctx_train;
+            want = moa_plan_predicted_length(pl, i) < g->m->hp.n_ctx_train ? moa_plan_predicted_length(pl, i) : g->m->hp.n_ctx_train;
     }
     cp.n_ctx = (int32_t)want;
     cp.plan = pl;
-    if ((st = moa_ctx_create(m, &cp, &ctx)) < 0) { rc = cli_fail("creating context", st); goto out; }
+    moa_status st;
+    if ((st = moa_ctx_create(g->m, &cp, &g->ctx)) < 0) return cli_fail("creating context", st);
     if (pl)
         fprintf(stderr, "moa: plan density %.3f at %ld tokens, KV cache %.2f MiB\n",
-                moa_plan_density(pl, want), want, moa_ctx_kv_bytes(ctx) / 1048576.0);
+                moa_plan_density(pl, want), want, moa_ctx_kv_bytes(g->ctx) / 1048576.0);
+    g->want = want;
+    return CLI_GO_ON;
+}
+
+/* Generation: text to stdout as it comes, ids (--ids) and timings to stderr. Exit code. */
+static int run_generation(const gen_args *a, gen_run *g) {
     moa_gen_params gp = moa_gen_default_params();
-    gp.n_predict = (int32_t)n_predict;
-    gp.sampler.temperature = (float)temp;
-    gp.sampler.top_k = (int32_t)top_k;
-    gp.sampler.top_p = (float)top_p;
-    gp.sampler.seed = (uint64_t)seed;
-    if (!chat) fputs(input, stdout);
+    gp.n_predict = (int32_t)a->n_predict;
+    gp.sampler.temperature = (float)a->temp;
+    gp.sampler.top_k = (int32_t)a->top_k;
+    gp.sampler.top_p = (float)a->top_p;
+    gp.sampler.seed = (uint64_t)a->seed;
+    if (!a->chat) fputs(g->input, stdout);
     moa_gen_stats gs;
     int32_t *out_ids = NULL, n_out = 0;
-    if ((st = moa_generate(ctx, tok, ids, n_ids, &gp, print_piece, NULL, &out_ids, &n_out, &gs)) < 0) {
+    moa_status st;
+    if ((st = moa_generate(g->ctx, g->tok, g->ids, g->n_ids, &gp, print_piece, NULL, &out_ids, &n_out, &gs)) < 0) {
         fputc('\n', stdout);
-        rc = cli_fail("generating", st);
-        goto out;
+        return cli_fail("generating", st);
     }
     fputc('\n', stdout);
     fflush(stdout);
-    if (show_ids) {
+    if (a->show_ids) {
         fprintf(stderr, "ids:");
         for (int32_t i = 0; i < n_out; i++) fprintf(stderr, " %d", out_ids[i]);
         fputc('\n', stderr);
     }
     free(out_ids);
     fprintf(stderr, "moa: load %.2f s | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s%s\n",
-            t_load, gs.n_prompt, gs.prefill_seconds > 0 ? gs.n_prompt / gs.prefill_seconds : 0,
+            g->t_load, gs.n_prompt, gs.prefill_seconds > 0 ? gs.n_prompt / gs.prefill_seconds : 0,
             gs.n_generated, gs.decode_seconds > 0 ? gs.n_generated / gs.decode_seconds : 0,
             gs.stopped_at_eog ? " (end of turn)" : gs.stopped_ctx_full ? " (context full: use a plan or --streaming to go on)" : "");
-    rc = 0;
-out:
-    free(ids);
-    free(text);
-    free(rendered);
-    moa_ctx_free(ctx);
-    moa_plan_free(pl);
-    moa_tokenizer_free(tok);
-    moa_model_free(m);
+    return 0;
+}
+
+int moa_cmd_generate(int argc, char **argv) {
+    gen_args a = {.n_predict = 128, .seed = 42, .top_p = 1, .u_sink = -1};
+    int rc = parse_flags(argc, argv, &a);
+    if (rc != CLI_GO_ON) return rc;
+    gen_run g = {0};
+    rc = load_prompt(&a, &g);
+    if (rc == CLI_GO_ON) rc = create_context(&a, &g);
+    if (rc == CLI_GO_ON) rc = run_generation(&a, &g);
+    free(g.ids);
+    free(g.text);
+    free(g.rendered);
+    moa_ctx_free(g.ctx);
+    moa_plan_free(g.pl);
+    moa_tokenizer_free(g.tok);
+    moa_model_free(g.m);
     return rc;
 }

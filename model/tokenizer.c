@@ -325,18 +325,17 @@ static moa_status build_specials(moa_tokenizer *t) {
     return MOA_OK;
 }
 
-moa_status moa_tokenizer_create(const moa_tokenizer_desc *d, moa_tokenizer **out) {
-    if (!out) return moa_err(MOA_ERR_INVALID_ARG, "tokenizer: out is NULL");
-    *out = NULL;
+/* The descriptor's checks (before anything is allocated); *pre_kind: its pre-tokenizer. */
+static moa_status check_desc(const moa_tokenizer_desc *d, int *pre_kind) {
     if (!d || d->n_vocab <= 0 || !d->tokens)
         return moa_err(MOA_ERR_INVALID_ARG, "tokenizer: empty vocabulary");
     if (d->n_merges < 0 || (d->n_merges > 0 && !d->merges))
         return moa_err(MOA_ERR_INVALID_ARG, "tokenizer: bad merges list");
     const char *pre = d->pre ? d->pre : "gpt2";
-    int pre_kind = -1;
+    *pre_kind = -1;
     for (size_t k = 0; k < sizeof pre_names / sizeof *pre_names; k++)
-        if (strcmp(pre, pre_names[k].name) == 0) pre_kind = pre_names[k].kind;
-    if (pre_kind < 0)
+        if (strcmp(pre, pre_names[k].name) == 0) *pre_kind = pre_names[k].kind;
+    if (*pre_kind < 0)
         return moa_err(MOA_ERR_UNSUPPORTED,
                        "tokenizer: pre-tokenizer \"%s\" is not supported (supported: gpt2, "
                        "gpt-2, smollm, qwen2, deepseek-r1-qwen, kormo, f2llmv2, megrez, "
@@ -349,25 +348,15 @@ moa_status moa_tokenizer_create(const moa_tokenizer_desc *d, moa_tokenizer **out
                            id_names[k], (int)ids[k], (int)d->n_vocab);
     if (d->add_bos && d->bos_id < 0)
         return moa_err(MOA_ERR_INVALID_ARG, "tokenizer: add_bos is set but there is no bos token");
+    return MOA_OK;
+}
 
-    moa_tokenizer *t = calloc(1, sizeof *t);
-    if (!t) return moa_err(MOA_ERR_NOMEM, "tokenizer: out of memory");
-    moa_status st = MOA_OK;
+/* Vocab strings and types, and each token's decoded bytes (text, raw_*, type, max_raw). */
+static moa_status load_vocab(moa_tokenizer *t, const moa_tokenizer_desc *d, const int16_t *u2b) {
     const int32_t nv = d->n_vocab;
-    t->n_vocab = nv;
-    t->bos = d->bos_id; t->eos = d->eos_id; t->eot = d->eot_id;
-    t->unk = d->unk_id; t->pad = d->pad_id;
-    t->add_bos = d->add_bos ? 1 : 0;
-    t->pre = pre_kind;
-    unsigned char *scratch = NULL;
-
-    /* Vocab strings and types. */
     size_t total = 0;
     for (int32_t i = 0; i < nv; i++) {
-        if (!d->tokens[i]) {
-            st = moa_err(MOA_ERR_INVALID_ARG, "tokenizer: token %d is NULL", (int)i);
-            goto fail;
-        }
+        if (!d->tokens[i]) return moa_err(MOA_ERR_INVALID_ARG, "tokenizer: token %d is NULL", (int)i);
         total += strlen(d->tokens[i]) + 1;
     }
     t->text = moa_alloc_array((size_t)nv, sizeof *t->text);
@@ -376,21 +365,18 @@ moa_status moa_tokenizer_create(const moa_tokenizer_desc *d, moa_tokenizer **out
     t->raw_off = moa_alloc_array((size_t)nv, sizeof *t->raw_off);
     t->raw_len = moa_alloc_array((size_t)nv, sizeof *t->raw_len);
     t->type = moa_alloc_array((size_t)nv, sizeof *t->type);
-    if (!t->text || !t->text_blob || !t->raw_blob || !t->raw_off || !t->raw_len || !t->type) {
-        st = moa_err(MOA_ERR_NOMEM, "tokenizer: out of memory for %d tokens", (int)nv);
-        goto fail;
-    }
+    if (!t->text || !t->text_blob || !t->raw_blob || !t->raw_off || !t->raw_len || !t->type)
+        return moa_err(MOA_ERR_NOMEM, "tokenizer: out of memory for %d tokens", (int)nv);
     for (int32_t i = 0; i < nv; i++) {
         int ty = d->token_types ? d->token_types[i] : MOA_TOKEN_NORMAL;
         if (ty < MOA_TOKEN_NORMAL || ty > MOA_TOKEN_BYTE) ty = MOA_TOKEN_NORMAL;
         t->type[i] = (uint8_t)ty;
     }
+    const int32_t ids[5] = {d->bos_id, d->eos_id, d->eot_id, d->unk_id, d->pad_id};
     if (!d->token_types)
         for (int k = 0; k < 5; k++)
             if (ids[k] >= 0) t->type[ids[k]] = MOA_TOKEN_CONTROL;
 
-    int16_t u2b[U2B_SIZE];
-    byte_map_init(u2b);
     size_t off = 0;
     for (int32_t i = 0; i < nv; i++) {
         size_t n = strlen(d->tokens[i]);
@@ -414,11 +400,15 @@ moa_status moa_tokenizer_create(const moa_tokenizer_desc *d, moa_tokenizer **out
         if (rn > t->max_raw) t->max_raw = rn;
         off += n + 1;
     }
+    return MOA_OK;
+}
 
-    /* Bytes -> id for BPE. */
+/* Bytes -> id for BPE (vmap), and the initial symbol of each byte (byte_id). */
+static moa_status build_byte_symbols(moa_tokenizer *t) {
+    const int32_t nv = t->n_vocab;
     t->vmap_mask = pow2_at_least((size_t)nv * 2) - 1;
     t->vmap = moa_alloc_array(t->vmap_mask + 1, sizeof *t->vmap);
-    if (!t->vmap) { st = moa_err(MOA_ERR_NOMEM, "tokenizer: out of memory"); goto fail; }
+    if (!t->vmap) return moa_err(MOA_ERR_NOMEM, "tokenizer: out of memory");
     for (size_t i = 0; i <= t->vmap_mask; i++) t->vmap[i] = -1;
     for (int32_t i = 0; i < nv; i++)
         if ((t->type[i] == MOA_TOKEN_NORMAL || t->type[i] == MOA_TOKEN_UNUSED) && t->raw_len[i])
@@ -436,25 +426,27 @@ moa_status moa_tokenizer_create(const moa_tokenizer_desc *d, moa_tokenizer **out
             int b = t->raw_blob[t->raw_off[i]];
             if (t->byte_id[b] < 0) t->byte_id[b] = i;
         }
+    return MOA_OK;
+}
 
-    /* Merges. */
+/* Merges: "left right" in vocab text, rank = position in the list; a merge whose parts or
+ * result are not tokens is skipped. */
+static moa_status load_merges(moa_tokenizer *t, const moa_tokenizer_desc *d, const int16_t *u2b) {
     t->mmask = pow2_at_least((size_t)d->n_merges * 2 + 1) - 1;
     t->mkey = moa_alloc_array(t->mmask + 1, sizeof *t->mkey);
     t->mrank = moa_alloc_array(t->mmask + 1, sizeof *t->mrank);
     t->mres = moa_alloc_array(t->mmask + 1, sizeof *t->mres);
     size_t max_merge = 0;
     for (int32_t i = 0; i < d->n_merges; i++) {
-        if (!d->merges[i]) {
-            st = moa_err(MOA_ERR_INVALID_ARG, "tokenizer: merge %d is NULL", (int)i);
-            goto fail;
-        }
+        if (!d->merges[i]) return moa_err(MOA_ERR_INVALID_ARG, "tokenizer: merge %d is NULL", (int)i);
         size_t n = strlen(d->merges[i]);
         if (n > max_merge) max_merge = n;
     }
-    scratch = malloc(2 * max_merge + 2);
+    unsigned char *scratch = malloc(2 * max_merge + 2);
+    moa_status st = MOA_OK;
     if (!t->mkey || !t->mrank || !t->mres || !scratch) {
         st = moa_err(MOA_ERR_NOMEM, "tokenizer: out of memory for %d merges", (int)d->n_merges);
-        goto fail;
+        goto done;
     }
     for (size_t i = 0; i <= t->mmask; i++) t->mkey[i] = UINT64_MAX;
     for (int32_t i = 0; i < d->n_merges; i++) {
@@ -463,7 +455,7 @@ moa_status moa_tokenizer_create(const moa_tokenizer_desc *d, moa_tokenizer **out
         if (!sp) {
             st = moa_err(MOA_ERR_INVALID_ARG, "tokenizer: merge %d (\"%s\") has no space",
                          (int)i, m);
-            goto fail;
+            goto done;
         }
         size_t la = unmap_bytes(u2b, m, (size_t)(sp - m), scratch);
         size_t lb = unmap_bytes(u2b, sp + 1, strlen(sp + 1), scratch + la);
@@ -473,46 +465,68 @@ moa_status moa_tokenizer_create(const moa_tokenizer_desc *d, moa_tokenizer **out
         if (a < 0 || b < 0 || r < 0) continue;   /* cannot apply: a part is not a token */
         merge_insert(t, a, b, i, r);
     }
+done:
+    free(scratch);
+    return st;
+}
 
-    if ((st = build_specials(t)) < 0) goto fail;
-
-    /* End-of-generation tokens, by llama.cpp's rule (llama-vocab.cpp, "maintain a list of
-     * tokens that cause end-of-generation"): eos, eot, and every token named in eog_names
-     * (end-of-turn and FIM pad / repo / file-separator names), whatever its type. A
-     * user-defined token so named becomes control, as llama.cpp does (it is then parsed
-     * only when asked). llama.cpp makes a normal token so named control too (Qwen2's
-     * "</s>", id 128247); we keep it normal, so it still encodes and decodes as text. */
+/* End-of-generation tokens, by llama.cpp's rule (llama-vocab.cpp, "maintain a list of
+ * tokens that cause end-of-generation"): eos, eot, and every token named in eog_names
+ * (end-of-turn and FIM pad / repo / file-separator names), whatever its type. A
+ * user-defined token so named becomes control, as llama.cpp does (it is then parsed
+ * only when asked). llama.cpp makes a normal token so named control too (Qwen2's
+ * "</s>", id 128247); we keep it normal, so it still encodes and decodes as text. */
+static void find_eog(moa_tokenizer *t) {
     t->n_eog = 0;
     if (t->eos >= 0) t->eog[t->n_eog++] = t->eos;
     if (t->eot >= 0 && t->eot != t->eos) t->eog[t->n_eog++] = t->eot;
-    for (int32_t id = 0; id < nv; id++) {
+    for (int32_t id = 0; id < t->n_vocab; id++) {
         if (!is_eog_name(t->text[id])) continue;
         if (t->type[id] == MOA_TOKEN_USER_DEFINED) t->type[id] = MOA_TOKEN_CONTROL;
         int dup = 0;
         for (int e = 0; e < t->n_eog; e++) dup |= t->eog[e] == id;
         if (!dup && t->n_eog < MAX_EOG) t->eog[t->n_eog++] = id;
     }
+}
 
-    /* Chat template. */
-    if (d->chat_template) {
-        t->chat_template = moa_strdup(d->chat_template);
-        if (!t->chat_template) {
-            st = moa_err(MOA_ERR_NOMEM, "tokenizer: out of memory");
-            goto fail;
-        }
-        t->chat_chatml = strstr(t->chat_template, "<|im_start|>") != NULL;
-        if (t->chat_chatml && (st = find_default_system(t->chat_template,
-                                                        &t->chat_default_system)) < 0)
-            goto fail;
+/* Chat template: kept as given; a ChatML one also gives its default system message. */
+static moa_status set_chat_template(moa_tokenizer *t, const char *tpl) {
+    if (!tpl) return MOA_OK;
+    t->chat_template = moa_strdup(tpl);
+    if (!t->chat_template) return moa_err(MOA_ERR_NOMEM, "tokenizer: out of memory");
+    t->chat_chatml = strstr(t->chat_template, "<|im_start|>") != NULL;
+    if (t->chat_chatml) MOA_TRY(find_default_system(t->chat_template, &t->chat_default_system));
+    return MOA_OK;
+}
+
+moa_status moa_tokenizer_create(const moa_tokenizer_desc *d, moa_tokenizer **out) {
+    if (!out) return moa_err(MOA_ERR_INVALID_ARG, "tokenizer: out is NULL");
+    *out = NULL;
+    int pre_kind = -1;
+    MOA_TRY(check_desc(d, &pre_kind));
+
+    moa_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return moa_err(MOA_ERR_NOMEM, "tokenizer: out of memory");
+    t->n_vocab = d->n_vocab;
+    t->bos = d->bos_id; t->eos = d->eos_id; t->eot = d->eot_id;
+    t->unk = d->unk_id; t->pad = d->pad_id;
+    t->add_bos = d->add_bos ? 1 : 0;
+    t->pre = pre_kind;
+    int16_t u2b[U2B_SIZE];
+    byte_map_init(u2b);
+    moa_status st;
+    if ((st = load_vocab(t, d, u2b)) < 0 || (st = build_byte_symbols(t)) < 0 || (st = load_merges(t, d, u2b)) < 0 ||
+        (st = build_specials(t)) < 0) {
+        moa_tokenizer_free(t);
+        return st;
     }
-
-    free(scratch);
+    find_eog(t);
+    if ((st = set_chat_template(t, d->chat_template)) < 0) {
+        moa_tokenizer_free(t);
+        return st;
+    }
     *out = t;
     return MOA_OK;
-fail:
-    free(scratch);
-    moa_tokenizer_free(t);
-    return st;
 }
 
 /* ---- from GGUF -------------------------------------------------------------------------- */

@@ -172,32 +172,57 @@ static int ls_ok(const model *md, const double *D, const double *E) {
     return 1;
 }
 
-static void local_search(model *md, int *c) {
+/* The search state: the choice c and its sums D, E; D2, E2 are the sums of a trial move. */
+typedef struct {
+    const model *md;
+    int *c;
+    double D[MOA_OPT_MAX_LENGTHS], E[MOA_OPT_MAX_LENGTHS], D2[MOA_OPT_MAX_LENGTHS], E2[MOA_OPT_MAX_LENGTHS];
+} ls_state;
+
+/* A trial starts from the current sums. */
+static void ls_trial(ls_state *s) {
+    memcpy(s->D2, s->D, sizeof s->D);
+    memcpy(s->E2, s->E, sizeof s->E);
+}
+
+/* Adds "unit u moves to rule r" to the trial sums. */
+static void ls_move_sums(ls_state *s, int u, int r) {
+    const moa_opt_problem *pb = s->md->pb;
+    const double *eps = s->md->ob->eps;
+    for (int k = 0; k < pb->n_con; k++) s->D2[k] += rule_dens(pb, k, r) - rule_dens(pb, k, s->c[u]);
+    for (int j = 0; j < pb->n_len; j++)
+        if (isfinite(eps[j])) s->E2[j] += unit_loss(pb, j, u, r) - unit_loss(pb, j, u, s->c[u]);
+}
+
+/* The trial sums become the current ones (the caller updates c). */
+static void ls_commit(ls_state *s) {
+    memcpy(s->D, s->D2, sizeof s->D);
+    memcpy(s->E, s->E2, sizeof s->E);
+}
+
+/* Total relative violation of the budget and eps rows by the sums D, E (0: feasible). */
+static double ls_violation(const model *md, const double *D, const double *E) {
     const moa_opt_problem *pb = md->pb;
     const int U = pb->n_units;
-    if (pb->group != 1 || pb->max_rules_per_layer > 0) return;
-    double D[MOA_OPT_MAX_LENGTHS] = {0}, E[MOA_OPT_MAX_LENGTHS] = {0}, D2[MOA_OPT_MAX_LENGTHS], E2[MOA_OPT_MAX_LENGTHS];
-    for (int u = 0; u < U; u++) {
-        for (int k = 0; k < pb->n_con; k++) D[k] += rule_dens(pb, k, c[u]);
-        for (int j = 0; j < pb->n_len; j++) if (isfinite(md->ob->eps[j])) E[j] += unit_loss(pb, j, u, c[u]);
+    double V = 0;
+    for (int k = 0; k < pb->n_con; k++) {
+        double cap = pb->budget_hi[k] * U;
+        if (D[k] > cap + 1e-9) V += (D[k] - cap) / cap;
+        if (pb->budget_lo[k] > 0 && D[k] < pb->budget_lo[k] * U - 1e-9) V += (pb->budget_lo[k] * U - D[k]) / (pb->budget_lo[k] * U);
     }
-#define APPLY(u, r, sign)                                                                      \
-    do {                                                                                       \
-        for (int k = 0; k < pb->n_con; k++) D2[k] += (sign) * (rule_dens(pb, k, r) - rule_dens(pb, k, c[u])); \
-        for (int j = 0; j < pb->n_len; j++)                                                    \
-            if (isfinite(md->ob->eps[j])) E2[j] += (sign) * (unit_loss(pb, j, u, r) - unit_loss(pb, j, u, c[u])); \
-    } while (0)
-    /* repair: while a row is violated, apply the single move with the least objective
-     * increase per unit of violation removed */
+    for (int j = 0; j < pb->n_len; j++)
+        if (isfinite(md->ob->eps[j]) && E[j] > md->ob->eps[j]) V += (E[j] - md->ob->eps[j]) / fmax(fabs(md->ob->eps[j]), 1e-12);
+    return V;
+}
+
+/* repair: while a row is violated, apply the single move with the least objective
+ * increase per unit of violation removed. 0: cannot repair. */
+static int ls_repair(ls_state *s) {
+    const model *md = s->md;
+    const int U = md->pb->n_units;
+    int *c = s->c;
     for (int it = 0; it < 4 * U; it++) {
-        double V = 0;
-        for (int k = 0; k < pb->n_con; k++) {
-            double cap = pb->budget_hi[k] * U;
-            if (D[k] > cap + 1e-9) V += (D[k] - cap) / cap;
-            if (pb->budget_lo[k] > 0 && D[k] < pb->budget_lo[k] * U - 1e-9) V += (pb->budget_lo[k] * U - D[k]) / (pb->budget_lo[k] * U);
-        }
-        for (int j = 0; j < pb->n_len; j++)
-            if (isfinite(md->ob->eps[j]) && E[j] > md->ob->eps[j]) V += (E[j] - md->ob->eps[j]) / fmax(fabs(md->ob->eps[j]), 1e-12);
+        double V = ls_violation(md, s->D, s->E);
         if (V <= 0) break;
         double best = INFINITY;
         int bu = -1, br = -1;
@@ -206,29 +231,29 @@ static void local_search(model *md, int *c) {
             for (int cc = md->ustart[u]; cc < md->ustart[u + 1]; cc++) {
                 int r = md->col_rule[cc + 1];
                 if (r == c[u]) continue;
-                memcpy(D2, D, sizeof D); memcpy(E2, E, sizeof E);
-                APPLY(u, r, 1);
-                double V2 = 0;
-                for (int k = 0; k < pb->n_con; k++) {
-                    double cap = pb->budget_hi[k] * U;
-                    if (D2[k] > cap + 1e-9) V2 += (D2[k] - cap) / cap;
-                    if (pb->budget_lo[k] > 0 && D2[k] < pb->budget_lo[k] * U - 1e-9) V2 += (pb->budget_lo[k] * U - D2[k]) / (pb->budget_lo[k] * U);
-                }
-                for (int j = 0; j < pb->n_len; j++)
-                    if (isfinite(md->ob->eps[j]) && E2[j] > md->ob->eps[j]) V2 += (E2[j] - md->ob->eps[j]) / fmax(fabs(md->ob->eps[j]), 1e-12);
+                ls_trial(s);
+                ls_move_sums(s, u, r);
+                double V2 = ls_violation(md, s->D2, s->E2);
                 if (V2 >= V - 1e-15) continue;
                 double ratio = (unit_obj(md, u, r) - cur) / (V - V2);
                 if (ratio < best) { best = ratio; bu = u; br = r; }
             }
         }
-        if (bu < 0) return;   /* cannot repair */
-        memcpy(D2, D, sizeof D); memcpy(E2, E, sizeof E);
-        APPLY(bu, br, 1);
-        memcpy(D, D2, sizeof D); memcpy(E, E2, sizeof E);
+        if (bu < 0) return 0;   /* cannot repair */
+        ls_trial(s);
+        ls_move_sums(s, bu, br);
+        ls_commit(s);
         c[bu] = br;
     }
-    if (!ls_ok(md, D, E)) return;
-    /* fill: apply the feasible improving single move with the best gain per unit of budget */
+    return 1;
+}
+
+/* fill: apply the feasible improving single move with the best gain per unit of budget */
+static void ls_fill(ls_state *s) {
+    const model *md = s->md;
+    const moa_opt_problem *pb = md->pb;
+    const int U = pb->n_units;
+    int *c = s->c;
     for (int it = 0; it < 4 * U; it++) {
         double best = 0;
         int bu = -1, br = -1;
@@ -238,13 +263,13 @@ static void local_search(model *md, int *c) {
                 int r = md->col_rule[cc + 1];
                 double d = unit_obj(md, u, r) - cur;
                 if (r == c[u] || d >= -1e-15) continue;
-                memcpy(D2, D, sizeof D); memcpy(E2, E, sizeof E);
-                APPLY(u, r, 1);
-                if (!ls_ok(md, D2, E2)) continue;
+                ls_trial(s);
+                ls_move_sums(s, u, r);
+                if (!ls_ok(md, s->D2, s->E2)) continue;
                 double use = 1e-9;
                 for (int k = 0; k < pb->n_con; k++) {
-                    double room = pb->budget_hi[k] * U - D[k];
-                    double inc = D2[k] - D[k];
+                    double room = pb->budget_hi[k] * U - s->D[k];
+                    double inc = s->D2[k] - s->D[k];
                     if (inc > 0) use += inc / fmax(room, 1e-12);
                 }
                 double score = d / use;
@@ -252,30 +277,42 @@ static void local_search(model *md, int *c) {
             }
         }
         if (bu < 0) break;
-        memcpy(D2, D, sizeof D); memcpy(E2, E, sizeof E);
-        APPLY(bu, br, 1);
-        memcpy(D, D2, sizeof D); memcpy(E, E2, sizeof E);
+        ls_trial(s);
+        ls_move_sums(s, bu, br);
+        ls_commit(s);
         c[bu] = br;
     }
-    /* pair moves */
+}
+
+/* Every single move, into up (better loss) or down (no better loss, but frees density). */
+static void ls_list_moves(const ls_state *s, ls_move *up, int *nu, ls_move *down, int *nd) {
+    const model *md = s->md;
+    const moa_opt_problem *pb = md->pb;
+    const int *c = s->c;
+    *nu = *nd = 0;
+    for (int u = 0; u < pb->n_units; u++) {
+        double cur = unit_obj(md, u, c[u]);
+        for (int cc = md->ustart[u]; cc < md->ustart[u + 1]; cc++) {
+            int r = md->col_rule[cc + 1];
+            if (r == c[u]) continue;
+            double d = unit_obj(md, u, r) - cur;
+            int frees = 0;
+            for (int k = 0; k < pb->n_con; k++) if (rule_dens(pb, k, r) < rule_dens(pb, k, c[u])) frees = 1;
+            if (d < -1e-12) up[(*nu)++] = (ls_move){u, r, d};
+            else if (frees) down[(*nd)++] = (ls_move){u, r, d};
+        }
+    }
+}
+
+/* pair moves */
+static void ls_pairs(ls_state *s) {
     enum { K = 96 };
-    size_t cap = (size_t)md->nx;
+    size_t cap = (size_t)s->md->nx;
     ls_move *up = malloc(cap * sizeof *up), *down = malloc(cap * sizeof *down);
     if (!up || !down) { free(up); free(down); return; }
     for (int it = 0; it < 200; it++) {
-        int nu = 0, nd = 0;
-        for (int u = 0; u < U; u++) {
-            double cur = unit_obj(md, u, c[u]);
-            for (int cc = md->ustart[u]; cc < md->ustart[u + 1]; cc++) {
-                int r = md->col_rule[cc + 1];
-                if (r == c[u]) continue;
-                double d = unit_obj(md, u, r) - cur;
-                int frees = 0;
-                for (int k = 0; k < pb->n_con; k++) if (rule_dens(pb, k, r) < rule_dens(pb, k, c[u])) frees = 1;
-                if (d < -1e-12) up[nu++] = (ls_move){u, r, d};
-                else if (frees) down[nd++] = (ls_move){u, r, d};
-            }
-        }
+        int nu, nd;
+        ls_list_moves(s, up, &nu, down, &nd);
         qsort(up, (size_t)nu, sizeof *up, cmp_move);
         qsort(down, (size_t)nd, sizeof *down, cmp_move);
         if (nu > K) nu = K;
@@ -287,24 +324,40 @@ static void local_search(model *md, int *c) {
                 double d = up[i].dobj + down[j].dobj;
                 if (d >= best) break;    /* down sorted ascending */
                 if (up[i].u == down[j].u) continue;
-                memcpy(D2, D, sizeof D); memcpy(E2, E, sizeof E);
-                APPLY(up[i].u, up[i].r, 1);
-                APPLY(down[j].u, down[j].r, 1);
-                if (!ls_ok(md, D2, E2)) continue;
+                ls_trial(s);
+                ls_move_sums(s, up[i].u, up[i].r);
+                ls_move_sums(s, down[j].u, down[j].r);
+                if (!ls_ok(s->md, s->D2, s->E2)) continue;
                 best = d; bi = i; bj = j;
             }
         }
         if (bi < 0) break;
-        memcpy(D2, D, sizeof D); memcpy(E2, E, sizeof E);
-        APPLY(up[bi].u, up[bi].r, 1);
-        APPLY(down[bj].u, down[bj].r, 1);
-        memcpy(D, D2, sizeof D); memcpy(E, E2, sizeof E);
-        c[up[bi].u] = up[bi].r;
-        c[down[bj].u] = down[bj].r;
+        ls_trial(s);
+        ls_move_sums(s, up[bi].u, up[bi].r);
+        ls_move_sums(s, down[bj].u, down[bj].r);
+        ls_commit(s);
+        s->c[up[bi].u] = up[bi].r;
+        s->c[down[bj].u] = down[bj].r;
     }
-#undef APPLY
     free(up);
     free(down);
+}
+
+static void local_search(model *md, int *c) {
+    const moa_opt_problem *pb = md->pb;
+    if (pb->group != 1 || pb->max_rules_per_layer > 0) return;
+    ls_state s;
+    memset(&s, 0, sizeof s);
+    s.md = md;
+    s.c = c;
+    for (int u = 0; u < pb->n_units; u++) {
+        for (int k = 0; k < pb->n_con; k++) s.D[k] += rule_dens(pb, k, c[u]);
+        for (int j = 0; j < pb->n_len; j++) if (isfinite(md->ob->eps[j])) s.E[j] += unit_loss(pb, j, u, c[u]);
+    }
+    if (!ls_repair(&s)) return;
+    if (!ls_ok(md, s.D, s.E)) return;
+    ls_fill(&s);
+    ls_pairs(&s);
 }
 
 /* LP rounding: integral units keep their rule; fractional units try every combination of
@@ -538,99 +591,103 @@ static void warm_save(glp_prob *P, const model *md, moa_opt_warm *w, int nbase, 
     for (int j = 0; j < nj; j++) w->eps_rstat[j] = eps_row[j] ? glp_get_row_stat(P, eps_row[j]) : 0;
 }
 
-moa_status moa_opt_solve_warm(const moa_opt_problem *pb, const moa_opt_params *par,
-                              const moa_opt_objective *ob, moa_opt_solution *sol, moa_opt_warm *warm) {
-    memset(sol, 0, sizeof *sol);
-    double t0 = moa_time_now();
-    /* quick infeasibility check on the budgets alone */
-    {
-        double mind[MOA_OPT_MAX_LENGTHS];
-        moa_opt_min_density(pb, mind);
-        for (int k = 0; k < pb->n_con; k++) {
-            if (mind[k] > pb->budget_hi[k] + 1e-12)
-                return infeasible_msg(pb, "density budget too small");
-            double maxd = 0;
-            for (int r = 0; r < pb->n_rules; r++) if (rule_dens(pb, k, r) > maxd) maxd = rule_dens(pb, k, r);
-            if (pb->budget_lo[k] > maxd + 1e-12)
-                return moa_err(MOA_ERR_INFEASIBLE, "density lower bound %.4g at N=%lld exceeds the largest feasible density %.4g",
-                               pb->budget_lo[k], (long long)pb->con_len[k], maxd);
-        }
+/* ---- one solve, in steps: budget check, columns, rows, LP relaxation, branch and bound,
+ * the solution --------------------------------------------------------------------------- */
+
+/* quick infeasibility check on the budgets alone */
+static moa_status check_budgets(const moa_opt_problem *pb) {
+    double mind[MOA_OPT_MAX_LENGTHS];
+    moa_opt_min_density(pb, mind);
+    for (int k = 0; k < pb->n_con; k++) {
+        if (mind[k] > pb->budget_hi[k] + 1e-12)
+            return infeasible_msg(pb, "density budget too small");
+        double maxd = 0;
+        for (int r = 0; r < pb->n_rules; r++) if (rule_dens(pb, k, r) > maxd) maxd = rule_dens(pb, k, r);
+        if (pb->budget_lo[k] > maxd + 1e-12)
+            return moa_err(MOA_ERR_INFEASIBLE, "density lower bound %.4g at N=%lld exceeds the largest feasible density %.4g",
+                           pb->budget_lo[k], (long long)pb->con_len[k], maxd);
     }
+    return MOA_OK;
+}
+
+/* The model's columns: x (non-dominated rules per unit; all of them with a rule cap or a
+ * lower bound), then y and m. Allocates md's arrays and sol->choice (freed by the caller). */
+static moa_status model_columns(model *md, moa_opt_solution *sol) {
+    const moa_opt_problem *pb = md->pb;
     const int U = pb->n_units, R = pb->n_rules;
-    model md;
-    memset(&md, 0, sizeof md);
-    md.pb = pb; md.par = par; md.ob = ob; md.t0 = t0;
     int reduce = pb->max_rules_per_layer <= 0;
     for (int k = 0; k < pb->n_con; k++) if (pb->budget_lo[k] > 0) reduce = 0;
-    md.col_unit = malloc(((size_t)U * R + 1) * sizeof(int));
-    md.col_rule = malloc(((size_t)U * R + 1) * sizeof(int));
-    md.ustart = malloc(((size_t)U + 1) * sizeof(int));
-    md.choice = malloc((size_t)U * sizeof(int));
-    md.best_choice = malloc((size_t)U * sizeof(int));
+    md->col_unit = malloc(((size_t)U * R + 1) * sizeof(int));
+    md->col_rule = malloc(((size_t)U * R + 1) * sizeof(int));
+    md->ustart = malloc(((size_t)U + 1) * sizeof(int));
+    md->choice = malloc((size_t)U * sizeof(int));
+    md->best_choice = malloc((size_t)U * sizeof(int));
     sol->choice = malloc((size_t)U * sizeof(int));
-    glp_prob *P = NULL;
-    int *ia = NULL, *ja = NULL;
-    double *ar = NULL;
-    moa_status st = MOA_OK;
-    if (!md.col_unit || !md.col_rule || !md.ustart || !md.choice || !md.best_choice || !sol->choice) {
-        st = moa_err(MOA_ERR_NOMEM, "out of memory");
-        goto done;
-    }
+    if (!md->col_unit || !md->col_rule || !md->ustart || !md->choice || !md->best_choice || !sol->choice)
+        return moa_err(MOA_ERR_NOMEM, "out of memory");
     /* columns: non-dominated rules per unit */
     int nx = 0;
     for (int u = 0; u < U; u++) {
-        md.ustart[u] = nx;
+        md->ustart[u] = nx;
         for (int r = 0; r < R; r++) {
             int dom = 0;
             if (reduce)
-                for (int r2 = 0; r2 < R && !dom; r2++) if (r2 != r && dominated(pb, ob, u, r, r2)) dom = 1;
+                for (int r2 = 0; r2 < R && !dom; r2++) if (r2 != r && dominated(pb, md->ob, u, r, r2)) dom = 1;
             if (dom) continue;
             nx++;
-            md.col_unit[nx] = u;
-            md.col_rule[nx] = r;
+            md->col_unit[nx] = u;
+            md->col_rule[nx] = r;
         }
     }
-    md.ustart[U] = nx;
-    md.nx = nx;
-    int ng = U / pb->group;
-    md.y0 = nx;
-    md.ny = pb->max_rules_per_layer > 0 ? pb->n_layer * R : 0;
-    md.m0 = md.y0 + md.ny;
-    md.nm = pb->group > 1 ? ng * pb->n_con : 0;
-    md.ncols = md.m0 + md.nm;
-    md.xbuf = malloc(((size_t)md.ncols + 1) * sizeof(double));
-    int n_eps = 0;
-    for (int j = 0; j < pb->n_len; j++) n_eps += isfinite(ob->eps[j]) ? 1 : 0;
-    /* assignment + density + eps rows: one entry per x column each; cap: x - y rows (2 per
-     * x column) and sum_r y rows; q-head: -m per (unit, length) and the group-mean rows */
-    size_t nnz = (size_t)nx * (1 + (size_t)pb->n_con + (size_t)n_eps + (md.ny ? 2 : 0)) +
-                 (size_t)md.ny + (md.nm ? (size_t)U * pb->n_con + (size_t)md.nm : 0) + 16;
-    ia = malloc((nnz + 1) * sizeof(int));
-    ja = malloc((nnz + 1) * sizeof(int));
-    ar = malloc((nnz + 1) * sizeof(double));
-    if (!md.xbuf || !ia || !ja || !ar) { st = moa_err(MOA_ERR_NOMEM, "out of memory for the MILP"); goto done; }
+    md->ustart[U] = nx;
+    md->nx = nx;
+    md->y0 = nx;
+    md->ny = pb->max_rules_per_layer > 0 ? pb->n_layer * R : 0;
+    md->m0 = md->y0 + md->ny;
+    md->nm = pb->group > 1 ? (U / pb->group) * pb->n_con : 0;
+    md->ncols = md->m0 + md->nm;
+    md->xbuf = malloc(((size_t)md->ncols + 1) * sizeof(double));
+    if (!md->xbuf) return moa_err(MOA_ERR_NOMEM, "out of memory for the MILP");
+    return MOA_OK;
+}
 
-    P = glp_create_prob();
+/* The constraint matrix as GLPK's triplets (1-based: entry z is row ia[z], column ja[z]). */
+typedef struct { int *ia, *ja; double *ar; size_t z; } triplets;
+
+static void nz(triplets *t, int row, int col, double v) {
+    t->z++;
+    t->ia[t->z] = row;
+    t->ja[t->z] = col;
+    t->ar[t->z] = v;
+}
+
+/* Column kinds and bounds; the objective sum_j weight_j loss_j on the x columns. */
+static void add_columns(glp_prob *P, const model *md) {
+    const moa_opt_problem *pb = md->pb;
     glp_set_obj_dir(P, GLP_MIN);
-    glp_add_cols(P, md.ncols);
-    for (int c = 1; c <= nx; c++) {
+    glp_add_cols(P, md->ncols);
+    for (int c = 1; c <= md->nx; c++) {
         glp_set_col_kind(P, c, GLP_BV);
         double o = 0;
         for (int j = 0; j < pb->n_len; j++)
-            if (ob->weight[j] != 0) o += ob->weight[j] * unit_loss(pb, j, md.col_unit[c], md.col_rule[c]);
+            if (md->ob->weight[j] != 0) o += md->ob->weight[j] * unit_loss(pb, j, md->col_unit[c], md->col_rule[c]);
         glp_set_obj_coef(P, c, o);
     }
-    for (int c = md.y0 + 1; c <= md.y0 + md.ny; c++) glp_set_col_kind(P, c, GLP_BV);
-    for (int c = md.m0 + 1; c <= md.m0 + md.nm; c++) glp_set_col_bnds(P, c, GLP_DB, 0, 1);
-    size_t z = 0;
+    for (int c = md->y0 + 1; c <= md->y0 + md->ny; c++) glp_set_col_kind(P, c, GLP_BV);
+    for (int c = md->m0 + 1; c <= md->m0 + md->nm; c++) glp_set_col_bnds(P, c, GLP_DB, 0, 1);
+}
+
+/* one rule per unit, then the densities */
+static void add_budget_rows(glp_prob *P, const model *md, triplets *t) {
+    const moa_opt_problem *pb = md->pb;
+    const int U = pb->n_units, ng = U / pb->group;
     int row = 0;
-#define NZ(rw, cl, v) do { z++; ia[z] = (rw); ja[z] = (cl); ar[z] = (v); } while (0)
     /* one rule per unit */
     glp_add_rows(P, U);
     for (int u = 0; u < U; u++) {
         row++;
         glp_set_row_bnds(P, row, GLP_FX, 1, 1);
-        for (int c = md.ustart[u]; c < md.ustart[u + 1]; c++) NZ(row, c + 1, 1.0);
+        for (int c = md->ustart[u]; c < md->ustart[u + 1]; c++) nz(t, row, c + 1, 1.0);
     }
     /* densities */
     for (int k = 0; k < pb->n_con; k++) {
@@ -638,57 +695,93 @@ moa_status moa_opt_solve_warm(const moa_opt_problem *pb, const moa_opt_params *p
             row = glp_add_rows(P, 1);
             if (pb->budget_lo[k] > 0) glp_set_row_bnds(P, row, GLP_DB, pb->budget_lo[k], pb->budget_hi[k]);
             else glp_set_row_bnds(P, row, GLP_UP, 0, pb->budget_hi[k]);
-            for (int c = 1; c <= nx; c++) {
-                double d = rule_dens(pb, k, md.col_rule[c]) / U;
-                if (d != 0) NZ(row, c, d);
+            for (int c = 1; c <= md->nx; c++) {
+                double d = rule_dens(pb, k, md->col_rule[c]) / U;
+                if (d != 0) nz(t, row, c, d);
             }
         } else {
             row = glp_add_rows(P, 1);
             glp_set_row_bnds(P, row, GLP_UP, 0, pb->budget_hi[k]);
-            for (int g = 0; g < ng; g++) NZ(row, md.m0 + 1 + g * pb->n_con + k, 1.0 / ng);
+            for (int g = 0; g < ng; g++) nz(t, row, md->m0 + 1 + g * pb->n_con + k, 1.0 / ng);
             int r0 = glp_add_rows(P, U);
             for (int u = 0; u < U; u++) {
                 glp_set_row_bnds(P, r0 + u, GLP_UP, 0, 0);
-                for (int c = md.ustart[u]; c < md.ustart[u + 1]; c++) {
-                    double d = rule_dens(pb, k, md.col_rule[c + 1]);
-                    if (d != 0) NZ(r0 + u, c + 1, d);
+                for (int c = md->ustart[u]; c < md->ustart[u + 1]; c++) {
+                    double d = rule_dens(pb, k, md->col_rule[c + 1]);
+                    if (d != 0) nz(t, r0 + u, c + 1, d);
                 }
-                NZ(r0 + u, md.m0 + 1 + (u / pb->group) * pb->n_con + k, -1.0);
+                nz(t, r0 + u, md->m0 + 1 + (u / pb->group) * pb->n_con + k, -1.0);
             }
         }
     }
-    /* epsilon constraints */
-    int nbase = glp_get_num_rows(P);
-    int eps_row[MOA_OPT_MAX_LENGTHS] = {0};
-    for (int j = 0; j < pb->n_len; j++) {
-        if (!isfinite(ob->eps[j])) continue;
-        row = glp_add_rows(P, 1);
-        eps_row[j] = row;
-        glp_set_row_bnds(P, row, GLP_UP, 0, ob->eps[j]);
-        for (int c = 1; c <= nx; c++) {
-            double l = unit_loss(pb, j, md.col_unit[c], md.col_rule[c]);
-            if (l != 0) NZ(row, c, l);
-        }
-    }
-    /* distinct rules per layer */
-    if (md.ny) {
-        int r0 = glp_add_rows(P, nx);
-        for (int c = 1; c <= nx; c++) {
-            glp_set_row_bnds(P, r0 + c - 1, GLP_UP, 0, 0);
-            NZ(r0 + c - 1, c, 1.0);
-            NZ(r0 + c - 1, md.y0 + 1 + (md.col_unit[c] / pb->units_per_layer) * R + md.col_rule[c], -1.0);
-        }
-        int r1 = glp_add_rows(P, pb->n_layer);
-        for (int l = 0; l < pb->n_layer; l++) {
-            glp_set_row_bnds(P, r1 + l, GLP_UP, 0, pb->max_rules_per_layer);
-            for (int r = 0; r < R; r++) NZ(r1 + l, md.y0 + 1 + l * R + r, 1.0);
-        }
-    }
-#undef NZ
-    MOA_ASSERT(z <= nnz);
-    glp_load_matrix(P, (int)z, ia, ja, ar);
+}
 
-    /* LP relaxation */
+/* epsilon constraints (eps_row[j]: the row of length j, 0 for none) */
+static void add_eps_rows(glp_prob *P, const model *md, triplets *t, int *eps_row) {
+    const moa_opt_problem *pb = md->pb;
+    for (int j = 0; j < pb->n_len; j++) {
+        if (!isfinite(md->ob->eps[j])) continue;
+        int row = glp_add_rows(P, 1);
+        eps_row[j] = row;
+        glp_set_row_bnds(P, row, GLP_UP, 0, md->ob->eps[j]);
+        for (int c = 1; c <= md->nx; c++) {
+            double l = unit_loss(pb, j, md->col_unit[c], md->col_rule[c]);
+            if (l != 0) nz(t, row, c, l);
+        }
+    }
+}
+
+/* distinct rules per layer */
+static void add_cap_rows(glp_prob *P, const model *md, triplets *t) {
+    const moa_opt_problem *pb = md->pb;
+    const int R = pb->n_rules;
+    int r0 = glp_add_rows(P, md->nx);
+    for (int c = 1; c <= md->nx; c++) {
+        glp_set_row_bnds(P, r0 + c - 1, GLP_UP, 0, 0);
+        nz(t, r0 + c - 1, c, 1.0);
+        nz(t, r0 + c - 1, md->y0 + 1 + (md->col_unit[c] / pb->units_per_layer) * R + md->col_rule[c], -1.0);
+    }
+    int r1 = glp_add_rows(P, pb->n_layer);
+    for (int l = 0; l < pb->n_layer; l++) {
+        glp_set_row_bnds(P, r1 + l, GLP_UP, 0, pb->max_rules_per_layer);
+        for (int r = 0; r < R; r++) nz(t, r1 + l, md->y0 + 1 + l * R + r, 1.0);
+    }
+}
+
+/* The GLPK problem of md into *out: columns, then the base rows (assignment and budgets:
+ * *nbase of them), the eps rows and the cap rows. */
+static moa_status build_problem(const model *md, glp_prob **out, int *nbase, int *eps_row) {
+    const moa_opt_problem *pb = md->pb;
+    int n_eps = 0;
+    for (int j = 0; j < pb->n_len; j++) n_eps += isfinite(md->ob->eps[j]) ? 1 : 0;
+    /* assignment + density + eps rows: one entry per x column each; cap: x - y rows (2 per
+     * x column) and sum_r y rows; q-head: -m per (unit, length) and the group-mean rows */
+    size_t nnz = (size_t)md->nx * (1 + (size_t)pb->n_con + (size_t)n_eps + (md->ny ? 2 : 0)) +
+                 (size_t)md->ny + (md->nm ? (size_t)pb->n_units * pb->n_con + (size_t)md->nm : 0) + 16;
+    triplets t = {malloc((nnz + 1) * sizeof(int)), malloc((nnz + 1) * sizeof(int)),
+                  malloc((nnz + 1) * sizeof(double)), 0};
+    if (!t.ia || !t.ja || !t.ar) {
+        free(t.ia); free(t.ja); free(t.ar);
+        return moa_err(MOA_ERR_NOMEM, "out of memory for the MILP");
+    }
+    glp_prob *P = glp_create_prob();
+    add_columns(P, md);
+    add_budget_rows(P, md, &t);
+    *nbase = glp_get_num_rows(P);
+    add_eps_rows(P, md, &t, eps_row);
+    if (md->ny) add_cap_rows(P, md, &t);
+    MOA_ASSERT(t.z <= nnz);
+    glp_load_matrix(P, (int)t.z, t.ia, t.ja, t.ar);
+    free(t.ia); free(t.ja); free(t.ar);
+    *out = P;
+    return MOA_OK;
+}
+
+/* LP relaxation: its value is sol->lp_bound; its basis warms the next solve (and is
+ * warmed from the previous one) when there is no rule cap. */
+static moa_status solve_lp(glp_prob *P, const model *md, moa_opt_warm *warm, int nbase, const int *eps_row,
+                           moa_opt_solution *sol) {
+    const moa_opt_params *par = md->par;
     glp_smcp sp;
     glp_init_smcp(&sp);
     sp.msg_lev = GLP_MSG_OFF;
@@ -697,23 +790,29 @@ moa_status moa_opt_solve_warm(const moa_opt_problem *pb, const moa_opt_params *p
     sp.r_test = GLP_RT_FLIP;   /* long-step ratio test: every x is boxed in [0, 1] */
     sp.tm_lim = par->time_limit > 0 ? (int)(par->time_limit * 1000) : INT32_MAX;
     glp_scale_prob(P, GLP_SF_AUTO);
-    int warmed = md.ny == 0 && warm_apply(P, &md, warm, nbase, eps_row);
+    int warmed = md->ny == 0 && warm_apply(P, md, warm, nbase, eps_row);
     if (!warmed) glp_adv_basis(P, 0);
     int rc = glp_simplex(P, &sp);
     if (warmed && rc == GLP_EBADB) {
         glp_adv_basis(P, 0);
         rc = glp_simplex(P, &sp);
     }
-    if (rc == GLP_ETMLIM) { st = moa_err(MOA_ERR_INTERRUPTED, "time limit reached while solving the LP relaxation"); goto done; }
-    if (rc != 0) { st = moa_err(MOA_ERR_SOLVER, "GLPK simplex failed (code %d)", rc); goto done; }
+    if (rc == GLP_ETMLIM) return moa_err(MOA_ERR_INTERRUPTED, "time limit reached while solving the LP relaxation");
+    if (rc != 0) return moa_err(MOA_ERR_SOLVER, "GLPK simplex failed (code %d)", rc);
     if (glp_get_status(P) == GLP_NOFEAS || glp_get_status(P) == GLP_INFEAS)
-        { st = infeasible_msg(pb, "no plan satisfies the density budgets and loss bounds (LP relaxation infeasible)"); goto done; }
-    if (glp_get_status(P) != GLP_OPT) { st = moa_err(MOA_ERR_SOLVER, "GLPK: LP relaxation not solved (status %d)", glp_get_status(P)); goto done; }
+        return infeasible_msg(md->pb, "no plan satisfies the density budgets and loss bounds (LP relaxation infeasible)");
+    if (glp_get_status(P) != GLP_OPT) return moa_err(MOA_ERR_SOLVER, "GLPK: LP relaxation not solved (status %d)", glp_get_status(P));
     sol->lp_bound = glp_get_obj_val(P);
-    if (md.ny == 0) warm_save(P, &md, warm, nbase, eps_row);
+    if (md->ny == 0) warm_save(P, md, warm, nbase, eps_row);
     moa_log_debug("LP relaxation%s: %d columns, %d rows, %.3f s, value %.9g", warmed ? " (warm)" : "",
-                  md.ncols, glp_get_num_rows(P), moa_time_now() - t0, sol->lp_bound);
+                  md->ncols, glp_get_num_rows(P), moa_time_now() - md->t0, sol->lp_bound);
+    return MOA_OK;
+}
 
+/* Branch and bound from the LP basis, within what is left of the time limit; *rc: GLPK's
+ * return code (a stop with a feasible plan is not an error). */
+static moa_status solve_mip(glp_prob *P, model *md, int *rc) {
+    const moa_opt_params *par = md->par;
     glp_iocp ip;
     glp_init_iocp(&ip);
     ip.msg_lev = GLP_MSG_OFF;
@@ -727,60 +826,78 @@ moa_status moa_opt_solve_warm(const moa_opt_problem *pb, const moa_opt_params *p
         ip.cov_cuts = GLP_ON;
         ip.clq_cuts = GLP_ON;
     }
-    double left = par->time_limit > 0 ? par->time_limit - (moa_time_now() - t0) : 0;
+    double left = par->time_limit > 0 ? par->time_limit - (moa_time_now() - md->t0) : 0;
     ip.tm_lim = par->time_limit > 0 ? (int)(left > 0.001 ? left * 1000 : 1) : INT32_MAX;
     ip.cb_func = callback;
-    ip.cb_info = &md;
-    md.last_report = t0;
-    rc = glp_intopt(P, &ip);
+    ip.cb_info = md;
+    md->last_report = md->t0;
+    *rc = glp_intopt(P, &ip);
     int ms = glp_mip_status(P);
-    if (rc == GLP_ENOPFS || ms == GLP_NOFEAS) {
-        st = infeasible_msg(pb, "no plan satisfies the density budgets and loss bounds");
-        goto done;
-    }
-    if (rc == GLP_EFAIL && (ms == GLP_FEAS || ms == GLP_OPT))
+    if (*rc == GLP_ENOPFS || ms == GLP_NOFEAS)
+        return infeasible_msg(md->pb, "no plan satisfies the density budgets and loss bounds");
+    if (*rc == GLP_EFAIL && (ms == GLP_FEAS || ms == GLP_OPT))
         moa_log_warn("GLPK branch and bound stopped early (numerical failure); keeping its best plan, unproven");
-    if (rc == GLP_ETMLIM || rc == GLP_EMIPGAP || rc == GLP_ESTOP || rc == GLP_EFAIL) {
-        if (ms != GLP_FEAS && ms != GLP_OPT) {
-            st = moa_err(MOA_ERR_INTERRUPTED, "time limit (%.3g s) reached before any feasible plan was found",
-                         par->time_limit);
-            goto done;
-        }
-    } else if (rc != 0) {
-        st = moa_err(MOA_ERR_SOLVER, "GLPK branch and bound failed (code %d)", rc);
-        goto done;
+    if (*rc == GLP_ETMLIM || *rc == GLP_EMIPGAP || *rc == GLP_ESTOP || *rc == GLP_EFAIL) {
+        if (ms != GLP_FEAS && ms != GLP_OPT)
+            return moa_err(MOA_ERR_INTERRUPTED, "time limit (%.3g s) reached before any feasible plan was found",
+                           par->time_limit);
+    } else if (*rc != 0) {
+        return moa_err(MOA_ERR_SOLVER, "GLPK branch and bound failed (code %d)", *rc);
     }
+    return MOA_OK;
+}
+
+/* The MIP's choice into sol, its losses and densities re-evaluated from the tables, the
+ * objective, the bound and the gap (rc: glp_intopt's return code). */
+static void read_solution(glp_prob *P, const model *md, int rc, moa_opt_solution *sol) {
+    const moa_opt_problem *pb = md->pb;
     sol->objective = glp_mip_obj_val(P);
-    sol->proven = rc == 0 && ms == GLP_OPT;
-    for (int u = 0; u < U; u++) {
+    sol->proven = rc == 0 && glp_mip_status(P) == GLP_OPT;
+    for (int u = 0; u < pb->n_units; u++) {
         int br = -1;
         double bv = -1;
-        for (int c = md.ustart[u]; c < md.ustart[u + 1]; c++) {
+        for (int c = md->ustart[u]; c < md->ustart[u + 1]; c++) {
             double v = glp_mip_col_val(P, c + 1);
-            if (v > bv) { bv = v; br = md.col_rule[c + 1]; }
+            if (v > bv) { bv = v; br = md->col_rule[c + 1]; }
         }
         sol->choice[u] = br;
     }
     moa_opt_evaluate(pb, sol->choice, sol);
     {
         double o = 0;
-        for (int j = 0; j < pb->n_len; j++) o += ob->weight[j] * sol->loss[j];
+        for (int j = 0; j < pb->n_len; j++) o += md->ob->weight[j] * sol->loss[j];
         sol->objective = o;
     }
     if (sol->proven) {
         sol->bound = sol->objective;
         sol->gap = 0;
     } else {
-        double b = md.have_bound ? md.best_bound : sol->lp_bound;
+        double b = md->have_bound ? md->best_bound : sol->lp_bound;
         if (b < sol->lp_bound) b = sol->lp_bound;
         if (b > sol->objective) b = sol->objective;
         sol->bound = b;
         sol->gap = (sol->objective - b) / fmax(fabs(sol->objective), 1e-12);
     }
-done:
+}
+
+moa_status moa_opt_solve_warm(const moa_opt_problem *pb, const moa_opt_params *par,
+                              const moa_opt_objective *ob, moa_opt_solution *sol, moa_opt_warm *warm) {
+    memset(sol, 0, sizeof *sol);
+    double t0 = moa_time_now();
+    MOA_TRY(check_budgets(pb));
+    model md;
+    memset(&md, 0, sizeof md);
+    md.pb = pb; md.par = par; md.ob = ob; md.t0 = t0;
+    glp_prob *P = NULL;
+    int nbase = 0, rc = 0;
+    int eps_row[MOA_OPT_MAX_LENGTHS] = {0};
+    moa_status st = model_columns(&md, sol);
+    if (st >= 0) st = build_problem(&md, &P, &nbase, eps_row);
+    if (st >= 0) st = solve_lp(P, &md, warm, nbase, eps_row, sol);
+    if (st >= 0) st = solve_mip(P, &md, &rc);
+    if (st >= 0) read_solution(P, &md, rc, sol);
     sol->time = moa_time_now() - t0;
     if (P) glp_delete_prob(P);
-    free(ia); free(ja); free(ar);
     free(md.col_unit); free(md.col_rule); free(md.ustart); free(md.choice); free(md.best_choice);
     free(md.xbuf);
     if (st < 0) { free(sol->choice); sol->choice = NULL; }

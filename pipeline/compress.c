@@ -544,230 +544,316 @@ moa_status moa_compress_run(const char *model_path, const moa_compress_params *p
     return st;
 }
 
+/* ---- the run, stage by stage ------------------------------------------------------------ */
+
+/* One run: its checked settings, the files of its work directory, what each stage made and
+ * the report. Every stage reads and fills it; compress_job_free releases it. */
+typedef struct {
+    const moa_model *m;
+    const char *model_path;
+    moa_compress_params p;
+    moa_tokenizer *tok;
+    moa_wordlist *words;
+    char *calib, *profile, *planp, *plan_in, *csv, *svg, *heldout, *cmp_svg, *rep_path;   /* in p.workdir */
+    int64_t validation, ext;                   /* validation length; extrapolated budget length (0: none) */
+    int calib_n[MOA_COMPRESS_MAX_LENGTHS];     /* samples per calibration length */
+    char calib_sha[65], profile_sha[65];
+    moa_plan *plan;
+    moa_eval_attention a[3];                   /* dense, uniform, plan */
+    moa_longeval_results *res[3];
+    moa_plan_validation val;                   /* the summary the plan file carries */
+    sbuf rep;
+    stage_times times;
+} compress_job;
+
+static const char *const eval_tags[3] = {"dense", "uniform", "plan"};
+
+static void compress_job_free(compress_job *j) {
+    free(j->rep.s);
+    for (int i = 0; i < 3; i++) moa_longeval_results_free(j->res[i]);
+    moa_plan_free(j->plan);
+    moa_wordlist_free(j->words);
+    moa_tokenizer_free(j->tok);
+    free(j->calib); free(j->profile); free(j->planp); free(j->plan_in); free(j->csv); free(j->svg);
+    free(j->heldout); free(j->cmp_svg); free(j->rep_path);
+}
+
+/* Settings checked (every one before the work directory is touched), tokenizer and word
+ * list loaded, the work directory made and its file names set. */
+static moa_status job_open(compress_job *j, const moa_compress_params *pp) {
+    stage(pp, &j->times, "checking the settings");
+    /* every setting is checked before the work directory is touched */
+    MOA_TRY(moa_compress_prepare(j->m, pp, &j->p));
+    MOA_TRY(moa_tokenizer_from_gguf(j->m->gguf, &j->tok));
+    MOA_TRY(moa_wordlist_load(NULL, &j->words));
+    MOA_TRY(mkdir_p(j->p.workdir));
+    const char *dir = j->p.workdir;
+    j->calib = path_in(dir, "calib.h5"); j->profile = path_in(dir, "profile.h5");
+    j->planp = path_in(dir, "plan.json"); j->plan_in = path_in(dir, "plan.json.inputs");
+    j->csv = path_in(dir, "pareto.csv"); j->svg = path_in(dir, "pareto.svg");
+    j->heldout = path_in(dir, "heldout.h5"); j->cmp_svg = path_in(dir, "longeval.svg");
+    j->rep_path = path_in(dir, "report.md");
+    if (!j->calib || !j->profile || !j->planp || !j->plan_in || !j->csv || !j->svg || !j->heldout || !j->cmp_svg ||
+        !j->rep_path)
+        return moa_err(MOA_ERR_NOMEM, "out of memory");
+    return MOA_OK;
+}
+
+/* The lengths of the run (validation, extrapolated, samples per length) and the report's
+ * first paragraph. */
+static void job_lengths(compress_job *j) {
+    const moa_compress_params *p = &j->p;
+    const moa_model *m = j->m;
+    int C = m->hp.n_ctx_train;
+    int longest = 0;
+    for (int i = 0; i < p->n_calib_lengths; i++) longest = p->calib_lengths[i] > longest ? p->calib_lengths[i] : longest;
+    j->validation = p->validation_length;
+    j->ext = (int64_t)(p->extrapolate * (double)longest);   /* extrapolated budget length */
+    if (j->ext > C) j->ext = C;
+    if (j->ext <= longest) j->ext = 0;
+    for (int i = 0; i < p->n_calib_lengths; i++)
+        j->calib_n[i] = p->calib_lengths[i] == j->validation ? p->validation_samples : p->calib_samples;
+
+    sb_printf(&j->rep, "# moa compress report\n\nModel: %s (sha256 %.16s..., %d layers, %d/%d heads, context %d). "
+              "Density budget %.3f at lengths", j->model_path, m->sha256, m->hp.n_layer, m->hp.n_head,
+              m->hp.n_head_kv, C, p->density);
+    for (int i = 0; i < p->n_calib_lengths; i++) sb_printf(&j->rep, " %d", p->calib_lengths[i]);
+    if (j->ext) sb_printf(&j->rep, " and %lld (extrapolated)", (long long)j->ext);
+    sb_printf(&j->rep, ".\n\n");
+}
+
+/* 1. calibration: reused only when the file records exactly these build parameters */
+static moa_status stage_calibration(compress_job *j) {
+    const moa_compress_params *p = &j->p;
+    stage(p, &j->times, "calibration set (model's own answers)");
+    calib_job cj;
+    MOA_TRY(calib_job_init(&cj, j->m, j->tok, j->words, p->calib_tasks, p->calib_lengths, j->calib_n,
+                           p->n_calib_lengths, p->calib_seed, p->calib_max_new));
+    int calib_reused = calib_current(j->calib, &cj);
+    if (!calib_reused) MOA_TRY(build_calib(j->m, j->tok, &cj, p, j->calib));
+    MOA_TRY(moa_sha256_file(j->calib, j->calib_sha));
+    sb_printf(&j->rep, "Calibration (%s; %s, sha256 %.16s...): tasks %s, seed %llu, answers of up to %d tokens by "
+              "the dense model; samples per length:", how(calib_reused), j->calib, j->calib_sha, p->calib_tasks,
+              (unsigned long long)p->calib_seed, p->calib_max_new);
+    for (int i = 0; i < p->n_calib_lengths; i++)
+        sb_printf(&j->rep, "%s %d x %d%s", i ? "," : "", j->calib_n[i], p->calib_lengths[i],
+                  p->calib_lengths[i] == j->validation ? " (validation)" : "");
+    sb_printf(&j->rep, ".\n\n");
+    return MOA_OK;
+}
+
+/* 2. profile: reused only when made from this very calibration file with these settings */
+static moa_status stage_profile(compress_job *j) {
+    const moa_compress_params *p = &j->p;
+    stage(p, &j->times, "profile (attention influence)");
+    int profile_reused = profile_current(j->profile, j->m, p->calib_lengths, p->n_calib_lengths, p->sink, p->block,
+                                         j->calib_sha);
+    if (!profile_reused) {
+        moa_profile_run_params rp = moa_profile_run_default_params();
+        rp.prof.sink = p->sink;
+        rp.prof.block = p->block;
+        rp.resume = 1;
+        rp.progress = p->progress;
+        rp.progress_data = p->progress_data;
+        moa_status st = moa_profile_run(j->m, j->calib, j->profile, &rp);
+        if (st == MOA_ERR_MISMATCH) {   /* a checkpoint of other inputs or settings: start over */
+            char ck[4200];
+            snprintf(ck, sizeof ck, "%s.ckpt", j->profile);
+            moa_log_info("compress: %s belongs to other inputs or settings; starting the profile over", ck);
+            remove(ck);
+            snprintf(ck, sizeof ck, "%s.ckpt.h5", j->profile);
+            remove(ck);
+            st = moa_profile_run(j->m, j->calib, j->profile, &rp);
+        }
+        MOA_TRY(st);
+    }
+    MOA_TRY(moa_sha256_file(j->profile, j->profile_sha));
+    sb_printf(&j->rep, "Profile (%s; %s, sha256 %.16s...): from the calibration file above, sink %d, block %d.\n\n",
+              how(profile_reused), j->profile, j->profile_sha, p->sink, p->block);
+    return MOA_OK;
+}
+
+/* 3. optimise: reused only when plan.json.inputs records exactly these settings */
+static moa_status stage_optimise(compress_job *j) {
+    const moa_compress_params *p = &j->p;
+    stage(p, &j->times, "optimise (GLPK, Pareto front)");
+    sb_printf(&j->rep, "## Plan\n\n");
+    char *want = plan_inputs_text(p, p->calib_lengths, p->n_calib_lengths, j->ext, j->validation, j->profile_sha);
+    char *have = NULL;
+    moa_status st = MOA_OK;
+    if (!want) { st = moa_err(MOA_ERR_NOMEM, "out of memory"); goto done; }
+    size_t have_len = 0;
+    int plan_reused = moa_file_exists(j->plan_in) && moa_read_file(j->plan_in, &have, &have_len) >= 0 &&
+                      !strcmp(have, want) && moa_plan_load(j->planp, &j->plan) >= 0 &&
+                      plan_current(j->plan, p, p->calib_lengths, p->n_calib_lengths, j->ext, j->validation,
+                                   j->profile);
+    if (!plan_reused) {
+        moa_plan_free(j->plan);
+        j->plan = NULL;
+        remove(j->plan_in);   /* a plan without its inputs record is never reused */
+        moa_opt_init();
+        if ((st = optimise(p, p->calib_lengths, p->n_calib_lengths, j->ext, j->validation, p->block, j->profile,
+                           j->profile_sha, j->calib_sha, j->planp, j->csv, j->svg, &j->rep, &j->plan)) < 0) goto done;
+        kill_point("plan written");
+        if ((st = moa_eval_write_text(j->plan_in, want)) < 0) goto done;
+    } else {
+        sb_printf(&j->rep, "(plan reused from %s: optimised from this profile with these settings, %s)\n\n", j->planp,
+                  j->plan_in);
+    }
+    const moa_llama_hparams *hp = &j->m->hp;
+    if ((st = moa_plan_check(j->plan, hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim)) < 0) goto done;
+    plan_summary(j->plan, p->calib_lengths, p->n_calib_lengths, j->ext, &j->rep);
+done:
+    free(want);
+    free(have);
+    return st;
+}
+
+/* The report's table of uniform and plan densities at the evaluated lengths. */
+static void report_eval_densities(compress_job *j) {
+    const moa_llama_hparams *hp = &j->m->hp;
+    const moa_eval_attention *u_att = &j->a[1];
+    sb_printf(&j->rep, "The uniform baseline (the plan's %d sinks + one window for every head) gets the plan's own "
+              "density at each planned length (its window is the largest %d-token multiple that fits it).\n"
+              "Densities at the evaluated lengths (planned context = length + answer budget):\n\n"
+              "| length | uniform | plan |\n|---:|---:|---:|\n", u_att->sink, u_att->block);
+    for (int i = 0; i < j->p.n_eval_lengths; i++) {
+        int64_t n = j->p.eval_lengths[i] + moa_longeval_default_params().max_new_tokens;
+        moa_plan *u = NULL;
+        double ud = moa_plan_uniform(hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, u_att->sink,
+                                     u_att->block, moa_plan_density(j->plan, n), n, &u) >= 0 ? moa_plan_density(u, n) : NAN;
+        moa_plan_free(u);
+        sb_printf(&j->rep, "| %d | %.3f | %.3f |\n", j->p.eval_lengths[i], ud, moa_plan_density(j->plan, n));
+    }
+    sb_printf(&j->rep, "\n");
+}
+
+/* 4. LongEval: dense, uniform, plan; the comparison in the report and the summary in val */
+static moa_status stage_validation(compress_job *j) {
+    const moa_compress_params *p = &j->p;
+    moa_eval_attention *a = j->a;
+    for (int i = 0; i < 3; i++) a[i] = moa_eval_attention_default();
+    a[1].kind = MOA_EVAL_UNIFORM;   /* StreamingLLM at the plan's own density at each length */
+    a[1].density = p->density;
+    a[1].sink = moa_plan_sink(j->plan);   /* and with the plan's sinks and block */
+    a[1].block = moa_plan_block(j->plan);
+    a[1].match = j->plan;
+    a[2].kind = MOA_EVAL_PLAN;
+    a[2].plan = j->plan;
+    a[2].plan_path = j->planp;
+    for (int i = 0; i < 3; i++) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "validation: %s (%s)", p->eval_task, eval_tags[i]);
+        stage(p, &j->times, msg);
+        MOA_TRY(run_eval(j->m, j->tok, j->words, &a[i], p->eval_lengths, p->n_eval_lengths, p, p->workdir,
+                         eval_tags[i], mtime(j->planp), &j->res[i]));
+    }
+    for (int i = 1; i < 3; i++) moa_longeval_set_reference(j->res[i], j->res[0]);
+    char *md = NULL;
+    MOA_TRY(moa_longeval_compare_md((const moa_longeval_results *const *)j->res, 3, &md));
+    sb_printf(&j->rep, "## Validation: %s retrieval, 10 position bins x %d sample(s) per length (seed %llu; "
+              "the calibration used %s with seed %llu)\n\n%s\n", p->eval_task, p->eval_samples,
+              (unsigned long long)p->eval_seed, p->calib_tasks, (unsigned long long)p->calib_seed, md);
+    free(md);
+    report_eval_densities(j);
+    moa_longeval_compare_svg((const moa_longeval_results *const *)j->res, 3, j->cmp_svg);
+    /* the summary the plan file carries (moa_plan_validation) */
+    moa_plan_validation *val = &j->val;
+    moa_longeval_results *const *res = j->res;
+    snprintf(val->task, sizeof val->task, "%s", p->eval_task);
+    val->seed = p->eval_seed;
+    val->samples = p->eval_samples * MOA_LONGEVAL_BINS;
+    snprintf(val->calib_tasks, sizeof val->calib_tasks, "%s", p->calib_tasks);
+    val->calib_seed = p->calib_seed;
+    for (int i = 0; i < res[0]->n_lengths && i < MOA_PLAN_VALIDATION_MAX; i++) {
+        double *dst[3] = {val->dense, val->uniform, val->plan};
+        val->length[i] = res[0]->lengths[i].length;
+        for (int k = 0; k < 3; k++) {
+            double acc = i < res[k]->n_lengths && res[k]->lengths[i].length == res[0]->lengths[i].length
+                             ? res[k]->lengths[i].accuracy : -1;
+            dst[k][i] = acc >= 0 ? acc : NAN;
+        }
+        val->n_lengths = i + 1;
+    }
+    return MOA_OK;
+}
+
+/* 5. response loss on held-out samples at the validation length */
+static moa_status stage_heldout(compress_job *j) {
+    const moa_compress_params *p = &j->p;
+    stage(p, &j->times, "held-out response loss");
+    int vl = (int)j->validation;
+    calib_job hj;
+    MOA_TRY(calib_job_init(&hj, j->m, j->tok, j->words, p->calib_tasks, &vl, &p->heldout_samples, 1,
+                           p->calib_seed + 1000, p->calib_max_new));
+    if (!calib_current(j->heldout, &hj)) MOA_TRY(build_calib(j->m, j->tok, &hj, p, j->heldout));
+    moa_calib_file *hf = NULL;
+    MOA_TRY(moa_calib_read(j->heldout, &hf));
+    sb_printf(&j->rep, "## Response loss on %d held-out samples at the validation length %d (seed %llu)\n\n"
+              "| attention | mean CE (nats/token) |\n|---|---:|\n", p->heldout_samples, vl,
+              (unsigned long long)(p->calib_seed + 1000));
+    double *ce[3] = {&j->val.heldout_dense, &j->val.heldout_uniform, &j->val.heldout_plan};
+    moa_status st = MOA_OK;
+    for (int i = 0; i < 3 && st >= 0; i++) {
+        moa_eval_loss l;
+        memset(&l, 0, sizeof l);
+        if ((st = moa_eval_response_loss(j->m, &j->a[i], hf, 0, p->progress, p->progress_data, &l)) >= 0) {
+            sb_printf(&j->rep, "| %s | %.4f |\n", eval_tags[i], l.mean_ce);
+            *ce[i] = isfinite(l.mean_ce) && l.mean_ce >= 0 ? l.mean_ce : NAN;
+        }
+        moa_eval_loss_clear(&l);
+    }
+    j->val.heldout_length = vl;
+    j->val.heldout_samples = p->heldout_samples;
+    moa_calib_file_free(hf);
+    MOA_TRY(st);
+    sb_printf(&j->rep, "\n");
+    return MOA_OK;
+}
+
+/* The plan reaches the output path only now, after every validation stage has finished
+ * (with skip_eval: right after the optimisation, and the report says it is not validated);
+ * then the report's last lines and report.md. */
+static moa_status job_finish(compress_job *j, const char *out_plan) {
+    const moa_compress_params *p = &j->p;
+    if (!p->skip_eval) MOA_TRY(moa_plan_set_validation(j->plan, &j->val));
+    MOA_TRY(moa_plan_save(j->plan, out_plan));
+    if (p->skip_eval)
+        sb_printf(&j->rep, "Plan written to %s: NOT VALIDATED (--skip-eval: no retrieval or held-out loss check). "
+                  "Pareto front in %s and %s.\n\n", out_plan, j->csv, j->svg);
+    else
+        sb_printf(&j->rep, "Plan written to %s after validation; Pareto front in %s and %s.\n\n", out_plan, j->csv,
+                  j->svg);
+    stage_times *times = &j->times;
+    times->t[times->n] = moa_time_now();
+    sb_printf(&j->rep, "## Stage times (wall clock of this run; reused stages take ~0 s)\n\n| stage | s |\n|---|---:|\n");
+    for (int i = 0; i < times->n; i++)
+        sb_printf(&j->rep, "| %s | %.1f |\n", times->name[i], times->t[i + 1] - times->t[i]);
+    sb_printf(&j->rep, "| total | %.1f |\n", times->t[times->n] - times->t[0]);
+    return moa_eval_write_text(j->rep_path, j->rep.s ? j->rep.s : "");
+}
+
 moa_status moa_compress_run_model(const moa_model *m, const char *model_path, const moa_compress_params *pp,
                                   const char *out_plan, char **report) {
     if (report) *report = NULL;
     if (!m || !pp || !out_plan) return moa_err(MOA_ERR_INVALID_ARG, "compress: model, parameters and an output path are required");
-    moa_compress_params p;
-    moa_status st;
-    moa_tokenizer *tok = NULL;
-    moa_wordlist *words = NULL;
-    moa_plan *plan = NULL;
-    moa_longeval_results *res[3] = {NULL, NULL, NULL};
-    moa_plan_validation val;
-    memset(&val, 0, sizeof val);
-    sbuf rep = {0};
-    stage_times times;
-    times.n = 0;
-    char *calib = NULL, *profile = NULL, *planp = NULL, *plan_in = NULL, *csv = NULL, *svg = NULL, *heldout = NULL,
-         *cmp_svg = NULL, *rep_path = NULL, *want = NULL, *have = NULL;
-    stage(pp, &times, "checking the settings");
-    /* every setting is checked before the work directory is touched */
-    if ((st = moa_compress_prepare(m, pp, &p)) < 0) goto done;
-    if ((st = moa_tokenizer_from_gguf(m->gguf, &tok)) < 0) goto done;
-    if ((st = moa_wordlist_load(NULL, &words)) < 0) goto done;
-    if ((st = mkdir_p(p.workdir)) < 0) goto done;
-    calib = path_in(p.workdir, "calib.h5"); profile = path_in(p.workdir, "profile.h5");
-    planp = path_in(p.workdir, "plan.json"); plan_in = path_in(p.workdir, "plan.json.inputs");
-    csv = path_in(p.workdir, "pareto.csv"); svg = path_in(p.workdir, "pareto.svg");
-    heldout = path_in(p.workdir, "heldout.h5"); cmp_svg = path_in(p.workdir, "longeval.svg");
-    rep_path = path_in(p.workdir, "report.md");
-    if (!calib || !profile || !planp || !plan_in || !csv || !svg || !heldout || !cmp_svg || !rep_path) {
-        st = moa_err(MOA_ERR_NOMEM, "out of memory");
-        goto done;
+    compress_job j;
+    memset(&j, 0, sizeof j);
+    j.m = m;
+    j.model_path = model_path;
+    moa_status st = job_open(&j, pp);
+    if (st >= 0) {
+        job_lengths(&j);
+        st = stage_calibration(&j);
     }
-    int C = m->hp.n_ctx_train;
-    int longest = 0;
-    for (int i = 0; i < p.n_calib_lengths; i++) longest = p.calib_lengths[i] > longest ? p.calib_lengths[i] : longest;
-    int64_t validation = p.validation_length;
-    int64_t ext = (int64_t)(p.extrapolate * (double)longest);   /* extrapolated budget length */
-    if (ext > C) ext = C;
-    if (ext <= longest) ext = 0;
-    int calib_n[MOA_COMPRESS_MAX_LENGTHS];   /* samples per calibration length */
-    for (int i = 0; i < p.n_calib_lengths; i++)
-        calib_n[i] = p.calib_lengths[i] == validation ? p.validation_samples : p.calib_samples;
-
-    sb_printf(&rep, "# moa compress report\n\nModel: %s (sha256 %.16s..., %d layers, %d/%d heads, context %d). "
-              "Density budget %.3f at lengths", model_path, m->sha256, m->hp.n_layer, m->hp.n_head,
-              m->hp.n_head_kv, C, p.density);
-    for (int i = 0; i < p.n_calib_lengths; i++) sb_printf(&rep, " %d", p.calib_lengths[i]);
-    if (ext) sb_printf(&rep, " and %lld (extrapolated)", (long long)ext);
-    sb_printf(&rep, ".\n\n");
-
-    /* 1. calibration: reused only when the file records exactly these build parameters */
-    stage(&p, &times, "calibration set (model's own answers)");
-    calib_job cj;
-    if ((st = calib_job_init(&cj, m, tok, words, p.calib_tasks, p.calib_lengths, calib_n, p.n_calib_lengths,
-                             p.calib_seed, p.calib_max_new)) < 0) goto done;
-    int calib_reused = calib_current(calib, &cj);
-    if (!calib_reused && (st = build_calib(m, tok, &cj, &p, calib)) < 0) goto done;
-    char calib_sha[65], profile_sha[65];
-    if ((st = moa_sha256_file(calib, calib_sha)) < 0) goto done;
-    sb_printf(&rep, "Calibration (%s; %s, sha256 %.16s...): tasks %s, seed %llu, answers of up to %d tokens by "
-              "the dense model; samples per length:", how(calib_reused), calib, calib_sha, p.calib_tasks,
-              (unsigned long long)p.calib_seed, p.calib_max_new);
-    for (int i = 0; i < p.n_calib_lengths; i++)
-        sb_printf(&rep, "%s %d x %d%s", i ? "," : "", calib_n[i], p.calib_lengths[i],
-                  p.calib_lengths[i] == validation ? " (validation)" : "");
-    sb_printf(&rep, ".\n\n");
-    /* 2. profile: reused only when made from this very calibration file with these settings */
-    stage(&p, &times, "profile (attention influence)");
-    int profile_reused = profile_current(profile, m, p.calib_lengths, p.n_calib_lengths, p.sink, p.block, calib_sha);
-    if (!profile_reused) {
-        moa_profile_run_params rp = moa_profile_run_default_params();
-        rp.prof.sink = p.sink;
-        rp.prof.block = p.block;
-        rp.resume = 1;
-        rp.progress = p.progress;
-        rp.progress_data = p.progress_data;
-        st = moa_profile_run(m, calib, profile, &rp);
-        if (st == MOA_ERR_MISMATCH) {   /* a checkpoint of other inputs or settings: start over */
-            char ck[4200];
-            snprintf(ck, sizeof ck, "%s.ckpt", profile);
-            moa_log_info("compress: %s belongs to other inputs or settings; starting the profile over", ck);
-            remove(ck);
-            snprintf(ck, sizeof ck, "%s.ckpt.h5", profile);
-            remove(ck);
-            st = moa_profile_run(m, calib, profile, &rp);
-        }
-        if (st < 0) goto done;
+    if (st >= 0) st = stage_profile(&j);
+    if (st >= 0) st = stage_optimise(&j);
+    if (st >= 0 && !j.p.skip_eval) {
+        st = stage_validation(&j);
+        if (st >= 0 && j.p.heldout_samples > 0) st = stage_heldout(&j);
     }
-    if ((st = moa_sha256_file(profile, profile_sha)) < 0) goto done;
-    sb_printf(&rep, "Profile (%s; %s, sha256 %.16s...): from the calibration file above, sink %d, block %d.\n\n",
-              how(profile_reused), profile, profile_sha, p.sink, p.block);
-    /* 3. optimise: reused only when plan.json.inputs records exactly these settings */
-    stage(&p, &times, "optimise (GLPK, Pareto front)");
-    sb_printf(&rep, "## Plan\n\n");
-    want = plan_inputs_text(&p, p.calib_lengths, p.n_calib_lengths, ext, validation, profile_sha);
-    if (!want) { st = moa_err(MOA_ERR_NOMEM, "out of memory"); goto done; }
-    size_t have_len = 0;
-    int plan_reused = moa_file_exists(plan_in) && moa_read_file(plan_in, &have, &have_len) >= 0 &&
-                      !strcmp(have, want) && moa_plan_load(planp, &plan) >= 0 &&
-                      plan_current(plan, &p, p.calib_lengths, p.n_calib_lengths, ext, validation, profile);
-    if (!plan_reused) {
-        moa_plan_free(plan);
-        plan = NULL;
-        remove(plan_in);   /* a plan without its inputs record is never reused */
-        moa_opt_init();
-        if ((st = optimise(&p, p.calib_lengths, p.n_calib_lengths, ext, validation, p.block, profile, profile_sha,
-                           calib_sha, planp, csv, svg, &rep, &plan)) < 0) goto done;
-        kill_point("plan written");
-        if ((st = moa_eval_write_text(plan_in, want)) < 0) goto done;
-    } else {
-        sb_printf(&rep, "(plan reused from %s: optimised from this profile with these settings, %s)\n\n", planp, plan_in);
-    }
-    if ((st = moa_plan_check(plan, m->hp.n_layer, m->hp.n_head, m->hp.n_head_kv, m->hp.head_dim)) < 0) goto done;
-    plan_summary(plan, p.calib_lengths, p.n_calib_lengths, ext, &rep);
-
-    if (!p.skip_eval) {
-        /* 4. LongEval: dense, uniform, plan */
-        moa_eval_attention a[3];
-        const char *tags[3] = {"dense", "uniform", "plan"};
-        for (int i = 0; i < 3; i++) a[i] = moa_eval_attention_default();
-        a[1].kind = MOA_EVAL_UNIFORM;   /* StreamingLLM at the plan's own density at each length */
-        a[1].density = p.density;
-        a[1].sink = moa_plan_sink(plan);   /* and with the plan's sinks and block */
-        a[1].block = moa_plan_block(plan);
-        a[1].match = plan;
-        a[2].kind = MOA_EVAL_PLAN;
-        a[2].plan = plan;
-        a[2].plan_path = planp;
-        for (int i = 0; i < 3; i++) {
-            char msg[64];
-            snprintf(msg, sizeof msg, "validation: %s (%s)", p.eval_task, tags[i]);
-            stage(&p, &times, msg);
-            if ((st = run_eval(m, tok, words, &a[i], p.eval_lengths, p.n_eval_lengths, &p, p.workdir, tags[i],
-                               mtime(planp), &res[i])) < 0) goto done;
-        }
-        for (int i = 1; i < 3; i++) moa_longeval_set_reference(res[i], res[0]);
-        char *md = NULL;
-        if ((st = moa_longeval_compare_md((const moa_longeval_results *const *)res, 3, &md)) < 0) goto done;
-        sb_printf(&rep, "## Validation: %s retrieval, 10 position bins x %d sample(s) per length (seed %llu; "
-                  "the calibration used %s with seed %llu)\n\n%s\n", p.eval_task, p.eval_samples,
-                  (unsigned long long)p.eval_seed, p.calib_tasks, (unsigned long long)p.calib_seed, md);
-        free(md);
-        sb_printf(&rep, "The uniform baseline (the plan's %d sinks + one window for every head) gets the plan's own "
-                  "density at each planned length (its window is the largest %d-token multiple that fits it).\n"
-                  "Densities at the evaluated lengths (planned context = length + answer budget):\n\n"
-                  "| length | uniform | plan |\n|---:|---:|---:|\n", a[1].sink, a[1].block);
-        for (int i = 0; i < p.n_eval_lengths; i++) {
-            int64_t n = p.eval_lengths[i] + moa_longeval_default_params().max_new_tokens;
-            moa_plan *u = NULL;
-            double ud = moa_plan_uniform(m->hp.n_layer, m->hp.n_head, m->hp.n_head_kv, m->hp.head_dim, a[1].sink,
-                                         a[1].block, moa_plan_density(plan, n), n, &u) >= 0 ? moa_plan_density(u, n) : NAN;
-            moa_plan_free(u);
-            sb_printf(&rep, "| %d | %.3f | %.3f |\n", p.eval_lengths[i], ud, moa_plan_density(plan, n));
-        }
-        sb_printf(&rep, "\n");
-        moa_longeval_compare_svg((const moa_longeval_results *const *)res, 3, cmp_svg);
-        /* the summary the plan file carries (moa_plan_validation) */
-        snprintf(val.task, sizeof val.task, "%s", p.eval_task);
-        val.seed = p.eval_seed;
-        val.samples = p.eval_samples * MOA_LONGEVAL_BINS;
-        snprintf(val.calib_tasks, sizeof val.calib_tasks, "%s", p.calib_tasks);
-        val.calib_seed = p.calib_seed;
-        for (int i = 0; i < res[0]->n_lengths && i < MOA_PLAN_VALIDATION_MAX; i++) {
-            double *dst[3] = {val.dense, val.uniform, val.plan};
-            val.length[i] = res[0]->lengths[i].length;
-            for (int k = 0; k < 3; k++) {
-                double a = i < res[k]->n_lengths && res[k]->lengths[i].length == res[0]->lengths[i].length
-                               ? res[k]->lengths[i].accuracy : -1;
-                dst[k][i] = a >= 0 ? a : NAN;
-            }
-            val.n_lengths = i + 1;
-        }
-        /* 5. response loss on held-out samples at the validation length */
-        if (p.heldout_samples > 0) {
-            stage(&p, &times, "held-out response loss");
-            int vl = (int)validation;
-            calib_job hj;
-            if ((st = calib_job_init(&hj, m, tok, words, p.calib_tasks, &vl, &p.heldout_samples, 1, p.calib_seed + 1000,
-                                     p.calib_max_new)) < 0) goto done;
-            if (!calib_current(heldout, &hj) && (st = build_calib(m, tok, &hj, &p, heldout)) < 0) goto done;
-            moa_calib_file *hf = NULL;
-            if ((st = moa_calib_read(heldout, &hf)) < 0) goto done;
-            sb_printf(&rep, "## Response loss on %d held-out samples at the validation length %d (seed %llu)\n\n"
-                      "| attention | mean CE (nats/token) |\n|---|---:|\n", p.heldout_samples, vl,
-                      (unsigned long long)(p.calib_seed + 1000));
-            double *ce[3] = {&val.heldout_dense, &val.heldout_uniform, &val.heldout_plan};
-            for (int i = 0; i < 3 && st >= 0; i++) {
-                moa_eval_loss l;
-                memset(&l, 0, sizeof l);
-                if ((st = moa_eval_response_loss(m, &a[i], hf, 0, p.progress, p.progress_data, &l)) >= 0) {
-                    sb_printf(&rep, "| %s | %.4f |\n", tags[i], l.mean_ce);
-                    *ce[i] = isfinite(l.mean_ce) && l.mean_ce >= 0 ? l.mean_ce : NAN;
-                }
-                moa_eval_loss_clear(&l);
-            }
-            val.heldout_length = vl;
-            val.heldout_samples = p.heldout_samples;
-            moa_calib_file_free(hf);
-            if (st < 0) goto done;
-            sb_printf(&rep, "\n");
-        }
-    }
-    /* The plan reaches the output path only now, after every validation stage has finished
-     * (with skip_eval: right after the optimisation, and the report says it is not validated). */
-    if (!p.skip_eval && (st = moa_plan_set_validation(plan, &val)) < 0) goto done;
-    if ((st = moa_plan_save(plan, out_plan)) < 0) goto done;
-    if (p.skip_eval)
-        sb_printf(&rep, "Plan written to %s: NOT VALIDATED (--skip-eval: no retrieval or held-out loss check). "
-                  "Pareto front in %s and %s.\n\n", out_plan, csv, svg);
-    else
-        sb_printf(&rep, "Plan written to %s after validation; Pareto front in %s and %s.\n\n", out_plan, csv, svg);
-    times.t[times.n] = moa_time_now();
-    sb_printf(&rep, "## Stage times (wall clock of this run; reused stages take ~0 s)\n\n| stage | s |\n|---|---:|\n");
-    for (int i = 0; i < times.n; i++) sb_printf(&rep, "| %s | %.1f |\n", times.name[i], times.t[i + 1] - times.t[i]);
-    sb_printf(&rep, "| total | %.1f |\n", times.t[times.n] - times.t[0]);
-    st = moa_eval_write_text(rep_path, rep.s ? rep.s : "");
-done:
-    if (st >= 0 && report) { *report = rep.s; rep.s = NULL; }
-    free(rep.s);
-    for (int i = 0; i < 3; i++) moa_longeval_results_free(res[i]);
-    moa_plan_free(plan);
-    moa_wordlist_free(words);
-    moa_tokenizer_free(tok);
-    free(calib); free(profile); free(planp); free(plan_in); free(csv); free(svg); free(heldout); free(cmp_svg);
-    free(rep_path); free(want); free(have);
+    if (st >= 0) st = job_finish(&j, out_plan);
+    if (st >= 0 && report) { *report = j.rep.s; j.rep.s = NULL; }
+    compress_job_free(&j);
     return st;
 }

@@ -43,103 +43,103 @@ static void fold_bins(const double *src, int64_t rows, int64_t n_src, int64_t n_
     }
 }
 
-moa_status moa_profile_run(const moa_model *m, const char *calib_path, const char *out_path,
-                           const moa_profile_run_params *pp) {
-    moa_profile_run_params p = pp ? *pp : moa_profile_run_default_params();
-    const moa_llama_hparams *hp = &m->hp;
-    if (p.shard_count < 1 || p.shard_index < 0 || p.shard_index >= p.shard_count)
-        return moa_err(MOA_ERR_INVALID_ARG, "profile: shard %d/%d: expected 0 <= I < N", p.shard_index, p.shard_count);
-    if (!m->sha256[0])
-        return moa_err(MOA_ERR_INVALID_ARG, "profile: the model's sha256 was not computed");
+/* One profiling job: its inputs, the profile being filled and the checkpoint's names. */
+typedef struct {
+    const moa_model *m;
+    const char *calib_path, *out_path;
+    moa_profile_run_params p;
     char calib_sha[65];
-    MOA_TRY(moa_sha256_file(calib_path, calib_sha));
-    moa_calib_file *cf = NULL;
-    MOA_TRY(moa_calib_read(calib_path, &cf));
-    moa_status st = MOA_OK;
-    moa_profile *pr = NULL;
-    moa_profiler *prof = NULL;
-    double *abs = NULL, *sgn = NULL, *sk = NULL, *fa = NULL, *fs = NULL;
-    char *ckpt_h5 = NULL, *ckpt_id = NULL;
-    int64_t *lengths = NULL;
-    if (strcmp(cf->model_sha256, m->sha256) != 0) {
-        st = moa_err(MOA_ERR_MISMATCH, "%s was built with model %s, not this model (%s)",
-                     calib_path, cf->model_sha256, m->sha256);
-        goto done;
-    }
-    if ((st = moa_calib_check_vocab(cf, hp->n_vocab)) < 0) {
-        moa_err_prefix(st, "%s", calib_path);
-        goto done;
-    }
-    /* buckets: the distinct requested lengths; the longest sample sizes the scratch */
-    lengths = moa_alloc_array((size_t)cf->n_samples + 1, sizeof(int64_t));
-    if (!lengths) { st = moa_err(MOA_ERR_NOMEM, "out of memory"); goto done; }
-    int n_len = 0;
-    int64_t n_max = 2, total = 0;
+    moa_calib_file *cf;
+    moa_profile *pr;
+    int64_t *lengths;          /* the distinct requested lengths (buckets) */
+    int n_len;
+    int64_t n_max, total;      /* longest sample of this shard (>= 2); samples to profile */
+    const char *ckpt;          /* identity line; ckpt_h5 holds the partial profile */
+    char ckpt_buf[4096];
+    char *ckpt_h5, *ckpt_id;
+    int64_t done_samples;      /* samples already in the checkpoint */
+} profile_job;
+
+/* buckets: the distinct requested lengths; the longest sample sizes the scratch */
+static moa_status scan_samples(profile_job *j) {
+    const moa_calib_file *cf = j->cf;
+    const moa_profile_run_params *p = &j->p;
+    j->lengths = moa_alloc_array((size_t)cf->n_samples + 1, sizeof(int64_t));
+    if (!j->lengths) return moa_err(MOA_ERR_NOMEM, "out of memory");
+    j->n_len = 0;
+    j->n_max = 2;
+    j->total = 0;
     for (int64_t i = 0; i < cf->n_samples; i++) {
         const moa_calib_sample *s = &cf->samples[i];
         int seen = 0;
-        for (int k = 0; k < n_len; k++) seen |= lengths[k] == s->bucket;
+        for (int k = 0; k < j->n_len; k++) seen |= j->lengths[k] == s->bucket;
         if (!seen) {
-            if (n_len >= MOA_PROFILE_MAX_BUCKETS) {
-                st = moa_err(MOA_ERR_UNSUPPORTED, "%s: more than %d length buckets", calib_path, MOA_PROFILE_MAX_BUCKETS);
-                goto done;
-            }
-            lengths[n_len++] = s->bucket;
+            if (j->n_len >= MOA_PROFILE_MAX_BUCKETS)
+                return moa_err(MOA_ERR_UNSUPPORTED, "%s: more than %d length buckets", j->calib_path,
+                               MOA_PROFILE_MAX_BUCKETS);
+            j->lengths[j->n_len++] = s->bucket;
         }
-        if (i % p.shard_count != p.shard_index) continue;
-        if (s->n_tokens > n_max) n_max = s->n_tokens;
-        if (s->n_tokens > hp->n_ctx_train) {
-            st = moa_err(MOA_ERR_RANGE, "%s: sample %lld has %d tokens, more than the model's context %d",
-                         calib_path, (long long)i, s->n_tokens, hp->n_ctx_train);
-            goto done;
-        }
+        if (i % p->shard_count != p->shard_index) continue;
+        if (s->n_tokens > j->n_max) j->n_max = s->n_tokens;
+        if (s->n_tokens > j->m->hp.n_ctx_train)
+            return moa_err(MOA_ERR_RANGE, "%s: sample %lld has %d tokens, more than the model's context %d",
+                           j->calib_path, (long long)i, s->n_tokens, j->m->hp.n_ctx_train);
         if (s->response_end <= s->response_start) continue;   /* nothing to learn from */
-        total++;
+        j->total++;
     }
-    if ((st = moa_profile_create(hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, p.prof.sink,
-                                 p.prof.block, lengths, n_len, &pr)) < 0) goto done;
-    snprintf(pr->model_sha256, sizeof pr->model_sha256, "%s", m->sha256);
-    snprintf(pr->arch, sizeof pr->arch, "%s", hp->arch);
+    return MOA_OK;
+}
 
-    /* checkpoint: "<ckpt>" holds the identity line, "<ckpt>.h5" the partial profile */
-    const char *ckpt = p.checkpoint_path;
-    char ckpt_buf[4096];
-    if (!ckpt) { snprintf(ckpt_buf, sizeof ckpt_buf, "%s.ckpt", out_path); ckpt = ckpt_buf; }
-    size_t cl = strlen(ckpt) + 8;
-    ckpt_h5 = malloc(cl);
-    ckpt_id = malloc(1024);
-    if (!ckpt_h5 || !ckpt_id) { st = moa_err(MOA_ERR_NOMEM, "out of memory"); goto done; }
-    snprintf(ckpt_h5, cl, "%s.h5", ckpt);
-    ckpt_identity(ckpt_id, 1024, calib_sha, m, &p);
-    int64_t done_samples = 0;
-    if (p.resume && moa_file_exists(ckpt) && moa_file_exists(ckpt_h5)) {
+/* checkpoint: "<ckpt>" holds the identity line, "<ckpt>.h5" the partial profile. With
+ * resume and both present, the partial profile replaces j->pr (the identity must match);
+ * else a new identity line is written and an old partial profile removed. */
+static moa_status open_checkpoint(profile_job *j) {
+    const moa_profile_run_params *p = &j->p;
+    j->ckpt = p->checkpoint_path;
+    if (!j->ckpt) { snprintf(j->ckpt_buf, sizeof j->ckpt_buf, "%s.ckpt", j->out_path); j->ckpt = j->ckpt_buf; }
+    size_t cl = strlen(j->ckpt) + 8;
+    j->ckpt_h5 = malloc(cl);
+    j->ckpt_id = malloc(1024);
+    if (!j->ckpt_h5 || !j->ckpt_id) return moa_err(MOA_ERR_NOMEM, "out of memory");
+    snprintf(j->ckpt_h5, cl, "%s.h5", j->ckpt);
+    ckpt_identity(j->ckpt_id, 1024, j->calib_sha, j->m, p);
+    j->done_samples = 0;
+    if (p->resume && moa_file_exists(j->ckpt) && moa_file_exists(j->ckpt_h5)) {
         char *text = NULL;
         size_t len;
-        if ((st = moa_read_file(ckpt, &text, &len)) < 0) goto done;
-        int same = strcmp(text, ckpt_id) == 0;
+        MOA_TRY(moa_read_file(j->ckpt, &text, &len));
+        int same = strcmp(text, j->ckpt_id) == 0;
         free(text);
-        if (!same) {
-            st = moa_err(MOA_ERR_MISMATCH, "checkpoint %s belongs to other settings or inputs; "
-                         "remove it or run without --resume", ckpt);
-            goto done;
-        }
+        if (!same)
+            return moa_err(MOA_ERR_MISMATCH, "checkpoint %s belongs to other settings or inputs; "
+                           "remove it or run without --resume", j->ckpt);
         moa_profile *old = NULL;
-        if ((st = moa_profile_load(ckpt_h5, &old)) < 0) goto done;
-        moa_profile_free(pr);
-        pr = old;
-        done_samples = profile_samples(pr);
-        moa_log_info("resuming from %s: %lld of %lld samples done", ckpt, (long long)done_samples, (long long)total);
+        MOA_TRY(moa_profile_load(j->ckpt_h5, &old));
+        moa_profile_free(j->pr);
+        j->pr = old;
+        j->done_samples = profile_samples(j->pr);
+        moa_log_info("resuming from %s: %lld of %lld samples done", j->ckpt, (long long)j->done_samples,
+                     (long long)j->total);
     } else {
         moa_atomic_file af;
-        if ((st = moa_atomic_open(&af, ckpt, "w")) < 0) goto done;
-        fputs(ckpt_id, af.fp);
-        if ((st = moa_atomic_commit(&af)) < 0) goto done;
-        unlink(ckpt_h5);
+        MOA_TRY(moa_atomic_open(&af, j->ckpt, "w"));
+        fputs(j->ckpt_id, af.fp);
+        MOA_TRY(moa_atomic_commit(&af));
+        unlink(j->ckpt_h5);
     }
-    if ((st = moa_profile_set_source(pr, calib_sha, p.shard_index, p.shard_count)) < 0) goto done;
+    return MOA_OK;
+}
 
-    if ((st = moa_profiler_create(m, n_max, &p.prof, &prof)) < 0) goto done;
-    int64_t nb_max = (n_max + p.prof.block - 1) / p.prof.block, rows = (int64_t)hp->n_layer * hp->n_head;
+/* The samples of this shard not yet in the checkpoint, one by one: histograms, folded to
+ * the bucket's bins, added to the profile, the checkpoint saved after each. */
+static moa_status run_samples(profile_job *j) {
+    const moa_profile_run_params *p = &j->p;
+    const moa_llama_hparams *hp = &j->m->hp;
+    moa_profiler *prof = NULL;
+    double *abs = NULL, *sgn = NULL, *sk = NULL, *fa = NULL, *fs = NULL;
+    moa_status st;
+    if ((st = moa_profiler_create(j->m, j->n_max, &p->prof, &prof)) < 0) goto done;
+    int64_t nb_max = (j->n_max + p->prof.block - 1) / p->prof.block, rows = (int64_t)hp->n_layer * hp->n_head;
     abs = moa_alloc_array((size_t)(rows * nb_max), sizeof(double));
     sgn = moa_alloc_array((size_t)(rows * nb_max), sizeof(double));
     fa = moa_alloc_array((size_t)(rows * nb_max), sizeof(double));
@@ -147,13 +147,13 @@ moa_status moa_profile_run(const moa_model *m, const char *calib_path, const cha
     sk = moa_alloc_array((size_t)rows, sizeof(double));
     if (!abs || !sgn || !sk || !fa || !fs) { st = moa_err(MOA_ERR_NOMEM, "out of memory"); goto done; }
     int64_t k = 0, tokens = 0;
-    for (int64_t i = 0; i < cf->n_samples; i++) {
-        const moa_calib_sample *s = &cf->samples[i];
-        if (i % p.shard_count != p.shard_index || s->response_end <= s->response_start) continue;
-        if (k++ < done_samples) continue;          /* already in the checkpoint */
-        if (p.max_samples > 0 && k - done_samples > p.max_samples) {
+    for (int64_t i = 0; i < j->cf->n_samples; i++) {
+        const moa_calib_sample *s = &j->cf->samples[i];
+        if (i % p->shard_count != p->shard_index || s->response_end <= s->response_start) continue;
+        if (k++ < j->done_samples) continue;          /* already in the checkpoint */
+        if (p->max_samples > 0 && k - j->done_samples > p->max_samples) {
             st = moa_err(MOA_ERR_INTERRUPTED, "stopped after %lld samples (checkpoint %s kept)",
-                         (long long)p.max_samples, ckpt);
+                         (long long)p->max_samples, j->ckpt);
             goto done;
         }
         memset(abs, 0, sizeof(double) * (size_t)(rows * nb_max));
@@ -163,29 +163,72 @@ moa_status moa_profile_run(const moa_model *m, const char *calib_path, const cha
         double loss;
         if ((st = moa_profiler_sample(prof, s->tokens, s->n_tokens, s->response_start, s->response_end,
                                       &hist, &loss, NULL)) < 0) {
-            moa_err_prefix(st, "%s: sample %lld", calib_path, (long long)i);
+            moa_err_prefix(st, "%s: sample %lld", j->calib_path, (long long)i);
             goto done;
         }
-        int b = moa_profile_find_bucket(pr, s->bucket);
+        int b = moa_profile_find_bucket(j->pr, s->bucket);
         MOA_ASSERT(b >= 0);
-        int64_t nb = pr->buckets[b].n_bins;
+        int64_t nb = j->pr->buckets[b].n_bins;
         fold_bins(abs, rows, nb_max, nb, fa);
         fold_bins(sgn, rows, nb_max, nb, fs);
-        if ((st = moa_profile_add_sample(pr, b, fa, fs, sk, s->n_tokens)) < 0) goto done;
-        if ((st = moa_profile_save(pr, ckpt_h5)) < 0) goto done;
+        if ((st = moa_profile_add_sample(j->pr, b, fa, fs, sk, s->n_tokens)) < 0) goto done;
+        if ((st = moa_profile_save(j->pr, j->ckpt_h5)) < 0) goto done;
         tokens += s->n_tokens;
         moa_log_debug("sample %lld: %d tokens, loss %.4f", (long long)i, s->n_tokens, loss);
-        if (p.progress) p.progress(p.progress_data, (double)k, (double)total, (double)tokens, "tok");
+        if (p->progress) p->progress(p->progress_data, (double)k, (double)j->total, (double)tokens, "tok");
     }
-    if ((st = moa_profile_save(pr, out_path)) < 0) goto done;
-    unlink(ckpt_h5);
-    unlink(ckpt);
 done:
-    free(lengths); free(abs); free(sgn); free(sk); free(fa); free(fs);
-    free(ckpt_h5); free(ckpt_id);
+    free(abs); free(sgn); free(sk); free(fa); free(fs);
     moa_profiler_free(prof);
-    moa_profile_free(pr);
-    moa_calib_file_free(cf);
+    return st;
+}
+
+/* The job after its first checks: buckets, a new (or the checkpoint's) profile, the
+ * samples, the profile saved to out_path and the checkpoint removed. */
+static moa_status profile_job_run(profile_job *j) {
+    const moa_llama_hparams *hp = &j->m->hp;
+    moa_status st;
+    if (strcmp(j->cf->model_sha256, j->m->sha256) != 0)
+        return moa_err(MOA_ERR_MISMATCH, "%s was built with model %s, not this model (%s)",
+                       j->calib_path, j->cf->model_sha256, j->m->sha256);
+    if ((st = moa_calib_check_vocab(j->cf, hp->n_vocab)) < 0) {
+        moa_err_prefix(st, "%s", j->calib_path);
+        return st;
+    }
+    MOA_TRY(scan_samples(j));
+    MOA_TRY(moa_profile_create(hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, j->p.prof.sink,
+                               j->p.prof.block, j->lengths, j->n_len, &j->pr));
+    snprintf(j->pr->model_sha256, sizeof j->pr->model_sha256, "%s", j->m->sha256);
+    snprintf(j->pr->arch, sizeof j->pr->arch, "%s", hp->arch);
+    MOA_TRY(open_checkpoint(j));
+    MOA_TRY(moa_profile_set_source(j->pr, j->calib_sha, j->p.shard_index, j->p.shard_count));
+    MOA_TRY(run_samples(j));
+    MOA_TRY(moa_profile_save(j->pr, j->out_path));
+    unlink(j->ckpt_h5);
+    unlink(j->ckpt);
+    return MOA_OK;
+}
+
+moa_status moa_profile_run(const moa_model *m, const char *calib_path, const char *out_path,
+                           const moa_profile_run_params *pp) {
+    profile_job j;
+    memset(&j, 0, sizeof j);
+    j.p = pp ? *pp : moa_profile_run_default_params();
+    j.m = m;
+    j.calib_path = calib_path;
+    j.out_path = out_path;
+    if (j.p.shard_count < 1 || j.p.shard_index < 0 || j.p.shard_index >= j.p.shard_count)
+        return moa_err(MOA_ERR_INVALID_ARG, "profile: shard %d/%d: expected 0 <= I < N", j.p.shard_index,
+                       j.p.shard_count);
+    if (!m->sha256[0])
+        return moa_err(MOA_ERR_INVALID_ARG, "profile: the model's sha256 was not computed");
+    MOA_TRY(moa_sha256_file(calib_path, j.calib_sha));
+    MOA_TRY(moa_calib_read(calib_path, &j.cf));
+    moa_status st = profile_job_run(&j);
+    free(j.lengths);
+    free(j.ckpt_h5); free(j.ckpt_id);
+    moa_profile_free(j.pr);
+    moa_calib_file_free(j.cf);
     return st;
 }
 

@@ -392,17 +392,20 @@ static moa_status parse_validation(json_t *v, moa_plan_validation *out) {
     return MOA_OK;
 }
 
-static moa_status parse_plan(json_t *root, moa_plan **out) {
+/* The header of a plan (format, version, model shape, sink, block, granularity), checked
+ * before the plan is allocated. */
+typedef struct {
+    json_t *model;
+    int64_t nl, nh, nkv, hd, sink, block;
+    char gran[16];
+    moa_granularity g;
+} plan_header;
+
+static moa_status parse_header(json_t *root, plan_header *h) {
     static const char *const top_keys[] = {"format", "version", "model", "sink", "block",
         "granularity", "layers", "lengths", "predicted", "provenance", "validation", NULL};
     static const char *const model_keys[] = {"arch", "n_layer", "n_head", "n_head_kv", "head_dim",
         "sha256", NULL};
-    static const char *const len_keys[] = {"profiled", "constrained", "budgets", "validation", NULL};
-    static const char *const unit_keys[] = {"kind", "alpha", "beta", NULL};
-    static const char *const layer_keys[] = {"units", NULL};
-    static const char *const pred_keys[] = {"length", "loss", "density", NULL};
-    static const char *const prov_keys[] = {"profile_sha256", "calib_sha256", "tool_version",
-        "solver", "solver_status", "gap", "time_s", NULL};
     if (!json_is_object(root)) return moa_err(MOA_ERR_FORMAT, "top level must be an object");
     char fmt[32];
     MOA_TRY(get_str(root, "format", "", fmt, sizeof fmt));
@@ -414,132 +417,165 @@ static moa_status parse_plan(json_t *root, moa_plan **out) {
         return moa_err(MOA_ERR_FORMAT, "version: %lld is not supported (this reader knows version %d)",
                        (long long)ver, MOA_PLAN_VERSION);
     MOA_TRY(check_keys(root, "plan", top_keys));
-    json_t *model = NULL, *lengths = NULL, *prov = NULL;
-    MOA_TRY(get_obj(root, "model", "", &model));
-    MOA_TRY(check_keys(model, "model", model_keys));
-    int64_t nl, nh, nkv, hd, sink, block;
-    MOA_TRY(get_int(model, "n_layer", "model.", 1, 100000, &nl));
-    MOA_TRY(get_int(model, "n_head", "model.", 1, 100000, &nh));
-    MOA_TRY(get_int(model, "n_head_kv", "model.", 1, 100000, &nkv));
-    MOA_TRY(get_int(model, "head_dim", "model.", 1, 1 << 20, &hd));
-    if (nh % nkv) return moa_err(MOA_ERR_FORMAT, "model.n_head_kv: %lld does not divide n_head=%lld",
-                                 (long long)nkv, (long long)nh);
-    MOA_TRY(get_int(root, "sink", "", 0, INT32_MAX, &sink));
-    MOA_TRY(get_int(root, "block", "", 1, INT32_MAX, &block));
-    char gran[16];
-    MOA_TRY(get_str(root, "granularity", "", gran, sizeof gran));
-    moa_granularity g;
-    if (!strcmp(gran, "kv-head")) g = MOA_GRAN_KV_HEAD;
-    else if (!strcmp(gran, "q-head")) g = MOA_GRAN_Q_HEAD;
-    else return moa_err(MOA_ERR_FORMAT, "granularity: \"%s\" is not \"kv-head\" or \"q-head\"", gran);
-    moa_plan *p = moa_plan_alloc((int)nl, (int)nh, (int)nkv, (int)hd, g);
-    if (!p) return moa_err(MOA_ERR_NOMEM, "out of memory");
-    moa_status st;
-#define T(x) do { st = (x); if (st < 0) goto fail; } while (0)
-    T(get_str(model, "arch", "model.", p->arch, sizeof p->arch));
-    T(get_str(model, "sha256", "model.", p->model_sha256, sizeof p->model_sha256));
-    p->sink = (int)sink;
-    p->block = (int)block;
-    json_t *layers = json_object_get(root, "layers");
-    if (!layers || !json_is_array(layers)) { st = moa_err(MOA_ERR_FORMAT, "layers: missing or not an array"); goto fail; }
-    if ((int64_t)json_array_size(layers) != nl) {
-        st = moa_err(MOA_ERR_FORMAT, "layers: %zu entries, expected model.n_layer=%lld",
-                     json_array_size(layers), (long long)nl);
-        goto fail;
+    MOA_TRY(get_obj(root, "model", "", &h->model));
+    MOA_TRY(check_keys(h->model, "model", model_keys));
+    MOA_TRY(get_int(h->model, "n_layer", "model.", 1, 100000, &h->nl));
+    MOA_TRY(get_int(h->model, "n_head", "model.", 1, 100000, &h->nh));
+    MOA_TRY(get_int(h->model, "n_head_kv", "model.", 1, 100000, &h->nkv));
+    MOA_TRY(get_int(h->model, "head_dim", "model.", 1, 1 << 20, &h->hd));
+    if (h->nh % h->nkv) return moa_err(MOA_ERR_FORMAT, "model.n_head_kv: %lld does not divide n_head=%lld",
+                                       (long long)h->nkv, (long long)h->nh);
+    MOA_TRY(get_int(root, "sink", "", 0, INT32_MAX, &h->sink));
+    MOA_TRY(get_int(root, "block", "", 1, INT32_MAX, &h->block));
+    MOA_TRY(get_str(root, "granularity", "", h->gran, sizeof h->gran));
+    if (!strcmp(h->gran, "kv-head")) h->g = MOA_GRAN_KV_HEAD;
+    else if (!strcmp(h->gran, "q-head")) h->g = MOA_GRAN_Q_HEAD;
+    else return moa_err(MOA_ERR_FORMAT, "granularity: \"%s\" is not \"kv-head\" or \"q-head\"", h->gran);
+    return MOA_OK;
+}
+
+/* One unit's rule: kind, and alpha and beta for a window (where: "layers[l].units[u]."). */
+static moa_status parse_unit(json_t *uo, const char *where, moa_plan_unit *x) {
+    static const char *const unit_keys[] = {"kind", "alpha", "beta", NULL};
+    if (!json_is_object(uo)) return moa_err(MOA_ERR_FORMAT, "%s: not an object", where);
+    MOA_TRY(check_keys(uo, where, unit_keys));
+    char kind[16];
+    MOA_TRY(get_str(uo, "kind", where, kind, sizeof kind));
+    if (!strcmp(kind, "window")) x->kind = MOA_UNIT_WINDOW;
+    else if (!strcmp(kind, "dense")) x->kind = MOA_UNIT_DENSE;
+    else if (!strcmp(kind, "linear")) x->kind = MOA_UNIT_LINEAR;
+    else return moa_err(MOA_ERR_FORMAT, "%skind: \"%s\" is not window|dense|linear", where, kind);
+    if (x->kind == MOA_UNIT_WINDOW) {
+        MOA_TRY(get_num(uo, "alpha", where, &x->alpha));
+        MOA_TRY(get_num(uo, "beta", where, &x->beta));
     }
+    return MOA_OK;
+}
+
+/* "layers": n_layer objects of n_units units each (gran: the granularity, for messages). */
+static moa_status parse_layers(json_t *root, moa_plan *p, const char *gran) {
+    static const char *const layer_keys[] = {"units", NULL};
+    json_t *layers = json_object_get(root, "layers");
+    if (!layers || !json_is_array(layers)) return moa_err(MOA_ERR_FORMAT, "layers: missing or not an array");
+    if ((int64_t)json_array_size(layers) != p->n_layer)
+        return moa_err(MOA_ERR_FORMAT, "layers: %zu entries, expected model.n_layer=%lld",
+                       json_array_size(layers), (long long)p->n_layer);
     for (int l = 0; l < p->n_layer; l++) {
         char where[64];
         json_t *lo = json_array_get(layers, (size_t)l);
         snprintf(where, sizeof where, "layers[%d]", l);
-        if (!json_is_object(lo)) { st = moa_err(MOA_ERR_FORMAT, "%s: not an object", where); goto fail; }
-        T(check_keys(lo, where, layer_keys));
+        if (!json_is_object(lo)) return moa_err(MOA_ERR_FORMAT, "%s: not an object", where);
+        MOA_TRY(check_keys(lo, where, layer_keys));
         json_t *units = json_object_get(lo, "units");
-        if (!units || !json_is_array(units)) { st = moa_err(MOA_ERR_FORMAT, "%s.units: missing or not an array", where); goto fail; }
-        if ((int)json_array_size(units) != p->n_units) {
-            st = moa_err(MOA_ERR_FORMAT, "%s.units: %zu entries, expected %d (%s granularity)", where,
-                         json_array_size(units), p->n_units, gran);
-            goto fail;
-        }
+        if (!units || !json_is_array(units)) return moa_err(MOA_ERR_FORMAT, "%s.units: missing or not an array", where);
+        if ((int)json_array_size(units) != p->n_units)
+            return moa_err(MOA_ERR_FORMAT, "%s.units: %zu entries, expected %d (%s granularity)", where,
+                           json_array_size(units), p->n_units, gran);
         for (int u = 0; u < p->n_units; u++) {
-            moa_plan_unit *x = &p->units[(int64_t)l * p->n_units + u];
-            json_t *uo = json_array_get(units, (size_t)u);
             snprintf(where, sizeof where, "layers[%d].units[%d].", l, u);
-            if (!json_is_object(uo)) { st = moa_err(MOA_ERR_FORMAT, "%s: not an object", where); goto fail; }
-            T(check_keys(uo, where, unit_keys));
-            char kind[16];
-            T(get_str(uo, "kind", where, kind, sizeof kind));
-            if (!strcmp(kind, "window")) x->kind = MOA_UNIT_WINDOW;
-            else if (!strcmp(kind, "dense")) x->kind = MOA_UNIT_DENSE;
-            else if (!strcmp(kind, "linear")) x->kind = MOA_UNIT_LINEAR;
-            else { st = moa_err(MOA_ERR_FORMAT, "%skind: \"%s\" is not window|dense|linear", where, kind); goto fail; }
-            if (x->kind == MOA_UNIT_WINDOW) {
-                T(get_num(uo, "alpha", where, &x->alpha));
-                T(get_num(uo, "beta", where, &x->beta));
-            }
+            MOA_TRY(parse_unit(json_array_get(units, (size_t)u), where, &p->units[(int64_t)l * p->n_units + u]));
         }
     }
-    T(get_obj(root, "lengths", "", &lengths));
-    T(check_keys(lengths, "lengths", len_keys));
-    T(get_len_list(lengths, "profiled", p->profiled, &p->n_profiled));
-    T(get_len_list(lengths, "constrained", p->constrained, &p->n_constrained));
-    {
-        json_t *b = json_object_get(lengths, "budgets");
-        if (!b || !json_is_array(b) || (int)json_array_size(b) != p->n_constrained) {
-            st = moa_err(MOA_ERR_FORMAT, "lengths.budgets: must be an array with one density per constrained length (%d)",
-                         p->n_constrained);
-            goto fail;
-        }
-        for (int i = 0; i < p->n_constrained; i++) {
-            json_t *v = json_array_get(b, (size_t)i);
-            if (!json_is_number(v)) { st = moa_err(MOA_ERR_FORMAT, "lengths.budgets[%d]: must be a number", i); goto fail; }
-            p->budget[i] = json_number_value(v);
-        }
-        json_t *v = json_object_get(lengths, "validation");
-        if (!v) { st = moa_err(MOA_ERR_FORMAT, "lengths.validation: missing (use null for none)"); goto fail; }
-        if (json_is_null(v)) p->validation = 0;
-        else if (json_is_integer(v) && json_integer_value(v) > 0) p->validation = json_integer_value(v);
-        else { st = moa_err(MOA_ERR_FORMAT, "lengths.validation: must be a positive integer or null"); goto fail; }
+    return MOA_OK;
+}
+
+/* "lengths": profiled and constrained lengths, a budget per constrained length, the
+ * validation length (null: none). */
+static moa_status parse_lengths(json_t *root, moa_plan *p) {
+    static const char *const len_keys[] = {"profiled", "constrained", "budgets", "validation", NULL};
+    json_t *lengths = NULL;
+    MOA_TRY(get_obj(root, "lengths", "", &lengths));
+    MOA_TRY(check_keys(lengths, "lengths", len_keys));
+    MOA_TRY(get_len_list(lengths, "profiled", p->profiled, &p->n_profiled));
+    MOA_TRY(get_len_list(lengths, "constrained", p->constrained, &p->n_constrained));
+    json_t *b = json_object_get(lengths, "budgets");
+    if (!b || !json_is_array(b) || (int)json_array_size(b) != p->n_constrained)
+        return moa_err(MOA_ERR_FORMAT, "lengths.budgets: must be an array with one density per constrained length (%d)",
+                       p->n_constrained);
+    for (int i = 0; i < p->n_constrained; i++) {
+        json_t *v = json_array_get(b, (size_t)i);
+        if (!json_is_number(v)) return moa_err(MOA_ERR_FORMAT, "lengths.budgets[%d]: must be a number", i);
+        p->budget[i] = json_number_value(v);
     }
-    {
-        json_t *pr = json_object_get(root, "predicted");
-        if (!pr || !json_is_array(pr)) { st = moa_err(MOA_ERR_FORMAT, "predicted: missing or not an array"); goto fail; }
-        if (json_array_size(pr) > MOA_PLAN_MAX_LENGTHS) { st = moa_err(MOA_ERR_FORMAT, "predicted: too many entries"); goto fail; }
-        p->n_pred = (int)json_array_size(pr);
-        for (int i = 0; i < p->n_pred; i++) {
-            char where[32];
-            snprintf(where, sizeof where, "predicted[%d].", i);
-            json_t *q = json_array_get(pr, (size_t)i);
-            if (!json_is_object(q)) { st = moa_err(MOA_ERR_FORMAT, "predicted[%d]: not an object", i); goto fail; }
-            T(check_keys(q, where, pred_keys));
-            T(get_int(q, "length", where, 1, INT64_MAX, &p->pred[i].length));
-            T(get_num(q, "density", where, &p->pred[i].density));
-            json_t *lv = json_object_get(q, "loss");
-            if (!lv) { st = moa_err(MOA_ERR_FORMAT, "%sloss: missing (use null if unknown)", where); goto fail; }
-            if (json_is_null(lv)) p->pred[i].has_loss = 0;
-            else { p->pred[i].has_loss = 1; T(get_num(q, "loss", where, &p->pred[i].loss)); }
-        }
+    json_t *v = json_object_get(lengths, "validation");
+    if (!v) return moa_err(MOA_ERR_FORMAT, "lengths.validation: missing (use null for none)");
+    if (json_is_null(v)) p->validation = 0;
+    else if (json_is_integer(v) && json_integer_value(v) > 0) p->validation = json_integer_value(v);
+    else return moa_err(MOA_ERR_FORMAT, "lengths.validation: must be a positive integer or null");
+    return MOA_OK;
+}
+
+/* "predicted": length, density and loss (null: unknown) per entry. */
+static moa_status parse_predicted(json_t *root, moa_plan *p) {
+    static const char *const pred_keys[] = {"length", "loss", "density", NULL};
+    json_t *pr = json_object_get(root, "predicted");
+    if (!pr || !json_is_array(pr)) return moa_err(MOA_ERR_FORMAT, "predicted: missing or not an array");
+    if (json_array_size(pr) > MOA_PLAN_MAX_LENGTHS) return moa_err(MOA_ERR_FORMAT, "predicted: too many entries");
+    p->n_pred = (int)json_array_size(pr);
+    for (int i = 0; i < p->n_pred; i++) {
+        char where[32];
+        snprintf(where, sizeof where, "predicted[%d].", i);
+        json_t *q = json_array_get(pr, (size_t)i);
+        if (!json_is_object(q)) return moa_err(MOA_ERR_FORMAT, "predicted[%d]: not an object", i);
+        MOA_TRY(check_keys(q, where, pred_keys));
+        MOA_TRY(get_int(q, "length", where, 1, INT64_MAX, &p->pred[i].length));
+        MOA_TRY(get_num(q, "density", where, &p->pred[i].density));
+        json_t *lv = json_object_get(q, "loss");
+        if (!lv) return moa_err(MOA_ERR_FORMAT, "%sloss: missing (use null if unknown)", where);
+        if (json_is_null(lv)) p->pred[i].has_loss = 0;
+        else { p->pred[i].has_loss = 1; MOA_TRY(get_num(q, "loss", where, &p->pred[i].loss)); }
     }
-    T(get_obj(root, "provenance", "", &prov));
-    T(check_keys(prov, "provenance", prov_keys));
-    T(get_str(prov, "profile_sha256", "provenance.", p->profile_sha256, sizeof p->profile_sha256));
-    T(get_str(prov, "calib_sha256", "provenance.", p->calib_sha256, sizeof p->calib_sha256));
-    T(get_str(prov, "tool_version", "provenance.", p->tool_version, sizeof p->tool_version));
-    T(get_str(prov, "solver", "provenance.", p->solver, sizeof p->solver));
-    T(get_str(prov, "solver_status", "provenance.", p->solver_status, sizeof p->solver_status));
-    T(get_num(prov, "gap", "provenance.", &p->solver_gap));
-    if (json_object_get(prov, "time_s")) T(get_num(prov, "time_s", "provenance.", &p->solver_time));
+    return MOA_OK;
+}
+
+/* "provenance": input hashes, tool version, solver, its status, gap and time (optional). */
+static moa_status parse_provenance(json_t *root, moa_plan *p) {
+    static const char *const prov_keys[] = {"profile_sha256", "calib_sha256", "tool_version",
+        "solver", "solver_status", "gap", "time_s", NULL};
+    json_t *prov = NULL;
+    MOA_TRY(get_obj(root, "provenance", "", &prov));
+    MOA_TRY(check_keys(prov, "provenance", prov_keys));
+    MOA_TRY(get_str(prov, "profile_sha256", "provenance.", p->profile_sha256, sizeof p->profile_sha256));
+    MOA_TRY(get_str(prov, "calib_sha256", "provenance.", p->calib_sha256, sizeof p->calib_sha256));
+    MOA_TRY(get_str(prov, "tool_version", "provenance.", p->tool_version, sizeof p->tool_version));
+    MOA_TRY(get_str(prov, "solver", "provenance.", p->solver, sizeof p->solver));
+    MOA_TRY(get_str(prov, "solver_status", "provenance.", p->solver_status, sizeof p->solver_status));
+    MOA_TRY(get_num(prov, "gap", "provenance.", &p->solver_gap));
+    if (json_object_get(prov, "time_s")) MOA_TRY(get_num(prov, "time_s", "provenance.", &p->solver_time));
+    return MOA_OK;
+}
+
+/* The plan's sections after its header, in file order; then the plan's own checks. */
+static moa_status parse_body(json_t *root, const plan_header *h, moa_plan *p) {
+    MOA_TRY(get_str(h->model, "arch", "model.", p->arch, sizeof p->arch));
+    MOA_TRY(get_str(h->model, "sha256", "model.", p->model_sha256, sizeof p->model_sha256));
+    p->sink = (int)h->sink;
+    p->block = (int)h->block;
+    MOA_TRY(parse_layers(root, p, h->gran));
+    MOA_TRY(parse_lengths(root, p));
+    MOA_TRY(parse_predicted(root, p));
+    MOA_TRY(parse_provenance(root, p));
     json_t *val = json_object_get(root, "validation");
     if (val && !json_is_null(val)) {
-        T(parse_validation(val, &p->val));
+        MOA_TRY(parse_validation(val, &p->val));
         p->has_validation = 1;
     }
-    T(moa_plan_validate(p, NULL));
-#undef T
+    return moa_plan_validate(p, NULL);
+}
+
+static moa_status parse_plan(json_t *root, moa_plan **out) {
+    plan_header h;
+    memset(&h, 0, sizeof h);
+    MOA_TRY(parse_header(root, &h));
+    moa_plan *p = moa_plan_alloc((int)h.nl, (int)h.nh, (int)h.nkv, (int)h.hd, h.g);
+    if (!p) return moa_err(MOA_ERR_NOMEM, "out of memory");
+    moa_status st = parse_body(root, &h, p);
+    if (st < 0) {
+        moa_plan_free(p);
+        return st;
+    }
     *out = p;
     return MOA_OK;
-fail:
-    moa_plan_free(p);
-    return st;
 }
 
 moa_status moa_plan_load_string(const char *json, const char *name, moa_plan **out) {
