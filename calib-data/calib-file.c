@@ -252,6 +252,16 @@ static moa_status read_all(hid_t file, moa_calib_file *f) {
     if (st >= 0) st = moa_h5_attr_read_i64(file, "n_samples", &n);
     if (st >= 0 && (n < 0 || n > ((int64_t)1 << 40)))
         st = moa_err(MOA_ERR_FORMAT, "attribute 'n_samples' is %lld (out of range)", (long long)n);
+    /* Every sample takes bytes of the file (a token, an offset, ...): an n_samples beyond the
+     * file size is refused before the per-sample array is allocated (a crafted 8 KB file
+     * declaring 10^7 samples cost 640 MB and seconds of CPU before its datasets were checked:
+     * fuzz_calib_inproc, docs/fuzzing.md). */
+    hsize_t file_bytes = 0;
+    if (st >= 0 && H5Fget_filesize(file, &file_bytes) < 0)
+        st = moa_err(MOA_ERR_IO, "cannot get the file size");
+    if (st >= 0 && (uint64_t)n > (uint64_t)file_bytes)
+        st = moa_err(MOA_ERR_FORMAT, "attribute 'n_samples' is %lld, more samples than the file has bytes (%llu)",
+                     (long long)n, (unsigned long long)file_bytes);
     if (st < 0) return st;
     f->samples = moa_calloc_array((size_t)n ? (size_t)n : 1, sizeof *f->samples);
     if (!f->samples) return moa_err(MOA_ERR_NOMEM, "out of memory for %lld samples", (long long)n);

@@ -24,10 +24,16 @@ void moa_profile_free(moa_profile *p) {
     free(p);
 }
 
+/* ceil(length / block) for length, block > 0, without the overflow of length + block - 1 (a
+ * bucket_9223372036854775807 of a crafted file: UBSan in fuzz_profile_inproc, docs/fuzzing.md) */
+static int64_t bins_of(int64_t length, int64_t block) {
+    return length / block + (length % block != 0);
+}
+
 static moa_status bucket_alloc(const moa_profile *p, moa_profile_bucket *b, int64_t length) {
     memset(b, 0, sizeof *b);
     b->length = length;
-    b->n_bins = (length + p->block - 1) / p->block;
+    b->n_bins = bins_of(length, p->block);
     size_t nh = (size_t)p->n_layer * (size_t)p->n_head, nhb;
     if (moa_mul_overflow(nh, (size_t)b->n_bins, &nhb))
         return moa_err(MOA_ERR_NOMEM, "profile bucket N=%lld too large", (long long)length);
@@ -209,9 +215,9 @@ moa_status moa_profile_validate(const moa_profile *p) {
             BAD("bucket_%lld: lengths must be distinct", (long long)k->length);
         if (k->n_samples < 0) BAD("bucket_%lld: attribute 'n_samples' must be >= 0 (got %lld)", (long long)k->length, (long long)k->n_samples);
         if (k->n_tokens < 0) BAD("bucket_%lld: attribute 'n_tokens' must be >= 0 (got %lld)", (long long)k->length, (long long)k->n_tokens);
-        if (k->n_bins != (k->length + p->block - 1) / p->block)
+        if (k->n_bins != bins_of(k->length, p->block))
             BAD("bucket_%lld: %lld distance bins, expected ceil(N/block)=%lld", (long long)k->length,
-                (long long)k->n_bins, (long long)((k->length + p->block - 1) / p->block));
+                (long long)k->n_bins, (long long)bins_of(k->length, p->block));
         size_t nh = (size_t)(p->n_layer * p->n_head), n = nh * (size_t)k->n_bins;
         for (size_t i = 0; i < n; i++) {
             if (!isfinite(k->influence_abs[i]) || k->influence_abs[i] < 0)

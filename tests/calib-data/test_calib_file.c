@@ -194,7 +194,7 @@ TEST(roundtrip) {
 
 /* Writes a good file, then breaks it with raw HDF5 calls. */
 typedef enum { BREAK_VERSION, BREAK_FORMAT, BREAK_MISSING_TOKENS, BREAK_SPAN, BREAK_OFFSETS,
-               BREAK_PROMPT_LEN, BREAK_MISSING_ATTR } breakage;
+               BREAK_PROMPT_LEN, BREAK_MISSING_ATTR, BREAK_N_SAMPLES } breakage;
 
 static void write_broken(const char *path, breakage b) {
     moa_calib_file *f = make_file();
@@ -216,6 +216,15 @@ static void write_broken(const char *path, breakage b) {
         hid_t a = H5Acreate2(file, "format", t, sp, H5P_DEFAULT, H5P_DEFAULT);
         H5Awrite(a, t, "moa-profile");
         H5Aclose(a); H5Tclose(t); H5Sclose(sp);
+    } else if (b == BREAK_N_SAMPLES) {
+        /* found by fuzz_calib_inproc: n_samples far beyond what the file holds was allocated
+         * (10^7 x sizeof(moa_calib_sample)) before the datasets' shapes were checked */
+        H5Adelete(file, "n_samples");
+        hid_t sp = H5Screate(H5S_SCALAR);
+        hid_t a = H5Acreate2(file, "n_samples", H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+        int64_t v = 10000000;
+        H5Awrite(a, H5T_NATIVE_INT64, &v);
+        H5Aclose(a); H5Sclose(sp);
     } else if (b == BREAK_MISSING_ATTR) {
         H5Adelete(file, "model_sha256");
     } else if (b == BREAK_MISSING_TOKENS) {
@@ -258,6 +267,7 @@ TEST(rejects_malformed) {
     expect_reject(BREAK_SPAN, "sample 1", "'response_span'");
     expect_reject(BREAK_OFFSETS, "'sample_offset'", NULL);
     expect_reject(BREAK_PROMPT_LEN, "sample 1", "'prompt_len'");
+    expect_reject(BREAK_N_SAMPLES, "'n_samples' is 10000000", "more samples than the file has bytes");
     /* not HDF5 at all, and missing */
     FILE *fp = fopen(TMP("text.h5"), "wb");
     fputs("hello", fp);

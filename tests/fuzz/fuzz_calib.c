@@ -2,7 +2,8 @@
  * input is refused with a status or loads samples whose spans and token arrays are consistent
  * (every token is read, so ASan sees any short array); nothing may crash, hang or leak. Each
  * input goes through the HDF5 guard first, as in moa (fuzz_guard.h): crashes inside libhdf5
- * are counted, not findings. */
+ * are counted, not findings. Built with MOA_FUZZ_INPROC (fuzz_calib_inproc) there is no guard:
+ * for libFuzzer's fork mode, whose crash inputs tests/fuzz/triage.sh classifies (docs/fuzzing.md). */
 #define _GNU_SOURCE   /* dladdr (fuzz_guard.h) */
 #include "calib.h"
 #include "fuzz_guard.h"

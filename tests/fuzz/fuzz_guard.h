@@ -1,6 +1,8 @@
-/* fuzz_guard.h - the HDF5 harnesses (fuzz_profile, fuzz_calib) read every input the way `moa`
- * does (h5guard.h): first in a forked child under the guard's limits. When the child crashed or hit a limit, the hook below has recorded
- * whether libhdf5 was on the child's stack at that moment:
+/* fuzz_guard.h - the HDF5 harnesses (fuzz_profile, fuzz_calib), in two variants:
+ *
+ * The guarded one (default) reads every input the way `moa` does (h5guard.h): first in a
+ * forked child under the guard's limits. When the child crashed or hit a limit, the hook below
+ * has recorded whether libhdf5 was on the child's stack at that moment:
  *   - libhdf5 on the stack: a libhdf5 bug that the guard turns into a clean refusal in moa;
  *     counted (by crash site) and skipped, not a finding;
  *   - not on the stack: a bug in our code; the input is read again in this process, where
@@ -11,7 +13,14 @@
  * fuzzer uses; allocations beyond it return NULL), so the in-process read takes the child's
  * path. At exit the harness prints what the guard caught. MOA_FUZZ_GUARDED_DIR=DIR keeps the
  * inputs that crashed libhdf5 there (the hostile corpus of tests/cli/hostile comes from such
- * files, docs/fuzzing.md). */
+ * files, docs/fuzzing.md). A fork and two reads per input: 15-25 inputs/s.
+ *
+ * The in-process one (MOA_FUZZ_INPROC: fuzz_profile_inproc, fuzz_calib_inproc) has no guard:
+ * each input is read once, in this process, with the same address-space limit. A libhdf5
+ * crash ends the process with its ASan report; these binaries run in libFuzzer's fork mode
+ * (-fork=N -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1), which starts a new job and
+ * keeps the input, and tests/fuzz/triage.sh then classifies every kept input by the innermost
+ * frame of its report (libhdf5 or our code). Used for the 1M-execution runs (docs/fuzzing.md). */
 #ifndef MOA_FUZZ_GUARD_H
 #define MOA_FUZZ_GUARD_H
 
@@ -30,6 +39,47 @@
 #include "h5guard.h"
 #include "moa-common.h"
 
+/* An allocation beyond the address-space limit returns NULL, as glibc's malloc does in moa,
+ * instead of ending the process with an ASan report. */
+const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
+/* The fuzz build compiles UBSan's checks recoverable (-fsanitize=fuzzer-no-link,undefined):
+ * without this, a report in our code would only be printed (and lost in fork mode's job logs),
+ * not a finding. */
+const char *__ubsan_default_options(void) { return "halt_on_error=1:print_stacktrace=1"; }
+
+/* Once: this process's address-space limit, 1 GiB above what the fuzzer uses at its first
+ * input (allocations beyond it return NULL, as in moa under the guard's limit). */
+static void fuzz_limit_init(void) {
+    static int done;
+    if (done) return;
+    done = 1;
+    FILE *fp = fopen("/proc/self/statm", "r");
+    unsigned long long pages = 0;
+    if (fp) {
+        if (fscanf(fp, "%llu", &pages) != 1) pages = 0;
+        fclose(fp);
+    }
+    struct rlimit r;
+    if (pages && getrlimit(RLIMIT_AS, &r) == 0) {
+        r.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)1 << 30);
+        setrlimit(RLIMIT_AS, &r);
+    }
+}
+
+#ifdef MOA_FUZZ_INPROC
+/* The in-process variant (fuzz_profile_inproc, fuzz_calib_inproc): no guard, every input is
+ * read only in this process, at in-process speed. A crash inside libhdf5 ends the process
+ * like any other; these harnesses run in libFuzzer's fork mode (-fork=N -ignore_crashes=1
+ * ...), which restarts the job and keeps the input, and tests/fuzz/triage.sh classifies the
+ * kept inputs afterwards by their ASan stack (libhdf5 or our code; docs/fuzzing.md). */
+static int fuzz_guard(const unsigned char *data, size_t size, moa_h5_reader_fn check) {
+    (void)data;
+    (void)size;
+    (void)check;
+    fuzz_limit_init();
+    return 1;
+}
+#else
 /* ---- the guard ---------------------------------------------------------------------------- */
 /* Written by the child at its death (a page shared with the parent). */
 typedef struct {
@@ -77,10 +127,6 @@ static void fuzz_child_death(void) {   /* a sanitizer report in the child */
 
 extern void __sanitizer_set_death_callback(void (*callback)(void));
 
-/* An allocation beyond the address-space limit returns NULL, as glibc's malloc does in moa,
- * instead of ending the process with an ASan report. */
-const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
-
 static void fuzz_child_hook(void *data) {
     (void)data;
     void *warm[4];
@@ -110,17 +156,7 @@ static void fuzz_guard_init(void) {
     fuzz_shared = mmap(NULL, sizeof *fuzz_shared, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (fuzz_shared == MAP_FAILED) abort();
     moa_h5_guard_set_child_hook(fuzz_child_hook, NULL);
-    FILE *fp = fopen("/proc/self/statm", "r");
-    unsigned long long pages = 0;
-    if (fp) {
-        if (fscanf(fp, "%llu", &pages) != 1) pages = 0;
-        fclose(fp);
-    }
-    struct rlimit r;
-    if (pages && getrlimit(RLIMIT_AS, &r) == 0) {
-        r.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)1 << 30);
-        setrlimit(RLIMIT_AS, &r);
-    }
+    fuzz_limit_init();
     setenv("MOA_H5_GUARD_MB", "1048576", 1);   /* the child keeps this process's limit */
     setenv("MOA_H5_GUARD_SECONDS", "2", 0);     /* wall 8 s: under libFuzzer's -timeout=10 */
     atexit(fuzz_guard_report);
@@ -177,5 +213,6 @@ static int fuzz_guard(const unsigned char *data, size_t size, moa_h5_reader_fn c
     }
     return 0;
 }
+#endif /* MOA_FUZZ_INPROC */
 
 #endif

@@ -1,7 +1,9 @@
 /* fuzz_profile.c - libFuzzer harness for the profile reader (moa-profile v1, HDF5): any input
  * is refused with a status or loads a profile that passes moa_profile_validate (whose sums are
  * finite) and merges with itself; nothing may crash, hang or leak. Each input goes through the
- * HDF5 guard first, as in moa (fuzz_guard.h): crashes inside libhdf5 are counted, not findings. */
+ * HDF5 guard first, as in moa (fuzz_guard.h): crashes inside libhdf5 are counted, not findings.
+ * Built with MOA_FUZZ_INPROC (fuzz_profile_inproc) there is no guard: for libFuzzer's fork mode,
+ * whose crash inputs tests/fuzz/triage.sh classifies (docs/fuzzing.md). */
 #define _GNU_SOURCE   /* dladdr (fuzz_guard.h) */
 #include "fuzz_guard.h"
 #include "profile-file.h"

@@ -359,6 +359,27 @@ static void m_sum_overflow(hid_t f) {
     H5Gclose(g);
 }
 
+/* found by fuzz_profile_inproc (UBSan): a bucket of length INT64_MAX overflowed
+ * length + block - 1 in the bin count; it is now refused without undefined behaviour
+ * (the unit tests run under UBSan with -fno-sanitize-recover, scripts/test.sh) */
+TEST(profile_huge_length) {
+    moa_profile *p = small_profile();
+    CHECK_OK(moa_profile_save(p, TMP("huge.h5")));
+    moa_profile_free(p);
+    hid_t f = H5Fopen(TMP("huge.h5"), H5F_ACC_RDWR, H5P_DEFAULT);
+    CHECK(H5Lmove(f, "bucket_2048", f, "bucket_9223372036854775807", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    hid_t g = H5Gopen2(f, "bucket_9223372036854775807", H5P_DEFAULT);
+    CHECK_OK(moa_h5_attr_write_i64(g, "length", INT64_MAX));
+    H5Gclose(g);
+    H5Fclose(f);
+    moa_profile *q = NULL;
+    moa_status st = moa_profile_load_unguarded(TMP("huge.h5"), &q);
+    CHECK_MSG(st < 0 && q == NULL, "accepted (status %d)", st);
+    CHECK_MSG(strstr(moa_last_error(), "9223372036854775807") != NULL, "message '%s'", moa_last_error());
+    moa_profile_free(q);
+    remove(TMP("huge.h5"));
+}
+
 TEST(profile_malformed) {
     corrupt_and_check("version", m_version, "'version'");
     corrupt_and_check("format", m_format, "'format'");
@@ -524,6 +545,7 @@ int main(void) {
     RUN(uniform_plan);
     RUN(rules_positive_at_every_planned_length);
     RUN(profile_round_trip);
+    RUN(profile_huge_length);
     RUN(profile_malformed);
     RUN(profile_accumulate_merge);
     RUN(profile_merge_shard_identity);
