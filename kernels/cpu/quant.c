@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 const char *moa_ggml_type_name(moa_ggml_type t) {
     switch (t) {
@@ -271,6 +272,20 @@ int moa_cpu_has_avx512_vnni(void) {
     static int v = -1;
     if (v < 0) { __builtin_cpu_init(); v = __builtin_cpu_supports("avx512vnni"); }
     return v && moa_cpu_has_avx512();
+}
+
+/* OpenBLAS falls back to its SSE3 kernels ("Prescott") on CPU models it does not know. */
+extern char *openblas_get_corename(void);
+const char *moa_blas_coretype_hint(void) {
+    const char *core = openblas_get_corename();
+    if (!core || strcasecmp(core, "Prescott") != 0) return NULL;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512cd"))
+        return "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+    return NULL;
 }
 
 static moa_matmul_act g_act = MOA_MATMUL_ACT_AUTO;

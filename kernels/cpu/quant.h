@@ -94,4 +94,10 @@ void moa_matmul_q_q8act_stats(unsigned long long *calls, unsigned long long *fal
  * t ("none" for an unknown type). */
 const char *moa_matmul_q_path(moa_ggml_type t);
 
+/* The OPENBLAS_CORETYPE to run with, or NULL: "SkylakeX" (AVX-512 F/BW/VL/DQ/CD) or "Haswell"
+ * (AVX2+FMA) when the linked OpenBLAS reports its SSE3 fallback "Prescott" (a CPU model newer
+ * than the library: its sgemm then runs ~3x slower). OpenBLAS reads the variable when it
+ * loads, so only a new process can use it (the `moa` command re-executes itself). */
+const char *moa_blas_coretype_hint(void);
+
 #endif
