@@ -1,7 +1,8 @@
 /* bench-quant.c - speed of the quantised matrix products (kernels/cpu/quant.h) on random
  * weights of the Qwen2.5 shapes, per type and path:
  *   decode: moa_matmul_q with n_vec = 1..4 on the reference (--slow), AVX2, AVX-512 (f32
- *           activations) and, for Q4_K/Q6_K on AVX512-VNNI, the int8-activation path;
+ *           activations) and the int8-activation variants this CPU has (AVX512-VNNI,
+ *           AVX-VNNI, AVX2 vpmaddubsw) for the types that have them;
  *   batch:  moa_matmul_q_batch with n tokens (default 512), moa_matmul_q streaming the same
  *           batch, and cblas_sgemm on a full f32 copy of W (the BLAS baseline).
  * GB/s = bytes of W (its ggml size) per second; GFLOP/s = 2 n_out n_in n_vec per second.
@@ -136,13 +137,15 @@ int main(int argc, char **argv) {
             if (!w) { fprintf(stderr, "out of memory\n"); return 1; }
             const size_t wbytes = moa_ggml_row_bytes(t, n_in) * (size_t)n_out;
             fprintf(stderr, "%s %s\n", tp, sp);
-            for (int path = 0; path < 4; path++) {   /* reference, avx2, avx512 (f32 act), default */
+            for (int path = 0; path < 6; path++) {   /* reference, avx2, avx512 (f32 act), the q8 variants */
                 moa_cpu_force_reference(path == 0);
-                moa_cpu_force_avx2(path == 1);
-                moa_matmul_q_set_act(path == 3 ? MOA_MATMUL_ACT_AUTO : MOA_MATMUL_ACT_F32);
+                moa_cpu_force_avx2(path == 1 || path == 4);
+                moa_cpu_force_no_vnni(path == 5);
+                moa_matmul_q_set_act(path >= 3 ? MOA_MATMUL_ACT_AUTO : MOA_MATMUL_ACT_F32);
                 if ((path == 1 && !moa_cpu_has_avx2()) || (path == 2 && !moa_cpu_has_avx512())) continue;
                 const char *pn = moa_matmul_q_path(t);
-                if (path == 3 && strcmp(pn, "avx512-vnni-q8") != 0) continue;   /* same as path 2 */
+                static const char *q8n[] = {"avx512-vnni-q8", "avx-vnni-q8", "avx2-q8"};
+                if (path >= 3 && strcmp(pn, q8n[path - 3]) != 0) continue;   /* not on this CPU / type */
                 if (do_decode && (path > 0 || slow))
                     for (int64_t nv = 1; nv <= 4; nv++)
                         row_print(tp, pn, "matmul_q", n_out, n_in, nv, wbytes,
@@ -157,6 +160,7 @@ int main(int argc, char **argv) {
             }
             moa_cpu_force_reference(0);
             moa_cpu_force_avx2(0);
+            moa_cpu_force_no_vnni(0);
             moa_matmul_q_set_act(MOA_MATMUL_ACT_AUTO);
             if (do_batch && t == MOA_GGML_Q4_K) {   /* BLAS baseline on an f32 copy, once per shape */
                 float *wf = malloc(sizeof(float) * (size_t)(n_out * n_in));

@@ -249,7 +249,7 @@ void moa_matmul_q_ref(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_i
     }
 }
 
-static int g_force_ref, g_force_avx2;
+static int g_force_ref, g_force_avx2, g_force_no_vnni;
 void moa_cpu_force_reference(int on) { g_force_ref = on; }
 void moa_cpu_force_avx2(int on) { g_force_avx2 = on; }
 
@@ -271,8 +271,16 @@ int moa_cpu_has_avx512(void) {
 int moa_cpu_has_avx512_vnni(void) {
     static int v = -1;
     if (v < 0) { __builtin_cpu_init(); v = __builtin_cpu_supports("avx512vnni"); }
-    return v && moa_cpu_has_avx512();
+    return v && !g_force_no_vnni && moa_cpu_has_avx512();
 }
+
+int moa_cpu_has_avx_vnni(void) {
+    static int v = -1;
+    if (v < 0) { __builtin_cpu_init(); v = __builtin_cpu_supports("avxvnni"); }
+    return v && !g_force_no_vnni && moa_cpu_has_avx2();
+}
+
+void moa_cpu_force_no_vnni(int on) { g_force_no_vnni = on; }
 
 /* OpenBLAS falls back to its SSE3 kernels ("Prescott") on CPU models it does not know. */
 extern char *openblas_get_corename(void);
@@ -291,16 +299,33 @@ const char *moa_blas_coretype_hint(void) {
 static moa_matmul_act g_act = MOA_MATMUL_ACT_AUTO;
 void moa_matmul_q_set_act(moa_matmul_act a) { g_act = a; }
 
-/* int8 activations for this type and CPU now? */
-static int use_q8act(moa_ggml_type t) {
-    return g_act == MOA_MATMUL_ACT_AUTO && (t == MOA_GGML_Q4_K || t == MOA_GGML_Q6_K) &&
-           moa_cpu_has_avx512_vnni();
+/* Types with an int8-activation kernel (quant-q8.inc). */
+static int q8_type(moa_ggml_type t) {
+    switch (t) {
+    case MOA_GGML_Q4_0: case MOA_GGML_Q4_1: case MOA_GGML_Q5_0: case MOA_GGML_Q5_1: case MOA_GGML_Q8_0:
+    case MOA_GGML_Q4_K: case MOA_GGML_Q5_K: case MOA_GGML_Q6_K: return 1;
+    default: return 0;
+    }
+}
+
+/* The int8-activation variant for type t on this CPU now: 3 AVX512-VNNI, 2 AVX-VNNI,
+ * 1 AVX2, 0 none (f32 activations). */
+static int q8_isa(moa_ggml_type t) {
+    if (g_act != MOA_MATMUL_ACT_AUTO || !q8_type(t)) return 0;
+    if (moa_cpu_has_avx512_vnni()) return 3;
+    if (moa_cpu_has_avx_vnni()) return 2;
+    if (moa_cpu_has_avx2()) return 1;
+    return 0;
 }
 
 const char *moa_matmul_q_path(moa_ggml_type t) {
     uint32_t be;
     if (!moa_ggml_type_info(t, &be, NULL)) return "none";
-    if (use_q8act(t)) return "avx512-vnni-q8";
+    switch (q8_isa(t)) {
+    case 3: return "avx512-vnni-q8";
+    case 2: return "avx-vnni-q8";
+    case 1: return "avx2-q8";
+    }
     if (moa_cpu_has_avx512() && t != MOA_GGML_Q4_0 && t != MOA_GGML_Q4_1 && t != MOA_GGML_Q8_0)
         return "avx512";   /* (those three run the AVX2 kernels: quant-avx512.c) */
     if (moa_cpu_has_avx2()) return "avx2";
@@ -316,17 +341,20 @@ const char *moa_matmul_q_path(moa_ggml_type t) {
 #define MOA_Q8ACT_OUTLIER 12.0f
 static unsigned long long g_q8_calls, g_q8_fallbacks;   /* statistics (racy counts) */
 
+/* Windows of 256 values: [0, 256), [256, 512), ..., and the last 256 values when n_in is not
+ * a multiple of 256 (the whole vector when it is shorter). */
 static int has_outlier_block(const float *x, int64_t n_in, int64_t n_vec) {
+    const int64_t w = n_in < 256 ? n_in : 256;
     for (int64_t v = 0; v < n_vec; v++)
-        for (int64_t b = 0; b + 256 <= n_in; b += 256) {
-            const float *p = x + v * n_in + b;
+        for (int64_t b = 0; b < n_in; b += 256) {
+            const float *p = x + v * n_in + (b + w <= n_in ? b : n_in - w);
             float mx = 0, ss = 0;
-            for (int i = 0; i < 256; i++) {
+            for (int64_t i = 0; i < w; i++) {
                 float a = fabsf(p[i]);
                 mx = a > mx ? a : mx;
                 ss += p[i] * p[i];
             }
-            if (mx * mx > MOA_Q8ACT_OUTLIER * MOA_Q8ACT_OUTLIER * (ss / 256.0f)) return 1;
+            if (mx * mx > MOA_Q8ACT_OUTLIER * MOA_Q8ACT_OUTLIER * (ss / (float)w)) return 1;
         }
     return 0;
 }
@@ -338,10 +366,14 @@ void moa_matmul_q_q8act_stats(unsigned long long *calls, unsigned long long *fal
 
 void moa_matmul_q(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
                   const float *x, int64_t n_vec, float *y) {
-    if (use_q8act(t)) {
+    const int isa = q8_isa(t);
+    if (isa) {
         g_q8_calls++;
         if (has_outlier_block(x, n_in, n_vec)) g_q8_fallbacks++;
-        else if (moa_matmul_q_q8act_avx512vnni(t, W, n_out, n_in, x, n_vec, y)) return;
+        else if (isa == 3 ? moa_matmul_q_q8_vnni512(t, W, n_out, n_in, x, n_vec, y)
+                 : isa == 2 ? moa_matmul_q_q8_avxvnni(t, W, n_out, n_in, x, n_vec, y)
+                 : moa_matmul_q_q8_avx2(t, W, n_out, n_in, x, n_vec, y))
+            return;
     }
     if (moa_cpu_has_avx512() && moa_matmul_q_avx512(t, W, n_out, n_in, x, n_vec, y)) return;
     if (moa_cpu_has_avx2() && moa_matmul_q_avx2(t, W, n_out, n_in, x, n_vec, y)) return;

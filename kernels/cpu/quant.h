@@ -79,8 +79,12 @@ void moa_cpu_force_reference(int on);
 /* Cap the ISA at AVX2 on an AVX-512 machine (moa_cpu_has_avx512() returns 0; tests and
  * benchmarks; 0 = auto). Same threading rule. */
 void moa_cpu_force_avx2(int on);
-/* AVX512-VNNI (and AVX-512 F/BW/VL/DQ; the force switches apply). */
+/* AVX512-VNNI (and AVX-512 F/BW/VL/DQ), AVX-VNNI (and AVX2); the force switches apply. */
 int moa_cpu_has_avx512_vnni(void);
+int moa_cpu_has_avx_vnni(void);
+/* Hide AVX512-VNNI and AVX-VNNI (the int8 path then runs its AVX2 vpmaddubsw variant; tests
+ * and benchmarks; 0 = auto). Same threading rule. */
+void moa_cpu_force_no_vnni(int on);
 /* Activation precision of moa_matmul_q: AUTO (default) takes the int8-activation path where
  * it exists (see moa_matmul_q); F32 keeps f32 activations on every path (golden tests that
  * need f32 accuracy). Process-wide: set it from the main thread while no kernel runs. */
