@@ -210,47 +210,35 @@ TEST(matmul_paths_vs_reference) {
 
 /* The int8-activation paths in detail, for every q8 type on every variant this CPU has.
  * Per output o, vector v, with dx_b = max_{i in b}|x_i| / 127 over each activation block b
- * (32 values for Q4_0..Q8_0, 256 for the K-quants) and wq_i = W[o][i] minus the block's min
- * m for Q4_1/Q5_1 (their min term multiplies exact f32 sums of x), else W[o][i]:
- *   1. bound:   |y - y_ref| <= sum_b (dx_b / 2) sum_{i in b} |wq_i| + 2e-6 sum_i |W[o][i] x[v][i]|
- *               (activation rounding + f32 rounding); also <= 1e-2 of sum_i |W x|, and
- *               > 1e-5 of it (so the path really quantises: not the f32 path under another name);
+ * (32 values for Q4_0..Q8_0, 256 for the K-quants) and xq_i = round(x_i / dx_b):
+ *   1. bound:   |y - y_ref| <= sum_b (dx_b / 2) sum_{i in b} |W[o][i]| + 2e-6 sum_i |W[o][i] x[v][i]|
+ *               (activation rounding, every term of every type multiplying the rounded xq,
+ *               + f32 rounding); also <= 1e-2 of sum_i |W x|, and > 1e-5 of it (so the path
+ *               really quantises: not the f32 path under another name);
  *   2. emulation: activations quantised in C exactly as the kernels do (f32 x * (127/max|x|),
- *               rounded to nearest even), y_emu = sum_i wq_i dx xq_i + sum_b m_b sum_{i in b} x_i
- *               in double: |y - y_emu| <= 4e-6 (sum_i |wq_i dx xq_i| + sum_b |m_b sum x|)
- *               (f32 rounding of d dx and of the accumulation only): any slip in offsets,
- *               scales, nibble or high-bit order is far above this;
+ *               rounded to nearest even), y_emu = sum_i W[o][i] dx_b xq_i in double:
+ *               |y - y_emu| <= 4e-6 sum_i |W[o][i] dx_b xq_i| (f32 rounding of the scales and
+ *               of the accumulation only): any slip in offsets, scales, min terms, nibble or
+ *               high-bit order is far above this;
  *   3. control: the same comparison against y_emu of a matrix with one value per row moved by
  *               1% of the row's largest |W| (at the largest |x| of vector 0) must fail at >= 90%
  *               of the rows: the check in 2 detects an error of that size;
  *   4. outlier guard: with one 40x outlier per 256 values (max/RMS ~ 69 > 12) the product runs
  *               with f32 activations (counted as a fallback) and is f32-accurate (<= 2e-6). */
-static double block_min(moa_ggml_type t, const uint8_t *row, int64_t i) {
-    if (t != MOA_GGML_Q4_1 && t != MOA_GGML_Q5_1) return 0;
-    const uint8_t *p = row + (size_t)(i / 32) * (t == MOA_GGML_Q4_1 ? 20 : 24) + 2;
-    return moa_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
-}
 
 /* y_emu and its scale for one row (wr: the row dequantised) against vector x of n values. */
-static void q8_emulate(moa_ggml_type t, const uint8_t *row, const float *wr, const float *x, int64_t n,
-                       double *y_emu, double *scale) {
+static void q8_emulate(moa_ggml_type t, const float *wr, const float *x, int64_t n, double *y_emu, double *scale) {
     const int64_t B = (t == MOA_GGML_Q4_K || t == MOA_GGML_Q5_K || t == MOA_GGML_Q6_K) ? 256 : 32;
     double y = 0, sc = 0;
     for (int64_t b0 = 0; b0 < n; b0 += B) {
         float amax = 0;
         for (int64_t i = b0; i < b0 + B; i++) amax = fmaxf(amax, fabsf(x[i]));
         const float id = amax > 0 ? 127.0f / amax : 0.0f, dx = amax / 127.0f;
-        double msum = 0, xs = 0;
         for (int64_t i = b0; i < b0 + B; i++) {
-            const float xq = (float)lrintf(x[i] * id);
-            const double m = block_min(t, row, i);
-            const double term = ((double)wr[i] - m) * (double)dx * xq;
+            const double term = (double)wr[i] * (double)dx * (double)lrintf(x[i] * id);
             y += term;
             sc += fabs(term);
-            xs += x[i];
-            if ((i - b0) % 32 == 31) { msum += m * xs; sc += fabs(m * xs); xs = 0; }
         }
-        y += msum;
     }
     *y_emu = y;
     *scale = sc;
@@ -306,7 +294,7 @@ TEST(matmul_q8_paths) {
                                 double amax = 0, sw = 0;
                                 for (int64_t i = b0; i < b0 + B; i++) {
                                     amax = fmax(amax, fabs(xv[i]));
-                                    sw += fabs((double)wr[i] - block_min(t, row, i));
+                                    sw += fabs(wr[i]);
                                     wx += fabs((double)wr[i] * xv[i]);
                                 }
                                 bound += amax / 127 / 2 * sw;
@@ -317,7 +305,7 @@ TEST(matmul_q8_paths) {
                             of_bound = fmax(of_bound, e / bound);
                             if (outlier) continue;
                             double ye, sc;
-                            q8_emulate(t, row, wr, xv, n_in, &ye, &sc);
+                            q8_emulate(t, wr, xv, n_in, &ye, &sc);
                             emu = fmax(emu, fabs(got - ye) / (sc + 1e-30));
                             if (v == 0) {   /* control: one value moved by 1% of the row's max |W| */
                                 int64_t im = 0;
@@ -328,7 +316,7 @@ TEST(matmul_q8_paths) {
                                 }
                                 const float keep = wr[im];
                                 wr[im] += 0.01f * wmax;
-                                q8_emulate(t, row, wr, xv, n_in, &ye, &sc);
+                                q8_emulate(t, wr, xv, n_in, &ye, &sc);
                                 wr[im] = keep;
                                 const double c = fabs(got - ye) / (4e-6 * (sc + 1e-30));
                                 if (c > 1) control_failed++;
