@@ -246,9 +246,9 @@ static moa_status eval_rows(moa_ctx *c, int seq, const int *seqs, const int32_t 
     for (int l = 0; l < hp->n_layer; l++) {
         const moa_llama_layer *L = &m->layers[l];
         rmsnorm(c->x, L->attn_norm, c->h, n, d, hp->rms_eps);
-        moa_weight_matmul(&L->wq, c->h, n, c->q);
-        moa_weight_matmul(&L->wk, c->h, n, c->k);
-        moa_weight_matmul(&L->wv, c->h, n, c->v);
+        const moa_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
+        float *const qkv_out[3] = {c->q, c->k, c->v};
+        moa_weight_matmul_multi(qkv, 3, c->h, n, qkv_out);
         if (c->ksmooth)
             moa_key_smooth_apply(hp, c->ksmooth + (size_t)l * hp->n_head_kv * hp->head_dim, c->q, c->k, n);
         /* attention through the runtime: RoPE, cache append, banded/dense/linear kernels */
@@ -261,8 +261,9 @@ static moa_status eval_rows(moa_ctx *c, int seq, const int *seqs, const int32_t 
         moa_weight_matmul(&L->wo, c->att, n, c->h);
         for (int64_t i = 0; i < n * d; i++) c->x[i] += c->h[i];
         rmsnorm(c->x, L->ffn_norm, c->h, n, d, hp->rms_eps);
-        moa_weight_matmul(&L->w_gate, c->h, n, c->gate);
-        moa_weight_matmul(&L->w_up, c->h, n, c->up);
+        const moa_weight *gu[2] = {&L->w_gate, &L->w_up};
+        float *const gu_out[2] = {c->gate, c->up};
+        moa_weight_matmul_multi(gu, 2, c->h, n, gu_out);
         for (int64_t i = 0; i < n * nff; i++) {
             float g = c->gate[i];
             c->gate[i] = g / (1.0f + expf(-g)) * c->up[i];   /* silu(g) * u */

@@ -272,6 +272,17 @@ void moa_weight_matmul(const moa_weight *w, const float *x, int64_t n, float *y)
     moa_weight_add_bias(w, y, n);
 }
 
+void moa_weight_matmul_multi(const moa_weight *const *ws, int n_w, const float *x, int64_t n, float *const *ys) {
+    if (n > 4 || n_w > 8) {
+        for (int k = 0; k < n_w; k++) moa_weight_matmul(ws[k], x, n, ys[k]);
+        return;
+    }
+    moa_matmul_q_job jobs[8] = {{0}};
+    for (int k = 0; k < n_w; k++) jobs[k] = (moa_matmul_q_job){ws[k]->type, ws[k]->data, ws[k]->n_out, ys[k]};
+    moa_matmul_q_multi(jobs, n_w, ws[0]->n_in, x, n);
+    for (int k = 0; k < n_w; k++) moa_weight_add_bias(ws[k], ys[k], n);
+}
+
 void moa_weight_add_bias(const moa_weight *w, float *y, int64_t n) {
     if (!w->bias) return;
     for (int64_t t = 0; t < n; t++)

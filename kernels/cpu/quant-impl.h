@@ -15,12 +15,25 @@ int moa_dequant_rows_avx512(moa_ggml_type t, const void *src, size_t rb, int64_t
                             int64_t n, float *dst);
 /* Activations quantised to int8 (per 32 values for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0, per 256 for
  * Q4_K/Q5_K/Q6_K) and integer dot products (quant-q8.inc), one function per ISA: AVX512-VNNI,
- * AVX-VNNI, AVX2 (vpmaddubsw). The caller checks the CPU. 0 if the type is not covered (or
- * n_in is not a multiple of its block) or scratch could not be allocated. */
-int moa_matmul_q_q8_vnni512(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
-                            const float *x, int64_t n_vec, float *y);
-int moa_matmul_q_q8_avxvnni(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
-                            const float *x, int64_t n_vec, float *y);
-int moa_matmul_q_q8_avx2(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
-                         const float *x, int64_t n_vec, float *y);
+ * AVX-VNNI, AVX2 (vpmaddubsw). n <= 8 products of the same x, each activation block size
+ * quantised once, all rows in one OpenMP loop. The caller checks the CPU. f32_32 / f32_256:
+ * NULL, or [n_vec][n_in / 32 or 256] flags (moa_q8_outlier_blocks): flagged blocks are
+ * multiplied with the f32 activations. 0 if a type is not covered (or n_in is not a multiple
+ * of its block) or scratch could not be allocated: nothing was written then. */
+int moa_matmul_q_q8_multi_vnni512(const moa_matmul_q_job *jobs, int n, int64_t n_in, const float *x,
+                                  int64_t n_vec, const uint8_t *f32_32, const uint8_t *f32_256);
+int moa_matmul_q_q8_multi_avxvnni(const moa_matmul_q_job *jobs, int n, int64_t n_in, const float *x,
+                                  int64_t n_vec, const uint8_t *f32_32, const uint8_t *f32_256);
+int moa_matmul_q_q8_multi_avx2(const moa_matmul_q_job *jobs, int n, int64_t n_in, const float *x,
+                               int64_t n_vec, const uint8_t *f32_32, const uint8_t *f32_256);
+/* Outlier blocks of the int8 path: flags[v][b] = 1 for the blocks of `block` values (32 or 256)
+ * of vector v that hold an outlier, a value with |x| > MOA_Q8ACT_OUTLIER x the RMS of its
+ * 256-value window (windows [0,256), [256,512), ..., and the last 256 values; the RMS
+ * without the window's MOA_Q8ACT_TRIM largest squares (w/32 for a window of w < 256 values),
+ * so that a few outliers cannot hide each other). Returns the number of flagged blocks, or -1
+ * when more than half of some vector's blocks are flagged (the caller then multiplies in f32
+ * throughout). */
+#define MOA_Q8ACT_OUTLIER 12.0f
+#define MOA_Q8ACT_TRIM 8
+int64_t moa_q8_outlier_blocks(const float *x, int64_t n_in, int64_t n_vec, int64_t block, uint8_t *flags);
 #endif

@@ -332,31 +332,53 @@ const char *moa_matmul_q_path(moa_ggml_type t) {
     return "reference";
 }
 
-/* Outlier guard of the int8 path: a 256-value block whose largest |x| exceeds
- * MOA_Q8ACT_OUTLIER times its RMS loses the rest of the block to rounding (the scale is set
- * by the outlier). Such activations occur (the first token of Qwen2.5-Coder-1.5B carries
- * |x| ~ 3,700 against ~100 elsewhere, and 8-bit activations, ours or llama.cpp's, then move
- * its logits by up to 9 and its argmax); those products run with f32 activations. A block
- * of Gaussian values has max/RMS ~ 3; a single spike in a block of zeros has 16. */
-#define MOA_Q8ACT_OUTLIER 12.0f
-static unsigned long long g_q8_calls, g_q8_fallbacks;   /* statistics (racy counts) */
+/* Outliers of the int8 path: a block of activations whose largest |x| is far above the rest
+ * loses the rest of the block to rounding (the scale is set by the outlier). Such activations
+ * occur: the first token of Qwen2.5-Coder-1.5B carries |x| ~ 3,700 against ~100 elsewhere
+ * (8-bit activations, ours or llama.cpp's, then move its logits by up to 9 and its argmax),
+ * and a third of SmolLM2-135M's products have a value > 12x the RMS of its 256 neighbours.
+ * The RMS of a window leaves out its MOA_Q8ACT_TRIM largest squares, so that a few outliers
+ * in one window cannot hide each other by raising it.
+ * The blocks holding such values are multiplied with f32 activations (the rest of the product
+ * stays in int8); a product with too many of them runs in f32 throughout. A block of Gaussian
+ * values has max/RMS ~ 3; a single spike among 256 zeros has 16. */
+static unsigned long long g_q8_calls, g_q8_fallbacks, g_q8_mixed;   /* statistics (racy counts) */
 
-/* Windows of 256 values: [0, 256), [256, 512), ..., and the last 256 values when n_in is not
- * a multiple of 256 (the whole vector when it is shorter). */
-static int has_outlier_block(const float *x, int64_t n_in, int64_t n_vec) {
-    const int64_t w = n_in < 256 ? n_in : 256;
-    for (int64_t v = 0; v < n_vec; v++)
-        for (int64_t b = 0; b < n_in; b += 256) {
-            const float *p = x + v * n_in + (b + w <= n_in ? b : n_in - w);
-            float mx = 0, ss = 0;
-            for (int64_t i = 0; i < w; i++) {
-                float a = fabsf(p[i]);
-                mx = a > mx ? a : mx;
-                ss += p[i] * p[i];
+int64_t moa_q8_outlier_blocks(const float *x, int64_t n_in, int64_t n_vec, int64_t block, uint8_t *flags) {
+    const int64_t nb = n_in / block, w = n_in < 256 ? n_in : 256;
+    const int trim = (int)(w / 32 < MOA_Q8ACT_TRIM ? w / 32 : MOA_Q8ACT_TRIM);
+    const float t2 = MOA_Q8ACT_OUTLIER * MOA_Q8ACT_OUTLIER;
+    int64_t total = 0;
+    memset(flags, 0, (size_t)(n_vec * nb));
+    for (int64_t v = 0; v < n_vec; v++) {
+        const float *xv = x + v * n_in;
+        int64_t nflag = 0;
+        for (int64_t w0 = 0; w0 < n_in; w0 += 256) {
+            const int64_t s0 = w0 + w <= n_in ? w0 : n_in - w;
+            float top[MOA_Q8ACT_TRIM + 1] = {0}, ss = 0;   /* the trim largest squares, descending */
+            for (int64_t i = s0; i < s0 + w; i++) {
+                float q = xv[i] * xv[i];
+                ss += q;
+                if (trim && q > top[trim - 1]) {
+                    int k = trim - 1;
+                    while (k > 0 && top[k - 1] < q) { top[k] = top[k - 1]; k--; }
+                    top[k] = q;
+                }
             }
-            if (mx * mx > MOA_Q8ACT_OUTLIER * MOA_Q8ACT_OUTLIER * (ss / (float)w)) return 1;
+            float sst = ss;
+            for (int k = 0; k < trim; k++) sst -= top[k];
+            const float lim = t2 * (sst > 0 ? sst : 0) / (float)(w - trim);
+            if (!(top[0] > lim) && trim) continue;   /* nothing above the threshold */
+            for (int64_t i = s0; i < s0 + w; i++)
+                if (xv[i] * xv[i] > lim) {
+                    uint8_t *f = &flags[v * nb + i / block];
+                    if (!*f) { *f = 1; nflag++; }
+                }
         }
-    return 0;
+        if (nflag * 2 > nb) return -1;
+        total += nflag;
+    }
+    return total;
 }
 
 void moa_matmul_q_q8act_stats(unsigned long long *calls, unsigned long long *fallbacks) {
@@ -364,20 +386,71 @@ void moa_matmul_q_q8act_stats(unsigned long long *calls, unsigned long long *fal
     if (fallbacks) *fallbacks = g_q8_fallbacks;
 }
 
-void moa_matmul_q(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
-                  const float *x, int64_t n_vec, float *y) {
-    const int isa = q8_isa(t);
-    if (isa) {
-        g_q8_calls++;
-        if (has_outlier_block(x, n_in, n_vec)) g_q8_fallbacks++;
-        else if (isa == 3 ? moa_matmul_q_q8_vnni512(t, W, n_out, n_in, x, n_vec, y)
-                 : isa == 2 ? moa_matmul_q_q8_avxvnni(t, W, n_out, n_in, x, n_vec, y)
-                 : moa_matmul_q_q8_avx2(t, W, n_out, n_in, x, n_vec, y))
-            return;
-    }
+void moa_matmul_q_q8act_mixed(unsigned long long *mixed) {
+    if (mixed) *mixed = g_q8_mixed;
+}
+
+/* f32 activations: the AVX-512 / AVX2 kernels or the reference. */
+static void matmul_f32act(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in, const float *x,
+                          int64_t n_vec, float *y) {
     if (moa_cpu_has_avx512() && moa_matmul_q_avx512(t, W, n_out, n_in, x, n_vec, y)) return;
     if (moa_cpu_has_avx2() && moa_matmul_q_avx2(t, W, n_out, n_in, x, n_vec, y)) return;
     moa_matmul_q_ref(t, W, n_out, n_in, x, n_vec, y);
+}
+
+/* Flags on the stack up to this many blocks (n_vec x blocks), else the heap. */
+#define Q8_FLAGS_STACK 4096
+
+/* The int8 path for jobs that all have it on ISA isa: 1 if done. */
+static int multi_q8(int isa, const moa_matmul_q_job *jobs, int n, int64_t n_in, const float *x, int64_t n_vec) {
+    int need[2] = {0, 0};   /* 32-value, 256-value blocks */
+    for (int k = 0; k < n; k++) {
+        uint32_t be;
+        moa_ggml_type_info(jobs[k].type, &be, NULL);
+        if (n_in % be) return 0;
+        need[be == 256] = 1;
+    }
+    const int64_t nf32 = need[0] ? n_vec * (n_in / 32) : 0, nf256 = need[1] ? n_vec * (n_in / 256) : 0;
+    uint8_t stack[Q8_FLAGS_STACK], *heap = NULL, *f32 = stack;
+    if (nf32 + nf256 > Q8_FLAGS_STACK && !(f32 = heap = malloc((size_t)(nf32 + nf256)))) return 0;
+    uint8_t *f256 = f32 + nf32;
+    const int64_t o32 = need[0] ? moa_q8_outlier_blocks(x, n_in, n_vec, 32, f32) : 0;
+    const int64_t o256 = need[1] ? moa_q8_outlier_blocks(x, n_in, n_vec, 256, f256) : 0;
+    g_q8_calls += (unsigned)n;
+    int done = 0;
+    if (o32 < 0 || o256 < 0) g_q8_fallbacks += (unsigned)n;   /* too many outliers: f32 throughout */
+    else {
+        const uint8_t *fb32 = o32 > 0 ? f32 : NULL, *fb256 = o256 > 0 ? f256 : NULL;
+        done = isa == 3 ? moa_matmul_q_q8_multi_vnni512(jobs, n, n_in, x, n_vec, fb32, fb256)
+             : isa == 2 ? moa_matmul_q_q8_multi_avxvnni(jobs, n, n_in, x, n_vec, fb32, fb256)
+             : moa_matmul_q_q8_multi_avx2(jobs, n, n_in, x, n_vec, fb32, fb256);
+        if (done)
+            for (int k = 0; k < n; k++) {
+                uint32_t be;
+                moa_ggml_type_info(jobs[k].type, &be, NULL);
+                if (be == 32 ? o32 > 0 : o256 > 0) g_q8_mixed++;
+            }
+    }
+    free(heap);
+    return done;
+}
+
+void moa_matmul_q_multi(const moa_matmul_q_job *jobs, int n, int64_t n_in, const float *x, int64_t n_vec) {
+    if (n <= 0) return;
+    const int isa = q8_isa(jobs[0].type);
+    int same = isa > 0 && n <= 8;
+    for (int k = 1; k < n && same; k++) same = q8_isa(jobs[k].type) == isa;
+    if (same && multi_q8(isa, jobs, n, n_in, x, n_vec)) return;
+    for (int k = 0; k < n; k++) {
+        if (!same && q8_isa(jobs[k].type) && multi_q8(q8_isa(jobs[k].type), &jobs[k], 1, n_in, x, n_vec)) continue;
+        matmul_f32act(jobs[k].type, jobs[k].W, jobs[k].n_out, n_in, x, n_vec, jobs[k].y);
+    }
+}
+
+void moa_matmul_q(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
+                  const float *x, int64_t n_vec, float *y) {
+    const moa_matmul_q_job job = {t, W, n_out, y};
+    moa_matmul_q_multi(&job, 1, n_in, x, n_vec);
 }
 
 /* Rows [r0, r1) of W dequantised into dst [r1 - r0][n_in], by the fastest dequantiser

@@ -35,21 +35,40 @@ void moa_dequant_row(moa_ggml_type t, const void *src, float *dst, int64_t n);
 /* y[v][o] = sum_i W[o][i] x[v][i] for v < n_vec.  W: n_out rows of type t, x: [n_vec][n_in],
  * y: [n_vec][n_out]. Uses the fastest kernel available, chosen per call from the CPU
  * (moa_matmul_q_path), OpenMP across rows:
- *  - "avx512-vnni-q8" (Q4_K, Q6_K on AVX512-VNNI CPUs, unless moa_matmul_q_set_act(F32)):
- *    activations quantised to int8 per 256 values (scale max|x|/127), integer dot products
- *    (vpdpbusd). Error vs moa_matmul_q_ref: activation rounding, at most
- *    max_b(max|x_b|)/254 * sum_i |W[o][i]| per output; tests require <= 1e-2 of
- *    sum_i |W[o][i] x[v][i]| (measured <= ~1e-3 on random data);
+ *  - int8 activations, "avx512-vnni-q8" (AVX512-VNNI), "avx-vnni-q8" (AVX-VNNI) or "avx2-q8"
+ *    (AVX2 vpmaddubsw), for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (activations quantised per 32 values)
+ *    and Q4_K, Q5_K, Q6_K (per 256), unless moa_matmul_q_set_act(F32): each activation block
+ *    gets the scale dx = max|x|/127 and xq = round(x/dx); integer dot products with the
+ *    weights' integer codes, every term (offsets, mins) on the same xq, so the error is
+ *    sum_i W[o][i] (x_i - dx xq_i): at most sum_b (dx_b/2) sum_{i in b} |W[o][i]| per output
+ *    (tests: that bound, and agreement with an exact emulation of the arithmetic to 4e-6;
+ *    ~1e-3 of sum_i |W[o][i] x[v][i]| on random data). Outliers (a value > 12x the RMS of its
+ *    256-value window, moa_q8_outlier_blocks in quant-impl.h): the blocks holding them are
+ *    multiplied with f32 activations, the rest in int8; a product with more than half of a
+ *    vector's blocks flagged runs in f32 throughout (a "fallback");
  *  - "avx512" (F/BW/VL/DQ; Q4_0/Q4_1/Q8_0 run the AVX2 kernels, measured faster) and "avx2"
- *    (+FMA, F16C), every type: f32 activations, each weight
- *    block widened to f32 and multiplied with FMA: f32 rounding only (tests: <= 2e-6 of
- *    sum_i |W[o][i] x[v][i]|). Q4_0/Q4_1/Q8_0 keep f32 activations on every path;
+ *    (+FMA, F16C), every type, the types above too under moa_matmul_q_set_act(F32): f32
+ *    activations, each weight block widened to f32 and multiplied with FMA: f32 rounding only
+ *    (tests: <= 2e-6 of sum_i |W[o][i] x[v][i]|);
  *  - else the reference.
- * Streams W once per 16 vectors (4 on the q8 path): meant for small n_vec (decode); use
+ * Streams W once per 16 vectors (4 on the int8 paths): meant for small n_vec (decode); use
  * moa_matmul_q_batch for batches. Thread-safe (no shared state besides the switches below);
  * n_in must be a multiple of the block size. */
 void moa_matmul_q(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
                   const float *x, int64_t n_vec, float *y);
+/* Several products of the same activations: for each job k, y_k[v][o] = sum_i W_k[o][i] x[v][i]
+ * (W_k: n_out_k rows of type_k, all of n_in values; y_k: [n_vec][n_out_k], not aliasing x).
+ * Same paths, results and contract as moa_matmul_q on each job, but when all of them take the
+ * same int8 path (at most 8 jobs) the activations are checked for outliers and quantised once
+ * per block size and the rows of every job share one OpenMP loop (q/k/v, gate/up: fewer
+ * parallel regions per token). */
+typedef struct {
+    moa_ggml_type type;
+    const void *W;
+    int64_t n_out;
+    float *y;
+} moa_matmul_q_job;
+void moa_matmul_q_multi(const moa_matmul_q_job *jobs, int n, int64_t n_in, const float *x, int64_t n_vec);
 /* The plain C reference of moa_matmul_q (dequantise a row, dot in double). */
 void moa_matmul_q_ref(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
                       const float *x, int64_t n_vec, float *y);
@@ -91,11 +110,14 @@ void moa_cpu_force_no_vnni(int on);
 typedef enum { MOA_MATMUL_ACT_AUTO = 0, MOA_MATMUL_ACT_F32 = 1 } moa_matmul_act;
 void moa_matmul_q_set_act(moa_matmul_act a);
 /* Products that took the int8 path's dispatch, and those of them that ran with f32
- * activations because a 256-value block had an outlier (max |x| > 12 x the block's RMS);
- * approximate counts (not synchronised), for tests and benchmarks. */
+ * activations throughout (too many outlier blocks); approximate counts (not synchronised),
+ * for tests and benchmarks. */
 void moa_matmul_q_q8act_stats(unsigned long long *calls, unsigned long long *fallbacks);
-/* "avx512-vnni-q8", "avx512", "avx2" or "reference": the path moa_matmul_q takes now for type
- * t ("none" for an unknown type). */
+/* Of those, the products that multiplied some outlier blocks with f32 activations (the rest
+ * in int8). Same caveat. */
+void moa_matmul_q_q8act_mixed(unsigned long long *mixed);
+/* "avx512-vnni-q8", "avx-vnni-q8", "avx2-q8", "avx512", "avx2" or "reference": the path
+ * moa_matmul_q takes now for type t ("none" for an unknown type). */
 const char *moa_matmul_q_path(moa_ggml_type t);
 
 /* The OPENBLAS_CORETYPE to run with, or NULL: "SkylakeX" (AVX-512 F/BW/VL/DQ/CD) or "Haswell"

@@ -210,8 +210,9 @@ TEST(int8_decode_like_llamacpp) {
     const double margin_min = 0.5;
     double ours_lse_sum = 0, ours_lse_max = 0, ours_top_max = 0, lc_lse_sum = 0, lc_lse_max = 0, lc_top_max = 0;
     int n_pos = 0, n_marg = 0, ours_bad = 0, lc_bad = 0;
-    unsigned long long c0, f0, c1, f1;
+    unsigned long long c0, f0, c1, f1, m0, m1;
     moa_matmul_q_q8act_stats(&c0, &f0);
+    moa_matmul_q_q8act_mixed(&m0);
     size_t pi;
     json_t *prompt;
     json_array_foreach(json_object_get(j, "prompts"), pi, prompt) {
@@ -256,11 +257,12 @@ TEST(int8_decode_like_llamacpp) {
         free(ids);
     }
     moa_matmul_q_q8act_stats(&c1, &f1);
+    moa_matmul_q_q8act_mixed(&m1);
     fprintf(stderr, "  int8 decode path: %d positions; |lse diff| mean %.4f worst %.3f, worst |top-10 diff| %.3f, "
             "argmax %d/%d (margin > %.1f); llama.cpp: mean %.4f worst %.3f, top-10 %.3f, argmax %d/%d; "
-            "int8 products %llu, f32 fallbacks %llu\n", n_pos, ours_lse_sum / n_pos, ours_lse_max, ours_top_max,
-            n_marg - ours_bad, n_marg, margin_min, lc_lse_sum / n_pos, lc_lse_max, lc_top_max, n_marg - lc_bad, n_marg,
-            c1 - c0, f1 - f0);
+            "int8 products %llu, with outlier blocks in f32 %llu, all in f32 %llu\n", n_pos, ours_lse_sum / n_pos,
+            ours_lse_max, ours_top_max, n_marg - ours_bad, n_marg, margin_min, lc_lse_sum / n_pos, lc_lse_max, lc_top_max,
+            n_marg - lc_bad, n_marg, c1 - c0, m1 - m0, f1 - f0);
     CHECK(n_pos == 334 && n_marg > 200);
     CHECK(c1 - c0 > 0);   /* the int8 path ran */
     CHECK_EQ_INT(ours_bad, 0);

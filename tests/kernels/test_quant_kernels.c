@@ -14,8 +14,9 @@
  *   - the int8 paths in detail (matmul_q8_paths): against the activation-rounding bound,
  *     against an exact emulation of their arithmetic (activations quantised as the kernels
  *     do, products in double: agreement to f32 rounding, 4e-6), with a control (the same
- *     comparison against a weight matrix with one value per row changed by one quantum must
- *     fail), and the outlier guard's f32 fallback;
+ *     comparison against a weight matrix with one value per row moved by 1% of its largest
+ *     |W| must fail), outlier blocks in f32 (mixed) and the f32 fallback;
+ *   - moa_matmul_q_multi: bit-identical to one moa_matmul_q per matrix;
  *   - moa_matmul_q_batch: several panels and the small-batch fallback, same bound scaled by
  *     sgemm's accumulation (5e-6).
  * Random weights have finite f16 scales at each type's scale offsets. */
@@ -213,29 +214,36 @@ TEST(matmul_paths_vs_reference) {
  * (32 values for Q4_0..Q8_0, 256 for the K-quants) and xq_i = round(x_i / dx_b):
  *   1. bound:   |y - y_ref| <= sum_b (dx_b / 2) sum_{i in b} |W[o][i]| + 2e-6 sum_i |W[o][i] x[v][i]|
  *               (activation rounding, every term of every type multiplying the rounded xq,
- *               + f32 rounding); also <= 1e-2 of sum_i |W x|, and > 1e-5 of it (so the path
- *               really quantises: not the f32 path under another name);
+ *               + f32 rounding; blocks multiplied in f32 count 0); also <= 1e-2 of
+ *               sum_i |W x|, and > 1e-5 of it (the path really quantises);
  *   2. emulation: activations quantised in C exactly as the kernels do (f32 x * (127/max|x|),
- *               rounded to nearest even), y_emu = sum_i W[o][i] dx_b xq_i in double:
- *               |y - y_emu| <= 4e-6 sum_i |W[o][i] dx_b xq_i| (f32 rounding of the scales and
- *               of the accumulation only): any slip in offsets, scales, min terms, nibble or
- *               high-bit order is far above this;
+ *               rounded to nearest even), y_emu = sum_i W[o][i] dx_b xq_i in double (x_i
+ *               itself in the blocks taken in f32): |y - y_emu| <= 4e-6 sum_i |W[o][i] dx_b xq_i|
+ *               (f32 rounding of the scales and of the accumulation only): any slip in offsets,
+ *               scales, min terms, nibble or high-bit order is far above this;
  *   3. control: the same comparison against y_emu of a matrix with one value per row moved by
  *               1% of the row's largest |W| (at the largest |x| of vector 0) must fail at >= 90%
  *               of the rows: the check in 2 detects an error of that size;
- *   4. outlier guard: with one 40x outlier per 256 values (max/RMS ~ 69 > 12) the product runs
- *               with f32 activations (counted as a fallback) and is f32-accurate (<= 2e-6). */
+ *   4. outliers: one 40x value in every other 256-value window (uniform data elsewhere:
+ *               max/RMS ~ 69 > 12): exactly the blocks holding them are flagged
+ *               (moa_q8_outlier_blocks) and multiplied in f32 (a "mixed" product; checks 1-3
+ *               with those blocks in f32); one in every block: more than half of the blocks,
+ *               the whole product runs with f32 activations (a "fallback", f32-accurate:
+ *               <= 2e-6). */
 
-/* y_emu and its scale for one row (wr: the row dequantised) against vector x of n values. */
-static void q8_emulate(moa_ggml_type t, const float *wr, const float *x, int64_t n, double *y_emu, double *scale) {
+/* y_emu and its scale for one row (wr: the row dequantised) against vector x of n values;
+ * f32blk: per activation block, 1 = exact (NULL: none). */
+static void q8_emulate(moa_ggml_type t, const float *wr, const float *x, int64_t n, const uint8_t *f32blk,
+                       double *y_emu, double *scale) {
     const int64_t B = (t == MOA_GGML_Q4_K || t == MOA_GGML_Q5_K || t == MOA_GGML_Q6_K) ? 256 : 32;
     double y = 0, sc = 0;
     for (int64_t b0 = 0; b0 < n; b0 += B) {
         float amax = 0;
         for (int64_t i = b0; i < b0 + B; i++) amax = fmaxf(amax, fabsf(x[i]));
         const float id = amax > 0 ? 127.0f / amax : 0.0f, dx = amax / 127.0f;
+        const int exact = f32blk && f32blk[b0 / B];
         for (int64_t i = b0; i < b0 + B; i++) {
-            const double term = (double)wr[i] * (double)dx * (double)lrintf(x[i] * id);
+            const double term = (double)wr[i] * (exact ? (double)x[i] : (double)dx * (double)lrintf(x[i] * id));
             y += term;
             sc += fabs(term);
         }
@@ -249,6 +257,7 @@ TEST(matmul_q8_paths) {
     const moa_ggml_type types[] = {MOA_GGML_Q4_0, MOA_GGML_Q4_1, MOA_GGML_Q5_0, MOA_GGML_Q5_1, MOA_GGML_Q8_0,
                                    MOA_GGML_Q4_K, MOA_GGML_Q5_K, MOA_GGML_Q6_K};
     const int64_t shapes[2][2] = {{67, 1536}, {19, 800}};   /* 800: 25 blocks of 32 (32-block types only) */
+    static const char *MODE[] = {"", " (sparse outliers)", " (outliers everywhere)"};
     int n_runs = 0;
     for (int path = PATH_Q8_FIRST; path < N_PATHS; path++) {
         double worst_rel = 0, worst_bound = 0, worst_emu = 0, weakest_control = INFINITY;
@@ -260,18 +269,31 @@ TEST(matmul_q8_paths) {
             uint32_t be;
             moa_ggml_type_info(t, &be, NULL);
             for (int si = 0; si < 2; si++) {
-                const int64_t n_out = shapes[si][0], n_in = shapes[si][1], nv = 5;
+                const int64_t n_out = shapes[si][0], n_in = shapes[si][1], nv = 5, nb = n_in / be;
                 if (n_in % be) continue;
                 const size_t rb = moa_ggml_row_bytes(t, n_in);
                 uint8_t *w = random_weights(t, n_out, n_in);
                 float *x = malloc(sizeof(float) * (size_t)(nv * n_in)), *wr = malloc(sizeof(float) * (size_t)n_in);
                 float *y0 = malloc(sizeof(float) * (size_t)(nv * n_out)), *y1 = malloc(sizeof(float) * (size_t)(nv * n_out));
-                for (int outlier = 0; outlier < 2; outlier++) {
+                uint8_t *planted = calloc((size_t)(nv * nb), 1), *got_fl = malloc((size_t)(nv * nb));
+                for (int mode = 0; mode < 3; mode++) {
                     for (int64_t i = 0; i < nv * n_in; i++) x[i] = urand(-1, 1);
-                    if (outlier) for (int64_t i = 0; i < nv * n_in; i += 256) x[i + (int64_t)(rnd() % (n_in - i % n_in < 256 ? n_in - i % n_in : 256))] = 40.0f;
+                    memset(planted, 0, (size_t)(nv * nb));
+                    for (int64_t v = 0; mode && v < nv; v++)
+                        for (int64_t w0 = 0; w0 < n_in; w0 += mode == 1 ? 512 : be) {   /* sparse: every other window */
+                            const int64_t span = mode == 1 ? (n_in - w0 < 256 ? n_in - w0 : 256) : (int64_t)be;
+                            const int64_t i = w0 + (int64_t)(rnd() % (uint32_t)span);
+                            x[v * n_in + i] = 40.0f;
+                            planted[v * nb + i / be] = 1;
+                        }
+                    const int64_t nflag = moa_q8_outlier_blocks(x, n_in, nv, be, got_fl);
+                    if (mode == 2) CHECK_EQ_INT(nflag, -1);
+                    else CHECK_MSG(memcmp(got_fl, planted, (size_t)(nv * nb)) == 0, "%s %lld: outlier blocks flagged "
+                                   "differ from the planted ones", moa_ggml_type_name(t), (long long)n_in);
                     moa_matmul_q_ref(t, w, n_out, n_in, x, nv, y0);
-                    unsigned long long c0, f0, c1, f1;
+                    unsigned long long c0, f0, m0, c1, f1, m1;
                     moa_matmul_q_q8act_stats(&c0, &f0);
+                    moa_matmul_q_q8act_mixed(&m0);
                     set_path(path, t);
                     CHECK_MSG(strcmp(moa_matmul_q_path(t), PATH_NAME[path]) == 0, "%s: path %s reported as %s",
                               moa_ggml_type_name(t), PATH_NAME[path], moa_matmul_q_path(t));
@@ -279,8 +301,10 @@ TEST(matmul_q8_paths) {
                     moa_matmul_q(t, w, n_out, n_in, x, nv, y1);
                     reset_path();
                     moa_matmul_q_q8act_stats(&c1, &f1);
+                    moa_matmul_q_q8act_mixed(&m1);
                     CHECK_EQ_INT(c1 - c0, 1);
-                    CHECK_EQ_INT(f1 - f0, outlier ? 1 : 0);
+                    CHECK_EQ_INT(f1 - f0, mode == 2 ? 1 : 0);
+                    CHECK_EQ_INT(m1 - m0, mode == 1 ? 1 : 0);
                     double rel = 0, of_bound = 0, emu = 0;
                     int control_failed = 0;
                     for (int64_t o = 0; o < n_out; o++) {
@@ -288,24 +312,24 @@ TEST(matmul_q8_paths) {
                         moa_dequant_row(t, row, wr, n_in);
                         for (int64_t v = 0; v < nv; v++) {
                             const float *xv = x + v * n_in;
-                            const int64_t B = be == 256 ? 256 : 32;
+                            const uint8_t *fl = mode == 1 ? planted + v * nb : NULL;
                             double bound = 0, wx = 0;
-                            for (int64_t b0 = 0; b0 < n_in; b0 += B) {
+                            for (int64_t b = 0; b < nb; b++) {
                                 double amax = 0, sw = 0;
-                                for (int64_t i = b0; i < b0 + B; i++) {
+                                for (int64_t i = b * be; i < (b + 1) * be; i++) {
                                     amax = fmax(amax, fabs(xv[i]));
                                     sw += fabs(wr[i]);
                                     wx += fabs((double)wr[i] * xv[i]);
                                 }
-                                bound += amax / 127 / 2 * sw;
+                                if (!fl || !fl[b]) bound += amax / 127 / 2 * sw;
                             }
                             bound += 2e-6 * wx;
                             const double got = y1[v * n_out + o], e = fabs(got - y0[v * n_out + o]);
                             rel = fmax(rel, e / wx);
                             of_bound = fmax(of_bound, e / bound);
-                            if (outlier) continue;
+                            if (mode == 2) continue;
                             double ye, sc;
-                            q8_emulate(t, wr, xv, n_in, &ye, &sc);
+                            q8_emulate(t, wr, xv, n_in, fl, &ye, &sc);
                             emu = fmax(emu, fabs(got - ye) / (sc + 1e-30));
                             if (v == 0) {   /* control: one value moved by 1% of the row's max |W| */
                                 int64_t im = 0;
@@ -316,7 +340,7 @@ TEST(matmul_q8_paths) {
                                 }
                                 const float keep = wr[im];
                                 wr[im] += 0.01f * wmax;
-                                q8_emulate(t, wr, xv, n_in, &ye, &sc);
+                                q8_emulate(t, wr, xv, n_in, fl, &ye, &sc);
                                 wr[im] = keep;
                                 const double c = fabs(got - ye) / (4e-6 * (sc + 1e-30));
                                 if (c > 1) control_failed++;
@@ -325,26 +349,27 @@ TEST(matmul_q8_paths) {
                         }
                     }
                     CHECK_MSG(of_bound <= 1, "%s %s %lldx%lld%s: error exceeds the activation-rounding bound (x%.3g)",
-                              PATH_NAME[path], moa_ggml_type_name(t), (long long)n_out, (long long)n_in,
-                              outlier ? " (outliers)" : "", of_bound);
-                    if (outlier) {
-                        CHECK_MSG(rel <= 2e-6, "%s %s with outliers: %g (the f32 fallback?)", PATH_NAME[path],
-                                  moa_ggml_type_name(t), rel);
+                              PATH_NAME[path], moa_ggml_type_name(t), (long long)n_out, (long long)n_in, MODE[mode],
+                              of_bound);
+                    if (mode == 2) {
+                        CHECK_MSG(rel <= 2e-6, "%s %s%s: %g (the f32 fallback?)", PATH_NAME[path],
+                                  moa_ggml_type_name(t), MODE[mode], rel);
                     } else {
-                        CHECK_MSG(rel <= 1e-2, "%s %s: %g of |w|.|x|", PATH_NAME[path], moa_ggml_type_name(t), rel);
-                        CHECK_MSG(rel > 1e-5, "%s %s: error %g is f32-like: activations not quantised?",
-                                  PATH_NAME[path], moa_ggml_type_name(t), rel);
-                        CHECK_MSG(emu <= 4e-6, "%s %s %lldx%lld: |y - emulation| / scale = %.3g", PATH_NAME[path],
-                                  moa_ggml_type_name(t), (long long)n_out, (long long)n_in, emu);
-                        CHECK_MSG(control_failed * 10 >= n_out * 9, "%s %s: control detected at %d of %lld rows",
-                                  PATH_NAME[path], moa_ggml_type_name(t), control_failed, (long long)n_out);
+                        CHECK_MSG(rel <= 1e-2, "%s %s%s: %g of |w|.|x|", PATH_NAME[path], moa_ggml_type_name(t),
+                                  MODE[mode], rel);
+                        CHECK_MSG(rel > 1e-5, "%s %s%s: error %g is f32-like: activations not quantised?",
+                                  PATH_NAME[path], moa_ggml_type_name(t), MODE[mode], rel);
+                        CHECK_MSG(emu <= 4e-6, "%s %s %lldx%lld%s: |y - emulation| / scale = %.3g", PATH_NAME[path],
+                                  moa_ggml_type_name(t), (long long)n_out, (long long)n_in, MODE[mode], emu);
+                        CHECK_MSG(control_failed * 10 >= n_out * 9, "%s %s%s: control detected at %d of %lld rows",
+                                  PATH_NAME[path], moa_ggml_type_name(t), MODE[mode], control_failed, (long long)n_out);
                         worst_rel = fmax(worst_rel, rel);
                         worst_emu = fmax(worst_emu, emu);
                     }
                     worst_bound = fmax(worst_bound, of_bound);
                     runs++;
                 }
-                free(w); free(x); free(wr); free(y0); free(y1);
+                free(w); free(x); free(wr); free(y0); free(y1); free(planted); free(got_fl);
             }
         }
         if (runs)
@@ -353,7 +378,49 @@ TEST(matmul_q8_paths) {
                     worst_emu, weakest_control);
         n_runs += runs;
     }
-    CHECK(n_runs >= 2 * 13);   /* at least the AVX2 variant: 8 types, 5 of them at two shapes, x 2 */
+    CHECK(n_runs >= 3 * 13);   /* at least the AVX2 variant: 8 types, 5 of them at two shapes, x 3 modes */
+}
+
+/* moa_matmul_q_multi: several matrices of different types (32- and 256-value blocks, and F16,
+ * which has no int8 path) on the same activations, with and without outliers, on every path:
+ * bit-identical to one moa_matmul_q per matrix (same kernels, same quantisation). */
+TEST(matmul_multi_equals_single) {
+    const moa_ggml_type types[] = {MOA_GGML_Q5_0, MOA_GGML_Q8_0, MOA_GGML_Q4_K, MOA_GGML_Q4_1, MOA_GGML_Q6_K, MOA_GGML_F16};
+    const int64_t n_outs[] = {37, 16, 50, 3, 129, 20}, n_in = 1536, nv = 3;
+    enum { NJ = 6 };
+    uint8_t *w[NJ];
+    float *y1[NJ], *y2[NJ];
+    float *x = malloc(sizeof(float) * (size_t)(nv * n_in));
+    for (int k = 0; k < NJ; k++) {
+        w[k] = random_weights(types[k], n_outs[k], n_in);
+        y1[k] = malloc(sizeof(float) * (size_t)(nv * n_outs[k]));
+        y2[k] = malloc(sizeof(float) * (size_t)(nv * n_outs[k]));
+    }
+    int checked = 0;
+    for (int path = 0; path < N_PATHS; path++)
+        for (int outl = 0; outl < 2; outl++)
+            for (int nj = 1; nj <= NJ; nj += 2) {   /* 1, 3 (all int8-capable), 5 (+Q6_K)... and 6 with F16 */
+                const int n = nj == 5 ? 6 : nj;
+                if (!set_path(path, MOA_GGML_Q5_0)) continue;
+                for (int64_t i = 0; i < nv * n_in; i++) x[i] = urand(-1, 1);
+                if (outl) x[n_in + 700] = 50.0f;
+                moa_matmul_q_job jobs[NJ];
+                for (int k = 0; k < n; k++) {
+                    jobs[k] = (moa_matmul_q_job){types[k], w[k], n_outs[k], y2[k]};
+                    moa_matmul_q(types[k], w[k], n_outs[k], n_in, x, nv, y1[k]);
+                    for (int64_t i = 0; i < nv * n_outs[k]; i++) y2[k][i] = NAN;
+                }
+                moa_matmul_q_multi(jobs, n, n_in, x, nv);
+                for (int k = 0; k < n; k++)
+                    CHECK_MSG(memcmp(y1[k], y2[k], sizeof(float) * (size_t)(nv * n_outs[k])) == 0,
+                              "%s: multi (%d jobs%s) job %d (%s) differs from moa_matmul_q", PATH_NAME[path], n,
+                              outl ? ", outlier" : "", k, moa_ggml_type_name(types[k]));
+                checked++;
+            }
+    reset_path();
+    CHECK(checked >= 2 * 3 * 3);
+    for (int k = 0; k < NJ; k++) { free(w[k]); free(y1[k]); free(y2[k]); }
+    free(x);
 }
 
 TEST(matmul_batch_vs_reference) {
@@ -395,6 +462,7 @@ int main(void) {
     RUN(simd_dequant_bit_identical);
     RUN(matmul_paths_vs_reference);
     RUN(matmul_q8_paths);
+    RUN(matmul_multi_equals_single);
     RUN(matmul_batch_vs_reference);
     return test_summary();
 }
