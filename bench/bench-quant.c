@@ -3,8 +3,9 @@
  *   decode: moa_matmul_q with n_vec = 1..4 on the reference (--slow), AVX2, AVX-512 (f32
  *           activations) and the int8-activation variants this CPU has (AVX512-VNNI,
  *           AVX-VNNI, AVX2 vpmaddubsw) for the types that have them;
- *   batch:  moa_matmul_q_batch with n tokens (default 512), moa_matmul_q streaming the same
- *           batch, and cblas_sgemm on a full f32 copy of W (the BLAS baseline).
+ *   batch:  moa_matmul_q_batch with n tokens (default 512) on its sgemm path and (AVX512-VNNI)
+ *           its int8 path, moa_matmul_q streaming the same batch (--slow), and cblas_sgemm on
+ *           a full f32 copy of W (the BLAS baseline, once per shape).
  * GB/s = bytes of W (its ggml size) per second; GFLOP/s = 2 n_out n_in n_vec per second.
  * One warm-up call, then R timed repeats: mean, standard deviation and minimum (the best
  * run is the least disturbed one on a shared machine). Results on stdout
@@ -124,7 +125,8 @@ int main(int argc, char **argv) {
         float *y = malloc(sizeof(float) * (size_t)(nb > 4 ? nb : 4) * (size_t)n_out);
         if (!x || !y) { fprintf(stderr, "out of memory\n"); return 1; }
         for (int64_t i = 0; i < (nb > 4 ? nb : 4) * n_in; i++) x[i] = urand(-1, 1);
-        for (char *tp = strtok_r(types, ",", &save); tp; tp = strtok_r(NULL, ",", &save)) {
+        int first_type = 1;
+        for (char *tp = strtok_r(types, ",", &save); tp; tp = strtok_r(NULL, ",", &save), first_type = 0) {
             moa_ggml_type t = (moa_ggml_type)-1;
             const moa_ggml_type all[] = {MOA_GGML_F32, MOA_GGML_F16, MOA_GGML_BF16, MOA_GGML_Q4_0, MOA_GGML_Q4_1,
                                          MOA_GGML_Q5_0, MOA_GGML_Q5_1, MOA_GGML_Q8_0, MOA_GGML_Q4_K,
@@ -150,7 +152,8 @@ int main(int argc, char **argv) {
                     for (int64_t nv = 1; nv <= 4; nv++)
                         row_print(tp, pn, "matmul_q", n_out, n_in, nv, wbytes,
                             run(K_MATMUL, t, w, NULL, n_out, n_in, x, nv, y, path == 0 ? 1 : reps));
-                if (do_batch && path > 0 && path < 3) {
+                if (do_batch && path > 0 && path < 4) {
+                    if (path == 3) pn = moa_matmul_q_batch_path(t);
                     row_print(tp, pn, "matmul_q_batch", n_out, n_in, nb, wbytes,
                         run(K_BATCH, t, w, NULL, n_out, n_in, x, nb, y, reps));
                     if (slow)
@@ -162,7 +165,7 @@ int main(int argc, char **argv) {
             moa_cpu_force_avx2(0);
             moa_cpu_force_no_vnni(0);
             moa_matmul_q_set_act(MOA_MATMUL_ACT_AUTO);
-            if (do_batch && t == MOA_GGML_Q4_K) {   /* BLAS baseline on an f32 copy, once per shape */
+            if (do_batch && first_type) {   /* BLAS baseline on an f32 copy, once per shape */
                 float *wf = malloc(sizeof(float) * (size_t)(n_out * n_in));
                 if (wf) {
                     size_t rb = moa_ggml_row_bytes(t, n_in);

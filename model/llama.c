@@ -261,7 +261,9 @@ void moa_weight_matmul(const moa_weight *w, const float *x, int64_t n, float *y)
         moa_weight_add_bias(w, y, n);
         return;
     }
-    if (!w->f32) {   /* no full f32 copy: dequantised panels through BLAS (kernels/cpu/quant.h) */
+    if (!w->f32 || strcmp(moa_matmul_q_batch_path(w->type), "sgemm") != 0) {
+        /* int8 activations (kernels/cpu/quant.h), or no full f32 copy: dequantised panels
+         * through BLAS */
         moa_matmul_q_batch(w->type, w->data, w->n_out, w->n_in, x, n, y);
         moa_weight_add_bias(w, y, n);
         return;

@@ -79,8 +79,9 @@ moa_status moa_model_load(const char *path, const moa_model_params *p, moa_model
 moa_status moa_model_from_gguf(moa_gguf *g, const moa_model_params *p, moa_model **out);
 void moa_model_free(moa_model *m);
 
-/* y[n][out] = x[n][in] W^T (+ bias): the quantised kernel for n <= 4, else BLAS on the f32
- * copy, or (without one) BLAS on dequantised panels of rows (moa_matmul_q_batch). */
+/* y[n][out] = x[n][in] W^T (+ bias): the quantised kernel for n <= 4, else the batched product
+ * on int8 activations where it exists (moa_matmul_q_batch_path "avx512-vnni-q8"), else BLAS
+ * on the f32 copy, or (without one) BLAS on dequantised panels of rows (moa_matmul_q_batch). */
 void moa_weight_matmul(const moa_weight *w, const float *x, int64_t n, float *y);
 /* moa_weight_matmul for n_w weights of the same n_in on the same x (q/k/v, gate/up): for
  * n <= 4 one moa_matmul_q_multi (activations quantised once, one parallel loop), else one

@@ -36,4 +36,13 @@ int moa_matmul_q_q8_multi_avx2(const moa_matmul_q_job *jobs, int n, int64_t n_in
 #define MOA_Q8ACT_OUTLIER 12.0f
 #define MOA_Q8ACT_TRIM 8
 int64_t moa_q8_outlier_blocks(const float *x, int64_t n_in, int64_t n_vec, int64_t block, uint8_t *flags);
+/* The same outliers of one vector, as indices (ascending within each window): the count, or
+ * -1 when there are more than max. */
+int64_t moa_q8_outlier_values(const float *x, int64_t n_in, int32_t *idx, int64_t max);
+/* Batched product with int8 activations on AVX512-VNNI (quant-gemm-vnni512.c): y[t][o] =
+ * sum_i W[o][i] x[t][i] for t < n, types with an int8 path; outliers of each token (as
+ * moa_q8_outlier_values, at most 32 a token) multiplied in f32. 0 if not covered (type, n_in,
+ * too many outliers, no memory): y is then to be computed by another path. */
+int moa_matmul_q_gemm_vnni512(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in, const float *x, int64_t n,
+                              float *y);
 #endif

@@ -343,11 +343,31 @@ const char *moa_matmul_q_path(moa_ggml_type t) {
  * stays in int8); a product with too many of them runs in f32 throughout. A block of Gaussian
  * values has max/RMS ~ 3; a single spike among 256 zeros has 16. */
 static unsigned long long g_q8_calls, g_q8_fallbacks, g_q8_mixed;   /* statistics (racy counts) */
+static unsigned long long g_q8_batch_calls, g_q8_batch_declined;
+
+/* The squared-value limit of the window [s0, s0 + w) of xv: MOA_Q8ACT_OUTLIER^2 x the mean
+ * square without the trim largest squares; INFINITY when no value exceeds it. */
+static float window_limit(const float *xv, int64_t s0, int64_t w) {
+    const int trim = (int)(w / 32 < MOA_Q8ACT_TRIM ? w / 32 : MOA_Q8ACT_TRIM);
+    float top[MOA_Q8ACT_TRIM + 1] = {0}, ss = 0;   /* the trim largest squares, descending */
+    for (int64_t i = s0; i < s0 + w; i++) {
+        const float q = xv[i] * xv[i];
+        ss += q;
+        if (trim && q > top[trim - 1]) {
+            int k = trim - 1;
+            while (k > 0 && top[k - 1] < q) { top[k] = top[k - 1]; k--; }
+            top[k] = q;
+        }
+    }
+    float sst = ss;
+    for (int k = 0; k < trim; k++) sst -= top[k];
+    const float lim = MOA_Q8ACT_OUTLIER * MOA_Q8ACT_OUTLIER * (sst > 0 ? sst : 0) / (float)(w - trim);
+    if (trim && !(top[0] > lim)) return INFINITY;
+    return lim;
+}
 
 int64_t moa_q8_outlier_blocks(const float *x, int64_t n_in, int64_t n_vec, int64_t block, uint8_t *flags) {
     const int64_t nb = n_in / block, w = n_in < 256 ? n_in : 256;
-    const int trim = (int)(w / 32 < MOA_Q8ACT_TRIM ? w / 32 : MOA_Q8ACT_TRIM);
-    const float t2 = MOA_Q8ACT_OUTLIER * MOA_Q8ACT_OUTLIER;
     int64_t total = 0;
     memset(flags, 0, (size_t)(n_vec * nb));
     for (int64_t v = 0; v < n_vec; v++) {
@@ -355,20 +375,8 @@ int64_t moa_q8_outlier_blocks(const float *x, int64_t n_in, int64_t n_vec, int64
         int64_t nflag = 0;
         for (int64_t w0 = 0; w0 < n_in; w0 += 256) {
             const int64_t s0 = w0 + w <= n_in ? w0 : n_in - w;
-            float top[MOA_Q8ACT_TRIM + 1] = {0}, ss = 0;   /* the trim largest squares, descending */
-            for (int64_t i = s0; i < s0 + w; i++) {
-                float q = xv[i] * xv[i];
-                ss += q;
-                if (trim && q > top[trim - 1]) {
-                    int k = trim - 1;
-                    while (k > 0 && top[k - 1] < q) { top[k] = top[k - 1]; k--; }
-                    top[k] = q;
-                }
-            }
-            float sst = ss;
-            for (int k = 0; k < trim; k++) sst -= top[k];
-            const float lim = t2 * (sst > 0 ? sst : 0) / (float)(w - trim);
-            if (!(top[0] > lim) && trim) continue;   /* nothing above the threshold */
+            const float lim = window_limit(xv, s0, w);
+            if (lim == INFINITY) continue;
             for (int64_t i = s0; i < s0 + w; i++)
                 if (xv[i] * xv[i] > lim) {
                     uint8_t *f = &flags[v * nb + i / block];
@@ -381,6 +389,25 @@ int64_t moa_q8_outlier_blocks(const float *x, int64_t n_in, int64_t n_vec, int64
     return total;
 }
 
+int64_t moa_q8_outlier_values(const float *x, int64_t n_in, int32_t *idx, int64_t max) {
+    const int64_t w = n_in < 256 ? n_in : 256;
+    int64_t c = 0;
+    for (int64_t w0 = 0; w0 < n_in; w0 += 256) {
+        const int64_t s0 = w0 + w <= n_in ? w0 : n_in - w;
+        const float lim = window_limit(x, s0, w);
+        if (lim == INFINITY) continue;
+        for (int64_t i = s0; i < s0 + w; i++)
+            if (x[i] * x[i] > lim) {
+                int dup = 0;   /* overlapping last window */
+                for (int64_t k = 0; k < c && !dup; k++) dup = idx[k] == (int32_t)i;
+                if (dup) continue;
+                if (c == max) return -1;
+                idx[c++] = (int32_t)i;
+            }
+    }
+    return c;
+}
+
 void moa_matmul_q_q8act_stats(unsigned long long *calls, unsigned long long *fallbacks) {
     if (calls) *calls = g_q8_calls;
     if (fallbacks) *fallbacks = g_q8_fallbacks;
@@ -388,6 +415,11 @@ void moa_matmul_q_q8act_stats(unsigned long long *calls, unsigned long long *fal
 
 void moa_matmul_q_q8act_mixed(unsigned long long *mixed) {
     if (mixed) *mixed = g_q8_mixed;
+}
+
+void moa_matmul_q_batch_q8_stats(unsigned long long *calls, unsigned long long *declined) {
+    if (calls) *calls = g_q8_batch_calls;
+    if (declined) *declined = g_q8_batch_declined;
 }
 
 /* f32 activations: the AVX-512 / AVX2 kernels or the reference. */
@@ -470,6 +502,13 @@ int64_t moa_matmul_q_batch_panel_rows(int64_t n_out, int64_t n_in) {
     return p < n_out ? p : n_out;
 }
 
+const char *moa_matmul_q_batch_path(moa_ggml_type t) {
+    uint32_t be;
+    if (!moa_ggml_type_info(t, &be, NULL)) return "none";
+    if (q8_isa(t) == 3) return "avx512-vnni-q8";
+    return "sgemm";
+}
+
 void moa_matmul_q_batch(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
                         const float *x, int64_t n, float *y) {
     uint32_t be;
@@ -477,6 +516,11 @@ void moa_matmul_q_batch(moa_ggml_type t, const void *W, int64_t n_out, int64_t n
         n_out > INT32_MAX || n_in > INT32_MAX || n > INT32_MAX) {
         moa_matmul_q(t, W, n_out, n_in, x, n, y);
         return;
+    }
+    if (q8_isa(t) == 3) {
+        g_q8_batch_calls++;
+        if (moa_matmul_q_gemm_vnni512(t, W, n_out, n_in, x, n, y)) return;
+        g_q8_batch_declined++;
     }
     if (t == MOA_GGML_F32) {   /* already a float matrix */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n_out, (int)n_in, 1.0f,

@@ -74,18 +74,32 @@ void moa_matmul_q_ref(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_i
                       const float *x, int64_t n_vec, float *y);
 
 /* Batched product for prefill, same contract as moa_matmul_q (y[v][o] = sum_i W[o][i] x[v][i],
- * x: [n][n_in], y: [n][n_out], row-major, y must not alias x or W) without an f32 copy of W:
- * panels of moa_matmul_q_batch_panel_rows() weight rows are dequantised (SIMD, OpenMP,
- * bit-identical to moa_dequant_row) into one scratch buffer of at most
- * max(MOA_MATMUL_Q_PANEL_BYTES, 16 rows) bytes, then cblas_sgemm multiplies x by each panel
- * (BLAS threads; call it from outside OpenMP parallel regions for full speed). F32 weights go
- * to sgemm directly. n < MOA_MATMUL_Q_BATCH_MIN, or a failed scratch allocation, falls back to
- * moa_matmul_q (never fails). Accuracy: f32 sgemm accumulation (tests: <= 1e-5 of max |y|
- * against moa_matmul_q_ref). Allocates and frees the scratch per call. */
+ * x: [n][n_in], y: [n][n_out], row-major, y must not alias x or W), by moa_matmul_q_batch_path:
+ *  - "avx512-vnni-q8" (the types with an int8 path, on AVX512-VNNI CPUs, unless
+ *    moa_matmul_q_set_act(F32)): activations quantised to int8 per token and 32 values
+ *    (dx = max|x|/127, after taking out each token's outliers, which are multiplied in f32:
+ *    at most 32 a token, else this path declines), weights unpacked per call to 8-bit codes
+ *    in groups of 16 rows, a 16-row x 16-token vpdpbusd micro-kernel (quant-gemm-vnni512.c).
+ *    Error: the activation rounding, <= sum_b (dx_b/2) sum_{i in b} |W[o][i]| per output
+ *    (tests: that bound and an exact emulation); no f32 copy of W;
+ *  - "sgemm": panels of moa_matmul_q_batch_panel_rows() weight rows are dequantised (SIMD,
+ *    OpenMP, bit-identical to moa_dequant_row) into one scratch buffer of at most
+ *    max(MOA_MATMUL_Q_PANEL_BYTES, 16 rows) bytes, then cblas_sgemm multiplies x by each
+ *    panel (BLAS threads; call it from outside OpenMP parallel regions for full speed). F32
+ *    weights go to sgemm directly. Accuracy: f32 sgemm accumulation (tests: <= 1e-5 of max |y|
+ *    against moa_matmul_q_ref).
+ * n < MOA_MATMUL_Q_BATCH_MIN, or a failed scratch allocation, falls back to moa_matmul_q
+ * (never fails). Allocates and frees its scratch per call. */
 #define MOA_MATMUL_Q_BATCH_MIN 8
 #define MOA_MATMUL_Q_PANEL_BYTES ((size_t)8 << 20)
 void moa_matmul_q_batch(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
                         const float *x, int64_t n, float *y);
+/* "avx512-vnni-q8" or "sgemm": the path moa_matmul_q_batch takes now for type t (for n >= 8;
+ * "none" for an unknown type). */
+const char *moa_matmul_q_batch_path(moa_ggml_type t);
+/* Calls of moa_matmul_q_batch that took the int8 path's dispatch, and those of them that it
+ * declined (too many outliers in a token, or no memory: sgemm then); approximate counts. */
+void moa_matmul_q_batch_q8_stats(unsigned long long *calls, unsigned long long *declined);
 /* Weight rows per panel of moa_matmul_q_batch (a multiple of 16, at least 16, at most n_out). */
 int64_t moa_matmul_q_batch_panel_rows(int64_t n_out, int64_t n_in);
 

@@ -17,6 +17,8 @@
  *     comparison against a weight matrix with one value per row moved by 1% of its largest
  *     |W| must fail), outlier blocks in f32 (mixed) and the f32 fallback;
  *   - moa_matmul_q_multi: bit-identical to one moa_matmul_q per matrix;
+ *   - moa_matmul_q_batch on its int8 path (AVX512-VNNI): bound, emulation, control, outliers
+ *     (matmul_batch_q8);
  *   - moa_matmul_q_batch: several panels and the small-batch fallback, same bound scaled by
  *     sgemm's accumulation (5e-6).
  * Random weights have finite f16 scales at each type's scale offsets. */
@@ -423,7 +425,164 @@ TEST(matmul_multi_equals_single) {
     free(x);
 }
 
-TEST(matmul_batch_vs_reference) {
+/* moa_matmul_q_batch on its int8 path (AVX512-VNNI), every q8 type, odd shapes (rows not a
+ * multiple of the 16-row group, tokens not a multiple of the 16-token tile): activations per
+ * token and 32 values (K-quants too) after each token's outliers are taken out and multiplied
+ * in f32. Per output (token t, row o): the activation-rounding bound sum_b (dx_b/2)
+ * sum_{i in b, not outliers} |W[o][i]| + 2e-6 sum_i |W x|, > 1e-5 of sum_i |W x| (quantised);
+ * an exact emulation (activations quantised in C as the kernel does, products in double,
+ * outliers exact): |y - y_emu| <= 4e-6 sum_i |W[o][i] x~_i|; its control (one weight per row
+ * moved by 1% of the row's max |W| at the token's largest |x|) must fail at >= 90% of the
+ * rows; planted outliers found exactly (moa_q8_outlier_values); a token with more outliers
+ * than the path takes (42 > 32): the call is declined and the sgemm path gives f32 accuracy. */
+static void gemm_emulate(const float *wr, const float *x, int64_t n, const int32_t *oi, int64_t no, double *y_emu,
+                         double *scale) {
+    float xs[4096];
+    memcpy(xs, x, sizeof(float) * (size_t)n);
+    for (int64_t k = 0; k < no; k++) xs[oi[k]] = 0;
+    double y = 0, sc = 0;
+    for (int64_t b0 = 0; b0 < n; b0 += 32) {
+        float amax = 0;
+        for (int64_t i = b0; i < b0 + 32; i++) amax = fmaxf(amax, fabsf(xs[i]));
+        const float id = amax > 0 ? 127.0f / amax : 0.0f, dx = amax / 127.0f;
+        for (int64_t i = b0; i < b0 + 32; i++) {
+            const double term = (double)wr[i] * (double)dx * (double)lrintf(xs[i] * id);
+            y += term;
+            sc += fabs(term);
+        }
+    }
+    for (int64_t k = 0; k < no; k++) { y += (double)wr[oi[k]] * x[oi[k]]; sc += fabs((double)wr[oi[k]] * x[oi[k]]); }
+    *y_emu = y;
+    *scale = sc;
+}
+
+TEST(matmul_batch_q8) {
+    if (!moa_cpu_has_avx512_vnni()) { fprintf(stderr, "  (no AVX512-VNNI: skipped)\n"); return; }
+    const moa_ggml_type types[] = {MOA_GGML_Q4_0, MOA_GGML_Q4_1, MOA_GGML_Q5_0, MOA_GGML_Q5_1, MOA_GGML_Q8_0,
+                                   MOA_GGML_Q4_K, MOA_GGML_Q5_K, MOA_GGML_Q6_K};
+    const int64_t shapes[3][3] = {{37, 800, 21}, {70, 1536, 40}, {5, 512, 8}};   /* n_out, n_in, tokens */
+    double worst_rel = 0, worst_bound = 0, worst_emu = 0, weakest_control = INFINITY;
+    int runs = 0;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        const moa_ggml_type t = types[ti];
+        uint32_t be;
+        moa_ggml_type_info(t, &be, NULL);
+        CHECK_MSG(strcmp(moa_matmul_q_batch_path(t), "avx512-vnni-q8") == 0, "%s: batch path %s", moa_ggml_type_name(t),
+                  moa_matmul_q_batch_path(t));
+        for (int si = 0; si < 3; si++) {
+            const int64_t n_out = shapes[si][0], n_in = shapes[si][1], n = shapes[si][2];
+            if (n_in % be) continue;
+            const size_t rb = moa_ggml_row_bytes(t, n_in);
+            uint8_t *w = random_weights(t, n_out, n_in);
+            float *x = malloc(sizeof(float) * (size_t)(n * n_in)), *wr = malloc(sizeof(float) * (size_t)(n_out * n_in));
+            float *y0 = malloc(sizeof(float) * (size_t)(n * n_out)), *y1 = malloc(sizeof(float) * (size_t)(n * n_out));
+            int32_t *oi = malloc(sizeof(int32_t) * (size_t)n * 64);
+            int64_t *no = malloc(sizeof(int64_t) * (size_t)n);
+            for (int64_t o = 0; o < n_out; o++) moa_dequant_row(t, w + (size_t)o * rb, wr + o * n_in, n_in);
+            for (int mode = 0; mode < (n_in >= 1536 ? 3 : 2); mode++) {
+                /* 0 plain, 1 outliers in half of the tokens, 2 one token with 7 per window (42 > 32) */
+                for (int64_t i = 0; i < n * n_in; i++) x[i] = urand(-1, 1);
+                for (int64_t tk = 0; tk < n; tk++) {
+                    int64_t c = 0;
+                    if ((mode == 1 && tk % 2) || (mode == 2 && tk == n / 2))
+                        for (int64_t w0 = 0; w0 < n_in; w0 += 256) {   /* sorted, one per window */
+                            const int reps = mode == 2 ? 7 : (w0 % 512 == 0);   /* 7 < the 8 left out of the RMS */
+                            for (int r = 0; r < reps && w0 + 8 * r < n_in; r++) {
+                                const int64_t i = w0 + 8 * r + (int64_t)(rnd() % 8);
+                                if (i >= n_in) continue;
+                                x[tk * n_in + i] = r % 2 ? -40.0f : 40.0f;
+                                oi[tk * 64 + c++] = (int32_t)i;
+                            }
+                        }
+                    no[tk] = c;
+                    if (mode < 2 || tk != n / 2) {
+                        int32_t got[64];
+                        const int64_t gc = moa_q8_outlier_values(x + tk * n_in, n_in, got, 32);
+                        CHECK_MSG(gc == c && (c == 0 || memcmp(got, oi + tk * 64, sizeof(int32_t) * (size_t)c) == 0),
+                                  "%s token %lld: %lld outliers found, %lld planted", moa_ggml_type_name(t),
+                                  (long long)tk, (long long)gc, (long long)c);
+                    }
+                }
+                moa_matmul_q_ref(t, w, n_out, n_in, x, n, y0);
+                unsigned long long c0, d0, c1, d1;
+                moa_matmul_q_batch_q8_stats(&c0, &d0);
+                for (int64_t i = 0; i < n * n_out; i++) y1[i] = NAN;
+                moa_matmul_q_batch(t, w, n_out, n_in, x, n, y1);
+                moa_matmul_q_batch_q8_stats(&c1, &d1);
+                CHECK_EQ_INT(c1 - c0, 1);
+                CHECK_EQ_INT(d1 - d0, mode == 2 ? 1 : 0);
+                double rel = 0, of_bound = 0, emu = 0;
+                int control_failed = 0;
+                for (int64_t tk = 0; tk < n; tk++) {
+                    const float *xv = x + tk * n_in;
+                    for (int64_t o = 0; o < n_out; o++) {
+                        const float *wo = wr + o * n_in;
+                        double bound = 0, wx = 0;
+                        for (int64_t b0 = 0; b0 < n_in; b0 += 32) {
+                            double amax = 0, sw = 0;
+                            for (int64_t i = b0; i < b0 + 32; i++) {
+                                int outl = 0;
+                                for (int64_t k = 0; k < no[tk]; k++) outl |= oi[tk * 64 + k] == (int32_t)i;
+                                wx += fabs((double)wo[i] * xv[i]);
+                                if (outl) continue;
+                                amax = fmax(amax, fabs(xv[i]));
+                                sw += fabs(wo[i]);
+                            }
+                            bound += amax / 127 / 2 * sw;
+                        }
+                        bound += 2e-6 * wx;
+                        const double got = y1[tk * n_out + o], e = fabs(got - y0[tk * n_out + o]);
+                        rel = fmax(rel, e / wx);
+                        of_bound = fmax(of_bound, e / bound);
+                        if (mode == 2) continue;
+                        double ye, sc;
+                        gemm_emulate(wo, xv, n_in, oi + tk * 64, no[tk], &ye, &sc);
+                        emu = fmax(emu, fabs(got - ye) / (sc + 1e-30));
+                        if (tk == 0) {
+                            int64_t im = 0;
+                            float wmax = 0;
+                            for (int64_t i = 0; i < n_in; i++) {
+                                if (fabsf(xv[i]) > fabsf(xv[im])) im = i;
+                                wmax = fmaxf(wmax, fabsf(wo[i]));
+                            }
+                            float *wm = wr + o * n_in;
+                            const float keep = wm[im];
+                            wm[im] += 0.01f * wmax;
+                            gemm_emulate(wm, xv, n_in, oi, no[0], &ye, &sc);
+                            wm[im] = keep;
+                            const double c = fabs(got - ye) / (4e-6 * (sc + 1e-30));
+                            if (c > 1) control_failed++;
+                            weakest_control = fmin(weakest_control, c);
+                        }
+                    }
+                }
+                const char *tn = moa_ggml_type_name(t);
+                if (mode == 2) {
+                    CHECK_MSG(rel <= 5e-6, "batch %s (declined): %g", tn, rel);
+                } else {
+                    CHECK_MSG(of_bound <= 1, "batch %s %lldx%lld n %lld mode %d: error exceeds the bound (x%.3g)", tn,
+                              (long long)n_out, (long long)n_in, (long long)n, mode, of_bound);
+                    CHECK_MSG(rel <= 1e-2 && rel > 1e-5, "batch %s mode %d: |err| / |w|.|x| = %g", tn, mode, rel);
+                    CHECK_MSG(emu <= 4e-6, "batch %s %lldx%lld n %lld mode %d: |y - emulation| / scale = %.3g", tn,
+                              (long long)n_out, (long long)n_in, (long long)n, mode, emu);
+                    CHECK_MSG(control_failed * 10 >= n_out * 9, "batch %s mode %d: control detected at %d of %lld rows",
+                              tn, mode, control_failed, (long long)n_out);
+                    worst_rel = fmax(worst_rel, rel);
+                    worst_bound = fmax(worst_bound, of_bound);
+                    worst_emu = fmax(worst_emu, emu);
+                }
+                runs++;
+            }
+            free(w); free(x); free(wr); free(y0); free(y1); free(oi); free(no);
+        }
+    }
+    fprintf(stderr, "  batch avx512-vnni-q8 %d runs: worst |err| / |w|.|x| %.3g, |err| / bound %.3g, |y - emulation| / "
+            "scale %.3g; control error / tolerance >= %.3g\n", runs, worst_rel, worst_bound, worst_emu, weakest_control);
+    CHECK(runs >= 8 * 2 * 2 + 8);
+}
+
+TEST(matmul_batch_vs_reference)
+ {
     /* n_in = 2304: panels of 8 MiB / (4 * 2304) = 896 rows, so 1000 rows = 2 panels. */
     const moa_ggml_type types[] = {MOA_GGML_Q4_K, MOA_GGML_Q6_K, MOA_GGML_Q5_0, MOA_GGML_Q8_0, MOA_GGML_F16, MOA_GGML_F32};
     const int64_t n_out = 1000, n_in = 2304;
@@ -463,6 +622,7 @@ int main(void) {
     RUN(matmul_paths_vs_reference);
     RUN(matmul_q8_paths);
     RUN(matmul_multi_equals_single);
+    RUN(matmul_batch_q8);
     RUN(matmul_batch_vs_reference);
     return test_summary();
 }
