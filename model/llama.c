@@ -228,7 +228,16 @@ moa_status moa_model_from_gguf(moa_gguf *g, const moa_model_params *pp, moa_mode
     for (int l = 0; l < hp->n_layer; l++)
         f32 += (size_t)(2 * nq * d + 2 * nkv * d + 3 * hp->n_ff * d) * sizeof(float);
     f32 += (size_t)hp->n_vocab * (size_t)d * sizeof(float);
-    int want = p.f32_weights > 0 || (p.f32_weights < 0 && f32 <= p.max_f32_bytes);
+    /* auto: only if some matrix's batched product would use them (sgemm on this CPU, not the
+     * int8 path of kernels/cpu/quant.h) */
+    int sgemm = strcmp(moa_matmul_q_batch_path(m->output.type), "sgemm") == 0;
+    for (int l = 0; l < hp->n_layer && !sgemm; l++) {
+        const moa_llama_layer *L = &m->layers[l];
+        const moa_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+            if (strcmp(moa_matmul_q_batch_path(ws[i]->type), "sgemm") == 0) sgemm = 1;
+    }
+    int want = p.f32_weights > 0 || (p.f32_weights < 0 && sgemm && f32 <= p.max_f32_bytes);
     if (want) {
         for (int l = 0; l < hp->n_layer; l++) {
             moa_llama_layer *L = &m->layers[l];

@@ -64,8 +64,10 @@ typedef struct moa_model {
 } moa_model;
 
 typedef struct {
-    int f32_weights;       /* 1: keep f32 copies for batched products (default), 0: never,
-                              -1: auto (when they fit in max_f32_bytes) */
+    int f32_weights;       /* 1: keep f32 copies for batched products, 0: never, -1: auto
+                              (default: when some matrix's batched product would run through
+                              sgemm on this CPU, moa_matmul_q_batch_path, and they fit in
+                              max_f32_bytes; not when every type has the int8 path) */
     size_t max_f32_bytes;  /* auto limit (default 4 GiB) */
     int compute_sha256;    /* hash the file at load (default 1) */
 } moa_model_params;

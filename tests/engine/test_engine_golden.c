@@ -6,9 +6,9 @@
  * fixture: max |diff| ~1e-4): dequantised values within 1e-6 relative; logits within 5e-4
  * absolute (measured worst: 6.5e-5); argmax equal at every position; greedy continuations
  * equal while the oracle's top-1/top-2 margin exceeds 0.05.
- * The default decode path (activations quantised to int8 in the quantised products, as
- * llama.cpp does) is bounded by llama.cpp's own distance from the float64 oracle on the same
- * prompts (tests/fixtures/logits-golden-llamacpp.json): int8_decode_like_llamacpp. */
+ * The default paths (activations quantised to int8 in the quantised products, as llama.cpp
+ * does; prefill and decode) are bounded by llama.cpp's own distance from the float64 oracle
+ * on the same prompts (tests/fixtures/logits-golden-llamacpp.json): int8_paths_like_llamacpp. */
 #include "context.h"
 #include "generate.h"
 #include "moa-common.h"
@@ -188,15 +188,16 @@ TEST(logits_match_independent_forward) {
     json_decref(j);
 }
 
-/* The default decode path (int8 activations in every quantised product: Q4_1 blocks and the
- * Q8_0 head of SmolLM2) token by token with an f32 KV cache, against the float64 oracle, next
- * to llama.cpp 0.3.36 on the same prompts (which quantises activations the same way; its
- * numbers are recomputed here from its fixture). Required: argmax equal to the oracle's where
- * the oracle's top1-top2 margin exceeds 0.5 (llama.cpp: 250 of 250 such positions), mean |lse
- * diff| no larger than llama.cpp's (0.156), worst |lse diff| and worst |top-10 logit diff| at
- * most 1.5x llama.cpp's (1.04, 1.91): an error in a kernel (a wrong offset or scale) moves
- * logits by far more. */
-TEST(int8_decode_like_llamacpp) {
+/* The default paths with int8 activations in every quantised product (Q4_1 blocks and the
+ * Q8_0 head of SmolLM2): the batched prefill (chunks of 64 tokens: the int8 GEMM on
+ * AVX512-VNNI CPUs, else sgemm) and the decode path token by token, f32 KV cache, against the
+ * float64 oracle, next to llama.cpp 0.3.36 on the same prompts (which quantises activations
+ * the same way; its numbers are recomputed here from its fixture). Required for each path:
+ * argmax equal to the oracle's where the oracle's top1-top2 margin exceeds 0.5 (llama.cpp:
+ * 250 of 250 such positions), mean |lse diff| no larger than llama.cpp's (0.156), worst |lse
+ * diff| and worst |top-10 logit diff| at most 1.5x llama.cpp's (1.04, 1.91): an error in a
+ * kernel (a wrong offset or scale) moves logits by far more. */
+TEST(int8_paths_like_llamacpp) {
     json_t *j = load_fixture("logits-golden.json"), *lc = load_fixture("logits-golden-llamacpp.json");
     CHECK(j != NULL && lc != NULL);
     if (!j || !lc) { json_decref(j); json_decref(lc); return; }
@@ -208,67 +209,76 @@ TEST(int8_decode_like_llamacpp) {
               "logits-golden-llamacpp.json is for another model file");
     const int32_t nv = m->hp.n_vocab;
     const double margin_min = 0.5;
-    double ours_lse_sum = 0, ours_lse_max = 0, ours_top_max = 0, lc_lse_sum = 0, lc_lse_max = 0, lc_top_max = 0;
-    int n_pos = 0, n_marg = 0, ours_bad = 0, lc_bad = 0;
-    unsigned long long c0, f0, c1, f1, m0, m1;
-    moa_matmul_q_q8act_stats(&c0, &f0);
-    moa_matmul_q_q8act_mixed(&m0);
-    size_t pi;
-    json_t *prompt;
-    json_array_foreach(json_object_get(j, "prompts"), pi, prompt) {
-        json_t *lp = json_array_get(json_object_get(lc, "prompts"), pi);
-        int32_t n;
-        int32_t *ids = ids_of(json_object_get(prompt, "ids"), &n);
-        float *logits = malloc(sizeof(float) * (size_t)n * (size_t)nv);
-        moa_ctx *ctx;
-        moa_ctx_params cp = moa_ctx_default_params();
-        cp.n_ctx = n;
-        cp.kv_type = MOA_KV_F32;   /* as the oracle and llama.cpp's run */
-        CHECK_OK(moa_ctx_create(m, &cp, &ctx));
-        for (int32_t i = 0; i < n; i++) CHECK_OK(moa_ctx_eval(ctx, &ids[i], 1, MOA_LOGITS_LAST, logits + (size_t)i * nv));
-        for (int32_t i = 0; i < n; i++) {
-            json_t *p = json_array_get(json_object_get(prompt, "positions"), (size_t)i);
-            json_t *top10 = json_object_get(p, "top10");
-            const float *row = logits + (size_t)i * nv;
-            const double want_lse = json_number_value(json_object_get(p, "lse"));
-            const double e = fabs(lse(row, nv) - want_lse);
-            const double el = fabs(json_number_value(json_array_get(json_object_get(lp, "lse"), (size_t)i)) - want_lse);
-            ours_lse_sum += e; ours_lse_max = fmax(ours_lse_max, e);
-            lc_lse_sum += el; lc_lse_max = fmax(lc_lse_max, el);
-            json_t *lt = json_array_get(json_object_get(lp, "top10_logits"), (size_t)i);
-            for (size_t k = 0; k < json_array_size(top10); k++) {
-                json_t *pair = json_array_get(top10, k);
-                const double want = json_number_value(json_array_get(pair, 1));
-                ours_top_max = fmax(ours_top_max, fabs(row[json_integer_value(json_array_get(pair, 0))] - want));
-                lc_top_max = fmax(lc_top_max, fabs(json_number_value(json_array_get(lt, k)) - want));
+    for (int path = 0; path < 2; path++) {   /* 0: batched prefill, 1: token by token */
+        double ours_lse_sum = 0, ours_lse_max = 0, ours_top_max = 0, lc_lse_sum = 0, lc_lse_max = 0, lc_top_max = 0;
+        int n_pos = 0, n_marg = 0, ours_bad = 0, lc_bad = 0;
+        unsigned long long c0, f0, c1, f1, m0, m1, b0, bd0, b1, bd1;
+        moa_matmul_q_q8act_stats(&c0, &f0);
+        moa_matmul_q_q8act_mixed(&m0);
+        moa_matmul_q_batch_q8_stats(&b0, &bd0);
+        size_t pi;
+        json_t *prompt;
+        json_array_foreach(json_object_get(j, "prompts"), pi, prompt) {
+            json_t *lp = json_array_get(json_object_get(lc, "prompts"), pi);
+            int32_t n;
+            int32_t *ids = ids_of(json_object_get(prompt, "ids"), &n);
+            float *logits = malloc(sizeof(float) * (size_t)n * (size_t)nv);
+            moa_ctx *ctx;
+            moa_ctx_params cp = moa_ctx_default_params();
+            cp.n_ctx = n;
+            cp.n_batch = 64;
+            cp.kv_type = MOA_KV_F32;   /* as the oracle and llama.cpp's run */
+            CHECK_OK(moa_ctx_create(m, &cp, &ctx));
+            if (path == 0) CHECK_OK(moa_ctx_eval(ctx, ids, n, MOA_LOGITS_ALL, logits));
+            else
+                for (int32_t i = 0; i < n; i++)
+                    CHECK_OK(moa_ctx_eval(ctx, &ids[i], 1, MOA_LOGITS_LAST, logits + (size_t)i * nv));
+            for (int32_t i = 0; i < n; i++) {
+                json_t *p = json_array_get(json_object_get(prompt, "positions"), (size_t)i);
+                json_t *top10 = json_object_get(p, "top10");
+                const float *row = logits + (size_t)i * nv;
+                const double want_lse = json_number_value(json_object_get(p, "lse"));
+                const double e = fabs(lse(row, nv) - want_lse);
+                const double el = fabs(json_number_value(json_array_get(json_object_get(lp, "lse"), (size_t)i)) - want_lse);
+                ours_lse_sum += e; ours_lse_max = fmax(ours_lse_max, e);
+                lc_lse_sum += el; lc_lse_max = fmax(lc_lse_max, el);
+                json_t *lt = json_array_get(json_object_get(lp, "top10_logits"), (size_t)i);
+                for (size_t k = 0; k < json_array_size(top10); k++) {
+                    json_t *pair = json_array_get(top10, k);
+                    const double want = json_number_value(json_array_get(pair, 1));
+                    ours_top_max = fmax(ours_top_max, fabs(row[json_integer_value(json_array_get(pair, 0))] - want));
+                    lc_top_max = fmax(lc_top_max, fabs(json_number_value(json_array_get(lt, k)) - want));
+                }
+                const double margin = json_number_value(json_array_get(json_array_get(top10, 0), 1)) -
+                                      json_number_value(json_array_get(json_array_get(top10, 1), 1));
+                if (margin > margin_min) {
+                    const int64_t want_arg = json_integer_value(json_object_get(p, "argmax"));
+                    n_marg++;
+                    ours_bad += moa_argmax(row, nv) != want_arg;
+                    lc_bad += json_integer_value(json_array_get(json_object_get(lp, "argmax"), (size_t)i)) != want_arg;
+                }
+                n_pos++;
             }
-            const double margin = json_number_value(json_array_get(json_array_get(top10, 0), 1)) -
-                                  json_number_value(json_array_get(json_array_get(top10, 1), 1));
-            if (margin > margin_min) {
-                const int64_t want_arg = json_integer_value(json_object_get(p, "argmax"));
-                n_marg++;
-                ours_bad += moa_argmax(row, nv) != want_arg;
-                lc_bad += json_integer_value(json_array_get(json_object_get(lp, "argmax"), (size_t)i)) != want_arg;
-            }
-            n_pos++;
+            moa_ctx_free(ctx);
+            free(logits);
+            free(ids);
         }
-        moa_ctx_free(ctx);
-        free(logits);
-        free(ids);
+        moa_matmul_q_q8act_stats(&c1, &f1);
+        moa_matmul_q_q8act_mixed(&m1);
+        moa_matmul_q_batch_q8_stats(&b1, &bd1);
+        fprintf(stderr, "  int8 %s: %d positions; |lse diff| mean %.4f worst %.3f, worst |top-10 diff| %.3f, argmax %d/%d "
+                "(margin > %.1f); llama.cpp: mean %.4f worst %.3f, top-10 %.3f, argmax %d/%d; int8 matvec products "
+                "%llu (outlier blocks in f32 %llu, all in f32 %llu), int8 batched products %llu (declined %llu)\n",
+                path ? "decode" : "prefill", n_pos, ours_lse_sum / n_pos, ours_lse_max, ours_top_max, n_marg - ours_bad,
+                n_marg, margin_min, lc_lse_sum / n_pos, lc_lse_max, lc_top_max, n_marg - lc_bad, n_marg, c1 - c0,
+                m1 - m0, f1 - f0, b1 - b0, bd1 - bd0);
+        CHECK(n_pos == 334 && n_marg > 200);
+        CHECK(path == 0 ? (b1 - b0 > 0 || !moa_cpu_has_avx512_vnni()) : c1 - c0 > 0);   /* the int8 paths ran */
+        CHECK_EQ_INT(ours_bad, 0);
+        CHECK(ours_lse_sum <= lc_lse_sum);
+        CHECK(ours_lse_max <= 1.5 * lc_lse_max);
+        CHECK(ours_top_max <= 1.5 * lc_top_max);
     }
-    moa_matmul_q_q8act_stats(&c1, &f1);
-    moa_matmul_q_q8act_mixed(&m1);
-    fprintf(stderr, "  int8 decode path: %d positions; |lse diff| mean %.4f worst %.3f, worst |top-10 diff| %.3f, "
-            "argmax %d/%d (margin > %.1f); llama.cpp: mean %.4f worst %.3f, top-10 %.3f, argmax %d/%d; "
-            "int8 products %llu, with outlier blocks in f32 %llu, all in f32 %llu\n", n_pos, ours_lse_sum / n_pos,
-            ours_lse_max, ours_top_max, n_marg - ours_bad, n_marg, margin_min, lc_lse_sum / n_pos, lc_lse_max, lc_top_max,
-            n_marg - lc_bad, n_marg, c1 - c0, m1 - m0, f1 - f0);
-    CHECK(n_pos == 334 && n_marg > 200);
-    CHECK(c1 - c0 > 0);   /* the int8 path ran */
-    CHECK_EQ_INT(ours_bad, 0);
-    CHECK(ours_lse_sum <= lc_lse_sum);
-    CHECK(ours_lse_max <= 1.5 * lc_lse_max);
-    CHECK(ours_top_max <= 1.5 * lc_top_max);
     moa_model_free(m);
     json_decref(j);
     json_decref(lc);
@@ -396,7 +406,7 @@ int main(void) {
     g_model = test_model_path();
     RUN(dequant_matches_gguf_py);
     RUN(logits_match_independent_forward);
-    RUN(int8_decode_like_llamacpp);
+    RUN(int8_paths_like_llamacpp);
     RUN(capital_of_france);
     RUN(kv_types_bound_logits);
     return test_summary();
