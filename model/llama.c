@@ -284,13 +284,16 @@ void moa_weight_matmul(const moa_weight *w, const float *x, int64_t n, float *y)
 }
 
 void moa_weight_matmul_multi(const moa_weight *const *ws, int n_w, const float *x, int64_t n, float *const *ys) {
-    if (n > 4 || n_w > 8) {
+    int int8_batch = n_w <= 8;
+    for (int k = 0; k < n_w && int8_batch; k++) int8_batch = strcmp(moa_matmul_q_batch_path(ws[k]->type), "sgemm") != 0;
+    if (n_w > 8 || (n > 4 && (!int8_batch || n < MOA_MATMUL_Q_BATCH_MIN))) {
         for (int k = 0; k < n_w; k++) moa_weight_matmul(ws[k], x, n, ys[k]);
         return;
     }
     moa_matmul_q_job jobs[8] = {{0}};
     for (int k = 0; k < n_w; k++) jobs[k] = (moa_matmul_q_job){ws[k]->type, ws[k]->data, ws[k]->n_out, ys[k]};
-    moa_matmul_q_multi(jobs, n_w, ws[0]->n_in, x, n);
+    if (n <= 4) moa_matmul_q_multi(jobs, n_w, ws[0]->n_in, x, n);
+    else moa_matmul_q_batch_multi(jobs, n_w, ws[0]->n_in, x, n);
     for (int k = 0; k < n_w; k++) moa_weight_add_bias(ws[k], ys[k], n);
 }
 

@@ -86,8 +86,8 @@ void moa_model_free(moa_model *m);
  * on the f32 copy, or (without one) BLAS on dequantised panels of rows (moa_matmul_q_batch). */
 void moa_weight_matmul(const moa_weight *w, const float *x, int64_t n, float *y);
 /* moa_weight_matmul for n_w weights of the same n_in on the same x (q/k/v, gate/up): for
- * n <= 4 one moa_matmul_q_multi (activations quantised once, one parallel loop), else one
- * product per weight. */
+ * n <= 4 one moa_matmul_q_multi, for batches on the int8 path one moa_matmul_q_batch_multi
+ * (activations quantised once, one parallel loop), else one product per weight. */
 void moa_weight_matmul_multi(const moa_weight *const *ws, int n_w, const float *x, int64_t n, float *const *ys);
 /* y[t][o] += bias[o] for n rows (no-op without a bias). */
 void moa_weight_add_bias(const moa_weight *w, float *y, int64_t n);

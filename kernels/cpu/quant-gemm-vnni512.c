@@ -234,9 +234,9 @@ static void outlier_fix(const gtype *g, const uint8_t *grp, int64_t i, float xv,
     _mm512_mask_storeu_ps(yrow, mk, _mm512_fmadd_ps(v, _mm512_set1_ps(xv), yv));
 }
 
-/* Quantise token t's activations (outliers already zeroed in xs). */
-static void quant_token(const gtype *g, const float *xs, int64_t n_in, int8_t *q, float *dx, float *sx, int32_t *z0,
-                        int32_t *z1) {
+/* Quantise token t's activations (outliers already zeroed in xs): codes, dx, dx sum xq, and the
+ * raw sums of xq over values 0-15 and 16-31 of each block. */
+static void quant_token(const float *xs, int64_t n_in, int8_t *q, float *dx, float *sx, int32_t *s0v, int32_t *s1v) {
     const int64_t nb = n_in / 32;
     const __m512 sign = _mm512_set1_ps(-0.0f);
     for (int64_t b = 0; b < nb; b++) {
@@ -250,28 +250,30 @@ static void quant_token(const gtype *g, const float *xs, int64_t n_in, int8_t *q
         const int s0 = _mm512_reduce_add_epi32(i0), s1 = _mm512_reduce_add_epi32(i1);
         dx[b] = amax / 127.0f;
         sx[b] = amax / 127.0f * (float)(s0 + s1);
-        if (g->split) { z0[b] = -g->off * s0; z1[b] = -g->off * s1; }
-        else z0[b] = -g->off * (s0 + s1);
+        s0v[b] = s0;
+        s1v[b] = s1;
     }
 }
 
 #define MAX_OUTLIERS 32   /* per token; more: the call declines (f32 path) */
+#define MAX_JOBS 8
 
-int moa_matmul_q_gemm_vnni512(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in, const float *x, int64_t n,
-                              float *y) {
-    gtype g;
-    uint32_t be;
-    if (!gtype_of(t, &g) || !moa_ggml_type_info(t, &be, NULL) || n_in % be || n < 1) return 0;
-    const int64_t nb = n_in / 32;
-    const size_t rb = moa_ggml_row_bytes(t, n_in);
-    /* scratch: xq, dx, sx, z0, z1, outlier lists, and a per-thread group buffer */
+int moa_matmul_q_gemm_vnni512(const moa_matmul_q_job *jobs, int n_jobs, int64_t n_in, const float *x, int64_t n) {
+    gtype g[MAX_JOBS];
+    if (n_jobs < 1 || n_jobs > MAX_JOBS || n < 1 || n_in % 32) return 0;
+    for (int k = 0; k < n_jobs; k++) {
+        uint32_t be;
+        if (!gtype_of(jobs[k].type, &g[k]) || !moa_ggml_type_info(jobs[k].type, &be, NULL) || n_in % be) return 0;
+    }
+    const int64_t nb = n_in / 32, nk = n * nb;
+    /* scratch: xq, dx, sx, raw sums, per-job offset starts, outlier lists */
     int8_t *xq = moa_alloc_aligned((size_t)(n * n_in), 1);
-    float *fs = moa_alloc_array((size_t)(n * nb) * 2, sizeof(float));
-    int32_t *zs = moa_alloc_array((size_t)(n * nb) * 2, sizeof(int32_t));
+    float *fs = moa_alloc_array((size_t)nk * 2, sizeof(float));
+    int32_t *ss = moa_alloc_array((size_t)nk * (2 + 2 * (size_t)n_jobs), sizeof(int32_t));
     int32_t *oidx = moa_alloc_array((size_t)n * MAX_OUTLIERS, sizeof(int32_t));
     float *oval = moa_alloc_array((size_t)n * MAX_OUTLIERS, sizeof(float));
     int32_t *ocnt = moa_alloc_array((size_t)n, sizeof(int32_t));
-    int ok = xq && fs && zs && oidx && oval && ocnt;
+    int ok = xq && fs && ss && oidx && oval && ocnt;
     if (ok) {
         int too_many = 0;
         #pragma omp parallel for schedule(static) reduction(|| : too_many) if (n * n_in > 65536)
@@ -288,46 +290,66 @@ int moa_matmul_q_gemm_vnni512(moa_ggml_type t, const void *W, int64_t n_out, int
                     oval[tk * MAX_OUTLIERS + k] = xs[oidx[tk * MAX_OUTLIERS + k]];
                     xs[oidx[tk * MAX_OUTLIERS + k]] = 0;
                 }
-                quant_token(&g, xs, n_in, xq + tk * n_in, fs + tk * nb, fs + (n + tk) * nb, zs + tk * nb,
-                            zs + (n + tk) * nb);
+                quant_token(xs, n_in, xq + tk * n_in, fs + tk * nb, fs + nk + tk * nb, ss + tk * nb, ss + nk + tk * nb);
             }
             if (xs != buf) free(xs);
         }
         ok = !too_many;
     }
     if (ok) {
-        const gact a = {xq, fs, fs + n * nb, zs, zs + n * nb, n_in, nb};
-        const size_t gbytes = (size_t)nb * group_block_bytes(&g);
-        const int64_t n_grp = (n_out + GR - 1) / GR, n_item = (n_grp + GROUPS - 1) / GROUPS;
+        /* per job: the accumulators' start values -off sum xq (halves when split) */
+        gact a[MAX_JOBS];
+        size_t gmax = 0;
+        int64_t nitem[MAX_JOBS], total = 0;
+        for (int k = 0; k < n_jobs; k++) {
+            int32_t *z0 = ss + nk * (2 + 2 * k), *z1 = z0 + nk;
+            for (int64_t i = 0; i < nk; i++) {
+                if (g[k].split) { z0[i] = -g[k].off * ss[i]; z1[i] = -g[k].off * ss[nk + i]; }
+                else z0[i] = -g[k].off * (ss[i] + ss[nk + i]);
+            }
+            a[k] = (gact){xq, fs, fs + nk, z0, z1, n_in, nb};
+            const size_t gb = (size_t)nb * group_block_bytes(&g[k]);
+            gmax = gb > gmax ? gb : gmax;
+            nitem[k] = ((jobs[k].n_out + GR - 1) / GR + GROUPS - 1) / GROUPS;
+            total += nitem[k];
+        }
         int failed = 0;
         #pragma omp parallel reduction(|| : failed)
         {
-            uint8_t *gb = moa_alloc_aligned(gbytes * GROUPS, 1);
-            if (!gb) failed = 1;
+            uint8_t *gbuf = moa_alloc_aligned(gmax * GROUPS, 1);
+            if (!gbuf) failed = 1;
             #pragma omp for schedule(dynamic, 1)
-            for (int64_t it = 0; it < n_item; it++) {
-                if (!gb) continue;
+            for (int64_t itg = 0; itg < total; itg++) {
+                if (!gbuf) continue;
+                int k = 0;
+                int64_t it = itg;
+                while (it >= nitem[k]) it -= nitem[k++];
+                const moa_ggml_type t = jobs[k].type;
+                const int64_t n_out = jobs[k].n_out, n_grp = (n_out + GR - 1) / GR;
+                const size_t rb = moa_ggml_row_bytes(t, n_in), gbytes = (size_t)nb * group_block_bytes(&g[k]);
+                float *y = jobs[k].y;
                 const int64_t g0 = it * GROUPS, g1 = g0 + GROUPS < n_grp ? g0 + GROUPS : n_grp;
                 for (int64_t gi = g0; gi < g1; gi++)
-                    repack_group(t, &g, (const uint8_t *)W, rb, gi * GR, n_out, nb, gb + (size_t)(gi - g0) * gbytes);
+                    repack_group(t, &g[k], (const uint8_t *)jobs[k].W, rb, gi * GR, n_out, nb,
+                                 gbuf + (size_t)(gi - g0) * gbytes);
                 for (int64_t t0 = 0; t0 < n; t0 += TT) {
                     const int nt = (int)(n - t0 < TT ? n - t0 : TT);
                     for (int64_t gi = g0; gi < g1; gi++) {
                         const int nr = (int)(n_out - gi * GR < GR ? n_out - gi * GR : GR);
-                        const uint8_t *grp = gb + (size_t)(gi - g0) * gbytes;
-                        micro_any(&g, nt, grp, &a, t0, y, n_out, gi * GR, nr);
+                        const uint8_t *grp = gbuf + (size_t)(gi - g0) * gbytes;
+                        micro_any(&g[k], nt, grp, &a[k], t0, y, n_out, gi * GR, nr);
                         for (int tt = 0; tt < nt; tt++)
-                            for (int k = 0; k < ocnt[t0 + tt]; k++)
-                                outlier_fix(&g, grp, oidx[(t0 + tt) * MAX_OUTLIERS + k],
-                                            oval[(t0 + tt) * MAX_OUTLIERS + k], y + (t0 + tt) * n_out + gi * GR, nr);
+                            for (int c = 0; c < ocnt[t0 + tt]; c++)
+                                outlier_fix(&g[k], grp, oidx[(t0 + tt) * MAX_OUTLIERS + c],
+                                            oval[(t0 + tt) * MAX_OUTLIERS + c], y + (t0 + tt) * n_out + gi * GR, nr);
                     }
                 }
             }
-            moa_free_aligned(gb);
+            moa_free_aligned(gbuf);
         }
         ok = !failed;
     }
     moa_free_aligned(xq);
-    free(fs); free(zs); free(oidx); free(oval); free(ocnt);
+    free(fs); free(ss); free(oidx); free(oval); free(ocnt);
     return ok;
 }

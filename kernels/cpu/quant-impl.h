@@ -39,10 +39,10 @@ int64_t moa_q8_outlier_blocks(const float *x, int64_t n_in, int64_t n_vec, int64
 /* The same outliers of one vector, as indices (ascending within each window): the count, or
  * -1 when there are more than max. */
 int64_t moa_q8_outlier_values(const float *x, int64_t n_in, int32_t *idx, int64_t max);
-/* Batched product with int8 activations on AVX512-VNNI (quant-gemm-vnni512.c): y[t][o] =
- * sum_i W[o][i] x[t][i] for t < n, types with an int8 path; outliers of each token (as
- * moa_q8_outlier_values, at most 32 a token) multiplied in f32. 0 if not covered (type, n_in,
- * too many outliers, no memory): y is then to be computed by another path. */
-int moa_matmul_q_gemm_vnni512(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in, const float *x, int64_t n,
-                              float *y);
+/* Batched products with int8 activations on AVX512-VNNI (quant-gemm-vnni512.c): for each of
+ * n_jobs <= 8 jobs, y[t][o] = sum_i W[o][i] x[t][i] for t < n, types with an int8 path; the
+ * activations checked and quantised once; outliers of each token (as moa_q8_outlier_values,
+ * at most 32 a token) multiplied in f32. 0 if not covered (type, n_in, too many outliers, no
+ * memory): the outputs are then to be computed by another path. */
+int moa_matmul_q_gemm_vnni512(const moa_matmul_q_job *jobs, int n_jobs, int64_t n_in, const float *x, int64_t n);
 #endif

@@ -94,6 +94,11 @@ void moa_matmul_q_ref(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_i
 #define MOA_MATMUL_Q_PANEL_BYTES ((size_t)8 << 20)
 void moa_matmul_q_batch(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
                         const float *x, int64_t n, float *y);
+/* moa_matmul_q_batch for several matrices (at most 8 on the int8 path) of the same x, as
+ * moa_matmul_q_multi: when every job has the int8 path the activations are checked and
+ * quantised once and all rows share one parallel loop; results equal to one
+ * moa_matmul_q_batch per job. */
+void moa_matmul_q_batch_multi(const moa_matmul_q_job *jobs, int n_jobs, int64_t n_in, const float *x, int64_t n);
 /* "avx512-vnni-q8" or "sgemm": the path moa_matmul_q_batch takes now for type t (for n >= 8;
  * "none" for an unknown type). */
 const char *moa_matmul_q_batch_path(moa_ggml_type t);

@@ -16,7 +16,8 @@
  *     do, products in double: agreement to f32 rounding, 4e-6), with a control (the same
  *     comparison against a weight matrix with one value per row moved by 1% of its largest
  *     |W| must fail), outlier blocks in f32 (mixed) and the f32 fallback;
- *   - moa_matmul_q_multi: bit-identical to one moa_matmul_q per matrix;
+ *   - moa_matmul_q_multi / moa_matmul_q_batch_multi: bit-identical to one moa_matmul_q /
+ *     moa_matmul_q_batch per matrix;
  *   - moa_matmul_q_batch on its int8 path (AVX512-VNNI): bound, emulation, control, outliers
  *     (matmul_batch_q8);
  *   - moa_matmul_q_batch: several panels and the small-batch fallback, same bound scaled by
@@ -421,6 +422,29 @@ TEST(matmul_multi_equals_single) {
             }
     reset_path();
     CHECK(checked >= 2 * 3 * 3);
+    /* the batched twin, 21 tokens (int8 GEMM on AVX512-VNNI; with F16: per-job products) */
+    const int64_t nt = 21;
+    float *xb = malloc(sizeof(float) * (size_t)(nt * n_in));
+    for (int k = 0; k < NJ; k++) {
+        free(y1[k]); free(y2[k]);
+        y1[k] = malloc(sizeof(float) * (size_t)(nt * n_outs[k]));
+        y2[k] = malloc(sizeof(float) * (size_t)(nt * n_outs[k]));
+    }
+    for (int64_t i = 0; i < nt * n_in; i++) xb[i] = urand(-1, 1);
+    xb[5 * n_in + 300] = 60.0f;
+    for (int n = 3; n <= NJ; n += 3) {
+        moa_matmul_q_job jobs[NJ];
+        for (int k = 0; k < n; k++) {
+            jobs[k] = (moa_matmul_q_job){types[k], w[k], n_outs[k], y2[k]};
+            moa_matmul_q_batch(types[k], w[k], n_outs[k], n_in, xb, nt, y1[k]);
+            for (int64_t i = 0; i < nt * n_outs[k]; i++) y2[k][i] = NAN;
+        }
+        moa_matmul_q_batch_multi(jobs, n, n_in, xb, nt);
+        for (int k = 0; k < n; k++)
+            CHECK_MSG(memcmp(y1[k], y2[k], sizeof(float) * (size_t)(nt * n_outs[k])) == 0,
+                      "batch multi (%d jobs) job %d (%s) differs from moa_matmul_q_batch", n, k, moa_ggml_type_name(types[k]));
+    }
+    free(xb);
     for (int k = 0; k < NJ; k++) { free(w[k]); free(y1[k]); free(y2[k]); }
     free(x);
 }
