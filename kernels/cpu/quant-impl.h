@@ -13,19 +13,19 @@ int moa_dequant_rows_avx2(moa_ggml_type t, const void *src, size_t rb, int64_t n
                           int64_t n, float *dst);
 int moa_dequant_rows_avx512(moa_ggml_type t, const void *src, size_t rb, int64_t n_rows,
                             int64_t n, float *dst);
-/* Activations quantised to int8 (per 32 values for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0, per 256 for
- * Q4_K/Q5_K/Q6_K) and integer dot products (quant-q8.inc), one function per ISA: AVX512-VNNI,
- * AVX-VNNI, AVX2 (vpmaddubsw). n <= 8 products of the same x, each activation block size
- * quantised once, all rows in one OpenMP loop. The caller checks the CPU. f32_32 / f32_256:
- * NULL, or [n_vec][n_in / 32 or 256] flags (moa_q8_outlier_blocks): flagged blocks are
- * multiplied with the f32 activations. 0 if a type is not covered (or n_in is not a multiple
- * of its block) or scratch could not be allocated: nothing was written then. */
+/* Activations quantised to int8 per 32 values (every type: the K-quants' sub-blocks are 32
+ * values, or two of 16) and integer dot products (quant-q8.inc), one function per ISA:
+ * AVX512-VNNI, AVX-VNNI, AVX2 (vpmaddubsw). n <= 8 products of the same x, the activations
+ * quantised once, all rows in one OpenMP loop. The caller checks the CPU. f32_blocks: NULL,
+ * or [n_vec][n_in / 32] flags (moa_q8_outlier_blocks): flagged blocks are multiplied with the
+ * f32 activations. 0 if a type is not covered (or n_in is not a multiple of its block) or
+ * scratch could not be allocated: nothing was written then. */
 int moa_matmul_q_q8_multi_vnni512(const moa_matmul_q_job *jobs, int n, int64_t n_in, const float *x,
-                                  int64_t n_vec, const uint8_t *f32_32, const uint8_t *f32_256);
+                                  int64_t n_vec, const uint8_t *f32_blocks);
 int moa_matmul_q_q8_multi_avxvnni(const moa_matmul_q_job *jobs, int n, int64_t n_in, const float *x,
-                                  int64_t n_vec, const uint8_t *f32_32, const uint8_t *f32_256);
+                                  int64_t n_vec, const uint8_t *f32_blocks);
 int moa_matmul_q_q8_multi_avx2(const moa_matmul_q_job *jobs, int n, int64_t n_in, const float *x,
-                               int64_t n_vec, const uint8_t *f32_32, const uint8_t *f32_256);
+                               int64_t n_vec, const uint8_t *f32_blocks);
 /* Outlier blocks of the int8 path: flags[v][b] = 1 for the blocks of `block` values (32 or 256)
  * of vector v that hold an outlier, a value with |x| > MOA_Q8ACT_OUTLIER x the RMS of its
  * 256-value window (windows [0,256), [256,512), ..., and the last 256 values; the RMS

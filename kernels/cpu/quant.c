@@ -451,33 +451,24 @@ static void matmul_f32act(moa_ggml_type t, const void *W, int64_t n_out, int64_t
 
 /* The int8 path for jobs that all have it on ISA isa: 1 if done. */
 static int multi_q8(int isa, const moa_matmul_q_job *jobs, int n, int64_t n_in, const float *x, int64_t n_vec) {
-    int need[2] = {0, 0};   /* 32-value, 256-value blocks */
     for (int k = 0; k < n; k++) {
         uint32_t be;
         moa_ggml_type_info(jobs[k].type, &be, NULL);
         if (n_in % be) return 0;
-        need[be == 256] = 1;
     }
-    const int64_t nf32 = need[0] ? n_vec * (n_in / 32) : 0, nf256 = need[1] ? n_vec * (n_in / 256) : 0;
-    uint8_t stack[Q8_FLAGS_STACK], *heap = NULL, *f32 = stack;
-    if (nf32 + nf256 > Q8_FLAGS_STACK && !(f32 = heap = malloc((size_t)(nf32 + nf256)))) return 0;
-    uint8_t *f256 = f32 + nf32;
-    const int64_t o32 = need[0] ? moa_q8_outlier_blocks(x, n_in, n_vec, 32, f32) : 0;
-    const int64_t o256 = need[1] ? moa_q8_outlier_blocks(x, n_in, n_vec, 256, f256) : 0;
+    const int64_t nf = n_vec * (n_in / 32);
+    uint8_t stack[Q8_FLAGS_STACK], *heap = NULL, *flags = stack;
+    if (nf > Q8_FLAGS_STACK && !(flags = heap = malloc((size_t)nf))) return 0;
+    const int64_t nout = moa_q8_outlier_blocks(x, n_in, n_vec, 32, flags);
     g_q8_calls += (unsigned)n;
     int done = 0;
-    if (o32 < 0 || o256 < 0) g_q8_fallbacks += (unsigned)n;   /* too many outliers: f32 throughout */
+    if (nout < 0) g_q8_fallbacks += (unsigned)n;   /* too many outliers: f32 throughout */
     else {
-        const uint8_t *fb32 = o32 > 0 ? f32 : NULL, *fb256 = o256 > 0 ? f256 : NULL;
-        done = isa == 3 ? moa_matmul_q_q8_multi_vnni512(jobs, n, n_in, x, n_vec, fb32, fb256)
-             : isa == 2 ? moa_matmul_q_q8_multi_avxvnni(jobs, n, n_in, x, n_vec, fb32, fb256)
-             : moa_matmul_q_q8_multi_avx2(jobs, n, n_in, x, n_vec, fb32, fb256);
-        if (done)
-            for (int k = 0; k < n; k++) {
-                uint32_t be;
-                moa_ggml_type_info(jobs[k].type, &be, NULL);
-                if (be == 32 ? o32 > 0 : o256 > 0) g_q8_mixed++;
-            }
+        const uint8_t *fb = nout > 0 ? flags : NULL;
+        done = isa == 3 ? moa_matmul_q_q8_multi_vnni512(jobs, n, n_in, x, n_vec, fb)
+             : isa == 2 ? moa_matmul_q_q8_multi_avxvnni(jobs, n, n_in, x, n_vec, fb)
+             : moa_matmul_q_q8_multi_avx2(jobs, n, n_in, x, n_vec, fb);
+        if (done && nout > 0) g_q8_mixed += (unsigned)n;
     }
     free(heap);
     return done;

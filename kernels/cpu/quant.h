@@ -1,6 +1,8 @@
 /* quant.h - ggml tensor types: block layouts, f16/bf16 conversion, dequantisation, and
- * matrix products with quantised weights (f32 activations, f32 accumulation): a streaming
- * matrix-vector kernel for decode and a panel-dequantising sgemm for prefill batches.
+ * matrix products with quantised weights: a streaming matrix-vector kernel for decode and a
+ * batched product for prefill, each with int8 activations where the type and CPU allow it
+ * (integer dot products on the weights' codes, f32 scales) and f32 activations otherwise
+ * (moa_matmul_q_set_act(F32) forces those).
  *
  * Layout: a weight W of ggml shape ne = [n_in, n_out] is n_out rows of n_in values; each row
  * is a sequence of blocks along n_in. y[o] = sum_i W[o][i] x[i].
@@ -36,16 +38,17 @@ void moa_dequant_row(moa_ggml_type t, const void *src, float *dst, int64_t n);
  * y: [n_vec][n_out]. Uses the fastest kernel available, chosen per call from the CPU
  * (moa_matmul_q_path), OpenMP across rows:
  *  - int8 activations, "avx512-vnni-q8" (AVX512-VNNI), "avx-vnni-q8" (AVX-VNNI) or "avx2-q8"
- *    (AVX2 vpmaddubsw), for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (activations quantised per 32 values)
- *    and Q4_K, Q5_K, Q6_K (per 256), unless moa_matmul_q_set_act(F32): each activation block
- *    gets the scale dx = max|x|/127 and xq = round(x/dx); integer dot products with the
- *    weights' integer codes, every term (offsets, mins) on the same xq, so the error is
+ *    (AVX2 vpmaddubsw), for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K, unless
+ *    moa_matmul_q_set_act(F32): each block of 32 activations (one per weight block or K-quant
+ *    sub-block) gets the scale dx = max|x|/127 and xq = round(x/dx); integer dot products
+ *    with the weights' integer codes, every term (offsets, mins) on the same xq, so the error is
  *    sum_i W[o][i] (x_i - dx xq_i): at most sum_b (dx_b/2) sum_{i in b} |W[o][i]| per output
  *    (tests: that bound, and agreement with an exact emulation of the arithmetic to 4e-6;
  *    ~1e-3 of sum_i |W[o][i] x[v][i]| on random data). Outliers (a value > 12x the RMS of its
- *    256-value window, moa_q8_outlier_blocks in quant-impl.h): the blocks holding them are
- *    multiplied with f32 activations, the rest in int8; a product with more than half of a
- *    vector's blocks flagged runs in f32 throughout (a "fallback");
+ *    256-value window without the window's 8 largest squares, moa_q8_outlier_blocks in
+ *    quant-impl.h): the 32-value blocks holding them are multiplied with f32 activations, the
+ *    rest in int8; a product with more than half of a vector's blocks flagged runs in f32
+ *    throughout (a "fallback");
  *  - "avx512" (F/BW/VL/DQ; Q4_0/Q4_1/Q8_0 run the AVX2 kernels, measured faster) and "avx2"
  *    (+FMA, F16C), every type, the types above too under moa_matmul_q_set_act(F32): f32
  *    activations, each weight block widened to f32 and multiplied with FMA: f32 rounding only
@@ -58,9 +61,9 @@ void moa_matmul_q(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
                   const float *x, int64_t n_vec, float *y);
 /* Several products of the same activations: for each job k, y_k[v][o] = sum_i W_k[o][i] x[v][i]
  * (W_k: n_out_k rows of type_k, all of n_in values; y_k: [n_vec][n_out_k], not aliasing x).
- * Same paths, results and contract as moa_matmul_q on each job, but when all of them take the
- * same int8 path (at most 8 jobs) the activations are checked for outliers and quantised once
- * per block size and the rows of every job share one OpenMP loop (q/k/v, gate/up: fewer
+ * Same paths, results (bit for bit) and contract as moa_matmul_q on each job, but when all of
+ * them take the same int8 path (at most 8 jobs) the activations are checked for outliers and
+ * quantised once and the rows of every job share one OpenMP loop (q/k/v, gate/up: fewer
  * parallel regions per token). */
 typedef struct {
     moa_ggml_type type;

@@ -213,8 +213,8 @@ TEST(matmul_paths_vs_reference) {
 }
 
 /* The int8-activation paths in detail, for every q8 type on every variant this CPU has.
- * Per output o, vector v, with dx_b = max_{i in b}|x_i| / 127 over each activation block b
- * (32 values for Q4_0..Q8_0, 256 for the K-quants) and xq_i = round(x_i / dx_b):
+ * Per output o, vector v, with dx_b = max_{i in b}|x_i| / 127 over each activation block b of
+ * 32 values (every type) and xq_i = round(x_i / dx_b):
  *   1. bound:   |y - y_ref| <= sum_b (dx_b / 2) sum_{i in b} |W[o][i]| + 2e-6 sum_i |W[o][i] x[v][i]|
  *               (activation rounding, every term of every type multiplying the rounded xq,
  *               + f32 rounding; blocks multiplied in f32 count 0); also <= 1e-2 of
@@ -228,7 +228,7 @@ TEST(matmul_paths_vs_reference) {
  *               1% of the row's largest |W| (at the largest |x| of vector 0) must fail at >= 90%
  *               of the rows: the check in 2 detects an error of that size;
  *   4. outliers: one 40x value in every other 256-value window (uniform data elsewhere:
- *               max/RMS ~ 69 > 12): exactly the blocks holding them are flagged
+ *               max/RMS ~ 69 > 12): exactly the 32-value blocks holding them are flagged
  *               (moa_q8_outlier_blocks) and multiplied in f32 (a "mixed" product; checks 1-3
  *               with those blocks in f32); one in every block: more than half of the blocks,
  *               the whole product runs with f32 activations (a "fallback", f32-accurate:
@@ -238,7 +238,8 @@ TEST(matmul_paths_vs_reference) {
  * f32blk: per activation block, 1 = exact (NULL: none). */
 static void q8_emulate(moa_ggml_type t, const float *wr, const float *x, int64_t n, const uint8_t *f32blk,
                        double *y_emu, double *scale) {
-    const int64_t B = (t == MOA_GGML_Q4_K || t == MOA_GGML_Q5_K || t == MOA_GGML_Q6_K) ? 256 : 32;
+    const int64_t B = 32;
+    (void)t;
     double y = 0, sc = 0;
     for (int64_t b0 = 0; b0 < n; b0 += B) {
         float amax = 0;
@@ -272,7 +273,7 @@ TEST(matmul_q8_paths) {
             uint32_t be;
             moa_ggml_type_info(t, &be, NULL);
             for (int si = 0; si < 2; si++) {
-                const int64_t n_out = shapes[si][0], n_in = shapes[si][1], nv = 5, nb = n_in / be;
+                const int64_t n_out = shapes[si][0], n_in = shapes[si][1], nv = 5, nb = n_in / 32;
                 if (n_in % be) continue;
                 const size_t rb = moa_ggml_row_bytes(t, n_in);
                 uint8_t *w = random_weights(t, n_out, n_in);
@@ -283,13 +284,13 @@ TEST(matmul_q8_paths) {
                     for (int64_t i = 0; i < nv * n_in; i++) x[i] = urand(-1, 1);
                     memset(planted, 0, (size_t)(nv * nb));
                     for (int64_t v = 0; mode && v < nv; v++)
-                        for (int64_t w0 = 0; w0 < n_in; w0 += mode == 1 ? 512 : be) {   /* sparse: every other window */
-                            const int64_t span = mode == 1 ? (n_in - w0 < 256 ? n_in - w0 : 256) : (int64_t)be;
+                        for (int64_t w0 = 0; w0 < n_in; w0 += mode == 1 ? 512 : 32) {   /* sparse: every other window */
+                            const int64_t span = mode == 1 ? (n_in - w0 < 256 ? n_in - w0 : 256) : 32;
                             const int64_t i = w0 + (int64_t)(rnd() % (uint32_t)span);
                             x[v * n_in + i] = 40.0f;
-                            planted[v * nb + i / be] = 1;
+                            planted[v * nb + i / 32] = 1;
                         }
-                    const int64_t nflag = moa_q8_outlier_blocks(x, n_in, nv, be, got_fl);
+                    const int64_t nflag = moa_q8_outlier_blocks(x, n_in, nv, 32, got_fl);
                     if (mode == 2) CHECK_EQ_INT(nflag, -1);
                     else CHECK_MSG(memcmp(got_fl, planted, (size_t)(nv * nb)) == 0, "%s %lld: outlier blocks flagged "
                                    "differ from the planted ones", moa_ggml_type_name(t), (long long)n_in);
@@ -319,7 +320,7 @@ TEST(matmul_q8_paths) {
                             double bound = 0, wx = 0;
                             for (int64_t b = 0; b < nb; b++) {
                                 double amax = 0, sw = 0;
-                                for (int64_t i = b * be; i < (b + 1) * be; i++) {
+                                for (int64_t i = b * 32; i < (b + 1) * 32; i++) {
                                     amax = fmax(amax, fabs(xv[i]));
                                     sw += fabs(wr[i]);
                                     wx += fabs((double)wr[i] * xv[i]);
