@@ -1,9 +1,11 @@
 /* bench-quant.c - speed of the quantised matrix products (kernels/cpu/quant.h) on random
  * weights of the Qwen2.5 shapes, per type and path:
  *   decode: moa_matmul_q with n_vec = 1..4 on the reference (--slow), AVX2, AVX-512 (f32
- *           activations) and, for Q4_K/Q6_K on AVX512-VNNI, the int8-activation path;
- *   batch:  moa_matmul_q_batch with n tokens (default 512), moa_matmul_q streaming the same
- *           batch, and cblas_sgemm on a full f32 copy of W (the BLAS baseline).
+ *           activations) and the int8-activation variants this CPU has (AVX512-VNNI,
+ *           AVX-VNNI, AVX2 vpmaddubsw) for the types that have them;
+ *   batch:  moa_matmul_q_batch with n tokens (default 512) on its sgemm path and (AVX512-VNNI)
+ *           its int8 path, moa_matmul_q streaming the same batch (--slow), and cblas_sgemm on
+ *           a full f32 copy of W (the BLAS baseline, once per shape).
  * GB/s = bytes of W (its ggml size) per second; GFLOP/s = 2 n_out n_in n_vec per second.
  * One warm-up call, then R timed repeats: mean, standard deviation and minimum (the best
  * run is the least disturbed one on a shared machine). Results on stdout
@@ -123,7 +125,8 @@ int main(int argc, char **argv) {
         float *y = malloc(sizeof(float) * (size_t)(nb > 4 ? nb : 4) * (size_t)n_out);
         if (!x || !y) { fprintf(stderr, "out of memory\n"); return 1; }
         for (int64_t i = 0; i < (nb > 4 ? nb : 4) * n_in; i++) x[i] = urand(-1, 1);
-        for (char *tp = strtok_r(types, ",", &save); tp; tp = strtok_r(NULL, ",", &save)) {
+        int first_type = 1;
+        for (char *tp = strtok_r(types, ",", &save); tp; tp = strtok_r(NULL, ",", &save), first_type = 0) {
             moa_ggml_type t = (moa_ggml_type)-1;
             const moa_ggml_type all[] = {MOA_GGML_F32, MOA_GGML_F16, MOA_GGML_BF16, MOA_GGML_Q4_0, MOA_GGML_Q4_1,
                                          MOA_GGML_Q5_0, MOA_GGML_Q5_1, MOA_GGML_Q8_0, MOA_GGML_Q4_K,
@@ -136,18 +139,21 @@ int main(int argc, char **argv) {
             if (!w) { fprintf(stderr, "out of memory\n"); return 1; }
             const size_t wbytes = moa_ggml_row_bytes(t, n_in) * (size_t)n_out;
             fprintf(stderr, "%s %s\n", tp, sp);
-            for (int path = 0; path < 4; path++) {   /* reference, avx2, avx512 (f32 act), default */
+            for (int path = 0; path < 6; path++) {   /* reference, avx2, avx512 (f32 act), the q8 variants */
                 moa_cpu_force_reference(path == 0);
-                moa_cpu_force_avx2(path == 1);
-                moa_matmul_q_set_act(path == 3 ? MOA_MATMUL_ACT_AUTO : MOA_MATMUL_ACT_F32);
+                moa_cpu_force_avx2(path == 1 || path == 4);
+                moa_cpu_force_no_vnni(path == 5);
+                moa_matmul_q_set_act(path >= 3 ? MOA_MATMUL_ACT_AUTO : MOA_MATMUL_ACT_F32);
                 if ((path == 1 && !moa_cpu_has_avx2()) || (path == 2 && !moa_cpu_has_avx512())) continue;
                 const char *pn = moa_matmul_q_path(t);
-                if (path == 3 && strcmp(pn, "avx512-vnni-q8") != 0) continue;   /* same as path 2 */
+                static const char *q8n[] = {"avx512-vnni-q8", "avx-vnni-q8", "avx2-q8"};
+                if (path >= 3 && strcmp(pn, q8n[path - 3]) != 0) continue;   /* not on this CPU / type */
                 if (do_decode && (path > 0 || slow))
                     for (int64_t nv = 1; nv <= 4; nv++)
                         row_print(tp, pn, "matmul_q", n_out, n_in, nv, wbytes,
                             run(K_MATMUL, t, w, NULL, n_out, n_in, x, nv, y, path == 0 ? 1 : reps));
-                if (do_batch && path > 0 && path < 3) {
+                if (do_batch && path > 0 && path < 4) {
+                    if (path == 3) pn = moa_matmul_q_batch_path(t);
                     row_print(tp, pn, "matmul_q_batch", n_out, n_in, nb, wbytes,
                         run(K_BATCH, t, w, NULL, n_out, n_in, x, nb, y, reps));
                     if (slow)
@@ -157,8 +163,9 @@ int main(int argc, char **argv) {
             }
             moa_cpu_force_reference(0);
             moa_cpu_force_avx2(0);
+            moa_cpu_force_no_vnni(0);
             moa_matmul_q_set_act(MOA_MATMUL_ACT_AUTO);
-            if (do_batch && t == MOA_GGML_Q4_K) {   /* BLAS baseline on an f32 copy, once per shape */
+            if (do_batch && first_type) {   /* BLAS baseline on an f32 copy, once per shape */
                 float *wf = malloc(sizeof(float) * (size_t)(n_out * n_in));
                 if (wf) {
                     size_t rb = moa_ggml_row_bytes(t, n_in);

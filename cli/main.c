@@ -8,6 +8,7 @@
 
 #include "context.h"        /* moa_ctx_set_default_device, moa_ctx_cuda_available */
 #include "moa-backend.h"
+#include "quant.h"          /* moa_blas_coretype_hint */
 
 int cli_log_level = MOA_LOG_INFO;
 
@@ -110,17 +111,28 @@ static int select_device(int *argc, char **argv) {
  * the Qwen 0.5B model fell from 22 to 2.6 tok/s with two busy processes beside it, and a test
  * timed out in CI under `ctest -j2`. A short spin keeps the idle speed (22.0 tok/s) and
  * degrades gracefully when shared (10.3 tok/s; passive waiting 18.9 idle, 11.7 shared;
- * docs/benchmarks.md). libgomp reads its settings once, when it loads, so when the user has
- * set neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT, the command sets GOMP_SPINCOUNT and runs
- * itself again (once: the variable is then set). If that fails it just goes on. */
-static void omp_spin_default(char **argv) {
-    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
-    if (setenv("GOMP_SPINCOUNT", "10000", 1) != 0) return;
-    execv("/proc/self/exe", argv);
+ * docs/benchmarks.md). So when the user has set neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT,
+ * the command sets GOMP_SPINCOUNT=10000.
+ *
+ * OpenBLAS (Debian's DYNAMIC_ARCH build, 0.3.21) picks its kernels from the CPU model and
+ * falls back to the SSE3 "Prescott" kernels on models it does not know (e.g. Emerald Rapids,
+ * family 6 model 207): sgemm, hence prefill, ran 3x slower there. When the user has not set
+ * OPENBLAS_CORETYPE and OpenBLAS reports Prescott on a CPU with AVX-512 (F/BW/VL/DQ/CD) or
+ * AVX2+FMA, the command sets OPENBLAS_CORETYPE=SkylakeX or Haswell (moa_blas_coretype_hint).
+ *
+ * Both libraries read these variables only when they load, so the command runs itself again
+ * (once: the variables are then set). If that fails it just goes on. */
+static void runtime_env_defaults(char **argv) {
+    int changed = 0;
+    if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT") && setenv("GOMP_SPINCOUNT", "10000", 1) == 0)
+        changed = 1;
+    const char *core = getenv("OPENBLAS_CORETYPE") ? NULL : moa_blas_coretype_hint();
+    if (core && setenv("OPENBLAS_CORETYPE", core, 1) == 0) changed = 1;
+    if (changed) execv("/proc/self/exe", argv);
 }
 
 int main(int argc, char **argv) {
-    omp_spin_default(argv);
+    runtime_env_defaults(argv);
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "-v")) cli_log_level = MOA_LOG_DEBUG;

@@ -9,6 +9,7 @@
 #include "context.h"
 #include "key-smooth.h"
 #include "moa-common.h"
+#include "ops.h"
 #ifdef MOA_ENGINE_CUDA
 #include "forward-cuda.h"
 #include "cache-layout.h"   /* runtime/: a plan's units, as moa_cache_create builds them */
@@ -219,16 +220,9 @@ double moa_ctx_attn_seconds(moa_ctx *c, int reset) {
     return s;
 }
 
-/* y = x / sqrt(mean(x^2) + eps) * w, for n rows of d. */
+/* y = x / sqrt(mean(x^2) + eps) * w, for n rows of d (kernels/cpu/ops.h). */
 static void rmsnorm(const float *x, const float *w, float *y, int64_t n, int64_t d, float eps) {
-    for (int64_t t = 0; t < n; t++) {
-        const float *xr = x + t * d;
-        float *yr = y + t * d;
-        double ss = 0;
-        for (int64_t i = 0; i < d; i++) ss += (double)xr[i] * xr[i];
-        float r = (float)(1.0 / sqrt(ss / (double)d + eps));
-        for (int64_t i = 0; i < d; i++) yr[i] = xr[i] * r * w[i];
-    }
+    moa_rmsnorm_rows(x, w, y, n, d, eps);
 }
 
 /* Forward over n rows. seqs == NULL: rows are consecutive tokens of sequence `seq`
@@ -246,9 +240,9 @@ static moa_status eval_rows(moa_ctx *c, int seq, const int *seqs, const int32_t 
     for (int l = 0; l < hp->n_layer; l++) {
         const moa_llama_layer *L = &m->layers[l];
         rmsnorm(c->x, L->attn_norm, c->h, n, d, hp->rms_eps);
-        moa_weight_matmul(&L->wq, c->h, n, c->q);
-        moa_weight_matmul(&L->wk, c->h, n, c->k);
-        moa_weight_matmul(&L->wv, c->h, n, c->v);
+        const moa_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
+        float *const qkv_out[3] = {c->q, c->k, c->v};
+        moa_weight_matmul_multi(qkv, 3, c->h, n, qkv_out);
         if (c->ksmooth)
             moa_key_smooth_apply(hp, c->ksmooth + (size_t)l * hp->n_head_kv * hp->head_dim, c->q, c->k, n);
         /* attention through the runtime: RoPE, cache append, banded/dense/linear kernels */
@@ -259,16 +253,14 @@ static moa_status eval_rows(moa_ctx *c, int seq, const int *seqs, const int32_t 
         if (st < 0) return st;
         /* x += att Wo^T (h reused as the projection output) */
         moa_weight_matmul(&L->wo, c->att, n, c->h);
-        for (int64_t i = 0; i < n * d; i++) c->x[i] += c->h[i];
+        moa_add_rows(c->x, c->h, n * d);
         rmsnorm(c->x, L->ffn_norm, c->h, n, d, hp->rms_eps);
-        moa_weight_matmul(&L->w_gate, c->h, n, c->gate);
-        moa_weight_matmul(&L->w_up, c->h, n, c->up);
-        for (int64_t i = 0; i < n * nff; i++) {
-            float g = c->gate[i];
-            c->gate[i] = g / (1.0f + expf(-g)) * c->up[i];   /* silu(g) * u */
-        }
+        const moa_weight *gu[2] = {&L->w_gate, &L->w_up};
+        float *const gu_out[2] = {c->gate, c->up};
+        moa_weight_matmul_multi(gu, 2, c->h, n, gu_out);
+        moa_silu_mul(c->gate, c->up, n * nff);   /* silu(g) * u */
         moa_weight_matmul(&L->w_down, c->gate, n, c->h);
-        for (int64_t i = 0; i < n * d; i++) c->x[i] += c->h[i];
+        moa_add_rows(c->x, c->h, n * d);
     }
     if (mode == MOA_LOGITS_NONE) return MOA_OK;
     if (mode == MOA_LOGITS_LAST) {

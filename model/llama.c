@@ -228,7 +228,16 @@ moa_status moa_model_from_gguf(moa_gguf *g, const moa_model_params *pp, moa_mode
     for (int l = 0; l < hp->n_layer; l++)
         f32 += (size_t)(2 * nq * d + 2 * nkv * d + 3 * hp->n_ff * d) * sizeof(float);
     f32 += (size_t)hp->n_vocab * (size_t)d * sizeof(float);
-    int want = p.f32_weights > 0 || (p.f32_weights < 0 && f32 <= p.max_f32_bytes);
+    /* auto: only if some matrix's batched product would use them (sgemm on this CPU, not the
+     * int8 path of kernels/cpu/quant.h) */
+    int sgemm = strcmp(moa_matmul_q_batch_path(m->output.type), "sgemm") == 0;
+    for (int l = 0; l < hp->n_layer && !sgemm; l++) {
+        const moa_llama_layer *L = &m->layers[l];
+        const moa_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+            if (strcmp(moa_matmul_q_batch_path(ws[i]->type), "sgemm") == 0) sgemm = 1;
+    }
+    int want = p.f32_weights > 0 || (p.f32_weights < 0 && sgemm && f32 <= p.max_f32_bytes);
     if (want) {
         for (int l = 0; l < hp->n_layer; l++) {
             moa_llama_layer *L = &m->layers[l];
@@ -261,7 +270,9 @@ void moa_weight_matmul(const moa_weight *w, const float *x, int64_t n, float *y)
         moa_weight_add_bias(w, y, n);
         return;
     }
-    if (!w->f32) {   /* no full f32 copy: dequantised panels through BLAS (kernels/cpu/quant.h) */
+    if (!w->f32 || strcmp(moa_matmul_q_batch_path(w->type), "sgemm") != 0) {
+        /* int8 activations (kernels/cpu/quant.h), or no full f32 copy: dequantised panels
+         * through BLAS */
         moa_matmul_q_batch(w->type, w->data, w->n_out, w->n_in, x, n, y);
         moa_weight_add_bias(w, y, n);
         return;
@@ -270,6 +281,20 @@ void moa_weight_matmul(const moa_weight *w, const float *x, int64_t n, float *y)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)w->n_out, (int)w->n_in,
                 1.0f, x, (int)w->n_in, w->f32, (int)w->n_in, 0.0f, y, (int)w->n_out);
     moa_weight_add_bias(w, y, n);
+}
+
+void moa_weight_matmul_multi(const moa_weight *const *ws, int n_w, const float *x, int64_t n, float *const *ys) {
+    int int8_batch = n_w <= 8;
+    for (int k = 0; k < n_w && int8_batch; k++) int8_batch = strcmp(moa_matmul_q_batch_path(ws[k]->type), "sgemm") != 0;
+    if (n_w > 8 || (n > 4 && (!int8_batch || n < MOA_MATMUL_Q_BATCH_MIN))) {
+        for (int k = 0; k < n_w; k++) moa_weight_matmul(ws[k], x, n, ys[k]);
+        return;
+    }
+    moa_matmul_q_job jobs[8] = {{0}};
+    for (int k = 0; k < n_w; k++) jobs[k] = (moa_matmul_q_job){ws[k]->type, ws[k]->data, ws[k]->n_out, ys[k]};
+    if (n <= 4) moa_matmul_q_multi(jobs, n_w, ws[0]->n_in, x, n);
+    else moa_matmul_q_batch_multi(jobs, n_w, ws[0]->n_in, x, n);
+    for (int k = 0; k < n_w; k++) moa_weight_add_bias(ws[k], ys[k], n);
 }
 
 void moa_weight_add_bias(const moa_weight *w, float *y, int64_t n) {

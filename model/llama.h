@@ -64,8 +64,10 @@ typedef struct moa_model {
 } moa_model;
 
 typedef struct {
-    int f32_weights;       /* 1: keep f32 copies for batched products (default), 0: never,
-                              -1: auto (when they fit in max_f32_bytes) */
+    int f32_weights;       /* 1: keep f32 copies for batched products, 0: never, -1: auto
+                              (default: when some matrix's batched product would run through
+                              sgemm on this CPU, moa_matmul_q_batch_path, and they fit in
+                              max_f32_bytes; not when every type has the int8 path) */
     size_t max_f32_bytes;  /* auto limit (default 4 GiB) */
     int compute_sha256;    /* hash the file at load (default 1) */
 } moa_model_params;
@@ -79,9 +81,14 @@ moa_status moa_model_load(const char *path, const moa_model_params *p, moa_model
 moa_status moa_model_from_gguf(moa_gguf *g, const moa_model_params *p, moa_model **out);
 void moa_model_free(moa_model *m);
 
-/* y[n][out] = x[n][in] W^T (+ bias): the quantised kernel for n <= 4, else BLAS on the f32
- * copy, or (without one) BLAS on dequantised panels of rows (moa_matmul_q_batch). */
+/* y[n][out] = x[n][in] W^T (+ bias): the quantised kernel for n <= 4, else the batched product
+ * on int8 activations where it exists (moa_matmul_q_batch_path "avx512-vnni-q8"), else BLAS
+ * on the f32 copy, or (without one) BLAS on dequantised panels of rows (moa_matmul_q_batch). */
 void moa_weight_matmul(const moa_weight *w, const float *x, int64_t n, float *y);
+/* moa_weight_matmul for n_w weights of the same n_in on the same x (q/k/v, gate/up): for
+ * n <= 4 one moa_matmul_q_multi, for batches on the int8 path one moa_matmul_q_batch_multi
+ * (activations quantised once, one parallel loop), else one product per weight. */
+void moa_weight_matmul_multi(const moa_weight *const *ws, int n_w, const float *x, int64_t n, float *const *ys);
 /* y[t][o] += bias[o] for n rows (no-op without a bias). */
 void moa_weight_add_bias(const moa_weight *w, float *y, int64_t n);
 

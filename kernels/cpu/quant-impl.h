@@ -13,8 +13,36 @@ int moa_dequant_rows_avx2(moa_ggml_type t, const void *src, size_t rb, int64_t n
                           int64_t n, float *dst);
 int moa_dequant_rows_avx512(moa_ggml_type t, const void *src, size_t rb, int64_t n_rows,
                             int64_t n, float *dst);
-/* Q4_K / Q6_K with activations quantised to int8 per 256 values, AVX512-VNNI integer dots
- * (quant-avx512.c); the caller checks the CPU (moa_cpu_has_avx512_vnni). 0 if not covered. */
-int moa_matmul_q_q8act_avx512vnni(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
-                                  const float *x, int64_t n_vec, float *y);
+/* Activations quantised to int8 per 32 values (every type: the K-quants' sub-blocks are 32
+ * values, or two of 16) and integer dot products (quant-q8.inc), one function per ISA:
+ * AVX512-VNNI, AVX-VNNI, AVX2 (vpmaddubsw). n <= 8 products of the same x, the activations
+ * quantised once, all rows in one OpenMP loop. The caller checks the CPU. f32_blocks: NULL,
+ * or [n_vec][n_in / 32] flags (moa_q8_outlier_blocks): flagged blocks are multiplied with the
+ * f32 activations. 0 if a type is not covered (or n_in is not a multiple of its block) or
+ * scratch could not be allocated: nothing was written then. */
+int moa_matmul_q_q8_multi_vnni512(const moa_matmul_q_job *jobs, int n, int64_t n_in, const float *x,
+                                  int64_t n_vec, const uint8_t *f32_blocks);
+int moa_matmul_q_q8_multi_avxvnni(const moa_matmul_q_job *jobs, int n, int64_t n_in, const float *x,
+                                  int64_t n_vec, const uint8_t *f32_blocks);
+int moa_matmul_q_q8_multi_avx2(const moa_matmul_q_job *jobs, int n, int64_t n_in, const float *x,
+                               int64_t n_vec, const uint8_t *f32_blocks);
+/* Outlier blocks of the int8 path: flags[v][b] = 1 for the blocks of `block` values (32 or 256)
+ * of vector v that hold an outlier, a value with |x| > MOA_Q8ACT_OUTLIER x the RMS of its
+ * 256-value window (windows [0,256), [256,512), ..., and the last 256 values; the RMS
+ * without the window's MOA_Q8ACT_TRIM largest squares (w/32 for a window of w < 256 values),
+ * so that a few outliers cannot hide each other). Returns the number of flagged blocks, or -1
+ * when more than half of some vector's blocks are flagged (the caller then multiplies in f32
+ * throughout). */
+#define MOA_Q8ACT_OUTLIER 12.0f
+#define MOA_Q8ACT_TRIM 8
+int64_t moa_q8_outlier_blocks(const float *x, int64_t n_in, int64_t n_vec, int64_t block, uint8_t *flags);
+/* The same outliers of one vector, as indices (ascending within each window): the count, or
+ * -1 when there are more than max. */
+int64_t moa_q8_outlier_values(const float *x, int64_t n_in, int32_t *idx, int64_t max);
+/* Batched products with int8 activations on AVX512-VNNI (quant-gemm-vnni512.c): for each of
+ * n_jobs <= 8 jobs, y[t][o] = sum_i W[o][i] x[t][i] for t < n, types with an int8 path; the
+ * activations checked and quantised once; outliers of each token (as moa_q8_outlier_values,
+ * at most 32 a token) multiplied in f32. 0 if not covered (type, n_in, too many outliers, no
+ * memory): the outputs are then to be computed by another path. */
+int moa_matmul_q_gemm_vnni512(const moa_matmul_q_job *jobs, int n_jobs, int64_t n_in, const float *x, int64_t n);
 #endif

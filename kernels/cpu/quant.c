@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 const char *moa_ggml_type_name(moa_ggml_type t) {
     switch (t) {
@@ -248,7 +249,7 @@ void moa_matmul_q_ref(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_i
     }
 }
 
-static int g_force_ref, g_force_avx2;
+static int g_force_ref, g_force_avx2, g_force_no_vnni;
 void moa_cpu_force_reference(int on) { g_force_ref = on; }
 void moa_cpu_force_avx2(int on) { g_force_avx2 = on; }
 
@@ -270,50 +271,157 @@ int moa_cpu_has_avx512(void) {
 int moa_cpu_has_avx512_vnni(void) {
     static int v = -1;
     if (v < 0) { __builtin_cpu_init(); v = __builtin_cpu_supports("avx512vnni"); }
-    return v && moa_cpu_has_avx512();
+    return v && !g_force_no_vnni && moa_cpu_has_avx512();
+}
+
+int moa_cpu_has_avx_vnni(void) {
+    static int v = -1;
+    if (v < 0) { __builtin_cpu_init(); v = __builtin_cpu_supports("avxvnni"); }
+    return v && !g_force_no_vnni && moa_cpu_has_avx2();
+}
+
+void moa_cpu_force_no_vnni(int on) { g_force_no_vnni = on; }
+
+/* OpenBLAS falls back to its SSE3 kernels ("Prescott") on CPU models it does not know. */
+extern char *openblas_get_corename(void);
+const char *moa_blas_coretype_hint(void) {
+    const char *core = openblas_get_corename();
+    if (!core || strcasecmp(core, "Prescott") != 0) return NULL;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512cd"))
+        return "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+    return NULL;
 }
 
 static moa_matmul_act g_act = MOA_MATMUL_ACT_AUTO;
 void moa_matmul_q_set_act(moa_matmul_act a) { g_act = a; }
 
-/* int8 activations for this type and CPU now? */
-static int use_q8act(moa_ggml_type t) {
-    return g_act == MOA_MATMUL_ACT_AUTO && (t == MOA_GGML_Q4_K || t == MOA_GGML_Q6_K) &&
-           moa_cpu_has_avx512_vnni();
+/* Types with an int8-activation kernel (quant-q8.inc). */
+static int q8_type(moa_ggml_type t) {
+    switch (t) {
+    case MOA_GGML_Q4_0: case MOA_GGML_Q4_1: case MOA_GGML_Q5_0: case MOA_GGML_Q5_1: case MOA_GGML_Q8_0:
+    case MOA_GGML_Q4_K: case MOA_GGML_Q5_K: case MOA_GGML_Q6_K: return 1;
+    default: return 0;
+    }
+}
+
+/* The int8-activation variant for type t on this CPU now: 3 AVX512-VNNI, 2 AVX-VNNI,
+ * 1 AVX2, 0 none (f32 activations). */
+static int q8_isa(moa_ggml_type t) {
+    if (g_act != MOA_MATMUL_ACT_AUTO || !q8_type(t)) return 0;
+    if (moa_cpu_has_avx512_vnni()) return 3;
+    if (moa_cpu_has_avx_vnni()) return 2;
+    if (moa_cpu_has_avx2()) return 1;
+    return 0;
 }
 
 const char *moa_matmul_q_path(moa_ggml_type t) {
     uint32_t be;
     if (!moa_ggml_type_info(t, &be, NULL)) return "none";
-    if (use_q8act(t)) return "avx512-vnni-q8";
+    switch (q8_isa(t)) {
+    case 3: return "avx512-vnni-q8";
+    case 2: return "avx-vnni-q8";
+    case 1: return "avx2-q8";
+    }
     if (moa_cpu_has_avx512() && t != MOA_GGML_Q4_0 && t != MOA_GGML_Q4_1 && t != MOA_GGML_Q8_0)
         return "avx512";   /* (those three run the AVX2 kernels: quant-avx512.c) */
     if (moa_cpu_has_avx2()) return "avx2";
     return "reference";
 }
 
-/* Outlier guard of the int8 path: a 256-value block whose largest |x| exceeds
- * MOA_Q8ACT_OUTLIER times its RMS loses the rest of the block to rounding (the scale is set
- * by the outlier). Such activations occur (the first token of Qwen2.5-Coder-1.5B carries
- * |x| ~ 3,700 against ~100 elsewhere, and 8-bit activations, ours or llama.cpp's, then move
- * its logits by up to 9 and its argmax); those products run with f32 activations. A block
- * of Gaussian values has max/RMS ~ 3; a single spike in a block of zeros has 16. */
-#define MOA_Q8ACT_OUTLIER 12.0f
-static unsigned long long g_q8_calls, g_q8_fallbacks;   /* statistics (racy counts) */
+/* Outliers of the int8 path: a block of activations whose largest |x| is far above the rest
+ * loses the rest of the block to rounding (the scale is set by the outlier). Such activations
+ * occur: the first token of Qwen2.5-Coder-1.5B carries |x| ~ 3,700 against ~100 elsewhere
+ * (8-bit activations, ours or llama.cpp's, then move its logits by up to 9 and its argmax),
+ * and a third of SmolLM2-135M's products have a value > 12x the RMS of its 256 neighbours.
+ * The RMS of a window leaves out its MOA_Q8ACT_TRIM largest squares, so that a few outliers
+ * in one window cannot hide each other by raising it.
+ * The blocks holding such values are multiplied with f32 activations (the rest of the product
+ * stays in int8); a product with too many of them runs in f32 throughout. A block of Gaussian
+ * values has max/RMS ~ 3; a single spike among 256 zeros has 16. */
+static unsigned long long g_q8_calls, g_q8_fallbacks, g_q8_mixed;   /* statistics (racy counts) */
+static unsigned long long g_q8_batch_calls, g_q8_batch_declined;
 
-static int has_outlier_block(const float *x, int64_t n_in, int64_t n_vec) {
-    for (int64_t v = 0; v < n_vec; v++)
-        for (int64_t b = 0; b + 256 <= n_in; b += 256) {
-            const float *p = x + v * n_in + b;
-            float mx = 0, ss = 0;
-            for (int i = 0; i < 256; i++) {
-                float a = fabsf(p[i]);
-                mx = a > mx ? a : mx;
-                ss += p[i] * p[i];
-            }
-            if (mx * mx > MOA_Q8ACT_OUTLIER * MOA_Q8ACT_OUTLIER * (ss / 256.0f)) return 1;
+/* The squared-value limit of the window [s0, s0 + w) of xv: MOA_Q8ACT_OUTLIER^2 x the mean
+ * square without the trim largest squares; INFINITY when no value exceeds it. */
+static float window_limit(const float *xv, int64_t s0, int64_t w) {
+    const int trim = (int)(w / 32 < MOA_Q8ACT_TRIM ? w / 32 : MOA_Q8ACT_TRIM);
+    const float t2 = MOA_Q8ACT_OUTLIER * MOA_Q8ACT_OUTLIER;
+    const float *p = xv + s0;
+    /* sum of squares and largest square in 8 independent lanes (vectorisable) */
+    float ssl[8] = {0}, mxl[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= w; i += 8)
+        for (int k = 0; k < 8; k++) {
+            const float q = p[i + k] * p[i + k];
+            ssl[k] += q;
+            mxl[k] = q > mxl[k] ? q : mxl[k];
         }
-    return 0;
+    float ss = 0, mx = 0;
+    for (int k = 0; k < 8; k++) { ss += ssl[k]; mx = mxl[k] > mx ? mxl[k] : mx; }
+    for (; i < w; i++) { const float q = p[i] * p[i]; ss += q; mx = q > mx ? q : mx; }
+    /* without the trim largest the sum is at least ss - trim mx: if even that limit is above
+     * the largest square, nothing exceeds the exact limit (max/RMS < ~5 for w = 256) */
+    if (trim && mx * (float)(w - trim) <= t2 * (ss - (float)trim * mx)) return INFINITY;
+    float top[MOA_Q8ACT_TRIM + 1] = {0};   /* the trim largest squares, descending */
+    for (i = 0; i < w && trim; i++) {
+        const float q = p[i] * p[i];
+        if (q > top[trim - 1]) {
+            int k = trim - 1;
+            while (k > 0 && top[k - 1] < q) { top[k] = top[k - 1]; k--; }
+            top[k] = q;
+        }
+    }
+    float sst = ss;
+    for (int k = 0; k < trim; k++) sst -= top[k];
+    const float lim = t2 * (sst > 0 ? sst : 0) / (float)(w - trim);
+    if (trim && !(top[0] > lim)) return INFINITY;
+    return lim;
+}
+
+int64_t moa_q8_outlier_blocks(const float *x, int64_t n_in, int64_t n_vec, int64_t block, uint8_t *flags) {
+    const int64_t nb = n_in / block, w = n_in < 256 ? n_in : 256;
+    int64_t total = 0;
+    memset(flags, 0, (size_t)(n_vec * nb));
+    for (int64_t v = 0; v < n_vec; v++) {
+        const float *xv = x + v * n_in;
+        int64_t nflag = 0;
+        for (int64_t w0 = 0; w0 < n_in; w0 += 256) {
+            const int64_t s0 = w0 + w <= n_in ? w0 : n_in - w;
+            const float lim = window_limit(xv, s0, w);
+            if (lim == INFINITY) continue;
+            for (int64_t i = s0; i < s0 + w; i++)
+                if (xv[i] * xv[i] > lim) {
+                    uint8_t *f = &flags[v * nb + i / block];
+                    if (!*f) { *f = 1; nflag++; }
+                }
+        }
+        if (nflag * 2 > nb) return -1;
+        total += nflag;
+    }
+    return total;
+}
+
+int64_t moa_q8_outlier_values(const float *x, int64_t n_in, int32_t *idx, int64_t max) {
+    const int64_t w = n_in < 256 ? n_in : 256;
+    int64_t c = 0;
+    for (int64_t w0 = 0; w0 < n_in; w0 += 256) {
+        const int64_t s0 = w0 + w <= n_in ? w0 : n_in - w;
+        const float lim = window_limit(x, s0, w);
+        if (lim == INFINITY) continue;
+        for (int64_t i = s0; i < s0 + w; i++)
+            if (x[i] * x[i] > lim) {
+                int dup = 0;   /* overlapping last window */
+                for (int64_t k = 0; k < c && !dup; k++) dup = idx[k] == (int32_t)i;
+                if (dup) continue;
+                if (c == max) return -1;
+                idx[c++] = (int32_t)i;
+            }
+    }
+    return c;
 }
 
 void moa_matmul_q_q8act_stats(unsigned long long *calls, unsigned long long *fallbacks) {
@@ -321,16 +429,67 @@ void moa_matmul_q_q8act_stats(unsigned long long *calls, unsigned long long *fal
     if (fallbacks) *fallbacks = g_q8_fallbacks;
 }
 
-void moa_matmul_q(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
-                  const float *x, int64_t n_vec, float *y) {
-    if (use_q8act(t)) {
-        g_q8_calls++;
-        if (has_outlier_block(x, n_in, n_vec)) g_q8_fallbacks++;
-        else if (moa_matmul_q_q8act_avx512vnni(t, W, n_out, n_in, x, n_vec, y)) return;
-    }
+void moa_matmul_q_q8act_mixed(unsigned long long *mixed) {
+    if (mixed) *mixed = g_q8_mixed;
+}
+
+void moa_matmul_q_batch_q8_stats(unsigned long long *calls, unsigned long long *declined) {
+    if (calls) *calls = g_q8_batch_calls;
+    if (declined) *declined = g_q8_batch_declined;
+}
+
+/* f32 activations: the AVX-512 / AVX2 kernels or the reference. */
+static void matmul_f32act(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in, const float *x,
+                          int64_t n_vec, float *y) {
     if (moa_cpu_has_avx512() && moa_matmul_q_avx512(t, W, n_out, n_in, x, n_vec, y)) return;
     if (moa_cpu_has_avx2() && moa_matmul_q_avx2(t, W, n_out, n_in, x, n_vec, y)) return;
     moa_matmul_q_ref(t, W, n_out, n_in, x, n_vec, y);
+}
+
+/* Flags on the stack up to this many blocks (n_vec x blocks), else the heap. */
+#define Q8_FLAGS_STACK 4096
+
+/* The int8 path for jobs that all have it on ISA isa: 1 if done. */
+static int multi_q8(int isa, const moa_matmul_q_job *jobs, int n, int64_t n_in, const float *x, int64_t n_vec) {
+    for (int k = 0; k < n; k++) {
+        uint32_t be;
+        moa_ggml_type_info(jobs[k].type, &be, NULL);
+        if (n_in % be) return 0;
+    }
+    const int64_t nf = n_vec * (n_in / 32);
+    uint8_t stack[Q8_FLAGS_STACK], *heap = NULL, *flags = stack;
+    if (nf > Q8_FLAGS_STACK && !(flags = heap = malloc((size_t)nf))) return 0;
+    const int64_t nout = moa_q8_outlier_blocks(x, n_in, n_vec, 32, flags);
+    g_q8_calls += (unsigned)n;
+    int done = 0;
+    if (nout < 0) g_q8_fallbacks += (unsigned)n;   /* too many outliers: f32 throughout */
+    else {
+        const uint8_t *fb = nout > 0 ? flags : NULL;
+        done = isa == 3 ? moa_matmul_q_q8_multi_vnni512(jobs, n, n_in, x, n_vec, fb)
+             : isa == 2 ? moa_matmul_q_q8_multi_avxvnni(jobs, n, n_in, x, n_vec, fb)
+             : moa_matmul_q_q8_multi_avx2(jobs, n, n_in, x, n_vec, fb);
+        if (done && nout > 0) g_q8_mixed += (unsigned)n;
+    }
+    free(heap);
+    return done;
+}
+
+void moa_matmul_q_multi(const moa_matmul_q_job *jobs, int n, int64_t n_in, const float *x, int64_t n_vec) {
+    if (n <= 0) return;
+    const int isa = q8_isa(jobs[0].type);
+    int same = isa > 0 && n <= 8;
+    for (int k = 1; k < n && same; k++) same = q8_isa(jobs[k].type) == isa;
+    if (same && multi_q8(isa, jobs, n, n_in, x, n_vec)) return;
+    for (int k = 0; k < n; k++) {
+        if (!same && q8_isa(jobs[k].type) && multi_q8(q8_isa(jobs[k].type), &jobs[k], 1, n_in, x, n_vec)) continue;
+        matmul_f32act(jobs[k].type, jobs[k].W, jobs[k].n_out, n_in, x, n_vec, jobs[k].y);
+    }
+}
+
+void moa_matmul_q(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
+                  const float *x, int64_t n_vec, float *y) {
+    const moa_matmul_q_job job = {t, W, n_out, y};
+    moa_matmul_q_multi(&job, 1, n_in, x, n_vec);
 }
 
 /* Rows [r0, r1) of W dequantised into dst [r1 - r0][n_in], by the fastest dequantiser
@@ -350,14 +509,16 @@ int64_t moa_matmul_q_batch_panel_rows(int64_t n_out, int64_t n_in) {
     return p < n_out ? p : n_out;
 }
 
-void moa_matmul_q_batch(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
-                        const float *x, int64_t n, float *y) {
+const char *moa_matmul_q_batch_path(moa_ggml_type t) {
     uint32_t be;
-    if (n < MOA_MATMUL_Q_BATCH_MIN || !moa_ggml_type_info(t, &be, NULL) || n_in % be ||
-        n_out > INT32_MAX || n_in > INT32_MAX || n > INT32_MAX) {
-        moa_matmul_q(t, W, n_out, n_in, x, n, y);
-        return;
-    }
+    if (!moa_ggml_type_info(t, &be, NULL)) return "none";
+    if (q8_isa(t) == 3) return "avx512-vnni-q8";
+    return "sgemm";
+}
+
+/* The sgemm path of moa_matmul_q_batch (n, n_out, n_in checked by the caller). */
+static void batch_sgemm(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in, const float *x, int64_t n,
+                        float *y) {
     if (t == MOA_GGML_F32) {   /* already a float matrix */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n_out, (int)n_in, 1.0f,
                     x, (int)n_in, W, (int)n_in, 0.0f, y, (int)n_out);
@@ -381,4 +542,38 @@ void moa_matmul_q_batch(moa_ggml_type t, const void *W, int64_t n_out, int64_t n
                     x, (int)n_in, panel, (int)n_in, 0.0f, y + o0, (int)n_out);
     }
     moa_free_aligned(panel);
+}
+
+void moa_matmul_q_batch(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
+                        const float *x, int64_t n, float *y) {
+    uint32_t be;
+    if (n < MOA_MATMUL_Q_BATCH_MIN || !moa_ggml_type_info(t, &be, NULL) || n_in % be ||
+        n_out > INT32_MAX || n_in > INT32_MAX || n > INT32_MAX) {
+        moa_matmul_q(t, W, n_out, n_in, x, n, y);
+        return;
+    }
+    if (q8_isa(t) == 3) {
+        const moa_matmul_q_job job = {t, W, n_out, y};
+        g_q8_batch_calls++;
+        if (moa_matmul_q_gemm_vnni512(&job, 1, n_in, x, n)) return;
+        g_q8_batch_declined++;
+    }
+    batch_sgemm(t, W, n_out, n_in, x, n, y);
+}
+
+void moa_matmul_q_batch_multi(const moa_matmul_q_job *jobs, int n_jobs, int64_t n_in, const float *x, int64_t n) {
+    int all = n_jobs > 0 && n_jobs <= 8 && n >= MOA_MATMUL_Q_BATCH_MIN && n <= INT32_MAX && n_in <= INT32_MAX;
+    for (int k = 0; k < n_jobs && all; k++) {
+        uint32_t be;
+        moa_ggml_type_info(jobs[k].type, &be, NULL);
+        all = q8_isa(jobs[k].type) == 3 && jobs[k].n_out <= INT32_MAX && n_in % be == 0;
+    }
+    if (!all) {
+        for (int k = 0; k < n_jobs; k++) moa_matmul_q_batch(jobs[k].type, jobs[k].W, jobs[k].n_out, n_in, x, n, jobs[k].y);
+        return;
+    }
+    g_q8_batch_calls += (unsigned)n_jobs;
+    if (moa_matmul_q_gemm_vnni512(jobs, n_jobs, n_in, x, n)) return;
+    g_q8_batch_declined += (unsigned)n_jobs;
+    for (int k = 0; k < n_jobs; k++) batch_sgemm(jobs[k].type, jobs[k].W, jobs[k].n_out, n_in, x, n, jobs[k].y);
 }

@@ -1,6 +1,8 @@
 /* quant.h - ggml tensor types: block layouts, f16/bf16 conversion, dequantisation, and
- * matrix products with quantised weights (f32 activations, f32 accumulation): a streaming
- * matrix-vector kernel for decode and a panel-dequantising sgemm for prefill batches.
+ * matrix products with quantised weights: a streaming matrix-vector kernel for decode and a
+ * batched product for prefill, each with int8 activations where the type and CPU allow it
+ * (integer dot products on the weights' codes, f32 scales) and f32 activations otherwise
+ * (moa_matmul_q_set_act(F32) forces those).
  *
  * Layout: a weight W of ggml shape ne = [n_in, n_out] is n_out rows of n_in values; each row
  * is a sequence of blocks along n_in. y[o] = sum_i W[o][i] x[i].
@@ -35,38 +37,77 @@ void moa_dequant_row(moa_ggml_type t, const void *src, float *dst, int64_t n);
 /* y[v][o] = sum_i W[o][i] x[v][i] for v < n_vec.  W: n_out rows of type t, x: [n_vec][n_in],
  * y: [n_vec][n_out]. Uses the fastest kernel available, chosen per call from the CPU
  * (moa_matmul_q_path), OpenMP across rows:
- *  - "avx512-vnni-q8" (Q4_K, Q6_K on AVX512-VNNI CPUs, unless moa_matmul_q_set_act(F32)):
- *    activations quantised to int8 per 256 values (scale max|x|/127), integer dot products
- *    (vpdpbusd). Error vs moa_matmul_q_ref: activation rounding, at most
- *    max_b(max|x_b|)/254 * sum_i |W[o][i]| per output; tests require <= 1e-2 of
- *    sum_i |W[o][i] x[v][i]| (measured <= ~1e-3 on random data);
+ *  - int8 activations, "avx512-vnni-q8" (AVX512-VNNI), "avx-vnni-q8" (AVX-VNNI) or "avx2-q8"
+ *    (AVX2 vpmaddubsw), for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K, unless
+ *    moa_matmul_q_set_act(F32): each block of 32 activations (one per weight block or K-quant
+ *    sub-block) gets the scale dx = max|x|/127 and xq = round(x/dx); integer dot products
+ *    with the weights' integer codes, every term (offsets, mins) on the same xq, so the error is
+ *    sum_i W[o][i] (x_i - dx xq_i): at most sum_b (dx_b/2) sum_{i in b} |W[o][i]| per output
+ *    (tests: that bound, and agreement with an exact emulation of the arithmetic to 4e-6;
+ *    ~1e-3 of sum_i |W[o][i] x[v][i]| on random data). Outliers (a value > 12x the RMS of its
+ *    256-value window without the window's 8 largest squares, moa_q8_outlier_blocks in
+ *    quant-impl.h): the 32-value blocks holding them are multiplied with f32 activations, the
+ *    rest in int8; a product with more than half of a vector's blocks flagged runs in f32
+ *    throughout (a "fallback");
  *  - "avx512" (F/BW/VL/DQ; Q4_0/Q4_1/Q8_0 run the AVX2 kernels, measured faster) and "avx2"
- *    (+FMA, F16C), every type: f32 activations, each weight
- *    block widened to f32 and multiplied with FMA: f32 rounding only (tests: <= 2e-6 of
- *    sum_i |W[o][i] x[v][i]|). Q4_0/Q4_1/Q8_0 keep f32 activations on every path;
+ *    (+FMA, F16C), every type, the types above too under moa_matmul_q_set_act(F32): f32
+ *    activations, each weight block widened to f32 and multiplied with FMA: f32 rounding only
+ *    (tests: <= 2e-6 of sum_i |W[o][i] x[v][i]|);
  *  - else the reference.
- * Streams W once per 16 vectors (4 on the q8 path): meant for small n_vec (decode); use
+ * Streams W once per 16 vectors (4 on the int8 paths): meant for small n_vec (decode); use
  * moa_matmul_q_batch for batches. Thread-safe (no shared state besides the switches below);
  * n_in must be a multiple of the block size. */
 void moa_matmul_q(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
                   const float *x, int64_t n_vec, float *y);
+/* Several products of the same activations: for each job k, y_k[v][o] = sum_i W_k[o][i] x[v][i]
+ * (W_k: n_out_k rows of type_k, all of n_in values; y_k: [n_vec][n_out_k], not aliasing x).
+ * Same paths, results (bit for bit) and contract as moa_matmul_q on each job, but when all of
+ * them take the same int8 path (at most 8 jobs) the activations are checked for outliers and
+ * quantised once and the rows of every job share one OpenMP loop (q/k/v, gate/up: fewer
+ * parallel regions per token). */
+typedef struct {
+    moa_ggml_type type;
+    const void *W;
+    int64_t n_out;
+    float *y;
+} moa_matmul_q_job;
+void moa_matmul_q_multi(const moa_matmul_q_job *jobs, int n, int64_t n_in, const float *x, int64_t n_vec);
 /* The plain C reference of moa_matmul_q (dequantise a row, dot in double). */
 void moa_matmul_q_ref(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
                       const float *x, int64_t n_vec, float *y);
 
 /* Batched product for prefill, same contract as moa_matmul_q (y[v][o] = sum_i W[o][i] x[v][i],
- * x: [n][n_in], y: [n][n_out], row-major, y must not alias x or W) without an f32 copy of W:
- * panels of moa_matmul_q_batch_panel_rows() weight rows are dequantised (SIMD, OpenMP,
- * bit-identical to moa_dequant_row) into one scratch buffer of at most
- * max(MOA_MATMUL_Q_PANEL_BYTES, 16 rows) bytes, then cblas_sgemm multiplies x by each panel
- * (BLAS threads; call it from outside OpenMP parallel regions for full speed). F32 weights go
- * to sgemm directly. n < MOA_MATMUL_Q_BATCH_MIN, or a failed scratch allocation, falls back to
- * moa_matmul_q (never fails). Accuracy: f32 sgemm accumulation (tests: <= 1e-5 of max |y|
- * against moa_matmul_q_ref). Allocates and frees the scratch per call. */
+ * x: [n][n_in], y: [n][n_out], row-major, y must not alias x or W), by moa_matmul_q_batch_path:
+ *  - "avx512-vnni-q8" (the types with an int8 path, on AVX512-VNNI CPUs, unless
+ *    moa_matmul_q_set_act(F32)): activations quantised to int8 per token and 32 values
+ *    (dx = max|x|/127, after taking out each token's outliers, which are multiplied in f32:
+ *    at most 32 a token, else this path declines), weights unpacked per call to 8-bit codes
+ *    in groups of 16 rows, a 16-row x 16-token vpdpbusd micro-kernel (quant-gemm-vnni512.c).
+ *    Error: the activation rounding, <= sum_b (dx_b/2) sum_{i in b} |W[o][i]| per output
+ *    (tests: that bound and an exact emulation); no f32 copy of W;
+ *  - "sgemm": panels of moa_matmul_q_batch_panel_rows() weight rows are dequantised (SIMD,
+ *    OpenMP, bit-identical to moa_dequant_row) into one scratch buffer of at most
+ *    max(MOA_MATMUL_Q_PANEL_BYTES, 16 rows) bytes, then cblas_sgemm multiplies x by each
+ *    panel (BLAS threads; call it from outside OpenMP parallel regions for full speed). F32
+ *    weights go to sgemm directly. Accuracy: f32 sgemm accumulation (tests: <= 1e-5 of max |y|
+ *    against moa_matmul_q_ref).
+ * n < MOA_MATMUL_Q_BATCH_MIN, or a failed scratch allocation, falls back to moa_matmul_q
+ * (never fails). Allocates and frees its scratch per call. */
 #define MOA_MATMUL_Q_BATCH_MIN 8
 #define MOA_MATMUL_Q_PANEL_BYTES ((size_t)8 << 20)
 void moa_matmul_q_batch(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
                         const float *x, int64_t n, float *y);
+/* moa_matmul_q_batch for several matrices (at most 8 on the int8 path) of the same x, as
+ * moa_matmul_q_multi: when every job has the int8 path the activations are checked and
+ * quantised once and all rows share one parallel loop; results equal to one
+ * moa_matmul_q_batch per job. */
+void moa_matmul_q_batch_multi(const moa_matmul_q_job *jobs, int n_jobs, int64_t n_in, const float *x, int64_t n);
+/* "avx512-vnni-q8" or "sgemm": the path moa_matmul_q_batch takes now for type t (for n >= 8;
+ * "none" for an unknown type). */
+const char *moa_matmul_q_batch_path(moa_ggml_type t);
+/* Calls of moa_matmul_q_batch that took the int8 path's dispatch, and those of them that it
+ * declined (too many outliers in a token, or no memory: sgemm then); approximate counts. */
+void moa_matmul_q_batch_q8_stats(unsigned long long *calls, unsigned long long *declined);
 /* Weight rows per panel of moa_matmul_q_batch (a multiple of 16, at least 16, at most n_out). */
 int64_t moa_matmul_q_batch_panel_rows(int64_t n_out, int64_t n_in);
 
@@ -79,19 +120,32 @@ void moa_cpu_force_reference(int on);
 /* Cap the ISA at AVX2 on an AVX-512 machine (moa_cpu_has_avx512() returns 0; tests and
  * benchmarks; 0 = auto). Same threading rule. */
 void moa_cpu_force_avx2(int on);
-/* AVX512-VNNI (and AVX-512 F/BW/VL/DQ; the force switches apply). */
+/* AVX512-VNNI (and AVX-512 F/BW/VL/DQ), AVX-VNNI (and AVX2); the force switches apply. */
 int moa_cpu_has_avx512_vnni(void);
+int moa_cpu_has_avx_vnni(void);
+/* Hide AVX512-VNNI and AVX-VNNI (the int8 path then runs its AVX2 vpmaddubsw variant; tests
+ * and benchmarks; 0 = auto). Same threading rule. */
+void moa_cpu_force_no_vnni(int on);
 /* Activation precision of moa_matmul_q: AUTO (default) takes the int8-activation path where
  * it exists (see moa_matmul_q); F32 keeps f32 activations on every path (golden tests that
  * need f32 accuracy). Process-wide: set it from the main thread while no kernel runs. */
 typedef enum { MOA_MATMUL_ACT_AUTO = 0, MOA_MATMUL_ACT_F32 = 1 } moa_matmul_act;
 void moa_matmul_q_set_act(moa_matmul_act a);
 /* Products that took the int8 path's dispatch, and those of them that ran with f32
- * activations because a 256-value block had an outlier (max |x| > 12 x the block's RMS);
- * approximate counts (not synchronised), for tests and benchmarks. */
+ * activations throughout (too many outlier blocks); approximate counts (not synchronised),
+ * for tests and benchmarks. */
 void moa_matmul_q_q8act_stats(unsigned long long *calls, unsigned long long *fallbacks);
-/* "avx512-vnni-q8", "avx512", "avx2" or "reference": the path moa_matmul_q takes now for type
- * t ("none" for an unknown type). */
+/* Of those, the products that multiplied some outlier blocks with f32 activations (the rest
+ * in int8). Same caveat. */
+void moa_matmul_q_q8act_mixed(unsigned long long *mixed);
+/* "avx512-vnni-q8", "avx-vnni-q8", "avx2-q8", "avx512", "avx2" or "reference": the path
+ * moa_matmul_q takes now for type t ("none" for an unknown type). */
 const char *moa_matmul_q_path(moa_ggml_type t);
+
+/* The OPENBLAS_CORETYPE to run with, or NULL: "SkylakeX" (AVX-512 F/BW/VL/DQ/CD) or "Haswell"
+ * (AVX2+FMA) when the linked OpenBLAS reports its SSE3 fallback "Prescott" (a CPU model newer
+ * than the library: its sgemm then runs ~3x slower). OpenBLAS reads the variable when it
+ * loads, so only a new process can use it (the `moa` command re-executes itself). */
+const char *moa_blas_coretype_hint(void);
 
 #endif

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Regenerates the golden fixtures in tests/fixtures/ from an independent Python oracle.
-# Usage: scripts/golden/run.sh [tokenizer|dequant|logits|tokenizer_corpus|qwen_logits ...]
+# Usage: scripts/golden/run.sh [tokenizer|dequant|logits|tokenizer_corpus|qwen_logits|logits_llamacpp ...]
 #   (default: tokenizer dequant logits). Opt-in targets that need llama.cpp, built here by
 #   scripts/build-llamacpp.sh (~15 min the first time), and the Qwen2.5-Coder GGUF files
 #   (fetched by scripts/fetch-model.sh): tokenizer_corpus (Qwen2.5-Coder-0.5B, $MOA_MODEL_QWEN)
-#   and qwen_logits (~30 min, both Qwen2.5-Coder files)
+#   and qwen_logits (~30 min, both Qwen2.5-Coder files); logits_llamacpp (llama.cpp on the
+#   SmolLM2 golden prompts, ~1 min, after logits)
 # Creates/updates a venv OUTSIDE the repo at ${MOA_CACHE_DIR:-$XDG_CACHE_HOME/moa}/golden-venv,
 # installs the exact pins from requirements.txt, fetches the model with scripts/fetch-model.sh.
 # Idempotent: the venv is reused while requirements.txt is unchanged.
@@ -41,8 +42,8 @@ targets=("$@")
 for t in "${targets[@]}"; do
   case "$t" in
     tokenizer|dequant|logits|qwen_logits) ;;
-    tokenizer_corpus) bash "$REPO/scripts/build-llamacpp.sh" >/dev/null ;;
-    *) echo "golden: unknown target '$t' (tokenizer|dequant|logits|tokenizer_corpus|qwen_logits)" >&2; exit 2 ;;
+    tokenizer_corpus|logits_llamacpp) bash "$REPO/scripts/build-llamacpp.sh" >/dev/null ;;
+    *) echo "golden: unknown target '$t' (tokenizer|dequant|logits|tokenizer_corpus|qwen_logits|logits_llamacpp)" >&2; exit 2 ;;
   esac
   echo "golden: make_${t}_golden.py" >&2
   "$VENV/bin/python" "$HERE/make_${t}_golden.py"

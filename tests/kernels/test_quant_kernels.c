@@ -1,14 +1,25 @@
 /* test_quant_kernels.c - the SIMD quantised kernels against the plain C reference, for every
  * type on every path this CPU has (reference, AVX2 forced, AVX-512 with f32 activations, and
- * the default, which for Q4_K/Q6_K on AVX512-VNNI quantises activations to int8):
+ * the int8-activation paths of Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K/Q6_K: AVX512-VNNI, AVX-VNNI
+ * and AVX2 vpmaddubsw, each forced in turn):
  *   - SIMD dequantisers: bit-identical to moa_dequant_row (same operations, no FMA);
  *   - moa_matmul_q: odd shapes (n_out not a multiple of the 16-row tile, n_in of several
- *     blocks and chunks, n_vec 1..9 and 17 > one pass of 16 vectors) against
- *     moa_matmul_q_ref (dequantise, accumulate in double). Bound per output o, vector v:
+ *     blocks and chunks, an odd number of 32-blocks, n_vec 1..9 and 17 > one pass of 16
+ *     vectors) against moa_matmul_q_ref (dequantise, accumulate in double). Bound per output
+ *     o, vector v:
  *       |y - y_ref| <= 2e-6 * sum_i |W[o][i] x[v][i]| + 1e-30
  *     (f32 accumulation of n_in <= 2304 products in >= 4 interleaved partial sums; the
- *     measured worst is printed); the int8-activation path: <= 1e-2 * sum_i |W x| (its
+ *     measured worst is printed); the int8-activation paths: <= 1e-2 * sum_i |W x| (their
  *     activation rounding is <= max|x_b| / 254 per value; measured worst printed);
+ *   - the int8 paths in detail (matmul_q8_paths): against the activation-rounding bound,
+ *     against an exact emulation of their arithmetic (activations quantised as the kernels
+ *     do, products in double: agreement to f32 rounding, 4e-6), with a control (the same
+ *     comparison against a weight matrix with one value per row moved by 1% of its largest
+ *     |W| must fail), outlier blocks in f32 (mixed) and the f32 fallback;
+ *   - moa_matmul_q_multi / moa_matmul_q_batch_multi: bit-identical to one moa_matmul_q /
+ *     moa_matmul_q_batch per matrix;
+ *   - moa_matmul_q_batch on its int8 path (AVX512-VNNI): bound, emulation, control, outliers
+ *     (matmul_batch_q8);
  *   - moa_matmul_q_batch: several panels and the small-batch fallback, same bound scaled by
  *     sgemm's accumulation (5e-6).
  * Random weights have finite f16 scales at each type's scale offsets. */
@@ -59,24 +70,37 @@ static uint8_t *random_weights(moa_ggml_type t, int64_t n_out, int64_t n_in) {
     return w;
 }
 
-enum { PATH_REF, PATH_AVX2, PATH_AVX512, PATH_Q8, N_PATHS };
-static const char *PATH_NAME[] = {"reference", "avx2", "avx512", "avx512-vnni-q8"};
+enum { PATH_REF, PATH_AVX2, PATH_AVX512, PATH_Q8_VNNI512, PATH_Q8_AVXVNNI, PATH_Q8_AVX2, N_PATHS };
+static const char *PATH_NAME[] = {"reference", "avx2", "avx512", "avx512-vnni-q8", "avx-vnni-q8", "avx2-q8"};
+#define PATH_Q8_FIRST PATH_Q8_VNNI512
 
-static int q8_type(moa_ggml_type t) { return t == MOA_GGML_Q4_K || t == MOA_GGML_Q6_K; }
+static int q8_type(moa_ggml_type t) {
+    switch (t) {
+    case MOA_GGML_Q4_0: case MOA_GGML_Q4_1: case MOA_GGML_Q5_0: case MOA_GGML_Q5_1: case MOA_GGML_Q8_0:
+    case MOA_GGML_Q4_K: case MOA_GGML_Q5_K: case MOA_GGML_Q6_K: return 1;
+    default: return 0;
+    }
+}
 
-/* Select a path; 0 if this CPU lacks it (or, for PATH_Q8, type t has no such path). */
+/* Select a path; 0 if this CPU lacks it (or, for the q8 paths, type t has no such path). */
 static int set_path(int path, moa_ggml_type t) {
     moa_cpu_force_reference(0);
     moa_cpu_force_avx2(0);
+    moa_cpu_force_no_vnni(0);
     moa_matmul_q_set_act(MOA_MATMUL_ACT_F32);
     if (path == PATH_REF) { moa_cpu_force_reference(1); return 1; }
     if (path == PATH_AVX2) { moa_cpu_force_avx2(1); return moa_cpu_has_avx2(); }
     if (path == PATH_AVX512) return moa_cpu_has_avx512();
     moa_matmul_q_set_act(MOA_MATMUL_ACT_AUTO);
-    return moa_cpu_has_avx512_vnni() && q8_type(t);
+    if (!q8_type(t)) return 0;
+    if (path == PATH_Q8_VNNI512) return moa_cpu_has_avx512_vnni();
+    if (path == PATH_Q8_AVXVNNI) { moa_cpu_force_avx2(1); return moa_cpu_has_avx_vnni(); }
+    moa_cpu_force_no_vnni(1);
+    return moa_cpu_has_avx2();
 }
 static void reset_path(void) {
-    moa_cpu_force_reference(0); moa_cpu_force_avx2(0); moa_matmul_q_set_act(MOA_MATMUL_ACT_AUTO);
+    moa_cpu_force_reference(0); moa_cpu_force_avx2(0); moa_cpu_force_no_vnni(0);
+    moa_matmul_q_set_act(MOA_MATMUL_ACT_AUTO);
 }
 
 TEST(simd_dequant_bit_identical) {
@@ -167,7 +191,7 @@ TEST(matmul_paths_vs_reference) {
                     for (int64_t i = 0; i < nv * n_out; i++) y1[i] = NAN;
                     moa_matmul_q(t, w, n_out, n_in, x, nv, y1);
                     double r = worst_ratio(t, w, n_out, n_in, x, nv, y1, y0);
-                    CHECK_MSG(r <= (path == PATH_Q8 ? 1e-2 : 2e-6), "%s %s %lldx%lld nvec %lld: |err| / |w|.|x| = %g", PATH_NAME[path],
+                    CHECK_MSG(r <= (path >= PATH_Q8_FIRST ? 1e-2 : 2e-6), "%s %s %lldx%lld nvec %lld: |err| / |w|.|x| = %g", PATH_NAME[path],
                               moa_ggml_type_name(t), (long long)n_out, (long long)n_in, (long long)nv, r);
                     if (r > worst[path]) worst[path] = r;
                     runs[path]++;
@@ -183,76 +207,407 @@ TEST(matmul_paths_vs_reference) {
     CHECK(runs[PATH_REF] > 0);
     if (moa_cpu_has_avx2()) CHECK(runs[PATH_AVX2] == runs[PATH_REF]);
     if (moa_cpu_has_avx512()) CHECK(runs[PATH_AVX512] == runs[PATH_REF]);
-    if (moa_cpu_has_avx512_vnni()) CHECK(runs[PATH_Q8] > 0);
+    if (moa_cpu_has_avx512_vnni()) CHECK(runs[PATH_Q8_VNNI512] > 0);
+    if (moa_cpu_has_avx_vnni()) CHECK(runs[PATH_Q8_AVXVNNI] > 0);
+    if (moa_cpu_has_avx2()) CHECK(runs[PATH_Q8_AVX2] > 0);
 }
 
-/* The q8 path against its stated bound. Per output o, vector v, with dx_b = max_{i in b}|x_i| / 127
- * over each 256-value block b:
- *   |y - y_ref| <= sum_b (dx_b / 2) sum_{i in b} |W[o][i]|  +  2e-6 sum_i |W[o][i] x[v][i]|
- * (activation rounding + f32 rounding), checked on uniform activations: also <= 1e-2 of
- * sum_i |W x|, and > 1e-5 (so the path really quantises: not the f32 path under another
- * name). With one 40x outlier per block (max/RMS ~ 15.6 > 12) the outlier guard runs the
- * product with f32 activations instead (the int8 error would exceed 1e-2 there): counted as
- * a fallback, and f32-accurate (<= 2e-6). */
-TEST(matmul_q8_activation_bound) {
-    if (!moa_cpu_has_avx512_vnni()) { fprintf(stderr, "  (no AVX512-VNNI: skipped)\n"); return; }
-    const moa_ggml_type types[] = {MOA_GGML_Q4_K, MOA_GGML_Q6_K};
-    for (int ti = 0; ti < 2; ti++) {
-        moa_ggml_type t = types[ti];
-        const int64_t n_out = 67, n_in = 1536, nv = 5, nb = n_in / 256;
-        const size_t rb = moa_ggml_row_bytes(t, n_in);
-        uint8_t *w = random_weights(t, n_out, n_in);
-        float *x = malloc(sizeof(float) * (size_t)(nv * n_in)), *row = malloc(sizeof(float) * (size_t)n_in);
-        float *y0 = malloc(sizeof(float) * (size_t)(nv * n_out)), *y1 = malloc(sizeof(float) * (size_t)(nv * n_out));
-        for (int outlier = 0; outlier < 2; outlier++) {
-            for (int64_t i = 0; i < nv * n_in; i++) x[i] = urand(-1, 1);
-            if (outlier) for (int64_t i = 0; i < nv * n_in; i += 256) x[i + (int64_t)(rnd() % 256)] = 40.0f;
-            moa_matmul_q_ref(t, w, n_out, n_in, x, nv, y0);
-            unsigned long long c0, f0, c1, f1;
-            moa_matmul_q_q8act_stats(&c0, &f0);
-            set_path(PATH_Q8, t);
-            moa_matmul_q(t, w, n_out, n_in, x, nv, y1);
+/* The int8-activation paths in detail, for every q8 type on every variant this CPU has.
+ * Per output o, vector v, with dx_b = max_{i in b}|x_i| / 127 over each activation block b of
+ * 32 values (every type) and xq_i = round(x_i / dx_b):
+ *   1. bound:   |y - y_ref| <= sum_b (dx_b / 2) sum_{i in b} |W[o][i]| + 2e-6 sum_i |W[o][i] x[v][i]|
+ *               (activation rounding, every term of every type multiplying the rounded xq,
+ *               + f32 rounding; blocks multiplied in f32 count 0); also <= 1e-2 of
+ *               sum_i |W x|, and > 1e-5 of it (the path really quantises);
+ *   2. emulation: activations quantised in C exactly as the kernels do (f32 x * (127/max|x|),
+ *               rounded to nearest even), y_emu = sum_i W[o][i] dx_b xq_i in double (x_i
+ *               itself in the blocks taken in f32): |y - y_emu| <= 4e-6 sum_i |W[o][i] dx_b xq_i|
+ *               (f32 rounding of the scales and of the accumulation only): any slip in offsets,
+ *               scales, min terms, nibble or high-bit order is far above this;
+ *   3. control: the same comparison against y_emu of a matrix with one value per row moved by
+ *               1% of the row's largest |W| (at the largest |x| of vector 0) must fail at >= 90%
+ *               of the rows: the check in 2 detects an error of that size;
+ *   4. outliers: one 40x value in every other 256-value window (uniform data elsewhere:
+ *               max/RMS ~ 69 > 12): exactly the 32-value blocks holding them are flagged
+ *               (moa_q8_outlier_blocks) and multiplied in f32 (a "mixed" product; checks 1-3
+ *               with those blocks in f32); one in every block: more than half of the blocks,
+ *               the whole product runs with f32 activations (a "fallback", f32-accurate:
+ *               <= 2e-6). */
+
+/* y_emu and its scale for one row (wr: the row dequantised) against vector x of n values;
+ * f32blk: per activation block, 1 = exact (NULL: none). */
+static void q8_emulate(moa_ggml_type t, const float *wr, const float *x, int64_t n, const uint8_t *f32blk,
+                       double *y_emu, double *scale) {
+    const int64_t B = 32;
+    (void)t;
+    double y = 0, sc = 0;
+    for (int64_t b0 = 0; b0 < n; b0 += B) {
+        float amax = 0;
+        for (int64_t i = b0; i < b0 + B; i++) amax = fmaxf(amax, fabsf(x[i]));
+        const float id = amax > 0 ? 127.0f / amax : 0.0f, dx = amax / 127.0f;
+        const int exact = f32blk && f32blk[b0 / B];
+        for (int64_t i = b0; i < b0 + B; i++) {
+            const double term = (double)wr[i] * (exact ? (double)x[i] : (double)dx * (double)lrintf(x[i] * id));
+            y += term;
+            sc += fabs(term);
+        }
+    }
+    *y_emu = y;
+    *scale = sc;
+}
+
+TEST(matmul_q8_paths) {
+    if (!moa_cpu_has_avx2()) { fprintf(stderr, "  (no AVX2: skipped)\n"); return; }
+    const moa_ggml_type types[] = {MOA_GGML_Q4_0, MOA_GGML_Q4_1, MOA_GGML_Q5_0, MOA_GGML_Q5_1, MOA_GGML_Q8_0,
+                                   MOA_GGML_Q4_K, MOA_GGML_Q5_K, MOA_GGML_Q6_K};
+    const int64_t shapes[2][2] = {{67, 1536}, {19, 800}};   /* 800: 25 blocks of 32 (32-block types only) */
+    static const char *MODE[] = {"", " (sparse outliers)", " (outliers everywhere)"};
+    int n_runs = 0;
+    for (int path = PATH_Q8_FIRST; path < N_PATHS; path++) {
+        double worst_rel = 0, worst_bound = 0, worst_emu = 0, weakest_control = INFINITY;
+        int runs = 0;
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+            const moa_ggml_type t = types[ti];
+            if (!set_path(path, t)) continue;
             reset_path();
-            moa_matmul_q_q8act_stats(&c1, &f1);
-            CHECK_EQ_INT(c1 - c0, 1);
-            CHECK_EQ_INT(f1 - f0, outlier ? 1 : 0);
-            double worst_rel = 0, worst_of_bound = 0;
-            for (int64_t o = 0; o < n_out; o++) {
-                moa_dequant_row(t, w + (size_t)o * rb, row, n_in);
-                for (int64_t v = 0; v < nv; v++) {
-                    double bound = 0, wx = 0;
-                    for (int64_t b = 0; b < nb; b++) {
-                        double amax = 0, sw = 0;
-                        for (int64_t i = b * 256; i < b * 256 + 256; i++) {
-                            amax = fmax(amax, fabs(x[v * n_in + i]));
-                            sw += fabs(row[i]);
-                            wx += fabs((double)row[i] * x[v * n_in + i]);
+            uint32_t be;
+            moa_ggml_type_info(t, &be, NULL);
+            for (int si = 0; si < 2; si++) {
+                const int64_t n_out = shapes[si][0], n_in = shapes[si][1], nv = 5, nb = n_in / 32;
+                if (n_in % be) continue;
+                const size_t rb = moa_ggml_row_bytes(t, n_in);
+                uint8_t *w = random_weights(t, n_out, n_in);
+                float *x = malloc(sizeof(float) * (size_t)(nv * n_in)), *wr = malloc(sizeof(float) * (size_t)n_in);
+                float *y0 = malloc(sizeof(float) * (size_t)(nv * n_out)), *y1 = malloc(sizeof(float) * (size_t)(nv * n_out));
+                uint8_t *planted = calloc((size_t)(nv * nb), 1), *got_fl = malloc((size_t)(nv * nb));
+                for (int mode = 0; mode < 3; mode++) {
+                    for (int64_t i = 0; i < nv * n_in; i++) x[i] = urand(-1, 1);
+                    memset(planted, 0, (size_t)(nv * nb));
+                    for (int64_t v = 0; mode && v < nv; v++)
+                        for (int64_t w0 = 0; w0 < n_in; w0 += mode == 1 ? 512 : 32) {   /* sparse: every other window */
+                            const int64_t span = mode == 1 ? (n_in - w0 < 256 ? n_in - w0 : 256) : 32;
+                            const int64_t i = w0 + (int64_t)(rnd() % (uint32_t)span);
+                            x[v * n_in + i] = 40.0f;
+                            planted[v * nb + i / 32] = 1;
                         }
-                        bound += amax / 127 / 2 * sw;
+                    const int64_t nflag = moa_q8_outlier_blocks(x, n_in, nv, 32, got_fl);
+                    if (mode == 2) CHECK_EQ_INT(nflag, -1);
+                    else CHECK_MSG(memcmp(got_fl, planted, (size_t)(nv * nb)) == 0, "%s %lld: outlier blocks flagged "
+                                   "differ from the planted ones", moa_ggml_type_name(t), (long long)n_in);
+                    moa_matmul_q_ref(t, w, n_out, n_in, x, nv, y0);
+                    unsigned long long c0, f0, m0, c1, f1, m1;
+                    moa_matmul_q_q8act_stats(&c0, &f0);
+                    moa_matmul_q_q8act_mixed(&m0);
+                    set_path(path, t);
+                    CHECK_MSG(strcmp(moa_matmul_q_path(t), PATH_NAME[path]) == 0, "%s: path %s reported as %s",
+                              moa_ggml_type_name(t), PATH_NAME[path], moa_matmul_q_path(t));
+                    for (int64_t i = 0; i < nv * n_out; i++) y1[i] = NAN;
+                    moa_matmul_q(t, w, n_out, n_in, x, nv, y1);
+                    reset_path();
+                    moa_matmul_q_q8act_stats(&c1, &f1);
+                    moa_matmul_q_q8act_mixed(&m1);
+                    CHECK_EQ_INT(c1 - c0, 1);
+                    CHECK_EQ_INT(f1 - f0, mode == 2 ? 1 : 0);
+                    CHECK_EQ_INT(m1 - m0, mode == 1 ? 1 : 0);
+                    double rel = 0, of_bound = 0, emu = 0;
+                    int control_failed = 0;
+                    for (int64_t o = 0; o < n_out; o++) {
+                        const uint8_t *row = w + (size_t)o * rb;
+                        moa_dequant_row(t, row, wr, n_in);
+                        for (int64_t v = 0; v < nv; v++) {
+                            const float *xv = x + v * n_in;
+                            const uint8_t *fl = mode == 1 ? planted + v * nb : NULL;
+                            double bound = 0, wx = 0;
+                            for (int64_t b = 0; b < nb; b++) {
+                                double amax = 0, sw = 0;
+                                for (int64_t i = b * 32; i < (b + 1) * 32; i++) {
+                                    amax = fmax(amax, fabs(xv[i]));
+                                    sw += fabs(wr[i]);
+                                    wx += fabs((double)wr[i] * xv[i]);
+                                }
+                                if (!fl || !fl[b]) bound += amax / 127 / 2 * sw;
+                            }
+                            bound += 2e-6 * wx;
+                            const double got = y1[v * n_out + o], e = fabs(got - y0[v * n_out + o]);
+                            rel = fmax(rel, e / wx);
+                            of_bound = fmax(of_bound, e / bound);
+                            if (mode == 2) continue;
+                            double ye, sc;
+                            q8_emulate(t, wr, xv, n_in, fl, &ye, &sc);
+                            emu = fmax(emu, fabs(got - ye) / (sc + 1e-30));
+                            if (v == 0) {   /* control: one value moved by 1% of the row's max |W| */
+                                int64_t im = 0;
+                                float wmax = 0;
+                                for (int64_t i = 0; i < n_in; i++) {
+                                    if (fabsf(xv[i]) > fabsf(xv[im])) im = i;
+                                    wmax = fmaxf(wmax, fabsf(wr[i]));
+                                }
+                                const float keep = wr[im];
+                                wr[im] += 0.01f * wmax;
+                                q8_emulate(t, wr, xv, n_in, fl, &ye, &sc);
+                                wr[im] = keep;
+                                const double c = fabs(got - ye) / (4e-6 * (sc + 1e-30));
+                                if (c > 1) control_failed++;
+                                weakest_control = fmin(weakest_control, c);
+                            }
+                        }
                     }
-                    bound += 2e-6 * wx;
-                    double e = fabs((double)y1[v * n_out + o] - y0[v * n_out + o]);
-                    worst_rel = fmax(worst_rel, e / wx);
-                    worst_of_bound = fmax(worst_of_bound, e / bound);
+                    CHECK_MSG(of_bound <= 1, "%s %s %lldx%lld%s: error exceeds the activation-rounding bound (x%.3g)",
+                              PATH_NAME[path], moa_ggml_type_name(t), (long long)n_out, (long long)n_in, MODE[mode],
+                              of_bound);
+                    if (mode == 2) {
+                        CHECK_MSG(rel <= 2e-6, "%s %s%s: %g (the f32 fallback?)", PATH_NAME[path],
+                                  moa_ggml_type_name(t), MODE[mode], rel);
+                    } else {
+                        CHECK_MSG(rel <= 1e-2, "%s %s%s: %g of |w|.|x|", PATH_NAME[path], moa_ggml_type_name(t),
+                                  MODE[mode], rel);
+                        CHECK_MSG(rel > 1e-5, "%s %s%s: error %g is f32-like: activations not quantised?",
+                                  PATH_NAME[path], moa_ggml_type_name(t), MODE[mode], rel);
+                        CHECK_MSG(emu <= 4e-6, "%s %s %lldx%lld%s: |y - emulation| / scale = %.3g", PATH_NAME[path],
+                                  moa_ggml_type_name(t), (long long)n_out, (long long)n_in, MODE[mode], emu);
+                        CHECK_MSG(control_failed * 10 >= n_out * 9, "%s %s%s: control detected at %d of %lld rows",
+                                  PATH_NAME[path], moa_ggml_type_name(t), MODE[mode], control_failed, (long long)n_out);
+                        worst_rel = fmax(worst_rel, rel);
+                        worst_emu = fmax(worst_emu, emu);
+                    }
+                    worst_bound = fmax(worst_bound, of_bound);
+                    runs++;
                 }
-            }
-            fprintf(stderr, "  q8 %s%s: worst |err| / |w|.|x| = %.3g, worst |err| / bound = %.3g\n",
-                    moa_ggml_type_name(t), outlier ? " (40x outliers)" : "", worst_rel, worst_of_bound);
-            CHECK_MSG(worst_of_bound <= 1, "q8 %s: error exceeds the activation-rounding bound (x%.3g)",
-                      moa_ggml_type_name(t), worst_of_bound);
-            if (outlier) CHECK_MSG(worst_rel <= 2e-6, "q8 %s with outliers: %g (the f32 fallback?)",
-                                   moa_ggml_type_name(t), worst_rel);
-            if (!outlier) {
-                CHECK_MSG(worst_rel <= 1e-2, "q8 %s: %g of |w|.|x|", moa_ggml_type_name(t), worst_rel);
-                CHECK_MSG(worst_rel > 1e-5, "q8 %s: error %g is f32-like: activations not quantised?",
-                          moa_ggml_type_name(t), worst_rel);
+                free(w); free(x); free(wr); free(y0); free(y1); free(planted); free(got_fl);
             }
         }
-        free(w); free(x); free(row); free(y0); free(y1);
+        if (runs)
+            fprintf(stderr, "  %-14s %2d runs: worst |err| / |w|.|x| %.3g, |err| / bound %.3g, |y - emulation| / scale "
+                    "%.3g; control error / tolerance >= %.3g\n", PATH_NAME[path], runs, worst_rel, worst_bound,
+                    worst_emu, weakest_control);
+        n_runs += runs;
     }
+    CHECK(n_runs >= 3 * 13);   /* at least the AVX2 variant: 8 types, 5 of them at two shapes, x 3 modes */
 }
 
-TEST(matmul_batch_vs_reference) {
+/* moa_matmul_q_multi: several matrices of different types (32- and 256-value blocks, and F16,
+ * which has no int8 path) on the same activations, with and without outliers, on every path:
+ * bit-identical to one moa_matmul_q per matrix (same kernels, same quantisation). */
+TEST(matmul_multi_equals_single) {
+    const moa_ggml_type types[] = {MOA_GGML_Q5_0, MOA_GGML_Q8_0, MOA_GGML_Q4_K, MOA_GGML_Q4_1, MOA_GGML_Q6_K, MOA_GGML_F16};
+    const int64_t n_outs[] = {37, 16, 50, 3, 129, 20}, n_in = 1536, nv = 3;
+    enum { NJ = 6 };
+    uint8_t *w[NJ];
+    float *y1[NJ], *y2[NJ];
+    float *x = malloc(sizeof(float) * (size_t)(nv * n_in));
+    for (int k = 0; k < NJ; k++) {
+        w[k] = random_weights(types[k], n_outs[k], n_in);
+        y1[k] = malloc(sizeof(float) * (size_t)(nv * n_outs[k]));
+        y2[k] = malloc(sizeof(float) * (size_t)(nv * n_outs[k]));
+    }
+    int checked = 0;
+    for (int path = 0; path < N_PATHS; path++)
+        for (int outl = 0; outl < 2; outl++)
+            for (int nj = 1; nj <= NJ; nj += 2) {   /* 1, 3 (all int8-capable), 5 (+Q6_K)... and 6 with F16 */
+                const int n = nj == 5 ? 6 : nj;
+                if (!set_path(path, MOA_GGML_Q5_0)) continue;
+                for (int64_t i = 0; i < nv * n_in; i++) x[i] = urand(-1, 1);
+                if (outl) x[n_in + 700] = 50.0f;
+                moa_matmul_q_job jobs[NJ];
+                for (int k = 0; k < n; k++) {
+                    jobs[k] = (moa_matmul_q_job){types[k], w[k], n_outs[k], y2[k]};
+                    moa_matmul_q(types[k], w[k], n_outs[k], n_in, x, nv, y1[k]);
+                    for (int64_t i = 0; i < nv * n_outs[k]; i++) y2[k][i] = NAN;
+                }
+                moa_matmul_q_multi(jobs, n, n_in, x, nv);
+                for (int k = 0; k < n; k++)
+                    CHECK_MSG(memcmp(y1[k], y2[k], sizeof(float) * (size_t)(nv * n_outs[k])) == 0,
+                              "%s: multi (%d jobs%s) job %d (%s) differs from moa_matmul_q", PATH_NAME[path], n,
+                              outl ? ", outlier" : "", k, moa_ggml_type_name(types[k]));
+                checked++;
+            }
+    reset_path();
+    CHECK(checked >= 2 * 3 * 3);
+    /* the batched twin, 21 tokens (int8 GEMM on AVX512-VNNI; with F16: per-job products) */
+    const int64_t nt = 21;
+    float *xb = malloc(sizeof(float) * (size_t)(nt * n_in));
+    for (int k = 0; k < NJ; k++) {
+        free(y1[k]); free(y2[k]);
+        y1[k] = malloc(sizeof(float) * (size_t)(nt * n_outs[k]));
+        y2[k] = malloc(sizeof(float) * (size_t)(nt * n_outs[k]));
+    }
+    for (int64_t i = 0; i < nt * n_in; i++) xb[i] = urand(-1, 1);
+    xb[5 * n_in + 300] = 60.0f;
+    for (int n = 3; n <= NJ; n += 3) {
+        moa_matmul_q_job jobs[NJ];
+        for (int k = 0; k < n; k++) {
+            jobs[k] = (moa_matmul_q_job){types[k], w[k], n_outs[k], y2[k]};
+            moa_matmul_q_batch(types[k], w[k], n_outs[k], n_in, xb, nt, y1[k]);
+            for (int64_t i = 0; i < nt * n_outs[k]; i++) y2[k][i] = NAN;
+        }
+        moa_matmul_q_batch_multi(jobs, n, n_in, xb, nt);
+        for (int k = 0; k < n; k++)
+            CHECK_MSG(memcmp(y1[k], y2[k], sizeof(float) * (size_t)(nt * n_outs[k])) == 0,
+                      "batch multi (%d jobs) job %d (%s) differs from moa_matmul_q_batch", n, k, moa_ggml_type_name(types[k]));
+    }
+    free(xb);
+    for (int k = 0; k < NJ; k++) { free(w[k]); free(y1[k]); free(y2[k]); }
+    free(x);
+}
+
+/* moa_matmul_q_batch on its int8 path (AVX512-VNNI), every q8 type, odd shapes (rows not a
+ * multiple of the 16-row group, tokens not a multiple of the 16-token tile): activations per
+ * token and 32 values (K-quants too) after each token's outliers are taken out and multiplied
+ * in f32. Per output (token t, row o): the activation-rounding bound sum_b (dx_b/2)
+ * sum_{i in b, not outliers} |W[o][i]| + 2e-6 sum_i |W x|, > 1e-5 of sum_i |W x| (quantised);
+ * an exact emulation (activations quantised in C as the kernel does, products in double,
+ * outliers exact): |y - y_emu| <= 4e-6 sum_i |W[o][i] x~_i|; its control (one weight per row
+ * moved by 1% of the row's max |W| at the token's largest |x|) must fail at >= 90% of the
+ * rows; planted outliers found exactly (moa_q8_outlier_values); a token with more outliers
+ * than the path takes (42 > 32): the call is declined and the sgemm path gives f32 accuracy. */
+static void gemm_emulate(const float *wr, const float *x, int64_t n, const int32_t *oi, int64_t no, double *y_emu,
+                         double *scale) {
+    float xs[4096];
+    memcpy(xs, x, sizeof(float) * (size_t)n);
+    for (int64_t k = 0; k < no; k++) xs[oi[k]] = 0;
+    double y = 0, sc = 0;
+    for (int64_t b0 = 0; b0 < n; b0 += 32) {
+        float amax = 0;
+        for (int64_t i = b0; i < b0 + 32; i++) amax = fmaxf(amax, fabsf(xs[i]));
+        const float id = amax > 0 ? 127.0f / amax : 0.0f, dx = amax / 127.0f;
+        for (int64_t i = b0; i < b0 + 32; i++) {
+            const double term = (double)wr[i] * (double)dx * (double)lrintf(xs[i] * id);
+            y += term;
+            sc += fabs(term);
+        }
+    }
+    for (int64_t k = 0; k < no; k++) { y += (double)wr[oi[k]] * x[oi[k]]; sc += fabs((double)wr[oi[k]] * x[oi[k]]); }
+    *y_emu = y;
+    *scale = sc;
+}
+
+TEST(matmul_batch_q8) {
+    if (!moa_cpu_has_avx512_vnni()) { fprintf(stderr, "  (no AVX512-VNNI: skipped)\n"); return; }
+    const moa_ggml_type types[] = {MOA_GGML_Q4_0, MOA_GGML_Q4_1, MOA_GGML_Q5_0, MOA_GGML_Q5_1, MOA_GGML_Q8_0,
+                                   MOA_GGML_Q4_K, MOA_GGML_Q5_K, MOA_GGML_Q6_K};
+    const int64_t shapes[3][3] = {{37, 800, 21}, {70, 1536, 40}, {5, 512, 8}};   /* n_out, n_in, tokens */
+    double worst_rel = 0, worst_bound = 0, worst_emu = 0, weakest_control = INFINITY;
+    int runs = 0;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        const moa_ggml_type t = types[ti];
+        uint32_t be;
+        moa_ggml_type_info(t, &be, NULL);
+        CHECK_MSG(strcmp(moa_matmul_q_batch_path(t), "avx512-vnni-q8") == 0, "%s: batch path %s", moa_ggml_type_name(t),
+                  moa_matmul_q_batch_path(t));
+        for (int si = 0; si < 3; si++) {
+            const int64_t n_out = shapes[si][0], n_in = shapes[si][1], n = shapes[si][2];
+            if (n_in % be) continue;
+            const size_t rb = moa_ggml_row_bytes(t, n_in);
+            uint8_t *w = random_weights(t, n_out, n_in);
+            float *x = malloc(sizeof(float) * (size_t)(n * n_in)), *wr = malloc(sizeof(float) * (size_t)(n_out * n_in));
+            float *y0 = malloc(sizeof(float) * (size_t)(n * n_out)), *y1 = malloc(sizeof(float) * (size_t)(n * n_out));
+            int32_t *oi = malloc(sizeof(int32_t) * (size_t)n * 64);
+            int64_t *no = malloc(sizeof(int64_t) * (size_t)n);
+            for (int64_t o = 0; o < n_out; o++) moa_dequant_row(t, w + (size_t)o * rb, wr + o * n_in, n_in);
+            for (int mode = 0; mode < (n_in >= 1536 ? 3 : 2); mode++) {
+                /* 0 plain, 1 outliers in half of the tokens, 2 one token with 7 per window (42 > 32) */
+                for (int64_t i = 0; i < n * n_in; i++) x[i] = urand(-1, 1);
+                for (int64_t tk = 0; tk < n; tk++) {
+                    int64_t c = 0;
+                    if ((mode == 1 && tk % 2) || (mode == 2 && tk == n / 2))
+                        for (int64_t w0 = 0; w0 < n_in; w0 += 256) {   /* sorted, one per window */
+                            const int reps = mode == 2 ? 7 : (w0 % 512 == 0);   /* 7 < the 8 left out of the RMS */
+                            for (int r = 0; r < reps && w0 + 8 * r < n_in; r++) {
+                                const int64_t i = w0 + 8 * r + (int64_t)(rnd() % 8);
+                                if (i >= n_in) continue;
+                                x[tk * n_in + i] = r % 2 ? -40.0f : 40.0f;
+                                oi[tk * 64 + c++] = (int32_t)i;
+                            }
+                        }
+                    no[tk] = c;
+                    if (mode < 2 || tk != n / 2) {
+                        int32_t got[64];
+                        const int64_t gc = moa_q8_outlier_values(x + tk * n_in, n_in, got, 32);
+                        CHECK_MSG(gc == c && (c == 0 || memcmp(got, oi + tk * 64, sizeof(int32_t) * (size_t)c) == 0),
+                                  "%s token %lld: %lld outliers found, %lld planted", moa_ggml_type_name(t),
+                                  (long long)tk, (long long)gc, (long long)c);
+                    }
+                }
+                moa_matmul_q_ref(t, w, n_out, n_in, x, n, y0);
+                unsigned long long c0, d0, c1, d1;
+                moa_matmul_q_batch_q8_stats(&c0, &d0);
+                for (int64_t i = 0; i < n * n_out; i++) y1[i] = NAN;
+                moa_matmul_q_batch(t, w, n_out, n_in, x, n, y1);
+                moa_matmul_q_batch_q8_stats(&c1, &d1);
+                CHECK_EQ_INT(c1 - c0, 1);
+                CHECK_EQ_INT(d1 - d0, mode == 2 ? 1 : 0);
+                double rel = 0, of_bound = 0, emu = 0;
+                int control_failed = 0;
+                for (int64_t tk = 0; tk < n; tk++) {
+                    const float *xv = x + tk * n_in;
+                    for (int64_t o = 0; o < n_out; o++) {
+                        const float *wo = wr + o * n_in;
+                        double bound = 0, wx = 0;
+                        for (int64_t b0 = 0; b0 < n_in; b0 += 32) {
+                            double amax = 0, sw = 0;
+                            for (int64_t i = b0; i < b0 + 32; i++) {
+                                int outl = 0;
+                                for (int64_t k = 0; k < no[tk]; k++) outl |= oi[tk * 64 + k] == (int32_t)i;
+                                wx += fabs((double)wo[i] * xv[i]);
+                                if (outl) continue;
+                                amax = fmax(amax, fabs(xv[i]));
+                                sw += fabs(wo[i]);
+                            }
+                            bound += amax / 127 / 2 * sw;
+                        }
+                        bound += 2e-6 * wx;
+                        const double got = y1[tk * n_out + o], e = fabs(got - y0[tk * n_out + o]);
+                        rel = fmax(rel, e / wx);
+                        of_bound = fmax(of_bound, e / bound);
+                        if (mode == 2) continue;
+                        double ye, sc;
+                        gemm_emulate(wo, xv, n_in, oi + tk * 64, no[tk], &ye, &sc);
+                        emu = fmax(emu, fabs(got - ye) / (sc + 1e-30));
+                        if (tk == 0) {
+                            int64_t im = 0;
+                            float wmax = 0;
+                            for (int64_t i = 0; i < n_in; i++) {
+                                if (fabsf(xv[i]) > fabsf(xv[im])) im = i;
+                                wmax = fmaxf(wmax, fabsf(wo[i]));
+                            }
+                            float *wm = wr + o * n_in;
+                            const float keep = wm[im];
+                            wm[im] += 0.01f * wmax;
+                            gemm_emulate(wm, xv, n_in, oi, no[0], &ye, &sc);
+                            wm[im] = keep;
+                            const double c = fabs(got - ye) / (4e-6 * (sc + 1e-30));
+                            if (c > 1) control_failed++;
+                            weakest_control = fmin(weakest_control, c);
+                        }
+                    }
+                }
+                const char *tn = moa_ggml_type_name(t);
+                if (mode == 2) {
+                    CHECK_MSG(rel <= 5e-6, "batch %s (declined): %g", tn, rel);
+                } else {
+                    CHECK_MSG(of_bound <= 1, "batch %s %lldx%lld n %lld mode %d: error exceeds the bound (x%.3g)", tn,
+                              (long long)n_out, (long long)n_in, (long long)n, mode, of_bound);
+                    CHECK_MSG(rel <= 1e-2 && rel > 1e-5, "batch %s mode %d: |err| / |w|.|x| = %g", tn, mode, rel);
+                    CHECK_MSG(emu <= 4e-6, "batch %s %lldx%lld n %lld mode %d: |y - emulation| / scale = %.3g", tn,
+                              (long long)n_out, (long long)n_in, (long long)n, mode, emu);
+                    CHECK_MSG(control_failed * 10 >= n_out * 9, "batch %s mode %d: control detected at %d of %lld rows",
+                              tn, mode, control_failed, (long long)n_out);
+                    worst_rel = fmax(worst_rel, rel);
+                    worst_bound = fmax(worst_bound, of_bound);
+                    worst_emu = fmax(worst_emu, emu);
+                }
+                runs++;
+            }
+            free(w); free(x); free(wr); free(y0); free(y1); free(oi); free(no);
+        }
+    }
+    fprintf(stderr, "  batch avx512-vnni-q8 %d runs: worst |err| / |w|.|x| %.3g, |err| / bound %.3g, |y - emulation| / "
+            "scale %.3g; control error / tolerance >= %.3g\n", runs, worst_rel, worst_bound, worst_emu, weakest_control);
+    CHECK(runs >= 8 * 2 * 2 + 8);
+}
+
+TEST(matmul_batch_vs_reference)
+ {
     /* n_in = 2304: panels of 8 MiB / (4 * 2304) = 896 rows, so 1000 rows = 2 panels. */
     const moa_ggml_type types[] = {MOA_GGML_Q4_K, MOA_GGML_Q6_K, MOA_GGML_Q5_0, MOA_GGML_Q8_0, MOA_GGML_F16, MOA_GGML_F32};
     const int64_t n_out = 1000, n_in = 2304;
@@ -270,7 +625,7 @@ TEST(matmul_batch_vs_reference) {
             float *y0 = malloc(sizeof(float) * (size_t)(n * n_out)), *y1 = malloc(sizeof(float) * (size_t)(n * n_out));
             for (int64_t i = 0; i < n * n_in; i++) x[i] = urand(-2, 2);
             moa_matmul_q_ref(t, w, n_out, n_in, x, n, y0);
-            for (int path = 0; path < PATH_Q8; path++) {
+            for (int path = 0; path < PATH_Q8_FIRST; path++) {
                 if (!set_path(path, t)) continue;
                 for (int64_t i = 0; i < n * n_out; i++) y1[i] = NAN;
                 moa_matmul_q_batch(t, w, n_out, n_in, x, n, y1);
@@ -290,7 +645,9 @@ TEST(matmul_batch_vs_reference) {
 int main(void) {
     RUN(simd_dequant_bit_identical);
     RUN(matmul_paths_vs_reference);
-    RUN(matmul_q8_activation_bound);
+    RUN(matmul_q8_paths);
+    RUN(matmul_multi_equals_single);
+    RUN(matmul_batch_q8);
     RUN(matmul_batch_vs_reference);
     return test_summary();
 }
