@@ -592,7 +592,10 @@ TEST(contexts_share_device_weights) {
  * prompt's logits at every position, then greedy decode steps fed the CPU's choice. Bound
  * on max |logit error| / max |logit|: TOL_MODEL, 3x the 6.3e-3 observed on the emulator
  * (12 tokens + 3 steps); the greedy token must agree wherever the CPU's top-2 margin
- * exceeds twice the error bound. */
+ * exceeds twice the error bound. The CPU side runs with f32 activations
+ * (moa_matmul_q_set_act(F32)), the path the device mirrors: its default int8 activations
+ * add their own rounding (0.046 of the largest logit here), which is bounded against
+ * llama.cpp's in test_engine_golden, not against the device. */
 #define TOL_MODEL 2e-2
 static double worst_model;
 TEST(smollm2_prefill_then_decode) {
@@ -613,6 +616,7 @@ TEST(smollm2_prefill_then_decode) {
     CHECK_OK(moa_ctx_create(m, &cp, &cpu));
     cp.device = MOA_DEVICE_CUDA;
     CHECK_OK(moa_ctx_create(m, &cp, &gpu));
+    moa_matmul_q_set_act(MOA_MATMUL_ACT_F32);
     float *a = malloc(sizeof(float) * (size_t)n * nv), *b = malloc(sizeof(float) * (size_t)n * nv);
     if (cpu && gpu) {
         CHECK_OK(moa_ctx_eval(cpu, tok, n, MOA_LOGITS_ALL, b));
@@ -638,6 +642,7 @@ TEST(smollm2_prefill_then_decode) {
             CHECK_OK(moa_ctx_eval(gpu, &t, 1, MOA_LOGITS_LAST, a));
         }
     }
+    moa_matmul_q_set_act(MOA_MATMUL_ACT_AUTO);
     free(a);
     free(b);
     moa_ctx_free(cpu);
