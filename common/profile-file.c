@@ -348,6 +348,11 @@ static moa_status load_bucket(hid_t f, const char *gname, moa_profile *p, moa_pr
         goto done;
     }
     if (length <= 0) { st = moa_err(MOA_ERR_FORMAT, "attribute 'length' must be > 0"); goto done; }
+    if (length > INT32_MAX) {   /* no context is that long; refused before any allocation */
+        st = moa_err(MOA_ERR_FORMAT, "attribute 'length'=%lld is longer than any context (at most %d)",
+                     (long long)length, INT32_MAX);
+        goto done;
+    }
     T(bucket_alloc(p, k, length));
     T(moa_h5_attr_read_i64(g, "n_samples", &k->n_samples));
     T(moa_h5_attr_read_i64(g, "n_tokens", &k->n_tokens));
