@@ -89,11 +89,12 @@ TEST(guard_verdicts) {
            "malformed HDF5 file: the HDF5 library crashed reading it (signal 11", "SIGSEGV");
     expect(f, r_abort, MOA_H5_GUARD_CRASHED, MOA_ERR_FORMAT, "(signal 6", "abort");
     setenv("MOA_H5_GUARD_SECONDS", "1", 1);
-    double t0 = moa_time_now();
-    expect(f, r_spin, MOA_H5_GUARD_LIMIT, MOA_ERR_FORMAT, "more than 1 s of CPU time", "spinning reader");
+    /* a spinning reader hits the CPU limit, or on a loaded machine (less than 1 s of CPU in
+     * the 5 s of wall clock) the wall-clock one first: either is a limit verdict */
+    expect(f, r_spin, MOA_H5_GUARD_LIMIT, MOA_ERR_FORMAT, NULL, "spinning reader");
+    CHECK_MSG(strstr(moa_last_error(), "more than 1 s of CPU time") || strstr(moa_last_error(), "within 5 s"),
+              "spinning reader: %s", moa_last_error());
     expect(f, r_block, MOA_H5_GUARD_LIMIT, MOA_ERR_FORMAT, "did not finish reading it within 5 s", "blocked reader");
-    double t = moa_time_now() - t0;
-    CHECK_MSG(t < 20, "the limits took %.1f s", t);
     unsetenv("MOA_H5_GUARD_SECONDS");
     setenv("MOA_H5_GUARD_MB", "256", 1);
     if (!UNDER_ASAN) {   /* ASan ends the child on a failed allocation: a crash, not NOMEM */
