@@ -26,15 +26,14 @@ int moa_matmul_q_q8_multi_avxvnni(const moa_matmul_q_job *jobs, int n, int64_t n
                                   int64_t n_vec, const uint8_t *f32_blocks);
 int moa_matmul_q_q8_multi_avx2(const moa_matmul_q_job *jobs, int n, int64_t n_in, const float *x,
                                int64_t n_vec, const uint8_t *f32_blocks);
-/* Outlier blocks of the int8 path: flags[v][b] = 1 for the blocks of `block` values (32 or 256)
- * of vector v that hold an outlier, a value with |x| > MOA_Q8ACT_OUTLIER x the RMS of its
- * 256-value window (windows [0,256), [256,512), ..., and the last 256 values; the RMS
- * without the window's MOA_Q8ACT_TRIM largest squares (w/32 for a window of w < 256 values),
- * so that a few outliers cannot hide each other). Returns the number of flagged blocks, or -1
- * when more than half of some vector's blocks are flagged (the caller then multiplies in f32
- * throughout). */
+/* Outlier blocks of the int8 path: flags[v][b] = 1 for the blocks of `block` values (32) of
+ * vector v that hold an outlier, a value with |x| > MOA_Q8ACT_OUTLIER x the mean |x| of its
+ * 256-value window (windows [0,256), [256,512), ..., and the last 256 values; the whole
+ * vector when shorter). The mean |x|, unlike the RMS, moves little with a few outliers (8 of
+ * them, 40x the rest, raise it ~2.5x: they stay flagged). A Gaussian window has max ~ 4x its
+ * mean |x|. Returns the number of flagged blocks, or -1 when more than half of some vector's
+ * blocks are flagged (the caller then multiplies in f32 throughout). */
 #define MOA_Q8ACT_OUTLIER 12.0f
-#define MOA_Q8ACT_TRIM 8
 int64_t moa_q8_outlier_blocks(const float *x, int64_t n_in, int64_t n_vec, int64_t block, uint8_t *flags);
 /* The same outliers of one vector, as indices (ascending within each window): the count, or
  * -1 when there are more than max. */

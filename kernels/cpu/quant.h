@@ -44,9 +44,9 @@ void moa_dequant_row(moa_ggml_type t, const void *src, float *dst, int64_t n);
  *    with the weights' integer codes, every term (offsets, mins) on the same xq, so the error is
  *    sum_i W[o][i] (x_i - dx xq_i): at most sum_b (dx_b/2) sum_{i in b} |W[o][i]| per output
  *    (tests: that bound, and agreement with an exact emulation of the arithmetic to 4e-6;
- *    ~1e-3 of sum_i |W[o][i] x[v][i]| on random data). Outliers (a value > 12x the RMS of its
- *    256-value window without the window's 8 largest squares, moa_q8_outlier_blocks in
- *    quant-impl.h): the 32-value blocks holding them are multiplied with f32 activations, the
+ *    ~1e-3 of sum_i |W[o][i] x[v][i]| on random data). Outliers (a value > 12x the mean |x| of
+ *    its 256-value window, moa_q8_outlier_blocks in quant-impl.h): the 32-value blocks
+ *    holding them are multiplied with f32 activations, the
  *    rest in int8; a product with more than half of a vector's blocks flagged runs in f32
  *    throughout (a "fallback");
  *  - "avx512" (F/BW/VL/DQ; Q4_0/Q4_1/Q8_0 run the AVX2 kernels, measured faster) and "avx2"

@@ -228,7 +228,7 @@ TEST(matmul_paths_vs_reference) {
  *               1% of the row's largest |W| (at the largest |x| of vector 0) must fail at >= 90%
  *               of the rows: the check in 2 detects an error of that size;
  *   4. outliers: one 40x value in every other 256-value window (uniform data elsewhere:
- *               max/RMS ~ 69 > 12): exactly the 32-value blocks holding them are flagged
+ *               40 > 12x the mean |x| ~ 0.5): exactly the 32-value blocks holding them are flagged
  *               (moa_q8_outlier_blocks) and multiplied in f32 (a "mixed" product; checks 1-3
  *               with those blocks in f32); one in every block: more than half of the blocks,
  *               the whole product runs with f32 activations (a "fallback", f32-accurate:
@@ -511,7 +511,7 @@ TEST(matmul_batch_q8) {
                     int64_t c = 0;
                     if ((mode == 1 && tk % 2) || (mode == 2 && tk == n / 2))
                         for (int64_t w0 = 0; w0 < n_in; w0 += 256) {   /* sorted, one per window */
-                            const int reps = mode == 2 ? 7 : (w0 % 512 == 0);   /* 7 < the 8 left out of the RMS */
+                            const int reps = mode == 2 ? 7 : (w0 % 512 == 0);   /* 7: mean |x| ~ 1.6, still flagged */
                             for (int r = 0; r < reps && w0 + 8 * r < n_in; r++) {
                                 const int64_t i = w0 + 8 * r + (int64_t)(rnd() % 8);
                                 if (i >= n_in) continue;
