@@ -101,7 +101,10 @@ int moa_cmd_generate(int argc, char **argv) {
     moa_model_params mp = moa_model_default_params();
     mp.compute_sha256 = 0;
     if (moa_ctx_default_params().device == MOA_DEVICE_CUDA)
+    {
         mp.f32_weights = 0;   /* the device gets its own copy; the CPU never multiplies */
+        mp.int8_pack = 0;
+    }
     double t0 = moa_time_now();
     if ((st = moa_model_load(model, &mp, &m)) < 0) { rc = cli_fail("loading model", st); goto out; }
     if ((st = moa_tokenizer_from_gguf(m->gguf, &tok)) < 0) { rc = cli_fail("loading tokenizer", st); goto out; }

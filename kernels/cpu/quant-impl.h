@@ -44,4 +44,14 @@ int64_t moa_q8_outlier_values(const float *x, int64_t n_in, int32_t *idx, int64_
  * at most 32 a token) multiplied in f32. 0 if not covered (type, n_in, too many outliers, no
  * memory): the outputs are then to be computed by another path. */
 int moa_matmul_q_gemm_vnni512(const moa_matmul_q_job *jobs, int n_jobs, int64_t n_in, const float *x, int64_t n);
+/* Packed matrices (quant-pack-vnni512.c, moa_qpack in quant.h); the caller checks the CPU. */
+int moa_qpack_supported_vnni512(moa_ggml_type t);
+moa_qpack *moa_qpack_create_vnni512(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in);
+void moa_qpack_free_vnni512(moa_qpack *p);
+size_t moa_qpack_bytes_vnni512(const moa_qpack *p);
+void moa_qpack_info_vnni512(const moa_qpack *p, moa_ggml_type *t, const void **W, int64_t *n_out, int64_t *n_in);
+/* ys[k][t][o] = sum_i W_k[o][i] x[t][i] for the packs (same n_in), t < n: 1 if done (0: more
+ * than 32 outliers in a token, or no memory); *n_outliers: the outlier values taken. */
+int moa_matmul_qpack_vnni512(const moa_qpack *const *packs, float *const *ys, int n_jobs, const float *x, int64_t n,
+                             int64_t *n_outliers);
 #endif

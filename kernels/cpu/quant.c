@@ -303,6 +303,7 @@ const char *moa_blas_coretype_hint(void) {
 
 static moa_matmul_act g_act = MOA_MATMUL_ACT_AUTO;
 void moa_matmul_q_set_act(moa_matmul_act a) { g_act = a; }
+moa_matmul_act moa_matmul_q_get_act(void) { return g_act; }
 
 /* Types with an int8-activation kernel (quant-q8.inc). */
 static int q8_type(moa_ggml_type t) {
@@ -574,4 +575,46 @@ void moa_matmul_q_batch_multi(const moa_matmul_q_job *jobs, int n_jobs, int64_t 
     if (moa_matmul_q_gemm_vnni512(jobs, n_jobs, n_in, x, n)) return;
     g_q8_batch_declined += (unsigned)n_jobs;
     for (int k = 0; k < n_jobs; k++) batch_sgemm(jobs[k].type, jobs[k].W, jobs[k].n_out, n_in, x, n, jobs[k].y);
+}
+
+/* ---- packed matrices --------------------------------------------------------------------- */
+static int has_bitalg(void) {
+    static int v = -1;
+    if (v < 0) { __builtin_cpu_init(); v = __builtin_cpu_supports("avx512bitalg"); }
+    return v;
+}
+
+moa_qpack *moa_qpack_create(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in) {
+    if (!moa_cpu_has_avx512_vnni() || !has_bitalg() || !moa_qpack_supported_vnni512(t)) return NULL;
+    return moa_qpack_create_vnni512(t, W, n_out, n_in);
+}
+
+void moa_qpack_free(moa_qpack *p) { moa_qpack_free_vnni512(p); }
+
+size_t moa_qpack_bytes(const moa_qpack *p) { return moa_qpack_bytes_vnni512(p); }
+
+void moa_matmul_qpack(const moa_qpack *const *packs, float *const *ys, int n_jobs, const float *x, int64_t n) {
+    if (n_jobs <= 0 || n <= 0) return;
+    const int batch = n >= MOA_MATMUL_Q_BATCH_MIN;
+    if (g_act == MOA_MATMUL_ACT_AUTO && moa_cpu_has_avx512_vnni() && has_bitalg() && n_jobs <= 8) {
+        int64_t nout = 0;
+        if (moa_matmul_qpack_vnni512(packs, ys, n_jobs, x, n, &nout)) {
+            if (batch) g_q8_batch_calls += (unsigned)n_jobs;
+            else {
+                g_q8_calls += (unsigned)n_jobs;
+                if (nout > 0) g_q8_mixed += (unsigned)n_jobs;
+            }
+            return;
+        }
+    }
+    /* f32 activations, lower paths (force switches), or a token with too many outliers: the
+     * GGUF rows through the unpacked products (which count themselves) */
+    for (int k = 0; k < n_jobs; k++) {
+        moa_ggml_type t;
+        const void *W;
+        int64_t n_out, n_in;
+        moa_qpack_info_vnni512(packs[k], &t, &W, &n_out, &n_in);
+        if (batch) moa_matmul_q_batch(t, W, n_out, n_in, x, n, ys[k]);
+        else moa_matmul_q(t, W, n_out, n_in, x, n, ys[k]);
+    }
 }
