@@ -73,11 +73,13 @@ typedef struct {
 } moa_matmul_q_job;
 void moa_matmul_q_multi(const moa_matmul_q_job *jobs, int n, int64_t n_in, const float *x, int64_t n_vec);
 /* A weight matrix repacked once for the int8 kernels (CPUs with AVX512-VNNI and -BITALG; Q4_0,
- * Q4_1, Q5_0, Q5_1, Q8_0): rows in groups of 16, each 32-value block of a group stored as the vectors the
- * 16-row x token micro-kernel multiplies (codes of 16 rows interleaved 4 bytes a row, then the
- * 16 scales), so that a 16-row block costs 4 loads and ~12 logic ops instead of a load,
- * unpack and scale per row-block; the same bytes as the GGUF rows (plus the zero rows that
- * pad the last group). NULL when not supported (CPU, type, n_in % 32) or out of memory.
+ * Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K): rows in groups of 16, each block (32 values; a
+ * 256-value super-block for the K-quants) of a group stored as the vectors the 16-row x token
+ * micro-kernel multiplies (codes of 16 rows interleaved 4 bytes a row, then the 16 rows'
+ * scales), so that a 16-row block of 32 values costs 4 loads and ~12 logic ops instead of a
+ * load, unpack and scale per row-block; the same bytes as the GGUF rows (Q4_K/Q5_K: 3% more,
+ * their 6-bit scales unpacked), plus the zero rows that pad the last group. NULL when not
+ * supported (CPU, type, n_in % 32) or out of memory.
  * The pack keeps W's address (not a copy): W must outlive it. Immutable, shareable. */
 typedef struct moa_qpack moa_qpack;
 moa_qpack *moa_qpack_create(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in);

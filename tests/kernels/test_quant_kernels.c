@@ -608,8 +608,8 @@ TEST(matmul_batch_q8) {
 }
 
 /* moa_qpack (AVX512-VNNI + BITALG): the packed products for decode-sized (1..5 vectors) and
- * batched calls, every packable type, odd shapes (rows not a multiple of the 16-row group,
- * 25 blocks), against the same checks as matmul_batch_q8: the activation-rounding bound,
+ * batched calls, every packable type (the K-quants too), odd shapes (rows not a multiple of
+ * the 16-row group, 25 blocks), against the same checks as matmul_batch_q8: the activation-rounding bound,
  * the exact emulation (<= 4e-6 of sum |W x~|) and its control, planted outliers, and a token
  * with 42 outliers (> 32: the call goes to the unpacked paths, which then must give their own
  * result bit for bit). Two packs in one call equal two calls. */
@@ -623,8 +623,9 @@ TEST(qpack_products) {
         free(w);
     }
     if (!supported) { fprintf(stderr, "  (no AVX512-VNNI + BITALG: packs unsupported, skipped)\n"); return; }
-    const moa_ggml_type types[] = {MOA_GGML_Q4_0, MOA_GGML_Q4_1, MOA_GGML_Q5_0, MOA_GGML_Q5_1, MOA_GGML_Q8_0};
-    const int64_t shapes[3][2] = {{37, 800}, {70, 1536}, {5, 64}};
+    const moa_ggml_type types[] = {MOA_GGML_Q4_0, MOA_GGML_Q4_1, MOA_GGML_Q5_0, MOA_GGML_Q5_1, MOA_GGML_Q8_0,
+                                   MOA_GGML_Q4_K, MOA_GGML_Q5_K, MOA_GGML_Q6_K};
+    const int64_t shapes[3][2] = {{37, 800}, {70, 1536}, {5, 256}};
     const int64_t ns[] = {1, 2, 3, 5, 21};
     double worst_emu = 0, worst_bound = 0, weakest_control = INFINITY;
     int runs = 0;
@@ -632,13 +633,18 @@ TEST(qpack_products) {
         for (int si = 0; si < 3; si++) {
             const moa_ggml_type t = types[ti];
             const int64_t n_out = shapes[si][0], n_in = shapes[si][1];
+            uint32_t be, bb;
+            moa_ggml_type_info(t, &be, &bb);
+            if (n_in % be) continue;
             const size_t rb = moa_ggml_row_bytes(t, n_in);
             uint8_t *w = random_weights(t, n_out, n_in);
             moa_qpack *pk = moa_qpack_create(t, w, n_out, n_in);
             CHECK_MSG(pk != NULL, "%s: no pack", moa_ggml_type_name(t));
             if (!pk) { free(w); continue; }
             CHECK(moa_qpack_bytes(pk) >= moa_ggml_row_bytes(t, n_in) * (size_t)n_out);
-            CHECK_EQ_INT(moa_qpack_bytes(pk), moa_ggml_row_bytes(t, n_in) * (size_t)((n_out + 15) / 16 * 16));
+            /* the GGUF bytes of 16-row groups (Q4_K/Q5_K: + 16 bytes a row and super-block, unpacked scales) */
+            CHECK_EQ_INT(moa_qpack_bytes(pk), (moa_ggml_row_bytes(t, n_in) + (t == MOA_GGML_Q4_K || t == MOA_GGML_Q5_K
+                                               ? (size_t)(n_in / 256) * 4 : 0)) * (size_t)((n_out + 15) / 16 * 16));
             float *wr = malloc(sizeof(float) * (size_t)(n_out * n_in));
             for (int64_t o = 0; o < n_out; o++) moa_dequant_row(t, w + (size_t)o * rb, wr + o * n_in, n_in);
             for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
@@ -757,7 +763,7 @@ TEST(qpack_products) {
     }
     fprintf(stderr, "  qpack %d runs: |y - emulation| / scale %.3g, |err| / bound %.3g; control error / tolerance >= "
             "%.3g\n", runs, worst_emu, worst_bound, weakest_control);
-    CHECK(runs >= 5 * 3 * 5);
+    CHECK(runs >= 5 * 3 * 5 + 3 * 5 * 2);
 }
 
 TEST(matmul_batch_vs_reference)
