@@ -2,7 +2,8 @@
  * weights of the Qwen2.5 shapes, per type and path:
  *   decode: moa_matmul_q with n_vec = 1..4 on the reference (--slow), AVX2, AVX-512 (f32
  *           activations) and the int8-activation variants this CPU has (AVX512-VNNI,
- *           AVX-VNNI, AVX2 vpmaddubsw) for the types that have them;
+ *           AVX-VNNI, AVX2 vpmaddubsw) for the types that have them, and moa_matmul_qpack
+ *           on a packed copy (moa_qpack) where the CPU and type allow one;
  *   batch:  moa_matmul_q_batch with n tokens (default 512) on its sgemm path and (AVX512-VNNI)
  *           its int8 path, moa_matmul_q streaming the same batch (--slow), and cblas_sgemm on
  *           a full f32 copy of W (the BLAS baseline, once per shape).
@@ -55,7 +56,8 @@ static uint8_t *random_weights(moa_ggml_type t, int64_t n_out, int64_t n_in) {
 
 typedef struct { double mean, sd, min; } timing;
 
-enum { K_MATMUL, K_BATCH, K_SGEMM };
+enum { K_MATMUL, K_BATCH, K_SGEMM, K_PACK };
+static const moa_qpack *g_pack;   /* for K_PACK */
 static timing run(int kind, moa_ggml_type t, const void *w, const float *wf, int64_t n_out, int64_t n_in,
                   const float *x, int64_t nv, float *y, int reps) {
     double s = 0, s2 = 0, mn = INFINITY;
@@ -63,6 +65,7 @@ static timing run(int kind, moa_ggml_type t, const void *w, const float *wf, int
         double t0 = omp_get_wtime();
         if (kind == K_MATMUL) moa_matmul_q(t, w, n_out, n_in, x, nv, y);
         else if (kind == K_BATCH) moa_matmul_q_batch(t, w, n_out, n_in, x, nv, y);
+        else if (kind == K_PACK) moa_matmul_qpack(&g_pack, &y, 1, x, nv);
         else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nv, (int)n_out, (int)n_in, 1.0f, x,
                          (int)n_in, wf, (int)n_in, 0.0f, y, (int)n_out);
         double dt = omp_get_wtime() - t0;
@@ -165,6 +168,17 @@ int main(int argc, char **argv) {
             moa_cpu_force_avx2(0);
             moa_cpu_force_no_vnni(0);
             moa_matmul_q_set_act(MOA_MATMUL_ACT_AUTO);
+            moa_qpack *pk = moa_qpack_create(t, w, n_out, n_in);
+            if (pk) {   /* the packed matrix (model loads pack their matrices) */
+                g_pack = pk;
+                if (do_decode)
+                    for (int64_t nv = 1; nv <= 4; nv++)
+                        row_print(tp, "qpack", "matmul_qpack", n_out, n_in, nv, wbytes,
+                                  run(K_PACK, t, w, NULL, n_out, n_in, x, nv, y, reps));
+                if (do_batch)
+                    row_print(tp, "qpack", "matmul_qpack", n_out, n_in, nb, wbytes, run(K_PACK, t, w, NULL, n_out, n_in, x, nb, y, reps));
+                moa_qpack_free(pk);
+            }
             if (do_batch && first_type) {   /* BLAS baseline on an f32 copy, once per shape */
                 float *wf = malloc(sizeof(float) * (size_t)(n_out * n_in));
                 if (wf) {

@@ -48,8 +48,13 @@ static void stats(const double *x, int n, double *mean, double *sd) {
     *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
 }
 
+/* The CPU's level and the product paths of the test models' main types (Q4_1, Q5_0). */
 static const char *simd_level(void) {
-    return moa_cpu_has_avx512() ? "AVX-512 CPU, AVX2 matvec" : moa_cpu_has_avx2() ? "AVX2" : "scalar";
+    static char buf[160];
+    snprintf(buf, sizeof buf, "%s CPU, matvec %s, batched %s", moa_cpu_has_avx512() ? "AVX-512"
+             : moa_cpu_has_avx2() ? "AVX2" : "scalar", moa_matmul_q_path(MOA_GGML_Q4_1),
+             moa_matmul_q_batch_path(MOA_GGML_Q4_1));
+    return buf;
 }
 
 static void command_line(int argc, char **argv, char *cmd, size_t n) {

@@ -115,7 +115,10 @@ static int load_prompt(const gen_args *a, gen_run *g) {
     moa_model_params mp = moa_model_default_params();
     mp.compute_sha256 = 0;
     if (moa_ctx_default_params().device == MOA_DEVICE_CUDA)
+    {
         mp.f32_weights = 0;   /* the device gets its own copy; the CPU never multiplies */
+        mp.int8_pack = 0;
+    }
     double t0 = moa_time_now();
     if ((st = moa_model_load(a->model, &mp, &g->m)) < 0) return cli_fail("loading model", st);
     if ((st = moa_tokenizer_from_gguf(g->m->gguf, &g->tok)) < 0) return cli_fail("loading tokenizer", st);

@@ -37,6 +37,7 @@ int moa_cmd_info(int argc, char **argv) {
     moa_model *m = NULL;
     moa_model_params mp = moa_model_default_params();
     mp.f32_weights = 0;
+    mp.int8_pack = 0;
     mp.compute_sha256 = 1;
     moa_gguf *g2;
     if ((st = moa_gguf_open(path, &g2)) >= 0 && (st = moa_model_from_gguf(g2, &mp, &m)) >= 0) {

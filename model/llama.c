@@ -15,6 +15,7 @@ moa_model_params moa_model_default_params(void) {
     p.f32_weights = -1;
     p.max_f32_bytes = (size_t)4 << 30;
     p.compute_sha256 = 1;
+    p.int8_pack = 1;
     return p;
 }
 
@@ -58,6 +59,7 @@ static moa_status bind_weight(const moa_gguf *g, const char *name, int64_t n_in,
     w->n_in = n_in;
     w->n_out = n_out;
     w->f32 = NULL;
+    w->pack = NULL;
     w->bias = NULL;
     return MOA_OK;
 }
@@ -103,8 +105,10 @@ static moa_status make_f32(moa_weight *w) {
 static void free_weight(moa_weight *w) {
     moa_free_aligned(w->f32);
     moa_free_aligned(w->bias);
+    moa_qpack_free(w->pack);
     w->f32 = NULL;
     w->bias = NULL;
+    w->pack = NULL;
 }
 
 void moa_model_free(moa_model *m) {
@@ -122,6 +126,8 @@ void moa_model_free(moa_model *m) {
         }
         free(m->layers);
     }
+    moa_qpack_free(m->output.pack);   /* the head's own, also when tied */
+    m->output.pack = NULL;
     if (!m->tied || m->output.f32 != m->tok_embd.f32) free_weight(&m->output);
     free_weight(&m->tok_embd);
     moa_free_aligned(m->output_norm);
@@ -228,6 +234,15 @@ moa_status moa_model_from_gguf(moa_gguf *g, const moa_model_params *pp, moa_mode
     for (int l = 0; l < hp->n_layer; l++)
         f32 += (size_t)(2 * nq * d + 2 * nkv * d + 3 * hp->n_ff * d) * sizeof(float);
     f32 += (size_t)hp->n_vocab * (size_t)d * sizeof(float);
+    if (p.int8_pack) {   /* NULL where the CPU or the type has no packed kernel */
+        for (int l = 0; l < hp->n_layer; l++) {
+            moa_llama_layer *L = &m->layers[l];
+            moa_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+            for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+                ws[i]->pack = moa_qpack_create(ws[i]->type, ws[i]->data, ws[i]->n_out, ws[i]->n_in);
+        }
+        m->output.pack = moa_qpack_create(m->output.type, m->output.data, m->output.n_out, m->output.n_in);
+    }
     /* auto: only if some matrix's batched product would use them (sgemm on this CPU, not the
      * int8 path of kernels/cpu/quant.h) */
     int sgemm = strcmp(moa_matmul_q_batch_path(m->output.type), "sgemm") == 0;
@@ -264,7 +279,17 @@ moa_status moa_model_load(const char *path, const moa_model_params *p, moa_model
     return moa_model_from_gguf(g, p, out);
 }
 
+/* The pack for this call: not when f32 activations would multiply an f32 copy by sgemm. */
+static int use_pack(const moa_weight *w, int64_t n) {
+    return w->pack && !(n >= MOA_MATMUL_Q_BATCH_MIN && w->f32 && moa_matmul_q_get_act() == MOA_MATMUL_ACT_F32);
+}
+
 void moa_weight_matmul(const moa_weight *w, const float *x, int64_t n, float *y) {
+    if (use_pack(w, n)) {
+        moa_matmul_qpack((const moa_qpack *const *)&w->pack, &y, 1, x, n);
+        moa_weight_add_bias(w, y, n);
+        return;
+    }
     if (n <= 4) {
         moa_matmul_q(w->type, w->data, w->n_out, w->n_in, x, n, y);
         moa_weight_add_bias(w, y, n);
@@ -284,6 +309,15 @@ void moa_weight_matmul(const moa_weight *w, const float *x, int64_t n, float *y)
 }
 
 void moa_weight_matmul_multi(const moa_weight *const *ws, int n_w, const float *x, int64_t n, float *const *ys) {
+    int packed = n_w <= 8;
+    for (int k = 0; k < n_w && packed; k++) packed = use_pack(ws[k], n);
+    if (packed) {
+        const moa_qpack *packs[8] = {0};
+        for (int k = 0; k < n_w; k++) packs[k] = ws[k]->pack;
+        moa_matmul_qpack(packs, ys, n_w, x, n);
+        for (int k = 0; k < n_w; k++) moa_weight_add_bias(ws[k], ys[k], n);
+        return;
+    }
     int int8_batch = n_w <= 8;
     for (int k = 0; k < n_w && int8_batch; k++) int8_batch = strcmp(moa_matmul_q_batch_path(ws[k]->type), "sgemm") != 0;
     if (n_w > 8 || (n > 4 && (!int8_batch || n < MOA_MATMUL_Q_BATCH_MIN))) {

@@ -36,6 +36,7 @@ typedef struct {
     const void *data;      /* quantised rows in the mmapped file: [n_out] rows of n_in */
     int64_t n_in, n_out;
     float *f32;            /* [n_out][n_in] dequantised copy for BLAS, or NULL */
+    moa_qpack *pack;       /* repacked for the int8 kernels (kernels/cpu/quant.h), or NULL */
     float *bias;           /* [n_out] added to every product (q/k/v of qwen2: arch.h), or NULL */
 } moa_weight;
 
@@ -70,6 +71,9 @@ typedef struct {
                               max_f32_bytes; not when every type has the int8 path) */
     size_t max_f32_bytes;  /* auto limit (default 4 GiB) */
     int compute_sha256;    /* hash the file at load (default 1) */
+    int int8_pack;         /* 1 (default): repack the block matrices and the head for the int8
+                              kernels where the CPU has them (moa_qpack: about the weights'
+                              size again in memory), 0: never */
 } moa_model_params;
 
 moa_model_params moa_model_default_params(void);
@@ -81,9 +85,11 @@ moa_status moa_model_load(const char *path, const moa_model_params *p, moa_model
 moa_status moa_model_from_gguf(moa_gguf *g, const moa_model_params *p, moa_model **out);
 void moa_model_free(moa_model *m);
 
-/* y[n][out] = x[n][in] W^T (+ bias): the quantised kernel for n <= 4, else the batched product
- * on int8 activations where it exists (moa_matmul_q_batch_path "avx512-vnni-q8"), else BLAS
- * on the f32 copy, or (without one) BLAS on dequantised panels of rows (moa_matmul_q_batch). */
+/* y[n][out] = x[n][in] W^T (+ bias): the packed int8 kernels when the weight has a pack (any
+ * n; unless activations are f32 and an f32 copy exists), else the quantised kernel for n <= 4,
+ * else the batched product on int8 activations where it exists (moa_matmul_q_batch_path
+ * "avx512-vnni-q8"), else BLAS on the f32 copy, or (without one) BLAS on dequantised panels
+ * of rows (moa_matmul_q_batch). */
 void moa_weight_matmul(const moa_weight *w, const float *x, int64_t n, float *y);
 /* moa_weight_matmul for n_w weights of the same n_in on the same x (q/k/v, gate/up): for
  * n <= 4 one moa_matmul_q_multi, for batches on the int8 path one moa_matmul_q_batch_multi

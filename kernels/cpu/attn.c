@@ -3,6 +3,7 @@
 #include "attn.h"
 
 #include <cpuid.h>
+#include <immintrin.h>
 #include <math.h>
 #include <string.h>
 
@@ -35,11 +36,30 @@ const char *moa_attn_kv_name(moa_attn_kv_type t) {
 static float sat_f16(float x) { return x > F16_MAX ? F16_MAX : x < -F16_MAX ? -F16_MAX : x; }
 static void put16(unsigned char *p, uint16_t h) { p[0] = (unsigned char)h; p[1] = (unsigned char)(h >> 8); }
 
+static int has_f16c(void);
+static int g_f16c = -1;   /* cached has_f16c() (benign race: every writer stores the same) */
+
+/* sat_f16 then f32 -> f16 with the hardware's round-to-nearest-even: the same bits as
+ * moa_f32_to_f16 for every non-NaN value (a NaN keeps its payload instead of 0x7e00). */
+__attribute__((target("avx,f16c")))
+static void store_f16_f16c(unsigned char *p, const float *src, int hd) {
+    const __m256 hi = _mm256_set1_ps(F16_MAX), lo = _mm256_set1_ps(-F16_MAX);
+    int d = 0;
+    for (; d + 8 <= hd; d += 8) {
+        /* max(lo, v), min(hi, .): a NaN in v passes through (second operand) */
+        const __m256 v = _mm256_min_ps(hi, _mm256_max_ps(lo, _mm256_loadu_ps(src + d)));
+        _mm_storeu_si128((__m128i *)(void *)(p + 2 * d), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    }
+    for (; d < hd; d++) put16(p + 2 * d, moa_f32_to_f16(sat_f16(src[d])));
+}
+
 void moa_attn_kv_store_row(moa_attn_kv_type t, void *dst, const float *src, int hd) {
     unsigned char *p = dst;
     switch (t) {
     case MOA_ATTN_KV_F32: memcpy(dst, src, sizeof(float) * (size_t)hd); return;
     case MOA_ATTN_KV_F16:
+        if (g_f16c < 0) g_f16c = has_f16c();
+        if (g_f16c) { store_f16_f16c(p, src, hd); return; }
         for (int d = 0; d < hd; d++) put16(p + 2 * d, moa_f32_to_f16(sat_f16(src[d])));
         return;
     case MOA_ATTN_KV_BF16:

@@ -4,7 +4,7 @@
  *
  * Activations: per token and 32-value block, dx = max|x| / 127 and xq = round(x / dx) (as the
  * decode kernels' 32-value blocks), after the outliers (moa_q8_outlier_values: |x| > 12x the
- * trimmed RMS of their 256-value window) have been taken out; those few values are multiplied
+ * mean |x| of their 256-value window) have been taken out; those few values are multiplied
  * in f32 afterwards, one weight column each.
  * Weights: groups of 16 rows are unpacked per call into 8-bit codes c (offset-carrying,
  * unsigned) laid out "row-interleaved": for each 32-value block, 8 vectors of 64 bytes, vector

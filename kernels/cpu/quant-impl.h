@@ -26,15 +26,14 @@ int moa_matmul_q_q8_multi_avxvnni(const moa_matmul_q_job *jobs, int n, int64_t n
                                   int64_t n_vec, const uint8_t *f32_blocks);
 int moa_matmul_q_q8_multi_avx2(const moa_matmul_q_job *jobs, int n, int64_t n_in, const float *x,
                                int64_t n_vec, const uint8_t *f32_blocks);
-/* Outlier blocks of the int8 path: flags[v][b] = 1 for the blocks of `block` values (32 or 256)
- * of vector v that hold an outlier, a value with |x| > MOA_Q8ACT_OUTLIER x the RMS of its
- * 256-value window (windows [0,256), [256,512), ..., and the last 256 values; the RMS
- * without the window's MOA_Q8ACT_TRIM largest squares (w/32 for a window of w < 256 values),
- * so that a few outliers cannot hide each other). Returns the number of flagged blocks, or -1
- * when more than half of some vector's blocks are flagged (the caller then multiplies in f32
- * throughout). */
+/* Outlier blocks of the int8 path: flags[v][b] = 1 for the blocks of `block` values (32) of
+ * vector v that hold an outlier, a value with |x| > MOA_Q8ACT_OUTLIER x the mean |x| of its
+ * 256-value window (windows [0,256), [256,512), ..., and the last 256 values; the whole
+ * vector when shorter). The mean |x|, unlike the RMS, moves little with a few outliers (8 of
+ * them, 40x the rest, raise it ~2.5x: they stay flagged). A Gaussian window has max ~ 4x its
+ * mean |x|. Returns the number of flagged blocks, or -1 when more than half of some vector's
+ * blocks are flagged (the caller then multiplies in f32 throughout). */
 #define MOA_Q8ACT_OUTLIER 12.0f
-#define MOA_Q8ACT_TRIM 8
 int64_t moa_q8_outlier_blocks(const float *x, int64_t n_in, int64_t n_vec, int64_t block, uint8_t *flags);
 /* The same outliers of one vector, as indices (ascending within each window): the count, or
  * -1 when there are more than max. */
@@ -45,4 +44,14 @@ int64_t moa_q8_outlier_values(const float *x, int64_t n_in, int32_t *idx, int64_
  * at most 32 a token) multiplied in f32. 0 if not covered (type, n_in, too many outliers, no
  * memory): the outputs are then to be computed by another path. */
 int moa_matmul_q_gemm_vnni512(const moa_matmul_q_job *jobs, int n_jobs, int64_t n_in, const float *x, int64_t n);
+/* Packed matrices (quant-pack-vnni512.c, moa_qpack in quant.h); the caller checks the CPU. */
+int moa_qpack_supported_vnni512(moa_ggml_type t);
+moa_qpack *moa_qpack_create_vnni512(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in);
+void moa_qpack_free_vnni512(moa_qpack *p);
+size_t moa_qpack_bytes_vnni512(const moa_qpack *p);
+void moa_qpack_info_vnni512(const moa_qpack *p, moa_ggml_type *t, const void **W, int64_t *n_out, int64_t *n_in);
+/* ys[k][t][o] = sum_i W_k[o][i] x[t][i] for the packs (same n_in), t < n: 1 if done (0: more
+ * than 32 outliers in a token, or no memory); *n_outliers: the outlier values taken. */
+int moa_matmul_qpack_vnni512(const moa_qpack *const *packs, float *const *ys, int n_jobs, const float *x, int64_t n,
+                             int64_t *n_outliers);
 #endif

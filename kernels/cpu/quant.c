@@ -8,6 +8,8 @@
 #include "moa-common.h"
 
 #include <cblas.h>
+#include <cpuid.h>
+#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -276,7 +278,10 @@ int moa_cpu_has_avx512_vnni(void) {
 
 int moa_cpu_has_avx_vnni(void) {
     static int v = -1;
-    if (v < 0) { __builtin_cpu_init(); v = __builtin_cpu_supports("avxvnni"); }
+    if (v < 0) {   /* CPUID leaf 7 sub-leaf 1, EAX bit 4 (clang 14's __builtin_cpu_supports has no "avxvnni") */
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        v = __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4));
+    }
     return v && !g_force_no_vnni && moa_cpu_has_avx2();
 }
 
@@ -298,6 +303,7 @@ const char *moa_blas_coretype_hint(void) {
 
 static moa_matmul_act g_act = MOA_MATMUL_ACT_AUTO;
 void moa_matmul_q_set_act(moa_matmul_act a) { g_act = a; }
+moa_matmul_act moa_matmul_q_get_act(void) { return g_act; }
 
 /* Types with an int8-activation kernel (quant-q8.inc). */
 static int q8_type(moa_ggml_type t) {
@@ -336,50 +342,43 @@ const char *moa_matmul_q_path(moa_ggml_type t) {
  * loses the rest of the block to rounding (the scale is set by the outlier). Such activations
  * occur: the first token of Qwen2.5-Coder-1.5B carries |x| ~ 3,700 against ~100 elsewhere
  * (8-bit activations, ours or llama.cpp's, then move its logits by up to 9 and its argmax),
- * and a third of SmolLM2-135M's products have a value > 12x the RMS of its 256 neighbours.
- * The RMS of a window leaves out its MOA_Q8ACT_TRIM largest squares, so that a few outliers
- * in one window cannot hide each other by raising it.
+ * and most of SmolLM2-135M's products have a value > 12x the mean |x| of its 256 neighbours.
  * The blocks holding such values are multiplied with f32 activations (the rest of the product
- * stays in int8); a product with too many of them runs in f32 throughout. A block of Gaussian
- * values has max/RMS ~ 3; a single spike among 256 zeros has 16. */
+ * stays in int8); a product with too many of them runs in f32 throughout. A window of Gaussian
+ * values has max ~ 4x its mean |x|; a single spike among 256 zeros has 256x. */
 static unsigned long long g_q8_calls, g_q8_fallbacks, g_q8_mixed;   /* statistics (racy counts) */
 static unsigned long long g_q8_batch_calls, g_q8_batch_declined;
 
-/* The squared-value limit of the window [s0, s0 + w) of xv: MOA_Q8ACT_OUTLIER^2 x the mean
- * square without the trim largest squares; INFINITY when no value exceeds it. */
-static float window_limit(const float *xv, int64_t s0, int64_t w) {
-    const int trim = (int)(w / 32 < MOA_Q8ACT_TRIM ? w / 32 : MOA_Q8ACT_TRIM);
-    const float t2 = MOA_Q8ACT_OUTLIER * MOA_Q8ACT_OUTLIER;
-    const float *p = xv + s0;
-    /* sum of squares and largest square in 8 independent lanes (vectorisable) */
-    float ssl[8] = {0}, mxl[8] = {0};
+/* The |x| limit of the window [s0, s0 + w) of xv: MOA_Q8ACT_OUTLIER x its mean |x| (the mean,
+ * unlike the RMS, moves little with a few outliers: with 8 values of 40x the others among 256
+ * the limit is ~28x them); INFINITY when no value exceeds it. */
+__attribute__((target("avx2")))
+static float window_limit_avx2(const float *p, int64_t w) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, m0 = s0, m1 = s0;
     int64_t i = 0;
-    for (; i + 8 <= w; i += 8)
-        for (int k = 0; k < 8; k++) {
-            const float q = p[i + k] * p[i + k];
-            ssl[k] += q;
-            mxl[k] = q > mxl[k] ? q : mxl[k];
-        }
-    float ss = 0, mx = 0;
-    for (int k = 0; k < 8; k++) { ss += ssl[k]; mx = mxl[k] > mx ? mxl[k] : mx; }
-    for (; i < w; i++) { const float q = p[i] * p[i]; ss += q; mx = q > mx ? q : mx; }
-    /* without the trim largest the sum is at least ss - trim mx: if even that limit is above
-     * the largest square, nothing exceeds the exact limit (max/RMS < ~5 for w = 256) */
-    if (trim && mx * (float)(w - trim) <= t2 * (ss - (float)trim * mx)) return INFINITY;
-    float top[MOA_Q8ACT_TRIM + 1] = {0};   /* the trim largest squares, descending */
-    for (i = 0; i < w && trim; i++) {
-        const float q = p[i] * p[i];
-        if (q > top[trim - 1]) {
-            int k = trim - 1;
-            while (k > 0 && top[k - 1] < q) { top[k] = top[k - 1]; k--; }
-            top[k] = q;
-        }
+    for (; i + 16 <= w; i += 16) {
+        const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(p + i));
+        const __m256 b = _mm256_andnot_ps(sign, _mm256_loadu_ps(p + i + 8));
+        s0 = _mm256_add_ps(s0, a); s1 = _mm256_add_ps(s1, b);
+        m0 = _mm256_max_ps(m0, a); m1 = _mm256_max_ps(m1, b);
     }
-    float sst = ss;
-    for (int k = 0; k < trim; k++) sst -= top[k];
-    const float lim = t2 * (sst > 0 ? sst : 0) / (float)(w - trim);
-    if (trim && !(top[0] > lim)) return INFINITY;
-    return lim;
+    float sv[8], mv[8], s = 0, mx = 0;
+    _mm256_storeu_ps(sv, _mm256_add_ps(s0, s1));
+    _mm256_storeu_ps(mv, _mm256_max_ps(m0, m1));
+    for (int k = 0; k < 8; k++) { s += sv[k]; mx = mv[k] > mx ? mv[k] : mx; }
+    for (; i < w; i++) { const float a = fabsf(p[i]); s += a; mx = a > mx ? a : mx; }
+    const float lim = MOA_Q8ACT_OUTLIER * s / (float)w;
+    return mx > lim ? lim : INFINITY;
+}
+
+static float window_limit(const float *xv, int64_t s0, int64_t w) {
+    const float *p = xv + s0;
+    if (moa_cpu_has_avx2()) return window_limit_avx2(p, w);
+    float s = 0, mx = 0;
+    for (int64_t i = 0; i < w; i++) { const float a = fabsf(p[i]); s += a; mx = a > mx ? a : mx; }
+    const float lim = MOA_Q8ACT_OUTLIER * s / (float)w;
+    return mx > lim ? lim : INFINITY;
 }
 
 int64_t moa_q8_outlier_blocks(const float *x, int64_t n_in, int64_t n_vec, int64_t block, uint8_t *flags) {
@@ -394,7 +393,7 @@ int64_t moa_q8_outlier_blocks(const float *x, int64_t n_in, int64_t n_vec, int64
             const float lim = window_limit(xv, s0, w);
             if (lim == INFINITY) continue;
             for (int64_t i = s0; i < s0 + w; i++)
-                if (xv[i] * xv[i] > lim) {
+                if (fabsf(xv[i]) > lim) {
                     uint8_t *f = &flags[v * nb + i / block];
                     if (!*f) { *f = 1; nflag++; }
                 }
@@ -413,7 +412,7 @@ int64_t moa_q8_outlier_values(const float *x, int64_t n_in, int32_t *idx, int64_
         const float lim = window_limit(x, s0, w);
         if (lim == INFINITY) continue;
         for (int64_t i = s0; i < s0 + w; i++)
-            if (x[i] * x[i] > lim) {
+            if (fabsf(x[i]) > lim) {
                 int dup = 0;   /* overlapping last window */
                 for (int64_t k = 0; k < c && !dup; k++) dup = idx[k] == (int32_t)i;
                 if (dup) continue;
@@ -576,4 +575,46 @@ void moa_matmul_q_batch_multi(const moa_matmul_q_job *jobs, int n_jobs, int64_t 
     if (moa_matmul_q_gemm_vnni512(jobs, n_jobs, n_in, x, n)) return;
     g_q8_batch_declined += (unsigned)n_jobs;
     for (int k = 0; k < n_jobs; k++) batch_sgemm(jobs[k].type, jobs[k].W, jobs[k].n_out, n_in, x, n, jobs[k].y);
+}
+
+/* ---- packed matrices --------------------------------------------------------------------- */
+static int has_bitalg(void) {
+    static int v = -1;
+    if (v < 0) { __builtin_cpu_init(); v = __builtin_cpu_supports("avx512bitalg"); }
+    return v;
+}
+
+moa_qpack *moa_qpack_create(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in) {
+    if (!moa_cpu_has_avx512_vnni() || !has_bitalg() || !moa_qpack_supported_vnni512(t)) return NULL;
+    return moa_qpack_create_vnni512(t, W, n_out, n_in);
+}
+
+void moa_qpack_free(moa_qpack *p) { moa_qpack_free_vnni512(p); }
+
+size_t moa_qpack_bytes(const moa_qpack *p) { return moa_qpack_bytes_vnni512(p); }
+
+void moa_matmul_qpack(const moa_qpack *const *packs, float *const *ys, int n_jobs, const float *x, int64_t n) {
+    if (n_jobs <= 0 || n <= 0) return;
+    const int batch = n >= MOA_MATMUL_Q_BATCH_MIN;
+    if (g_act == MOA_MATMUL_ACT_AUTO && moa_cpu_has_avx512_vnni() && has_bitalg() && n_jobs <= 8) {
+        int64_t nout = 0;
+        if (moa_matmul_qpack_vnni512(packs, ys, n_jobs, x, n, &nout)) {
+            if (batch) g_q8_batch_calls += (unsigned)n_jobs;
+            else {
+                g_q8_calls += (unsigned)n_jobs;
+                if (nout > 0) g_q8_mixed += (unsigned)n_jobs;
+            }
+            return;
+        }
+    }
+    /* f32 activations, lower paths (force switches), or a token with too many outliers: the
+     * GGUF rows through the unpacked products (which count themselves) */
+    for (int k = 0; k < n_jobs; k++) {
+        moa_ggml_type t;
+        const void *W;
+        int64_t n_out, n_in;
+        moa_qpack_info_vnni512(packs[k], &t, &W, &n_out, &n_in);
+        if (batch) moa_matmul_q_batch(t, W, n_out, n_in, x, n, ys[k]);
+        else moa_matmul_q(t, W, n_out, n_in, x, n, ys[k]);
+    }
 }

@@ -44,9 +44,9 @@ void moa_dequant_row(moa_ggml_type t, const void *src, float *dst, int64_t n);
  *    with the weights' integer codes, every term (offsets, mins) on the same xq, so the error is
  *    sum_i W[o][i] (x_i - dx xq_i): at most sum_b (dx_b/2) sum_{i in b} |W[o][i]| per output
  *    (tests: that bound, and agreement with an exact emulation of the arithmetic to 4e-6;
- *    ~1e-3 of sum_i |W[o][i] x[v][i]| on random data). Outliers (a value > 12x the RMS of its
- *    256-value window without the window's 8 largest squares, moa_q8_outlier_blocks in
- *    quant-impl.h): the 32-value blocks holding them are multiplied with f32 activations, the
+ *    ~1e-3 of sum_i |W[o][i] x[v][i]| on random data). Outliers (a value > 12x the mean |x| of
+ *    its 256-value window, moa_q8_outlier_blocks in quant-impl.h): the 32-value blocks
+ *    holding them are multiplied with f32 activations, the
  *    rest in int8; a product with more than half of a vector's blocks flagged runs in f32
  *    throughout (a "fallback");
  *  - "avx512" (F/BW/VL/DQ; Q4_0/Q4_1/Q8_0 run the AVX2 kernels, measured faster) and "avx2"
@@ -72,6 +72,30 @@ typedef struct {
     float *y;
 } moa_matmul_q_job;
 void moa_matmul_q_multi(const moa_matmul_q_job *jobs, int n, int64_t n_in, const float *x, int64_t n_vec);
+/* A weight matrix repacked once for the int8 kernels (CPUs with AVX512-VNNI and -BITALG; Q4_0,
+ * Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K): rows in groups of 16, each block (32 values; a
+ * 256-value super-block for the K-quants) of a group stored as the vectors the 16-row x token
+ * micro-kernel multiplies (codes of 16 rows interleaved 4 bytes a row, then the 16 rows'
+ * scales), so that a 16-row block of 32 values costs 4 loads and ~12 logic ops instead of a
+ * load, unpack and scale per row-block; the same bytes as the GGUF rows (Q4_K/Q5_K: 3% more,
+ * their 6-bit scales unpacked), plus the zero rows that pad the last group. NULL when not
+ * supported (CPU, type, n_in % 32) or out of memory.
+ * The pack keeps W's address (not a copy): W must outlive it. Immutable, shareable. */
+typedef struct moa_qpack moa_qpack;
+moa_qpack *moa_qpack_create(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in);
+void moa_qpack_free(moa_qpack *p);
+size_t moa_qpack_bytes(const moa_qpack *p);
+/* ys[k][t][o] = sum_i W_k[o][i] x[t][i] for n_jobs <= 8 packs of the same n_in, t < n (decode
+ * or batches alike; ys[k]: [n][n_out_k], not aliasing x). With int8 activations (unless
+ * moa_matmul_q_set_act(F32)): per token the outliers (|x| > 12x the mean |x| of their
+ * 256-value window, at most 32 a token) are multiplied in f32, the rest is quantised per 32
+ * values (dx = max|x|/127), integer dot products on the packed codes: error
+ * sum_i W[o][i] (x_i - dx xq_i) <= sum_b (dx_b/2) sum_{i in b, not outliers} |W[o][i]| (tests:
+ * the bound, an exact emulation). Counted in moa_matmul_q_q8act_stats / _mixed for n < 8, in
+ * moa_matmul_q_batch_q8_stats for batches. Under moa_matmul_q_set_act(F32), the force
+ * switches, or with a token of more outliers: moa_matmul_q / moa_matmul_q_batch on the GGUF
+ * rows (their own paths and counts). */
+void moa_matmul_qpack(const moa_qpack *const *packs, float *const *ys, int n_jobs, const float *x, int64_t n);
 /* The plain C reference of moa_matmul_q (dequantise a row, dot in double). */
 void moa_matmul_q_ref(moa_ggml_type t, const void *W, int64_t n_out, int64_t n_in,
                       const float *x, int64_t n_vec, float *y);
@@ -131,6 +155,7 @@ void moa_cpu_force_no_vnni(int on);
  * need f32 accuracy). Process-wide: set it from the main thread while no kernel runs. */
 typedef enum { MOA_MATMUL_ACT_AUTO = 0, MOA_MATMUL_ACT_F32 = 1 } moa_matmul_act;
 void moa_matmul_q_set_act(moa_matmul_act a);
+moa_matmul_act moa_matmul_q_get_act(void);
 /* Products that took the int8 path's dispatch, and those of them that ran with f32
  * activations throughout (too many outlier blocks); approximate counts (not synchronised),
  * for tests and benchmarks. */

@@ -20,6 +20,7 @@
  *     moa_matmul_q_batch per matrix;
  *   - moa_matmul_q_batch on its int8 path (AVX512-VNNI): bound, emulation, control, outliers
  *     (matmul_batch_q8);
+ *   - moa_qpack (packed matrices): decode-sized and batched calls, same checks (qpack_products);
  *   - moa_matmul_q_batch: several panels and the small-batch fallback, same bound scaled by
  *     sgemm's accumulation (5e-6).
  * Random weights have finite f16 scales at each type's scale offsets. */
@@ -228,7 +229,7 @@ TEST(matmul_paths_vs_reference) {
  *               1% of the row's largest |W| (at the largest |x| of vector 0) must fail at >= 90%
  *               of the rows: the check in 2 detects an error of that size;
  *   4. outliers: one 40x value in every other 256-value window (uniform data elsewhere:
- *               max/RMS ~ 69 > 12): exactly the 32-value blocks holding them are flagged
+ *               40 > 12x the mean |x| ~ 0.5): exactly the 32-value blocks holding them are flagged
  *               (moa_q8_outlier_blocks) and multiplied in f32 (a "mixed" product; checks 1-3
  *               with those blocks in f32); one in every block: more than half of the blocks,
  *               the whole product runs with f32 activations (a "fallback", f32-accurate:
@@ -511,7 +512,7 @@ TEST(matmul_batch_q8) {
                     int64_t c = 0;
                     if ((mode == 1 && tk % 2) || (mode == 2 && tk == n / 2))
                         for (int64_t w0 = 0; w0 < n_in; w0 += 256) {   /* sorted, one per window */
-                            const int reps = mode == 2 ? 7 : (w0 % 512 == 0);   /* 7 < the 8 left out of the RMS */
+                            const int reps = mode == 2 ? 7 : (w0 % 512 == 0);   /* 7: mean |x| ~ 1.6, still flagged */
                             for (int r = 0; r < reps && w0 + 8 * r < n_in; r++) {
                                 const int64_t i = w0 + 8 * r + (int64_t)(rnd() % 8);
                                 if (i >= n_in) continue;
@@ -606,7 +607,167 @@ TEST(matmul_batch_q8) {
     CHECK(runs >= 8 * 2 * 2 + 8);
 }
 
+/* moa_qpack (AVX512-VNNI + BITALG): the packed products for decode-sized (1..5 vectors) and
+ * batched calls, every packable type (the K-quants too), odd shapes (rows not a multiple of
+ * the 16-row group, 25 blocks), against the same checks as matmul_batch_q8: the activation-rounding bound,
+ * the exact emulation (<= 4e-6 of sum |W x~|) and its control, planted outliers, and a token
+ * with 42 outliers (> 32: the call goes to the unpacked paths, which then must give their own
+ * result bit for bit). Two packs in one call equal two calls. */
+TEST(qpack_products) {
+    int supported;
+    {
+        uint8_t *w = random_weights(MOA_GGML_Q4_0, 16, 64);
+        moa_qpack *probe = moa_qpack_create(MOA_GGML_Q4_0, w, 16, 64);
+        supported = probe != NULL;
+        moa_qpack_free(probe);
+        free(w);
+    }
+    if (!supported) { fprintf(stderr, "  (no AVX512-VNNI + BITALG: packs unsupported, skipped)\n"); return; }
+    const moa_ggml_type types[] = {MOA_GGML_Q4_0, MOA_GGML_Q4_1, MOA_GGML_Q5_0, MOA_GGML_Q5_1, MOA_GGML_Q8_0,
+                                   MOA_GGML_Q4_K, MOA_GGML_Q5_K, MOA_GGML_Q6_K};
+    const int64_t shapes[3][2] = {{37, 800}, {70, 1536}, {5, 256}};
+    const int64_t ns[] = {1, 2, 3, 5, 21};
+    double worst_emu = 0, worst_bound = 0, weakest_control = INFINITY;
+    int runs = 0;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+        for (int si = 0; si < 3; si++) {
+            const moa_ggml_type t = types[ti];
+            const int64_t n_out = shapes[si][0], n_in = shapes[si][1];
+            uint32_t be, bb;
+            moa_ggml_type_info(t, &be, &bb);
+            if (n_in % be) continue;
+            const size_t rb = moa_ggml_row_bytes(t, n_in);
+            uint8_t *w = random_weights(t, n_out, n_in);
+            moa_qpack *pk = moa_qpack_create(t, w, n_out, n_in);
+            CHECK_MSG(pk != NULL, "%s: no pack", moa_ggml_type_name(t));
+            if (!pk) { free(w); continue; }
+            CHECK(moa_qpack_bytes(pk) >= moa_ggml_row_bytes(t, n_in) * (size_t)n_out);
+            /* the GGUF bytes of 16-row groups (Q4_K/Q5_K: + 16 bytes a row and super-block, unpacked scales) */
+            CHECK_EQ_INT(moa_qpack_bytes(pk), (moa_ggml_row_bytes(t, n_in) + (t == MOA_GGML_Q4_K || t == MOA_GGML_Q5_K
+                                               ? (size_t)(n_in / 256) * 4 : 0)) * (size_t)((n_out + 15) / 16 * 16));
+            float *wr = malloc(sizeof(float) * (size_t)(n_out * n_in));
+            for (int64_t o = 0; o < n_out; o++) moa_dequant_row(t, w + (size_t)o * rb, wr + o * n_in, n_in);
+            for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+                for (int mode = 0; mode < 3; mode++) {   /* plain, sparse outliers, 42 outliers in one token */
+                    const int64_t n = ns[ni];
+                    if (mode == 2 && (n_in < 1536 || n != 5)) continue;
+                    float *x = malloc(sizeof(float) * (size_t)(n * n_in));
+                    float *y0 = malloc(sizeof(float) * (size_t)(n * n_out)), *y1 = malloc(sizeof(float) * (size_t)(n * n_out));
+                    int32_t *oi = malloc(sizeof(int32_t) * (size_t)n * 64);
+                    int64_t *no = calloc((size_t)n, sizeof(int64_t));
+                    for (int64_t i = 0; i < n * n_in; i++) x[i] = urand(-1, 1);
+                    for (int64_t tk = 0; tk < n && mode; tk++) {
+                        if (mode == 1 && tk % 2 == 0 && n > 1) continue;
+                        if (mode == 2 && tk != 2) continue;
+                        for (int64_t w0 = 0; w0 + 256 <= n_in || (w0 == 0 && n_in < 256); w0 += mode == 1 ? 512 : 256) {
+                            const int reps = mode == 2 ? 7 : 1;
+                            for (int r = 0; r < reps; r++) {
+                                const int64_t span = n_in < 256 ? n_in : 32;
+                                const int64_t i = w0 + 32 * r + (int64_t)(rnd() % (uint32_t)span);
+                                if (i >= n_in) continue;
+                                x[tk * n_in + i] = r % 2 ? -40.0f : 40.0f;
+                                oi[tk * 64 + no[tk]++] = (int32_t)i;
+                            }
+                            if (n_in < 256) break;
+                        }
+                    }
+                    float *ys[1] = {y1};
+                    const moa_qpack *pks[1] = {pk};
+                    for (int64_t i = 0; i < n * n_out; i++) y1[i] = NAN;
+                    moa_matmul_qpack(pks, ys, 1, x, n);
+                    if (mode == 2) {   /* declined: the unpacked path's own result */
+                        if (n >= MOA_MATMUL_Q_BATCH_MIN) moa_matmul_q_batch(t, w, n_out, n_in, x, n, y0);
+                        else moa_matmul_q(t, w, n_out, n_in, x, n, y0);
+                        CHECK_MSG(memcmp(y0, y1, sizeof(float) * (size_t)(n * n_out)) == 0,
+                                  "qpack %s (declined) differs from the unpacked path", moa_ggml_type_name(t));
+                        free(x); free(y0); free(y1); free(oi); free(no);
+                        runs++;
+                        continue;
+                    }
+                    double emu = 0, of_bound = 0;
+                    int control_failed = 0;
+                    for (int64_t tk = 0; tk < n; tk++) {
+                        const float *xv = x + tk * n_in;
+                        for (int64_t o = 0; o < n_out; o++) {
+                            float *wo = wr + o * n_in;
+                            double ye, sc, bound = 0, wx = 0;
+                            gemm_emulate(wo, xv, n_in, oi + tk * 64, no[tk], &ye, &sc);
+                            const double got = y1[tk * n_out + o];
+                            emu = fmax(emu, fabs(got - ye) / (sc + 1e-30));
+                            double yr = 0;
+                            for (int64_t b0 = 0; b0 < n_in; b0 += 32) {
+                                double amax = 0, sw = 0;
+                                for (int64_t i = b0; i < b0 + 32; i++) {
+                                    int outl = 0;
+                                    for (int64_t k = 0; k < no[tk]; k++) outl |= oi[tk * 64 + k] == (int32_t)i;
+                                    yr += (double)wo[i] * xv[i];
+                                    wx += fabs((double)wo[i] * xv[i]);
+                                    if (outl) continue;
+                                    amax = fmax(amax, fabs(xv[i]));
+                                    sw += fabs(wo[i]);
+                                }
+                                bound += amax / 127 / 2 * sw;
+                            }
+                            of_bound = fmax(of_bound, fabs(got - yr) / (bound + 2e-6 * wx));
+                            if (tk == 0) {
+                                int64_t im = 0;
+                                float wmax = 0;
+                                for (int64_t i = 0; i < n_in; i++) {
+                                    if (fabsf(xv[i]) > fabsf(xv[im])) im = i;
+                                    wmax = fmaxf(wmax, fabsf(wo[i]));
+                                }
+                                const float keep = wo[im];
+                                wo[im] += 0.01f * wmax;
+                                gemm_emulate(wo, xv, n_in, oi, no[0], &ye, &sc);
+                                wo[im] = keep;
+                                const double c = fabs(got - ye) / (4e-6 * (sc + 1e-30));
+                                if (c > 1) control_failed++;
+                                weakest_control = fmin(weakest_control, c);
+                            }
+                        }
+                    }
+                    CHECK_MSG(emu <= 4e-6, "qpack %s %lldx%lld n %lld mode %d: |y - emulation| / scale = %.3g",
+                              moa_ggml_type_name(t), (long long)n_out, (long long)n_in, (long long)n, mode, emu);
+                    CHECK_MSG(of_bound <= 1, "qpack %s %lldx%lld n %lld mode %d: error exceeds the bound (x%.3g)",
+                              moa_ggml_type_name(t), (long long)n_out, (long long)n_in, (long long)n, mode, of_bound);
+                    CHECK_MSG(control_failed * 10 >= n_out * 9, "qpack %s: control detected at %d of %lld rows",
+                              moa_ggml_type_name(t), control_failed, (long long)n_out);
+                    worst_emu = fmax(worst_emu, emu);
+                    worst_bound = fmax(worst_bound, of_bound);
+                    runs++;
+                    free(x); free(y0); free(y1); free(oi); free(no);
+                }
+            free(wr);
+            moa_qpack_free(pk);
+            free(w);
+        }
+    /* two packs (different types) in one call equal two calls */
+    {
+        const int64_t n_in = 896, n = 3, no0 = 40, no1 = 19;
+        uint8_t *w0 = random_weights(MOA_GGML_Q5_0, no0, n_in), *w1 = random_weights(MOA_GGML_Q8_0, no1, n_in);
+        moa_qpack *p0 = moa_qpack_create(MOA_GGML_Q5_0, w0, no0, n_in), *p1 = moa_qpack_create(MOA_GGML_Q8_0, w1, no1, n_in);
+        float *x = malloc(sizeof(float) * (size_t)(n * n_in));
+        float *a0 = malloc(sizeof(float) * (size_t)(n * no0)), *a1 = malloc(sizeof(float) * (size_t)(n * no1));
+        float *b0 = malloc(sizeof(float) * (size_t)(n * no0)), *b1 = malloc(sizeof(float) * (size_t)(n * no1));
+        for (int64_t i = 0; i < n * n_in; i++) x[i] = urand(-1, 1);
+        x[n_in + 100] = 30.0f;
+        const moa_qpack *both[2] = {p0, p1}, *one0[1] = {p0}, *one1[1] = {p1};
+        float *yb[2] = {b0, b1}, *ya0[1] = {a0}, *ya1[1] = {a1};
+        moa_matmul_qpack(both, yb, 2, x, n);
+        moa_matmul_qpack(one0, ya0, 1, x, n);
+        moa_matmul_qpack(one1, ya1, 1, x, n);
+        CHECK(memcmp(a0, b0, sizeof(float) * (size_t)(n * no0)) == 0);
+        CHECK(memcmp(a1, b1, sizeof(float) * (size_t)(n * no1)) == 0);
+        moa_qpack_free(p0); moa_qpack_free(p1);
+        free(w0); free(w1); free(x); free(a0); free(a1); free(b0); free(b1);
+    }
+    fprintf(stderr, "  qpack %d runs: |y - emulation| / scale %.3g, |err| / bound %.3g; control error / tolerance >= "
+            "%.3g\n", runs, worst_emu, worst_bound, weakest_control);
+    CHECK(runs >= 5 * 3 * 5 + 3 * 5 * 2);
+}
+
 TEST(matmul_batch_vs_reference)
+
  {
     /* n_in = 2304: panels of 8 MiB / (4 * 2304) = 896 rows, so 1000 rows = 2 panels. */
     const moa_ggml_type types[] = {MOA_GGML_Q4_K, MOA_GGML_Q6_K, MOA_GGML_Q5_0, MOA_GGML_Q8_0, MOA_GGML_F16, MOA_GGML_F32};
@@ -648,6 +809,7 @@ int main(void) {
     RUN(matmul_q8_paths);
     RUN(matmul_multi_equals_single);
     RUN(matmul_batch_q8);
+    RUN(qpack_products);
     RUN(matmul_batch_vs_reference);
     return test_summary();
 }
