@@ -26,6 +26,10 @@ usage: bench/vs-llamacpp.sh [options]
   --batch-context N     prompt tokens per sequence in the batched part (default: the longest
                         depth, or 2048 if that is below 256)
   --llama-poll P        llama.cpp's --poll (busy-wait %, default its own: 50; 0 on a shared machine)
+  --omp-wait POLICY     OMP_WAIT_POLICY for BOTH engines (the llama.cpp build uses OpenMP too):
+                        active or passive; default: unset for both (libgomp's default, a short
+                        spin). An OMP_WAIT_POLICY inherited from the caller is ignored (passive
+                        slows llama.cpp's decode ~4x on an idle machine: 33 vs 125 tok/s)
   --quick               test the script: 1 repeat, pp128/tg16/batched tg8; default budget 4 dense
                         sequences of the batched context instead of 4 at the model's context
   --out DIR             keep the raw JSON of every run and the table in DIR (default: a temporary
@@ -33,26 +37,26 @@ usage: bench/vs-llamacpp.sh [options]
   -h, --help            this text
 
 Environment: MOA (default $MOA_BUILD_DIR/cli/moa or build/cli/moa), LLAMA_BIN (directory of
-llama-bench; default: the output of scripts/build-llamacpp.sh), OMP_WAIT_POLICY (recorded).
+llama-bench; default: the output of scripts/build-llamacpp.sh), OMP_WAIT_POLICY (ignored: see --omp-wait).
 EOF
 }
 die() { echo "vs-llamacpp: $*" >&2; exit 1; }
 bad() { echo "vs-llamacpp: $*" >&2; usage >&2; exit 2; }
 
 MODEL=smollm2-135m THREADS=$(nproc) DEPTHS="" REPEATS=3 PLAN50="" PLAN25="" FORMAT=md
-BUDGET="" BCTX="" QUICK=0 OUT="" POLL=""
+BUDGET="" BCTX="" QUICK=0 OUT="" POLL="" OMPW=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
     --quick) QUICK=1; shift; continue ;;
-    --model|--threads|--depths|--repeats|--plan50|--plan25|--format|--kv-budget|--batch-context|--out|--llama-poll)
+    --model|--threads|--depths|--repeats|--plan50|--plan25|--format|--kv-budget|--batch-context|--out|--llama-poll|--omp-wait)
       [ $# -ge 2 ] || bad "$1 needs a value" ;;
     *) bad "unknown option '$1'" ;;
   esac
   case "$1" in
     --model) MODEL=$2 ;; --threads) THREADS=$2 ;; --depths) DEPTHS=$2 ;; --repeats) REPEATS=$2 ;;
     --plan50) PLAN50=$2 ;; --plan25) PLAN25=$2 ;; --format) FORMAT=$2 ;; --kv-budget) BUDGET=$2 ;;
-    --batch-context) BCTX=$2 ;; --out) OUT=$2 ;; --llama-poll) POLL=$2 ;;
+    --batch-context) BCTX=$2 ;; --out) OUT=$2 ;; --llama-poll) POLL=$2 ;; --omp-wait) OMPW=$2 ;;
   esac
   shift 2
 done
@@ -64,6 +68,9 @@ posint "$REPEATS" || bad "--repeats must be a positive integer"
 [ -z "$BCTX" ] || posint "$BCTX" || bad "--batch-context must be a positive integer"
 [ -z "$BUDGET" ] || isnum "$BUDGET" || bad "--kv-budget must be a byte count (digits)"
 [ -z "$POLL" ] || isnum "$POLL" || bad "--llama-poll must be 0..100"
+case "$OMPW" in ""|active|passive) ;; *) bad "--omp-wait must be active or passive" ;; esac
+# one OpenMP wait policy for both engines (both use libgomp)
+if [ -n "$OMPW" ]; then export OMP_WAIT_POLICY=$OMPW; else unset OMP_WAIT_POLICY; fi
 [ -z "$DEPTHS" ] || [[ $DEPTHS =~ ^[0-9]+(,[0-9]+)*$ ]] || bad "--depths must be a list like 0,2048"
 
 # Test sizes: prompt processing PP, generation TG at each depth, batched generation BTG.

@@ -172,6 +172,48 @@ static void dims_str(char *buf, size_t cap, int rank, const hsize_t *dims) {
     if (o < cap) snprintf(buf + o, cap - o, "]");
 }
 
+/* A contiguous or compact dataset's storage must hold exactly its n elements of the file
+ * type, and a contiguous one must lie inside the file: libhdf5 1.10 trusts the object header
+ * and copies from wild or NULL addresses otherwise (docs/fuzzing.md, site 3: a compact
+ * layout without its data, a contiguous one pointing outside the file), and our buffer is
+ * sized from the declared shape (which a small hostile file would otherwise make gigabytes).
+ * Chunked datasets are left to libhdf5 (our writers make none). */
+static moa_status check_storage(hid_t d, hid_t ft, const char *name, size_t n) {
+    hid_t pl = H5Dget_create_plist(d);
+    if (pl < 0) return moa_err(MOA_ERR_FORMAT, "dataset '%s': unreadable creation properties", name);
+    H5D_layout_t lay = H5Pget_layout(pl);
+    H5Pclose(pl);
+    if (lay != H5D_CONTIGUOUS && lay != H5D_COMPACT) return MOA_OK;
+    size_t es = ft >= 0 ? H5Tget_size(ft) : 0, need;
+    if (es == 0 || moa_mul_overflow(n, es, &need))
+        return moa_err(MOA_ERR_FORMAT, "dataset '%s': bad element size", name);
+    hsize_t have = H5Dget_storage_size(d);
+    if (lay == H5D_COMPACT) {
+        if (have != (hsize_t)need)
+            return moa_err(MOA_ERR_FORMAT, "dataset '%s' holds %llu bytes, its shape and type need %zu", name,
+                           (unsigned long long)have, need);
+        return MOA_OK;
+    }
+    haddr_t off = H5Dget_offset(d);
+    if (off == HADDR_UNDEF) {   /* never written: libhdf5 returns fill values, nothing is read */
+        if (have != 0) return moa_err(MOA_ERR_FORMAT, "dataset '%s': storage without an address", name);
+        return MOA_OK;
+    }
+    if (have != (hsize_t)need)
+        return moa_err(MOA_ERR_FORMAT, "dataset '%s' holds %llu bytes, its shape and type need %zu", name,
+                       (unsigned long long)have, need);
+    hid_t f = H5Iget_file_id(d);
+    hsize_t fsize = 0;
+    herr_t e = f >= 0 ? H5Fget_filesize(f, &fsize) : -1;
+    if (f >= 0) H5Fclose(f);
+    if (e < 0) return moa_err(MOA_ERR_FORMAT, "dataset '%s': cannot get the file's size", name);
+    if (off > fsize || need > fsize - off)
+        return moa_err(MOA_ERR_FORMAT, "dataset '%s' lies outside the file (bytes %llu..%llu of %llu)", name,
+                       (unsigned long long)off, (unsigned long long)off + (unsigned long long)need,
+                       (unsigned long long)fsize);
+    return MOA_OK;
+}
+
 moa_status moa_h5_read_dataset(hid_t loc, const char *name, hid_t mem_type, int rank,
                                const hsize_t *expect_dims, hsize_t *dims_out, void **data_out) {
     *data_out = NULL;
@@ -218,6 +260,7 @@ moa_status moa_h5_read_dataset(hid_t loc, const char *name, hid_t mem_type, int 
         st = moa_err(MOA_ERR_FORMAT, "dataset '%s' is too large", name);
         goto done;
     }
+    if (n > 0 && (st = check_storage(d, ft, name, n)) < 0) goto done;
     void *buf = malloc(bytes ? bytes : 1);
     if (!buf) { st = moa_err(MOA_ERR_NOMEM, "dataset '%s': out of memory (%zu bytes)", name, bytes); goto done; }
     if (n > 0 && H5Dread(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {

@@ -446,10 +446,26 @@ TEST(build_samples_at) {
     moa_wordlist_free(wl);
 }
 
+/* Fuzzer inputs that made libhdf5 1.10 copy from NULL or past the file inside H5Dread
+ * (docs/fuzzing.md, site 3): a compact dataset without its data, a contiguous one whose
+ * storage is shorter than its shape. The reader refuses them itself, without the guard's
+ * child process (these crashed in-process before the storage check of common/h5util.c). */
+TEST(rejects_bad_storage_in_process) {
+    const char *files[] = {MOA_TEST_FIXTURES "/hdf5-hostile/calib-compact-no-data.h5",
+                           MOA_TEST_FIXTURES "/hdf5-hostile/calib-contiguous-short.h5"};
+    for (int i = 0; i < 2; i++) {
+        moa_calib_file *cf = NULL;
+        CHECK(moa_calib_read_unguarded(files[i], &cf) == MOA_ERR_FORMAT);
+        CHECK(cf == NULL);
+        CHECK_MSG(strstr(moa_last_error(), "holds") != NULL, "%s: %s", files[i], moa_last_error());
+    }
+}
+
 int main(void) {
     RUN(roundtrip);
     RUN(check_vocab);
     RUN(rejects_malformed);
+    RUN(rejects_bad_storage_in_process);
     RUN(build_and_resume);
     RUN(build_samples_at);
     return test_summary();
