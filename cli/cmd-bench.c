@@ -180,7 +180,7 @@ typedef struct {
     moa_kv_type kvt;
 } bench_opts;
 
-/* Parses argv into *o. Returns -1 to go on, else the exit code (0 after --help, 2 on a usage
+/* Parses argv into *o. Returns CLI_GO_ON, else the exit code (0 after --help, 2 on a usage
  * error, with the message printed). */
 static int parse_args(int argc, char **argv, bench_opts *o) {
     if (argc < 2 || arg_flag(argv, 1, "-h", "--help")) { usage(argc < 2 ? stderr : stdout); return argc < 2 ? 2 : 0; }
@@ -225,13 +225,9 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
         fprintf(stderr, "moa bench: --act-budget B goes with `moa bench profile` (a byte count: 3G, 0, max)\n");
         return 2;
     }
-    o->kvt = MOA_KV_F16;
-    if (o->kv_type && moa_kv_type_parse(o->kv_type, &o->kvt) < 0) {
-        fprintf(stderr, "moa bench: --kv-type: %s\n", moa_last_error());
-        return 2;
-    }
+    if (cli_kv_type("bench", o->kv_type, &o->kvt) != 0) return 2;
     if (!(o->model = cli_model_path(o->model))) return 2;
-    return -1;
+    return CLI_GO_ON;
 }
 
 /* What every row of a prefill/decode run shares: the attention label, the read bandwidth
@@ -411,7 +407,7 @@ done:
 int moa_cmd_bench(int argc, char **argv) {
     bench_opts o;
     int rc = parse_args(argc, argv, &o);
-    if (rc >= 0) return rc;
+    if (rc != CLI_GO_ON) return rc;
     rc = 0;
     moa_model *m;
     moa_model_params mp = moa_model_default_params();

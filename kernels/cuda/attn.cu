@@ -219,6 +219,31 @@ static const char *kv_name(int t) {
     return t == MOA_CU_KV_F32 ? "f32" : t == MOA_CU_KV_F16 ? "f16" : t == MOA_CU_KV_BF16 ? "bf16" : "q8_0";
 }
 
+/* The layout's dimensions, position mode, RoPE and storage types (not yet its units). */
+static moa_status check_cache_layout(const moa_cuda_cache_layout *L, int64_t n_ctx, int n_seq,
+                                     const char *fn) {
+    if (L->n_layer < 1 || L->n_head < 1 || L->n_head_kv < 1 || L->head_dim < 1 ||
+        L->n_head % L->n_head_kv != 0 || n_ctx < 1 || n_seq < 1)
+        return moa_err(MOA_ERR_INVALID_ARG, "%s: bad dimensions n_layer=%d n_head=%d n_head_kv=%d "
+                       "head_dim=%d n_ctx=%lld n_seq=%d", fn, L->n_layer, L->n_head, L->n_head_kv,
+                       L->head_dim, (long long)n_ctx, n_seq);
+    if (L->head_dim > MOA_CU_HD_MAX)
+        return moa_err(MOA_ERR_UNSUPPORTED, "%s: head_dim=%d exceeds %d", fn, L->head_dim, MOA_CU_HD_MAX);
+    if ((L->pos_mode != 0 && L->pos_mode != 1) || L->rope_dim < 0 || L->rope_dim % 2 ||
+        L->rope_dim > L->head_dim || (L->pos_mode == 1 && L->rope_dim == 0) ||
+        (L->rope_dim > 0 && !(L->rope_base > 1.0f)))
+        return moa_err(MOA_ERR_INVALID_ARG, "%s: pos_mode=%d rope_dim=%d rope_base=%g (need mode 0 or "
+                       "1, rope_dim even in [0, head_dim], > 0 in streaming mode, base > 1)", fn,
+                       L->pos_mode, L->rope_dim, (double)L->rope_base);
+    if (L->rope_pairing != 0 && L->rope_pairing != 2)
+        return moa_err(MOA_ERR_INVALID_ARG, "%s: rope_pairing=%d (expected 0 normal or 2 NEOX, as "
+                       "moa_rope_pairing)", fn, L->rope_pairing);
+    if ((unsigned)L->type_k >= MOA_CU_KV_N_TYPES || (unsigned)L->type_v >= MOA_CU_KV_N_TYPES)
+        return moa_err(MOA_ERR_INVALID_ARG, "%s: type_k=%d, type_v=%d (expected 0 f32, 1 f16, 2 bf16 "
+                       "or 3 q8_0, as moa_kv_type)", fn, L->type_k, L->type_v);
+    return MOA_OK;
+}
+
 struct moa_cuda_cache {
     moa_cuda_ctx *ctx;
     int n_layer, n_head, n_kv, hd, group, n_seq;
@@ -272,31 +297,6 @@ void moa_cuda_cache_free(moa_cuda_cache *c) {
     free(c->row_pos_h);
     free(c->row_seq_h);
     free(c);
-}
-
-/* The layout's dimensions, position mode, RoPE and storage types (not yet its units). */
-static moa_status check_cache_layout(const moa_cuda_cache_layout *L, int64_t n_ctx, int n_seq,
-                                     const char *fn) {
-    if (L->n_layer < 1 || L->n_head < 1 || L->n_head_kv < 1 || L->head_dim < 1 ||
-        L->n_head % L->n_head_kv != 0 || n_ctx < 1 || n_seq < 1)
-        return moa_err(MOA_ERR_INVALID_ARG, "%s: bad dimensions n_layer=%d n_head=%d n_head_kv=%d "
-                       "head_dim=%d n_ctx=%lld n_seq=%d", fn, L->n_layer, L->n_head, L->n_head_kv,
-                       L->head_dim, (long long)n_ctx, n_seq);
-    if (L->head_dim > MOA_CU_HD_MAX)
-        return moa_err(MOA_ERR_UNSUPPORTED, "%s: head_dim=%d exceeds %d", fn, L->head_dim, MOA_CU_HD_MAX);
-    if ((L->pos_mode != 0 && L->pos_mode != 1) || L->rope_dim < 0 || L->rope_dim % 2 ||
-        L->rope_dim > L->head_dim || (L->pos_mode == 1 && L->rope_dim == 0) ||
-        (L->rope_dim > 0 && !(L->rope_base > 1.0f)))
-        return moa_err(MOA_ERR_INVALID_ARG, "%s: pos_mode=%d rope_dim=%d rope_base=%g (need mode 0 or "
-                       "1, rope_dim even in [0, head_dim], > 0 in streaming mode, base > 1)", fn,
-                       L->pos_mode, L->rope_dim, (double)L->rope_base);
-    if (L->rope_pairing != 0 && L->rope_pairing != 2)
-        return moa_err(MOA_ERR_INVALID_ARG, "%s: rope_pairing=%d (expected 0 normal or 2 NEOX, as "
-                       "moa_rope_pairing)", fn, L->rope_pairing);
-    if ((unsigned)L->type_k >= MOA_CU_KV_N_TYPES || (unsigned)L->type_v >= MOA_CU_KV_N_TYPES)
-        return moa_err(MOA_ERR_INVALID_ARG, "%s: type_k=%d, type_v=%d (expected 0 f32, 1 f16, 2 bf16 "
-                       "or 3 q8_0, as moa_kv_type)", fn, L->type_k, L->type_v);
-    return MOA_OK;
 }
 
 /* The host side of a new cache: the layout's scalars, then the host tables (zeroed).
