@@ -8,9 +8,13 @@
  *
  * Conventions: every function that can fail returns moa_status (negative on error) with a
  * message in moa_last_error() naming the file / line / field. Strings returned through
- * out-parameters are malloc'ed and owned by the caller (free()). Nothing here keeps global
- * state: all functions are thread-safe on distinct objects; word lists, corpora and task specs
- * are immutable after creation and may be shared between threads.
+ * out-parameters are malloc'ed and owned by the caller (free()); objects returned by *_load,
+ * *_parse, *_read are freed with the matching *_free. Nothing here keeps global state: all
+ * functions are thread-safe on distinct objects, and word lists, corpora and task specs are
+ * immutable after creation and may be shared between threads; except that the calib.h5
+ * reader and writer (and moa_calib_build, which writes one) use HDF5, which the Debian build
+ * does not make thread-safe (common/h5util.h): call them from one thread at a time in the
+ * process. moa_calib_read also forks a child (h5guard.h).
  */
 #ifndef MOA_CALIB_H
 #define MOA_CALIB_H
@@ -38,7 +42,8 @@ extern "C" {
 typedef struct moa_wordlist moa_wordlist;
 
 /* Load and filter a one-word-per-line file (NULL path = MOA_WORDLIST_DEFAULT_PATH). Fails if
- * fewer than 4 words survive the filter. */
+ * fewer than 4 words survive the filter. The caller owns *out (moa_wordlist_free); the
+ * strings the accessors below return are owned by the list. */
 moa_status moa_wordlist_load(const char *path, moa_wordlist **out);
 /* Same filter over an in-memory array (tests, embedded lists). */
 moa_status moa_wordlist_from_words(const char *const *words, size_t n, moa_wordlist **out);
@@ -63,6 +68,7 @@ typedef struct {
 moa_jsonl_params moa_jsonl_default_params(void);
 
 typedef struct moa_jsonl_corpus moa_jsonl_corpus;
+/* The caller owns *out (moa_jsonl_free); the strings the accessors return are the corpus's. */
 moa_status moa_jsonl_load(const char *path, const moa_jsonl_params *p, moa_jsonl_corpus **out);
 /* `name` is used in messages ("name:LINE: ..."). */
 moa_status moa_jsonl_parse(const char *data, size_t len, const char *name,
@@ -147,7 +153,8 @@ void moa_task_sample_clear(moa_task_sample *s);   /* frees the strings; NULL ok 
  * `record` selects the JSONL record (ignored by synthetic tasks). Size units: lines (lines),
  * haystack units (needle: noise sentences or text words), filler sentences (longdep),
  * context bytes kept (jsonl; larger than the context = untrimmed). Contents grow as a prefix
- * in `size`, so token counts are (nearly) monotone in it. */
+ * in `size`, so token counts are (nearly) monotone in it. *out's strings are the caller's
+ * (moa_task_sample_clear). */
 moa_status moa_task_generate(const moa_task_spec *spec, uint32_t seed, int64_t size,
                              int64_t record, moa_task_sample *out);
 
@@ -217,7 +224,8 @@ typedef struct {
 moa_status moa_calib_write(const char *path, const moa_calib_file *f);
 /* Read and validate everything (format, version, dataset shapes, spans, strings). The file
  * is first read in a child process (h5guard.h): a file that crashes or hangs libhdf5 fails
- * with MOA_ERR_FORMAT ("malformed HDF5 file: ...") instead of taking the caller down. */
+ * with MOA_ERR_FORMAT ("malformed HDF5 file: ...") instead of taking the caller down. The
+ * caller owns *out (moa_calib_file_free). */
 moa_status moa_calib_read(const char *path, moa_calib_file **out);
 /* The same read without the guard, in this process: for files already checked (the guard's
  * child, the fuzzer after the guard). A hostile file can crash libhdf5 here. */

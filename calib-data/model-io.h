@@ -1,6 +1,10 @@
 /* model-io.h - the real model side of calib-data: token counting and prompt encoding with
  * the model's chat template, detokenisation, and greedy answers from the dense engine.
- * Used by `moa calib`, `moa eval` and the model tests. */
+ * Used by `moa calib`, `moa eval` and the model tests.
+ *
+ * A moa_model_io borrows its tokenizer (only read) and context (reset and run by respond):
+ * like the context, it belongs to one thread at a time. Returned ids and texts are malloc'd
+ * and the caller's (free()). */
 #ifndef MOA_CALIB_MODEL_IO_H
 #define MOA_CALIB_MODEL_IO_H
 

@@ -102,3 +102,12 @@ int cli_plan_from_args(const char *plan_path, double uniform, long sink, long bl
     }
     return 0;
 }
+
+int cli_kv_type(const char *cmd, const char *name, moa_kv_type *out) {
+    *out = MOA_KV_F16;
+    if (name && moa_kv_type_parse(name, out) < 0) {
+        fprintf(stderr, "moa %s: --kv-type: %s\n", cmd, moa_last_error());
+        return 2;
+    }
+    return 0;
+}

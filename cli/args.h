@@ -32,3 +32,6 @@ struct moa_model;
  * Returns 0, or an exit code (1 failure, 2 usage) after printing the error. */
 int cli_plan_from_args(const char *plan_path, double uniform, long sink, long block,
                        const struct moa_model *m, int64_t n, moa_plan **out);
+/* --kv-type NAME of subcommand `cmd` into *out (MOA_KV_F16 when name is NULL). Returns 0, or
+ * 2 after printing "moa CMD: --kv-type: <why>". */
+int cli_kv_type(const char *cmd, const char *name, moa_kv_type *out);

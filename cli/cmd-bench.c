@@ -166,197 +166,265 @@ static double weight_bytes(const moa_model *m) {
     return b + (double)moa_ggml_row_bytes(m->output.type, m->output.n_in) * m->output.n_out;
 }
 
-int moa_cmd_bench(int argc, char **argv) {
+/* The settings of `moa bench` from its command line. */
+typedef struct {
+    const char *mode;
+    int prefill, profile, json;
+    const char *model, *ctxs, *format, *plan, *act, *kv_type;
+    long tokens, repeats, warmup, batch, n_seq;
+    double uniform, kv_budget;
+    long u_sink, u_block;   /* --uniform's sinks and block (64, 64) */
+    long lens[64];
+    int n_lens;
+    size_t act_budget;
+    moa_kv_type kvt;
+} bench_opts;
+
+/* Parses argv into *o. Returns CLI_GO_ON, else the exit code (0 after --help, 2 on a usage
+ * error, with the message printed). */
+static int parse_args(int argc, char **argv, bench_opts *o) {
     if (argc < 2 || arg_flag(argv, 1, "-h", "--help")) { usage(argc < 2 ? stderr : stdout); return argc < 2 ? 2 : 0; }
-    const char *mode = argv[1];
-    int prefill = !strcmp(mode, "prefill"), profile = !strcmp(mode, "profile");
-    if (!prefill && !profile && strcmp(mode, "decode")) {
-        fprintf(stderr, "moa bench: unknown benchmark '%s' (prefill, decode or profile)\n", mode);
+    *o = (bench_opts){.mode = argv[1], .ctxs = "512", .format = "md", .tokens = 32, .repeats = 5,
+                      .warmup = 1, .batch = 512, .n_seq = 1, .u_sink = -1, .u_block = 0};
+    o->prefill = !strcmp(o->mode, "prefill");
+    o->profile = !strcmp(o->mode, "profile");
+    if (!o->prefill && !o->profile && strcmp(o->mode, "decode")) {
+        fprintf(stderr, "moa bench: unknown benchmark '%s' (prefill, decode or profile)\n", o->mode);
         return 2;
     }
-    const char *model = NULL, *ctxs = "512", *format = "md", *plan = NULL, *act = NULL;
-    const char *kv_type = NULL;
-    long tokens = 32, repeats = 5, warmup = 1, batch = 512, n_seq = 1;
-    double uniform = 0, kv_budget = 0;
-    long u_sink = -1, u_block = 0;   /* --uniform's sinks and block (64, 64) */
     for (int i = 2; i < argc; i++) {
         int r;
         if (arg_flag(argv, i, "-h", "--help")) { usage(stdout); return 0; }
-        if ((r = arg_str(argc, argv, &i, "-m", "--model", &model)) ||
-            (r = arg_str(argc, argv, &i, NULL, "--context", &ctxs)) ||
-            (r = arg_str(argc, argv, &i, NULL, "--format", &format)) ||
-            (r = arg_str(argc, argv, &i, NULL, "--plan", &plan)) ||
-            (r = arg_str(argc, argv, &i, NULL, "--kv-type", &kv_type)) ||
-            (r = arg_double(argc, argv, &i, NULL, "--uniform", &uniform, 1e-6, 1)) ||
-            (r = arg_long(argc, argv, &i, NULL, "--sink", &u_sink, 0, 1 << 20)) ||
-            (r = arg_long(argc, argv, &i, NULL, "--block", &u_block, 1, 1 << 20)) ||
-            (r = arg_double(argc, argv, &i, NULL, "--kv-budget", &kv_budget, 1, 1e15)) ||
-            (r = arg_str(argc, argv, &i, NULL, "--act-budget", &act)) ||
-            (r = arg_long(argc, argv, &i, NULL, "--tokens", &tokens, 1, 1 << 20)) ||
-            (r = arg_long(argc, argv, &i, NULL, "--batch", &n_seq, 1, 4096)) ||
-            (r = arg_long(argc, argv, &i, NULL, "--chunk", &batch, 1, 1 << 20)) ||
-            (r = arg_long(argc, argv, &i, "-r", "--repeats", &repeats, 1, 1000)) ||
-            (r = arg_long(argc, argv, &i, NULL, "--warmup", &warmup, 0, 1000))) {
+        if ((r = arg_str(argc, argv, &i, "-m", "--model", &o->model)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--context", &o->ctxs)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--format", &o->format)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--plan", &o->plan)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--kv-type", &o->kv_type)) ||
+            (r = arg_double(argc, argv, &i, NULL, "--uniform", &o->uniform, 1e-6, 1)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--sink", &o->u_sink, 0, 1 << 20)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--block", &o->u_block, 1, 1 << 20)) ||
+            (r = arg_double(argc, argv, &i, NULL, "--kv-budget", &o->kv_budget, 1, 1e15)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--act-budget", &o->act)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--tokens", &o->tokens, 1, 1 << 20)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--batch", &o->n_seq, 1, 4096)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--chunk", &o->batch, 1, 1 << 20)) ||
+            (r = arg_long(argc, argv, &i, "-r", "--repeats", &o->repeats, 1, 1000)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--warmup", &o->warmup, 0, 1000))) {
             if (r < 0) return 2;
             continue;
         }
         fprintf(stderr, "moa bench: unknown argument '%s'\n", argv[i]);
         return 2;
     }
-    int json = !strcmp(format, "json");
-    if (!json && strcmp(format, "md")) { fprintf(stderr, "moa bench: --format must be md or json\n"); return 2; }
-    long lens[64];
-    int n_lens = moa_parse_int_list(ctxs, lens, 64);
-    if (n_lens <= 0) { fprintf(stderr, "moa bench: bad --context list '%s'\n", ctxs); return 2; }
-    size_t act_budget = moa_profiler_default_params().act_budget_bytes;
-    if (act && (!profile || moa_parse_bytes(act, &act_budget) < 0)) {
+    o->json = !strcmp(o->format, "json");
+    if (!o->json && strcmp(o->format, "md")) { fprintf(stderr, "moa bench: --format must be md or json\n"); return 2; }
+    o->n_lens = moa_parse_int_list(o->ctxs, o->lens, 64);
+    if (o->n_lens <= 0) { fprintf(stderr, "moa bench: bad --context list '%s'\n", o->ctxs); return 2; }
+    o->act_budget = moa_profiler_default_params().act_budget_bytes;
+    if (o->act && (!o->profile || moa_parse_bytes(o->act, &o->act_budget) < 0)) {
         fprintf(stderr, "moa bench: --act-budget B goes with `moa bench profile` (a byte count: 3G, 0, max)\n");
         return 2;
     }
-    moa_kv_type kvt = MOA_KV_F16;
-    if (kv_type && moa_kv_type_parse(kv_type, &kvt) < 0) {
-        fprintf(stderr, "moa bench: --kv-type: %s\n", moa_last_error());
-        return 2;
-    }
-    if (!(model = cli_model_path(model))) return 2;
+    if (cli_kv_type("bench", o->kv_type, &o->kvt) != 0) return 2;
+    if (!(o->model = cli_model_path(o->model))) return 2;
+    return CLI_GO_ON;
+}
 
-    moa_model *m;
-    moa_model_params mp = moa_model_default_params();
-    mp.compute_sha256 = 0;
-    if (profile) mp.f32_weights = moa_ctx_default_params().device != MOA_DEVICE_CUDA;   /* host BLAS copies: CPU only */
-    moa_status st = moa_model_load(model, &mp, &m);
-    if (st < 0) return cli_fail("loading model", st);
-    if (profile) {
-        st = bench_profile(m, lens, n_lens, repeats, warmup, act_budget, json, argc, argv);
-        moa_model_free(m);
-        return st < 0 ? cli_fail("bench profile", st) : 0;
-    }
+/* What every row of a prefill/decode run shares: the attention label, the read bandwidth
+ * (decode only) and the bytes of the quantised weights. */
+typedef struct {
+    const char *attn;
+    double bw, wbytes;
+} bench_env;
+
+/* The header: command, machine, model, attention and KV type; then the table's head (md) or
+ * the opening of the JSON object. */
+static void print_header(const bench_opts *o, const moa_model *m, const bench_env *env, int argc,
+                         char **argv) {
     int threads = 1;
 #ifdef _OPENMP
     threads = omp_get_max_threads();
 #endif
     char cmd[1024];
     command_line(argc, argv, cmd, sizeof cmd);
-    double bw = prefill ? 0 : measure_read_bandwidth(), wbytes = weight_bytes(m);
-    const char *attn = plan ? plan : uniform > 0 ? "uniform" : "dense";
-    if (!json) {
+    if (!o->json) {
         printf("command: %s\nmachine: %d threads, kernels %s; read bandwidth %.1f GB/s\n"
                "model: %s, %d layers, %d/%d heads, weights %.1f MiB; attention: %s, KV %s\nrepeats %ld after %ld warm-up\n\n",
-               cmd, threads, simd_level(), bw / 1e9, m->hp.arch, m->hp.n_layer, m->hp.n_head,
-               m->hp.n_head_kv, wbytes / 1048576.0, attn, moa_kv_type_name(kvt), repeats, warmup);
-        if (prefill) printf("| attention | context | tok/s | +- | attention s | total s | KV MiB | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+               cmd, threads, simd_level(), env->bw / 1e9, m->hp.arch, m->hp.n_layer, m->hp.n_head,
+               m->hp.n_head_kv, env->wbytes / 1048576.0, env->attn, moa_kv_type_name(o->kvt), o->repeats, o->warmup);
+        if (o->prefill) printf("| attention | context | tok/s | +- | attention s | total s | KV MiB | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
         else printf("| attention | context | batch | tok/s (all seqs) | +- | KV MiB/seq | MB read/step | %% of bandwidth | attention s/step | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     } else {
         printf("{\"command\": \"%s\", \"threads\": %d, \"simd\": \"%s\", \"mode\": \"%s\", \"attention\": \"%s\", "
                "\"kv_type\": \"%s\", \"read_bandwidth\": %.4g, \"weight_bytes\": %.0f, \"results\": [", cmd, threads,
-               simd_level(), mode, attn, moa_kv_type_name(kvt), bw, wbytes);
+               simd_level(), o->mode, env->attn, moa_kv_type_name(o->kvt), env->bw, env->wbytes);
     }
-    int rc = 0;
-    for (int li = 0; li < n_lens && rc == 0; li++) {
-        long N = lens[li];
-        /* the planned context: decode prefills once, then every warm-up and repeat decodes
-         * `tokens` more steps */
-        long n_ctx = prefill ? N : N + tokens * (warmup + repeats);
-        if (N < (prefill ? 1 : 0) || n_ctx > m->hp.n_ctx_train) {   /* decode at depth 0: an empty cache */
-            fprintf(stderr, "moa bench: context %ld must be in [%d, %ld]\n", N, prefill ? 1 : 0,
-                    (long)m->hp.n_ctx_train - (prefill ? 0 : tokens));
-            rc = 2;
-            break;
-        }
-        moa_plan *pl = NULL;
-        if ((rc = cli_plan_from_args(plan, uniform, u_sink, u_block, m, n_ctx, &pl)) != 0) break;
-        int rss_ok = moa_peak_rss_reset() == 0;   /* peak of this context only */
-        moa_ctx_params cp = moa_ctx_default_params();
-        cp.n_ctx = (int32_t)n_ctx;
-        cp.n_batch = (int32_t)batch;
-        cp.plan = pl;
-        cp.n_seq = 1;
-        cp.kv_type = kvt;
-        moa_ctx *ctx = NULL;
-        long B = prefill ? 1 : n_seq;
-        if (!prefill && kv_budget > 0) {   /* the largest batch whose caches fit the budget */
-            if ((st = moa_ctx_create(m, &cp, &ctx)) < 0) { rc = cli_fail("creating context", st); moa_plan_free(pl); break; }
-            B = (long)(kv_budget / (double)moa_ctx_kv_bytes(ctx));
-            moa_ctx_free(ctx);
-            ctx = NULL;
-            if (B < 1) { fprintf(stderr, "moa bench: --kv-budget %.0f holds no sequence of %ld tokens\n", kv_budget, n_ctx); rc = 2; moa_plan_free(pl); break; }
-            if (B > 512) B = 512;
-        }
-        cp.n_seq = (int32_t)B;
-        if (cp.n_batch < B) cp.n_batch = (int32_t)B;
-        st = moa_ctx_create(m, &cp, &ctx);
-        moa_plan_free(pl);
-        if (st < 0) { rc = cli_fail("creating context", st); break; }
-        int32_t *ids = malloc((size_t)(n_ctx + B + tokens) * sizeof *ids);
-        float *logits = malloc((size_t)m->hp.n_vocab * (size_t)B * sizeof(float));
-        double *tps = malloc((size_t)repeats * sizeof(double));
-        int *seqs = malloc((size_t)B * sizeof(int));
-        double attn_s = 0, total_s = 0;
-        if (!ids || !logits || !tps || !seqs) { rc = cli_fail("bench", MOA_ERR_NOMEM); goto next; }
-        uint64_t x = 12345;
-        for (long i = 0; i < n_ctx + B + tokens; i++) {   /* deterministic pseudo-random tokens */
-            x = x * 6364136223846793005ull + 1442695040888963407ull;
-            ids[i] = (int32_t)((x >> 33) % (uint64_t)m->hp.n_vocab);
-        }
-        for (long b = 0; b < B; b++) seqs[b] = (int)b;
-        if (!prefill) {   /* every sequence holds N tokens before the timed steps: one prefill
-                             copied into the others, each copy its own bytes (on CUDA, where
-                             contexts cannot copy yet, one prefill each) */
-            for (long b = 0; b < B && st >= 0 && N > 0; b++) {
-                if (b > 0 && moa_ctx_device(ctx) == MOA_DEVICE_CPU) st = moa_ctx_seq_copy(ctx, 0, (int)b);
-                else st = moa_ctx_eval_seq(ctx, (int)b, ids + b % 7, (int32_t)N, MOA_LOGITS_NONE, NULL);
-            }
-            if (st < 0) { rc = cli_fail("bench", st); goto next; }
-        }
-        for (long r = -warmup; r < repeats; r++) {
-            double t0, dt;
-            if (prefill) {
-                moa_ctx_reset(ctx);
-                moa_ctx_attn_seconds(ctx, 1);
-                t0 = moa_time_now();
-                if ((st = moa_ctx_eval(ctx, ids, (int32_t)N, MOA_LOGITS_LAST, logits)) < 0) break;
-                dt = moa_time_now() - t0;
-                if (r >= 0) { tps[r] = N / dt; total_s += dt / repeats; }
-            } else {
-                moa_ctx_attn_seconds(ctx, 1);
-                t0 = moa_time_now();
-                for (long t = 0; t < tokens && st >= 0; t++)
-                    st = moa_ctx_decode_batch(ctx, seqs, ids + N + (t % B), (int32_t)B, logits);
-                if (st < 0) break;
-                dt = moa_time_now() - t0;
-                if (r >= 0) tps[r] = (double)B * tokens / dt;
-            }
-            if (r >= 0) attn_s += moa_ctx_attn_seconds(ctx, 0) / repeats / (prefill ? 1 : tokens);
-        }
-        if (st < 0) { rc = cli_fail("bench", st); goto next; }
-        double mean, sd;
-        stats(tps, (int)repeats, &mean, &sd);
-        double kv_mib = moa_ctx_kv_bytes(ctx) / 1048576.0 / (double)B;
-        double rss_mib = rss_ok ? moa_peak_rss_bytes() / 1048576.0 : -1;
-        if (prefill) {
-            if (!json) printf("| %s | %ld | %.1f | %.1f | %.3f | %.3f | %.1f | %.0f |\n", attn, N, mean, sd, attn_s, total_s, kv_mib, rss_mib);
-            else printf("%s{\"context\": %ld, \"tok_s\": %.3f, \"stddev\": %.3f, \"attention_s\": %.6f, \"total_s\": %.6f, \"kv_mib\": %.3f, \"peak_rss_mib\": %.1f}",
-                        li ? ", " : "", N, mean, sd, attn_s, total_s, kv_mib, rss_mib);
+}
+
+/* The context of one length: n_ctx planned tokens with plan pl (read during the call), one
+ * sequence for prefill, else --batch sequences or, with --kv-budget, the largest batch whose
+ * caches fit the budget (at most 512). Returns 0 with *ctx and *B set, else the exit code. */
+static int make_bench_ctx(const bench_opts *o, const moa_model *m, const moa_plan *pl, long n_ctx,
+                          moa_ctx **ctx, long *B) {
+    moa_ctx_params cp = moa_ctx_default_params();
+    cp.n_ctx = (int32_t)n_ctx;
+    cp.n_batch = (int32_t)o->batch;
+    cp.plan = pl;
+    cp.n_seq = 1;
+    cp.kv_type = o->kvt;
+    *ctx = NULL;
+    *B = o->prefill ? 1 : o->n_seq;
+    moa_status st;
+    if (!o->prefill && o->kv_budget > 0) {   /* the largest batch whose caches fit the budget */
+        if ((st = moa_ctx_create(m, &cp, ctx)) < 0) return cli_fail("creating context", st);
+        *B = (long)(o->kv_budget / (double)moa_ctx_kv_bytes(*ctx));
+        moa_ctx_free(*ctx);
+        *ctx = NULL;
+        if (*B < 1) { fprintf(stderr, "moa bench: --kv-budget %.0f holds no sequence of %ld tokens\n", o->kv_budget, n_ctx); return 2; }
+        if (*B > 512) *B = 512;
+    }
+    cp.n_seq = (int32_t)*B;
+    if (cp.n_batch < *B) cp.n_batch = (int32_t)*B;
+    if ((st = moa_ctx_create(m, &cp, ctx)) < 0) return cli_fail("creating context", st);
+    return 0;
+}
+
+/* Decode: every sequence holds N tokens before the timed steps: one prefill copied into the
+ * others, each copy its own bytes (on CUDA, where contexts cannot copy yet, one prefill each). */
+static moa_status fill_sequences(moa_ctx *ctx, const int32_t *ids, long N, long B) {
+    moa_status st = MOA_OK;
+    for (long b = 0; b < B && st >= 0 && N > 0; b++) {
+        if (b > 0 && moa_ctx_device(ctx) == MOA_DEVICE_CPU) st = moa_ctx_seq_copy(ctx, 0, (int)b);
+        else st = moa_ctx_eval_seq(ctx, (int)b, ids + b % 7, (int32_t)N, MOA_LOGITS_NONE, NULL);
+    }
+    return st;
+}
+
+/* The measurements of one length. */
+typedef struct {
+    double *tps;            /* [repeats] tokens per second (decode: all sequences) */
+    double attn_s, total_s; /* mean attention seconds (per step for decode); prefill seconds */
+} bench_times;
+
+/* Warm-up runs, then the timed repeats: prefill of N tokens from an empty context, or
+ * `tokens` decode steps of the B sequences. */
+static moa_status timed_runs(const bench_opts *o, moa_ctx *ctx, const int32_t *ids, const int *seqs,
+                             long N, long B, float *logits, bench_times *t) {
+    moa_status st = MOA_OK;
+    for (long r = -o->warmup; r < o->repeats; r++) {
+        double t0, dt;
+        if (o->prefill) {
+            moa_ctx_reset(ctx);
+            moa_ctx_attn_seconds(ctx, 1);
+            t0 = moa_time_now();
+            if ((st = moa_ctx_eval(ctx, ids, (int32_t)N, MOA_LOGITS_LAST, logits)) < 0) break;
+            dt = moa_time_now() - t0;
+            if (r >= 0) { t->tps[r] = N / dt; t->total_s += dt / o->repeats; }
         } else {
-            /* bytes one step reads: the weights once + every sequence's KV (full caches; a
-             * sequence of N tokens in a window cache touches min(N, slots)) */
-            double step_bytes = wbytes + (double)moa_ctx_kv_bytes(ctx);
-            double steps_s = mean / (double)B;
-            double frac = bw > 0 ? step_bytes * steps_s / bw : 0;
-            if (!json) printf("| %s | %ld | %ld | %.1f | %.1f | %.2f | %.1f | %.0f%% | %.5f | %.0f |\n", attn, N, B, mean, sd,
-                              kv_mib, step_bytes / 1e6, 100 * frac, attn_s, rss_mib);
-            else printf("%s{\"context\": %ld, \"batch\": %ld, \"tok_s\": %.3f, \"stddev\": %.3f, \"kv_mib_per_seq\": %.4f, "
-                        "\"n_ctx\": %ld, \"kv_bytes_per_seq\": %.0f, "
-                        "\"bytes_per_step\": %.0f, \"bandwidth_fraction\": %.4f, \"attention_s_per_step\": %.6f, \"peak_rss_mib\": %.1f}",
-                        li ? ", " : "", N, B, mean, sd, kv_mib, n_ctx, (double)moa_ctx_kv_bytes(ctx) / (double)B,
-                        step_bytes, frac, attn_s, rss_mib);
+            moa_ctx_attn_seconds(ctx, 1);
+            t0 = moa_time_now();
+            for (long k = 0; k < o->tokens && st >= 0; k++)
+                st = moa_ctx_decode_batch(ctx, seqs, ids + N + (k % B), (int32_t)B, logits);
+            if (st < 0) break;
+            dt = moa_time_now() - t0;
+            if (r >= 0) t->tps[r] = (double)B * o->tokens / dt;
         }
-        fflush(stdout);
-    next:
-        free(ids); free(logits); free(tps); free(seqs);
-        moa_ctx_free(ctx);
+        if (r >= 0) t->attn_s += moa_ctx_attn_seconds(ctx, 0) / o->repeats / (o->prefill ? 1 : o->tokens);
     }
-    if (json) printf("]}\n");
+    return st;
+}
+
+/* One table row (md) or JSON object (li > 0: after a comma) for length N. */
+static void print_row(const bench_opts *o, const bench_env *env, const moa_ctx *ctx, int li, long N,
+                      long B, long n_ctx, const bench_times *t, int rss_ok) {
+    double mean, sd;
+    stats(t->tps, (int)o->repeats, &mean, &sd);
+    double kv_mib = moa_ctx_kv_bytes(ctx) / 1048576.0 / (double)B;
+    double rss_mib = rss_ok ? moa_peak_rss_bytes() / 1048576.0 : -1;
+    if (o->prefill) {
+        if (!o->json) printf("| %s | %ld | %.1f | %.1f | %.3f | %.3f | %.1f | %.0f |\n", env->attn, N, mean, sd, t->attn_s, t->total_s, kv_mib, rss_mib);
+        else printf("%s{\"context\": %ld, \"tok_s\": %.3f, \"stddev\": %.3f, \"attention_s\": %.6f, \"total_s\": %.6f, \"kv_mib\": %.3f, \"peak_rss_mib\": %.1f}",
+                    li ? ", " : "", N, mean, sd, t->attn_s, t->total_s, kv_mib, rss_mib);
+    } else {
+        /* bytes one step reads: the weights once + every sequence's KV (full caches; a
+         * sequence of N tokens in a window cache touches min(N, slots)) */
+        double step_bytes = env->wbytes + (double)moa_ctx_kv_bytes(ctx);
+        double steps_s = mean / (double)B;
+        double frac = env->bw > 0 ? step_bytes * steps_s / env->bw : 0;
+        if (!o->json) printf("| %s | %ld | %ld | %.1f | %.1f | %.2f | %.1f | %.0f%% | %.5f | %.0f |\n", env->attn, N, B, mean, sd,
+                             kv_mib, step_bytes / 1e6, 100 * frac, t->attn_s, rss_mib);
+        else printf("%s{\"context\": %ld, \"batch\": %ld, \"tok_s\": %.3f, \"stddev\": %.3f, \"kv_mib_per_seq\": %.4f, "
+                    "\"n_ctx\": %ld, \"kv_bytes_per_seq\": %.0f, "
+                    "\"bytes_per_step\": %.0f, \"bandwidth_fraction\": %.4f, \"attention_s_per_step\": %.6f, \"peak_rss_mib\": %.1f}",
+                    li ? ", " : "", N, B, mean, sd, kv_mib, n_ctx, (double)moa_ctx_kv_bytes(ctx) / (double)B,
+                    step_bytes, frac, t->attn_s, rss_mib);
+    }
+    fflush(stdout);
+}
+
+/* Length lens[li]: its context, deterministic pseudo-random tokens, the runs and the row.
+ * Returns 0 or the exit code. */
+static int bench_length(const bench_opts *o, const moa_model *m, const bench_env *env, int li) {
+    long N = o->lens[li];
+    /* the planned context: decode prefills once, then every warm-up and repeat decodes
+     * `tokens` more steps */
+    long n_ctx = o->prefill ? N : N + o->tokens * (o->warmup + o->repeats);
+    if (N < (o->prefill ? 1 : 0) || n_ctx > m->hp.n_ctx_train) {   /* decode at depth 0: an empty cache */
+        fprintf(stderr, "moa bench: context %ld must be in [%d, %ld]\n", N, o->prefill ? 1 : 0,
+                (long)m->hp.n_ctx_train - (o->prefill ? 0 : o->tokens));
+        return 2;
+    }
+    moa_plan *pl = NULL;
+    int rc;
+    if ((rc = cli_plan_from_args(o->plan, o->uniform, o->u_sink, o->u_block, m, n_ctx, &pl)) != 0) return rc;
+    int rss_ok = moa_peak_rss_reset() == 0;   /* peak of this context only */
+    moa_ctx *ctx;
+    long B;
+    rc = make_bench_ctx(o, m, pl, n_ctx, &ctx, &B);
+    moa_plan_free(pl);
+    if (rc != 0) return rc;
+    int32_t *ids = malloc((size_t)(n_ctx + B + o->tokens) * sizeof *ids);
+    float *logits = malloc((size_t)m->hp.n_vocab * (size_t)B * sizeof(float));
+    int *seqs = malloc((size_t)B * sizeof(int));
+    bench_times t = {malloc((size_t)o->repeats * sizeof(double)), 0, 0};
+    moa_status st = MOA_OK;
+    if (!ids || !logits || !t.tps || !seqs) { rc = cli_fail("bench", MOA_ERR_NOMEM); goto done; }
+    uint64_t x = 12345;
+    for (long i = 0; i < n_ctx + B + o->tokens; i++) {   /* deterministic pseudo-random tokens */
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        ids[i] = (int32_t)((x >> 33) % (uint64_t)m->hp.n_vocab);
+    }
+    for (long b = 0; b < B; b++) seqs[b] = (int)b;
+    if (!o->prefill && (st = fill_sequences(ctx, ids, N, B)) < 0) { rc = cli_fail("bench", st); goto done; }
+    if ((st = timed_runs(o, ctx, ids, seqs, N, B, logits, &t)) < 0) { rc = cli_fail("bench", st); goto done; }
+    print_row(o, env, ctx, li, N, B, n_ctx, &t, rss_ok);
+done:
+    free(ids); free(logits); free(t.tps); free(seqs);
+    moa_ctx_free(ctx);
+    return rc;
+}
+
+int moa_cmd_bench(int argc, char **argv) {
+    bench_opts o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc != CLI_GO_ON) return rc;
+    rc = 0;
+    moa_model *m;
+    moa_model_params mp = moa_model_default_params();
+    mp.compute_sha256 = 0;
+    if (o.profile) mp.f32_weights = moa_ctx_default_params().device != MOA_DEVICE_CUDA;   /* host BLAS copies: CPU only */
+    moa_status st = moa_model_load(o.model, &mp, &m);
+    if (st < 0) return cli_fail("loading model", st);
+    if (o.profile) {
+        st = bench_profile(m, o.lens, o.n_lens, o.repeats, o.warmup, o.act_budget, o.json, argc, argv);
+        moa_model_free(m);
+        return st < 0 ? cli_fail("bench profile", st) : 0;
+    }
+    bench_env env = {o.plan ? o.plan : o.uniform > 0 ? "uniform" : "dense",
+                     o.prefill ? 0 : measure_read_bandwidth(), weight_bytes(m)};
+    print_header(&o, m, &env, argc, argv);
+    for (int li = 0; li < o.n_lens && rc == 0; li++) rc = bench_length(&o, m, &env, li);
+    if (o.json) printf("]}\n");
     moa_model_free(m);
     return rc;
 }

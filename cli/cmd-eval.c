@@ -85,10 +85,7 @@ static int parse_attn(int argc, char **argv, int *i, attn_args *a) {
 static int make_attn(const attn_args *a, const moa_model *m, moa_eval_attention *att, moa_plan **plan) {
     *att = moa_eval_attention_default();
     *plan = NULL;
-    if (a->kv_type && moa_kv_type_parse(a->kv_type, &att->kv_type) < 0) {
-        fprintf(stderr, "moa eval: --kv-type: %s\n", moa_last_error());
-        return 2;
-    }
+    if (cli_kv_type("eval", a->kv_type, &att->kv_type) != 0) return 2;
     if (a->dense + (a->plan_path != NULL) + (a->uniform > 0) + (a->uniform_like != NULL) > 1) {
         fprintf(stderr, "moa eval: give one of --dense, --uniform D, --uniform-like PLAN, --plan PLAN\n");
         return 2;

@@ -100,11 +100,7 @@ static int parse_flags(int argc, char **argv, gen_args *a) {
         usage(stderr);
         return 2;
     }
-    a->kvt = MOA_KV_F16;
-    if (a->kv_type && moa_kv_type_parse(a->kv_type, &a->kvt) < 0) {
-        fprintf(stderr, "moa generate: --kv-type: %s\n", moa_last_error());
-        return 2;
-    }
+    if (cli_kv_type("generate", a->kv_type, &a->kvt) != 0) return 2;
     if (!(a->model = cli_model_path(a->model))) return 2;
     return CLI_GO_ON;
 }

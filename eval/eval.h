@@ -13,7 +13,11 @@
  * Conventions: functions return moa_status (negative on error) with the message in
  * moa_last_error() naming the file / line / field; they never print or exit. Returned
  * objects and strings are owned by the caller (free with the matching *_free or free()).
- * No global state: distinct objects may be used from distinct threads; one run per thread.
+ * Threading: no global state (beyond the engine's process default device, context.h):
+ * distinct objects may be used from distinct threads; one run per thread. An engine holds an
+ * engine context, so it belongs to one thread at a time (context.h); models, tokenizers and
+ * plans it borrows are only read. Callbacks run on the thread that made the call. Files
+ * (results logs, outputs) are not locked: one writer per path.
  */
 #ifndef MOA_EVAL_H
 #define MOA_EVAL_H
@@ -71,12 +75,16 @@ moa_eval_attention moa_eval_attention_default(void);   /* dense, sink 64, block 
 char *moa_eval_attention_label(const moa_eval_attention *a);
 
 typedef struct moa_eval_engine moa_eval_engine;
-/* Binds model + tokenizer (borrowed; must outlive the engine) with an attention setting;
- * contexts are created per length by begin_length (uniform plans are built there for
- * N = length + max_new). chat = 1 wraps prompts with the model's chat template. */
+/* Binds model + tokenizer (borrowed; must outlive the engine) with an attention setting (*a
+ * copied; its plan and match plan borrowed, they must outlive the engine too); contexts are
+ * created per length by begin_length (uniform plans are built there for
+ * N = length + max_new). chat = 1 wraps prompts with the model's chat template. The caller
+ * owns *out (moa_eval_engine_free). Thread-safe. */
 moa_status moa_eval_engine_create(const struct moa_model *m, const struct moa_tokenizer *tok,
                                   const moa_eval_attention *a, int chat, moa_eval_engine **out);
-void moa_eval_engine_free(moa_eval_engine *e);        /* NULL ok */
+void moa_eval_engine_free(moa_eval_engine *e);        /* NULL ok; frees its context */
+/* The engine's callbacks, with e as their data: valid while e lives, called from one thread
+ * at a time. */
 moa_eval_model moa_eval_engine_model(moa_eval_engine *e);
 /* JSON object text describing model, tokenizer, chat template and attention (recorded in
  * the results' settings; compared on resume). Owned by the engine. */
@@ -165,33 +173,37 @@ moa_status moa_longeval_task_check(const char *task);
 /* Runs (or resumes) the evaluation and aggregates it. Progress: done/total samples, extra =
  * tokens processed (prompt + answer). Settings are checked before the log is touched. A
  * responder error stops the run: the finished rows stay in the log (resume continues); a log
- * this run created that holds no finished row is removed. */
+ * this run created that holds no finished row is removed. The caller owns *out
+ * (moa_longeval_results_free). */
 moa_status moa_longeval_run(const moa_longeval_params *p, const moa_eval_model *m,
                             moa_progress_fn progress, void *progress_data,
                             moa_longeval_results **out);
 
-/* One call for the real model: binds an engine for `a` (chat template on), fills
- * p->model_settings (when NULL) with the engine's settings and p->label (when NULL) with
- * moa_eval_attention_label, then runs moa_longeval_run. */
+/* One call for the real model: binds an engine for `a` (chat template on), takes
+ * p->model_settings (when NULL) from the engine's settings and p->label (when NULL) from
+ * moa_eval_attention_label (in a copy of *p), then runs moa_longeval_run; the engine is freed
+ * before returning. */
 moa_status moa_longeval_run_model(const struct moa_model *m, const struct moa_tokenizer *tok,
                                   const moa_eval_attention *a, const moa_longeval_params *p,
                                   moa_progress_fn progress, void *progress_data,
                                   moa_longeval_results **out);
 
 /* Aggregates rows (copied) over `lengths` (rows of other lengths are an error). label and
- * settings (JSON object text or NULL = {}) are copied. */
+ * settings (JSON object text or NULL = {}) are copied. The caller owns *out. */
 moa_status moa_longeval_results_create(const char *label, const char *settings,
                                        const int *lengths, int n_lengths,
                                        const moa_longeval_row *rows, int64_t n_rows,
                                        moa_longeval_results **out);
-/* Sets ref_accuracy per length and effective_length_rel from a reference run (dense).
- * Lengths the reference lacks get ref_accuracy = -1 and do not count. */
+/* Sets ref_accuracy per length and effective_length_rel from a reference run (dense), and
+ * r's reference label (a copy). Lengths the reference lacks get ref_accuracy = -1 and do not
+ * count. */
 moa_status moa_longeval_set_reference(moa_longeval_results *r, const moa_longeval_results *ref);
 void moa_longeval_results_free(moa_longeval_results *r);   /* NULL ok */
-void moa_longeval_row_clear(moa_longeval_row *row);
+void moa_longeval_row_clear(moa_longeval_row *row);       /* frees its strings */
 
 /* Results JSON (format in docs/eval.md), written atomically; read back with validation
- * (aggregates are recomputed from the samples; the reference accuracies are kept). */
+ * (aggregates are recomputed from the samples; the reference accuracies are kept; the caller
+ * owns *out). */
 moa_status moa_longeval_write_json(const moa_longeval_results *r, const char *path);
 moa_status moa_longeval_read_json(const char *path, moa_longeval_results **out);
 /* "<prefix>-samples.csv" and "<prefix>-cells.csv" (with per-length rows, bin = "all"). */
@@ -203,7 +215,8 @@ moa_status moa_longeval_write_heatmap_png(const moa_longeval_results *r, const c
 void moa_eval_heat_colour(double acc, uint8_t rgb[3]);
 
 /* Several runs side by side: markdown table (rows = lengths, one column per run, then the
- * effective context lengths) and an SVG line chart of accuracy vs length. */
+ * effective context lengths; *md malloc'd, the caller frees it) and an SVG line chart of
+ * accuracy vs length (written atomically). */
 moa_status moa_longeval_compare_md(const moa_longeval_results *const *runs, int n_runs,
                                    char **md);
 moa_status moa_longeval_compare_svg(const moa_longeval_results *const *runs, int n_runs,
@@ -228,7 +241,8 @@ typedef struct {
 /* For every sample of `f` (of bucket `bucket` only when > 0): teacher-forced forward of
  * prompt + response under the attention setting, planned context N = the sample's tokens
  * (uniform plans built at that N), CE of each response token given everything before it.
- * Progress: samples, extra = tokens. The result's arrays are freed by moa_eval_loss_clear. */
+ * Progress: samples, extra = tokens. The result's arrays are freed by moa_eval_loss_clear.
+ * Creates and frees its own contexts; m, a's plans and f are only read. */
 moa_status moa_eval_response_loss(const struct moa_model *m, const moa_eval_attention *a,
                                   const moa_calib_file *f, int bucket,
                                   moa_progress_fn progress, void *progress_data,

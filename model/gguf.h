@@ -3,7 +3,9 @@
  * Every count, length and offset in the file is checked before use (no overflow, nothing
  * read past the end of the file). The tensor data stays mmapped read-only; pointers returned
  * by moa_gguf_tensor_data() are valid until moa_gguf_close(). A moa_gguf is immutable after
- * open and may be shared between threads.
+ * open and may be shared between threads: every accessor below is const and thread-safe, and
+ * every pointer it returns (keys, strings, arrays, tensor records and data) is owned by the
+ * handle and valid until moa_gguf_close().
  */
 #ifndef MOA_GGUF_H
 #define MOA_GGUF_H
@@ -35,11 +37,13 @@ typedef struct {
 } moa_gguf_tensor;
 
 /* Open and validate. On error returns a status and moa_last_error() names the file, the
- * byte offset and what was expected. */
+ * byte offset and what was expected. The caller owns *out (moa_gguf_close, or hand it to
+ * moa_model_from_gguf). Thread-safe. */
 moa_status moa_gguf_open(const char *path, moa_gguf **out);
 /* Same, over a caller-owned memory image (used by the fuzzer and tests; not copied, must
  * outlive the handle). */
 moa_status moa_gguf_open_memory(const void *data, size_t size, const char *name, moa_gguf **out);
+/* Accepts NULL. Unmaps the file: every pointer obtained from g becomes invalid. */
 void moa_gguf_close(moa_gguf *g);
 
 uint32_t moa_gguf_version(const moa_gguf *g);
@@ -69,7 +73,8 @@ moa_status moa_gguf_get_arr_data(const moa_gguf *g, const char *key, const void 
 /* i-th element of a string array: NUL-terminated copy owned by g. */
 moa_status moa_gguf_get_arr_str(const moa_gguf *g, const char *key, uint64_t i,
                                 const char **out, uint64_t *len);
-/* Value of any scalar key formatted for display (arrays: "[type x count]"). */
+/* Value of any scalar key formatted for display (arrays: "[type x count]") into the caller's
+ * buf of n bytes. */
 void moa_gguf_kv_format(const moa_gguf *g, int64_t i, char *buf, size_t n);
 
 /* ---- tensors ---- */

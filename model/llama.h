@@ -1,9 +1,12 @@
 /* llama.h - weights of the Llama-family architectures (llama, qwen2: arch.h) from GGUF, and
- * the CPU forward pass.
+ * their matrix products (the forward pass is context.h's).
  *
- * A moa_model holds immutable weights (mmapped quantised tensors, plus f32 copies of the
- * matrices for batched BLAS products) and may be shared between threads. A moa_ctx holds
- * the run state of one sequence (activations, KV cache) and belongs to one thread at a time.
+ * A moa_model holds immutable weights (mmapped quantised tensors, plus f32 copies and int8
+ * packs of the matrices for batched products) and may be shared between threads: every
+ * context, profiler and engine only reads it (the CUDA weight copies a model gains on first
+ * use are created under a process-wide lock, weights-cuda.h). They borrow it: free the model
+ * after all of them. A moa_ctx (context.h) holds the run state of its sequences and belongs
+ * to one thread at a time.
  */
 #ifndef MOA_LLAMA_H
 #define MOA_LLAMA_H
@@ -79,13 +82,19 @@ typedef struct {
 moa_model_params moa_model_default_params(void);
 /* Load a GGUF model of a supported architecture (arch.h; others are refused with the list):
  * checks every tensor's presence, type and shape, and the hyperparameters; errors name the
- * key or tensor and what was expected. */
+ * key or tensor and what was expected. The caller owns *out (moa_model_free); the file stays
+ * mmapped until then. p NULL = defaults. Thread-safe (OpenMP inside for the f32 copies). */
 moa_status moa_model_load(const char *path, const moa_model_params *p, moa_model **out);
 /* Same, over an opened GGUF (the model takes ownership of g on success and on failure). */
 moa_status moa_model_from_gguf(moa_gguf *g, const moa_model_params *p, moa_model **out);
+/* Accepts NULL. Frees the weights, their device copies and the GGUF: only once every
+ * context, profiler and engine of m is freed, and not concurrently with any call on m. */
 void moa_model_free(moa_model *m);
 
-/* y[n][out] = x[n][in] W^T (+ bias): the packed int8 kernels when the weight has a pack (any
+/* Products: x and y are caller-owned (y must not overlap x). Reentrant: the weight is only
+ * read and scratch is per call, so concurrent calls on one weight are fine; OpenMP inside.
+ *
+ * y[n][out] = x[n][in] W^T (+ bias): the packed int8 kernels when the weight has a pack (any
  * n; unless activations are f32 and an f32 copy exists), else the quantised kernel for n <= 4,
  * else the batched product on int8 activations where it exists (moa_matmul_q_batch_path
  * "avx512-vnni-q8"), else BLAS on the f32 copy, or (without one) BLAS on dequantised panels

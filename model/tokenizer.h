@@ -54,16 +54,18 @@ moa_tokenizer_desc moa_tokenizer_desc_default(void);
 
 /* Builds the tokenizer. MOA_ERR_UNSUPPORTED for an unknown pre-tokenizer (the message names
  * it), MOA_ERR_INVALID_ARG for a malformed descriptor (ids out of range, a merge without a
- * space), MOA_ERR_NOMEM. */
+ * space), MOA_ERR_NOMEM. The caller owns *out (moa_tokenizer_free); d is only read during the
+ * call. */
 moa_status moa_tokenizer_create(const moa_tokenizer_desc *d, moa_tokenizer **out);
 
 /* Reads tokenizer.ggml.{model,pre,tokens,token_type,merges,bos_token_id,eos_token_id,
  * eot_token_id,unknown_token_id,padding_token_id,add_bos_token} and tokenizer.chat_template.
  * tokenizer.ggml.model must be "gpt2" (MOA_ERR_UNSUPPORTED otherwise); a missing pre means
- * "gpt2"; add_bos_token defaults to false. The result does not reference g. */
+ * "gpt2"; add_bos_token defaults to false. The result does not reference g (it may outlive
+ * it); the caller owns *out (moa_tokenizer_free). */
 moa_status moa_tokenizer_from_gguf(const moa_gguf *g, moa_tokenizer **out);
 
-void moa_tokenizer_free(moa_tokenizer *t);   /* NULL is fine */
+void moa_tokenizer_free(moa_tokenizer *t);   /* NULL is fine; not while another call uses t */
 
 /* Encodes text[0..len) (need not be NUL-terminated). *ids is malloc'd (free() it; non-NULL
  * even when *n_ids is 0). add_bos is honoured. parse_special: control (and unknown-type)
@@ -77,7 +79,7 @@ moa_status moa_tokenizer_encode(const moa_tokenizer *t, const char *text, size_t
 /* Pre-tokenization only (for tests and `moa tokenize`-style tools): calls fn once per piece
  * in order. A special token arrives as its text with special_id >= 0; an ordinary piece has
  * special_id = -1. Pieces point into a cleaned copy of the text (invalid UTF-8 replaced),
- * valid only during the call. */
+ * valid only during the call; fn runs on the calling thread. */
 typedef void (*moa_piece_fn)(void *data, const char *piece, size_t len, int32_t special_id);
 moa_status moa_tokenizer_pieces(const moa_tokenizer *t, const char *text, size_t len,
                                 int parse_special, moa_piece_fn fn, void *data);
@@ -109,15 +111,17 @@ size_t moa_tokenizer_max_piece_bytes(const moa_tokenizer *t);
 
 /* Whole sequence to a malloc'd NUL-terminated string (valid UTF-8). special as in
  * moa_detok. MOA_ERR_INVALID_ARG if an id is out of range. With special = 1, decoding the
- * output of encode(text, parse_special = 1) gives back text when text is valid UTF-8. */
+ * output of encode(text, parse_special = 1) gives back text when text is valid UTF-8. The
+ * caller frees *out with free(). */
 moa_status moa_tokenizer_decode(const moa_tokenizer *t, const int32_t *ids, int32_t n,
                                 int special, char **out);
 
 /* ---- vocabulary ---- */
 int32_t moa_tokenizer_n_vocab(const moa_tokenizer *t);
-/* Vocab string as stored ("Ġthe"); NULL if id is out of range. */
+/* Vocab string as stored ("Ġthe"), owned by t; NULL if id is out of range. */
 const char *moa_tokenizer_token(const moa_tokenizer *t, int32_t id);
-/* Decoded bytes of a token (" the"; control tokens: their text); NULL if out of range. */
+/* Decoded bytes of a token (" the"; control tokens: their text), owned by t; NULL if out of
+ * range. */
 const char *moa_tokenizer_token_bytes(const moa_tokenizer *t, int32_t id, size_t *len);
 /* Type of a token; MOA_TOKEN_UNUSED if id is out of range. */
 moa_token_type moa_tokenizer_token_type(const moa_tokenizer *t, int32_t id);
@@ -147,8 +151,8 @@ typedef struct {
  *   [<|im_start|>assistant\n  if add_generation_prompt]
  * where the default system turn is the one the template inserts when the first message is
  * not a system message (SmolLM2: "You are a helpful AI assistant named SmolLM, trained by
- * Hugging Face"). Contents are inserted verbatim. *out is malloc'd. MOA_ERR_UNSUPPORTED
- * when the model has no template or a template of another family. */
+ * Hugging Face"). Contents are inserted verbatim. *out is malloc'd (free()).
+ * MOA_ERR_UNSUPPORTED when the model has no template or a template of another family. */
 moa_status moa_chat_render(const moa_tokenizer *t, const moa_chat_msg *msgs, int n,
                            int add_generation_prompt, char **out);
 

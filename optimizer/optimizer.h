@@ -11,7 +11,10 @@
  *
  * Formulation in docs/optimizer.md. Threading: call moa_opt_init() once from the main thread
  * (GLPK's terminal/error hooks); after that, distinct problems may be solved from distinct
- * threads (GLPK keeps per-thread environments), one problem per thread at a time.
+ * threads (GLPK keeps per-thread environments), one problem per thread at a time. The rule
+ * functions are pure. Ownership is stated per function: inputs (problem, parameters,
+ * profile) are only read during a call; what a call returns belongs to the caller. Progress
+ * callbacks run on the solving thread.
  */
 #ifndef MOA_OPTIMIZER_H
 #define MOA_OPTIMIZER_H
@@ -24,7 +27,8 @@
 #define MOA_OPT_MAX_LENGTHS 32
 #define MOA_OPT_MAX_RULES 1024
 
-/* Once, from the main thread: silence GLPK's terminal output, install its error hook. */
+/* Once, from the main thread: silence GLPK's terminal output, install its error hook.
+ * Process-wide; moa_compress_run_model calls it too. */
 void moa_opt_init(void);
 
 /* ---- rule space ------------------------------------------------------------------------- */
@@ -116,14 +120,16 @@ typedef struct {
     int64_t sink, block;
 } moa_opt_problem;
 
-/* Allocate tables for the given sizes (everything zeroed, obj/val/budgets to fill). */
+/* Allocate tables for the given sizes (everything zeroed, obj/val/budgets to fill). The
+ * caller owns *out (moa_opt_problem_free). */
 moa_status moa_opt_problem_alloc(int n_layer, int units_per_layer, int group, int n_rules,
                                  int n_len, int n_con, moa_opt_problem **out);
 /* Tabulate from a profile: rules, loss suffix sums (normalised per length by the loss of
- * keeping only the sinks), densities via the shared span definition. */
+ * keeping only the sinks), densities via the shared span definition. The problem copies what
+ * it needs (prof and par may be freed after); the caller owns *out (moa_opt_problem_free). */
 moa_status moa_opt_problem_from_profile(const moa_profile *prof, const moa_opt_params *par,
                                         moa_opt_problem **out);
-void moa_opt_problem_free(moa_opt_problem *pb);
+void moa_opt_problem_free(moa_opt_problem *pb);   /* accepts NULL */
 
 /* Smallest achievable plan density at each constrained length (every unit at its
  * narrowest rule); out has n_con entries. */
@@ -164,10 +170,12 @@ typedef struct {
     int *cstat, *rstat;        /* GLPK statuses: (ncols+1), (nbase+1) */
     int *eps_rstat;            /* per length, 0 = no eps row */
 } moa_opt_warm;
+/* moa_opt_solve starting from (and updating) *warm, which belongs to the caller. */
 moa_status moa_opt_solve_warm(const moa_opt_problem *pb, const moa_opt_params *par,
                               const moa_opt_objective *ob, moa_opt_solution *sol, moa_opt_warm *warm);
 void moa_opt_warm_clear(moa_opt_warm *w);
-/* Evaluate a choice vector: losses and densities (no solver). */
+/* Evaluate a choice vector: losses and densities (no solver; writes sol->loss and
+ * sol->density only). */
 void moa_opt_evaluate(const moa_opt_problem *pb, const int *choice, moa_opt_solution *sol);
 
 /* ---- Pareto front and selection ---------------------------------------------------------- */
@@ -180,6 +188,7 @@ typedef struct {
     double max_gap;            /* worst gap among points */
 } moa_opt_front;
 
+/* The front by repeated solves (warm-started); the caller frees it with moa_opt_front_clear. */
 moa_status moa_opt_pareto(const moa_opt_problem *pb, const moa_opt_params *par, moa_opt_front *front);
 void moa_opt_front_clear(moa_opt_front *front);
 /* Lowest loss at the validation length; without one, the lowest worst-case loss over the
@@ -220,7 +229,8 @@ typedef struct {
 
 moa_synth_params moa_synth_default_params(void);
 /* Planted type per KV group (all query heads of a group share it); types_out (may be NULL)
- * receives n_layer*n_head_kv types, malloc'd. */
+ * receives n_layer*n_head_kv types, malloc'd (free()). The caller owns *out
+ * (moa_profile_free). Thread-safe (its own seeded generator). */
 moa_status moa_synth_profile(const moa_synth_params *sp, moa_profile **out, moa_synth_type **types_out);
 
 #endif

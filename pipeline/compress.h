@@ -9,7 +9,13 @@
  *   report.md  the summary printed at the end
  * Each stage is skipped when its output is there and records this run's inputs and settings,
  * and the long stages resume from their checkpoints, so an interrupted run continues where it
- * stopped. */
+ * stopped.
+ *
+ * Threading: a job is process-wide work. Its optimisation stage calls moa_opt_init (GLPK's
+ * hooks, optimizer.h: from the main thread), its stages read and write HDF5 files (not
+ * thread-safe in the Debian build, common/h5util.h), and it uses OpenMP and BLAS inside: run
+ * one job at a time in a process, from the main thread, and one job per work directory at a
+ * time (nothing locks it). The callbacks (progress, stage) run on the calling thread. */
 #ifndef MOA_COMPRESS_H
 #define MOA_COMPRESS_H
 
@@ -68,10 +74,12 @@ moa_compress_params moa_compress_default_params(void);
  * samples, evaluation lengths) into *out and checks every setting against the model (lengths
  * plus answer budgets within its context, the validation length among the calibration
  * lengths, sink + block within the shortest length, task names, counts). MOA_ERR_INVALID_ARG
- * naming the setting; touches no file. moa_compress_run_model calls it first. */
+ * naming the setting; touches no file. moa_compress_run_model calls it first. *out keeps
+ * in's pointers (borrowed strings and callbacks). Thread-safe. */
 moa_status moa_compress_prepare(const struct moa_model *m, const moa_compress_params *in, moa_compress_params *out);
 
-/* Loads the model the way the job uses it (f32 copies on the CPU, sha256 computed). */
+/* Loads the model the way the job uses it (f32 copies on the CPU, sha256 computed; the device
+ * is the engine's process default, context.h). The caller owns *out (moa_model_free). */
 moa_status moa_compress_load_model(const char *model_path, struct moa_model **out);
 
 /* Runs (or resumes) the job for model m (model_path names it in the report): settings first
@@ -81,7 +89,8 @@ moa_status moa_compress_load_model(const char *model_path, struct moa_model **ou
  * sink, block, buckets; plan.json: plan.json.inputs), else rebuilt; the report says which.
  * The plan reaches out_plan only at the end, after validation (with skip_eval after the
  * optimisation, marked in the report as not validated). The report text (markdown, also in
- * workdir/report.md) goes to *report (malloc'd, may be NULL). */
+ * workdir/report.md) goes to *report (malloc'd, the caller frees it; report may be NULL).
+ * m is only read (borrowed for the call). */
 moa_status moa_compress_run_model(const struct moa_model *m, const char *model_path, const moa_compress_params *p,
                                   const char *out_plan, char **report);
 /* moa_compress_load_model + moa_compress_run_model. */

@@ -1,6 +1,8 @@
 /* backward-cuda.h - internal to profiler/: moa_profiler_sample on a CUDA device
  * (backward-cuda.c), called by backward.c when the profiler runs on CUDA. Compiled only with
- * the CUDA backend (MOA_PROFILER_CUDA); the CPU-only build never includes it. */
+ * the CUDA backend (MOA_PROFILER_CUDA); the CPU-only build never includes it. A device
+ * profiler is its moa_profiler's: one thread at a time; it owns its device context and
+ * scratch and shares the model's device weights (weights-cuda.h). */
 #ifndef MOA_PROFILER_BACKWARD_CUDA_H
 #define MOA_PROFILER_BACKWARD_CUDA_H
 

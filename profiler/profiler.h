@@ -9,7 +9,13 @@
  * belongs to one thread at a time (its kernels use OpenMP internally). It runs on the CPU
  * (backward.c; the model must have f32 weight copies, moa_model_params.f32_weights = 1) or
  * on a CUDA device (backward-cuda.c, built with the CUDA backend: the same sample on the
- * device, weights uploaded once per model and device as f32 or bf16; see docs/gpu.md).
+ * device with its own device context, weights uploaded once per model and device as f32 or
+ * bf16 and shared with the model's other CUDA users; see docs/gpu.md).
+ *
+ * Ownership and threading are stated per function. A profiler borrows its model (only read;
+ * it must outlive the profiler) and owns its scratch. Nothing in it is process-wide, so
+ * distinct profilers may run in distinct threads on distinct histograms (their OpenBLAS and
+ * OpenMP calls then overlap: not covered by the tests).
  */
 #ifndef MOA_PROFILER_H
 #define MOA_PROFILER_H
@@ -47,9 +53,18 @@ typedef struct {
 
 typedef struct moa_profiler moa_profiler;
 
+/* Defaults as documented above. Reads the environment (MOA_PROFILER_ACT_BUDGET), the physical
+ * memory size and the engine's process default device without synchronisation (see
+ * moa_ctx_set_default_device). */
 moa_profiler_params moa_profiler_default_params(void);
+/* A profiler of model m for samples of 2 .. n_max tokens. m is borrowed (must outlive the
+ * profiler); *p is copied (NULL = defaults). The caller owns *out (moa_profiler_free).
+ * MOA_ERR_INVALID_ARG for bad settings or, on the CPU, a model without f32 weights.
+ * Thread-safe, also for several profilers of one model (CUDA: the model's device weights
+ * are uploaded once, under a process-wide lock). */
 moa_status moa_profiler_create(const moa_model *m, int64_t n_max, const moa_profiler_params *p,
                                moa_profiler **out);
+/* Accepts NULL. Frees the profiler's scratch (not the model, nor its shared device weights). */
 void moa_profiler_free(moa_profiler *p);
 /* The device the profiler runs on (MOA_DEVICE_CPU or MOA_DEVICE_CUDA). */
 moa_device_kind moa_profiler_device(const moa_profiler *p);
@@ -58,7 +73,8 @@ moa_device_kind moa_profiler_device(const moa_profiler *p);
  * every layer). Each kept layer saves about 1/3 of its matmul and 2/9 of its attention FLOPs. */
 int moa_profiler_kept_layers(const moa_profiler *p, int64_t n);
 
-/* Per-sample outputs. Histograms are ADDED to (the caller zeroes them): */
+/* Per-sample outputs, caller-owned (host memory on either device). Histograms are ADDED to
+ * (the caller zeroes them): */
 typedef struct {
     double *abs;        /* [n_layer][n_head][n_bins] sum |E| per distance bin */
     double *sgn;        /* [n_layer][n_head][n_bins] sum E */
@@ -70,7 +86,9 @@ typedef struct {
 /* One sample: tokens[0..n), loss over the response tokens [resp_begin, resp_end) (each
  * predicted from the previous position; 1 <= resp_begin < resp_end <= n). Writes the loss,
  * adds the influence to *hist (may be NULL), and, if d_embed is given, writes the gradient
- * of the loss with respect to the input embeddings [n][n_embd]. */
+ * of the loss with respect to the input embeddings [n][n_embd]. Every buffer is the
+ * caller's, used only during the call. Uses p alone: calls on one profiler must not
+ * overlap. */
 moa_status moa_profiler_sample(moa_profiler *p, const int32_t *tokens, int64_t n,
                                int64_t resp_begin, int64_t resp_end, moa_profiler_hist *hist,
                                double *loss, float *d_embed);

@@ -1,6 +1,7 @@
 /* attn-avx512.c - AVX-512 attention kernels (body in attn-simd.inc). Compiled with
  * -mavx512f/bw/vl/dq; called only when the CPU supports them (attn.c dispatch). */
 #include "attn.h"
+#include "exp-avx512.h"
 
 #include <immintrin.h>
 
@@ -24,27 +25,8 @@ typedef __m512 vf;
 #define V_LOAD_I8(p) _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(p))))
 #define V_HMAX(x) _mm512_reduce_max_ps(x)
 
-/* e^x = 2^n e^r, n = round(x log2 e), r = x - n ln2 (|r| <= ln2/2), e^r by its degree-7
- * Taylor polynomial (relative error < 1e-8). Exactly 0 for x < -87 (masked scores are -inf). */
-static inline vf v_exp(vf x) {
-    const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_GE_OQ);
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
-    const vf n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    vf r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    vf p = _mm512_set1_ps(1.0f / 5040.0f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    const __m512i e = _mm512_slli_epi32(
-        _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-    return _mm512_maskz_mul_ps(keep, p, _mm512_castsi512_ps(e));
-}
+/* e^x, exactly 0 for x < -87, -inf and NaN (exp-avx512.h) */
+#define v_exp(x) moa_exp_avx512(x)
 
 /* Horizontal sums of 16 vectors at once: out[c] = sum of the lanes of v[c]. A reduction tree
  * (halves, then quarters, then pairs, then lanes) leaves hsum(v[4m + k]) in lane 4k + m;

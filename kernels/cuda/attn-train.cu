@@ -116,99 +116,165 @@ __device__ __forceinline__ void hist_add_warp(int active, int64_t bin, float e, 
     }
 }
 
+/* Where a CTA's influence goes: its shared histograms hb (abs [nb], sgn [nb], sink abs, sink
+ * sgn; zeroed here) or head h's global rows when they do not fit; all NULL without
+ * influence. */
+typedef struct { double *ha, *hs, *sa, *ss; } dq_hist;
+
+__device__ __forceinline__ dq_hist dq_hist_of(const dq_params &p, int h, double *hb) {
+    const int infl = p.h_abs != NULL;
+    const int nb_s = p.hist_in_smem ? p.n_bins : 0;
+    dq_hist H;
+    H.ha = infl ? (p.hist_in_smem ? hb : p.h_abs + (int64_t)h * p.n_bins) : NULL;
+    H.hs = infl ? (p.hist_in_smem ? hb + nb_s : p.h_sgn + (int64_t)h * p.n_bins) : NULL;
+    H.sa = infl ? (p.hist_in_smem ? hb + 2 * nb_s : p.s_abs + h) : NULL;
+    H.ss = infl ? (p.hist_in_smem ? hb + 2 * nb_s + 1 : p.s_sgn + h) : NULL;
+    if (infl && p.hist_in_smem)
+        for (int x = threadIdx.x; x < 2 * nb_s + 2; x += blockDim.x) hb[x] = 0.0;
+    return H;
+}
+
+/* One query row's running state: its LSE and D, the sums A (the other P) and B (the other
+ * P dP), and its dominant entry (P* > 1/2 at key j*, -1: none yet). */
+typedef struct {
+    float lse, D, pstar, dpstar;
+    int jstar;
+    double A, B;
+} dq_row;
+
+/* Q and dO of the CTA's nq query rows of head h into Qs, dOs (zero past nq). */
+__device__ __forceinline__ void dq_load_rows(const dq_params &p, int h, int i0, int nq, float *Qs,
+                                             float *dOs) {
+    const int hd = p.hd;
+    const int64_t ldq = (int64_t)p.n_head * hd;
+    for (int x = threadIdx.x; x < DQ_BQ * hd; x += blockDim.x) {
+        const int r = x / hd, d = x % hd;
+        const int64_t off = (int64_t)(i0 + r) * ldq + (int64_t)h * hd + d;
+        Qs[x] = r < nq ? p.Q[off] : 0.0f;
+        dOs[x] = r < nq ? p.dO[off] : 0.0f;
+    }
+}
+
+/* Key tile: bk keys from j0 of KV head u into Ks, Vs (zero past bk). Every thread of the CTA
+ * calls it (barriers inside). */
+__device__ __forceinline__ void dq_load_tile(const dq_params &p, int u, int j0, int bk, float *Ks,
+                                             float *Vs) {
+    const int hd = p.hd;
+    const int64_t ldk = (int64_t)(p.n_head / p.G) * hd;
+    __syncthreads();
+    for (int x = threadIdx.x; x < DQ_BK * hd; x += blockDim.x) {
+        const int j = x / hd, d = x % hd;
+        const int64_t off = (int64_t)(j0 + j) * ldk + (int64_t)u * hd + d;
+        Ks[j * (hd + 1) + d] = j < bk ? p.K[off] : 0.0f;
+        Vs[j * (hd + 1) + d] = j < bk ? p.V[off] : 0.0f;
+    }
+    __syncthreads();
+}
+
+/* Query row i (local row r) of this warp against the staged tile (lane: key j0 + lane): P, dP,
+ * dS; dq (hd/32 dims per lane) += dS k; with influence (infl) A, B, the dominant entry and
+ * the other entries' E into the histograms. Every lane of the warp calls it. */
+__device__ __forceinline__ void dq_row_tile(const dq_params &p, const dq_hist &H, int infl, int r, int i,
+                                            int j0, int bk, const float *Qs, const float *dOs,
+                                            const float *Ks, const float *Vs, dq_row *R, float *dq) {
+    const int hd = p.hd, lane = threadIdx.x % 32, nc = (hd + 31) / 32;
+    const int j = j0 + lane;
+    const int valid = lane < bk && j <= i;
+    float pij = 0.0f, dp = 0.0f, ds = 0.0f;
+    if (valid) {
+        const float *qr = Qs + r * hd, *gr = dOs + r * hd;
+        const float *kr = Ks + lane * (hd + 1), *vr = Vs + lane * (hd + 1);
+        float sdot = 0.0f, pdot = 0.0f;
+        for (int d = 0; d < hd; d++) { sdot += qr[d] * kr[d]; pdot += gr[d] * vr[d]; }
+        pij = expf(p.scale * sdot - R->lse);    /* P_ij = exp(s_ij - LSE_i) */
+        dp = pdot;                               /* dP_ij = dO_i . v_j */
+        ds = pij * (dp - R->D);                  /* dS_ij = P_ij (dP_ij - D_i) */
+    }
+    /* dQ_i += dS_ij k_j (scale applied at the end) */
+    for (int jj = 0; jj < bk; jj++) {
+        const float b = __shfl_sync(0xffffffffu, ds, jj);
+#pragma unroll
+        for (int c = 0; c < NC_MAX; c++)
+            if (c < nc && lane + 32 * c < hd) dq[c] += b * Ks[jj * (hd + 1) + lane + 32 * c];
+    }
+    if (!infl) return;
+    const int dom = valid && pij > 0.5f;
+    /* A += sum of the other P, B += sum of the other P dP (float per tile, then double) */
+    const float at = moa_warp_sum(valid && !dom ? pij : 0.0f);
+    const float bt = moa_warp_sum(valid && !dom ? pij * dp : 0.0f);
+    R->A += at;
+    R->B += bt;
+    const unsigned dm = __ballot_sync(0xffffffffu, dom);
+    if (dm) {
+        const int l = __ffs(dm) - 1;
+        R->pstar = __shfl_sync(0xffffffffu, pij, l);
+        R->dpstar = __shfl_sync(0xffffffffu, dp, l);
+        R->jstar = j0 + l;
+    }
+    const float e = valid && !dom ? moa_cu_influence(pij, dp, R->D, p.eps) : 0.0f;
+    const int64_t bin = moa_cu_dist_bin(i, j, p.sink, p.block);
+    hist_add_warp(valid && !dom, bin, e, H.ha, H.hs, H.sa, H.ss, lane);
+}
+
+/* Row i's dominant entry, now that its A and B are complete (one lane). */
+__device__ __forceinline__ void dq_dominant(const dq_params &p, const dq_hist &H, int i, const dq_row *R) {
+    const double E = moa_cu_influence_dominant(R->pstar, R->dpstar, R->A, R->B, p.eps, i == 0);
+    const int64_t b = moa_cu_dist_bin(i, R->jstar, p.sink, p.block);
+    if (b < 0) { atomicAdd(H.sa, fabs(E)); atomicAdd(H.ss, E); }
+    else { atomicAdd(&H.ha[b], fabs(E)); atomicAdd(&H.hs[b], E); }
+}
+
+/* The CTA's shared histograms hb -> head h's global ones, non-zero bins only. */
+__device__ __forceinline__ void dq_flush_hist(const dq_params &p, int h, const double *hb) {
+    const int nb_s = p.n_bins, tid = threadIdx.x;
+    __syncthreads();
+    for (int b = tid; b < nb_s; b += blockDim.x) {
+        if (hb[b] != 0.0) atomicAdd(&p.h_abs[(int64_t)h * p.n_bins + b], hb[b]);
+        if (hb[nb_s + b] != 0.0) atomicAdd(&p.h_sgn[(int64_t)h * p.n_bins + b], hb[nb_s + b]);
+    }
+    if (tid == 0) {
+        if (hb[2 * nb_s] != 0.0) atomicAdd(&p.s_abs[h], hb[2 * nb_s]);
+        if (hb[2 * nb_s + 1] != 0.0) atomicAdd(&p.s_sgn[h], hb[2 * nb_s + 1]);
+    }
+}
+
 __global__ void __launch_bounds__(128) k_bwd_dq(dq_params p) {
     MOA_CU_DYN_SMEM(float, sm);
     const int hd = p.hd, h = blockIdx.y, u = h / p.G;
-    const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
-    const int64_t ldq = (int64_t)p.n_head * hd, ldk = (int64_t)(p.n_head / p.G) * hd;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int64_t ldq = (int64_t)p.n_head * hd;
     float *Ks = sm;                               /* [32][hd+1] */
     float *Vs = Ks + DQ_BK * (hd + 1);            /* [32][hd+1] */
     float *Qs = Vs + DQ_BK * (hd + 1);            /* [16][hd] */
     float *dOs = Qs + DQ_BQ * hd;                 /* [16][hd] */
     double *hb = (double *)(dOs + DQ_BQ * hd);    /* smem histograms: abs [nb], sgn [nb], sink 2 */
     const int infl = p.h_abs != NULL;
-    const int nb_s = p.hist_in_smem ? p.n_bins : 0;
-    double *ha = infl ? (p.hist_in_smem ? hb : p.h_abs + (int64_t)h * p.n_bins) : NULL;
-    double *hs = infl ? (p.hist_in_smem ? hb + nb_s : p.h_sgn + (int64_t)h * p.n_bins) : NULL;
-    double *sa = infl ? (p.hist_in_smem ? hb + 2 * nb_s : p.s_abs + h) : NULL;
-    double *ss = infl ? (p.hist_in_smem ? hb + 2 * nb_s + 1 : p.s_sgn + h) : NULL;
-    if (infl && p.hist_in_smem)
-        for (int x = tid; x < 2 * nb_s + 2; x += blockDim.x) hb[x] = 0.0;
+    const dq_hist H = dq_hist_of(p, h, hb);
 
     const int i0 = blockIdx.x * DQ_BQ, nq = (int)moa_cu_tile_rows(p.n, blockIdx.x, DQ_BQ);
-    for (int x = tid; x < DQ_BQ * hd; x += blockDim.x) {
-        const int r = x / hd, d = x % hd;
-        const int64_t off = (int64_t)(i0 + r) * ldq + (int64_t)h * hd + d;
-        Qs[x] = r < nq ? p.Q[off] : 0.0f;
-        dOs[x] = r < nq ? p.dO[off] : 0.0f;
-    }
+    dq_load_rows(p, h, i0, nq, Qs, dOs);
     const int nc = (hd + 31) / 32;
     float dq[DQ_ROWS][NC_MAX];
-    float lse[DQ_ROWS], Dr[DQ_ROWS], pstar[DQ_ROWS], dpstar[DQ_ROWS];
-    int jstar[DQ_ROWS];
-    double Arow[DQ_ROWS], Brow[DQ_ROWS];
+    dq_row R[DQ_ROWS];
 #pragma unroll
     for (int rr = 0; rr < DQ_ROWS; rr++) {
         const int r = warp * DQ_ROWS + rr;
-        lse[rr] = r < nq ? p.LSE[(int64_t)h * p.n + i0 + r] : 0.0f;
-        Dr[rr] = r < nq ? p.D[(int64_t)h * p.n + i0 + r] : 0.0f;
-        pstar[rr] = 0.0f; dpstar[rr] = 0.0f; jstar[rr] = -1;
-        Arow[rr] = 0.0; Brow[rr] = 0.0;
+        R[rr].lse = r < nq ? p.LSE[(int64_t)h * p.n + i0 + r] : 0.0f;
+        R[rr].D = r < nq ? p.D[(int64_t)h * p.n + i0 + r] : 0.0f;
+        R[rr].pstar = 0.0f; R[rr].dpstar = 0.0f; R[rr].jstar = -1;
+        R[rr].A = 0.0; R[rr].B = 0.0;
 #pragma unroll
         for (int c = 0; c < NC_MAX; c++) dq[rr][c] = 0.0f;
     }
     const int n_kt = (int)moa_cu_tiles(i0 + nq, DQ_BK);   /* keys j <= last row */
     for (int kt = 0; kt < n_kt; kt++) {
         const int j0 = kt * DQ_BK, bk = (int)moa_cu_tile_rows(p.n, kt, DQ_BK);
-        __syncthreads();
-        for (int x = tid; x < DQ_BK * hd; x += blockDim.x) {
-            const int j = x / hd, d = x % hd;
-            const int64_t off = (int64_t)(j0 + j) * ldk + (int64_t)u * hd + d;
-            Ks[j * (hd + 1) + d] = j < bk ? p.K[off] : 0.0f;
-            Vs[j * (hd + 1) + d] = j < bk ? p.V[off] : 0.0f;
-        }
-        __syncthreads();
-        const int j = j0 + lane;
+        dq_load_tile(p, u, j0, bk, Ks, Vs);
 #pragma unroll
         for (int rr = 0; rr < DQ_ROWS; rr++) {
             const int r = warp * DQ_ROWS + rr;
             if (r >= nq) break;
-            const int i = i0 + r;
-            const int valid = lane < bk && j <= i;
-            float pij = 0.0f, dp = 0.0f, ds = 0.0f;
-            if (valid) {
-                const float *qr = Qs + r * hd, *gr = dOs + r * hd;
-                const float *kr = Ks + lane * (hd + 1), *vr = Vs + lane * (hd + 1);
-                float sdot = 0.0f, pdot = 0.0f;
-                for (int d = 0; d < hd; d++) { sdot += qr[d] * kr[d]; pdot += gr[d] * vr[d]; }
-                pij = expf(p.scale * sdot - lse[rr]);   /* P_ij = exp(s_ij - LSE_i) */
-                dp = pdot;                               /* dP_ij = dO_i . v_j */
-                ds = pij * (dp - Dr[rr]);                /* dS_ij = P_ij (dP_ij - D_i) */
-            }
-            /* dQ_i += dS_ij k_j (scale applied at the end) */
-            for (int jj = 0; jj < bk; jj++) {
-                const float b = __shfl_sync(0xffffffffu, ds, jj);
-#pragma unroll
-                for (int c = 0; c < NC_MAX; c++)
-                    if (c < nc && lane + 32 * c < hd) dq[rr][c] += b * Ks[jj * (hd + 1) + lane + 32 * c];
-            }
-            if (!infl) continue;
-            const int dom = valid && pij > 0.5f;
-            /* A += sum of the other P, B += sum of the other P dP (float per tile, then double) */
-            const float at = moa_warp_sum(valid && !dom ? pij : 0.0f);
-            const float bt = moa_warp_sum(valid && !dom ? pij * dp : 0.0f);
-            Arow[rr] += at;
-            Brow[rr] += bt;
-            const unsigned dm = __ballot_sync(0xffffffffu, dom);
-            if (dm) {
-                const int l = __ffs(dm) - 1;
-                pstar[rr] = __shfl_sync(0xffffffffu, pij, l);
-                dpstar[rr] = __shfl_sync(0xffffffffu, dp, l);
-                jstar[rr] = j0 + l;
-            }
-            const float e = valid && !dom ? moa_cu_influence(pij, dp, Dr[rr], p.eps) : 0.0f;
-            const int64_t bin = moa_cu_dist_bin(i, j, p.sink, p.block);
-            hist_add_warp(valid && !dom, bin, e, ha, hs, sa, ss, lane);
+            dq_row_tile(p, H, infl, r, i0 + r, j0, bk, Qs, dOs, Ks, Vs, &R[rr], dq[rr]);
         }
     }
     /* each row's dominant entry, now that A and B are complete */
@@ -216,13 +282,8 @@ __global__ void __launch_bounds__(128) k_bwd_dq(dq_params p) {
 #pragma unroll
         for (int rr = 0; rr < DQ_ROWS; rr++) {
             const int r = warp * DQ_ROWS + rr;
-            if (r >= nq || jstar[rr] < 0) continue;
-            const int i = i0 + r;
-            const double E = moa_cu_influence_dominant(pstar[rr], dpstar[rr], Arow[rr], Brow[rr],
-                                                       p.eps, i == 0);
-            const int64_t b = moa_cu_dist_bin(i, jstar[rr], p.sink, p.block);
-            if (b < 0) { atomicAdd(sa, fabs(E)); atomicAdd(ss, E); }
-            else { atomicAdd(&ha[b], fabs(E)); atomicAdd(&hs[b], E); }
+            if (r >= nq || R[rr].jstar < 0) continue;
+            dq_dominant(p, H, i0 + r, &R[rr]);
         }
     /* dQ = scale dS K */
 #pragma unroll
@@ -234,17 +295,7 @@ __global__ void __launch_bounds__(128) k_bwd_dq(dq_params p) {
         for (int c = 0; c < NC_MAX; c++)
             if (c < nc && lane + 32 * c < hd) dst[lane + 32 * c] = p.scale * dq[rr][c];
     }
-    if (infl && p.hist_in_smem) {   /* the CTA's histogram -> global, non-zero bins only */
-        __syncthreads();
-        for (int b = tid; b < nb_s; b += blockDim.x) {
-            if (hb[b] != 0.0) atomicAdd(&p.h_abs[(int64_t)h * p.n_bins + b], hb[b]);
-            if (hb[nb_s + b] != 0.0) atomicAdd(&p.h_sgn[(int64_t)h * p.n_bins + b], hb[nb_s + b]);
-        }
-        if (tid == 0) {
-            if (hb[2 * nb_s] != 0.0) atomicAdd(&p.s_abs[h], hb[2 * nb_s]);
-            if (hb[2 * nb_s + 1] != 0.0) atomicAdd(&p.s_sgn[h], hb[2 * nb_s + 1]);
-        }
-    }
+    if (infl && p.hist_in_smem) dq_flush_hist(p, h, hb);   /* the CTA's histogram -> global */
 }
 
 /* ---- key-major: dK, dV ------------------------------------------------------------------------ */

@@ -35,33 +35,35 @@ __device__ __forceinline__ float kv_rope_at(int t, const uint8_t *row, int d, in
     return odd ? moa_cu_rope_elem(b, a, 1, pos * inv_freq[i]) : moa_cu_rope_elem(a, b, 0, pos * inv_freq[i]);
 }
 
-__global__ void __launch_bounds__(128) k_band_fwd(moa_cu_band_params p) {
-    MOA_CU_DYN_SMEM(float, sm);
-    const int hd = p.hd, h = blockIdx.y, u = h / p.G;
-    float *Ks = sm;                                   /* [32][hd+1] */
-    float *Vs = Ks + BAND_BK * (hd + 1);              /* [32][hd] */
-    float *Qs = Vs + BAND_BK * hd;                    /* [16][hd] */
-    const int strm = p.rope_dim > 0;
-    float *Qa = Qs + BAND_BQ * hd;                    /* [16][hd] streaming: q for sink keys */
-    int64_t *kpos = (int64_t *)(Qa + (strm ? BAND_BQ * hd : 0));   /* [32] tile key positions, -1 none */
-    const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+/* Unit u of query head h as the band kernel sees it: mask (sink, window), slot layout (S, R)
+ * and the cache rows of its sequence (nslots of them once tokens are cached). The profiler's
+ * call (no units): dense causal, no cache. */
+typedef struct {
+    int64_t sink, window, S, R, nslots;
+    const uint8_t *kc, *vc;
+} band_unit;
 
-    int64_t sink = 0, window = INT64_MAX, S = 0, R = 0, nslots = 0;
-    const uint8_t *kc = NULL, *vc = NULL;
-    if (p.units) {
-        const moa_cu_unit U = p.units[u];
-        if (U.kind == 2) return;                      /* linear unit: another kernel */
-        sink = U.sink; window = p.qwin ? p.qwin[h] : U.window; S = U.sink; R = U.ring;
-        kc = p.kc + U.off * p.krow;
-        vc = p.vc + U.off * p.vrow;
-        nslots = p.cached > 0 ? S + R : 0;
-    }
-    const int t0 = blockIdx.x * BAND_BQ;
-    const int nq = (int)moa_cu_tile_rows(p.n_q, blockIdx.x, BAND_BQ);
-    const int64_t i0 = p.qpos0 + t0, i1 = i0 + nq - 1;
+/* 0 for a linear unit (another kernel), else 1 with *b filled. (An out-parameter: returning
+ * the struct cost k_band_fwd 12 more registers on sm_80.) */
+__device__ __forceinline__ int band_unit_of(const moa_cu_band_params &p, int h, int u, band_unit *b) {
+    const band_unit dense = {0, INT64_MAX, 0, 0, 0, NULL, NULL};
+    *b = dense;
+    if (!p.units) return 1;
+    const moa_cu_unit U = p.units[u];
+    if (U.kind == 2) return 0;
+    b->sink = U.sink; b->window = p.qwin ? p.qwin[h] : U.window; b->S = U.sink; b->R = U.ring;
+    b->kc = p.kc + U.off * p.krow;
+    b->vc = p.vc + U.off * p.vrow;
+    b->nslots = p.cached > 0 ? b->S + b->R : 0;
+    return 1;
+}
 
-    const int64_t Cpos = S + R - 1;                   /* streaming: the largest cache position */
-    for (int x = tid; x < BAND_BQ * hd; x += blockDim.x) {
+/* The CTA's nq query rows of head h into Qs (zero past nq); streaming (strm): rotated at i
+ * for window keys (Qs) and at min(i, C) for sink keys (Qa). */
+__device__ __forceinline__ void band_load_q(const moa_cu_band_params &p, int h, int t0, int nq,
+                                            int64_t i0, int64_t Cpos, int strm, float *Qs, float *Qa) {
+    const int hd = p.hd;
+    for (int x = threadIdx.x; x < BAND_BQ * hd; x += blockDim.x) {
         const int r = x / hd, d = x % hd;
         const float *qrow = p.q + (int64_t)(t0 + r) * p.ldq + (int64_t)h * hd;
         float v = 0.0f, va = 0.0f;
@@ -76,6 +78,87 @@ __global__ void __launch_bounds__(128) k_band_fwd(moa_cu_band_params p) {
         Qs[x] = v;
         if (strm) Qa[x] = va;
     }
+}
+
+/* Key tile: bk rows from r0 of the cache slots (from_cache) or of the chunk, their positions
+ * into kpos (-1: none) and K, V widened to f32 into Ks, Vs (streaming: keys rotated at their
+ * own positions). Every thread of the CTA calls it (barriers inside). */
+__device__ __forceinline__ void band_load_tile(const moa_cu_band_params &p, const band_unit &b, int u,
+                                               int from_cache, int64_t r0, int bk, int strm,
+                                               int64_t *kpos, float *Ks, float *Vs) {
+    const int hd = p.hd, tid = threadIdx.x;
+    __syncthreads();   /* previous tile consumed */
+    if (tid < BAND_BK)
+        kpos[tid] = tid >= bk ? -1
+                  : from_cache ? moa_cu_slot_pos(r0 + tid, p.cached, b.S, b.R)
+                               : p.kpos0 + r0 + tid;
+    __syncthreads();
+    for (int x = tid; x < BAND_BK * hd; x += blockDim.x) {
+        const int j = x / hd, d = x % hd;
+        float kv = 0.0f, vv = 0.0f;
+        if (j < bk) {   /* stored rows widened to f32 (the chunk's are staged: same bytes) */
+            const uint8_t *kr = from_cache ? b.kc + (r0 + j) * p.krow : p.k + (r0 + j) * p.k_t + u * p.k_h;
+            const uint8_t *vr = from_cache ? b.vc + (r0 + j) * p.vrow : p.v + (r0 + j) * p.v_t + u * p.v_h;
+            kv = moa_cu_kv_value(p.kt, kr, d);
+            vv = moa_cu_kv_value(p.vt, vr, d);
+            if (strm && d < p.rope_dim && kpos[j] >= 0)   /* key at its own position */
+                kv = kv_rope_at(p.kt, kr, d, p.rope_dim, p.neox, (double)kpos[j], p.inv_freq);
+        }
+        Ks[j * (hd + 1) + d] = kv;
+        Vs[j * hd + d] = vv;
+    }
+    __syncthreads();
+}
+
+/* Folds the staged tile into query row i (local row r) of this warp: lane j scores key j,
+ * then the online-softmax state st and the output accumulator acc (hd/32 dims per lane) are
+ * updated. Every lane of the warp calls it (warp collectives inside). */
+__device__ __forceinline__ void band_row_tile(const moa_cu_band_params &p, const band_unit &b, int strm,
+                                              int r, int64_t i, int bk, int64_t jp, const float *Qs,
+                                              const float *Qa, const float *Ks, const float *Vs,
+                                              moa_cu_softmax *st, float *acc) {
+    const int hd = p.hd, lane = threadIdx.x % 32, nc = (hd + 31) / 32;
+    float s = -INFINITY;
+    if (jp >= 0 && moa_cu_visible(i, jp, b.sink, b.window)) {
+        const float *qr = (strm && jp < b.sink ? Qa : Qs) + r * hd, *kr = Ks + lane * (hd + 1);
+        float dot = 0.0f;
+        for (int d = 0; d < hd; d++) dot += qr[d] * kr[d];
+        s = p.scale * dot;                     /* s_ij = scale q_i . k_j */
+    }
+    const float tmax = moa_warp_max(s);
+    if (tmax == -INFINITY) return;             /* nothing visible in this tile */
+    float corr;
+    const float mn = moa_cu_softmax_step(st, tmax, &corr);
+    const float pj = s == -INFINITY ? 0.0f : expf(s - mn);   /* exp(s_ij - m_new) */
+    st->l += moa_warp_sum(pj);
+#pragma unroll
+    for (int c = 0; c < NC_MAX; c++) acc[c] *= corr;
+    for (int j = 0; j < bk; j++) {             /* O += sum_j p_j v_j */
+        const float pb = __shfl_sync(0xffffffffu, pj, j);
+        if (pb == 0.0f) continue;
+#pragma unroll
+        for (int c = 0; c < NC_MAX; c++)
+            if (c < nc && lane + 32 * c < hd) acc[c] += pb * Vs[j * hd + lane + 32 * c];
+    }
+}
+
+__global__ void __launch_bounds__(128) k_band_fwd(moa_cu_band_params p) {
+    MOA_CU_DYN_SMEM(float, sm);
+    const int hd = p.hd, h = blockIdx.y, u = h / p.G;
+    float *Ks = sm;                                   /* [32][hd+1] */
+    float *Vs = Ks + BAND_BK * (hd + 1);              /* [32][hd] */
+    float *Qs = Vs + BAND_BK * hd;                    /* [16][hd] */
+    const int strm = p.rope_dim > 0;
+    float *Qa = Qs + BAND_BQ * hd;                    /* [16][hd] streaming: q for sink keys */
+    int64_t *kpos = (int64_t *)(Qa + (strm ? BAND_BQ * hd : 0));   /* [32] tile key positions, -1 none */
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+
+    band_unit b;
+    if (!band_unit_of(p, h, u, &b)) return;           /* linear unit: another kernel */
+    const int t0 = blockIdx.x * BAND_BQ;
+    const int nq = (int)moa_cu_tile_rows(p.n_q, blockIdx.x, BAND_BQ);
+    const int64_t i0 = p.qpos0 + t0, i1 = i0 + nq - 1;
+    band_load_q(p, h, t0, nq, i0, b.S + b.R - 1, strm, Qs, Qa);   /* streaming: C = S + R - 1 */
     moa_cu_softmax st[BAND_ROWS];
     float acc[BAND_ROWS][NC_MAX];
 #pragma unroll
@@ -87,63 +170,21 @@ __global__ void __launch_bounds__(128) k_band_fwd(moa_cu_band_params p) {
     const int nc = (hd + 31) / 32;
 
     /* key tiles: first the cache slots, then the chunk's rows inside the band */
-    const int64_t n_ct = moa_cu_tiles(nslots, BAND_BK);
+    const int64_t n_ct = moa_cu_tiles(b.nslots, BAND_BK);
     const int64_t n_kt = moa_cu_tiles(p.n_k, BAND_BK);
     for (int64_t kt = 0; kt < n_ct + n_kt; kt++) {
         const int from_cache = kt < n_ct;
         const int64_t r0 = (from_cache ? kt : kt - n_ct) * BAND_BK;
-        const int bk = (int)moa_cu_tile_rows(from_cache ? nslots : p.n_k, r0 / BAND_BK, BAND_BK);
-        if (!from_cache && !moa_cu_tile_needed(i0, i1, p.kpos0 + r0, bk, sink, window))
+        const int bk = (int)moa_cu_tile_rows(from_cache ? b.nslots : p.n_k, r0 / BAND_BK, BAND_BK);
+        if (!from_cache && !moa_cu_tile_needed(i0, i1, p.kpos0 + r0, bk, b.sink, b.window))
             continue;   /* uniform across the CTA: no barrier is skipped by some threads only */
-        __syncthreads();   /* previous tile consumed */
-        if (tid < BAND_BK)
-            kpos[tid] = tid >= bk ? -1
-                      : from_cache ? moa_cu_slot_pos(r0 + tid, p.cached, S, R)
-                                   : p.kpos0 + r0 + tid;
-        __syncthreads();
-        for (int x = tid; x < BAND_BK * hd; x += blockDim.x) {
-            const int j = x / hd, d = x % hd;
-            float kv = 0.0f, vv = 0.0f;
-            if (j < bk) {   /* stored rows widened to f32 (the chunk's are staged: same bytes) */
-                const uint8_t *kr = from_cache ? kc + (r0 + j) * p.krow : p.k + (r0 + j) * p.k_t + u * p.k_h;
-                const uint8_t *vr = from_cache ? vc + (r0 + j) * p.vrow : p.v + (r0 + j) * p.v_t + u * p.v_h;
-                kv = moa_cu_kv_value(p.kt, kr, d);
-                vv = moa_cu_kv_value(p.vt, vr, d);
-                if (strm && d < p.rope_dim && kpos[j] >= 0)   /* key at its own position */
-                    kv = kv_rope_at(p.kt, kr, d, p.rope_dim, p.neox, (double)kpos[j], p.inv_freq);
-            }
-            Ks[j * (hd + 1) + d] = kv;
-            Vs[j * hd + d] = vv;
-        }
-        __syncthreads();
+        band_load_tile(p, b, u, from_cache, r0, bk, strm, kpos, Ks, Vs);
         const int64_t jp = kpos[lane];
 #pragma unroll
         for (int rr = 0; rr < BAND_ROWS; rr++) {
             const int r = warp * BAND_ROWS + rr;
             if (r >= nq) break;
-            const int64_t i = i0 + r;
-            float s = -INFINITY;
-            if (jp >= 0 && moa_cu_visible(i, jp, sink, window)) {
-                const float *qr = (strm && jp < sink ? Qa : Qs) + r * hd, *kr = Ks + lane * (hd + 1);
-                float dot = 0.0f;
-                for (int d = 0; d < hd; d++) dot += qr[d] * kr[d];
-                s = p.scale * dot;                     /* s_ij = scale q_i . k_j */
-            }
-            const float tmax = moa_warp_max(s);
-            if (tmax == -INFINITY) continue;           /* nothing visible in this tile */
-            float corr;
-            const float mn = moa_cu_softmax_step(&st[rr], tmax, &corr);
-            const float pj = s == -INFINITY ? 0.0f : expf(s - mn);   /* exp(s_ij - m_new) */
-            st[rr].l += moa_warp_sum(pj);
-#pragma unroll
-            for (int c = 0; c < NC_MAX; c++) acc[rr][c] *= corr;
-            for (int j = 0; j < bk; j++) {             /* O += sum_j p_j v_j */
-                const float pb = __shfl_sync(0xffffffffu, pj, j);
-                if (pb == 0.0f) continue;
-#pragma unroll
-                for (int c = 0; c < NC_MAX; c++)
-                    if (c < nc && lane + 32 * c < hd) acc[rr][c] += pb * Vs[j * hd + lane + 32 * c];
-            }
+            band_row_tile(p, b, strm, r, i0 + r, bk, jp, Qs, Qa, Ks, Vs, &st[rr], acc[rr]);
         }
     }
     /* O = acc / l (zero if nothing was visible); LSE = m + ln l */
@@ -176,6 +217,31 @@ moa_status moa_cu_band_fwd(const moa_cuda_ctx *c, const moa_cu_band_params *p, i
 
 static const char *kv_name(int t) {
     return t == MOA_CU_KV_F32 ? "f32" : t == MOA_CU_KV_F16 ? "f16" : t == MOA_CU_KV_BF16 ? "bf16" : "q8_0";
+}
+
+/* The layout's dimensions, position mode, RoPE and storage types (not yet its units). */
+static moa_status check_cache_layout(const moa_cuda_cache_layout *L, int64_t n_ctx, int n_seq,
+                                     const char *fn) {
+    if (L->n_layer < 1 || L->n_head < 1 || L->n_head_kv < 1 || L->head_dim < 1 ||
+        L->n_head % L->n_head_kv != 0 || n_ctx < 1 || n_seq < 1)
+        return moa_err(MOA_ERR_INVALID_ARG, "%s: bad dimensions n_layer=%d n_head=%d n_head_kv=%d "
+                       "head_dim=%d n_ctx=%lld n_seq=%d", fn, L->n_layer, L->n_head, L->n_head_kv,
+                       L->head_dim, (long long)n_ctx, n_seq);
+    if (L->head_dim > MOA_CU_HD_MAX)
+        return moa_err(MOA_ERR_UNSUPPORTED, "%s: head_dim=%d exceeds %d", fn, L->head_dim, MOA_CU_HD_MAX);
+    if ((L->pos_mode != 0 && L->pos_mode != 1) || L->rope_dim < 0 || L->rope_dim % 2 ||
+        L->rope_dim > L->head_dim || (L->pos_mode == 1 && L->rope_dim == 0) ||
+        (L->rope_dim > 0 && !(L->rope_base > 1.0f)))
+        return moa_err(MOA_ERR_INVALID_ARG, "%s: pos_mode=%d rope_dim=%d rope_base=%g (need mode 0 or "
+                       "1, rope_dim even in [0, head_dim], > 0 in streaming mode, base > 1)", fn,
+                       L->pos_mode, L->rope_dim, (double)L->rope_base);
+    if (L->rope_pairing != 0 && L->rope_pairing != 2)
+        return moa_err(MOA_ERR_INVALID_ARG, "%s: rope_pairing=%d (expected 0 normal or 2 NEOX, as "
+                       "moa_rope_pairing)", fn, L->rope_pairing);
+    if ((unsigned)L->type_k >= MOA_CU_KV_N_TYPES || (unsigned)L->type_v >= MOA_CU_KV_N_TYPES)
+        return moa_err(MOA_ERR_INVALID_ARG, "%s: type_k=%d, type_v=%d (expected 0 f32, 1 f16, 2 bf16 "
+                       "or 3 q8_0, as moa_kv_type)", fn, L->type_k, L->type_v);
+    return MOA_OK;
 }
 
 struct moa_cuda_cache {
@@ -233,33 +299,12 @@ void moa_cuda_cache_free(moa_cuda_cache *c) {
     free(c);
 }
 
-moa_status moa_cuda_cache_create(moa_cuda_ctx *x, const moa_cuda_cache_layout *L, int64_t n_ctx,
-                                 int n_seq, moa_cuda_cache **out) {
-    static const char fn[] = "moa_cuda_cache_create";
-    if (!out) return moa_err(MOA_ERR_INVALID_ARG, "%s: out is NULL", fn);
-    *out = NULL;
-    if (!x || !L || !L->units) return moa_err(MOA_ERR_INVALID_ARG, "%s: NULL context or layout", fn);
-    if (L->n_layer < 1 || L->n_head < 1 || L->n_head_kv < 1 || L->head_dim < 1 ||
-        L->n_head % L->n_head_kv != 0 || n_ctx < 1 || n_seq < 1)
-        return moa_err(MOA_ERR_INVALID_ARG, "%s: bad dimensions n_layer=%d n_head=%d n_head_kv=%d "
-                       "head_dim=%d n_ctx=%lld n_seq=%d", fn, L->n_layer, L->n_head, L->n_head_kv,
-                       L->head_dim, (long long)n_ctx, n_seq);
-    if (L->head_dim > MOA_CU_HD_MAX)
-        return moa_err(MOA_ERR_UNSUPPORTED, "%s: head_dim=%d exceeds %d", fn, L->head_dim, MOA_CU_HD_MAX);
-    if ((L->pos_mode != 0 && L->pos_mode != 1) || L->rope_dim < 0 || L->rope_dim % 2 ||
-        L->rope_dim > L->head_dim || (L->pos_mode == 1 && L->rope_dim == 0) ||
-        (L->rope_dim > 0 && !(L->rope_base > 1.0f)))
-        return moa_err(MOA_ERR_INVALID_ARG, "%s: pos_mode=%d rope_dim=%d rope_base=%g (need mode 0 or "
-                       "1, rope_dim even in [0, head_dim], > 0 in streaming mode, base > 1)", fn,
-                       L->pos_mode, L->rope_dim, (double)L->rope_base);
-    if (L->rope_pairing != 0 && L->rope_pairing != 2)
-        return moa_err(MOA_ERR_INVALID_ARG, "%s: rope_pairing=%d (expected 0 normal or 2 NEOX, as "
-                       "moa_rope_pairing)", fn, L->rope_pairing);
-    if ((unsigned)L->type_k >= MOA_CU_KV_N_TYPES || (unsigned)L->type_v >= MOA_CU_KV_N_TYPES)
-        return moa_err(MOA_ERR_INVALID_ARG, "%s: type_k=%d, type_v=%d (expected 0 f32, 1 f16, 2 bf16 "
-                       "or 3 q8_0, as moa_kv_type)", fn, L->type_k, L->type_v);
+/* The host side of a new cache: the layout's scalars, then the host tables (zeroed).
+ * NULL when out of memory. */
+static moa_cuda_cache *cache_alloc_host(moa_cuda_ctx *x, const moa_cuda_cache_layout *L, int64_t n_ctx,
+                                        int n_seq) {
     moa_cuda_cache *c = (moa_cuda_cache *)calloc(1, sizeof *c);
-    if (!c) return moa_err(MOA_ERR_NOMEM, "%s: out of memory", fn);
+    if (!c) return NULL;
     c->pos_mode = L->pos_mode;
     c->rope_dim = L->rope_dim;
     c->rope_base = L->rope_base;
@@ -272,8 +317,7 @@ moa_status moa_cuda_cache_create(moa_cuda_ctx *x, const moa_cuda_cache_layout *L
     c->n_layer = L->n_layer; c->n_head = L->n_head; c->n_kv = L->n_head_kv; c->hd = L->head_dim;
     c->group = L->n_head / L->n_head_kv; c->n_seq = n_seq; c->n_ctx = n_ctx;
     c->scale = L->scale > 0.0f ? L->scale : (float)(1.0 / sqrt((double)c->hd));
-    const size_t nu = (size_t)c->n_layer * c->n_kv, hd = (size_t)c->hd;
-    moa_status st = MOA_OK;
+    const size_t nu = (size_t)c->n_layer * c->n_kv;
     c->units_h = (moa_cu_unit *)calloc(nu, sizeof *c->units_h);
     c->layer_dense = (unsigned char *)calloc((size_t)c->n_layer, 1);
     c->pos = (int64_t *)calloc((size_t)n_seq * c->n_layer, sizeof *c->pos);
@@ -281,9 +325,17 @@ moa_status moa_cuda_cache_create(moa_cuda_ctx *x, const moa_cuda_cache_layout *L
     c->row_seq_h = (int *)calloc((size_t)n_seq, sizeof(int));
     if (!c->units_h || !c->layer_dense || !c->pos || !c->row_pos_h || !c->row_seq_h) {
         moa_cuda_cache_free(c);
-        return moa_err(MOA_ERR_NOMEM, "%s: out of memory", fn);
+        return NULL;
     }
-    /* slot tables: the runtime's (cache.c) sizing */
+    return c;
+}
+
+/* Slot tables, the runtime's (cache.c) sizing: each unit's sink, ring and offset, the dense
+ * layers, the slots and linear states per sequence. */
+static moa_status cache_slot_tables(moa_cuda_cache *c, const moa_cuda_cache_layout *L, const char *fn) {
+    const int64_t n_ctx = c->n_ctx;
+    const size_t nu = (size_t)c->n_layer * c->n_kv;
+    moa_status st = MOA_OK;
     for (size_t i = 0; i < nu && st == MOA_OK; i++) {
         const moa_cuda_unit *s = &L->units[i];
         moa_cu_unit *r = &c->units_h[i];
@@ -312,26 +364,39 @@ moa_status moa_cuda_cache_create(moa_cuda_ctx *x, const moa_cuda_cache_layout *L
         c->slots_per_seq += r->sink + r->ring;
         if (r->sink + r->ring > c->max_slots) c->max_slots = r->sink + r->ring;
     }
-    /* q-head windows: in [0, W] for window units (any >= 0 for dense), clamped to the ring */
-    int64_t *qw = NULL;
-    if (st == MOA_OK && L->q_window) {
-        qw = (int64_t *)malloc((size_t)c->n_layer * c->n_head * sizeof *qw);
-        if (!qw) st = moa_err(MOA_ERR_NOMEM, "%s: out of memory", fn);
-        for (int l = 0; l < c->n_layer && st == MOA_OK; l++)
-            for (int h = 0; h < c->n_head && st == MOA_OK; h++) {
-                const size_t ui = (size_t)l * c->n_kv + h / c->group, qi = (size_t)l * c->n_head + h;
-                const moa_cuda_unit *s = &L->units[ui];
-                int64_t w = L->q_window[qi];
-                if (s->kind != 2 && (w < 0 || (s->kind == 0 && w > s->window)))
-                    st = moa_err(MOA_ERR_INVALID_ARG, "%s: layer %d query head %d: q_window=%lld must be "
-                                 "in [0, %lld]", fn, l, h, (long long)w, (long long)s->window);
-                if (w > c->units_h[ui].ring) w = c->units_h[ui].ring;
-                qw[qi] = w;
-            }
-    }
+    return st;
+}
+
+/* Q-head windows (L->q_window set): in [0, W] for window units (any >= 0 for dense), clamped
+ * to the ring. *out: malloc'd [n_layer][n_head] (the caller frees it, also on error). */
+static moa_status cache_q_windows(const moa_cuda_cache *c, const moa_cuda_cache_layout *L, const char *fn,
+                                  int64_t **out) {
+    int64_t *qw = (int64_t *)malloc((size_t)c->n_layer * c->n_head * sizeof *qw);
+    *out = qw;
+    if (!qw) return moa_err(MOA_ERR_NOMEM, "%s: out of memory", fn);
+    for (int l = 0; l < c->n_layer; l++)
+        for (int h = 0; h < c->n_head; h++) {
+            const size_t ui = (size_t)l * c->n_kv + h / c->group, qi = (size_t)l * c->n_head + h;
+            const moa_cuda_unit *s = &L->units[ui];
+            int64_t w = L->q_window[qi];
+            if (s->kind != 2 && (w < 0 || (s->kind == 0 && w > s->window)))
+                return moa_err(MOA_ERR_INVALID_ARG, "%s: layer %d query head %d: q_window=%lld must be "
+                               "in [0, %lld]", fn, l, h, (long long)w, (long long)s->window);
+            if (w > c->units_h[ui].ring) w = c->units_h[ui].ring;
+            qw[qi] = w;
+        }
+    return MOA_OK;
+}
+
+/* The device side: unit table, K, V, linear states (zeroed), decode row tables, the q-head
+ * windows qw (or NULL) and the RoPE frequencies; synchronises (qw is read by the uploads). */
+static moa_status cache_upload(moa_cuda_cache *c, const int64_t *qw) {
+    moa_cuda_ctx *x = c->ctx;
+    const int n_seq = c->n_seq;
+    const size_t nu = (size_t)c->n_layer * c->n_kv, hd = (size_t)c->hd;
     const size_t kv_rows = (size_t)c->slots_per_seq * n_seq;
     const size_t st_f = (size_t)c->states_per_seq * hd * hd * n_seq;
-    if (st == MOA_OK) st = moa_cuda_alloc(x, nu * sizeof(moa_cu_unit), (void **)&c->units_d);
+    moa_status st = moa_cuda_alloc(x, nu * sizeof(moa_cu_unit), (void **)&c->units_d);
     if (st == MOA_OK) st = moa_cuda_alloc(x, kv_rows * (size_t)c->krow, (void **)&c->k);
     if (st == MOA_OK) st = moa_cuda_alloc(x, kv_rows * (size_t)c->vrow, (void **)&c->v);
     if (st == MOA_OK) st = moa_cuda_alloc(x, st_f * sizeof(float), (void **)&c->state);
@@ -353,6 +418,22 @@ moa_status moa_cuda_cache_create(moa_cuda_ctx *x, const moa_cuda_cache_layout *L
         if (st == MOA_OK) st = moa_cuda_upload(x, c->inv_freq_d, inv, sizeof(double) * (size_t)(c->rope_dim / 2));
     }
     if (st == MOA_OK) st = moa_cuda_sync(x);   /* qw and inv are read by the uploads */
+    return st;
+}
+
+moa_status moa_cuda_cache_create(moa_cuda_ctx *x, const moa_cuda_cache_layout *L, int64_t n_ctx,
+                                 int n_seq, moa_cuda_cache **out) {
+    static const char fn[] = "moa_cuda_cache_create";
+    if (!out) return moa_err(MOA_ERR_INVALID_ARG, "%s: out is NULL", fn);
+    *out = NULL;
+    if (!x || !L || !L->units) return moa_err(MOA_ERR_INVALID_ARG, "%s: NULL context or layout", fn);
+    MOA_TRY(check_cache_layout(L, n_ctx, n_seq, fn));
+    moa_cuda_cache *c = cache_alloc_host(x, L, n_ctx, n_seq);
+    if (!c) return moa_err(MOA_ERR_NOMEM, "%s: out of memory", fn);
+    int64_t *qw = NULL;
+    moa_status st = cache_slot_tables(c, L, fn);
+    if (st == MOA_OK && L->q_window) st = cache_q_windows(c, L, fn, &qw);
+    if (st == MOA_OK) st = cache_upload(c, qw);
     free(qw);
     if (st != MOA_OK) {
         moa_cuda_cache_free(c);
