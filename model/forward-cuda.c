@@ -33,7 +33,7 @@
 enum { N_LW = MOA_MODEL_CUDA_LW };   /* weights per layer: q k v o gate up down */
 enum { LG_ROWS = 64 };    /* LM-head rows per device buffer and download */
 
-struct moa_engine_cuda {
+struct moa_device_engine {   /* moa_engine_cuda */
     moa_cuda_ctx *cx;
     const moa_model *m;
     moa_cuda_dtype dt;
@@ -218,3 +218,19 @@ int64_t moa_engine_cuda_pos(const moa_engine_cuda *e, int seq, int layer) {
     return moa_cuda_cache_pos(e->cache, seq, layer);
 }
 size_t moa_engine_cuda_kv_bytes(const moa_engine_cuda *e) { return moa_cuda_cache_bytes(e->cache); }
+
+static const moa_device_engine_ops cuda_ops = {
+    .name = "cuda",
+    .device_count = moa_engine_cuda_device_count,
+    .create = moa_engine_cuda_create,
+    .free_engine = moa_engine_cuda_free,
+    .rows = moa_engine_cuda_rows,
+    .reset = moa_engine_cuda_reset,
+    .pos = moa_engine_cuda_pos,
+    .kv_bytes = moa_engine_cuda_kv_bytes,
+    .release_model = moa_model_cuda_free_all,
+};
+
+const moa_device_engine_ops *moa_device_engine_get(moa_device_kind kind) {
+    return kind == MOA_DEVICE_CUDA ? &cuda_ops : NULL;
+}

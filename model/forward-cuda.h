@@ -6,9 +6,9 @@
 #ifndef MOA_FORWARD_CUDA_H
 #define MOA_FORWARD_CUDA_H
 
-#include "context.h"
+#include "device-engine.h"
 
-typedef struct moa_engine_cuda moa_engine_cuda;
+typedef moa_device_engine moa_engine_cuda;   /* the CUDA engine's state (device-engine.h) */
 
 /* Opens device `device`, uploads the model's weights (dequantised to f16, or bf16 when
  * bf16 != 0), creates the device cache with layout L (units of runtime.h, copied) and the

@@ -4,16 +4,14 @@
  * caches of a plan or dense, banded/dense/linear kernels, GQA native), SwiGLU, final norm
  * and LM head.
  * Projections use BLAS for batches and the quantised kernels for single tokens.
- * A context created for CUDA hands its rows to forward-cuda.c instead (same chunking,
- * checks and logits modes, which stay here). */
+ * A context created for a device hands its rows to that device's engine instead (device-engine.h:
+ * a table chosen at run time; CUDA: forward-cuda.c), with the same chunking, checks and
+ * logits modes, which stay here. */
 #include "context.h"
 #include "key-smooth.h"
 #include "moa-common.h"
 #include "ops.h"
-#ifdef MOA_ENGINE_CUDA
-#include "forward-cuda.h"
-#include "cache-layout.h"   /* runtime/: a plan's units, as moa_cache_create builds them */
-#endif
+#include "device-engine.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -33,10 +31,9 @@ struct moa_ctx {
     float *ksmooth;        /* key smoothing scales (key-smooth.h) or NULL */
     double attn_seconds;
     moa_device_kind device;   /* MOA_DEVICE_CPU or MOA_DEVICE_CUDA */
-#ifdef MOA_ENGINE_CUDA
-    moa_engine_cuda *dev;     /* CUDA: weights, cache and scratch on the device; the CPU
-                                 fields above (cache, scratch) stay NULL */
-#endif
+    const moa_device_engine_ops *dev_ops;   /* not the CPU: the device's engine (device-engine.h) */
+    moa_device_engine *dev;   /* its state: weights, cache and scratch on the device; the
+                                 CPU fields above (cache, scratch) stay NULL */
 };
 
 static moa_device_kind g_default_device = MOA_DEVICE_CPU;
@@ -44,11 +41,8 @@ static moa_device_kind g_default_device = MOA_DEVICE_CPU;
 void moa_ctx_set_default_device(moa_device_kind device) { g_default_device = device; }
 
 int moa_ctx_cuda_available(void) {
-#ifdef MOA_ENGINE_CUDA
-    return moa_engine_cuda_device_count() > 0;
-#else
-    return 0;
-#endif
+    const moa_device_engine_ops *o = moa_device_engine_get(MOA_DEVICE_CUDA);
+    return o && o->device_count() > 0;
 }
 
 moa_device_kind moa_ctx_device(const moa_ctx *c) { return c->device; }
@@ -70,9 +64,7 @@ void moa_ctx_free(moa_ctx *c) {
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) moa_free_aligned(bufs[i]);
     moa_cache_free(c->cache);
     free(c->ksmooth);
-#ifdef MOA_ENGINE_CUDA
-    moa_engine_cuda_free(c->dev);
-#endif
+    if (c->dev) c->dev_ops->free_engine(c->dev);
     free(c);
 }
 
@@ -89,7 +81,6 @@ static moa_cache_unit *dense_units(const moa_llama_hparams *hp, int64_t n_ctx) {
     return units;
 }
 
-#ifdef MOA_ENGINE_CUDA
 static moa_status create_on_device(moa_ctx *c, const moa_cache_params *cp) {
     const moa_llama_hparams *hp = &c->m->hp;
     /* the plan's units at n_ctx by the CPU cache's own rules (runtime/cache-layout.h) */
@@ -101,12 +92,11 @@ static moa_status create_on_device(moa_ctx *c, const moa_cache_params *cp) {
         if (!units) return moa_err(MOA_ERR_NOMEM, "out of memory");
         L = (moa_cache_layout){hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, units, NULL};
     }
-    moa_status st = moa_engine_cuda_create(c->m, &L, cp, c->p.n_ctx, c->p.n_seq, c->p.n_batch,
-                                           c->p.device_index, c->p.device_bf16, c->ksmooth, &c->dev);
+    moa_status st = c->dev_ops->create(c->m, &L, cp, c->p.n_ctx, c->p.n_seq, c->p.n_batch,
+                                       c->p.device_index, c->p.device_bf16, c->ksmooth, &c->dev);
     moa_cache_layout_release(&L);
     return st;
 }
-#endif
 
 moa_status moa_ctx_create(const moa_model *m, const moa_ctx_params *pp, moa_ctx **out) {
     *out = NULL;
@@ -145,18 +135,17 @@ moa_status moa_ctx_create(const moa_model *m, const moa_ctx_params *pp, moa_ctx 
         moa_ctx_free(c);
         return st;
     }
-    if (c->device == MOA_DEVICE_CUDA) {
-#ifdef MOA_ENGINE_CUDA
+    if (c->device != MOA_DEVICE_CPU) {
+        if (!(c->dev_ops = moa_device_engine_get(c->device))) {
+            moa_ctx_free(c);
+            return moa_err(MOA_ERR_DEVICE, "moa_ctx_create: this build has no CUDA backend (configure "
+                           "with -DMOA_CUDA=ON on a machine with the CUDA toolkit); use the CPU device");
+        }
         st = create_on_device(c, &cp);
         c->p.plan = NULL;
         if (st < 0) { moa_ctx_free(c); return st; }
         *out = c;
         return MOA_OK;
-#else
-        moa_ctx_free(c);
-        return moa_err(MOA_ERR_DEVICE, "moa_ctx_create: this build has no CUDA backend (configure "
-                       "with -DMOA_CUDA=ON on a machine with the CUDA toolkit); use the CPU device");
-#endif
     }
     if (c->p.plan) {
         if ((st = moa_cache_create(c->p.plan, c->p.n_ctx, c->p.n_seq, &cp, &c->cache)) < 0) {
@@ -188,29 +177,24 @@ moa_status moa_ctx_create(const moa_model *m, const moa_ctx_params *pp, moa_ctx 
     return MOA_OK;
 }
 
-#ifdef MOA_ENGINE_CUDA
+/* A context on a device delegates to its engine. */
 #define ON_DEVICE(c, expr) if ((c)->dev) return expr
-#else
-#define ON_DEVICE(c, expr) (void)0
-#endif
 
 void moa_ctx_reset(moa_ctx *c) {
-#ifdef MOA_ENGINE_CUDA
     if (c->dev) {
-        if (moa_engine_cuda_reset(c->dev, -1) < 0) moa_log_warn("moa_ctx_reset: %s", moa_last_error());
+        if (c->dev_ops->reset(c->dev, -1) < 0) moa_log_warn("moa_ctx_reset: %s", moa_last_error());
         return;
     }
-#endif
     moa_cache_reset(c->cache, -1);
 }
 int32_t moa_ctx_n_past(const moa_ctx *c) { return moa_ctx_seq_pos(c, 0); }
 int32_t moa_ctx_seq_pos(const moa_ctx *c, int seq) {
-    ON_DEVICE(c, (int32_t)moa_engine_cuda_pos(c->dev, seq, 0));
+    ON_DEVICE(c, (int32_t)c->dev_ops->pos(c->dev, seq, 0));
     return (int32_t)moa_cache_pos(c->cache, seq, 0);
 }
 int32_t moa_ctx_n_ctx(const moa_ctx *c) { return c->p.n_ctx; }
 size_t moa_ctx_kv_bytes(const moa_ctx *c) {
-    ON_DEVICE(c, moa_engine_cuda_kv_bytes(c->dev));
+    ON_DEVICE(c, c->dev_ops->kv_bytes(c->dev));
     return moa_cache_bytes(c->cache);
 }
 const moa_model *moa_ctx_model(const moa_ctx *c) { return c->m; }
@@ -229,7 +213,7 @@ static void rmsnorm(const float *x, const float *w, float *y, int64_t n, int64_t
  * (prefill chunk); else row i is one token of sequence seqs[i] (batched decode). */
 static moa_status eval_rows(moa_ctx *c, int seq, const int *seqs, const int32_t *tokens, int64_t n,
                             moa_logits_mode mode, float *logits) {
-    ON_DEVICE(c, moa_engine_cuda_rows(c->dev, seq, seqs, tokens, n, mode, logits));
+    ON_DEVICE(c, c->dev_ops->rows(c->dev, seq, seqs, tokens, n, mode, logits));
     const moa_model *m = c->m;
     const moa_llama_hparams *hp = &m->hp;
     int64_t d = hp->n_embd, nff = hp->n_ff;
@@ -282,9 +266,8 @@ static moa_status check_tokens(const moa_ctx *c, const int32_t *tokens, int32_t 
 }
 
 moa_status moa_ctx_seq_copy(moa_ctx *c, int src, int dst) {
-#ifdef MOA_ENGINE_CUDA
-    if (c->dev) return moa_err(MOA_ERR_UNSUPPORTED, "moa_ctx_seq_copy: not available on the CUDA device yet");
-#endif
+    if (c->dev) return moa_err(MOA_ERR_UNSUPPORTED, "moa_ctx_seq_copy: not available on the %s device yet",
+                               c->dev_ops->name);
     return moa_cache_seq_copy(c->cache, src, dst);
 }
 

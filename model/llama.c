@@ -2,9 +2,7 @@
  * validate them against the hyperparameters; batched weight products. */
 #include "llama.h"
 #include "moa-common.h"
-#ifdef MOA_ENGINE_CUDA
-#include "weights-cuda.h"
-#endif
+#include "device-engine.h"
 
 #include <cblas.h>
 #include <stdlib.h>
@@ -113,9 +111,8 @@ static void free_weight(moa_weight *w) {
 
 void moa_model_free(moa_model *m) {
     if (!m) return;
-#ifdef MOA_ENGINE_CUDA
-    moa_model_cuda_free_all(m);
-#endif
+    const moa_device_engine_ops *dev = moa_device_engine_get(MOA_DEVICE_CUDA);
+    if (dev) dev->release_model(m);   /* the device copies of the weights */
     if (m->layers) {
         for (int l = 0; l < m->hp.n_layer; l++) {
             moa_llama_layer *L = &m->layers[l];

@@ -39,7 +39,7 @@
 #endif
 enum { LG_ROWS = MOA_PROFILER_LG_ROWS };   /* response rows per LM-head chunk */
 
-struct moa_profiler_cuda {
+struct moa_profiler_dev {   /* moa_profiler_cuda */
     moa_cuda_ctx *cx;
     const moa_model *m;
     moa_profiler_params p;
@@ -276,4 +276,15 @@ moa_status moa_profiler_cuda_sample(moa_profiler_cuda *c, const float *x0, const
     for (int64_t r = 0; r < R; r++) loss += c->lh[r];
     if (loss_out) *loss_out = loss / (double)R;
     return MOA_OK;
+}
+
+static const moa_profiler_device_ops cuda_ops = {
+    .name = "cuda",
+    .create = moa_profiler_cuda_create,
+    .free_state = moa_profiler_cuda_free,
+    .sample = moa_profiler_cuda_sample,
+};
+
+const moa_profiler_device_ops *moa_profiler_device_get(moa_device_kind kind) {
+    return kind == MOA_DEVICE_CUDA ? &cuda_ops : NULL;
 }

@@ -6,9 +6,9 @@
 #ifndef MOA_PROFILER_BACKWARD_CUDA_H
 #define MOA_PROFILER_BACKWARD_CUDA_H
 
-#include "profiler.h"
+#include "profiler-device.h"
 
-typedef struct moa_profiler_cuda moa_profiler_cuda;
+typedef moa_profiler_dev moa_profiler_cuda;   /* the CUDA backend's state (profiler-device.h) */
 
 /* Opens device p->device_index, takes the model's device weights (f32, or bf16 with
  * p->device_bf16; shared with the model's other CUDA users) and device scratch for samples

@@ -24,9 +24,7 @@
 #include "rope.h"
 #include "moa-common.h"
 #include "profiler-internal.h"
-#ifdef MOA_PROFILER_CUDA
-#include "backward-cuda.h"
-#endif
+#include "profiler-device.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -50,9 +48,8 @@ struct moa_profiler {
     moa_profiler_params p;
     int64_t n_max;
     moa_device_kind device;       /* CPU or CUDA */
-#ifdef MOA_PROFILER_CUDA
-    moa_profiler_cuda *dev;       /* CUDA: the sample runs there; the CPU scratch is unused */
-#endif
+    const moa_profiler_device_ops *dev_ops;   /* not the CPU: the device's backend (profiler-device.h) */
+    moa_profiler_dev *dev;     /* its state: the sample runs there; the CPU scratch is unused */
     moa_rope_table rope;
     float *xs;     /* [n_layer+1][n_max][d] layer inputs (xs[L] = final hidden state) */
     float *h1, *h2, *xm, *dxm, *dh;              /* [n_max][d] */
@@ -140,9 +137,7 @@ moa_device_kind moa_profiler_device(const moa_profiler *p) { return p->device; }
 
 void moa_profiler_free(moa_profiler *p) {
     if (!p) return;
-#ifdef MOA_PROFILER_CUDA
-    moa_profiler_cuda_free(p->dev);
-#endif
+    if (p->dev) p->dev_ops->free_state(p->dev);
     float *bufs[] = {p->xs, p->h1, p->h2, p->xm, p->dxm, p->dh, p->q, p->o, p->dq, p->dO,
                      p->k, p->v, p->dk, p->dv, p->lse, p->g, p->u, p->a, p->da, p->logits,
                      p->act};
@@ -172,17 +167,16 @@ moa_status moa_profiler_create(const moa_model *m, int64_t n_max, const moa_prof
     p->p = pr;
     p->n_max = n_max;
     p->device = dev;
-    if (dev == MOA_DEVICE_CUDA) {
-#ifdef MOA_PROFILER_CUDA
-        moa_status st = moa_profiler_cuda_create(m, n_max, &p->p, &p->dev);
+    if (dev != MOA_DEVICE_CPU) {
+        if (!(p->dev_ops = moa_profiler_device_get(dev))) {
+            free(p);
+            return moa_err(MOA_ERR_DEVICE, "profiler: this build has no CUDA backend (configure with "
+                           "-DMOA_CUDA=ON on a machine with the CUDA toolkit); use the CPU device");
+        }
+        moa_status st = p->dev_ops->create(m, n_max, &p->p, &p->dev);
         if (st < 0) { free(p); return st; }
         *out = p;
         return MOA_OK;
-#else
-        free(p);
-        return moa_err(MOA_ERR_DEVICE, "profiler: this build has no CUDA backend (configure with "
-                       "-DMOA_CUDA=ON on a machine with the CUDA toolkit); use the CPU device");
-#endif
     }
     size_t N = (size_t)n_max, d = (size_t)hp->n_embd, hd = (size_t)hp->head_dim;
     size_t nq = (size_t)hp->n_head * hd, nkv = (size_t)hp->n_head_kv * hd, ff = (size_t)hp->n_ff;
@@ -361,9 +355,7 @@ moa_status moa_profiler_sample_embd(moa_profiler *p, const float *x0, const int3
     if (hist && hist->n_bins < (n + p->p.block - 1) / p->p.block)
         return moa_err(MOA_ERR_INVALID_ARG, "profiler: histogram has %lld bins, the sample needs %lld",
                        (long long)hist->n_bins, (long long)((n + p->p.block - 1) / p->p.block));
-#ifdef MOA_PROFILER_CUDA
-    if (p->dev) return moa_profiler_cuda_sample(p->dev, x0, tokens, n, rb, re, hist, loss_out, d_embed);
-#endif
+    if (p->dev) return p->dev_ops->sample(p->dev, x0, tokens, n, rb, re, hist, loss_out, d_embed);
     int64_t d = hp->n_embd, V = hp->n_vocab, L = hp->n_layer;
     size_t layer_sz = (size_t)p->n_max * (size_t)d;
     memcpy(p->xs, x0, sizeof(float) * (size_t)(n * d));
