@@ -1,0 +1,1 @@
+/root/.cache/moa/llama.cpp-0.3.36/build/bin/llama-batched-bench -m /root/.cache/moa/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf -t 2 -tb 2 -c 131072 -no-kvu -pps -npp 8192 -ntg 32 -npl 15 -fa on --output-format jsonl
