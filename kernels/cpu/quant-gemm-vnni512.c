@@ -17,6 +17,7 @@
  * xq, as in quant-q8.inc), plus f32 rounding.
  * Compiled with -mavx512f/bw/vl/dq/vnni; called only on such CPUs (quant.c dispatch). */
 #include "quant-impl.h"
+#include "quant-q8-avx512.h"
 #include "moa-common.h"
 
 #include <immintrin.h>
@@ -237,21 +238,10 @@ static void outlier_fix(const gtype *g, const uint8_t *grp, int64_t i, float xv,
 /* Quantise token t's activations (outliers already zeroed in xs): codes, dx, dx sum xq, and the
  * raw sums of xq over values 0-15 and 16-31 of each block. */
 static void quant_token(const float *xs, int64_t n_in, int8_t *q, float *dx, float *sx, int32_t *s0v, int32_t *s1v) {
-    const int64_t nb = n_in / 32;
-    const __m512 sign = _mm512_set1_ps(-0.0f);
-    for (int64_t b = 0; b < nb; b++) {
-        const float *xb = xs + 32 * b;
-        __m512 v0 = _mm512_loadu_ps(xb), v1 = _mm512_loadu_ps(xb + 16);
-        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1)));
-        __m512 id = _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
-        __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, id)), i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, id));
-        _mm_storeu_si128((__m128i *)(q + 32 * b), _mm512_cvtsepi32_epi8(i0));
-        _mm_storeu_si128((__m128i *)(q + 32 * b + 16), _mm512_cvtsepi32_epi8(i1));
-        const int s0 = _mm512_reduce_add_epi32(i0), s1 = _mm512_reduce_add_epi32(i1);
-        dx[b] = amax / 127.0f;
-        sx[b] = amax / 127.0f * (float)(s0 + s1);
-        s0v[b] = s0;
-        s1v[b] = s1;
+    for (int64_t b = 0; b < n_in / 32; b++) {
+        const float d = moa_q8_block32_avx512(xs + 32 * b, q + 32 * b, &s0v[b], &s1v[b]);
+        dx[b] = d;
+        sx[b] = d * (float)(s0v[b] + s1v[b]);
     }
 }
 
