@@ -84,8 +84,7 @@ int cli_plan_from_args(const char *plan_path, double uniform, long sink, long bl
     }
     moa_status st = MOA_OK;
     if (plan_path) {
-        st = moa_plan_load(plan_path, out);
-        if (st >= 0) st = moa_plan_check(*out, hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim);
+        st = moa_plan_load(plan_path, out);   /* checked against the model by moa_ctx_create */
         if (st < 0) {
             fprintf(stderr, "moa: plan %s: %s\n", plan_path, moa_last_error());
             moa_plan_free(*out);

@@ -51,6 +51,9 @@ struct moa_plan {
     /* validation summary (optional) */
     int has_validation;
     moa_plan_validation val;
+    /* where it was loaded from (moa_plan_load's path or moa_plan_load_string's name; "" for a
+     * plan built in memory): named by moa_plan_check's message, not saved */
+    char source[256];
 };
 
 /* Zero-initialised plan with units allocated for (n_layer, n_units); NULL on failure. */

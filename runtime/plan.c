@@ -259,7 +259,9 @@ moa_status moa_plan_check(const moa_plan *p, int n_layer, int n_head, int n_head
     DIM(n_head_kv, n_head_kv)
     DIM(head_dim, head_dim)
 #undef DIM
-    if (bad) return moa_err(MOA_ERR_MISMATCH, "plan does not fit the model: %s", msg);
+    if (bad)
+        return moa_err(MOA_ERR_MISMATCH, "plan%s%s does not fit the model: %s", p->source[0] ? " " : "", p->source,
+                       msg);
     return MOA_OK;
 }
 
@@ -589,6 +591,7 @@ moa_status moa_plan_load_string(const char *json, const char *name, moa_plan **o
     moa_status st = parse_plan(root, out);
     json_decref(root);
     if (st < 0) return moa_err_prefix(st, "%s", name);
+    snprintf((*out)->source, sizeof (*out)->source, "%s", name);
     return MOA_OK;
 }
 

@@ -237,15 +237,7 @@ static void outlier_fix(const gtype *g, const uint8_t *grp, int64_t i, float xv,
 
 /* Quantise token t's activations (outliers already zeroed in xs): codes, dx, dx sum xq, and the
  * raw sums of xq over values 0-15 and 16-31 of each block. */
-static void quant_token(const float *xs, int64_t n_in, int8_t *q, float *dx, float *sx, int32_t *s0v, int32_t *s1v) {
-    for (int64_t b = 0; b < n_in / 32; b++) {
-        const float d = moa_q8_block32_avx512(xs + 32 * b, q + 32 * b, &s0v[b], &s1v[b]);
-        dx[b] = d;
-        sx[b] = d * (float)(s0v[b] + s1v[b]);
-    }
-}
-
-#define MAX_OUTLIERS 32   /* per token; more: the call declines (f32 path) */
+#define MAX_OUTLIERS MOA_Q8_MAX_OUTLIERS   /* per token; more: the call declines (f32 path) */
 #define MAX_JOBS 8
 
 int moa_matmul_q_gemm_vnni512(const moa_matmul_q_job *jobs, int n_jobs, int64_t n_in, const float *x, int64_t n) {
@@ -268,21 +260,11 @@ int moa_matmul_q_gemm_vnni512(const moa_matmul_q_job *jobs, int n_jobs, int64_t 
         int too_many = 0;
         #pragma omp parallel for schedule(static) reduction(|| : too_many) if (n * n_in > 65536)
         for (int64_t tk = 0; tk < n; tk++) {
-            float buf[4096];
-            float *xs = n_in <= 4096 ? buf : malloc(sizeof(float) * (size_t)n_in);
-            if (!xs) { too_many = 1; continue; }
-            memcpy(xs, x + tk * n_in, sizeof(float) * (size_t)n_in);
-            const int64_t c = moa_q8_outlier_values(xs, n_in, oidx + tk * MAX_OUTLIERS, MAX_OUTLIERS);
+            const int64_t c = moa_q8_token_avx512(x + tk * n_in, n_in, oidx + tk * MAX_OUTLIERS, oval + tk * MAX_OUTLIERS,
+                                                  xq + tk * n_in, fs + tk * nb, fs + nk + tk * nb, ss + tk * nb,
+                                                  ss + nk + tk * nb);
             if (c < 0) too_many = 1;
-            else {
-                ocnt[tk] = (int32_t)c;
-                for (int64_t k = 0; k < c; k++) {
-                    oval[tk * MAX_OUTLIERS + k] = xs[oidx[tk * MAX_OUTLIERS + k]];
-                    xs[oidx[tk * MAX_OUTLIERS + k]] = 0;
-                }
-                quant_token(xs, n_in, xq + tk * n_in, fs + tk * nb, fs + nk + tk * nb, ss + tk * nb, ss + nk + tk * nb);
-            }
-            if (xs != buf) free(xs);
+            else ocnt[tk] = (int32_t)c;
         }
         ok = !too_many;
     }

@@ -28,7 +28,7 @@
 
 #define GR 16        /* rows per group */
 #define TT 16        /* tokens per micro-tile */
-#define MAX_OUTLIERS 32
+#define MAX_OUTLIERS MOA_Q8_MAX_OUTLIERS
 
 struct moa_qpack {
     moa_ggml_type type;
@@ -434,17 +434,6 @@ static void pfix(const moa_qpack *P, const uint8_t *grp, int64_t i, float xv, fl
     _mm512_mask_storeu_ps(yrow, mk, _mm512_fmadd_ps(w, _mm512_set1_ps(xv), _mm512_maskz_loadu_ps(mk, yrow)));
 }
 
-static void quant_tok(const float *xs, int64_t n_in, int8_t *q, float *dx, float *sx, int32_t *sv, int32_t *s0v) {
-    for (int64_t b = 0; b < n_in / 32; b++) {
-        int32_t s0, s1;
-        const float d = moa_q8_block32_avx512(xs + 32 * b, q + 32 * b, &s0, &s1);
-        dx[b] = d;
-        sx[b] = d * (float)(s0 + s1);
-        sv[b] = s0 + s1;
-        s0v[b] = s0;
-    }
-}
-
 #define MAX_JOBS 8
 #define STACK_BYTES 65536
 
@@ -466,22 +455,16 @@ int moa_matmul_qpack_vnni512(const moa_qpack *const *packs, float *const *ys, in
     int64_t total_out = 0;
     #pragma omp parallel for schedule(static) reduction(|| : too_many) reduction(+ : total_out) if (n * n_in > 65536)
     for (int64_t tk = 0; tk < n; tk++) {
-        float fbuf[4096];
-        float *xs = n_in <= 4096 ? fbuf : malloc(sizeof(float) * (size_t)n_in);
-        if (!xs) { too_many = 1; continue; }
-        memcpy(xs, x + tk * n_in, sizeof(float) * (size_t)n_in);
-        const int64_t c = moa_q8_outlier_values(xs, n_in, oidx + tk * MAX_OUTLIERS, MAX_OUTLIERS);
+        /* the kernels read the whole sum sv and the first half's s0v */
+        int32_t *s0 = s0v + tk * nb, *sum = sv + tk * nb;
+        const int64_t c = moa_q8_token_avx512(x + tk * n_in, n_in, oidx + tk * MAX_OUTLIERS, oval + tk * MAX_OUTLIERS,
+                                              xq + tk * n_in, dx + tk * nb, sx + tk * nb, s0, sum);
         if (c < 0) too_many = 1;
         else {
             ocnt[tk] = (int32_t)c;
             total_out += c;
-            for (int64_t k = 0; k < c; k++) {
-                oval[tk * MAX_OUTLIERS + k] = xs[oidx[tk * MAX_OUTLIERS + k]];
-                xs[oidx[tk * MAX_OUTLIERS + k]] = 0;
-            }
-            quant_tok(xs, n_in, xq + tk * n_in, dx + tk * nb, sx + tk * nb, sv + tk * nb, s0v + tk * nb);
+            for (int64_t b = 0; b < nb; b++) sum[b] += s0[b];
         }
-        if (xs != fbuf) free(xs);
     }
     if (too_many) { free(heap); return 0; }
     if (n_outliers) *n_outliers = total_out;
