@@ -1,6 +1,6 @@
 /* test_engine_cuda.c - the Llama-family forward on CUDA (model/forward-cuda.c) against the
  * CPU forward (model/forward.c), the independent reference here, on the tiny random models
- * (llama and qwen2) of tests/engine/tiny_model.h: prefill logits at every position (chunked by n_batch), then
+ * (llama and qwen2) of tests/model/tiny_model.h: prefill logits at every position (chunked by n_batch), then
  * greedy decode steps; dense, a kv-head plan mixing window (rings smaller than the prompt, so
  * they wrap), dense and linear units, a q-head plan, streaming positions past n_ctx, batched
  * decode over two sequences, reset, and the errors both paths must give alike.
@@ -28,7 +28,7 @@
 #include "weights-cuda.h"   /* the model's shared device weights (internal to model/) */
 #include "moa-common.h"
 #include "test.h"
-#include "../engine/tiny_model.h"
+#include "../model/tiny_model.h"
 
 #if defined(MOA_CUDA_EMU) && !defined(MOA_CUDA_EMU_FULL)
 #define BIG(real, emu) (emu)

@@ -1,7 +1,7 @@
 /* test_profiler_cuda.c - the profiler's sample on CUDA (profiler/backward-cuda.c) against the
  * CPU profiler (profiler/backward.c, itself checked against finite differences, masking and
  * the torch golden by tests/profiling) on the tiny random GQA model of
- * tests/engine/tiny_model.h: loss, gradient w.r.t. the input embeddings, influence
+ * tests/model/tiny_model.h: loss, gradient w.r.t. the input embeddings, influence
  * histograms (abs and signed, per layer, head and distance bin) and sink totals; the same
  * model as qwen2 (q/k/v biases, NEOX RoPE) likewise, with controls.
  *

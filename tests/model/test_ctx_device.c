@@ -6,7 +6,7 @@
 #include "context.h"
 #include "moa-common.h"
 #include "test.h"
-#include "../engine/tiny_model.h"
+#include "tiny_model.h"
 
 static tiny_cfg cfg = {1, 32, 4, 2, 48, 40, 64, 10000.0f, 1e-5f, 0};
 static moa_model *M;
