@@ -1,6 +1,6 @@
 /* test_profiler_cuda.c - the profiler's sample on CUDA (profiler/backward-cuda.c) against the
  * CPU profiler (profiler/backward.c, itself checked against finite differences, masking and
- * the torch golden by tests/profiling) on the tiny random GQA model of
+ * the torch golden by tests/profiler) on the tiny random GQA model of
  * tests/model/tiny_model.h: loss, gradient w.r.t. the input embeddings, influence
  * histograms (abs and signed, per layer, head and distance bin) and sink totals; the same
  * model as qwen2 (q/k/v biases, NEOX RoPE) likewise, with controls.
@@ -30,7 +30,7 @@
 #include "weights-cuda.h"   /* the model's shared device weights (internal to model/, profiler/) */
 #include "moa-common.h"
 #include "test.h"
-#include "../profiling/tiny-profiler.h"
+#include "../profiler/tiny-profiler.h"
 
 #if defined(MOA_CUDA_EMU) && !defined(MOA_CUDA_EMU_FULL)
 #define BIG(real, emu) (emu)
