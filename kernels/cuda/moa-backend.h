@@ -2,7 +2,7 @@
  *
  * Plain C, no CUDA toolkit needed: the CPU-only build includes it too. The choice is a pure
  * function of the request and the number of CUDA devices found (0 in a build without CUDA),
- * so it is unit-tested without a GPU (tests/gpu/test_cuda_common.c):
+ * so it is unit-tested without a GPU (tests/kernels/cuda/test_cuda_common.c):
  *   cpu  -> CPU
  *   cuda -> CUDA if a device is present, else MOA_ERR_DEVICE ("no CUDA device ...")
  *   auto -> CUDA if a device is present, else CPU (the caller logs which one it got)

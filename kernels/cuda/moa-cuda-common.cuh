@@ -3,9 +3,10 @@
  * f16/bf16 conversion and ggml block decoding (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K).
  *
  * Compiles three ways: under nvcc every function is __host__ __device__; as plain C11 or C++
- * (no CUDA toolkit needed) they are static inline host functions. tests/gpu/test_cuda_common.c
- * checks them on the CPU against the CPU references (kernels/cpu/attn.c, attn-train.c,
- * quant.c, runtime/cache.c), so the device code runs the same tested arithmetic.
+ * (no CUDA toolkit needed) they are static inline host functions.
+ * tests/kernels/cuda/test_cuda_common.c checks them on the CPU against the CPU references
+ * (kernels/cpu/attn.c, attn-train.c, quant.c, runtime/cache.c), so the device code runs the
+ * same tested arithmetic.
  *
  * Every function is pure (no global state); integer positions are int64_t.
  */
@@ -29,10 +30,10 @@
 #define MOA_CU_ADD(a, b) __fadd_rn((a), (b))
 #define MOA_CU_SUB(a, b) __fsub_rn((a), (b))
 #elif defined(MOA_CUDA_EMU)
-/* The CPU emulator (tests/gpu/emu) emulates the intrinsics instead of writing a*b: each
- * operation's f32 result passes through a volatile, so the host compiler can neither contract
- * it into an FMA with a neighbouring add nor keep it in wider precision - what __fmul_rn
- * promises on the device. */
+/* The CPU emulator (tests/kernels/cuda/emu) emulates the intrinsics instead of writing a*b:
+ * each operation's f32 result passes through a volatile, so the host compiler can neither
+ * contract it into an FMA with a neighbouring add nor keep it in wider precision - what
+ * __fmul_rn promises on the device. */
 static inline float moa_cu_emu_rn(float x) {
     volatile float r = x;
     return r;

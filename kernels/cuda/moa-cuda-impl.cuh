@@ -4,7 +4,8 @@
 #define MOA_CUDA_IMPL_CUH
 
 #if defined(MOA_CUDA_EMU)
-/* tests/gpu/emu: the same sources compiled as C++ for a CPU emulator of the launch model */
+/* tests/kernels/cuda/emu: the same sources compiled as C++ for a CPU emulator of the launch
+ * model */
 #include "cuda-emu.h"
 #else
 #include <cuda_runtime.h>

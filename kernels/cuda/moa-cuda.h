@@ -18,8 +18,9 @@
  *   dequantisation          kernels/cpu/quant.h (ggml block layouts)
  *   RMSNorm / RoPE / SwiGLU model/forward.c, kernels/cpu/rope.h (adjacent pairs or halves)
  * No GPU was available where this was written: every op has a test comparing it with its
- * CPU reference (tests/gpu, ctest -L gpu) to run on a machine that has one; the same test
- * passes on a CPU emulator of the execution model (tests/gpu/emu, docs/gpu.md).
+ * CPU reference (tests/kernels/cuda, ctest -L gpu) to run on a machine that has one; the
+ * same test passes on a CPU emulator of the execution model (tests/kernels/cuda/emu,
+ * docs/gpu.md).
  */
 #ifndef MOA_CUDA_H
 #define MOA_CUDA_H

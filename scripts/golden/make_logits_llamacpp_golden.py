@@ -10,7 +10,7 @@ activations of its quantised matmuls to 8 bits (Q8_1 for the Q4_1 blocks, Q8_0 f
 Per prompt and position the fixture keeps llama.cpp's log-sum-exp, argmax and the logits of the
 float64 top-10 ids, and a summary against the float64 golden: |lse diff| (mean, worst),
 worst |top-10 logit diff|, and argmax mismatches where the float64 top1-top2 margin exceeds 0.5.
-tests/engine/test_engine_golden.c bounds moa's int8-activation decode path by these numbers.
+tests/model/test_engine_golden.c bounds moa's int8-activation decode path by these numbers.
 
 Usage: scripts/golden/run.sh logits_llamacpp   (model from $MOA_MODEL or scripts/fetch-model.sh)
 """

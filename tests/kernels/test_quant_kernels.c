@@ -257,6 +257,41 @@ static void q8_emulate(moa_ggml_type t, const float *wr, const float *x, int64_t
     *scale = sc;
 }
 
+/* One case of the int8-activation tests (matmul_q8_paths, matmul_batch_q8, qpack_products):
+ * random weights of type t, n_out x n_in (random_weights: the only draws from the generator
+ * here, so each test keeps its sequence of random values), their rows dequantised by the
+ * reference (wr, row o at wr + o n_in), the pack if asked for (pk; NULL where declined) and
+ * buffers for up to nv vectors: activations x (nv x n_in, drawn by the caller), reference and
+ * tested outputs y0, y1 (nv x n_out), planted outliers (oi: up to 64 per vector, at
+ * oi + v 64; no: their number per vector, 0). */
+typedef struct {
+    uint8_t *w;
+    moa_qpack *pk;
+    float *wr, *x, *y0, *y1;
+    int32_t *oi;
+    int64_t *no;
+} q8_case;
+
+static q8_case q8_case_new(moa_ggml_type t, int64_t n_out, int64_t n_in, int64_t nv, int pack) {
+    const size_t rb = moa_ggml_row_bytes(t, n_in);
+    q8_case c;
+    c.w = random_weights(t, n_out, n_in);
+    c.pk = pack ? moa_qpack_create(t, c.w, n_out, n_in) : NULL;
+    c.wr = malloc(sizeof(float) * (size_t)(n_out * n_in));
+    for (int64_t o = 0; o < n_out; o++) moa_dequant_row(t, c.w + (size_t)o * rb, c.wr + o * n_in, n_in);
+    c.x = malloc(sizeof(float) * (size_t)(nv * n_in));
+    c.y0 = malloc(sizeof(float) * (size_t)(nv * n_out));
+    c.y1 = malloc(sizeof(float) * (size_t)(nv * n_out));
+    c.oi = malloc(sizeof(int32_t) * (size_t)nv * 64);
+    c.no = calloc((size_t)nv, sizeof(int64_t));
+    return c;
+}
+
+static void q8_case_free(q8_case *c) {
+    moa_qpack_free(c->pk);
+    free(c->w); free(c->wr); free(c->x); free(c->y0); free(c->y1); free(c->oi); free(c->no);
+}
+
 TEST(matmul_q8_paths) {
     if (!moa_cpu_has_avx2()) { fprintf(stderr, "  (no AVX2: skipped)\n"); return; }
     const moa_ggml_type types[] = {MOA_GGML_Q4_0, MOA_GGML_Q4_1, MOA_GGML_Q5_0, MOA_GGML_Q5_1, MOA_GGML_Q8_0,
@@ -276,10 +311,9 @@ TEST(matmul_q8_paths) {
             for (int si = 0; si < 2; si++) {
                 const int64_t n_out = shapes[si][0], n_in = shapes[si][1], nv = 5, nb = n_in / 32;
                 if (n_in % be) continue;
-                const size_t rb = moa_ggml_row_bytes(t, n_in);
-                uint8_t *w = random_weights(t, n_out, n_in);
-                float *x = malloc(sizeof(float) * (size_t)(nv * n_in)), *wr = malloc(sizeof(float) * (size_t)n_in);
-                float *y0 = malloc(sizeof(float) * (size_t)(nv * n_out)), *y1 = malloc(sizeof(float) * (size_t)(nv * n_out));
+                q8_case qc = q8_case_new(t, n_out, n_in, nv, 0);
+                const uint8_t *w = qc.w;
+                float *x = qc.x, *y0 = qc.y0, *y1 = qc.y1;
                 uint8_t *planted = calloc((size_t)(nv * nb), 1), *got_fl = malloc((size_t)(nv * nb));
                 for (int mode = 0; mode < 3; mode++) {
                     for (int64_t i = 0; i < nv * n_in; i++) x[i] = urand(-1, 1);
@@ -313,8 +347,7 @@ TEST(matmul_q8_paths) {
                     double rel = 0, of_bound = 0, emu = 0;
                     int control_failed = 0;
                     for (int64_t o = 0; o < n_out; o++) {
-                        const uint8_t *row = w + (size_t)o * rb;
-                        moa_dequant_row(t, row, wr, n_in);
+                        float *wr = qc.wr + o * n_in;
                         for (int64_t v = 0; v < nv; v++) {
                             const float *xv = x + v * n_in;
                             const uint8_t *fl = mode == 1 ? planted + v * nb : NULL;
@@ -374,7 +407,8 @@ TEST(matmul_q8_paths) {
                     worst_bound = fmax(worst_bound, of_bound);
                     runs++;
                 }
-                free(w); free(x); free(wr); free(y0); free(y1); free(planted); free(got_fl);
+                q8_case_free(&qc);
+                free(planted); free(got_fl);
             }
         }
         if (runs)
@@ -498,13 +532,11 @@ TEST(matmul_batch_q8) {
         for (int si = 0; si < 3; si++) {
             const int64_t n_out = shapes[si][0], n_in = shapes[si][1], n = shapes[si][2];
             if (n_in % be) continue;
-            const size_t rb = moa_ggml_row_bytes(t, n_in);
-            uint8_t *w = random_weights(t, n_out, n_in);
-            float *x = malloc(sizeof(float) * (size_t)(n * n_in)), *wr = malloc(sizeof(float) * (size_t)(n_out * n_in));
-            float *y0 = malloc(sizeof(float) * (size_t)(n * n_out)), *y1 = malloc(sizeof(float) * (size_t)(n * n_out));
-            int32_t *oi = malloc(sizeof(int32_t) * (size_t)n * 64);
-            int64_t *no = malloc(sizeof(int64_t) * (size_t)n);
-            for (int64_t o = 0; o < n_out; o++) moa_dequant_row(t, w + (size_t)o * rb, wr + o * n_in, n_in);
+            q8_case qc = q8_case_new(t, n_out, n_in, n, 0);
+            const uint8_t *w = qc.w;
+            float *x = qc.x, *wr = qc.wr, *y0 = qc.y0, *y1 = qc.y1;
+            int32_t *oi = qc.oi;
+            int64_t *no = qc.no;
             for (int mode = 0; mode < (n_in >= 1536 ? 3 : 2); mode++) {
                 /* 0 plain, 1 outliers in half of the tokens, 2 one token with 7 per window (42 > 32) */
                 for (int64_t i = 0; i < n * n_in; i++) x[i] = urand(-1, 1);
@@ -599,7 +631,7 @@ TEST(matmul_batch_q8) {
                 }
                 runs++;
             }
-            free(w); free(x); free(wr); free(y0); free(y1); free(oi); free(no);
+            q8_case_free(&qc);
         }
     }
     fprintf(stderr, "  batch avx512-vnni-q8 %d runs: worst |err| / |w|.|x| %.3g, |err| / bound %.3g, |y - emulation| / "
@@ -636,25 +668,24 @@ TEST(qpack_products) {
             uint32_t be, bb;
             moa_ggml_type_info(t, &be, &bb);
             if (n_in % be) continue;
-            const size_t rb = moa_ggml_row_bytes(t, n_in);
-            uint8_t *w = random_weights(t, n_out, n_in);
-            moa_qpack *pk = moa_qpack_create(t, w, n_out, n_in);
+            q8_case qc = q8_case_new(t, n_out, n_in, ns[sizeof ns / sizeof ns[0] - 1], 1);   /* ns ascending */
+            const uint8_t *w = qc.w;
+            const moa_qpack *pk = qc.pk;
+            float *wr = qc.wr;
             CHECK_MSG(pk != NULL, "%s: no pack", moa_ggml_type_name(t));
-            if (!pk) { free(w); continue; }
+            if (!pk) { q8_case_free(&qc); continue; }
             CHECK(moa_qpack_bytes(pk) >= moa_ggml_row_bytes(t, n_in) * (size_t)n_out);
             /* the GGUF bytes of 16-row groups (Q4_K/Q5_K: + 16 bytes a row and super-block, unpacked scales) */
             CHECK_EQ_INT(moa_qpack_bytes(pk), (moa_ggml_row_bytes(t, n_in) + (t == MOA_GGML_Q4_K || t == MOA_GGML_Q5_K
                                                ? (size_t)(n_in / 256) * 4 : 0)) * (size_t)((n_out + 15) / 16 * 16));
-            float *wr = malloc(sizeof(float) * (size_t)(n_out * n_in));
-            for (int64_t o = 0; o < n_out; o++) moa_dequant_row(t, w + (size_t)o * rb, wr + o * n_in, n_in);
             for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
                 for (int mode = 0; mode < 3; mode++) {   /* plain, sparse outliers, 42 outliers in one token */
                     const int64_t n = ns[ni];
                     if (mode == 2 && (n_in < 1536 || n != 5)) continue;
-                    float *x = malloc(sizeof(float) * (size_t)(n * n_in));
-                    float *y0 = malloc(sizeof(float) * (size_t)(n * n_out)), *y1 = malloc(sizeof(float) * (size_t)(n * n_out));
-                    int32_t *oi = malloc(sizeof(int32_t) * (size_t)n * 64);
-                    int64_t *no = calloc((size_t)n, sizeof(int64_t));
+                    float *x = qc.x, *y0 = qc.y0, *y1 = qc.y1;
+                    int32_t *oi = qc.oi;
+                    int64_t *no = qc.no;
+                    memset(no, 0, sizeof(int64_t) * (size_t)n);
                     for (int64_t i = 0; i < n * n_in; i++) x[i] = urand(-1, 1);
                     for (int64_t tk = 0; tk < n && mode; tk++) {
                         if (mode == 1 && tk % 2 == 0 && n > 1) continue;
@@ -680,7 +711,6 @@ TEST(qpack_products) {
                         else moa_matmul_q(t, w, n_out, n_in, x, n, y0);
                         CHECK_MSG(memcmp(y0, y1, sizeof(float) * (size_t)(n * n_out)) == 0,
                                   "qpack %s (declined) differs from the unpacked path", moa_ggml_type_name(t));
-                        free(x); free(y0); free(y1); free(oi); free(no);
                         runs++;
                         continue;
                     }
@@ -735,11 +765,8 @@ TEST(qpack_products) {
                     worst_emu = fmax(worst_emu, emu);
                     worst_bound = fmax(worst_bound, of_bound);
                     runs++;
-                    free(x); free(y0); free(y1); free(oi); free(no);
                 }
-            free(wr);
-            moa_qpack_free(pk);
-            free(w);
+            q8_case_free(&qc);
         }
     /* two packs (different types) in one call equal two calls */
     {

@@ -1,5 +1,5 @@
 /* test_arch.c - the architectures of arch.h on the CPU engine, against the independent
- * double-precision reference forward of tests/engine/tiny_model.h: a tiny llama (adjacent-pair
+ * double-precision reference forward of tests/model/tiny_model.h: a tiny llama (adjacent-pair
  * RoPE, tied head) and a tiny qwen2 (q/k/v biases, NEOX RoPE, separate output matrix) of
  * odd shapes give the reference's loss through moa_ctx_eval, in one prefill and in chunks
  * plus single-token decode steps; a wrong pairing is caught; unsupported architectures and
@@ -7,7 +7,7 @@
 #include "context.h"
 #include "moa-common.h"
 #include "test.h"
-#include "../engine/tiny_load.h"
+#include "tiny_load.h"
 
 /* n_layer, n_embd, n_head, n_kv, n_ff, n_vocab, n_ctx, rope_base, eps, qwen2
  * head_dim 10 (n_embd 30 / 3 heads): NEOX halves of 5, not a power of two */

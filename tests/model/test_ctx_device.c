@@ -2,11 +2,11 @@
  * CPU by default, the process default set by moa_ctx_set_default_device, MOA_DEVICE_CUDA
  * refused with MOA_ERR_DEVICE and a message where CUDA cannot run (no backend built, or no
  * device), AUTO falling back to the CPU there, unknown values refused. The CUDA forward
- * itself is tested in tests/gpu/test_engine_cuda.c. */
+ * itself is tested in tests/model/test_engine_cuda.c. */
 #include "context.h"
 #include "moa-common.h"
 #include "test.h"
-#include "../engine/tiny_model.h"
+#include "tiny_model.h"
 
 static tiny_cfg cfg = {1, 32, 4, 2, 48, 40, 64, 10000.0f, 1e-5f, 0};
 static moa_model *M;

@@ -10,7 +10,7 @@
 #include "moa-common.h"
 #include "rope.h"
 #include "test.h"
-#include "../engine/tiny_load.h"
+#include "tiny_load.h"
 
 /* n_layer, n_embd, n_head, n_kv, n_ff, n_vocab, n_ctx, rope_base, eps, qwen2: head_dim 64 */
 static const tiny_cfg CFG = {2, 128, 2, 1, 96, 53, 96, 10000.0f, 1e-5f, 1};

@@ -7,7 +7,7 @@
 #include "llama.h"
 #include "moa-common.h"
 #include "test.h"
-#include "../engine/tiny_load.h"
+#include "../model/tiny_load.h"
 
 static moa_model *tiny_with_context(int n_ctx, gbuf *img) {
     tiny_cfg c = {1, 16, 2, 1, 24, 29, n_ctx, 10000.0f, 1e-5f, 1};

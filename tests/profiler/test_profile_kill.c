@@ -6,7 +6,7 @@
 #include "moa-common.h"
 #include "test.h"
 #include "test-proc.h"
-#include "../engine/tiny_model.h"
+#include "../model/tiny_model.h"
 
 #include <fcntl.h>
 #include <signal.h>

@@ -1,12 +1,12 @@
 /* tiny-profiler.h - a profiler-ready moa_model (f32 weight copies) from the tiny random
- * Llama of tests/engine/tiny_model.h, and random token ids; shared by the profiler tests on
+ * Llama of tests/model/tiny_model.h, and random token ids; shared by the profiler tests on
  * CPU and CUDA. Exits the test on failure. The GGUF image must outlive the model. */
 #ifndef MOA_TEST_TINY_PROFILER_H
 #define MOA_TEST_TINY_PROFILER_H
 
 #include "llama.h"
 #include "moa-common.h"
-#include "../engine/tiny_model.h"
+#include "../model/tiny_model.h"
 
 #include <stdio.h>
 #include <stdlib.h>

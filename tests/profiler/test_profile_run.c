@@ -6,7 +6,7 @@
 #include "profile-file.h"
 #include "moa-common.h"
 #include "test.h"
-#include "../engine/tiny_model.h"
+#include "../model/tiny_model.h"
 
 #include <unistd.h>
 

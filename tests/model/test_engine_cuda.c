@@ -1,13 +1,13 @@
 /* test_engine_cuda.c - the Llama-family forward on CUDA (model/forward-cuda.c) against the
  * CPU forward (model/forward.c), the independent reference here, on the tiny random models
- * (llama and qwen2) of tests/engine/tiny_model.h: prefill logits at every position (chunked by n_batch), then
+ * (llama and qwen2) of tests/model/tiny_model.h: prefill logits at every position (chunked by n_batch), then
  * greedy decode steps; dense, a kv-head plan mixing window (rings smaller than the prompt, so
  * they wrap), dense and linear units, a q-head plan, streaming positions past n_ctx, batched
  * decode over two sequences, reset, and the errors both paths must give alike.
  *
- * Built twice (tests/gpu/CMakeLists.txt): test_engine_cuda (label gpu) against the real
+ * Built twice (tests/model/CMakeLists.txt): test_engine_cuda (label gpu) against the real
  * backend, skipping with 77 without a device, and test_engine_cuda_emu (label unit) against
- * the CPU emulator of tests/gpu/emu with smaller shapes.
+ * the CPU emulator of tests/kernels/cuda/emu with smaller shapes.
  *
  * Tolerances. The device rounds weights and GEMM inputs to f16 (unit roundoff u = 2^-11) or
  * bf16 (u = 2^-8) and accumulates in f32; the CPU computes in f32 throughout. The main model
@@ -28,7 +28,7 @@
 #include "weights-cuda.h"   /* the model's shared device weights (internal to model/) */
 #include "moa-common.h"
 #include "test.h"
-#include "../engine/tiny_model.h"
+#include "tiny_model.h"
 
 #if defined(MOA_CUDA_EMU) && !defined(MOA_CUDA_EMU_FULL)
 #define BIG(real, emu) (emu)
@@ -344,7 +344,7 @@ TEST(batched_decode_two_sequences) { batched_case(M16, ""); }
  * not tell the types apart (a q8_0 CPU context against an f32 device one: 0.8e-3..1.8e-3), so
  * the check that can fail is the cache size: each type's device context holds exactly the CPU
  * context's bytes (pair_create_kv), f16 half and q8_0 34/(4*32 rounded up) of the f32 one's;
- * tests/gpu/test_cuda_ops.c (runtime_kv_types) compares the stored bytes themselves. */
+ * tests/kernels/cuda/test_cuda_ops.c (runtime_kv_types) compares the stored bytes themselves. */
 static size_t device_kv_bytes(moa_kv_type kv) {
     moa_ctx_params cp = moa_ctx_default_params();
     cp.n_ctx = N_CTX;
@@ -657,7 +657,7 @@ static uint32_t rnd(void) {   /* for quant_blocks.h */
     kq_rng ^= kq_rng >> 12; kq_rng ^= kq_rng << 25; kq_rng ^= kq_rng >> 27;
     return (uint32_t)((kq_rng * 0x2545f4914f6cdd1dull) >> 32);
 }
-#include "quant_blocks.h"
+#include "../kernels/cuda/quant_blocks.h"
 
 /* A qwen2 model (biases, NEOX RoPE, its own output matrix) whose matrices are raw blocks of
  * the types of Qwen2.5 Q4_K_M files and the other block types, n_embd = n_head hd = n_ff =

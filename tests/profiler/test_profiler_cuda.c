@@ -1,13 +1,13 @@
 /* test_profiler_cuda.c - the profiler's sample on CUDA (profiler/backward-cuda.c) against the
  * CPU profiler (profiler/backward.c, itself checked against finite differences, masking and
- * the torch golden by tests/profiling) on the tiny random GQA model of
- * tests/engine/tiny_model.h: loss, gradient w.r.t. the input embeddings, influence
+ * the torch golden by tests/profiler) on the tiny random GQA model of
+ * tests/model/tiny_model.h: loss, gradient w.r.t. the input embeddings, influence
  * histograms (abs and signed, per layer, head and distance bin) and sink totals; the same
  * model as qwen2 (q/k/v biases, NEOX RoPE) likewise, with controls.
  *
- * Built twice (tests/gpu/CMakeLists.txt): test_profiler_cuda (label gpu) against the real
+ * Built twice (tests/profiler/CMakeLists.txt): test_profiler_cuda (label gpu) against the real
  * backend, skipping with 77 without a device, and test_profiler_cuda_emu (label unit)
- * against the CPU emulator of tests/gpu/emu (smaller shapes; the LM head in chunks of 16
+ * against the CPU emulator of tests/kernels/cuda/emu (smaller shapes; the LM head in chunks of 16
  * response rows and the histograms beyond 64 bins in global memory, so those paths run).
  *
  * Tolerances, as max |gpu - cpu| / max |cpu| over each array.
@@ -30,7 +30,7 @@
 #include "weights-cuda.h"   /* the model's shared device weights (internal to model/, profiler/) */
 #include "moa-common.h"
 #include "test.h"
-#include "../profiling/tiny-profiler.h"
+#include "tiny-profiler.h"
 
 #if defined(MOA_CUDA_EMU) && !defined(MOA_CUDA_EMU_FULL)
 #define BIG(real, emu) (emu)

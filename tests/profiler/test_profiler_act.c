@@ -1,6 +1,6 @@
 /* test_profiler_act.c - the profiler's activation store (moa_profiler_params.act_budget_bytes)
  * changes only what is recomputed, never the result: on a tiny random 4-layer GQA model
- * (tests/engine/tiny_model.h), samples with budget 0 (every layer recomputed), a budget that
+ * (tests/model/tiny_model.h), samples with budget 0 (every layer recomputed), a budget that
  * keeps some layers, and an unlimited budget give bitwise the same loss, influence histograms
  * and embedding gradient; also across samples of different lengths on one profiler (the store
  * is laid out per sample length), and the budget's environment default. */

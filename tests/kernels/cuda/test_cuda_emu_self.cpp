@@ -1,5 +1,5 @@
-/* test_cuda_emu_self.cpp - the CUDA emulator's own promises (tests/gpu/emu), which the kernel
- * tests rely on to catch what a real GPU would:
+/* test_cuda_emu_self.cpp - the CUDA emulator's own promises (emu/ beside this file), which
+ * the kernel tests rely on to catch what a real GPU would:
  *   - a kernel's static shared array (MOA_CU_SHARED) holds NaN bytes when each block starts,
  *     even after an earlier block (or launch) wrote it, and is shared by the block's threads;
  *   - MOA_CU_MUL/ADD round each operation to f32 (never contracted into an FMA): the

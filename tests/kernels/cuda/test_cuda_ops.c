@@ -17,7 +17,8 @@
 static moa_cuda_ctx *g_ctx;
 
 /* Built twice: against moa_cuda (label gpu, real device) and against the CPU emulator of
- * tests/gpu/emu (test_cuda_emu, label unit; MOA_CUDA_EMU), where the largest shapes shrink. */
+ * tests/kernels/cuda/emu (test_cuda_emu, label unit; MOA_CUDA_EMU), where the largest shapes
+ * shrink. */
 #if defined(MOA_CUDA_EMU) && !defined(MOA_CUDA_EMU_FULL)
 #define BIG(real, emu) (emu)
 #else

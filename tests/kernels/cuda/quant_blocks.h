@@ -1,11 +1,12 @@
 /* quant_blocks.h - ggml blocks for the device dequantisation tests (test_cuda_common.c,
- * test_cuda_ops.c, test_engine_cuda.c): random payloads with the f16 scales placed where
- * each layout keeps them, either moderate (values of order 0.1-10) or hard: scales and mins
- * drawn from the f16 extremes (zeros, subnormals, the largest finite value, either sign) or
- * from every finite f16 bit pattern, and blocks that walk every 6-bit scale/min value through
- * every position of a Q4_K/Q5_K block and every int8 scale through every position of a Q6_K
- * block. The K-quant scales are packed here from the format description (ggml's
- * get_scale_min_k4 layout), independently of quant.c and moa-cuda-common.cuh.
+ * test_cuda_ops.c, tests/model/test_engine_cuda.c): random payloads with the f16 scales
+ * placed where each layout keeps them, either moderate (values of order 0.1-10) or hard:
+ * scales and mins drawn from the f16 extremes (zeros, subnormals, the largest finite value,
+ * either sign) or from every finite f16 bit pattern, and blocks that walk every 6-bit
+ * scale/min value through every position of a Q4_K/Q5_K block and every int8 scale through
+ * every position of a Q6_K block. The K-quant scales are packed here from the format
+ * description (ggml's get_scale_min_k4 layout), independently of quant.c and
+ * moa-cuda-common.cuh.
  * Needs the caller's rnd() (uint32_t, any generator). */
 #ifndef MOA_TEST_QUANT_BLOCKS_H
 #define MOA_TEST_QUANT_BLOCKS_H

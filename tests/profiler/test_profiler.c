@@ -1,6 +1,6 @@
 /* test_profiler.c - the profiler's loss, embedding gradient and influence histograms on a
  * tiny random GQA model, against an independent double-precision reference forward
- * (tests/engine/tiny_model.h): gradient = central finite differences (double); influence of a
+ * (tests/model/tiny_model.h): gradient = central finite differences (double); influence of a
  * whole attention diagonal = the exact loss change from masking it and renormalising.
  * Run for both architectures of the tiny model: llama, and qwen2 (q/k/v biases, NEOX RoPE,
  * separate output matrix). */
