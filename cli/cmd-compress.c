@@ -37,6 +37,8 @@ static void usage(FILE *fp) {
         "      --validation N      validation length, left out of the objectives (default the\n"
         "                          longest calibration length)\n"
         "      --time-limit S      seconds per MILP solve (default 20)\n"
+        "      --no-widen          keep the selected plan as solved (default: spend unused budget\n"
+        "                          on longer spans where no profiled length gets worse)\n"
         "      --eval-task T       validation task: needle (default), needle-multikey,\n"
         "                          needle-multivalue, needle-multiquery, or lines (LongEval)\n"
         "      --eval-lengths L    retrieval lengths (default the calibration lengths, then\n"
@@ -79,6 +81,7 @@ int moa_cmd_compress(int argc, char **argv) {
         int r;
         if (arg_flag(argv, i, "-h", "--help")) { usage(stdout); return 0; }
         if (arg_flag(argv, i, NULL, "--skip-eval")) { skip_eval = 1; continue; }
+        if (arg_flag(argv, i, NULL, "--no-widen")) { p.no_widen = 1; continue; }
         if ((r = arg_str(argc, argv, &i, "-m", "--model", &model)) ||
             (r = arg_str(argc, argv, &i, "-o", "--output", &out)) ||
             (r = arg_str(argc, argv, &i, NULL, "--workdir", &workdir)) ||

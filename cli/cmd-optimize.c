@@ -37,6 +37,9 @@ static void optimize_usage(FILE *f) {
         "      --time-limit S        seconds per MILP solve                          (60)\n"
         "      --gap G               relative MIP gap to stop at                     (1e-3)\n"
         "      --no-cuts             no GLPK GMI/MIR/cover/clique cuts                 (cuts on)\n"
+        "      --no-widen            keep the selected plan as solved (default: units move to\n"
+        "                            rules no worse at any profiled length, most loss gained\n"
+        "                            per density first, while the budgets allow)\n"
         "      --presolve            use GLPK's MIP presolver (disables the warm start) (off)\n"
         "      --no-heuristic        no LP-rounding/local-search warm start           (on)\n"
         "      --calib FILE          confirm that FILE is the profile's calibration set (the plan\n"
@@ -92,6 +95,7 @@ static int parse_flags(int argc, char **argv, optimize_args *o) {
         if (arg_flag(argv, i, NULL, "--presolve")) { par->glpk_presolve = 1; continue; }
         if (arg_flag(argv, i, NULL, "--no-heuristic")) { par->heuristic = 0; continue; }
         if (arg_flag(argv, i, NULL, "--no-cuts")) { par->cuts = 0; continue; }
+        if (arg_flag(argv, i, NULL, "--no-widen")) { par->widen = 0; continue; }
         fprintf(stderr, "moa optimize: unknown argument '%s'\n", argv[i]);
         optimize_usage(stderr);
         return 2;

@@ -90,6 +90,8 @@ typedef struct {
     int grid;                                /* epsilon levels per secondary objective
                                                 (default 5); 0 = exact front (2 objectives) */
     double augment;                          /* weight of the other objectives (default 1e-6) */
+    int widen;                               /* the selected point widened (moa_opt_widen;
+                                                default 1) */
     /* progress: done = seconds elapsed in this solve, total = time limit, extra = gap */
     moa_progress_fn progress;
     void *progress_data;
@@ -186,6 +188,7 @@ typedef struct {
     int n_solves;
     double time;               /* seconds for the whole front */
     double max_gap;            /* worst gap among points */
+    int n_widened;             /* units of the selected point moved by moa_opt_widen */
 } moa_opt_front;
 
 /* The front by repeated solves (warm-started); the caller frees it with moa_opt_front_clear. */
@@ -194,6 +197,14 @@ void moa_opt_front_clear(moa_opt_front *front);
 /* Lowest loss at the validation length; without one, the lowest worst-case loss over the
  * objective lengths. */
 int moa_opt_select(const moa_opt_problem *pb, const moa_opt_front *front);
+
+/* Spend unused budget on longer spans (widen.c): units of `choice` move greedily to rules
+ * that are no worse at any profiled length and better at one (most loss gained per density
+ * first) while every budget (and the per-layer rule cap) holds. The MILP's objectives see
+ * only the objective lengths, so rules that differ beyond them tie there (a constant
+ * 2048-token window and the whole context, with objectives up to 2048); this keeps the
+ * longer one where the budget allows. In place; returns the number of moves. */
+int moa_opt_widen(const moa_opt_problem *pb, int *choice);
 
 /* Front as CSV (point,selected,proven,gap,loss_N...,density_N...). Atomic. */
 moa_status moa_opt_front_write_csv(const moa_opt_problem *pb, const moa_opt_front *front, const char *path);

@@ -22,6 +22,7 @@ moa_opt_params moa_opt_default_params(void) {
     p.cuts = 1;
     p.grid = 5;
     p.augment = 1e-6;
+    p.widen = 1;
     return p;
 }
 

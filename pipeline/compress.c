@@ -223,6 +223,7 @@ static char *plan_inputs_text(const moa_compress_params *p, const int *lengths, 
     for (int i = 0; i < n_len; i++) sb_printf(&b, " %d", lengths[i]);
     sb_printf(&b, "\nextrapolated %lld\nvalidation %lld\nsink %d\nblock %d\ntime_limit %.17g\npareto_grid %d\n",
               (long long)ext, (long long)validation, p->sink, p->block, p->time_limit, p->pareto_grid);
+    if (!p->no_widen) sb_printf(&b, "widen 1\n");   /* plans made before the widening are redone */
     return b.s;
 }
 
@@ -322,6 +323,7 @@ static moa_status optimise(const moa_compress_params *p, const int *lengths, int
     op.density = p->density;
     op.time_limit = p->time_limit;
     op.grid = p->pareto_grid;
+    op.widen = !p->no_widen;
     moa_opt_problem *pb = NULL;
     moa_opt_front front;
     memset(&front, 0, sizeof front);

@@ -228,7 +228,7 @@ TEST(optimize_plan_merge) {
     EXPECT(0, "density", "plan", "show", P("plan.json"));
     EXPECT(0, "fits the model", "plan", "check", P("plan.json"), "--n-layer", "2", "--n-head", "4", "--n-head-kv", "2",
            "--head-dim", "64");
-    EXPECT(1, "plan does not fit", "plan", "check", P("plan.json"), "--n-layer", "3", "--n-head", "4", "--n-head-kv",
+    EXPECT(1, "plan.json does not fit the model: n_layer: plan has 2, model has 3", "plan", "check", P("plan.json"), "--n-layer", "3", "--n-head", "4", "--n-head-kv",
            "2", "--head-dim", "64");
     remove(P("plan.json"));
     remove(P("front.csv"));
@@ -442,6 +442,14 @@ TEST(model_hostile_inputs) {
     plan_variant("neg.json", "{\"kind\":\"window\",\"alpha\":-1e300,\"beta\":1}",
                  "{\"profiled\":[],\"constrained\":[],\"budgets\":[],\"validation\":null}");
     EXPECT_M(1, "layers[0].units[0]", "generate", "-m", model, "--plan", P("neg.json"), "-p", "Hi", "-n", "1");
+    /* a valid plan of another model: refused where the context is created, naming the file */
+    plan_variant("other.json", "{\"kind\":\"window\",\"alpha\":64,\"beta\":0.5}",
+                 "{\"profiled\":[],\"constrained\":[],\"budgets\":[],\"validation\":null}");
+    EXPECT_M(1, "other.json does not fit the model: n_layer: plan has 1, model has 30", "generate", "-m", model,
+             "--plan", P("other.json"), "-p", "Hi", "-n", "1");
+    EXPECT_M(1, "other.json does not fit the model", "eval", "longeval", "-m", model, "--plan", P("other.json"),
+             "--lengths", "256", "--samples", "1", "-o", P("other-r.json"));
+    EXPECT_M(1, "other.json does not fit the model", "bench", "-m", model, "--plan", P("other.json"));
     EXPECT_M(0, NULL, "tokenize", "-m", model, "-p", "Hello world", "--ids");
     /* the hostile results logs: whole files (*.jsonl), then rows (*.rows) after the header of
      * a log this model has just written (its settings record the model) */

@@ -173,6 +173,125 @@ static void check_milp_vs_brute(int n_layer, int upl, int group, int R, int cap,
 }
 
 TEST(milp_equals_brute_force_kv_head) { check_milp_vs_brute(2, 3, 1, 5, 0, 0, 25); }
+
+/* moa_opt_widen on a hand-made case: two units, rules "2048 tokens", "whole context", "16
+ * tokens"; objective 2048, selection length 4096 (the two long rules tie at 2048). */
+static moa_opt_problem *widen_problem(double budget_4096) {
+    moa_opt_problem *pb;
+    if (moa_opt_problem_alloc(1, 2, 1, 3, 2, 2, &pb) < 0) return NULL;
+    const double a[3] = {2048, 0, 16}, b[3] = {0, 1, 0};
+    for (int r = 0; r < 3; r++) { pb->rules[r].alpha = a[r]; pb->rules[r].beta = b[r]; }
+    pb->len[0] = pb->con_len[0] = 2048;
+    pb->len[1] = pb->con_len[1] = 4096;
+    pb->obj[pb->n_obj++] = 0;
+    pb->val = 1;
+    for (int k = 0; k < 2; k++)
+        for (int r = 0; r < 3; r++) {
+            double n = (double)pb->con_len[k], w = a[r] + b[r] * n;
+            pb->dens[k * 3 + r] = (w > n ? n : w) / n;
+        }
+    pb->budget_hi[0] = 1;
+    pb->budget_hi[1] = budget_4096;
+    /* unit 0 reads far at 4096 (loss 0.5 with 2048 tokens), unit 1 a little (0.05) */
+    const double loss[2][2][3] = {{{0, 0, 1}, {0, 0, 0.1}}, {{0.5, 0, 1}, {0.05, 0, 0.1}}};
+    for (int j = 0; j < 2; j++)
+        for (int u = 0; u < 2; u++)
+            for (int r = 0; r < 3; r++) pb->loss[((size_t)j * 2 + u) * 3 + r] = loss[j][u][r];
+    return pb;
+}
+
+TEST(widen_spends_unused_budget) {
+    /* room for one unit to go from 2048 tokens to the whole context at 4096: the one that
+     * gains most (unit 0) */
+    moa_opt_problem *pb = widen_problem(0.76);
+    int c[2] = {0, 0};
+    CHECK_EQ_INT(moa_opt_widen(pb, c), 1);
+    CHECK_EQ_INT(c[0], 1);
+    CHECK_EQ_INT(c[1], 0);
+    /* no room: nothing moves */
+    c[0] = c[1] = 0;
+    pb->budget_hi[1] = 0.7;
+    CHECK_EQ_INT(moa_opt_widen(pb, c), 0);
+    CHECK_EQ_INT(c[0], 0);
+    /* room for both */
+    pb->budget_hi[1] = 1;
+    CHECK_EQ_INT(moa_opt_widen(pb, c), 2);
+    CHECK(c[0] == 1 && c[1] == 1);
+    /* a shorter rule is never taken even where it frees density */
+    c[0] = 2; c[1] = 1;
+    CHECK(moa_opt_widen(pb, c) >= 1);   /* through 2048 tokens or straight to the whole context */
+    CHECK(c[0] == 1 && c[1] == 1);
+    moa_opt_problem_free(pb);
+}
+
+/* On random problems after an exact solve: every budget and the rule cap still hold, no
+ * length's loss rises, and no single move that widening allows is left. */
+static void check_widen_random(int upl, int group, int cap, int trials) {
+    moa_opt_params par = exact_params();
+    for (int t = 0; t < trials; t++) {
+        moa_opt_problem *pb = random_problem(2, upl, group, 5, cap, 0);
+        moa_opt_objective ob;
+        for (int j = 0; j < MOA_OPT_MAX_LENGTHS; j++) { ob.weight[j] = 0; ob.eps[j] = INFINITY; }
+        ob.weight[0] = 1;
+        moa_opt_solution s, w;
+        if (moa_opt_solve(pb, &par, &ob, &s) < 0) { moa_opt_problem_free(pb); continue; }
+        pb->budget_hi[1] = fmin(1, pb->budget_hi[1] + 0.2);   /* leave room at the second length */
+        w.choice = s.choice;
+        moa_opt_widen(pb, s.choice);
+        moa_opt_evaluate(pb, s.choice, &w);
+        for (int k = 0; k < pb->n_con; k++) CHECK(w.density[k] <= pb->budget_hi[k] + 1e-9);
+        for (int j = 0; j < pb->n_len; j++) CHECK(w.loss[j] <= s.loss[j] + 1e-9);
+        if (cap > 0)
+            for (int l = 0; l < pb->n_layer; l++) {
+                int d = 0;
+                for (int i = 0; i < upl; i++) {
+                    int seen = 0;
+                    for (int i2 = 0; i2 < i; i2++) seen |= s.choice[l * upl + i2] == s.choice[l * upl + i];
+                    d += !seen;
+                }
+                CHECK(d <= cap);
+            }
+        /* maximal: every remaining improving move breaks a budget or the cap */
+        for (int u = 0; u < pb->n_units; u++)
+            for (int r = 0; r < pb->n_rules; r++) {
+                int r0 = s.choice[u], better = 0, worse = 0;
+                for (int j = 0; j < pb->n_len; j++) {
+                    double a = pb->loss[((size_t)j * pb->n_units + u) * pb->n_rules + r0];
+                    double b = pb->loss[((size_t)j * pb->n_units + u) * pb->n_rules + r];
+                    worse |= b > a + 1e-15;
+                    better |= b < a - 1e-12;
+                }
+                if (r == r0 || worse || !better) continue;
+                s.choice[u] = r;
+                moa_opt_solution e;
+                e.choice = s.choice;
+                moa_opt_evaluate(pb, s.choice, &e);
+                int fits = 1;
+                for (int k = 0; k < pb->n_con; k++) fits &= e.density[k] <= pb->budget_hi[k] + 1e-9;
+                int d = 0;
+                for (int l = 0; cap > 0 && l < pb->n_layer; l++) {
+                    int dl = 0;
+                    for (int i = 0; i < upl; i++) {
+                        int seen = 0;
+                        for (int i2 = 0; i2 < i; i2++) seen |= s.choice[l * upl + i2] == s.choice[l * upl + i];
+                        dl += !seen;
+                    }
+                    if (dl > d) d = dl;
+                }
+                CHECK_MSG(!fits || (cap > 0 && d > cap), "trial %d: unit %d could still move to rule %d", t, u, r);
+                s.choice[u] = r0;
+            }
+        moa_opt_solution_clear(&s);
+        moa_opt_problem_free(pb);
+    }
+}
+
+TEST(widen_keeps_budgets_and_losses) {
+    check_widen_random(3, 1, 0, 20);
+    check_widen_random(4, 2, 0, 10);   /* q-head: the KV group's widest query head counts */
+    check_widen_random(3, 1, 2, 10);   /* at most 2 distinct rules per layer */
+}
+
 TEST(milp_equals_brute_force_lower_bound) { check_milp_vs_brute(2, 3, 1, 5, 0, 1, 15); }
 TEST(milp_equals_brute_force_rule_cap) { check_milp_vs_brute(2, 3, 1, 5, 1, 0, 15); }
 TEST(milp_equals_brute_force_q_head) { check_milp_vs_brute(2, 4, 2, 4, 0, 0, 15); }
@@ -343,6 +462,8 @@ int main(void) {
     RUN(milp_equals_brute_force_lower_bound);
     RUN(milp_equals_brute_force_rule_cap);
     RUN(milp_equals_brute_force_q_head);
+    RUN(widen_spends_unused_budget);
+    RUN(widen_keeps_budgets_and_losses);
     RUN(pareto_equals_exhaustive);
     RUN(infeasible_budget_names_smallest_density);
     RUN(planted_head_types);
