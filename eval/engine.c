@@ -197,10 +197,7 @@ moa_eval_model moa_eval_engine_model(moa_eval_engine *e) {
 /* ---- response loss ------------------------------------------------------------------------- */
 void moa_eval_loss_clear(moa_eval_loss *l) {
     if (!l) return;
-    free(l->buckets);
-    free(l->bucket_samples);
-    free(l->bucket_tokens);
-    free(l->bucket_ce);
+    MOA_FREE_ALL(l->buckets, l->bucket_samples, l->bucket_tokens, l->bucket_ce);
     memset(l, 0, sizeof *l);
 }
 

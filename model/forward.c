@@ -60,8 +60,7 @@ moa_ctx_params moa_ctx_default_params(void) {
 
 void moa_ctx_free(moa_ctx *c) {
     if (!c) return;
-    float *bufs[] = {c->x, c->h, c->q, c->k, c->v, c->att, c->gate, c->up};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) moa_free_aligned(bufs[i]);
+    MOA_FREE_ALIGNED_ALL(c->x, c->h, c->q, c->k, c->v, c->att, c->gate, c->up);
     moa_cache_free(c->cache);
     free(c->ksmooth);
     if (c->dev) c->dev_ops->free_engine(c->dev);

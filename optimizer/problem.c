@@ -56,10 +56,7 @@ moa_status moa_opt_problem_alloc(int n_layer, int units_per_layer, int group, in
 
 void moa_opt_problem_free(moa_opt_problem *pb) {
     if (!pb) return;
-    free(pb->rules);
-    free(pb->loss);
-    free(pb->dens);
-    free(pb);
+    MOA_FREE_ALL(pb->rules, pb->loss, pb->dens, pb);
 }
 
 void moa_opt_min_density(const moa_opt_problem *pb, double *out) {

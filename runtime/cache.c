@@ -44,20 +44,9 @@ moa_cache_params moa_cache_default_params(void) {
 
 void moa_cache_free(moa_cache *c) {
     if (!c) return;
-    free(c->units);
-    free(c->q_window);
-    free(c->layer_dense);
-    moa_free_aligned(c->k);
-    moa_free_aligned(c->v);
-    moa_free_aligned(c->state);
-    free(c->pos);
-    free(c->seq_mark);
     moa_rope_table_free(&c->rope);
-    moa_free_aligned(c->io);
-    moa_free_aligned(c->tls);
-    moa_free_aligned(c->part);
-    moa_free_aligned(c->kvio);
-    free(c);
+    MOA_FREE_ALIGNED_ALL(c->k, c->v, c->state, c->io, c->tls, c->part, c->kvio);
+    MOA_FREE_ALL(c->units, c->q_window, c->layer_dense, c->pos, c->seq_mark, c);
 }
 
 static moa_status check_layout(const moa_cache_layout *L, int64_t n_ctx, int n_seq,
