@@ -48,13 +48,8 @@ int moa_ctx_cuda_available(void) {
 moa_device_kind moa_ctx_device(const moa_ctx *c) { return c->device; }
 
 moa_ctx_params moa_ctx_default_params(void) {
-    moa_ctx_params p;
-    memset(&p, 0, sizeof p);
-    p.n_batch = 512;
-    p.n_seq = 1;
-    p.pos_mode = MOA_POS_ABSOLUTE;
-    p.device = g_default_device;
-    p.kv_type = MOA_KV_F16;
+    const moa_ctx_params p = {.n_batch = 512, .n_seq = 1, .pos_mode = MOA_POS_ABSOLUTE,
+                              .device = g_default_device, .kv_type = MOA_KV_F16};
     return p;
 }
 

@@ -269,10 +269,8 @@ static int is_eog_name(const char *text) {
 /* ---- create / free ---------------------------------------------------------------------- */
 
 moa_tokenizer_desc moa_tokenizer_desc_default(void) {
-    moa_tokenizer_desc d;
-    memset(&d, 0, sizeof d);
-    d.bos_id = d.eos_id = d.eot_id = d.unk_id = d.pad_id = -1;
-    d.pre = "gpt2";
+    const moa_tokenizer_desc d = {.bos_id = -1, .eos_id = -1, .eot_id = -1, .unk_id = -1,
+                                  .pad_id = -1, .pre = "gpt2"};
     return d;
 }
 

@@ -30,15 +30,9 @@ moa_status moa_kv_type_parse(const char *name, moa_kv_type *out) {
 }
 
 moa_cache_params moa_cache_default_params(void) {
-    moa_cache_params p;
-    memset(&p, 0, sizeof p);
-    p.pos_mode = MOA_POS_ABSOLUTE;
-    p.rope_dim = 0;
-    p.rope_base = 10000.0f;
-    p.rope_pairing = MOA_ROPE_NORMAL;
-    p.scale = 0.0f;
-    p.type_k = MOA_KV_F16;
-    p.type_v = MOA_KV_F16;
+    const moa_cache_params p = {.pos_mode = MOA_POS_ABSOLUTE, .rope_dim = 0, .rope_base = 10000.0f,
+                                .rope_pairing = MOA_ROPE_NORMAL, .scale = 0.0f,
+                                .type_k = MOA_KV_F16, .type_v = MOA_KV_F16};
     return p;
 }
 
