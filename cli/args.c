@@ -61,6 +61,12 @@ int arg_double(int argc, char **argv, int *i, const char *s, const char *l, doub
     return 1;
 }
 
+int cli_unknown_arg(const char *cmd, const char *arg, void (*usage)(FILE *)) {
+    fprintf(stderr, "moa %s: unknown argument '%s'\n", cmd, arg);
+    if (usage) usage(stderr);
+    return 2;
+}
+
 const char *cli_model_path(const char *given) {
     if (given) return given;
     const char *env = getenv("MOA_MODEL");

@@ -3,6 +3,7 @@
 #define MOA_CLI_ARGS_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 /* If argv[*i] equals one of the names (e.g. "-m", "--model"), stores the next argument in
  * *val, advances *i and returns 1; returns -1 if the value is missing (message printed). */
@@ -14,6 +15,10 @@ int arg_long(int argc, char **argv, int *i, const char *short_name, const char *
 int arg_double(int argc, char **argv, int *i, const char *short_name, const char *long_name,
                double *val, double min, double max);
 int arg_flag(char **argv, int i, const char *short_name, const char *long_name);
+
+/* The end of a flag loop, on an argument no flag took: prints "moa CMD: unknown argument 'ARG'"
+ * and, with a usage function, the usage on stderr; returns 2 (the exit code). */
+int cli_unknown_arg(const char *cmd, const char *arg, void (*usage)(FILE *));
 
 /* Model path from -m or, when absent, $MOA_MODEL; NULL with a message if neither. */
 const char *cli_model_path(const char *given);

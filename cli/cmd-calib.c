@@ -108,9 +108,7 @@ int moa_cmd_calib(int argc, char **argv) {
             if (r < 0) return 2;
             continue;
         }
-        fprintf(stderr, "moa calib: unknown argument '%s'\n", argv[i]);
-        usage(stderr);
-        return 2;
+        return cli_unknown_arg("calib", argv[i], usage);
     }
     if (dump_path) return dump(dump_path, model ? model : getenv("MOA_MODEL"), first, count);
     if (!lengths || !out) { fprintf(stderr, "moa calib: --lengths and -o are required\n"); usage(stderr); return 2; }

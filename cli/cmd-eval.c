@@ -177,9 +177,7 @@ static int longeval_flags(int argc, char **argv, longeval_args *a) {
             if (r < 0) return 2;
             continue;
         }
-        fprintf(stderr, "moa eval longeval: unknown argument '%s'\n", argv[i]);
-        usage(stderr);
-        return 2;
+        return cli_unknown_arg("eval longeval", argv[i], usage);
     }
     if (!a->lengths || !a->out) {
         fprintf(stderr, "moa eval longeval: --lengths and -o are required\n");
@@ -297,11 +295,7 @@ static int cmd_compare(int argc, char **argv) {
             if (r < 0) return 2;
             continue;
         }
-        if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "moa eval compare: unknown argument '%s'\n", argv[i]);
-            usage(stderr);
-            return 2;
-        }
+        if (argv[i][0] == '-' && argv[i][1]) return cli_unknown_arg("eval compare", argv[i], usage);
         if (n >= 64) { fprintf(stderr, "moa eval compare: at most 64 results files\n"); return 2; }
         files[n++] = argv[i];
     }
@@ -351,9 +345,7 @@ static int cmd_loss(int argc, char **argv) {
             if (r < 0) return 2;
             continue;
         }
-        fprintf(stderr, "moa eval loss: unknown argument '%s'\n", argv[i]);
-        usage(stderr);
-        return 2;
+        return cli_unknown_arg("eval loss", argv[i], usage);
     }
     if (!calib) { fprintf(stderr, "moa eval loss: -c calib.h5 is required\n"); usage(stderr); return 2; }
     if (!(model = cli_model_path(model))) return 2;
