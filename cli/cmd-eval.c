@@ -121,14 +121,6 @@ static int make_attn(const attn_args *a, const moa_model *m, moa_eval_attention 
     return 0;
 }
 
-static int load_model(const char *path, moa_model **m, moa_tokenizer **tok) {
-    moa_model_params mp = moa_model_default_params();
-    moa_status st = moa_model_load(path, &mp, m);
-    if (st < 0) return cli_fail("loading model", st);
-    if (tok && (st = moa_tokenizer_from_gguf((*m)->gguf, tok)) < 0) return cli_fail("loading tokenizer", st);
-    return 0;
-}
-
 /* The command line of `moa eval longeval`. */
 typedef struct {
     const char *model, *lengths, *out, *log_path, *ref_path, *csv, *svg, *png, *words_path, *label, *task;
@@ -203,7 +195,7 @@ static int longeval_setup(const longeval_args *a, longeval_run *r) {
     moa_status st;
     int rc;
     if (a->ref_path && (st = moa_longeval_read_json(a->ref_path, &r->ref)) < 0) return cli_fail("reading --reference", st);
-    if ((rc = load_model(a->model, &r->m, &r->tok))) return rc;
+    if ((rc = cli_load_model(a->model, &r->m, &r->tok))) return rc;
     for (int i = 0; i < a->n_len; i++)
         if (a->lens[i] + a->max_new > r->m->hp.n_ctx_train) {
             fprintf(stderr, "moa eval longeval: length %ld + --max-new %ld exceeds the model's context %d "
@@ -358,7 +350,7 @@ static int cmd_loss(int argc, char **argv) {
     char *label = NULL, *text = NULL;
     moa_eval_attention att;
     if ((st = moa_calib_read(calib, &f)) < 0) { rc = cli_fail("reading calibration file", st); goto out; }
-    if ((rc = load_model(model, &m, NULL))) goto out;
+    if ((rc = cli_load_model(model, &m, NULL))) goto out;
     rc = 1;
     if (f->model_sha256 && *f->model_sha256 && *m->sha256 && strcmp(f->model_sha256, m->sha256) != 0)
         fprintf(stderr, "moa eval loss: warning: %s was built with another model (sha256 %.12s..., this "
