@@ -21,15 +21,9 @@
 #define REC_MAGIC 0x4d4f4152u
 
 moa_calib_build_params moa_calib_build_default_params(void) {
-    moa_calib_build_params p;
-    memset(&p, 0, sizeof p);
-    p.samples_per_length = 10;
-    p.max_new_tokens = 128;
-    p.fit = moa_fit_default_params();
-    p.model_sha256 = "";
-    p.tokenizer_id = "";
-    p.chat_template = "";
-    p.resume = 1;
+    const moa_calib_build_params p = {.samples_per_length = 10, .max_new_tokens = 128,
+                                      .fit = moa_fit_default_params(), .model_sha256 = "",
+                                      .tokenizer_id = "", .chat_template = "", .resume = 1};
     return p;
 }
 

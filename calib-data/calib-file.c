@@ -13,7 +13,7 @@
 
 void moa_calib_sample_clear(moa_calib_sample *s) {
     if (!s) return;
-    free(s->tokens); free(s->task); free(s->expected); free(s->params);
+    MOA_FREE_ALL(s->tokens, s->task, s->expected, s->params);
     memset(s, 0, sizeof *s);
 }
 
@@ -21,10 +21,8 @@ void moa_calib_file_free(moa_calib_file *f) {
     if (!f) return;
     if (f->samples)
         for (int64_t i = 0; i < f->n_samples; i++) moa_calib_sample_clear(&f->samples[i]);
-    free(f->samples);
-    free(f->model_sha256); free(f->tokenizer); free(f->chat_template);
-    free(f->tool_version); free(f->build_params);
-    free(f);
+    MOA_FREE_ALL(f->samples, f->model_sha256, f->tokenizer, f->chat_template, f->tool_version,
+                 f->build_params, f);
 }
 
 /* ---- writer ------------------------------------------------------------------------------- */

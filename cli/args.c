@@ -1,6 +1,8 @@
 /* args.c - flag parsing helpers for the CLI. */
 #include "args.h"
+#include "cli.h"
 #include "llama.h"
+#include "tokenizer.h"
 #include "moa-common.h"
 
 #include <errno.h>
@@ -61,6 +63,12 @@ int arg_double(int argc, char **argv, int *i, const char *s, const char *l, doub
     return 1;
 }
 
+int cli_unknown_arg(const char *cmd, const char *arg, void (*usage)(FILE *)) {
+    fprintf(stderr, "moa %s: unknown argument '%s'\n", cmd, arg);
+    if (usage) usage(stderr);
+    return 2;
+}
+
 const char *cli_model_path(const char *given) {
     if (given) return given;
     const char *env = getenv("MOA_MODEL");
@@ -68,6 +76,16 @@ const char *cli_model_path(const char *given) {
     fprintf(stderr, "moa: no model: pass -m MODEL.gguf or set MOA_MODEL "
                     "(scripts/fetch-model.sh prints the default model's path)\n");
     return NULL;
+}
+
+int cli_load_model(const char *given, moa_model **m, moa_tokenizer **tok) {
+    const char *path = cli_model_path(given);
+    if (!path) return 2;
+    moa_model_params mp = moa_model_default_params();
+    moa_status st = moa_model_load(path, &mp, m);
+    if (st < 0) return cli_fail("loading model", st);
+    if (tok && (st = moa_tokenizer_from_gguf((*m)->gguf, tok)) < 0) return cli_fail("loading tokenizer", st);
+    return 0;
 }
 
 int cli_plan_from_args(const char *plan_path, double uniform, long sink, long block,

@@ -3,6 +3,7 @@
 #define MOA_CLI_ARGS_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 /* If argv[*i] equals one of the names (e.g. "-m", "--model"), stores the next argument in
  * *val, advances *i and returns 1; returns -1 if the value is missing (message printed). */
@@ -15,8 +16,19 @@ int arg_double(int argc, char **argv, int *i, const char *short_name, const char
                double *val, double min, double max);
 int arg_flag(char **argv, int i, const char *short_name, const char *long_name);
 
+/* The end of a flag loop, on an argument no flag took: prints "moa CMD: unknown argument 'ARG'"
+ * and, with a usage function, the usage on stderr; returns 2 (the exit code). */
+int cli_unknown_arg(const char *cmd, const char *arg, void (*usage)(FILE *));
+
 /* Model path from -m or, when absent, $MOA_MODEL; NULL with a message if neither. */
 const char *cli_model_path(const char *given);
+
+/* Loads the model from -m or $MOA_MODEL (cli_model_path) with the default parameters, and its
+ * tokenizer when tok is not NULL. Returns 0, or the exit code after printing why (2: no model
+ * given; 1: it did not load). */
+struct moa_model;
+struct moa_tokenizer;
+int cli_load_model(const char *given, struct moa_model **m, struct moa_tokenizer **tok);
 
 /* What a subcommand's step returns when the command goes on (exit codes are 0, 1 or 2). */
 enum { CLI_GO_ON = -1 };

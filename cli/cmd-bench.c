@@ -213,8 +213,7 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
             if (r < 0) return 2;
             continue;
         }
-        fprintf(stderr, "moa bench: unknown argument '%s'\n", argv[i]);
-        return 2;
+        return cli_unknown_arg("bench", argv[i], NULL);
     }
     o->json = !strcmp(o->format, "json");
     if (!o->json && strcmp(o->format, "md")) { fprintf(stderr, "moa bench: --format must be md or json\n"); return 2; }

@@ -108,9 +108,7 @@ int moa_cmd_calib(int argc, char **argv) {
             if (r < 0) return 2;
             continue;
         }
-        fprintf(stderr, "moa calib: unknown argument '%s'\n", argv[i]);
-        usage(stderr);
-        return 2;
+        return cli_unknown_arg("calib", argv[i], usage);
     }
     if (dump_path) return dump(dump_path, model ? model : getenv("MOA_MODEL"), first, count);
     if (!lengths || !out) { fprintf(stderr, "moa calib: --lengths and -o are required\n"); usage(stderr); return 2; }
@@ -126,7 +124,6 @@ int moa_cmd_calib(int argc, char **argv) {
                 samples_arg, n_len);
         return 2;
     }
-    if (!(model = cli_model_path(model))) return 2;
 
     int rc = 1;
     moa_status st;
@@ -137,9 +134,8 @@ int moa_cmd_calib(int argc, char **argv) {
     moa_task_spec specs[16];
     int n_specs = 0, lens_i[64], samples_i[64];
     moa_ctx *ctx = NULL;
-    moa_model_params mp = moa_model_default_params();
-    if ((st = moa_model_load(model, &mp, &m)) < 0) { rc = cli_fail("loading model", st); goto out; }
-    if ((st = moa_tokenizer_from_gguf(m->gguf, &tok)) < 0) { rc = cli_fail("loading tokenizer", st); goto out; }
+    if ((rc = cli_load_model(model, &m, &tok))) goto out;
+    rc = 1;
     if ((st = moa_wordlist_load(words_path, &words)) < 0) { rc = cli_fail("loading word list", st); goto out; }
     char *list = moa_strdup(tasks);
     for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {

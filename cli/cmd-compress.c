@@ -103,9 +103,7 @@ int moa_cmd_compress(int argc, char **argv) {
             if (r < 0) return 2;
             continue;
         }
-        fprintf(stderr, "moa compress: unknown argument '%s'\n", argv[i]);
-        usage(stderr);
-        return 2;
+        return cli_unknown_arg("compress", argv[i], usage);
     }
     if (!out || density <= 0) { fprintf(stderr, "moa compress: --density and -o are required\n"); usage(stderr); return 2; }
     if (cl && parse_lengths(cl, p.calib_lengths, &p.n_calib_lengths) < 0) {

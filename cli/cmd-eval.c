@@ -121,14 +121,6 @@ static int make_attn(const attn_args *a, const moa_model *m, moa_eval_attention 
     return 0;
 }
 
-static int load_model(const char *path, moa_model **m, moa_tokenizer **tok) {
-    moa_model_params mp = moa_model_default_params();
-    moa_status st = moa_model_load(path, &mp, m);
-    if (st < 0) return cli_fail("loading model", st);
-    if (tok && (st = moa_tokenizer_from_gguf((*m)->gguf, tok)) < 0) return cli_fail("loading tokenizer", st);
-    return 0;
-}
-
 /* The command line of `moa eval longeval`. */
 typedef struct {
     const char *model, *lengths, *out, *log_path, *ref_path, *csv, *svg, *png, *words_path, *label, *task;
@@ -177,9 +169,7 @@ static int longeval_flags(int argc, char **argv, longeval_args *a) {
             if (r < 0) return 2;
             continue;
         }
-        fprintf(stderr, "moa eval longeval: unknown argument '%s'\n", argv[i]);
-        usage(stderr);
-        return 2;
+        return cli_unknown_arg("eval longeval", argv[i], usage);
     }
     if (!a->lengths || !a->out) {
         fprintf(stderr, "moa eval longeval: --lengths and -o are required\n");
@@ -205,7 +195,7 @@ static int longeval_setup(const longeval_args *a, longeval_run *r) {
     moa_status st;
     int rc;
     if (a->ref_path && (st = moa_longeval_read_json(a->ref_path, &r->ref)) < 0) return cli_fail("reading --reference", st);
-    if ((rc = load_model(a->model, &r->m, &r->tok))) return rc;
+    if ((rc = cli_load_model(a->model, &r->m, &r->tok))) return rc;
     for (int i = 0; i < a->n_len; i++)
         if (a->lens[i] + a->max_new > r->m->hp.n_ctx_train) {
             fprintf(stderr, "moa eval longeval: length %ld + --max-new %ld exceeds the model's context %d "
@@ -297,11 +287,7 @@ static int cmd_compare(int argc, char **argv) {
             if (r < 0) return 2;
             continue;
         }
-        if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "moa eval compare: unknown argument '%s'\n", argv[i]);
-            usage(stderr);
-            return 2;
-        }
+        if (argv[i][0] == '-' && argv[i][1]) return cli_unknown_arg("eval compare", argv[i], usage);
         if (n >= 64) { fprintf(stderr, "moa eval compare: at most 64 results files\n"); return 2; }
         files[n++] = argv[i];
     }
@@ -351,9 +337,7 @@ static int cmd_loss(int argc, char **argv) {
             if (r < 0) return 2;
             continue;
         }
-        fprintf(stderr, "moa eval loss: unknown argument '%s'\n", argv[i]);
-        usage(stderr);
-        return 2;
+        return cli_unknown_arg("eval loss", argv[i], usage);
     }
     if (!calib) { fprintf(stderr, "moa eval loss: -c calib.h5 is required\n"); usage(stderr); return 2; }
     if (!(model = cli_model_path(model))) return 2;
@@ -366,7 +350,7 @@ static int cmd_loss(int argc, char **argv) {
     char *label = NULL, *text = NULL;
     moa_eval_attention att;
     if ((st = moa_calib_read(calib, &f)) < 0) { rc = cli_fail("reading calibration file", st); goto out; }
-    if ((rc = load_model(model, &m, NULL))) goto out;
+    if ((rc = cli_load_model(model, &m, NULL))) goto out;
     rc = 1;
     if (f->model_sha256 && *f->model_sha256 && *m->sha256 && strcmp(f->model_sha256, m->sha256) != 0)
         fprintf(stderr, "moa eval loss: warning: %s was built with another model (sha256 %.12s..., this "

@@ -91,9 +91,7 @@ static int parse_flags(int argc, char **argv, gen_args *a) {
             if (r < 0) return 2;
             continue;
         }
-        fprintf(stderr, "moa generate: unknown argument '%s'\n", argv[i]);
-        usage(stderr);
-        return 2;
+        return cli_unknown_arg("generate", argv[i], usage);
     }
     if (!a->prompt == !a->file) {
         fprintf(stderr, "moa generate: give exactly one of -p TEXT or -f FILE\n");

@@ -96,9 +96,7 @@ static int parse_flags(int argc, char **argv, optimize_args *o) {
         if (arg_flag(argv, i, NULL, "--no-heuristic")) { par->heuristic = 0; continue; }
         if (arg_flag(argv, i, NULL, "--no-cuts")) { par->cuts = 0; continue; }
         if (arg_flag(argv, i, NULL, "--no-widen")) { par->widen = 0; continue; }
-        fprintf(stderr, "moa optimize: unknown argument '%s'\n", argv[i]);
-        optimize_usage(stderr);
-        return 2;
+        return cli_unknown_arg("optimize", argv[i], optimize_usage);
     }
     if (!o->prof_path || !o->out_path) {
         fprintf(stderr, "moa optimize: -p PROFILE and -o PLAN are required\n");

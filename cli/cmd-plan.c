@@ -109,8 +109,7 @@ static int plan_show(int argc, char **argv, const char *path) {
         if ((r = arg_str(argc, argv, &i, NULL, "--lengths", &lens))) { if (r < 0) return 2; continue; }
         if ((r = arg_str(argc, argv, &i, NULL, "--svg", &svg))) { if (r < 0) return 2; continue; }
         if ((r = arg_long(argc, argv, &i, NULL, "--svg-length", &svg_len, 1, 1L << 40))) { if (r < 0) return 2; continue; }
-        fprintf(stderr, "moa plan show: unknown argument '%s'\n", argv[i]);
-        return 2;
+        return cli_unknown_arg("plan show", argv[i], NULL);
     }
     moa_plan *p;
     moa_status st = moa_plan_load(path, &p);
@@ -176,8 +175,7 @@ static int plan_check(int argc, char **argv, const char *path) {
         if ((r = arg_long(argc, argv, &i, NULL, "--n-head", &nh, 1, 1 << 20))) { if (r < 0) return 2; continue; }
         if ((r = arg_long(argc, argv, &i, NULL, "--n-head-kv", &nkv, 1, 1 << 20))) { if (r < 0) return 2; continue; }
         if ((r = arg_long(argc, argv, &i, NULL, "--head-dim", &hd, 1, 1 << 20))) { if (r < 0) return 2; continue; }
-        fprintf(stderr, "moa plan check: unknown argument '%s'\n", argv[i]);
-        return 2;
+        return cli_unknown_arg("plan check", argv[i], NULL);
     }
     int explicit_dims = nl > 0 || nh > 0 || nkv > 0 || hd > 0;
     if (explicit_dims && (nl < 0 || nh < 0 || nkv < 0 || hd < 0)) {

@@ -57,9 +57,7 @@ int moa_cmd_profile(int argc, char **argv) {
             if (r < 0) return 2;
             continue;
         }
-        fprintf(stderr, "moa profile: unknown argument '%s'\n", argv[i]);
-        usage_profile(stderr);
-        return 2;
+        return cli_unknown_arg("profile", argv[i], usage_profile);
     }
     if (!calib || !out) { fprintf(stderr, "moa profile: -c CALIB and -o OUTPUT are required\n"); usage_profile(stderr); return 2; }
     moa_profile_run_params p = moa_profile_run_default_params();

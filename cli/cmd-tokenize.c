@@ -38,9 +38,7 @@ int moa_cmd_tokenize(int argc, char **argv) {
             if (r < 0) return 2;
             continue;
         }
-        fprintf(stderr, "moa tokenize: unknown argument '%s'\n", argv[i]);
-        usage(stderr);
-        return 2;
+        return cli_unknown_arg("tokenize", argv[i], usage);
     }
     if (!prompt == !file) {
         fprintf(stderr, "moa tokenize: give exactly one of -p TEXT or -f FILE\n");

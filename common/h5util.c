@@ -73,6 +73,16 @@ static moa_status attr_open(hid_t obj, const char *name, H5T_class_t cls, const 
     return MOA_OK;
 }
 
+/* Copy a string read from attribute `name`, len bytes and its terminator, into buf of cap
+ * bytes; MOA_ERR_FORMAT if it does not fit. */
+static moa_status str_to_buf(const char *name, const char *s, size_t len, char *buf, size_t cap) {
+    if (len >= cap)
+        return moa_err(MOA_ERR_FORMAT, "attribute '%s' is too long (%zu bytes, at most %zu)", name,
+                       len, cap - 1);
+    memcpy(buf, s, len + 1);
+    return MOA_OK;
+}
+
 moa_status moa_h5_attr_read_str(hid_t obj, const char *name, char *buf, size_t cap) {
     if (!buf || cap == 0) return moa_err(MOA_ERR_INVALID_ARG, "attribute '%s': no buffer", name);
     hid_t a = H5I_INVALID_HID, t = H5I_INVALID_HID;
@@ -85,12 +95,7 @@ moa_status moa_h5_attr_read_str(hid_t obj, const char *name, char *buf, size_t c
         if (H5Aread(a, mt, &s) < 0 || !s) {
             st = moa_err(MOA_ERR_FORMAT, "attribute '%s': cannot read string", name);
         } else {
-            size_t n = strlen(s);
-            if (n >= cap)
-                st = moa_err(MOA_ERR_FORMAT, "attribute '%s' is too long (%zu bytes, at most %zu)",
-                             name, n, cap - 1);
-            else
-                memcpy(buf, s, n + 1);
+            st = str_to_buf(name, s, strlen(s), buf, cap);
             H5free_memory(s);
         }
         H5Tclose(mt);
@@ -109,11 +114,7 @@ moa_status moa_h5_attr_read_str(hid_t obj, const char *name, char *buf, size_t c
                 /* trailing space padding (H5T_STR_SPACEPAD) */
                 if (H5Tget_strpad(t) == H5T_STR_SPACEPAD)
                     while (len > 0 && tmp[len - 1] == ' ') tmp[--len] = 0;
-                if (len >= cap)
-                    st = moa_err(MOA_ERR_FORMAT, "attribute '%s' is too long (%zu bytes, at most %zu)",
-                                 name, len, cap - 1);
-                else
-                    memcpy(buf, tmp, len + 1);
+                st = str_to_buf(name, tmp, len, buf, cap);
             }
             free(tmp);
         }
@@ -123,24 +124,25 @@ moa_status moa_h5_attr_read_str(hid_t obj, const char *name, char *buf, size_t c
     return st;
 }
 
-moa_status moa_h5_attr_read_i64(hid_t obj, const char *name, int64_t *v) {
+/* Read scalar attribute `name` of class `cls` (`what`, for messages) as mem_type (named
+ * `as` in messages) into buf. */
+static moa_status attr_read(hid_t obj, const char *name, H5T_class_t cls, const char *what,
+                            hid_t mem_type, const char *as, void *buf) {
     hid_t a = H5I_INVALID_HID, t = H5I_INVALID_HID;
-    MOA_TRY(attr_open(obj, name, H5T_INTEGER, "an integer", &a, &t));
-    herr_t e = H5Aread(a, H5T_NATIVE_INT64, v);
+    MOA_TRY(attr_open(obj, name, cls, what, &a, &t));
+    herr_t e = H5Aread(a, mem_type, buf);
     H5Tclose(t);
     H5Aclose(a);
-    if (e < 0) return moa_err(MOA_ERR_FORMAT, "attribute '%s': cannot read as int64", name);
+    if (e < 0) return moa_err(MOA_ERR_FORMAT, "attribute '%s': cannot read as %s", name, as);
     return MOA_OK;
 }
 
+moa_status moa_h5_attr_read_i64(hid_t obj, const char *name, int64_t *v) {
+    return attr_read(obj, name, H5T_INTEGER, "an integer", H5T_NATIVE_INT64, "int64", v);
+}
+
 moa_status moa_h5_attr_read_f64(hid_t obj, const char *name, double *v) {
-    hid_t a = H5I_INVALID_HID, t = H5I_INVALID_HID;
-    MOA_TRY(attr_open(obj, name, H5T_FLOAT, "a float", &a, &t));
-    herr_t e = H5Aread(a, H5T_NATIVE_DOUBLE, v);
-    H5Tclose(t);
-    H5Aclose(a);
-    if (e < 0) return moa_err(MOA_ERR_FORMAT, "attribute '%s': cannot read as float64", name);
-    return MOA_OK;
+    return attr_read(obj, name, H5T_FLOAT, "a float", H5T_NATIVE_DOUBLE, "float64", v);
 }
 
 moa_status moa_h5_write_dataset(hid_t loc, const char *name, hid_t mem_type, int rank,

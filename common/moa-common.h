@@ -47,6 +47,14 @@ void *moa_calloc_array(size_t n, size_t size);
 /* 64-byte aligned (for SIMD); free with moa_free_aligned. */
 void *moa_alloc_aligned(size_t n, size_t size);
 void moa_free_aligned(void *p);
+/* Release the n buffers p[0 .. n) (NULL entries are fine) with free / moa_free_aligned. Through
+ * MOA_FREE_ALL(a, b, ...) / MOA_FREE_ALIGNED_ALL(a, b, ...): the owned buffers of a struct
+ * being released, in one call (C only: the pointers go in a compound literal). */
+void moa_free_each(void *const *p, size_t n);
+void moa_free_aligned_each(void *const *p, size_t n);
+#define MOA_PTR_LIST_(...) (void *const[]){__VA_ARGS__}, sizeof((void *const[]){__VA_ARGS__}) / sizeof(void *)
+#define MOA_FREE_ALL(...) moa_free_each(MOA_PTR_LIST_(__VA_ARGS__))
+#define MOA_FREE_ALIGNED_ALL(...) moa_free_aligned_each(MOA_PTR_LIST_(__VA_ARGS__))
 char *moa_strdup(const char *s);
 
 /* ---- files ----------------------------------------------------------------------------- */

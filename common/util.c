@@ -42,6 +42,14 @@ void *moa_alloc_aligned(size_t n, size_t size) {
 
 void moa_free_aligned(void *p) { free(p); }
 
+void moa_free_each(void *const *p, size_t n) {
+    for (size_t i = 0; i < n; i++) free(p[i]);
+}
+
+void moa_free_aligned_each(void *const *p, size_t n) {
+    for (size_t i = 0; i < n; i++) moa_free_aligned(p[i]);
+}
+
 char *moa_strdup(const char *s) {
     if (!s) return NULL;
     size_t n = strlen(s) + 1;

@@ -12,12 +12,8 @@
 #include <string.h>
 
 moa_eval_attention moa_eval_attention_default(void) {
-    moa_eval_attention a;
-    memset(&a, 0, sizeof a);
-    a.kind = MOA_EVAL_DENSE;
-    a.sink = 64;
-    a.block = 64;
-    a.kv_type = MOA_KV_F16;
+    const moa_eval_attention a = {.kind = MOA_EVAL_DENSE, .sink = 64, .block = 64,
+                                  .kv_type = MOA_KV_F16};
     return a;
 }
 
@@ -185,22 +181,16 @@ static moa_status engine_respond(void *data, const int32_t *prompt, int n_prompt
 }
 
 moa_eval_model moa_eval_engine_model(moa_eval_engine *e) {
-    moa_eval_model em;
-    memset(&em, 0, sizeof em);
-    em.tok = moa_model_io_tokenizer(&e->io);
-    em.begin_length = engine_begin_length;
-    em.respond = engine_respond;
-    em.data = e;
+    const moa_eval_model em = {.tok = moa_model_io_tokenizer(&e->io),
+                               .begin_length = engine_begin_length, .respond = engine_respond,
+                               .data = e};
     return em;
 }
 
 /* ---- response loss ------------------------------------------------------------------------- */
 void moa_eval_loss_clear(moa_eval_loss *l) {
     if (!l) return;
-    free(l->buckets);
-    free(l->bucket_samples);
-    free(l->bucket_tokens);
-    free(l->bucket_ce);
+    MOA_FREE_ALL(l->buckets, l->bucket_samples, l->bucket_tokens, l->bucket_ce);
     memset(l, 0, sizeof *l);
 }
 

@@ -17,12 +17,8 @@
 #define LOG_FORMAT "moa-longeval-log"
 
 moa_longeval_params moa_longeval_default_params(void) {
-    moa_longeval_params p;
-    memset(&p, 0, sizeof p);
-    p.samples_per_cell = 2;
-    p.max_new_tokens = 100;
-    p.fit = moa_fit_default_params();
-    p.value_max = 50000;
+    const moa_longeval_params p = {.samples_per_cell = 2, .max_new_tokens = 100,
+                                   .fit = moa_fit_default_params(), .value_max = 50000};
     return p;
 }
 

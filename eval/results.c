@@ -16,13 +16,7 @@ void moa_longeval_row_clear(moa_longeval_row *row) {
 void moa_longeval_results_free(moa_longeval_results *r) {
     if (!r) return;
     for (int64_t i = 0; i < r->n_rows; i++) moa_longeval_row_clear(&r->rows[i]);
-    free(r->rows);
-    free(r->lengths);
-    free(r->cells);
-    free(r->label);
-    free(r->settings);
-    free(r->reference_label);
-    free(r);
+    MOA_FREE_ALL(r->rows, r->lengths, r->cells, r->label, r->settings, r->reference_label, r);
 }
 
 /* Canonical JSON text of an object (sorted keys, compact); NULL text = {}. */

@@ -48,20 +48,14 @@ int moa_ctx_cuda_available(void) {
 moa_device_kind moa_ctx_device(const moa_ctx *c) { return c->device; }
 
 moa_ctx_params moa_ctx_default_params(void) {
-    moa_ctx_params p;
-    memset(&p, 0, sizeof p);
-    p.n_batch = 512;
-    p.n_seq = 1;
-    p.pos_mode = MOA_POS_ABSOLUTE;
-    p.device = g_default_device;
-    p.kv_type = MOA_KV_F16;
+    const moa_ctx_params p = {.n_batch = 512, .n_seq = 1, .pos_mode = MOA_POS_ABSOLUTE,
+                              .device = g_default_device, .kv_type = MOA_KV_F16};
     return p;
 }
 
 void moa_ctx_free(moa_ctx *c) {
     if (!c) return;
-    float *bufs[] = {c->x, c->h, c->q, c->k, c->v, c->att, c->gate, c->up};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) moa_free_aligned(bufs[i]);
+    MOA_FREE_ALIGNED_ALL(c->x, c->h, c->q, c->k, c->v, c->att, c->gate, c->up);
     moa_cache_free(c->cache);
     free(c->ksmooth);
     if (c->dev) c->dev_ops->free_engine(c->dev);

@@ -453,13 +453,8 @@ void moa_gguf_close(moa_gguf *g) {
         free(kv->arr_strs);
         free(kv->arr_lens);
     }
-    free(g->kv);
-    free(g->kv_hash);
-    free(g->tensors);
-    free(g->t_hash);
     if (g->mapped) munmap((void *)g->base, g->size);
-    free(g->path);
-    free(g);
+    MOA_FREE_ALL(g->kv, g->kv_hash, g->tensors, g->t_hash, g->path, g);
 }
 
 /* ---- accessors ------------------------------------------------------------------------- */

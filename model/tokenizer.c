@@ -269,29 +269,15 @@ static int is_eog_name(const char *text) {
 /* ---- create / free ---------------------------------------------------------------------- */
 
 moa_tokenizer_desc moa_tokenizer_desc_default(void) {
-    moa_tokenizer_desc d;
-    memset(&d, 0, sizeof d);
-    d.bos_id = d.eos_id = d.eot_id = d.unk_id = d.pad_id = -1;
-    d.pre = "gpt2";
+    const moa_tokenizer_desc d = {.bos_id = -1, .eos_id = -1, .eot_id = -1, .unk_id = -1,
+                                  .pad_id = -1, .pre = "gpt2"};
     return d;
 }
 
 void moa_tokenizer_free(moa_tokenizer *t) {
     if (!t) return;
-    free(t->text);
-    free(t->text_blob);
-    free(t->raw_blob);
-    free(t->raw_off);
-    free(t->raw_len);
-    free(t->type);
-    free(t->vmap);
-    free(t->mkey);
-    free(t->mrank);
-    free(t->mres);
-    free(t->spec);
-    free(t->chat_template);
-    free(t->chat_default_system);
-    free(t);
+    MOA_FREE_ALL(t->text, t->text_blob, t->raw_blob, t->raw_off, t->raw_len, t->type, t->vmap,
+                 t->mkey, t->mrank, t->mres, t->spec, t->chat_template, t->chat_default_system, t);
 }
 
 static moa_status build_specials(moa_tokenizer *t) {

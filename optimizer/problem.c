@@ -12,17 +12,9 @@
 #include "span.h"
 
 moa_opt_params moa_opt_default_params(void) {
-    moa_opt_params p;
-    memset(&p, 0, sizeof p);
-    p.density = 0.5;
-    p.granularity = MOA_GRAN_KV_HEAD;
-    p.time_limit = 60;
-    p.mip_gap = 1e-3;
-    p.heuristic = 1;
-    p.cuts = 1;
-    p.grid = 5;
-    p.augment = 1e-6;
-    p.widen = 1;
+    const moa_opt_params p = {.density = 0.5, .granularity = MOA_GRAN_KV_HEAD, .time_limit = 60,
+                              .mip_gap = 1e-3, .heuristic = 1, .cuts = 1, .grid = 5,
+                              .augment = 1e-6, .widen = 1};
     return p;
 }
 
@@ -56,10 +48,7 @@ moa_status moa_opt_problem_alloc(int n_layer, int units_per_layer, int group, in
 
 void moa_opt_problem_free(moa_opt_problem *pb) {
     if (!pb) return;
-    free(pb->rules);
-    free(pb->loss);
-    free(pb->dens);
-    free(pb);
+    MOA_FREE_ALL(pb->rules, pb->loss, pb->dens, pb);
 }
 
 void moa_opt_min_density(const moa_opt_problem *pb, double *out) {

@@ -30,17 +30,11 @@ static double rng_normal(rng *r) {
 }
 
 moa_synth_params moa_synth_default_params(void) {
-    moa_synth_params p;
-    memset(&p, 0, sizeof p);
-    p.n_layer = 4; p.n_head = 8; p.n_head_kv = 4; p.head_dim = 64;
-    p.sink = 64; p.block = 64;
-    p.n_lengths = 3;
-    p.lengths[0] = 2048; p.lengths[1] = 4096; p.lengths[2] = 8192;
-    p.frac_local = 0.4; p.frac_global = 0.2;
-    p.local_scale = 256;
-    p.elastic_frac = 0.3;
-    p.noise = 0.1;
-    p.seed = 1;
+    const moa_synth_params p = {.n_layer = 4, .n_head = 8, .n_head_kv = 4, .head_dim = 64,
+                                .sink = 64, .block = 64, .n_lengths = 3,
+                                .lengths = {2048, 4096, 8192}, .frac_local = 0.4,
+                                .frac_global = 0.2, .local_scale = 256, .elastic_frac = 0.3,
+                                .noise = 0.1, .seed = 1};
     return p;
 }
 

@@ -19,21 +19,11 @@
 #include <sys/stat.h>
 
 moa_compress_params moa_compress_default_params(void) {
-    moa_compress_params p;
-    memset(&p, 0, sizeof p);
-    p.calib_tasks = "longdep,lines";
-    p.calib_samples = 12;
-    p.validation_samples = 0;
-    p.calib_seed = 1;
-    p.calib_max_new = 64;
-    p.extrapolate = 2;
-    p.time_limit = 20;
-    p.pareto_grid = 5;
-    p.eval_samples = 1;
-    p.eval_task = "needle";
-    p.eval_seed = 2;
-    p.heldout_samples = 4;
-    p.sink = -1;
+    const moa_compress_params p = {.calib_tasks = "longdep,lines", .calib_samples = 12,
+                                   .validation_samples = 0, .calib_seed = 1, .calib_max_new = 64,
+                                   .extrapolate = 2, .time_limit = 20, .pareto_grid = 5,
+                                   .eval_samples = 1, .eval_task = "needle", .eval_seed = 2,
+                                   .heldout_samples = 4, .sink = -1};
     return p;
 }
 

@@ -9,11 +9,8 @@
 #include <unistd.h>
 
 moa_profile_run_params moa_profile_run_default_params(void) {
-    moa_profile_run_params p;
-    memset(&p, 0, sizeof p);
-    p.prof = moa_profiler_default_params();
-    p.shard_index = 0;
-    p.shard_count = 1;
+    const moa_profile_run_params p = {.prof = moa_profiler_default_params(), .shard_index = 0,
+                                      .shard_count = 1};
     return p;
 }
 

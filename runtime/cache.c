@@ -30,34 +30,17 @@ moa_status moa_kv_type_parse(const char *name, moa_kv_type *out) {
 }
 
 moa_cache_params moa_cache_default_params(void) {
-    moa_cache_params p;
-    memset(&p, 0, sizeof p);
-    p.pos_mode = MOA_POS_ABSOLUTE;
-    p.rope_dim = 0;
-    p.rope_base = 10000.0f;
-    p.rope_pairing = MOA_ROPE_NORMAL;
-    p.scale = 0.0f;
-    p.type_k = MOA_KV_F16;
-    p.type_v = MOA_KV_F16;
+    const moa_cache_params p = {.pos_mode = MOA_POS_ABSOLUTE, .rope_dim = 0, .rope_base = 10000.0f,
+                                .rope_pairing = MOA_ROPE_NORMAL, .scale = 0.0f,
+                                .type_k = MOA_KV_F16, .type_v = MOA_KV_F16};
     return p;
 }
 
 void moa_cache_free(moa_cache *c) {
     if (!c) return;
-    free(c->units);
-    free(c->q_window);
-    free(c->layer_dense);
-    moa_free_aligned(c->k);
-    moa_free_aligned(c->v);
-    moa_free_aligned(c->state);
-    free(c->pos);
-    free(c->seq_mark);
     moa_rope_table_free(&c->rope);
-    moa_free_aligned(c->io);
-    moa_free_aligned(c->tls);
-    moa_free_aligned(c->part);
-    moa_free_aligned(c->kvio);
-    free(c);
+    MOA_FREE_ALIGNED_ALL(c->k, c->v, c->state, c->io, c->tls, c->part, c->kvio);
+    MOA_FREE_ALL(c->units, c->q_window, c->layer_dense, c->pos, c->seq_mark, c);
 }
 
 static moa_status check_layout(const moa_cache_layout *L, int64_t n_ctx, int n_seq,

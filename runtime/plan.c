@@ -342,6 +342,16 @@ static moa_status get_num_or_null(json_t *o, const char *key, const char *where,
     return get_num(o, key, where, out);
 }
 
+/* Element i of array arr (named `name` in messages) as *out: an object with only the keys
+ * `allowed`; `where` (48 bytes) gets "name[i]." for the messages about its members. */
+static moa_status get_elem(json_t *arr, const char *name, int i, const char *const *allowed,
+                           char where[48], json_t **out) {
+    snprintf(where, 48, "%s[%d].", name, i);
+    *out = json_array_get(arr, (size_t)i);
+    if (!json_is_object(*out)) return moa_err(MOA_ERR_FORMAT, "%s[%d]: not an object", name, i);
+    return check_keys(*out, where, allowed);
+}
+
 static moa_status parse_validation(json_t *v, moa_plan_validation *out) {
     static const char *const keys[] = {"task", "seed", "samples", "calibration", "accuracy", "heldout_loss", NULL};
     static const char *const cal_keys[] = {"tasks", "seed", NULL};
@@ -370,10 +380,8 @@ static moa_status parse_validation(json_t *v, moa_plan_validation *out) {
     out->n_lengths = (int)json_array_size(acc);
     for (int i = 0; i < out->n_lengths; i++) {
         char where[48];
-        snprintf(where, sizeof where, "validation.accuracy[%d].", i);
-        json_t *a = json_array_get(acc, (size_t)i);
-        if (!json_is_object(a)) return moa_err(MOA_ERR_FORMAT, "validation.accuracy[%d]: not an object", i);
-        MOA_TRY(check_keys(a, where, acc_keys));
+        json_t *a;
+        MOA_TRY(get_elem(acc, "validation.accuracy", i, acc_keys, where, &a));
         MOA_TRY(get_int(a, "length", where, 1, INT64_MAX, &out->length[i]));
         MOA_TRY(get_num_or_null(a, "dense", where, &out->dense[i]));
         MOA_TRY(get_num_or_null(a, "uniform", where, &out->uniform[i]));
@@ -515,11 +523,9 @@ static moa_status parse_predicted(json_t *root, moa_plan *p) {
     if (json_array_size(pr) > MOA_PLAN_MAX_LENGTHS) return moa_err(MOA_ERR_FORMAT, "predicted: too many entries");
     p->n_pred = (int)json_array_size(pr);
     for (int i = 0; i < p->n_pred; i++) {
-        char where[32];
-        snprintf(where, sizeof where, "predicted[%d].", i);
-        json_t *q = json_array_get(pr, (size_t)i);
-        if (!json_is_object(q)) return moa_err(MOA_ERR_FORMAT, "predicted[%d]: not an object", i);
-        MOA_TRY(check_keys(q, where, pred_keys));
+        char where[48];
+        json_t *q;
+        MOA_TRY(get_elem(pr, "predicted", i, pred_keys, where, &q));
         MOA_TRY(get_int(q, "length", where, 1, INT64_MAX, &p->pred[i].length));
         MOA_TRY(get_num(q, "density", where, &p->pred[i].density));
         json_t *lv = json_object_get(q, "loss");
@@ -624,18 +630,24 @@ static json_t *three_way(int64_t length, int samples, double d, double u, double
     return o;
 }
 
+/* An object with the members kv[0 .. n), in order (each value's reference is taken, as by
+ * json_object_set_new). */
+typedef struct { const char *key; json_t *val; } json_kv;
+static json_t *object_of(const json_kv *kv, size_t n) {
+    json_t *o = json_object();
+    for (size_t i = 0; i < n; i++) json_object_set_new(o, kv[i].key, kv[i].val);
+    return o;
+}
+
 static json_t *plan_to_json(const moa_plan *p) {
     json_t *root = json_object();
     json_object_set_new(root, "format", json_string(MOA_PLAN_FORMAT));
     json_object_set_new(root, "version", json_integer(MOA_PLAN_VERSION));
-    json_t *m = json_object();
-    json_object_set_new(m, "arch", json_string(p->arch));
-    json_object_set_new(m, "n_layer", json_integer(p->n_layer));
-    json_object_set_new(m, "n_head", json_integer(p->n_head));
-    json_object_set_new(m, "n_head_kv", json_integer(p->n_head_kv));
-    json_object_set_new(m, "head_dim", json_integer(p->head_dim));
-    json_object_set_new(m, "sha256", json_string(p->model_sha256));
-    json_object_set_new(root, "model", m);
+    const json_kv model[] = {
+        {"arch", json_string(p->arch)}, {"n_layer", json_integer(p->n_layer)},
+        {"n_head", json_integer(p->n_head)}, {"n_head_kv", json_integer(p->n_head_kv)},
+        {"head_dim", json_integer(p->head_dim)}, {"sha256", json_string(p->model_sha256)}};
+    json_object_set_new(root, "model", object_of(model, sizeof model / sizeof *model));
     json_object_set_new(root, "sink", json_integer(p->sink));
     json_object_set_new(root, "block", json_integer(p->block));
     json_object_set_new(root, "granularity",
@@ -680,15 +692,12 @@ static json_t *plan_to_json(const moa_plan *p) {
         json_array_append_new(a, q);
     }
     json_object_set_new(root, "predicted", a);
-    json_t *pv = json_object();
-    json_object_set_new(pv, "profile_sha256", json_string(p->profile_sha256));
-    json_object_set_new(pv, "calib_sha256", json_string(p->calib_sha256));
-    json_object_set_new(pv, "tool_version", json_string(p->tool_version));
-    json_object_set_new(pv, "solver", json_string(p->solver));
-    json_object_set_new(pv, "solver_status", json_string(p->solver_status));
-    json_object_set_new(pv, "gap", json_real(p->solver_gap));
-    json_object_set_new(pv, "time_s", json_real(p->solver_time));
-    json_object_set_new(root, "provenance", pv);
+    const json_kv prov[] = {
+        {"profile_sha256", json_string(p->profile_sha256)},
+        {"calib_sha256", json_string(p->calib_sha256)}, {"tool_version", json_string(p->tool_version)},
+        {"solver", json_string(p->solver)}, {"solver_status", json_string(p->solver_status)},
+        {"gap", json_real(p->solver_gap)}, {"time_s", json_real(p->solver_time)}};
+    json_object_set_new(root, "provenance", object_of(prov, sizeof prov / sizeof *prov));
     if (p->has_validation) {
         const moa_plan_validation *v = &p->val;
         json_t *vo = json_object(), *cal = json_object(), *acc = json_array();

@@ -1,11 +1,14 @@
 /* attn-avx2.c - AVX2 + FMA attention kernels (body in attn-simd.inc). Compiled with
  * -mavx2 -mfma; called only when the CPU supports them (attn.c dispatch). */
 #include "attn.h"
+#include "exp-avx2.h"
 
 #include <immintrin.h>
 
 #define VW 8
 typedef __m256 vf;
+/* e^x, exactly 0 for x < -87, -inf and NaN (exp-avx2.h) */
+#define v_exp(x) moa_exp_avx2(x)
 
 /* Lane masks for partial loads/stores: lanes < n set. */
 static const int32_t mask_tbl_[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
@@ -42,27 +45,6 @@ static inline float hmax8(__m256 x) {
     _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(p))), 16))
 #define V_LOAD_I8(p) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(p))))
 #define V_HMAX(x) hmax8(x)
-
-/* e^x as in attn-avx512.c: 2^n times a degree-7 polynomial; exactly 0 for x < -87. */
-static inline vf v_exp(vf x) {
-    const __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_GE_OQ);
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
-    const vf n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    vf r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    vf p = _mm256_set1_ps(1.0f / 5040.0f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    const __m256i e = _mm256_slli_epi32(
-        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_and_ps(keep, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
-}
 
 /* Horizontal sums of 8 vectors at once: out[c] = sum of the lanes of v[c]. Halves of pairs
  * first, then two rounds of hadd leave keys in lanes (0, 2, 4, 6, 1, 3, 5, 7). */

@@ -109,6 +109,32 @@ static moa_status check_acc(const moa_attn_train_shape *s, const moa_influence_a
 
 static float attn_scale(int hd) { return (float)(1.0 / sqrt((double)hd)); }
 
+/* The geometry of the work item with query block qb (of any KV head u): the group's G query
+ * heads over tokens i0 .. i0+nq-1, stacked as M = G*nq rows (row g*nq + t: head u*G + g at
+ * token i0 + t); ldq and ldk, the token strides of Q, O, dO, dQ and of K, V, dK, dV. */
+typedef struct {
+    int n, hd, G, i0, nq, M;
+    size_t ldq, ldk;
+    float scale;
+} at_item;
+
+/* Rows of the tile starting at token t0 < n. */
+static int tile_len(int n, int t0) { return n - t0 < AT_TILE ? n - t0 : AT_TILE; }
+
+static at_item item_at(const moa_attn_train_shape *s, int qb) {
+    at_item it;
+    it.n = s->n;
+    it.hd = s->hd;
+    it.G = s->n_head / s->n_kv;
+    it.ldq = (size_t)s->n_head * s->hd;
+    it.ldk = (size_t)s->n_kv * s->hd;
+    it.i0 = qb * AT_TILE;
+    it.nq = tile_len(s->n, it.i0);
+    it.M = it.G * it.nq;
+    it.scale = attn_scale(s->hd);
+    return it;
+}
+
 /* ---- fast forward ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -142,40 +168,37 @@ static fwd_scratch fwd_scratch_at(float *b, double *db, int M, int hd) {
 }
 
 static void fwd_item(const fwd_ctx *c, const fwd_scratch *w, int u, int qb) {
-    const moa_attn_train_shape *s = c->s;
-    const int n = s->n, hd = s->hd, G = s->n_head / s->n_kv;
-    const size_t ldq = (size_t)s->n_head * hd, ldk = (size_t)s->n_kv * hd;
-    const int i0 = qb * AT_TILE, nq = n - i0 < AT_TILE ? n - i0 : AT_TILE, M = G * nq;
-    const float scale = attn_scale(hd);
+    const at_item it = item_at(c->s, qb);
     /* QsT [hd][M]: column g*nq + t = q of head u*G+g at token i0+t */
-    for (int g = 0; g < G; g++)
-        for (int t = 0; t < nq; t++) {
-            const float *q = c->Q + (size_t)(i0 + t) * ldq + (size_t)(u * G + g) * hd;
-            for (int d = 0; d < hd; d++) w->QsT[(size_t)d * M + g * nq + t] = q[d];
+    for (int g = 0; g < it.G; g++)
+        for (int t = 0; t < it.nq; t++) {
+            const float *q = c->Q + (size_t)(it.i0 + t) * it.ldq + (size_t)(u * it.G + g) * it.hd;
+            for (int d = 0; d < it.hd; d++) w->QsT[(size_t)d * it.M + g * it.nq + t] = q[d];
         }
-    for (int r = 0; r < M; r++) { w->m[r] = -INFINITY; w->l[r] = 0.0; }
-    memset(w->Oacc, 0, sizeof(float) * (size_t)M * hd);
+    for (int r = 0; r < it.M; r++) { w->m[r] = -INFINITY; w->l[r] = 0.0; }
+    memset(w->Oacc, 0, sizeof(float) * (size_t)it.M * it.hd);
     for (int kb = 0; kb <= qb; kb++) {
-        const int j0 = kb * AT_TILE, bk = n - j0 < AT_TILE ? n - j0 : AT_TILE;
-        const float *Kb = c->K + (size_t)j0 * ldk + (size_t)u * hd;   /* [bk][hd], ld ldk */
-        const float *Vb = c->V + (size_t)j0 * ldk + (size_t)u * hd;
+        const int j0 = kb * AT_TILE, bk = tile_len(it.n, j0);
+        const float *Kb = c->K + (size_t)j0 * it.ldk + (size_t)u * it.hd;   /* [bk][hd], ld ldk */
+        const float *Vb = c->V + (size_t)j0 * it.ldk + (size_t)u * it.hd;
         /* ST [bk][M] = scale * Kb QsT */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bk, M, hd, scale, Kb, (int)ldk,
-                    w->QsT, M, 0.0f, w->ST, M);
-        const at_fwd_tile ft = { w->ST, M, M, nq, i0, j0, bk, w->m, w->l, w->Oacc, hd, w->tmp };
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bk, it.M, it.hd, it.scale, Kb,
+                    (int)it.ldk, w->QsT, it.M, 0.0f, w->ST, it.M);
+        const at_fwd_tile ft = { w->ST, it.M, it.M, it.nq, it.i0, j0, bk, w->m, w->l, w->Oacc,
+                                 it.hd, w->tmp };
         c->ops.fwd(&ft);
         /* Oacc [M][hd] += P~ Vb = ST^T Vb */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, hd, bk, 1.0f, w->ST, M,
-                    Vb, (int)ldk, 1.0f, w->Oacc, hd);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, it.M, it.hd, bk, 1.0f, w->ST, it.M,
+                    Vb, (int)it.ldk, 1.0f, w->Oacc, it.hd);
     }
     /* O = Oacc / l;  LSE = m + ln l */
-    for (int g = 0; g < G; g++)
-        for (int t = 0; t < nq; t++) {
-            const int r = g * nq + t, h = u * G + g;
+    for (int g = 0; g < it.G; g++)
+        for (int t = 0; t < it.nq; t++) {
+            const int r = g * it.nq + t, h = u * it.G + g;
             const float inv = (float)(1.0 / w->l[r]);
-            float *o = c->O + (size_t)(i0 + t) * ldq + (size_t)h * hd;
-            for (int d = 0; d < hd; d++) o[d] = w->Oacc[(size_t)r * hd + d] * inv;
-            c->LSE[(size_t)h * n + i0 + t] = (float)((double)w->m[r] + log(w->l[r]));
+            float *o = c->O + (size_t)(it.i0 + t) * it.ldq + (size_t)h * it.hd;
+            for (int d = 0; d < it.hd; d++) o[d] = w->Oacc[(size_t)r * it.hd + d] * inv;
+            c->LSE[(size_t)h * it.n + it.i0 + t] = (float)((double)w->m[r] + log(w->l[r]));
         }
 }
 
@@ -281,64 +304,61 @@ static void bwd_dominant(const moa_attn_train_shape *s, const bwd_scratch *w, in
 
 static void bwd_item(const bwd_ctx *c, const bwd_scratch *w, int u, int qb) {
     const moa_attn_train_shape *s = c->s;
-    const int n = s->n, hd = s->hd, G = s->n_head / s->n_kv;
-    const size_t ldq = (size_t)s->n_head * hd, ldk = (size_t)s->n_kv * hd;
-    const int i0 = qb * AT_TILE, nq = n - i0 < AT_TILE ? n - i0 : AT_TILE, M = G * nq;
-    const float scale = attn_scale(hd);
+    const at_item it = item_at(s, qb);
     /* stack the group: row g*nq + t <- head u*G+g, token i0+t (Qs, dOs and transposes);
      * D_i = dO_i . O_i (double) */
-    for (int g = 0; g < G; g++)
-        for (int t = 0; t < nq; t++) {
-            const int r = g * nq + t, h = u * G + g;
-            const size_t off = (size_t)(i0 + t) * ldq + (size_t)h * hd;
-            memcpy(w->Qs + (size_t)r * hd, c->Q + off, sizeof(float) * hd);
-            memcpy(w->dOs + (size_t)r * hd, c->dO + off, sizeof(float) * hd);
+    for (int g = 0; g < it.G; g++)
+        for (int t = 0; t < it.nq; t++) {
+            const int r = g * it.nq + t, h = u * it.G + g;
+            const size_t off = (size_t)(it.i0 + t) * it.ldq + (size_t)h * it.hd;
+            memcpy(w->Qs + (size_t)r * it.hd, c->Q + off, sizeof(float) * it.hd);
+            memcpy(w->dOs + (size_t)r * it.hd, c->dO + off, sizeof(float) * it.hd);
             double D = 0;
-            for (int d = 0; d < hd; d++) {
-                w->QsT[(size_t)d * M + r] = c->Q[off + d];
-                w->dOsT[(size_t)d * M + r] = c->dO[off + d];
+            for (int d = 0; d < it.hd; d++) {
+                w->QsT[(size_t)d * it.M + r] = c->Q[off + d];
+                w->dOsT[(size_t)d * it.M + r] = c->dO[off + d];
                 D += (double)c->dO[off + d] * c->O[off + d];
             }
             w->Dv[r] = (float)D;
-            w->lse[r] = c->LSE[(size_t)h * n + i0 + t];
+            w->lse[r] = c->LSE[(size_t)h * it.n + it.i0 + t];
         }
-    memset(w->dQacc, 0, sizeof(float) * (size_t)M * hd);
-    for (int r = 0; r < M; r++) {
+    memset(w->dQacc, 0, sizeof(float) * (size_t)it.M * it.hd);
+    for (int r = 0; r < it.M; r++) {
         w->Arow[r] = 0; w->Brow[r] = 0;
         w->pstar[r] = 0; w->dpstar[r] = 0; w->jstar[r] = -1.0f;
     }
-    const size_t h0 = (size_t)u * G;
+    const size_t h0 = (size_t)u * it.G;
     for (int kb = 0; kb <= qb; kb++) {
-        const int j0 = kb * AT_TILE, bk = n - j0 < AT_TILE ? n - j0 : AT_TILE;
-        const size_t koff = (size_t)j0 * ldk + (size_t)u * hd;
+        const int j0 = kb * AT_TILE, bk = tile_len(it.n, j0);
+        const size_t koff = (size_t)j0 * it.ldk + (size_t)u * it.hd;
         const float *Kb = c->K + koff, *Vb = c->V + koff;      /* [bk][hd], ld ldk */
         /* ST = scale Kb QsT,  dPT = Vb dOsT   ([bk][M]: S^T and dP^T) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bk, M, hd, scale, Kb, (int)ldk,
-                    w->QsT, M, 0.0f, w->ST, M);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bk, M, hd, 1.0f, Vb, (int)ldk,
-                    w->dOsT, M, 0.0f, w->dPT, M);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bk, it.M, it.hd, it.scale, Kb,
+                    (int)it.ldk, w->QsT, it.M, 0.0f, w->ST, it.M);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bk, it.M, it.hd, 1.0f, Vb,
+                    (int)it.ldk, w->dOsT, it.M, 0.0f, w->dPT, it.M);
         /* ST <- P^T, dPT <- dS^T, influence into the per-distance sums of heads h0 .. h0+G-1 */
         const at_bwd_tile bt = {
-            w->ST, w->dPT, M, M, nq, i0, j0, bk, w->lse, w->Dv,
-            c->infl ? w->dist_abs + h0 * n : NULL, c->infl ? w->dist_sgn + h0 * n : NULL,
+            w->ST, w->dPT, it.M, it.M, it.nq, it.i0, j0, bk, w->lse, w->Dv,
+            c->infl ? w->dist_abs + h0 * it.n : NULL, c->infl ? w->dist_sgn + h0 * it.n : NULL,
             c->infl ? w->sink_abs + h0 : NULL, c->infl ? w->sink_sgn + h0 : NULL,
-            n, s->sink, s->eps, w->Arow, w->Brow, w->pstar, w->dpstar, w->jstar, w->tmp };
+            it.n, s->sink, s->eps, w->Arow, w->Brow, w->pstar, w->dpstar, w->jstar, w->tmp };
         c->ops.bwd(&bt);
         /* dQacc += dS Kb;  dK[j0..] += scale dS^T Qs;  dV[j0..] += P^T dOs (sum over the group) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, hd, bk, 1.0f, w->dPT, M,
-                    Kb, (int)ldk, 1.0f, w->dQacc, hd);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bk, hd, M, scale, w->dPT, M,
-                    w->Qs, hd, 1.0f, w->dK + koff, (int)ldk);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bk, hd, M, 1.0f, w->ST, M,
-                    w->dOs, hd, 1.0f, w->dV + koff, (int)ldk);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, it.M, it.hd, bk, 1.0f, w->dPT, it.M,
+                    Kb, (int)it.ldk, 1.0f, w->dQacc, it.hd);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bk, it.hd, it.M, it.scale, w->dPT,
+                    it.M, w->Qs, it.hd, 1.0f, w->dK + koff, (int)it.ldk);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bk, it.hd, it.M, 1.0f, w->ST, it.M,
+                    w->dOs, it.hd, 1.0f, w->dV + koff, (int)it.ldk);
     }
-    if (c->infl) bwd_dominant(s, w, i0, nq, M, h0);
+    if (c->infl) bwd_dominant(s, w, it.i0, it.nq, it.M, h0);
     /* dQ = scale dS K */
-    for (int g = 0; g < G; g++)
-        for (int t = 0; t < nq; t++) {
-            float *dq = c->dQ + (size_t)(i0 + t) * ldq + (size_t)(u * G + g) * hd;
-            const float *a = w->dQacc + (size_t)(g * nq + t) * hd;
-            for (int d = 0; d < hd; d++) dq[d] = scale * a[d];
+    for (int g = 0; g < it.G; g++)
+        for (int t = 0; t < it.nq; t++) {
+            float *dq = c->dQ + (size_t)(it.i0 + t) * it.ldq + (size_t)(u * it.G + g) * it.hd;
+            const float *a = w->dQacc + (size_t)(g * it.nq + t) * it.hd;
+            for (int d = 0; d < it.hd; d++) dq[d] = it.scale * a[d];
         }
 }
 

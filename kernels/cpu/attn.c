@@ -113,6 +113,18 @@ static int band_visible(int64_t i, int64_t j, int64_t sink, int64_t window) {
     return j <= i && (j < sink || i - j < window);
 }
 
+/* The score s = scale * q . k_r of query position i against key r of segment sg, with the
+ * key row widened into k: returns 0 (k, *s untouched) where i does not see the key. */
+static int ref_score(const moa_attn_band_args *a, int64_t i, const moa_attn_seg *sg, int r,
+                     const float *q, float *k, double *s) {
+    if (!band_visible(i, sg->pos0 + r, a->sink, a->window)) return 0;
+    moa_attn_kv_load_row_ref(sg->kt, k, (const char *)sg->k + (size_t)r * sg->kstride, a->hd);
+    double dot = 0;
+    for (int d = 0; d < a->hd; d++) dot += (double)q[d] * k[d];
+    *s = dot * a->scale;
+    return 1;
+}
+
 void moa_attn_band_ref(const moa_attn_band_args *a) {
     const int hd = a->hd;
     double acc[MOA_ATTN_HD_MAX];   /* callers guarantee hd <= MOA_ATTN_HD_MAX */
@@ -127,14 +139,9 @@ void moa_attn_band_ref(const moa_attn_band_args *a) {
             double m = -INFINITY;
             for (int s = 0; s < a->n_segs; s++) {
                 const moa_attn_seg *sg = &a->segs[s];
-                const float *qs = sg->alt_q ? qa : q;
                 for (int r = 0; r < sg->n; r++) {
-                    if (!band_visible(i, sg->pos0 + r, a->sink, a->window)) continue;
-                    moa_attn_kv_load_row_ref(sg->kt, k, (const char *)sg->k + (size_t)r * sg->kstride, hd);
-                    double dot = 0;
-                    for (int d = 0; d < hd; d++) dot += (double)qs[d] * k[d];
-                    dot *= a->scale;
-                    if (dot > m) m = dot;
+                    double sc;
+                    if (ref_score(a, i, sg, r, sg->alt_q ? qa : q, k, &sc) && sc > m) m = sc;
                 }
             }
             if (m == -INFINITY) {           /* nothing visible: zero output */
@@ -147,14 +154,11 @@ void moa_attn_band_ref(const moa_attn_band_args *a) {
             for (int d = 0; d < hd; d++) acc[d] = 0;
             for (int s = 0; s < a->n_segs; s++) {
                 const moa_attn_seg *sg = &a->segs[s];
-                const float *qs = sg->alt_q ? qa : q;
                 for (int r = 0; r < sg->n; r++) {
-                    if (!band_visible(i, sg->pos0 + r, a->sink, a->window)) continue;
-                    moa_attn_kv_load_row_ref(sg->kt, k, (const char *)sg->k + (size_t)r * sg->kstride, hd);
+                    double sc;
+                    if (!ref_score(a, i, sg, r, sg->alt_q ? qa : q, k, &sc)) continue;
                     moa_attn_kv_load_row_ref(sg->vt, v, (const char *)sg->v + (size_t)r * sg->vstride, hd);
-                    double dot = 0;
-                    for (int d = 0; d < hd; d++) dot += (double)qs[d] * k[d];
-                    double p = exp(dot * a->scale - m);
+                    double p = exp(sc - m);
                     l += p;
                     for (int d = 0; d < hd; d++) acc[d] += p * v[d];
                 }
@@ -238,34 +242,26 @@ const char *moa_attn_isa_name(moa_attn_isa isa) {
     return "?";
 }
 
-void moa_attn_band(const moa_attn_band_args *a) {
-    if (a->n_group > MOA_ATTN_GROUP_MAX) {
-        moa_attn_band_ref(a);
-        return;
-    }
-    switch (moa_attn_isa_get()) {
-    case MOA_ISA_AVX512: moa_attn_band_avx512(a); break;
-    case MOA_ISA_AVX2:   moa_attn_band_avx2(a); break;
-    default:             moa_attn_band_ref(a); break;
-    }
+/* The kernels of each ISA, indexed by moa_attn_isa. */
+static void (*const band_by_isa[])(const moa_attn_band_args *) = {
+    [MOA_ISA_REF] = moa_attn_band_ref, [MOA_ISA_AVX2] = moa_attn_band_avx2,
+    [MOA_ISA_AVX512] = moa_attn_band_avx512};
+static void (*const linear_by_isa[])(const moa_linear_args *) = {
+    [MOA_ISA_REF] = moa_linear_ref, [MOA_ISA_AVX2] = moa_linear_avx2,
+    [MOA_ISA_AVX512] = moa_linear_avx512};
+static void (*const kv_load_row_by_isa[])(moa_attn_kv_type, float *, const void *, int) = {
+    [MOA_ISA_REF] = moa_attn_kv_load_row_ref, [MOA_ISA_AVX2] = moa_attn_kv_load_row_avx2,
+    [MOA_ISA_AVX512] = moa_attn_kv_load_row_avx512};
+
+/* The ISA of the band and linear kernels: the reference beyond MOA_ATTN_GROUP_MAX groups. */
+static moa_attn_isa group_isa(int n_group) {
+    return n_group > MOA_ATTN_GROUP_MAX ? MOA_ISA_REF : moa_attn_isa_get();
 }
 
-void moa_linear(const moa_linear_args *a) {
-    if (a->n_group > MOA_ATTN_GROUP_MAX) {
-        moa_linear_ref(a);
-        return;
-    }
-    switch (moa_attn_isa_get()) {
-    case MOA_ISA_AVX512: moa_linear_avx512(a); break;
-    case MOA_ISA_AVX2:   moa_linear_avx2(a); break;
-    default:             moa_linear_ref(a); break;
-    }
-}
+void moa_attn_band(const moa_attn_band_args *a) { band_by_isa[group_isa(a->n_group)](a); }
+
+void moa_linear(const moa_linear_args *a) { linear_by_isa[group_isa(a->n_group)](a); }
 
 void moa_attn_kv_load_row(moa_attn_kv_type t, float *dst, const void *src, int hd) {
-    switch (moa_attn_isa_get()) {
-    case MOA_ISA_AVX512: moa_attn_kv_load_row_avx512(t, dst, src, hd); break;
-    case MOA_ISA_AVX2:   moa_attn_kv_load_row_avx2(t, dst, src, hd); break;
-    default:             moa_attn_kv_load_row_ref(t, dst, src, hd); break;
-    }
+    kv_load_row_by_isa[moa_attn_isa_get()](t, dst, src, hd);
 }

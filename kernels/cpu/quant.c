@@ -53,38 +53,41 @@ size_t moa_ggml_row_bytes(moa_ggml_type t, int64_t n) {
 }
 
 /* ---- half precision -------------------------------------------------------------------- */
+/* The bits of an f32, and the f32 with given bits. */
+static uint32_t f32_bits(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    return x;
+}
+static float bits_f32(uint32_t x) {
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
+}
+
 float moa_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h >> 15) << 31;
     uint32_t exp = (h >> 10) & 31, man = h & 1023;
     uint32_t bits;
     if (exp == 0) {
         if (man == 0) bits = sign;
-        else { /* subnormal: man * 2^-24 */
-            float f = ldexpf((float)man, -24);
-            memcpy(&bits, &f, 4);
-            bits |= sign;
-        }
+        else bits = f32_bits(ldexpf((float)man, -24)) | sign;   /* subnormal: man * 2^-24 */
     } else if (exp == 31) {
         bits = sign | 0x7f800000u | (man << 13);
     } else {
         bits = sign | ((exp + 112) << 23) | (man << 13);
     }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
+    return bits_f32(bits);
 }
 
 uint16_t moa_f32_to_f16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
+    const uint32_t x = f32_bits(f);
     uint32_t sign = (x >> 16) & 0x8000;
     uint32_t absx = x & 0x7fffffff;
     if (absx > 0x7f800000) return (uint16_t)(sign | 0x7e00);         /* NaN */
     if (absx >= 0x477ff000) return (uint16_t)(sign | 0x7c00);        /* overflow -> inf */
     if (absx < 0x38800000) {                                          /* subnormal or zero */
-        float a;
-        memcpy(&a, &absx, 4);
-        float m = a * 16777216.0f;   /* 2^24: value in units of 2^-24 */
+        float m = bits_f32(absx) * 16777216.0f;   /* 2^24: value in units of 2^-24 */
         uint32_t r = (uint32_t)lrintf(m);  /* round to nearest even */
         return (uint16_t)(sign | r);
     }
@@ -95,16 +98,10 @@ uint16_t moa_f32_to_f16(float f) {
     return (uint16_t)(sign | h);
 }
 
-float moa_bf16_to_f32(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
+float moa_bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
 
 uint16_t moa_f32_to_bf16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
+    uint32_t x = f32_bits(f);
     if ((x & 0x7fffffff) > 0x7f800000) return (uint16_t)((x >> 16) | 0x40);
     x += 0x7fff + ((x >> 16) & 1);
     return (uint16_t)(x >> 16);
@@ -381,6 +378,19 @@ static float window_limit(const float *xv, int64_t s0, int64_t w) {
     return mx > lim ? lim : INFINITY;
 }
 
+/* The outliers of window w0 of x[0..n_in) (windows of w = min(n_in, 256) values starting every
+ * 256, the last one moved back to end at n_in): the indices i, ascending, with |x[i]| above
+ * the window's limit, into idx (room for w); returns how many. */
+static int64_t window_outliers(const float *x, int64_t n_in, int64_t w0, int64_t w, int64_t *idx) {
+    const int64_t s0 = w0 + w <= n_in ? w0 : n_in - w;
+    const float lim = window_limit(x, s0, w);
+    if (lim == INFINITY) return 0;
+    int64_t c = 0;
+    for (int64_t i = s0; i < s0 + w; i++)
+        if (fabsf(x[i]) > lim) idx[c++] = i;
+    return c;
+}
+
 int64_t moa_q8_outlier_blocks(const float *x, int64_t n_in, int64_t n_vec, int64_t block, uint8_t *flags) {
     const int64_t nb = n_in / block, w = n_in < 256 ? n_in : 256;
     int64_t total = 0;
@@ -389,14 +399,12 @@ int64_t moa_q8_outlier_blocks(const float *x, int64_t n_in, int64_t n_vec, int64
         const float *xv = x + v * n_in;
         int64_t nflag = 0;
         for (int64_t w0 = 0; w0 < n_in; w0 += 256) {
-            const int64_t s0 = w0 + w <= n_in ? w0 : n_in - w;
-            const float lim = window_limit(xv, s0, w);
-            if (lim == INFINITY) continue;
-            for (int64_t i = s0; i < s0 + w; i++)
-                if (fabsf(xv[i]) > lim) {
-                    uint8_t *f = &flags[v * nb + i / block];
-                    if (!*f) { *f = 1; nflag++; }
-                }
+            int64_t out[256];
+            const int64_t n_out = window_outliers(xv, n_in, w0, w, out);
+            for (int64_t j = 0; j < n_out; j++) {
+                uint8_t *f = &flags[v * nb + out[j] / block];
+                if (!*f) { *f = 1; nflag++; }
+            }
         }
         if (nflag * 2 > nb) return -1;
         total += nflag;
@@ -408,17 +416,15 @@ int64_t moa_q8_outlier_values(const float *x, int64_t n_in, int32_t *idx, int64_
     const int64_t w = n_in < 256 ? n_in : 256;
     int64_t c = 0;
     for (int64_t w0 = 0; w0 < n_in; w0 += 256) {
-        const int64_t s0 = w0 + w <= n_in ? w0 : n_in - w;
-        const float lim = window_limit(x, s0, w);
-        if (lim == INFINITY) continue;
-        for (int64_t i = s0; i < s0 + w; i++)
-            if (fabsf(x[i]) > lim) {
-                int dup = 0;   /* overlapping last window */
-                for (int64_t k = 0; k < c && !dup; k++) dup = idx[k] == (int32_t)i;
-                if (dup) continue;
-                if (c == max) return -1;
-                idx[c++] = (int32_t)i;
-            }
+        int64_t out[256];
+        const int64_t n_out = window_outliers(x, n_in, w0, w, out);
+        for (int64_t j = 0; j < n_out; j++) {
+            int dup = 0;   /* overlapping last window */
+            for (int64_t k = 0; k < c && !dup; k++) dup = idx[k] == (int32_t)out[j];
+            if (dup) continue;
+            if (c == max) return -1;
+            idx[c++] = (int32_t)out[j];
+        }
     }
     return c;
 }

@@ -212,20 +212,12 @@ static moa_status bk_swiglu(void *c, float *g, const float *u, int64_t n) {
 }
 
 moa_backend moa_cuda_backend(moa_cuda_ctx *ctx) {
-    moa_backend b;
-    memset(&b, 0, sizeof b);
-    b.name = "cuda";
-    b.kind = MOA_DEVICE_CUDA;
-    b.ctx = ctx;
-    b.alloc = bk_alloc;
-    b.free = bk_free;
-    b.upload = bk_upload;
-    b.download = bk_download;
-    b.sync = bk_sync;
-    b.attn_fwd_lse = bk_fwd;
-    b.attn_bwd_influence = bk_bwd;
-    b.rmsnorm = bk_rmsnorm;
-    b.rope = bk_rope;
-    b.swiglu = bk_swiglu;
+    /* moa_backend's members in order (no designated initialisers in C++17): name, kind,
+     * context; memory (alloc, free, upload, download, sync); the profiler's attention
+     * (forward, backward); the engine's ops (rmsnorm, rope, swiglu) */
+    const moa_backend b = {"cuda", MOA_DEVICE_CUDA, ctx,
+                           bk_alloc, bk_free, bk_upload, bk_download, bk_sync,
+                           bk_fwd, bk_bwd,
+                           bk_rmsnorm, bk_rope, bk_swiglu};
     return b;
 }

@@ -238,17 +238,8 @@ __global__ void k_rmsnorm(const float *x, const float *w, float *y, int64_t d, f
     float *yr = y + (int64_t)blockIdx.x * d;
     double ss = 0;
     for (int64_t i = threadIdx.x; i < d; i += blockDim.x) ss += (double)xr[i] * xr[i];
-    ss = moa_warp_sum_d(ss);
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
-    if (lane == 0) part[warp] = ss;
-    __syncthreads();
-    if (warp == 0) {
-        ss = lane < nw ? part[lane] : 0.0;
-        ss = moa_warp_sum_d(ss);
-        if (lane == 0) part[0] = ss;
-    }
-    __syncthreads();
-    const float r = (float)(1.0 / sqrt(part[0] / (double)d + eps));
+    ss = moa_block_sum_d(ss, part);
+    const float r = (float)(1.0 / sqrt(ss / (double)d + eps));
     for (int64_t i = threadIdx.x; i < d; i += blockDim.x) yr[i] = xr[i] * r * w[i];
 }
 

@@ -116,17 +116,13 @@ static inline moa_status moa_backend_cpu_bwd_(void *ctx, const moa_attn_train_sh
 }
 
 static inline moa_backend moa_backend_cpu(void) {
-    moa_backend b;
-    memset(&b, 0, sizeof b);
-    b.name = "cpu";
-    b.kind = MOA_DEVICE_CPU;
-    b.alloc = moa_backend_cpu_alloc_;
-    b.free = moa_backend_cpu_free_;
-    b.upload = moa_backend_cpu_copy_;
-    b.download = moa_backend_cpu_copy_;
-    b.sync = moa_backend_cpu_sync_;
-    b.attn_fwd_lse = moa_backend_cpu_fwd_;
-    b.attn_bwd_influence = moa_backend_cpu_bwd_;
+    /* members in order, as in moa_cuda_backend (C++ compiles this header too): name, kind, no
+     * context; memory (one copy both ways); the profiler's attention; no engine ops yet */
+    const moa_backend b = {"cpu", MOA_DEVICE_CPU, NULL,
+                           moa_backend_cpu_alloc_, moa_backend_cpu_free_, moa_backend_cpu_copy_,
+                           moa_backend_cpu_copy_, moa_backend_cpu_sync_,
+                           moa_backend_cpu_fwd_, moa_backend_cpu_bwd_,
+                           NULL, NULL, NULL};
     return b;
 }
 

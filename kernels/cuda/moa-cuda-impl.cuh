@@ -78,6 +78,28 @@ __device__ __forceinline__ float moa_warp_max(float v) {
     return v;
 }
 
+/* Block reductions (blockDim.x a multiple of 32, <= 1024): every thread gets the result.
+ * `part` is shared scratch of 32 values; the call ends with a barrier so part can be reused.
+ * One body, spelled out per (name, type, warp reduction, value of an absent warp). */
+#define MOA_CU_BLOCK_REDUCE(name, T, warp_op, identity)                                     \
+    __device__ __forceinline__ T name(T v, T *part) {                                       \
+        const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;   \
+        v = warp_op(v);                                                                     \
+        if (lane == 0) part[warp] = v;                                                      \
+        __syncthreads();                                                                    \
+        if (warp == 0) {                                                                    \
+            v = lane < nw ? part[lane] : (identity);                                        \
+            v = warp_op(v);                                                                 \
+            if (lane == 0) part[0] = v;                                                     \
+        }                                                                                   \
+        __syncthreads();                                                                    \
+        v = part[0];                                                                        \
+        __syncthreads();                                                                    \
+        return v;                                                                           \
+    }
+MOA_CU_BLOCK_REDUCE(moa_block_sum_d, double, moa_warp_sum_d, 0.0)
+MOA_CU_BLOCK_REDUCE(moa_block_max, float, moa_warp_max, -INFINITY)
+
 /* Opt a kernel into `bytes` of dynamic shared memory (needed above 48 KiB). */
 moa_status moa_cuda_smem_optin(const moa_cuda_ctx *ctx, const void *kernel, size_t bytes,
                                const char *what);

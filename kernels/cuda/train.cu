@@ -4,41 +4,6 @@
  * loop through moa_cu_swiglu_bwd, the loss loop of moa_profiler_sample_embd). */
 #include "moa-cuda-impl.cuh"
 
-/* Sum of a double over the block (blockDim.x a multiple of 32, <= 1024); every thread gets
- * the result. `part` is shared scratch of 32 doubles; the call ends with a barrier so part
- * can be reused. */
-__device__ double block_sum_d(double v, double *part) {
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
-    v = moa_warp_sum_d(v);
-    if (lane == 0) part[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        v = lane < nw ? part[lane] : 0.0;
-        v = moa_warp_sum_d(v);
-        if (lane == 0) part[0] = v;
-    }
-    __syncthreads();
-    v = part[0];
-    __syncthreads();
-    return v;
-}
-
-__device__ float block_max(float v, float *part) {
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
-    v = moa_warp_max(v);
-    if (lane == 0) part[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        v = lane < nw ? part[lane] : -INFINITY;
-        v = moa_warp_max(v);
-        if (lane == 0) part[0] = v;
-    }
-    __syncthreads();
-    v = part[0];
-    __syncthreads();
-    return v;
-}
-
 /* ---- RMSNorm backward ------------------------------------------------------------------- */
 
 /* One block per row. y = x r w, r = (mean(x^2) + eps)^-1/2:
@@ -54,8 +19,8 @@ __global__ void k_rmsnorm_bwd(const float *x, const float *w, const float *dy, f
         ss += (double)xr[i] * xr[i];
         s += (double)xr[i] * w[i] * dyr[i];
     }
-    ss = block_sum_d(ss, part);
-    s = block_sum_d(s, part);
+    ss = moa_block_sum_d(ss, part);
+    s = moa_block_sum_d(s, part);
     const double r = 1.0 / sqrt(ss / (double)d + eps);
     const double c = r * r * r * s / (double)d;
     for (int64_t i = threadIdx.x; i < d; i += blockDim.x)
@@ -117,10 +82,10 @@ __global__ void k_xent(float *logits, const int32_t *targets, int64_t V, int64_t
     const int32_t target = targets[blockIdx.x];
     float mx = -INFINITY;
     for (int64_t v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, row[v]);
-    mx = block_max(mx, fpart);
+    mx = moa_block_max(mx, fpart);
     double sum = 0;
     for (int64_t v = threadIdx.x; v < V; v += blockDim.x) sum += exp((double)row[v] - mx);
-    sum = block_sum_d(sum, part);   /* ends with a barrier: every read of row is done */
+    sum = moa_block_sum_d(sum, part);   /* ends with a barrier: every read of row is done */
     const double lse = mx + log(sum);
     if (threadIdx.x == 0) loss[blockIdx.x] = lse - row[target];
     __syncthreads();
