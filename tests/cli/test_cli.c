@@ -449,7 +449,8 @@ TEST(model_hostile_inputs) {
              "--plan", P("other.json"), "-p", "Hi", "-n", "1");
     EXPECT_M(1, "other.json does not fit the model", "eval", "longeval", "-m", model, "--plan", P("other.json"),
              "--lengths", "256", "--samples", "1", "-o", P("other-r.json"));
-    EXPECT_M(1, "other.json does not fit the model", "bench", "-m", model, "--plan", P("other.json"));
+    EXPECT_M(1, "other.json does not fit the model", "bench", "decode", "-m", model, "--plan", P("other.json"),
+             "--context", "256");
     EXPECT_M(0, NULL, "tokenize", "-m", model, "-p", "Hello world", "--ids");
     /* the hostile results logs: whole files (*.jsonl), then rows (*.rows) after the header of
      * a log this model has just written (its settings record the model) */
