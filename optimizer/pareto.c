@@ -190,12 +190,12 @@ moa_status moa_opt_pareto(const moa_opt_problem *pb, const moa_opt_params *par, 
     f->selected = moa_opt_select(pb, f);
     if (par->widen && f->n_points > 0) {
         moa_opt_solution *s = &f->points[f->selected];
-        double before = s->loss[pb->val >= 0 ? pb->val : pb->obj[0]];
+        const int j = pb->val >= 0 ? pb->val : pb->obj[0];   /* the length reported */
+        const double before = s->loss[j];
         f->n_widened = moa_opt_widen(pb, s->choice);
         moa_opt_evaluate(pb, s->choice, s);
         moa_log_info("front: selected point widened: %d unit moves, loss at N=%lld %.6g -> %.6g", f->n_widened,
-                     (long long)pb->len[pb->val >= 0 ? pb->val : pb->obj[0]], before,
-                     s->loss[pb->val >= 0 ? pb->val : pb->obj[0]]);
+                     (long long)pb->len[j], before, s->loss[j]);
     }
     for (int i = 0; i < f->n_points; i++) if (f->points[i].gap > f->max_gap) f->max_gap = f->points[i].gap;
     f->time = moa_time_now() - t0;

@@ -79,8 +79,7 @@ int moa_opt_widen(const moa_opt_problem *pb, int *choice) {
                     cost += delta[k] > 0 ? delta[k] : 0;
                 }
                 if (!fits) continue;
-                if (pb->max_rules_per_layer > 0 && layer_distinct(pb, choice, u, r) > pb->max_rules_per_layer &&
-                    layer_distinct(pb, choice, u, r) > layer_distinct(pb, choice, u, r0))
+                if (pb->max_rules_per_layer > 0 && layer_distinct(pb, choice, u, r) > pb->max_rules_per_layer)
                     continue;
                 double score = gain / (cost + 1e-9);
                 if (score > best) {
