@@ -108,16 +108,11 @@ void moa_attn_kv_load_row_ref(moa_attn_kv_type t, float *dst, const void *src, i
 
 /* ---- banded softmax attention: reference --------------------------------------------------- */
 
-/* The shared mask: query i sees key j iff j <= i and (j < sink or i - j < window). */
-static int band_visible(int64_t i, int64_t j, int64_t sink, int64_t window) {
-    return j <= i && (j < sink || i - j < window);
-}
-
 /* The score s = scale * q . k_r of query position i against key r of segment sg, with the
  * key row widened into k: returns 0 (k, *s untouched) where i does not see the key. */
 static int ref_score(const moa_attn_band_args *a, int64_t i, const moa_attn_seg *sg, int r,
                      const float *q, float *k, double *s) {
-    if (!band_visible(i, sg->pos0 + r, a->sink, a->window)) return 0;
+    if (!moa_mask_visible(i, sg->pos0 + r, a->sink, a->window)) return 0;
     moa_attn_kv_load_row_ref(sg->kt, k, (const char *)sg->k + (size_t)r * sg->kstride, a->hd);
     double dot = 0;
     for (int d = 0; d < a->hd; d++) dot += (double)q[d] * k[d];

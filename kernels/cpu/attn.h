@@ -13,6 +13,7 @@
 #ifndef MOA_KERNELS_ATTN_H
 #define MOA_KERNELS_ATTN_H
 
+#include "mask.h"   /* moa_mask_visible: the mask below, written once */
 #include <stddef.h>
 #include <stdint.h>
 

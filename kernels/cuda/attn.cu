@@ -119,7 +119,7 @@ __device__ __forceinline__ void band_row_tile(const moa_cu_band_params &p, const
                                               moa_cu_softmax *st, float *acc) {
     const int hd = p.hd, lane = threadIdx.x % 32, nc = (hd + 31) / 32;
     float s = -INFINITY;
-    if (jp >= 0 && moa_cu_visible(i, jp, b.sink, b.window)) {
+    if (jp >= 0 && moa_mask_visible(i, jp, b.sink, b.window)) {
         const float *qr = (strm && jp < b.sink ? Qa : Qs) + r * hd, *kr = Ks + lane * (hd + 1);
         float dot = 0.0f;
         for (int d = 0; d < hd; d++) dot += qr[d] * kr[d];
@@ -760,7 +760,7 @@ __global__ void __launch_bounds__(128) k_decode(
         float mys = -INFINITY;
         for (int j = 0; j < bk; j++) {
             const int64_t pos = moa_cu_slot_pos(t0 + j, p0 + 1, U.sink, U.ring);
-            if (pos < 0 || !moa_cu_visible(p0, pos, U.sink, W)) continue;  /* warp-uniform */
+            if (pos < 0 || !moa_mask_visible(p0, pos, U.sink, W)) continue;  /* warp-uniform */
             const uint8_t *kr = K + (t0 + j) * krow;
             const int sink_key = pos < U.sink;
             float part_dot = 0.0f;

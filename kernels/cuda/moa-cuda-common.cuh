@@ -1,4 +1,4 @@
-/* moa-cuda-common.cuh - helpers shared by the CUDA kernels and the host: the one mask, tile
+/* moa-cuda-common.cuh - helpers shared by the CUDA kernels and the host: the mask (mask.h), tile
  * indexing, the online-softmax update, distance bins, ring-slot mapping, influence formulas,
  * f16/bf16 conversion and ggml block decoding (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K).
  *
@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <math.h>
+#include "mask.h"   /* kernels/cpu: the one attention mask */
 
 #if defined(__CUDACC__)
 #define MOA_HD static __host__ __device__ __forceinline__
@@ -47,10 +48,7 @@ static inline float moa_cu_emu_rn(float x) {
 #define MOA_CU_SUB(a, b) ((a) - (b))
 #endif
 
-/* ---- the one mask (architecture.md): i attends j iff j <= i and (j < sink or i-j < W) ---- */
-MOA_HD int moa_cu_visible(int64_t i, int64_t j, int64_t sink, int64_t window) {
-    return j <= i && (j < sink || i - j < window);
-}
+/* ---- the one mask: moa_mask_visible (kernels/cpu/mask.h, shared with the CPU kernels) ---- */
 
 /* ---- tile indexing --------------------------------------------------------------------- */
 /* Tiles of T covering n: ceil(n / T). */

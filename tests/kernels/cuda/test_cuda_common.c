@@ -328,19 +328,19 @@ TEST(mask_and_tiles) {
                         int any = 0;
                         for (int64_t i = i0; i < i0 + nq; i++)
                             for (int64_t j = j0; j < j0 + bk; j++)
-                                any |= moa_cu_visible(i, j, sink, W);
+                                any |= moa_mask_visible(i, j, sink, W);
                         if (any != moa_cu_tile_needed(i0, i0 + nq - 1, j0, bk, sink, W)) bad++;
                         /* the band's first tile never skips a visible non-sink key */
                         const int64_t ft = moa_cu_band_first_tile(i0, W, bk);
                         if (j0 / bk < ft && j0 >= sink && any) bad++;
                     }
     CHECK_EQ_INT(bad, 0);
-    CHECK(moa_cu_visible(5, 5, 0, 1));
-    CHECK(!moa_cu_visible(5, 6, 100, 100));
-    CHECK(!moa_cu_visible(5, 5, 0, 0));        /* window 0 and no sink: nothing */
-    CHECK(moa_cu_visible(100, 3, 4, 1));       /* sink column */
-    CHECK(!moa_cu_visible(100, 4, 4, 96));     /* i - j = 96 = W */
-    CHECK(moa_cu_visible(100, 5, 4, 96));
+    CHECK(moa_mask_visible(5, 5, 0, 1));
+    CHECK(!moa_mask_visible(5, 6, 100, 100));
+    CHECK(!moa_mask_visible(5, 5, 0, 0));        /* window 0 and no sink: nothing */
+    CHECK(moa_mask_visible(100, 3, 4, 1));       /* sink column */
+    CHECK(!moa_mask_visible(100, 4, 4, 96));     /* i - j = 96 = W */
+    CHECK(moa_mask_visible(100, 5, 4, 96));
     CHECK_EQ_INT(moa_cu_tiles(65, 32), 3);
     CHECK_EQ_INT(moa_cu_tile_rows(65, 2, 32), 1);
     CHECK_EQ_INT(moa_cu_tile_rows(65, 3, 32), 0);
@@ -358,7 +358,7 @@ TEST(dist_bins_match_definition) {
     for (int64_t k = 0; k < 6; k++)
         for (int64_t i = 0; i < 60; i++)
             for (int64_t j = 7; j <= i; j++)
-                CHECK_EQ_INT(!moa_cu_visible(i, j, 7, k * 5), moa_cu_dist_bin(i, j, 7, 5) >= k);
+                CHECK_EQ_INT(!moa_mask_visible(i, j, 7, k * 5), moa_cu_dist_bin(i, j, 7, 5) >= k);
 }
 
 /* runtime/cache.c's store policy: a chunk [p0, end) writes position a to slot a if a < S,
