@@ -9,8 +9,7 @@
 #define MOA_CALIB_MODEL_IO_H
 
 #include "calib.h"
-#include "context.h"
-#include "tokenizer.h"
+#include "moa/model.h"
 
 typedef struct {
     const moa_tokenizer *tok;

@@ -2,7 +2,7 @@
  * standard deviation over repeats, as a markdown table or JSON. */
 #include "cli.h"
 #include "args.h"
-#include "context.h"
+#include "moa/model.h"
 #include "profiler.h"
 
 #include <sys/resource.h>

@@ -2,7 +2,7 @@
 #include "cli.h"
 #include "args.h"
 #include "compress.h"
-#include "llama.h"
+#include "moa/model.h"
 
 #include <stdio.h>
 #include <stdlib.h>

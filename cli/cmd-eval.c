@@ -3,8 +3,7 @@
 #include "cli.h"
 #include "args.h"
 #include "eval.h"
-#include "llama.h"
-#include "tokenizer.h"
+#include "moa/model.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,12 +2,11 @@
 #include "compress.h"
 #include "calib.h"
 #include "eval.h"
-#include "llama.h"
+#include "moa/model.h"
 #include "model-io.h"
 #include "optimizer.h"
 #include "profile-file.h"
 #include "run.h"
-#include "tokenizer.h"
 #include "moa-common.h"
 
 #include <errno.h>

@@ -19,7 +19,7 @@
  */
 #include "profiler.h"
 #include "attn-train.h"
-#include "context.h"             /* moa_ctx_default_params, moa_ctx_cuda_available */
+#include "moa/model.h"             /* moa_ctx_default_params, moa_ctx_cuda_available */
 #include "moa-cuda-common.cuh"   /* moa_cu_swiglu_bwd (the device kernel's formula, as C) */
 #include "rope.h"
 #include "moa-common.h"

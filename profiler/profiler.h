@@ -22,7 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "llama.h"
+#include "moa/model.h"
 #include "moa-backend.h"   /* moa_device_kind (plain C; kernels/cuda) */
 
 typedef struct {

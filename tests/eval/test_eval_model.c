@@ -8,10 +8,9 @@
 #include <string.h>
 
 #include "eval.h"
-#include "llama.h"
+#include "moa/model.h"
 #include "moa-common.h"
 #include "test.h"
-#include "tokenizer.h"
 
 static char *tmp_path(const char *name) {
     static char buf[8][512];

@@ -8,11 +8,10 @@
 #include <string.h>
 
 #include "calib.h"
-#include "llama.h"
+#include "moa/model.h"
 #include "model-io.h"
 #include "moa-common.h"
 #include "test.h"
-#include "tokenizer.h"
 
 static moa_model *M;
 static moa_tokenizer *T;

@@ -4,7 +4,7 @@
  * lengths the calibration ones then doublings up to the largest multiple of 512 leaving room
  * for a 100-token answer; explicit settings kept. */
 #include "compress.h"
-#include "llama.h"
+#include "moa/model.h"
 #include "moa-common.h"
 #include "test.h"
 #include "../model/tiny_load.h"

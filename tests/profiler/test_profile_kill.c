@@ -2,7 +2,7 @@
  * `--resume`, writes the same file (byte for byte) as an uninterrupted run. Uses a small
  * random model written as a GGUF file and a calibration file built in the test. */
 #include "calib.h"
-#include "llama.h"
+#include "moa/model.h"
 #include "moa-common.h"
 #include "test.h"
 #include "test-proc.h"
