@@ -1,5 +1,5 @@
 /* model-io.c - chat-templated encoding and greedy dense answers for calib-data. */
-#include "model-io.h"
+#include "moa/calib.h"
 #include "moa/model.h"
 #include "moa-common.h"
 

@@ -3,7 +3,7 @@
  * teacher-forced response loss of a calib.h5 under an attention setting. */
 #include "eval-internal.h"
 #include "moa/model.h"
-#include "model-io.h"
+#include "moa/calib.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "calib.h"
+#include "moa/calib.h"
 #include "moa/base.h"
 #include "moa/runtime.h"
 

@@ -1,9 +1,8 @@
 /* compress.c - calibrate -> profile -> optimise -> validate, resumable (see compress.h). */
 #include "compress.h"
-#include "calib.h"
+#include "moa/calib.h"
 #include "eval.h"
 #include "moa/model.h"
-#include "model-io.h"
 #include "optimizer.h"
 #include "profile-file.h"
 #include "run.h"

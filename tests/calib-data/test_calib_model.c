@@ -9,9 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "calib.h"
+#include "moa/calib.h"
 #include "moa/model.h"
-#include "model-io.h"
 #include "moa-common.h"
 #include "test.h"
 

@@ -2,7 +2,7 @@
  * out; an interrupted run resumed from its checkpoint equals an uninterrupted run (values
  * and bytes); two shards merged equal the full run; mismatched inputs are refused. */
 #include "run.h"
-#include "calib.h"
+#include "moa/calib.h"
 #include "profile-file.h"
 #include "moa-common.h"
 #include "test.h"
