@@ -3,7 +3,7 @@
 #include "cli.h"
 #include "args.h"
 #include "moa/model.h"
-#include "profiler.h"
+#include "moa/profiler.h"
 
 #include <sys/resource.h>
 

@@ -5,7 +5,7 @@
 #include "moa/model.h"
 #include "optimizer.h"
 #include "profile-file.h"
-#include "run.h"
+#include "moa/profiler.h"
 #include "moa-common.h"
 
 #include <errno.h>

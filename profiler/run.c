@@ -1,5 +1,5 @@
 /* run.c - the profiling job: calib.h5 -> profile.h5, sharded, checkpointed, resumable. */
-#include "run.h"
+#include "moa/profiler.h"
 #include "moa/calib.h"
 #include "profile-file.h"
 #include "moa-common.h"
