@@ -3,7 +3,7 @@
 #include "moa/calib.h"
 #include "eval.h"
 #include "moa/model.h"
-#include "optimizer.h"
+#include "moa/optimizer.h"
 #include "profile-file.h"
 #include "moa/profiler.h"
 #include "moa-common.h"

@@ -14,7 +14,7 @@
 #include "moa/calib.h"
 #include "h5util.h"
 #include "moa-common.h"
-#include "optimizer.h"
+#include "moa/optimizer.h"
 #include "profile-file.h"
 #include "test.h"
 #include "test-proc.h"
