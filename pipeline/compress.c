@@ -1,7 +1,7 @@
 /* compress.c - calibrate -> profile -> optimise -> validate, resumable (see compress.h). */
 #include "compress.h"
 #include "moa/calib.h"
-#include "eval.h"
+#include "moa/eval.h"
 #include "moa/model.h"
 #include "moa/optimizer.h"
 #include "profile-file.h"

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "eval.h"
+#include "moa/eval.h"
 #include "moa/model.h"
 #include "moa-common.h"
 #include "test.h"

@@ -6,7 +6,7 @@
  * 0.25 so the seeds do not change from run to run. Usage: make_seeds CORPUS_DIR
  * (see docs/fuzzing.md). */
 #include "moa/calib.h"
-#include "eval.h"
+#include "moa/eval.h"
 #include "fuzz_evallog.h"
 #include "moa-common.h"
 #include "profile-file.h"
