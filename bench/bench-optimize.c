@@ -9,7 +9,7 @@
 #include <unistd.h>
 #include "moa-common.h"
 #include "h5util.h"
-#include "optimizer.h"
+#include "moa/optimizer.h"
 
 static void progress(void *data, double done, double total, double gap, const char *unit) {
     (void)data; (void)total; (void)unit;

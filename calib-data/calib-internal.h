@@ -1,11 +1,12 @@
-/* calib-internal.h - helpers shared by the calib-data sources (not part of the API). */
+/* calib-internal.h - internal to calib-data/: helpers shared by its sources (not part of the
+ * API, moa/calib.h). */
 #ifndef MOA_CALIB_INTERNAL_H
 #define MOA_CALIB_INTERNAL_H
 
 #include <gsl/gsl_rng.h>
 #include <stdarg.h>
 
-#include "calib.h"
+#include "moa/calib.h"
 #include "moa-common.h"
 
 /* Growable NUL-terminated string. On allocation failure `failed` is set and further appends

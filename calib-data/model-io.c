@@ -1,6 +1,6 @@
 /* model-io.c - chat-templated encoding and greedy dense answers for calib-data. */
-#include "model-io.h"
-#include "generate.h"
+#include "moa/calib.h"
+#include "moa/model.h"
 #include "moa-common.h"
 
 #include <stdlib.h>

@@ -1,8 +1,7 @@
 /* args.c - flag parsing helpers for the CLI. */
 #include "args.h"
 #include "cli.h"
-#include "llama.h"
-#include "tokenizer.h"
+#include "moa/model.h"
 #include "moa-common.h"
 
 #include <errno.h>

@@ -2,8 +2,8 @@
  * standard deviation over repeats, as a markdown table or JSON. */
 #include "cli.h"
 #include "args.h"
-#include "context.h"
-#include "profiler.h"
+#include "moa/model.h"
+#include "moa/profiler.h"
 
 #include <sys/resource.h>
 

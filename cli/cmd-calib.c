@@ -1,8 +1,8 @@
 /* cmd-calib.c - `moa calib`: build a calibration set answered by the dense model itself. */
 #include "cli.h"
 #include "args.h"
-#include "calib.h"
-#include "model-io.h"
+#include "moa/calib.h"
+#include "moa/model.h"
 
 #include <stdio.h>
 #include <stdlib.h>

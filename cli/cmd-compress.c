@@ -1,8 +1,8 @@
 /* cmd-compress.c - `moa compress`: calibrate, profile, optimise and validate in one run. */
 #include "cli.h"
 #include "args.h"
-#include "compress.h"
-#include "llama.h"
+#include "moa/pipeline.h"
+#include "moa/model.h"
 
 #include <stdio.h>
 #include <stdlib.h>

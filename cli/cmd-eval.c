@@ -2,9 +2,8 @@
  * of several runs, and the response loss of a calibration set. Work is done by eval/. */
 #include "cli.h"
 #include "args.h"
-#include "eval.h"
-#include "llama.h"
-#include "tokenizer.h"
+#include "moa/eval.h"
+#include "moa/model.h"
 
 #include <stdio.h>
 #include <stdlib.h>

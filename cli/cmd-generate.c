@@ -1,7 +1,7 @@
 /* cmd-generate.c - `moa generate`: text generation with the dense (or a compressed) model. */
 #include "cli.h"
 #include "args.h"
-#include "generate.h"
+#include "moa/model.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* cmd-info.c - `moa info MODEL`: GGUF metadata, tensor table, sizes, hyperparameters. */
 #include "cli.h"
 #include "args.h"
-#include "llama.h"
+#include "moa/model.h"
 
 #include <stdio.h>
 #include <string.h>

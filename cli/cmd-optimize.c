@@ -8,7 +8,7 @@
 #include "args.h"
 #include "cli.h"
 #include "h5util.h"
-#include "optimizer.h"
+#include "moa/optimizer.h"
 
 static void optimize_usage(FILE *f) {
     fprintf(f,

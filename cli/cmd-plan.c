@@ -6,7 +6,7 @@
 #include <string.h>
 #include "args.h"
 #include "cli.h"
-#include "gguf.h"
+#include "moa/model.h"
 #include "moa/runtime.h"
 
 static void plan_usage(FILE *f) {

@@ -2,7 +2,7 @@
  * `moa merge` (shard profiles -> one profile). */
 #include "cli.h"
 #include "args.h"
-#include "run.h"
+#include "moa/profiler.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,8 +2,7 @@
  * as llama.cpp's llama-tokenize prints them ("[1, 2, 3]" with --ids, else "id -> 'piece'"). */
 #include "cli.h"
 #include "args.h"
-#include "gguf.h"
-#include "tokenizer.h"
+#include "moa/model.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "context.h"        /* moa_ctx_set_default_device, moa_ctx_cuda_available */
+#include "moa/model.h"        /* moa_ctx_set_default_device, moa_ctx_cuda_available */
 #include "moa-backend.h"
 #include "quant.h"          /* moa_blas_coretype_hint */
 

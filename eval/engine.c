@@ -2,10 +2,8 @@
  * engine context per LongEval length (planned context = length + max_new), and the
  * teacher-forced response loss of a calib.h5 under an attention setting. */
 #include "eval-internal.h"
-#include "context.h"
-#include "llama.h"
-#include "model-io.h"
-#include "tokenizer.h"
+#include "moa/model.h"
+#include "moa/calib.h"
 
 #include <math.h>
 #include <stdlib.h>

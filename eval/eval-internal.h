@@ -1,10 +1,11 @@
-/* eval-internal.h - helpers shared by the eval sources (not part of the API). */
+/* eval-internal.h - internal to eval/: helpers shared by its sources (not part of the API,
+ * moa/eval.h). */
 #ifndef MOA_EVAL_INTERNAL_H
 #define MOA_EVAL_INTERNAL_H
 
 #include <jansson.h>
 
-#include "eval.h"
+#include "moa/eval.h"
 #include "moa-common.h"
 
 /* Canonical text (compact, sorted keys) of a JSON object given as text (NULL = {}); NULL

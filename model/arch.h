@@ -1,10 +1,10 @@
-/* arch.h - model architectures described by data. Each GGUF `general.architecture` the
- * engine runs has one entry: its RoPE pairing, which attention biases its blocks carry, and
- * the tensors every block must have. The loader (llama.c), the CPU and CUDA forward passes
- * and the profiler read these facts from the loaded model (moa_llama_hparams.rope_pairing,
- * the layer's bias vectors), never by comparing architecture names. Adding an architecture
- * of the same block structure is adding a row to the table in arch.c.
- * Immutable tables: thread-safe. */
+/* arch.h - internal to model/ (and its tests): model architectures described by data. Each GGUF
+ * `general.architecture` the engine runs has one entry: its RoPE pairing, which attention
+ * biases its blocks carry, and the tensors every block must have. The loader (llama.c), the CPU
+ * and CUDA forward passes and the profiler read these facts from the loaded model
+ * (moa_llama_hparams.rope_pairing, the layer's bias vectors), never by comparing architecture
+ * names. Adding an architecture of the same block structure is adding a row to the table in
+ * arch.c. Immutable tables: thread-safe. */
 #ifndef MOA_ARCH_H
 #define MOA_ARCH_H
 
@@ -16,7 +16,7 @@ typedef enum {
     MOA_TENSOR_REQUIRED = 2,   /* the file is refused without it */
 } moa_tensor_need;
 
-typedef struct {
+typedef struct moa_arch_desc {
     const char *name;              /* general.architecture, also the metadata key prefix */
     moa_rope_pairing rope_pairing; /* MOA_ROPE_NORMAL (llama) or MOA_ROPE_NEOX (qwen2) */
     moa_tensor_need qkv_bias;      /* blk.N.attn_{q,k,v}.bias */

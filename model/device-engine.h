@@ -1,16 +1,17 @@
-/* device-engine.h - the device engines of a context: a table of the operations a context delegates
- * when it runs on a device other than the CPU (model/forward.c calls only these; no device
- * #ifdef in model/). The CUDA build links forward-cuda.c + weights-cuda.c, whose table
- * moa_device_engine_get returns for MOA_DEVICE_CUDA; a build without a device backend links
- * device-engine-none.c instead (no engine for any device). The CPU path is forward.c itself.
- * The engine owns the context's cache and scratch on the device and shares the model's
- * device weights with the other contexts (weights-cuda.h). Threading as moa_ctx: one engine
- * state per context, used by one thread at a time; the table is immutable. */
+/* device-engine.h - internal to model/: the device engines of a context: a table of the
+ * operations a context delegates when it runs on a device other than the CPU (model/forward.c
+ * calls only these; no device #ifdef in model/). The CUDA build links forward-cuda.c +
+ * weights-cuda.c, whose table moa_device_engine_get returns for MOA_DEVICE_CUDA; a build
+ * without a device backend links device-engine-none.c instead (no engine for any device). The
+ * CPU path is forward.c itself. The engine owns the context's cache and scratch on the device
+ * and shares the model's device weights with the other contexts (weights-cuda.h). Threading as
+ * moa_ctx: one engine state per context, used by one thread at a time; the table is immutable.
+ */
 #ifndef MOA_MODEL_DEVICE_ENGINE_H
 #define MOA_MODEL_DEVICE_ENGINE_H
 
 #include "cache-layout.h"   /* runtime/: a plan's units, as moa_cache_create builds them */
-#include "context.h"
+#include "moa/model.h"
 
 typedef struct moa_device_engine moa_device_engine;   /* one context's state on the device */
 

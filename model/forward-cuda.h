@@ -1,7 +1,7 @@
 /* forward-cuda.h - internal to model/: the device half of a moa_ctx (forward-cuda.c), called
  * by forward.c when a context runs on CUDA. Compiled only with the CUDA backend
  * (MOA_ENGINE_CUDA); the CPU-only build never includes it. An engine is its context's: one
- * thread at a time (context.h); it owns its device context, cache and scratch and shares the
+ * thread at a time (moa/model.h); it owns its device context, cache and scratch and shares the
  * model's device weights (weights-cuda.h). */
 #ifndef MOA_FORWARD_CUDA_H
 #define MOA_FORWARD_CUDA_H

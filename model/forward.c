@@ -7,7 +7,7 @@
  * A context created for a device hands its rows to that device's engine instead (device-engine.h:
  * a table chosen at run time; CUDA: forward-cuda.c), with the same chunking, checks and
  * logits modes, which stay here. */
-#include "context.h"
+#include "moa/model.h"
 #include "key-smooth.h"
 #include "moa-common.h"
 #include "ops.h"

@@ -1,5 +1,5 @@
 /* generate.c - the generation loop: prefill the prompt, then sample one token at a time. */
-#include "generate.h"
+#include "moa/model.h"
 #include "moa-common.h"
 
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  * strings are copied (NUL-terminated) into one arena owned by the handle; numeric arrays
  * and tensor data are referenced in place.
  */
-#include "gguf.h"
+#include "moa/model.h"
 #include "moa-common.h"
 
 #include <errno.h>

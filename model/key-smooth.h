@@ -1,4 +1,5 @@
-/* key-smooth.h - key smoothing for 8-bit key caches (the engine's, CPU and CUDA).
+/* key-smooth.h - internal to model/ (and its tests): key smoothing for 8-bit key caches (the
+ * engine's, CPU and CUDA).
  *
  * Qwen2 models add a key bias whose few low-frequency RoPE pairs reach |b| ~ 150 in the first
  * layers while the other channels of the same 32-value Q8_0 block stay near 1-10: the block's
@@ -20,7 +21,7 @@
 #ifndef MOA_KEY_SMOOTH_H
 #define MOA_KEY_SMOOTH_H
 
-#include "llama.h"
+#include "moa/model.h"
 
 /* Bias magnitude a smoothed key pair is brought to (at most; at least half of it). Chosen
  * from the greedy token's agreement with the f32 cache on the golden prompts (one prefill,

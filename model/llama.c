@@ -1,6 +1,7 @@
 /* llama.c - load the weights of a Llama-family architecture (arch.h) from a GGUF file and
  * validate them against the hyperparameters; batched weight products. */
-#include "llama.h"
+#include "moa/model.h"
+#include "arch.h"
 #include "moa-common.h"
 #include "device-engine.h"
 

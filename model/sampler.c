@@ -1,5 +1,5 @@
 /* sampler.c - greedy / temperature / top-k / top-p sampling. */
-#include "sampler.h"
+#include "moa/model.h"
 #include "moa-common.h"
 
 #include <math.h>

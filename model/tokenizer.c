@@ -1,5 +1,5 @@
 /* tokenizer.c - byte-level BPE (GPT-2 family) with the "smollm" and "gpt2" pre-tokenizers,
- * special tokens, streaming UTF-8-safe decoding and ChatML rendering. See tokenizer.h and
+ * special tokens, streaming UTF-8-safe decoding and ChatML rendering. See moa/model.h and
  * docs/tokenizer.md.
  *
  * Internally every token is kept as its decoded bytes ("Ġthe" -> " the"), so BPE runs on
@@ -7,7 +7,7 @@
  * token ids merge by rank (a hash map (left id, right id) -> (rank, merged id)), lowest rank
  * first, leftmost on ties, with a binary heap: O(n log n) per piece.
  */
-#include "tokenizer.h"
+#include "moa/model.h"
 
 #include <stdlib.h>
 #include <string.h>

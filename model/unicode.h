@@ -1,5 +1,6 @@
-/* unicode.h - the little Unicode the tokenizer needs: codepoint classes for the
- * pre-tokenizer (letter, number, whitespace, other) and a strict UTF-8 decoder.
+/* unicode.h - internal to model/ (and its tests): the little Unicode the tokenizer needs:
+ * codepoint classes for the pre-tokenizer (letter, number, whitespace, other) and a strict
+ * UTF-8 decoder.
  *
  * The class table (unicode-tables.c) is generated from the Unicode Character Database by
  * scripts/gen-unicode-tables.py and committed; the build does not need the UCD files.

@@ -9,7 +9,7 @@
 #ifndef MOA_WEIGHTS_CUDA_H
 #define MOA_WEIGHTS_CUDA_H
 
-#include "llama.h"
+#include "moa/model.h"
 #include "moa-cuda.h"
 
 enum { MOA_MODEL_CUDA_LW = 7 };   /* weights per layer: q k v o gate up down */

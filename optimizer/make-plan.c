@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "moa-common.h"
-#include "optimizer.h"
+#include "moa/optimizer.h"
 #include "plan-internal.h"
 
 static void add_pred(moa_plan *p, int64_t n) {

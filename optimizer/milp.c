@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "moa-common.h"
-#include "optimizer.h"
+#include "moa/optimizer.h"
 
 /* ---- GLPK hooks (main thread, once) ----------------------------------------------------- */
 

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "moa-common.h"
-#include "optimizer.h"
+#include "moa/optimizer.h"
 
 void moa_opt_front_clear(moa_opt_front *f) {
     for (int i = 0; i < f->n_points; i++) moa_opt_solution_clear(&f->points[i]);

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "moa-common.h"
-#include "optimizer.h"
+#include "moa/optimizer.h"
 #include "span.h"
 
 moa_opt_params moa_opt_default_params(void) {

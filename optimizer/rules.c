@@ -1,6 +1,6 @@
 /* rules.c - candidate elastic rules (alpha, beta) and the reference's validity filter. */
 #include <math.h>
-#include "optimizer.h"
+#include "moa/optimizer.h"
 
 int moa_rules_filter(moa_rule *r, int n, int64_t n_min, int64_t n_max_profiled, int64_t n_max) {
     int k = 0;

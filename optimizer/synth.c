@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "moa-common.h"
-#include "optimizer.h"
+#include "moa/optimizer.h"
 
 typedef struct { uint64_t s; } rng;
 static uint64_t rng_next(rng *r) {

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "moa-common.h"
-#include "optimizer.h"
+#include "moa/optimizer.h"
 
 static double loss_at(const moa_opt_problem *pb, int j, int u, int r) {
     return pb->loss[((size_t)j * pb->n_units + u) * pb->n_rules + r];

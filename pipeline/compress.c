@@ -1,13 +1,11 @@
-/* compress.c - calibrate -> profile -> optimise -> validate, resumable (see compress.h). */
-#include "compress.h"
-#include "calib.h"
-#include "eval.h"
-#include "llama.h"
-#include "model-io.h"
-#include "optimizer.h"
+/* compress.c - calibrate -> profile -> optimise -> validate, resumable (see moa/pipeline.h). */
+#include "moa/pipeline.h"
+#include "moa/calib.h"
+#include "moa/eval.h"
+#include "moa/model.h"
+#include "moa/optimizer.h"
 #include "profile-file.h"
-#include "run.h"
-#include "tokenizer.h"
+#include "moa/profiler.h"
 #include "moa-common.h"
 
 #include <errno.h>
@@ -239,7 +237,7 @@ static int plan_current(const moa_plan *plan, const moa_compress_params *p, cons
     return 1;
 }
 
-/* Default sink and block for profiles whose shortest length is n_min (see compress.h). */
+/* Default sink and block for profiles whose shortest length is n_min (see moa/pipeline.h). */
 static int default_block(int n_min) {
     int b = 64;
     while (b > 16 && b * 32 > n_min) b /= 2;

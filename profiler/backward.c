@@ -17,9 +17,9 @@
  *   dq, dk = rope^-1(dq), rope^-1(dk);  dx = dxm + rmsnorm_bwd(x, an, dq Wq + dk Wk + dv Wv)
  * rmsnorm_bwd: y = x r w with r = (mean(x^2) + eps)^-1/2:  dx = r (w dy) - x r^3 mean(x w dy).
  */
-#include "profiler.h"
+#include "moa/profiler.h"
 #include "attn-train.h"
-#include "context.h"             /* moa_ctx_default_params, moa_ctx_cuda_available */
+#include "moa/model.h"             /* moa_ctx_default_params, moa_ctx_cuda_available */
 #include "moa-cuda-common.cuh"   /* moa_cu_swiglu_bwd (the device kernel's formula, as C) */
 #include "rope.h"
 #include "moa-common.h"

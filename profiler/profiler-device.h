@@ -1,13 +1,13 @@
-/* profiler-device.h - the profiler's device backends: a table of what a profiler delegates when its
- * samples run on a device other than the CPU (profiler/backward.c calls only these; no
- * device #ifdef in profiler/). The CUDA build links backward-cuda.c, whose table
- * moa_profiler_device_get returns for MOA_DEVICE_CUDA; a build without a device backend
- * links profiler-device-none.c (none). Threading as moa_profiler: one state per profiler, one thread
- * at a time; the table is immutable. */
+/* profiler-device.h - internal to profiler/: the profiler's device backends: a table of what a
+ * profiler delegates when its samples run on a device other than the CPU (profiler/backward.c
+ * calls only these; no device #ifdef in profiler/). The CUDA build links backward-cuda.c, whose
+ * table moa_profiler_device_get returns for MOA_DEVICE_CUDA; a build without a device backend
+ * links profiler-device-none.c (none). Threading as moa_profiler: one state per profiler, one
+ * thread at a time; the table is immutable. */
 #ifndef MOA_PROFILER_DEVICE_H
 #define MOA_PROFILER_DEVICE_H
 
-#include "profiler.h"
+#include "moa/profiler.h"
 
 typedef struct moa_profiler_dev moa_profiler_dev;   /* one profiler's device state */
 

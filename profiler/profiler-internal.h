@@ -4,7 +4,7 @@
 #define MOA_PROFILER_INTERNAL_H
 
 #include "attn-train.h"
-#include "profiler.h"
+#include "moa/profiler.h"
 
 /* The fused attention kernels' shape for an n-token sample of model hp under the profiler's
  * sink, block and eps. */

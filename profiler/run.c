@@ -1,6 +1,6 @@
 /* run.c - the profiling job: calib.h5 -> profile.h5, sharded, checkpointed, resumable. */
-#include "run.h"
-#include "calib.h"
+#include "moa/profiler.h"
+#include "moa/calib.h"
 #include "profile-file.h"
 #include "moa-common.h"
 

@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "calib.h"
+#include "moa/calib.h"
 
 typedef struct {
     moa_calib_file f;     /* f.samples = &s, one sample */

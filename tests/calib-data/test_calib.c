@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "calib.h"
+#include "moa/calib.h"
 #include "moa-common.h"
 #include "test.h"
 

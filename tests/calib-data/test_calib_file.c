@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "calib.h"
+#include "moa/calib.h"
 #include "moa-common.h"
 #include "test.h"
 

@@ -9,13 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "calib.h"
-#include "context.h"
-#include "generate.h"
-#include "model-io.h"
+#include "moa/calib.h"
+#include "moa/model.h"
 #include "moa-common.h"
 #include "test.h"
-#include "tokenizer.h"
 
 /* The real wiring (calib-data/model-io.c, also used by `moa calib`). */
 typedef moa_model_io model_io;

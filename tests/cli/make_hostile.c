@@ -8,7 +8,7 @@
  * evallog: *.jsonl are whole logs (bad headers); *.rows are sample rows that test_cli appends
  * to the header of a log the model has just written (the header records the model).
  * Usage: make_hostile CORPUS_DIR   (regenerate with: build/tests/cli/make_hostile tests/cli/hostile) */
-#include "calib.h"
+#include "moa/calib.h"
 #include "h5util.h"
 #include "moa-common.h"
 #include "profile-file.h"

@@ -11,10 +11,10 @@
  * Hostile files are made here from the libraries' own writers, then broken on purpose; the
  * committed corpus of tests/cli/hostile (make_hostile.c) is run too: every file refused, those
  * that crash libhdf5 itself (crash-*.h5) included. */
-#include "calib.h"
+#include "moa/calib.h"
 #include "h5util.h"
 #include "moa-common.h"
-#include "optimizer.h"
+#include "moa/optimizer.h"
 #include "profile-file.h"
 #include "test.h"
 #include "test-proc.h"

@@ -7,7 +7,7 @@
  *     e.g. byte 1071 inverted). The corpus of tests/cli/hostile (make_hostile.c) holds such files
  *     for the command line. Each is read or
  *     refused, this process never crashes, and no file is left behind. */
-#include "calib.h"
+#include "moa/calib.h"
 #include "h5guard.h"
 #include "h5util.h"
 #include "moa-common.h"

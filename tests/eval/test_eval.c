@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "eval.h"
+#include "moa/eval.h"
 #include "moa-common.h"
 #include "test.h"
 

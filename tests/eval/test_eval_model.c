@@ -7,11 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "eval.h"
-#include "llama.h"
+#include "moa/eval.h"
+#include "moa/model.h"
 #include "moa-common.h"
 #include "test.h"
-#include "tokenizer.h"
 
 static char *tmp_path(const char *name) {
     static char buf[8][512];

@@ -7,12 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "calib.h"
-#include "llama.h"
-#include "model-io.h"
+#include "moa/calib.h"
+#include "moa/model.h"
 #include "moa-common.h"
 #include "test.h"
-#include "tokenizer.h"
 
 static moa_model *M;
 static moa_tokenizer *T;

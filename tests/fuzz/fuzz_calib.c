@@ -5,7 +5,7 @@
  * are counted, not findings. Built with MOA_FUZZ_INPROC (fuzz_calib_inproc) there is no guard:
  * for libFuzzer's fork mode, whose crash inputs tests/fuzz/triage.sh classifies (docs/fuzzing.md). */
 #define _GNU_SOURCE   /* dladdr (fuzz_guard.h) */
-#include "calib.h"
+#include "moa/calib.h"
 #include "fuzz_guard.h"
 
 #include <stdint.h>

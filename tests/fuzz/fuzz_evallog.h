@@ -6,7 +6,7 @@
 #ifndef MOA_FUZZ_EVALLOG_H
 #define MOA_FUZZ_EVALLOG_H
 
-#include "eval.h"
+#include "moa/eval.h"
 
 #include <string.h>
 

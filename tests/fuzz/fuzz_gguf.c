@@ -3,8 +3,7 @@
  * Build: cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DMOA_FUZZ=ON -DMOA_UNIT_ONLY=ON
  *        cmake --build build-fuzz --target fuzz_gguf
  * Run:   build-fuzz/tests/fuzz/fuzz_gguf -max_total_time=600 corpus/ */
-#include "gguf.h"
-#include "llama.h"
+#include "moa/model.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* fuzz_results.c - libFuzzer harness for the LongEval results reader (moa_longeval_read_json,
  * the eval output `moa eval compare` and --reference read back): any input is refused with a
  * status or loads results that tabulate; nothing may crash, hang or leak. */
-#include "eval.h"
+#include "moa/eval.h"
 #include "fuzz_h5.h"
 
 #include <stdint.h>

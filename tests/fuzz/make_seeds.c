@@ -5,8 +5,8 @@
  * with a fake model: all 20 rows; 3 rows and a torn fourth), their per-row "seconds" set to
  * 0.25 so the seeds do not change from run to run. Usage: make_seeds CORPUS_DIR
  * (see docs/fuzzing.md). */
-#include "calib.h"
-#include "eval.h"
+#include "moa/calib.h"
+#include "moa/eval.h"
 #include "fuzz_evallog.h"
 #include "moa-common.h"
 #include "profile-file.h"

@@ -10,7 +10,7 @@
  * can round differently (a build that contracted would differ by 1 ulp on Q4_K/Q5_K/Q4_1/Q5_1). */
 #include "quant.h"
 #include "quant-impl.h"
-#include "gguf.h"
+#include "moa/model.h"
 #include "moa-common.h"
 #include "test.h"
 

@@ -4,7 +4,8 @@
  * odd shapes give the reference's loss through moa_ctx_eval, in one prefill and in chunks
  * plus single-token decode steps; a wrong pairing is caught; unsupported architectures and
  * missing biases are refused with the names in the message. */
-#include "context.h"
+#include "moa/model.h"
+#include "arch.h"   /* moa_arch_find (internal to model/) */
 #include "moa-common.h"
 #include "test.h"
 #include "tiny_load.h"

@@ -3,7 +3,7 @@
  * refused with MOA_ERR_DEVICE and a message where CUDA cannot run (no backend built, or no
  * device), AUTO falling back to the CPU there, unknown values refused. The CUDA forward
  * itself is tested in tests/model/test_engine_cuda.c. */
-#include "context.h"
+#include "moa/model.h"
 #include "moa-common.h"
 #include "test.h"
 #include "tiny_model.h"

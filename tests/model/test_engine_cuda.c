@@ -24,7 +24,7 @@
  * own output matrix) runs the same cases against the CPU engine: observed up to 6.2e-4 (f16)
  * and 5.6e-3 (bf16), same bounds; and its prompt loss against tiny_loss, the float64
  * reference forward of the f16-valued weights (independent of model/ and kernels/). */
-#include "context.h"
+#include "moa/model.h"
 #include "weights-cuda.h"   /* the model's shared device weights (internal to model/) */
 #include "moa-common.h"
 #include "test.h"

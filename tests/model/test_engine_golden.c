@@ -9,8 +9,7 @@
  * The default paths (activations quantised to int8 in the quantised products, as llama.cpp
  * does; prefill and decode) are bounded by llama.cpp's own distance from the float64 oracle
  * on the same prompts (tests/fixtures/logits-golden-llamacpp.json): int8_paths_like_llamacpp. */
-#include "context.h"
-#include "generate.h"
+#include "moa/model.h"
 #include "moa-common.h"
 #include "test.h"
 

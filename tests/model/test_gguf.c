@@ -2,8 +2,7 @@
  * truncation, bad magic/version, absurd counts, bad types, bad offsets, duplicates,
  * overlaps, and wrong shapes for the llama architecture. Nothing may crash; every error
  * names what is wrong. */
-#include "gguf.h"
-#include "llama.h"
+#include "moa/model.h"
 #include "moa-common.h"
 #include "test.h"
 #include "gguf_builder.h"

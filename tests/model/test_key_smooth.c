@@ -5,7 +5,7 @@
  *   - on a tiny qwen2 model whose key bias has outlier pairs (as Qwen2.5's first layers), a
  *     q8_0 key cache with smoothing is much closer to the f32 cache than without, and the f32
  *     cache's logits do not depend on the setting (smoothing is applied to q8_0 only). */
-#include "context.h"
+#include "moa/model.h"
 #include "key-smooth.h"
 #include "moa-common.h"
 #include "rope.h"

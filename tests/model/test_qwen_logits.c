@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "context.h"
+#include "moa/model.h"
 #include "moa-common.h"
 #include "test.h"
 

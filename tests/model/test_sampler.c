@@ -2,7 +2,7 @@
  * temperature sampling frequencies match softmax(logits / T) (checked within 5 standard
  * errors); top-k never leaves the k largest logits and renormalises over them; top-p keeps
  * the smallest prefix reaching p. */
-#include "sampler.h"
+#include "moa/model.h"
 #include "moa-common.h"
 #include "test.h"
 

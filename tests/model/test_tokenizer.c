@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "tokenizer.h"
+#include "moa/model.h"
 #include "unicode.h"
 
 /* ---- a tiny vocabulary ------------------------------------------------------------------ */

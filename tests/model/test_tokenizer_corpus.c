@@ -13,9 +13,8 @@
 #include <jansson.h>
 #include <time.h>
 
-#include "gguf.h"
+#include "moa/model.h"
 #include "moa-common.h"   /* moa_read_file */
-#include "tokenizer.h"
 
 typedef struct {
     char tag[32];

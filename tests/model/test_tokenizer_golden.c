@@ -6,8 +6,7 @@
 
 #include <jansson.h>
 
-#include "gguf.h"
-#include "tokenizer.h"
+#include "moa/model.h"
 #include "unicode.h"
 
 static moa_gguf *g;

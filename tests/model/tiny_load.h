@@ -3,7 +3,7 @@
 #ifndef MOA_TESTS_TINY_LOAD_H
 #define MOA_TESTS_TINY_LOAD_H
 
-#include "llama.h"
+#include "moa/model.h"
 #include "tiny_model.h"
 
 /* The model of image img (kept by the caller while the model lives), or NULL. */

@@ -4,7 +4,7 @@
 #include "test.h"
 #include "h5util.h"
 #include "moa-common.h"
-#include "optimizer.h"
+#include "moa/optimizer.h"
 #include "plan-internal.h"
 #include "span.h"
 

@@ -3,7 +3,7 @@
 #include <math.h>
 #include "test.h"
 #include "moa-common.h"
-#include "optimizer.h"
+#include "moa/optimizer.h"
 #include "span.h"
 
 /* ---- span definition (values worked out by hand from the formula) ---------------------- */

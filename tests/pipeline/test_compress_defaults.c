@@ -3,8 +3,8 @@
  * 32768 (as Qwen2.5): calibration lengths C/16..C/2, validation on the longest, validation
  * lengths the calibration ones then doublings up to the largest multiple of 512 leaving room
  * for a 100-token answer; explicit settings kept. */
-#include "compress.h"
-#include "llama.h"
+#include "moa/pipeline.h"
+#include "moa/model.h"
 #include "moa-common.h"
 #include "test.h"
 #include "../model/tiny_load.h"

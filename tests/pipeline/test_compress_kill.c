@@ -17,7 +17,7 @@
  * validation and loss tables. Two things in the JSON files are masked: the plan's
  * provenance.time_s (the solver's wall time, a measurement of the run: a re-optimised plan
  * differs there only) and, where the plan results record it, that plan file's sha256. */
-#include "eval.h"
+#include "moa/eval.h"
 #include "moa-common.h"
 #include "moa/runtime.h"
 #include "test.h"

@@ -9,7 +9,7 @@
  *   3. the same command again: every stage reused, and the report says so;
  *   4. the same settings with validation on: killed once the first validation log exists,
  *      the plan must not be at -o yet (issue 16 case 9). */
-#include "calib.h"
+#include "moa/calib.h"
 #include "moa-common.h"
 #include "profile-file.h"
 #include "test.h"

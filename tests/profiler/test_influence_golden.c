@@ -16,7 +16,7 @@
  * aggregate 2.1e-6. Control: the same comparison with the response span shifted by one token
  * (rb + 1) must fail the aggregate tolerance by far (it shows the check has teeth).
  */
-#include "profiler.h"
+#include "moa/profiler.h"
 #include "moa-common.h"
 #include "test.h"
 

@@ -1,8 +1,8 @@
 /* test_profile_kill.c - `moa profile` killed with SIGKILL in the middle of a run, then
  * `--resume`, writes the same file (byte for byte) as an uninterrupted run. Uses a small
  * random model written as a GGUF file and a calibration file built in the test. */
-#include "calib.h"
-#include "llama.h"
+#include "moa/calib.h"
+#include "moa/model.h"
 #include "moa-common.h"
 #include "test.h"
 #include "test-proc.h"

@@ -1,8 +1,8 @@
 /* test_profile_run.c - the profiling job on a tiny random model: calib.h5 in, profile.h5
  * out; an interrupted run resumed from its checkpoint equals an uninterrupted run (values
  * and bytes); two shards merged equal the full run; mismatched inputs are refused. */
-#include "run.h"
-#include "calib.h"
+#include "moa/profiler.h"
+#include "moa/calib.h"
 #include "profile-file.h"
 #include "moa-common.h"
 #include "test.h"

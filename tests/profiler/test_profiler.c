@@ -4,7 +4,7 @@
  * whole attention diagonal = the exact loss change from masking it and renormalising.
  * Run for both architectures of the tiny model: llama, and qwen2 (q/k/v biases, NEOX RoPE,
  * separate output matrix). */
-#include "profiler.h"
+#include "moa/profiler.h"
 #include "moa-common.h"
 #include "test.h"
 #include "tiny-profiler.h"

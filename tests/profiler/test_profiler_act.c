@@ -4,7 +4,7 @@
  * keeps some layers, and an unlimited budget give bitwise the same loss, influence histograms
  * and embedding gradient; also across samples of different lengths on one profiler (the store
  * is laid out per sample length), and the budget's environment default. */
-#include "profiler.h"
+#include "moa/profiler.h"
 #include "moa-common.h"
 #include "test.h"
 #include "tiny-profiler.h"

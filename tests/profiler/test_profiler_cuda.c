@@ -25,8 +25,8 @@
  *  O(1) (see docs/gpu.md: a wrong sign in the RMSNorm backward, a wrong SwiGLU derivative).
  *  qwen2, same bounds: observed f32 1.3e-6 (d_embed), bf16 1.6e-2 (sink_sgn); the CPU
  *  profiler with the normal pairing or without biases is 0.96 and 1.8 away. */
-#include "profiler.h"
-#include "context.h"
+#include "moa/profiler.h"
+#include "moa/model.h"
 #include "weights-cuda.h"   /* the model's shared device weights (internal to model/, profiler/) */
 #include "moa-common.h"
 #include "test.h"

@@ -4,7 +4,7 @@
 #ifndef MOA_TEST_TINY_PROFILER_H
 #define MOA_TEST_TINY_PROFILER_H
 
-#include "llama.h"
+#include "moa/model.h"
 #include "moa-common.h"
 #include "../model/tiny_model.h"
 

@@ -1,10 +1,14 @@
-/* calib.h - calibration and evaluation data: task generators (LongEval lines, RULER-style
- * needles, a built-in long-dependency task, JSONL import), token-length fitting, scorers,
- * the model-aligned calibration builder and the calib.h5 (`moa-calib` v1) reader/writer.
+/* moa/calib.h - the public API of calib-data/ (library moa_calib): calibration and evaluation
+ * data: task generators (LongEval lines, RULER-style needles, a built-in long-dependency task,
+ * JSONL import), token-length fitting, scorers, the model-aligned calibration builder, the
+ * calib.h5 (`moa-calib` v1) reader/writer, and the glue to the real model (moa_model_io).
+ * Other parts and the CLI include it as "moa/calib.h" (the moa_calib target exposes
+ * calib-data/include); the other headers of calib-data/ are internal to it.
  *
  * The library is model-independent: tokenizer and engine come in as callbacks, so the CLI
- * (or the evaluator) wires the real tokenizer / chat template / dense engine, and unit tests
- * use fakes. Formats and task texts are documented in docs/calibration.md.
+ * (or the evaluator) wires the real tokenizer / chat template / dense engine (moa_model_io,
+ * the last section, built only with model/), and unit tests use fakes. Formats and task
+ * texts are documented in docs/calibration.md.
  *
  * Conventions: every function that can fail returns moa_status (negative on error) with a
  * message in moa_last_error() naming the file / line / field. Strings returned through
@@ -316,8 +320,39 @@ moa_status moa_calib_build(const moa_calib_build_params *p, const moa_calib_toke
  * settings iff its build_params equals this text. */
 char *moa_calib_build_params_json(const moa_calib_build_params *p);
 
-/* The per-sample generator seed (splitmix64 of seed, length, index folded to 32 bits). */
+/* The per-sample generator seed (splitmix64 of seed, length, index folded to 32 bits). Pure. */
 uint32_t moa_calib_sample_seed(uint64_t seed, int length, int index);
+
+/* ==== the real model side (model-io.c; built only with model/) ==============================
+ * Token counting and prompt encoding with the model's chat template, detokenisation, and
+ * greedy answers from the dense engine (moa/model.h). Used by `moa calib`, `moa eval`,
+ * `moa compress` and the model tests.
+ *
+ * A moa_model_io borrows its tokenizer (only read) and context (reset and run by respond):
+ * like the context, it belongs to one thread at a time. Returned ids and texts are malloc'd
+ * and the caller's (free()). */
+struct moa_tokenizer;      /* moa/model.h */
+struct moa_ctx;
+
+typedef struct {
+    const struct moa_tokenizer *tok;
+    struct moa_ctx *ctx;   /* the engine context answering prompts (reset per prompt) */
+    int chat;              /* 1: wrap user turns with the chat template (default) */
+} moa_model_io;
+
+/* Fills the tokenizer callbacks of calib-data with io as their data (io is borrowed: it
+ * must outlive their use). */
+moa_calib_tokenizer moa_model_io_tokenizer(moa_model_io *io);
+
+/* Tokens the model sees for a user turn (chat template + generation prompt); *ids is
+ * malloc'd, the caller's. */
+moa_status moa_model_io_encode(const moa_model_io *io, const char *text, size_t len,
+                               int32_t **ids, int32_t *n_ids);
+
+/* moa_respond_fn: greedy answer of up to max_new tokens (stops at end of turn); io is a
+ * moa_model_io *. */
+moa_status moa_model_io_respond(void *io, const int32_t *prompt, int n_prompt, int max_new,
+                                int32_t **out, int *n_out);
 
 #ifdef __cplusplus
 }

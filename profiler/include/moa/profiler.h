@@ -1,4 +1,23 @@
-/* profiler.h - attention influence of a calibration sample: a forward pass keeping each
+/* moa/profiler.h - the public API of profiler/: attention influence of calibration samples
+ * (the activation backward pass with the fused influence accumulation) and `moa profile` /
+ * `moa merge` as library calls. Other parts and the CLI include it as "moa/profiler.h" (the
+ * moa_profiler target exposes profiler/include); the other headers of profiler/ are internal
+ * to it. Ownership and threading are stated per section and per function.
+ */
+#ifndef MOA_PROFILER_H
+#define MOA_PROFILER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "moa/model.h"
+#include "moa-backend.h"   /* moa_device_kind (plain C; kernels/cuda) */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ==== influence of a sample (backward.c, backward-cuda.c) ================================= */
+/* Attention influence of a calibration sample: a forward pass keeping each
  * layer's input (and, within a memory budget, the activations its backward reads), the
  * response loss (mean cross-entropy over the response tokens only), and a backward pass for
  * activation gradients only (no weight gradients), recomputing from its saved input each
@@ -17,13 +36,6 @@
  * distinct profilers may run in distinct threads on distinct histograms (their OpenBLAS and
  * OpenMP calls then overlap: not covered by the tests).
  */
-#ifndef MOA_PROFILER_H
-#define MOA_PROFILER_H
-
-#include <stddef.h>
-#include <stdint.h>
-#include "llama.h"
-#include "moa-backend.h"   /* moa_device_kind (plain C; kernels/cuda) */
 
 typedef struct {
     int sink;      /* keys j < sink are the sink columns (default 64) */
@@ -99,4 +111,45 @@ moa_status moa_profiler_sample_embd(moa_profiler *p, const float *x0, const int3
                                     int64_t n, int64_t resp_begin, int64_t resp_end,
                                     moa_profiler_hist *hist, double *loss, float *d_embed);
 
+/* ==== `moa profile` and `moa merge` (run.c) =============================================== */
+/* `moa profile` as a library call: calibration file in, moa-profile v1 out, samples
+ * bucketed by their length bucket, sharding, per-sample checkpoints and resume, atomic
+ * output; and the shard merge.
+ *
+ * Threading: both calls read and write HDF5 files (calib.h5, profiles, checkpoints), and the
+ * Debian libhdf5 is not thread-safe (common/h5util.h): call them from one thread at a time
+ * in the process, not concurrently with other HDF5 users; the calibration file is read in a
+ * forked child first (h5guard.h). One run per output (and checkpoint) path at a time: the
+ * files are not locked. */
+
+typedef struct {
+    moa_profiler_params prof;     /* sink, block, eps */
+    int shard_index, shard_count; /* this run takes samples i with i % count == index (0/1) */
+    int resume;                   /* reuse a matching checkpoint (default 0: start over) */
+    const char *checkpoint_path;  /* NULL: "<out>.ckpt" */
+    int64_t max_samples;          /* stop after this many samples of the shard (0: all); the
+                                     checkpoint is kept and no output is written */
+    moa_progress_fn progress;     /* samples done / total, extra = tokens */
+    void *progress_data;
+} moa_profile_run_params;
+
+moa_profile_run_params moa_profile_run_default_params(void);
+
+/* Profiles every sample of the shard and writes out_path atomically (on p->prof.device). The
+ * model must have its sha256 computed and, on the CPU, be loaded with f32 weights; the
+ * calibration file must come from the same model (MOA_ERR_MISMATCH otherwise). Checkpoint
+ * after every sample: the partial profile (its sample counts tell how far it got) and the
+ * settings it belongs to; resume continues from it and ends with the same file an
+ * uninterrupted run writes. m is only read (borrowed for the call); the progress callback
+ * runs on the calling thread. */
+moa_status moa_profile_run(const moa_model *m, const char *calib_path, const char *out_path,
+                           const moa_profile_run_params *p);
+
+/* Weighted merge of shard profiles into out_path (atomic); refuses profiles of different
+ * models or settings. */
+moa_status moa_profile_merge_files(const char *const *inputs, int n_inputs, const char *out_path);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -1,4 +1,6 @@
-/* eval.h - validation of dense, uniform (StreamingLLM) and planned attention:
+/* moa/eval.h - the public API of eval/ (library moa_eval): validation of dense, uniform
+ * (StreamingLLM) and planned attention. Other parts and the CLI include it as "moa/eval.h" (the
+ * moa_eval target exposes eval/include); eval-internal.h is internal to eval/.
  *   - the LongEval "lines" runner: lengths x 10 position bins x K samples, seeded, greedy,
  *     scored, resumable through a fsync'ed JSONL results log;
  *   - aggregation (per cell, per length, effective context length, relative to a dense run);
@@ -13,9 +15,9 @@
  * Conventions: functions return moa_status (negative on error) with the message in
  * moa_last_error() naming the file / line / field; they never print or exit. Returned
  * objects and strings are owned by the caller (free with the matching *_free or free()).
- * Threading: no global state (beyond the engine's process default device, context.h):
+ * Threading: no global state (beyond the engine's process default device, moa/model.h):
  * distinct objects may be used from distinct threads; one run per thread. An engine holds an
- * engine context, so it belongs to one thread at a time (context.h); models, tokenizers and
+ * engine context, so it belongs to one thread at a time (moa/model.h); models, tokenizers and
  * plans it borrows are only read. Callbacks run on the thread that made the call. Files
  * (results logs, outputs) are not locked: one writer per path.
  */
@@ -25,7 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "calib.h"
+#include "moa/calib.h"
 #include "moa/base.h"
 #include "moa/runtime.h"
 
@@ -223,8 +225,10 @@ moa_status moa_longeval_compare_svg(const moa_longeval_results *const *runs, int
                                     const char *path);
 
 /* ==== PNG (RGB 8-bit, zlib stored blocks; no libpng) ======================================= */
-/* Encodes rgb [h][w][3] into a malloc'ed PNG (*png, *len). */
+/* Encodes rgb [h][w][3] (caller's, only read) into a malloc'ed PNG (*png, *len; the caller
+ * frees it); pure otherwise, thread-safe. */
 moa_status moa_png_encode_rgb(const uint8_t *rgb, int w, int h, uint8_t **png, size_t *len);
+/* The same PNG written to path atomically (one writer per path). */
 moa_status moa_png_write_rgb(const char *path, const uint8_t *rgb, int w, int h);
 
 /* ==== response loss ======================================================================== */

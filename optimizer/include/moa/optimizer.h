@@ -1,4 +1,7 @@
-/* optimizer.h - MoA's decision core: from an attention-influence profile to a plan.
+/* moa/optimizer.h - the public API of optimizer/ (library moa_optimizer), MoA's decision core:
+ * from an attention-influence profile to a plan. Other parts, the CLI and bench/ include it as
+ * "moa/optimizer.h" (the moa_optimizer target exposes optimizer/include); optimizer/ has no
+ * other header.
  *
  *   rule space      candidate (alpha, beta) elastic rules, validity filter   (rules.c)
  *   problem         loss tables as suffix sums of the influence histograms,

@@ -1,4 +1,6 @@
-/* compress.h - `moa compress`: the whole method in one resumable job, in a work directory:
+/* moa/pipeline.h - the public API of pipeline/ (library moa_pipeline): `moa compress`, the whole
+ * method in one resumable job, in a work directory. The CLI includes it as "moa/pipeline.h"
+ * (the moa_pipeline target exposes pipeline/include); pipeline/ has no other header. Stages:
  *   calib.h5   calibration set (long-dependency tasks, the dense model's own answers)
  *   profile.h5 attention influence per layer, head and distance
  *   plan.json  GLPK MILP over elastic rules, Pareto front over lengths, selection on the
@@ -12,17 +14,17 @@
  * stopped.
  *
  * Threading: a job is process-wide work. Its optimisation stage calls moa_opt_init (GLPK's
- * hooks, optimizer.h: from the main thread), its stages read and write HDF5 files (not
+ * hooks, moa/optimizer.h: from the main thread), its stages read and write HDF5 files (not
  * thread-safe in the Debian build, common/h5util.h), and it uses OpenMP and BLAS inside: run
  * one job at a time in a process, from the main thread, and one job per work directory at a
  * time (nothing locks it). The callbacks (progress, stage) run on the calling thread. */
-#ifndef MOA_COMPRESS_H
-#define MOA_COMPRESS_H
+#ifndef MOA_PIPELINE_H
+#define MOA_PIPELINE_H
 
 #include <stdint.h>
 #include "moa/base.h"
 
-struct moa_model;
+struct moa_model;          /* moa/model.h */
 struct moa_tokenizer;
 
 #define MOA_COMPRESS_MAX_LENGTHS 16
@@ -80,7 +82,7 @@ moa_compress_params moa_compress_default_params(void);
 moa_status moa_compress_prepare(const struct moa_model *m, const moa_compress_params *in, moa_compress_params *out);
 
 /* Loads the model the way the job uses it (f32 copies on the CPU, sha256 computed; the device
- * is the engine's process default, context.h). The caller owns *out (moa_model_free). */
+ * is the engine's process default, moa/model.h). The caller owns *out (moa_model_free). */
 moa_status moa_compress_load_model(const char *model_path, struct moa_model **out);
 
 /* Runs (or resumes) the job for model m (model_path names it in the report): settings first
