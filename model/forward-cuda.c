@@ -25,6 +25,7 @@
 #include "forward-cuda.h"
 #include "weights-cuda.h"
 #include "moa-cuda.h"
+#include "moa-cuda-cache.h"   /* the device cache (internal to kernels/cuda) */
 #include "moa-common.h"
 
 #include <stdlib.h>
