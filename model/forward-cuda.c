@@ -15,8 +15,9 @@
  *             the host into xh and uploaded per call)
  *   norms     f32 [2 n_layer + 1][n_embd]: attn_norm l at 2l, ffn_norm l at 2l+1, output
  * Per context:
- *   cache     moa_cuda_cache (K, V per unit in the context's kv_type, linear states f32)
- *             sized by the plan
+ *   cache     the runtime's moa_cache on MOA_CACHE_DEVICE_CUDA (runtime.h; K, V per unit in
+ *             the context's kv_type, linear states f32) sized by the plan, on this engine's
+ *             device context (lent: its kernels queue on the engine's stream)
  *   scratch   f32 x, h [nb][d]; q, att [nb][n_head hd]; k, v [nb][n_kv hd]; gate, up
  *             [nb][n_ff]; hx [nb][max(d, n_head hd, n_ff)] in the weight type (GEMM input);
  *             lg [LG_ROWS][n_vocab] (LM head rows per download); tok int32 [nb]
@@ -42,7 +43,7 @@ struct moa_device_engine {   /* moa_engine_cuda */
     const moa_cuda_weight *out; /* &wc->out: [n_vocab][n_embd] */
     const float *norms;    /* wc->norms: [2 n_layer + 1][n_embd] */
     const void *embd;      /* wc->embd: raw token table, or NULL (host embedding through xh) */
-    moa_cuda_cache *cache;
+    moa_cache *cache;      /* on MOA_CACHE_DEVICE_CUDA, lent cx */
     int64_t nb;            /* rows per call */
     float *x, *h, *q, *k, *v, *att, *gate, *up, *lg;
     float *ksmooth;        /* key smoothing scales [n_layer][n_kv*hd] (key-smooth.h) or NULL */
@@ -59,7 +60,7 @@ void moa_engine_cuda_free(moa_engine_cuda *e) {
     if (cx) {
         void *bufs[] = {e->x, e->h, e->q, e->k, e->v, e->att, e->gate, e->up, e->lg, e->hx, e->tok, e->ksmooth};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) moa_cuda_free(cx, bufs[i]);
-        moa_cuda_cache_free(e->cache);
+        moa_cache_free(e->cache);   /* before the context it borrows */
         moa_cuda_ctx_free(cx);
     }
     moa_model_cuda_release(e->m, e->wc);
@@ -94,26 +95,14 @@ moa_status moa_engine_cuda_create(const moa_model *m, const moa_cache_layout *L,
         if (!e->embd && !(e->xh = moa_alloc_array((size_t)(nb * d), sizeof(float))))
             st = moa_err(MOA_ERR_NOMEM, "out of memory");
     }
-    /* cache: the runtime layout's units, as moa_cuda_unit */
-    const size_t nu = (size_t)L->n_layer * L->n_head_kv;
-    moa_cuda_unit *cu = calloc(nu, sizeof *cu);
-    if (st == MOA_OK && !cu) st = moa_err(MOA_ERR_NOMEM, "out of memory");
+    /* cache: the runtime's, on this device and stream */
     if (st == MOA_OK) {
-        for (size_t i = 0; i < nu; i++) {
-            cu[i].kind = (int)L->units[i].kind;
-            cu[i].window = L->units[i].window;
-            cu[i].sink = L->units[i].sink;
-            cu[i].decay = L->units[i].decay;
-        }
-        moa_cuda_cache_layout G = {.n_layer = L->n_layer, .n_head = L->n_head, .n_head_kv = L->n_head_kv,
-                                   .head_dim = L->head_dim, .units = cu, .scale = cp->scale,
-                                   .q_window = L->q_window, .pos_mode = (int)cp->pos_mode,
-                                   .rope_dim = cp->rope_dim, .rope_base = cp->rope_base,
-                                   .rope_pairing = (int)cp->rope_pairing,
-                                   .type_k = (int)cp->type_k, .type_v = (int)cp->type_v};
-        st = moa_cuda_cache_create(e->cx, &G, n_ctx, n_seq, &e->cache);
+        moa_cache_params P = *cp;
+        P.device = MOA_CACHE_DEVICE_CUDA;
+        P.device_index = device;
+        P.device_ctx = e->cx;
+        st = moa_cache_create_layout(L, n_ctx, n_seq, &P, &e->cache);
     }
-    free(cu);
     /* scratch */
     const int64_t hxw = d > nq ? (d > nff ? d : nff) : (nq > nff ? nq : nff);
     const int64_t lgr = nb < LG_ROWS ? nb : LG_ROWS;
@@ -138,7 +127,7 @@ moa_status moa_engine_cuda_create(const moa_model *m, const moa_cache_layout *L,
     moa_log_info("cuda engine: %s, weights %.1f MiB as %s (shared), KV cache %.1f MiB (%s) for %d "
                  "sequence(s) of %lld tokens (%.2f s)", moa_cuda_ctx_describe(e->cx),
                  e->wc->bytes / 1048576.0, bf16 ? "bf16" : "f16",
-                 moa_cuda_cache_bytes(e->cache) / 1048576.0, moa_kv_type_name(cp->type_k), n_seq,
+                 moa_cache_bytes(e->cache) / 1048576.0, moa_kv_type_name(cp->type_k), n_seq,
                  (long long)n_ctx,
                  moa_time_now() - t0);
     *out = e;
@@ -182,8 +171,8 @@ moa_status moa_engine_cuda_rows(moa_engine_cuda *e, int seq, const int *seqs,
             MOA_TRY(moa_cuda_key_smooth(cx, e->q, e->k, e->ksmooth + (size_t)l * hp->n_head_kv * hp->head_dim, n,
                                         hp->n_head, hp->n_head_kv, hp->head_dim));
         /* attention through the device cache: RoPE, append, banded/dense/linear kernels */
-        MOA_TRY(seqs ? moa_cuda_attn_decode(e->cache, l, seqs, (int)n, e->q, e->k, e->v, e->att)
-                     : moa_cuda_attn_prefill(e->cache, seq, l, e->q, e->k, e->v, (int)n, e->att));
+        MOA_TRY(seqs ? moa_attn_decode(e->cache, l, seqs, (int)n, e->q, e->k, e->v, e->att)
+                     : moa_attn_prefill(e->cache, seq, l, e->q, e->k, e->v, (int)n, e->att));
         /* x += att Wo^T */
         MOA_TRY(moa_cuda_convert(cx, e->att, n * nq, e->hx, e->dt));
         MOA_TRY(moa_cuda_matmul(cx, &W[3], e->hx, n, e->h));
@@ -211,13 +200,13 @@ moa_status moa_engine_cuda_rows(moa_engine_cuda *e, int seq, const int *seqs,
 }
 
 moa_status moa_engine_cuda_reset(moa_engine_cuda *e, int seq) {
-    MOA_TRY(moa_cuda_cache_reset(e->cache, seq));
+    MOA_TRY(moa_cache_reset(e->cache, seq));
     return moa_cuda_sync(e->cx);
 }
 int64_t moa_engine_cuda_pos(const moa_engine_cuda *e, int seq, int layer) {
-    return moa_cuda_cache_pos(e->cache, seq, layer);
+    return moa_cache_pos(e->cache, seq, layer);
 }
-size_t moa_engine_cuda_kv_bytes(const moa_engine_cuda *e) { return moa_cuda_cache_bytes(e->cache); }
+size_t moa_engine_cuda_kv_bytes(const moa_engine_cuda *e) { return moa_cache_bytes(e->cache); }
 
 static const moa_device_engine_ops cuda_ops = {
     .name = "cuda",

@@ -5,6 +5,7 @@
  * wrap), and the new tokens (split at the sink boundary). The kernels (kernels/cpu/attn.h)
  * apply the one mask over those segments; the new tokens are written to the cache only after
  * every query has been answered, so a chunk longer than the ring still sees its own keys.
+ * Caches on another device go to its table (cache-device.h) with the device's buffers.
  *
  * Positions: absolute mode rotates q, k once at their absolute positions and caches rotated
  * keys. Streaming mode caches raw keys; the query at position i with C = sink + ring - 1 sees
@@ -354,6 +355,7 @@ moa_status moa_attn_prefill(moa_cache *c, int seq, int layer, const float *q, co
         return moa_err(MOA_ERR_INVALID_ARG,
                        "attn_prefill: seq=%d (n_seq %d), layer=%d (n_layer %d), n_tokens=%d out of range",
                        seq, c->n_seq, layer, c->n_layer, n);
+    if (c->dev) return c->dev->prefill(c->dc, seq, layer, q, k, v, n, out);   /* device buffers */
     if (n == 0) return MOA_OK;
     int64_t *pos = &c->pos[(size_t)seq * c->n_layer + layer];
     const int64_t p0 = *pos;
@@ -564,6 +566,7 @@ moa_status moa_attn_decode(moa_cache *c, int layer, const int *seqs, int n, cons
     if (layer < 0 || layer >= c->n_layer || n < 0 || n > c->n_seq)
         return moa_err(MOA_ERR_INVALID_ARG, "attn_decode: layer=%d (n_layer %d) or n=%d (n_seq %d) out of range",
                        layer, c->n_layer, n, c->n_seq);
+    if (c->dev) return c->dev->decode(c->dc, layer, seqs, n, q, k, v, out);   /* device buffers */
     if (n == 0) return MOA_OK;
     MOA_TRY(check_decode_seqs(c, layer, seqs, n));
     staged_rows rows;

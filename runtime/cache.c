@@ -1,6 +1,8 @@
 /* cache.c - per-head static KV caches: layout -> slot tables, one allocation per tensor
  * family (K, V, linear state), plan -> layout through the shared span definition, RoPE
- * tables, reset, bytes. Attention over the cache: attn.c. */
+ * tables, reset, bytes. Attention over the cache: attn.c. A cache on another device (CUDA)
+ * keeps only its dimensions and parameters here and dispatches to the device's table
+ * (cache-device.h). */
 #include "cache.h"
 #include "cache-layout.h"
 
@@ -32,12 +34,24 @@ moa_status moa_kv_type_parse(const char *name, moa_kv_type *out) {
 moa_cache_params moa_cache_default_params(void) {
     const moa_cache_params p = {.pos_mode = MOA_POS_ABSOLUTE, .rope_dim = 0, .rope_base = 10000.0f,
                                 .rope_pairing = MOA_ROPE_NORMAL, .scale = 0.0f,
-                                .type_k = MOA_KV_F16, .type_v = MOA_KV_F16};
+                                .type_k = MOA_KV_F16, .type_v = MOA_KV_F16,
+                                .device = MOA_CACHE_DEVICE_CPU, .device_index = 0, .device_ctx = NULL};
     return p;
+}
+
+int moa_cache_device_count(moa_cache_device device) {
+    if (device == MOA_CACHE_DEVICE_CPU) return 1;
+    const moa_cache_device_ops *ops = moa_rt_cache_device(device);
+    return ops ? ops->count() : 0;
+}
+
+moa_cache_device moa_cache_get_device(const moa_cache *c) {
+    return c ? c->p.device : MOA_CACHE_DEVICE_CPU;
 }
 
 void moa_cache_free(moa_cache *c) {
     if (!c) return;
+    if (c->dev) c->dev->destroy(c->dc);
     moa_rope_table_free(&c->rope);
     MOA_FREE_ALIGNED_ALL(c->k, c->v, c->state, c->io, c->tls, c->part, c->kvio);
     MOA_FREE_ALL(c->units, c->q_window, c->layer_dense, c->pos, c->seq_mark, c);
@@ -75,6 +89,11 @@ static moa_status check_layout(const moa_cache_layout *L, int64_t n_ctx, int n_s
     if ((unsigned)p->type_k >= MOA_ATTN_KV_N_TYPES || (unsigned)p->type_v >= MOA_ATTN_KV_N_TYPES)
         return moa_err(MOA_ERR_INVALID_ARG, "cache: type_k=%d, type_v=%d (expected MOA_KV_F32 0, "
                        "MOA_KV_F16 1, MOA_KV_BF16 2 or MOA_KV_Q8_0 3)", (int)p->type_k, (int)p->type_v);
+    if (p->device != MOA_CACHE_DEVICE_CPU && p->device != MOA_CACHE_DEVICE_CUDA)
+        return moa_err(MOA_ERR_INVALID_ARG, "cache: device=%d (expected MOA_CACHE_DEVICE_CPU 0 or "
+                       "MOA_CACHE_DEVICE_CUDA 1)", (int)p->device);
+    if (p->device == MOA_CACHE_DEVICE_CPU && p->device_ctx)
+        return moa_err(MOA_ERR_INVALID_ARG, "cache: device_ctx is set but the device is the CPU");
     const int group = L->n_head / L->n_head_kv;
     for (int l = 0; l < L->n_layer; l++)
         for (int h = 0; h < L->n_head_kv; h++) {
@@ -101,6 +120,25 @@ static moa_status check_layout(const moa_cache_layout *L, int64_t n_ctx, int n_s
     return MOA_OK;
 }
 
+/* The device's cache behind c (dimensions and params already in c): MOA_ERR_DEVICE with a
+ * message when the build or the machine has no such device. */
+static moa_status create_on_device(moa_cache *c, const moa_cache_layout *L) {
+    const moa_cache_device_ops *ops = moa_rt_cache_device(c->p.device);
+    if (!ops)
+        return moa_err(MOA_ERR_DEVICE, "cache: MOA_CACHE_DEVICE_CUDA requested, but this build of the "
+                       "runtime (libmoa) has no CUDA backend (rebuild with -DMOA_CUDA=ON, or use "
+                       "MOA_CACHE_DEVICE_CPU)");
+    if (!c->p.device_ctx && ops->count() == 0)
+        return moa_err(MOA_ERR_DEVICE, "cache: MOA_CACHE_DEVICE_CUDA requested, but no CUDA device is "
+                       "present (no GPU or driver; use MOA_CACHE_DEVICE_CPU)");
+    MOA_TRY(ops->create(L, c->n_ctx, c->n_seq, &c->p, &c->dc));
+    c->dev = ops;
+    moa_log_debug("cache: %d layers x %d kv heads, n_ctx %lld, %d seq, %zu KV bytes (K %s, V %s) on %s %d",
+                  c->n_layer, c->n_kv, (long long)c->n_ctx, c->n_seq, moa_cache_bytes(c),
+                  moa_kv_type_name(c->p.type_k), moa_kv_type_name(c->p.type_v), ops->name, c->p.device_index);
+    return MOA_OK;
+}
+
 moa_status moa_cache_create_layout(const moa_cache_layout *L, int64_t n_ctx, int n_seq,
                                    const moa_cache_params *params, moa_cache **out) {
     if (!out) return moa_err(MOA_ERR_INVALID_ARG, "cache: out is NULL");
@@ -119,6 +157,15 @@ moa_status moa_cache_create_layout(const moa_cache_layout *L, int64_t n_ctx, int
     c->n_ctx = n_ctx;
     c->p = p;
     if (c->p.scale == 0.0f) c->p.scale = (float)(1.0 / sqrt((double)c->hd));
+    if (p.device != MOA_CACHE_DEVICE_CPU) {
+        moa_status st = create_on_device(c, L);
+        if (st < 0) {
+            moa_cache_free(c);
+            return st;
+        }
+        *out = c;
+        return MOA_OK;
+    }
     const size_t n_units = (size_t)c->n_layer * c->n_kv;
     const size_t hd = (size_t)c->hd;
     c->units = moa_calloc_array(n_units, sizeof *c->units);
@@ -281,6 +328,7 @@ moa_status moa_cache_create(const moa_plan *plan, int64_t n_ctx, int n_seq,
 moa_status moa_cache_reset(moa_cache *c, int seq) {
     if (!c) return moa_err(MOA_ERR_INVALID_ARG, "cache: NULL cache");
     if (seq >= c->n_seq) return moa_err(MOA_ERR_INVALID_ARG, "cache: seq %d out of range [0, %d)", seq, c->n_seq);
+    if (c->dev) return c->dev->reset(c->dc, seq);
     const int s0 = seq < 0 ? 0 : seq, s1 = seq < 0 ? c->n_seq : seq + 1;
     const size_t st = c->states_per_seq * (size_t)c->hd * c->hd;
     for (int s = s0; s < s1; s++) {
@@ -295,6 +343,7 @@ moa_status moa_cache_seq_copy(moa_cache *c, int src, int dst) {
     if (src < 0 || src >= c->n_seq || dst < 0 || dst >= c->n_seq || src == dst)
         return moa_err(MOA_ERR_INVALID_ARG, "cache: copy of sequence %d to %d (expected two distinct sequences in "
                        "[0, %d))", src, dst, c->n_seq);
+    if (c->dev) return c->dev->seq_copy(c->dc, src, dst);
     const size_t rows = c->slots_per_seq, st = c->states_per_seq * (size_t)c->hd * c->hd;
     if (rows) {
         memcpy(c->k + (size_t)dst * rows * c->krow, c->k + (size_t)src * rows * c->krow, rows * c->krow);
@@ -307,12 +356,14 @@ moa_status moa_cache_seq_copy(moa_cache *c, int src, int dst) {
 
 size_t moa_cache_bytes(const moa_cache *c) {
     if (!c) return 0;
+    if (c->dev) return c->dev->bytes(c->dc);
     return (size_t)c->n_seq * (c->slots_per_seq * (c->krow + c->vrow) +
                                sizeof(float) * c->states_per_seq * (size_t)c->hd * c->hd);
 }
 
 int64_t moa_cache_pos(const moa_cache *c, int seq, int layer) {
     if (!c || seq < 0 || seq >= c->n_seq || layer < 0 || layer >= c->n_layer) return -1;
+    if (c->dev) return c->dev->pos(c->dc, seq, layer);
     return c->pos[(size_t)seq * c->n_layer + layer];
 }
 

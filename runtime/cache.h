@@ -8,6 +8,7 @@
 #include "moa/runtime.h"
 #include "attn.h"   /* kernels/cpu: storage types */
 #include "rope.h"
+#include "cache-device.h"
 
 /* Query tokens per prefill task (one task = one KV head x one tile of queries). */
 #define MOA_CACHE_TILE 64
@@ -28,6 +29,10 @@ struct moa_cache {
     int n_layer, n_head, n_kv, hd, n_seq, group;  /* group = n_head / n_kv */
     int64_t n_ctx;
     moa_cache_params p;
+    /* a cache on another device than the CPU (p.device): its table and state hold everything
+     * below (which stays empty); NULL for CPU caches */
+    const moa_cache_device_ops *dev;
+    moa_cache_dev *dc;
     moa_cache_unit_rt *units;   /* [n_layer][n_kv] */
     int64_t *q_window;          /* [n_layer][n_head] mask windows (clamped to the ring); NULL */
     unsigned char *layer_dense; /* [n_layer] 1 if the layer has a dense unit */

@@ -3,6 +3,7 @@
  * prefill, batched ring decode with split-K, and Lightning Attention-2 prefill and decode.
  * CPU references: kernels/cpu/attn.c (moa_attn_band_ref, moa_linear_ref), runtime/attn.c. */
 #include "moa-cuda-impl.cuh"
+#include "moa-cuda-cache.h"
 
 #include <stdlib.h>
 
@@ -489,6 +490,22 @@ moa_status moa_cuda_cache_reset(moa_cuda_cache *c, int seq) {
         for (int l = 0; l < c->n_layer; l++) c->pos[(size_t)s * c->n_layer + l] = 0;
         if (st) MOA_TRY(moa_cuda_memset0(c->ctx, c->state + (size_t)s * st, st * sizeof(float)));
     }
+    return MOA_OK;
+}
+
+moa_status moa_cuda_cache_seq_copy(moa_cuda_cache *c, int src, int dst) {
+    if (!c) return moa_err(MOA_ERR_INVALID_ARG, "moa_cuda_cache_seq_copy: NULL cache");
+    if (src < 0 || src >= c->n_seq || dst < 0 || dst >= c->n_seq || src == dst)
+        return moa_err(MOA_ERR_INVALID_ARG, "cache: copy of sequence %d to %d (expected two distinct "
+                       "sequences in [0, %d))", src, dst, c->n_seq);
+    const size_t rows = (size_t)c->slots_per_seq, st = (size_t)c->states_per_seq * c->hd * c->hd;
+    const size_t kb = rows * (size_t)c->krow, vb = rows * (size_t)c->vrow;
+    if (rows) {
+        MOA_TRY(moa_cuda_copy(c->ctx, c->k + (size_t)dst * kb, c->k + (size_t)src * kb, kb));
+        MOA_TRY(moa_cuda_copy(c->ctx, c->v + (size_t)dst * vb, c->v + (size_t)src * vb, vb));
+    }
+    if (st) MOA_TRY(moa_cuda_copy(c->ctx, c->state + (size_t)dst * st, c->state + (size_t)src * st, st * sizeof(float)));
+    memcpy(c->pos + (size_t)dst * c->n_layer, c->pos + (size_t)src * c->n_layer, sizeof(int64_t) * (size_t)c->n_layer);
     return MOA_OK;
 }
 

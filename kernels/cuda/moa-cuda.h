@@ -14,7 +14,7 @@
  *
  * Layouts and semantics mirror the CPU references exactly:
  *   profiler attention      kernels/cpu/attn-train.h   (moa_attn_train_shape, moa_influence_acc)
- *   runtime attention       runtime/include/moa/runtime.h, runtime/cache.c (flat segments)
+ *   runtime attention       runtime/cache.c, runtime/attn.c (moa-cuda-cache.h, internal)
  *   dequantisation          kernels/cpu/quant.h (ggml block layouts)
  *   RMSNorm / RoPE / SwiGLU model/forward.c, kernels/cpu/rope.h (adjacent pairs or halves)
  * No GPU was available where this was written: every op has a test comparing it with its
@@ -184,74 +184,10 @@ moa_status moa_cuda_attn_bwd_influence(moa_cuda_ctx *ctx, const moa_attn_train_s
                                        float *dQ, float *dK, float *dV, moa_influence_acc *acc);
 
 /* ================================= runtime attention ==================================== */
-
-/* The per-head cache of runtime/cache.c on the device: per layer and KV head `sink` slots +
- * a ring of min(W, n_ctx - sink) slots (window units), n_ctx slots (dense units) or an
- * hd x hd f32 state (linear units); K, V as [n_seq][slots_per_seq] rows of hd values in the
- * layout's type_k / type_v (f32, f16, bf16, q8_0: the CPU cache's bytes; flat segments with a
- * start/length table per unit). RoPE and position modes as the CPU runtime (see
- * moa_cuda_cache_layout); q-head granularity (a window per query head) as well. */
-typedef struct moa_cuda_cache moa_cuda_cache;
-
-/* One (layer, KV head): same fields and values as moa_cache_unit (runtime.h). */
-typedef struct {
-    int kind;          /* 0 window, 1 dense, 2 linear (moa_unit_kind) */
-    int64_t window;    /* window kind: W (mask i - j < W) */
-    int64_t sink;      /* window and dense kinds */
-    float decay;       /* linear kind: lambda = exp(-decay) */
-} moa_cuda_unit;
-
-typedef struct {
-    int n_layer, n_head, n_head_kv, head_dim;   /* head_dim <= 256 */
-    const moa_cuda_unit *units;                 /* host [n_layer][n_head_kv]; copied */
-    float scale;                                /* softmax scale; 0 = 1/sqrt(head_dim) */
-    const int64_t *q_window;   /* optional host [n_layer][n_head]: each query head's window
-                                  inside its group's buffer (q-head granularity, as
-                                  moa_cache_layout.q_window); NULL: the unit's window */
-    /* positions, as moa_cache_params: pos_mode 0 (absolute) with rope_dim 0 takes q, k
-     * already rotated; absolute with rope_dim > 0 rotates them at their positions and caches
-     * rotated keys; pos_mode 1 (streaming, rope_dim > 0) caches raw keys and rotates by cache
-     * position at attention time (StreamingLLM). Pair i rotated by pos base^(-2i/rope_dim). */
-    int pos_mode;
-    int rope_dim;
-    float rope_base;
-    /* appended: which dims RoPE pairs, values as moa_cache_params.rope_pairing
-     * (moa_rope_pairing): 0 (MOA_ROPE_NORMAL, the default of a zeroed layout) adjacent pairs
-     * (x[2i], x[2i+1]); 2 (MOA_ROPE_NEOX) halves (x[i], x[i + rope_dim/2]). Used by both
-     * position modes (absolute: the call's rotation; streaming: inside the kernels). */
-    int rope_pairing;
-    /* appended: storage types of cached keys and values, values as moa_kv_type (runtime.h):
-     * 0 f32 (the default of a zeroed layout), 1 f16, 2 bf16, 3 q8_0. The bytes of every row
-     * and their rounding are the CPU cache's (kernels/cpu/attn.h moa_attn_kv_store_row); the
-     * chunk's own new keys are read as stored; scores, softmax and outputs stay f32. Linear
-     * units keep their f32 state whatever the types. */
-    int type_k, type_v;
-} moa_cuda_cache_layout;
-
-moa_status moa_cuda_cache_create(moa_cuda_ctx *ctx, const moa_cuda_cache_layout *L,
-                                 int64_t n_ctx, int n_seq, moa_cuda_cache **out);
-void moa_cuda_cache_free(moa_cuda_cache *c);                  /* accepts NULL */
-moa_status moa_cuda_cache_reset(moa_cuda_cache *c, int seq);  /* seq < 0: all */
-size_t moa_cuda_cache_bytes(const moa_cuda_cache *c);         /* K, V and linear state */
-int64_t moa_cuda_cache_pos(const moa_cuda_cache *c, int seq, int layer);
-/* The stored rows of one softmax unit (tests and inspection): bytes of its K (value = 0) or V
- * (value = 1) segment, (sink + ring) rows of the type's row size in slot order (slot p < sink
- * holds position p, slot sink + (p - sink) mod ring position p >= sink), as the CPU cache lays
- * them out; 0 for a linear unit or an index out of range. */
-size_t moa_cuda_cache_unit_bytes(const moa_cuda_cache *c, int layer, int kv_head, int value);
-/* Copies that segment of sequence seq to host dst (moa_cuda_cache_unit_bytes bytes; nothing for
- * a linear unit); synchronises. Slots not yet written hold undefined bytes. */
-moa_status moa_cuda_cache_unit_read(const moa_cuda_cache *c, int seq, int layer, int kv_head,
-                                    int value, void *dst);
-
-/* As moa_attn_prefill / moa_attn_decode with device buffers q, out [n][n_head*hd] and
- * k, v [n][n_head_kv*hd]; seqs is a HOST array (NULL = 0..n-1). Window/dense units: banded
- * causal softmax with sinks over the cache and the chunk (work O(n (sink + W))); linear
- * units: Lightning Attention-2 (prefill) or the O(hd^2) recurrence (decode). */
-moa_status moa_cuda_attn_prefill(moa_cuda_cache *c, int seq, int layer, const float *q,
-                                 const float *k, const float *v, int n_tokens, float *out);
-moa_status moa_cuda_attn_decode(moa_cuda_cache *c, int layer, const int *seqs, int n,
-                                const float *q, const float *k, const float *v, float *out);
+/* The runtime's per-head cache on the device is reached through the public runtime API:
+ * moa_cache_create with moa_cache_params.device = MOA_CACHE_DEVICE_CUDA (runtime.h). Its
+ * kernels and the internal device-cache calls live in attn.cu / moa-cuda-cache.h (internal to
+ * kernels/cuda and the runtime's device table, runtime/cache-cuda.c). */
 
 #ifdef __cplusplus
 }

@@ -654,6 +654,52 @@ TEST(bad_arguments) {
     moa_cache_free(NULL);
 }
 
+/* The cache's device (params.device): the CPU is always there (and the default); a CUDA
+ * request where this runtime has no CUDA backend (CPU-only build) or the machine no device
+ * fails with MOA_ERR_DEVICE and a message, from a layout and from a plan, and returns nothing.
+ * Where a device exists (a GPU machine) the cache is created on it instead. Unknown devices,
+ * and a device context with the CPU, are invalid arguments. */
+TEST(cache_devices) {
+    CHECK_EQ_INT(moa_cache_device_count(MOA_CACHE_DEVICE_CPU), 1);
+    CHECK_EQ_INT(moa_cache_default_params().device, MOA_CACHE_DEVICE_CPU);
+    moa_cache_unit u[2] = {{MOA_UNIT_WINDOW, 4, 1, 0}, {MOA_UNIT_LINEAR, 0, 0, 0}};
+    moa_cache_layout L = {.n_layer = 1, .n_head = 2, .n_head_kv = 2, .head_dim = 8, .units = u};
+    moa_cache *c = NULL;
+    CHECK_OK(moa_cache_create_layout(&L, 16, 1, NULL, &c));
+    CHECK_EQ_INT(moa_cache_get_device(c), MOA_CACHE_DEVICE_CPU);
+    moa_cache_free(c);
+    c = NULL;
+    moa_plan *plan = NULL;
+    CHECK_OK(moa_plan_uniform(2, 4, 2, 16, 4, 8, 0.5, 64, &plan));
+    moa_cache_params P = moa_cache_default_params();
+    P.device = MOA_CACHE_DEVICE_CUDA;
+    const int n_cuda = moa_cache_device_count(MOA_CACHE_DEVICE_CUDA);
+    fprintf(stderr, "  CUDA devices seen by the runtime: %d\n", n_cuda);
+    for (int from_plan = 0; from_plan < 2; from_plan++) {
+        c = (moa_cache *)&P;   /* must be reset to NULL on failure */
+        const moa_status st = from_plan ? moa_cache_create(plan, 64, 2, &P, &c)
+                                        : moa_cache_create_layout(&L, 16, 1, &P, &c);
+        if (n_cuda == 0) {
+            CHECK_EQ_INT(st, MOA_ERR_DEVICE);
+            CHECK(c == NULL);
+            CHECK_MSG(strstr(moa_last_error(), "CUDA") != NULL, "message: %s", moa_last_error());
+            fprintf(stderr, "  %s: %s\n", from_plan ? "plan" : "layout", moa_last_error());
+        } else {
+            CHECK_OK(st);
+            CHECK_EQ_INT(moa_cache_get_device(c), MOA_CACHE_DEVICE_CUDA);
+            moa_cache_free(c);
+        }
+    }
+    P.device = (moa_cache_device)7;
+    CHECK_EQ_INT(moa_cache_create_layout(&L, 16, 1, &P, &c), MOA_ERR_INVALID_ARG);
+    CHECK(c == NULL);
+    P.device = MOA_CACHE_DEVICE_CPU;
+    P.device_ctx = (struct moa_cuda_ctx *)&P;
+    CHECK_EQ_INT(moa_cache_create_layout(&L, 16, 1, &P, &c), MOA_ERR_INVALID_ARG);
+    CHECK(c == NULL);
+    moa_plan_free(plan);
+}
+
 /* Long contexts with one sequence: decode splits each unit's keys over threads (split-K)
  * and merges the parts by log-sum-exp. */
 TEST(split_k_decode) {
@@ -911,6 +957,7 @@ int main(void) {
     RUN(plan_q_head_granularity);
     RUN(bytes_shrink_with_windows);
     RUN(bad_arguments);
+    RUN(cache_devices);
     RUN(kv_rows_exact);
     RUN(kv_bytes_per_type);
     RUN(kv_types_every_isa);

@@ -167,6 +167,13 @@ moa_status moa_plan_uniform(int n_layer, int n_head, int n_head_kv, int head_dim
  * distinct caches may be used from distinct threads concurrently. Attention calls use OpenMP
  * internally (over KV heads x query tiles, or sequences x KV heads); set the thread count
  * with omp_set_num_threads() / OMP_NUM_THREADS.
+ *
+ * Devices: a cache lives on the CPU (default) or on a CUDA GPU (moa_cache_params.device).
+ * Every function below behaves the same on both; on CUDA the q, k, v, out buffers of the
+ * attention calls are device pointers (stated per function), and a cache made with its own
+ * device context (params.device_ctx NULL) is used from one thread at a time like any cache
+ * (the thread need not be the creating one when there is one GPU; with several, call from a
+ * thread whose current CUDA device is the cache's).
  * ========================================================================================= */
 
 typedef struct moa_cache moa_cache;
@@ -208,6 +215,22 @@ const char *moa_kv_type_name(moa_kv_type t);
 /* Parse one of those names (exactly); MOA_ERR_INVALID_ARG naming the accepted values else. */
 moa_status moa_kv_type_parse(const char *name, moa_kv_type *out);
 
+/* Where a cache's memory lives and its attention runs. Append-only (values as the engine's
+ * moa_device_kind: cpu 0, cuda 1).
+ *   MOA_CACHE_DEVICE_CPU   host memory, OpenMP kernels (the default; always available)
+ *   MOA_CACHE_DEVICE_CUDA  device memory of a CUDA GPU, the CUDA kernels of the toolkit's
+ *                          CUDA backend; only in a libmoa built with CUDA, on a machine with a
+ *                          device (moa_cache_device_count). On this device the q, k, v and out
+ *                          pointers of moa_attn_prefill / moa_attn_decode are DEVICE pointers. */
+typedef enum {
+    MOA_CACHE_DEVICE_CPU  = 0,
+    MOA_CACHE_DEVICE_CUDA = 1,
+} moa_cache_device;
+
+/* The CUDA backend's device context (a stream and a cuBLAS handle on one GPU); only the
+ * toolkit's own engine passes one (moa_cache_params.device_ctx). */
+struct moa_cuda_ctx;
+
 /* Append-only: fields are only ever added at the end (start from moa_cache_default_params()). */
 typedef struct {
     moa_pos_mode pos_mode;
@@ -217,11 +240,25 @@ typedef struct {
     moa_rope_pairing rope_pairing;   /* MOA_ROPE_NORMAL (default) or MOA_ROPE_NEOX */
     moa_kv_type type_k; /* storage of cached keys (default MOA_KV_F16) */
     moa_kv_type type_v; /* storage of cached values (default MOA_KV_F16) */
+    /* appended: the device (0 = MOA_CACHE_DEVICE_CPU, as before these fields existed) */
+    moa_cache_device device;
+    int device_index;   /* CUDA: the GPU's ordinal (0-based; default 0); CPU: ignored */
+    /* CUDA: NULL (default): the cache opens its own context on device_index and owns it
+     * (freed with the cache); every call then waits for its kernels, so out is complete when
+     * the call returns, and q/k/v must be complete before it (synchronise your stream first).
+     * Non-NULL: the toolkit's engine lends its context (kernels/cuda/moa-cuda.h; it must
+     * outlive the cache, device_index is ignored); calls are queued on that context's stream
+     * in order with the lender's own work and do not wait. CPU: must be NULL. */
+    struct moa_cuda_ctx *device_ctx;
 } moa_cache_params;
 
 /* Absolute mode, rope_dim 0 (caller rotates), rope_base 10000, normal pairing,
- * scale 1/sqrt(head_dim), keys and values stored as f16. */
+ * scale 1/sqrt(head_dim), keys and values stored as f16, on the CPU. */
 moa_cache_params moa_cache_default_params(void);
+
+/* Usable devices of that kind: 1 for the CPU; for CUDA the GPUs present (0 when this libmoa
+ * has no CUDA backend, or there is no device or driver). Never fails. Thread-safe. */
+int moa_cache_device_count(moa_cache_device device);
 
 /* A cache shape without a plan (tests, uniform baselines, engines with their own rules). */
 typedef struct {
@@ -241,7 +278,11 @@ typedef struct {
 
 /* Create a cache for n_seq sequences of up to n_ctx planned tokens each. The caller owns
  * *out (free with moa_cache_free); `layout` is copied. params NULL = defaults. Allocates
- * K, V and linear state once (one allocation per tensor family). Thread-safe. */
+ * K, V and linear state once (one allocation per tensor family), in host memory or, with
+ * params.device = MOA_CACHE_DEVICE_CUDA, in the GPU's memory (same layout, storage types,
+ * bytes and positions as on the CPU). A CUDA request fails with MOA_ERR_DEVICE and a message
+ * when this libmoa has no CUDA backend, no device is present or device_index is out of
+ * range; MOA_ERR_INVALID_ARG for an unknown device or a device_ctx with the CPU. Thread-safe. */
 moa_status moa_cache_create_layout(const moa_cache_layout *layout, int64_t n_ctx, int n_seq,
                                    const moa_cache_params *params, moa_cache **out);
 
@@ -254,8 +295,11 @@ moa_status moa_cache_create_layout(const moa_cache_layout *layout, int64_t n_ctx
 moa_status moa_cache_create(const moa_plan *plan, int64_t n_ctx, int n_seq,
                             const moa_cache_params *params, moa_cache **out);
 
-/* Accepts NULL. */
+/* Accepts NULL. Frees device memory too (and the device context the cache opened itself). */
 void moa_cache_free(moa_cache *cache);
+
+/* The device the cache lives on (params.device at creation). */
+moa_cache_device moa_cache_get_device(const moa_cache *cache);
 
 /* Forget sequence `seq` (all sequences if seq < 0): positions back to 0, linear states zeroed.
  * Memory is kept. */
@@ -265,7 +309,8 @@ moa_status moa_cache_reset(moa_cache *cache, int seq);
  * unit's stored keys and values and linear states; dst's previous contents are dropped. For a
  * prompt shared by several sequences (prefill once, copy, decode each), as llama.cpp's
  * llama_memory_seq_cp of a whole sequence; the copy holds its own bytes (n_seq sequences
- * always cost n_seq times the bytes of one). MOA_ERR_INVALID_ARG on bad indices. */
+ * always cost n_seq times the bytes of one). MOA_ERR_INVALID_ARG on bad indices. On CUDA the
+ * copy runs on the device (queued like an attention call). */
 moa_status moa_cache_seq_copy(moa_cache *cache, int src, int dst);
 
 /* Bytes of the K, V and linear-state storage (what the plan shrinks), for all sequences, in
@@ -283,13 +328,17 @@ int64_t moa_cache_pos(const moa_cache *cache, int seq, int layer);
  * sinks, or linear attention), writes O, then appends the chunk to the cache. A prompt may be
  * fed in several chunks. Work is O(n_tokens * (sink + W)) per head, never n_tokens^2 for
  * window units. Errors: MOA_ERR_INVALID_ARG (bad seq/layer/pointers), MOA_ERR_RANGE (a dense
- * unit would exceed n_ctx in absolute mode); on error nothing is written. */
+ * unit would exceed n_ctx in absolute mode); on error nothing is written.
+ * Pointers: on a CPU cache q, k, v, out are host memory; on a CUDA cache they are device
+ * memory of the cache's GPU (cudaMalloc'd or the engine's buffers), read and written by
+ * kernels on the cache's stream (params.device_ctx says when they are complete). */
 moa_status moa_attn_prefill(moa_cache *cache, int seq, int layer, const float *q,
                             const float *k, const float *v, int n_tokens, float *out);
 
 /* One decode step for n sequences (one token each) on one layer. seqs[i] names the sequence
  * of row i (distinct); seqs NULL means rows 0..n-1 are sequences 0..n-1. q/out rows are
- * [n][n_head*head_dim], k/v rows [n][n_head_kv*head_dim]. Same errors as prefill. */
+ * [n][n_head*head_dim], k/v rows [n][n_head_kv*head_dim]. Same errors as prefill. Pointers
+ * as prefill: q, k, v, out on the cache's device; seqs is always HOST memory. */
 moa_status moa_attn_decode(moa_cache *cache, int layer, const int *seqs, int n,
                            const float *q, const float *k, const float *v, float *out);
 

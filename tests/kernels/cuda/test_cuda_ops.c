@@ -7,6 +7,7 @@
  * and the CPU runtime itself (moa_cache_create_layout + moa_attn_prefill / moa_attn_decode)
  * for the device cache. */
 #include "moa-cuda.h"
+#include "moa-cuda-cache.h"   /* the device cache itself (internal), beside the runtime API */
 #include "moa/runtime.h"
 #include "cache.h"   /* runtime/ (internal): the CPU cache's stored rows, to compare bytes */
 #include "rope.h"
@@ -544,8 +545,10 @@ TEST(profiler_attention_fwd_bwd) {
 
 typedef struct {
     moa_cache *cpu;
-    moa_cuda_cache *gpu;
+    moa_cuda_cache *gpu;   /* the device cache itself, or NULL when dev is used */
+    moa_cache *dev;        /* the runtime's API on MOA_CACHE_DEVICE_CUDA (runtime_api_device) */
     int n_head, n_kv, hd;
+    int lent;              /* dev runs on g_ctx (device_ctx) rather than its own context */
 } rt_pair;
 
 /* A CPU and a device cache of one layout; K and V stored as cpu_t[0], cpu_t[1] on the CPU and
@@ -554,6 +557,7 @@ static void rt_create_typed(rt_pair *p, int n_layer, int n_head, int n_kv, int h
                             const moa_cache_unit *units, int64_t n_ctx, int n_seq,
                             const int64_t *q_window, const moa_cache_params *cp,
                             const moa_kv_type cpu_t[2], const moa_kv_type gpu_t[2]) {
+    memset(p, 0, sizeof *p);
     p->n_head = n_head; p->n_kv = n_kv; p->hd = hd;
     moa_cache_layout L = {n_layer, n_head, n_kv, hd, units, q_window};
     moa_cache_params P = cp ? *cp : moa_cache_default_params();
@@ -601,12 +605,15 @@ static double rt_step_ratio(rt_pair *p, int layer, int seq, const int *seqs, int
     fill(q, nq, 1.5f); fill(k, nk, 1.5f); fill(v, nk, 1.0f);
     float *dq = dev_from(q, nq * 4), *dk = dev_from(k, nk * 4), *dv = dev_from(v, nk * 4);
     float *dout = dev_alloc(nq * 4);
+    if (p->dev) CHECK_OK(moa_cuda_sync(g_ctx));   /* a cache with its own context reads on its own stream */
     if (seqs) {
         CHECK_OK(moa_attn_decode(p->cpu, layer, seqs, n, q, k, v, o));
-        CHECK_OK(moa_cuda_attn_decode(p->gpu, layer, seqs, n, dq, dk, dv, dout));
+        CHECK_OK(p->dev ? moa_attn_decode(p->dev, layer, seqs, n, dq, dk, dv, dout)
+                        : moa_cuda_attn_decode(p->gpu, layer, seqs, n, dq, dk, dv, dout));
     } else {
         CHECK_OK(moa_attn_prefill(p->cpu, seq, layer, q, k, v, n, o));
-        CHECK_OK(moa_cuda_attn_prefill(p->gpu, seq, layer, dq, dk, dv, n, dout));
+        CHECK_OK(p->dev ? moa_attn_prefill(p->dev, seq, layer, dq, dk, dv, n, dout)
+                        : moa_cuda_attn_prefill(p->gpu, seq, layer, dq, dk, dv, n, dout));
     }
     to_host(og, dout, nq * 4);
     if (check) CHECK_MSG(close_arr(what, og, o, nq, 2e-4, 1e-6), "%s: layer %d, %d rows", what, layer, n);
@@ -624,14 +631,16 @@ static void rt_step(rt_pair *p, int layer, int seq, const int *seqs, int n, cons
     (void)rt_step_ratio(p, layer, seq, seqs, n, 1, what);
 }
 
+/* 2 layers x 4 KV heads (8 query heads, GQA 2), hd 48, n_ctx 100: window (sink 4, W 24), dense,
+ * linear (decay 0.05), window (no sink, W 7); layer 1 mirrors with a decay-free linear */
+static const moa_cache_unit mixed_units[8] = {
+    {MOA_UNIT_WINDOW, 24, 4, 0}, {MOA_UNIT_DENSE, 100, 4, 0}, {MOA_UNIT_LINEAR, 0, 0, 0.05f},
+    {MOA_UNIT_WINDOW, 7, 0, 0},
+    {MOA_UNIT_LINEAR, 0, 0, 0.0f}, {MOA_UNIT_WINDOW, 40, 2, 0}, {MOA_UNIT_WINDOW, 3, 5, 0},
+    {MOA_UNIT_DENSE, 100, 0, 0}};
+
 TEST(runtime_prefill_decode_mixed_units) {
-    /* 2 layers x 4 KV heads (8 query heads, GQA 2), hd 48: window (sink 4, W 24), dense,
-     * linear (decay 0.05), window (no sink, W 7); layer 1 mirrors with a decay-free linear */
-    const moa_cache_unit units[8] = {
-        {MOA_UNIT_WINDOW, 24, 4, 0}, {MOA_UNIT_DENSE, 100, 4, 0}, {MOA_UNIT_LINEAR, 0, 0, 0.05f},
-        {MOA_UNIT_WINDOW, 7, 0, 0},
-        {MOA_UNIT_LINEAR, 0, 0, 0.0f}, {MOA_UNIT_WINDOW, 40, 2, 0}, {MOA_UNIT_WINDOW, 3, 5, 0},
-        {MOA_UNIT_DENSE, 100, 0, 0}};
+    const moa_cache_unit *units = mixed_units;
     rt_pair p;
     rt_create(&p, 2, 8, 4, 48, units, 100, 3);
     if (!p.cpu || !p.gpu) return;
@@ -971,6 +980,129 @@ TEST(runtime_kv_types_split_k) {
     moa_cuda_cache_free(p.gpu);
 }
 
+/* ---- the runtime's API on MOA_CACHE_DEVICE_CUDA against the same API on the CPU ------------
+ * moa_cache_create(_layout) with params.device = CUDA puts this device cache behind a moa_cache:
+ * the same public calls (moa_attn_prefill / moa_attn_decode on device buffers, moa_cache_reset,
+ * moa_cache_seq_copy, moa_cache_bytes, moa_cache_pos) must give the CPU cache's outputs within
+ * KV_RTOL of the largest (both read the same stored values, as runtime_kv_types), its bytes and
+ * positions. The device context is the test's (lent through device_ctx, as the engine does) or
+ * the cache's own (opened on device_index; calls then wait for their kernels). */
+static void api_create(rt_pair *p, const moa_cache_layout *L, const moa_plan *plan, int64_t n_ctx,
+                       int n_seq, const moa_cache_params *cp, int lent) {
+    memset(p, 0, sizeof *p);
+    p->n_head = plan ? moa_plan_n_head(plan) : L->n_head;
+    p->n_kv = plan ? moa_plan_n_head_kv(plan) : L->n_head_kv;
+    p->hd = plan ? moa_plan_head_dim(plan) : L->head_dim;
+    p->lent = lent;
+    moa_cache_params P = *cp;
+    for (int dev = 0; dev < 2; dev++) {
+        moa_cache **out = dev ? &p->dev : &p->cpu;
+        CHECK_OK(plan ? moa_cache_create(plan, n_ctx, n_seq, &P, out) : moa_cache_create_layout(L, n_ctx, n_seq, &P, out));
+        P.device = MOA_CACHE_DEVICE_CUDA;
+        P.device_index = 0;
+        P.device_ctx = lent ? g_ctx : NULL;
+    }
+    if (!p->cpu || !p->dev) return;
+    CHECK_EQ_INT(moa_cache_get_device(p->dev), MOA_CACHE_DEVICE_CUDA);
+    CHECK_EQ_INT(moa_cache_bytes(p->dev), moa_cache_bytes(p->cpu));
+}
+
+static void api_check_pos(const rt_pair *p, int n_layer, int n_seq, const char *what) {
+    for (int s = 0; s < n_seq; s++)
+        for (int l = 0; l < n_layer; l++)
+            CHECK_MSG(moa_cache_pos(p->dev, s, l) == moa_cache_pos(p->cpu, s, l), "%s: seq %d layer %d: "
+                      "position %lld on the device, %lld on the CPU", what, s, l,
+                      (long long)moa_cache_pos(p->dev, s, l), (long long)moa_cache_pos(p->cpu, s, l));
+}
+
+/* Prefill chunks (seq 0: 21 + 9 tokens, seq 1: 6), seq 0 copied to seq 2, `steps` batched
+ * decode steps of all three in a shuffled row order, a reset of seq 1 and a new prefill. */
+static double api_run(rt_pair *p, int n_layer, int steps, const char *what) {
+    double r = 0;
+    for (int l = 0; l < n_layer; l++) {
+        r = fmax(r, rt_step_ratio(p, l, 0, NULL, 21, 0, what));
+        r = fmax(r, rt_step_ratio(p, l, 1, NULL, 6, 0, what));
+        r = fmax(r, rt_step_ratio(p, l, 0, NULL, 9, 0, what));
+    }
+    CHECK_OK(moa_cache_seq_copy(p->cpu, 0, 2));
+    CHECK_OK(moa_cache_seq_copy(p->dev, 0, 2));
+    api_check_pos(p, n_layer, 3, what);
+    const int rows[3] = {2, 0, 1};
+    for (int t = 0; t < steps; t++)
+        for (int l = 0; l < n_layer; l++) r = fmax(r, rt_step_ratio(p, l, -1, rows, 3, 0, what));
+    CHECK_OK(moa_cache_reset(p->cpu, 1));
+    CHECK_OK(moa_cache_reset(p->dev, 1));
+    for (int l = 0; l < n_layer; l++) r = fmax(r, rt_step_ratio(p, l, 1, NULL, 5, 0, what));
+    api_check_pos(p, n_layer, 3, what);
+    CHECK_EQ_INT(moa_cache_bytes(p->dev), moa_cache_bytes(p->cpu));
+    CHECK_MSG(r <= KV_RTOL, "%s: max error / max |output| %.3g > %g", what, r, KV_RTOL);
+    fprintf(stderr, "  %s (%s context): worst error / largest output %.3g (bound %g)\n", what,
+            p->lent ? "lent" : "own", r, KV_RTOL);
+    return r;
+}
+
+TEST(runtime_api_device) {
+    /* 1: the mixed layout (window, dense and linear units over 2 layers), f16, caller-rotated
+     *    q/k, the test's context lent */
+    const moa_cache_layout L = {2, 8, 4, 48, mixed_units, NULL};
+    moa_cache_params cp = moa_cache_default_params();
+    rt_pair p;
+    api_create(&p, &L, NULL, 100, 3, &cp, 1);
+    if (p.cpu && p.dev) api_run(&p, 2, 6, "layout, f16, absolute, rope in the caller");
+    /* a dense unit past n_ctx: both refuse, and the device cache's positions stay */
+    if (p.dev) {
+        float *d = dev_alloc((size_t)80 * 8 * 48 * 4);
+        const int64_t before = moa_cache_pos(p.dev, 0, 0);
+        CHECK_EQ_INT(moa_attn_prefill(p.dev, 0, 0, d, d, d, 80, d), MOA_ERR_RANGE);
+        CHECK_EQ_INT(moa_cache_pos(p.dev, 0, 0), before);
+        const int dup[2] = {1, 1};
+        CHECK_EQ_INT(moa_attn_decode(p.dev, 0, dup, 2, d, d, d, d), MOA_ERR_INVALID_ARG);
+        CHECK_EQ_INT(moa_cache_seq_copy(p.dev, 1, 1), MOA_ERR_INVALID_ARG);
+        moa_cuda_free(g_ctx, d);
+    }
+    moa_cache_free(p.cpu);
+    moa_cache_free(p.dev);
+
+    /* 2: q8_0 keys + f16 values, streaming NEOX positions past n_ctx (the dense unit rolls),
+     *    the cache's own context */
+    const moa_cache_unit su[3] = {{MOA_UNIT_WINDOW, 12, 4, 0}, {MOA_UNIT_DENSE, 40, 4, 0},
+                                  {MOA_UNIT_LINEAR, 0, 0, 0.1f}};
+    const moa_cache_layout S = {1, 6, 3, 40, su, NULL};
+    cp.pos_mode = MOA_POS_STREAMING;
+    cp.rope_dim = 40;
+    cp.rope_pairing = MOA_ROPE_NEOX;
+    cp.type_k = MOA_KV_Q8_0;
+    cp.type_v = MOA_KV_F16;
+    api_create(&p, &S, NULL, 40, 3, &cp, 0);
+    if (p.cpu && p.dev) api_run(&p, 1, 14, "layout, q8_0 K + f16 V, streaming NEOX past n_ctx");
+    moa_cache_free(p.cpu);
+    moa_cache_free(p.dev);
+
+    /* 3: from a plan (uniform windows, 2 layers, GQA 2), bf16, absolute with the runtime
+     *    rotating (rope_dim 16 of 32), own context */
+    moa_plan *plan = NULL;
+    CHECK_OK(moa_plan_uniform(2, 4, 2, 32, 4, 8, 0.5, 64, &plan));
+    cp = moa_cache_default_params();
+    cp.rope_dim = 16;
+    cp.type_k = cp.type_v = MOA_KV_BF16;
+    if (plan) api_create(&p, NULL, plan, 64, 3, &cp, 0);
+    if (p.cpu && p.dev) api_run(&p, 2, 5, "plan, bf16, absolute, rope in the runtime");
+    moa_cache_free(p.cpu);
+    moa_cache_free(p.dev);
+    moa_plan_free(plan);
+
+    /* a CUDA request the device layer cannot serve: MOA_ERR_DEVICE with a message, nothing out */
+    CHECK_EQ_INT(moa_cache_device_count(MOA_CACHE_DEVICE_CUDA), moa_cuda_device_count());
+    moa_cache_params bad = moa_cache_default_params();
+    bad.device = MOA_CACHE_DEVICE_CUDA;
+    bad.device_index = moa_cuda_device_count();   /* one past the last */
+    moa_cache *c = (moa_cache *)&bad;
+    CHECK_EQ_INT(moa_cache_create_layout(&L, 100, 1, &bad, &c), MOA_ERR_DEVICE);
+    CHECK(c == NULL);
+    CHECK_MSG(strstr(moa_last_error(), "CUDA device") != NULL, "message: %s", moa_last_error());
+    fprintf(stderr, "  device index %d: %s\n", bad.device_index, moa_last_error());
+}
+
 /* ---- the building blocks chained into one Llama layer + LM head --------------------------- */
 
 /* y[t][o] = sum_i W[o][i] x[t][i] with W and x rounded to f16 (what the device computes). */
@@ -1157,6 +1289,7 @@ int main(void) {
     RUN(runtime_decode_split_k_long_context);
     RUN(runtime_kv_types);
     RUN(runtime_kv_types_split_k);
+    RUN(runtime_api_device);
     RUN(engine_layer_chain);
     moa_cuda_ctx_free(g_ctx);
     return test_summary();
