@@ -22,7 +22,7 @@
 
 #include "llama.h"
 #include "moa/runtime.h"
-#include "moa-backend.h"   /* moa_device_kind (plain C; kernels/cuda) */
+#include "moa-backend.h"   /* moa_device_kind (plain C; kernels/) */
 
 typedef struct {
     int32_t n_ctx;     /* planned context in tokens (0: the model's training context); a

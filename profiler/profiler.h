@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "llama.h"
-#include "moa-backend.h"   /* moa_device_kind (plain C; kernels/cuda) */
+#include "moa-backend.h"   /* moa_device_kind (plain C; kernels/) */
 
 typedef struct {
     int sink;      /* keys j < sink are the sink columns (default 64) */

@@ -28,7 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "moa/base.h"
-#include "moa-backend.h"
+#include "moa-backend.h"   /* kernels/: moa_device_kind, moa_backend */
 
 #ifdef __cplusplus
 extern "C" {
@@ -61,7 +61,8 @@ moa_status moa_cuda_download(moa_cuda_ctx *ctx, void *host_dst, const void *src,
 moa_status moa_cuda_memset0(moa_cuda_ctx *ctx, void *p, size_t bytes);
 moa_status moa_cuda_copy(moa_cuda_ctx *ctx, void *dst, const void *src, size_t bytes);  /* device to device */
 
-/* The backend table over this context (moa-backend.h); valid while ctx lives. */
+/* The backend table over this context (kernels/moa-backend.h: every entry filled, each a
+ * moa_cuda_* function below); valid while ctx lives. */
 moa_backend moa_cuda_backend(moa_cuda_ctx *ctx);
 
 /* ===================================== engine ops ======================================= */
