@@ -6,11 +6,12 @@
  * Projections use BLAS for batches and the quantised kernels for single tokens.
  * A context created for a device hands its rows to that device's engine instead (device-engine.h:
  * a table chosen at run time; CUDA: forward-cuda.c), with the same chunking, checks and
- * logits modes, which stay here. */
+ * logits modes, which stay here. On the CPU the elementwise and row ops (RMSNorm, residual
+ * adds, SwiGLU, key smoothing) go through the CPU backend table (kernels/moa-backend.h), the op
+ * vocabulary the CUDA backend shares. */
 #include "moa/model.h"
 #include "key-smooth.h"
 #include "moa-common.h"
-#include "ops.h"
 #include "device-engine.h"
 
 #include <math.h>
@@ -30,6 +31,7 @@ struct moa_ctx {
     float *gate, *up;      /* [n_batch][n_ff] */
     float *ksmooth;        /* key smoothing scales (key-smooth.h) or NULL */
     double attn_seconds;
+    moa_backend be;        /* the CPU backend: RMSNorm, adds, SwiGLU, key smoothing */
     moa_device_kind device;   /* MOA_DEVICE_CPU or MOA_DEVICE_CUDA */
     const moa_device_engine_ops *dev_ops;   /* not the CPU: the device's engine (device-engine.h) */
     moa_device_engine *dev;   /* its state: weights, cache and scratch on the device; the
@@ -97,6 +99,7 @@ moa_status moa_ctx_create(const moa_model *m, const moa_ctx_params *pp, moa_ctx 
     moa_ctx *c = calloc(1, sizeof *c);
     if (!c) return moa_err(MOA_ERR_NOMEM, "out of memory");
     c->m = m;
+    c->be = moa_backend_cpu();
     c->p = pp ? *pp : moa_ctx_default_params();
     const moa_llama_hparams *hp = &m->hp;
     if (c->p.n_ctx <= 0) c->p.n_ctx = hp->n_ctx_train;
@@ -198,11 +201,6 @@ double moa_ctx_attn_seconds(moa_ctx *c, int reset) {
     return s;
 }
 
-/* y = x / sqrt(mean(x^2) + eps) * w, for n rows of d (kernels/cpu/ops.h). */
-static void rmsnorm(const float *x, const float *w, float *y, int64_t n, int64_t d, float eps) {
-    moa_rmsnorm_rows(x, w, y, n, d, eps);
-}
-
 /* Forward over n rows. seqs == NULL: rows are consecutive tokens of sequence `seq`
  * (prefill chunk); else row i is one token of sequence seqs[i] (batched decode). */
 static moa_status eval_rows(moa_ctx *c, int seq, const int *seqs, const int32_t *tokens, int64_t n,
@@ -210,6 +208,7 @@ static moa_status eval_rows(moa_ctx *c, int seq, const int *seqs, const int32_t 
     ON_DEVICE(c, c->dev_ops->rows(c->dev, seq, seqs, tokens, n, mode, logits));
     const moa_model *m = c->m;
     const moa_llama_hparams *hp = &m->hp;
+    const moa_backend *be = &c->be;
     int64_t d = hp->n_embd, nff = hp->n_ff;
     size_t erb = moa_ggml_row_bytes(m->tok_embd.type, d);
     for (int64_t t = 0; t < n; t++)
@@ -217,12 +216,13 @@ static moa_status eval_rows(moa_ctx *c, int seq, const int *seqs, const int32_t 
                         c->x + t * d, d);
     for (int l = 0; l < hp->n_layer; l++) {
         const moa_llama_layer *L = &m->layers[l];
-        rmsnorm(c->x, L->attn_norm, c->h, n, d, hp->rms_eps);
+        MOA_TRY(be->rmsnorm(be->ctx, c->x, L->attn_norm, c->h, n, d, hp->rms_eps));
         const moa_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
         float *const qkv_out[3] = {c->q, c->k, c->v};
         moa_weight_matmul_multi(qkv, 3, c->h, n, qkv_out);
         if (c->ksmooth)
-            moa_key_smooth_apply(hp, c->ksmooth + (size_t)l * hp->n_head_kv * hp->head_dim, c->q, c->k, n);
+            MOA_TRY(be->key_smooth(be->ctx, c->q, c->k, c->ksmooth + (size_t)l * hp->n_head_kv * hp->head_dim,
+                                   n, hp->n_head, hp->n_head_kv, hp->head_dim));
         /* attention through the runtime: RoPE, cache append, banded/dense/linear kernels */
         double t0 = moa_time_now();
         moa_status st = seqs ? moa_attn_decode(c->cache, l, seqs, (int)n, c->q, c->k, c->v, c->att)
@@ -231,21 +231,21 @@ static moa_status eval_rows(moa_ctx *c, int seq, const int *seqs, const int32_t 
         if (st < 0) return st;
         /* x += att Wo^T (h reused as the projection output) */
         moa_weight_matmul(&L->wo, c->att, n, c->h);
-        moa_add_rows(c->x, c->h, n * d);
-        rmsnorm(c->x, L->ffn_norm, c->h, n, d, hp->rms_eps);
+        MOA_TRY(be->add(be->ctx, c->x, c->h, n * d));
+        MOA_TRY(be->rmsnorm(be->ctx, c->x, L->ffn_norm, c->h, n, d, hp->rms_eps));
         const moa_weight *gu[2] = {&L->w_gate, &L->w_up};
         float *const gu_out[2] = {c->gate, c->up};
         moa_weight_matmul_multi(gu, 2, c->h, n, gu_out);
-        moa_silu_mul(c->gate, c->up, n * nff);   /* silu(g) * u */
+        MOA_TRY(be->swiglu(be->ctx, c->gate, c->up, n * nff));   /* silu(g) * u */
         moa_weight_matmul(&L->w_down, c->gate, n, c->h);
-        moa_add_rows(c->x, c->h, n * d);
+        MOA_TRY(be->add(be->ctx, c->x, c->h, n * d));
     }
     if (mode == MOA_LOGITS_NONE) return MOA_OK;
     if (mode == MOA_LOGITS_LAST) {
-        rmsnorm(c->x + (n - 1) * d, m->output_norm, c->h, 1, d, hp->rms_eps);
+        MOA_TRY(be->rmsnorm(be->ctx, c->x + (n - 1) * d, m->output_norm, c->h, 1, d, hp->rms_eps));
         moa_weight_matmul(&m->output, c->h, 1, logits);
     } else {
-        rmsnorm(c->x, m->output_norm, c->h, n, d, hp->rms_eps);
+        MOA_TRY(be->rmsnorm(be->ctx, c->x, m->output_norm, c->h, n, d, hp->rms_eps));
         moa_weight_matmul(&m->output, c->h, n, logits);
     }
     return MOA_OK;

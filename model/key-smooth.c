@@ -1,6 +1,7 @@
 /* key-smooth.c - power-of-two key smoothing for 8-bit key caches (key-smooth.h). */
 #include "key-smooth.h"
 #include "moa-common.h"
+#include "ops.h"   /* moa_key_smooth_rows */
 
 #include <math.h>
 #include <stdlib.h>
@@ -45,15 +46,5 @@ moa_status moa_key_smooth_scales(const moa_model *m, float **out) {
 }
 
 void moa_key_smooth_apply(const moa_llama_hparams *hp, const float *s, float *q, float *k, int64_t n) {
-    const int hd = hp->head_dim, nkv = hp->n_head_kv, group = hp->n_head / hp->n_head_kv;
-    for (int64_t t = 0; t < n; t++) {
-        float *kt = k + t * (int64_t)nkv * hd, *qt = q + t * (int64_t)hp->n_head * hd;
-        for (int g = 0; g < nkv; g++)
-            for (int d = 0; d < hd; d++) {
-                const float sc = s[g * hd + d];
-                if (sc == 1.0f) continue;
-                kt[g * hd + d] /= sc;   /* exact: a power of two */
-                for (int j = 0; j < group; j++) qt[(g * group + j) * hd + d] *= sc;
-            }
-    }
+    moa_key_smooth_rows(q, k, s, n, hp->n_head, hp->n_head_kv, hp->head_dim);   /* kernels/cpu/ops.h */
 }

@@ -16,11 +16,13 @@
  *   dxm = dy + rmsnorm_bwd(xm, fn, dg Wg + du Wu);  do = dxm Wo;  (dq, dk, dv) = attn_bwd;
  *   dq, dk = rope^-1(dq), rope^-1(dk);  dx = dxm + rmsnorm_bwd(x, an, dq Wq + dk Wk + dv Wv)
  * rmsnorm_bwd: y = x r w with r = (mean(x^2) + eps)^-1/2:  dx = r (w dy) - x r^3 mean(x w dy).
+ * On the CPU every op but the projections (OpenBLAS) and RoPE goes through the CPU backend
+ * table (kernels/moa-backend.h), the op vocabulary of the CUDA sample (backward-cuda.c); RoPE
+ * keeps its precomputed table (moa_rope_rows: the same rotation, without a cos/sin per row).
  */
 #include "moa/profiler.h"
 #include "attn-train.h"
 #include "moa/model.h"             /* moa_ctx_default_params, moa_ctx_cuda_available */
-#include "moa-cuda-common.cuh"   /* moa_cu_swiglu_bwd (the device kernel's formula, as C) */
 #include "rope.h"
 #include "moa-common.h"
 #include "profiler-internal.h"
@@ -50,7 +52,9 @@ struct moa_profiler {
     moa_device_kind device;       /* CPU or CUDA */
     const moa_profiler_device_ops *dev_ops;   /* not the CPU: the device's backend (profiler-device.h) */
     moa_profiler_dev *dev;     /* its state: the sample runs there; the CPU scratch is unused */
+    moa_backend be;               /* the CPU backend: every op of the CPU sample but GEMM, RoPE */
     moa_rope_table rope;
+    double *row_loss;             /* [n_max] per response row (xent_grad) */
     float *xs;     /* [n_layer+1][n_max][d] layer inputs (xs[L] = final hidden state) */
     float *h1, *h2, *xm, *dxm, *dh;              /* [n_max][d] */
     float *q, *o, *dq, *dO;                      /* [n_max][nq] */
@@ -143,6 +147,7 @@ void moa_profiler_free(moa_profiler *p) {
                      p->act};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) moa_free_aligned(bufs[i]);
     moa_rope_table_free(&p->rope);
+    free(p->row_loss);
     free(p);
 }
 
@@ -183,6 +188,8 @@ moa_status moa_profiler_create(const moa_model *m, int64_t n_max, const moa_prof
     moa_status st = moa_rope_table_init(&p->rope, hp->rope_dim, hp->rope_base,
                                          hp->rope_pairing == MOA_ROPE_NEOX, n_max);
     if (st < 0) { free(p); return st; }
+    p->be = moa_backend_cpu();
+    p->row_loss = calloc(N, sizeof(double));
     p->xs = moa_alloc_aligned((size_t)(hp->n_layer + 1) * N, d * sizeof(float));
     float **dbufs[] = {&p->h1, &p->h2, &p->xm, &p->dxm, &p->dh};
     for (size_t i = 0; i < 5; i++) *dbufs[i] = moa_alloc_aligned(N, d * sizeof(float));
@@ -196,7 +203,7 @@ moa_status moa_profiler_create(const moa_model *m, int64_t n_max, const moa_prof
     p->logits = moa_alloc_aligned(N, (size_t)hp->n_vocab * sizeof(float));
     if (!p->xs || !p->h1 || !p->h2 || !p->xm || !p->dxm || !p->dh || !p->q || !p->o || !p->dq ||
         !p->dO || !p->k || !p->v || !p->dk || !p->dv || !p->g || !p->u || !p->a || !p->da ||
-        !p->lse || !p->logits) {
+        !p->lse || !p->logits || !p->row_loss) {
         moa_profiler_free(p);
         return moa_err(MOA_ERR_NOMEM, "profiler: out of memory for %lld tokens", (long long)n_max);
     }
@@ -229,35 +236,6 @@ static void mm_bwd(const moa_weight *w, const float *dy, int64_t n, float *dx, f
                 1.0f, dy, (int)w->n_out, w->f32, (int)w->n_in, beta, dx, (int)w->n_in);
 }
 
-static void rmsnorm_fwd(const float *x, const float *w, float *y, int64_t n, int64_t d, float eps) {
-    #pragma omp parallel for schedule(static) if (n > 64)
-    for (int64_t t = 0; t < n; t++) {
-        const float *xr = x + t * d;
-        double ss = 0;
-        for (int64_t i = 0; i < d; i++) ss += (double)xr[i] * xr[i];
-        float r = (float)(1.0 / sqrt(ss / (double)d + eps));
-        for (int64_t i = 0; i < d; i++) y[t * d + i] = xr[i] * r * w[i];
-    }
-}
-
-/* dx += rmsnorm backward of y = x r w for upstream dy. */
-static void rmsnorm_bwd_add(const float *x, const float *w, const float *dy, float *dx,
-                            int64_t n, int64_t d, float eps) {
-    #pragma omp parallel for schedule(static) if (n > 64)
-    for (int64_t t = 0; t < n; t++) {
-        const float *xr = x + t * d, *dyr = dy + t * d;
-        double ss = 0, s = 0;
-        for (int64_t i = 0; i < d; i++) {
-            ss += (double)xr[i] * xr[i];
-            s += (double)xr[i] * w[i] * dyr[i];
-        }
-        double r = 1.0 / sqrt(ss / (double)d + eps);
-        double c = r * r * r * s / (double)d;
-        for (int64_t i = 0; i < d; i++)
-            dx[t * d + i] += (float)(r * w[i] * dyr[i] - c * xr[i]);
-    }
-}
-
 /* Forward of layer l from x (n rows), leaving q, k, v (rotated), o, lse, xm, g, u in *a and
  * h1, h2, a in the scratch; writes the layer output to y if y != NULL. */
 static moa_status layer_fwd(moa_profiler *p, int l, const float *x, int64_t n, float *y,
@@ -265,27 +243,25 @@ static moa_status layer_fwd(moa_profiler *p, int l, const float *x, int64_t n, f
     const moa_model *m = p->m;
     const moa_llama_hparams *hp = &m->hp;
     const moa_llama_layer *L = &m->layers[l];
+    const moa_backend *be = &p->be;
     int64_t d = hp->n_embd, ff = hp->n_ff;
-    rmsnorm_fwd(x, L->attn_norm, p->h1, n, d, hp->rms_eps);
+    MOA_TRY(be->rmsnorm(be->ctx, x, L->attn_norm, p->h1, n, d, hp->rms_eps));
     mm_fwd(&L->wq, p->h1, n, a->q);
     mm_fwd(&L->wk, p->h1, n, a->k);
     mm_fwd(&L->wv, p->h1, n, a->v);
     moa_rope_rows(&p->rope, a->q, n, hp->n_head, hp->head_dim, 0, 0);
     moa_rope_rows(&p->rope, a->k, n, hp->n_head_kv, hp->head_dim, 0, 0);
     moa_attn_train_shape s = moa_profiler_attn_shape(&p->m->hp, &p->p, n);
-    MOA_TRY(moa_attn_fwd_lse(&s, a->q, a->k, a->v, a->o, a->lse));
+    MOA_TRY(be->attn_fwd_lse(be->ctx, &s, a->q, a->k, a->v, a->o, a->lse));
     mm_fwd(&L->wo, a->o, n, a->xm);
-    for (int64_t i = 0; i < n * d; i++) a->xm[i] += x[i];
-    rmsnorm_fwd(a->xm, L->ffn_norm, p->h2, n, d, hp->rms_eps);
+    MOA_TRY(be->add(be->ctx, a->xm, x, n * d));
+    MOA_TRY(be->rmsnorm(be->ctx, a->xm, L->ffn_norm, p->h2, n, d, hp->rms_eps));
     mm_fwd(&L->w_gate, p->h2, n, a->g);
     mm_fwd(&L->w_up, p->h2, n, a->u);
-    for (int64_t i = 0; i < n * ff; i++) {
-        float g = a->g[i];
-        p->a[i] = g / (1.0f + expf(-g)) * a->u[i];
-    }
+    MOA_TRY(be->swiglu_to(be->ctx, a->g, a->u, p->a, n * ff));
     if (y) {
         mm_fwd(&L->w_down, p->a, n, y);
-        for (int64_t i = 0; i < n * d; i++) y[i] += a->xm[i];
+        MOA_TRY(be->add(be->ctx, y, a->xm, n * d));
     }
     return MOA_OK;
 }
@@ -296,18 +272,18 @@ static moa_status layer_bwd(moa_profiler *p, int l, const float *x, int64_t n, f
     const moa_model *m = p->m;
     const moa_llama_hparams *hp = &m->hp;
     const moa_llama_layer *L = &m->layers[l];
+    const moa_backend *be = &p->be;
     int64_t d = hp->n_embd, ff = hp->n_ff;
     int kept;
     layer_act a = act_of(p, l, n, &kept);
     if (!kept) MOA_TRY(layer_fwd(p, l, x, n, NULL, &a));       /* recompute */
     /* FFN */
     mm_bwd(&L->w_down, dx, n, p->da, 0.0f);                  /* da = dy Wd */
-    for (int64_t i = 0; i < n * ff; i++)
-        moa_cu_swiglu_bwd(a.g[i], a.u[i], p->da[i], &a.g[i], &a.u[i]);   /* dg, du */
+    MOA_TRY(be->swiglu_bwd(be->ctx, a.g, a.u, p->da, n * ff));     /* dg, du */
     mm_bwd(&L->w_gate, a.g, n, p->dh, 0.0f);
     mm_bwd(&L->w_up, a.u, n, p->dh, 1.0f);                   /* dh2 = dg Wg + du Wu */
     memcpy(p->dxm, dx, sizeof(float) * (size_t)(n * d));
-    rmsnorm_bwd_add(a.xm, L->ffn_norm, p->dh, p->dxm, n, d, hp->rms_eps);
+    MOA_TRY(be->rmsnorm_bwd_add(be->ctx, a.xm, L->ffn_norm, p->dh, p->dxm, n, d, hp->rms_eps));
     /* attention */
     mm_bwd(&L->wo, p->dxm, n, p->dO, 0.0f);                  /* do = dxm Wo */
     moa_attn_train_shape s = moa_profiler_attn_shape(&p->m->hp, &p->p, n);
@@ -327,7 +303,7 @@ static moa_status layer_bwd(moa_profiler *p, int l, const float *x, int64_t n, f
         if (!sink_sgn_tmp) return moa_err(MOA_ERR_NOMEM, "out of memory");
         accp->sink_sgn = sink_sgn_tmp;
     }
-    moa_status st = moa_attn_bwd_influence(&s, a.q, a.k, a.v, a.o, p->dO, a.lse, p->dq,
+    moa_status st = be->attn_bwd_influence(be->ctx, &s, a.q, a.k, a.v, a.o, p->dO, a.lse, p->dq,
                                            p->dk, p->dv, accp);
     free(sink_sgn_tmp);
     MOA_TRY(st);
@@ -337,7 +313,7 @@ static moa_status layer_bwd(moa_profiler *p, int l, const float *x, int64_t n, f
     mm_bwd(&L->wk, p->dk, n, p->dh, 1.0f);
     mm_bwd(&L->wv, p->dv, n, p->dh, 1.0f);                  /* dh1 */
     memcpy(dx, p->dxm, sizeof(float) * (size_t)(n * d));
-    rmsnorm_bwd_add(x, L->attn_norm, p->dh, dx, n, d, hp->rms_eps);
+    MOA_TRY(be->rmsnorm_bwd_add(be->ctx, x, L->attn_norm, p->dh, dx, n, d, hp->rms_eps));
     return MOA_OK;
 }
 
@@ -367,25 +343,17 @@ moa_status moa_profiler_sample_embd(moa_profiler *p, const float *x0, const int3
     /* loss over response rows i = rb-1 .. re-2 predicting tokens[i+1] */
     int64_t R = re - rb;
     const float *xl = p->xs + L * layer_sz + (rb - 1) * d;
-    rmsnorm_fwd(xl, m->output_norm, p->h1, R, d, hp->rms_eps);
+    const moa_backend *be = &p->be;
+    MOA_TRY(be->rmsnorm(be->ctx, xl, m->output_norm, p->h1, R, d, hp->rms_eps));
     mm_fwd(&m->output, p->h1, R, p->logits);
-    double loss = 0;
-    for (int64_t r = 0; r < R; r++) {
-        float *row = p->logits + r * V;
-        int32_t target = tokens[rb + r];
-        if (target < 0 || target >= V)
+    for (int64_t r = 0; r < R; r++)
+        if (tokens[rb + r] < 0 || tokens[rb + r] >= V)
             return moa_err(MOA_ERR_INVALID_ARG, "profiler: token %d at %lld outside the vocabulary",
-                           target, (long long)(rb + r));
-        float mx = row[0];
-        for (int64_t v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
-        double sum = 0;
-        for (int64_t v = 0; v < V; v++) sum += exp((double)row[v] - mx);
-        double lse = mx + log(sum);
-        loss += lse - row[target];
-        /* dlogits = (softmax - onehot) / R */
-        for (int64_t v = 0; v < V; v++) row[v] = (float)(exp((double)row[v] - lse) / (double)R);
-        row[target] -= 1.0f / (float)R;
-    }
+                           tokens[rb + r], (long long)(rb + r));
+    /* row_loss[r] = lse - z[target]; dlogits = (softmax - onehot) / R */
+    MOA_TRY(be->xent_grad(be->ctx, p->logits, tokens + rb, R, V, R, p->row_loss));
+    double loss = 0;
+    for (int64_t r = 0; r < R; r++) loss += p->row_loss[r];
     loss /= (double)R;
     /* dh = dlogits E (into h2);  dx_L = rmsnorm_bwd on the response rows, 0 elsewhere */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)R, (int)d, (int)V, 1.0f,
@@ -394,7 +362,8 @@ moa_status moa_profiler_sample_embd(moa_profiler *p, const float *x0, const int3
      * final norm's backward (which reads xs[L]) has gone into dxm. */
     float *d_cur = p->xs + L * layer_sz;
     memset(p->dxm, 0, sizeof(float) * (size_t)(n * d));
-    rmsnorm_bwd_add(xl, m->output_norm, p->h2, p->dxm + (rb - 1) * d, R, d, hp->rms_eps);
+    MOA_TRY(be->rmsnorm_bwd_add(be->ctx, xl, m->output_norm, p->h2, p->dxm + (rb - 1) * d, R, d,
+                                hp->rms_eps));
     memcpy(d_cur, p->dxm, sizeof(float) * (size_t)(n * d));
     for (int l = L - 1; l >= 0; l--)
         MOA_TRY(layer_bwd(p, l, p->xs + l * layer_sz, n, d_cur, hist));

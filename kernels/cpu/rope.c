@@ -74,3 +74,32 @@ void moa_rope_rows(const moa_rope_table *t, float *x, int64_t n, int n_heads, in
             moa_rope_apply(t, p, p, hd, pos0 + r, inverse);
         }
 }
+
+moa_status moa_rope_rows_at(float *x, int64_t n, int n_heads, int hd, int rope_dim, float base,
+                            int64_t pos0, int inverse, int neox) {
+    if (rope_dim <= 0 || rope_dim % 2 || rope_dim > hd || rope_dim > MOA_ROPE_DIM_MAX ||
+        !(base > 1) || (neox != 0 && neox != 1))
+        return moa_err(MOA_ERR_INVALID_ARG, "rope: rope_dim %d must be even, in (0, hd=%d] and "
+                       "<= %d, base %g > 1, pairing %d 0 or 1", rope_dim, hd, MOA_ROPE_DIM_MAX,
+                       (double)base, neox);
+    const int half = rope_dim / 2;
+    double inv_freq[MOA_ROPE_DIM_MAX / 2];
+    for (int i = 0; i < half; i++) inv_freq[i] = pow((double)base, -2.0 * i / rope_dim);
+    /* a one-position table per row: moa_rope_apply then rotates every head from it */
+    #pragma omp parallel for schedule(static) if (n * n_heads > 256)
+    for (int64_t r = 0; r < n; r++) {
+        float cs[MOA_ROPE_DIM_MAX];
+        const int64_t pos = pos0 + r;
+        for (int i = 0; i < half; i++) {
+            const double a = (double)pos * inv_freq[i];
+            cs[2 * i] = (float)cos(a);
+            cs[2 * i + 1] = (float)sin(a);
+        }
+        moa_rope_table t = {rope_dim, neox, 1, (double *)inv_freq, cs};
+        for (int h = 0; h < n_heads; h++) {
+            float *p = x + (r * n_heads + h) * hd;
+            moa_rope_apply(&t, p, p, hd, 0, inverse);
+        }
+    }
+    return MOA_OK;
+}

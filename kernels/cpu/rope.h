@@ -31,4 +31,12 @@ void moa_rope_apply(const moa_rope_table *t, float *dst, const float *src, int h
 void moa_rope_rows(const moa_rope_table *t, float *x, int64_t n, int n_heads, int hd,
                    int64_t pos0, int inverse);
 
+/* The same without a table (the CPU backend's rope): each row's cos/sin are computed once
+ * for all its heads, with the table's formulas (identical results to moa_rope_rows over
+ * moa_rope_table_init(rope_dim, base, neox, ...)). rope_dim even, in (0, min(hd, 1024)];
+ * base > 1; neox 0 or 1. MOA_ERR_INVALID_ARG otherwise. */
+#define MOA_ROPE_DIM_MAX 1024
+moa_status moa_rope_rows_at(float *x, int64_t n, int n_heads, int hd, int rope_dim, float base,
+                            int64_t pos0, int inverse, int neox);
+
 #endif

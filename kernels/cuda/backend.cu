@@ -1,5 +1,5 @@
 /* backend.cu - the CUDA device layer: device detection, contexts (stream + cuBLAS handle),
- * error mapping, memory, and the backend table (moa-backend.h). */
+ * error mapping, memory, and the backend table (kernels/moa-backend.h). */
 #include "moa-cuda-impl.cuh"
 
 #include <stdio.h>
@@ -204,20 +204,51 @@ static moa_status bk_rmsnorm(void *c, const float *x, const float *w, float *y, 
     return moa_cuda_rmsnorm((moa_cuda_ctx *)c, x, w, y, n, d, eps);
 }
 static moa_status bk_rope(void *c, float *x, int64_t n, int nh, int hd, int rd, float base,
-                          int64_t pos0) {
-    return moa_cuda_rope((moa_cuda_ctx *)c, x, n, nh, hd, rd, base, pos0, NULL, 0, 0);
+                          int64_t pos0, int inverse, int neox) {
+    return moa_cuda_rope((moa_cuda_ctx *)c, x, n, nh, hd, rd, base, pos0, NULL, inverse, neox);
 }
 static moa_status bk_swiglu(void *c, float *g, const float *u, int64_t n) {
     return moa_cuda_swiglu((moa_cuda_ctx *)c, g, u, n);
 }
+static moa_status bk_copy(void *c, void *d, const void *s, size_t b) {
+    return moa_cuda_copy((moa_cuda_ctx *)c, d, s, b);
+}
+static moa_status bk_memset0(void *c, void *p, size_t b) {
+    return moa_cuda_memset0((moa_cuda_ctx *)c, p, b);
+}
+static moa_status bk_add(void *c, float *x, const float *y, int64_t n) {
+    return moa_cuda_add((moa_cuda_ctx *)c, x, y, n);
+}
+static moa_status bk_swiglu_to(void *c, const float *g, const float *u, float *a, int64_t n) {
+    return moa_cuda_swiglu_to((moa_cuda_ctx *)c, g, u, a, n);
+}
+static moa_status bk_swiglu_bwd(void *c, float *g, float *u, const float *da, int64_t n) {
+    return moa_cuda_swiglu_bwd((moa_cuda_ctx *)c, g, u, da, n);
+}
+static moa_status bk_rmsnorm_bwd_add(void *c, const float *x, const float *w, const float *dy,
+                                     float *dx, int64_t n, int64_t d, float eps) {
+    return moa_cuda_rmsnorm_bwd_add((moa_cuda_ctx *)c, x, w, dy, dx, n, d, eps);
+}
+static moa_status bk_xent_grad(void *c, float *logits, const int32_t *targets, int64_t rows,
+                               int64_t V, int64_t n_total, double *loss) {
+    return moa_cuda_xent_grad((moa_cuda_ctx *)c, logits, targets, rows, V, n_total, loss);
+}
+static moa_status bk_key_smooth(void *c, float *q, float *k, const float *s, int64_t n,
+                                int n_head, int n_head_kv, int hd) {
+    return moa_cuda_key_smooth((moa_cuda_ctx *)c, q, k, s, n, n_head, n_head_kv, hd);
+}
 
 moa_backend moa_cuda_backend(moa_cuda_ctx *ctx) {
-    /* moa_backend's members in order (no designated initialisers in C++17): name, kind,
-     * context; memory (alloc, free, upload, download, sync); the profiler's attention
-     * (forward, backward); the engine's ops (rmsnorm, rope, swiglu) */
+    /* moa_backend's members in order (no designated initialisers in C++17), as in
+     * moa-backend.h: name, kind, context; memory (alloc, free, upload, download, sync); the
+     * profiler's attention (forward, backward); the engine's ops (rmsnorm, rope, swiglu);
+     * appended: copy, memset0, add, swiglu_to, swiglu_bwd, rmsnorm_bwd_add, xent_grad,
+     * key_smooth */
     const moa_backend b = {"cuda", MOA_DEVICE_CUDA, ctx,
                            bk_alloc, bk_free, bk_upload, bk_download, bk_sync,
                            bk_fwd, bk_bwd,
-                           bk_rmsnorm, bk_rope, bk_swiglu};
+                           bk_rmsnorm, bk_rope, bk_swiglu,
+                           bk_copy, bk_memset0, bk_add, bk_swiglu_to, bk_swiglu_bwd,
+                           bk_rmsnorm_bwd_add, bk_xent_grad, bk_key_smooth};
     return b;
 }

@@ -393,7 +393,7 @@ MOA_HD float moa_cu_decay_pow(float s, int64_t delta) {
     return expf(-s * (float)delta);
 }
 
-/* ---- the profiler's elementwise backward (profiler/backward.c uses the same helper) ----- */
+/* ---- the profiler's elementwise backward (kernels/cpu/ops.c uses the same helper) ----- */
 /* SwiGLU a = silu(g) u with silu(g) = g sg, sg = 1 / (1 + exp(-g)); for upstream da:
  *   dg = da u sg (1 + g (1 - sg)),   du = da g sg. */
 MOA_HD void moa_cu_swiglu_bwd(float g, float u, float da, float *dg, float *du) {

@@ -16,7 +16,7 @@
  *   profiler attention      kernels/cpu/attn-train.h   (moa_attn_train_shape, moa_influence_acc)
  *   runtime attention       runtime/cache.c, runtime/attn.c (moa-cuda-cache.h, internal)
  *   dequantisation          kernels/cpu/quant.h (ggml block layouts)
- *   RMSNorm / RoPE / SwiGLU model/forward.c, kernels/cpu/rope.h (adjacent pairs or halves)
+ *   RMSNorm / RoPE / SwiGLU kernels/cpu/ops.h, kernels/cpu/rope.h (adjacent pairs or halves)
  * No GPU was available where this was written: every op has a test comparing it with its
  * CPU reference (tests/kernels/cuda, ctest -L gpu) to run on a machine that has one; the
  * same test passes on a CPU emulator of the execution model (tests/kernels/cuda/emu,
@@ -28,7 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "moa/base.h"
-#include "moa-backend.h"
+#include "moa-backend.h"   /* kernels/: moa_device_kind, moa_backend */
 
 #ifdef __cplusplus
 extern "C" {
@@ -61,7 +61,8 @@ moa_status moa_cuda_download(moa_cuda_ctx *ctx, void *host_dst, const void *src,
 moa_status moa_cuda_memset0(moa_cuda_ctx *ctx, void *p, size_t bytes);
 moa_status moa_cuda_copy(moa_cuda_ctx *ctx, void *dst, const void *src, size_t bytes);  /* device to device */
 
-/* The backend table over this context (moa-backend.h); valid while ctx lives. */
+/* The backend table over this context (kernels/moa-backend.h: every entry filled, each a
+ * moa_cuda_* function below); valid while ctx lives. */
 moa_backend moa_cuda_backend(moa_cuda_ctx *ctx);
 
 /* ===================================== engine ops ======================================= */
@@ -152,7 +153,7 @@ moa_status moa_cuda_key_smooth(moa_cuda_ctx *ctx, float *q, float *k, const floa
                                int n_head_kv, int hd);
 
 /* ============================ profiler backward (train.cu) ============================== */
-/* References: profiler/backward.c. All buffers device memory. */
+/* References: kernels/cpu/ops.h. All buffers device memory. */
 
 /* dx += the RMSNorm backward of y = x r w for upstream dy, r = (mean(x^2) + eps)^-1/2:
  * dx += r w dy - x r^3 mean(x w dy), per row of d (x, dy, dx: [n][d]; w: [d]). */

@@ -18,7 +18,7 @@
 #include "moa/base.h"
 #include "moa/runtime.h"
 #include "quant.h"         /* kernels/cpu: moa_ggml_type and block sizes, moa_qpack */
-#include "moa-backend.h"   /* kernels/cuda (plain C): moa_device_kind */
+#include "moa-backend.h"   /* kernels/ (plain C): moa_device_kind */
 
 #ifdef __cplusplus
 extern "C" {

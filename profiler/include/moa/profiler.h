@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "moa/model.h"
-#include "moa-backend.h"   /* moa_device_kind (plain C; kernels/cuda) */
+#include "moa-backend.h"   /* moa_device_kind (plain C; kernels/) */
 
 #ifdef __cplusplus
 extern "C" {

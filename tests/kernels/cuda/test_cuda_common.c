@@ -1,6 +1,6 @@
 /* test_cuda_common.c - the CUDA kernels' shared helpers (kernels/cuda/moa-cuda-common.cuh,
  * __host__ __device__ under nvcc, plain static inline C here) and the device choice
- * (moa-backend.h), checked on the CPU against the CPU references: quant.c (f16/bf16, block
+ * (kernels/moa-backend.h), checked on the CPU against the CPU references: quant.c (f16/bf16, block
  * decoding), attn.c's KV storage rows (stored bytes and widened values), the one mask, runtime/cache.c's slot policy, attn-train's influence histograms
  * (moa_attn_bwd_influence_ref) and a direct softmax. Needs no CUDA toolkit. */
 #include "moa-cuda-common.cuh"
@@ -609,7 +609,7 @@ TEST(device_choice) {
 TEST(cpu_backend_table) {
     moa_backend b = moa_backend_cpu();
     CHECK_STR(b.name, "cpu");
-    CHECK(b.kind == MOA_DEVICE_CPU && b.attn_fwd_lse && b.attn_bwd_influence && !b.rmsnorm);
+    CHECK(b.kind == MOA_DEVICE_CPU && b.attn_fwd_lse && b.attn_bwd_influence && b.rmsnorm);
     const moa_attn_train_shape s = moa_attn_train_default_shape(29, 2, 1, 8);
     const size_t nq = 29 * 2 * 8, nk = 29 * 8;
     float Q[29 * 16], K[29 * 8], V[29 * 8], O1[29 * 16], L1[58];

@@ -96,7 +96,7 @@ TEST(backend_table) {
     CHECK_STR(b.name, "cuda");
     CHECK(b.kind == MOA_DEVICE_CUDA && b.ctx == g_ctx);
     CHECK(b.alloc && b.free && b.upload && b.download && b.sync && b.attn_fwd_lse &&
-          b.attn_bwd_influence && b.rmsnorm && b.rope && b.swiglu);
+          b.attn_bwd_influence && b.rmsnorm && b.rope && b.swiglu && b.key_smooth);
     CHECK(moa_cuda_ctx_sm_count(g_ctx) > 0);
     moa_cuda_ctx *bad = NULL;
     CHECK_EQ_INT(moa_cuda_ctx_create(moa_cuda_device_count() + 3, &bad), MOA_ERR_DEVICE);

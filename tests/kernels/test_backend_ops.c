@@ -1,0 +1,754 @@
+/* test_backend_ops.c - every op of every backend against a plain C reference (as llama.cpp's
+ * test-backend-ops). Backends: the CPU (always) and CUDA when the build has it and a device
+ * exists (a real GPU, or the CPU emulator of tests/kernels/cuda: the target
+ * test_backend_ops_emu, which requires it). The references below are written here, in
+ * double, independent of kernels/; shapes are odd on purpose (rows 1, 3, 17; dims that are not
+ * multiples of 8 or 16; hd 64, 80, 96; both RoPE pairings, both directions).
+ *
+ * Checks, per backend:
+ *   - completeness: no entry of the table is NULL;
+ *   - coverage: the list OPS names every function entry of moa_backend exactly once (an
+ *     entry appended to the table without a test here fails the test);
+ *   - each op's test, with its bound stated next to it: an element passes when
+ *     |got - ref| <= rtol |ref| + atol max|ref| (max over the compared buffer).
+ * Controls (the test can fail): a perturbed result is rejected by the comparator, a backend
+ * whose rope ignores the pairing and one whose rmsnorm ignores eps are rejected by the op
+ * tests, and a table with a NULL entry is rejected by the completeness check.
+ */
+#include "test.h"
+#include "moa-backend.h"
+#include "moa-common.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(MOA_HAVE_CUDA) || defined(MOA_CUDA_EMU)
+#include "moa-cuda.h"
+#define HAVE_CUDA_BACKEND 1
+#endif
+
+/* ---- data and comparison ------------------------------------------------------------------ */
+
+static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
+static double rnd(void) {   /* uniform in [-1, 1) */
+    g_rng = g_rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(g_rng >> 11) / 4503599627370496.0 - 1.0;
+}
+static void fill(float *x, size_t n, double scale) {
+    for (size_t i = 0; i < n; i++) x[i] = (float)(scale * rnd());
+}
+
+static int g_quiet;   /* the controls: expected failures are not printed */
+
+/* 1 if every |got[i] - ref[i]| <= rtol |ref[i]| + tol_abs (and got is finite); else prints
+ * the worst element and returns 0. */
+static int compare_abs(const char *what, const float *got, const double *ref, size_t n,
+                       double rtol, double tol_abs) {
+    double worst = 0;
+    size_t at = 0;
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) {
+        const double e = fabs((double)got[i] - ref[i]), lim = rtol * fabs(ref[i]) + tol_abs;
+        const double q = lim > 0 ? e / lim : INFINITY;
+        if (!isfinite(got[i]) || !(e <= lim)) {
+            if (ok || q > worst) { worst = q; at = i; }
+            ok = 0;
+        }
+    }
+    if (!ok && !g_quiet)
+        fprintf(stderr, "    %s: element %zu of %zu: %.9g vs reference %.9g (rtol %g, atol %.3g)\n",
+                what, at, n, (double)got[at], ref[at], rtol, tol_abs);
+    return ok;
+}
+static double max_abs(const double *x, size_t n) {
+    double mx = 0;
+    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(x[i]));
+    return mx;
+}
+/* The usual rule: atol is relative to the largest reference value of the buffer. */
+static int compare(const char *what, const float *got, const double *ref, size_t n, double rtol,
+                   double atol) {
+    return compare_abs(what, got, ref, n, rtol, atol * max_abs(ref, n));
+}
+static int compare_d(const char *what, const double *got, const double *ref, size_t n, double rtol,
+                     double atol) {
+    double mx = 0;
+    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(ref[i]));
+    int ok = 1;
+    for (size_t i = 0; i < n && ok; i++) {
+        const double e = fabs(got[i] - ref[i]);
+        if (!isfinite(got[i]) || !(e <= rtol * fabs(ref[i]) + atol * mx)) {
+            if (!g_quiet) fprintf(stderr, "    %s: element %zu of %zu: %.15g vs reference %.15g (rtol %g, atol %g x max %.3g)\n",
+                    what, i, n, got[i], ref[i], rtol, atol, mx);
+            ok = 0;
+        }
+    }
+    return ok;
+}
+
+/* ---- buffers on a backend ------------------------------------------------------------------ */
+
+static void *dev_from(const moa_backend *b, const void *host, size_t bytes) {
+    void *p = NULL;
+    if (b->alloc(b->ctx, bytes, &p) < 0 || !p) return NULL;
+    if (b->upload(b->ctx, p, host, bytes) < 0) { b->free(b->ctx, p); return NULL; }
+    return p;
+}
+static int to_host(const moa_backend *b, void *host, const void *dev, size_t bytes) {
+    return b->download(b->ctx, host, dev, bytes) >= 0;
+}
+#define OKS(expr) do { if ((expr) < 0) { fprintf(stderr, "    %s: %s\n", #expr, moa_last_error()); ok = 0; } } while (0)
+
+/* ---- op tests: each returns 1 when the backend passes -------------------------------------- */
+
+static const int64_t ROWS[] = {1, 3, 17};
+
+/* alloc, free, upload, download, sync, copy, memset0: exact round trips. */
+static int t_memory(const moa_backend *b) {
+    int ok = 1;
+    const size_t n = 1003;
+    float *x = malloc(n * 4), *y = malloc(n * 4);
+    fill(x, n, 3.0);
+    void *z = (void *)1;
+    OKS(b->alloc(b->ctx, 0, &z));   /* 0 bytes: NULL, not an error */
+    if (z) { fprintf(stderr, "    alloc(0) gave a non-NULL buffer\n"); ok = 0; }
+    b->free(b->ctx, NULL);
+    float *d1 = dev_from(b, x, n * 4), *d2 = NULL;
+    OKS(b->alloc(b->ctx, n * 4, (void **)&d2));
+    if (!d1 || !d2) { free(x); free(y); return 0; }
+    OKS(b->copy(b->ctx, d2, d1, n * 4));
+    OKS(b->sync(b->ctx));
+    ok &= to_host(b, y, d2, n * 4) && memcmp(x, y, n * 4) == 0;
+    OKS(b->memset0(b->ctx, d2 + 7, 5 * 4));   /* a range inside the buffer */
+    ok &= to_host(b, y, d2, n * 4);
+    for (size_t i = 0; i < n; i++)
+        if (y[i] != (i >= 7 && i < 12 ? 0.0f : x[i])) {
+            fprintf(stderr, "    memset0/copy: element %zu is %g\n", i, (double)y[i]);
+            ok = 0;
+            break;
+        }
+    b->free(b->ctx, d1);
+    b->free(b->ctx, d2);
+    free(x); free(y);
+    return ok;
+}
+
+/* rmsnorm, out of place and in place. y = x r w, r = (mean x^2 + eps)^-1/2. Bound: rtol 1e-6
+ * (r and two products rounded to float: 3 roundings of 6e-8), atol 1e-7 of the row scale. */
+static int t_rmsnorm(const moa_backend *b) {
+    int ok = 1;
+    const int64_t dims[] = {1, 7, 67, 96, 579};
+    for (size_t ri = 0; ri < 3; ri++)
+        for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+            const int64_t n = ROWS[ri], d = dims[di];
+            const size_t cnt = (size_t)(n * d);
+            const float eps = d == 7 ? 0.5f : 1e-5f;   /* an eps that matters */
+            float *x = malloc(cnt * 4), *w = malloc(d * 4), *y = malloc(cnt * 4);
+            double *ref = malloc(cnt * 8);
+            fill(x, cnt, 2.0);
+            fill(w, (size_t)d, 1.5);
+            for (int64_t t = 0; t < n; t++) {
+                double ss = 0;
+                for (int64_t i = 0; i < d; i++) ss += (double)x[t * d + i] * x[t * d + i];
+                const double r = 1.0 / sqrt(ss / (double)d + eps);
+                for (int64_t i = 0; i < d; i++) ref[t * d + i] = x[t * d + i] * r * w[i];
+            }
+            float *dx = dev_from(b, x, cnt * 4), *dw = dev_from(b, w, d * 4), *dy = NULL;
+            OKS(b->alloc(b->ctx, cnt * 4, (void **)&dy));
+            if (dx && dw && dy) {
+                char what[64];
+                snprintf(what, sizeof what, "rmsnorm n=%lld d=%lld", (long long)n, (long long)d);
+                OKS(b->rmsnorm(b->ctx, dx, dw, dy, n, d, eps));
+                ok &= to_host(b, y, dy, cnt * 4) && compare(what, y, ref, cnt, 1e-6, 1e-7);
+                OKS(b->rmsnorm(b->ctx, dx, dw, dx, n, d, eps));   /* in place */
+                ok &= to_host(b, y, dx, cnt * 4) && compare(what, y, ref, cnt, 1e-6, 1e-7);
+            } else ok = 0;
+            b->free(b->ctx, dx); b->free(b->ctx, dw); b->free(b->ctx, dy);
+            free(x); free(w); free(y); free(ref);
+        }
+    return ok;
+}
+
+/* RoPE on [n][nh*hd], both pairings, both directions, partial rope_dim, large positions.
+ * Reference: theta_i = pos base^(-2i/rope_dim) in double. Bound: rtol 1e-6, atol 1e-6 of the
+ * buffer's max (cos, sin rounded to float, then a product and a sum). */
+static int t_rope(const moa_backend *b) {
+    int ok = 1;
+    const int hds[] = {64, 80, 96};
+    for (size_t ri = 0; ri < 3; ri++)
+        for (size_t hi = 0; hi < 3; hi++)
+            for (int neox = 0; neox < 2; neox++)
+                for (int inv = 0; inv < 2; inv++) {
+                    const int64_t n = ROWS[ri];
+                    const int hd = hds[hi], nh = 1 + (int)ri + hi % 2;   /* 1..4 heads */
+                    const int rd = (ri + hi + inv) % 2 ? hd : hd - 16 - 2 * (int)hi;   /* full or partial */
+                    const float base = neox ? 1000000.0f : 10000.0f;
+                    const int64_t pos0 = ri == 1 ? 4093 : 11 * (int64_t)hi;
+                    const size_t cnt = (size_t)n * nh * hd;
+                    float *x = malloc(cnt * 4), *y = malloc(cnt * 4);
+                    double *ref = malloc(cnt * 8);
+                    fill(x, cnt, 1.0);
+                    const int half = rd / 2;
+                    for (int64_t t = 0; t < n; t++)
+                        for (int h = 0; h < nh; h++) {
+                            const float *v = x + (t * nh + h) * hd;
+                            double *o = ref + (t * nh + h) * hd;
+                            for (int i = 0; i < hd; i++) o[i] = v[i];
+                            for (int i = 0; i < half; i++) {
+                                const double th = (double)(pos0 + t) * pow((double)base, -2.0 * i / rd) * (inv ? -1 : 1);
+                                const int a = neox ? i : 2 * i, c = neox ? i + half : 2 * i + 1;
+                                o[a] = v[a] * cos(th) - v[c] * sin(th);
+                                o[c] = v[a] * sin(th) + v[c] * cos(th);
+                            }
+                        }
+                    float *dx = dev_from(b, x, cnt * 4);
+                    if (dx) {
+                        char what[96];
+                        snprintf(what, sizeof what, "rope n=%lld heads=%d hd=%d rope_dim=%d %s%s",
+                                 (long long)n, nh, hd, rd, neox ? "neox" : "normal", inv ? " inverse" : "");
+                        OKS(b->rope(b->ctx, dx, n, nh, hd, rd, base, pos0, inv, neox));
+                        ok &= to_host(b, y, dx, cnt * 4) && compare(what, y, ref, cnt, 1e-6, 1e-6);
+                    } else ok = 0;
+                    b->free(b->ctx, dx);
+                    free(x); free(y); free(ref);
+                }
+    /* invalid arguments are refused, not run */
+    float *dx = NULL;
+    OKS(b->alloc(b->ctx, 64 * 4, (void **)&dx));
+    if (b->rope(b->ctx, dx, 1, 1, 64, 63, 10000.0f, 0, 0, 0) != MOA_ERR_INVALID_ARG ||
+        b->rope(b->ctx, dx, 1, 1, 64, 64, 10000.0f, 0, 0, 2) != MOA_ERR_INVALID_ARG) {
+        if (!g_quiet) fprintf(stderr, "    rope: an odd rope_dim or a pairing of 2 was not refused\n");
+        ok = 0;
+    }
+    b->free(b->ctx, dx);
+    return ok;
+}
+
+/* Sizes for the elementwise ops: small odd ones and one past the CPU's threading threshold. */
+static const int64_t ELEMS[] = {1, 3, 17, 1003, 40001};
+static double silu(double g) { return g / (1.0 + exp(-g)); }
+
+/* g = silu(g) u in place. Bound: rtol 2e-6 (e^x to ~1e-7 on AVX-512), atol 1e-7 of the max. */
+static int t_swiglu(const moa_backend *b) {
+    int ok = 1;
+    for (size_t k = 0; k < sizeof ELEMS / sizeof ELEMS[0]; k++) {
+        const int64_t n = ELEMS[k];
+        float *g = malloc(n * 4), *u = malloc(n * 4), *y = malloc(n * 4);
+        double *ref = malloc(n * 8);
+        fill(g, n, 12.0);
+        fill(u, n, 2.0);
+        for (int64_t i = 0; i < n; i++) ref[i] = silu(g[i]) * u[i];
+        float *dg = dev_from(b, g, n * 4), *du = dev_from(b, u, n * 4);
+        if (dg && du) {
+            OKS(b->swiglu(b->ctx, dg, du, n));
+            ok &= to_host(b, y, dg, n * 4) && compare("swiglu", y, ref, n, 2e-6, 1e-7);
+        } else ok = 0;
+        b->free(b->ctx, dg); b->free(b->ctx, du);
+        free(g); free(u); free(y); free(ref);
+    }
+    return ok;
+}
+
+/* a = silu(g) u out of place; g and u unchanged. Bound as swiglu. */
+static int t_swiglu_to(const moa_backend *b) {
+    int ok = 1;
+    for (size_t k = 0; k < sizeof ELEMS / sizeof ELEMS[0]; k++) {
+        const int64_t n = ELEMS[k];
+        float *g = malloc(n * 4), *u = malloc(n * 4), *y = malloc(n * 4);
+        double *ref = malloc(n * 8);
+        fill(g, n, 12.0);
+        fill(u, n, 2.0);
+        for (int64_t i = 0; i < n; i++) ref[i] = silu(g[i]) * u[i];
+        float *dg = dev_from(b, g, n * 4), *du = dev_from(b, u, n * 4), *da = NULL;
+        OKS(b->alloc(b->ctx, n * 4, (void **)&da));
+        if (dg && du && da) {
+            OKS(b->swiglu_to(b->ctx, dg, du, da, n));
+            ok &= to_host(b, y, da, n * 4) && compare("swiglu_to", y, ref, n, 2e-6, 1e-7);
+            ok &= to_host(b, y, dg, n * 4) && memcmp(y, g, n * 4) == 0;
+            ok &= to_host(b, y, du, n * 4) && memcmp(y, u, n * 4) == 0;
+        } else ok = 0;
+        b->free(b->ctx, dg); b->free(b->ctx, du); b->free(b->ctx, da);
+        free(g); free(u); free(y); free(ref);
+    }
+    return ok;
+}
+
+/* In place g <- dg = da u s (1 + g (1 - s)), u <- du = da g s, s = sigmoid(g). Bound: rtol 1e-5
+ * (1 - s loses the float resolution of s near 1, times |g| <= 12), atol 1e-6 of the max. */
+static int t_swiglu_bwd(const moa_backend *b) {
+    int ok = 1;
+    for (size_t k = 0; k < sizeof ELEMS / sizeof ELEMS[0]; k++) {
+        const int64_t n = ELEMS[k];
+        float *g = malloc(n * 4), *u = malloc(n * 4), *da = malloc(n * 4), *y = malloc(n * 4);
+        double *rg = malloc(n * 8), *ru = malloc(n * 8);
+        fill(g, n, 12.0);
+        fill(u, n, 2.0);
+        fill(da, n, 1.0);
+        for (int64_t i = 0; i < n; i++) {
+            const double s = 1.0 / (1.0 + exp(-(double)g[i]));
+            rg[i] = (double)da[i] * u[i] * s * (1.0 + g[i] * (1.0 - s));
+            ru[i] = (double)da[i] * g[i] * s;
+        }
+        float *dg = dev_from(b, g, n * 4), *du = dev_from(b, u, n * 4), *dda = dev_from(b, da, n * 4);
+        if (dg && du && dda) {
+            OKS(b->swiglu_bwd(b->ctx, dg, du, dda, n));
+            ok &= to_host(b, y, dg, n * 4) && compare("swiglu_bwd dg", y, rg, n, 1e-5, 1e-6);
+            ok &= to_host(b, y, du, n * 4) && compare("swiglu_bwd du", y, ru, n, 1e-5, 1e-6);
+        } else ok = 0;
+        b->free(b->ctx, dg); b->free(b->ctx, du); b->free(b->ctx, dda);
+        free(g); free(u); free(da); free(y); free(rg); free(ru);
+    }
+    return ok;
+}
+
+/* x += y. One rounding: rtol 6e-8 (2^-24), exact in relative terms. */
+static int t_add(const moa_backend *b) {
+    int ok = 1;
+    for (size_t k = 0; k < sizeof ELEMS / sizeof ELEMS[0]; k++) {
+        const int64_t n = ELEMS[k];
+        float *x = malloc(n * 4), *h = malloc(n * 4), *y = malloc(n * 4);
+        double *ref = malloc(n * 8);
+        fill(x, n, 4.0);
+        fill(h, n, 4.0);
+        for (int64_t i = 0; i < n; i++) ref[i] = (double)x[i] + h[i];
+        float *dx = dev_from(b, x, n * 4), *dh = dev_from(b, h, n * 4);
+        if (dx && dh) {
+            OKS(b->add(b->ctx, dx, dh, n));
+            ok &= to_host(b, y, dx, n * 4) && compare("add", y, ref, n, 6e-8, 0);
+        } else ok = 0;
+        b->free(b->ctx, dx); b->free(b->ctx, dh);
+        free(x); free(h); free(y); free(ref);
+    }
+    return ok;
+}
+
+/* dx += r w dy - x r^3 mean(x w dy) per row. Bound: rtol 1e-6, atol 1e-6 of the max (the two
+ * terms cancel; each is rounded once to float before the add). */
+static int t_rmsnorm_bwd_add(const moa_backend *b) {
+    int ok = 1;
+    const int64_t dims[] = {1, 7, 67, 96, 579};
+    for (size_t ri = 0; ri < 3; ri++)
+        for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+            const int64_t n = ROWS[ri], d = dims[di];
+            const size_t cnt = (size_t)(n * d);
+            const float eps = 1e-6f;
+            float *x = malloc(cnt * 4), *w = malloc(d * 4), *dy = malloc(cnt * 4),
+                  *dx = malloc(cnt * 4), *y = malloc(cnt * 4);
+            double *ref = malloc(cnt * 8);
+            fill(x, cnt, 2.0); fill(w, (size_t)d, 1.5); fill(dy, cnt, 1.0); fill(dx, cnt, 0.5);
+            for (int64_t t = 0; t < n; t++) {
+                double ss = 0, s = 0;
+                for (int64_t i = 0; i < d; i++) {
+                    ss += (double)x[t * d + i] * x[t * d + i];
+                    s += (double)x[t * d + i] * w[i] * dy[t * d + i];
+                }
+                const double r = 1.0 / sqrt(ss / (double)d + eps);
+                for (int64_t i = 0; i < d; i++)
+                    ref[t * d + i] = dx[t * d + i] + r * w[i] * dy[t * d + i] - x[t * d + i] * r * r * r * s / (double)d;
+            }
+            float *bx = dev_from(b, x, cnt * 4), *bw = dev_from(b, w, d * 4),
+                  *bdy = dev_from(b, dy, cnt * 4), *bdx = dev_from(b, dx, cnt * 4);
+            if (bx && bw && bdy && bdx) {
+                char what[64];
+                snprintf(what, sizeof what, "rmsnorm_bwd_add n=%lld d=%lld", (long long)n, (long long)d);
+                OKS(b->rmsnorm_bwd_add(b->ctx, bx, bw, bdy, bdx, n, d, eps));
+                ok &= to_host(b, y, bdx, cnt * 4) && compare(what, y, ref, cnt, 1e-6, 1e-6);
+            } else ok = 0;
+            b->free(b->ctx, bx); b->free(b->ctx, bw); b->free(b->ctx, bdy); b->free(b->ctx, bdx);
+            free(x); free(w); free(dy); free(dx); free(y); free(ref);
+        }
+    return ok;
+}
+
+/* Cross-entropy over rows of logits with its gradient, a chunk of a larger mean (n_total >
+ * rows). Bounds: loss rtol 1e-9 (double sums of float inputs), gradient rtol 1e-6, atol 1e-7 of
+ * the max (one rounding of softmax / n_total, then the onehot subtraction). */
+static int t_xent_grad(const moa_backend *b) {
+    int ok = 1;
+    const int64_t vocab[] = {1, 5, 67, 1001};
+    for (size_t ri = 0; ri < 3; ri++)
+        for (size_t vi = 0; vi < sizeof vocab / sizeof vocab[0]; vi++) {
+            const int64_t rows = ROWS[ri], V = vocab[vi], n_total = rows + 2;
+            const size_t cnt = (size_t)(rows * V);
+            float *z = malloc(cnt * 4), *y = malloc(cnt * 4);
+            int32_t *tg = malloc(rows * 4);
+            double *ref = malloc(cnt * 8), *rl = malloc(rows * 8), *gl = malloc(rows * 8);
+            fill(z, cnt, 8.0);
+            for (int64_t r = 0; r < rows; r++) {
+                tg[r] = (int32_t)((rnd() + 1.0) * 0.5 * (double)V) % (int32_t)V;
+                const float *zr = z + r * V;
+                double mx = zr[0], sum = 0;
+                for (int64_t v = 1; v < V; v++) mx = fmax(mx, zr[v]);
+                for (int64_t v = 0; v < V; v++) sum += exp(zr[v] - mx);
+                const double lse = mx + log(sum);
+                rl[r] = lse - zr[tg[r]];
+                for (int64_t v = 0; v < V; v++)
+                    ref[r * V + v] = (exp(zr[v] - lse) - (v == tg[r])) / (double)n_total;
+            }
+            float *bz = dev_from(b, z, cnt * 4);
+            int32_t *bt = dev_from(b, tg, rows * 4);
+            double *bl = NULL;
+            OKS(b->alloc(b->ctx, rows * 8, (void **)&bl));
+            if (bz && bt && bl) {
+                char what[64];
+                snprintf(what, sizeof what, "xent_grad rows=%lld V=%lld", (long long)rows, (long long)V);
+                OKS(b->xent_grad(b->ctx, bz, bt, rows, V, n_total, bl));
+                ok &= to_host(b, y, bz, cnt * 4) && compare(what, y, ref, cnt, 1e-6, 1e-7);
+                ok &= to_host(b, gl, bl, rows * 8) && compare_d(what, gl, rl, rows, 1e-9, 1e-12);
+            } else ok = 0;
+            b->free(b->ctx, bz); b->free(b->ctx, bt); b->free(b->ctx, bl);
+            free(z); free(y); free(tg); free(ref); free(rl); free(gl);
+        }
+    return ok;
+}
+
+/* q *= s (per KV group), k /= s with powers of two: exact (bound 0). */
+static int t_key_smooth(const moa_backend *b) {
+    int ok = 1;
+    const int heads[][2] = {{6, 2}, {3, 3}, {4, 1}};
+    const int hds[] = {64, 80};
+    for (size_t ri = 0; ri < 3; ri++)
+        for (size_t hi = 0; hi < 3; hi++)
+            for (size_t di = 0; di < 2; di++) {
+                const int64_t n = ROWS[ri];
+                const int H = heads[hi][0], KV = heads[hi][1], hd = hds[di];
+                const size_t nq = (size_t)n * H * hd, nk = (size_t)n * KV * hd, ns = (size_t)KV * hd;
+                float *q = malloc(nq * 4), *k = malloc(nk * 4), *s = malloc(ns * 4), *y = malloc(nq * 4);
+                double *rq = malloc(nq * 8), *rk = malloc(nk * 8);
+                fill(q, nq, 3.0); fill(k, nk, 3.0);
+                for (size_t i = 0; i < ns; i++) s[i] = ldexpf(1.0f, (int)((rnd() + 1.0) * 3.0) - 1);   /* 1/2 .. 32, many 1 */
+                for (int64_t t = 0; t < n; t++)
+                    for (int h = 0; h < H; h++)
+                        for (int i = 0; i < hd; i++)
+                            rq[(t * H + h) * hd + i] = (double)q[(t * H + h) * hd + i] * s[(h / (H / KV)) * hd + i];
+                for (int64_t t = 0; t < n; t++)
+                    for (int g = 0; g < KV; g++)
+                        for (int i = 0; i < hd; i++)
+                            rk[(t * KV + g) * hd + i] = (double)k[(t * KV + g) * hd + i] / s[g * hd + i];
+                float *bq = dev_from(b, q, nq * 4), *bk = dev_from(b, k, nk * 4), *bs = dev_from(b, s, ns * 4);
+                if (bq && bk && bs) {
+                    OKS(b->key_smooth(b->ctx, bq, bk, bs, n, H, KV, hd));
+                    ok &= to_host(b, y, bq, nq * 4) && compare("key_smooth q", y, rq, nq, 0, 0);
+                    ok &= to_host(b, y, bk, nk * 4) && compare("key_smooth k", y, rk, nk, 0, 0);
+                } else ok = 0;
+                b->free(b->ctx, bq); b->free(b->ctx, bk); b->free(b->ctx, bs);
+                free(q); free(k); free(s); free(y); free(rq); free(rk);
+            }
+    return ok;
+}
+
+/* ---- profiler attention ---------------------------------------------------------------------- */
+
+typedef struct { int n, H, KV, hd, sink, block; } attn_case;
+static const attn_case ATTN[] = {
+    {1, 2, 1, 64, 0, 1},     /* one token */
+    {3, 3, 3, 80, 1, 2},     /* MHA, hd 80 */
+    {17, 4, 2, 96, 2, 4},    /* GQA 2, hd 96 */
+    {17, 6, 2, 64, 3, 5},    /* GQA 3 */
+};
+
+/* Double reference of the causal attention of one case: P [H][n][n], O [n][H*hd], LSE [H][n]. */
+static void attn_ref(const attn_case *c, const float *Q, const float *K, const float *V,
+                     double *P, double *O, double *LSE) {
+    const int n = c->n, H = c->H, hd = c->hd, grp = c->H / c->KV;
+    const double scale = 1.0 / sqrt((double)hd);
+    for (int h = 0; h < H; h++)
+        for (int i = 0; i < n; i++) {
+            double *p = P + ((size_t)h * n + i) * n, mx = -INFINITY, sum = 0;
+            for (int j = 0; j < n; j++) {
+                double s = 0;
+                if (j <= i) {
+                    for (int d = 0; d < hd; d++)
+                        s += (double)Q[((size_t)i * H + h) * hd + d] * K[((size_t)j * c->KV + h / grp) * hd + d];
+                    s *= scale;
+                    mx = fmax(mx, s);
+                }
+                p[j] = s;
+            }
+            for (int j = 0; j <= i; j++) sum += exp(p[j] - mx);
+            LSE[(size_t)h * n + i] = mx + log(sum);
+            for (int j = 0; j < n; j++) p[j] = j <= i ? exp(p[j] - LSE[(size_t)h * n + i]) : 0.0;
+            for (int d = 0; d < hd; d++) {
+                double o = 0;
+                for (int j = 0; j <= i; j++) o += p[j] * V[((size_t)j * c->KV + h / grp) * hd + d];
+                O[((size_t)i * H + h) * hd + d] = o;
+            }
+        }
+}
+
+static void to_float(float *dst, const double *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = (float)src[i];
+}
+
+/* O and LSE. Bounds: O rtol 1e-5, atol 2e-6 of the max; LSE rtol 2e-6, atol 1e-6 of the max
+ * (float scores and online softmax against a double one). */
+static int t_attn_fwd(const moa_backend *b) {
+    int ok = 1;
+    for (size_t ci = 0; ci < sizeof ATTN / sizeof ATTN[0]; ci++) {
+        const attn_case *c = &ATTN[ci];
+        moa_attn_train_shape s = moa_attn_train_default_shape(c->n, c->H, c->KV, c->hd);
+        const size_t nq = (size_t)c->n * c->H * c->hd, nk = (size_t)c->n * c->KV * c->hd,
+                     nl = (size_t)c->H * c->n;
+        float *Q = malloc(nq * 4), *K = malloc(nk * 4), *V = malloc(nk * 4), *y = malloc(nq * 4);
+        double *P = malloc(nl * c->n * 8), *O = malloc(nq * 8), *L = malloc(nl * 8);
+        fill(Q, nq, 2.0); fill(K, nk, 2.0); fill(V, nk, 1.0);
+        attn_ref(c, Q, K, V, P, O, L);
+        float *bq = dev_from(b, Q, nq * 4), *bk = dev_from(b, K, nk * 4), *bv = dev_from(b, V, nk * 4);
+        float *bo = NULL, *bl = NULL;
+        OKS(b->alloc(b->ctx, nq * 4, (void **)&bo));
+        OKS(b->alloc(b->ctx, nl * 4, (void **)&bl));
+        if (bq && bk && bv && bo && bl) {
+            char what[80];
+            snprintf(what, sizeof what, "attn_fwd_lse n=%d H=%d KV=%d hd=%d", c->n, c->H, c->KV, c->hd);
+            OKS(b->attn_fwd_lse(b->ctx, &s, bq, bk, bv, bo, bl));
+            ok &= to_host(b, y, bo, nq * 4) && compare(what, y, O, nq, 1e-5, 2e-6);
+            ok &= to_host(b, y, bl, nl * 4) && compare(what, y, L, nl, 2e-6, 1e-6);
+        } else ok = 0;
+        b->free(b->ctx, bq); b->free(b->ctx, bk); b->free(b->ctx, bv); b->free(b->ctx, bo); b->free(b->ctx, bl);
+        free(Q); free(K); free(V); free(y); free(P); free(O); free(L);
+    }
+    return ok;
+}
+
+/* dQ, dK, dV and the influence histograms (added to: they start at 1, and one bin past the
+ * sample must stay 1). Reference: dP = dO V^T, D_i = sum_j P_ij dP_ij, dS = P (dP - D),
+ * dQ = scale dS K, dK = scale dS^T Q, dV = P^T dO (summed over each GQA group);
+ * E_ij = -P_ij (dP_ij - D_i) / (1 - P_ij + eps) (row 0: -P dP), binned by (i - j) / block for
+ * j >= sink. Bounds: gradients rtol 1e-4, atol 1e-5 of the largest of the three; histograms atol 1e-4 of the
+ * largest absolute sum of the same kind (signed sums may cancel far below their terms). */
+static int t_attn_bwd(const moa_backend *b) {
+    int ok = 1;
+    for (size_t ci = 0; ci < sizeof ATTN / sizeof ATTN[0]; ci++) {
+        const attn_case *c = &ATTN[ci];
+        const int n = c->n, H = c->H, KV = c->KV, hd = c->hd, grp = H / KV;
+        moa_attn_train_shape s = moa_attn_train_default_shape(n, H, KV, hd);
+        s.sink = c->sink;
+        s.block = c->block;
+        const int nb = moa_attn_train_n_bins(&s) + 1;
+        const size_t nq = (size_t)n * H * hd, nk = (size_t)n * KV * hd, nl = (size_t)H * n;
+        const size_t nh = (size_t)H * nb, nacc = 2 * nh + 2 * (size_t)H;
+        float *Q = malloc(nq * 4), *K = malloc(nk * 4), *V = malloc(nk * 4), *dO = malloc(nq * 4);
+        float *Of = malloc(nq * 4), *Lf = malloc(nl * 4), *y = malloc(nq * 4);
+        double *P = malloc(nl * n * 8), *O = malloc(nq * 8), *L = malloc(nl * 8);
+        double *rdq = calloc(nq, 8), *rdk = calloc(nk, 8), *rdv = calloc(nk, 8);
+        double *hist = malloc(nacc * 8), *rh = malloc(nacc * 8), *gh = malloc(nacc * 8);
+        fill(Q, nq, 2.0); fill(K, nk, 2.0); fill(V, nk, 1.0); fill(dO, nq, 1.0);
+        attn_ref(c, Q, K, V, P, O, L);
+        to_float(Of, O, nq);
+        to_float(Lf, L, nl);
+        for (size_t i = 0; i < nacc; i++) hist[i] = rh[i] = 1.0;
+        const double scale = 1.0 / sqrt((double)hd);
+        for (int h = 0; h < H; h++) {
+            const int g = h / grp;
+            for (int i = 0; i < n; i++) {
+                const double *p = P + ((size_t)h * n + i) * n;
+                const float *doi = dO + ((size_t)i * H + h) * hd;
+                double dp[64], D = 0;   /* n <= 64 here */
+                for (int j = 0; j <= i; j++) {
+                    dp[j] = 0;
+                    for (int d = 0; d < hd; d++) dp[j] += (double)doi[d] * V[((size_t)j * KV + g) * hd + d];
+                    D += p[j] * dp[j];
+                }
+                for (int j = 0; j <= i; j++) {
+                    const double ds = p[j] * (dp[j] - D);
+                    for (int d = 0; d < hd; d++) {
+                        rdq[((size_t)i * H + h) * hd + d] += scale * ds * K[((size_t)j * KV + g) * hd + d];
+                        rdk[((size_t)j * KV + g) * hd + d] += scale * ds * Q[((size_t)i * H + h) * hd + d];
+                        rdv[((size_t)j * KV + g) * hd + d] += p[j] * doi[d];
+                    }
+                    const double E = i == 0 ? -p[j] * dp[j] : -p[j] * (dp[j] - D) / (1.0 - p[j] + s.eps);
+                    if (j < s.sink) {
+                        rh[2 * nh + h] += fabs(E);
+                        rh[2 * nh + H + h] += E;
+                    } else {
+                        const int bin = (i - j) / s.block;
+                        rh[(size_t)h * nb + bin] += fabs(E);
+                        rh[nh + (size_t)h * nb + bin] += E;
+                    }
+                }
+            }
+        }
+        /* one absolute floor for the three gradients: 1e-5 of the largest (dQ and dK vanish in
+         * exact arithmetic for n = 1, where dV = dO does not) */
+        const double gtol = 1e-5 * fmax(max_abs(rdv, nk), fmax(max_abs(rdq, nq), max_abs(rdk, nk)));
+        float *bq = dev_from(b, Q, nq * 4), *bk = dev_from(b, K, nk * 4), *bv = dev_from(b, V, nk * 4);
+        float *bdo = dev_from(b, dO, nq * 4), *bo = dev_from(b, Of, nq * 4), *bl = dev_from(b, Lf, nl * 4);
+        double *bh = dev_from(b, hist, nacc * 8);
+        float *gq = NULL, *gk = NULL, *gv = NULL;
+        OKS(b->alloc(b->ctx, nq * 4, (void **)&gq));
+        OKS(b->alloc(b->ctx, nk * 4, (void **)&gk));
+        OKS(b->alloc(b->ctx, nk * 4, (void **)&gv));
+        if (bq && bk && bv && bdo && bo && bl && bh && gq && gk && gv) {
+            char what[96];
+            snprintf(what, sizeof what, "attn_bwd_influence n=%d H=%d KV=%d hd=%d sink=%d block=%d",
+                     n, H, KV, hd, s.sink, s.block);
+            moa_influence_acc acc = {bh, bh + nh, bh + 2 * nh, bh + 2 * nh + H, nb};
+            OKS(b->attn_bwd_influence(b->ctx, &s, bq, bk, bv, bo, bdo, bl, gq, gk, gv, &acc));
+            ok &= to_host(b, y, gq, nq * 4) && compare_abs(what, y, rdq, nq, 1e-4, gtol);
+            ok &= to_host(b, y, gk, nk * 4) && compare_abs(what, y, rdk, nk, 1e-4, gtol);
+            ok &= to_host(b, y, gv, nk * 4) && compare_abs(what, y, rdv, nk, 1e-4, gtol);
+            ok &= to_host(b, gh, bh, nacc * 8);
+            /* judge every histogram against the largest absolute sum of its kind */
+            double mb = 0, ms = 0;
+            for (size_t i = 0; i < nh; i++) mb = fmax(mb, rh[i] - 1.0);
+            for (int h = 0; h < H; h++) ms = fmax(ms, rh[2 * nh + h] - 1.0);
+            const double lim[4] = {1e-4 * mb, 1e-4 * mb, 1e-4 * ms, 1e-4 * ms};
+            const size_t off[5] = {0, nh, 2 * nh, 2 * nh + H, nacc};
+            for (int kind = 0; kind < 4; kind++)
+                for (size_t i = off[kind]; i < off[kind + 1]; i++)
+                    if (!(fabs(gh[i] - rh[i]) <= lim[kind] + 1e-12)) {
+                        if (!g_quiet) fprintf(stderr, "    %s: histogram %d element %zu: %.12g vs reference %.12g\n",
+                                what, kind, i - off[kind], gh[i], rh[i]);
+                        ok = 0;
+                        break;
+                    }
+            /* gradients only (acc NULL) give the same gradients */
+            OKS(b->attn_bwd_influence(b->ctx, &s, bq, bk, bv, bo, bdo, bl, gq, gk, gv, NULL));
+            ok &= to_host(b, y, gq, nq * 4) && compare_abs(what, y, rdq, nq, 1e-4, gtol);
+        } else ok = 0;
+        void *bufs[] = {bq, bk, bv, bdo, bo, bl, bh, gq, gk, gv};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) b->free(b->ctx, bufs[i]);
+        free(Q); free(K); free(V); free(dO); free(Of); free(Lf); free(y); free(P); free(O); free(L);
+        free(rdq); free(rdk); free(rdv); free(hist); free(rh); free(gh);
+    }
+    return ok;
+}
+
+/* ---- the list of ops: one line per function entry of moa_backend ----------------------------- */
+
+typedef struct {
+    const char *name;
+    size_t off;                          /* offsetof(moa_backend, entry) */
+    int (*test)(const moa_backend *b);   /* shared by the memory entries */
+} op_test;
+#define OP(entry, fn) {#entry, offsetof(moa_backend, entry), fn}
+static const op_test OPS[] = {
+    OP(alloc, t_memory), OP(free, t_memory), OP(upload, t_memory), OP(download, t_memory),
+    OP(sync, t_memory),
+    OP(attn_fwd_lse, t_attn_fwd), OP(attn_bwd_influence, t_attn_bwd),
+    OP(rmsnorm, t_rmsnorm), OP(rope, t_rope), OP(swiglu, t_swiglu),
+    OP(copy, t_memory), OP(memset0, t_memory), OP(add, t_add), OP(swiglu_to, t_swiglu_to),
+    OP(swiglu_bwd, t_swiglu_bwd), OP(rmsnorm_bwd_add, t_rmsnorm_bwd_add),
+    OP(xent_grad, t_xent_grad), OP(key_smooth, t_key_smooth),
+};
+#define N_OPS (sizeof OPS / sizeof OPS[0])
+
+typedef void (*any_fn)(void);
+static int entry_set(const moa_backend *b, size_t off) {
+    any_fn f;
+    memcpy(&f, (const char *)b + off, sizeof f);
+    return f != NULL;
+}
+
+/* The function entries of moa_backend run from `alloc` to the end of the struct. */
+TEST(op_list_covers_the_table) {
+    const size_t first = offsetof(moa_backend, alloc);
+    const size_t n_entries = (sizeof(moa_backend) - first) / sizeof(any_fn);
+    CHECK_MSG((sizeof(moa_backend) - first) % sizeof(any_fn) == 0, "moa_backend has a non-pointer member after alloc");
+    CHECK_MSG(N_OPS == n_entries, "moa_backend has %zu op entries, OPS lists %zu: add a test for the new entry",
+              n_entries, (size_t)N_OPS);
+    for (size_t i = 0; i < N_OPS; i++) {
+        CHECK(OPS[i].off >= first && (OPS[i].off - first) % sizeof(any_fn) == 0 && OPS[i].test);
+        for (size_t j = 0; j < i; j++) CHECK_MSG(OPS[i].off != OPS[j].off, "%s listed twice", OPS[i].name);
+    }
+}
+
+/* Completeness and every op of one backend. */
+static int backend_passes(const moa_backend *b, int quiet) {
+    int ok = 1;
+    for (size_t i = 0; i < N_OPS; i++)
+        if (!entry_set(b, OPS[i].off)) {
+            if (!quiet) fprintf(stderr, "  %s: entry %s is NULL\n", b->name, OPS[i].name);
+            ok = 0;
+        }
+    if (!ok) return 0;
+    for (size_t i = 0; i < N_OPS; i++) {
+        int seen = 0;   /* a shared test runs once */
+        for (size_t j = 0; j < i; j++) seen |= OPS[j].test == OPS[i].test;
+        if (seen) continue;
+        const int r = OPS[i].test(b);
+        if (!quiet) fprintf(stderr, "  %-5s %-20s %s\n", b->name, OPS[i].name, r ? "ok" : "FAIL");
+        ok &= r;
+    }
+    return ok;
+}
+
+TEST(cpu_backend) {
+    moa_backend b = moa_backend_cpu();
+    CHECK_STR(b.name, "cpu");
+    CHECK(b.kind == MOA_DEVICE_CPU && b.ctx == NULL);
+    CHECK(backend_passes(&b, 0));
+}
+
+#ifdef HAVE_CUDA_BACKEND
+static moa_cuda_ctx *g_cuda;
+TEST(cuda_backend) {
+    moa_backend b = moa_cuda_backend(g_cuda);
+    CHECK_STR(b.name, "cuda");
+    CHECK(b.kind == MOA_DEVICE_CUDA && b.ctx == g_cuda);
+    CHECK(backend_passes(&b, 0));
+}
+#endif
+
+/* ---- controls: wrong results must be caught ------------------------------------------------- */
+
+static moa_backend g_real;   /* the backend the mutants wrap */
+static moa_status rope_wrong_pairing(void *ctx, float *x, int64_t n, int nh, int hd, int rd,
+                                     float base, int64_t pos0, int inverse, int neox) {
+    return g_real.rope(ctx, x, n, nh, hd, rd, base, pos0, inverse, !neox);
+}
+static moa_status rmsnorm_no_eps(void *ctx, const float *x, const float *w, float *y, int64_t n,
+                                 int64_t d, float eps) {
+    (void)eps;
+    return g_real.rmsnorm(ctx, x, w, y, n, d, 0.0f);
+}
+
+TEST(controls_catch_wrong_results) {
+    /* the comparator rejects one element off by 10x its bound, and a NaN */
+    const size_t n = 50;
+    float got[50];
+    double ref[50];
+    for (size_t i = 0; i < n; i++) ref[i] = got[i] = (float)(rnd() + 2.0);
+    CHECK(compare("control", got, ref, n, 1e-6, 0));
+    got[17] = (float)(ref[17] * (1.0 + 1e-5));
+    g_quiet = 1;
+    CHECK(!compare("control", got, ref, n, 1e-6, 0));
+    got[17] = NAN;
+    CHECK(!compare("control", got, ref, n, 1e-6, 0));
+    /* mutant backends */
+    g_real = moa_backend_cpu();
+    moa_backend m = g_real;
+    m.rope = rope_wrong_pairing;
+    CHECK(!t_rope(&m));
+    m = g_real;
+    m.rmsnorm = rmsnorm_no_eps;
+    CHECK(!t_rmsnorm(&m));
+    /* completeness: a NULL entry fails the backend before any op runs */
+    m = g_real;
+    m.key_smooth = NULL;
+    CHECK(!backend_passes(&m, 1));
+    g_quiet = 0;
+}
+
+int main(void) {
+    RUN(op_list_covers_the_table);
+    RUN(controls_catch_wrong_results);
+    RUN(cpu_backend);
+#ifdef HAVE_CUDA_BACKEND
+    const int n_dev = moa_cuda_device_count();
+    if (n_dev > 0 && moa_cuda_ctx_create(0, &g_cuda) == MOA_OK) {
+        fprintf(stderr, "device: %s\n", moa_cuda_ctx_describe(g_cuda));
+        RUN(cuda_backend);
+        moa_cuda_ctx_free(g_cuda);
+    } else {
+#ifdef MOA_BACKEND_OPS_REQUIRE_CUDA
+        fprintf(stderr, "FAIL: this build must test the CUDA backend, but no device (%s)\n",
+                n_dev > 0 ? moa_last_error() : "moa_cuda_device_count() = 0");
+        return 1;
+#else
+        fprintf(stderr, "cuda: no device; the CUDA backend is not tested here\n");
+#endif
+    }
+#endif
+    return test_summary();
+}
