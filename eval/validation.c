@@ -162,15 +162,17 @@ static moa_status take_file(const char *path, int method, const moa_plan *plan, 
                      (long long)(fs.seed != *seed ? *seed : *spc));
         goto out;
     }
-    if ((st = check_attention(fs.attention, method, path, plan, plan_sha, n_sha, plan_path)) < 0) goto out;
     int want = (int)(fs.samples_per_cell * MOA_LONGEVAL_BINS);
-    for (int l = 0; l < r->n_lengths; l++) {
-        const moa_longeval_length *L = &r->lengths[l];
-        if (L->n != want) {
+    for (int l = 0; l < r->n_lengths; l++)
+        if (r->lengths[l].n != want) {
             st = moa_err(MOA_ERR_FORMAT, "%s: lengths[%d] (length %d): %d of %d prompts finished (an unfinished "
-                         "run? finish it with `moa eval longeval --resume`)", path, l, L->length, L->n, want);
+                         "run? finish it with `moa eval longeval --resume`)", path, l, r->lengths[l].length,
+                         r->lengths[l].n, want);
             goto out;
         }
+    if ((st = check_attention(fs.attention, method, path, plan, plan_sha, n_sha, plan_path)) < 0) goto out;
+    for (int l = 0; l < r->n_lengths; l++) {
+        const moa_longeval_length *L = &r->lengths[l];
         for (int i = 0; i < *n_e; i++)
             if (e[i].method == method && e[i].length == L->length) {
                 st = moa_err(MOA_ERR_INVALID_ARG, "%s: length %d of the %s results is also in %s (give each "
