@@ -1,11 +1,13 @@
-/* cmd-plan.c - `moa plan show|check`: inspect a plan (table, densities, SVG heat map) or
- * check it against a model's dimensions. Parsing and printing only. */
+/* cmd-plan.c - `moa plan show|check|annotate`: inspect a plan (table, densities, SVG heat map),
+ * check it against a model's dimensions, or attach a validation summary made from separate
+ * LongEval results files. Parsing and printing only. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "args.h"
 #include "cli.h"
+#include "moa/eval.h"
 #include "moa/model.h"
 #include "moa/runtime.h"
 
@@ -13,6 +15,8 @@ static void plan_usage(FILE *f) {
     fprintf(f,
         "usage: moa plan show PLAN [--lengths N,...] [--svg FILE.svg] [--svg-length N]\n"
         "       moa plan check PLAN (-m MODEL | --n-layer L --n-head H --n-head-kv K --head-dim D)\n"
+        "       moa plan annotate PLAN --task TASK --plan R.json[,...] [--dense ...] [--uniform ...]\n"
+        "           -o OUT.json\n"
         "\n"
         "show:  model identity, span parameters, provenance, the plan's density at each length,\n"
         "       and a per-layer table of every unit's window W(N) at the chosen lengths.\n"
@@ -23,6 +27,26 @@ static void plan_usage(FILE *f) {
         "check: exit 0 if the plan fits the model, 1 with the differing dimensions otherwise.\n"
         "  -m, --model FILE  GGUF model ($MOA_MODEL if unset and no --n-* flags)\n"
         "  --n-layer L --n-head H --n-head-kv K --head-dim D   explicit dimensions instead\n"
+        "\n"
+        "annotate: write PLAN with a validation summary made from `moa eval longeval` results\n"
+        "       files (one or more lengths each), after checking every file against the plan:\n"
+        "       moa plan annotate PLAN --task TASK --plan R.json[,...] [--dense R.json[,...]]\n"
+        "           [--uniform R.json[,...]] -o OUT.json [options]\n"
+        "  --task TASK       the evaluation task every file must have (needle, lines, ...)\n"
+        "  --plan FILES      results of this plan (attention sha256 = PLAN's); required\n"
+        "  --dense FILES     results of the dense model\n"
+        "  --uniform FILES   results of the uniform baseline with the plan's sink and block\n"
+        "                    (`moa eval longeval --uniform-like PLAN`)\n"
+        "                    FILES: comma-separated; each flag may be repeated\n"
+        "  -o, --output OUT  the annotated plan, written atomically (may be PLAN itself)\n"
+        "  --calib-tasks T   calibration tasks recorded in the summary (default: those of the\n"
+        "                    summary PLAN already carries, else unknown)\n"
+        "  --calib-seed S    calibration seed recorded (default: as --calib-tasks, else 0)\n"
+        "  --heldout-length N --heldout-samples K   held-out response loss at N over K samples,\n"
+        "  --heldout-dense X --heldout-uniform Y --heldout-plan Z   in nats/token (each optional)\n"
+        "       Refused (exit 1, the file and field named, OUT untouched): another task, seed or\n"
+        "       samples per cell, another model sha256, another plan, an attention kind other\n"
+        "       than the flag's, an unfinished or repeated length, more than 64 lengths.\n"
         "\n"
         "Exit codes: 0 ok, 1 failure, 2 usage error.\n");
 }
@@ -226,13 +250,99 @@ static int plan_check(int argc, char **argv, const char *path) {
     return rc;
 }
 
+/* Appends the comma-separated paths of `list` to files[*n] (at most MAX_FILES); the strings
+ * point into *store (strdup'ed list, freed by the caller). Returns 0 or 2 (usage). */
+enum { MAX_FILES = MOA_PLAN_VALIDATION_MAX };
+static int add_files(const char *flag, const char *list, char **store, const char **files, int *n) {
+    char *copy = moa_strdup(list);
+    if (!copy) { fprintf(stderr, "moa plan annotate: out of memory\n"); return 2; }
+    *store = copy;
+    for (char *tok = copy, *next; tok; tok = next) {
+        next = strchr(tok, ',');
+        if (next) *next++ = '\0';
+        if (!*tok) { fprintf(stderr, "moa plan annotate: %s: an empty file name in '%s'\n", flag, list); return 2; }
+        if (*n == MAX_FILES) { fprintf(stderr, "moa plan annotate: %s: more than %d files\n", flag, MAX_FILES); return 2; }
+        files[(*n)++] = tok;
+    }
+    return 0;
+}
+
+static int plan_annotate(int argc, char **argv, const char *path) {
+    static const char *const flags[3] = {"--dense", "--uniform", "--plan"};
+    const char *files[3][MAX_FILES];
+    char *store[3 * MAX_FILES + 3] = {0};
+    int n_store = 0, rc = 0;
+    moa_validation_sources src = moa_validation_default_sources();
+    const char *out = NULL;
+    long ho_len = 0, ho_samples = 0, calib_seed = -1;
+    for (int i = 3; i < argc && !rc; i++) {
+        int r;
+        const char *list = NULL;
+        int m = -1;
+        for (int k = 0; k < 3 && m < 0; k++) {
+            if ((r = arg_str(argc, argv, &i, NULL, flags[k], &list))) {
+                if (r < 0) rc = 2;
+                else if (n_store < (int)(sizeof store / sizeof *store))
+                    rc = add_files(flags[k], list, &store[n_store++], files[k], &src.n_files[k]);
+                else { fprintf(stderr, "moa plan annotate: too many file lists\n"); rc = 2; }
+                m = k;
+            }
+        }
+        if (m >= 0) continue;
+        if ((r = arg_str(argc, argv, &i, NULL, "--task", &src.task)) ||
+            (r = arg_str(argc, argv, &i, "-o", "--output", &out)) ||
+            (r = arg_str(argc, argv, &i, NULL, "--calib-tasks", &src.calib_tasks)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--calib-seed", &calib_seed, 0, 0x7fffffffffffffffL)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--heldout-length", &ho_len, 1, 1L << 40)) ||
+            (r = arg_long(argc, argv, &i, NULL, "--heldout-samples", &ho_samples, 1, 1L << 30)) ||
+            (r = arg_double(argc, argv, &i, NULL, "--heldout-dense", &src.heldout_dense, 0, 1e300)) ||
+            (r = arg_double(argc, argv, &i, NULL, "--heldout-uniform", &src.heldout_uniform, 0, 1e300)) ||
+            (r = arg_double(argc, argv, &i, NULL, "--heldout-plan", &src.heldout_plan, 0, 1e300))) {
+            if (r < 0) rc = 2;
+            continue;
+        }
+        rc = cli_unknown_arg("plan annotate", argv[i], NULL);
+    }
+    int has_losses = !isnan(src.heldout_dense) || !isnan(src.heldout_uniform) || !isnan(src.heldout_plan);
+    if (!rc && (!src.task || !out || src.n_files[MOA_VALIDATION_PLAN] == 0)) {
+        fprintf(stderr, "moa plan annotate: --task, --plan (the plan's results) and -o are required\n");
+        rc = 2;
+    } else if (!rc && ((ho_len > 0) != (ho_samples > 0) || (has_losses && ho_len == 0))) {
+        fprintf(stderr, "moa plan annotate: --heldout-length and --heldout-samples go together, and the "
+                        "--heldout-dense/-uniform/-plan losses need them\n");
+        rc = 2;
+    }
+    moa_plan *p = NULL;
+    moa_plan_validation v;
+    if (!rc) {
+        for (int k = 0; k < 3; k++) src.files[k] = files[k];
+        src.calib_seed = calib_seed;
+        src.heldout_length = ho_len;
+        src.heldout_samples = (int)ho_samples;
+        moa_status st = moa_plan_load(path, &p);
+        if (st < 0) rc = cli_fail("loading the plan", st);
+        else if ((st = moa_longeval_plan_validation(p, path, &src, &v)) < 0) rc = cli_fail("annotating the plan", st);
+        else if ((st = moa_plan_set_validation(p, &v)) < 0) rc = cli_fail("annotating the plan", st);
+        else if ((st = moa_plan_save(p, out)) < 0) rc = cli_fail("writing the annotated plan", st);
+    }
+    if (!rc) {
+        printf("annotated: %s (plan %s; %d result file(s): %d dense, %d uniform, %d plan)\n", out, path,
+               src.n_files[0] + src.n_files[1] + src.n_files[2], src.n_files[0], src.n_files[1], src.n_files[2]);
+        print_validation(p);
+    }
+    moa_plan_free(p);
+    for (int k = 0; k < n_store; k++) free(store[k]);
+    return rc;
+}
+
 int moa_cmd_plan(int argc, char **argv) {
     if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) { plan_usage(stdout); return 0; }
     if (argc < 3) { plan_usage(stderr); return 2; }
-    for (int i = 3; i < argc; i++) if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { plan_usage(stdout); return 0; }
+    for (int i = 2; i < argc; i++) if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { plan_usage(stdout); return 0; }
     if (!strcmp(argv[1], "show")) return plan_show(argc, argv, argv[2]);
     if (!strcmp(argv[1], "check")) return plan_check(argc, argv, argv[2]);
-    fprintf(stderr, "moa plan: unknown action '%s' (show|check)\n", argv[1]);
+    if (!strcmp(argv[1], "annotate")) return plan_annotate(argc, argv, argv[2]);
+    fprintf(stderr, "moa plan: unknown action '%s' (show|check|annotate)\n", argv[1]);
     plan_usage(stderr);
     return 2;
 }

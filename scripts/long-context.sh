@@ -11,12 +11,17 @@
 #      (shortest first) so that a partial run covers the short lengths of every task. The
 #      dense cell of a (length, task) runs first; where dense accuracy is below 0.5 the
 #      other methods are skipped there (the bars of issue 18 apply where dense >= 0.5).
+#   3. publish: for each plan with at least one single-needle plan cell, `moa plan annotate`
+#      checks the needle cells (dense, uniform, plan; same model, prompts and plan file) and
+#      writes plans/NAME-TAG.json, the plan with its validation summary; plans/NAME-TAG.md
+#      gets the table below (every task). Cheap: it reruns after every session.
 # Everything small (work directory: calib.h5, profile.h5, plans, reports; every cell's
 # results and per-sample log) lives in the repository under results/long-context/NAME, so a
 # later session on another machine resumes from the committed files.
 #
-# Usage: scripts/long-context.sh [--report] [MODEL_NAME]   (default qwen2.5-coder-0.5b)
+# Usage: scripts/long-context.sh [--report | --publish] [MODEL_NAME]   (default qwen2.5-coder-0.5b)
 #   --report               print the tables from what is finished, run nothing
+#   --publish              the same, then the publish step (3) from what is finished
 #   MOA                    the moa binary (default build/cli/moa; copy it elsewhere before
 #                          rebuilding during a run)
 #   MOA_LC_DIR             default results/long-context
@@ -29,7 +34,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MOA=${MOA:-build/cli/moa}
 REPORT=0
-if [ "${1:-}" = "--report" ]; then REPORT=1; shift; fi
+PUBLISH=1
+if [ "${1:-}" = "--report" ]; then REPORT=1; PUBLISH=0; shift;
+elif [ "${1:-}" = "--publish" ]; then REPORT=1; shift; fi
 NAME=${1:-qwen2.5-coder-0.5b}
 DIR="${MOA_LC_DIR:-results/long-context}/$NAME"
 LENGTHS="${MOA_LC_LENGTHS:-2048,4096,8192,16384,32000}"
@@ -38,8 +45,11 @@ SAMPLES="${MOA_LC_SAMPLES:-1}"
 # The dense ladder's settings (scripts/dense-ladder.sh: seed 0, 48 new tokens, f32 KV), so its
 # dense cells are this script's dense cells (copied, not rerun), and every method sees the
 # same prompts with the same exact KV storage (the plan's effect alone). The calibration uses
-# seed 1 and the tasks longdep,lines: these prompts are unseen.
+# seed 1 and the tasks longdep,lines (compress's defaults, recorded in the published plans):
+# these prompts are unseen.
 SEED=0
+CALIB_TASKS=longdep,lines
+CALIB_SEED=1
 MAX_NEW=48
 KV=f32
 LADDER=results/dense-ladder
@@ -96,21 +106,61 @@ for len in "${LENS[@]}"; do
   done
 done
 
-# the table: accuracy per (task, length) and method
-echo "## $NAME: accuracy (10 position bins x $SAMPLES sample(s), seed $SEED, max-new $MAX_NEW, KV $KV)"
-echo
-echo "| task | length | dense | plan 50% | uniform 50% | plan 25% | uniform 25% |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
-for task in $TASKS; do
-  for len in "${LENS[@]}"; do
-    row="| $task | $len |"
-    any=0
-    for method in dense plan50 uniform50 plan25 uniform25; do
-      f="$DIR/cells/$task-$len-$method.json"
-      a=""
-      [ -f "$f" ] && a=$(accuracy "$f") && any=1
-      row="$row ${a:--} |"
+table() {   # accuracy per (task, length) and method, markdown
+  echo "## $NAME: accuracy (10 position bins x $SAMPLES sample(s), seed $SEED, max-new $MAX_NEW, KV $KV)"
+  echo
+  echo "| task | length | dense | plan 50% | uniform 50% | plan 25% | uniform 25% |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
+  local task len row any method f a
+  for task in $TASKS; do
+    for len in "${LENS[@]}"; do
+      row="| $task | $len |"
+      any=0
+      for method in dense plan50 uniform50 plan25 uniform25; do
+        f="$DIR/cells/$task-$len-$method.json"
+        a=""
+        [ -f "$f" ] && a=$(accuracy "$f") && any=1
+        row="$row ${a:--} |"
+      done
+      [ "$any" = 1 ] && echo "$row"
     done
-    [ "$any" = 1 ] && echo "$row"
   done
-done
+  return 0
+}
+
+publish() {   # density tag -> plans/NAME-TAG.json (+ .md), when a needle plan cell exists
+  local tag=$1 plan="$DIR/plan-$1.json" out="plans/$NAME-$1"
+  local dense=() uniform=() planned=() len f
+  [ -f "$plan" ] || return 0
+  for len in "${LENS[@]}"; do
+    f="$DIR/cells/needle-$len"
+    [ -f "$f-dense.json" ] && dense+=("$f-dense.json")
+    [ -f "$f-uniform$tag.json" ] && uniform+=("$f-uniform$tag.json")
+    [ -f "$f-plan$tag.json" ] && planned+=("$f-plan$tag.json")
+  done
+  [ "${#planned[@]}" -gt 0 ] || return 0
+  local args=(--task needle --plan "$(IFS=,; echo "${planned[*]}")")
+  [ "${#dense[@]}" -gt 0 ] && args+=(--dense "$(IFS=,; echo "${dense[*]}")")
+  [ "${#uniform[@]}" -gt 0 ] && args+=(--uniform "$(IFS=,; echo "${uniform[*]}")")
+  mkdir -p plans
+  echo "== long-context: publishing $out.json (${#planned[@]} plan cell(s)) ($(date -u +%FT%TZ))" >&2
+  "$MOA" plan annotate "$plan" "${args[@]}" --calib-tasks "$CALIB_TASKS" --calib-seed "$CALIB_SEED" \
+    -o "$out.json" >&2 || return 1
+  {
+    echo "# $NAME, $tag% plan"
+    echo
+    echo "\`$out.json\`: made by \`moa compress\` at density $tag% with \`--skip-eval\` (report: \`$DIR/report-$tag.md\`),"
+    echo "validated cell by cell by scripts/long-context.sh (cells: \`$DIR/cells/TASK-LENGTH-METHOD.json\`);"
+    echo "its validation summary holds the single-needle cells. Every task:"
+    echo
+    table
+  } > "$out.md.tmp"
+  mv "$out.md.tmp" "$out.md"
+}
+
+table
+if [ "$PUBLISH" = 1 ]; then
+  failed=0
+  for tag in 50 25; do publish "$tag" || failed=1; done
+  [ "$failed" = 0 ] || { echo "long-context: publishing failed (above)" >&2; exit 1; }
+fi

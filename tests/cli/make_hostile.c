@@ -1,5 +1,5 @@
 /* make_hostile.c - writes the hostile-input corpus of tests/cli/hostile/<kind>/: small files
- * of every kind the CLI reads (gguf, plan, profile, calib, evallog), each broken in one way,
+ * of every kind the CLI reads (gguf, plan, profile, calib, evallog, results), each broken in one way,
  * each of which the relevant command must refuse (test_cli: exit 1, a message naming the file,
  * no file left behind). Valid files come from the libraries' own writers and are then broken
  * (bytes cut, an HDF5 attribute or dataset replaced, one byte of an HDF5 header changed, a
@@ -7,6 +7,7 @@
  * attr_type_size): the HDF5 guard (common/h5guard.h) must turn them into a clean failure.
  * evallog: *.jsonl are whole logs (bad headers); *.rows are sample rows that test_cli appends
  * to the header of a log the model has just written (the header records the model).
+ * results: LongEval results files for `moa plan annotate` (a plan of model "aa..a").
  * Usage: make_hostile CORPUS_DIR   (regenerate with: build/tests/cli/make_hostile tests/cli/hostile) */
 #include "moa/calib.h"
 #include "h5util.h"
@@ -320,11 +321,70 @@ static void evallogs(void) {
     put_text("evallog", "missing-field.rows", "{\"length\":256,\"bin\":0,\"k\":0}\n");
 }
 
+/* ---- LongEval results files (moa plan annotate) -------------------------------------------- */
+#define R_SETTINGS "{\"task\":\"needle\",\"seed\":2,\"samples_per_cell\":1,\"bins\":10,\"model\":{" \
+    "\"model_sha256\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"attention\":" \
+    "{\"kind\":\"plan\",\"file\":\"plan.json\",\"sha256\":\"0000000000000000000000000000000000000000000000000000000000000000\"}}}"
+#define R_LENGTHS "[{\"length\":1024}]"
+
+/* A results file: header fields, settings, lengths and samples as given (NULL samples: one
+ * correct row per bin at length 1024, k 0, then `extra`). */
+static void results_file(const char *name, const char *head, const char *settings, const char *lengths,
+                         const char *samples, const char *extra) {
+    char rows[4096] = "", text[8192];
+    if (!samples) {
+        for (int b = 0; b < 10; b++)
+            snprintf(rows + strlen(rows), sizeof rows - strlen(rows),
+                     "%s{\"length\":1024,\"bin\":%d,\"k\":0,\"seed\":1,\"prompt_tokens\":1000,\"lines\":3,"
+                     "\"query_index\":0,\"new_tokens\":1,\"expected\":\"7\",\"output\":\"7\",\"correct\":1}",
+                     b ? "," : "", b);
+        snprintf(rows + strlen(rows), sizeof rows - strlen(rows), "%s", extra ? extra : "");
+        samples = rows;
+    }
+    snprintf(text, sizeof text, "{%s,\"label\":\"plan\",\"settings\":%s,\"lengths\":%s,\"samples\":[%s]}\n",
+             head ? head : "\"format\":\"moa-longeval\",\"version\":1", settings ? settings : R_SETTINGS,
+             lengths ? lengths : R_LENGTHS, samples);
+    put_text("results", name, text);
+}
+
+static void results(void) {
+    put("results", "empty.json", "", 0);
+    put_text("results", "not-json.json", "moa-longeval\n");
+    results_file("other-format.json", "\"format\":\"moa-plan\",\"version\":1", NULL, NULL, NULL, NULL);
+    results_file("version-99.json", "\"format\":\"moa-longeval\",\"version\":99", NULL, NULL, NULL, NULL);
+    results_file("no-task.json", NULL, "{\"seed\":2,\"samples_per_cell\":1,\"model\":{}}", NULL, NULL, NULL);
+    results_file("seed-string.json", NULL, "{\"task\":\"needle\",\"seed\":\"2\",\"samples_per_cell\":1}", NULL, NULL,
+                 NULL);
+    results_file("samples-per-cell-0.json", NULL, "{\"task\":\"needle\",\"seed\":2,\"samples_per_cell\":0}", NULL,
+                 NULL, NULL);
+    results_file("no-model.json", NULL, "{\"task\":\"needle\",\"seed\":2,\"samples_per_cell\":1}", NULL, NULL, NULL);
+    results_file("attention-kind-number.json", NULL,
+                 "{\"task\":\"needle\",\"seed\":2,\"samples_per_cell\":1,\"model\":{\"model_sha256\":"
+                 "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"attention\":{\"kind\":5}}}",
+                 NULL, NULL, NULL);
+    results_file("settings-array.json", NULL, "[]", NULL, NULL, NULL);
+    results_file("lengths-empty.json", NULL, NULL, "[]", NULL, NULL);
+    results_file("length-zero.json", NULL, NULL, "[{\"length\":0}]", NULL, NULL);
+    results_file("length-huge.json", NULL, NULL, "[{\"length\":1099511627776}]", NULL, NULL);
+    results_file("no-samples.json", NULL, NULL, NULL, "", NULL);
+    results_file("sample-bin-10.json", NULL, NULL, NULL,
+                 "{\"length\":1024,\"bin\":10,\"k\":0,\"seed\":1,\"prompt_tokens\":1000,\"lines\":3,"
+                 "\"query_index\":0,\"new_tokens\":1,\"expected\":\"7\",\"output\":\"7\",\"correct\":1}", NULL);
+    results_file("sample-other-length.json", NULL, NULL, NULL, NULL,
+                 ",{\"length\":2048,\"bin\":0,\"k\":0,\"seed\":1,\"prompt_tokens\":1000,\"lines\":3,"
+                 "\"query_index\":0,\"new_tokens\":1,\"expected\":\"7\",\"output\":\"7\",\"correct\":1}");
+    results_file("sample-twice.json", NULL, NULL, NULL, NULL,
+                 ",{\"length\":1024,\"bin\":3,\"k\":0,\"seed\":1,\"prompt_tokens\":1000,\"lines\":3,"
+                 "\"query_index\":0,\"new_tokens\":1,\"expected\":\"7\",\"output\":\"7\",\"correct\":0}");
+    results_file("other-plan.json", NULL, NULL, NULL, NULL, NULL);   /* well formed; sha256 0...0 */
+    put_text("results", "truncated.json", "{\"format\":\"moa-longeval\",\"version\":1,\"label\":\"plan\",\"settings\":{\"ta");
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) { fprintf(stderr, "usage: make_hostile CORPUS_DIR\n"); return 2; }
     dir = argv[1];
-    const char *kinds[] = {"gguf", "plan", "profile", "calib", "evallog"};
-    for (int i = 0; i < 5; i++) {
+    const char *kinds[] = {"gguf", "plan", "profile", "calib", "evallog", "results"};
+    for (int i = 0; i < 6; i++) {
         char d[1024];
         snprintf(d, sizeof d, "%s/%s", dir, kinds[i]);
         mkdir(dir, 0755);
@@ -336,5 +396,6 @@ int main(int argc, char **argv) {
     profiles();
     calibs();
     evallogs();
+    results();
     return failed;
 }

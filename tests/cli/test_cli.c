@@ -329,6 +329,196 @@ TEST(hostile_plans) {
     EXPECT(1, "missing.json", "plan", "show", P("missing.json"));
 }
 
+/* ---- plan annotate: a validation summary from separate LongEval results files -------------- */
+static const char *model_a = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+static const char *model_b = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+/* A results file with the fields `moa eval longeval` writes and the reader needs: settings
+ * (task, seed, samples_per_cell k, model sha256 and attention object text), the lengths, and
+ * k x 10 sample rows per length of which the first correct[i] are correct. */
+static void write_results(const char *name, const char *task, int seed, int k, const char *model_sha,
+                          const char *attention, const int *lengths, const int *correct, int n_lengths) {
+    size_t cap = 4096 + (size_t)n_lengths * (size_t)k * 10 * 200, len = 0;
+    char *t = malloc(cap);
+    if (!t) { CHECK(0); return; }
+#define PUT(...) (len += (size_t)snprintf(t + len, cap - len, __VA_ARGS__))
+    PUT("{\"format\":\"moa-longeval\",\"version\":1,\"label\":\"x\",\"settings\":{\"task\":\"%s\",\"seed\":%d,"
+        "\"samples_per_cell\":%d,\"bins\":10,\"lengths\":[],\"model\":{\"model_sha256\":\"%s\",\"attention\":%s}},"
+        "\"lengths\":[", task, seed, k, model_sha, attention);
+    for (int i = 0; i < n_lengths; i++) PUT("%s{\"length\":%d}", i ? "," : "", lengths[i]);
+    PUT("],\"samples\":[");
+    for (int i = 0, first = 1; i < n_lengths; i++)
+        for (int j = 0; j < 10 * k; j++, first = 0)
+            PUT("%s{\"length\":%d,\"bin\":%d,\"k\":%d,\"seed\":1,\"prompt_tokens\":%d,\"lines\":3,\"query_index\":1,"
+                "\"new_tokens\":2,\"expected\":\"7\",\"output\":\"7\",\"correct\":%d}\n", first ? "" : ",", lengths[i],
+                j / k, j % k, lengths[i], j < correct[i]);
+    PUT("]}\n");
+#undef PUT
+    CHECK(len < cap);
+    write_text(name, t);
+    free(t);
+}
+
+static char *slurp(const char *p) {
+    char *d = NULL;
+    size_t n = 0;
+    if (moa_read_file(p, &d, &n) < 0) return NULL;
+    return d;
+}
+
+/* A plan of 1 layer, 1 KV head, model sha256 model_a, written by moa_plan_save (as compress
+ * and optimize write plans). */
+static void write_model_plan(const char *name) {
+    char text[4096];
+    snprintf(text, sizeof text,
+             "{\"format\":\"moa-plan\",\"version\":1,\"model\":{\"arch\":\"llama\",\"n_layer\":1,\"n_head\":2,"
+             "\"n_head_kv\":1,\"head_dim\":64,\"sha256\":\"%s\"},\"sink\":64,\"block\":64,\"granularity\":\"kv-head\","
+             "\"layers\":[{\"units\":[{\"kind\":\"window\",\"alpha\":64,\"beta\":0.5}]}],\"lengths\":{\"profiled\":[],"
+             "\"constrained\":[],\"budgets\":[],\"validation\":null},%s", model_a, plan_tail);
+    moa_plan *pl = NULL;
+    CHECK_OK(moa_plan_load_string(text, "plan text", &pl));
+    if (!pl) return;
+    CHECK_OK(moa_plan_save(pl, P(name)));
+    moa_plan_free(pl);
+}
+
+TEST(plan_annotate) {
+    write_model_plan("plan.json");
+    char sha[65], att_plan[256], att_other[256];
+    CHECK_OK(moa_sha256_file(P("plan.json"), sha));
+    snprintf(att_plan, sizeof att_plan, "{\"kind\":\"plan\",\"file\":\"plan.json\",\"sha256\":\"%s\"}", sha);
+    snprintf(att_other, sizeof att_other, "{\"kind\":\"plan\",\"file\":\"other.json\",\"sha256\":\"%064x\"}", 5);
+    const char *att_dense = "{\"kind\":\"dense\"}";
+    const char *att_unif = "{\"kind\":\"uniform\",\"density\":\"matched to the plan\",\"sink\":64,\"block\":64}";
+    const char *att_unif16 = "{\"kind\":\"uniform\",\"density\":0.5,\"sink\":16,\"block\":16}";
+    const int l12[] = {1024, 2048}, l1[] = {1024}, l2[] = {2048}, l4[] = {4096};
+    write_results("d.json", "needle", 2, 2, model_a, att_dense, l12, (const int[]){20, 19}, 2);
+    write_results("u.json", "needle", 2, 2, model_a, att_unif, l1, (const int[]){10}, 1);
+    write_results("p1.json", "needle", 2, 2, model_a, att_plan, l1, (const int[]){18}, 1);
+    write_results("p2.json", "needle", 2, 2, model_a, att_plan, l2, (const int[]){15}, 1);
+    write_results("p4.json", "needle", 2, 2, model_a, att_plan, l4, (const int[]){5}, 1);
+    /* a good annotation: lengths merged ascending, missing methods null, then shown */
+    char list[1300];
+    snprintf(list, sizeof list, "%s,%s", P("p2.json"), P("p4.json"));
+    EXPECT(0, "annotated: ", "plan", "annotate", P("plan.json"), "--task", "needle", "--dense", P("d.json"), "--uniform",
+           P("u.json"), "--plan", P("p1.json"), "--plan", list, "-o", P("out.json"),
+           "--calib-tasks", "longdep,lines", "--calib-seed", "1", "--heldout-length", "2048", "--heldout-samples", "6",
+           "--heldout-dense", "1.5", "--heldout-plan", "1.75");
+    EXPECT(2, "an empty file name", "plan", "annotate", P("plan.json"), "--task", "needle", "--plan", "a,,b", "-o",
+           P("new.json"));
+    moa_plan *out = NULL;
+    moa_plan_validation v;
+    CHECK_OK(moa_plan_load(P("out.json"), &out));
+    CHECK(out && moa_plan_get_validation(out, &v));
+    if (out && moa_plan_get_validation(out, &v)) {
+        CHECK_STR(v.task, "needle");
+        CHECK_EQ_INT((int)v.seed, 2);
+        CHECK_EQ_INT(v.samples, 20);
+        CHECK_STR(v.calib_tasks, "longdep,lines");
+        CHECK_EQ_INT((int)v.calib_seed, 1);
+        CHECK_EQ_INT(v.n_lengths, 3);
+        CHECK_EQ_INT((int)v.length[0], 1024);
+        CHECK_EQ_INT((int)v.length[1], 2048);
+        CHECK_EQ_INT((int)v.length[2], 4096);
+        CHECK_NEAR(v.dense[0], 1.0, 1e-12);
+        CHECK_NEAR(v.dense[1], 0.95, 1e-12);
+        CHECK(isnan(v.dense[2]));
+        CHECK_NEAR(v.uniform[0], 0.5, 1e-12);
+        CHECK(isnan(v.uniform[1]) && isnan(v.uniform[2]));
+        CHECK_NEAR(v.plan[0], 0.9, 1e-12);
+        CHECK_NEAR(v.plan[1], 0.75, 1e-12);
+        CHECK_NEAR(v.plan[2], 0.25, 1e-12);
+        CHECK_EQ_INT((int)v.heldout_length, 2048);
+        CHECK_EQ_INT(v.heldout_samples, 6);
+        CHECK_NEAR(v.heldout_dense, 1.5, 1e-12);
+        CHECK(isnan(v.heldout_uniform));
+        CHECK_NEAR(v.heldout_plan, 1.75, 1e-12);
+    }
+    moa_plan_free(out);
+    EXPECT(0, "validation: needle, 20 prompts per length, seed 2 (calibration: longdep,lines, seed 1)", "plan", "show",
+           P("out.json"));
+    CHECK(strstr(output, "      4096        -        -     0.25") != NULL);
+    CHECK(strstr(output, "held-out response loss at 2048 (6 samples") != NULL);
+    /* in place, twice: the second run sees the annotated file, whose bytes the results do not
+     * record, but whose plan without the summary they do; the calibration is kept */
+    {
+        char *d = slurp(P("plan.json"));
+        if (d) write_text("inplace.json", d);
+        free(d);
+    }
+    EXPECT(0, "annotated: ", "plan", "annotate", P("inplace.json"), "--task", "needle", "--plan", P("p1.json"), "-o",
+           P("inplace.json"), "--calib-tasks", "lines", "--calib-seed", "9");
+    EXPECT(0, "(calibration: lines, seed 9)", "plan", "annotate", P("inplace.json"), "--task", "needle", "--plan",
+           P("p1.json"), "--dense", P("d.json"), "-o", P("inplace.json"));
+    /* refusals: exit 1, the file named, OUT (existing, or new) untouched */
+    char *before = slurp(P("out.json"));
+    write_results("task.json", "lines", 2, 2, model_a, att_plan, l2, (const int[]){15}, 1);
+    write_results("other.json", "needle", 2, 2, model_a, att_other, l2, (const int[]){15}, 1);
+    write_results("model.json", "needle", 2, 2, model_b, att_plan, l2, (const int[]){15}, 1);
+    write_results("dup.json", "needle", 2, 2, model_a, att_plan, l12, (const int[]){15, 15}, 2);
+    write_results("seed.json", "needle", 3, 2, model_a, att_plan, l2, (const int[]){15}, 1);
+    write_results("spc.json", "needle", 2, 1, model_a, att_plan, l2, (const int[]){5}, 1);
+    write_results("u16.json", "needle", 2, 2, model_a, att_unif16, l2, (const int[]){5}, 1);
+    write_text("bad.json", "{\"format\":\"moa-longeval\",\"version\":1,");
+    {   /* an unfinished length: 19 of 20 prompts (the last row removed) */
+        char *d = NULL;
+        size_t n = 0;
+        CHECK_OK(moa_read_file(P("p2.json"), &d, &n));
+        const char *last = d ? strrchr(d, '{') : NULL;   /* after the row separator ',' */
+        size_t keep = last ? (size_t)(last - d) - 1 : 0;
+        char *cut = last ? malloc(keep + 4) : NULL;
+        if (cut) { snprintf(cut, keep + 4, "%.*s]}\n", (int)keep, d); write_text("unfinished.json", cut); }
+        CHECK(cut != NULL);
+        free(cut);
+        free(d);
+    }
+    {   /* 65 lengths, one prompt per bin */
+        int many[65], ok[65];
+        for (int i = 0; i < 65; i++) { many[i] = 256 + 64 * i; ok[i] = 10; }
+        write_results("many.json", "needle", 2, 1, model_a, att_plan, many, ok, 65);
+    }
+#define ANNOTATE(needle, ...) \
+    EXPECT(1, needle, "plan", "annotate", P("plan.json"), "--task", "needle", "-o", P("out.json"), __VA_ARGS__); \
+    EXPECT(1, needle, "plan", "annotate", P("plan.json"), "--task", "needle", "-o", P("new.json"), __VA_ARGS__)
+    ANNOTATE("task.json: settings.task is 'lines', expected 'needle'", "--plan", P("task.json"));
+    ANNOTATE("other.json: settings.model.attention.sha256", "--plan", P("other.json"));
+    CHECK(strstr(output, "made with another plan") != NULL);
+    ANNOTATE("model.json: settings.model.model_sha256 is bbbb", "--plan", P("model.json"));
+    ANNOTATE("d.json: settings.model.attention.kind is 'dense', but the file was given as the plan result", "--plan",
+             P("d.json"));
+    ANNOTATE("p1.json: settings.model.attention.kind is 'plan', but the file was given as the dense result", "--plan",
+             P("p2.json"), "--dense", P("p1.json"));
+    ANNOTATE("u16.json: settings.model.attention: the uniform baseline has sink 16", "--plan", P("p2.json"),
+             "--uniform", P("u16.json"));
+    ANNOTATE("dup.json: length 1024 of the plan results is also in", "--plan", P("p1.json"), "--plan", P("dup.json"));
+    ANNOTATE("seed.json: settings.seed is 3, but", "--plan", P("p1.json"), "--plan", P("seed.json"));
+    ANNOTATE("spc.json: settings.samples_per_cell is 1, but", "--dense", P("d.json"), "--plan", P("spc.json"));
+    ANNOTATE("bad.json", "--plan", P("bad.json"));
+    ANNOTATE("missing.json", "--plan", P("p1.json"), "--uniform", P("missing.json"));
+    ANNOTATE("unfinished.json: lengths[0] (length 2048): 19 of 20 prompts finished", "--plan", P("unfinished.json"));
+    ANNOTATE("more than 64 lengths", "--plan", P("many.json"));
+#undef ANNOTATE
+    EXPECT(1, "missing-plan.json", "plan", "annotate", P("missing-plan.json"), "--task", "needle", "--plan",
+           P("p1.json"), "-o", P("new.json"));
+    char *after = slurp(P("out.json"));
+    CHECK(before && after && !strcmp(before, after));
+    free(before);
+    free(after);
+    /* a plan that records no model: nothing to check the results against */
+    plan_variant("nosha.json", "{\"kind\":\"window\",\"alpha\":64,\"beta\":0.5}",
+                 "{\"profiled\":[],\"constrained\":[],\"budgets\":[],\"validation\":null}");
+    EXPECT(1, "nosha.json: model.sha256 is empty", "plan", "annotate", P("nosha.json"), "--task", "needle", "--plan",
+           P("p1.json"), "-o", P("new.json"));
+    /* usage */
+    EXPECT(2, "--task, --plan (the plan's results) and -o are required", "plan", "annotate", P("plan.json"), "--plan",
+           P("p1.json"), "-o", P("new.json"));
+    EXPECT(2, "--task, --plan (the plan's results) and -o are required", "plan", "annotate", P("plan.json"), "--task",
+           "needle", "--dense", P("d.json"), "-o", P("new.json"));
+    EXPECT(2, "--heldout-length and --heldout-samples go together", "plan", "annotate", P("plan.json"), "--task",
+           "needle", "--plan", P("p1.json"), "-o", P("new.json"), "--heldout-plan", "1.2");
+    EXPECT(0, "annotate PLAN", "plan", "annotate", "--help");
+}
+
 /* ---- the hostile-input corpus (tests/cli/hostile, written by make_hostile.c) ----------------- */
 /* Sorted names of the corpus files of `kind` ending in `ext` (NULL-terminated, malloc'd). */
 static char **corpus(const char *kind, const char *ext) {
@@ -370,6 +560,12 @@ TEST(hostile_corpus) {
         EXPECT(1, f[i], "plan", "check", hostile("plan", f[i]), DIMS);
         EXPECT(1, f[i], "plan", "show", hostile("plan", f[i]));
     }
+    corpus_free(f);
+    write_model_plan("hplan.json");
+    f = corpus("results", ".json");
+    for (int i = 0; f && f[i]; i++)
+        EXPECT(1, f[i], "plan", "annotate", P("hplan.json"), "--task", "needle", "--plan", hostile("results", f[i]),
+               "-o", P("hout.json"));
     corpus_free(f);
     /* crash-*.h5 crash libhdf5 itself (make_hostile.c): refused like the others, through the
      * HDF5 guard's child (whether libhdf5 faults depends on the heap: counted, not required) */
@@ -511,6 +707,7 @@ int main(int argc, char **argv) {
         RUN(not_a_model);
         RUN(optimize_plan_merge);
         RUN(hostile_plans);
+        RUN(plan_annotate);
         RUN(hostile_corpus);
     }
     return test_summary();

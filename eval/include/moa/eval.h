@@ -224,6 +224,45 @@ moa_status moa_longeval_compare_md(const moa_longeval_results *const *runs, int 
 moa_status moa_longeval_compare_svg(const moa_longeval_results *const *runs, int n_runs,
                                     const char *path);
 
+/* ==== a plan's validation summary from results files (`moa plan annotate`) ================= */
+/* The columns of moa_plan_validation, indices of moa_validation_sources.files. */
+typedef enum {
+    MOA_VALIDATION_DENSE   = 0,
+    MOA_VALIDATION_UNIFORM = 1,
+    MOA_VALIDATION_PLAN    = 2,
+} moa_validation_method;
+
+typedef struct {
+    const char *task;                /* required: settings.task of every file */
+    const char *const *files[3];     /* results JSON paths per moa_validation_method */
+    int n_files[3];                  /* the plan's: at least 1; dense, uniform: 0 or more */
+    const char *calib_tasks;         /* NULL: the plan's current summary's, else "" (unknown) */
+    int64_t calib_seed;              /* < 0: the plan's current summary's, else 0 */
+    int64_t heldout_length;          /* 0: no held-out loss; else heldout_samples > 0 and the */
+    int heldout_samples;             /* three losses in nats/token (NAN: not measured) */
+    double heldout_dense, heldout_uniform, heldout_plan;
+} moa_validation_sources;
+moa_validation_sources moa_validation_default_sources(void);   /* calib_seed -1, losses NAN */
+
+/* The validation summary of `plan` (loaded from plan_path) from LongEval results files made
+ * separately (`moa eval longeval`, one or more lengths each). Every file is read and checked
+ * first; the error (MOA_ERR_FORMAT / MISMATCH / INVALID_ARG / RANGE) names the file and field:
+ *   - a moa-longeval results file (moa_longeval_read_json) whose settings.task is src->task;
+ *   - settings.seed and settings.samples_per_cell equal in every file;
+ *   - settings.model.model_sha256 equal to the plan's model.sha256 (which must be set);
+ *   - settings.model.attention.kind "dense" / "uniform" / "plan" as the file was given; a
+ *     uniform baseline with the plan's sink and block (`--uniform-like PLAN`); a plan result's
+ *     attention.sha256 the sha256 of plan_path's bytes, or of the plan without its validation
+ *     summary as moa_plan_save writes it (so a plan annotated in place can be annotated again);
+ *   - every length complete (samples_per_cell x 10 prompts scored), each length at most once
+ *     per method, at most MOA_PLAN_VALIDATION_MAX lengths in all.
+ * *out gets the lengths ascending with each method's accuracy (NAN where a method has no
+ * result), samples = samples_per_cell x 10, the seed, and src's calibration and held-out
+ * fields. Nothing is written; attach it with moa_plan_set_validation. Reads the files only;
+ * thread-safe. */
+moa_status moa_longeval_plan_validation(const moa_plan *plan, const char *plan_path,
+                                        const moa_validation_sources *src, moa_plan_validation *out);
+
 /* ==== PNG (RGB 8-bit, zlib stored blocks; no libpng) ======================================= */
 /* Encodes rgb [h][w][3] (caller's, only read) into a malloc'ed PNG (*png, *len; the caller
  * frees it); pure otherwise, thread-safe. */
