@@ -24,7 +24,7 @@
  *   - returns MOA_OK or a negative moa_status with moa_last_error() set (bad arguments,
  *     device errors); sizes of 0 rows or values are a no-op.
  * Each op is written once per device: the CPU entries call the named kernels of kernels/cpu
- * (ops.h, rope.h, attn-train.h), the CUDA entries the moa_cuda_* functions of the same name.
+ * (ops.h, rope.h, attn-train.h, quant.h), the CUDA entries the moa_cuda_* functions of the same name.
  *
  * The table is append-only: new entries go at the end (moa_cuda_backend and the CPU table
  * initialise the members in order), and test_backend_ops.c checks that its list of op tests
