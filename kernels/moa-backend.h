@@ -24,7 +24,7 @@
  *   - returns MOA_OK or a negative moa_status with moa_last_error() set (bad arguments,
  *     device errors); sizes of 0 rows or values are a no-op.
  * Each op is written once per device: the CPU entries call the named kernels of kernels/cpu
- * (ops.h, rope.h, attn-train.h), the CUDA entries the moa_cuda_* functions of the same name.
+ * (ops.h, rope.h, attn-train.h, quant.h), the CUDA entries the moa_cuda_* functions of the same name.
  *
  * The table is append-only: new entries go at the end (moa_cuda_backend and the CPU table
  * initialise the members in order), and test_backend_ops.c checks that its list of op tests
@@ -74,6 +74,18 @@ static inline moa_status moa_device_choose(moa_device_kind req, int n_cuda_devic
     }
     return MOA_ERR_INVALID_ARG;
 }
+
+/* A token embedding table for the embed entry: n_vocab rows of d values of ggml type `type`
+ * (kernels/cpu/quant.h's moa_ggml_type values). rows: the raw ggml rows in the backend's memory
+ * (the GGUF mapping for the CPU, a device copy for CUDA), or NULL when the backend cannot
+ * dequantise the type (then host_rows is read on the host); host_rows: the same rows in host
+ * memory. Owned by the caller (the model); the struct itself is host memory. */
+typedef struct moa_backend_embd {
+    int type;
+    int64_t d;
+    const void *rows;
+    const void *host_rows;
+} moa_backend_embd;
 
 /* A backend: its memory and the ops the engine and the profiler dispatch through it.
  * Shapes: rows are tokens, row-major; n counts rows, d values per row. */
@@ -152,9 +164,33 @@ typedef struct moa_backend {
      * k[t][g][i] /= s[g][i]; s [n_head_kv * hd] powers of two (exact). CPU: moa_key_smooth_rows. */
     moa_status (*key_smooth)(void *ctx, float *q, float *k, const float *s, int64_t n,
                              int n_head, int n_head_kv, int hd);
+
+    /* ---- appended 2026-12-07 (issue 17): the rest of the engine's forward pass ------------- */
+    /* x[t] = the f32 values of row tokens[t] of the table, t < n (x [n][t->d], backend memory;
+     * tokens host memory, in range: not checked; t host memory). Exact: every backend yields
+     * moa_dequant_row's values. The host array may be reused once the call returns. CPU:
+     * moa_dequant_row per row. CUDA: the ids uploaded to the context's workspace and
+     * moa_cuda_embed over t->rows; t->rows NULL: rows dequantised on the host and uploaded
+     * (waits). */
+    moa_status (*embed)(void *ctx, const moa_backend_embd *t, const int32_t *tokens, int64_t n,
+                        float *x);
+    /* Projections of one input: y_k[t][o] = sum_i W_k[o][i] x[t][i] (+ bias_k[o]) for the
+     * nw (1..8) weights w[0..nw) sharing n_in (q/k/v, gate/up; w and y are host arrays of
+     * pointers), x [n][n_in], y_k [n][n_out_k] in backend memory, no y_k overlapping x. The
+     * weights are backend handles, immutable and shared, prepared by the caller for this
+     * backend: CPU `const moa_weight *` (kernels/cpu/quant.h: moa_weight_matmul, or
+     * moa_weight_matmul_multi for nw > 1: the same kernels as calling them directly);
+     * CUDA `const moa_cuda_weight *` (moa-cuda.h: x rounded once to the weights' element type
+     * in the context's workspace, then moa_cuda_matmul per weight, f32 accumulation). */
+    moa_status (*matmul)(void *ctx, const void *const *w, int nw, const float *x, int64_t n,
+                         float *const *y);
+    /* The same product for one weight with y in *host* memory ([n][n_out], the LM head's
+     * logits): returns when y is complete. CPU: moa_weight_matmul writing y directly. CUDA:
+     * rows in chunks through the context's workspace (64 rows, f32), each downloaded. */
+    moa_status (*matmul_to_host)(void *ctx, const void *w, const float *x, int64_t n, float *y);
 } moa_backend;
 
-/* The CPU backend (kernels/cpu/backend-cpu.c): host memory (malloc, memcpy), every op the
+/* The CPU backend (kernels/cpu/backend-cpu.c): host memory (64-byte aligned, memcpy), every op the
  * kernels of kernels/cpu; no context (ctx = NULL), nothing to free. Always available. */
 moa_backend moa_backend_cpu(void);
 

@@ -1,14 +1,13 @@
-/* forward.c - the forward pass of the Llama-family architectures (arch.h) on CPU:
- * embeddings, RMSNorm, projections (+ q/k/v biases where the architecture has them),
- * attention through the runtime (runtime/: RoPE in the architecture's pairing, per-head
- * caches of a plan or dense, banded/dense/linear kernels, GQA native), SwiGLU, final norm
- * and LM head.
- * Projections use BLAS for batches and the quantised kernels for single tokens.
- * A context created for a device hands its rows to that device's engine instead (device-engine.h:
- * a table chosen at run time; CUDA: forward-cuda.c), with the same chunking, checks and
- * logits modes, which stay here. On the CPU the elementwise and row ops (RMSNorm, residual
- * adds, SwiGLU, key smoothing) go through the CPU backend table (kernels/moa-backend.h), the op
- * vocabulary the CUDA backend shares. */
+/* forward.c - the forward pass of the Llama-family architectures (arch.h), written once over a
+ * backend table (kernels/moa-backend.h) and run on the device the context chose at run time:
+ * embeddings, RMSNorm, projections (+ q/k/v biases where the architecture has them), key
+ * smoothing, attention through the runtime (runtime/: RoPE in the architecture's pairing,
+ * per-head caches of a plan or dense, banded/dense/linear kernels, GQA native) on the cache of
+ * the backend's device, SwiGLU, residual adds, final norm and LM head.
+ * On the CPU the table is moa_backend_cpu() and the weights are the model's (projections: the
+ * packed int8 / quantised kernels or BLAS, kernels/cpu/weight.c); on another device both come
+ * from its device-engine.h table (CUDA: forward-cuda.c, weights dequantised once to f16/bf16).
+ * The chunking by n_batch, the token checks and the logits modes are here, for every device. */
 #include "moa/model.h"
 #include "key-smooth.h"
 #include "moa-common.h"
@@ -21,21 +20,24 @@
 struct moa_ctx {
     const moa_model *m;
     moa_ctx_params p;
-    moa_cache *cache;      /* per-layer, per-KV-head caches (runtime/); RoPE applied there */
-    /* scratch for a chunk of up to n_batch tokens */
+    moa_cache *cache;      /* per-layer, per-KV-head caches (runtime/) on the backend's device;
+                              RoPE applied there */
+    /* scratch for a chunk of up to n_batch tokens, in the backend's memory (be.alloc) */
     float *x;              /* [n_batch][n_embd] residual stream */
     float *h;              /* [n_batch][n_embd] normalised input */
     float *q;              /* [n_batch][n_head*hd]  (before RoPE) */
     float *k, *v;          /* [n_batch][n_kv*hd]    (k before RoPE) */
     float *att;            /* [n_batch][n_head*hd] attention output */
     float *gate, *up;      /* [n_batch][n_ff] */
-    float *ksmooth;        /* key smoothing scales (key-smooth.h) or NULL */
+    float *ksmooth;        /* key smoothing scales [n_layer][n_kv*hd] (key-smooth.h), backend
+                              memory, or NULL */
     double attn_seconds;
-    moa_backend be;        /* the CPU backend: RMSNorm, adds, SwiGLU, key smoothing */
+    int time_attn;         /* 1: ops complete on return (the CPU), so attention can be timed */
     moa_device_kind device;   /* MOA_DEVICE_CPU or MOA_DEVICE_CUDA */
-    const moa_device_engine_ops *dev_ops;   /* not the CPU: the device's engine (device-engine.h) */
-    moa_device_engine *dev;   /* its state: weights, cache and scratch on the device; the
-                                 CPU fields above (cache, scratch) stay NULL */
+    moa_backend be;        /* every op of the forward pass */
+    moa_engine_weights w;  /* the model's weights as handles of be (device-engine.h) */
+    const moa_device_engine_ops *dev_ops;   /* not the CPU: the device (device-engine.h) */
+    moa_device_engine *dev;   /* its state: device context, the model's device weights */
 };
 
 static moa_device_kind g_default_device = MOA_DEVICE_CPU;
@@ -57,10 +59,13 @@ moa_ctx_params moa_ctx_default_params(void) {
 
 void moa_ctx_free(moa_ctx *c) {
     if (!c) return;
-    MOA_FREE_ALIGNED_ALL(c->x, c->h, c->q, c->k, c->v, c->att, c->gate, c->up);
-    moa_cache_free(c->cache);
-    free(c->ksmooth);
-    if (c->dev) c->dev_ops->free_engine(c->dev);
+    if (c->be.free) {
+        float *bufs[] = {c->x, c->h, c->q, c->k, c->v, c->att, c->gate, c->up, c->ksmooth};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) c->be.free(c->be.ctx, bufs[i]);
+    }
+    moa_cache_free(c->cache);   /* before the device context it borrows */
+    if (c->dev) c->dev_ops->close(c->dev);
+    free(c->w.layers);
     free(c);
 }
 
@@ -77,21 +82,67 @@ static moa_cache_unit *dense_units(const moa_llama_hparams *hp, int64_t n_ctx) {
     return units;
 }
 
-static moa_status create_on_device(moa_ctx *c, const moa_cache_params *cp) {
+/* The backend and the weights as its handles: the CPU's, or the chosen device's. */
+static moa_status open_backend(moa_ctx *c) {
+    const moa_model *m = c->m;
+    const moa_llama_hparams *hp = &m->hp;
+    if (!(c->w.layers = calloc((size_t)hp->n_layer, sizeof *c->w.layers)))
+        return moa_err(MOA_ERR_NOMEM, "out of memory");
+    if (c->device != MOA_DEVICE_CPU) {
+        if (!(c->dev_ops = moa_device_engine_get(c->device)))
+            return moa_err(MOA_ERR_DEVICE, "moa_ctx_create: this build has no CUDA backend (configure "
+                           "with -DMOA_CUDA=ON on a machine with the CUDA toolkit); use the CPU device");
+        return c->dev_ops->open(m, c->p.device_index, c->p.device_bf16, &c->be, &c->w, &c->dev);
+    }
+    c->be = moa_backend_cpu();
+    c->time_attn = 1;
+    for (int l = 0; l < hp->n_layer; l++) {
+        const moa_llama_layer *L = &m->layers[l];
+        c->w.layers[l] = (moa_engine_layer){L->attn_norm, L->ffn_norm,
+                                            {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down}};
+    }
+    c->w.out = &m->output;
+    c->w.output_norm = m->output_norm;
+    c->w.embd = (moa_backend_embd){(int)m->tok_embd.type, hp->n_embd, m->tok_embd.data, m->tok_embd.data};
+    return MOA_OK;
+}
+
+/* The cache (on the backend's device, borrowing its context) and the scratch. */
+static moa_status create_state(moa_ctx *c, moa_cache_params cp, const float *ksmooth) {
     const moa_llama_hparams *hp = &c->m->hp;
-    /* the plan's units at n_ctx by the CPU cache's own rules (runtime/cache-layout.h) */
-    moa_cache_layout L;
+    const moa_backend *be = &c->be;
+    if (c->dev) {
+        cp.device = c->dev_ops->cache_device;
+        cp.device_index = c->p.device_index;
+        cp.device_ctx = be->ctx;
+    }
     if (c->p.plan) {
-        MOA_TRY(moa_cache_layout_from_plan(c->p.plan, c->p.n_ctx, &L));
+        MOA_TRY(moa_cache_create(c->p.plan, c->p.n_ctx, c->p.n_seq, &cp, &c->cache));
     } else {
         moa_cache_unit *units = dense_units(hp, c->p.n_ctx);
         if (!units) return moa_err(MOA_ERR_NOMEM, "out of memory");
-        L = (moa_cache_layout){hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, units, NULL};
+        moa_cache_layout L = {hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, units, NULL};
+        moa_status st = moa_cache_create_layout(&L, c->p.n_ctx, c->p.n_seq, &cp, &c->cache);
+        free(units);
+        MOA_TRY(st);
     }
-    moa_status st = c->dev_ops->create(c->m, &L, cp, c->p.n_ctx, c->p.n_seq, c->p.n_batch,
-                                       c->p.device_index, c->p.device_bf16, c->ksmooth, &c->dev);
-    moa_cache_layout_release(&L);
-    return st;
+    const size_t nb = (size_t)c->p.n_batch, hd = (size_t)hp->head_dim, f = sizeof(float);
+    const size_t d = (size_t)hp->n_embd, nq = hp->n_head * hd, nkv = hp->n_head_kv * hd, nff = (size_t)hp->n_ff;
+    struct { float **p; size_t bytes; } sc[] = {
+        {&c->x, f * nb * d}, {&c->h, f * nb * d}, {&c->q, f * nb * nq}, {&c->k, f * nb * nkv},
+        {&c->v, f * nb * nkv}, {&c->att, f * nb * nq}, {&c->gate, f * nb * nff}, {&c->up, f * nb * nff}};
+    for (size_t i = 0; i < sizeof sc / sizeof sc[0]; i++) {
+        moa_status st = be->alloc(be->ctx, sc[i].bytes, (void **)sc[i].p);
+        if (st < 0)
+            return st == MOA_ERR_NOMEM ? moa_err(st, "out of memory for a batch of %lld tokens", (long long)nb) : st;
+    }
+    if (ksmooth) {
+        const size_t kb = f * (size_t)hp->n_layer * nkv;
+        MOA_TRY(be->alloc(be->ctx, kb, (void **)&c->ksmooth));
+        MOA_TRY(be->upload(be->ctx, c->ksmooth, ksmooth, kb));
+        MOA_TRY(be->sync(be->ctx));   /* before the host copy goes */
+    }
+    return MOA_OK;
 }
 
 moa_status moa_ctx_create(const moa_model *m, const moa_ctx_params *pp, moa_ctx **out) {
@@ -99,7 +150,6 @@ moa_status moa_ctx_create(const moa_model *m, const moa_ctx_params *pp, moa_ctx 
     moa_ctx *c = calloc(1, sizeof *c);
     if (!c) return moa_err(MOA_ERR_NOMEM, "out of memory");
     c->m = m;
-    c->be = moa_backend_cpu();
     c->p = pp ? *pp : moa_ctx_default_params();
     const moa_llama_hparams *hp = &m->hp;
     if (c->p.n_ctx <= 0) c->p.n_ctx = hp->n_ctx_train;
@@ -107,8 +157,6 @@ moa_status moa_ctx_create(const moa_model *m, const moa_ctx_params *pp, moa_ctx 
     if (c->p.n_seq <= 0) c->p.n_seq = 1;
     if (c->p.n_batch > c->p.n_ctx && c->p.n_ctx >= c->p.n_seq) c->p.n_batch = c->p.n_ctx;
     if (c->p.n_batch < c->p.n_seq) c->p.n_batch = c->p.n_seq;
-    int64_t nb = c->p.n_batch, hd = hp->head_dim;
-    int64_t nkv = (int64_t)hp->n_head_kv * hd, nq = (int64_t)hp->n_head * hd;
     moa_cache_params cp = moa_cache_default_params();
     cp.pos_mode = c->p.pos_mode;
     cp.rope_dim = hp->rope_dim;
@@ -128,72 +176,31 @@ moa_status moa_ctx_create(const moa_model *m, const moa_ctx_params *pp, moa_ctx 
     }
     c->device = c->p.device != MOA_DEVICE_AUTO ? c->p.device
               : moa_ctx_cuda_available() ? MOA_DEVICE_CUDA : MOA_DEVICE_CPU;
-    if (c->p.kv_type == MOA_KV_Q8_0 && !c->p.no_key_smooth && (st = moa_key_smooth_scales(m, &c->ksmooth)) < 0) {
+    float *ksmooth = NULL;
+    if (c->p.kv_type == MOA_KV_Q8_0 && !c->p.no_key_smooth && (st = moa_key_smooth_scales(m, &ksmooth)) < 0) {
         moa_ctx_free(c);
         return st;
     }
-    if (c->device != MOA_DEVICE_CPU) {
-        if (!(c->dev_ops = moa_device_engine_get(c->device))) {
-            moa_ctx_free(c);
-            return moa_err(MOA_ERR_DEVICE, "moa_ctx_create: this build has no CUDA backend (configure "
-                           "with -DMOA_CUDA=ON on a machine with the CUDA toolkit); use the CPU device");
-        }
-        st = create_on_device(c, &cp);
-        c->p.plan = NULL;
-        if (st < 0) { moa_ctx_free(c); return st; }
-        *out = c;
-        return MOA_OK;
-    }
-    if (c->p.plan) {
-        if ((st = moa_cache_create(c->p.plan, c->p.n_ctx, c->p.n_seq, &cp, &c->cache)) < 0) {
-            moa_ctx_free(c);
-            return st;
-        }
-        c->p.plan = NULL;   /* not kept */
-    } else {
-        moa_cache_unit *units = dense_units(hp, c->p.n_ctx);
-        if (!units) { moa_ctx_free(c); return moa_err(MOA_ERR_NOMEM, "out of memory"); }
-        moa_cache_layout L = {hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, units, NULL};
-        st = moa_cache_create_layout(&L, c->p.n_ctx, c->p.n_seq, &cp, &c->cache);
-        free(units);
-        if (st < 0) { moa_ctx_free(c); return st; }
-    }
-    c->x = moa_alloc_aligned((size_t)(nb * hp->n_embd), sizeof(float));
-    c->h = moa_alloc_aligned((size_t)(nb * hp->n_embd), sizeof(float));
-    c->q = moa_alloc_aligned((size_t)(nb * nq), sizeof(float));
-    c->k = moa_alloc_aligned((size_t)(nb * nkv), sizeof(float));
-    c->v = moa_alloc_aligned((size_t)(nb * nkv), sizeof(float));
-    c->att = moa_alloc_aligned((size_t)(nb * nq), sizeof(float));
-    c->gate = moa_alloc_aligned((size_t)(nb * hp->n_ff), sizeof(float));
-    c->up = moa_alloc_aligned((size_t)(nb * hp->n_ff), sizeof(float));
-    if (!c->x || !c->h || !c->q || !c->k || !c->v || !c->att || !c->gate || !c->up) {
+    st = open_backend(c);
+    if (st == MOA_OK) st = create_state(c, cp, ksmooth);
+    free(ksmooth);
+    c->p.plan = NULL;   /* not kept */
+    if (st < 0) {
         moa_ctx_free(c);
-        return moa_err(MOA_ERR_NOMEM, "out of memory for a batch of %lld tokens", (long long)nb);
+        return st;
     }
     *out = c;
     return MOA_OK;
 }
 
-/* A context on a device delegates to its engine. */
-#define ON_DEVICE(c, expr) if ((c)->dev) return expr
-
 void moa_ctx_reset(moa_ctx *c) {
-    if (c->dev) {
-        if (c->dev_ops->reset(c->dev, -1) < 0) moa_log_warn("moa_ctx_reset: %s", moa_last_error());
-        return;
-    }
-    moa_cache_reset(c->cache, -1);
+    if (moa_cache_reset(c->cache, -1) < 0 || c->be.sync(c->be.ctx) < 0)
+        moa_log_warn("moa_ctx_reset: %s", moa_last_error());
 }
 int32_t moa_ctx_n_past(const moa_ctx *c) { return moa_ctx_seq_pos(c, 0); }
-int32_t moa_ctx_seq_pos(const moa_ctx *c, int seq) {
-    ON_DEVICE(c, (int32_t)c->dev_ops->pos(c->dev, seq, 0));
-    return (int32_t)moa_cache_pos(c->cache, seq, 0);
-}
+int32_t moa_ctx_seq_pos(const moa_ctx *c, int seq) { return (int32_t)moa_cache_pos(c->cache, seq, 0); }
 int32_t moa_ctx_n_ctx(const moa_ctx *c) { return c->p.n_ctx; }
-size_t moa_ctx_kv_bytes(const moa_ctx *c) {
-    ON_DEVICE(c, c->dev_ops->kv_bytes(c->dev));
-    return moa_cache_bytes(c->cache);
-}
+size_t moa_ctx_kv_bytes(const moa_ctx *c) { return moa_cache_bytes(c->cache); }
 const moa_model *moa_ctx_model(const moa_ctx *c) { return c->m; }
 double moa_ctx_attn_seconds(moa_ctx *c, int reset) {
     double s = c->attn_seconds;
@@ -201,54 +208,48 @@ double moa_ctx_attn_seconds(moa_ctx *c, int reset) {
     return s;
 }
 
-/* Forward over n rows. seqs == NULL: rows are consecutive tokens of sequence `seq`
- * (prefill chunk); else row i is one token of sequence seqs[i] (batched decode). */
+/* The forward pass over n rows, on the context's backend. seqs == NULL: rows are consecutive
+ * tokens of sequence `seq` (prefill chunk); else row i is one token of sequence seqs[i]
+ * (batched decode). Logits per mode into host `logits`. Returns once the backend's work is
+ * done (a device's queued errors are reported by the call that queued them). */
 static moa_status eval_rows(moa_ctx *c, int seq, const int *seqs, const int32_t *tokens, int64_t n,
                             moa_logits_mode mode, float *logits) {
-    ON_DEVICE(c, c->dev_ops->rows(c->dev, seq, seqs, tokens, n, mode, logits));
-    const moa_model *m = c->m;
-    const moa_llama_hparams *hp = &m->hp;
+    const moa_llama_hparams *hp = &c->m->hp;
     const moa_backend *be = &c->be;
+    void *bc = be->ctx;
     int64_t d = hp->n_embd, nff = hp->n_ff;
-    size_t erb = moa_ggml_row_bytes(m->tok_embd.type, d);
-    for (int64_t t = 0; t < n; t++)
-        moa_dequant_row(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (size_t)tokens[t] * erb,
-                        c->x + t * d, d);
+    MOA_TRY(be->embed(bc, &c->w.embd, tokens, n, c->x));   /* exact dequantised rows */
     for (int l = 0; l < hp->n_layer; l++) {
-        const moa_llama_layer *L = &m->layers[l];
-        MOA_TRY(be->rmsnorm(be->ctx, c->x, L->attn_norm, c->h, n, d, hp->rms_eps));
-        const moa_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
-        float *const qkv_out[3] = {c->q, c->k, c->v};
-        moa_weight_matmul_multi(qkv, 3, c->h, n, qkv_out);
+        const moa_engine_layer *L = &c->w.layers[l];
+        /* q, k, v = rmsnorm(x) Wq^T, Wk^T, Wv^T (one pass over h) */
+        MOA_TRY(be->rmsnorm(bc, c->x, L->attn_norm, c->h, n, d, hp->rms_eps));
+        float *const qkv[3] = {c->q, c->k, c->v};
+        MOA_TRY(be->matmul(bc, &L->w[0], 3, c->h, n, qkv));
         if (c->ksmooth)
-            MOA_TRY(be->key_smooth(be->ctx, c->q, c->k, c->ksmooth + (size_t)l * hp->n_head_kv * hp->head_dim,
+            MOA_TRY(be->key_smooth(bc, c->q, c->k, c->ksmooth + (size_t)l * hp->n_head_kv * hp->head_dim,
                                    n, hp->n_head, hp->n_head_kv, hp->head_dim));
         /* attention through the runtime: RoPE, cache append, banded/dense/linear kernels */
-        double t0 = moa_time_now();
+        double t0 = c->time_attn ? moa_time_now() : 0;
         moa_status st = seqs ? moa_attn_decode(c->cache, l, seqs, (int)n, c->q, c->k, c->v, c->att)
                              : moa_attn_prefill(c->cache, seq, l, c->q, c->k, c->v, (int)n, c->att);
-        c->attn_seconds += moa_time_now() - t0;
+        if (c->time_attn) c->attn_seconds += moa_time_now() - t0;
         if (st < 0) return st;
         /* x += att Wo^T (h reused as the projection output) */
-        moa_weight_matmul(&L->wo, c->att, n, c->h);
-        MOA_TRY(be->add(be->ctx, c->x, c->h, n * d));
-        MOA_TRY(be->rmsnorm(be->ctx, c->x, L->ffn_norm, c->h, n, d, hp->rms_eps));
-        const moa_weight *gu[2] = {&L->w_gate, &L->w_up};
-        float *const gu_out[2] = {c->gate, c->up};
-        moa_weight_matmul_multi(gu, 2, c->h, n, gu_out);
-        MOA_TRY(be->swiglu(be->ctx, c->gate, c->up, n * nff));   /* silu(g) * u */
-        moa_weight_matmul(&L->w_down, c->gate, n, c->h);
-        MOA_TRY(be->add(be->ctx, c->x, c->h, n * d));
+        MOA_TRY(be->matmul(bc, &L->w[3], 1, c->att, n, &c->h));
+        MOA_TRY(be->add(bc, c->x, c->h, n * d));
+        /* x += (silu(h Wg^T) * (h Wu^T)) Wd^T, h = rmsnorm(x) */
+        MOA_TRY(be->rmsnorm(bc, c->x, L->ffn_norm, c->h, n, d, hp->rms_eps));
+        float *const gu[2] = {c->gate, c->up};
+        MOA_TRY(be->matmul(bc, &L->w[4], 2, c->h, n, gu));
+        MOA_TRY(be->swiglu(bc, c->gate, c->up, n * nff));
+        MOA_TRY(be->matmul(bc, &L->w[6], 1, c->gate, n, &c->h));
+        MOA_TRY(be->add(bc, c->x, c->h, n * d));
     }
-    if (mode == MOA_LOGITS_NONE) return MOA_OK;
-    if (mode == MOA_LOGITS_LAST) {
-        MOA_TRY(be->rmsnorm(be->ctx, c->x + (n - 1) * d, m->output_norm, c->h, 1, d, hp->rms_eps));
-        moa_weight_matmul(&m->output, c->h, 1, logits);
-    } else {
-        MOA_TRY(be->rmsnorm(be->ctx, c->x, m->output_norm, c->h, n, d, hp->rms_eps));
-        moa_weight_matmul(&m->output, c->h, n, logits);
-    }
-    return MOA_OK;
+    if (mode == MOA_LOGITS_NONE) return be->sync(bc);
+    /* final norm + LM head into the caller's host logits */
+    const int64_t r0 = mode == MOA_LOGITS_LAST ? n - 1 : 0;
+    MOA_TRY(be->rmsnorm(bc, c->x + r0 * d, c->w.output_norm, c->h, n - r0, d, hp->rms_eps));
+    return be->matmul_to_host(bc, c->w.out, c->h, n - r0, logits);
 }
 
 static moa_status check_tokens(const moa_ctx *c, const int32_t *tokens, int32_t n) {

@@ -4,6 +4,7 @@
 #include "moa-backend.h"
 #include "attn-train.h"
 #include "ops.h"
+#include "quant.h"
 #include "rope.h"
 #include "moa-common.h"
 
@@ -16,11 +17,11 @@ static moa_status cpu_alloc(void *ctx, size_t bytes, void **out) {
     (void)ctx;
     *out = NULL;
     if (!bytes) return MOA_OK;
-    if (!(*out = malloc(bytes)))
+    if (!(*out = moa_alloc_aligned(bytes, 1)))   /* 64-byte aligned, for the SIMD kernels */
         return moa_err(MOA_ERR_NOMEM, "cpu backend: out of memory for %zu bytes", bytes);
     return MOA_OK;
 }
-static void cpu_free(void *ctx, void *p) { (void)ctx; free(p); }
+static void cpu_free(void *ctx, void *p) { (void)ctx; moa_free_aligned(p); }
 static moa_status cpu_copy(void *ctx, void *dst, const void *src, size_t bytes) {
     (void)ctx;
     if (bytes) memmove(dst, src, bytes);
@@ -108,6 +109,34 @@ static moa_status cpu_key_smooth(void *ctx, float *q, float *k, const float *s, 
     return MOA_OK;
 }
 
+static moa_status cpu_embed(void *ctx, const moa_backend_embd *t, const int32_t *tokens, int64_t n,
+                            float *x) {
+    (void)ctx;
+    const size_t rb = moa_ggml_row_bytes((moa_ggml_type)t->type, t->d);
+    const uint8_t *rows = (const uint8_t *)(t->rows ? t->rows : t->host_rows);
+    for (int64_t i = 0; i < n; i++)
+        moa_dequant_row((moa_ggml_type)t->type, rows + (size_t)tokens[i] * rb, x + i * t->d, t->d);
+    return MOA_OK;
+}
+static moa_status cpu_matmul(void *ctx, const void *const *w, int nw, const float *x, int64_t n,
+                             float *const *y) {
+    (void)ctx;
+    if (n <= 0) return MOA_OK;
+    if (nw < 1 || nw > 8)
+        return moa_err(MOA_ERR_INVALID_ARG, "cpu backend matmul: %d weights (1..8)", nw);
+    if (nw == 1) {
+        moa_weight_matmul((const moa_weight *)w[0], x, n, y[0]);
+        return MOA_OK;
+    }
+    moa_weight_matmul_multi((const moa_weight *const *)w, nw, x, n, y);
+    return MOA_OK;
+}
+static moa_status cpu_matmul_to_host(void *ctx, const void *w, const float *x, int64_t n, float *y) {
+    (void)ctx;
+    if (n > 0) moa_weight_matmul((const moa_weight *)w, x, n, y);
+    return MOA_OK;
+}
+
 moa_backend moa_backend_cpu(void) {
     moa_backend b;
     memset(&b, 0, sizeof b);
@@ -132,5 +161,8 @@ moa_backend moa_backend_cpu(void) {
     b.rmsnorm_bwd_add = cpu_rmsnorm_bwd_add;
     b.xent_grad = cpu_xent_grad;
     b.key_smooth = cpu_key_smooth;
+    b.embed = cpu_embed;
+    b.matmul = cpu_matmul;
+    b.matmul_to_host = cpu_matmul_to_host;
     return b;
 }

@@ -173,4 +173,32 @@ const char *moa_matmul_q_path(moa_ggml_type t);
  * loads, so only a new process can use it (the `moa` command re-executes itself). */
 const char *moa_blas_coretype_hint(void);
 
+/* ---- a weight matrix and its products (weight.c) ------------------------------------------ */
+/* A matrix of a model (moa_model's weights, model/include/moa/model.h): n_out rows of n_in
+ * values. The engine's CPU backend multiplies by it (kernels/moa-backend.h, matmul). */
+typedef struct {
+    moa_ggml_type type;
+    const void *data;      /* quantised rows in the mmapped file: [n_out] rows of n_in */
+    int64_t n_in, n_out;
+    float *f32;            /* [n_out][n_in] dequantised copy for BLAS, or NULL */
+    moa_qpack *pack;       /* repacked for the int8 kernels (moa_qpack_create), or NULL */
+    float *bias;           /* [n_out] added to every product (q/k/v of qwen2), or NULL */
+} moa_weight;
+
+/* Products: x and y are caller-owned (y must not overlap x). Reentrant: the weight is only
+ * read and scratch is per call, so concurrent calls on one weight are fine; OpenMP inside.
+ *
+ * y[n][out] = x[n][in] W^T (+ bias): the packed int8 kernels when the weight has a pack (any
+ * n; unless activations are f32 and an f32 copy exists), else the quantised kernel for n <= 4,
+ * else the batched product on int8 activations where it exists (moa_matmul_q_batch_path
+ * "avx512-vnni-q8"), else BLAS on the f32 copy, or (without one) BLAS on dequantised panels
+ * of rows (moa_matmul_q_batch). */
+void moa_weight_matmul(const moa_weight *w, const float *x, int64_t n, float *y);
+/* moa_weight_matmul for n_w weights of the same n_in on the same x (q/k/v, gate/up): for
+ * n <= 4 one moa_matmul_q_multi, for batches on the int8 path one moa_matmul_q_batch_multi
+ * (activations quantised once, one parallel loop), else one product per weight. */
+void moa_weight_matmul_multi(const moa_weight *const *ws, int n_w, const float *x, int64_t n, float *const *ys);
+/* y[t][o] += bias[o] for n rows (no-op without a bias). */
+void moa_weight_add_bias(const moa_weight *w, float *y, int64_t n);
+
 #endif

@@ -119,6 +119,8 @@ void moa_cuda_ctx_free(moa_cuda_ctx *c) {
     if (!c) return;
     cudaSetDevice(c->device);
     cudaStreamSynchronize(c->stream);
+    for (int i = 0; i < 3; i++)
+        if (c->ws[i]) cudaFree(c->ws[i]);
     cublasDestroy(c->blas);
     cudaStreamDestroy(c->stream);
     free(c);
@@ -176,6 +178,21 @@ moa_status moa_cuda_copy(moa_cuda_ctx *c, void *dst, const void *src, size_t byt
 moa_status moa_cuda_memset0(moa_cuda_ctx *c, void *p, size_t bytes) {
     if (!bytes) return MOA_OK;
     CU_TRY(cudaMemsetAsync(p, 0, bytes, c->stream), "cuda: memset");
+    return MOA_OK;
+}
+
+moa_status moa_cuda_workspace(moa_cuda_ctx *c, int slot, size_t bytes, void **out) {
+    if (bytes <= c->ws_bytes[slot]) {
+        *out = c->ws[slot];
+        return MOA_OK;
+    }
+    MOA_TRY(moa_cuda_sync(c));
+    moa_cuda_free(c, c->ws[slot]);
+    c->ws[slot] = NULL;
+    c->ws_bytes[slot] = 0;
+    MOA_TRY(moa_cuda_alloc(c, bytes, &c->ws[slot]));
+    c->ws_bytes[slot] = bytes;
+    *out = c->ws[slot];
     return MOA_OK;
 }
 
@@ -238,17 +255,82 @@ static moa_status bk_key_smooth(void *c, float *q, float *k, const float *s, int
     return moa_cuda_key_smooth((moa_cuda_ctx *)c, q, k, s, n, n_head, n_head_kv, hd);
 }
 
+static moa_status bk_embed(void *cv, const moa_backend_embd *t, const int32_t *tokens, int64_t n,
+                           float *x) {
+    moa_cuda_ctx *c = (moa_cuda_ctx *)cv;
+    if (n <= 0) return MOA_OK;
+    const moa_ggml_type ty = (moa_ggml_type)t->type;
+    if (t->rows) {   /* ids to the workspace, rows dequantised on the device */
+        void *tok = NULL;
+        MOA_TRY(moa_cuda_workspace(c, MOA_CU_WS_TOK, sizeof(int32_t) * (size_t)n, &tok));
+        MOA_TRY(moa_cuda_upload(c, tok, tokens, sizeof(int32_t) * (size_t)n));
+        return moa_cuda_embed(c, ty, t->rows, t->d, (const int32_t *)tok, n, x);
+    }
+    /* a type without a device decoder: rows dequantised on the host, uploaded */
+    float *xh = (float *)malloc(sizeof(float) * (size_t)(n * t->d));
+    if (!xh) return moa_err(MOA_ERR_NOMEM, "cuda backend embed: out of memory");
+    const size_t rb = moa_ggml_row_bytes(ty, t->d);
+    for (int64_t i = 0; i < n; i++)
+        moa_dequant_row(ty, (const uint8_t *)t->host_rows + (size_t)tokens[i] * rb, xh + i * t->d, t->d);
+    moa_status st = moa_cuda_upload(c, x, xh, sizeof(float) * (size_t)(n * t->d));
+    if (st == MOA_OK) st = moa_cuda_sync(c);   /* before xh goes */
+    free(xh);
+    return st;
+}
+/* x rounded to W's element type in the workspace (moa_cuda_convert) */
+static moa_status to_weight_type(moa_cuda_ctx *c, const moa_cuda_weight *W, const float *x, int64_t n,
+                                 void **xw) {
+    const size_t es = moa_cuda_dtype_size(W->dtype);
+    MOA_TRY(moa_cuda_workspace(c, MOA_CU_WS_X, es * (size_t)(n * W->n_in), xw));
+    return moa_cuda_convert(c, x, n * W->n_in, *xw, W->dtype);
+}
+static moa_status bk_matmul(void *cv, const void *const *w, int nw, const float *x, int64_t n,
+                            float *const *y) {
+    moa_cuda_ctx *c = (moa_cuda_ctx *)cv;
+    if (n <= 0) return MOA_OK;
+    if (nw < 1 || nw > 8) return moa_err(MOA_ERR_INVALID_ARG, "cuda backend matmul: %d weights (1..8)", nw);
+    const moa_cuda_weight *W0 = (const moa_cuda_weight *)w[0];
+    for (int k = 1; k < nw; k++) {
+        const moa_cuda_weight *Wk = (const moa_cuda_weight *)w[k];
+        if (Wk->n_in != W0->n_in || Wk->dtype != W0->dtype)
+            return moa_err(MOA_ERR_INVALID_ARG, "cuda backend matmul: weight %d has n_in %lld / type %d, "
+                           "weight 0 %lld / %d", k, (long long)Wk->n_in, (int)Wk->dtype,
+                           (long long)W0->n_in, (int)W0->dtype);
+    }
+    void *xw = NULL;
+    MOA_TRY(to_weight_type(c, W0, x, n, &xw));
+    for (int k = 0; k < nw; k++) MOA_TRY(moa_cuda_matmul(c, (const moa_cuda_weight *)w[k], xw, n, y[k]));
+    return MOA_OK;
+}
+static const int64_t HOST_ROWS = 64;   /* rows of the product per download (matmul_to_host) */
+static moa_status bk_matmul_to_host(void *cv, const void *w, const float *x, int64_t n, float *y) {
+    moa_cuda_ctx *c = (moa_cuda_ctx *)cv;
+    if (n <= 0) return MOA_OK;
+    const moa_cuda_weight *W = (const moa_cuda_weight *)w;
+    const size_t es = moa_cuda_dtype_size(W->dtype);
+    void *xw = NULL, *yd = NULL;
+    MOA_TRY(to_weight_type(c, W, x, n, &xw));
+    MOA_TRY(moa_cuda_workspace(c, MOA_CU_WS_Y, sizeof(float) * (size_t)((n < HOST_ROWS ? n : HOST_ROWS) * W->n_out), &yd));
+    for (int64_t r = 0; r < n; r += HOST_ROWS) {
+        const int64_t rows = n - r < HOST_ROWS ? n - r : HOST_ROWS;
+        MOA_TRY(moa_cuda_matmul(c, W, (const uint8_t *)xw + es * (size_t)(r * W->n_in), rows, (float *)yd));
+        MOA_TRY(moa_cuda_download(c, y + r * W->n_out, yd, sizeof(float) * (size_t)(rows * W->n_out)));
+    }
+    return MOA_OK;
+}
+
 moa_backend moa_cuda_backend(moa_cuda_ctx *ctx) {
     /* moa_backend's members in order (no designated initialisers in C++17), as in
      * moa-backend.h: name, kind, context; memory (alloc, free, upload, download, sync); the
      * profiler's attention (forward, backward); the engine's ops (rmsnorm, rope, swiglu);
      * appended: copy, memset0, add, swiglu_to, swiglu_bwd, rmsnorm_bwd_add, xent_grad,
-     * key_smooth */
+     * key_smooth; appended (issue 17): embed, matmul, matmul_to_host */
     const moa_backend b = {"cuda", MOA_DEVICE_CUDA, ctx,
                            bk_alloc, bk_free, bk_upload, bk_download, bk_sync,
                            bk_fwd, bk_bwd,
                            bk_rmsnorm, bk_rope, bk_swiglu,
                            bk_copy, bk_memset0, bk_add, bk_swiglu_to, bk_swiglu_bwd,
-                           bk_rmsnorm_bwd_add, bk_xent_grad, bk_key_smooth};
+                           bk_rmsnorm_bwd_add, bk_xent_grad, bk_key_smooth,
+                           bk_embed, bk_matmul, bk_matmul_to_host};
     return b;
 }

@@ -36,7 +36,19 @@ struct moa_cuda_ctx {
     int cc_major, cc_minor;
     size_t smem_optin;          /* largest dynamic shared memory per block (opt-in) */
     char desc[192];
+    /* workspace of the backend table's ops (backend.cu): device buffers grown on demand
+     * (moa_cuda_workspace), freed with the context; slot MOA_CU_WS_X: a GEMM input in the
+     * weights' element type, MOA_CU_WS_Y: LM-head rows before their download, MOA_CU_WS_TOK:
+     * token ids */
+    void *ws[3];
+    size_t ws_bytes[3];
 };
+
+enum { MOA_CU_WS_X = 0, MOA_CU_WS_Y = 1, MOA_CU_WS_TOK = 2 };
+/* *out = the context's workspace `slot` with at least `bytes` bytes: grown (after waiting for
+ * the stream, so no queued kernel still reads the old buffer) when too small. Valid until the
+ * next call for the same slot; work queued on the context's stream may use it in order. */
+moa_status moa_cuda_workspace(moa_cuda_ctx *c, int slot, size_t bytes, void **out);
 
 /* cudaError_t -> moa_status with "what: cudaErrorX: message" (clears the sticky-free error
  * state with cudaGetLastError). */

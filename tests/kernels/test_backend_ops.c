@@ -18,6 +18,7 @@
 #include "test.h"
 #include "moa-backend.h"
 #include "moa-common.h"
+#include "quant.h"   /* moa_weight: the CPU backend's weight handle */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -437,6 +438,198 @@ static int t_key_smooth(const moa_backend *b) {
     return ok;
 }
 
+/* ---- engine: embedding rows and projections over backend weight handles ---------------------- */
+
+/* A Q8_0 matrix [rows][cols] (cols a multiple of 32) whose values are q * 2^-6, q random in
+ * -127..127: block scale 2^-6 = f16 0x2400, so the dequantised values (and their f16/bf16
+ * device copies: 7 significant bits) are exact and the reference needs no kernel of kernels/.
+ * raw: 34 bytes per 32 values; val [rows][cols]. */
+static uint8_t *q8_matrix(int64_t rows, int64_t cols, double *val) {
+    const size_t nb = (size_t)(rows * cols / 32);
+    uint8_t *raw = malloc(nb * 34);
+    for (size_t bl = 0; bl < nb; bl++) {
+        raw[bl * 34] = 0x00;
+        raw[bl * 34 + 1] = 0x24;
+        for (int j = 0; j < 32; j++) {
+            const int q = (int)floor(rnd() * 127.5);
+            raw[bl * 34 + 2 + j] = (uint8_t)(int8_t)q;
+            val[bl * 32 + j] = ldexp((double)q, -6);
+        }
+    }
+    return raw;
+}
+
+/* A weight as the backend's handle (moa-backend.h, matmul). variant 0: CPU quantised rows only
+ * (int8 / quantised kernels, batched int8 or BLAS on panels); 1: CPU with an f32 copy (sgemm
+ * for batches); on CUDA 0: f16, 1: bf16 device copies. */
+typedef struct {
+    moa_weight cpu;
+    float *f32;
+#ifdef HAVE_CUDA_BACKEND
+    moa_cuda_weight cu;
+#endif
+} test_weight;
+static const void *weight_make(const moa_backend *b, int variant, const uint8_t *raw, const double *val,
+                               const float *bias, int64_t n_out, int64_t n_in, test_weight *tw) {
+    memset(tw, 0, sizeof *tw);
+    if (b->kind == MOA_DEVICE_CPU) {
+        tw->cpu = (moa_weight){MOA_GGML_Q8_0, raw, n_in, n_out, NULL, NULL, (float *)bias};
+        if (variant == 1) {
+            tw->f32 = malloc(sizeof(float) * (size_t)(n_out * n_in));
+            for (int64_t i = 0; i < n_out * n_in; i++) tw->f32[i] = (float)val[i];
+            tw->cpu.f32 = tw->f32;
+        }
+        return &tw->cpu;
+    }
+#ifdef HAVE_CUDA_BACKEND
+    moa_cuda_ctx *cx = (moa_cuda_ctx *)b->ctx;
+    if (moa_cuda_weight_upload(cx, MOA_GGML_Q8_0, raw, n_out, n_in, variant ? MOA_CUDA_BF16 : MOA_CUDA_F16,
+                               &tw->cu) < 0 ||
+        (bias && moa_cuda_weight_set_bias(cx, &tw->cu, bias) < 0)) {
+        fprintf(stderr, "    weight upload: %s\n", moa_last_error());
+        return NULL;
+    }
+    return &tw->cu;
+#else
+    (void)val; (void)variant;
+    return NULL;
+#endif
+}
+static void weight_free(const moa_backend *b, test_weight *tw) {
+    free(tw->f32);
+#ifdef HAVE_CUDA_BACKEND
+    if (b->kind == MOA_DEVICE_CUDA) moa_cuda_weight_free((moa_cuda_ctx *)b->ctx, &tw->cu);
+#else
+    (void)b;
+#endif
+}
+/* y[t][o] = sum_i W[o][i] x[t][i] + bias[o] in double */
+static void matmul_ref(const double *W, const float *bias, const float *x, int64_t n, int64_t n_out,
+                       int64_t n_in, double *y) {
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t o = 0; o < n_out; o++) {
+            double acc = bias ? bias[o] : 0.0;
+            for (int64_t i = 0; i < n_in; i++) acc += W[o * n_in + i] * x[t * n_in + i];
+            y[t * n_out + o] = acc;
+        }
+}
+/* The projections' bound: the inputs are rounded on the way (CPU: int8 activations per block
+ * of 32, |error| <= max|x_block| / 254 per value; CUDA: f16 2^-11 or bf16 2^-8 relative), the
+ * weights are exact: atol 2e-2 of the largest |y| (observed: 4e-3..1e-2 of it, the CPU's int8
+ * activations and the bf16 copies; f16 below 4e-3), while a missing bias, a transposed weight
+ * or a wrong row moves results by O(max|y|). */
+#define MATMUL_ATOL 2e-2
+
+/* Projections of one input by 1, 2 and 3 weights of different n_out (one with no bias). */
+static int t_matmul(const moa_backend *b) {
+    int ok = 1;
+    const int64_t n_outs[3] = {67, 7, 33}, n_ins[2] = {64, 160};
+    for (int variant = 0; variant < 2; variant++)
+        for (int ii = 0; ii < 2; ii++)
+            for (int nw = 1; nw <= 3; nw++)
+                for (size_t ri = 0; ri < 3; ri++) {
+                    const int64_t n = ROWS[ri], n_in = n_ins[ii];
+                    test_weight tw[3];
+                    const void *h[3] = {0};
+                    uint8_t *raw[3] = {0};
+                    double *val[3] = {0}, *ref[3] = {0};
+                    float *bias[3] = {0}, *by[3] = {0}, *y = NULL;
+                    float *x = malloc(sizeof(float) * (size_t)(n * n_in));
+                    fill(x, (size_t)(n * n_in), 1.0);
+                    float *bx = dev_from(b, x, sizeof(float) * (size_t)(n * n_in));
+                    int made = bx != NULL;
+                    for (int k = 0; k < nw; k++) {
+                        const size_t no = (size_t)n_outs[k];
+                        val[k] = malloc(sizeof(double) * no * (size_t)n_in);
+                        raw[k] = q8_matrix(n_outs[k], n_in, val[k]);
+                        if (k != 1) { bias[k] = malloc(sizeof(float) * no); fill(bias[k], no, 2.0); }
+                        ref[k] = malloc(sizeof(double) * no * (size_t)n);
+                        matmul_ref(val[k], bias[k], x, n, n_outs[k], n_in, ref[k]);
+                        h[k] = weight_make(b, variant, raw[k], val[k], bias[k], n_outs[k], n_in, &tw[k]);
+                        made &= h[k] != NULL && b->alloc(b->ctx, sizeof(float) * no * (size_t)n, (void **)&by[k]) >= 0;
+                    }
+                    if (made) {
+                        OKS(b->matmul(b->ctx, h, nw, bx, n, by));
+                        for (int k = 0; k < nw; k++) {
+                            const size_t ny = (size_t)(n_outs[k] * n);
+                            y = realloc(y, sizeof(float) * ny);
+                            ok &= to_host(b, y, by[k], sizeof(float) * ny) &&
+                                  compare("matmul", y, ref[k], ny, 0, MATMUL_ATOL);
+                        }
+                    } else ok = 0;
+                    for (int k = 0; k < nw; k++) {
+                        if (h[k]) weight_free(b, &tw[k]);
+                        b->free(b->ctx, by[k]);
+                        free(raw[k]); free(val[k]); free(ref[k]); free(bias[k]);
+                    }
+                    b->free(b->ctx, bx);
+                    free(x); free(y);
+                }
+    return ok;
+}
+
+/* The LM head's product into host memory: rows 1 .. 150 (CUDA: chunks of 64 rows), n_out 579. */
+static int t_matmul_to_host(const moa_backend *b) {
+    int ok = 1;
+    const int64_t rows[] = {1, 3, 17, 150}, n_out = 579, n_in = 96;
+    for (int variant = 0; variant < 2; variant++)
+        for (size_t ri = 0; ri < 4; ri++) {
+            const int64_t n = rows[ri];
+            double *val = malloc(sizeof(double) * (size_t)(n_out * n_in)), *ref = malloc(sizeof(double) * (size_t)(n_out * n));
+            uint8_t *raw = q8_matrix(n_out, n_in, val);
+            float *bias = malloc(sizeof(float) * (size_t)n_out), *x = malloc(sizeof(float) * (size_t)(n * n_in));
+            float *y = malloc(sizeof(float) * (size_t)(n * n_out));
+            fill(bias, (size_t)n_out, 2.0);
+            fill(x, (size_t)(n * n_in), 1.0);
+            for (int64_t i = 0; i < n * n_out; i++) y[i] = NAN;
+            matmul_ref(val, variant ? bias : NULL, x, n, n_out, n_in, ref);
+            test_weight tw;
+            const void *h = weight_make(b, variant, raw, val, variant ? bias : NULL, n_out, n_in, &tw);
+            float *bx = dev_from(b, x, sizeof(float) * (size_t)(n * n_in));
+            if (h && bx) {
+                OKS(b->matmul_to_host(b->ctx, h, bx, n, y));   /* complete on return: no sync */
+                ok &= compare("matmul_to_host", y, ref, (size_t)(n * n_out), 0, MATMUL_ATOL);
+            } else ok = 0;
+            if (h) weight_free(b, &tw);
+            b->free(b->ctx, bx);
+            free(val); free(ref); free(raw); free(bias); free(x); free(y);
+        }
+    return ok;
+}
+
+/* Embedding rows from a Q8_0 table (50 rows of 96), the rows in backend memory and (rows NULL)
+ * on the host only: exact (bound 0). */
+static int t_embed(const moa_backend *b) {
+    int ok = 1;
+    const int64_t n_vocab = 50, d = 96;
+    double *val = malloc(sizeof(double) * (size_t)(n_vocab * d));
+    uint8_t *raw = q8_matrix(n_vocab, d, val);
+    const size_t raw_bytes = (size_t)(n_vocab * d / 32 * 34);
+    void *brows = dev_from(b, raw, raw_bytes);
+    if (!brows) ok = 0;
+    for (int on_host = 0; on_host < 2 && ok; on_host++)
+        for (size_t ri = 0; ri < 3; ri++) {
+            const int64_t n = ROWS[ri];
+            int32_t tok[17];
+            for (int64_t t = 0; t < n; t++) tok[t] = t == 0 ? (int32_t)(n_vocab - 1) : (int32_t)((rnd() + 1.0) * 0.5 * (double)n_vocab);
+            double *ref = malloc(sizeof(double) * (size_t)(n * d));
+            float *y = malloc(sizeof(float) * (size_t)(n * d)), *bx = NULL;
+            for (int64_t t = 0; t < n; t++) memcpy(ref + t * d, val + tok[t] * d, sizeof(double) * (size_t)d);
+            const moa_backend_embd tab = {MOA_GGML_Q8_0, d, on_host ? NULL : brows, raw};
+            if (b->alloc(b->ctx, sizeof(float) * (size_t)(n * d), (void **)&bx) >= 0) {
+                OKS(b->embed(b->ctx, &tab, tok, n, bx));
+                for (int64_t t = 0; t < n; t++) tok[t] = -1;   /* the ids may be reused on return */
+                ok &= to_host(b, y, bx, sizeof(float) * (size_t)(n * d)) &&
+                      compare("embed", y, ref, (size_t)(n * d), 0, 0);
+            } else ok = 0;
+            b->free(b->ctx, bx);
+            free(ref); free(y);
+        }
+    b->free(b->ctx, brows);
+    free(val); free(raw);
+    return ok;
+}
+
 /* ---- profiler attention ---------------------------------------------------------------------- */
 
 typedef struct { int n, H, KV, hd, sink, block; } attn_case;
@@ -630,6 +823,7 @@ static const op_test OPS[] = {
     OP(copy, t_memory), OP(memset0, t_memory), OP(add, t_add), OP(swiglu_to, t_swiglu_to),
     OP(swiglu_bwd, t_swiglu_bwd), OP(rmsnorm_bwd_add, t_rmsnorm_bwd_add),
     OP(xent_grad, t_xent_grad), OP(key_smooth, t_key_smooth),
+    OP(embed, t_embed), OP(matmul, t_matmul), OP(matmul_to_host, t_matmul_to_host),
 };
 #define N_OPS (sizeof OPS / sizeof OPS[0])
 

@@ -134,14 +134,8 @@ typedef struct {
     const struct moa_arch_desc *desc;   /* the architecture's entry (static; model/arch.h) */
 } moa_llama_hparams;
 
-typedef struct {
-    moa_ggml_type type;
-    const void *data;      /* quantised rows in the mmapped file: [n_out] rows of n_in */
-    int64_t n_in, n_out;
-    float *f32;            /* [n_out][n_in] dequantised copy for BLAS, or NULL */
-    moa_qpack *pack;       /* repacked for the int8 kernels (kernels/cpu/quant.h), or NULL */
-    float *bias;           /* [n_out] added to every product (q/k/v of qwen2: arch.h), or NULL */
-} moa_weight;
+/* moa_weight (a matrix of the model: quantised rows, optional f32 copy, int8 pack, bias) and
+ * its products moa_weight_matmul / _multi / moa_weight_add_bias: kernels/cpu/quant.h. */
 
 typedef struct {
     float *attn_norm;      /* [n_embd] */
@@ -192,21 +186,6 @@ moa_status moa_model_from_gguf(moa_gguf *g, const moa_model_params *p, moa_model
  * context, profiler and engine of m is freed, and not concurrently with any call on m. */
 void moa_model_free(moa_model *m);
 
-/* Products: x and y are caller-owned (y must not overlap x). Reentrant: the weight is only
- * read and scratch is per call, so concurrent calls on one weight are fine; OpenMP inside.
- *
- * y[n][out] = x[n][in] W^T (+ bias): the packed int8 kernels when the weight has a pack (any
- * n; unless activations are f32 and an f32 copy exists), else the quantised kernel for n <= 4,
- * else the batched product on int8 activations where it exists (moa_matmul_q_batch_path
- * "avx512-vnni-q8"), else BLAS on the f32 copy, or (without one) BLAS on dequantised panels
- * of rows (moa_matmul_q_batch). */
-void moa_weight_matmul(const moa_weight *w, const float *x, int64_t n, float *y);
-/* moa_weight_matmul for n_w weights of the same n_in on the same x (q/k/v, gate/up): for
- * n <= 4 one moa_matmul_q_multi, for batches on the int8 path one moa_matmul_q_batch_multi
- * (activations quantised once, one parallel loop), else one product per weight. */
-void moa_weight_matmul_multi(const moa_weight *const *ws, int n_w, const float *x, int64_t n, float *const *ys);
-/* y[t][o] += bias[o] for n rows (no-op without a bias). */
-void moa_weight_add_bias(const moa_weight *w, float *y, int64_t n);
 
 /* ==== sampler (sampler.c) ================================================================= */
 /* Next-token selection: greedy, temperature, top-k, top-p, with a seeded RNG.
