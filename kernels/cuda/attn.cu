@@ -494,10 +494,9 @@ moa_status moa_cuda_cache_reset(moa_cuda_cache *c, int seq) {
 }
 
 moa_status moa_cuda_cache_seq_copy(moa_cuda_cache *c, int src, int dst) {
-    if (!c) return moa_err(MOA_ERR_INVALID_ARG, "moa_cuda_cache_seq_copy: NULL cache");
-    if (src < 0 || src >= c->n_seq || dst < 0 || dst >= c->n_seq || src == dst)
-        return moa_err(MOA_ERR_INVALID_ARG, "cache: copy of sequence %d to %d (expected two distinct "
-                       "sequences in [0, %d))", src, dst, c->n_seq);
+    /* the runtime (moa_cache_seq_copy) has checked the sequences; this guards direct callers */
+    const int ok = c && src != dst && src >= 0 && dst >= 0 && src < c->n_seq && dst < c->n_seq;
+    if (!ok) return moa_err(MOA_ERR_INVALID_ARG, "moa_cuda_cache_seq_copy: bad cache or sequences %d -> %d", src, dst);
     const size_t rows = (size_t)c->slots_per_seq, st = (size_t)c->states_per_seq * c->hd * c->hd;
     const size_t kb = rows * (size_t)c->krow, vb = rows * (size_t)c->vrow;
     if (rows) {
