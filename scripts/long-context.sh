@@ -63,7 +63,8 @@ plan() {   # density tag -> $DIR/plan-TAG.json (compress resumes and reuses its 
   [ -f "$out" ] && return 0
   [ "$REPORT" = 1 ] && return 0
   echo "== long-context: $NAME plan $tag% ($(date -u +%FT%TZ))" >&2
-  "$MOA" compress -m "$MODEL" --density "$d" -o "$out" --workdir "$WORK" --skip-eval > "$DIR/report-$tag.md"
+  "$MOA" compress -m "$MODEL" --density "$d" -o "$out" --workdir "$WORK" --skip-eval > "$DIR/report-$tag.md.tmp"
+  mv "$DIR/report-$tag.md.tmp" "$DIR/report-$tag.md"
 }
 
 accuracy() {   # results json -> mean accuracy over its cells, or empty
