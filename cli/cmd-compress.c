@@ -39,6 +39,8 @@ static void usage(FILE *fp) {
         "      --time-limit S      seconds per MILP solve (default 20)\n"
         "      --no-widen          keep the selected plan as solved (default: spend unused budget\n"
         "                          on longer spans where no profiled length gets worse)\n"
+        "      --far-weight W      influence at distances >= N/4 counts W times in the plan's\n"
+        "                          loss (default 1; docs/optimizer.md)\n"
         "      --eval-task T       validation task: needle (default), needle-multikey,\n"
         "                          needle-multivalue, needle-multiquery, or lines (LongEval)\n"
         "      --eval-lengths L    retrieval lengths (default the calibration lengths, then\n"
@@ -91,6 +93,7 @@ int moa_cmd_compress(int argc, char **argv) {
             (r = arg_str(argc, argv, &i, NULL, "--eval-task", &eval_task)) ||
             (r = arg_double(argc, argv, &i, NULL, "--density", &density, 1e-6, 1)) ||
             (r = arg_double(argc, argv, &i, NULL, "--time-limit", &time_limit, 0.1, 1e6)) ||
+            (r = arg_double(argc, argv, &i, NULL, "--far-weight", &p.far_weight, 1e-3, 1e6)) ||
             (r = arg_long(argc, argv, &i, NULL, "--calib-samples", &calib_samples, 1, 100000)) ||
             (r = arg_long(argc, argv, &i, NULL, "--validation-samples", &validation_samples, 1, 100000)) ||
             (r = arg_long(argc, argv, &i, NULL, "--eval-samples", &eval_samples, 1, 100000)) ||

@@ -29,6 +29,7 @@ static void optimize_usage(FILE *f) {
         "      --granularity G       kv-head | q-head                               (kv-head)\n"
         "      --max-rules-per-layer K  at most K distinct rules per layer          (no cap)\n"
         "      --signed              loss from the signed influence (default: absolute)\n"
+        "      --far-weight W        influence at distances >= N/4 counts W times     (1)\n"
         "      --alphas A,...        candidate alphas in tokens   (default: -2..8 x step, step =\n"
         "                            1024 * longest objective length / 8192)\n"
         "      --betas B,...         candidate betas              (default: 0, 1/8, ..., 1)\n"
@@ -88,6 +89,7 @@ static int parse_flags(int argc, char **argv, optimize_args *o) {
         if ((r = arg_long(argc, argv, &i, NULL, "--grid", &o->grid, 0, 1000))) { if (r < 0) return 2; continue; }
         if ((r = arg_double(argc, argv, &i, NULL, "--time-limit", &par->time_limit, 0.001, 1e7))) { if (r < 0) return 2; continue; }
         if ((r = arg_double(argc, argv, &i, NULL, "--gap", &par->mip_gap, 0, 1))) { if (r < 0) return 2; continue; }
+        if ((r = arg_double(argc, argv, &i, NULL, "--far-weight", &par->far_weight, 1e-3, 1e6))) { if (r < 0) return 2; continue; }
         if ((r = arg_str(argc, argv, &i, NULL, "--calib", &o->calib))) { if (r < 0) return 2; continue; }
         if ((r = arg_str(argc, argv, &i, NULL, "--pareto", &o->csv))) { if (r < 0) return 2; continue; }
         if ((r = arg_str(argc, argv, &i, NULL, "--pareto-svg", &o->svg))) { if (r < 0) return 2; continue; }

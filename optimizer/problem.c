@@ -1,6 +1,7 @@
 /* problem.c - tabulate an optimisation instance from a profile.
  *
- * loss[j][u][r] = sum_{b >= W_r(N_j)/block} hist_u(b)    (the bins a window W masks)
+ * loss[j][u][r] = sum_{b >= W_r(N_j)/block} f(b) hist_u(b)    (the bins a window W masks;
+ *                 f(b) = far_weight for bins at distance >= N_j/4, else 1)
  * normalised by sum_u sum_b hist_u(b) at N_j (the loss of keeping only the sinks).
  * dens[k][r]   = min(N_k, sink + W_r(N_k)) / N_k          (shared span definition)
  */
@@ -14,7 +15,7 @@
 moa_opt_params moa_opt_default_params(void) {
     const moa_opt_params p = {.density = 0.5, .granularity = MOA_GRAN_KV_HEAD, .time_limit = 60,
                               .mip_gap = 1e-3, .heuristic = 1, .cuts = 1, .grid = 5,
-                              .augment = 1e-6, .widen = 1};
+                              .augment = 1e-6, .widen = 1, .far_weight = 1};
     return p;
 }
 
@@ -187,6 +188,9 @@ static moa_status tabulate_bucket(moa_opt_problem *pb, const moa_profile *prof, 
         int64_t kb = (w + prof->block - 1) / prof->block;   /* W = N may end mid-block */
         kmap[r] = (int)(kb > nb ? nb : kb);
     }
+    /* bins whose distance is at least N/4 count far_weight times (0 or unset: 1) */
+    const double fw = par->far_weight > 0 ? par->far_weight : 1;
+    const int64_t far_bin = (bk->length / 4 + prof->block - 1) / prof->block;
     double total = 0;
     for (int l = 0; l < pb->n_layer; l++) {
         for (int u = 0; u < upl; u++) {
@@ -201,7 +205,7 @@ static moa_status tabulate_bucket(moa_opt_problem *pb, const moa_profile *prof, 
                                                          : moa_profile_hist_abs(prof, j, l, h);
                     s += hist[b];
                 }
-                suf[b] = suf[b + 1] + s;
+                suf[b] = suf[b + 1] + (b >= far_bin ? fw * s : s);
             }
             total += suf[0];
             double *row = pb->loss + ((size_t)j * pb->n_units + (size_t)l * upl + u) * n_rules;

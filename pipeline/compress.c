@@ -21,7 +21,7 @@ moa_compress_params moa_compress_default_params(void) {
                                    .validation_samples = 0, .calib_seed = 1, .calib_max_new = 64,
                                    .extrapolate = 2, .time_limit = 20, .pareto_grid = 5,
                                    .eval_samples = 1, .eval_task = "needle", .eval_seed = 2,
-                                   .heldout_samples = 4, .sink = -1};
+                                   .heldout_samples = 4, .sink = -1, .far_weight = 1};
     return p;
 }
 
@@ -212,6 +212,7 @@ static char *plan_inputs_text(const moa_compress_params *p, const int *lengths, 
     sb_printf(&b, "\nextrapolated %lld\nvalidation %lld\nsink %d\nblock %d\ntime_limit %.17g\npareto_grid %d\n",
               (long long)ext, (long long)validation, p->sink, p->block, p->time_limit, p->pareto_grid);
     if (!p->no_widen) sb_printf(&b, "widen 1\n");   /* plans made before the widening are redone */
+    if (p->far_weight > 0 && p->far_weight != 1) sb_printf(&b, "far_weight %.17g\n", p->far_weight);
     return b.s;
 }
 
@@ -312,6 +313,7 @@ static moa_status optimise(const moa_compress_params *p, const int *lengths, int
     op.time_limit = p->time_limit;
     op.grid = p->pareto_grid;
     op.widen = !p->no_widen;
+    if (p->far_weight > 0) op.far_weight = p->far_weight;
     moa_opt_problem *pb = NULL;
     moa_opt_front front;
     memset(&front, 0, sizeof front);

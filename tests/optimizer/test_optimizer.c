@@ -379,6 +379,54 @@ TEST(infeasible_budget_names_smallest_density) {
     moa_profile_free(prof);
 }
 
+/* far_weight: the loss of every unit, rule and length, summed bin by bin from the profile
+ * (no suffix sums), with the bins at distance >= N/4 counted W times. */
+TEST(far_weight_loss_by_hand) {
+    moa_synth_params sp = moa_synth_default_params();
+    sp.n_layer = 3;
+    sp.seed = 11;
+    moa_profile *prof;
+    CHECK_OK(moa_synth_profile(&sp, &prof, NULL));
+    const double ws[2] = {1, 3.5};
+    for (int wi = 0; wi < 2; wi++) {
+        moa_opt_params par = moa_opt_default_params();
+        par.far_weight = ws[wi];
+        moa_opt_problem *pb;
+        CHECK_OK(moa_opt_problem_from_profile(prof, &par, &pb));
+        const int64_t hpk = prof->n_head / prof->n_head_kv;
+        for (int j = 0; j < pb->n_len; j++) {
+            const int64_t N = prof->buckets[j].length, nb = prof->buckets[j].n_bins;
+            double total = 0, worst = 0;
+            for (int u = 0; u < pb->n_units; u++)
+                for (int64_t b = 0; b < nb; b++)
+                    for (int64_t h = 0; h < hpk; h++) {
+                        int l = u / pb->units_per_layer, kv = u % pb->units_per_layer;
+                        double w = b * prof->block >= N / 4 ? ws[wi] : 1;
+                        total += w * moa_profile_hist_abs(prof, j, l, kv * hpk + h)[b];
+                    }
+            CHECK_NEAR(pb->loss_scale[j], total, 1e-9 * total);
+            for (int u = 0; u < pb->n_units; u++)
+                for (int r = 0; r < pb->n_rules; r++) {
+                    int64_t W = moa_span_window(pb->rules[r].alpha, pb->rules[r].beta, N, prof->block);
+                    double want = 0;
+                    int l = u / pb->units_per_layer, kv = u % pb->units_per_layer;
+                    for (int64_t b = 0; b < nb; b++) {
+                        if (b * prof->block < W) continue;   /* inside the window: kept */
+                        double w = b * prof->block >= N / 4 ? ws[wi] : 1;
+                        for (int64_t h = 0; h < hpk; h++)
+                            want += w * moa_profile_hist_abs(prof, j, l, kv * hpk + h)[b];
+                    }
+                    double got = pb->loss[((size_t)j * pb->n_units + u) * pb->n_rules + r];
+                    double e = fabs(got - want / total);
+                    if (e > worst) worst = e;
+                }
+            CHECK_MSG(worst < 1e-12, "far_weight %g, N=%lld: worst loss error %g", ws[wi], (long long)N, worst);
+        }
+        moa_opt_problem_free(pb);
+    }
+    moa_profile_free(prof);
+}
+
 TEST(planted_head_types) {
     moa_synth_params sp = moa_synth_default_params();
     sp.n_layer = 6;
@@ -462,6 +510,7 @@ int main(void) {
     RUN(milp_equals_brute_force_lower_bound);
     RUN(milp_equals_brute_force_rule_cap);
     RUN(milp_equals_brute_force_q_head);
+    RUN(far_weight_loss_by_hand);
     RUN(widen_spends_unused_budget);
     RUN(widen_keeps_budgets_and_losses);
     RUN(pareto_equals_exhaustive);

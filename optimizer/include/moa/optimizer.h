@@ -83,6 +83,10 @@ typedef struct {
     int max_rules_per_layer;                 /* 0 = no cap */
     moa_granularity granularity;
     int use_signed;                          /* loss from influence_signed instead of _abs */
+    double far_weight;                       /* influence at distances >= N/4 counts this many
+                                                times (default 1: the reference's loss; > 1
+                                                favours heads that retrieve far, see
+                                                docs/optimizer.md) */
     /* solver */
     double time_limit;                       /* seconds per MILP solve (default 60) */
     double mip_gap;                          /* relative gap to stop at (default 1e-3) */

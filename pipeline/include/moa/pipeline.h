@@ -53,6 +53,7 @@ typedef struct {
     double time_limit;              /* per MILP solve, seconds (20) */
     int pareto_grid;                /* epsilon levels (5) */
     int no_widen;                   /* 1: keep the selected point as solved (no moa_opt_widen) */
+    double far_weight;              /* moa_opt_params.far_weight (1; 0 = 1) */
     /* validation */
     int n_eval_lengths;             /* 0: the calibration lengths, then doublings of the longest
                                        up to the context (the last: the largest multiple of 512
