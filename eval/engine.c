@@ -77,16 +77,8 @@ static json_t *attention_json(const moa_eval_attention *a) {
     case MOA_EVAL_PLAN: {
         char hex[65] = "";
         if (a->plan_path && moa_sha256_file(a->plan_path, hex) < 0) hex[0] = '\0';
-        char *json = NULL;
-        if (!hex[0] && moa_plan_to_string(a->plan, &json) >= 0) {
-            uint8_t d[32];
-            moa_sha256_ctx c;
-            moa_sha256_init(&c);
-            moa_sha256_update(&c, json, strlen(json));
-            moa_sha256_final(&c, d);
-            moa_sha256_hex(d, hex);
-        }
-        free(json);
+        /* no file: the sha256 of the file the plan would be saved as */
+        if (!hex[0] && moa_plan_sha256(a->plan, 0, hex) < 0) hex[0] = '\0';
         return json_pack("{s:s, s:s, s:s}", "kind", "plan", "file", a->plan_path ? base_name(a->plan_path) : "",
                          "sha256", hex);
     }

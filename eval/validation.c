@@ -94,24 +94,7 @@ static moa_status check_attention(json_t *a, int method, const char *path, const
 static moa_status plan_identities(const moa_plan *plan, const char *plan_path, char sha[2][65], int *n) {
     MOA_TRY(moa_sha256_file(plan_path, sha[0]));
     *n = 1;
-    char *text = NULL;
-    moa_plan *bare = NULL;
-    moa_status st = moa_plan_to_string(plan, &text);
-    if (st >= 0) st = moa_plan_load_string(text, plan_path, &bare);
-    free(text);
-    text = NULL;
-    if (st >= 0) st = moa_plan_set_validation(bare, NULL);
-    if (st >= 0) st = moa_plan_to_string(bare, &text);
-    moa_plan_free(bare);
-    if (st < 0) return st;
-    uint8_t d[32];
-    moa_sha256_ctx c;
-    moa_sha256_init(&c);
-    moa_sha256_update(&c, text, strlen(text));
-    moa_sha256_update(&c, "\n", 1);
-    moa_sha256_final(&c, d);
-    free(text);
-    moa_sha256_hex(d, sha[1]);
+    MOA_TRY(moa_plan_sha256(plan, 1, sha[1]));
     if (strcmp(sha[0], sha[1]) != 0) *n = 2;
     return MOA_OK;
 }

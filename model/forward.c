@@ -260,10 +260,12 @@ static moa_status check_tokens(const moa_ctx *c, const int32_t *tokens, int32_t 
     return MOA_OK;
 }
 
+/* Everything the context keeps per sequence is in its cache (rows, linear states, positions:
+ * moa_ctx_seq_pos reads them there), on the backend's device; the copy is queued on the
+ * backend's stream and complete on return, as moa_ctx_reset. */
 moa_status moa_ctx_seq_copy(moa_ctx *c, int src, int dst) {
-    if (c->dev) return moa_err(MOA_ERR_UNSUPPORTED, "moa_ctx_seq_copy: not available on the %s device yet",
-                               c->dev_ops->name);
-    return moa_cache_seq_copy(c->cache, src, dst);
+    MOA_TRY(moa_cache_seq_copy(c->cache, src, dst));
+    return c->be.sync(c->be.ctx);
 }
 
 moa_status moa_ctx_eval_seq(moa_ctx *c, int seq, const int32_t *tokens, int32_t n,

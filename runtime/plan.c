@@ -639,7 +639,8 @@ static json_t *object_of(const json_kv *kv, size_t n) {
     return o;
 }
 
-static json_t *plan_to_json(const moa_plan *p) {
+/* The plan as its file's JSON object; with_validation 0 leaves the validation summary out. */
+static json_t *plan_to_json(const moa_plan *p, int with_validation) {
     json_t *root = json_object();
     json_object_set_new(root, "format", json_string(MOA_PLAN_FORMAT));
     json_object_set_new(root, "version", json_integer(MOA_PLAN_VERSION));
@@ -698,7 +699,7 @@ static json_t *plan_to_json(const moa_plan *p) {
         {"solver", json_string(p->solver)}, {"solver_status", json_string(p->solver_status)},
         {"gap", json_real(p->solver_gap)}, {"time_s", json_real(p->solver_time)}};
     json_object_set_new(root, "provenance", object_of(prov, sizeof prov / sizeof *prov));
-    if (p->has_validation) {
+    if (p->has_validation && with_validation) {
         const moa_plan_validation *v = &p->val;
         json_t *vo = json_object(), *cal = json_object(), *acc = json_array();
         json_object_set_new(vo, "task", json_string(v->task));
@@ -719,10 +720,11 @@ static json_t *plan_to_json(const moa_plan *p) {
     return root;
 }
 
-moa_status moa_plan_to_string(const moa_plan *p, char **json_out) {
+/* The JSON text of the plan (malloc'd, NUL-terminated, no trailing newline). */
+static moa_status plan_json_text(const moa_plan *p, int with_validation, char **json_out) {
     *json_out = NULL;
     MOA_TRY(moa_plan_validate(p, "plan"));
-    json_t *root = plan_to_json(p);
+    json_t *root = plan_to_json(p, with_validation);
     if (!root) return moa_err(MOA_ERR_NOMEM, "out of memory");
     /* compact units: one layer per line would need a custom printer; indent the structure */
     char *s = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
@@ -732,20 +734,53 @@ moa_status moa_plan_to_string(const moa_plan *p, char **json_out) {
     return MOA_OK;
 }
 
+moa_status moa_plan_to_string(const moa_plan *p, char **json_out) { return plan_json_text(p, 1, json_out); }
+
+/* The bytes of the plan's file, the JSON text and a newline: what moa_plan_save writes and
+ * moa_plan_sha256 hashes (one definition of the file). *out malloc'd, *n bytes. */
+static moa_status plan_file_bytes(const moa_plan *p, int with_validation, char **out, size_t *n) {
+    *out = NULL;
+    char *s = NULL;
+    MOA_TRY(plan_json_text(p, with_validation, &s));
+    const size_t len = strlen(s);
+    char *b = realloc(s, len + 1);
+    if (!b) { free(s); return moa_err(MOA_ERR_NOMEM, "out of memory"); }
+    b[len] = '\n';
+    *out = b;
+    *n = len + 1;
+    return MOA_OK;
+}
+
 moa_status moa_plan_save(const moa_plan *p, const char *path) {
     char *s = NULL;
-    MOA_TRY(moa_plan_to_string(p, &s));
+    size_t n = 0;
+    MOA_TRY(plan_file_bytes(p, 1, &s, &n));
     moa_atomic_file af;
     moa_status st = moa_atomic_open(&af, path, "wb");
     if (st < 0) { free(s); return st; }
-    size_t n = strlen(s);
-    if (fwrite(s, 1, n, af.fp) != n || fputc('\n', af.fp) == EOF) {
+    if (fwrite(s, 1, n, af.fp) != n) {
         free(s);
         moa_atomic_abort(&af);
         return moa_err(MOA_ERR_IO, "%s: write failed", path);
     }
     free(s);
     return moa_atomic_commit(&af);
+}
+
+moa_status moa_plan_sha256(const moa_plan *p, int without_validation, char out[65]) {
+    if (!p || !out) return moa_err(MOA_ERR_INVALID_ARG, "moa_plan_sha256: NULL plan or output");
+    out[0] = '\0';
+    char *s = NULL;
+    size_t n = 0;
+    MOA_TRY(plan_file_bytes(p, !without_validation, &s, &n));
+    uint8_t d[32];
+    moa_sha256_ctx c;
+    moa_sha256_init(&c);
+    moa_sha256_update(&c, s, n);
+    moa_sha256_final(&c, d);
+    free(s);
+    moa_sha256_hex(d, out);
+    return MOA_OK;
 }
 
 /* ---- uniform plans ----------------------------------------------------------------------- */

@@ -3,7 +3,8 @@
  * (llama and qwen2) of tests/model/tiny_model.h: prefill logits at every position (chunked by n_batch), then
  * greedy decode steps; dense, a kv-head plan mixing window (rings smaller than the prompt, so
  * they wrap), dense and linear units, a q-head plan, streaming positions past n_ctx, batched
- * decode over two sequences, reset, and the errors both paths must give alike.
+ * decode over two sequences, a sequence copied (moa_ctx_seq_copy), reset, and the errors both
+ * paths must give alike.
  *
  * Built twice (tests/model/CMakeLists.txt): test_engine_cuda (label gpu) against the real
  * backend, skipping with 77 without a device, and test_engine_cuda_emu (label unit) against
@@ -335,6 +336,50 @@ static void batched_case(const moa_model *m, const char *arch) {
 }
 
 TEST(batched_decode_two_sequences) { batched_case(M16, ""); }
+
+/* moa_ctx_seq_copy on the device: the prompt prefilled into sequence 0 and copied to sequence
+ * 1 (which held other tokens before: the copy replaces them), then the same greedy tokens
+ * decoded in both, each against the CPU context doing the same (bound as above); on the
+ * device sequence 1's logits equal sequence 0's exactly (same bytes, same ops), and
+ * positions follow. Dense, the window plan (rings wrapped by the prompt, a linear head's
+ * state) and a q8_0 cache. */
+TEST(seq_copy_on_device) {
+    moa_plan *pl = window_plan();
+    for (int use_plan = 0; use_plan < 2 && pl; use_plan++)
+        for (int q8 = 0; q8 < 2; q8++) {
+            pair p;
+            if (!pair_create_kv(&p, M16, use_plan ? pl : NULL, 2, MOA_POS_ABSOLUTE, N_CTX, 0,
+                                q8 ? MOA_KV_Q8_0 : MOA_KV_F32)) {
+                pair_free(&p);
+                continue;
+            }
+            char what[96];
+            snprintf(what, sizeof what, "seq_copy, %s, kv %s", use_plan ? "window plan" : "dense", q8 ? "q8_0" : "f32");
+            eval_both(&p, 1, prompt + 5, 9, MOA_LOGITS_NONE, what);   /* overwritten by the copy */
+            int32_t t = eval_both(&p, 0, prompt, PROMPT, MOA_LOGITS_LAST, what);
+            CHECK_OK(moa_ctx_seq_copy(p.cpu, 0, 1));
+            CHECK_OK(moa_ctx_seq_copy(p.gpu, 0, 1));
+            CHECK_EQ_INT(moa_ctx_seq_pos(p.gpu, 1), PROMPT);
+            CHECK_EQ_INT(moa_ctx_seq_pos(p.cpu, 1), PROMPT);
+            float *a[2], *b[2];
+            for (int q = 0; q < 2; q++) { a[q] = malloc(sizeof(float) * p.nv); b[q] = malloc(sizeof(float) * p.nv); }
+            for (int s = 0; s < STEPS / 2; s++) {
+                for (int q = 0; q < 2; q++) {
+                    CHECK_OK(moa_ctx_eval_seq(p.gpu, q, &t, 1, MOA_LOGITS_LAST, a[q]));
+                    CHECK_OK(moa_ctx_eval_seq(p.cpu, q, &t, 1, MOA_LOGITS_LAST, b[q]));
+                    CHECK_MSG(close_logits(what, a[q], b[q], (size_t)p.nv, p.tol), "%s: step %d, sequence %d", what, s, q);
+                }
+                CHECK_MSG(memcmp(a[0], a[1], sizeof(float) * p.nv) == 0, "%s: step %d: the copy's logits differ", what, s);
+                t = argmax(b[0], p.nv);
+            }
+            for (int q = 0; q < 2; q++) CHECK_EQ_INT(moa_ctx_seq_pos(p.gpu, q), PROMPT + STEPS / 2);
+            CHECK_EQ_INT(moa_ctx_seq_copy(p.gpu, 1, 1), MOA_ERR_INVALID_ARG);
+            CHECK_EQ_INT(moa_ctx_seq_copy(p.gpu, 0, 2), MOA_ERR_INVALID_ARG);
+            for (int q = 0; q < 2; q++) { free(a[q]); free(b[q]); }
+            pair_free(&p);
+        }
+    moa_plan_free(pl);
+}
 
 /* KV storage types honoured on the device: moa_ctx_params.kv_type f16 and q8_0 on both
  * contexts, dense and the window plan (rings wrapping), prefill and decode, against the CPU
@@ -867,6 +912,7 @@ int main(int argc, char **argv) {
     RUN(q_head_plan);
     RUN(streaming_past_n_ctx);
     RUN(batched_decode_two_sequences);
+    RUN(seq_copy_on_device);
     RUN(bf16_unrounded_weights);
     RUN(kv_types_f16_q8_0);
     RUN(same_errors_as_cpu);

@@ -247,6 +247,56 @@ TEST(plan_validation_summary) {
     moa_plan_free(p);
 }
 
+/* moa_plan_sha256: the sha256 of the saved file's bytes (moa_sha256_file, independent of the
+ * serialiser), with and without the validation summary; different plans, different sums. */
+TEST(plan_sha256) {
+    moa_plan *p = NULL, *q = NULL;
+    CHECK_OK(load_with_validation("\"seed\":2", "\"seed\":2", &p));
+    if (!p) return;
+    char file[65], mem[65], bare[65], bare_file[65], other[65];
+    CHECK_OK(moa_plan_save(p, TMP("plan-sha.json")));
+    CHECK_OK(moa_sha256_file(TMP("plan-sha.json"), file));
+    CHECK_OK(moa_plan_load(TMP("plan-sha.json"), &q));
+    if (!q) { moa_plan_free(p); return; }
+    CHECK_OK(moa_plan_sha256(q, 0, mem));
+    CHECK_STR(mem, file);
+    CHECK_OK(moa_plan_sha256(p, 0, mem));   /* the plan that was saved */
+    CHECK_STR(mem, file);
+    CHECK_EQ_INT((int)strlen(mem), 64);
+    /* without the summary: the file saved after removing it; q keeps its summary */
+    CHECK_OK(moa_plan_sha256(q, 1, bare));
+    CHECK(strcmp(bare, file) != 0);
+    CHECK_EQ_INT(moa_plan_get_validation(q, NULL), 1);
+    CHECK_OK(moa_plan_set_validation(q, NULL));
+    CHECK_OK(moa_plan_save(q, TMP("plan-sha.json")));
+    CHECK_OK(moa_sha256_file(TMP("plan-sha.json"), bare_file));
+    CHECK_STR(bare, bare_file);
+    CHECK_OK(moa_plan_sha256(q, 0, mem));   /* a plan without a summary: both the same */
+    CHECK_STR(mem, bare_file);
+    CHECK_OK(moa_plan_sha256(q, 1, mem));
+    CHECK_STR(mem, bare_file);
+    /* the summary's plan is good_plan with a summary: removed, the same bytes */
+    moa_plan *g = NULL;
+    CHECK_OK(moa_plan_load_string(good_plan, "good", &g));
+    if (g) {
+        CHECK_OK(moa_plan_sha256(g, 0, other));
+        CHECK_STR(other, bare_file);
+    }
+    moa_plan_free(g);
+    /* another plan: another sum */
+    g = NULL;
+    CHECK_OK(moa_plan_uniform(2, 4, 2, 64, 64, 64, 0.5, 4096, &g));
+    if (g) {
+        CHECK_OK(moa_plan_sha256(g, 0, other));
+        CHECK(strcmp(other, bare_file) != 0 && strcmp(other, file) != 0);
+    }
+    CHECK_EQ_INT(moa_plan_sha256(NULL, 0, other), MOA_ERR_INVALID_ARG);
+    moa_plan_free(g);
+    moa_plan_free(p);
+    moa_plan_free(q);
+    remove(TMP("plan-sha.json"));
+}
+
 TEST(uniform_plan) {
     moa_plan *p;
     /* D=0.25 at N=8192: sink 64 + W <= 2048 -> W = 1984 (multiple of 64) */
@@ -542,6 +592,7 @@ int main(void) {
     RUN(plan_round_trip);
     RUN(plan_strictness);
     RUN(plan_validation_summary);
+    RUN(plan_sha256);
     RUN(uniform_plan);
     RUN(rules_positive_at_every_planned_length);
     RUN(profile_round_trip);

@@ -456,9 +456,10 @@ moa_status moa_ctx_eval(moa_ctx *c, const int32_t *tokens, int32_t n, moa_logits
 /* Same for sequence `seq` (0 <= seq < n_seq). */
 moa_status moa_ctx_eval_seq(moa_ctx *c, int seq, const int32_t *tokens, int32_t n,
                             moa_logits_mode mode, float *logits);
-/* Sequence dst becomes a copy of sequence src (moa_cache_seq_copy): a prompt prefilled once
- * serves several sequences, each with its own bytes. CPU contexts; MOA_ERR_UNSUPPORTED on
- * CUDA. */
+/* Sequence dst becomes a copy of sequence src (moa_cache_seq_copy: its K/V rows, linear states
+ * and positions): a prompt prefilled once serves several sequences, each with its own bytes.
+ * Either device (on CUDA the copy stays on the device); complete on return.
+ * MOA_ERR_INVALID_ARG for src == dst or a sequence out of range. */
 moa_status moa_ctx_seq_copy(moa_ctx *c, int src, int dst);
 /* One decode step for n distinct sequences seqs[0..n) (one token each, n <= n_batch);
  * logits [n][n_vocab] (NULL: none). seqs, tokens and logits are caller-owned, used only

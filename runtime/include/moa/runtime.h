@@ -136,6 +136,14 @@ int moa_plan_get_validation(const moa_plan *plan, moa_plan_validation *out);
 moa_status moa_plan_uniform(int n_layer, int n_head, int n_head_kv, int head_dim, int sink,
                             int block, double density, int64_t n, moa_plan **out);
 
+/* The plan's identity: the sha256 (64 lowercase hex + NUL into the caller's out[65]) of exactly
+ * the bytes moa_plan_save would write, so it equals the sha256 of the saved file. With
+ * without_validation != 0, of the bytes it would write with the validation summary removed
+ * (the plan as it was before validation; the plan itself is not changed). Validates like
+ * moa_plan_save (MOA_ERR_INVALID_ARG for a NULL plan or out, MOA_ERR_NOMEM); on error out is
+ * "". Thread-safe (reads the plan only). */
+moa_status moa_plan_sha256(const moa_plan *plan, int without_validation, char out[65]);
+
 /* =========================================================================================
  * Caches and attention (per-head static KV caches; banded, dense and linear attention).
  *
