@@ -7,6 +7,7 @@
 #include "profile-file.h"
 #include "moa/profiler.h"
 #include "moa-common.h"
+#include "stage-ledger.h"
 
 #include <errno.h>
 #include <math.h>
@@ -70,15 +71,6 @@ static void kill_point(const char *point) {
     if (at && !strcmp(at, point)) raise(SIGKILL);
 }
 
-static void stage(const moa_compress_params *p, stage_times *st, const char *name) {
-    kill_point(name);
-    if (st->n < 12) {
-        snprintf(st->name[st->n], sizeof st->name[0], "%s", name);
-        st->t[st->n++] = moa_time_now();
-    }
-    if (p->stage) p->stage(p->progress_data, name);
-    else moa_log_info("compress: %s", name);
-}
 
 /* ---- growing text buffer for the report --------------------------------------------- */
 typedef struct { char *s; size_t n, cap; } sbuf;
@@ -556,7 +548,40 @@ typedef struct {
     moa_plan_validation val;                   /* the summary the plan file carries */
     sbuf rep;
     stage_times times;
+    moa_stage_ledger ledger;                   /* every run's time per stage (stage-times.tsv) */
+    moa_progress_fn user_progress;             /* the caller's progress callback and data: */
+    void *user_data;                           /* p.progress wraps them to flush the ledger */
 } compress_job;
+
+/* A new stage: the kill point of the tests, this run's clock, the ledger, the caller's
+ * announcement (with the caller's own data). */
+static void stage(compress_job *j, const char *name) {
+    stage_times *st = &j->times;
+    kill_point(name);
+    if (st->n < 12) {
+        snprintf(st->name[st->n], sizeof st->name[0], "%s", name);
+        st->t[st->n++] = moa_time_now();
+    }
+    moa_ledger_enter(&j->ledger, name);
+    if (j->p.stage) j->p.stage(j->user_data, name);
+    else moa_log_info("compress: %s", name);
+}
+
+/* The running stage starts from scratch unless `path` + `suffix` (its checkpoint or log)
+ * exists: earlier runs' time is then no longer part of its cost. */
+static void ledger_fresh_unless(compress_job *j, const char *path, const char *suffix) {
+    char f[4200];
+    snprintf(f, sizeof f, "%s%s", path, suffix);
+    if (!moa_file_exists(f)) moa_ledger_restart(&j->ledger);
+}
+
+/* Every stage's progress goes through here: the caller's callback, and the ledger written at
+ * most every MOA_LEDGER_FLUSH_S seconds (a killed run loses at most that much time). */
+static void job_progress(void *data, double done, double total, double extra, const char *unit) {
+    compress_job *j = data;
+    moa_ledger_flush(&j->ledger, 0);
+    if (j->user_progress) j->user_progress(j->user_data, done, total, extra, unit);
+}
 
 static const char *const eval_tags[3] = {"dense", "uniform", "plan"};
 
@@ -568,14 +593,21 @@ static void compress_job_free(compress_job *j) {
     moa_tokenizer_free(j->tok);
     free(j->calib); free(j->profile); free(j->planp); free(j->plan_in); free(j->csv); free(j->svg);
     free(j->heldout); free(j->cmp_svg); free(j->rep_path);
+    moa_ledger_close(&j->ledger);
 }
 
 /* Settings checked (every one before the work directory is touched), tokenizer and word
  * list loaded, the work directory made and its file names set. */
 static moa_status job_open(compress_job *j, const moa_compress_params *pp) {
-    stage(pp, &j->times, "checking the settings");
+    j->p = *pp;                     /* the caller's stage callback, until prepared */
+    j->user_progress = pp->progress;
+    j->user_data = pp->progress_data;
+    if (moa_ledger_open(&j->ledger, NULL) < 0) return moa_err(MOA_ERR_NOMEM, "out of memory");
+    stage(j, "checking the settings");
     /* every setting is checked before the work directory is touched */
     MOA_TRY(moa_compress_prepare(j->m, pp, &j->p));
+    j->p.progress = job_progress;
+    j->p.progress_data = j;
     MOA_TRY(moa_tokenizer_from_gguf(j->m->gguf, &j->tok));
     MOA_TRY(moa_wordlist_load(NULL, &j->words));
     MOA_TRY(mkdir_p(j->p.workdir));
@@ -585,6 +617,13 @@ static moa_status job_open(compress_job *j, const moa_compress_params *pp) {
     j->csv = path_in(dir, "pareto.csv"); j->svg = path_in(dir, "pareto.svg");
     j->heldout = path_in(dir, "heldout.h5"); j->cmp_svg = path_in(dir, "longeval.svg");
     j->rep_path = path_in(dir, "report.md");
+    char *ledger = path_in(dir, "stage-times.tsv");
+    moa_ledger_close(&j->ledger);   /* the settings' check, timed in memory, restarts in the file */
+    int lo = ledger ? moa_ledger_open(&j->ledger, ledger) : -1;
+    free(ledger);
+    if (lo < 0) return moa_err(MOA_ERR_NOMEM, "out of memory");
+    moa_ledger_enter(&j->ledger, "checking the settings");
+    j->ledger.since = j->times.t[0];   /* the check began before the file was known */
     if (!j->calib || !j->profile || !j->planp || !j->plan_in || !j->csv || !j->svg || !j->heldout || !j->cmp_svg ||
         !j->rep_path)
         return moa_err(MOA_ERR_NOMEM, "out of memory");
@@ -617,12 +656,15 @@ static void job_lengths(compress_job *j) {
 /* 1. calibration: reused only when the file records exactly these build parameters */
 static moa_status stage_calibration(compress_job *j) {
     const moa_compress_params *p = &j->p;
-    stage(p, &j->times, "calibration set (model's own answers)");
+    stage(j, "calibration set (model's own answers)");
     calib_job cj;
     MOA_TRY(calib_job_init(&cj, j->m, j->tok, j->words, p->calib_tasks, p->calib_lengths, j->calib_n,
                            p->n_calib_lengths, p->calib_seed, p->calib_max_new));
     int calib_reused = calib_current(j->calib, &cj);
-    if (!calib_reused) MOA_TRY(build_calib(j->m, j->tok, &cj, p, j->calib));
+    if (!calib_reused) {
+        ledger_fresh_unless(j, j->calib, ".ckpt");
+        MOA_TRY(build_calib(j->m, j->tok, &cj, p, j->calib));
+    }
     MOA_TRY(moa_sha256_file(j->calib, j->calib_sha));
     sb_printf(&j->rep, "Calibration (%s; %s, sha256 %.16s...): tasks %s, seed %llu, answers of up to %d tokens by "
               "the dense model; samples per length:", how(calib_reused), j->calib, j->calib_sha, p->calib_tasks,
@@ -637,7 +679,7 @@ static moa_status stage_calibration(compress_job *j) {
 /* 2. profile: reused only when made from this very calibration file with these settings */
 static moa_status stage_profile(compress_job *j) {
     const moa_compress_params *p = &j->p;
-    stage(p, &j->times, "profile (attention influence)");
+    stage(j, "profile (attention influence)");
     int profile_reused = profile_current(j->profile, j->m, p->calib_lengths, p->n_calib_lengths, p->sink, p->block,
                                          j->calib_sha);
     if (!profile_reused) {
@@ -647,6 +689,7 @@ static moa_status stage_profile(compress_job *j) {
         rp.resume = 1;
         rp.progress = p->progress;
         rp.progress_data = p->progress_data;
+        ledger_fresh_unless(j, j->profile, ".ckpt");
         moa_status st = moa_profile_run(j->m, j->calib, j->profile, &rp);
         if (st == MOA_ERR_MISMATCH) {   /* a checkpoint of other inputs or settings: start over */
             char ck[4200];
@@ -655,6 +698,7 @@ static moa_status stage_profile(compress_job *j) {
             remove(ck);
             snprintf(ck, sizeof ck, "%s.ckpt.h5", j->profile);
             remove(ck);
+            moa_ledger_restart(&j->ledger);
             st = moa_profile_run(j->m, j->calib, j->profile, &rp);
         }
         MOA_TRY(st);
@@ -668,7 +712,7 @@ static moa_status stage_profile(compress_job *j) {
 /* 3. optimise: reused only when plan.json.inputs records exactly these settings */
 static moa_status stage_optimise(compress_job *j) {
     const moa_compress_params *p = &j->p;
-    stage(p, &j->times, "optimise (GLPK, Pareto front)");
+    stage(j, "optimise (GLPK, Pareto front)");
     sb_printf(&j->rep, "## Plan\n\n");
     char *want = plan_inputs_text(p, p->calib_lengths, p->n_calib_lengths, j->ext, j->validation, j->profile_sha);
     char *have = NULL;
@@ -683,6 +727,7 @@ static moa_status stage_optimise(compress_job *j) {
         moa_plan_free(j->plan);
         j->plan = NULL;
         remove(j->plan_in);   /* a plan without its inputs record is never reused */
+        moa_ledger_restart(&j->ledger);
         moa_opt_init();
         if ((st = optimise(p, p->calib_lengths, p->n_calib_lengths, j->ext, j->validation, p->block, j->profile,
                            j->profile_sha, j->calib_sha, j->planp, j->csv, j->svg, &j->rep, &j->plan)) < 0) goto done;
@@ -736,7 +781,13 @@ static moa_status stage_validation(compress_job *j) {
     for (int i = 0; i < 3; i++) {
         char msg[64];
         snprintf(msg, sizeof msg, "validation: %s (%s)", p->eval_task, eval_tags[i]);
-        stage(p, &j->times, msg);
+        stage(j, msg);
+        char logname[160];
+        snprintf(logname, sizeof logname, "/eval-%s-%s.jsonl", p->eval_task, eval_tags[i]);
+        char lp[4200];
+        snprintf(lp, sizeof lp, "%s%s", p->workdir, logname);
+        if (i > 0 && moa_file_exists(lp) && mtime(lp) < mtime(j->planp)) moa_ledger_restart(&j->ledger);
+        ledger_fresh_unless(j, p->workdir, logname);
         MOA_TRY(run_eval(j->m, j->tok, j->words, &a[i], p->eval_lengths, p->n_eval_lengths, p, p->workdir,
                          eval_tags[i], mtime(j->planp), &j->res[i]));
     }
@@ -773,12 +824,15 @@ static moa_status stage_validation(compress_job *j) {
 /* 5. response loss on held-out samples at the validation length */
 static moa_status stage_heldout(compress_job *j) {
     const moa_compress_params *p = &j->p;
-    stage(p, &j->times, "held-out response loss");
+    stage(j, "held-out response loss");
     int vl = (int)j->validation;
     calib_job hj;
     MOA_TRY(calib_job_init(&hj, j->m, j->tok, j->words, p->calib_tasks, &vl, &p->heldout_samples, 1,
                            p->calib_seed + 1000, p->calib_max_new));
-    if (!calib_current(j->heldout, &hj)) MOA_TRY(build_calib(j->m, j->tok, &hj, p, j->heldout));
+    if (!calib_current(j->heldout, &hj)) {
+        ledger_fresh_unless(j, j->heldout, ".ckpt");
+        MOA_TRY(build_calib(j->m, j->tok, &hj, p, j->heldout));
+    }
     moa_calib_file *hf = NULL;
     MOA_TRY(moa_calib_read(j->heldout, &hf));
     sb_printf(&j->rep, "## Response loss on %d held-out samples at the validation length %d (seed %llu)\n\n"
@@ -818,10 +872,18 @@ static moa_status job_finish(compress_job *j, const char *out_plan) {
                   j->svg);
     stage_times *times = &j->times;
     times->t[times->n] = moa_time_now();
-    sb_printf(&j->rep, "## Stage times (wall clock of this run; reused stages take ~0 s)\n\n| stage | s |\n|---|---:|\n");
-    for (int i = 0; i < times->n; i++)
-        sb_printf(&j->rep, "| %s | %.1f |\n", times->name[i], times->t[i + 1] - times->t[i]);
-    sb_printf(&j->rep, "| total | %.1f |\n", times->t[times->n] - times->t[0]);
+    moa_ledger_flush(&j->ledger, 1);
+    sb_printf(&j->rep, "## Stage times (wall clock: this run, where reused stages take ~0 s, and every run "
+              "that worked on this work directory's current outputs, from %s/stage-times.tsv)\n\n"
+              "| stage | this run, s | all runs, s | runs |\n|---|---:|---:|---:|\n", p->workdir);
+    double all = 0;
+    for (int i = 0; i < times->n; i++) {
+        const moa_ledger_row *r = moa_ledger_find(&j->ledger, times->name[i]);
+        all += r ? r->seconds : 0;
+        sb_printf(&j->rep, "| %s | %.1f | %.1f | %d |\n", times->name[i], times->t[i + 1] - times->t[i],
+                  r ? r->seconds : 0.0, r ? r->runs : 0);
+    }
+    sb_printf(&j->rep, "| total | %.1f | %.1f | |\n", times->t[times->n] - times->t[0], all);
     return moa_eval_write_text(j->rep_path, j->rep.s ? j->rep.s : "");
 }
 
