@@ -39,6 +39,8 @@ static void usage(FILE *fp) {
         "      --time-limit S      seconds per MILP solve (default 20)\n"
         "      --no-widen          keep the selected plan as solved (default: spend unused budget\n"
         "                          on longer spans where no profiled length gets worse)\n"
+        "      --q-head            one rule per query head instead of per KV head (a KV\n"
+        "                          group's memory is its widest head's; docs/optimizer.md)\n"
         "      --far-weight W      influence at distances >= N/4 counts W times in the plan's\n"
         "                          loss (default 1; docs/optimizer.md)\n"
         "      --eval-task T       validation task: needle (default), needle-multikey,\n"
@@ -84,6 +86,7 @@ int moa_cmd_compress(int argc, char **argv) {
         if (arg_flag(argv, i, "-h", "--help")) { usage(stdout); return 0; }
         if (arg_flag(argv, i, NULL, "--skip-eval")) { skip_eval = 1; continue; }
         if (arg_flag(argv, i, NULL, "--no-widen")) { p.no_widen = 1; continue; }
+        if (arg_flag(argv, i, NULL, "--q-head")) { p.q_head = 1; continue; }
         if ((r = arg_str(argc, argv, &i, "-m", "--model", &model)) ||
             (r = arg_str(argc, argv, &i, "-o", "--output", &out)) ||
             (r = arg_str(argc, argv, &i, NULL, "--workdir", &workdir)) ||

@@ -205,6 +205,7 @@ static char *plan_inputs_text(const moa_compress_params *p, const int *lengths, 
               (long long)ext, (long long)validation, p->sink, p->block, p->time_limit, p->pareto_grid);
     if (!p->no_widen) sb_printf(&b, "widen 1\n");   /* plans made before the widening are redone */
     if (p->far_weight > 0 && p->far_weight != 1) sb_printf(&b, "far_weight %.17g\n", p->far_weight);
+    if (p->q_head) sb_printf(&b, "granularity q-head\n");
     return b.s;
 }
 
@@ -306,6 +307,7 @@ static moa_status optimise(const moa_compress_params *p, const int *lengths, int
     op.grid = p->pareto_grid;
     op.widen = !p->no_widen;
     if (p->far_weight > 0) op.far_weight = p->far_weight;
+    if (p->q_head) op.granularity = MOA_GRAN_Q_HEAD;
     moa_opt_problem *pb = NULL;
     moa_opt_front front;
     memset(&front, 0, sizeof front);

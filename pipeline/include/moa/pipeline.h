@@ -54,6 +54,8 @@ typedef struct {
     int pareto_grid;                /* epsilon levels (5) */
     int no_widen;                   /* 1: keep the selected point as solved (no moa_opt_widen) */
     double far_weight;              /* moa_opt_params.far_weight (1; 0 = 1) */
+    int q_head;                     /* 1: one rule per query head (MOA_GRAN_Q_HEAD; the KV
+                                       group's memory is its widest head); 0: per KV head */
     /* validation */
     int n_eval_lengths;             /* 0: the calibration lengths, then doublings of the longest
                                        up to the context (the last: the largest multiple of 512
