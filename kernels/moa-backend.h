@@ -42,6 +42,7 @@
 extern "C" {
 #endif
 #include "attn-train.h"   /* moa_attn_train_shape, moa_influence_acc (a C header) */
+#include "rope.h"         /* moa_rope_table (moa_backend_cpu_rope; a C header) */
 
 /* Append-only. */
 typedef enum {
@@ -92,7 +93,8 @@ typedef struct moa_backend_embd {
 typedef struct moa_backend {
     const char *name;           /* "cpu", "cuda" */
     moa_device_kind kind;
-    void *ctx;                  /* backend context (moa_cuda_ctx* for CUDA; NULL for the CPU) */
+    void *ctx;                  /* backend context (moa_cuda_ctx* for CUDA; NULL for the CPU,
+                                   or its RoPE table: moa_backend_cpu_rope) */
 
     /* ---- memory -------------------------------------------------------------------------- */
     /* *out = a buffer of `bytes` in the backend's memory, owned by the caller (b.free); NULL
@@ -179,20 +181,38 @@ typedef struct moa_backend {
      * pointers), x [n][n_in], y_k [n][n_out_k] in backend memory, no y_k overlapping x. The
      * weights are backend handles, immutable and shared, prepared by the caller for this
      * backend: CPU `const moa_weight *` (kernels/cpu/quant.h: moa_weight_matmul, or
-     * moa_weight_matmul_multi for nw > 1: the same kernels as calling them directly);
+     * moa_weight_matmul_multi for nw > 1: the same kernels as calling them directly; a weight
+     * with exact_f32 set is one BLAS sgemm on its f32 copy at any n: the profiler's);
      * CUDA `const moa_cuda_weight *` (moa-cuda.h: x rounded once to the weights' element type
-     * in the context's workspace, then moa_cuda_matmul per weight, f32 accumulation). */
+     * in the context's workspace (f32 weights: read as is), then moa_cuda_matmul per weight,
+     * f32 accumulation). */
     moa_status (*matmul)(void *ctx, const void *const *w, int nw, const float *x, int64_t n,
                          float *const *y);
     /* The same product for one weight with y in *host* memory ([n][n_out], the LM head's
      * logits): returns when y is complete. CPU: moa_weight_matmul writing y directly. CUDA:
      * rows in chunks through the context's workspace (64 rows, f32), each downloaded. */
     moa_status (*matmul_to_host)(void *ctx, const void *w, const float *x, int64_t n, float *y);
+
+    /* ---- appended 2026-12-07 (issue 17 item 1): the profiler's sample over the table ------- */
+    /* The activation backward of matmul for one weight: dx[t][i] = beta dx[t][i] + sum_o
+     * dy[t][o] W[o][i] (the bias does not enter it), dy [n][n_out], dx [n][n_in] in backend
+     * memory, not overlapping; beta 0 (dx overwritten) or 1 (added to). CPU: the weight's f32
+     * copy by BLAS (moa_weight_matmul_bwd; MOA_ERR_UNSUPPORTED for a weight without one).
+     * CUDA: dy rounded once to the weights' element type in the context's workspace (f32
+     * weights: read as is), then moa_cuda_matmul_bwd (f32 accumulation). */
+    moa_status (*matmul_bwd)(void *ctx, const void *w, const float *dy, int64_t n, float *dx,
+                             float beta);
 } moa_backend;
 
 /* The CPU backend (kernels/cpu/backend-cpu.c): host memory (64-byte aligned, memcpy), every op the
  * kernels of kernels/cpu; no context (ctx = NULL), nothing to free. Always available. */
 moa_backend moa_backend_cpu(void);
+/* The same with a RoPE table as its context (rope.h, made by moa_rope_table_init, owned by the
+ * caller and outliving the table): its rope rotates from the table (moa_rope_rows) when the
+ * call's rope_dim, base, pairing and positions are the table's, and computes cos/sin per row
+ * otherwise; identical results either way, the table saving the cos/sin of every row of every
+ * call (the profiler's sample). t NULL: moa_backend_cpu(). */
+moa_backend moa_backend_cpu_rope(const moa_rope_table *t);
 
 #ifdef __cplusplus
 }

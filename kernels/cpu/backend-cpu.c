@@ -1,5 +1,7 @@
 /* backend-cpu.c - the CPU backend (kernels/moa-backend.h): host memory and every op of the
- * table, each a thin call of the named kernel of kernels/cpu (ops.h, rope.h, attn-train.h).
+ * table, each a thin call of the named kernel of kernels/cpu (ops.h, rope.h, attn-train.h,
+ * quant.h's moa_weight products). The context is NULL, or a RoPE table
+ * (moa_backend_cpu_rope) that only the rope entry reads.
  * Complete by construction: tests/kernels/test_backend_ops.c fails on a NULL entry. */
 #include "moa-backend.h"
 #include "attn-train.h"
@@ -57,9 +59,15 @@ static moa_status cpu_rmsnorm(void *ctx, const float *x, const float *w, float *
     if (n > 0 && d > 0) moa_rmsnorm_rows(x, w, y, n, d, eps);
     return MOA_OK;
 }
+/* ctx: NULL, or a RoPE table (moa_backend_cpu_rope) used when it has this call's rotation */
 static moa_status cpu_rope(void *ctx, float *x, int64_t n, int n_heads, int hd, int rope_dim,
                            float base, int64_t pos0, int inverse, int neox) {
-    (void)ctx;
+    const moa_rope_table *t = (const moa_rope_table *)ctx;
+    if (t && t->rope_dim == rope_dim && t->base == base && t->neox == neox && rope_dim <= hd &&
+        pos0 >= 0 && pos0 + n <= t->n_pos) {
+        if (n > 0) moa_rope_rows(t, x, n, n_heads, hd, pos0, inverse);
+        return MOA_OK;
+    }
     return moa_rope_rows_at(x, n, n_heads, hd, rope_dim, base, pos0, inverse, neox);
 }
 static moa_status cpu_swiglu(void *ctx, float *g, const float *u, int64_t n) {
@@ -137,6 +145,19 @@ static moa_status cpu_matmul_to_host(void *ctx, const void *w, const float *x, i
     return MOA_OK;
 }
 
+static moa_status cpu_matmul_bwd(void *ctx, const void *w, const float *dy, int64_t n, float *dx,
+                                 float beta) {
+    (void)ctx;
+    const moa_weight *W = (const moa_weight *)w;
+    if (n <= 0) return MOA_OK;
+    if (!W->f32)
+        return moa_err(MOA_ERR_UNSUPPORTED, "cpu backend matmul_bwd: the weight [%lld][%lld] has no "
+                       "f32 copy (load the model with f32 weights)", (long long)W->n_out,
+                       (long long)W->n_in);
+    moa_weight_matmul_bwd(W, dy, n, dx, beta);
+    return MOA_OK;
+}
+
 moa_backend moa_backend_cpu(void) {
     moa_backend b;
     memset(&b, 0, sizeof b);
@@ -164,5 +185,12 @@ moa_backend moa_backend_cpu(void) {
     b.embed = cpu_embed;
     b.matmul = cpu_matmul;
     b.matmul_to_host = cpu_matmul_to_host;
+    b.matmul_bwd = cpu_matmul_bwd;
+    return b;
+}
+
+moa_backend moa_backend_cpu_rope(const moa_rope_table *t) {
+    moa_backend b = moa_backend_cpu();
+    b.ctx = (void *)t;   /* read only */
     return b;
 }

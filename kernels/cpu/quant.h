@@ -183,21 +183,28 @@ typedef struct {
     float *f32;            /* [n_out][n_in] dequantised copy for BLAS, or NULL */
     moa_qpack *pack;       /* repacked for the int8 kernels (moa_qpack_create), or NULL */
     float *bias;           /* [n_out] added to every product (q/k/v of qwen2), or NULL */
+    int exact_f32;         /* appended: 1 = every product is one BLAS sgemm on the f32 copy,
+                              at any n (no pack, int8 or quantised kernel): the profiler's
+                              handles (kernels/moa-backend.h, matmul); f32 must be set */
 } moa_weight;
 
 /* Products: x and y are caller-owned (y must not overlap x). Reentrant: the weight is only
  * read and scratch is per call, so concurrent calls on one weight are fine; OpenMP inside.
  *
- * y[n][out] = x[n][in] W^T (+ bias): the packed int8 kernels when the weight has a pack (any
- * n; unless activations are f32 and an f32 copy exists), else the quantised kernel for n <= 4,
+ * y[n][out] = x[n][in] W^T (+ bias): BLAS on the f32 copy when exact_f32 is set, else the
+ * packed int8 kernels when the weight has a pack (any n; unless activations are f32 and an
+ * f32 copy exists), else the quantised kernel for n <= 4,
  * else the batched product on int8 activations where it exists (moa_matmul_q_batch_path
  * "avx512-vnni-q8"), else BLAS on the f32 copy, or (without one) BLAS on dequantised panels
  * of rows (moa_matmul_q_batch). */
 void moa_weight_matmul(const moa_weight *w, const float *x, int64_t n, float *y);
-/* moa_weight_matmul for n_w weights of the same n_in on the same x (q/k/v, gate/up): for
- * n <= 4 one moa_matmul_q_multi, for batches on the int8 path one moa_matmul_q_batch_multi
+/* moa_weight_matmul for n_w weights of the same n_in on the same x (q/k/v, gate/up): one
+ * product per weight if one is exact_f32, else for n <= 4 one moa_matmul_q_multi, for batches on the int8 path one moa_matmul_q_batch_multi
  * (activations quantised once, one parallel loop), else one product per weight. */
 void moa_weight_matmul_multi(const moa_weight *const *ws, int n_w, const float *x, int64_t n, float *const *ys);
+/* The activation backward of the product: dx[n][in] = beta dx + dy[n][out] W (one BLAS sgemm
+ * on the f32 copy; the bias does not enter it). Needs w->f32 (the caller checks). */
+void moa_weight_matmul_bwd(const moa_weight *w, const float *dy, int64_t n, float *dx, float beta);
 /* y[t][o] += bias[o] for n rows (no-op without a bias). */
 void moa_weight_add_bias(const moa_weight *w, float *y, int64_t n);
 

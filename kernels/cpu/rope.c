@@ -14,6 +14,7 @@ moa_status moa_rope_table_init(moa_rope_table *t, int rope_dim, float base, int 
     int half = rope_dim / 2;
     t->rope_dim = rope_dim;
     t->neox = neox;
+    t->base = base;
     t->inv_freq = moa_alloc_array((size_t)half, sizeof(double));
     t->cs = moa_alloc_array((size_t)(n_pos > 0 ? n_pos : 1) * (size_t)half * 2, sizeof(float));
     if (!t->inv_freq || !t->cs) {
@@ -95,7 +96,7 @@ moa_status moa_rope_rows_at(float *x, int64_t n, int n_heads, int hd, int rope_d
             cs[2 * i] = (float)cos(a);
             cs[2 * i + 1] = (float)sin(a);
         }
-        moa_rope_table t = {rope_dim, neox, 1, (double *)inv_freq, cs};
+        moa_rope_table t = {rope_dim, neox, 1, (double *)inv_freq, cs, base};
         for (int h = 0; h < n_heads; h++) {
             float *p = x + (r * n_heads + h) * hd;
             moa_rope_apply(&t, p, p, hd, 0, inverse);

@@ -17,6 +17,7 @@ typedef struct {
     int64_t n_pos;     /* positions with tabulated cos/sin; others are computed */
     double *inv_freq;  /* [rope_dim/2] base^(-2i/rope_dim) */
     float *cs;         /* [n_pos][rope_dim/2][2] cos, sin */
+    float base;        /* appended: the base it was made with */
 } moa_rope_table;
 
 /* neox: 0 adjacent pairs, 1 halves (see above). */

@@ -277,12 +277,18 @@ static moa_status bk_embed(void *cv, const moa_backend_embd *t, const int32_t *t
     free(xh);
     return st;
 }
-/* x rounded to W's element type in the workspace (moa_cuda_convert) */
+/* x [n][cols] rounded to W's element type in the workspace (moa_cuda_convert); f32 weights
+ * read x as is */
 static moa_status to_weight_type(moa_cuda_ctx *c, const moa_cuda_weight *W, const float *x, int64_t n,
-                                 void **xw) {
-    const size_t es = moa_cuda_dtype_size(W->dtype);
-    MOA_TRY(moa_cuda_workspace(c, MOA_CU_WS_X, es * (size_t)(n * W->n_in), xw));
-    return moa_cuda_convert(c, x, n * W->n_in, *xw, W->dtype);
+                                 int64_t cols, const void **xw) {
+    if (W->dtype == MOA_CUDA_F32) {
+        *xw = x;
+        return MOA_OK;
+    }
+    void *ws = NULL;
+    MOA_TRY(moa_cuda_workspace(c, MOA_CU_WS_X, moa_cuda_dtype_size(W->dtype) * (size_t)(n * cols), &ws));
+    *xw = ws;
+    return moa_cuda_convert(c, x, n * cols, ws, W->dtype);
 }
 static moa_status bk_matmul(void *cv, const void *const *w, int nw, const float *x, int64_t n,
                             float *const *y) {
@@ -297,8 +303,8 @@ static moa_status bk_matmul(void *cv, const void *const *w, int nw, const float 
                            "weight 0 %lld / %d", k, (long long)Wk->n_in, (int)Wk->dtype,
                            (long long)W0->n_in, (int)W0->dtype);
     }
-    void *xw = NULL;
-    MOA_TRY(to_weight_type(c, W0, x, n, &xw));
+    const void *xw = NULL;
+    MOA_TRY(to_weight_type(c, W0, x, n, W0->n_in, &xw));
     for (int k = 0; k < nw; k++) MOA_TRY(moa_cuda_matmul(c, (const moa_cuda_weight *)w[k], xw, n, y[k]));
     return MOA_OK;
 }
@@ -308,8 +314,9 @@ static moa_status bk_matmul_to_host(void *cv, const void *w, const float *x, int
     if (n <= 0) return MOA_OK;
     const moa_cuda_weight *W = (const moa_cuda_weight *)w;
     const size_t es = moa_cuda_dtype_size(W->dtype);
-    void *xw = NULL, *yd = NULL;
-    MOA_TRY(to_weight_type(c, W, x, n, &xw));
+    const void *xw = NULL;
+    void *yd = NULL;
+    MOA_TRY(to_weight_type(c, W, x, n, W->n_in, &xw));
     MOA_TRY(moa_cuda_workspace(c, MOA_CU_WS_Y, sizeof(float) * (size_t)((n < HOST_ROWS ? n : HOST_ROWS) * W->n_out), &yd));
     for (int64_t r = 0; r < n; r += HOST_ROWS) {
         const int64_t rows = n - r < HOST_ROWS ? n - r : HOST_ROWS;
@@ -319,18 +326,30 @@ static moa_status bk_matmul_to_host(void *cv, const void *w, const float *x, int
     return MOA_OK;
 }
 
+static moa_status bk_matmul_bwd(void *cv, const void *w, const float *dy, int64_t n, float *dx,
+                                float beta) {
+    moa_cuda_ctx *c = (moa_cuda_ctx *)cv;
+    if (n <= 0) return MOA_OK;
+    const moa_cuda_weight *W = (const moa_cuda_weight *)w;
+    const void *dyw = NULL;
+    MOA_TRY(to_weight_type(c, W, dy, n, W->n_out, &dyw));
+    return moa_cuda_matmul_bwd(c, W, dyw, n, dx, beta);
+}
+
 moa_backend moa_cuda_backend(moa_cuda_ctx *ctx) {
     /* moa_backend's members in order (no designated initialisers in C++17), as in
      * moa-backend.h: name, kind, context; memory (alloc, free, upload, download, sync); the
      * profiler's attention (forward, backward); the engine's ops (rmsnorm, rope, swiglu);
      * appended: copy, memset0, add, swiglu_to, swiglu_bwd, rmsnorm_bwd_add, xent_grad,
-     * key_smooth; appended (issue 17): embed, matmul, matmul_to_host */
+     * key_smooth; appended (issue 17): embed, matmul, matmul_to_host; appended (issue 17
+     * item 1): matmul_bwd */
     const moa_backend b = {"cuda", MOA_DEVICE_CUDA, ctx,
                            bk_alloc, bk_free, bk_upload, bk_download, bk_sync,
                            bk_fwd, bk_bwd,
                            bk_rmsnorm, bk_rope, bk_swiglu,
                            bk_copy, bk_memset0, bk_add, bk_swiglu_to, bk_swiglu_bwd,
                            bk_rmsnorm_bwd_add, bk_xent_grad, bk_key_smooth,
-                           bk_embed, bk_matmul, bk_matmul_to_host};
+                           bk_embed, bk_matmul, bk_matmul_to_host,
+                           bk_matmul_bwd};
     return b;
 }

@@ -14,8 +14,10 @@
  *     a check of one shape (reference and bound) that each_shape runs over the op's grid
  *     (rows x row lengths x variants; the axes are shared: ROWS, NORM_DIMS, ELEMS).
  * Controls (the test can fail): a perturbed result is rejected by the comparator, a backend
- * whose rope ignores the pairing and one whose rmsnorm ignores eps are rejected by the op
- * tests, and a table with a NULL entry is rejected by the completeness check.
+ * whose rope ignores the pairing, one whose rmsnorm ignores eps and one whose matmul_bwd
+ * ignores beta are rejected by the op tests, and a table with a NULL entry is rejected by the
+ * completeness check. The CPU backend over a RoPE table (the profiler's) passes every op test
+ * and rotates bitwise as the plain one.
  */
 #include "test.h"
 #include "moa-backend.h"
@@ -410,7 +412,11 @@ static int t_rmsnorm_bwd_add(const moa_backend *b) {
 
 /* Cross-entropy over rows of logits (d = the vocabulary) with its gradient, a chunk of a larger
  * mean (n_total > rows). Bounds: loss rtol 1e-9 (double sums of float inputs), gradient rtol
- * 1e-6, atol 1e-7 of the max (one rounding of softmax / n_total, then the onehot subtraction). */
+ * 1e-6, atol 1e-7 of the max plus 2.4e-7 / n_total (one rounding of softmax / n_total, then the
+ * onehot subtraction of the float 1 / n_total: at the target of a dominant logit, (p - 1) /
+ * n_total is a difference of two values near 1 / n_total, each rounded to float, so its error
+ * is absolute, up to an ulp of 1 / n_total, whatever the size of the result; seen: 2.6e-9 with
+ * n_total 3 on a result of 9.7e-4, the largest of its row). */
 static int check_xent_grad(const moa_backend *b, shape s, const void *arg) {
     (void)arg;
     int ok = 1;
@@ -439,7 +445,8 @@ static int check_xent_grad(const moa_backend *b, shape s, const void *arg) {
         char what[64];
         snprintf(what, sizeof what, "xent_grad rows=%lld V=%lld", (long long)rows, (long long)V);
         OKS(b->xent_grad(b->ctx, bz, bt, rows, V, n_total, bl));
-        ok &= to_host(b, y, bz, cnt * 4) && compare(what, y, ref, cnt, 1e-6, 1e-7);
+        ok &= to_host(b, y, bz, cnt * 4) &&
+              compare_abs(what, y, ref, cnt, 1e-6, 1e-7 * max_abs(ref, cnt) + 2.4e-7 / (double)n_total);
         ok &= to_host(b, gl, bl, rows * 8) && compare_d(what, gl, rl, rows, 1e-9, 1e-12);
     } else ok = 0;
     b->free(b->ctx, bz); b->free(b->ctx, bt); b->free(b->ctx, bl);
@@ -512,7 +519,8 @@ static uint8_t *q8_matrix(int64_t rows, int64_t cols, double *val) {
 
 /* A weight as the backend's handle (moa-backend.h, matmul). variant 0: CPU quantised rows only
  * (int8 / quantised kernels, batched int8 or BLAS on panels); 1: CPU with an f32 copy (sgemm
- * for batches); on CUDA 0: f16, 1: bf16 device copies. */
+ * for batches); 2: CPU exact_f32 (sgemm at any n: the profiler's); on CUDA 0: f16, 1: bf16,
+ * 2: f32 device copies. */
 typedef struct {
     moa_weight cpu;
     float *f32;
@@ -524,8 +532,8 @@ static const void *weight_make(const moa_backend *b, int variant, const uint8_t 
                                const float *bias, int64_t n_out, int64_t n_in, test_weight *tw) {
     memset(tw, 0, sizeof *tw);
     if (b->kind == MOA_DEVICE_CPU) {
-        tw->cpu = (moa_weight){MOA_GGML_Q8_0, raw, n_in, n_out, NULL, NULL, (float *)bias};
-        if (variant == 1) {
+        tw->cpu = (moa_weight){MOA_GGML_Q8_0, raw, n_in, n_out, NULL, NULL, (float *)bias, variant == 2};
+        if (variant >= 1) {
             tw->f32 = malloc(sizeof(float) * (size_t)(n_out * n_in));
             for (int64_t i = 0; i < n_out * n_in; i++) tw->f32[i] = (float)val[i];
             tw->cpu.f32 = tw->f32;
@@ -534,7 +542,8 @@ static const void *weight_make(const moa_backend *b, int variant, const uint8_t 
     }
 #ifdef HAVE_CUDA_BACKEND
     moa_cuda_ctx *cx = (moa_cuda_ctx *)b->ctx;
-    if (moa_cuda_weight_upload(cx, MOA_GGML_Q8_0, raw, n_out, n_in, variant ? MOA_CUDA_BF16 : MOA_CUDA_F16,
+    const moa_cuda_dtype dt = variant == 2 ? MOA_CUDA_F32 : variant ? MOA_CUDA_BF16 : MOA_CUDA_F16;
+    if (moa_cuda_weight_upload(cx, MOA_GGML_Q8_0, raw, n_out, n_in, dt,
                                &tw->cu) < 0 ||
         (bias && moa_cuda_weight_set_bias(cx, &tw->cu, bias) < 0)) {
         fprintf(stderr, "    weight upload: %s\n", moa_last_error());
@@ -619,6 +628,80 @@ static int t_matmul(const moa_backend *b) {
     static const int64_t n_ins[] = {64, 160};
     const shape_grid g = {AXIS(ROWS), AXIS(n_ins), 6};
     return each_shape(b, &g, check_matmul, NULL);
+}
+
+/* The profiler's products over its handles (weight_make variant 2: CPU exact_f32, CUDA f32;
+ * on CUDA the f16 and bf16 copies too): matmul by one weight and matmul_bwd, dx = beta dx +
+ * dy W, with beta 0 and 1 (dx starting non-zero). Bound: f32 weights accumulate in f32 over
+ * at most 96 terms (< 1e-5 of the largest |value| observed 1e-7..1e-6): atol 1e-5; f16/bf16
+ * copies MATMUL_ATOL (dy rounded to the type). A transposed product or a beta ignored moves
+ * results by O(max). The CPU refuses matmul_bwd on a weight without an f32 copy. */
+static int matmul_bwd_case(const moa_backend *b, int variant, int64_t n, int64_t n_out, int64_t n_in) {
+    int ok = 1;
+    const double atol = variant == 2 ? 1e-5 : MATMUL_ATOL;
+    const size_t nx = (size_t)(n * n_in), ny = (size_t)(n * n_out);
+    double *val = malloc(sizeof(double) * (size_t)(n_out * n_in)), *yr = malloc(sizeof(double) * ny);
+    double *dr0 = malloc(sizeof(double) * nx), *dr1 = malloc(sizeof(double) * nx);
+    uint8_t *raw = q8_matrix(n_out, n_in, val);
+    float *bias = malloc(sizeof(float) * (size_t)n_out), *x = malloc(sizeof(float) * nx);
+    float *dy = malloc(sizeof(float) * ny), *dx0 = malloc(sizeof(float) * nx);
+    float *got = malloc(sizeof(float) * (nx > ny ? nx : ny));
+    fill(bias, (size_t)n_out, 2.0);
+    fill(x, nx, 1.0);
+    fill(dy, ny, 1.0);
+    fill(dx0, nx, 3.0);
+    matmul_ref(val, bias, x, n, n_out, n_in, yr);
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t i = 0; i < n_in; i++) {
+            double acc = 0;
+            for (int64_t o = 0; o < n_out; o++) acc += (double)dy[t * n_out + o] * val[o * n_in + i];
+            dr0[t * n_in + i] = acc;
+            dr1[t * n_in + i] = acc + dx0[t * n_in + i];
+        }
+    test_weight tw;
+    const void *h = weight_make(b, variant, raw, val, bias, n_out, n_in, &tw);
+    float *bx = dev_from(b, x, sizeof(float) * nx), *bdy = dev_from(b, dy, sizeof(float) * ny);
+    float *bdx = dev_from(b, dx0, sizeof(float) * nx), *by = NULL;
+    OKS(b->alloc(b->ctx, sizeof(float) * ny, (void **)&by));
+    if (h && bx && bdy && bdx && by) {
+        char what[80];
+        snprintf(what, sizeof what, "matmul_bwd n=%lld variant %d", (long long)n, variant);
+        OKS(b->matmul(b->ctx, &h, 1, bx, n, &by));
+        ok &= to_host(b, got, by, sizeof(float) * ny) && compare(what, got, yr, ny, 0, atol);
+        OKS(b->matmul_bwd(b->ctx, h, bdy, n, bdx, 1.0f));   /* added to dx0 */
+        ok &= to_host(b, got, bdx, sizeof(float) * nx) && compare(what, got, dr1, nx, 0, atol);
+        OKS(b->matmul_bwd(b->ctx, h, bdy, n, bdx, 0.0f));   /* overwritten */
+        ok &= to_host(b, got, bdx, sizeof(float) * nx) && compare(what, got, dr0, nx, 0, atol);
+    } else ok = 0;
+    if (h) weight_free(b, &tw);
+    void *bufs[] = {bx, bdy, bdx, by};
+    for (size_t i = 0; i < 4; i++) b->free(b->ctx, bufs[i]);
+    free(val); free(yr); free(dr0); free(dr1); free(raw); free(bias); free(x); free(dy); free(dx0);
+    free(got);
+    return ok;
+}
+static int t_matmul_bwd(const moa_backend *b) {
+    int ok = 1;
+    const int cpu = b->kind == MOA_DEVICE_CPU;
+    for (int variant = cpu ? 2 : 0; variant <= 2; variant++)
+        for (size_t ri = 0; ri < 3; ri++) {
+            ok &= matmul_bwd_case(b, variant, ROWS[ri], 67, 96);
+            ok &= matmul_bwd_case(b, variant, ROWS[ri], 33, 160);
+        }
+    if (cpu) {   /* quantised rows only: refused, not run */
+        double val[32 * 8];
+        uint8_t *raw = q8_matrix(8, 32, val);
+        test_weight tw;
+        const void *h = weight_make(b, 0, raw, val, NULL, 8, 32, &tw);
+        float dy[8] = {0}, dx[32];
+        if (b->matmul_bwd(b->ctx, h, dy, 1, dx, 0.0f) != MOA_ERR_UNSUPPORTED) {
+            if (!g_quiet) fprintf(stderr, "    matmul_bwd: a weight without an f32 copy was not refused\n");
+            ok = 0;
+        }
+        weight_free(b, &tw);
+        free(raw);
+    }
+    return ok;
 }
 
 /* The LM head's product into host memory: rows 1 .. 150 (CUDA: chunks of 64 rows), n_out 579;
@@ -898,6 +981,7 @@ static const op_test OPS[] = {
     OP(swiglu_bwd, t_swiglu_bwd), OP(rmsnorm_bwd_add, t_rmsnorm_bwd_add),
     OP(xent_grad, t_xent_grad), OP(key_smooth, t_key_smooth),
     OP(embed, t_embed), OP(matmul, t_matmul), OP(matmul_to_host, t_matmul_to_host),
+    OP(matmul_bwd, t_matmul_bwd),
 };
 #define N_OPS (sizeof OPS / sizeof OPS[0])
 
@@ -948,6 +1032,53 @@ TEST(cpu_backend) {
     CHECK(backend_passes(&b, 0));
 }
 
+/* The CPU backend over a RoPE table (moa_backend_cpu_rope, the profiler's): every op as the
+ * plain CPU backend, and its rope bitwise equal to the plain entry both where the table serves
+ * the call (its rope_dim, base, pairing, positions within n_pos) and where it does not. */
+TEST(cpu_rope_backend) {
+    for (int neox = 0; neox < 2; neox++) {
+        moa_rope_table t;
+        const float base = neox ? 1000000.0f : 10000.0f;
+        CHECK(moa_rope_table_init(&t, 64, base, neox, 300) == MOA_OK);
+        moa_backend b = moa_backend_cpu_rope(&t), plain = moa_backend_cpu();
+        CHECK(b.ctx == &t && b.rope != NULL);
+        CHECK(backend_passes(&b, 1));
+        /* served by the table: positions 0..259 (and 280..299), hd 80 (rope_dim 64 of it) */
+        const int64_t cases[][2] = {{260, 0}, {20, 280}, {30, 290}, {17, 4000}};   /* n, pos0 */
+        for (size_t c = 0; c < 4; c++)
+            for (int inv = 0; inv < 2; inv++) {
+                const int64_t n = cases[c][0], pos0 = cases[c][1];
+                const size_t cnt = (size_t)n * 3 * 80;
+                float *x = malloc(cnt * 4), *y = malloc(cnt * 4);
+                fill(x, cnt, 1.0);
+                memcpy(y, x, cnt * 4);
+                CHECK(b.rope(b.ctx, x, n, 3, 80, 64, base, pos0, inv, neox) == MOA_OK);
+                CHECK(plain.rope(plain.ctx, y, n, 3, 80, 64, base, pos0, inv, neox) == MOA_OK);
+                CHECK_MSG(memcmp(x, y, cnt * 4) == 0, "rope over the table differs (n %lld, pos0 %lld)",
+                          (long long)n, (long long)pos0);
+                free(x); free(y);
+            }
+        /* another rotation than the table's (rope_dim 32, another base) is computed, not the table's */
+        float x[64], y[64];
+        fill(x, 64, 1.0);
+        memcpy(y, x, sizeof x);
+        CHECK(b.rope(b.ctx, x, 1, 1, 64, 32, base, 5, 0, neox) == MOA_OK);
+        CHECK(plain.rope(plain.ctx, y, 1, 1, 64, 32, base, 5, 0, neox) == MOA_OK);
+        CHECK(memcmp(x, y, sizeof x) == 0);
+        CHECK(b.rope(b.ctx, x, 1, 1, 64, 64, base * 2, 5, 0, neox) == MOA_OK);
+        CHECK(plain.rope(plain.ctx, y, 1, 1, 64, 64, base * 2, 5, 0, neox) == MOA_OK);
+        CHECK(memcmp(x, y, sizeof x) == 0);
+        /* control: the table is what a served call reads (a changed entry shows) */
+        t.cs[(5 * 32 + 3) * 2] += 0.5f;   /* cos of pair 3 at position 5 */
+        fill(x, 64, 1.0);
+        memcpy(y, x, sizeof x);
+        CHECK(b.rope(b.ctx, x, 1, 1, 64, 64, base, 5, 0, neox) == MOA_OK);
+        CHECK(plain.rope(plain.ctx, y, 1, 1, 64, 64, base, 5, 0, neox) == MOA_OK);
+        CHECK(memcmp(x, y, sizeof x) != 0);
+        moa_rope_table_free(&t);
+    }
+}
+
 #ifdef HAVE_CUDA_BACKEND
 static moa_cuda_ctx *g_cuda;
 TEST(cuda_backend) {
@@ -971,6 +1102,12 @@ static moa_status rmsnorm_no_eps(void *ctx, const float *x, const float *w, floa
     return g_real.rmsnorm(ctx, x, w, y, n, d, 0.0f);
 }
 
+static moa_status matmul_bwd_no_beta(void *ctx, const void *w, const float *dy, int64_t n, float *dx,
+                                     float beta) {
+    (void)beta;
+    return g_real.matmul_bwd(ctx, w, dy, n, dx, 0.0f);
+}
+
 TEST(controls_catch_wrong_results) {
     /* the comparator rejects one element off by 10x its bound, and a NaN */
     const size_t n = 50;
@@ -991,6 +1128,9 @@ TEST(controls_catch_wrong_results) {
     m = g_real;
     m.rmsnorm = rmsnorm_no_eps;
     CHECK(!t_rmsnorm(&m));
+    m = g_real;
+    m.matmul_bwd = matmul_bwd_no_beta;
+    CHECK(!t_matmul_bwd(&m));
     /* completeness: a NULL entry fails the backend before any op runs */
     m = g_real;
     m.key_smooth = NULL;
@@ -1002,6 +1142,7 @@ int main(void) {
     RUN(op_list_covers_the_table);
     RUN(controls_catch_wrong_results);
     RUN(cpu_backend);
+    RUN(cpu_rope_backend);
 #ifdef HAVE_CUDA_BACKEND
     const int n_dev = moa_cuda_device_count();
     if (n_dev > 0 && moa_cuda_ctx_create(0, &g_cuda) == MOA_OK) {

@@ -1,6 +1,7 @@
-/* test_profiler_cuda.c - the profiler's sample on CUDA (profiler/backward-cuda.c) against the
- * CPU profiler (profiler/backward.c, itself checked against finite differences, masking and
- * the torch golden by tests/profiler) on the tiny random GQA model of
+/* test_profiler_cuda.c - the profiler's sample on CUDA (profiler/backward.c over the CUDA
+ * backend table that profiler/backward-cuda.c fills) against the same sample on the CPU
+ * (itself checked against finite differences, masking and the torch golden by
+ * tests/profiler) on the tiny random GQA model of
  * tests/model/tiny_model.h: loss, gradient w.r.t. the input embeddings, influence
  * histograms (abs and signed, per layer, head and distance bin) and sink totals; the same
  * model as qwen2 (q/k/v biases, NEOX RoPE) likewise, with controls.
