@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "moa-common.h"
-#include "h5util.h"
+#include "moa/common.h"
+#include "moa/h5util.h"
 #include "moa/optimizer.h"
 
 static void progress(void *data, double done, double total, double gap, const char *unit) {

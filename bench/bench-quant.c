@@ -1,4 +1,4 @@
-/* bench-quant.c - speed of the quantised matrix products (kernels/cpu/quant.h) on random
+/* bench-quant.c - speed of the quantised matrix products (moa/quant.h) on random
  * weights of the Qwen2.5 shapes, per type and path:
  *   decode: moa_matmul_q with n_vec = 1..4 on the reference (--slow), AVX2, AVX-512 (f32
  *           activations) and the int8-activation variants this CPU has (AVX512-VNNI,
@@ -11,8 +11,8 @@
  * One warm-up call, then R timed repeats: mean, standard deviation and minimum (the best
  * run is the least disturbed one on a shared machine). Results on stdout
  * (markdown table rows), progress on stderr. */
-#include "quant.h"
-#include "moa-common.h"
+#include "moa/quant.h"
+#include "moa/common.h"
 
 #include <cblas.h>
 #include <math.h>

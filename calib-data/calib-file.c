@@ -3,8 +3,8 @@
  * token ids and strings stored flat with [n+1] offset arrays. Datasets are written without
  * HDF5 modification times, so the same samples give a byte-identical file. */
 #include "calib-internal.h"
-#include "h5guard.h"
-#include "h5util.h"
+#include "moa/h5guard.h"
+#include "moa/h5util.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -7,7 +7,7 @@
 #include <stdarg.h>
 
 #include "moa/calib.h"
-#include "moa-common.h"
+#include "moa/common.h"
 
 /* Growable NUL-terminated string. On allocation failure `failed` is set and further appends
  * are no-ops; check it once at the end (sb_finish). */

@@ -1,7 +1,7 @@
 /* model-io.c - chat-templated encoding and greedy dense answers for calib-data. */
 #include "moa/calib.h"
 #include "moa/model.h"
-#include "moa-common.h"
+#include "moa/common.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -2,7 +2,7 @@
 #include "args.h"
 #include "cli.h"
 #include "moa/model.h"
-#include "moa-common.h"
+#include "moa/common.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -4,7 +4,7 @@
 #ifndef MOA_CLI_H
 #define MOA_CLI_H
 
-#include "moa-common.h"
+#include "moa/common.h"
 
 int moa_cmd_generate(int argc, char **argv);
 int moa_cmd_info(int argc, char **argv);

@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 #include "args.h"
 #include "cli.h"
-#include "h5util.h"
+#include "moa/h5util.h"
 #include "moa/optimizer.h"
 
 static void optimize_usage(FILE *f) {

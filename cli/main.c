@@ -7,8 +7,8 @@
 #include <unistd.h>
 
 #include "moa/model.h"        /* moa_ctx_set_default_device, moa_ctx_cuda_available */
-#include "moa-backend.h"
-#include "quant.h"          /* moa_blas_coretype_hint */
+#include "moa/backend.h"
+#include "moa/quant.h"      /* moa_blas_coretype_hint */
 
 int cli_log_level = MOA_LOG_INFO;
 

@@ -1,5 +1,5 @@
 /* error.c - status strings, thread-local error messages, the log callback. */
-#include "moa-common.h"
+#include "moa/common.h"
 
 #include <stdarg.h>
 #include <stdio.h>

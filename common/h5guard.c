@@ -1,6 +1,6 @@
 /* h5guard.c - runs an HDF5 reader in a forked child under limits before the caller trusts
  * the file (h5guard.h; the design is in docs/formats.md, "Untrusted HDF5 files"). */
-#include "h5guard.h"
+#include "moa/h5guard.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,7 +19,7 @@
 #ifdef __linux__
 #include <sys/prctl.h>
 #endif
-#include "moa-common.h"
+#include "moa/common.h"
 
 /* Exit codes of the child (a signal is a crash or a limit). */
 enum { CHILD_PASSED = 0, CHILD_REFUSED = 1, CHILD_NOMEM = 2 };

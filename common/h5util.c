@@ -1,9 +1,9 @@
 /* h5util.c - HDF5 attribute and dataset helpers (see h5util.h). */
-#include "h5util.h"
+#include "moa/h5util.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include "moa-common.h"
+#include "moa/common.h"
 
 void moa_h5_init(void) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);

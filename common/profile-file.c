@@ -1,13 +1,13 @@
 /* profile-file.c - moa-profile v1: in-memory profile, accumulation, merge, HDF5 I/O. */
-#include "profile-file.h"
+#include "moa/profile-file.h"
 
 #include <hdf5.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "h5guard.h"
-#include "h5util.h"
-#include "moa-common.h"
+#include "moa/h5guard.h"
+#include "moa/h5util.h"
+#include "moa/common.h"
 
 static void bucket_free(moa_profile_bucket *b) {
     free(b->influence_abs);

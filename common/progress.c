@@ -1,5 +1,5 @@
 /* progress.c - a progress bar with rate and ETA on stderr (the CLI's moa_progress_fn). */
-#include "moa-common.h"
+#include "moa/common.h"
 
 #include <string.h>
 #include <unistd.h>

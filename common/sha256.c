@@ -1,5 +1,5 @@
 /* sha256.c - SHA-256 (FIPS 180-4), used to identify models, profiles and calibration sets. */
-#include "moa-common.h"
+#include "moa/common.h"
 
 #include <errno.h>
 #include <string.h>

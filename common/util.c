@@ -1,5 +1,5 @@
 /* util.c - checked allocation, atomic file output, whole-file reads, time, list parsing. */
-#include "moa-common.h"
+#include "moa/common.h"
 
 #include <errno.h>
 #include <fcntl.h>

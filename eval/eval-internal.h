@@ -6,7 +6,7 @@
 #include <jansson.h>
 
 #include "moa/eval.h"
-#include "moa-common.h"
+#include "moa/common.h"
 
 /* Canonical text (compact, sorted keys) of a JSON object given as text (NULL = {}); NULL
  * with the error set if it is not an object. Caller frees. */

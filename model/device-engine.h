@@ -1,7 +1,7 @@
 /* device-engine.h - internal to model/: what a context needs from a device other than the CPU,
  * and the weights of the one forward pass (forward.c's eval_rows) as backend handles.
  *
- * The forward pass is written once over a backend table (kernels/moa-backend.h): embedding
+ * The forward pass is written once over a backend table (moa/backend.h): embedding
  * rows, RMSNorm, projections, key smoothing, residual adds, SwiGLU and the LM head are table
  * entries, attention goes through the runtime's cache on the backend's device. A context on
  * the CPU uses moa_backend_cpu() and handles to the model's host weights (forward.c); a context
@@ -22,12 +22,12 @@ enum { MOA_ENGINE_LW = 7 };   /* weights per layer: q k v o gate up down */
 /* One layer's weights for a backend: pointers into memory the model (or its device copy) owns. */
 typedef struct {
     const float *attn_norm, *ffn_norm;   /* [n_embd] f32, backend memory */
-    const void *w[MOA_ENGINE_LW];        /* backend weight handles (moa-backend.h, matmul): CPU
+    const void *w[MOA_ENGINE_LW];        /* backend weight handles (moa/backend.h, matmul): CPU
                                             const moa_weight *, CUDA const moa_cuda_weight * */
 } moa_engine_layer;
 
 typedef struct {
-    moa_backend_embd embd;      /* token table (moa-backend.h, embed) */
+    moa_backend_embd embd;      /* token table (moa/backend.h, embed) */
     const void *out;            /* LM head handle [n_vocab][n_embd] */
     const float *output_norm;   /* [n_embd] f32, backend memory */
     moa_engine_layer *layers;   /* [n_layer], allocated by the context */

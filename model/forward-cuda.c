@@ -16,8 +16,8 @@
  * type, LM-head rows before download, token ids; kernels/cuda/moa-cuda-impl.cuh). */
 #include "device-engine.h"
 #include "weights-cuda.h"
-#include "moa-cuda.h"
-#include "moa-common.h"
+#include "moa/cuda.h"
+#include "moa/common.h"
 
 #include <stdlib.h>
 

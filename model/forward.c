@@ -1,5 +1,5 @@
 /* forward.c - the forward pass of the Llama-family architectures (arch.h), written once over a
- * backend table (kernels/moa-backend.h) and run on the device the context chose at run time:
+ * backend table (moa/backend.h) and run on the device the context chose at run time:
  * embeddings, RMSNorm, projections (+ q/k/v biases where the architecture has them), key
  * smoothing, attention through the runtime (runtime/: RoPE in the architecture's pairing,
  * per-head caches of a plan or dense, banded/dense/linear kernels, GQA native) on the cache of
@@ -10,7 +10,7 @@
  * The chunking by n_batch, the token checks and the logits modes are here, for every device. */
 #include "moa/model.h"
 #include "key-smooth.h"
-#include "moa-common.h"
+#include "moa/common.h"
 #include "device-engine.h"
 
 #include <math.h>

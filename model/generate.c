@@ -1,6 +1,6 @@
 /* generate.c - the generation loop: prefill the prompt, then sample one token at a time. */
 #include "moa/model.h"
-#include "moa-common.h"
+#include "moa/common.h"
 
 #include <stdlib.h>
 

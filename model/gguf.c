@@ -6,7 +6,7 @@
  * and tensor data are referenced in place.
  */
 #include "moa/model.h"
-#include "moa-common.h"
+#include "moa/common.h"
 
 #include <errno.h>
 #include <fcntl.h>

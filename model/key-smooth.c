@@ -1,7 +1,7 @@
 /* key-smooth.c - power-of-two key smoothing for 8-bit key caches (key-smooth.h). */
 #include "key-smooth.h"
-#include "moa-common.h"
-#include "ops.h"   /* moa_key_smooth_rows */
+#include "moa/common.h"
+#include "moa/ops.h"   /* moa_key_smooth_rows */
 
 #include <math.h>
 #include <stdlib.h>
@@ -46,5 +46,5 @@ moa_status moa_key_smooth_scales(const moa_model *m, float **out) {
 }
 
 void moa_key_smooth_apply(const moa_llama_hparams *hp, const float *s, float *q, float *k, int64_t n) {
-    moa_key_smooth_rows(q, k, s, n, hp->n_head, hp->n_head_kv, hp->head_dim);   /* kernels/cpu/ops.h */
+    moa_key_smooth_rows(q, k, s, n, hp->n_head, hp->n_head_kv, hp->head_dim);   /* moa/ops.h */
 }

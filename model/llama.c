@@ -2,7 +2,7 @@
  * validate them against the hyperparameters; batched weight products. */
 #include "moa/model.h"
 #include "arch.h"
-#include "moa-common.h"
+#include "moa/common.h"
 #include "device-engine.h"
 
 #include <stdlib.h>
@@ -241,7 +241,7 @@ moa_status moa_model_from_gguf(moa_gguf *g, const moa_model_params *pp, moa_mode
         m->output.pack = moa_qpack_create(m->output.type, m->output.data, m->output.n_out, m->output.n_in);
     }
     /* auto: only if some matrix's batched product would use them (sgemm on this CPU, not the
-     * int8 path of kernels/cpu/quant.h) */
+     * int8 path of moa/quant.h) */
     int sgemm = strcmp(moa_matmul_q_batch_path(m->output.type), "sgemm") == 0;
     for (int l = 0; l < hp->n_layer && !sgemm; l++) {
         const moa_llama_layer *L = &m->layers[l];

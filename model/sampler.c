@@ -1,6 +1,6 @@
 /* sampler.c - greedy / temperature / top-k / top-p sampling. */
 #include "moa/model.h"
-#include "moa-common.h"
+#include "moa/common.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "moa-common.h"
+#include "moa/common.h"
 #include "unicode.h"
 
 enum { PRE_GPT2 = 0, PRE_SMOLLM = 1, PRE_QWEN2 = 2 };

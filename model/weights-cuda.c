@@ -5,7 +5,7 @@
  * biases where the model has them (f32 [n_out]: qwen2's q, k, v); norms f32
  * [2 n_layer + 1][n_embd]; the token table's raw ggml rows (every type quant.c reads). */
 #include "weights-cuda.h"
-#include "moa-common.h"
+#include "moa/common.h"
 
 #include <pthread.h>
 #include <stdlib.h>

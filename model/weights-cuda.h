@@ -10,7 +10,7 @@
 #define MOA_WEIGHTS_CUDA_H
 
 #include "moa/model.h"
-#include "moa-cuda.h"
+#include "moa/cuda.h"
 
 enum { MOA_MODEL_CUDA_LW = 7 };   /* weights per layer: q k v o gate up down */
 

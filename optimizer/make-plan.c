@@ -2,7 +2,7 @@
 #include <glpk.h>
 #include <stdlib.h>
 #include <string.h>
-#include "moa-common.h"
+#include "moa/common.h"
 #include "moa/optimizer.h"
 #include "plan-internal.h"
 

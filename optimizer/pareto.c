@@ -3,7 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "moa-common.h"
+#include "moa/common.h"
 #include "moa/optimizer.h"
 
 void moa_opt_front_clear(moa_opt_front *f) {

@@ -8,7 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "moa-common.h"
+#include "moa/common.h"
 #include "moa/optimizer.h"
 #include "span.h"
 

@@ -13,7 +13,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "moa-common.h"
+#include "moa/common.h"
 #include "moa/optimizer.h"
 
 typedef struct { uint64_t s; } rng;

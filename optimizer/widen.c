@@ -15,7 +15,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "moa-common.h"
+#include "moa/common.h"
 #include "moa/optimizer.h"
 
 static double loss_at(const moa_opt_problem *pb, int j, int u, int r) {

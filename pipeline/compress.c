@@ -4,9 +4,9 @@
 #include "moa/eval.h"
 #include "moa/model.h"
 #include "moa/optimizer.h"
-#include "profile-file.h"
+#include "moa/profile-file.h"
 #include "moa/profiler.h"
-#include "moa-common.h"
+#include "moa/common.h"
 #include "stage-ledger.h"
 
 #include <errno.h>

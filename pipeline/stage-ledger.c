@@ -5,7 +5,7 @@
  *   <seconds>\t<runs>\t<stage name>
  * seconds: finite, >= 0; runs: integer >= 0; name: 1..63 bytes, no tab or control bytes. */
 #include "stage-ledger.h"
-#include "moa-common.h"
+#include "moa/common.h"
 
 #include <errno.h>
 #include <math.h>

@@ -18,8 +18,8 @@
  * layer is recomputed for its backward); the context's workspace (GEMM inputs in bf16). */
 #include "profiler-device.h"
 #include "weights-cuda.h"
-#include "moa-cuda.h"
-#include "moa-common.h"
+#include "moa/cuda.h"
+#include "moa/common.h"
 
 #include <stdlib.h>
 

@@ -1,4 +1,4 @@
-/* backward.c - the profiler's sample, written once over a backend table (kernels/moa-backend.h)
+/* backward.c - the profiler's sample, written once over a backend table (moa/backend.h)
  * and run on the CPU or on a device (profiler-device.h): forward pass with saved layer inputs,
  * response loss, and the activation-only backward pass through every layer, with the fused
  * attention backward accumulating the influence histograms. The activations the backward
@@ -41,11 +41,11 @@
  * Per sample: x0 and the targets up; loss rows, histograms and d_embed (if asked) down.
  */
 #include "moa/profiler.h"
-#include "attn-train.h"
+#include "moa/attn-train.h"
 #include "moa/model.h"             /* moa_ctx_default_params, moa_ctx_cuda_available */
-#include "rope.h"
-#include "quant.h"
-#include "moa-common.h"
+#include "moa/rope.h"
+#include "moa/quant.h"
+#include "moa/common.h"
 #include "profiler-device.h"
 
 #include <stdint.h>

@@ -1,5 +1,5 @@
 /* profiler-device.h - internal to profiler/: the profiler's sample is written once over a backend
- * table (kernels/moa-backend.h; backward.c) and runs on the CPU or on a device; what a device
+ * table (moa/backend.h; backward.c) and runs on the CPU or on a device; what a device
  * other than the CPU provides is this table: it opens the device, acquires the model's weights
  * there and fills the backend table and the weights as its handles (as model/device-engine.h
  * does for the engine's forward). backward.c fills the same for the CPU (moa_backend_cpu_rope,
@@ -20,7 +20,7 @@ enum { MOA_PROFILER_LW = 7 };   /* weights per layer: q k v o gate up down */
 /* One layer's weights for a backend: pointers into memory the model (or its device copy) owns. */
 typedef struct {
     const float *attn_norm, *ffn_norm;   /* [n_embd] f32, backend memory */
-    const void *w[MOA_PROFILER_LW];      /* backend weight handles (moa-backend.h: matmul,
+    const void *w[MOA_PROFILER_LW];      /* backend weight handles (moa/backend.h: matmul,
                                             matmul_bwd) */
 } moa_profiler_layer;
 

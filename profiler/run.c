@@ -1,8 +1,8 @@
 /* run.c - the profiling job: calib.h5 -> profile.h5, sharded, checkpointed, resumable. */
 #include "moa/profiler.h"
 #include "moa/calib.h"
-#include "profile-file.h"
-#include "moa-common.h"
+#include "moa/profile-file.h"
+#include "moa/common.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -2,7 +2,7 @@
  *
  * For each (sequence, KV head) the keys a query can see come from at most five segments of
  * consecutive positions: the cached sinks, the two runs of the ring (before and after the
- * wrap), and the new tokens (split at the sink boundary). The kernels (kernels/cpu/attn.h)
+ * wrap), and the new tokens (split at the sink boundary). The kernels (moa/attn.h)
  * apply the one mask over those segments; the new tokens are written to the cache only after
  * every query has been answered, so a chunk longer than the ring still sees its own keys.
  * Caches on another device go to its table (cache-device.h) with the device's buffers.
@@ -25,8 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "attn.h"          /* kernels/cpu */
-#include "moa-common.h"
+#include "moa/attn.h"      /* kernels/cpu */
+#include "moa/common.h"
 
 /* The new tokens of one sequence for one layer. */
 typedef struct {
@@ -52,7 +52,7 @@ typedef struct {
 } staged_rows;
 
 /* Convert the call's n token rows of kr and v to the storage types (round to nearest even; the
- * same bytes on every ISA, kernels/cpu/attn.h). */
+ * same bytes on every ISA, moa/attn.h). */
 static moa_status stage_rows(moa_cache *c, const float *kr, const float *v, int n, staged_rows *out) {
     const int hd = c->hd, nkv = c->n_kv;
     const size_t ldk = (size_t)nkv * hd;

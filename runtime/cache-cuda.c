@@ -6,7 +6,7 @@
  * the cache's kernels after its projections; calls only queue). */
 #include "cache-device.h"
 #include "moa-cuda-cache.h"
-#include "moa-common.h"
+#include "moa/common.h"
 
 #include <stdlib.h>
 

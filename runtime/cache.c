@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "attn.h"          /* kernels/cpu: MOA_ATTN_HD_MAX */
-#include "moa-common.h"
+#include "moa/attn.h"      /* kernels/cpu: MOA_ATTN_HD_MAX */
+#include "moa/common.h"
 
 #define ROPE_TABLE_MAX 16384   /* positions with precomputed cos/sin; beyond: computed */
 
@@ -230,7 +230,7 @@ moa_status moa_cache_create_layout(const moa_cache_layout *L, int64_t n_ctx, int
         memset(c->state, 0, st_floats * sizeof(float));
     }
 
-    /* RoPE (kernels/cpu/rope.h): cos/sin tabulated for the positions the cache will see */
+    /* RoPE (moa/rope.h): cos/sin tabulated for the positions the cache will see */
     if (p.rope_dim > 0) {
         int64_t need = (n_ctx > c->max_slots ? n_ctx : c->max_slots) + MOA_CACHE_TILE + 1;
         if (moa_rope_table_init(&c->rope, p.rope_dim, p.rope_base, p.rope_pairing == MOA_ROPE_NEOX,
@@ -389,7 +389,7 @@ moa_status moa_cache_reserve_kvio(moa_cache *c, size_t bytes) {
     return MOA_OK;
 }
 
-/* RoPE of one head vector at position pos, in the cache's pairing (kernels/cpu/rope.h). */
+/* RoPE of one head vector at position pos, in the cache's pairing (moa/rope.h). */
 void moa_cache_rope(const moa_cache *c, float *dst, const float *src, int64_t pos) {
     moa_rope_apply(&c->rope, dst, src, c->hd, pos, 0);
 }

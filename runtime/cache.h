@@ -6,8 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "moa/runtime.h"
-#include "attn.h"   /* kernels/cpu: storage types */
-#include "rope.h"
+#include "moa/attn.h"   /* kernels/cpu: storage types */
+#include "moa/rope.h"
 #include "cache-device.h"
 
 /* Query tokens per prefill task (one task = one KV head x one tile of queries). */
@@ -45,7 +45,7 @@ struct moa_cache {
     float *state;               /* [n_seq][states_per_seq][hd][hd] */
     int64_t *pos;               /* [n_seq][n_layer] tokens appended */
     unsigned char *seq_mark;    /* [n_seq] duplicate check in decode */
-    moa_rope_table rope;        /* RoPE cos/sin table (kernels/cpu/rope.h) */
+    moa_rope_table rope;        /* RoPE cos/sin table (moa/rope.h) */
     /* scratch, grown on demand (the cache is used by one thread at a time) */
     float *io;                  /* rotated q and k of the call's tokens */
     size_t io_cap;              /* floats */
@@ -64,7 +64,7 @@ moa_status moa_cache_reserve_tls(moa_cache *c, size_t n);
 moa_status moa_cache_reserve_part(moa_cache *c, size_t n);
 moa_status moa_cache_reserve_kvio(moa_cache *c, size_t bytes);
 
-/* Storage types as the kernels name them (kernels/cpu/attn.h; same values). */
+/* Storage types as the kernels name them (moa/attn.h; same values). */
 #define MOA_CACHE_KT(c) ((moa_attn_kv_type)(c)->p.type_k)
 #define MOA_CACHE_VT(c) ((moa_attn_kv_type)(c)->p.type_v)
 

@@ -6,7 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "moa-common.h"
+#include "moa/common.h"
 #include "span.h"
 
 /* ---- allocation -------------------------------------------------------------------------- */

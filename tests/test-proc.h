@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "moa-common.h"
+#include "moa/common.h"
 
 /* Starts argv[0] with arguments argv (NULL-terminated), its stdout on out_fd and its stderr
  * on err_fd (-1: /dev/null), with the variables of env ("NAME=VALUE", NULL-terminated; may

@@ -1,6 +1,6 @@
 /* attn-avx2.c - AVX2 + FMA attention kernels (body in attn-simd.inc). Compiled with
  * -mavx2 -mfma; called only when the CPU supports them (attn.c dispatch). */
-#include "attn.h"
+#include "moa/attn.h"
 #include "exp-avx2.h"
 
 #include <immintrin.h>

@@ -1,6 +1,6 @@
 /* attn-avx512.c - AVX-512 attention kernels (body in attn-simd.inc). Compiled with
  * -mavx512f/bw/vl/dq; called only when the CPU supports them (attn.c dispatch). */
-#include "attn.h"
+#include "moa/attn.h"
 #include "exp-avx512.h"
 
 #include <immintrin.h>

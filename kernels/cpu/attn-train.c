@@ -6,10 +6,10 @@
  * Fast path: work item = (KV head u, query block of AT_TILE tokens) with the G query heads of
  * the group stacked into one M = G*nq row tile (K and V tiles are read once for the group);
  * per key block: sgemm for the products, the tile step for softmax / dS / influence. */
-#include "attn-train.h"
+#include "moa/attn-train.h"
 #include "attn-train-impl.h"
-#include "quant.h"            /* moa_cpu_has_avx2 / moa_cpu_has_avx512 */
-#include "moa-common.h"
+#include "moa/quant.h"        /* moa_cpu_has_avx2 / moa_cpu_has_avx512 */
+#include "moa/common.h"
 
 #include <cblas.h>
 #include <math.h>

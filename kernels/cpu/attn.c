@@ -1,13 +1,14 @@
 /* attn.c - reference attention kernels (the source of truth) and run-time ISA dispatch.
  * Fast versions: attn-avx2.c, attn-avx512.c (one body, attn-simd.inc). */
-#include "attn.h"
+#include "moa/attn.h"
+#include "mask.h"   /* moa_mask_visible: the mask, written once (internal to kernels/) */
 
 #include <cpuid.h>
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
 
-#include "quant.h"   /* f16 / bf16 conversions, Q8_0 dequantisation */
+#include "moa/quant.h"   /* f16 / bf16 conversions, Q8_0 dequantisation */
 
 /* ---- KV storage types ------------------------------------------------------------------------ */
 

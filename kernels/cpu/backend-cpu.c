@@ -1,14 +1,14 @@
-/* backend-cpu.c - the CPU backend (kernels/moa-backend.h): host memory and every op of the
+/* backend-cpu.c - the CPU backend (moa/backend.h): host memory and every op of the
  * table, each a thin call of the named kernel of kernels/cpu (ops.h, rope.h, attn-train.h,
  * quant.h's moa_weight products). The context is NULL, or a RoPE table
  * (moa_backend_cpu_rope) that only the rope entry reads.
  * Complete by construction: tests/kernels/test_backend_ops.c fails on a NULL entry. */
-#include "moa-backend.h"
-#include "attn-train.h"
-#include "ops.h"
-#include "quant.h"
-#include "rope.h"
-#include "moa-common.h"
+#include "moa/backend.h"
+#include "moa/attn-train.h"
+#include "moa/ops.h"
+#include "moa/quant.h"
+#include "moa/rope.h"
+#include "moa/common.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,7 @@
-/* mask.h - the one attention mask (../shared/design/architecture.md), written once for every
- * kernel: the CPU reference and SIMD kernels (attn.c, attn-simd.inc) and the CUDA kernels and
- * their host helpers (kernels/cuda/moa-cuda-common.cuh include this header).
+/* mask.h - internal to kernels/ (cpu/, cuda/ and their tests): the one attention mask
+ * (../shared/design/architecture.md), written once for every kernel: the CPU reference and
+ * SIMD kernels (attn.c, attn-simd.inc) and the CUDA kernels and their host helpers
+ * (kernels/cuda/moa-cuda-common.cuh include this header).
  *
  * Query position i sees key position j iff  j <= i  and  (j < sink  or  i - j < window).
  *

@@ -1,7 +1,7 @@
 /* ops.c - RMSNorm, SiLU product and adds (ops.h): portable code, the AVX-512 SiLU in
  * ops-avx512.c, OpenMP over rows / elements when the work is large. */
-#include "ops.h"
-#include "quant.h"   /* moa_cpu_has_avx512 */
+#include "moa/ops.h"
+#include "moa/quant.h"   /* moa_cpu_has_avx512 */
 #include "../cuda/moa-cuda-common.cuh"   /* moa_cu_swiglu_bwd: one formula for both devices */
 
 #include <math.h>

@@ -7,7 +7,7 @@
  * (dequantise 256 values into an L1 buffer, dot with every vector).
  * Compiled with -mavx2 -mfma -mf16c; selected at run time. */
 #include "quant-impl.h"
-#include "moa-common.h"
+#include "moa/common.h"
 
 #include <immintrin.h>
 #include <stdlib.h>

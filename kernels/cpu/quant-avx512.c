@@ -6,7 +6,7 @@
  * F32/F16/BF16 rows are converted in the same chunks. Compiled with -mavx512f/bw/vl/dq;
  * called only when the CPU supports them (quant.c dispatch). */
 #include "quant-impl.h"
-#include "moa-common.h"
+#include "moa/common.h"
 
 #include <immintrin.h>
 #include <math.h>

@@ -18,7 +18,7 @@
  * Compiled with -mavx512f/bw/vl/dq/vnni; called only on such CPUs (quant.c dispatch). */
 #include "quant-impl.h"
 #include "quant-q8-avx512.h"
-#include "moa-common.h"
+#include "moa/common.h"
 
 #include <immintrin.h>
 #include <math.h>

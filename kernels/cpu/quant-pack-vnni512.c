@@ -19,7 +19,7 @@
  * sum_i W[o][i] (x_i - dx xq_i), plus f32 rounding. */
 #include "quant-impl.h"
 #include "quant-q8-avx512.h"
-#include "moa-common.h"
+#include "moa/common.h"
 
 #include <immintrin.h>
 #include <math.h>

@@ -1,5 +1,6 @@
-/* quant-q8-avx512.h - the int8 quantisation of one 32-value activation block shared by the
- * AVX512-VNNI packed decode (quant-pack-vnni512.c) and prefill GEMM (quant-gemm-vnni512.c).
+/* quant-q8-avx512.h - internal to kernels/cpu: the int8 quantisation of one 32-value
+ * activation block shared by the AVX512-VNNI packed decode (quant-pack-vnni512.c) and prefill
+ * GEMM (quant-gemm-vnni512.c).
  * Included only by files compiled for AVX-512 F/BW/VL. */
 #ifndef MOA_KERNELS_QUANT_Q8_AVX512_H
 #define MOA_KERNELS_QUANT_Q8_AVX512_H

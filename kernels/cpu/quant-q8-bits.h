@@ -1,4 +1,5 @@
-/* quant-q8-bits.h - AVX2 helper of the int8-activation kernels (quant-q8.inc). */
+/* quant-q8-bits.h - internal to kernels/cpu: AVX2 helper of the int8-activation kernels
+ * (quant-q8.inc). */
 #ifndef MOA_QUANT_Q8_BITS_H
 #define MOA_QUANT_Q8_BITS_H
 #include <immintrin.h>

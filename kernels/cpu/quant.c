@@ -3,9 +3,9 @@
  * (dequantised panels times sgemm). Layouts: gguf-llama.md. Compiled with -ffp-contract=off
  * so the reference rounds every operation as written (the SIMD dequantisers match it bit
  * for bit). */
-#include "quant.h"
+#include "moa/quant.h"
 #include "quant-impl.h"
-#include "moa-common.h"
+#include "moa/common.h"
 
 #include <cblas.h>
 #include <cpuid.h>

@@ -1,6 +1,6 @@
 /* rope.c - rotary position embedding with a precomputed cos/sin table (see rope.h). */
-#include "rope.h"
-#include "moa-common.h"
+#include "moa/rope.h"
+#include "moa/common.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -3,7 +3,7 @@
  * copy; the q/k/v and gate/up products of one input in one pass (moa_weight_matmul_multi);
  * the activation backward dy W (moa_weight_matmul_bwd, the profiler's).
  * The engine's CPU backend (backend-cpu.c, matmul) and the profiler call these. */
-#include "quant.h"
+#include "moa/quant.h"
 
 #include <cblas.h>
 #include <string.h>
@@ -36,7 +36,7 @@ void moa_weight_matmul(const moa_weight *w, const float *x, int64_t n, float *y)
         return;
     }
     if (!w->f32 || strcmp(moa_matmul_q_batch_path(w->type), "sgemm") != 0) {
-        /* int8 activations (kernels/cpu/quant.h), or no full f32 copy: dequantised panels
+        /* int8 activations (moa/quant.h), or no full f32 copy: dequantised panels
          * through BLAS */
         moa_matmul_q_batch(w->type, w->data, w->n_out, w->n_in, x, n, y);
         moa_weight_add_bias(w, y, n);

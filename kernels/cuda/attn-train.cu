@@ -1,6 +1,6 @@
 /* attn-train.cu - the profiler's attention on the device: causal forward with row LSE
  * (the banded kernel of attn.cu with no cache, sink 0 and an unbounded window) and the fused
- * backward with attention influence, mirroring kernels/cpu/attn-train.h (same layouts, same
+ * backward with attention influence, mirroring moa/attn-train.h (same layouts, same
  * semantics, same treatment of each row's dominant entry).
  *
  * Backward = three launches:

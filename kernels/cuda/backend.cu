@@ -1,5 +1,5 @@
 /* backend.cu - the CUDA device layer: device detection, contexts (stream + cuBLAS handle),
- * error mapping, memory, and the backend table (kernels/moa-backend.h). */
+ * error mapping, memory, and the backend table (moa/backend.h). */
 #include "moa-cuda-impl.cuh"
 
 #include <stdio.h>
@@ -338,7 +338,7 @@ static moa_status bk_matmul_bwd(void *cv, const void *w, const float *dy, int64_
 
 moa_backend moa_cuda_backend(moa_cuda_ctx *ctx) {
     /* moa_backend's members in order (no designated initialisers in C++17), as in
-     * moa-backend.h: name, kind, context; memory (alloc, free, upload, download, sync); the
+     * moa/backend.h: name, kind, context; memory (alloc, free, upload, download, sync); the
      * profiler's attention (forward, backward); the engine's ops (rmsnorm, rope, swiglu);
      * appended: copy, memset0, add, swiglu_to, swiglu_bwd, rmsnorm_bwd_add, xent_grad,
      * key_smooth; appended (issue 17): embed, matmul, matmul_to_host; appended (issue 17

@@ -2,7 +2,7 @@
  * (weights once at upload, embedding rows per call), projections and LM head through
  * cuBLAS (f16/bf16 inputs, f32 accumulation, + an f32 bias), RMSNorm, RoPE (adjacent pairs
  * or halves), SwiGLU.
- * CPU references: kernels/cpu/quant.c, kernels/cpu/ops.h, kernels/cpu/rope.c. */
+ * CPU references: kernels/cpu/quant.c, moa/ops.h, kernels/cpu/rope.c. */
 #include "moa-cuda-impl.cuh"
 
 

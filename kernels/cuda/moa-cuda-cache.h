@@ -14,7 +14,7 @@
 #ifndef MOA_CUDA_CACHE_H
 #define MOA_CUDA_CACHE_H
 
-#include "moa-cuda.h"
+#include "moa/cuda.h"
 
 #ifdef __cplusplus
 extern "C" {

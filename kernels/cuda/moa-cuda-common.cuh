@@ -1,6 +1,7 @@
-/* moa-cuda-common.cuh - helpers shared by the CUDA kernels and the host: the mask (mask.h), tile
- * indexing, the online-softmax update, distance bins, ring-slot mapping, influence formulas,
- * f16/bf16 conversion and ggml block decoding (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K).
+/* moa-cuda-common.cuh - internal to kernels/ (cuda/, cpu/ops.c) and its tests: helpers shared
+ * by the CUDA kernels and the host: the mask (mask.h), tile indexing, the online-softmax
+ * update, distance bins, ring-slot mapping, influence formulas, f16/bf16 conversion and ggml
+ * block decoding (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K).
  *
  * Compiles three ways: under nvcc every function is __host__ __device__; as plain C11 or C++
  * (no CUDA toolkit needed) they are static inline host functions.
@@ -352,7 +353,7 @@ MOA_HD float moa_cu_kv_value(int t, const uint8_t *row, int d) {
     return moa_cu_q8_0_value(row + 34 * (size_t)(d >> 5), d & 31);
 }
 
-/* ---- RoPE (kernels/cpu/rope.h) ------------------------------------------------------------ */
+/* ---- RoPE (moa/rope.h) ------------------------------------------------------------ */
 /* Element d of a head vector rotated by theta_i = pos * inv_freq_i, given its pair (x0, x1):
  * y[first] = x0 c - x1 s,  y[second] = x0 s + x1 c (`odd`: d is the pair's second element),
  * with c, s = cos, sin(theta) taken in double and rounded to float (as the CPU tables are). */

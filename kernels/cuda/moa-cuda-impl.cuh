@@ -12,7 +12,7 @@
 #include <cublas_v2.h>
 #endif
 
-#include "moa-cuda.h"
+#include "moa/cuda.h"
 #include "moa-cuda-common.cuh"
 
 /* A static shared-memory array of a kernel: MOA_CU_SHARED(float, red, [4][64]). On the device,
@@ -25,7 +25,7 @@
 #define MOA_CU_SHARED(type, name, dims) __shared__ type name dims
 #endif
 extern "C" {
-#include "moa-common.h"
+#include "moa/common.h"
 }
 
 struct moa_cuda_ctx {

@@ -1,6 +1,6 @@
 /* train.cu - the non-attention ops of the profiler's backward pass on the device: RMSNorm
  * backward, SwiGLU out of place and its backward, softmax cross-entropy with its gradient
- * over the response rows. CPU references: kernels/cpu/ops.h (moa_rmsnorm_bwd_add_rows,
+ * over the response rows. CPU references: moa/ops.h (moa_rmsnorm_bwd_add_rows,
  * moa_silu_mul_to, moa_swiglu_bwd through moa_cu_swiglu_bwd, moa_xent_grad_rows). */
 #include "moa-cuda-impl.cuh"
 

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "moa/calib.h"
-#include "moa-common.h"
+#include "moa/common.h"
 #include "test.h"
 
 /* The fixed small word list: 3 entries are filtered out (capital, too short, apostrophe). */

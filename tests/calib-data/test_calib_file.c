@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "moa/calib.h"
-#include "moa-common.h"
+#include "moa/common.h"
 #include "test.h"
 
 #define TMP(name) MOA_TEST_TMPDIR "/" name

@@ -11,7 +11,7 @@
 
 #include "moa/calib.h"
 #include "moa/model.h"
-#include "moa-common.h"
+#include "moa/common.h"
 #include "test.h"
 
 /* The real wiring (calib-data/model-io.c, also used by `moa calib`). */

@@ -4,15 +4,15 @@
  * no file left behind). Valid files come from the libraries' own writers and are then broken
  * (bytes cut, an HDF5 attribute or dataset replaced, one byte of an HDF5 header changed, a
  * JSON field changed). profile/crash-*.h5 and calib/crash-*.h5 crash libhdf5 itself (see
- * attr_type_size): the HDF5 guard (common/h5guard.h) must turn them into a clean failure.
+ * attr_type_size): the HDF5 guard (moa/h5guard.h) must turn them into a clean failure.
  * evallog: *.jsonl are whole logs (bad headers); *.rows are sample rows that test_cli appends
  * to the header of a log the model has just written (the header records the model).
  * results: LongEval results files for `moa plan annotate` (a plan of model "aa..a").
  * Usage: make_hostile CORPUS_DIR   (regenerate with: build/tests/cli/make_hostile tests/cli/hostile) */
 #include "moa/calib.h"
-#include "h5util.h"
-#include "moa-common.h"
-#include "profile-file.h"
+#include "moa/h5util.h"
+#include "moa/common.h"
+#include "moa/profile-file.h"
 #include "tiny-calib.h"
 
 #include <stdint.h>

@@ -12,10 +12,10 @@
  * committed corpus of tests/cli/hostile (make_hostile.c) is run too: every file refused, those
  * that crash libhdf5 itself (crash-*.h5) included. */
 #include "moa/calib.h"
-#include "h5util.h"
-#include "moa-common.h"
+#include "moa/h5util.h"
+#include "moa/common.h"
 #include "moa/optimizer.h"
-#include "profile-file.h"
+#include "moa/profile-file.h"
 #include "test.h"
 #include "test-proc.h"
 #include "tiny-calib.h"

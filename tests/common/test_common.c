@@ -1,5 +1,5 @@
 /* test_common.c - sha256 against FIPS vectors, atomic files, list parsing, errors. */
-#include "moa-common.h"
+#include "moa/common.h"
 #include "test.h"
 
 #include <stdint.h>

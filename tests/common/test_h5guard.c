@@ -1,4 +1,4 @@
-/* test_h5guard.c - the child-process guard of the HDF5 readers (common/h5guard.h):
+/* test_h5guard.c - the child-process guard of the HDF5 readers (moa/h5guard.h):
  *   - every verdict from readers that pass, refuse, crash, abort, spin, block, run out of
  *     memory or change the file, with the message naming the file;
  *   - the real readers (moa_profile_load, moa_calib_read) on a valid file (control: it loads)
@@ -8,10 +8,10 @@
  *     for the command line. Each is read or
  *     refused, this process never crashes, and no file is left behind. */
 #include "moa/calib.h"
-#include "h5guard.h"
-#include "h5util.h"
-#include "moa-common.h"
-#include "profile-file.h"
+#include "moa/h5guard.h"
+#include "moa/h5util.h"
+#include "moa/common.h"
+#include "moa/profile-file.h"
 #include "test.h"
 #include "tiny-calib.h"
 

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "moa/eval.h"
-#include "moa-common.h"
+#include "moa/common.h"
 #include "test.h"
 
 static char *tmp_path(const char *name) {

@@ -9,7 +9,7 @@
 
 #include "moa/eval.h"
 #include "moa/model.h"
-#include "moa-common.h"
+#include "moa/common.h"
 #include "test.h"
 
 static char *tmp_path(const char *name) {

@@ -9,7 +9,7 @@
 
 #include "moa/calib.h"
 #include "moa/model.h"
-#include "moa-common.h"
+#include "moa/common.h"
 #include "test.h"
 
 static moa_model *M;

@@ -36,8 +36,8 @@
 #include <unistd.h>
 
 #include "fuzz_h5.h"
-#include "h5guard.h"
-#include "moa-common.h"
+#include "moa/h5guard.h"
+#include "moa/common.h"
 
 /* An allocation beyond the address-space limit returns NULL, as glibc's malloc does in moa,
  * instead of ending the process with an ASan report. */

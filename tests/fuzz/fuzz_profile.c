@@ -6,7 +6,7 @@
  * whose crash inputs tests/fuzz/triage.sh classifies (docs/fuzzing.md). */
 #define _GNU_SOURCE   /* dladdr (fuzz_guard.h) */
 #include "fuzz_guard.h"
-#include "profile-file.h"
+#include "moa/profile-file.h"
 
 #include <math.h>
 #include <stdint.h>

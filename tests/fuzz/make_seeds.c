@@ -8,8 +8,8 @@
 #include "moa/calib.h"
 #include "moa/eval.h"
 #include "fuzz_evallog.h"
-#include "moa-common.h"
-#include "profile-file.h"
+#include "moa/common.h"
+#include "moa/profile-file.h"
 #include "tiny-calib.h"
 
 #include <stdio.h>

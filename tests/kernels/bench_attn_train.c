@@ -15,7 +15,7 @@
  * next to the same figure for sgemm: their ratio is the kernels' efficiency per busy core. The sgemm
  * line is OpenBLAS on 2048^3 with the same threads: the machine's practical peak.
  * Markdown table on stdout, progress on stderr. */
-#include "attn-train.h"
+#include "moa/attn-train.h"
 
 #include <cblas.h>
 #include <math.h>

@@ -1,10 +1,10 @@
-/* test_attn_train.c - profiler attention kernels (kernels/cpu/attn-train.h): the fused tiled
+/* test_attn_train.c - profiler attention kernels (moa/attn-train.h): the fused tiled
  * forward/backward against the double-precision references on odd shapes and every ISA;
  * gradients against central finite differences of L = sum(O * R); the influence E against its
  * formula and against the exact loss change of masking one entry; fused histograms against
  * histograms binned from the explicit E; the "window loss == histogram suffix sum" identity. */
-#include "attn-train.h"
-#include "moa-common.h"
+#include "moa/attn-train.h"
+#include "moa/common.h"
 #include "test.h"
 
 #include <math.h>

@@ -20,15 +20,15 @@
  * and rotates bitwise as the plain one.
  */
 #include "test.h"
-#include "moa-backend.h"
-#include "moa-common.h"
-#include "quant.h"   /* moa_weight: the CPU backend's weight handle */
+#include "moa/backend.h"
+#include "moa/common.h"
+#include "moa/quant.h"   /* moa_weight: the CPU backend's weight handle */
 
 #include <stddef.h>
 #include <stdint.h>
 
 #if defined(MOA_HAVE_CUDA) || defined(MOA_CUDA_EMU)
-#include "moa-cuda.h"
+#include "moa/cuda.h"
 #define HAVE_CUDA_BACKEND 1
 #endif
 
@@ -517,7 +517,7 @@ static uint8_t *q8_matrix(int64_t rows, int64_t cols, double *val) {
     return raw;
 }
 
-/* A weight as the backend's handle (moa-backend.h, matmul). variant 0: CPU quantised rows only
+/* A weight as the backend's handle (moa/backend.h, matmul). variant 0: CPU quantised rows only
  * (int8 / quantised kernels, batched int8 or BLAS on panels); 1: CPU with an f32 copy (sgemm
  * for batches); 2: CPU exact_f32 (sgemm at any n: the profiler's); on CUDA 0: f16, 1: bf16,
  * 2: f32 device copies. */

@@ -8,10 +8,10 @@
  * gguf-py evaluates the same float32 expressions ((d*sc)*q - dmin*m, (d*sc)*q, q*d, q*d + m)
  * one rounded operation at a time, and quant*.c are compiled with -ffp-contract=off, so no FMA
  * can round differently (a build that contracted would differ by 1 ulp on Q4_K/Q5_K/Q4_1/Q5_1). */
-#include "quant.h"
+#include "moa/quant.h"
 #include "quant-impl.h"
 #include "moa/model.h"
-#include "moa-common.h"
+#include "moa/common.h"
 #include "test.h"
 
 #include <jansson.h>

@@ -1,11 +1,11 @@
-/* test_ops.c - the forward pass's row operations (kernels/cpu/ops.h) against plain double
+/* test_ops.c - the forward pass's row operations (moa/ops.h) against plain double
  * computations: RMSNorm (relative error <= 1e-6: f32 rounding of the scale and products),
  * SiLU product on both the AVX-512 and the portable path (forced with moa_cpu_force_avx2)
  * over [-100, 100] including the saturated tails (|err| <= 1e-6 |g u| + 1e-30: the exp
  * polynomial is good to ~1e-7 relative), odd lengths (vector tails) and the threaded size;
  * adds exact. A control: a SiLU missing its u factor must fail the same check. */
-#include "ops.h"
-#include "quant.h"
+#include "moa/ops.h"
+#include "moa/quant.h"
 #include "test.h"
 
 static uint64_t rng = 0x243f6a8885a308d3ull;

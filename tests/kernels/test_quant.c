@@ -1,8 +1,8 @@
 /* test_quant.c - dequantisation of hand-built blocks against values written out from the
  * format definitions (element by element), half-precision conversions at known bit
  * patterns, and the SIMD matrix-vector kernels against the reference on odd shapes. */
-#include "quant.h"
-#include "moa-common.h"
+#include "moa/quant.h"
+#include "moa/common.h"
 #include "test.h"
 
 static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }

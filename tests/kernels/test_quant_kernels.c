@@ -24,9 +24,9 @@
  *   - moa_matmul_q_batch: several panels and the small-batch fallback, same bound scaled by
  *     sgemm's accumulation (5e-6).
  * Random weights have finite f16 scales at each type's scale offsets. */
-#include "quant.h"
+#include "moa/quant.h"
 #include "quant-impl.h"
-#include "moa-common.h"
+#include "moa/common.h"
 #include "test.h"
 
 #include <stdint.h>

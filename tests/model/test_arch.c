@@ -6,7 +6,7 @@
  * missing biases are refused with the names in the message. */
 #include "moa/model.h"
 #include "arch.h"   /* moa_arch_find (internal to model/) */
-#include "moa-common.h"
+#include "moa/common.h"
 #include "test.h"
 #include "tiny_load.h"
 

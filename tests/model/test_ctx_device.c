@@ -4,7 +4,7 @@
  * device), AUTO falling back to the CPU there, unknown values refused. The CUDA forward
  * itself is tested in tests/model/test_engine_cuda.c. */
 #include "moa/model.h"
-#include "moa-common.h"
+#include "moa/common.h"
 #include "test.h"
 #include "tiny_model.h"
 

@@ -27,7 +27,7 @@
  * reference forward of the f16-valued weights (independent of model/ and kernels/). */
 #include "moa/model.h"
 #include "weights-cuda.h"   /* the model's shared device weights (internal to model/) */
-#include "moa-common.h"
+#include "moa/common.h"
 #include "test.h"
 #include "tiny_model.h"
 

@@ -10,7 +10,7 @@
  * does; prefill and decode) are bounded by llama.cpp's own distance from the float64 oracle
  * on the same prompts (tests/fixtures/logits-golden-llamacpp.json): int8_paths_like_llamacpp. */
 #include "moa/model.h"
-#include "moa-common.h"
+#include "moa/common.h"
 #include "test.h"
 
 #include <jansson.h>

@@ -3,7 +3,7 @@
  * overlaps, and wrong shapes for the llama architecture. Nothing may crash; every error
  * names what is wrong. */
 #include "moa/model.h"
-#include "moa-common.h"
+#include "moa/common.h"
 #include "test.h"
 #include "gguf_builder.h"
 

@@ -7,8 +7,8 @@
  *     cache's logits do not depend on the setting (smoothing is applied to q8_0 only). */
 #include "moa/model.h"
 #include "key-smooth.h"
-#include "moa-common.h"
-#include "rope.h"
+#include "moa/common.h"
+#include "moa/rope.h"
 #include "test.h"
 #include "tiny_load.h"
 

@@ -24,7 +24,7 @@
 #include <string.h>
 
 #include "moa/model.h"
-#include "moa-common.h"
+#include "moa/common.h"
 #include "test.h"
 
 typedef struct {

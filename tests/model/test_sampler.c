@@ -3,7 +3,7 @@
  * errors); top-k never leaves the k largest logits and renormalises over them; top-p keeps
  * the smallest prefix reaching p. */
 #include "moa/model.h"
-#include "moa-common.h"
+#include "moa/common.h"
 #include "test.h"
 
 enum { V = 50 };

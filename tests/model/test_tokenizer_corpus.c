@@ -14,7 +14,7 @@
 #include <time.h>
 
 #include "moa/model.h"
-#include "moa-common.h"   /* moa_read_file */
+#include "moa/common.h"   /* moa_read_file */
 
 typedef struct {
     char tag[32];

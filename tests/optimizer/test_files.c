@@ -2,8 +2,8 @@
  * field-naming errors, uniform plans, profile accumulation and merge, plan from a solve. */
 #include <math.h>
 #include "test.h"
-#include "h5util.h"
-#include "moa-common.h"
+#include "moa/h5util.h"
+#include "moa/common.h"
 #include "moa/optimizer.h"
 #include "plan-internal.h"
 #include "span.h"

@@ -1,7 +1,7 @@
 /* test_h5util.c - HDF5 attribute/dataset helpers: round trips and named errors. */
 #include "test.h"
-#include "h5util.h"
-#include "moa-common.h"
+#include "moa/h5util.h"
+#include "moa/common.h"
 
 static const char *path = MOA_TEST_TMPDIR "/h5util.h5";
 

@@ -2,7 +2,7 @@
  * brute-force enumeration, infeasible budgets, planted head types, gap vs bound. */
 #include <math.h>
 #include "test.h"
-#include "moa-common.h"
+#include "moa/common.h"
 #include "moa/optimizer.h"
 #include "span.h"
 

@@ -5,7 +5,7 @@
  * for a 100-token answer; explicit settings kept. */
 #include "moa/pipeline.h"
 #include "moa/model.h"
-#include "moa-common.h"
+#include "moa/common.h"
 #include "test.h"
 #include "../model/tiny_load.h"
 

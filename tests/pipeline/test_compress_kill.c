@@ -18,7 +18,7 @@
  * provenance.time_s (the solver's wall time, a measurement of the run: a re-optimised plan
  * differs there only) and, where the plan results record it, that plan file's sha256. */
 #include "moa/eval.h"
-#include "moa-common.h"
+#include "moa/common.h"
 #include "moa/runtime.h"
 #include "test.h"
 #include "test-proc.h"

@@ -5,7 +5,7 @@
  * then rerun with the same command. The resumed run must reuse the finished calibration,
  * finish the profile from its checkpoint (byte-identical profile) and end with the same
  * plan: every unit's kind, alpha and beta, and the same sink and block. */
-#include "moa-common.h"
+#include "moa/common.h"
 #include "moa/runtime.h"
 #include "test.h"
 #include "test-proc.h"

@@ -10,8 +10,8 @@
  *   4. the same settings with validation on: killed once the first validation log exists,
  *      the plan must not be at -o yet (issue 16 case 9). */
 #include "moa/calib.h"
-#include "moa-common.h"
-#include "profile-file.h"
+#include "moa/common.h"
+#include "moa/profile-file.h"
 #include "test.h"
 #include "test-proc.h"
 

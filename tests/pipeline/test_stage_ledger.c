@@ -4,7 +4,7 @@
  * crash: the unit tests also run under ASan + UBSan). Times are checked against lower bounds
  * from sleeps and against the values the files were given, never against speed. */
 #include "stage-ledger.h"
-#include "moa-common.h"
+#include "moa/common.h"
 #include "test.h"
 
 #include <stdio.h>

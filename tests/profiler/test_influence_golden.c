@@ -17,7 +17,7 @@
  * (rb + 1) must fail the aggregate tolerance by far (it shows the check has teeth).
  */
 #include "moa/profiler.h"
-#include "moa-common.h"
+#include "moa/common.h"
 #include "test.h"
 
 #include <jansson.h>

@@ -3,7 +3,7 @@
  * random model written as a GGUF file and a calibration file built in the test. */
 #include "moa/calib.h"
 #include "moa/model.h"
-#include "moa-common.h"
+#include "moa/common.h"
 #include "test.h"
 #include "test-proc.h"
 #include "../model/tiny_model.h"

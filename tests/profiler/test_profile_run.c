@@ -3,8 +3,8 @@
  * and bytes); two shards merged equal the full run; mismatched inputs are refused. */
 #include "moa/profiler.h"
 #include "moa/calib.h"
-#include "profile-file.h"
-#include "moa-common.h"
+#include "moa/profile-file.h"
+#include "moa/common.h"
 #include "test.h"
 #include "../model/tiny_model.h"
 

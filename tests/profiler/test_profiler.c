@@ -5,7 +5,7 @@
  * Run for both architectures of the tiny model: llama, and qwen2 (q/k/v biases, NEOX RoPE,
  * separate output matrix). */
 #include "moa/profiler.h"
-#include "moa-common.h"
+#include "moa/common.h"
 #include "test.h"
 #include "tiny-profiler.h"
 

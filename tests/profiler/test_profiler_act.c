@@ -5,7 +5,7 @@
  * and embedding gradient; also across samples of different lengths on one profiler (the store
  * is laid out per sample length), and the budget's environment default. */
 #include "moa/profiler.h"
-#include "moa-common.h"
+#include "moa/common.h"
 #include "test.h"
 #include "tiny-profiler.h"
 

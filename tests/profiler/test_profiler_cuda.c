@@ -29,7 +29,7 @@
 #include "moa/profiler.h"
 #include "moa/model.h"
 #include "weights-cuda.h"   /* the model's shared device weights (internal to model/, profiler/) */
-#include "moa-common.h"
+#include "moa/common.h"
 #include "test.h"
 #include "tiny-profiler.h"
 

@@ -5,7 +5,7 @@
 #define MOA_TEST_TINY_PROFILER_H
 
 #include "moa/model.h"
-#include "moa-common.h"
+#include "moa/common.h"
 #include "../model/tiny_model.h"
 
 #include <stdio.h>

@@ -16,9 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "attn.h"
+#include "moa/attn.h"
 #include "cache.h"
-#include "moa-common.h"
+#include "moa/common.h"
 #include "moa/runtime.h"
 
 #define N_LAYER 30

@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "attn.h"            /* kernels/cpu: moa_attn_isa_set */
+#include "moa/attn.h"        /* kernels/cpu: moa_attn_isa_set */
 #include "moa/runtime.h"
 #include "plan-internal.h"   /* building a q-head plan in memory */
-#include "quant.h"           /* kernels/cpu: the GGUF Q8_0 dequantiser */
+#include "moa/quant.h"       /* kernels/cpu: the GGUF Q8_0 dequantiser */
 #include "test.h"
 
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;

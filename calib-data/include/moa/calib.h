@@ -17,7 +17,7 @@
  * functions are thread-safe on distinct objects, and word lists, corpora and task specs are
  * immutable after creation and may be shared between threads; except that the calib.h5
  * reader and writer (and moa_calib_build, which writes one) use HDF5, which the Debian build
- * does not make thread-safe (common/h5util.h): call them from one thread at a time in the
+ * does not make thread-safe (moa/h5util.h): call them from one thread at a time in the
  * process. moa_calib_read also forks a child (h5guard.h).
  */
 #ifndef MOA_CALIB_H

@@ -17,8 +17,8 @@
 #include <stdint.h>
 #include "moa/base.h"
 #include "moa/runtime.h"
-#include "quant.h"         /* kernels/cpu: moa_ggml_type and block sizes, moa_qpack */
-#include "moa-backend.h"   /* kernels/ (plain C): moa_device_kind */
+#include "moa/quant.h"     /* kernels/: moa_ggml_type and block sizes, moa_qpack */
+#include "moa/backend.h"   /* kernels/ (plain C): moa_device_kind */
 
 #ifdef __cplusplus
 extern "C" {
@@ -135,7 +135,7 @@ typedef struct {
 } moa_llama_hparams;
 
 /* moa_weight (a matrix of the model: quantised rows, optional f32 copy, int8 pack, bias) and
- * its products moa_weight_matmul / _multi / moa_weight_add_bias: kernels/cpu/quant.h. */
+ * its products moa_weight_matmul / _multi / moa_weight_add_bias: moa/quant.h. */
 
 typedef struct {
     float *attn_norm;      /* [n_embd] */
@@ -387,7 +387,7 @@ moa_status moa_chat_render(const moa_tokenizer *t, const moa_chat_msg *msgs, int
  * sequential run in a one-off check, the tests do not cover it). The forward pass uses
  * OpenMP inside (OMP_NUM_THREADS / omp_set_num_threads). On CUDA, with several GPUs, call a
  * context from a thread whose current device is its device (the creating thread, or after
- * cudaSetDevice: moa-cuda.h). */
+ * cudaSetDevice: moa/cuda.h). */
 
 typedef struct {
     int32_t n_ctx;     /* planned context in tokens (0: the model's training context); a

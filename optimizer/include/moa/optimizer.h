@@ -25,7 +25,7 @@
 #include <stdint.h>
 #include "moa/base.h"
 #include "moa/runtime.h"
-#include "profile-file.h"
+#include "moa/profile-file.h"
 
 #define MOA_OPT_MAX_LENGTHS 32
 #define MOA_OPT_MAX_RULES 1024

@@ -15,7 +15,7 @@
  *
  * Threading: a job is process-wide work. Its optimisation stage calls moa_opt_init (GLPK's
  * hooks, moa/optimizer.h: from the main thread), its stages read and write HDF5 files (not
- * thread-safe in the Debian build, common/h5util.h), and it uses OpenMP and BLAS inside: run
+ * thread-safe in the Debian build, moa/h5util.h), and it uses OpenMP and BLAS inside: run
  * one job at a time in a process, from the main thread, and one job per work directory at a
  * time (nothing locks it). The callbacks (progress, stage) run on the calling thread. */
 #ifndef MOA_PIPELINE_H

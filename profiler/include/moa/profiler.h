@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "moa/model.h"
-#include "moa-backend.h"   /* moa_device_kind (plain C; kernels/) */
+#include "moa/backend.h"   /* moa_device_kind (plain C; kernels/) */
 
 #ifdef __cplusplus
 extern "C" {
@@ -22,7 +22,7 @@ extern "C" {
  * response loss (mean cross-entropy over the response tokens only), and a backward pass for
  * activation gradients only (no weight gradients), recomputing from its saved input each
  * layer whose activations were not kept, with the fused attention backward accumulating the
- * influence histograms (kernels/cpu/attn-train.h). See docs/profiler.md.
+ * influence histograms (moa/attn-train.h). See docs/profiler.md.
  *
  * A moa_profiler holds the scratch for samples of up to n_max tokens for one model; it
  * belongs to one thread at a time (its kernels use OpenMP internally). It runs on the CPU
@@ -117,7 +117,7 @@ moa_status moa_profiler_sample_embd(moa_profiler *p, const float *x0, const int3
  * output; and the shard merge.
  *
  * Threading: both calls read and write HDF5 files (calib.h5, profiles, checkpoints), and the
- * Debian libhdf5 is not thread-safe (common/h5util.h): call them from one thread at a time
+ * Debian libhdf5 is not thread-safe (moa/h5util.h): call them from one thread at a time
  * in the process, not concurrently with other HDF5 users; the calibration file is read in a
  * forked child first (h5guard.h). One run per output (and checkpoint) path at a time: the
  * files are not locked. */

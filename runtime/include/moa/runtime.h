@@ -254,7 +254,7 @@ typedef struct {
     /* CUDA: NULL (default): the cache opens its own context on device_index and owns it
      * (freed with the cache); every call then waits for its kernels, so out is complete when
      * the call returns, and q/k/v must be complete before it (synchronise your stream first).
-     * Non-NULL: the toolkit's engine lends its context (kernels/cuda/moa-cuda.h; it must
+     * Non-NULL: the toolkit's engine lends its context (moa/cuda.h; it must
      * outlive the cache, device_index is ignored); calls are queued on that context's stream
      * in order with the lender's own work and do not wait. CPU: must be NULL. */
     struct moa_cuda_ctx *device_ctx;

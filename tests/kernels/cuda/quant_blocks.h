@@ -11,7 +11,7 @@
 #ifndef MOA_TEST_QUANT_BLOCKS_H
 #define MOA_TEST_QUANT_BLOCKS_H
 
-#include "quant.h"
+#include "moa/quant.h"
 
 #include <stdint.h>
 #include <string.h>

@@ -1,14 +1,14 @@
 /* test_cuda_common.c - the CUDA kernels' shared helpers (kernels/cuda/moa-cuda-common.cuh,
  * __host__ __device__ under nvcc, plain static inline C here) and the device choice
- * (kernels/moa-backend.h), checked on the CPU against the CPU references: quant.c (f16/bf16, block
+ * (moa/backend.h), checked on the CPU against the CPU references: quant.c (f16/bf16, block
  * decoding), attn.c's KV storage rows (stored bytes and widened values), the one mask, runtime/cache.c's slot policy, attn-train's influence histograms
  * (moa_attn_bwd_influence_ref) and a direct softmax. Needs no CUDA toolkit. */
 #include "moa-cuda-common.cuh"
-#include "moa-backend.h"
-#include "attn.h"
-#include "attn-train.h"
-#include "quant.h"
-#include "rope.h"
+#include "moa/backend.h"
+#include "moa/attn.h"
+#include "moa/attn-train.h"
+#include "moa/quant.h"
+#include "moa/rope.h"
 #include "test.h"
 #include "quant_blocks.h"
 

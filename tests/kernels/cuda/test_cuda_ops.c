@@ -6,11 +6,11 @@
  * SwiGLU (restated here in double), moa_attn_fwd_lse_ref / moa_attn_bwd_influence (attn-train),
  * and the CPU runtime itself (moa_cache_create_layout + moa_attn_prefill / moa_attn_decode)
  * for the device cache. */
-#include "moa-cuda.h"
+#include "moa/cuda.h"
 #include "moa-cuda-cache.h"   /* the device cache itself (internal), beside the runtime API */
 #include "moa/runtime.h"
 #include "cache.h"   /* runtime/ (internal): the CPU cache's stored rows, to compare bytes */
-#include "rope.h"
+#include "moa/rope.h"
 #include "test.h"
 
 #include <stdint.h>

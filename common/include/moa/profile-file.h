@@ -1,4 +1,5 @@
-/* profile-file.h - moa-profile v1 (HDF5): attention influence per (layer, head, distance bin)
+/* moa/profile-file.h - public header of moa_h5 (common/; with moa/h5util.h and
+ * moa/h5guard.h): moa-profile v1 (HDF5): attention influence per (layer, head, distance bin)
  * for each length bucket; in-memory type, sample accumulation, weighted merge, reader with
  * full validation and atomic writer. Format in docs/formats.md, "## profile.h5".
  *

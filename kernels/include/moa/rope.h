@@ -1,10 +1,14 @@
-/* rope.h - rotary position embedding. Pair i < rope_dim/2 of each head is rotated by
- * theta_i = pos * base^(-2i/rope_dim):
+/* moa/rope.h - public header of moa_kernels (kernels/; op family of kernels/cpu/rope.c; the
+ * device interface is moa/backend.h): rotary position embedding. Pair i < rope_dim/2 of each
+ * head is rotated by theta_i = pos * base^(-2i/rope_dim):
  *   normal pairing (GGUF llama): the adjacent pair (x[2i], x[2i+1]);
  *   NEOX pairing (qwen2, GPT-NeoX): the halves (x[i], x[i + rope_dim/2]).
  * Dims past rope_dim are copied unchanged. The inverse rotation (-theta) is the transpose,
  * used by backward passes. The one RoPE of the project: the runtime's caches and the
- * profiler both use it. */
+ * profiler both use it.
+ * Ownership: a moa_rope_table owns its cos/sin arrays (moa_rope_table_free). Threading: an
+ * initialised table is read-only and may be shared by any number of threads; a rotation of
+ * many rows opens its own OpenMP region (call it from one thread per output). */
 #ifndef MOA_ROPE_H
 #define MOA_ROPE_H
 

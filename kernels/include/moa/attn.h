@@ -1,11 +1,14 @@
-/* attn.h - CPU attention kernels: banded causal softmax attention with sinks (prefill and
- * decode are the same kernel) and Lightning-Attention-2 style causal linear attention.
+/* moa/attn.h - public header of moa_kernels (kernels/; op family of kernels/cpu/attn*.c, the
+ * runtime's attention; the device interface is moa/backend.h): CPU attention kernels: banded
+ * causal softmax attention with sinks (prefill and decode are the same kernel) and
+ * Lightning-Attention-2 style causal linear attention.
  *
  * Every kernel has a plain C reference (`*_ref`, the source of truth) and SIMD versions
  * (`*_avx2`, `*_avx512`, compiled with those ISA flags); the unsuffixed name dispatches to the
  * best version the CPU supports (or the one forced with moa_attn_isa_set). Kernels are
  * single-threaded and never fail: callers validate shapes and parallelise over
- * (sequence, KV head, query tile).
+ * (sequence, KV head, query tile). Ownership: the caller owns every buffer; nothing is kept
+ * past the call. Threading: reentrant on distinct outputs; moa_attn_isa_set is process-wide.
  *
  * The one mask (architecture.md, "One span definition"): query position i attends key
  * position j iff  j <= i  and  (j < sink  or  i - j < window).
@@ -13,7 +16,6 @@
 #ifndef MOA_KERNELS_ATTN_H
 #define MOA_KERNELS_ATTN_H
 
-#include "mask.h"   /* moa_mask_visible: the mask below, written once */
 #include <stddef.h>
 #include <stdint.h>
 

@@ -1,4 +1,6 @@
-/* h5guard.h - reading an untrusted HDF5 file without letting libhdf5 crash or hang the process.
+/* moa/h5guard.h - public header of moa_h5 (common/; with moa/h5util.h and
+ * moa/profile-file.h): reading an untrusted HDF5 file without letting libhdf5 crash or hang
+ * the process.
  *
  * libhdf5 (1.10) is not robust against hostile input: a crafted profile.h5 or calib.h5 can
  * make it read out of bounds, allocate gigabytes or loop (docs/fuzzing.md). moa_h5_guard runs

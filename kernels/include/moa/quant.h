@@ -1,11 +1,18 @@
-/* quant.h - ggml tensor types: block layouts, f16/bf16 conversion, dequantisation, and
- * matrix products with quantised weights: a streaming matrix-vector kernel for decode and a
- * batched product for prefill, each with int8 activations where the type and CPU allow it
- * (integer dot products on the weights' codes, f32 scales) and f32 activations otherwise
- * (moa_matmul_q_set_act(F32) forces those).
+/* moa/quant.h - public header of moa_kernels (kernels/; op family of kernels/cpu/quant*.c; the
+ * device interface is moa/backend.h): ggml tensor types: block layouts, f16/bf16 conversion,
+ * dequantisation, and matrix products with quantised weights: a streaming matrix-vector kernel
+ * for decode and a batched product for prefill, each with int8 activations where the type and
+ * CPU allow it (integer dot products on the weights' codes, f32 scales) and f32 activations
+ * otherwise (moa_matmul_q_set_act(F32) forces those).
  *
  * Layout: a weight W of ggml shape ne = [n_in, n_out] is n_out rows of n_in values; each row
  * is a sequence of blocks along n_in. y[o] = sum_i W[o][i] x[i].
+ *
+ * Ownership: the caller owns every input and output buffer; the kernels keep no pointer past
+ * the call, except a moa_qpack (its own repacked copy, freed with moa_qpack_free); a
+ * moa_weight is a view (its filler, model/, owns the rows, copies and pack it points at).
+ * Threading: as stated per function; the path-forcing setters are process-wide (main thread,
+ * while no kernel runs).
  */
 #ifndef MOA_QUANT_H
 #define MOA_QUANT_H
@@ -175,7 +182,7 @@ const char *moa_blas_coretype_hint(void);
 
 /* ---- a weight matrix and its products (weight.c) ------------------------------------------ */
 /* A matrix of a model (moa_model's weights, model/include/moa/model.h): n_out rows of n_in
- * values. The engine's CPU backend multiplies by it (kernels/moa-backend.h, matmul). */
+ * values. The engine's CPU backend multiplies by it (moa/backend.h, matmul). */
 typedef struct {
     moa_ggml_type type;
     const void *data;      /* quantised rows in the mmapped file: [n_out] rows of n_in */
@@ -185,7 +192,7 @@ typedef struct {
     float *bias;           /* [n_out] added to every product (q/k/v of qwen2), or NULL */
     int exact_f32;         /* appended: 1 = every product is one BLAS sgemm on the f32 copy,
                               at any n (no pack, int8 or quantised kernel): the profiler's
-                              handles (kernels/moa-backend.h, matmul); f32 must be set */
+                              handles (moa/backend.h, matmul); f32 must be set */
 } moa_weight;
 
 /* Products: x and y are caller-owned (y must not overlap x). Reentrant: the weight is only

@@ -1,7 +1,9 @@
-/* attn-train.h - attention kernels for the profiler (training-style passes on CPU):
- * the causal dense forward that also returns the row log-sum-exp, and the fused backward that
- * produces dQ, dK, dV and, in the same pass, accumulates the attention influence E into
- * per-head distance-bin histograms (architecture.md, "Influence (profiler)").
+/* moa/attn-train.h - public header of moa_kernels (kernels/; op family of
+ * kernels/cpu/attn-train*.c; the device interface is moa/backend.h): attention kernels for the
+ * profiler (training-style passes on CPU): the causal dense forward that also returns the row
+ * log-sum-exp, and the fused backward that produces dQ, dK, dV and, in the same pass,
+ * accumulates the attention influence E into per-head distance-bin histograms (architecture.md,
+ * "Influence (profiler)").
  *
  * Layouts (token-major, as the engine produces them), one sequence of n tokens:
  *   Q, O, dQ, dO   [n][n_head * hd]     head h at columns h*hd .. h*hd+hd-1

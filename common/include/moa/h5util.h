@@ -1,5 +1,8 @@
-/* h5util.h - small HDF5 helpers: scalar attributes (string, int64, float64) and whole
- * datasets, with errors that name the attribute or dataset and what was expected.
+/* moa/h5util.h - public header of moa_h5 (common/; with moa/h5guard.h and
+ * moa/profile-file.h, one header per source file): small HDF5 helpers: scalar attributes
+ * (string, int64, float64) and whole datasets, with errors that name the attribute or dataset
+ * and what was expected. Ownership: buffers returned are the caller's (free), as each
+ * function says; HDF5 handles passed in stay the caller's.
  *
  * Call moa_h5_init() once from the main thread before any other HDF5 use (it turns off
  * HDF5's automatic error stack printing; libraries never print). The helpers themselves are

@@ -1,6 +1,16 @@
-/* moa-common.h - internal helpers shared by every library: errors, logging, checked
- * allocation, atomic file output, timing, sha256, a stderr progress bar.
- * Not installed; the public subset is moa/base.h. */
+/* moa/common.h - public header of moa_common (common/), included as "moa/common.h" by every
+ * part: errors, logging, checked allocation, atomic file output, timing, sha256, a stderr
+ * progress bar. Not installed with libmoa: its public subset is moa/base.h (status codes, the
+ * thread's last error, the log callback), which this header includes.
+ *
+ * Ownership: allocating helpers return memory the caller frees (free, or moa_free_aligned for
+ * moa_alloc_aligned; moa_read_file's *data and moa_tmp_path_for's result with free); nothing
+ * keeps a pointer to its arguments past the call, except moa_atomic_file (its own FILE and
+ * paths until commit or abort) and moa_progress_bar (label and unit, for its life).
+ * Threading: error messages are per thread (moa_err sets the calling thread's
+ * moa_last_error()); the log sink is set once from the main thread (moa/base.h) and moa_log
+ * may then be called from any thread; the other functions are reentrant on distinct objects
+ * (a moa_sha256_ctx, moa_atomic_file or moa_progress_bar belongs to one thread at a time). */
 #ifndef MOA_COMMON_H
 #define MOA_COMMON_H
 

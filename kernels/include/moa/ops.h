@@ -1,7 +1,10 @@
-/* ops.h - elementwise and row operations of the forward pass (RMSNorm, SwiGLU's SiLU product,
- * residual adds) and of the profiler's backward (RMSNorm and SwiGLU backward, softmax
- * cross-entropy), vectorised and, for batches, spread over OpenMP threads. The CPU backend
- * (kernels/moa-backend.h) calls these; kernels/cuda has a twin of each. */
+/* moa/ops.h - public header of moa_kernels (kernels/; op family of kernels/cpu/ops*.c; the
+ * device interface is moa/backend.h): elementwise and row operations of the forward pass
+ * (RMSNorm, SwiGLU's SiLU product, residual adds) and of the profiler's backward (RMSNorm and
+ * SwiGLU backward, softmax cross-entropy), vectorised and, for batches, spread over OpenMP
+ * threads. The CPU backend (moa/backend.h) calls these; kernels/cuda has a twin of each.
+ * Ownership: the caller owns every buffer; nothing is kept past the call. Threading: call from
+ * one thread (batched ops open their own OpenMP region); reentrant on distinct outputs. */
 #ifndef MOA_OPS_H
 #define MOA_OPS_H
 #include <stdint.h>

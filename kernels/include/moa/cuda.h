@@ -1,4 +1,6 @@
-/* moa-cuda.h - the CUDA backend: C API (extern "C"), callable from C11.
+/* moa/cuda.h - public header of moa_cuda (kernels/cuda/, in builds with CUDA; the emulator's
+ * moa_cuda_emu in tests): the CUDA backend's C API (extern "C"), callable from C11. Its
+ * backend table is moa/backend.h's; the headers in kernels/cuda/ are internal.
  *
  * Every function returns a moa_status and sets moa_last_error() on failure: a missing device
  * or driver is MOA_ERR_DEVICE with a message, never a crash; CUDA and cuBLAS errors are mapped
@@ -13,10 +15,10 @@
  * whose current device it is (cudaSetDevice) when several GPUs are used.
  *
  * Layouts and semantics mirror the CPU references exactly:
- *   profiler attention      kernels/cpu/attn-train.h   (moa_attn_train_shape, moa_influence_acc)
+ *   profiler attention      moa/attn-train.h   (moa_attn_train_shape, moa_influence_acc)
  *   runtime attention       runtime/cache.c, runtime/attn.c (moa-cuda-cache.h, internal)
- *   dequantisation          kernels/cpu/quant.h (ggml block layouts)
- *   RMSNorm / RoPE / SwiGLU kernels/cpu/ops.h, kernels/cpu/rope.h (adjacent pairs or halves)
+ *   dequantisation          moa/quant.h (ggml block layouts)
+ *   RMSNorm / RoPE / SwiGLU moa/ops.h, moa/rope.h (adjacent pairs or halves)
  * No GPU was available where this was written: every op has a test comparing it with its
  * CPU reference (tests/kernels/cuda, ctest -L gpu) to run on a machine that has one; the
  * same test passes on a CPU emulator of the execution model (tests/kernels/cuda/emu,
@@ -28,13 +30,13 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "moa/base.h"
-#include "moa-backend.h"   /* kernels/: moa_device_kind, moa_backend */
+#include "moa/backend.h"   /* kernels/: moa_device_kind, moa_backend */
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-#include "attn-train.h"   /* C headers of kernels/cpu, without their own extern "C" */
-#include "quant.h"
+#include "moa/attn-train.h"   /* C headers of kernels/cpu, without their own extern "C" */
+#include "moa/quant.h"
 
 /* ===================================== device layer ===================================== */
 
@@ -61,7 +63,7 @@ moa_status moa_cuda_download(moa_cuda_ctx *ctx, void *host_dst, const void *src,
 moa_status moa_cuda_memset0(moa_cuda_ctx *ctx, void *p, size_t bytes);
 moa_status moa_cuda_copy(moa_cuda_ctx *ctx, void *dst, const void *src, size_t bytes);  /* device to device */
 
-/* The backend table over this context (kernels/moa-backend.h: every entry filled, each a
+/* The backend table over this context (moa/backend.h: every entry filled, each a
  * moa_cuda_* function below); valid while ctx lives. */
 moa_backend moa_cuda_backend(moa_cuda_ctx *ctx);
 
@@ -153,7 +155,7 @@ moa_status moa_cuda_key_smooth(moa_cuda_ctx *ctx, float *q, float *k, const floa
                                int n_head_kv, int hd);
 
 /* ============================ profiler backward (train.cu) ============================== */
-/* References: kernels/cpu/ops.h. All buffers device memory. */
+/* References: moa/ops.h. All buffers device memory. */
 
 /* dx += the RMSNorm backward of y = x r w for upstream dy, r = (mean(x^2) + eps)^-1/2:
  * dx += r w dy - x r^3 mean(x w dy), per row of d (x, dy, dx: [n][d]; w: [d]). */

@@ -1,6 +1,9 @@
-/* moa-backend.h - the one device interface of kernels/: the device choice behind
- * `--device cpu|cuda|auto` and the backend table (as ggml-backend: a small table of buffers and
- * ops). Plain C, in every build (no CUDA toolkit needed).
+/* moa/backend.h - public header of moa_kernels (kernels/), its entry point: the one device
+ * interface of kernels/ (the CPU op families the CPU backend runs are declared in the other
+ * headers of kernels/include/moa/, one per kernels/cpu source: quant.h, rope.h, attn.h,
+ * attn-train.h, ops.h): the device choice behind `--device cpu|cuda|auto` and the backend table
+ * (as ggml-backend: a small table of buffers and ops). Plain C, in every build (no CUDA toolkit
+ * needed).
  *
  * The choice is a pure function of the request and the number of CUDA devices found (0 in a
  * build without CUDA), unit-tested without a GPU (tests/kernels/cuda/test_cuda_common.c):
@@ -9,7 +12,7 @@
  *   auto -> CUDA if a device is present, else CPU (the caller logs which one it got)
  *
  * Backends: moa_backend_cpu() (below; kernels/cpu/backend-cpu.c) is always there and complete;
- * moa_cuda_backend(ctx) (kernels/cuda/moa-cuda.h) fills the same entries on a CUDA device.
+ * moa_cuda_backend(ctx) (moa/cuda.h) fills the same entries on a CUDA device.
  * Every backend fills every entry: tests/kernels/test_backend_ops.c runs every entry of every
  * backend against a plain C reference and fails on a NULL entry.
  *
@@ -24,7 +27,8 @@
  *   - returns MOA_OK or a negative moa_status with moa_last_error() set (bad arguments,
  *     device errors); sizes of 0 rows or values are a no-op.
  * Each op is written once per device: the CPU entries call the named kernels of kernels/cpu
- * (ops.h, rope.h, attn-train.h, quant.h), the CUDA entries the moa_cuda_* functions of the same name.
+ * (moa/ops.h, moa/rope.h, moa/attn-train.h, moa/quant.h), the CUDA entries the moa_cuda_*
+ * functions of the same name.
  *
  * The table is append-only: new entries go at the end (moa_cuda_backend and the CPU table
  * initialise the members in order), and test_backend_ops.c checks that its list of op tests
@@ -41,8 +45,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-#include "attn-train.h"   /* moa_attn_train_shape, moa_influence_acc (a C header) */
-#include "rope.h"         /* moa_rope_table (moa_backend_cpu_rope; a C header) */
+#include "moa/attn-train.h"   /* moa_attn_train_shape, moa_influence_acc (a C header) */
+#include "moa/rope.h"         /* moa_rope_table (moa_backend_cpu_rope; a C header) */
 
 /* Append-only. */
 typedef enum {
@@ -77,7 +81,7 @@ static inline moa_status moa_device_choose(moa_device_kind req, int n_cuda_devic
 }
 
 /* A token embedding table for the embed entry: n_vocab rows of d values of ggml type `type`
- * (kernels/cpu/quant.h's moa_ggml_type values). rows: the raw ggml rows in the backend's memory
+ * (moa/quant.h's moa_ggml_type values). rows: the raw ggml rows in the backend's memory
  * (the GGUF mapping for the CPU, a device copy for CUDA), or NULL when the backend cannot
  * dequantise the type (then host_rows is read on the host); host_rows: the same rows in host
  * memory. Owned by the caller (the model); the struct itself is host memory. */
@@ -108,7 +112,7 @@ typedef struct moa_backend {
     moa_status (*download)(void *ctx, void *dst, const void *src, size_t bytes);
     moa_status (*sync)(void *ctx);                          /* wait for all queued work */
 
-    /* ---- profiler attention (kernels/cpu/attn-train.h: same shapes and semantics) --------- */
+    /* ---- profiler attention (moa/attn-train.h: same shapes and semantics) --------- */
     /* O [n][n_head*hd], LSE [n_head][n] overwritten (causal dense softmax, row log-sum-exp).
      * The shape struct is host memory. CUDA: hd <= 256. */
     moa_status (*attn_fwd_lse)(void *ctx, const moa_attn_train_shape *s, const float *Q,
@@ -180,10 +184,10 @@ typedef struct moa_backend {
      * nw (1..8) weights w[0..nw) sharing n_in (q/k/v, gate/up; w and y are host arrays of
      * pointers), x [n][n_in], y_k [n][n_out_k] in backend memory, no y_k overlapping x. The
      * weights are backend handles, immutable and shared, prepared by the caller for this
-     * backend: CPU `const moa_weight *` (kernels/cpu/quant.h: moa_weight_matmul, or
+     * backend: CPU `const moa_weight *` (moa/quant.h: moa_weight_matmul, or
      * moa_weight_matmul_multi for nw > 1: the same kernels as calling them directly; a weight
      * with exact_f32 set is one BLAS sgemm on its f32 copy at any n: the profiler's);
-     * CUDA `const moa_cuda_weight *` (moa-cuda.h: x rounded once to the weights' element type
+     * CUDA `const moa_cuda_weight *` (moa/cuda.h: x rounded once to the weights' element type
      * in the context's workspace (f32 weights: read as is), then moa_cuda_matmul per weight,
      * f32 accumulation). */
     moa_status (*matmul)(void *ctx, const void *const *w, int nw, const float *x, int64_t n,
