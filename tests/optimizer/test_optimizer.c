@@ -381,6 +381,18 @@ TEST(infeasible_budget_names_smallest_density) {
 
 /* far_weight: the loss of every unit, rule and length, summed bin by bin from the profile
  * (no suffix sums), with the bins at distance >= N/4 counted W times. */
+static double weighted_mass(const moa_profile *prof, int j, int u, int upl, int64_t from, double w_far) {
+    const int64_t hpk = prof->n_head / prof->n_head_kv, N = prof->buckets[j].length;
+    const int l = u / upl, kv = u % upl;
+    double m = 0;
+    for (int64_t b = 0; b < prof->buckets[j].n_bins; b++) {
+        if (b * prof->block < from) continue;   /* inside the window: kept */
+        for (int64_t h = 0; h < hpk; h++)
+            m += (b * prof->block >= N / 4 ? w_far : 1) * moa_profile_hist_abs(prof, j, l, kv * hpk + h)[b];
+    }
+    return m;
+}
+
 TEST(far_weight_loss_by_hand) {
     moa_synth_params sp = moa_synth_default_params();
     sp.n_layer = 3;
@@ -393,31 +405,17 @@ TEST(far_weight_loss_by_hand) {
         par.far_weight = ws[wi];
         moa_opt_problem *pb;
         CHECK_OK(moa_opt_problem_from_profile(prof, &par, &pb));
-        const int64_t hpk = prof->n_head / prof->n_head_kv;
+        const int upl = pb->units_per_layer;
         for (int j = 0; j < pb->n_len; j++) {
-            const int64_t N = prof->buckets[j].length, nb = prof->buckets[j].n_bins;
+            const int64_t N = prof->buckets[j].length;
             double total = 0, worst = 0;
-            for (int u = 0; u < pb->n_units; u++)
-                for (int64_t b = 0; b < nb; b++)
-                    for (int64_t h = 0; h < hpk; h++) {
-                        int l = u / pb->units_per_layer, kv = u % pb->units_per_layer;
-                        double w = b * prof->block >= N / 4 ? ws[wi] : 1;
-                        total += w * moa_profile_hist_abs(prof, j, l, kv * hpk + h)[b];
-                    }
+            for (int u = 0; u < pb->n_units; u++) total += weighted_mass(prof, j, u, upl, 0, ws[wi]);
             CHECK_NEAR(pb->loss_scale[j], total, 1e-9 * total);
             for (int u = 0; u < pb->n_units; u++)
                 for (int r = 0; r < pb->n_rules; r++) {
                     int64_t W = moa_span_window(pb->rules[r].alpha, pb->rules[r].beta, N, prof->block);
-                    double want = 0;
-                    int l = u / pb->units_per_layer, kv = u % pb->units_per_layer;
-                    for (int64_t b = 0; b < nb; b++) {
-                        if (b * prof->block < W) continue;   /* inside the window: kept */
-                        double w = b * prof->block >= N / 4 ? ws[wi] : 1;
-                        for (int64_t h = 0; h < hpk; h++)
-                            want += w * moa_profile_hist_abs(prof, j, l, kv * hpk + h)[b];
-                    }
-                    double got = pb->loss[((size_t)j * pb->n_units + u) * pb->n_rules + r];
-                    double e = fabs(got - want / total);
+                    double want = weighted_mass(prof, j, u, upl, W, ws[wi]) / total;
+                    double e = fabs(pb->loss[((size_t)j * pb->n_units + u) * pb->n_rules + r] - want);
                     if (e > worst) worst = e;
                 }
             CHECK_MSG(worst < 1e-12, "far_weight %g, N=%lld: worst loss error %g", ws[wi], (long long)N, worst);
