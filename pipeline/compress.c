@@ -655,6 +655,8 @@ static void job_lengths(compress_job *j) {
     sb_printf(&j->rep, ".\n\n");
 }
 
+static void report_calib_answers(const char *path, sbuf *rep);
+
 /* 1. calibration: reused only when the file records exactly these build parameters */
 static moa_status stage_calibration(compress_job *j) {
     const moa_compress_params *p = &j->p;
@@ -675,7 +677,50 @@ static moa_status stage_calibration(compress_job *j) {
         sb_printf(&j->rep, "%s %d x %d%s", i ? "," : "", j->calib_n[i], p->calib_lengths[i],
                   p->calib_lengths[i] == j->validation ? " (validation)" : "");
     sb_printf(&j->rep, ".\n\n");
+    report_calib_answers(j->calib, &j->rep);
     return MOA_OK;
+}
+
+/* How many calibration prompts the dense model answered right, per task, in the report; a
+ * warning when fewer than half: the influence is then measured on answers that do not
+ * retrieve, and the plans keep too little far context (docs/results.md, "calibration on tasks
+ * the model can do"). */
+enum { CALIB_TASKS_MAX = 16 };
+static void report_calib_answers(const char *path, sbuf *rep) {
+    moa_calib_file *f = NULL;
+    if (moa_calib_read(path, &f) < 0) return;
+    const char *name[CALIB_TASKS_MAX];
+    int right[CALIB_TASKS_MAX] = {0}, scored[CALIB_TASKS_MAX] = {0}, n_task = 0, all_right = 0, all_scored = 0;
+    for (int64_t i = 0; i < f->n_samples; i++) {
+        const moa_calib_sample *s = &f->samples[i];
+        if (s->dense_correct < 0 || !s->task) continue;
+        int t = 0;
+        while (t < n_task && strcmp(name[t], s->task)) t++;
+        if (t == n_task) {
+            if (n_task == CALIB_TASKS_MAX) continue;
+            name[n_task++] = s->task;
+        }
+        scored[t]++;
+        right[t] += s->dense_correct == 1;
+    }
+    if (n_task > 0) {
+        sb_printf(rep, "Calibration answers the dense model got right:");
+        for (int t = 0; t < n_task; t++) {
+            sb_printf(rep, "%s %s %d of %d", t ? "," : "", name[t], right[t], scored[t]);
+            all_right += right[t];
+            all_scored += scored[t];
+        }
+        sb_printf(rep, ".\n\n");
+        if (2 * all_right < all_scored) {
+            sb_printf(rep, "**Warning**: the dense model answered only %d of %d calibration prompts right: the "
+                      "attention influence is measured mostly on answers that do not retrieve, which leaves "
+                      "long-range heads out of tight plans; calibrate on tasks this model can do "
+                      "(`--calib-tasks`, docs/results.md).\n\n", all_right, all_scored);
+            moa_log_warn("compress: the dense model answered only %d of %d calibration prompts right; consider "
+                         "--calib-tasks with tasks it can do (see the report)", all_right, all_scored);
+        }
+    }
+    moa_calib_file_free(f);
 }
 
 /* 2. profile: reused only when made from this very calibration file with these settings */
