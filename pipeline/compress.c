@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 
 moa_compress_params moa_compress_default_params(void) {
-    const moa_compress_params p = {.calib_tasks = "longdep,lines", .calib_samples = 12,
+    const moa_compress_params p = {.calib_tasks = "needle-multivalue,needle-multiquery", .calib_samples = 12,
                                    .validation_samples = 0, .calib_seed = 1, .calib_max_new = 64,
                                    .extrapolate = 2, .time_limit = 20, .pareto_grid = 5,
                                    .eval_samples = 1, .eval_task = "needle", .eval_seed = 2,

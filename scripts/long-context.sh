@@ -25,6 +25,8 @@
 #   MOA                    the moa binary (default build/cli/moa; copy it elsewhere before
 #                          rebuilding during a run)
 #   MOA_LC_DIR             default results/long-context
+#   MOA_LC_CALIB_TASKS     calibration tasks of a new directory (default
+#                          needle-multivalue,needle-multiquery; kept in DIR/calib-tasks)
 #   MOA_LC_LENGTHS         default 2048,4096,8192,16384,32000 (the dense ladder's lengths)
 #   MOA_LC_TASKS           default "needle lines needle-multikey"
 #   MOA_LC_SAMPLES         samples per position bin (default 1: 10 per cell)
@@ -45,10 +47,11 @@ SAMPLES="${MOA_LC_SAMPLES:-1}"
 # The dense ladder's settings (scripts/dense-ladder.sh: seed 0, 48 new tokens, f32 KV), so its
 # dense cells are this script's dense cells (copied, not rerun), and every method sees the
 # same prompts with the same exact KV storage (the plan's effect alone). The calibration uses
-# seed 1 and the tasks longdep,lines (compress's defaults, recorded in the published plans):
-# these prompts are unseen.
+# seed 1 and the tasks in $DIR/calib-tasks (written when the directory's plans are first
+# made: MOA_LC_CALIB_TASKS, default compress's default needle-multivalue,needle-multiquery;
+# results/long-context/qwen2.5-coder-0.5b was made with longdep,lines, the default until
+# 2026-12-07), passed to compress explicitly: the validation prompts are unseen.
 SEED=0
-CALIB_TASKS=longdep,lines
 CALIB_SEED=1
 MAX_NEW=48
 KV=f32
@@ -57,13 +60,19 @@ LADDER=results/dense-ladder
 MODEL=$(bash scripts/fetch-model.sh "$NAME")
 WORK="$DIR/work"
 mkdir -p "$DIR/cells"
+if [ -f "$DIR/calib-tasks" ]; then CALIB_TASKS=$(cat "$DIR/calib-tasks")
+else
+  CALIB_TASKS="${MOA_LC_CALIB_TASKS:-needle-multivalue,needle-multiquery}"
+  [ "$REPORT" = 1 ] || { echo "$CALIB_TASKS" > "$DIR/calib-tasks.tmp" && mv "$DIR/calib-tasks.tmp" "$DIR/calib-tasks"; }
+fi
 
 plan() {   # density tag -> $DIR/plan-TAG.json (compress resumes and reuses its own stages)
   local d=$1 tag=$2 out="$DIR/plan-$2.json"
   [ -f "$out" ] && return 0
   [ "$REPORT" = 1 ] && return 0
   echo "== long-context: $NAME plan $tag% ($(date -u +%FT%TZ))" >&2
-  "$MOA" compress -m "$MODEL" --density "$d" -o "$out" --workdir "$WORK" --skip-eval > "$DIR/report-$tag.md.tmp"
+  "$MOA" compress -m "$MODEL" --density "$d" --calib-tasks "$CALIB_TASKS" --calib-seed "$CALIB_SEED" -o "$out" \
+    --workdir "$WORK" --skip-eval > "$DIR/report-$tag.md.tmp"
   mv "$DIR/report-$tag.md.tmp" "$DIR/report-$tag.md"
 }
 

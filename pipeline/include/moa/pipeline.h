@@ -33,7 +33,9 @@ typedef struct {
     double density;                 /* budget at every constrained length (required) */
     const char *workdir;            /* required */
     /* calibration (defaults derive from the model's training context C) */
-    const char *calib_tasks;        /* "longdep,lines" (validation uses other tasks) */
+    const char *calib_tasks;        /* "needle-multivalue,needle-multiquery": tasks small models
+                                       answer right (validation uses other tasks; until
+                                       2026-12-07 "longdep,lines", docs/results.md) */
     int n_calib_lengths;            /* 0: {C/16, C/8, C/4, C/2} (512 .. 4096 for 8192) */
     int calib_lengths[MOA_COMPRESS_MAX_LENGTHS];
     int calib_samples;              /* per objective length (12) */
