@@ -366,15 +366,20 @@ static void plan_summary(const moa_plan *plan, const int *lengths, int n_len, in
     sb_printf(rep, "\n");
 }
 
+/* The validation files of one method in the work directory: results (ext "json") and the
+ * per-sample log ("jsonl"); malloc'd, NULL out of memory. */
+static char *eval_file(const char *dir, const char *task, const char *tag, const char *ext) {
+    char name[256];
+    snprintf(name, sizeof name, "eval-%s-%s.%s", task, tag, ext);
+    return path_in(dir, name);
+}
+
 static moa_status run_eval(const moa_model *m, const moa_tokenizer *tok, const moa_wordlist *words,
                            const moa_eval_attention *a, const int *lengths, int n_len,
                            const moa_compress_params *p, const char *dir, const char *tag,
                            double plan_mtime, moa_longeval_results **out) {
-    char name[256];
-    snprintf(name, sizeof name, "eval-%s-%s.json", p->eval_task, tag);   /* uniform: matched to the plan */
-    char *json = path_in(dir, name);
-    snprintf(name, sizeof name, "eval-%s-%s.jsonl", p->eval_task, tag);
-    char *log = path_in(dir, name);
+    char *json = eval_file(dir, p->eval_task, tag, "json");   /* uniform: matched to the plan */
+    char *log = eval_file(dir, p->eval_task, tag, "jsonl");
     moa_status st = MOA_OK;
     moa_eval_engine *e = NULL;
     char *label = moa_eval_attention_label(a);
@@ -829,12 +834,11 @@ static moa_status stage_validation(compress_job *j) {
         char msg[64];
         snprintf(msg, sizeof msg, "validation: %s (%s)", p->eval_task, eval_tags[i]);
         stage(j, msg);
-        char logname[160];
-        snprintf(logname, sizeof logname, "/eval-%s-%s.jsonl", p->eval_task, eval_tags[i]);
-        char lp[4200];
-        snprintf(lp, sizeof lp, "%s%s", p->workdir, logname);
-        if (i > 0 && moa_file_exists(lp) && mtime(lp) < mtime(j->planp)) moa_ledger_restart(&j->ledger);
-        ledger_fresh_unless(j, p->workdir, logname);
+        /* the ledger starts the stage over where run_eval will: no log, or one older than the plan */
+        char *lp = eval_file(p->workdir, p->eval_task, eval_tags[i], "jsonl");
+        if (!lp) return moa_err(MOA_ERR_NOMEM, "out of memory");
+        if (!moa_file_exists(lp) || (i > 0 && mtime(lp) < mtime(j->planp))) moa_ledger_restart(&j->ledger);
+        free(lp);
         MOA_TRY(run_eval(j->m, j->tok, j->words, &a[i], p->eval_lengths, p->n_eval_lengths, p, p->workdir,
                          eval_tags[i], mtime(j->planp), &j->res[i]));
     }
