@@ -277,16 +277,23 @@ static int t_rope(const moa_backend *b) {
 
 static double silu(double g) { return g / (1.0 + exp(-g)); }
 
+/* Inputs of the SwiGLU checks: g, u drawn in this order, y scratch, ref = silu(g) u. */
+static void swiglu_inputs(int64_t n, float **g, float **u, float **y, double **ref) {
+    *g = malloc(n * 4); *u = malloc(n * 4); *y = malloc(n * 4);
+    *ref = malloc(n * 8);
+    fill(*g, n, 12.0);
+    fill(*u, n, 2.0);
+    for (int64_t i = 0; i < n; i++) (*ref)[i] = silu((*g)[i]) * (*u)[i];
+}
+
 /* g = silu(g) u in place. Bound: rtol 2e-6 (e^x to ~1e-7 on AVX-512), atol 1e-7 of the max. */
 static int check_swiglu(const moa_backend *b, shape s, const void *arg) {
     (void)arg;
     int ok = 1;
     const int64_t n = s.n;
-    float *g = malloc(n * 4), *u = malloc(n * 4), *y = malloc(n * 4);
-    double *ref = malloc(n * 8);
-    fill(g, n, 12.0);
-    fill(u, n, 2.0);
-    for (int64_t i = 0; i < n; i++) ref[i] = silu(g[i]) * u[i];
+    float *g, *u, *y;
+    double *ref;
+    swiglu_inputs(n, &g, &u, &y, &ref);
     float *dg = dev_from(b, g, n * 4), *du = dev_from(b, u, n * 4);
     if (dg && du) {
         OKS(b->swiglu(b->ctx, dg, du, n));
@@ -303,11 +310,9 @@ static int check_swiglu_to(const moa_backend *b, shape s, const void *arg) {
     (void)arg;
     int ok = 1;
     const int64_t n = s.n;
-    float *g = malloc(n * 4), *u = malloc(n * 4), *y = malloc(n * 4);
-    double *ref = malloc(n * 8);
-    fill(g, n, 12.0);
-    fill(u, n, 2.0);
-    for (int64_t i = 0; i < n; i++) ref[i] = silu(g[i]) * u[i];
+    float *g, *u, *y;
+    double *ref;
+    swiglu_inputs(n, &g, &u, &y, &ref);
     float *dg = dev_from(b, g, n * 4), *du = dev_from(b, u, n * 4), *da = NULL;
     OKS(b->alloc(b->ctx, n * 4, (void **)&da));
     if (dg && du && da) {
