@@ -252,7 +252,7 @@ static void print_header(const bench_opts *o, const moa_model *m, const bench_en
                cmd, threads, simd_level(), env->bw / 1e9, m->hp.arch, m->hp.n_layer, m->hp.n_head,
                m->hp.n_head_kv, env->wbytes / 1048576.0, env->attn, moa_kv_type_name(o->kvt), o->repeats, o->warmup);
         if (o->prefill) printf("| attention | context | tok/s | +- | attention s | total s | KV MiB | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
-        else printf("| attention | context | batch | tok/s (all seqs) | +- | KV MiB/seq | MB read/step | %% of bandwidth | attention s/step | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        else printf("| attention | context | batch | tok/s (all seqs) | +- | KV MiB/seq | MB read/step | %% of bandwidth | attention s/step | prompt fill s | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     } else {
         printf("{\"command\": \"%s\", \"threads\": %d, \"simd\": \"%s\", \"mode\": \"%s\", \"attention\": \"%s\", "
                "\"kv_type\": \"%s\", \"read_bandwidth\": %.4g, \"weight_bytes\": %.0f, \"results\": [", cmd, threads,
@@ -303,6 +303,8 @@ static moa_status fill_sequences(moa_ctx *ctx, const int32_t *ids, long N, long 
 typedef struct {
     double *tps;            /* [repeats] tokens per second (decode: all sequences) */
     double attn_s, total_s; /* mean attention seconds (per step for decode); prefill seconds */
+    double fill_s;          /* decode: seconds to put the prompt in every sequence (one
+                             * prefill of N tokens, then B-1 copies), measured once */
 } bench_times;
 
 /* Warm-up runs, then the timed repeats: prefill of N tokens from an empty context, or
@@ -350,13 +352,13 @@ static void print_row(const bench_opts *o, const bench_env *env, const moa_ctx *
         double step_bytes = env->wbytes + (double)moa_ctx_kv_bytes(ctx);
         double steps_s = mean / (double)B;
         double frac = env->bw > 0 ? step_bytes * steps_s / env->bw : 0;
-        if (!o->json) printf("| %s | %ld | %ld | %.1f | %.1f | %.2f | %.1f | %.0f%% | %.5f | %.0f |\n", env->attn, N, B, mean, sd,
-                             kv_mib, step_bytes / 1e6, 100 * frac, t->attn_s, rss_mib);
+        if (!o->json) printf("| %s | %ld | %ld | %.1f | %.1f | %.2f | %.1f | %.0f%% | %.5f | %.2f | %.0f |\n", env->attn, N, B, mean, sd,
+                             kv_mib, step_bytes / 1e6, 100 * frac, t->attn_s, t->fill_s, rss_mib);
         else printf("%s{\"context\": %ld, \"batch\": %ld, \"tok_s\": %.3f, \"stddev\": %.3f, \"kv_mib_per_seq\": %.4f, "
                     "\"n_ctx\": %ld, \"kv_bytes_per_seq\": %.0f, "
-                    "\"bytes_per_step\": %.0f, \"bandwidth_fraction\": %.4f, \"attention_s_per_step\": %.6f, \"peak_rss_mib\": %.1f}",
+                    "\"bytes_per_step\": %.0f, \"bandwidth_fraction\": %.4f, \"attention_s_per_step\": %.6f, \"fill_s\": %.3f, \"peak_rss_mib\": %.1f}",
                     li ? ", " : "", N, B, mean, sd, kv_mib, n_ctx, (double)moa_ctx_kv_bytes(ctx) / (double)B,
-                    step_bytes, frac, t->attn_s, rss_mib);
+                    step_bytes, frac, t->attn_s, t->fill_s, rss_mib);
     }
     fflush(stdout);
 }
@@ -385,7 +387,7 @@ static int bench_length(const bench_opts *o, const moa_model *m, const bench_env
     int32_t *ids = malloc((size_t)(n_ctx + B + o->tokens) * sizeof *ids);
     float *logits = malloc((size_t)m->hp.n_vocab * (size_t)B * sizeof(float));
     int *seqs = malloc((size_t)B * sizeof(int));
-    bench_times t = {malloc((size_t)o->repeats * sizeof(double)), 0, 0};
+    bench_times t = {malloc((size_t)o->repeats * sizeof(double)), 0, 0, 0};
     moa_status st = MOA_OK;
     if (!ids || !logits || !t.tps || !seqs) { rc = cli_fail("bench", MOA_ERR_NOMEM); goto done; }
     uint64_t x = 12345;
@@ -394,7 +396,9 @@ static int bench_length(const bench_opts *o, const moa_model *m, const bench_env
         ids[i] = (int32_t)((x >> 33) % (uint64_t)m->hp.n_vocab);
     }
     for (long b = 0; b < B; b++) seqs[b] = (int)b;
+    double t_fill = moa_time_now();
     if (!o->prefill && (st = fill_sequences(ctx, ids, N, B)) < 0) { rc = cli_fail("bench", st); goto done; }
+    t.fill_s = moa_time_now() - t_fill;
     if ((st = timed_runs(o, ctx, ids, seqs, N, B, logits, &t)) < 0) { rc = cli_fail("bench", st); goto done; }
     print_row(o, env, ctx, li, N, B, n_ctx, &t, rss_ok);
 done:
