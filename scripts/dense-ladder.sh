@@ -47,6 +47,7 @@ fi
 [ ${#MODELS[@]} -gt 0 ] || MODELS=(qwen2.5-coder-0.5b qwen2.5-coder-1.5b)
 [ -x "$MOA" ] || { echo "dense-ladder: $MOA not built (scripts/build.sh)" >&2; exit 1; }
 mkdir -p "$DIR"
+source scripts/lib/dense-cells.sh
 
 accuracy() {   # results json -> its accuracy (first length), or empty
   python3 -c 'import json,sys
@@ -76,14 +77,9 @@ cell() {   # model-name path task length -> runs one cell (resumable)
     echo "== dense-ladder: $name $task $len skipped: accuracy below $STOP at $why" >&2
     return 0
   fi
-  # scripts/long-context.sh runs the same dense cells (seed 0, MAX_NEW, f32 KV, 1 sample a
-  # bin): a finished one is copied, not rerun (that script copies this one's likewise)
-  local lc="results/long-context/$name/cells/$task-$len-dense.json"
-  if [ "$SAMPLES" = 1 ] && [ -f "$lc" ] && [ -f "$lc.log" ]; then
-    cp "$lc" "$out.tmp" && cp "$lc.log" "$out.log" && mv "$out.tmp" "$out"
-    echo "== dense-ladder: $name $task $len copied from $lc" >&2
-    return 0
-  fi
+  # scripts/long-context.sh runs the same dense cells (seed 0, MAX_NEW, f32 KV, SAMPLES a
+  # bin): a finished one is copied, not rerun, an unfinished one continued (scripts/lib)
+  dense_cell_copy "$name" "$task" "$len" "$SAMPLES" "$out" && return 0
   echo "== dense-ladder: $name $task $len ($(date -u +%FT%TZ))" >&2
   "$MOA" eval longeval -m "$path" --dense --task "$task" --lengths "$len" --samples "$SAMPLES" \
     --max-new "$MAX_NEW" --seed 0 $KV -o "$out" --log "$out.log" --resume >&2

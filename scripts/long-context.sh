@@ -55,7 +55,8 @@ SEED=0
 CALIB_SEED=1
 MAX_NEW=48
 KV=f32
-LADDER=results/dense-ladder
+# the dense cells are shared with scripts/dense-ladder.sh and the other long-context directories
+source scripts/lib/dense-cells.sh
 [ -x "$MOA" ] || { echo "long-context: $MOA not built (scripts/build.sh)" >&2; exit 1; }
 MODEL=$(bash scripts/fetch-model.sh "$NAME")
 WORK="$DIR/work"
@@ -92,10 +93,7 @@ cell() {   # task length method -> one results file (resumable)
   esac
   [ -f "$out" ] && return 0
   [ "$REPORT" = 1 ] && return 0
-  if [ "$method" = dense ] && [ -f "$LADDER/$NAME-$task-$len.json" ]; then
-    cp "$LADDER/$NAME-$task-$len.json" "$out.tmp" && cp "$LADDER/$NAME-$task-$len.json.log" "$out.log" && mv "$out.tmp" "$out"
-    return 0
-  fi
+  if [ "$method" = dense ] && dense_cell_copy "$NAME" "$task" "$len" "$SAMPLES" "$out"; then return 0; fi
   echo "== long-context: $NAME $task $len $method ($(date -u +%FT%TZ))" >&2
   "$MOA" eval longeval -m "$MODEL" "${args[@]}" --task "$task" --lengths "$len" --samples "$SAMPLES" \
     --max-new "$MAX_NEW" --seed "$SEED" --kv-type "$KV" --label "$method" -o "$out" --log "$out.log" --resume >&2
