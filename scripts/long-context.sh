@@ -11,6 +11,12 @@
 #      (shortest first) so that a partial run covers the short lengths of every task. The
 #      dense cell of a (length, task) runs first; where dense accuracy is below 0.5 the
 #      other methods are skipped there (the bars of issue 18 apply where dense >= 0.5).
+#   2b. held-out response loss at the selection length (compress's validation length, the
+#      longest calibration length: 16384 for a 32K model), as `moa compress` reports it but
+#      without its needle validation: `moa calib` makes MOA_LC_HELDOUT_SAMPLES (default 4)
+#      held-out samples (the calibration tasks, seed calibration seed + 1000, answered by
+#      the dense model; resumable), then `moa eval loss` per method. Runs once the cells of
+#      the shorter lengths are done.
 #   3. publish: for each plan with at least one single-needle plan cell, `moa plan annotate`
 #      checks the needle cells (dense, uniform, plan; same model, prompts and plan file) and
 #      writes plans/NAME-TAG.json, the plan with its validation summary; plans/NAME-TAG.md
@@ -77,6 +83,29 @@ plan() {   # density tag -> $DIR/plan-TAG.json (compress resumes and reuses its 
   mv "$DIR/report-$tag.md.tmp" "$DIR/report-$tag.md"
 }
 
+HELDOUT_LEN="${MOA_LC_HELDOUT_LENGTH:-$(( $(sed -n 's/^context length (training): *\([0-9]*\).*/\1/p' <<< "$("$MOA" info "$MODEL")") / 2 ))}"
+HELDOUT_SAMPLES="${MOA_LC_HELDOUT_SAMPLES:-4}"
+heldout() {   # -> $DIR/cells/heldout-LEN-METHOD.json (mean response CE per method)
+  local hf="$WORK/heldout-$HELDOUT_LEN.h5" method out args
+  [ "$REPORT" = 1 ] && return 0
+  if [ ! -f "$hf" ]; then
+    echo "== long-context: $NAME held-out set, $HELDOUT_SAMPLES x $HELDOUT_LEN ($(date -u +%FT%TZ))" >&2
+    "$MOA" calib -m "$MODEL" --task "$CALIB_TASKS" --lengths "$HELDOUT_LEN" --samples "$HELDOUT_SAMPLES" \
+      --seed $((CALIB_SEED + 1000)) --max-new 64 -o "$hf" --resume >&2
+  fi
+  for method in dense plan50 uniform50 plan25 uniform25; do
+    out="$DIR/cells/heldout-$HELDOUT_LEN-$method.json"
+    [ -f "$out" ] && continue
+    case $method in
+      dense) args=(--dense) ;;
+      plan50|plan25) args=(--plan "$DIR/plan-${method#plan}.json") ;;
+      uniform50|uniform25) args=(--uniform-like "$DIR/plan-${method#uniform}.json") ;;
+    esac
+    echo "== long-context: $NAME held-out loss $HELDOUT_LEN $method ($(date -u +%FT%TZ))" >&2
+    "$MOA" eval loss -m "$MODEL" -c "$hf" "${args[@]}" --kv-type "$KV" -o "$out.tmp" >&2 && mv "$out.tmp" "$out"
+  done
+}
+
 accuracy() {   # results json -> mean accuracy over its cells, or empty
   python3 -c 'import json,sys
 r=json.load(open(sys.argv[1])); a=[c for c in r.get("lengths",[]) if c.get("accuracy") is not None]
@@ -102,7 +131,9 @@ cell() {   # task length method -> one results file (resumable)
 plan 0.5 50
 plan 0.25 25
 IFS=, read -r -a LENS <<< "$LENGTHS"
+held=0
 for len in "${LENS[@]}"; do
+  if [ "$held" = 0 ] && [ "$len" -ge "$HELDOUT_LEN" ]; then heldout; held=1; fi
   for task in $TASKS; do
     cell "$task" "$len" dense
     acc=$(accuracy "$DIR/cells/$task-$len-dense.json")
@@ -133,6 +164,19 @@ table() {   # accuracy per (task, length) and method, markdown
       [ "$any" = 1 ] && echo "$row"
     done
   done
+  ls "$DIR"/cells/heldout-*.json > /dev/null 2>&1 || return 0
+  echo
+  echo "Held-out response loss (mean CE, nats/token, $HELDOUT_SAMPLES samples of the calibration tasks, seed $((CALIB_SEED + 1000))):"
+  echo
+  echo "| length | dense | plan 50% | uniform 50% | plan 25% | uniform 25% |"
+  echo "|---:|---:|---:|---:|---:|---:|"
+  row="| $HELDOUT_LEN |"
+  for method in dense plan50 uniform50 plan25 uniform25; do
+    f="$DIR/cells/heldout-$HELDOUT_LEN-$method.json"
+    a=$(python3 -c 'import json,sys; print("%.3f" % json.load(open(sys.argv[1]))["mean_ce"])' "$f" 2>/dev/null || true)
+    row="$row ${a:--} |"
+  done
+  echo "$row"
   return 0
 }
 
