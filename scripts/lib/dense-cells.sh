@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/dense-ladder.sh and scripts/long-context.sh: both run the same dense
 # LongEval cells (seed 0, 48 new tokens, f32 KV, SAMPLES per position bin, the model's chat
 # template), and several long-context directories (results/long-context*/, one per
@@ -11,7 +12,7 @@
 dense_cell_copy() {
   local name=$1 task=$2 len=$3 samples=$4 out=$5 src best="" best_rows=0 rows
   local cands=("results/dense-ladder/$name-$task-$len.json")
-  for src in results/long-context*/"$name"/cells/"$task-$len"-dense.json.log; do cands+=("${src%.log}"); done
+  for src in results/long-context*/"$name/cells/$task-$len-dense.json.log"; do cands+=("${src%.log}"); done
   for src in "${cands[@]}"; do
     [ "$(realpath -m "$src")" = "$(realpath -m "$out")" ] && continue
     [ -f "$src.log" ] || continue
