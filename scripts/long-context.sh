@@ -194,6 +194,13 @@ publish() {   # density tag -> plans/NAME-TAG.json (+ .md), when a needle plan c
   local args=(--task needle --plan "$(IFS=,; echo "${planned[*]}")")
   [ "${#dense[@]}" -gt 0 ] && args+=(--dense "$(IFS=,; echo "${dense[*]}")")
   [ "${#uniform[@]}" -gt 0 ] && args+=(--uniform "$(IFS=,; echo "${uniform[*]}")")
+  local ce m flag hargs=()
+  for m in dense uniform plan; do
+    f="$DIR/cells/heldout-$HELDOUT_LEN-$m$tag.json"; [ "$m" = dense ] && f="$DIR/cells/heldout-$HELDOUT_LEN-dense.json"
+    ce=$(python3 -c 'import json,sys; print(repr(json.load(open(sys.argv[1]))["mean_ce"]))' "$f" 2>/dev/null) || continue
+    flag="--heldout-$m"; hargs+=("$flag" "$ce")
+  done
+  [ "${#hargs[@]}" -eq 0 ] || args+=(--heldout-length "$HELDOUT_LEN" --heldout-samples "$HELDOUT_SAMPLES" "${hargs[@]}")
   mkdir -p plans
   echo "== long-context: publishing $out.json (${#planned[@]} plan cell(s)) ($(date -u +%FT%TZ))" >&2
   "$MOA" plan annotate "$plan" "${args[@]}" --calib-tasks "$CALIB_TASKS" --calib-seed "$CALIB_SEED" \
