@@ -5,15 +5,20 @@
  *
  * Device memory. Shared by the model's contexts on the device (weights-cuda.c, uploaded by the
  * first one, freed with the model):
- *   weights   7 per layer + LM head, [n_out][n_in] of f16/bf16 (moa_cuda_weight_upload),
- *             q/k/v biases f32 [n_out] where the model has them
+ *   weights   7 per layer + LM head: a quantised type's raw ggml blocks only
+ *             (moa_cuda_weight_upload_raw: batches of up to MOA_CUDA_MATVEC_MAX_N rows, i.e.
+ *             decode, read them through moa_cuda_matvec; larger ones dequantise each weight
+ *             into the moa_cuda_ctx's weight scratch and run the GEMM), F32/F16/BF16 (or a
+ *             type without a device decoder) [n_out][n_in] of f16/bf16
+ *             (moa_cuda_weight_upload); q/k/v biases f32 [n_out] where the model has them
  *   embd      the token table's raw ggml rows [n_vocab] (every type quant.c reads; a type
  *             without a device decoder (none today; tests force it): NULL, and the backend's
  *             embed dequantises the host rows)
  *   norms     f32 [2 n_layer + 1][n_embd]: attn_norm l at 2l, ffn_norm l at 2l+1, output
  * Per context (forward.c, through the table's alloc): the cache on MOA_CACHE_DEVICE_CUDA and the
  * f32 scratch; the context's moa_cuda_ctx holds the ops' workspace (GEMM inputs in the weight
- * type, LM-head rows before download, token ids; kernels/cuda/moa-cuda-impl.cuh). */
+ * type, LM-head rows before download, token ids, the largest raw weight dequantised for a
+ * GEMM; kernels/cuda/moa-cuda-impl.cuh). */
 #include "device-engine.h"
 #include "weights-cuda.h"
 #include "moa/cuda.h"
@@ -48,7 +53,7 @@ static moa_status cuda_open(const moa_model *m, int device, int bf16, moa_backen
     const double t0 = moa_time_now();
     /* weights, norms and the token table: the model's shared copy (uploaded by the first
      * context or profiler on this device) */
-    st = moa_model_cuda_acquire(m, e->cx, device, bf16 ? MOA_CUDA_BF16 : MOA_CUDA_F16, &e->wc);
+    st = moa_model_cuda_acquire(m, e->cx, device, bf16 ? MOA_CUDA_BF16 : MOA_CUDA_F16, 1, &e->wc);
     if (st < 0) { cuda_close(e); return st; }
     const moa_model_cuda *wc = e->wc;
     const int64_t d = hp->n_embd;

@@ -6,7 +6,8 @@
  * the backend's device, SwiGLU, residual adds, final norm and LM head.
  * On the CPU the table is moa_backend_cpu() and the weights are the model's (projections: the
  * packed int8 / quantised kernels or BLAS, kernels/cpu/weight.c); on another device both come
- * from its device-engine.h table (CUDA: forward-cuda.c, weights dequantised once to f16/bf16).
+ * from its device-engine.h table (CUDA: forward-cuda.c, quantised weights kept as raw blocks,
+ * the others dequantised once to f16/bf16).
  * The chunking by n_batch, the token checks and the logits modes are here, for every device. */
 #include "moa/model.h"
 #include "key-smooth.h"

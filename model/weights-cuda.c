@@ -1,9 +1,13 @@
-/* weights-cuda.c - the model's weights on a CUDA device, one copy per (device, type) shared
- * by the engine contexts and profilers of the model (weights-cuda.h).
+/* weights-cuda.c - the model's weights on a CUDA device, one copy per (device, type, raw)
+ * shared by the engine contexts (raw) or the profilers (dequantised) of the model
+ * (weights-cuda.h).
  *
- * Memory per copy (device): 7 matrices per layer + LM head [n_out][n_in] of dt, with their
- * biases where the model has them (f32 [n_out]: qwen2's q, k, v); norms f32
- * [2 n_layer + 1][n_embd]; the token table's raw ggml rows (every type quant.c reads). */
+ * Memory per copy (device): 7 matrices per layer + LM head, each either its raw ggml blocks
+ * (an engine copy, `raw`: every quantised type the device decodes; the GGUF bytes as they
+ * are) or [n_out][n_in] of dt (the profiler's copies; F32/F16/BF16 matrices and the host
+ * path in every copy), with their biases where the model has them (f32 [n_out]: qwen2's
+ * q, k, v); norms f32 [2 n_layer + 1][n_embd]; the token table's raw ggml rows (every type
+ * quant.c reads). */
 #include "weights-cuda.h"
 #include "moa/common.h"
 
@@ -19,12 +23,25 @@ void moa_model_cuda_force_host_dequant(int on) { g_host_dequant = on; }
 /* ggml types the device dequantises (engine.cu: every type kernels/cpu/quant.c reads) */
 static int dev_type(moa_ggml_type t) { return !g_host_dequant && moa_cuda_dequant_supported(t); }
 
-/* A weight on the device as dt: raw blocks dequantised there, or (a type without a device
- * decoder: none today, kept for types added to quant.c first; tests force it) rows
+/* Does a copy with `raw` set keep w as its raw blocks? Quantised types the device decodes
+ * (block size > 1); F32/F16/BF16 matrices are dequantised as before. */
+static int keep_raw(const moa_weight *w, int raw) {
+    uint32_t be = 1;
+    return raw && dev_type(w->type) && moa_ggml_type_info(w->type, &be, NULL) && be > 1 && w->n_in % be == 0;
+}
+
+/* A weight on the device: its raw blocks only (keep_raw: moa_cuda_weight_upload_raw, dt
+ * the type of the GEMM path), or as dt: raw blocks dequantised there, or (a type without a
+ * device decoder: none today, kept for types added to quant.c first; tests force it) rows
  * dequantised on the host with the CPU's own moa_dequant_row (or the model's f32 copy) in
- * chunks of about 4M values and rounded on the device. */
-static moa_status upload_weight(moa_cuda_ctx *cx, const moa_weight *w, moa_cuda_dtype dt,
-                                moa_cuda_weight *out) {
+ * chunks of about 4M values and rounded on the device. *bytes += the device bytes held. */
+static moa_status upload_weight(moa_cuda_ctx *cx, const moa_weight *w, moa_cuda_dtype dt, int raw,
+                                moa_cuda_weight *out, size_t *bytes) {
+    if (keep_raw(w, raw)) {
+        *bytes += moa_ggml_row_bytes(w->type, w->n_in) * (size_t)w->n_out;
+        return moa_cuda_weight_upload_raw(cx, w->type, w->data, w->n_out, w->n_in, dt, out);
+    }
+    *bytes += (size_t)(w->n_out * w->n_in) * moa_cuda_dtype_size(dt);
     if (dev_type(w->type))
         return moa_cuda_weight_upload(cx, w->type, w->data, w->n_out, w->n_in, dt, out);
     memset(out, 0, sizeof *out);
@@ -71,7 +88,7 @@ static void copy_free(const moa_model *m, moa_model_cuda *c) {
 }
 
 static moa_status copy_create(const moa_model *m, moa_cuda_ctx *cx, int device, moa_cuda_dtype dt,
-                              moa_model_cuda **out) {
+                              int raw, moa_model_cuda **out) {
     const moa_llama_hparams *hp = &m->hp;
     const int64_t d = hp->n_embd;
     const double t0 = moa_time_now();
@@ -79,8 +96,8 @@ static moa_status copy_create(const moa_model *m, moa_cuda_ctx *cx, int device, 
     if (!c) return moa_err(MOA_ERR_NOMEM, "out of memory");
     c->device = device;
     c->dt = dt;
+    c->raw = raw;
     moa_status st = MOA_OK;
-    const size_t es = moa_cuda_dtype_size(dt);
     if (!(c->w = calloc((size_t)hp->n_layer * MOA_MODEL_CUDA_LW, sizeof *c->w)))
         st = moa_err(MOA_ERR_NOMEM, "out of memory");
     for (int l = 0; l < hp->n_layer && st == MOA_OK; l++) {
@@ -88,8 +105,7 @@ static moa_status copy_create(const moa_model *m, moa_cuda_ctx *cx, int device, 
         const moa_weight *ws[MOA_MODEL_CUDA_LW] = {&Ly->wq, &Ly->wk, &Ly->wv, &Ly->wo,
                                                    &Ly->w_gate, &Ly->w_up, &Ly->w_down};
         for (int i = 0; i < MOA_MODEL_CUDA_LW && st == MOA_OK; i++) {
-            st = upload_weight(cx, ws[i], dt, &c->w[l * MOA_MODEL_CUDA_LW + i]);
-            c->bytes += (size_t)(ws[i]->n_out * ws[i]->n_in) * es;
+            st = upload_weight(cx, ws[i], dt, raw, &c->w[l * MOA_MODEL_CUDA_LW + i], &c->bytes);
             /* the projection's bias (qwen2 q/k/v), f32: moa_cuda_matmul adds it */
             if (st == MOA_OK && ws[i]->bias) {
                 st = moa_cuda_weight_set_bias(cx, &c->w[l * MOA_MODEL_CUDA_LW + i], ws[i]->bias);
@@ -97,8 +113,7 @@ static moa_status copy_create(const moa_model *m, moa_cuda_ctx *cx, int device, 
             }
         }
     }
-    if (st == MOA_OK) st = upload_weight(cx, &m->output, dt, &c->out);
-    c->bytes += (size_t)(m->output.n_out * m->output.n_in) * es;
+    if (st == MOA_OK) st = upload_weight(cx, &m->output, dt, raw, &c->out, &c->bytes);
     /* norms */
     const size_t nb = sizeof(float) * (size_t)(2 * hp->n_layer + 1) * (size_t)d;
     float *nh = st == MOA_OK ? malloc(nb) : NULL;
@@ -129,22 +144,24 @@ static moa_status copy_create(const moa_model *m, moa_cuda_ctx *cx, int device, 
         copy_free(m, c);
         return st;
     }
-    moa_log_info("cuda weights: %.1f MiB on device %d as %s (%.2f s)", c->bytes / 1048576.0, device,
-                 dt == MOA_CUDA_F32 ? "f32" : dt == MOA_CUDA_BF16 ? "bf16" : "f16", moa_time_now() - t0);
+    moa_log_info("cuda weights: %.1f MiB on device %d as %s%s (%.2f s)", c->bytes / 1048576.0, device,
+                 raw ? "raw blocks, GEMMs in " : "", dt == MOA_CUDA_F32 ? "f32" : dt == MOA_CUDA_BF16 ? "bf16" : "f16",
+                 moa_time_now() - t0);
     *out = c;
     return MOA_OK;
 }
 
 moa_status moa_model_cuda_acquire(const moa_model *m, moa_cuda_ctx *cx, int device,
-                                  moa_cuda_dtype dt, moa_model_cuda **out) {
+                                  moa_cuda_dtype dt, int raw, moa_model_cuda **out) {
     *out = NULL;
     /* m->cuda is a cache beside the immutable weights: mutated under the lock only */
     moa_model *mm = (moa_model *)m;
     pthread_mutex_lock(&g_lock);
     moa_model_cuda *c = mm->cuda;
-    while (c && !(c->device == device && c->dt == dt)) c = c->next;
+    raw = raw ? 1 : 0;
+    while (c && !(c->device == device && c->dt == dt && c->raw == raw)) c = c->next;
     moa_status st = MOA_OK;
-    if (!c && (st = copy_create(m, cx, device, dt, &c)) == MOA_OK) {
+    if (!c && (st = copy_create(m, cx, device, dt, raw, &c)) == MOA_OK) {
         c->next = mm->cuda;
         mm->cuda = c;
     }

@@ -53,7 +53,7 @@ static moa_status cuda_open(const moa_model *m, const moa_profiler_params *pp, m
     moa_status st = moa_cuda_ctx_create(pp->device_index, &c->cx);
     if (st < 0) { free(c); return st; }
     const double t0 = moa_time_now();
-    st = moa_model_cuda_acquire(m, c->cx, pp->device_index, dt, &c->wc);
+    st = moa_model_cuda_acquire(m, c->cx, pp->device_index, dt, 0, &c->wc);   /* dequantised: matmul_bwd */
     if (st < 0) { cuda_close(c); return st; }
     const moa_model_cuda *wc = c->wc;
     const int64_t d = hp->n_embd;

@@ -119,7 +119,7 @@ void moa_cuda_ctx_free(moa_cuda_ctx *c) {
     if (!c) return;
     cudaSetDevice(c->device);
     cudaStreamSynchronize(c->stream);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < MOA_CU_WS_N; i++)
         if (c->ws[i]) cudaFree(c->ws[i]);
     cublasDestroy(c->blas);
     cudaStreamDestroy(c->stream);
@@ -290,6 +290,8 @@ static moa_status to_weight_type(moa_cuda_ctx *c, const moa_cuda_weight *W, cons
     *xw = ws;
     return moa_cuda_convert(c, x, n * cols, ws, W->dtype);
 }
+/* Small batches on raw weights take the raw-block matvec (x read in f32 as is). */
+static int use_matvec(const moa_cuda_weight *W, int64_t n) { return W->raw && n <= MOA_CUDA_MATVEC_MAX_N; }
 static moa_status bk_matmul(void *cv, const void *const *w, int nw, const float *x, int64_t n,
                             float *const *y) {
     moa_cuda_ctx *c = (moa_cuda_ctx *)cv;
@@ -303,9 +305,16 @@ static moa_status bk_matmul(void *cv, const void *const *w, int nw, const float 
                            "weight 0 %lld / %d", k, (long long)Wk->n_in, (int)Wk->dtype,
                            (long long)W0->n_in, (int)W0->dtype);
     }
-    const void *xw = NULL;
-    MOA_TRY(to_weight_type(c, W0, x, n, W0->n_in, &xw));
-    for (int k = 0; k < nw; k++) MOA_TRY(moa_cuda_matmul(c, (const moa_cuda_weight *)w[k], xw, n, y[k]));
+    const void *xw = NULL;   /* x in the weights' type, converted once when a GEMM needs it */
+    for (int k = 0; k < nw; k++) {
+        const moa_cuda_weight *Wk = (const moa_cuda_weight *)w[k];
+        if (use_matvec(Wk, n)) {
+            MOA_TRY(moa_cuda_matvec(c, Wk, x, n, y[k]));
+            continue;
+        }
+        if (!xw) MOA_TRY(to_weight_type(c, W0, x, n, W0->n_in, &xw));
+        MOA_TRY(moa_cuda_matmul(c, Wk, xw, n, y[k]));
+    }
     return MOA_OK;
 }
 static const int64_t HOST_ROWS = 64;   /* rows of the product per download (matmul_to_host) */
@@ -313,15 +322,21 @@ static moa_status bk_matmul_to_host(void *cv, const void *w, const float *x, int
     moa_cuda_ctx *c = (moa_cuda_ctx *)cv;
     if (n <= 0) return MOA_OK;
     const moa_cuda_weight *W = (const moa_cuda_weight *)w;
-    const size_t es = moa_cuda_dtype_size(W->dtype);
-    const void *xw = NULL;
     void *yd = NULL;
-    MOA_TRY(to_weight_type(c, W, x, n, W->n_in, &xw));
     MOA_TRY(moa_cuda_workspace(c, MOA_CU_WS_Y, sizeof(float) * (size_t)((n < HOST_ROWS ? n : HOST_ROWS) * W->n_out), &yd));
+    if (use_matvec(W, n)) {   /* n <= 8 < HOST_ROWS: one chunk */
+        MOA_TRY(moa_cuda_matvec(c, W, x, n, (float *)yd));
+        return moa_cuda_download(c, y, yd, sizeof(float) * (size_t)(n * W->n_out));
+    }
+    moa_cuda_weight D;   /* a raw W dequantised once for all chunks */
+    MOA_TRY(moa_cuda_weight_dense(c, W, &D));
+    const size_t es = moa_cuda_dtype_size(D.dtype);
+    const void *xw = NULL;
+    MOA_TRY(to_weight_type(c, &D, x, n, D.n_in, &xw));
     for (int64_t r = 0; r < n; r += HOST_ROWS) {
         const int64_t rows = n - r < HOST_ROWS ? n - r : HOST_ROWS;
-        MOA_TRY(moa_cuda_matmul(c, W, (const uint8_t *)xw + es * (size_t)(r * W->n_in), rows, (float *)yd));
-        MOA_TRY(moa_cuda_download(c, y + r * W->n_out, yd, sizeof(float) * (size_t)(rows * W->n_out)));
+        MOA_TRY(moa_cuda_matmul(c, &D, (const uint8_t *)xw + es * (size_t)(r * D.n_in), rows, (float *)yd));
+        MOA_TRY(moa_cuda_download(c, y + r * D.n_out, yd, sizeof(float) * (size_t)(rows * D.n_out)));
     }
     return MOA_OK;
 }

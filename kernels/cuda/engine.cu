@@ -1,7 +1,8 @@
 /* engine.cu - GPU engine building blocks: dequantisation of ggml blocks to f16/bf16/f32
  * (weights once at upload, embedding rows per call), projections and LM head through
  * cuBLAS (f16/bf16 inputs, f32 accumulation, + an f32 bias), RMSNorm, RoPE (adjacent pairs
- * or halves), SwiGLU.
+ * or halves), SwiGLU; the raw-block matrix-vector product for small batches
+ * (moa_cuda_matvec) and the weight scratch that lets a raw weight run the GEMM.
  * CPU references: kernels/cpu/quant.c, moa/ops.h, kernels/cpu/rope.c. */
 #include "moa-cuda-impl.cuh"
 
@@ -123,17 +124,44 @@ moa_status moa_cuda_weight_upload(moa_cuda_ctx *c, moa_ggml_type t, const void *
     return MOA_OK;
 }
 
+moa_status moa_cuda_weight_upload_raw(moa_cuda_ctx *c, moa_ggml_type t, const void *host,
+                                      int64_t n_out, int64_t n_in, moa_cuda_dtype dt,
+                                      moa_cuda_weight *w) {
+    static const char fn[] = "moa_cuda_weight_upload_raw";
+    memset(w, 0, sizeof *w);
+    if (dt != MOA_CUDA_F16 && dt != MOA_CUDA_BF16)
+        return moa_err(MOA_ERR_INVALID_ARG, "%s: the GEMM type of a raw weight is f16 or bf16", fn);
+    MOA_TRY(check_type(t, n_in, fn));
+    if (n_out < 1 || n_in < 1) return moa_err(MOA_ERR_INVALID_ARG, "%s: empty weight", fn);
+    const size_t raw = moa_ggml_row_bytes(t, n_in) * (size_t)n_out;
+    MOA_TRY(moa_cuda_alloc(c, raw, &w->raw));
+    moa_status st = moa_cuda_upload(c, w->raw, host, raw);
+    if (st == MOA_OK) st = moa_cuda_sync(c);   /* the caller may free host on return */
+    if (st != MOA_OK) {
+        moa_cuda_free(c, w->raw);
+        w->raw = NULL;
+        return st;
+    }
+    w->dtype = dt;
+    w->n_out = n_out;
+    w->n_in = n_in;
+    w->type = t;
+    return MOA_OK;
+}
+
 void moa_cuda_weight_free(moa_cuda_ctx *c, moa_cuda_weight *w) {
     if (!w) return;
     moa_cuda_free(c, w->data);
     moa_cuda_free(c, w->bias);
+    moa_cuda_free(c, w->raw);
     w->data = NULL;
     w->bias = NULL;
+    w->raw = NULL;
 }
 
 moa_status moa_cuda_weight_set_bias(moa_cuda_ctx *c, moa_cuda_weight *w, const float *host_bias) {
     static const char fn[] = "moa_cuda_weight_set_bias";
-    if (!w || !w->data) return moa_err(MOA_ERR_INVALID_ARG, "%s: no weight", fn);
+    if (!w || (!w->data && !w->raw)) return moa_err(MOA_ERR_INVALID_ARG, "%s: no weight", fn);
     moa_cuda_free(c, w->bias);
     w->bias = NULL;
     if (!host_bias) return MOA_OK;
@@ -173,31 +201,175 @@ __global__ void k_add_bias(float *y, const float *b, int64_t n_out, int64_t tota
     if (i < total) y[i] += b[i % n_out];
 }
 
+moa_status moa_cuda_weight_dense(moa_cuda_ctx *c, const moa_cuda_weight *W, moa_cuda_weight *v) {
+    *v = *W;
+    if (!W->raw) return MOA_OK;
+    const int64_t n = W->n_out * W->n_in;
+    MOA_TRY(moa_cuda_workspace(c, MOA_CU_WS_W, moa_cuda_dtype_size(W->dtype) * (size_t)n, &v->data));
+    v->raw = NULL;
+    return moa_cuda_dequant(c, W->type, W->raw, n, v->data, W->dtype);
+}
+
 moa_status moa_cuda_matmul(moa_cuda_ctx *c, const moa_cuda_weight *W, const void *x, int64_t n,
                            float *y) {
-    if (!W || !W->data) return moa_err(MOA_ERR_INVALID_ARG, "moa_cuda_matmul: no weight");
+    if (!W || (!W->data && !W->raw)) return moa_err(MOA_ERR_INVALID_ARG, "moa_cuda_matmul: no weight");
     if (n <= 0) return MOA_OK;
     if (n > INT32_MAX || W->n_out > INT32_MAX || W->n_in > INT32_MAX)
         return moa_err(MOA_ERR_INVALID_ARG, "moa_cuda_matmul: dimensions exceed int32");
+    moa_cuda_weight D;
+    MOA_TRY(moa_cuda_weight_dense(c, W, &D));
     /* Column-major view: Y^T [n_out x n] = W [n_out x n_in] X^T [n_in x n];
      * row-major W [n_out][n_in] is column-major n_in x n_out (ld n_in) -> op T;
      * row-major x [n][n_in] is column-major n_in x n (ld n_in) -> op N; y ld n_out. */
     const float alpha = 1.0f, beta = 0.0f;
-    const cudaDataType_t ty = cu_type(W->dtype);
-    CUBLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)W->n_out, (int)n, (int)W->n_in,
-                            &alpha, W->data, ty, (int)W->n_in, x, ty, (int)W->n_in, &beta, y,
-                            CUDA_R_32F, (int)W->n_out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+    const cudaDataType_t ty = cu_type(D.dtype);
+    CUBLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)D.n_out, (int)n, (int)D.n_in,
+                            &alpha, D.data, ty, (int)D.n_in, x, ty, (int)D.n_in, &beta, y,
+                            CUDA_R_32F, (int)D.n_out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                "moa_cuda_matmul: cublasGemmEx");
-    if (W->bias) {
-        const int64_t total = n * W->n_out;
-        MOA_CU_LAUNCH(k_add_bias, moa_cu_blocks(total, 256), 256, 0, c->stream, y, W->bias, W->n_out, total);
+    if (D.bias) {
+        const int64_t total = n * D.n_out;
+        MOA_CU_LAUNCH(k_add_bias, moa_cu_blocks(total, 256), 256, 0, c->stream, y, D.bias, D.n_out, total);
         CU_LAUNCHED("moa_cuda_matmul: bias");
     }
     return MOA_OK;
 }
 
+/* ---- raw-block matrix-vector product (small batches) ------------------------------------ */
+
+enum { MV_WARPS = 4 };   /* output rows (one warp each) per CTA of 128 threads */
+
+/* Values and bytes per block of the quantised types (ggml layouts, as dq_value's offsets). */
+template <moa_ggml_type T> struct mv_blk;
+template <> struct mv_blk<MOA_GGML_Q4_0> { enum { BE = 32, BB = 18 }; };
+template <> struct mv_blk<MOA_GGML_Q4_1> { enum { BE = 32, BB = 20 }; };
+template <> struct mv_blk<MOA_GGML_Q5_0> { enum { BE = 32, BB = 22 }; };
+template <> struct mv_blk<MOA_GGML_Q5_1> { enum { BE = 32, BB = 24 }; };
+template <> struct mv_blk<MOA_GGML_Q8_0> { enum { BE = 32, BB = 34 }; };
+template <> struct mv_blk<MOA_GGML_Q4_K> { enum { BE = 256, BB = 144 }; };
+template <> struct mv_blk<MOA_GGML_Q5_K> { enum { BE = 256, BB = 176 }; };
+template <> struct mv_blk<MOA_GGML_Q6_K> { enum { BE = 256, BB = 210 }; };
+
+/* Value j of the block at blk of quantised type t: the shared decoders (moa-cuda-common.cuh). */
+__device__ __forceinline__ float dq_block_value(moa_ggml_type t, const uint8_t *blk, int j) {
+    switch (t) {
+    case MOA_GGML_Q4_0: return moa_cu_q4_0_value(blk, j);
+    case MOA_GGML_Q4_1: return moa_cu_q4_1_value(blk, j);
+    case MOA_GGML_Q5_0: return moa_cu_q5_0_value(blk, j);
+    case MOA_GGML_Q5_1: return moa_cu_q5_1_value(blk, j);
+    case MOA_GGML_Q8_0: return moa_cu_q8_0_value(blk, j);
+    case MOA_GGML_Q4_K: return moa_cu_q4_k_value(blk, j);
+    case MOA_GGML_Q5_K: return moa_cu_q5_k_value(blk, j);
+    case MOA_GGML_Q6_K: return moa_cu_q6_k_value(blk, j);
+    default: return 0.0f;
+    }
+}
+
+/* acc[r] += the products of one lane's values of a row of quantised type T: runs of 8
+ * consecutive values starting at 8 (lane + 32 k), so a run lies in one 32-value block or
+ * sub-block (its scale bytes loaded once for the 8 values once the decoder is inlined with
+ * T fixed), 4 lanes share it, and a warp walks 256 consecutive values (one super-block or 8
+ * blocks: contiguous bytes) per step. */
+template <int N, moa_ggml_type T>
+__device__ __forceinline__ void mv_runs(const uint8_t *row, int64_t n_in, const float *x, int lane,
+                                        float *acc) {
+    for (int64_t e0 = 8 * (int64_t)lane; e0 < n_in; e0 += 256) {
+        const uint8_t *blk = row + (size_t)(e0 / mv_blk<T>::BE) * mv_blk<T>::BB;
+        const int j0 = (int)(e0 % mv_blk<T>::BE);
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            const float w = dq_block_value(T, blk, j0 + k);
+            const float *xe = x + e0 + k;
+            for (int r = 0; r < N; r++) acc[r] += w * xe[r * n_in];
+        }
+    }
+}
+
+/* y[t][o] = sum_i W[o][i] x[t][i] (+ b[o]) for t < N: warp w of CTA b takes row
+ * o = MV_WARPS b + w; quantised types through mv_runs (the type fixed per instantiation),
+ * F32/F16/BF16 value l + 32 k per lane. Each value is decoded in registers by the shared
+ * decoders and multiplied into N f32 accumulators, so every weight byte is read once for
+ * all N rows of x; the lane partials are summed by a shuffle tree and the bias added in f32. */
+template <int N>
+__global__ void k_matvec(moa_ggml_type t, const uint8_t *raw, size_t row_bytes, int64_t n_in,
+                         int64_t n_out, const float *x, const float *bias, float *y) {
+    const int64_t o = (int64_t)blockIdx.x * MV_WARPS + threadIdx.x / 32;
+    const int lane = (int)(threadIdx.x % 32);
+    if (o >= n_out) return;   /* the whole warp: no shuffle is left waiting */
+    const uint8_t *row = raw + (size_t)o * row_bytes;
+    float acc[N];
+    for (int r = 0; r < N; r++) acc[r] = 0.0f;
+    switch (t) {
+    case MOA_GGML_Q4_0: mv_runs<N, MOA_GGML_Q4_0>(row, n_in, x, lane, acc); break;
+    case MOA_GGML_Q4_1: mv_runs<N, MOA_GGML_Q4_1>(row, n_in, x, lane, acc); break;
+    case MOA_GGML_Q5_0: mv_runs<N, MOA_GGML_Q5_0>(row, n_in, x, lane, acc); break;
+    case MOA_GGML_Q5_1: mv_runs<N, MOA_GGML_Q5_1>(row, n_in, x, lane, acc); break;
+    case MOA_GGML_Q8_0: mv_runs<N, MOA_GGML_Q8_0>(row, n_in, x, lane, acc); break;
+    case MOA_GGML_Q4_K: mv_runs<N, MOA_GGML_Q4_K>(row, n_in, x, lane, acc); break;
+    case MOA_GGML_Q5_K: mv_runs<N, MOA_GGML_Q5_K>(row, n_in, x, lane, acc); break;
+    case MOA_GGML_Q6_K: mv_runs<N, MOA_GGML_Q6_K>(row, n_in, x, lane, acc); break;
+    default:
+        for (int64_t e = lane; e < n_in; e += 32) {
+            const float w = dq_value(t, row, e);
+            for (int r = 0; r < N; r++) acc[r] += w * x[r * n_in + e];
+        }
+    }
+    for (int r = 0; r < N; r++) {
+        const float s = moa_warp_sum(acc[r]);
+        if (lane == 0) y[r * n_out + o] = bias ? s + bias[o] : s;
+    }
+}
+
+template <int N>
+static moa_status launch_matvec(moa_cuda_ctx *c, const moa_cuda_weight *W, const float *x, float *y) {
+    const unsigned grid = moa_cu_blocks(W->n_out, MV_WARPS);
+    MOA_CU_LAUNCH(k_matvec<N>, grid, 32 * MV_WARPS, 0, c->stream, W->type, (const uint8_t *)W->raw,
+                  moa_ggml_row_bytes(W->type, W->n_in), W->n_in, W->n_out, x, W->bias, y);
+    CU_LAUNCHED("moa_cuda_matvec");
+    return MOA_OK;
+}
+
+moa_status moa_cuda_matvec(moa_cuda_ctx *c, const moa_cuda_weight *W, const float *x, int64_t n,
+                           float *y) {
+    static const char fn[] = "moa_cuda_matvec";
+    if (!W || !W->raw)
+        return moa_err(MOA_ERR_INVALID_ARG, "%s: needs a raw weight (moa_cuda_weight_upload_raw)%s", fn,
+                       W && W->data ? "; this one is dequantised: use moa_cuda_matmul" : "");
+    if (n < 1 || n > MOA_CUDA_MATVEC_MAX_N)
+        return moa_err(MOA_ERR_INVALID_ARG, "%s: %lld rows (1..%d; larger batches: moa_cuda_matmul)", fn,
+                       (long long)n, MOA_CUDA_MATVEC_MAX_N);
+    MOA_TRY(check_type(W->type, W->n_in, fn));
+    if ((W->n_out + MV_WARPS - 1) / MV_WARPS > INT32_MAX)
+        return moa_err(MOA_ERR_INVALID_ARG, "%s: %lld output rows", fn, (long long)W->n_out);
+    switch (n) {
+    case 1: return launch_matvec<1>(c, W, x, y);
+    case 2: return launch_matvec<2>(c, W, x, y);
+    case 3: return launch_matvec<3>(c, W, x, y);
+    case 4: return launch_matvec<4>(c, W, x, y);
+    case 5: return launch_matvec<5>(c, W, x, y);
+    case 6: return launch_matvec<6>(c, W, x, y);
+    case 7: return launch_matvec<7>(c, W, x, y);
+    default: return launch_matvec<8>(c, W, x, y);
+    }
+}
+
+moa_status moa_cuda_matmul_f32(moa_cuda_ctx *c, const moa_cuda_weight *W, const float *x, int64_t n,
+                               float *y) {
+    if (!W || (!W->data && !W->raw)) return moa_err(MOA_ERR_INVALID_ARG, "moa_cuda_matmul_f32: no weight");
+    if (n <= 0) return MOA_OK;
+    if (W->raw && n <= MOA_CUDA_MATVEC_MAX_N) return moa_cuda_matvec(c, W, x, n, y);
+    if (W->dtype == MOA_CUDA_F32) return moa_cuda_matmul(c, W, x, n, y);
+    void *xw = NULL;
+    MOA_TRY(moa_cuda_workspace(c, MOA_CU_WS_X, moa_cuda_dtype_size(W->dtype) * (size_t)(n * W->n_in), &xw));
+    MOA_TRY(moa_cuda_convert(c, x, n * W->n_in, xw, W->dtype));
+    return moa_cuda_matmul(c, W, xw, n, y);
+}
+
 moa_status moa_cuda_matmul_bwd(moa_cuda_ctx *c, const moa_cuda_weight *W, const void *dy,
                                int64_t n, float *dx, float beta) {
+    if (W && W->raw)
+        return moa_err(MOA_ERR_INVALID_ARG, "moa_cuda_matmul_bwd: a raw weight (moa_cuda_weight_upload_raw) "
+                       "has no dequantised matrix; the backward takes weights from moa_cuda_weight_upload");
     if (!W || !W->data) return moa_err(MOA_ERR_INVALID_ARG, "moa_cuda_matmul_bwd: no weight");
     if (n <= 0) return MOA_OK;
     if (n > INT32_MAX || W->n_out > INT32_MAX || W->n_in > INT32_MAX)

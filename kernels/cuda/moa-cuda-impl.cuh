@@ -39,16 +39,22 @@ struct moa_cuda_ctx {
     /* workspace of the backend table's ops (backend.cu): device buffers grown on demand
      * (moa_cuda_workspace), freed with the context; slot MOA_CU_WS_X: a GEMM input in the
      * weights' element type, MOA_CU_WS_Y: LM-head rows before their download, MOA_CU_WS_TOK:
-     * token ids */
-    void *ws[3];
-    size_t ws_bytes[3];
+     * token ids, MOA_CU_WS_W: a raw weight dequantised for moa_cuda_matmul's GEMM (the
+     * largest raw weight multiplied with more than MOA_CUDA_MATVEC_MAX_N rows, engine.cu) */
+    void *ws[4];
+    size_t ws_bytes[4];
 };
 
-enum { MOA_CU_WS_X = 0, MOA_CU_WS_Y = 1, MOA_CU_WS_TOK = 2 };
+enum { MOA_CU_WS_X = 0, MOA_CU_WS_Y = 1, MOA_CU_WS_TOK = 2, MOA_CU_WS_W = 3, MOA_CU_WS_N = 4 };
 /* *out = the context's workspace `slot` with at least `bytes` bytes: grown (after waiting for
  * the stream, so no queued kernel still reads the old buffer) when too small. Valid until the
  * next call for the same slot; work queued on the context's stream may use it in order. */
 moa_status moa_cuda_workspace(moa_cuda_ctx *c, int slot, size_t bytes, void **out);
+
+/* *view = W as a dequantised weight (engine.cu): W itself, or a raw W dequantised (as
+ * W->dtype, bias kept) into the context's weight scratch MOA_CU_WS_W: valid until the next
+ * use of that slot; work queued after this on the context's stream reads it in order. */
+moa_status moa_cuda_weight_dense(moa_cuda_ctx *c, const moa_cuda_weight *W, moa_cuda_weight *view);
 
 /* cudaError_t -> moa_status with "what: cudaErrorX: message" (clears the sticky-free error
  * state with cudaGetLastError). */

@@ -758,7 +758,8 @@ static moa_model *kq_model(tiny_cfg *out_cfg) {
 
 /* The weights of m as the device copy c holds them (dtype c->dt) vs moa_dequant_row on the
  * host: returns the number of matrices that differ (f32: bits; f16/bf16: rounded to nearest
- * even), and checks the token table is held raw (byte for byte) when `raw_embd`. */
+ * even; a raw weight: its blocks byte for byte and no dequantised matrix), and checks the
+ * token table is held raw (byte for byte) when `raw_embd`. */
 static int kq_compare_copy(moa_cuda_ctx *cx, const moa_model *m, const moa_model_cuda *c, int raw_embd) {
     const moa_llama_hparams *hp = &m->hp;
     int bad = 0;
@@ -773,6 +774,15 @@ static int kq_compare_copy(moa_cuda_ctx *cx, const moa_model *m, const moa_model
             w = ws[i % MOA_MODEL_CUDA_LW], cw = &c->w[i];
         }
         const size_t n = (size_t)(w->n_out * w->n_in), rb = moa_ggml_row_bytes(w->type, w->n_in);
+        if (cw->raw) {   /* an engine copy: the GGUF bytes, nothing else */
+            uint8_t *got = malloc(rb * (size_t)w->n_out);
+            CHECK_OK(moa_cuda_download(cx, got, cw->raw, rb * (size_t)w->n_out));
+            const int differs = cw->data != NULL || cw->type != w->type || memcmp(got, w->data, rb * (size_t)w->n_out);
+            if (differs) fprintf(stderr, "  %s matrix %d: raw copy differs from the GGUF bytes\n", moa_ggml_type_name(w->type), i);
+            bad += differs;
+            free(got);
+            continue;
+        }
         float *ref = malloc(sizeof(float) * n);
         void *got = malloc(sizeof(float) * n);
         for (int64_t o = 0; o < w->n_out; o++)
@@ -803,16 +813,87 @@ static int kq_compare_copy(moa_cuda_ctx *cx, const moa_model *m, const moa_model
     return bad;
 }
 
+/* The raw engine p.gpu against the forced-host (f16 copy) engine h.gpu, both reset: the
+ * prompt's full n_batch chunks equal bit for bit (the scratch GEMM), the last chunk and one
+ * decode step (the matvec) differ from the f16 GEMM's but stay within TOL_F16 of them. */
+static void kq_raw_vs_host(pair *p, pair *h, int nv) {
+    const size_t nl = (size_t)PROMPT * nv, full = (size_t)(PROMPT / N_BATCH * N_BATCH) * nv;
+    float *a = malloc(sizeof(float) * nl), *b = malloc(sizeof(float) * nl);
+    moa_ctx_reset(p->gpu);
+    CHECK_OK(moa_ctx_eval(p->gpu, prompt, PROMPT, MOA_LOGITS_ALL, a));
+    CHECK_OK(moa_ctx_eval(h->gpu, prompt, PROMPT, MOA_LOGITS_ALL, b));
+    CHECK_MSG(memcmp(a, b, sizeof(float) * full) == 0, "scratch-GEMM logits differ from the f16 copy's");
+    CHECK_MSG(memcmp(a + full, b + full, sizeof(float) * (nl - full)) != 0,
+              "the last prefill chunk did not take the matvec (same logits as the f16 GEMM)");
+    CHECK(close_logits("raw vs f16 copy: prefill", a, b, nl, TOL_F16));
+    const int32_t t = argmax(b + nl - nv, nv);
+    CHECK_OK(moa_ctx_eval(p->gpu, &t, 1, MOA_LOGITS_LAST, a));
+    CHECK_OK(moa_ctx_eval(h->gpu, &t, 1, MOA_LOGITS_LAST, b));
+    CHECK_MSG(memcmp(a, b, sizeof(float) * nv) != 0, "the decode step did not take the matvec");
+    CHECK(close_logits("raw vs f16 copy: decode", a, b, (size_t)nv, TOL_F16));
+    free(a);
+    free(b);
+}
+
+/* Batched decode of two sequences on m (dense, f32 caches): each step's 2 rows take the
+ * raw-block matvec on the device (n = 2), against the CPU engine within TOL_F16. */
+static void kq_batched(const moa_model *m) {
+    pair p;
+    if (!pair_create(&p, m, NULL, 2, MOA_POS_ABSOLUTE, N_CTX, 0)) {
+        pair_free(&p);
+        return;
+    }
+    int32_t next[2];
+    next[0] = eval_both(&p, 0, prompt, PROMPT, MOA_LOGITS_LAST, "k-quant batched");
+    next[1] = eval_both(&p, 1, prompt + 3, PROMPT / 2, MOA_LOGITS_LAST, "k-quant batched");
+    const int seqs[2] = {0, 1};
+    float *a = malloc(sizeof(float) * 2 * p.nv), *b = malloc(sizeof(float) * 2 * p.nv);
+    for (int s = 0; s < STEPS; s++) {
+        CHECK_OK(moa_ctx_decode_batch(p.cpu, seqs, next, 2, b));
+        CHECK_OK(moa_ctx_decode_batch(p.gpu, seqs, next, 2, a));
+        CHECK_MSG(close_logits("k-quant batched decode", a, b, 2 * (size_t)p.nv, p.tol), "step %d", s);
+        next[0] = argmax(b, p.nv);
+        next[1] = argmax(b + p.nv, p.nv);
+    }
+    free(a);
+    free(b);
+    pair_free(&p);
+}
+
+/* The device bytes an engine (raw) copy of m must hold: each matrix's GGUF bytes, the f32
+ * biases, the norms and the raw token table. */
+static size_t kq_raw_bytes(const moa_model *m) {
+    const moa_llama_hparams *hp = &m->hp;
+    size_t b = moa_ggml_row_bytes(m->output.type, m->output.n_in) * (size_t)m->output.n_out;
+    for (int l = 0; l < hp->n_layer; l++) {
+        const moa_llama_layer *Ly = &m->layers[l];
+        const moa_weight *ws[MOA_MODEL_CUDA_LW] = {&Ly->wq, &Ly->wk, &Ly->wv, &Ly->wo,
+                                                   &Ly->w_gate, &Ly->w_up, &Ly->w_down};
+        for (int i = 0; i < MOA_MODEL_CUDA_LW; i++)
+            b += moa_ggml_row_bytes(ws[i]->type, ws[i]->n_in) * (size_t)ws[i]->n_out +
+                 (ws[i]->bias ? sizeof(float) * (size_t)ws[i]->n_out : 0);
+    }
+    b += sizeof(float) * (size_t)(2 * hp->n_layer + 1) * (size_t)hp->n_embd;
+    return b + moa_ggml_row_bytes(m->tok_embd.type, hp->n_embd) * (size_t)m->tok_embd.n_out;
+}
+
 /* Q4_K/Q5_K/Q6_K/Q5_0/Q5_1 weights (kq_model) on the device:
- * - the model's device copy holds moa_dequant_row's values (f32 copy: the same bits; the
- *   engine's f16 copy: rounded to nearest even), uploaded as raw blocks: the token table
- *   stays raw on the device;
+ * - the profiler's (dequantised) copies hold moa_dequant_row's values (f32: the same bits;
+ *   f16: rounded to nearest even), uploaded as raw blocks; the token table stays raw;
+ * - the engine's copy holds only the raw blocks: every matrix's GGUF bytes, and its device
+ *   bytes are exactly the GGUF bytes + biases + norms + token table (against 2 bytes per
+ *   value in an f16 copy);
  * - the host path (moa_model_cuda_force_host_dequant: what a type without a device decoder
- *   takes, per-call host embedding included) gives the same copy, and a CUDA context on it
- *   the same logits bit for bit;
+ *   takes, per-call host embedding included) gives the dequantised copy, and the engine's
+ *   copy on it is an f16 copy;
  * - the CUDA engine against the CPU engine (f32 activations in the CPU's quantised decode
- *   products), logits at every position then greedy decode: TOL_F16 (the device rounds
- *   the weights to f16 here, as for SmolLM2; observed up to 1.2e-3 on the emulator). */
+ *   products), logits at every position then greedy decode: TOL_F16 (observed up to
+ *   1.2e-3 on the emulator before the raw weights);
+ * - the raw engine against the forced-host (f16 copy) engine on the prompt: the full
+ *   n_batch chunks (scratch GEMM on the same f16 values) give the same logits bit for bit,
+ *   the last chunk (<= MOA_CUDA_MATVEC_MAX_N rows) and a decode step (the raw-block matvec,
+ *   f32 weights and activations) differ from the f16 GEMM's, within TOL_F16;
+ * - batched decode of two sequences (the matvec with n = 2) vs the CPU engine. */
 TEST(kquant_weights_on_device) {
     tiny_cfg kc;
     moa_model *m = kq_model(&kc);
@@ -820,29 +901,42 @@ TEST(kquant_weights_on_device) {
     CHECK(m->layers[0].wq.type == MOA_GGML_Q4_K && m->layers[0].wv.type == MOA_GGML_Q6_K &&
           m->layers[1].wq.type == MOA_GGML_Q5_0 && m->layers[1].wk.type == MOA_GGML_Q5_1 &&
           m->layers[1].w_gate.type == MOA_GGML_Q5_K && m->tok_embd.type == MOA_GGML_Q6_K && !m->tied);
+    CHECK(PROMPT % N_BATCH > 0 && PROMPT % N_BATCH <= MOA_CUDA_MATVEC_MAX_N && N_BATCH > MOA_CUDA_MATVEC_MAX_N);
     moa_cuda_ctx *cx = NULL;
     CHECK_OK(moa_cuda_ctx_create(0, &cx));
     if (!cx) { moa_model_free(m); return; }
-    /* device dequantisation: f32 and f16 copies */
-    moa_model_cuda *c32 = NULL, *c16 = NULL;
-    CHECK_OK(moa_model_cuda_acquire(m, cx, 0, MOA_CUDA_F32, &c32));
-    CHECK_OK(moa_model_cuda_acquire(m, cx, 0, MOA_CUDA_F16, &c16));
+    /* device dequantisation: f32 and f16 copies; the engine's raw copy */
+    moa_model_cuda *c32 = NULL, *c16 = NULL, *r16 = NULL;
+    CHECK_OK(moa_model_cuda_acquire(m, cx, 0, MOA_CUDA_F32, 0, &c32));
+    CHECK_OK(moa_model_cuda_acquire(m, cx, 0, MOA_CUDA_F16, 0, &c16));
+    CHECK_OK(moa_model_cuda_acquire(m, cx, 0, MOA_CUDA_F16, 1, &r16));
     if (c32) CHECK_EQ_INT(kq_compare_copy(cx, m, c32, 1), 0);
     if (c16) CHECK_EQ_INT(kq_compare_copy(cx, m, c16, 1), 0);
+    if (r16 && c16) {
+        CHECK(r16 != c16 && r16->raw && !c16->raw);
+        CHECK_EQ_INT(kq_compare_copy(cx, m, r16, 1), 0);
+        CHECK_EQ_INT(r16->bytes, kq_raw_bytes(m));
+        fprintf(stderr, "  k-quant model: engine copy %zu device bytes (the GGUF's), f16 copy %zu\n",
+                r16->bytes, c16->bytes);
+        CHECK(r16->bytes < c16->bytes);
+    }
     /* the host path, on a second load of the file */
     char path[512];
     model_path(path, "qwen2_kquant");
     moa_model *mh = load(path);
     moa_model_cuda *h32 = NULL;
     moa_model_cuda_force_host_dequant(1);
-    CHECK_OK(moa_model_cuda_acquire(mh, cx, 0, MOA_CUDA_F32, &h32));
-    pair ph;   /* its f16 copy is created by the context, on the host path too */
+    CHECK_OK(moa_model_cuda_acquire(mh, cx, 0, MOA_CUDA_F32, 0, &h32));
+    pair ph;   /* its engine copy is created by the context, on the host path too: f16 */
     memset(&ph, 0, sizeof ph);
     const int okh = pair_create(&ph, mh, NULL, 1, MOA_POS_ABSOLUTE, N_CTX, 0);
     moa_model_cuda_force_host_dequant(0);
     if (h32) CHECK_EQ_INT(kq_compare_copy(cx, mh, h32, 0), 0);
+    for (const moa_model_cuda *c = mh->cuda; c && okh; c = c->next)
+        if (c->raw) CHECK(c->w[0].data != NULL && c->w[0].raw == NULL && c->out.data != NULL);
     moa_model_cuda_release(m, c32);
     moa_model_cuda_release(m, c16);
+    moa_model_cuda_release(m, r16);
     moa_model_cuda_release(mh, h32);
     moa_cuda_ctx_free(cx);
     /* the engines */
@@ -850,17 +944,9 @@ TEST(kquant_weights_on_device) {
     pair p;
     if (pair_create(&p, m, NULL, 1, MOA_POS_ABSOLUTE, N_CTX, 0)) {
         prompt_then_decode(&p, STEPS, "k-quant qwen2");
-        if (okh) {   /* host-dequantised copy and host embeddings: the same logits */
-            const size_t nl = (size_t)PROMPT * m->hp.n_vocab;
-            float *a = malloc(sizeof(float) * nl), *b = malloc(sizeof(float) * nl);
-            moa_ctx_reset(p.gpu);
-            CHECK_OK(moa_ctx_eval(p.gpu, prompt, PROMPT, MOA_LOGITS_ALL, a));
-            CHECK_OK(moa_ctx_eval(ph.gpu, prompt, PROMPT, MOA_LOGITS_ALL, b));
-            CHECK_MSG(memcmp(a, b, sizeof(float) * nl) == 0, "host-path logits differ from the device path's");
-            free(a);
-            free(b);
-        }
+        if (okh) kq_raw_vs_host(&p, &ph, m->hp.n_vocab);
     }
+    kq_batched(m);
     moa_matmul_q_set_act(MOA_MATMUL_ACT_AUTO);
     pair_free(&p);
     pair_free(&ph);

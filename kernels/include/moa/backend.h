@@ -187,14 +187,17 @@ typedef struct moa_backend {
      * backend: CPU `const moa_weight *` (moa/quant.h: moa_weight_matmul, or
      * moa_weight_matmul_multi for nw > 1: the same kernels as calling them directly; a weight
      * with exact_f32 set is one BLAS sgemm on its f32 copy at any n: the profiler's);
-     * CUDA `const moa_cuda_weight *` (moa/cuda.h: x rounded once to the weights' element type
-     * in the context's workspace (f32 weights: read as is), then moa_cuda_matmul per weight,
+     * CUDA `const moa_cuda_weight *` (moa/cuda.h: a raw weight with n <=
+     * MOA_CUDA_MATVEC_MAX_N takes moa_cuda_matvec on x in f32; otherwise x is rounded once to
+     * the weights' element type in the context's workspace (f32 weights: read as is), then
+     * moa_cuda_matmul per weight (a raw one dequantised into the context's scratch first),
      * f32 accumulation). */
     moa_status (*matmul)(void *ctx, const void *const *w, int nw, const float *x, int64_t n,
                          float *const *y);
     /* The same product for one weight with y in *host* memory ([n][n_out], the LM head's
      * logits): returns when y is complete. CPU: moa_weight_matmul writing y directly. CUDA:
-     * rows in chunks through the context's workspace (64 rows, f32), each downloaded. */
+     * rows in chunks through the context's workspace (64 rows, f32), each downloaded (a raw
+     * weight: the matvec for n <= MOA_CUDA_MATVEC_MAX_N, else dequantised once per call). */
     moa_status (*matmul_to_host)(void *ctx, const void *w, const float *x, int64_t n, float *y);
 
     /* ---- appended 2026-12-07 (issue 17 item 1): the profiler's sample over the table ------- */
@@ -203,7 +206,8 @@ typedef struct moa_backend {
      * memory, not overlapping; beta 0 (dx overwritten) or 1 (added to). CPU: the weight's f32
      * copy by BLAS (moa_weight_matmul_bwd; MOA_ERR_UNSUPPORTED for a weight without one).
      * CUDA: dy rounded once to the weights' element type in the context's workspace (f32
-     * weights: read as is), then moa_cuda_matmul_bwd (f32 accumulation). */
+     * weights: read as is), then moa_cuda_matmul_bwd (f32 accumulation; dequantised weights
+     * only - the profiler's copy - a raw engine weight gives MOA_ERR_INVALID_ARG). */
     moa_status (*matmul_bwd)(void *ctx, const void *w, const float *dy, int64_t n, float *dx,
                              float beta);
 } moa_backend;

@@ -88,23 +88,46 @@ moa_status moa_cuda_dequant(moa_cuda_ctx *ctx, moa_ggml_type t, const void *src,
 moa_status moa_cuda_embed(moa_cuda_ctx *ctx, moa_ggml_type t, const void *table, int64_t d,
                           const int32_t *tokens, int64_t n, float *out);
 
-/* A weight W [n_out][n_in] resident on the device, dequantised once at upload, with an
- * optional bias (qwen2's q/k/v projections) that moa_cuda_matmul adds. */
+/* A weight W [n_out][n_in] resident on the device, in one of two kinds, with an optional
+ * bias (qwen2's q/k/v projections) that the products add:
+ *   dequantised  data != NULL, raw == NULL: W dequantised once at upload to dtype
+ *                (moa_cuda_weight_upload; the profiler's f32/bf16 weights, the engine's
+ *                F32/F16/BF16 and host-dequantised ones);
+ *   raw          data == NULL, raw != NULL: only the ggml blocks of `type` stay resident
+ *                (moa_cuda_weight_upload_raw; the engine's quantised weights): products of
+ *                up to MOA_CUDA_MATVEC_MAX_N rows read the blocks (moa_cuda_matvec), larger
+ *                ones dequantise W into the context's scratch as dtype and run the GEMM.
+ * Fields after `bias` were appended (raw-block matvec); zero (memset) means "dequantised". */
 typedef struct {
-    moa_cuda_dtype dtype;   /* MOA_CUDA_F16, MOA_CUDA_BF16 (engine) or MOA_CUDA_F32 (profiler) */
+    moa_cuda_dtype dtype;   /* MOA_CUDA_F16, MOA_CUDA_BF16 (engine) or MOA_CUDA_F32 (profiler);
+                               raw weights: the element type of the GEMM path (F16 or BF16) */
     int64_t n_out, n_in;
-    void *data;             /* device [n_out][n_in] of dtype */
+    void *data;             /* device [n_out][n_in] of dtype; NULL for a raw weight */
     float *bias;            /* device f32 [n_out] (moa_cuda_weight_set_bias), or NULL */
+    moa_ggml_type type;     /* raw weights: the ggml type of the blocks (else unused) */
+    void *raw;              /* raw weights: device, n_out rows of moa_ggml_row_bytes(type,
+                               n_in) bytes (the GGUF bytes as they are); else NULL */
 } moa_cuda_weight;
 
 /* Upload a ggml weight (host bytes, n_out rows of n_in values of type t) and dequantise it
- * on the device to f16, bf16 or f32. The raw blocks pass through a temporary device buffer. */
+ * on the device to f16, bf16 or f32 (a dequantised weight). The raw blocks pass through a
+ * temporary device buffer. */
 moa_status moa_cuda_weight_upload(moa_cuda_ctx *ctx, moa_ggml_type t, const void *host_data,
                                   int64_t n_out, int64_t n_in, moa_cuda_dtype dtype,
                                   moa_cuda_weight *out);
-void moa_cuda_weight_free(moa_cuda_ctx *ctx, moa_cuda_weight *w);   /* accepts NULL; frees the bias too */
-/* Give an uploaded weight the bias host_bias [n_out] (host f32, copied; kept in f32 whatever
- * the weight's dtype), replacing any previous one; NULL removes it. Synchronises. */
+/* Upload a ggml weight keeping only its raw blocks on the device (a raw weight:
+ * moa_ggml_row_bytes(t, n_in) n_out bytes, nothing else). t: any type moa_cuda_dequant
+ * takes (MOA_ERR_UNSUPPORTED otherwise), n_in a multiple of its block size (32 or 256 for
+ * the quantised types; MOA_ERR_INVALID_ARG otherwise). dtype (F16 or BF16) is the element
+ * type moa_cuda_matmul rounds W and x to when it runs the GEMM on such a weight. */
+moa_status moa_cuda_weight_upload_raw(moa_cuda_ctx *ctx, moa_ggml_type t, const void *host_data,
+                                      int64_t n_out, int64_t n_in, moa_cuda_dtype dtype,
+                                      moa_cuda_weight *out);
+/* Frees either kind (accepts NULL; frees the bias too). */
+void moa_cuda_weight_free(moa_cuda_ctx *ctx, moa_cuda_weight *w);
+/* Give an uploaded weight (either kind) the bias host_bias [n_out] (host f32, copied; kept
+ * in f32 whatever the weight's dtype), replacing any previous one; NULL removes it.
+ * Synchronises. */
 moa_status moa_cuda_weight_set_bias(moa_cuda_ctx *ctx, moa_cuda_weight *w, const float *host_bias);
 
 /* dst[i] = round(x[i]) to dtype (f16/bf16 round to nearest even; f32 copies). */
@@ -112,14 +135,36 @@ moa_status moa_cuda_convert(moa_cuda_ctx *ctx, const float *x, int64_t n, void *
                             moa_cuda_dtype dtype);
 
 /* y[t][o] = sum_i W[o][i] x[t][i] (+ bias[o] when W has one, added in f32 after the GEMM)
- * (projection / LM head; cublasGemmEx, f32 accumulate).
- * x: device [n][n_in] of W's dtype (moa_cuda_convert), y: device f32 [n][n_out], ld n_out. */
+ * (projection / LM head; cublasGemmEx, f32 accumulate), either kind of weight.
+ * x: device [n][n_in] of W's dtype (moa_cuda_convert), y: device f32 [n][n_out], ld n_out.
+ * A raw weight is first dequantised into the context's weight scratch (a device buffer of
+ * the largest raw weight seen, as dtype, grown on demand and freed with the context), so
+ * the result is the same, bit for bit, as the GEMM on a dequantised weight of that dtype. */
 moa_status moa_cuda_matmul(moa_cuda_ctx *ctx, const moa_cuda_weight *W, const void *x,
                            int64_t n, float *y);
 
+/* Rows a raw-block matrix-vector product takes (moa_cuda_matvec: 1 <= n <= this). */
+#define MOA_CUDA_MATVEC_MAX_N 8
+/* The raw-block product for small batches: y[t][o] = sum_i W[o][i] x[t][i] (+ bias[o]) for
+ * a RAW weight (MOA_ERR_INVALID_ARG for a dequantised one) and 1 <= n <= MOA_CUDA_MATVEC_MAX_N
+ * (MOA_ERR_INVALID_ARG otherwise). x: device f32 [n][n_in] (not rounded), y: device f32
+ * [n][n_out]. One warp per output row decodes the row's blocks in registers with the same
+ * decoders as moa_cuda_dequant (W's values are moa_dequant_row's, bit for bit) and
+ * accumulates all n dots in f32 (per-lane partial sums, then a warp-shuffle tree), the
+ * bias added last; it reads each weight byte once per call, whatever n. */
+moa_status moa_cuda_matvec(moa_cuda_ctx *ctx, const moa_cuda_weight *W, const float *x,
+                           int64_t n, float *y);
+/* The projection with f32 activations, for either kind of weight: a raw weight with
+ * n <= MOA_CUDA_MATVEC_MAX_N takes moa_cuda_matvec; otherwise x is rounded to W's dtype in
+ * the context's workspace (f32 weights: read as is) and moa_cuda_matmul runs. What the
+ * backend table's matmul / matmul_to_host do per weight. */
+moa_status moa_cuda_matmul_f32(moa_cuda_ctx *ctx, const moa_cuda_weight *W, const float *x,
+                               int64_t n, float *y);
+
 /* The backward of moa_cuda_matmul for activations: dx[t][i] = sum_o dy[t][o] W[o][i]
- * + beta dx[t][i] (a bias does not enter it). dy: device [n][n_out] of W's dtype, dx: device
- * f32 [n][n_in]. */
+ * + beta dx[t][i] (a bias does not enter it). Dequantised weights only (the profiler's);
+ * a raw weight is refused with MOA_ERR_INVALID_ARG. dy: device [n][n_out] of W's dtype,
+ * dx: device f32 [n][n_in]. */
 moa_status moa_cuda_matmul_bwd(moa_cuda_ctx *ctx, const moa_cuda_weight *W, const void *dy,
                                int64_t n, float *dx, float beta);
 

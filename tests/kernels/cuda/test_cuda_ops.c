@@ -253,6 +253,199 @@ TEST(weight_upload_all_block_types) {
     }
 }
 
+/* ---- raw weights: the block matvec and the scratch GEMM ----------------------------------- */
+
+static const moa_ggml_type mv_types[] = {MOA_GGML_Q4_0, MOA_GGML_Q4_1, MOA_GGML_Q5_0, MOA_GGML_Q5_1,
+                                         MOA_GGML_Q8_0, MOA_GGML_Q4_K, MOA_GGML_Q5_K, MOA_GGML_Q6_K,
+                                         MOA_GGML_F16, MOA_GGML_BF16, MOA_GGML_F32};
+#define MV_N_TYPES ((int)(sizeof mv_types / sizeof mv_types[0]))
+#define MV_U 5.9604644775390625e-8   /* f32 unit roundoff 2^-24 */
+#define MV_C 4.0                     /* the bound's constant, below */
+
+/* Worst ratio over the n x n_out outputs of y against the double dot of moa_dequant_row's
+ * rows W [n_out][n_in] with x [n][n_in] (+ b): |y - ref| / (u sqrt(n_in) (sum_i |W x| + |b|)).
+ * Only the rows o < rows_checked count (the control looks at row 0 alone). */
+static double mv_ratio(const float *W, const float *x, const float *b, const float *y, int64_t n,
+                       int64_t n_out, int64_t n_in, int64_t rows_checked) {
+    double worst = 0;
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t o = 0; o < rows_checked; o++) {
+            double s = 0, a = 0;
+            for (int64_t i = 0; i < n_in; i++) {
+                const double p = (double)W[o * n_in + i] * x[t * n_in + i];
+                s += p;
+                a += fabs(p);
+            }
+            if (b) s += b[o], a += fabs(b[o]);
+            const double r = fabs(y[t * n_out + o] - s) / (MV_U * sqrt((double)n_in) * (a > 0 ? a : 1e-300));
+            if (!(r <= worst)) worst = r;   /* NaN propagates */
+        }
+    return worst;
+}
+
+/* moa_cuda_matvec on raw weights of every type the device decodes, n = 1, 2, 3 and
+ * MOA_CUDA_MATVEC_MAX_N, n_out = 37 (not a multiple of the kernel's 4 warps per CTA), with
+ * and without a bias, moderate and hard blocks, n_in 512 and (types of 32-value blocks) 160,
+ * which leaves lanes idle, against the double dot of moa_dequant_row's
+ * values. Bound: |y - ref| <= 4 u sqrt(n_in) (sum |w x| + |b|), u = 2^-24. The device
+ * values are moa_dequant_row's bit for bit, so only the f32 summation differs: each lane
+ * adds n_in/32 products, then 5 shuffle levels and the bias: at most (n_in/32 + 7) u
+ * (sum |w x| + |b|) in the worst case (Higham's gamma_k), which 4 sqrt(n_in) u covers for
+ * n_in <= 16384 (here 512 and 160), and ~sqrt(n_in/32) u for random rounding. Control: the reference
+ * from the same blocks with one byte of row 0's first block changed must be off by more
+ * than the bound. Errors: a dequantised weight, n = 0 or MAX_N + 1, a raw upload of an
+ * unsupported type / a partial block / an f32 GEMM type, the backward on a raw weight. */
+TEST(matvec_raw_all_block_types) {
+    const int64_t n_out = 37, n_max = 512, ns[4] = {1, 2, 3, MOA_CUDA_MATVEC_MAX_N};
+    const int64_t NX = MOA_CUDA_MATVEC_MAX_N * n_max;
+    float *x = malloc(sizeof(float) * NX), *W = malloc(sizeof(float) * n_out * n_max), bias[37];
+    float *y = malloc(sizeof(float) * MOA_CUDA_MATVEC_MAX_N * n_out);
+    fill(x, (size_t)NX, 1.0f);
+    fill(bias, 37, 2.0f);
+    float *dx = dev_from(x, sizeof(float) * NX), *dy = dev_alloc(sizeof(float) * MOA_CUDA_MATVEC_MAX_N * n_out);
+    for (int k = 0; k < MV_N_TYPES; k++) {
+        const moa_ggml_type t = mv_types[k];
+        uint32_t be;
+        moa_ggml_type_info(t, &be, NULL);
+        uint8_t *raw = malloc(moa_ggml_row_bytes(t, n_max) * n_out);
+        double worst = 0, control = 0;
+        for (int v = 0; v < 3; v++) {   /* moderate blocks, hard ones, a row of 5 blocks of 32 */
+            const int hard = v == 1;
+            const int64_t n_in = v == 2 ? 160 : n_max;
+            if (n_in % be) continue;
+            const size_t rb = moa_ggml_row_bytes(t, n_in);
+            qb_fill(t, raw, n_in / be * n_out, hard);
+            for (int64_t o = 0; o < n_out; o++) moa_dequant_row(t, raw + rb * o, W + o * n_in, n_in);
+            moa_cuda_weight w;
+            CHECK_OK(moa_cuda_weight_upload_raw(g_ctx, t, raw, n_out, n_in, MOA_CUDA_F16, &w));
+            if (!w.raw) continue;
+            CHECK(w.data == NULL && w.type == t && w.n_out == n_out && w.n_in == n_in);
+            for (int withb = 0; withb < 2; withb++) {
+                CHECK_OK(moa_cuda_weight_set_bias(g_ctx, &w, withb ? bias : NULL));
+                for (int j = 0; j < 4; j++) {
+                    CHECK_OK(moa_cuda_matvec(g_ctx, &w, dx, ns[j], dy));
+                    to_host(y, dy, sizeof(float) * (size_t)(ns[j] * n_out));
+                    const double r = mv_ratio(W, x, withb ? bias : NULL, y, ns[j], n_out, n_in, n_out);
+                    CHECK_MSG(r <= MV_C, "%s n_in %lld n %lld bias %d hard %d: error %.3g u sqrt(n_in) sum|wx| > %g",
+                              moa_ggml_type_name(t), (long long)n_in, (long long)ns[j], withb, hard, r, MV_C);
+                    if (!(r <= worst)) worst = r;
+                }
+            }
+            if (v == 0) {   /* control: one byte of row 0's first block changed in the reference */
+                uint8_t *bad = malloc(rb);
+                memcpy(bad, raw, rb);
+                bad[be > 1 ? qb_sensitive_byte(t) : (t == MOA_GGML_F32 ? 3 : 1)] ^= 0x50;
+                moa_dequant_row(t, bad, W, n_in);
+                CHECK_OK(moa_cuda_matvec(g_ctx, &w, dx, MOA_CUDA_MATVEC_MAX_N, dy));
+                to_host(y, dy, sizeof(float) * MOA_CUDA_MATVEC_MAX_N * n_out);
+                const double r = mv_ratio(W, x, bias, y, MOA_CUDA_MATVEC_MAX_N, n_out, n_in, 1);
+                CHECK_MSG(!(r <= 10 * MV_C), "%s control: a changed byte is only %.3g off", moa_ggml_type_name(t), r);
+                control = r;
+                free(bad);
+            }
+            moa_cuda_weight_free(g_ctx, &w);
+            CHECK(w.raw == NULL && w.bias == NULL);
+        }
+        fprintf(stderr, "  matvec %-5s worst |err| / (u sqrt(n_in) (sum|wx| + |b|)) = %.3f (bound %g; control %.3g)\n",
+                moa_ggml_type_name(t), worst, MV_C, control);
+        free(raw);
+    }
+    /* errors */
+    uint8_t blk[8 * 144];
+    memset(blk, 0, sizeof blk);
+    moa_cuda_weight w, wd;
+    CHECK_EQ_INT(moa_cuda_weight_upload_raw(g_ctx, (moa_ggml_type)9, blk, 2, 32, MOA_CUDA_F16, &w), MOA_ERR_UNSUPPORTED);
+    CHECK_EQ_INT(moa_cuda_weight_upload_raw(g_ctx, MOA_GGML_Q4_K, blk, 2, 288, MOA_CUDA_F16, &w), MOA_ERR_INVALID_ARG);
+    CHECK(strstr(moa_last_error(), "multiple") != NULL);
+    CHECK_EQ_INT(moa_cuda_weight_upload_raw(g_ctx, MOA_GGML_Q4_K, blk, 2, 256, MOA_CUDA_F32, &w), MOA_ERR_INVALID_ARG);
+    CHECK_OK(moa_cuda_weight_upload_raw(g_ctx, MOA_GGML_Q4_K, blk, 2, 256, MOA_CUDA_F16, &w));
+    CHECK_OK(moa_cuda_weight_upload(g_ctx, MOA_GGML_Q4_K, blk, 2, 256, MOA_CUDA_F16, &wd));
+    CHECK_EQ_INT(moa_cuda_matvec(g_ctx, &w, dx, 0, dy), MOA_ERR_INVALID_ARG);
+    CHECK_EQ_INT(moa_cuda_matvec(g_ctx, &w, dx, MOA_CUDA_MATVEC_MAX_N + 1, dy), MOA_ERR_INVALID_ARG);
+    CHECK_EQ_INT(moa_cuda_matvec(g_ctx, &wd, dx, 1, dy), MOA_ERR_INVALID_ARG);
+    CHECK(strstr(moa_last_error(), "dequantised") != NULL);
+    CHECK_EQ_INT(moa_cuda_matmul_bwd(g_ctx, &w, dx, 1, dy, 0.0f), MOA_ERR_INVALID_ARG);
+    CHECK(strstr(moa_last_error(), "raw weight") != NULL);
+    moa_cuda_weight_free(g_ctx, &w);
+    moa_cuda_weight_free(g_ctx, &wd);
+    moa_cuda_free(g_ctx, dx);
+    moa_cuda_free(g_ctx, dy);
+    free(x); free(W); free(y);
+}
+
+/* Batches above MOA_CUDA_MATVEC_MAX_N on a raw weight: moa_cuda_matmul dequantises it into
+ * the context's scratch and runs the same GEMM as on the weight uploaded dequantised, so the
+ * results are the same bit for bit (f16 and bf16, with a bias; the scratch grown by a larger
+ * weight and reused by a smaller one); moa_cuda_matmul_f32 and the backend table's matmul
+ * (raw and dequantised weights mixed in one call) and matmul_to_host take the matvec up to
+ * the limit and the scratch GEMM above it, bit for bit as the direct calls. */
+TEST(raw_weight_scratch_gemm) {
+    const int64_t n_in = 256, n = 11, nouts[2] = {45, 19};
+    float *x = malloc(sizeof(float) * n * n_in), bias[45];
+    fill(x, (size_t)(n * n_in), 1.0f);
+    fill(bias, 45, 1.0f);
+    float *dx = dev_from(x, sizeof(float) * n * n_in), *ya = dev_alloc(4 * n * 45), *yb = dev_alloc(4 * n * 45);
+    void *xh = dev_alloc(2 * n * n_in);
+    float *ha = malloc(4 * n * 45), *hb = malloc(4 * n * 45);
+    const moa_backend be = moa_cuda_backend(g_ctx);
+    int bad = 0;
+    for (int k = 0; k < 8; k++)
+        for (int dt = MOA_CUDA_F16; dt <= MOA_CUDA_BF16; dt++)
+            for (int s = 0; s < 2; s++) {
+                const moa_ggml_type t = mv_types[k];
+                const int64_t n_out = nouts[s];
+                uint32_t bsz;
+                moa_ggml_type_info(t, &bsz, NULL);
+                const size_t rb = moa_ggml_row_bytes(t, n_in), ny = (size_t)(n * n_out);
+                uint8_t *raw = malloc(rb * n_out);
+                qb_fill(t, raw, n_in / bsz * n_out, 0);
+                moa_cuda_weight wr, wd;
+                CHECK_OK(moa_cuda_weight_upload_raw(g_ctx, t, raw, n_out, n_in, (moa_cuda_dtype)dt, &wr));
+                CHECK_OK(moa_cuda_weight_upload(g_ctx, t, raw, n_out, n_in, (moa_cuda_dtype)dt, &wd));
+                CHECK_OK(moa_cuda_weight_set_bias(g_ctx, &wr, bias));
+                CHECK_OK(moa_cuda_weight_set_bias(g_ctx, &wd, bias));
+                CHECK_OK(moa_cuda_convert(g_ctx, dx, n * n_in, xh, (moa_cuda_dtype)dt));
+                CHECK_OK(moa_cuda_matmul(g_ctx, &wr, xh, n, ya));
+                CHECK_OK(moa_cuda_matmul(g_ctx, &wd, xh, n, yb));
+                to_host(ha, ya, 4 * ny); to_host(hb, yb, 4 * ny);
+                bad += memcmp(ha, hb, 4 * ny) != 0;
+                CHECK_OK(moa_cuda_matmul_f32(g_ctx, &wr, dx, n, ya));   /* above the limit: the GEMM */
+                to_host(ha, ya, 4 * ny);
+                bad += memcmp(ha, hb, 4 * ny) != 0;
+                /* the table: q/k/v-like call mixing a raw and a dequantised weight */
+                const void *ws[2] = {&wr, &wd};
+                float *ys[2] = {ya, yb};
+                CHECK_OK(be.matmul(be.ctx, ws, 2, dx, n, ys));
+                to_host(ha, ya, 4 * ny);
+                bad += memcmp(ha, hb, 4 * ny) != 0;
+                float *hh = malloc(4 * ny);
+                CHECK_OK(be.matmul_to_host(be.ctx, &wr, dx, n, hh));
+                bad += memcmp(hh, hb, 4 * ny) != 0;
+                /* at the limit: the matvec, through every entry */
+                const int64_t m = MOA_CUDA_MATVEC_MAX_N, nm = m * n_out;
+                CHECK_OK(moa_cuda_matvec(g_ctx, &wr, dx, m, yb));
+                to_host(hb, yb, 4 * (size_t)nm);
+                CHECK_OK(moa_cuda_matmul_f32(g_ctx, &wr, dx, m, ya));
+                to_host(ha, ya, 4 * (size_t)nm);
+                bad += memcmp(ha, hb, 4 * (size_t)nm) != 0;
+                const void *w1[1] = {&wr};
+                CHECK_OK(be.matmul(be.ctx, w1, 1, dx, m, ys));
+                to_host(ha, ya, 4 * (size_t)nm);
+                bad += memcmp(ha, hb, 4 * (size_t)nm) != 0;
+                CHECK_OK(be.matmul_to_host(be.ctx, &wr, dx, m, hh));
+                bad += memcmp(hh, hb, 4 * (size_t)nm) != 0;
+                if (bad) fprintf(stderr, "  %s %s n_out %lld: differs\n", moa_ggml_type_name(t),
+                                 dt == MOA_CUDA_F16 ? "f16" : "bf16", (long long)n_out);
+                free(hh);
+                moa_cuda_weight_free(g_ctx, &wr);
+                moa_cuda_weight_free(g_ctx, &wd);
+                free(raw);
+            }
+    CHECK_EQ_INT(bad, 0);
+    moa_cuda_free(g_ctx, dx); moa_cuda_free(g_ctx, ya); moa_cuda_free(g_ctx, yb); moa_cuda_free(g_ctx, xh);
+    free(x); free(ha); free(hb);
+}
+
 TEST(embedding_rows) {
     const moa_ggml_type t = MOA_GGML_Q4_1;
     const int64_t d = 96, n_vocab = 11;
@@ -1278,6 +1471,8 @@ int main(void) {
     RUN(embedding_rows_all_block_types);
     RUN(weight_upload_all_block_types);
     RUN(weight_upload_and_matmul);
+    RUN(matvec_raw_all_block_types);
+    RUN(raw_weight_scratch_gemm);
     RUN(rmsnorm_swiglu_add);
     RUN(rope_adjacent_pairs);
     RUN(rope_neox_halves);
