@@ -33,7 +33,9 @@ mkdir -p plans "$DIR/cells"
 plan() {   # density tag
   local d=$1 tag=$2 out="plans/$NAME-$2.json"
   [ "$REPORT" = 1 ] && return 0
-  [ -f "$out" ] && [ "$out" -nt "$WORK/plan.json" ] && [ -f "plans/$NAME-$tag.md" ] && return 0
+  # done when newer than the profile (the work directory's plan.json alternates between the
+  # densities, so it cannot tell: comparing with it remade the 50% plan needlessly once)
+  [ -f "$out" ] && [ -f "$WORK/profile.h5" ] && [ "$out" -nt "$WORK/profile.h5" ] && [ -f "plans/$NAME-$tag.md" ] && return 0
   echo "== publish-plans: $NAME $tag% ($(date -u +%FT%TZ))" >&2
   "$MOA" compress -m "$MODEL" --density "$d" --eval-samples 2 -o "$out" --workdir "$WORK" > "plans/$NAME-$tag.md.tmp"
   mv "plans/$NAME-$tag.md.tmp" "plans/$NAME-$tag.md"
