@@ -95,28 +95,33 @@ moa_status moa_cuda_embed(moa_cuda_ctx *c, moa_ggml_type t, const void *table, i
     return MOA_OK;
 }
 
-moa_status moa_cuda_weight_upload(moa_cuda_ctx *c, moa_ggml_type t, const void *host,
-                                  int64_t n_out, int64_t n_in, moa_cuda_dtype dt,
-                                  moa_cuda_weight *w) {
-    static const char fn[] = "moa_cuda_weight_upload";
+/* Both uploads: the raw blocks go to the device; keep_raw keeps only them (w->raw), else
+ * they are dequantised into w->data as dt and the block buffer is freed. */
+static moa_status upload_blocks(moa_cuda_ctx *c, moa_ggml_type t, const void *host, int64_t n_out, int64_t n_in,
+                                moa_cuda_dtype dt, int keep_raw, moa_cuda_weight *w, const char *fn) {
     memset(w, 0, sizeof *w);
-    if (dt != MOA_CUDA_F16 && dt != MOA_CUDA_BF16 && dt != MOA_CUDA_F32)
-        return moa_err(MOA_ERR_INVALID_ARG, "%s: weights are stored as f16, bf16 or f32", fn);
+    if (dt != MOA_CUDA_F16 && dt != MOA_CUDA_BF16 && (keep_raw || dt != MOA_CUDA_F32))
+        return moa_err(MOA_ERR_INVALID_ARG, keep_raw ? "%s: the GEMM type of a raw weight is f16 or bf16"
+                                                     : "%s: weights are stored as f16, bf16 or f32", fn);
     MOA_TRY(check_type(t, n_in, fn));
     if (n_out < 1 || n_in < 1) return moa_err(MOA_ERR_INVALID_ARG, "%s: empty weight", fn);
     const size_t raw = moa_ggml_row_bytes(t, n_in) * (size_t)n_out;
     const int64_t n = n_out * n_in;
-    void *tmp = NULL;
-    MOA_TRY(moa_cuda_alloc(c, raw, &tmp));
-    moa_status st = moa_cuda_alloc(c, (size_t)n * moa_cuda_dtype_size(dt), &w->data);
-    if (st == MOA_OK) st = moa_cuda_upload(c, tmp, host, raw);
-    if (st == MOA_OK) st = moa_cuda_dequant(c, t, tmp, n, w->data, dt);
-    if (st == MOA_OK) st = moa_cuda_sync(c);       /* tmp is freed below */
-    moa_cuda_free(c, tmp);
+    void *blocks = NULL;
+    MOA_TRY(moa_cuda_alloc(c, raw, &blocks));
+    moa_status st = keep_raw ? MOA_OK : moa_cuda_alloc(c, (size_t)n * moa_cuda_dtype_size(dt), &w->data);
+    if (st == MOA_OK) st = moa_cuda_upload(c, blocks, host, raw);
+    if (st == MOA_OK && !keep_raw) st = moa_cuda_dequant(c, t, blocks, n, w->data, dt);
+    if (st == MOA_OK) st = moa_cuda_sync(c);   /* the caller may free host on return; blocks too */
+    if (st != MOA_OK || !keep_raw) moa_cuda_free(c, blocks);
     if (st != MOA_OK) {
         moa_cuda_free(c, w->data);
         w->data = NULL;
         return st;
+    }
+    if (keep_raw) {
+        w->raw = blocks;
+        w->type = t;
     }
     w->dtype = dt;
     w->n_out = n_out;
@@ -124,29 +129,16 @@ moa_status moa_cuda_weight_upload(moa_cuda_ctx *c, moa_ggml_type t, const void *
     return MOA_OK;
 }
 
+moa_status moa_cuda_weight_upload(moa_cuda_ctx *c, moa_ggml_type t, const void *host,
+                                  int64_t n_out, int64_t n_in, moa_cuda_dtype dt,
+                                  moa_cuda_weight *w) {
+    return upload_blocks(c, t, host, n_out, n_in, dt, 0, w, "moa_cuda_weight_upload");
+}
+
 moa_status moa_cuda_weight_upload_raw(moa_cuda_ctx *c, moa_ggml_type t, const void *host,
                                       int64_t n_out, int64_t n_in, moa_cuda_dtype dt,
                                       moa_cuda_weight *w) {
-    static const char fn[] = "moa_cuda_weight_upload_raw";
-    memset(w, 0, sizeof *w);
-    if (dt != MOA_CUDA_F16 && dt != MOA_CUDA_BF16)
-        return moa_err(MOA_ERR_INVALID_ARG, "%s: the GEMM type of a raw weight is f16 or bf16", fn);
-    MOA_TRY(check_type(t, n_in, fn));
-    if (n_out < 1 || n_in < 1) return moa_err(MOA_ERR_INVALID_ARG, "%s: empty weight", fn);
-    const size_t raw = moa_ggml_row_bytes(t, n_in) * (size_t)n_out;
-    MOA_TRY(moa_cuda_alloc(c, raw, &w->raw));
-    moa_status st = moa_cuda_upload(c, w->raw, host, raw);
-    if (st == MOA_OK) st = moa_cuda_sync(c);   /* the caller may free host on return */
-    if (st != MOA_OK) {
-        moa_cuda_free(c, w->raw);
-        w->raw = NULL;
-        return st;
-    }
-    w->dtype = dt;
-    w->n_out = n_out;
-    w->n_in = n_in;
-    w->type = t;
-    return MOA_OK;
+    return upload_blocks(c, t, host, n_out, n_in, dt, 1, w, "moa_cuda_weight_upload_raw");
 }
 
 void moa_cuda_weight_free(moa_cuda_ctx *c, moa_cuda_weight *w) {
