@@ -98,6 +98,26 @@ static void print_num(double a, int prec) {
     else printf("  %7.*f", prec, a);
 }
 
+/* The plan's effective context relative to dense (the longest validated length where the
+ * plan's accuracy is at least MOA_LONGEVAL_THRESHOLD x dense's, as eval's
+ * effective_context_length_vs_reference) and its mean span there: the plan's density at that
+ * length x the length (tokens kept per KV head on average), and their ratio (MoA reports
+ * 3.9x for its 25% plans). */
+static void print_effective_context(const moa_plan *p, const moa_plan_validation *v) {
+    int64_t eff = 0;
+    for (int i = 0; i < v->n_lengths; i++)
+        if (!isnan(v->dense[i]) && !isnan(v->plan[i]) && v->dense[i] > 0 &&
+            v->plan[i] >= MOA_LONGEVAL_THRESHOLD * v->dense[i] && v->length[i] > eff)
+            eff = v->length[i];
+    if (eff == 0) {
+        printf("  effective context (plan >= %.2g x dense): none of the validated lengths\n", MOA_LONGEVAL_THRESHOLD);
+        return;
+    }
+    const double d = moa_plan_density(p, eff);
+    printf("  effective context (plan >= %.2g x dense): %lld; mean span there %.0f tokens (density %.3f): %.2fx\n",
+           MOA_LONGEVAL_THRESHOLD, (long long)eff, d * (double)eff, d, d > 0 ? 1.0 / d : 0.0);
+}
+
 /* The validation summary the plan carries, if any. */
 static void print_validation(const moa_plan *p) {
     moa_plan_validation v;
@@ -115,6 +135,7 @@ static void print_validation(const moa_plan *p) {
         print_num(v.plan[i], 2);
         printf("\n");
     }
+    print_effective_context(p, &v);
     if (v.heldout_length > 0) {
         printf("  held-out response loss at %lld (%d samples, nats/token):", (long long)v.heldout_length,
                v.heldout_samples);

@@ -439,6 +439,18 @@ TEST(plan_annotate) {
            P("out.json"));
     CHECK(strstr(output, "      4096        -        -     0.25") != NULL);
     CHECK(strstr(output, "held-out response loss at 2048 (6 samples") != NULL);
+    /* effective context vs dense: 1024 (0.9 >= 0.9 x 1.0), not 2048 (0.75 < 0.9 x 0.95), not
+     * 4096 (no dense result); the span ratio there is 1 / the plan's density at 1024 */
+    {
+        moa_plan *pl = NULL;
+        CHECK_OK(moa_plan_load(P("out.json"), &pl));
+        char want[160];
+        const double d = pl ? moa_plan_density(pl, 1024) : 1;
+        snprintf(want, sizeof want, "effective context (plan >= 0.9 x dense): 1024; mean span there %.0f tokens "
+                 "(density %.3f): %.2fx", d * 1024, d, 1 / d);
+        CHECK(strstr(output, want) != NULL);
+        moa_plan_free(pl);
+    }
     /* in place, twice: the second run sees the annotated file, whose bytes the results do not
      * record, but whose plan without the summary they do; the calibration is kept */
     {
