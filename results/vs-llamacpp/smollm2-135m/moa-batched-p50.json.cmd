@@ -1,1 +1,1 @@
-build/cli/moa bench decode -m /root/.cache/moa/SmolLM2-135M-Instruct.Q4_1.gguf --context 7680 --tokens 32 -r 3 --warmup 1 --kv-budget 754974720 --plan results/plans/smollm2-135m/work/plan.json --kv-type f16 --format json
+build/cli/moa bench decode -m /root/.cache/moa/SmolLM2-135M-Instruct.Q4_1.gguf --context 7680 --tokens 32 -r 3 --warmup 1 --kv-budget 754974720 --plan plans/smollm2-135m-50.json --kv-type f16 --format json

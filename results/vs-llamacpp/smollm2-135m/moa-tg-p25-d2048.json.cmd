@@ -1,1 +1,1 @@
-build/cli/moa bench decode -m /root/.cache/moa/SmolLM2-135M-Instruct.Q4_1.gguf --context 2048 --tokens 128 -r 3 --warmup 1 --uniform 0.25 --kv-type f16 --format json
+build/cli/moa bench decode -m /root/.cache/moa/SmolLM2-135M-Instruct.Q4_1.gguf --context 2048 --tokens 128 -r 3 --warmup 1 --plan plans/smollm2-135m-25.json --kv-type f16 --format json
