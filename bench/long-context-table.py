@@ -18,6 +18,9 @@ LABEL = {"dense": "dense", "uniform50": "uniform 50%", "plan50": "MoA plan 50%",
          "uniform25": "uniform 25%", "plan25": "MoA plan 25%"}
 
 
+NEEDED = ("tok_s", "stddev", "kv_bytes_per_seq", "attention_s_per_step", "peak_rss_mib", "batch")
+
+
 def load(d):
     runs = {}
     for p in glob.glob(os.path.join(d, "*.json")):
@@ -28,8 +31,11 @@ def load(d):
         try:
             r = json.load(open(p))
             row = r["results"][0]
+            for k in NEEDED:
+                if not isinstance(row[k], (int, float)):
+                    raise ValueError("%s is not a number" % k)
             runs[(parts[0], parts[1], int(parts[2]))] = (r, row)
-        except (ValueError, KeyError, IndexError, OSError) as e:
+        except (ValueError, KeyError, IndexError, TypeError, OSError) as e:
             print("long-context-table: skipping %s: %s" % (p, e), file=sys.stderr)
     return runs
 
