@@ -40,39 +40,30 @@ def load(d):
     return runs
 
 
+PARTS = (("decode", "decode, batch 1"), ("batched", "batched, one KV budget"))
+
+
+def ratio(a, b):
+    return a / b if b else None
+
+
 def rows(runs):
     out = []
-    ctxs = sorted({c for (k, _, c) in runs if k == "decode"})
-    bctxs = sorted({c for (k, _, c) in runs if k == "batched"})
-    for c in ctxs:
-        dense = runs.get(("decode", "dense", c))
-        for m in ORDER:
-            if ("decode", m, c) not in runs:
-                continue
-            r, row = runs[("decode", m, c)]
-            x = row["tok_s"] / dense[1]["tok_s"] if dense else None
-            kv = row["kv_bytes_per_seq"]
-            out.append({"part": "decode, batch 1", "context": c, "method": LABEL[m],
-                        "tok_s": row["tok_s"], "stddev": row["stddev"], "x_dense": x,
-                        "kv_mib": kv / 1048576.0,
-                        "kv_x_dense": kv / dense[1]["kv_bytes_per_seq"] if dense else None,
-                        "attention_ms_per_token": 1e3 * row["attention_s_per_step"],
-                        "prefill_s": row.get("fill_s"), "peak_rss_mib": row["peak_rss_mib"],
-                        "batch": 1, "load": r.get("load_at_end"), "end_utc": r.get("end_utc")})
-    for c in bctxs:
-        dense = runs.get(("batched", "dense", c))
-        for m in ORDER:
-            if ("batched", m, c) not in runs:
-                continue
-            r, row = runs[("batched", m, c)]
-            x = row["tok_s"] / dense[1]["tok_s"] if dense else None
-            out.append({"part": "batched, one KV budget", "context": c, "method": LABEL[m],
-                        "tok_s": row["tok_s"], "stddev": row["stddev"], "x_dense": x,
-                        "kv_mib": row["kv_bytes_per_seq"] / 1048576.0,
-                        "kv_x_dense": (row["kv_bytes_per_seq"] / dense[1]["kv_bytes_per_seq"]) if dense else None,
-                        "attention_ms_per_token": 1e3 * row["attention_s_per_step"],
-                        "prefill_s": row.get("fill_s"), "peak_rss_mib": row["peak_rss_mib"],
-                        "batch": row["batch"], "load": r.get("load_at_end"), "end_utc": r.get("end_utc")})
+    for kind, part in PARTS:
+        for c in sorted({c for (k, _, c) in runs if k == kind}):
+            dense = runs.get((kind, "dense", c), (None, {}))[1]
+            for m in ORDER:
+                if (kind, m, c) not in runs:
+                    continue
+                r, row = runs[(kind, m, c)]
+                out.append({"part": part, "context": c, "method": LABEL[m], "batch": row["batch"],
+                            "tok_s": row["tok_s"], "stddev": row["stddev"],
+                            "x_dense": ratio(row["tok_s"], dense.get("tok_s")),
+                            "kv_mib": row["kv_bytes_per_seq"] / 1048576.0,
+                            "kv_x_dense": ratio(row["kv_bytes_per_seq"], dense.get("kv_bytes_per_seq")),
+                            "attention_ms_per_token": 1e3 * row["attention_s_per_step"],
+                            "prefill_s": row.get("fill_s"), "peak_rss_mib": row["peak_rss_mib"],
+                            "load": r.get("load_at_end"), "end_utc": r.get("end_utc")})
     return out
 
 
