@@ -106,6 +106,11 @@ heldout() {   # -> $DIR/cells/heldout-LEN-METHOD.json (mean response CE per meth
   done
 }
 
+heldout_ce() {   # method tag -> its held-out mean CE (repr), or nothing
+  python3 -c 'import json,sys; print(repr(json.load(open(sys.argv[1]))["mean_ce"]))' \
+    "$DIR/cells/heldout-$HELDOUT_LEN-$1.json" 2>/dev/null || true
+}
+
 accuracy() {   # results json -> mean accuracy over its cells, or empty
   python3 -c 'import json,sys
 r=json.load(open(sys.argv[1])); a=[c for c in r.get("lengths",[]) if c.get("accuracy") is not None]
@@ -172,8 +177,8 @@ table() {   # accuracy per (task, length) and method, markdown
   echo "|---:|---:|---:|---:|---:|---:|"
   row="| $HELDOUT_LEN |"
   for method in dense plan50 uniform50 plan25 uniform25; do
-    f="$DIR/cells/heldout-$HELDOUT_LEN-$method.json"
-    a=$(python3 -c 'import json,sys; print("%.3f" % json.load(open(sys.argv[1]))["mean_ce"])' "$f" 2>/dev/null || true)
+    a=$(heldout_ce "$method")
+    [ -z "$a" ] || a=$(printf '%.3f' "$a")
     row="$row ${a:--} |"
   done
   echo "$row"
@@ -194,11 +199,10 @@ publish() {   # density tag -> plans/NAME-TAG.json (+ .md), when a needle plan c
   local args=(--task needle --plan "$(IFS=,; echo "${planned[*]}")")
   [ "${#dense[@]}" -gt 0 ] && args+=(--dense "$(IFS=,; echo "${dense[*]}")")
   [ "${#uniform[@]}" -gt 0 ] && args+=(--uniform "$(IFS=,; echo "${uniform[*]}")")
-  local ce m flag hargs=()
+  local ce m hargs=()
   for m in dense uniform plan; do
-    f="$DIR/cells/heldout-$HELDOUT_LEN-$m$tag.json"; [ "$m" = dense ] && f="$DIR/cells/heldout-$HELDOUT_LEN-dense.json"
-    ce=$(python3 -c 'import json,sys; print(repr(json.load(open(sys.argv[1]))["mean_ce"]))' "$f" 2>/dev/null) || continue
-    flag="--heldout-$m"; hargs+=("$flag" "$ce")
+    ce=$(heldout_ce "$m$([ "$m" = dense ] || echo "$tag")")
+    [ -z "$ce" ] || hargs+=("--heldout-$m" "$ce")
   done
   [ "${#hargs[@]}" -eq 0 ] || args+=(--heldout-length "$HELDOUT_LEN" --heldout-samples "$HELDOUT_SAMPLES" "${hargs[@]}")
   mkdir -p plans
