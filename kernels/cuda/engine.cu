@@ -345,18 +345,6 @@ moa_status moa_cuda_matvec(moa_cuda_ctx *c, const moa_cuda_weight *W, const floa
     }
 }
 
-moa_status moa_cuda_matmul_f32(moa_cuda_ctx *c, const moa_cuda_weight *W, const float *x, int64_t n,
-                               float *y) {
-    if (!W || (!W->data && !W->raw)) return moa_err(MOA_ERR_INVALID_ARG, "moa_cuda_matmul_f32: no weight");
-    if (n <= 0) return MOA_OK;
-    if (W->raw && n <= MOA_CUDA_MATVEC_MAX_N) return moa_cuda_matvec(c, W, x, n, y);
-    if (W->dtype == MOA_CUDA_F32) return moa_cuda_matmul(c, W, x, n, y);
-    void *xw = NULL;
-    MOA_TRY(moa_cuda_workspace(c, MOA_CU_WS_X, moa_cuda_dtype_size(W->dtype) * (size_t)(n * W->n_in), &xw));
-    MOA_TRY(moa_cuda_convert(c, x, n * W->n_in, xw, W->dtype));
-    return moa_cuda_matmul(c, W, xw, n, y);
-}
-
 moa_status moa_cuda_matmul_bwd(moa_cuda_ctx *c, const moa_cuda_weight *W, const void *dy,
                                int64_t n, float *dx, float beta) {
     if (W && W->raw)

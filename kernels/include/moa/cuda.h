@@ -154,12 +154,6 @@ moa_status moa_cuda_matmul(moa_cuda_ctx *ctx, const moa_cuda_weight *W, const vo
  * bias added last; it reads each weight byte once per call, whatever n. */
 moa_status moa_cuda_matvec(moa_cuda_ctx *ctx, const moa_cuda_weight *W, const float *x,
                            int64_t n, float *y);
-/* The projection with f32 activations, for either kind of weight: a raw weight with
- * n <= MOA_CUDA_MATVEC_MAX_N takes moa_cuda_matvec; otherwise x is rounded to W's dtype in
- * the context's workspace (f32 weights: read as is) and moa_cuda_matmul runs. What the
- * backend table's matmul / matmul_to_host do per weight. */
-moa_status moa_cuda_matmul_f32(moa_cuda_ctx *ctx, const moa_cuda_weight *W, const float *x,
-                               int64_t n, float *y);
 
 /* The backward of moa_cuda_matmul for activations: dx[t][i] = sum_o dy[t][o] W[o][i]
  * + beta dx[t][i] (a bias does not enter it). Dequantised weights only (the profiler's);
