@@ -106,8 +106,7 @@ static void print_num(double a, int prec) {
 static void print_effective_context(const moa_plan *p, const moa_plan_validation *v) {
     int64_t eff = 0;
     for (int i = 0; i < v->n_lengths; i++)
-        if (!isnan(v->dense[i]) && !isnan(v->plan[i]) && v->dense[i] > 0 &&
-            v->plan[i] >= MOA_LONGEVAL_THRESHOLD * v->dense[i] && v->length[i] > eff)
+        if (moa_longeval_holds(v->plan[i], v->dense[i], MOA_LONGEVAL_THRESHOLD) && v->length[i] > eff)
             eff = v->length[i];
     if (eff == 0) {
         printf("  effective context (plan >= %.2g x dense): none of the validated lengths\n", MOA_LONGEVAL_THRESHOLD);

@@ -89,11 +89,15 @@ void eval_aggregate(moa_longeval_results *r) {
         r->effective_length_rel = 0;
         for (int l = 0; l < r->n_lengths; l++) {
             moa_longeval_length *L = &r->lengths[l];
-            if (L->n && L->ref_accuracy > 0 && L->accuracy >= r->threshold * L->ref_accuracy &&
+            if (L->n && moa_longeval_holds(L->accuracy, L->ref_accuracy, r->threshold) &&
                 L->length > r->effective_length_rel)
                 r->effective_length_rel = L->length;
         }
     }
+}
+
+int moa_longeval_holds(double acc, double ref, double threshold) {
+    return ref > 0 && acc >= threshold * ref;   /* false for NaN */
 }
 
 static moa_status results_alloc(const char *label, const char *settings, const int *lengths,

@@ -43,6 +43,11 @@ struct moa_tokenizer;
 #define MOA_LONGEVAL_BINS     10     /* position bins: floor(10 * query_index / lines) */
 #define MOA_LONGEVAL_THRESHOLD 0.9   /* effective context length: accuracy >= 0.9 */
 
+/* The relative effective-context rule at one length: 1 if accuracy `acc` holds against the
+ * reference's `ref` (ref > 0 and acc >= threshold x ref), else 0 (NaN: 0). Used for
+ * effective_length_rel and by `moa plan show` on a plan's validation summary. */
+int moa_longeval_holds(double acc, double ref, double threshold);
+
 /* ==== the model side ======================================================================= */
 typedef struct {
     moa_calib_tokenizer tok;   /* count_tokens, encode_prompt, detokenize: all required */
