@@ -31,7 +31,7 @@ PYEOF
 )
     [ "$rows" -ge 0 ] || continue
     if [ -f "$src" ]; then
-      { cp "$src.log" "$out.log" && cp "$src" "$out.tmp" && mv "$out.tmp" "$out"; } || return 1
+      { cp "$src.log" "$out.log.tmp" && mv "$out.log.tmp" "$out.log" && cp "$src" "$out.tmp" && mv "$out.tmp" "$out"; } || return 1
       echo "== $task $len dense: copied from $src" >&2
       return 0
     fi
