@@ -30,12 +30,32 @@ DIR="results/plans/$NAME"
 WORK="$DIR/work"
 mkdir -p plans "$DIR/cells"
 
+sha() { sha256sum < "$1" | cut -c1-64; }
+plan_profile() {   # plan file -> the sha256 of the profile it was made from
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["provenance"]["profile_sha256"])' "$1" 2>/dev/null || true
+}
+# A cell made with a plan (or matched to its density) records the plan's sha256 beside it
+# (CELL.plan, written before the cell starts): it is current while the plan file is unchanged.
+# Dense cells depend on no plan.
+cell_current() {   # cell json, plan file or "" -> 0 when the finished cell is current
+  [ -f "$1" ] || return 1
+  [ -z "$2" ] && return 0
+  [ -f "$1.plan" ] && [ "$(cat "$1.plan")" = "$(sha "$2")" ]
+}
+cell_start() {   # cell json, plan file or "": drop a stale cell, record the plan it is made with
+  [ -z "$2" ] && return 0
+  if [ ! -f "$1.plan" ] || [ "$(cat "$1.plan")" != "$(sha "$2")" ]; then rm -f "$1" "$1.log"; fi
+  sha "$2" > "$1.plan.tmp" && mv "$1.plan.tmp" "$1.plan"
+}
+
 plan() {   # density tag
   local d=$1 tag=$2 out="plans/$NAME-$2.json"
   [ "$REPORT" = 1 ] && return 0
-  # done when newer than the profile (the work directory's plan.json alternates between the
-  # densities, so it cannot tell: comparing with it remade the 50% plan needlessly once)
-  [ -f "$out" ] && [ -f "$WORK/profile.h5" ] && [ "$out" -nt "$WORK/profile.h5" ] && [ -f "plans/$NAME-$tag.md" ] && return 0
+  # done when made from the work directory's profile (its sha256 in the plan's provenance;
+  # by content, not modification times, which a fresh clone does not keep; the work
+  # directory's plan.json alternates between the densities, so it cannot tell either)
+  [ -f "$out" ] && [ -f "$WORK/profile.h5" ] && [ -f "plans/$NAME-$tag.md" ] &&
+    [ "$(plan_profile "$out")" = "$(sha "$WORK/profile.h5")" ] && return 0
   echo "== publish-plans: $NAME $tag% ($(date -u +%FT%TZ))" >&2
   "$MOA" compress -m "$MODEL" --density "$d" --eval-samples 2 -o "$out" --workdir "$WORK" > "plans/$NAME-$tag.md.tmp"
   mv "plans/$NAME-$tag.md.tmp" "plans/$NAME-$tag.md"
@@ -48,31 +68,31 @@ print(" ".join("%d:%.3f"%(c["length"],c["accuracy"]) for c in r.get("lengths",[]
 }
 
 cell() {   # method -> multi-key results (resumable)
-  local method=$1 args=()
+  local method=$1 args=() pf=""
   local out="$DIR/cells/needle-multikey-$method.json"
   case $method in
     dense) args=(--dense) ;;
-    plan50|plan25) args=(--plan "plans/$NAME-${method#plan}.json") ;;
-    uniform50|uniform25) args=(--uniform-like "plans/$NAME-${method#uniform}.json") ;;
+    plan50|plan25) pf="plans/$NAME-${method#plan}.json"; args=(--plan "$pf") ;;
+    uniform50|uniform25) pf="plans/$NAME-${method#uniform}.json"; args=(--uniform-like "$pf") ;;
   esac
   [ "$REPORT" = 1 ] && return 0
-  [ -f "$out" ] && [ "$out" -nt "plans/$NAME-50.json" ] && [ "$out" -nt "plans/$NAME-25.json" ] && return 0
-  [ "$method" = dense ] || [ ! -f "$out" ] || rm -f "$out" "$out.log"   # a newer plan: start over
+  cell_current "$out" "$pf" && return 0
+  cell_start "$out" "$pf"   # another plan: start over
   echo "== publish-plans: $NAME needle-multikey $method ($(date -u +%FT%TZ))" >&2
   "$MOA" eval longeval -m "$MODEL" "${args[@]}" --task needle-multikey --lengths "$MK_LENGTHS" --samples 3 \
     --seed 3 --label "$method" -o "$out" --log "$out.log" --resume >&2
 }
 
 kvcell() {   # kv-type method -> single-needle results with that KV storage (resumable)
-  local kv=$1 method=$2 args=()
+  local kv=$1 method=$2 args=() pf=""
   local out="$DIR/cells/needle-$kv-$method.json"
   case $method in
     dense) args=(--dense) ;;
-    plan50|plan25) args=(--plan "plans/$NAME-${method#plan}.json") ;;
+    plan50|plan25) pf="plans/$NAME-${method#plan}.json"; args=(--plan "$pf") ;;
   esac
   [ "$REPORT" = 1 ] && return 0
-  [ -f "$out" ] && [ "$out" -nt "plans/$NAME-50.json" ] && [ "$out" -nt "plans/$NAME-25.json" ] && return 0
-  [ "$method" = dense ] || [ ! -f "$out" ] || rm -f "$out" "$out.log"
+  cell_current "$out" "$pf" && return 0
+  cell_start "$out" "$pf"
   echo "== publish-plans: $NAME needle KV $kv $method ($(date -u +%FT%TZ))" >&2
   "$MOA" eval longeval -m "$MODEL" "${args[@]}" --task needle --lengths "$KV_LENGTHS" --samples 2 \
     --seed 2 --kv-type "$kv" --label "$method-$kv" -o "$out" --log "$out.log" --resume >&2
