@@ -27,9 +27,28 @@ if [ ! -f "$SD" ] || [ "$(sha256sum "$SD" | cut -d' ' -f1)" != "$SDIST_SHA" ]; t
   tmpd=$(mktemp -d "$ROOT/dl.XXXXXX")
   trap 'rm -rf "$tmpd"' EXIT
   echo "llama-cpp-python==$VERSION --hash=sha256:$SDIST_SHA" > "$tmpd/req.txt"
+  # The file itself, from the package index's simple page (PEP 503; $PIP_INDEX_URL if set):
+  # `pip download` of an sdist prepares its metadata, which on a new machine means building
+  # its build dependencies from source (--no-binary :all:) for a long while.
+  python3 - "$VERSION" "$tmpd" <<'PY' >&2 ||
+import os, re, ssl, sys, urllib.parse, urllib.request
+version, out = sys.argv[1], sys.argv[2]
+index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
+ctx = ssl.create_default_context(cafile=os.environ.get("PIP_CERT") or None)
+name = "llama_cpp_python-%s.tar.gz" % version
+page = urllib.request.urlopen(index + "/llama-cpp-python/", context=ctx, timeout=120).read().decode()
+links = [h for h in re.findall(r'href="([^"]+)"', page) if h.split("#")[0].endswith("/" + name)]
+if not links:
+    sys.exit("build-llamacpp: %s not listed on %s/llama-cpp-python/" % (name, index))
+url = urllib.parse.urljoin(index + "/llama-cpp-python/", links[0].split("#")[0])
+with urllib.request.urlopen(url, context=ctx, timeout=600) as r, open(os.path.join(out, name), "wb") as f:
+    while True:
+        b = r.read(1 << 20)
+        if not b:
+            break
+        f.write(b)
+PY
   python3 -m pip download --quiet --no-deps --no-binary :all: --no-build-isolation \
-    --require-hashes -r "$tmpd/req.txt" -d "$tmpd" >&2 2>/dev/null ||
-  python3 -m pip download --quiet --no-deps --no-binary :all: \
     --require-hashes -r "$tmpd/req.txt" -d "$tmpd" >&2 ||
     die "download of llama-cpp-python==$VERSION failed (or its sha256 is not $SDIST_SHA)"
   got=$(sha256sum "$tmpd"/llama_cpp_python-$VERSION.tar.gz | cut -d' ' -f1)
