@@ -164,6 +164,7 @@ note() { step=$((step + 1)); echo "vs-llamacpp: [$step] $* ($(date -u +%T), load
 # stays empty in the table (e.g. a uniform window that does not fit a short context).
 run() {
   local name=$1; shift
+  rm -f "$W/$name.failed"   # a kept work directory: an earlier run's failure is not this one's
   echo "$*" > "$W/$name.cmd"
   if ! "$@" > "$W/$name" 2> "$W/$name.err"; then
     echo "vs-llamacpp: FAILED: $* (see $W/$name.err: $(tail -n 1 "$W/$name.err"))" >&2

@@ -1,1 +1,1 @@
-build/cli/moa bench decode -m /root/.cache/moa/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf --context 0 --tokens 128 -r 2 --warmup 1 --uniform 0.5 --kv-type f16 --format json
+build/cli/moa bench decode -m /root/.cache/moa/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf --context 0 --tokens 128 -r 2 --warmup 1 --plan results/long-context-v2/qwen2.5-coder-0.5b/plan-50.json --kv-type f16 --format json
